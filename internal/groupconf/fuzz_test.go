@@ -1,0 +1,24 @@
+package groupconf
+
+import "testing"
+
+// FuzzLoad: any input either loads into a valid config or returns an error;
+// it never panics.
+func FuzzLoad(f *testing.F) {
+	for _, s := range []string{
+		"traffic:\n  port: 8080\n",
+		"apis:\n  - name: a\n    pathPrefix: /a\n    backend: b\nbackends:\n  - name: b\n    url: http://x\n",
+		"zeroDowntime: {shutdown: {enabled: true, delay: 1.5}}",
+		"a: &x 1\nb: *x\n",
+		"[1, 2]",
+		"",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Load(Layer{Name: "f.yaml", YAML: data})
+		if err == nil && cfg == nil {
+			t.Fatal("nil config without error")
+		}
+	})
+}

@@ -1,0 +1,145 @@
+package groupconf
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPrecedence(t *testing.T) {
+	group := Layer{Name: "group.yaml", YAML: []byte("zeroDowntime:\n  shutdown:\n    enabled: true\n    delay: 5\ntraffic:\n  port: 9000\n")}
+	inst := Layer{Name: "instance.yaml", YAML: []byte("traffic:\n  port: 9100\nzeroDowntime:\n  shutdown:\n    delay: 2.5\n")}
+	props := Layer{Name: "-D", Properties: map[string]string{"zeroDowntime.shutdown.delay": "1500ms"}}
+	cfg, err := Load(group, inst, props)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.Traffic.Port, 9100; got != want {
+		t.Errorf("traffic.port: got %d, want %d", got, want)
+	}
+	if !cfg.ZeroDowntime.Shutdown.Enabled {
+		t.Errorf("zeroDowntime.shutdown.enabled: got false, want true (from group)")
+	}
+	if got, want := cfg.ZeroDowntime.Shutdown.Delay.D(), 1500*time.Millisecond; got != want {
+		t.Errorf("delay: got %v, want %v", got, want)
+	}
+	if got, want := cfg.Management.Port, 8085; got != want {
+		t.Errorf("management.port default: got %d, want %d", got, want)
+	}
+	if got, want := cfg.Origin("traffic.port").String(), "instance.yaml:2"; got != want {
+		t.Errorf("origin: got %q, want %q", got, want)
+	}
+	cfg2, err := Load(group, inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg2.ZeroDowntime.Shutdown.Delay.D(), 2500*time.Millisecond; got != want {
+		t.Errorf("delay without -D: got %v, want %v", got, want)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	cases := []struct {
+		name  string
+		layer Layer
+		want  []string
+	}{
+		{"unknown top key", Layer{Name: "g.yaml", YAML: []byte("traffic:\n  port: 1\ntrafic: {}\n")}, []string{"g.yaml:3", `unknown key "trafic"`, "did you mean \"traffic\"", "accepted at the top level"}},
+		{"unknown nested key", Layer{Name: "i.yaml", YAML: []byte("traffic:\n  prot: 80\n")}, []string{"i.yaml:2", "traffic.prot", "accepted under traffic: address, port"}},
+		{"unknown list item key", Layer{Name: "g.yaml", YAML: []byte("apis:\n  - name: a\n    pth: /x\n")}, []string{"g.yaml:3", "apis[0].pth"}},
+		{"type error", Layer{Name: "g.yaml", YAML: []byte("traffic:\n  port: eighty\n")}, []string{"g.yaml:2", "eighty"}},
+		{"syntax error", Layer{Name: "g.yaml", YAML: []byte("traffic:\n  port: 80\n bad\n")}, []string{"g.yaml:2", "did not find expected key"}},
+		{"bad duration", Layer{Name: "g.yaml", YAML: []byte("zeroDowntime:\n  shutdown:\n    delay: soon\n")}, []string{"g.yaml:3", "not a duration"}},
+		{"semantic", Layer{Name: "i.yaml", YAML: []byte("traffic:\n  port: 70000\n")}, []string{"i.yaml:2", "traffic.port", "not a TCP port"}},
+		{"port clash", Layer{Name: "i.yaml", YAML: []byte("traffic:\n  port: 8085\n")}, []string{"management.port", "8085"}},
+		{"api without backend", Layer{Name: "g.yaml", YAML: []byte("apis:\n  - name: a\n    pathPrefix: /a\n    backend: nope\n")}, []string{"g.yaml:4", "nope", "not defined"}},
+		{"unknown property", Layer{Name: "-D", Properties: map[string]string{"zeroDowntime.shutdown.dealy": "1"}}, []string{"unknown property", "zeroDowntime.shutdown.delay"}},
+		{"section property", Layer{Name: "-D", Properties: map[string]string{"traffic": "1"}}, []string{"is a section", "traffic.port"}},
+		{"list property", Layer{Name: "-D", Properties: map[string]string{"apis": "1"}}, []string{"a list"}},
+		{"management not loopback", Layer{Name: "i.yaml", YAML: []byte("management:\n  address: 0.0.0.0\n")}, []string{"i.yaml:2", "loopback"}},
+		{"alias", Layer{Name: "g.yaml", YAML: []byte("traffic: &t\n  port: 1\nmanagement: *t\n")}, []string{"aliases"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(tc.layer)
+			if err == nil {
+				t.Fatalf("got no error, want one containing %q", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("got %q, want it to contain %q", err, w)
+				}
+			}
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Errorf("got %T, want a *groupconf.Error inside", err)
+			}
+		})
+	}
+}
+
+func TestBackendDefaultsAndSample(t *testing.T) {
+	cfg, err := Load(Layer{Name: "g.yaml", YAML: []byte(`
+sample: {enabled: true, port: 9999}
+backends:
+  - name: s
+    sample: true
+  - name: b
+    url: http://127.0.0.1:1/base
+    timeout: 2
+apis:
+  - name: s
+    pathPrefix: /sample
+    stripPrefix: true
+    backend: s
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.Backends[0].Timeout.D(), 30*time.Second; got != want {
+		t.Errorf("default timeout: got %v, want %v", got, want)
+	}
+	if got, want := cfg.Backends[1].Timeout.D(), 2*time.Second; got != want {
+		t.Errorf("timeout: got %v, want %v", got, want)
+	}
+}
+
+func TestSetKeysKeepsComments(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "instance.yaml")
+	os.WriteFile(p, []byte("# my comment\ntraffic:\n  port: 1000 # traffic\n"), 0o644)
+	if err := SetKeys(p, map[string]string{"traffic.port": "2000", "sample.port": "3000"}, []string{"traffic.port", "sample.port"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(p)
+	for _, w := range []string{"# my comment", "port: 2000", "port: 3000", "# traffic"} {
+		if !strings.Contains(string(data), w) {
+			t.Errorf("got %q, want it to contain %q", data, w)
+		}
+	}
+	if err := SetKeys(p, map[string]string{"traffic.bogus": "1"}, nil, ""); err == nil {
+		t.Errorf("got no error for an unknown key")
+	}
+	data2, _ := os.ReadFile(p)
+	if string(data2) != string(data) {
+		t.Errorf("file changed after a failed SetKeys")
+	}
+}
+
+func TestKeysDocumented(t *testing.T) {
+	keys := Keys()
+	seen := map[string]bool{}
+	for _, k := range keys {
+		if k.Doc == "" {
+			t.Errorf("key %s has no doc tag", k.Key)
+		}
+		seen[k.Key] = true
+	}
+	for _, want := range []string{"traffic.port", "zeroDowntime.shutdown.delay", "apis[].pathPrefix", "backends[].timeout"} {
+		if !seen[want] {
+			t.Errorf("Keys() lacks %s", want)
+		}
+	}
+}

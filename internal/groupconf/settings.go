@@ -1,0 +1,213 @@
+// Package groupconf is the configuration of a gateway instance, in layers:
+// built-in defaults, the group configuration (groups/<group-id>/conf/group.yaml,
+// shared by every instance of the group), the instance settings
+// (groups/<group-id>/<instance-id>/conf/instance.yaml) and properties given on
+// the command line (startinstance -Dkey=value), later layers winning.
+//
+// Every layer uses the same keys (docs/configuration.md lists them all, from
+// Keys). An unknown key is an error naming the file, the line and the keys
+// that are accepted there. The result of Load is a *Config: plain data,
+// validated, never modified afterwards, so that an instance can hold it as one
+// immutable value and swap it atomically.
+package groupconf
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Settings is the whole configuration of one instance. Field tags: yaml is
+// the key, doc the one-line documentation, layer the file where the key
+// usually lives ("group" or "instance"; any layer may set any key).
+type Settings struct {
+	Traffic      Listener     `yaml:"traffic" doc:"The traffic listener (API requests)." layer:"instance"`
+	Management   Listener     `yaml:"management" doc:"The instance management listener (status, health); loopback only." layer:"instance"`
+	Sample       Sample       `yaml:"sample" doc:"The sample back-end service served by the instance on a listener of its own." layer:"instance"`
+	ZeroDowntime ZeroDowntime `yaml:"zeroDowntime" doc:"Zero-downtime shutdown and deployment." layer:"group"`
+	Startup      Startup      `yaml:"startup" doc:"Start-up behaviour." layer:"instance"`
+	Log          Log          `yaml:"log" doc:"The instance log (logs/instance.log)." layer:"group"`
+	AccessLog    AccessLog    `yaml:"accessLog" doc:"The access log (logs/access.log), one line per request." layer:"group"`
+	Backends     []Backend    `yaml:"backends" doc:"Back-end services that APIs forward to." layer:"group"`
+	APIs         []API        `yaml:"apis" doc:"APIs: which requests go to which back end." layer:"group"`
+}
+
+// Listener is an HTTP listener.
+type Listener struct {
+	Address           string   `yaml:"address" doc:"IP address to listen on; empty means every interface."`
+	Port              int      `yaml:"port" doc:"TCP port."`
+	ReadHeaderTimeout Duration `yaml:"readHeaderTimeout" doc:"Longest time a client may take to send the request headers."`
+	ReadTimeout       Duration `yaml:"readTimeout" doc:"Longest time to read a whole request, body included; 0 means no limit (long uploads stream)."`
+	WriteTimeout      Duration `yaml:"writeTimeout" doc:"Longest time to write a response; 0 means no limit (streams and long polls)."`
+	IdleTimeout       Duration `yaml:"idleTimeout" doc:"How long an idle keep-alive connection is kept open."`
+	MaxHeaderBytes    int      `yaml:"maxHeaderBytes" doc:"Largest request line and headers accepted, in bytes."`
+}
+
+// Sample configures the built-in sample back end.
+type Sample struct {
+	Enabled bool   `yaml:"enabled" doc:"Serve the sample back end (echo, delay, status)."`
+	Address string `yaml:"address" doc:"IP address of the sample back-end listener."`
+	Port    int    `yaml:"port" doc:"TCP port of the sample back-end listener."`
+}
+
+// ZeroDowntime holds the zero-downtime settings.
+type ZeroDowntime struct {
+	Shutdown   ZDTShutdown   `yaml:"shutdown" doc:"Zero-downtime shutdown."`
+	Deployment ZDTDeployment `yaml:"deployment" doc:"Zero-downtime deployment (used by the deployment issue)."`
+}
+
+// ZDTShutdown configures shutdown.
+type ZDTShutdown struct {
+	Enabled      bool     `yaml:"enabled" doc:"On shutdown, answer 503 on /healthchecklb and keep serving for the delay before closing the listener."`
+	Delay        Duration `yaml:"delay" doc:"How long to keep serving after /healthchecklb turned 503 (seconds, or a duration such as 1500ms). No upper cap."`
+	DrainTimeout Duration `yaml:"drainTimeout" doc:"After the listener closed, how long in-flight requests may take to finish before their connections are closed."`
+}
+
+// ZDTDeployment configures rolling deployments.
+type ZDTDeployment struct {
+	Enabled     bool     `yaml:"enabled" doc:"Deploy to the group's instances one at a time, taking each out of the load balancer first."`
+	DelayBefore Duration `yaml:"delayBefore" doc:"Wait between /healthchecklb turning 503 and the deployment."`
+	DelayAfter  Duration `yaml:"delayAfter" doc:"Wait between /healthchecklb turning 200 again and the next instance."`
+}
+
+// Startup configures start-up.
+type Startup struct {
+	Timeout Duration `yaml:"timeout" doc:"How long startinstance -d waits for the instance to report itself ready."`
+}
+
+// Log configures the instance log.
+type Log struct {
+	Level      string `yaml:"level" doc:"Lowest level written: debug, info, warn or error."`
+	MaxSizeMB  int    `yaml:"maxSizeMB" doc:"Rotate a log file when it reaches this size (MiB). Applies to the access log too."`
+	MaxBackups int    `yaml:"maxBackups" doc:"Rotated files kept per log."`
+	MaxAgeDays int    `yaml:"maxAgeDays" doc:"Rotated files older than this are removed; 0 keeps them."`
+	Compress   bool   `yaml:"compress" doc:"Gzip rotated files."`
+}
+
+// AccessLog configures the access log.
+type AccessLog struct {
+	Enabled bool `yaml:"enabled" doc:"Write one line per request to logs/access.log."`
+}
+
+// Backend is a back-end service.
+type Backend struct {
+	Name           string   `yaml:"name" doc:"Name that APIs refer to."`
+	URL            string   `yaml:"url" doc:"Base URL (http or https); its path is prefixed to the forwarded path."`
+	Sample         bool     `yaml:"sample" doc:"Use this instance's sample back end instead of a URL (http://sample.address:sample.port)."`
+	ConnectTimeout Duration `yaml:"connectTimeout" doc:"Longest time to establish a connection."`
+	Timeout        Duration `yaml:"timeout" doc:"Longest time to wait for the response headers once the request is sent (504 after it)."`
+	MaxIdleConns   int      `yaml:"maxIdleConns" doc:"Idle keep-alive connections kept to this back end."`
+	IdleTimeout    Duration `yaml:"idleTimeout" doc:"How long an idle connection to the back end is kept."`
+}
+
+// API maps requests to a back end.
+type API struct {
+	Name        string   `yaml:"name" doc:"Name, used in logs."`
+	Host        string   `yaml:"host" doc:"Match only requests for this host name (without port); empty matches any."`
+	Path        string   `yaml:"path" doc:"Match exactly this path."`
+	PathPrefix  string   `yaml:"pathPrefix" doc:"Match this path prefix (segment-aligned: /a matches /a and /a/b, not /ab)."`
+	Methods     []string `yaml:"methods" doc:"Match only these methods; empty matches any."`
+	Backend     string   `yaml:"backend" doc:"Name of the back end to forward to."`
+	StripPrefix bool     `yaml:"stripPrefix" doc:"Remove pathPrefix from the path before forwarding."`
+}
+
+// Defaults returns the built-in defaults.
+func Defaults() Settings {
+	return Settings{
+		Traffic: Listener{
+			Address: "", Port: 8080,
+			ReadHeaderTimeout: Seconds(10), IdleTimeout: Seconds(60),
+			MaxHeaderBytes: 32 << 10,
+		},
+		Management: Listener{
+			Address: "127.0.0.1", Port: 8085,
+			ReadHeaderTimeout: Seconds(10), ReadTimeout: Seconds(30), WriteTimeout: Seconds(30), IdleTimeout: Seconds(60),
+			MaxHeaderBytes: 16 << 10,
+		},
+		Sample: Sample{Enabled: false, Address: "127.0.0.1", Port: 8081},
+		ZeroDowntime: ZeroDowntime{
+			Shutdown:   ZDTShutdown{Enabled: false, Delay: Seconds(10), DrainTimeout: Seconds(30)},
+			Deployment: ZDTDeployment{Enabled: false, DelayBefore: Seconds(10), DelayAfter: Seconds(10)},
+		},
+		Startup: Startup{Timeout: Seconds(60)},
+		Log:     Log{Level: "info", MaxSizeMB: 50, MaxBackups: 10, MaxAgeDays: 30},
+		AccessLog: AccessLog{Enabled: true},
+	}
+}
+
+// BackendDefaults fills what a backend entry leaves out.
+func BackendDefaults() Backend {
+	return Backend{ConnectTimeout: Seconds(30), Timeout: Seconds(30), MaxIdleConns: 64, IdleTimeout: Seconds(15)}
+}
+
+// Duration is a time.Duration written in YAML either as a number of seconds
+// (10, 2.5) or as a Go duration string ("1500ms", "2m").
+type Duration time.Duration
+
+// Seconds returns a Duration of s seconds.
+func Seconds(s float64) Duration { return Duration(s * float64(time.Second)) }
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string {
+	if d == 0 {
+		return "0"
+	}
+	if time.Duration(d)%time.Second == 0 {
+		return strconv.FormatInt(int64(time.Duration(d)/time.Second), 10)
+	}
+	return time.Duration(d).String()
+}
+
+// ParseDuration reads seconds ("10", "2.5") or a duration ("1500ms").
+func ParseDuration(s string) (Duration, error) {
+	s = strings.TrimSpace(s)
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		if f < 0 {
+			return 0, fmt.Errorf("duration %q is negative", s)
+		}
+		return Seconds(f), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (write seconds such as 10 or 2.5, or a duration such as 1500ms)", s)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("duration %q is negative", s)
+	}
+	return Duration(d), nil
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: want a duration, got a %s", n.Line, kindName(n.Kind))
+	}
+	v, err := ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*d = v
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+func kindName(k yaml.Kind) string {
+	switch k {
+	case yaml.MappingNode:
+		return "mapping"
+	case yaml.SequenceNode:
+		return "list"
+	case yaml.ScalarNode:
+		return "scalar"
+	case yaml.AliasNode:
+		return "alias"
+	}
+	return "document"
+}

@@ -1,0 +1,165 @@
+package groupconf
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"strings"
+)
+
+var validMethods = map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "OPTIONS": true, "TRACE": true, "CONNECT": true}
+
+func (c *Config) errAt(key, format string, args ...any) error {
+	return &Error{Origin: c.Origin(key), Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	add(c.checkListener("traffic", c.Traffic))
+	add(c.checkListener("management", c.Management))
+	if a, err := netip.ParseAddr(c.Management.Address); err != nil || !a.IsLoopback() {
+		add(c.errAt("management.address", "%q is not a loopback address; the management listener is loopback only until it is protected by mutual TLS", c.Management.Address))
+	}
+	if c.Sample.Enabled {
+		add(c.checkPort("sample.port", c.Sample.Port))
+		add(c.checkAddr("sample.address", c.Sample.Address))
+	}
+	ports := []struct {
+		key  string
+		on   bool
+		port int
+	}{{"traffic.port", true, c.Traffic.Port}, {"management.port", true, c.Management.Port}, {"sample.port", c.Sample.Enabled, c.Sample.Port}}
+	for i := range ports {
+		for j := i + 1; j < len(ports); j++ {
+			if ports[i].on && ports[j].on && ports[i].port == ports[j].port {
+				add(c.errAt(ports[j].key, "port %d is also %s (%s)", ports[j].port, ports[i].key, c.Origin(ports[i].key)))
+			}
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add(c.errAt("log.level", "%q is not a level; accepted: debug, info, warn, error", c.Log.Level))
+	}
+	if c.Log.MaxSizeMB < 1 {
+		add(c.errAt("log.maxSizeMB", "must be at least 1"))
+	}
+	if c.Log.MaxBackups < 0 || c.Log.MaxAgeDays < 0 {
+		add(c.errAt("log.maxBackups", "must not be negative"))
+	}
+	if c.Startup.Timeout <= 0 {
+		add(c.errAt("startup.timeout", "must be more than 0"))
+	}
+	backends := map[string]bool{}
+	for i, b := range c.Backends {
+		k := fmt.Sprintf("backends[%d]", i)
+		switch {
+		case b.Name == "":
+			add(c.errAt(k, "a back end needs a name"))
+		case backends[b.Name]:
+			add(c.errAt(k+".name", "back end %q is defined twice", b.Name))
+		}
+		backends[b.Name] = true
+		switch {
+		case b.Sample && b.URL != "":
+			add(c.errAt(k+".url", "give either url or sample: true, not both"))
+		case b.Sample && !c.Sample.Enabled:
+			add(c.errAt(k+".sample", "back end %q uses the sample service, but sample.enabled is false for this instance", b.Name))
+		case !b.Sample:
+			u, err := url.Parse(b.URL)
+			if b.URL == "" {
+				add(c.errAt(k, "back end %q needs a url (or sample: true)", b.Name))
+			} else if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+				add(c.errAt(k+".url", "%q is not an http:// or https:// URL with a host (and no query, fragment or user info)", b.URL))
+			}
+		}
+		if b.MaxIdleConns < 0 {
+			add(c.errAt(k+".maxIdleConns", "must not be negative"))
+		}
+	}
+	apis := map[string]bool{}
+	for i, a := range c.APIs {
+		k := fmt.Sprintf("apis[%d]", i)
+		switch {
+		case a.Name == "":
+			add(c.errAt(k, "an API needs a name"))
+		case apis[a.Name]:
+			add(c.errAt(k+".name", "API %q is defined twice", a.Name))
+		}
+		apis[a.Name] = true
+		switch {
+		case (a.Path == "") == (a.PathPrefix == ""):
+			add(c.errAt(k, "API %q needs exactly one of path or pathPrefix", a.Name))
+		case a.Path != "" && !validPath(a.Path):
+			add(c.errAt(k+".path", "%q must start with / and hold no empty, . or .. segment, query or fragment", a.Path))
+		case a.PathPrefix != "" && !validPath(a.PathPrefix):
+			add(c.errAt(k+".pathPrefix", "%q must start with / and hold no empty, . or .. segment, query or fragment", a.PathPrefix))
+		}
+		if a.StripPrefix && a.PathPrefix == "" {
+			add(c.errAt(k+".stripPrefix", "stripPrefix needs pathPrefix"))
+		}
+		for _, m := range a.Methods {
+			if !validMethods[m] {
+				add(c.errAt(k+".methods", "%q is not a method; accepted: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE, CONNECT (upper case)", m))
+			}
+		}
+		if a.Host != "" && strings.ContainsAny(a.Host, ":/ ") {
+			add(c.errAt(k+".host", "%q must be a host name without port", a.Host))
+		}
+		if !backends[a.Backend] {
+			var names []string
+			for _, b := range c.Backends {
+				names = append(names, b.Name)
+			}
+			add(c.errAt(k+".backend", "API %q names back end %q, which is not defined; defined: %s", a.Name, a.Backend, strings.Join(names, ", ")))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func validPath(p string) bool {
+	if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?#") {
+		return false
+	}
+	if p == "/" {
+		return true
+	}
+	for _, seg := range strings.Split(strings.TrimSuffix(p[1:], "/"), "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Config) checkListener(name string, l Listener) error {
+	var errs []error
+	errs = append(errs, c.checkPort(name+".port", l.Port), c.checkAddr(name+".address", l.Address))
+	if l.MaxHeaderBytes < 1024 {
+		errs = append(errs, c.errAt(name+".maxHeaderBytes", "must be at least 1024"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) checkPort(key string, p int) error {
+	if p < 1 || p > 65535 {
+		return c.errAt(key, "%d is not a TCP port (1-65535)", p)
+	}
+	return nil
+}
+
+func (c *Config) checkAddr(key, a string) error {
+	if a == "" {
+		return nil
+	}
+	if _, err := netip.ParseAddr(a); err != nil {
+		return c.errAt(key, "%q is not an IP address (leave it empty for every interface)", a)
+	}
+	return nil
+}

@@ -1,0 +1,26 @@
+package secret
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+func TestValueNeverPrints(t *testing.T) {
+	v := FromString("hunter2")
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("x", "pw", v, "s", struct{ P Value }{v})
+	j, _ := json.Marshal(map[string]any{"pw": v})
+	outs := []string{fmt.Sprint(v), fmt.Sprintf("%v %+v %#v %s", v, v, v, v), buf.String(), string(j)}
+	for _, o := range outs {
+		if strings.Contains(o, "hunter2") {
+			t.Errorf("secret leaked in %q", o)
+		}
+	}
+	if v.RevealString() != "hunter2" {
+		t.Errorf("got %q, want hunter2", v.RevealString())
+	}
+}
