@@ -132,8 +132,8 @@ func Defaults() Settings {
 			Shutdown:   ZDTShutdown{Enabled: false, Delay: Seconds(10), DrainTimeout: Seconds(30)},
 			Deployment: ZDTDeployment{Enabled: false, DelayBefore: Seconds(10), DelayAfter: Seconds(10)},
 		},
-		Startup: Startup{Timeout: Seconds(60)},
-		Log:     Log{Level: "info", MaxSizeMB: 50, MaxBackups: 10, MaxAgeDays: 30},
+		Startup:   Startup{Timeout: Seconds(60)},
+		Log:       Log{Level: "info", MaxSizeMB: 50, MaxBackups: 10, MaxAgeDays: 30},
 		AccessLog: AccessLog{Enabled: true},
 	}
 }

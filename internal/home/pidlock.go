@@ -48,6 +48,10 @@ type ProcRecord struct {
 	StartTime uint64    `json:"startTime"` // clock ticks after boot, /proc/<pid>/stat field 22
 	Started   time.Time `json:"started"`
 	ID        string    `json:"id"`
+	// StopBudget is how long the process may take to stop after SIGTERM
+	// (zero-downtime delay + drain timeout); a stopper waits at least this
+	// long before resorting to SIGKILL. 0 means unknown.
+	StopBudget time.Duration `json:"stopBudget"`
 }
 
 // ErrRunning is wrapped by Claim when the process is already running.
@@ -82,26 +86,38 @@ func ClaimRunFiles(rf RunFiles) (*Claim, error) {
 		l.Unlock()
 		return nil, err
 	}
-	rec := ProcRecord{PID: os.Getpid(), StartTime: st, Started: time.Now().UTC(), ID: rf.ID}
-	data, _ := json.Marshal(rec)
-	f := l.File()
-	if err := f.Truncate(0); err != nil {
+	c := &Claim{rf: rf, lock: l, Rec: ProcRecord{PID: os.Getpid(), StartTime: st, Started: time.Now().UTC(), ID: rf.ID}}
+	if err := c.writeRecord(); err != nil {
 		l.Unlock()
-		return nil, fmt.Errorf("writing %s: %w", rf.Lock, err)
+		return nil, err
 	}
-	if _, err := f.WriteAt(append(data, '\n'), 0); err != nil {
-		l.Unlock()
-		return nil, fmt.Errorf("writing %s: %w", rf.Lock, err)
-	}
-	if err := f.Sync(); err != nil {
-		l.Unlock()
-		return nil, fmt.Errorf("syncing %s: %w", rf.Lock, err)
-	}
+	rec := c.Rec
 	if err := WriteFileAtomic(rf.PID, []byte(strconv.Itoa(rec.PID)+"\n"), 0o644); err != nil {
 		l.Unlock()
 		return nil, err
 	}
-	return &Claim{rf: rf, lock: l, Rec: rec}, nil
+	return c, nil
+}
+
+// SetStopBudget records how long the process may take to stop after SIGTERM.
+func (c *Claim) SetStopBudget(d time.Duration) error {
+	c.Rec.StopBudget = d
+	return c.writeRecord()
+}
+
+func (c *Claim) writeRecord() error {
+	data, _ := json.Marshal(c.Rec)
+	f := c.lock.File()
+	if err := f.Truncate(0); err != nil {
+		return fmt.Errorf("writing %s: %w", c.rf.Lock, err)
+	}
+	if _, err := f.WriteAt(append(data, '\n'), 0); err != nil {
+		return fmt.Errorf("writing %s: %w", c.rf.Lock, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", c.rf.Lock, err)
+	}
+	return nil
 }
 
 // Release removes the pid file and releases the lock. Call it last, once the
