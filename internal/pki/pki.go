@@ -1,0 +1,301 @@
+// Package pki is the domain's public-key infrastructure: the domain CA that
+// managedomain -i creates, and the certificates it issues to node managers
+// and gateway instances (mutual TLS between them arrives with the node
+// manager issue).
+//
+// Files (see docs/pki.md):
+//
+//	groups/certs/domaincert.pem           the CA certificate (PEM, 0644)
+//	groups/certs/private/domainkey.pem    its private key (PKCS#8 PEM, 0600, directory 0700)
+//
+// The key is unencrypted on disk until the passphrase issue; it is protected
+// by its file mode. In memory it is held as a secret.Value, so it never
+// prints itself.
+package pki
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
+)
+
+// Lifetimes of what this package creates.
+const (
+	CAValidity   = 10 * 365 * 24 * time.Hour
+	CertValidity = 2 * 365 * 24 * time.Hour
+	// backdate covers clock skew between hosts.
+	backdate = 5 * time.Minute
+)
+
+// File names under groups/certs.
+const (
+	CertFileName = "domaincert.pem"
+	KeyFileName  = "domainkey.pem"
+)
+
+// ErrNoCA is wrapped when the install directory holds no domain CA.
+var ErrNoCA = errors.New("no domain CA")
+
+// CertFile is the path of the domain CA certificate in h.
+func CertFile(h home.Home) string { return filepath.Join(h.CertsDir(), CertFileName) }
+
+// KeyFile is the path of the domain CA private key in h.
+func KeyFile(h home.Home) string { return filepath.Join(h.CertsPrivateDir(), KeyFileName) }
+
+// CA is the domain certificate authority. It is safe for concurrent use.
+type CA struct {
+	// Cert is the CA certificate.
+	Cert *x509.Certificate
+	// key is the PKCS#8 DER of the private key.
+	key    secret.Value
+	signer crypto.Signer
+}
+
+// NewCA makes a new self-signed CA for the domain called domainName:
+// ECDSA P-256, valid for 10 years, CN "Gatehouse Domain CA <domainName>",
+// random 128-bit serial. It touches no file; see Save.
+func NewCA(domainName string) (*CA, error) {
+	if strings.TrimSpace(domainName) == "" {
+		return nil, errors.New("creating domain CA: empty domain name")
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generating CA key: %w", err)
+	}
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	ski, err := subjectKeyID(key.Public())
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "Gatehouse Domain CA " + domainName, Organization: []string{"Gatehouse"}},
+		NotBefore:             now.Add(-backdate),
+		NotAfter:              now.Add(CAValidity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+		SubjectKeyId:          ski,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, fmt.Errorf("signing CA certificate: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("parsing CA certificate: %w", err)
+	}
+	pk, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("encoding CA key: %w", err)
+	}
+	return &CA{Cert: cert, key: secret.New(pk), signer: key}, nil
+}
+
+// Key returns the CA private key as PKCS#8 DER, wrapped so it never prints.
+func (ca *CA) Key() secret.Value { return ca.key }
+
+// CertPEM returns the CA certificate in PEM.
+func (ca *CA) CertPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Raw})
+}
+
+// Save writes the CA to h: the key first (groups/certs/private/domainkey.pem,
+// 0600, in a 0700 directory), then the certificate (groups/certs/domaincert.pem,
+// 0644), each atomically. It replaces files already there; callers decide
+// whether that is allowed.
+func (ca *CA) Save(h home.Home) error {
+	if err := os.MkdirAll(h.CertsDir(), 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", h.CertsDir(), err)
+	}
+	if err := os.MkdirAll(h.CertsPrivateDir(), 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", h.CertsPrivateDir(), err)
+	}
+	if err := os.Chmod(h.CertsPrivateDir(), 0o700); err != nil {
+		return fmt.Errorf("setting mode of %s: %w", h.CertsPrivateDir(), err)
+	}
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: ca.key.Reveal()})
+	defer secret.New(keyPEM).Wipe()
+	if err := home.WriteFileAtomic(KeyFile(h), keyPEM, 0o600); err != nil {
+		return fmt.Errorf("saving CA key: %w", err)
+	}
+	if err := home.WriteFileAtomic(CertFile(h), ca.CertPEM(), 0o644); err != nil {
+		return fmt.Errorf("saving CA certificate: %w", err)
+	}
+	return nil
+}
+
+// LoadCA reads the domain CA of h and checks that the key matches the
+// certificate. A missing file gives an error wrapping ErrNoCA.
+func LoadCA(h home.Home) (*CA, error) {
+	certPEM, err := os.ReadFile(CertFile(h))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s is missing", ErrNoCA, CertFile(h))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading CA certificate: %w", err)
+	}
+	keyPEM, err := os.ReadFile(KeyFile(h))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s is missing", ErrNoCA, KeyFile(h))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading CA key: %w", err)
+	}
+	defer secret.New(keyPEM).Wipe()
+	return ParseCA(certPEM, keyPEM)
+}
+
+// ParseCA builds a CA from its PEM certificate and PEM PKCS#8 key.
+func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
+	cb, _ := pem.Decode(certPEM)
+	if cb == nil || cb.Type != "CERTIFICATE" {
+		return nil, errors.New("parsing CA certificate: no CERTIFICATE PEM block")
+	}
+	cert, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parsing CA certificate: %w", err)
+	}
+	if !cert.IsCA {
+		return nil, errors.New("parsing CA certificate: not a CA certificate")
+	}
+	kb, _ := pem.Decode(keyPEM)
+	if kb == nil || kb.Type != "PRIVATE KEY" {
+		return nil, errors.New("parsing CA key: no PRIVATE KEY (PKCS#8) PEM block")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("parsing CA key: %w", err)
+	}
+	signer, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("parsing CA key: %T cannot sign", k)
+	}
+	pub, err := x509.MarshalPKIXPublicKey(signer.Public())
+	if err != nil {
+		return nil, fmt.Errorf("parsing CA key: %w", err)
+	}
+	if !bytes.Equal(pub, cert.RawSubjectPublicKeyInfo) {
+		return nil, errors.New("CA key does not match the CA certificate")
+	}
+	der := append([]byte(nil), kb.Bytes...)
+	return &CA{Cert: cert, key: secret.New(der), signer: signer}, nil
+}
+
+// Issue signs a certificate for pub with commonName and the given DNS names
+// and IP addresses, valid for two years. With serverAndClient it may be
+// used for both TLS server and client authentication (node managers and
+// instances talk mutual TLS); otherwise for server authentication only.
+func (ca *CA) Issue(commonName string, dnsNames []string, ips []net.IP, pub crypto.PublicKey, serverAndClient bool) (*x509.Certificate, error) {
+	if commonName == "" {
+		return nil, errors.New("issuing certificate: empty common name")
+	}
+	if pub == nil {
+		return nil, fmt.Errorf("issuing certificate for %q: no public key", commonName)
+	}
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	ski, err := subjectKeyID(pub)
+	if err != nil {
+		return nil, fmt.Errorf("issuing certificate for %q: %w", commonName, err)
+	}
+	usage := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	if serverAndClient {
+		usage = append(usage, x509.ExtKeyUsageClientAuth)
+	}
+	now := time.Now()
+	notAfter := now.Add(CertValidity)
+	if notAfter.After(ca.Cert.NotAfter) {
+		notAfter = ca.Cert.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: commonName, Organization: []string{"Gatehouse"}},
+		NotBefore:             now.Add(-backdate),
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:           usage,
+		BasicConstraintsValid: true,
+		DNSNames:              dnsNames,
+		IPAddresses:           ips,
+		SubjectKeyId:          ski,
+		AuthorityKeyId:        ca.Cert.SubjectKeyId,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.signer)
+	if err != nil {
+		return nil, fmt.Errorf("issuing certificate for %q: %w", commonName, err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("parsing issued certificate: %w", err)
+	}
+	return cert, nil
+}
+
+// Pool returns a certificate pool holding the CA certificate.
+func (ca *CA) Pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(ca.Cert)
+	return p
+}
+
+// Fingerprint is the SHA-256 fingerprint of the CA certificate.
+func (ca *CA) Fingerprint() string { return Fingerprint(ca.Cert) }
+
+// Fingerprint returns the SHA-256 of the certificate's DER as colon-separated
+// upper-case hex ("AB:CD:...").
+func Fingerprint(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.Raw)
+	h := strings.ToUpper(hex.EncodeToString(sum[:]))
+	var b strings.Builder
+	for i := 0; i < len(h); i += 2 {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		b.WriteString(h[i : i+2])
+	}
+	return b.String()
+}
+
+func randomSerial() (*big.Int, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return nil, fmt.Errorf("generating serial number: %w", err)
+	}
+	b[0] |= 0x80 // a full 128-bit value (positive: big.Int reads it unsigned)
+	return new(big.Int).SetBytes(b), nil
+}
+
+func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("encoding public key: %w", err)
+	}
+	sum := sha256.Sum256(der)
+	return sum[:20], nil
+}

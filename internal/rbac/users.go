@@ -1,0 +1,247 @@
+// Package rbac holds the management-plane users, roles and (later) sessions.
+// For now it keeps the users file, conf/adminUsers.json:
+//
+//	{"users": [{"name": "admin", "roles": ["API Server Administrator"],
+//	            "hash": "pbkdf2-sha256$600000$<salt>$<key>"}]}
+//
+// Passwords are stored only as PBKDF2-HMAC-SHA256 hashes (600000 iterations,
+// a 16-byte random salt, a 32-byte key; salt and key in unpadded standard
+// base64). The file is written atomically with mode 0600 and guarded against
+// two writers by var/run/adminUsers.lock. Passwords travel as secret.Value
+// and are never logged or printed.
+package rbac
+
+import (
+	"context"
+	"crypto/pbkdf2"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
+)
+
+// RoleAdmin is the role of the administrator made at domain creation.
+const RoleAdmin = "API Server Administrator"
+
+// MinPasswordLength is the shortest password accepted.
+const MinPasswordLength = 8
+
+// Iterations is the PBKDF2 iteration count used for new hashes.
+const Iterations = 600000
+
+const (
+	hashScheme = "pbkdf2-sha256"
+	saltLen    = 16
+	keyLen     = 32
+)
+
+// iterations is what new hashes use; tests lower it for speed. The count is
+// recorded in every hash, so Verify never depends on it.
+var iterations = Iterations
+
+// Errors.
+var (
+	ErrUserExists   = errors.New("user already exists")
+	ErrWeakPassword = errors.New("password too short")
+)
+
+// User is one management-plane user.
+type User struct {
+	Name  string   `json:"name"`
+	Roles []string `json:"roles"`
+	Hash  string   `json:"hash"`
+}
+
+// File is the content of conf/adminUsers.json.
+type File struct {
+	Users []User `json:"users"`
+}
+
+// CreateAdmin adds an administrator (role "API Server Administrator") with
+// password pw to the users file of h, creating the file when missing. It
+// fails with ErrUserExists when name is taken.
+func CreateAdmin(h home.Home, name string, pw secret.Value) error {
+	return update(h, func(f *File) error {
+		for _, u := range f.Users {
+			if u.Name == name {
+				return fmt.Errorf("admin user %q: %w", name, ErrUserExists)
+			}
+		}
+		return addUser(f, name, pw)
+	})
+}
+
+// InitAdmins writes a users file holding only the administrator name,
+// replacing any file there. managedomain -i uses it: before a domain exists
+// a users file can only be the leftover of an interrupted initialisation.
+func InitAdmins(h home.Home, name string, pw secret.Value) error {
+	return update(h, func(f *File) error {
+		f.Users = nil
+		return addUser(f, name, pw)
+	})
+}
+
+func addUser(f *File, name string, pw secret.Value) error {
+	if err := ValidateUserName(name); err != nil {
+		return err
+	}
+	if err := CheckPassword(pw); err != nil {
+		return err
+	}
+	hash, err := Hash(pw)
+	if err != nil {
+		return err
+	}
+	f.Users = append(f.Users, User{Name: name, Roles: []string{RoleAdmin}, Hash: hash})
+	return nil
+}
+
+// ValidateUserName checks a user name: 1 to 64 printable characters, no
+// spaces at either end, no colon (HTTP Basic uses it).
+func ValidateUserName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("user name is empty")
+	case !utf8.ValidString(name) || utf8.RuneCountInString(name) > 64:
+		return fmt.Errorf("user name %q: want 1 to 64 characters of UTF-8", name)
+	case strings.TrimSpace(name) != name:
+		return fmt.Errorf("user name %q has leading or trailing space", name)
+	}
+	for _, r := range name {
+		if !unicode.IsPrint(r) || r == ':' {
+			return fmt.Errorf("user name %q contains %q (no control characters or colons)", name, r)
+		}
+	}
+	return nil
+}
+
+// CheckPassword enforces the password rules (at least MinPasswordLength
+// characters). The error never contains the password.
+func CheckPassword(pw secret.Value) error {
+	if utf8.RuneCount(pw.Reveal()) < MinPasswordLength {
+		return fmt.Errorf("%w: a password needs at least %d characters", ErrWeakPassword, MinPasswordLength)
+	}
+	return nil
+}
+
+// Hash returns the PBKDF2-HMAC-SHA256 hash of pw in the stored format
+// "pbkdf2-sha256$<iterations>$<salt>$<key>".
+func Hash(pw secret.Value) (string, error) {
+	salt := make([]byte, saltLen)
+	if _, err := rand.Read(salt); err != nil {
+		return "", fmt.Errorf("generating salt: %w", err)
+	}
+	key, err := pbkdf2.Key(sha256.New, pw.RevealString(), salt, iterations, keyLen)
+	if err != nil {
+		return "", fmt.Errorf("hashing password: %w", err)
+	}
+	enc := base64.RawStdEncoding
+	return hashScheme + "$" + strconv.Itoa(iterations) + "$" + enc.EncodeToString(salt) + "$" + enc.EncodeToString(key), nil
+}
+
+// CheckHash reports whether pw matches hash, comparing in constant time.
+func CheckHash(hash string, pw secret.Value) (bool, error) {
+	parts := strings.Split(hash, "$")
+	if len(parts) != 4 || parts[0] != hashScheme {
+		return false, fmt.Errorf("password hash: want %s$<iterations>$<salt>$<key>", hashScheme)
+	}
+	iter, err := strconv.Atoi(parts[1])
+	if err != nil || iter < 1 || iter > 100_000_000 {
+		return false, fmt.Errorf("password hash: bad iteration count %q", parts[1])
+	}
+	enc := base64.RawStdEncoding
+	salt, err := enc.DecodeString(parts[2])
+	if err != nil || len(salt) == 0 {
+		return false, errors.New("password hash: bad salt")
+	}
+	want, err := enc.DecodeString(parts[3])
+	if err != nil || len(want) == 0 {
+		return false, errors.New("password hash: bad key")
+	}
+	got, err := pbkdf2.Key(sha256.New, pw.RevealString(), salt, iter, len(want))
+	if err != nil {
+		return false, fmt.Errorf("hashing password: %w", err)
+	}
+	return subtle.ConstantTimeCompare(got, want) == 1, nil
+}
+
+// dummyHash is checked for unknown users so that the time taken does not
+// tell whether a user exists.
+func dummyHash() string {
+	enc := base64.RawStdEncoding
+	return hashScheme + "$" + strconv.Itoa(iterations) + "$" + enc.EncodeToString(make([]byte, saltLen)) + "$" + enc.EncodeToString(make([]byte, keyLen))
+}
+
+// Verify reports whether name exists in the users file of h and pw is its
+// password. An unknown user is (false, nil), found in about the time a known
+// one takes.
+func Verify(h home.Home, name string, pw secret.Value) (bool, error) {
+	f, err := Load(h)
+	if err != nil {
+		return false, err
+	}
+	for _, u := range f.Users {
+		if subtle.ConstantTimeCompare([]byte(u.Name), []byte(name)) == 1 {
+			return CheckHash(u.Hash, pw)
+		}
+	}
+	CheckHash(dummyHash(), pw)
+	return false, nil
+}
+
+// Load reads the users file of h. A missing file is an empty list.
+func Load(h home.Home) (*File, error) {
+	data, err := os.ReadFile(h.AdminUsersFile())
+	if errors.Is(err, os.ErrNotExist) {
+		return &File{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading admin users: %w", err)
+	}
+	var f File
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("parsing %s: %w", h.AdminUsersFile(), err)
+	}
+	return &f, nil
+}
+
+func update(h home.Home, fn func(f *File) error) error {
+	if err := os.MkdirAll(h.RunDir(), 0o755); err != nil {
+		return fmt.Errorf("creating run directory: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l, err := home.LockWait(ctx, filepath.Join(h.RunDir(), "adminUsers.lock"))
+	if err != nil {
+		return fmt.Errorf("another tool is changing the admin users: %w", err)
+	}
+	defer l.Unlock()
+	f, err := Load(h)
+	if err != nil {
+		return err
+	}
+	if err := fn(f); err != nil {
+		return err
+	}
+	data, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding admin users: %w", err)
+	}
+	if err := os.MkdirAll(h.ConfDir(), 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", h.ConfDir(), err)
+	}
+	return home.WriteFileAtomic(h.AdminUsersFile(), append(data, '\n'), 0o600)
+}
