@@ -169,7 +169,7 @@ func systemdEscapeSpecifiers(s string) string {
 	return strings.ReplaceAll(s, "%", "%%")
 }
 
-// shQuote quotes s for POSIX sh: single quotes, each ' written as '\''.
+// shQuote quotes s for POSIX sh: single quotes, each ' written as '\”.
 func shQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
