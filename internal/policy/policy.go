@@ -1,0 +1,97 @@
+// Package policy is the seam between routing and forwarding: a chain of
+// policies applied, in order, to every request that matched a route. Later
+// issues fill it (API keys, OAuth bearer tokens, look-ups, caching, rate
+// limits); an instance ships with an empty chain.
+//
+// A policy either lets the exchange go on (Apply returns nil), ends it with a
+// client-safe *Error that the instance turns into a status and a JSON error
+// body, or answers the request itself and returns ErrHandled. Any other error
+// is an internal failure: the instance logs it and answers 500 without
+// echoing it.
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/gatehouse-gw/gatehouse/internal/route"
+)
+
+// Exchange is one request on its way through the gateway. It is used by one
+// goroutine at a time; policies may modify the request (headers, URL) before
+// it is forwarded.
+type Exchange struct {
+	W             http.ResponseWriter
+	R             *http.Request
+	Route         *route.Route // the matched route
+	CorrelationID string       // the request's X-CorrelationID, already validated or generated
+	ClientAddr    string       // the client's IP address (from the connection, not from headers)
+}
+
+// Policy is one step of the chain. Implementations must be safe for
+// concurrent use: one Policy value serves every request.
+type Policy interface {
+	Name() string
+	Apply(ex *Exchange) error
+}
+
+// ErrHandled, returned by a policy, means that it has written the response
+// itself (for example a cached answer): the chain stops, nothing is forwarded.
+var ErrHandled = errors.New("policy answered the request")
+
+// Error ends an exchange with an HTTP status and a message that is safe to
+// show to the client. Err, when set, is the cause, for the logs only.
+type Error struct {
+	Status  int    // HTTP status, 4xx or 5xx
+	Message string // client-safe message
+	Policy  string // name of the policy that rejected (set by Chain.Apply when empty)
+	Err     error  // cause, never sent to the client
+}
+
+// Reject returns an *Error with a status and a client-safe message.
+func Reject(status int, message string) *Error {
+	return &Error{Status: status, Message: message}
+}
+
+func (e *Error) Error() string {
+	s := fmt.Sprintf("%d %s", e.Status, e.Message)
+	if e.Policy != "" {
+		s = "policy " + e.Policy + ": " + s
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Chain is an ordered list of policies. The zero value is the empty chain.
+// A Chain is immutable once built: it belongs to one runtime configuration.
+type Chain []Policy
+
+// Apply runs each policy in order and stops at the first error, which it
+// returns: a *Error (its Policy field filled in), ErrHandled, or another error
+// wrapped with the policy's name.
+func (c Chain) Apply(ex *Exchange) error {
+	for _, p := range c {
+		err := p.Apply(ex)
+		if err == nil {
+			continue
+		}
+		var pe *Error
+		switch {
+		case errors.Is(err, ErrHandled):
+			return err
+		case errors.As(err, &pe):
+			if pe.Policy == "" {
+				pe.Policy = p.Name()
+			}
+			return pe
+		default:
+			return fmt.Errorf("policy %s: %w", p.Name(), err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,282 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
+	"github.com/gatehouse-gw/gatehouse/internal/route"
+)
+
+// seen is what the test back end received.
+type seen struct {
+	Path, RawQuery, Host string
+	Header               http.Header
+}
+
+func echoBackend(t *testing.T) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(HeaderCorrelationID, "from-backend")
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(seen{Path: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery, Host: r.Host, Header: r.Header})
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func forwarder(t *testing.T, b groupconf.Backend, r route.Route) *Forwarder {
+	t.Helper()
+	if b.Name == "" {
+		b.Name = "be"
+	}
+	d := groupconf.BackendDefaults()
+	if b.Timeout == 0 {
+		b.Timeout = d.Timeout
+	}
+	if b.ConnectTimeout == 0 {
+		b.ConnectTimeout = d.ConnectTimeout
+	}
+	if b.MaxIdleConns == 0 {
+		b.MaxIdleConns = d.MaxIdleConns
+	}
+	be, err := NewBackend(b, groupconf.Sample{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(be.CloseIdleConnections)
+	return NewForwarder(be, &r, Options{BufferPool: NewBufferPool()})
+}
+
+func TestForwardHeadersAndPath(t *testing.T) {
+	srv := echoBackend(t)
+	tests := []struct {
+		name     string
+		base     string
+		route    route.Route
+		target   string
+		wantPath string
+	}{
+		{"plain", srv.URL, route.Route{Name: "a", Prefix: "/sample"}, "/sample/echo?x=1", "/sample/echo"},
+		{"strip", srv.URL, route.Route{Name: "a", Prefix: "/sample", StripPrefix: true}, "/sample/echo?x=1", "/echo"},
+		{"strip to root", srv.URL, route.Route{Name: "a", Prefix: "/sample", StripPrefix: true}, "/sample?x=1", "/"},
+		{"strip two", srv.URL, route.Route{Name: "a", Prefix: "/a/b", StripPrefix: true}, "/a/b/c/d?x=1", "/c/d"},
+		{"base path", srv.URL + "/base", route.Route{Name: "a", Prefix: "/sample", StripPrefix: true}, "/sample/echo?x=1", "/base/echo"},
+		{"escaped kept", srv.URL, route.Route{Name: "a", Prefix: "/sample", StripPrefix: true}, "/sample/a%20b?x=1", "/a%20b"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := forwarder(t, groupconf.Backend{URL: tt.base}, tt.route)
+			req := httptest.NewRequest("GET", "http://gw.example:8080"+tt.target, nil)
+			req.RemoteAddr = "192.0.2.7:5555"
+			req.Header.Set("X-Forwarded-For", "10.9.9.9")
+			req.Header.Set("X-Forwarded-Host", "evil")
+			req.Header.Set("Forwarded", "for=10.9.9.9")
+			req.Header.Set(HeaderCorrelationID, "Id-abc")
+			w := httptest.NewRecorder()
+			w.Header().Set(HeaderCorrelationID, "Id-abc")
+			f.ServeHTTP(w, req)
+			if w.Code != 200 {
+				t.Fatalf("status: got %v, want 200 (%s)", w.Code, w.Body)
+			}
+			var got seen
+			if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
+				t.Fatal(err)
+			}
+			checks := []struct{ what, got, want string }{
+				{"path", got.Path, tt.wantPath},
+				{"query", got.RawQuery, "x=1"},
+				{"X-Forwarded-For", strings.Join(got.Header["X-Forwarded-For"], ","), "192.0.2.7"},
+				{"X-Forwarded-Host", strings.Join(got.Header["X-Forwarded-Host"], ","), "gw.example:8080"},
+				{"X-Forwarded-Proto", got.Header.Get("X-Forwarded-Proto"), "http"},
+				{"Forwarded", got.Header.Get("Forwarded"), ""},
+				{"correlation id to back end", got.Header.Get(HeaderCorrelationID), "Id-abc"},
+				{"correlation id to client", strings.Join(w.Header().Values(HeaderCorrelationID), ","), "Id-abc"},
+			}
+			for _, c := range checks {
+				if c.got != c.want {
+					t.Errorf("%s: got %q, want %q", c.what, c.got, c.want)
+				}
+			}
+		})
+	}
+}
+
+func TestForwardErrors(t *testing.T) {
+	// A port with nothing listening.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+	defer close(release)
+
+	tests := []struct {
+		name       string
+		backend    groupconf.Backend
+		wantStatus int
+	}{
+		{"refused", groupconf.Backend{URL: closed}, http.StatusBadGateway},
+		{"slow", groupconf.Backend{URL: slow.URL, Timeout: groupconf.Seconds(0.1)}, http.StatusGatewayTimeout},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := forwarder(t, tt.backend, route.Route{Name: "a", Prefix: "/"})
+			w := httptest.NewRecorder()
+			f.ServeHTTP(w, httptest.NewRequest("GET", "/x", nil))
+			if w.Code != tt.wantStatus {
+				t.Fatalf("status: got %v, want %v", w.Code, tt.wantStatus)
+			}
+			var body ErrorBody
+			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+				t.Fatalf("body %q: %v", w.Body, err)
+			}
+			if len(body.Errors) != 1 || body.Errors[0].Code != tt.wantStatus {
+				t.Errorf("body: got %+v, want one error with code %d", body, tt.wantStatus)
+			}
+			if strings.Contains(w.Body.String(), "127.0.0.1") || strings.Contains(w.Body.String(), "dial") {
+				t.Errorf("body leaks internals: %s", w.Body)
+			}
+			if ct := w.Header().Get("Content-Type"); ct != "application/json" {
+				t.Errorf("Content-Type: got %q, want application/json", ct)
+			}
+		})
+	}
+}
+
+// TestStreaming checks that server-sent events reach the client while the
+// back end is still writing: the back end sends one event and waits for the
+// client to have read it before it ends the response.
+func TestStreaming(t *testing.T) {
+	read := make(chan struct{})
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: one\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-read:
+		case <-r.Context().Done():
+			return
+		}
+		fmt.Fprint(w, "data: two\n\n")
+	}))
+	defer be.Close()
+	f := forwarder(t, groupconf.Backend{URL: be.URL}, route.Route{Name: "a", Prefix: "/"})
+	gw := httptest.NewServer(f)
+	defer gw.Close()
+	res, err := http.Get(gw.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	br := bufio.NewReader(res.Body)
+	line, err := br.ReadString('\n')
+	if err != nil || line != "data: one\n" {
+		t.Fatalf("first event: got %q, %v, want %q", line, err, "data: one\n")
+	}
+	close(read)
+	rest, _ := io.ReadAll(br)
+	if want := "\ndata: two\n\n"; string(rest) != want {
+		t.Errorf("rest: got %q, want %q", rest, want)
+	}
+}
+
+func TestSampleBackendTarget(t *testing.T) {
+	tests := []struct {
+		addr string
+		want string
+	}{
+		{"127.0.0.1", "http://127.0.0.1:8081"},
+		{"", "http://127.0.0.1:8081"},
+		{"0.0.0.0", "http://127.0.0.1:8081"},
+		{"::1", "http://[::1]:8081"},
+	}
+	for _, tt := range tests {
+		b, err := NewBackend(groupconf.Backend{Name: "s", Sample: true}, groupconf.Sample{Enabled: true, Address: tt.addr, Port: 8081})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := b.Target.String(); got != tt.want {
+			t.Errorf("sample target for %q: got %v, want %v", tt.addr, got, tt.want)
+		}
+	}
+}
+
+func TestStripSegments(t *testing.T) {
+	tests := []struct {
+		p    string
+		n    int
+		want string
+	}{
+		{"/a/b/c", 0, "/a/b/c"},
+		{"/a/b/c", 1, "/b/c"},
+		{"/a/b/c", 2, "/c"},
+		{"/a/b/c", 3, "/"},
+		{"/a/b/c", 4, "/"},
+		{"/a", 1, "/"},
+		{"/a/", 1, "/"},
+		{"/", 1, "/"},
+	}
+	for _, tt := range tests {
+		if got := StripSegments(tt.p, tt.n); got != tt.want {
+			t.Errorf("StripSegments(%q, %d): got %q, want %q", tt.p, tt.n, got, tt.want)
+		}
+	}
+}
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		err  error
+		want int
+	}{
+		{context.DeadlineExceeded, 504},
+		{&net.OpError{Op: "dial", Err: timeoutErr{}}, 504},
+		{&url.Error{Op: "Get", Err: timeoutErr{}}, 504},
+		{&net.OpError{Op: "dial", Err: errors.New("connection refused")}, 502},
+		{io.ErrUnexpectedEOF, 502},
+	}
+	for _, tt := range tests {
+		if got, _ := Classify(tt.err); got != tt.want {
+			t.Errorf("Classify(%v): got %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestBufferPool(t *testing.T) {
+	p := NewBufferPool()
+	b := p.Get()
+	if len(b) != BufferSize {
+		t.Fatalf("len: got %v, want %v", len(b), BufferSize)
+	}
+	p.Put(b[:10])
+	p.Put(make([]byte, 10)) // dropped
+	if got := len(p.Get()); got != BufferSize {
+		t.Errorf("len after Put: got %v, want %v", got, BufferSize)
+	}
+}
