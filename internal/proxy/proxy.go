@@ -88,7 +88,7 @@ func (b *Backend) CloseIdleConnections() { b.transport.CloseIdleConnections() }
 
 // Options are what every Forwarder of an instance shares.
 type Options struct {
-	Logger     *slog.Logger         // for forwarding errors; nil discards
+	Logger     *slog.Logger        // for forwarding errors; nil discards
 	BufferPool httputil.BufferPool // buffers for copying bodies; nil allocates per copy
 }
 
