@@ -169,7 +169,8 @@ func systemdEscapeSpecifiers(s string) string {
 	return strings.ReplaceAll(s, "%", "%%")
 }
 
-// shQuote quotes s for POSIX sh: single quotes, each ' written as '\”.
+// shQuote quotes s for POSIX sh: inside single quotes, each single quote
+// closes the quoting, is written backslash-escaped and reopens it.
 func shQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -1,0 +1,461 @@
+package domain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+
+	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/topology"
+)
+
+// InstanceSpec describes a gateway instance to create.
+type InstanceSpec struct {
+	Group, Name    string
+	TrafficPort    int    // 0 → 8080
+	ManagementPort int    // 0 → 8085
+	Sample         bool   // enable the sample back end in instance.yaml
+	SamplePort     int    // 0 → 8081 (only when Sample)
+	GroupConfig    []byte // written as the new group's conf/group.yaml when the group is created; nil → a commented template
+}
+
+// Created says what CreateInstance made.
+type Created struct {
+	GroupID, InstanceID string
+	NewGroup            bool
+}
+
+// PortClashError is a port that another process of this install directory
+// is configured to use.
+type PortClashError struct {
+	Port  int
+	Key   string // the new instance's setting, e.g. "traffic.port"
+	Owner string // who has it, e.g. `instance "A" (instance-1) in group "G", its traffic.port`
+}
+
+func (e *PortClashError) Error() string {
+	return fmt.Sprintf("port %d (%s) is already used by %s", e.Port, e.Key, e.Owner)
+}
+
+func (e *PortClashError) Unwrap() error { return ErrPortInUse }
+
+// RunningError refuses a change while an instance runs.
+type RunningError struct {
+	Group, Name, ID string
+	PID             int // 0 when unknown
+}
+
+func (e *RunningError) Error() string {
+	pid := ""
+	if e.PID > 0 {
+		pid = ", pid " + strconv.Itoa(e.PID)
+	}
+	return fmt.Sprintf("instance %q (%s%s) in group %q is running; stop it first (startinstance -k -n %q -g %q)", e.Name, e.ID, pid, e.Group, e.Name, e.Group)
+}
+
+func (e *RunningError) Unwrap() error { return home.ErrRunning }
+
+func groupTemplate(name, id string) []byte {
+	return []byte(`# Group configuration of ` + strconv.Quote(name) + ` (` + id + `), shared by every instance of
+# the group. Per-instance settings (ports) live in each instance's conf/instance.yaml;
+# startinstance -D key=value overrides both. docs/configuration.md lists every key.
+
+zeroDowntime:
+  shutdown:
+    enabled: false   # answer 503 on /healthchecklb and keep serving for the delay on shutdown
+    delay: 10        # seconds
+
+# backends:
+#   - name: orders
+#     url: http://orders.internal:8000
+# apis:
+#   - name: orders
+#     pathPrefix: /orders
+#     backend: orders
+`)
+}
+
+const instanceHeader = "Settings of this instance only (ports and anything that must differ between\ninstances of one group on one host). Group-wide settings are in ../../conf/group.yaml.\nstartinstance -D key=value overrides both. docs/configuration.md lists every key."
+
+// CreateInstance creates the group when it does not exist and the instance
+// on this host: the topology entry (type gateway, this host, its ports), the
+// directories groups/<gid>/conf and groups/<gid>/<iid>/{conf,logs,trace}, and
+// conf/instance.yaml with traffic.port, management.port and, with
+// spec.Sample, sample.enabled and sample.port. Its effective ports (as the
+// layered configuration resolves them) must not clash with any other
+// instance of this install directory nor with the node manager's port: a
+// *PortClashError names the port and who has it. Nothing is left behind on
+// failure.
+func CreateInstance(ctx context.Context, h home.Home, actor topology.Actor, spec InstanceSpec) (Created, error) {
+	var res Created
+	if err := topology.ValidateName("group", spec.Group); err != nil {
+		return res, err
+	}
+	if err := topology.ValidateName("instance", spec.Name); err != nil {
+		return res, err
+	}
+	if spec.TrafficPort == 0 {
+		spec.TrafficPort = DefaultTrafficPort
+	}
+	if spec.ManagementPort == 0 {
+		spec.ManagementPort = DefaultManagementPort
+	}
+	if spec.Sample && spec.SamplePort == 0 {
+		spec.SamplePort = DefaultSamplePort
+	}
+	if err := checkPort("traffic port", spec.TrafficPort); err != nil {
+		return res, err
+	}
+	if err := checkPort("management port", spec.ManagementPort); err != nil {
+		return res, err
+	}
+	if spec.Sample {
+		if err := checkPort("sample port", spec.SamplePort); err != nil {
+			return res, err
+		}
+	}
+	hostID, err := LocalHost(h)
+	if err != nil {
+		return res, err
+	}
+	var cleanup []string // directories to remove when the change fails
+	_, err = topology.NewStore(h, nil).Update(ctx, actor, "create instance", 0, func(t *topology.Topology) (string, error) {
+		g, gerr := t.GroupByName(spec.Group)
+		if gerr != nil {
+			if g, gerr = t.AddGroup(spec.Group); gerr != nil {
+				return "", gerr
+			}
+			res.NewGroup = true
+			if spec.GroupConfig != nil {
+				if _, err := groupconf.Load(groupconf.Layer{Name: "group configuration", YAML: spec.GroupConfig}); err != nil {
+					return "", fmt.Errorf("group configuration for %q: %w", spec.Group, err)
+				}
+			}
+		} else if g.IsNodeManagerGroup() {
+			return "", fmt.Errorf("the %q holds node managers, not gateway instances: %w", g.Name, topology.ErrInvalid)
+		}
+		res.GroupID = g.ID
+		if _, err := g.InstanceByName(spec.Name); err == nil {
+			return "", fmt.Errorf("instance %q in group %q %w", spec.Name, spec.Group, topology.ErrExists)
+		}
+		s, err := t.AddService(g.ID, topology.Service{
+			Name: spec.Name, Type: topology.TypeGateway, HostID: hostID,
+			ManagementPort: spec.ManagementPort, TrafficPort: spec.TrafficPort, Scheme: "http", Enabled: true,
+		})
+		if err != nil {
+			return "", err
+		}
+		res.InstanceID = s.ID
+		detail := fmt.Sprintf("instance %q (%s) in group %q (%s)", spec.Name, s.ID, spec.Group, g.ID)
+
+		// Files: the group's (when new), then the instance's.
+		if res.NewGroup {
+			if _, err := os.Stat(h.GroupDir(g.ID)); errors.Is(err, os.ErrNotExist) {
+				cleanup = append(cleanup, h.GroupDir(g.ID))
+			}
+			if err := os.MkdirAll(h.GroupConfDir(g.ID), 0o755); err != nil {
+				return detail, fmt.Errorf("creating group directory: %w", err)
+			}
+			conf := spec.GroupConfig
+			if conf == nil {
+				conf = groupTemplate(g.Name, g.ID)
+			}
+			if err := home.WriteFileAtomic(h.GroupConfFile(g.ID), conf, 0o644); err != nil {
+				return detail, err
+			}
+		} else if err := os.MkdirAll(h.GroupConfDir(g.ID), 0o755); err != nil {
+			return detail, fmt.Errorf("creating group directory: %w", err)
+		}
+		idir := h.InstanceDir(g.ID, s.ID)
+		if _, err := os.Stat(idir); errors.Is(err, os.ErrNotExist) {
+			cleanup = append(cleanup, idir)
+		}
+		for _, d := range []string{h.Path("groups", g.ID, s.ID, "conf"), h.InstanceLogsDir(g.ID, s.ID), h.InstanceTraceDir(g.ID, s.ID)} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return detail, fmt.Errorf("creating instance directory: %w", err)
+			}
+		}
+		keys := map[string]string{"traffic.port": strconv.Itoa(spec.TrafficPort), "management.port": strconv.Itoa(spec.ManagementPort)}
+		order := []string{"traffic.port", "management.port"}
+		if spec.Sample {
+			keys["sample.enabled"], keys["sample.port"] = "true", strconv.Itoa(spec.SamplePort)
+			order = append(order, "sample.enabled", "sample.port")
+		}
+		if err := groupconf.SetKeys(h.InstanceConfFile(g.ID, s.ID), keys, order, instanceHeader); err != nil {
+			return detail, err
+		}
+		if err := checkInstancePorts(h, t, hostID, g, s); err != nil {
+			return detail, err
+		}
+		return detail, nil
+	})
+	if err != nil {
+		for _, d := range cleanup {
+			os.RemoveAll(d)
+		}
+		return Created{}, err
+	}
+	return res, nil
+}
+
+// checkInstancePorts loads the effective configuration of s (whose files are
+// written) and checks its ports against everything else on the host. It
+// records the effective traffic and management ports in s.
+func checkInstancePorts(h home.Home, t *topology.Topology, hostID string, g *topology.Group, s *topology.Service) error {
+	cfg, err := groupconf.LoadInstance(h, g.ID, s.ID, nil, nil)
+	if err != nil {
+		return err
+	}
+	s.TrafficPort, s.ManagementPort = cfg.Traffic.Port, cfg.Management.Port
+	mine := []portUse{{cfg.Traffic.Port, "traffic.port"}, {cfg.Management.Port, "management.port"}}
+	if cfg.Sample.Enabled {
+		mine = append(mine, portUse{cfg.Sample.Port, "sample.port"})
+	}
+	others := portsInUse(h, t, hostID, s.ID)
+	for _, m := range mine {
+		for _, o := range others {
+			if m.port == o.port {
+				return &PortClashError{Port: m.port, Key: m.key, Owner: o.key}
+			}
+		}
+	}
+	return nil
+}
+
+type portUse struct {
+	port int
+	key  string // for others: the owner's description
+}
+
+// portsInUse lists the ports configured on hostID by everything but the
+// service except: every instance's effective traffic, management and sample
+// ports, and the node manager's port.
+func portsInUse(h home.Home, t *topology.Topology, hostID, except string) []portUse {
+	var out []portUse
+	for _, g := range t.Groups {
+		for _, s := range g.Services {
+			if s.HostID != hostID || s.ID == except {
+				continue
+			}
+			switch s.Type {
+			case topology.TypeNodeManager:
+				out = append(out, portUse{s.ManagementPort, fmt.Sprintf("the node manager %q (%s), its management port", s.Name, s.ID)})
+			case topology.TypeGateway:
+				who := fmt.Sprintf("instance %q (%s) in group %q", s.Name, s.ID, g.Name)
+				cfg, err := groupconf.LoadInstance(h, g.ID, s.ID, nil, nil)
+				if err != nil {
+					// A broken configuration still holds the ports the
+					// topology records.
+					out = append(out, portUse{s.TrafficPort, who + ", its traffic port"}, portUse{s.ManagementPort, who + ", its management port"})
+					continue
+				}
+				out = append(out, portUse{cfg.Traffic.Port, who + ", its traffic.port"}, portUse{cfg.Management.Port, who + ", its management.port"})
+				if cfg.Sample.Enabled {
+					out = append(out, portUse{cfg.Sample.Port, who + ", its sample.port"})
+				}
+			}
+		}
+	}
+	if c, err := LoadNodeManagerConf(h); err == nil && c.HostID == hostID && c.Port > 0 {
+		out = append(out, portUse{c.Port, "this host's node manager (system/conf/nodemanager.yaml port)"})
+	}
+	return out
+}
+
+// SetInstancePorts changes the ports of an existing instance on this host
+// (0 leaves a port unchanged; a sample port is written as sample.port without
+// changing sample.enabled), with the same clash checks as CreateInstance. It
+// updates instance.yaml, keeping its comments, and the topology. A running
+// instance picks the new ports up when it restarts.
+func SetInstancePorts(ctx context.Context, h home.Home, actor topology.Actor, group, name string, traffic, management, sample int) error {
+	keys := map[string]string{}
+	var order []string
+	for _, p := range []struct {
+		key  string
+		port int
+	}{{"traffic.port", traffic}, {"management.port", management}, {"sample.port", sample}} {
+		if p.port == 0 {
+			continue
+		}
+		if err := checkPort(p.key, p.port); err != nil {
+			return err
+		}
+		keys[p.key] = strconv.Itoa(p.port)
+		order = append(order, p.key)
+	}
+	if len(order) == 0 {
+		return nil
+	}
+	hostID, err := LocalHost(h)
+	if err != nil {
+		return err
+	}
+	var restore func()
+	_, err = topology.NewStore(h, nil).Update(ctx, actor, "set instance ports", 0, func(t *topology.Topology) (string, error) {
+		ref, err := t.FindInstance(group, name)
+		if err != nil {
+			return "", err
+		}
+		detail := fmt.Sprintf("instance %q (%s) in group %q: %v", name, ref.Service.ID, group, keys)
+		if ref.Service.HostID != hostID {
+			return detail, fmt.Errorf("instance %q in group %q runs on host %s, not on this host (%s)", name, group, ref.Service.HostID, hostID)
+		}
+		path := h.InstanceConfFile(ref.Group.ID, ref.Service.ID)
+		old, rerr := os.ReadFile(path)
+		if rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			return detail, fmt.Errorf("reading %s: %w", path, rerr)
+		}
+		restore = func() {
+			if rerr != nil {
+				os.Remove(path)
+			} else {
+				home.WriteFileAtomic(path, old, 0o644)
+			}
+		}
+		if err := groupconf.SetKeys(path, keys, order, instanceHeader); err != nil {
+			restore = nil // nothing written
+			return detail, err
+		}
+		return detail, checkInstancePorts(h, t, hostID, ref.Group, ref.Service)
+	})
+	if err != nil && restore != nil {
+		restore()
+	}
+	return err
+}
+
+// holdStopped takes the run lock of each instance so that none can start
+// while it is being deleted; it refuses with a *RunningError when one runs.
+// The returned function releases the locks; with remove it also deletes the
+// run files.
+func holdStopped(h home.Home, g *topology.Group, svcs []topology.Service) (release func(remove bool), err error) {
+	var held []*home.Lock
+	var files []home.RunFiles
+	release = func(remove bool) {
+		for i, l := range held {
+			if remove {
+				os.Remove(files[i].PID)
+				os.Remove(files[i].Lock)
+			}
+			l.Unlock()
+		}
+	}
+	if err := os.MkdirAll(h.RunDir(), 0o755); err != nil {
+		return nil, fmt.Errorf("creating run directory: %w", err)
+	}
+	for _, s := range svcs {
+		rf := h.RunFiles(s.ID)
+		l, err := home.TryLock(rf.Lock)
+		if errors.Is(err, home.ErrLocked) {
+			release(false)
+			re := &RunningError{Group: g.Name, Name: s.Name, ID: s.ID}
+			if st, perr := home.Probe(rf); perr == nil && st.Record != nil {
+				re.PID = st.Record.PID
+			}
+			return nil, re
+		}
+		if err != nil {
+			release(false)
+			return nil, err
+		}
+		held, files = append(held, l), append(files, rf)
+	}
+	return release, nil
+}
+
+// DeleteInstance removes an instance from the topology and its directory
+// from this host. It refuses (a *RunningError) while the instance runs, and
+// keeps it from starting during the deletion. Its id is never reused.
+func DeleteInstance(ctx context.Context, h home.Home, actor topology.Actor, group, name string) error {
+	hostID, err := LocalHost(h)
+	if err != nil {
+		return err
+	}
+	var release func(bool)
+	var dir string
+	_, err = topology.NewStore(h, nil).Update(ctx, actor, "delete instance", 0, func(t *topology.Topology) (string, error) {
+		ref, err := t.FindInstance(group, name)
+		if err != nil {
+			return "", err
+		}
+		detail := fmt.Sprintf("instance %q (%s) in group %q (%s)", name, ref.Service.ID, group, ref.Group.ID)
+		if ref.Service.HostID == hostID {
+			if release, err = holdStopped(h, ref.Group, []topology.Service{*ref.Service}); err != nil {
+				return detail, err
+			}
+			dir = h.InstanceDir(ref.Group.ID, ref.Service.ID)
+		}
+		return detail, t.RemoveService(ref.Group.ID, ref.Service.ID)
+	})
+	if release != nil {
+		defer release(err == nil)
+	}
+	if err != nil {
+		return err
+	}
+	if dir != "" {
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("instance deleted from the topology, but removing %s failed: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// RenameGroup renames a gateway group. Directories are named by id, so
+// nothing moves on disk.
+func RenameGroup(ctx context.Context, h home.Home, actor topology.Actor, oldName, newName string) error {
+	_, err := topology.NewStore(h, nil).Update(ctx, actor, "rename group", 0, func(t *topology.Topology) (string, error) {
+		g, err := t.GroupByName(oldName)
+		if err != nil {
+			return "", err
+		}
+		detail := fmt.Sprintf("group %s %q to %q", g.ID, oldName, newName)
+		return detail, t.RenameGroup(g.ID, newName)
+	})
+	return err
+}
+
+// DeleteGroup deletes a gateway group, its instances and its directory. It
+// refuses (a *RunningError) while any of its instances runs on this host.
+func DeleteGroup(ctx context.Context, h home.Home, actor topology.Actor, name string) error {
+	hostID, err := LocalHost(h)
+	if err != nil {
+		return err
+	}
+	var release func(bool)
+	var dir string
+	_, err = topology.NewStore(h, nil).Update(ctx, actor, "delete group", 0, func(t *topology.Topology) (string, error) {
+		g, err := t.GroupByName(name)
+		if err != nil {
+			return "", err
+		}
+		detail := fmt.Sprintf("group %q (%s) with %d instance(s)", name, g.ID, len(g.Services))
+		if g.IsNodeManagerGroup() {
+			return detail, t.RemoveGroup(g.ID) // refused by the topology, with its reason
+		}
+		var local []topology.Service
+		for _, s := range g.Services {
+			if s.HostID == hostID {
+				local = append(local, s)
+			}
+		}
+		if release, err = holdStopped(h, g, local); err != nil {
+			return detail, err
+		}
+		dir = h.GroupDir(g.ID)
+		return detail, t.RemoveGroup(g.ID)
+	})
+	if release != nil {
+		defer release(err == nil)
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("group deleted from the topology, but removing %s failed: %w", dir, err)
+	}
+	return nil
+}
