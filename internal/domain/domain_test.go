@@ -467,3 +467,26 @@ func TestSetInstancePorts(t *testing.T) {
 		sameSnapshot(t, before, snapshot(t, h.Dir))
 	}
 }
+
+func TestPortsInUseAndFreePort(t *testing.T) {
+	h := initDomain(t)
+	ctx := t.Context()
+	if _, err := CreateInstance(ctx, h, actor, InstanceSpec{Group: "G", Name: "A", Sample: true}); err != nil {
+		t.Fatal(err)
+	}
+	used, err := PortsInUse(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []int{8080, 8081, 8085, 8090} {
+		if _, ok := used[p]; !ok {
+			t.Errorf("port %d not listed in %v", p, used)
+		}
+	}
+	if got := FreePort(used, 8080); got != 8082 {
+		t.Errorf("FreePort(8080): got %d, want 8082", got)
+	}
+	if got := FreePort(used, 8080, 8082); got != 8083 {
+		t.Errorf("FreePort(8080, avoid 8082): got %d, want 8083", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
@@ -458,4 +459,40 @@ func DeleteGroup(ctx context.Context, h home.Home, actor topology.Actor, name st
 		return fmt.Errorf("group deleted from the topology, but removing %s failed: %w", dir, err)
 	}
 	return nil
+}
+
+// PortsInUse maps every port configured on this host (each instance's
+// effective traffic, management and sample ports, and the node manager's
+// port) to a description of who has it.
+func PortsInUse(h home.Home) (map[int]string, error) {
+	t, err := topology.NewStore(h, nil).Load()
+	if err != nil {
+		return nil, err
+	}
+	hostID, err := LocalHost(h)
+	if err != nil {
+		return nil, err
+	}
+	m := map[int]string{}
+	for _, u := range portsInUse(h, t, hostID, "") {
+		if _, ok := m[u.port]; !ok {
+			m[u.port] = u.key
+		}
+	}
+	return m, nil
+}
+
+// FreePort returns the lowest port from start up that is not in used and not
+// one of avoid (0 when there is none below 65536).
+func FreePort(used map[int]string, start int, avoid ...int) int {
+	for p := start; p <= 65535; p++ {
+		if _, ok := used[p]; ok {
+			continue
+		}
+		if slices.Contains(avoid, p) {
+			continue
+		}
+		return p
+	}
+	return 0
 }
