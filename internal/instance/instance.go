@@ -1,0 +1,467 @@
+// Package instance is the gateway instance process (the data plane), as a
+// library that the startinstance tool runs. An Instance serves three
+// listeners: traffic (API requests, health checks), management (status,
+// loopback only) and, when enabled, the sample back-end service.
+//
+// Lifecycle: New → Start → Shutdown(ctx) → Wait, with Close for an immediate
+// stop. Start binds every listener before it returns (all or none) and the
+// instance is then ready. Shutdown walks the phases (see Phase): with
+// zero-downtime shutdown enabled, /healthchecklb turns 503 at once and
+// everything else is served for zeroDowntime.shutdown.delay; then the traffic
+// listener closes, in-flight requests finish within
+// zeroDowntime.shutdown.drainTimeout (after which their connections are
+// closed), then the management listener, and the sample service last (so that
+// requests forwarded to it finish). Cancelling Shutdown's context, or calling
+// Close, stops everything at once. Wait returns when everything has stopped.
+//
+// The instance serves from one immutable runtime configuration held in an
+// atomic pointer; Swap replaces it without dropping connections. Each
+// request loads it once.
+//
+// Logs (JSON, rotated) go to logs/instance.log and logs/access.log in the
+// instance directory; see docs/instance.md.
+package instance
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/portinfo"
+	"github.com/gatehouse-gw/gatehouse/internal/proxy"
+	"github.com/gatehouse-gw/gatehouse/internal/sample"
+)
+
+// Options configure an Instance.
+type Options struct {
+	Home         home.Home // the install directory
+	GroupID      string    // e.g. "group-2"
+	InstanceID   string    // e.g. "instance-1"
+	GroupName    string
+	InstanceName string
+	Config       *groupconf.Config // loaded and validated; never modified
+	Quiet        bool              // when false, the instance log also goes to Console as text
+	Console      io.Writer         // usually os.Stderr; nil means nowhere
+
+	// ManagementTLS, when set, makes the management listener serve TLS with
+	// this configuration (mutual TLS arrives with the node manager). Nil
+	// serves plain HTTP.
+	ManagementTLS *tls.Config
+}
+
+// Instance is one gateway instance. Its methods are safe for concurrent use.
+type Instance struct {
+	opts     Options
+	logs     *logs
+	log      *slog.Logger // component=instance
+	proxyLog *slog.Logger // component=proxy
+	pool     *proxy.BufferPool
+	ids      *idSource
+
+	rt       atomic.Pointer[runtime]
+	phase    atomic.Int32
+	inFlight atomic.Int64
+
+	mu           sync.Mutex // guards the fields below
+	started      bool
+	stopping     bool // Shutdown or Close is driving the stop
+	startedAt    time.Time
+	shutdownAt   time.Time
+	servers      []*server // traffic, management, sample: the close order
+	serveErr     error     // the first listener failure, or the Start error
+	serveWG      sync.WaitGroup
+	abort        chan struct{} // closed by Close
+	abortOnce    sync.Once
+	done         chan struct{} // closed when stopped
+	finishOnce   sync.Once
+	drainTimeout time.Duration
+
+	// Test hooks, set before Start.
+	testHookRequest func(*http.Request) // called as a traffic request enters
+	testHookPhase   func(Phase)         // called on each phase change
+}
+
+// server is one of the listeners with its http.Server.
+type server struct {
+	name string
+	srv  *http.Server
+	ln   net.Listener
+	port int
+}
+
+// New prepares an instance: it opens the logs in the instance's logs/
+// directory and compiles the configuration. It binds nothing.
+func New(opts Options) (*Instance, error) {
+	if opts.Config == nil {
+		return nil, errors.New("creating instance: no configuration")
+	}
+	if opts.GroupID == "" || opts.InstanceID == "" {
+		return nil, errors.New("creating instance: group and instance ids are required")
+	}
+	if opts.Home.Dir == "" {
+		return nil, errors.New("creating instance: no install directory")
+	}
+	cfg := opts.Config
+	lg, err := openLogs(opts.Home.InstanceLogsDir(opts.GroupID, opts.InstanceID), cfg.Log, opts.Quiet, opts.Console)
+	if err != nil {
+		return nil, fmt.Errorf("creating instance: %w", err)
+	}
+	ids, err := newIDSource()
+	if err != nil {
+		lg.close()
+		return nil, fmt.Errorf("creating instance: %w", err)
+	}
+	base := lg.instance.With("groupId", opts.GroupID, "instanceId", opts.InstanceID)
+	i := &Instance{
+		opts:     opts,
+		logs:     lg,
+		log:      base.With("component", "instance"),
+		proxyLog: base.With("component", "proxy"),
+		pool:     proxy.NewBufferPool(),
+		ids:      ids,
+		abort:    make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	rt, err := buildRuntime(cfg, i.pool, i.proxyLog)
+	if err != nil {
+		lg.close()
+		return nil, fmt.Errorf("creating instance: %w", err)
+	}
+	i.rt.Store(rt)
+	return i, nil
+}
+
+// Phase returns the current phase.
+func (i *Instance) Phase() Phase { return Phase(i.phase.Load()) }
+
+// setPhase moves to phase p; phases never move backwards.
+func (i *Instance) setPhase(p Phase) {
+	var old Phase
+	for {
+		o := i.phase.Load()
+		if Phase(o) >= p {
+			return
+		}
+		if i.phase.CompareAndSwap(o, int32(p)) {
+			old = Phase(o)
+			break
+		}
+	}
+	attrs := []any{"phase", p.String(), "from", old.String()}
+	i.mu.Lock()
+	if !i.shutdownAt.IsZero() {
+		attrs = append(attrs, "sinceShutdownMs", time.Since(i.shutdownAt).Milliseconds())
+	}
+	i.mu.Unlock()
+	i.log.Info("phase changed", attrs...)
+	if i.testHookPhase != nil {
+		i.testHookPhase(p)
+	}
+}
+
+// Ports returns the bound ports (zero before Start).
+func (i *Instance) Ports() Ports {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.portsLocked()
+}
+
+// PortInUseError is returned by Start when a listener's port is taken. PID
+// and Command name the process holding it when it could be found.
+type PortInUseError struct {
+	Listener string // "traffic", "management" or "sample"
+	Address  string // as configured; empty means every interface
+	Port     int
+	PID      int
+	Command  string
+	Err      error
+}
+
+func (e *PortInUseError) Error() string {
+	addr := e.Address
+	if addr == "" {
+		addr = "0.0.0.0"
+	}
+	s := fmt.Sprintf("%s listener: port %d on %s is in use", e.Listener, e.Port, addr)
+	if e.PID > 0 {
+		return s + fmt.Sprintf(" by pid %d (%s)", e.PID, e.Command)
+	}
+	return s + " (holder not found)"
+}
+
+func (e *PortInUseError) Unwrap() error { return e.Err }
+
+// Start binds every listener and starts serving. When one cannot be bound,
+// the others are closed and the error names the listener (a
+// *PortInUseError for a port in use). When Start returns nil the instance is
+// ready: health checks answer 200.
+func (i *Instance) Start() error {
+	i.mu.Lock()
+	if i.started || i.stopping {
+		i.mu.Unlock()
+		return errors.New("starting instance: already started or stopped")
+	}
+	i.started = true
+	cfg := i.rt.Load().cfg
+	type spec struct {
+		name    string
+		l       groupconf.Listener
+		h       http.Handler
+		tlsConf *tls.Config
+	}
+	specs := []spec{
+		{"traffic", cfg.Traffic, trafficHandler{i}, nil},
+		{"management", cfg.Management, managementHandler{i}, i.opts.ManagementTLS},
+	}
+	if cfg.Sample.Enabled {
+		specs = append(specs, spec{"sample", groupconf.Listener{
+			Address: cfg.Sample.Address, Port: cfg.Sample.Port,
+			ReadHeaderTimeout: groupconf.Seconds(10), IdleTimeout: groupconf.Seconds(60), MaxHeaderBytes: 32 << 10,
+		}, sample.New(i.lgWith("sample")), nil})
+	}
+	// Bind everything first: all or nothing.
+	for _, sp := range specs {
+		ln, err := listen(sp.name, sp.l)
+		if err != nil {
+			for _, s := range i.servers {
+				_ = s.ln.Close()
+			}
+			i.servers = nil
+			i.serveErr = err
+			i.stopping = true
+			i.mu.Unlock()
+			i.log.Error("start failed", "error", err.Error())
+			i.finish()
+			return fmt.Errorf("starting instance: %w", err)
+		}
+		if sp.tlsConf != nil {
+			ln = tls.NewListener(ln, sp.tlsConf)
+		}
+		i.servers = append(i.servers, &server{
+			name: sp.name, ln: ln, port: ln.Addr().(*net.TCPAddr).Port,
+			srv: newHTTPServer(sp.l, sp.h, i.lgWith("http")),
+		})
+	}
+	i.startedAt = time.Now()
+	i.drainTimeout = cfg.ZeroDowntime.Shutdown.DrainTimeout.D()
+	for _, s := range i.servers {
+		i.serveWG.Add(1)
+		go i.serve(s)
+	}
+	p := i.portsLocked()
+	i.mu.Unlock()
+	i.setPhase(PhaseServing)
+	i.log.Info("instance started", "groupName", i.opts.GroupName, "instanceName", i.opts.InstanceName,
+		"trafficPort", p.Traffic, "managementPort", p.Management, "samplePort", p.Sample)
+	return nil
+}
+
+func (i *Instance) portsLocked() Ports {
+	var p Ports
+	for _, s := range i.servers {
+		switch s.name {
+		case "traffic":
+			p.Traffic = s.port
+		case "management":
+			p.Management = s.port
+		case "sample":
+			p.Sample = s.port
+		}
+	}
+	return p
+}
+
+func (i *Instance) lgWith(component string) *slog.Logger {
+	return i.logs.instance.With("groupId", i.opts.GroupID, "instanceId", i.opts.InstanceID, "component", component)
+}
+
+// listen binds one listener; a port in use gives a *PortInUseError.
+func listen(name string, l groupconf.Listener) (net.Listener, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(l.Address, strconv.Itoa(l.Port)))
+	if err == nil {
+		return ln, nil
+	}
+	if errors.Is(err, syscall.EADDRINUSE) {
+		e := &PortInUseError{Listener: name, Address: l.Address, Port: l.Port, Err: err}
+		e.PID, e.Command, _ = portinfo.Holder(l.Port)
+		return nil, e
+	}
+	return nil, fmt.Errorf("%s listener: listening on %s port %d: %w", name, l.Address, l.Port, err)
+}
+
+// newHTTPServer is the one place listeners get their http.Server: timeouts
+// and header limit from the configuration.
+func newHTTPServer(l groupconf.Listener, h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: l.ReadHeaderTimeout.D(),
+		ReadTimeout:       l.ReadTimeout.D(),
+		WriteTimeout:      l.WriteTimeout.D(),
+		IdleTimeout:       l.IdleTimeout.D(),
+		MaxHeaderBytes:    l.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+func (i *Instance) serve(s *server) {
+	defer i.serveWG.Done()
+	err := s.srv.Serve(s.ln)
+	if err == nil || errors.Is(err, http.ErrServerClosed) {
+		return
+	}
+	err = fmt.Errorf("%s listener: serving: %w", s.name, err)
+	i.log.Error("listener failed; stopping", "listener", s.name, "error", err.Error())
+	i.mu.Lock()
+	if i.serveErr == nil {
+		i.serveErr = err
+	}
+	i.mu.Unlock()
+	go i.Close()
+}
+
+// ErrDrainTimeout is returned (wrapped) by Shutdown when in-flight requests
+// did not finish within the drain timeout and their connections were closed.
+var ErrDrainTimeout = errors.New("drain timeout reached; remaining connections closed")
+
+// Shutdown stops the instance gracefully (see the package comment for the
+// phases) and returns when it has stopped. Cancelling ctx stops everything at
+// once; Shutdown then returns ctx's error. It returns an error wrapping
+// ErrDrainTimeout when connections had to be closed. A second call waits for
+// the first to finish (cancelling its ctx stops at once).
+func (i *Instance) Shutdown(ctx context.Context) error {
+	i.mu.Lock()
+	switch {
+	case !i.started:
+		i.mu.Unlock()
+		return i.Close()
+	case i.stopping:
+		i.mu.Unlock()
+		select {
+		case <-i.done:
+			return nil
+		case <-ctx.Done():
+			_ = i.Close()
+			return ctx.Err()
+		}
+	}
+	i.stopping = true
+	i.shutdownAt = time.Now()
+	servers := i.servers
+	drain := i.drainTimeout
+	i.mu.Unlock()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-i.abort:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	stopNow := func() error {
+		i.closeNow()
+		i.finish()
+		return ctx.Err()
+	}
+
+	zdt := i.rt.Load().cfg.ZeroDowntime.Shutdown
+	i.log.Info("shutdown requested", "zeroDowntime", zdt.Enabled, "delay", zdt.Delay.String(), "drainTimeout", drain.String())
+	if zdt.Enabled {
+		i.setPhase(PhaseDraining)
+		t := time.NewTimer(zdt.Delay.D())
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return stopNow()
+		}
+	}
+	i.setPhase(PhaseClosing)
+	drainCtx, cancelDrain := context.WithTimeout(ctx, drain)
+	defer cancelDrain()
+	var forced []string
+	for _, s := range servers { // traffic, management, sample
+		err := s.srv.Shutdown(drainCtx)
+		switch {
+		case ctx.Err() != nil:
+			return stopNow()
+		case err != nil && drainCtx.Err() != nil:
+			_ = s.srv.Close()
+			forced = append(forced, s.name)
+			i.log.Warn("drain timeout reached; closing connections", "listener", s.name, "drainTimeout", drain.String())
+		case err != nil:
+			i.log.Warn("closing listener", "listener", s.name, "error", err.Error())
+		}
+	}
+	i.finish()
+	if forced != nil {
+		return fmt.Errorf("shutting down: %w", ErrDrainTimeout)
+	}
+	return nil
+}
+
+// Close stops the instance at once: listeners and connections are closed,
+// in-flight requests are cut. It returns when the instance has stopped. It
+// may be called at any time, also during Shutdown, which it cuts short.
+func (i *Instance) Close() error {
+	i.abortOnce.Do(func() { close(i.abort) })
+	i.mu.Lock()
+	driving := !i.stopping
+	i.stopping = true
+	i.mu.Unlock()
+	if driving {
+		i.closeNow()
+		i.finish()
+	}
+	<-i.done
+	return nil
+}
+
+// closeNow closes every listener and connection, in the close order.
+func (i *Instance) closeNow() {
+	if i.Phase() < PhaseClosing {
+		i.setPhase(PhaseClosing)
+	}
+	i.mu.Lock()
+	servers := i.servers
+	i.mu.Unlock()
+	for _, s := range servers {
+		_ = s.srv.Close()
+	}
+}
+
+// finish ends the stop: it waits for the Serve loops, releases the back
+// ends' connections, logs, closes the log files and releases Wait.
+func (i *Instance) finish() {
+	i.finishOnce.Do(func() {
+		i.serveWG.Wait()
+		i.rt.Load().closeIdle()
+		i.setPhase(PhaseStopped)
+		i.log.Info("instance stopped")
+		i.logs.close()
+		close(i.done)
+	})
+}
+
+// Wait blocks until the instance has stopped. It returns nil after a stop by
+// Shutdown or Close (even a forced one), the error of a listener that failed
+// while serving, or the error of a Start that failed.
+func (i *Instance) Wait() error {
+	<-i.done
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.serveErr
+}

@@ -1,0 +1,79 @@
+package instance
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/proxy"
+)
+
+// Ports are the bound TCP ports of an instance; Sample is 0 without the
+// sample service.
+type Ports struct {
+	Traffic    int `json:"traffic"`
+	Management int `json:"management"`
+	Sample     int `json:"sample,omitempty"`
+}
+
+// Status is what GET /status on the management listener answers.
+type Status struct {
+	GroupID        string    `json:"groupId"`
+	InstanceID     string    `json:"instanceId"`
+	GroupName      string    `json:"groupName"`
+	InstanceName   string    `json:"instanceName"`
+	PID            int       `json:"pid"`
+	Phase          Phase     `json:"phase"`
+	StartedAt      time.Time `json:"startedAt"`
+	ConfigLoadedAt time.Time `json:"configLoadedAt"`
+	InFlight       int64     `json:"inFlight"` // requests being served on the traffic listener
+	Ports          Ports     `json:"ports"`
+}
+
+// Status reports the instance's state, as GET /status does.
+func (i *Instance) Status() Status {
+	i.mu.Lock()
+	started := i.startedAt
+	i.mu.Unlock()
+	return Status{
+		GroupID:        i.opts.GroupID,
+		InstanceID:     i.opts.InstanceID,
+		GroupName:      i.opts.GroupName,
+		InstanceName:   i.opts.InstanceName,
+		PID:            os.Getpid(),
+		Phase:          i.Phase(),
+		StartedAt:      started,
+		ConfigLoadedAt: i.rt.Load().loadedAt,
+		InFlight:       i.inFlight.Load(),
+		Ports:          i.Ports(),
+	}
+}
+
+// managementHandler serves the management listener: GET /status and GET
+// /healthcheck.
+type managementHandler struct{ i *Instance }
+
+func (h managementHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/healthcheck":
+		healthCheck(w, r, true)
+	case "/status":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			proxy.WriteError(w, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed here")
+			return
+		}
+		b, err := json.Marshal(h.i.Status())
+		if err != nil {
+			h.i.log.Error("encoding status", "error", err.Error())
+			proxy.WriteError(w, http.StatusInternalServerError, "internal error")
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write(append(b, '\n'))
+	default:
+		proxy.WriteError(w, http.StatusNotFound, "no such management resource; try /status or /healthcheck")
+	}
+}

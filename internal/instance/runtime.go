@@ -1,0 +1,96 @@
+package instance
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
+	"github.com/gatehouse-gw/gatehouse/internal/policy"
+	"github.com/gatehouse-gw/gatehouse/internal/proxy"
+	"github.com/gatehouse-gw/gatehouse/internal/route"
+)
+
+// runtime is everything a request needs from one configuration, compiled
+// once: the routing table, one forwarder per route, the back ends with their
+// connection pools, the policy chain. It is immutable; the instance holds the
+// current one in an atomic pointer and each request loads it once.
+type runtime struct {
+	cfg        *groupconf.Config
+	loadedAt   time.Time
+	table      *route.Table
+	forwarders []*proxy.Forwarder // indexed by route.Route.Index
+	backends   []*proxy.Backend
+	chain      policy.Chain
+}
+
+func buildRuntime(cfg *groupconf.Config, pool *proxy.BufferPool, log *slog.Logger) (*runtime, error) {
+	table, err := route.Compile(cfg.APIs)
+	if err != nil {
+		return nil, fmt.Errorf("compiling routes: %w", err)
+	}
+	rt := &runtime{cfg: cfg, loadedAt: time.Now(), table: table, forwarders: make([]*proxy.Forwarder, len(cfg.APIs))}
+	byName := map[string]*proxy.Backend{}
+	for _, b := range cfg.Backends {
+		be, err := proxy.NewBackend(b, cfg.Sample)
+		if err != nil {
+			return nil, fmt.Errorf("building back ends: %w", err)
+		}
+		byName[b.Name] = be
+		rt.backends = append(rt.backends, be)
+	}
+	opts := proxy.Options{Logger: log, BufferPool: pool}
+	for _, r := range table.Routes() {
+		be := byName[r.Backend]
+		if be == nil {
+			return nil, fmt.Errorf("API %q: back end %q is not defined", r.Name, r.Backend)
+		}
+		rt.forwarders[r.Index] = proxy.NewForwarder(be, r, opts)
+	}
+	return rt, nil
+}
+
+func (rt *runtime) closeIdle() {
+	for _, b := range rt.backends {
+		b.CloseIdleConnections()
+	}
+}
+
+// ErrRestartRequired is returned by Swap for a configuration that changes
+// what only a restart can change (the listeners and the sample service).
+var ErrRestartRequired = errors.New("change needs a restart")
+
+// Swap builds a runtime for cfg beside the current one and swaps it in
+// atomically: requests that already started finish with the old one, the next
+// ones use the new one. Connections of clients stay open. Listener and
+// sample-service settings cannot change this way (ErrRestartRequired); the log
+// level follows cfg, other log settings keep their start-up values. The old
+// back ends' idle connections are closed; their busy ones close when done.
+func (i *Instance) Swap(cfg *groupconf.Config) error {
+	if cfg == nil {
+		return errors.New("swapping configuration: no configuration")
+	}
+	cur := i.rt.Load()
+	switch {
+	case cfg.Traffic != cur.cfg.Traffic:
+		return fmt.Errorf("swapping configuration: traffic listener settings: %w", ErrRestartRequired)
+	case cfg.Management != cur.cfg.Management:
+		return fmt.Errorf("swapping configuration: management listener settings: %w", ErrRestartRequired)
+	case cfg.Sample != cur.cfg.Sample:
+		return fmt.Errorf("swapping configuration: sample settings: %w", ErrRestartRequired)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
+		return fmt.Errorf("swapping configuration: log level: %w", err)
+	}
+	rt, err := buildRuntime(cfg, i.pool, i.proxyLog)
+	if err != nil {
+		return fmt.Errorf("swapping configuration: %w", err)
+	}
+	old := i.rt.Swap(rt)
+	i.logs.level.Set(level)
+	old.closeIdle()
+	i.log.Info("configuration swapped", "apis", len(cfg.APIs), "backends", len(cfg.Backends))
+	return nil
+}
