@@ -103,10 +103,7 @@ func (vb *mdVerb) flag() string {
 func (vb *mdVerb) synopsis(dashes bool) string {
 	head := vb.Name
 	if dashes {
-		head = "--" + vb.Name
-		if vb.Short != "" {
-			head = "-" + vb.Short
-		}
+		head = strings.ReplaceAll(vb.flag(), ", ", " | ")
 	}
 	if vb.Synopsis != "" {
 		return head + " " + vb.Synopsis
@@ -418,6 +415,7 @@ func parseMDArgs(args []string, preset *mdVerb) (*mdVerb, mdValues, error) {
 	vb := preset
 	vals := mdValues{}
 	given := map[string]string{} // long name → flag as typed
+	wantHelp := false            // -h wins over anything else
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if !strings.HasPrefix(a, "-") || a == "-" || a == "--" {
@@ -437,6 +435,10 @@ func parseMDArgs(args []string, preset *mdVerb) (*mdVerb, mdValues, error) {
 		if spec.verb != nil {
 			if hasVal {
 				return nil, nil, usagef(mdName, "%s takes no value", name)
+			}
+			if spec.verb.Name == "help" {
+				wantHelp = true
+				continue
 			}
 			if vb != nil && vb != spec.verb {
 				return nil, nil, usagef(mdName, "give one operation at a time (both --%s and --%s given)", vb.Name, spec.verb.Name)
@@ -462,11 +464,11 @@ func parseMDArgs(args []string, preset *mdVerb) (*mdVerb, mdValues, error) {
 		}
 		vals[spec.long] = val
 	}
+	if wantHelp {
+		return findVerb("help"), mdValues{}, nil
+	}
 	if vb == nil {
 		return nil, nil, usagef(mdName, "no operation given; give one of: %s", opList())
-	}
-	if vb.Meta && vb.Name == "help" {
-		return vb, vals, nil // -h wins over anything else
 	}
 	for long, typed := range given {
 		if _, ok := vb.param(long); !ok {
