@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
 	"regexp"
@@ -131,6 +132,9 @@ func parseLayer(l Layer, st reflect.Type) (*yaml.Node, error) {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(l.YAML))
 	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) { // only comments
+			return nil, nil
+		}
 		return nil, &Error{Origin: Origin{File: l.Name, Line: yamlErrLine(err)}, Msg: cleanYAMLError(err)}
 	}
 	var extra yaml.Node

@@ -143,3 +143,13 @@ func TestKeysDocumented(t *testing.T) {
 		}
 	}
 }
+
+func TestCommentOnlyFile(t *testing.T) {
+	cfg, err := Load(Layer{Name: "g.yaml", YAML: []byte("# nothing but\n# comments\n")})
+	if err != nil {
+		t.Fatalf("got %v, want a comment-only file to load as empty", err)
+	}
+	if cfg.Traffic.Port != 8080 {
+		t.Errorf("got %d, want default 8080", cfg.Traffic.Port)
+	}
+}
