@@ -74,19 +74,18 @@ type Instance struct {
 	phase    atomic.Int32
 	inFlight atomic.Int64
 
-	mu           sync.Mutex // guards the fields below
-	started      bool
-	stopping     bool // Shutdown or Close is driving the stop
-	startedAt    time.Time
-	shutdownAt   time.Time
-	servers      []*server // traffic, management, sample: the close order
-	serveErr     error     // the first listener failure, or the Start error
-	serveWG      sync.WaitGroup
-	abort        chan struct{} // closed by Close
-	abortOnce    sync.Once
-	done         chan struct{} // closed when stopped
-	finishOnce   sync.Once
-	drainTimeout time.Duration
+	mu         sync.Mutex // guards the fields below
+	started    bool
+	stopping   bool // Shutdown or Close is driving the stop
+	startedAt  time.Time
+	shutdownAt time.Time
+	servers    []*server // traffic, management, sample: the close order
+	serveErr   error     // the first listener failure, or the Start error
+	serveWG    sync.WaitGroup
+	abort      chan struct{} // closed by Close
+	abortOnce  sync.Once
+	done       chan struct{} // closed when stopped
+	finishOnce sync.Once
 
 	// Test hooks, set before Start.
 	testHookRequest func(*http.Request) // called as a traffic request enters
@@ -255,7 +254,6 @@ func (i *Instance) Start() error {
 		})
 	}
 	i.startedAt = time.Now()
-	i.drainTimeout = cfg.ZeroDowntime.Shutdown.DrainTimeout.D()
 	for _, s := range i.servers {
 		i.serveWG.Add(1)
 		go i.serve(s)
@@ -359,7 +357,6 @@ func (i *Instance) Shutdown(ctx context.Context) error {
 	i.stopping = true
 	i.shutdownAt = time.Now()
 	servers := i.servers
-	drain := i.drainTimeout
 	i.mu.Unlock()
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -378,6 +375,7 @@ func (i *Instance) Shutdown(ctx context.Context) error {
 	}
 
 	zdt := i.rt.Load().cfg.ZeroDowntime.Shutdown
+	drain := zdt.DrainTimeout.D()
 	i.log.Info("shutdown requested", "zeroDowntime", zdt.Enabled, "delay", zdt.Delay.String(), "drainTimeout", drain.String())
 	if zdt.Enabled {
 		i.setPhase(PhaseDraining)

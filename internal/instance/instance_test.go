@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/policy"
 	"github.com/gatehouse-gw/gatehouse/internal/proxy"
 	"github.com/gatehouse-gw/gatehouse/internal/sample"
 )
@@ -31,22 +33,62 @@ const (
 	instanceID = "instance-1"
 )
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
+// freePorts returns n distinct TCP ports of 127.0.0.1 that were free a
+// moment ago. They are taken below the kernel's ephemeral range, so that
+// neither outgoing connections nor other listeners on port 0 pick them in the
+// meantime.
+func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	var ports []int
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 1000 {
+			t.Fatal("no free port found")
+		}
+		port := 20000 + rand.IntN(12000)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		lns = append(lns, ln)
+		ports = append(ports, port)
+	}
+	return ports
+}
+
+func freePort(t *testing.T) int { return freePorts(t, 1)[0] }
+
+// refusingPort returns a port of 127.0.0.1 that refuses connections until the
+// end of the test: a socket is bound to it but does not listen, so that no
+// one else can listen there.
+func refusingPort(t *testing.T) int {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sa.(*syscall.SockaddrInet4).Port
 }
 
 // ports of one test instance.
 type testPorts struct{ traffic, management, sample int }
 
 func newPorts(t *testing.T) testPorts {
-	return testPorts{freePort(t), freePort(t), freePort(t)}
+	p := freePorts(t, 3)
+	return testPorts{p[0], p[1], p[2]}
 }
 
 // quickstartYAML is the QuickStart configuration, on the given ports, with
@@ -332,7 +374,7 @@ func TestForwardToSample(t *testing.T) {
 }
 
 func TestErrorResponses(t *testing.T) {
-	closedPort := freePort(t)
+	closedPort := refusingPort(t)
 	release := make(chan struct{})
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select { // longer than the back end's timeout: until the gateway gives up
@@ -822,5 +864,52 @@ func TestStartTwice(t *testing.T) {
 	ti := startInstance(t, quickstartYAML(newPorts(t), sampleAPI))
 	if err := ti.Start(); err == nil {
 		t.Error("second Start: got nil error, want one")
+	}
+}
+
+// rejectPolicy rejects every request with 401.
+type rejectPolicy struct{}
+
+func (rejectPolicy) Name() string { return "reject" }
+func (rejectPolicy) Apply(ex *policy.Exchange) error {
+	if ex.CorrelationID == "" || ex.Route == nil || ex.ClientAddr != "127.0.0.1" {
+		return fmt.Errorf("incomplete exchange: %+v", ex)
+	}
+	return &policy.Error{Status: http.StatusUnauthorized, Message: "an API key is required", Err: errors.New("no KeyId header")}
+}
+
+// failPolicy fails internally.
+type failPolicy struct{}
+
+func (failPolicy) Name() string                 { return "fail" }
+func (failPolicy) Apply(*policy.Exchange) error { return errors.New("store unreachable at 10.0.0.9") }
+
+// TestPolicyChain: the instance turns a policy's rejection into the JSON
+// error body, and an internal failure into a 500 that does not leak.
+func TestPolicyChain(t *testing.T) {
+	ti := startInstance(t, quickstartYAML(newPorts(t), sampleAPI))
+	tests := []struct {
+		chain      policy.Chain
+		wantStatus int
+		wantMsg    string
+	}{
+		{nil, 200, ""},
+		{policy.Chain{rejectPolicy{}}, 401, "an API key is required"},
+		{policy.Chain{failPolicy{}}, 500, "internal error"},
+	}
+	for _, tt := range tests {
+		rt := *ti.rt.Load()
+		rt.chain = tt.chain
+		ti.rt.Store(&rt)
+		r := do(t, nil, "GET", ti.base+"/sample/echo", nil)
+		if r.status != tt.wantStatus {
+			t.Errorf("chain %v: status: got %d, want %d", tt.chain, r.status, tt.wantStatus)
+		}
+		if tt.wantMsg != "" && !strings.Contains(r.body, `"message":"`+tt.wantMsg+`"`) {
+			t.Errorf("chain %v: body: got %s, want message %q", tt.chain, r.body, tt.wantMsg)
+		}
+		if strings.Contains(r.body, "10.0.0.9") {
+			t.Errorf("chain %v: body leaks the cause: %s", tt.chain, r.body)
+		}
 	}
 }
