@@ -122,6 +122,12 @@ func CreateInstance(ctx context.Context, h home.Home, actor topology.Actor, spec
 	if err != nil {
 		return res, err
 	}
+	keys := map[string]string{"traffic.port": strconv.Itoa(spec.TrafficPort), "management.port": strconv.Itoa(spec.ManagementPort)}
+	order := []string{"traffic.port", "management.port"}
+	if spec.Sample {
+		keys["sample.enabled"], keys["sample.port"] = "true", strconv.Itoa(spec.SamplePort)
+		order = append(order, "sample.enabled", "sample.port")
+	}
 	var cleanup []string // directories to remove when the change fails
 	_, err = topology.NewStore(h, nil).Update(ctx, actor, "create instance", 0, func(t *topology.Topology) (string, error) {
 		g, gerr := t.GroupByName(spec.Group)
@@ -131,7 +137,10 @@ func CreateInstance(ctx context.Context, h home.Home, actor topology.Actor, spec
 			}
 			res.NewGroup = true
 			if spec.GroupConfig != nil {
-				if _, err := groupconf.Load(groupconf.Layer{Name: "group configuration", YAML: spec.GroupConfig}); err != nil {
+				// Checked with the instance settings about to be written:
+				// a group may rely on them (a sample back end, say).
+				if _, err := groupconf.Load(groupconf.Layer{Name: "group configuration", YAML: spec.GroupConfig},
+					groupconf.Layer{Name: "instance settings", Properties: keys, Order: order}); err != nil {
 					return "", fmt.Errorf("group configuration for %q: %w", spec.Group, err)
 				}
 			}
@@ -178,12 +187,6 @@ func CreateInstance(ctx context.Context, h home.Home, actor topology.Actor, spec
 			if err := os.MkdirAll(d, 0o755); err != nil {
 				return detail, fmt.Errorf("creating instance directory: %w", err)
 			}
-		}
-		keys := map[string]string{"traffic.port": strconv.Itoa(spec.TrafficPort), "management.port": strconv.Itoa(spec.ManagementPort)}
-		order := []string{"traffic.port", "management.port"}
-		if spec.Sample {
-			keys["sample.enabled"], keys["sample.port"] = "true", strconv.Itoa(spec.SamplePort)
-			order = append(order, "sample.enabled", "sample.port")
 		}
 		if err := groupconf.SetKeys(h.InstanceConfFile(g.ID, s.ID), keys, order, instanceHeader); err != nil {
 			return detail, err

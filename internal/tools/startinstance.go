@@ -1,11 +1,617 @@
 package tools
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/domain"
+	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/instance"
+	"github.com/gatehouse-gw/gatehouse/internal/topology"
 )
 
 var startinstanceTool = Tool{
 	Name: "startinstance", Summary: "start, stop and query gateway instances", Linked: true,
-	Run: func(ctx context.Context, env *Env, args []string) error { return errors.New("not implemented yet") },
+	Run: runStartinstance,
+}
+
+const startinstanceUsage = `usage:"startinstance [[-n instance-name -g group-name [instance-args]] | [directory-location [instance-args]]]"`
+
+const startinstanceHelp = startinstanceUsage + `
+
+Starts a gateway instance in the foreground, or as a daemon with -d; stops it
+with -k; tells whether it runs with -s. With no arguments it lists the
+instances registered on this host, or starts the only one.
+
+  -n NAME        instance name (with -g)
+  -g GROUP       group name (with -n)
+  -h DIR         the instance directory (groups/<group-id>/<instance-id>);
+                 a directory may also be given without -h
+  -d             run as a daemon: return once the instance reports itself
+                 ready (exit 0), or fail with the reason (exit 1) if it does
+                 not within startup.timeout (60 s by default)
+  -k             stop the instance and wait until its process has ended
+                 (SIGTERM; SIGKILL once its stop budget - zero-downtime delay
+                 + drain timeout + 15 s - has passed)
+  -s             status: exit 0 when running, 1 otherwise
+  -q             quiet (same as -Dquiet): no console log, no messages
+  -v             change to the instance directory on start
+  -b FILE        boot trace: where the daemon's console output goes
+                 (default <instance dir>/trace/boot.log)
+  -D KEY[=VAL]   set a configuration property for this run, e.g.
+                 -DzeroDowntime.shutdown.delay=2 (also -D KEY=VAL); a key
+                 without a value is set to true
+  -e             end of options: what follows is a directory
+  -P             prompt for the passphrase (arrives with the passphrase issue)
+  --help         this help
+
+Signals: SIGTERM or SIGINT start a graceful shutdown (zero-downtime when
+zeroDowntime.shutdown.enabled); a second one, or SIGQUIT, stops at once.
+
+Exit codes: 0 success; 1 failure (the reason is printed); 2 wrong usage.
+Files: var/run/<instance-id>.pid and .lock in the install directory
+($GATEHOUSE_HOME).`
+
+type siOpts struct {
+	name, group, dir string
+	boot             string
+	daemon, kill     bool
+	status, quiet    bool
+	chdir            bool
+	props            map[string]string
+	propOrder        []string
+	help             bool
+}
+
+func parseStartinstance(args []string) (*siOpts, error) {
+	o := &siOpts{props: map[string]string{}}
+	need := func(i *int, flag string) (string, error) {
+		if *i+1 >= len(args) {
+			return "", usagef("startinstance", "%s needs a value", flag)
+		}
+		*i++
+		return args[*i], nil
+	}
+	setProp := func(kv string) error {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			v = "true"
+		}
+		if k == "" {
+			return usagef("startinstance", "-D needs a property name, as in -Dname=value")
+		}
+		if k == "quiet" {
+			o.quiet = v != "false"
+			return nil
+		}
+		if _, dup := o.props[k]; !dup {
+			o.propOrder = append(o.propOrder, k)
+		}
+		o.props[k] = v
+		return nil
+	}
+	var positional []string
+	var err error
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--help" || a == "-help" || a == "-?":
+			o.help = true
+		case a == "-n":
+			if o.name, err = need(&i, a); err != nil {
+				return nil, err
+			}
+		case a == "-g":
+			if o.group, err = need(&i, a); err != nil {
+				return nil, err
+			}
+		case a == "-h":
+			if o.dir, err = need(&i, a); err != nil {
+				return nil, err
+			}
+		case a == "-b":
+			if o.boot, err = need(&i, a); err != nil {
+				return nil, err
+			}
+		case a == "-d":
+			o.daemon = true
+		case a == "-k":
+			o.kill = true
+		case a == "-s":
+			o.status = true
+		case a == "-q":
+			o.quiet = true
+		case a == "-v":
+			o.chdir = true
+		case a == "-P":
+			return nil, usagef("startinstance", "-P (passphrase prompt) is not available yet: configuration is not encrypted in this version")
+		case a == "-D":
+			kv, err := need(&i, a)
+			if err != nil {
+				return nil, err
+			}
+			if err := setProp(kv); err != nil {
+				return nil, err
+			}
+		case strings.HasPrefix(a, "-D"):
+			if err := setProp(a[2:]); err != nil {
+				return nil, err
+			}
+		case a == "-e":
+			positional = append(positional, args[i+1:]...)
+			i = len(args)
+		case strings.HasPrefix(a, "-") && a != "-":
+			return nil, usagef("startinstance", "unknown option %q; accepted: -n -g -h -d -k -s -q -v -b -D -e -P --help", a)
+		default:
+			positional = append(positional, a)
+		}
+	}
+	if len(positional) > 1 {
+		return nil, usagef("startinstance", "one instance directory at most, got %q", positional)
+	}
+	if len(positional) == 1 {
+		if o.dir != "" {
+			return nil, usagef("startinstance", "give the instance directory once (-h %s or %s)", o.dir, positional[0])
+		}
+		o.dir = positional[0]
+	}
+	if (o.name == "") != (o.group == "") {
+		return nil, usagef("startinstance", "-n and -g go together: give the instance name and its group")
+	}
+	if o.name != "" && o.dir != "" {
+		return nil, usagef("startinstance", "give either -n/-g or a directory, not both")
+	}
+	n := 0
+	for _, b := range []bool{o.daemon, o.kill, o.status} {
+		if b {
+			n++
+		}
+	}
+	if n > 1 {
+		return nil, usagef("startinstance", "-d, -k and -s exclude each other")
+	}
+	return o, nil
+}
+
+// target is a resolved local instance.
+type target struct {
+	h     home.Home
+	ref   topology.InstanceRef
+	gid   string
+	iid   string
+	gname string
+	iname string
+}
+
+func (t target) label() string { return fmt.Sprintf("instance %q in group %q", t.iname, t.gname) }
+func (t target) dir() string   { return t.h.InstanceDir(t.gid, t.iid) }
+func (t target) cmdline() string {
+	return fmt.Sprintf("startinstance -n %q -g %q", t.iname, t.gname)
+}
+
+func runStartinstance(ctx context.Context, env *Env, args []string) error {
+	o, err := parseStartinstance(args)
+	if err != nil {
+		return err
+	}
+	if o.help {
+		fmt.Fprintln(env.Stdout, startinstanceHelp)
+		return nil
+	}
+	h, err := home.Resolve()
+	if err != nil {
+		return err
+	}
+	topo, err := topology.NewStore(h, nil).Load()
+	if err != nil {
+		return err
+	}
+	hostID, err := domain.LocalHost(h)
+	if err != nil {
+		return err
+	}
+	var t target
+	switch {
+	case o.name != "":
+		ref, err := topo.FindInstance(o.group, o.name)
+		if err != nil {
+			return withListing(err, topo, hostID)
+		}
+		t = newTarget(h, ref)
+	case o.dir != "":
+		t, err = targetFromDir(h, topo, o.dir)
+		if err != nil {
+			return withListing(err, topo, hostID)
+		}
+	default:
+		local := topo.Instances(hostID)
+		if len(local) != 1 {
+			return listInstances(env, topo, hostID)
+		}
+		t = newTarget(h, local[0])
+	}
+	if t.ref.Service.HostID != hostID {
+		return fmt.Errorf("%s runs on host %s, not on this host (%s)", t.label(), t.ref.Service.HostID, hostID)
+	}
+	switch {
+	case o.status:
+		return instanceStatus(env, t, o.quiet)
+	case o.kill:
+		return stopInstance(ctx, env, t, o.quiet)
+	}
+	cfg, err := groupconf.LoadInstance(h, t.gid, t.iid, o.props, o.propOrder)
+	if err != nil {
+		return fmt.Errorf("%s does not start: %w", t.label(), err)
+	}
+	if o.daemon {
+		return startDaemon(ctx, env, t, o, cfg)
+	}
+	return runForeground(ctx, env, t, o, cfg, nil)
+}
+
+func newTarget(h home.Home, ref topology.InstanceRef) target {
+	return target{h: h, ref: ref, gid: ref.Group.ID, iid: ref.Service.ID, gname: ref.Group.Name, iname: ref.Service.Name}
+}
+
+// targetFromDir resolves groups/<gid>/<iid> (absolute or relative).
+func targetFromDir(h home.Home, topo *topology.Topology, dir string) (target, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return target{}, err
+	}
+	rel, err := filepath.Rel(h.GroupsDir(), abs)
+	parts := strings.Split(filepath.ToSlash(rel), "/")
+	if err != nil || len(parts) != 2 || strings.HasPrefix(rel, "..") {
+		return target{}, fmt.Errorf("%s is not an instance directory of this install directory (want %s/<group-id>/<instance-id>)", dir, h.GroupsDir())
+	}
+	ref, err := topo.FindInstanceID(parts[1])
+	if err != nil {
+		return target{}, err
+	}
+	if ref.Group.ID != parts[0] {
+		return target{}, fmt.Errorf("%s: instance %s belongs to group %s, not %s", dir, parts[1], ref.Group.ID, parts[0])
+	}
+	return newTarget(h, ref), nil
+}
+
+func withListing(err error, topo *topology.Topology, hostID string) error {
+	var b strings.Builder
+	b.WriteString(err.Error())
+	local := topo.Instances(hostID)
+	if len(local) > 0 {
+		b.WriteString("\nInstances registered on this host:")
+		for _, r := range local {
+			fmt.Fprintf(&b, "\n  startinstance -n %q -g %q", r.Service.Name, r.Group.Name)
+		}
+	}
+	return errors.New(b.String())
+}
+
+func listInstances(env *Env, topo *topology.Topology, hostID string) error {
+	local := topo.Instances(hostID)
+	fmt.Fprintln(env.Stdout, startinstanceUsage)
+	fmt.Fprintln(env.Stdout)
+	if len(local) == 0 {
+		fmt.Fprintln(env.Stdout, "No API Gateway instances are registered on this machine. Create one with:")
+		fmt.Fprintln(env.Stdout)
+		fmt.Fprintln(env.Stdout, `managedomain -c -n "server1" -g "group1"`)
+		return &ExitError{Code: 1}
+	}
+	fmt.Fprintln(env.Stdout, "The API Gateway instances listed below are available to run on this machine as follows:")
+	fmt.Fprintln(env.Stdout)
+	for _, r := range local {
+		fmt.Fprintf(env.Stdout, "startinstance -n %q -g %q\n", r.Service.Name, r.Group.Name)
+	}
+	return nil
+}
+
+func instanceStatus(env *Env, t target, quiet bool) error {
+	st, err := home.Probe(t.h.RunFiles(t.iid))
+	if err != nil {
+		return err
+	}
+	if st.StalePID != 0 && !quiet {
+		fmt.Fprintf(env.Stderr, "startinstance: removed a stale pid file (pid %d is not %s)\n", st.StalePID, t.label())
+	}
+	if !st.Running {
+		if !quiet {
+			fmt.Fprintf(env.Stdout, "%s is not running\n", t.label())
+		}
+		return &ExitError{Code: 1}
+	}
+	if !quiet {
+		if st.Record != nil {
+			fmt.Fprintf(env.Stdout, "%s is running (pid %d)\n", t.label(), st.Record.PID)
+		} else {
+			fmt.Fprintf(env.Stdout, "%s is running\n", t.label())
+		}
+	}
+	return nil
+}
+
+// defaultStopGrace is added to the instance's own stop budget before -k
+// resorts to SIGKILL.
+const defaultStopGrace = 15 * time.Second
+
+// stopBudget is how long an instance may take to stop after SIGTERM.
+func stopBudget(cfg *groupconf.Config) time.Duration {
+	d := cfg.ZeroDowntime.Shutdown.DrainTimeout.D()
+	if cfg.ZeroDowntime.Shutdown.Enabled {
+		d += cfg.ZeroDowntime.Shutdown.Delay.D()
+	}
+	return d
+}
+
+func stopInstance(ctx context.Context, env *Env, t target, quiet bool) error {
+	rf := t.h.RunFiles(t.iid)
+	st, err := home.Probe(rf)
+	if err != nil {
+		return err
+	}
+	if st.StalePID != 0 && !quiet {
+		fmt.Fprintf(env.Stderr, "startinstance: removed a stale pid file (pid %d is not %s)\n", st.StalePID, t.label())
+	}
+	if !st.Running {
+		if !quiet {
+			fmt.Fprintf(env.Stdout, "%s is not running\n", t.label())
+		}
+		return nil
+	}
+	if st.Record == nil {
+		return fmt.Errorf("%s holds its lock but its process record cannot be verified (%s); not signalling", t.label(), rf.Lock)
+	}
+	rec := *st.Record
+	budget := rec.StopBudget
+	if budget <= 0 {
+		budget = 60 * time.Second
+	}
+	budget += defaultStopGrace
+	if err := rec.Signal(syscall.SIGTERM); err != nil {
+		return fmt.Errorf("stopping %s: %w", t.label(), err)
+	}
+	if !quiet {
+		fmt.Fprintf(env.Stdout, "Stopping %s (pid %d)...\n", t.label(), rec.PID)
+	}
+	wctx, cancel := context.WithTimeout(ctx, budget)
+	err = home.WaitStopped(wctx, rf)
+	cancel()
+	if err == nil {
+		if !quiet {
+			fmt.Fprintf(env.Stdout, "%s stopped\n", t.label())
+		}
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	fmt.Fprintf(env.Stderr, "startinstance: %s did not stop within %v; sending SIGKILL\n", t.label(), budget)
+	if err := rec.Signal(syscall.SIGKILL); err != nil {
+		return fmt.Errorf("killing %s: %w", t.label(), err)
+	}
+	kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := home.WaitStopped(kctx, rf); err != nil {
+		return fmt.Errorf("%s (pid %d) still holds its lock after SIGKILL: %w", t.label(), rec.PID, err)
+	}
+	if !quiet {
+		fmt.Fprintf(env.Stdout, "%s killed\n", t.label())
+	}
+	return nil
+}
+
+// The daemon protocol: the parent runs the child with GATEHOUSE_READY_FD=3
+// naming the write end of a pipe. The child writes one line, "READY <pid>"
+// once every listener serves, or "ERROR <reason>", and closes it.
+const readyFDEnv = "GATEHOUSE_READY_FD"
+
+func startDaemon(ctx context.Context, env *Env, t target, o *siOpts, cfg *groupconf.Config) error {
+	if st, err := home.Probe(t.h.RunFiles(t.iid)); err == nil && st.Running {
+		if st.Record != nil {
+			return fmt.Errorf("%s is already running (pid %d)", t.label(), st.Record.PID)
+		}
+		return fmt.Errorf("%s is already running", t.label())
+	}
+	boot := o.boot
+	if boot == "" {
+		boot = filepath.Join(t.h.InstanceTraceDir(t.gid, t.iid), "boot.log")
+	}
+	if err := os.MkdirAll(filepath.Dir(boot), 0o755); err != nil {
+		return fmt.Errorf("boot trace: %w", err)
+	}
+	bootf, err := os.OpenFile(boot, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("boot trace: %w", err)
+	}
+	defer bootf.Close()
+	bootStart, _ := bootf.Seek(0, io.SeekEnd)
+	fmt.Fprintf(bootf, "--- %s startinstance -d %s\n", time.Now().UTC().Format(time.RFC3339), t.label())
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	args := []string{"startinstance", "-h", t.dir()}
+	if o.quiet {
+		args = append(args, "-q")
+	}
+	if o.chdir {
+		args = append(args, "-v")
+	}
+	for _, k := range o.propOrder {
+		args = append(args, "-D"+k+"="+o.props[k])
+	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		w.Close()
+		return err
+	}
+	defer devnull.Close()
+	cmd := exec.Command(env.Exe, args...)
+	cmd.Args[0] = "gatehouse"
+	cmd.Env = append(os.Environ(), home.EnvHome+"="+t.h.Dir, readyFDEnv+"=3")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, bootf, bootf
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return fmt.Errorf("starting %s: %w", t.label(), err)
+	}
+	w.Close()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	line := make(chan string, 1)
+	go func() {
+		s, _ := bufio.NewReader(r).ReadString('\n')
+		line <- strings.TrimSpace(s)
+	}()
+	timeout := cfg.Startup.Timeout.D()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	bootTail := func() string { return tailFile(boot, bootStart, 20) }
+	select {
+	case msg := <-line:
+		switch {
+		case strings.HasPrefix(msg, "READY"):
+			if !o.quiet {
+				fmt.Fprintf(env.Stdout, "Started %s (pid %d)\n", t.label(), cmd.Process.Pid)
+			}
+			return nil
+		case strings.HasPrefix(msg, "ERROR "):
+			<-exited
+			return errors.New(strings.TrimPrefix(msg, "ERROR "))
+		default:
+			err := <-exited
+			return fmt.Errorf("%s exited before it was ready (%v); boot trace %s:\n%s", t.label(), err, boot, bootTail())
+		}
+	case <-timer.C:
+		cmd.Process.Signal(syscall.SIGKILL)
+		<-exited
+		return fmt.Errorf("%s did not report ready within %v (startup.timeout); it was killed. Boot trace %s:\n%s", t.label(), timeout, boot, bootTail())
+	case <-ctx.Done():
+		cmd.Process.Signal(syscall.SIGTERM)
+		return ctx.Err()
+	}
+}
+
+func tailFile(path string, from int64, lines int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	f.Seek(from, io.SeekStart)
+	data, _ := io.ReadAll(io.LimitReader(f, 1<<20))
+	ls := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(ls) > lines {
+		ls = ls[len(ls)-lines:]
+	}
+	return strings.Join(ls, "\n")
+}
+
+// readyNotifier returns the pipe to report readiness on, when started by
+// startinstance -d.
+func readyNotifier() *os.File {
+	v := os.Getenv(readyFDEnv)
+	if v == "" {
+		return nil
+	}
+	os.Unsetenv(readyFDEnv)
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), "ready")
+}
+
+// runForeground runs the instance in this process until it is stopped.
+// onReady, if not nil, is called once the instance serves.
+func runForeground(ctx context.Context, env *Env, t target, o *siOpts, cfg *groupconf.Config, onReady func()) (err error) {
+	ready := readyNotifier()
+	report := func(err error) {
+		if ready == nil {
+			return
+		}
+		if err != nil {
+			fmt.Fprintf(ready, "ERROR %s\n", strings.ReplaceAll(err.Error(), "\n", " | "))
+		} else {
+			fmt.Fprintf(ready, "READY %d\n", os.Getpid())
+		}
+		ready.Close()
+		ready = nil
+	}
+	defer func() { report(err) }()
+
+	claim, err := home.ClaimRunFiles(t.h.RunFiles(t.iid))
+	if err != nil {
+		if errors.Is(err, home.ErrRunning) {
+			return fmt.Errorf("%s is already running: %w", t.label(), err)
+		}
+		return err
+	}
+	defer claim.Release()
+	if err := claim.SetStopBudget(stopBudget(cfg)); err != nil {
+		return err
+	}
+	if o.chdir {
+		if err := os.Chdir(t.dir()); err != nil {
+			return fmt.Errorf("-v: %w", err)
+		}
+	}
+	// Signals are caught before the listeners open, so a stop request that
+	// arrives during start-up is not lost.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
+
+	inst, err := instance.New(instance.Options{
+		Home: t.h, GroupID: t.gid, InstanceID: t.iid, GroupName: t.gname, InstanceName: t.iname,
+		Config: cfg, Quiet: o.quiet, Console: env.Stderr,
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", t.label(), err)
+	}
+	if err := inst.Start(); err != nil {
+		return fmt.Errorf("%s does not start: %w", t.label(), err)
+	}
+	report(nil)
+	if onReady != nil {
+		onReady()
+	}
+	stopCtx, stopNow := context.WithCancel(context.Background())
+	defer stopNow()
+	shutdownStarted := false
+	cancelled := ctx.Done()
+	waitDone := make(chan error, 1)
+	go func() { waitDone <- inst.Wait() }()
+	for {
+		select {
+		case err := <-waitDone:
+			return err
+		case <-cancelled:
+			cancelled = nil
+			stopNow()
+			inst.Close()
+		case s := <-sigs:
+			switch {
+			case s == syscall.SIGQUIT || shutdownStarted:
+				stopNow()
+				inst.Close()
+			default:
+				shutdownStarted = true
+				go inst.Shutdown(stopCtx)
+			}
+		}
+	}
 }

@@ -33,10 +33,16 @@ type Tool struct {
 	Run    func(ctx context.Context, env *Env, args []string) error
 }
 
-// All returns the tools, in the order help lists them.
-func All() []Tool {
-	return []Tool{managedomainTool, startinstanceTool, quickstartTool, versionTool}
+// table is filled once in init (not in a variable initialiser: tools refer
+// back to the table, e.g. to know which names to link) and never changed.
+var table []Tool
+
+func init() {
+	table = []Tool{managedomainTool, startinstanceTool, quickstartTool, versionTool}
 }
+
+// All returns the tools, in the order help lists them.
+func All() []Tool { return table }
 
 // LinkedNames lists the tool names installed as links in posix/bin.
 func LinkedNames() []string {
