@@ -77,6 +77,7 @@ func NewBackend(b groupconf.Backend, sample groupconf.Sample) (*Backend, error) 
 		TLSHandshakeTimeout:   b.ConnectTimeout.D(),
 		ExpectContinueTimeout: time.Second,
 		ForceAttemptHTTP2:     false,
+		DisableCompression:    true, // pass the client's Accept-Encoding and the back end's encoding through untouched
 		DisableKeepAlives:     b.MaxIdleConns == 0,
 	}
 	return &Backend{Name: b.Name, Target: target, transport: tr}, nil
