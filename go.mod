@@ -7,3 +7,5 @@ require (
 	golang.org/x/sys v0.50.0
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1
 )
+
+require github.com/coder/websocket v1.8.15 // indirect

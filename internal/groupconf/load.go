@@ -116,6 +116,11 @@ func Load(layers ...Layer) (*Config, error) {
 	for i := range cfg.Backends {
 		cfg.Backends[i] = withBackendDefaults(cfg.Backends[i], origins, i)
 	}
+	for i := range cfg.APIs {
+		if _, set := origins[fmt.Sprintf("apis[%d].maxBodyBytes", i)]; !set {
+			cfg.APIs[i].MaxBodyBytes = DefaultMaxBodyBytes
+		}
+	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}

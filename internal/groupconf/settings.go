@@ -24,7 +24,7 @@ import (
 // the key, doc the one-line documentation, layer the file where the key
 // usually lives ("group" or "instance"; any layer may set any key).
 type Settings struct {
-	Traffic      Listener     `yaml:"traffic" doc:"The traffic listener (API requests)." layer:"instance"`
+	Traffic      Traffic      `yaml:"traffic" doc:"The traffic listener (API requests)." layer:"instance"`
 	Management   Listener     `yaml:"management" doc:"The instance management listener (status, health); loopback only." layer:"instance"`
 	Sample       Sample       `yaml:"sample" doc:"The sample back-end service served by the instance on a listener of its own." layer:"instance"`
 	ZeroDowntime ZeroDowntime `yaml:"zeroDowntime" doc:"Zero-downtime shutdown and deployment." layer:"group"`
@@ -44,6 +44,36 @@ type Listener struct {
 	WriteTimeout      Duration `yaml:"writeTimeout" doc:"Longest time to write a response; 0 means no limit (streams and long polls)."`
 	IdleTimeout       Duration `yaml:"idleTimeout" doc:"How long an idle keep-alive connection is kept open."`
 	MaxHeaderBytes    int      `yaml:"maxHeaderBytes" doc:"Largest request line and headers accepted, in bytes."`
+}
+
+// Traffic is the traffic listener: HTTP/1.1, and HTTP/2 when TLS is on.
+type Traffic struct {
+	Address           string   `yaml:"address" doc:"IP address to listen on; empty means every interface."`
+	Port              int      `yaml:"port" doc:"TCP port."`
+	ReadHeaderTimeout Duration `yaml:"readHeaderTimeout" doc:"Longest time a client may take to send a request line and headers, from its first byte (slow-loris guard)."`
+	ReadTimeout       Duration `yaml:"readTimeout" doc:"Longest time to read a whole request, body included; 0 means no limit (long uploads stream)."`
+	BodyIdleTimeout   Duration `yaml:"bodyIdleTimeout" doc:"Longest wait for the next bytes of a request body (slow-body guard)."`
+	WriteTimeout      Duration `yaml:"writeTimeout" doc:"Longest time to write a response; 0 means no limit (streams and long polls)."`
+	IdleTimeout       Duration `yaml:"idleTimeout" doc:"How long an idle keep-alive connection is kept open."`
+	MaxHeaderBytes    int      `yaml:"maxHeaderBytes" doc:"Largest request line and headers accepted, in bytes (431 above; 414 for a request line over 8 KiB)."`
+	MaxHeaderCount    int      `yaml:"maxHeaderCount" doc:"Most header fields accepted in a request (431 above)."`
+	TLS               TLS      `yaml:"tls" doc:"TLS on the traffic listener."`
+	HTTP2             bool     `yaml:"http2" doc:"Offer HTTP/2 (ALPN h2) when TLS is on. Cleartext HTTP/2 (h2c) is not offered."`
+}
+
+// TLS is a certificate and key for a listener.
+type TLS struct {
+	CertFile string `yaml:"certFile" doc:"PEM certificate chain; a relative path is taken from the install directory. Setting it turns TLS on."`
+	KeyFile  string `yaml:"keyFile" doc:"PEM private key of the certificate; a relative path is taken from the install directory."`
+}
+
+// Enabled reports whether TLS is configured.
+func (t TLS) Enabled() bool { return t.CertFile != "" }
+
+// Listener returns the settings common to every listener.
+func (t Traffic) Listener() Listener {
+	return Listener{Address: t.Address, Port: t.Port, ReadHeaderTimeout: t.ReadHeaderTimeout, ReadTimeout: t.ReadTimeout,
+		WriteTimeout: t.WriteTimeout, IdleTimeout: t.IdleTimeout, MaxHeaderBytes: t.MaxHeaderBytes}
 }
 
 // Sample configures the built-in sample back end.
@@ -105,22 +135,26 @@ type Backend struct {
 
 // API maps requests to a back end.
 type API struct {
-	Name        string   `yaml:"name" doc:"Name, used in logs."`
-	Host        string   `yaml:"host" doc:"Match only requests for this host name (without port); empty matches any."`
-	Path        string   `yaml:"path" doc:"Match exactly this path."`
-	PathPrefix  string   `yaml:"pathPrefix" doc:"Match this path prefix (segment-aligned: /a matches /a and /a/b, not /ab)."`
-	Methods     []string `yaml:"methods" doc:"Match only these methods; empty matches any."`
-	Backend     string   `yaml:"backend" doc:"Name of the back end to forward to."`
-	StripPrefix bool     `yaml:"stripPrefix" doc:"Remove pathPrefix from the path before forwarding."`
+	Name         string   `yaml:"name" doc:"Name, used in logs."`
+	Host         string   `yaml:"host" doc:"Match only requests for this host name (without port); empty matches any."`
+	Path         string   `yaml:"path" doc:"Match exactly this path."`
+	PathPrefix   string   `yaml:"pathPrefix" doc:"Match this path prefix (segment-aligned: /a matches /a and /a/b, not /ab)."`
+	Methods      []string `yaml:"methods" doc:"Match only these methods; empty matches any."`
+	Backend      string   `yaml:"backend" doc:"Name of the back end to forward to."`
+	StripPrefix  bool     `yaml:"stripPrefix" doc:"Remove pathPrefix from the path before forwarding."`
+	MaxBodyBytes int64    `yaml:"maxBodyBytes" doc:"Largest request body accepted on this API, in bytes (413 above); 0 means no limit. Default 10 MiB."`
 }
+
+// DefaultMaxBodyBytes is the body limit of an API that does not set one.
+const DefaultMaxBodyBytes = 10 << 20
 
 // Defaults returns the built-in defaults.
 func Defaults() Settings {
 	return Settings{
-		Traffic: Listener{
+		Traffic: Traffic{
 			Address: "", Port: 8080,
-			ReadHeaderTimeout: Seconds(10), IdleTimeout: Seconds(60),
-			MaxHeaderBytes: 32 << 10,
+			ReadHeaderTimeout: Seconds(10), BodyIdleTimeout: Seconds(30), IdleTimeout: Seconds(60),
+			MaxHeaderBytes: 32 << 10, MaxHeaderCount: 100, HTTP2: true,
 		},
 		Management: Listener{
 			Address: "127.0.0.1", Port: 8085,

@@ -21,7 +21,13 @@ func (c *Config) validate() error {
 			errs = append(errs, err)
 		}
 	}
-	add(c.checkListener("traffic", c.Traffic))
+	add(c.checkListener("traffic", c.Traffic.Listener()))
+	if c.Traffic.MaxHeaderCount < 1 {
+		add(c.errAt("traffic.maxHeaderCount", "must be at least 1"))
+	}
+	if c.Traffic.TLS.Enabled() != (c.Traffic.TLS.KeyFile != "") {
+		add(c.errAt("traffic.tls", "give both certFile and keyFile, or neither"))
+	}
 	add(c.checkListener("management", c.Management))
 	if a, err := netip.ParseAddr(c.Management.Address); err != nil || !a.IsLoopback() {
 		add(c.errAt("management.address", "%q is not a loopback address; the management listener is loopback only until it is protected by mutual TLS", c.Management.Address))
@@ -100,6 +106,9 @@ func (c *Config) validate() error {
 			add(c.errAt(k+".path", "%q must start with / and hold no empty, . or .. segment, query or fragment", a.Path))
 		case a.PathPrefix != "" && !validPath(a.PathPrefix):
 			add(c.errAt(k+".pathPrefix", "%q must start with / and hold no empty, . or .. segment, query or fragment", a.PathPrefix))
+		}
+		if a.MaxBodyBytes < 0 {
+			add(c.errAt(k+".maxBodyBytes", "must not be negative (0 means no limit)"))
 		}
 		if a.StripPrefix && a.PathPrefix == "" {
 			add(c.errAt(k+".stripPrefix", "stripPrefix needs pathPrefix"))

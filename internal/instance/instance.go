@@ -221,7 +221,7 @@ func (i *Instance) Start() error {
 		tlsConf *tls.Config
 	}
 	specs := []spec{
-		{"traffic", cfg.Traffic, trafficHandler{i}, nil},
+		{"traffic", cfg.Traffic.Listener(), trafficHandler{i}, nil},
 		{"management", cfg.Management, managementHandler{i}, i.opts.ManagementTLS},
 	}
 	if cfg.Sample.Enabled {

@@ -8,6 +8,11 @@
 //	/delay/{ms}         answers {"delayedMs":ms} after ms milliseconds (0-60000); the wait
 //	                    ends early, without an answer, when the client goes away
 //	/status/{code}      answers with that status (100-599; 1xx refused with 400) and a JSON body
+//	/upload             reads the whole body, whatever its size, without keeping it, and
+//	                    answers {"bytes":n,"sha256":"..."}
+//	/sse?n=N&ms=M       a text/event-stream of N events (default 5, at most 1000), one every
+//	                    M milliseconds (default 100, at most 10000)
+//	/ws                 a WebSocket echo: every message comes back as sent
 //
 // Anything else is 404. Every answer is JSON. The Handler is safe for
 // concurrent use and holds no state.
@@ -62,8 +67,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.delay(w, r, strings.TrimPrefix(p, "/delay/"))
 	case strings.HasPrefix(p, "/status/"):
 		h.status(w, strings.TrimPrefix(p, "/status/"))
+	case p == "/upload":
+		h.upload(w, r)
+	case p == "/sse":
+		h.sse(w, r)
+	case p == "/ws":
+		h.websocket(w, r)
 	default:
-		writeJSON(w, http.StatusNotFound, errorBody(http.StatusNotFound, "no such sample resource; try /echo, /delay/{ms} or /status/{code}"))
+		writeJSON(w, http.StatusNotFound, errorBody(http.StatusNotFound, "no such sample resource; try /echo, /delay/{ms}, /status/{code}, /upload, /sse or /ws"))
 	}
 }
 
