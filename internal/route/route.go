@@ -31,14 +31,15 @@ import (
 
 // Route is one compiled API.
 type Route struct {
-	Index       int      // position of the API in the configuration's apis list
-	Name        string   // API name
-	Host        string   // lower case, no trailing dot; empty matches any host
-	Path        string   // exact path; empty when Prefix is set
-	Prefix      string   // path prefix without trailing slash ("/" for the root); empty when Path is set
-	Methods     []string // allowed methods; empty allows any
-	Backend     string   // back-end name
-	StripPrefix bool     // remove Prefix before forwarding
+	Index        int      // position of the API in the configuration's apis list
+	Name         string   // API name
+	Host         string   // lower case, no trailing dot; empty matches any host
+	Path         string   // exact path; empty when Prefix is set
+	Prefix       string   // path prefix without trailing slash ("/" for the root); empty when Path is set
+	Methods      []string // allowed methods; empty allows any
+	Backend      string   // back-end name
+	StripPrefix  bool     // remove Prefix before forwarding
+	MaxBodyBytes int64    // largest request body accepted (413 above); 0 means no limit
 }
 
 // PrefixSegments is the number of path segments of the prefix ("/" has 0,
@@ -64,7 +65,7 @@ func Compile(apis []groupconf.API) (*Table, error) {
 	t := &Table{routes: make([]*Route, 0, len(apis))}
 	for i, a := range apis {
 		r := &Route{
-			Index: i, Name: a.Name, Backend: a.Backend, StripPrefix: a.StripPrefix,
+			Index: i, Name: a.Name, Backend: a.Backend, StripPrefix: a.StripPrefix, MaxBodyBytes: a.MaxBodyBytes,
 			Host:    strings.TrimSuffix(strings.ToLower(a.Host), "."),
 			Methods: slices.Clone(a.Methods),
 		}
