@@ -1,0 +1,24 @@
+// Package h1 is a strict HTTP/1.1 server and upstream client: the fast path of
+// the gateway's data plane for plain and TLS HTTP/1.x connections. (HTTP/2
+// over TLS stays on Go's http2 server, adapted to the same Handler.)
+//
+// The server parses request heads in place, in a per-connection buffer taken
+// from a pool, and hands the handler a *Request whose fields are byte slices
+// into that buffer: a keep-alive GET through the server allocates nothing.
+// While a connection waits for its next request with nothing buffered it holds
+// no buffer at all, so an idle keep-alive connection costs its goroutine stack
+// and little more.
+//
+// Parsing is strict on purpose: everything that could let the gateway and a
+// back end disagree about where a request ends (request smuggling) is refused
+// with a 4xx/5xx status, a "Connection: close" and a closed connection, and
+// never reaches the handler. See docs/h1.md for the rules, one by one.
+//
+// Forward sends a request to an Upstream (one back-end address with its own
+// pool of keep-alive connections) and streams the response back through a
+// ResponseWriter, with the same strictness on the response head.
+//
+// Ownership: a *Request, its Header and its byte slices, and the
+// ResponseWriter are valid only until the handler returns; the server reuses
+// them for the next request.
+package h1

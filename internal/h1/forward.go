@@ -1,0 +1,804 @@
+package h1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Outgoing is the request Forward sends upstream.
+type Outgoing struct {
+	Method, Path, Query []byte // Path and Query already rewritten by the caller (escaped form); Query nil = no '?'
+	Host                []byte // Host header to send (the Upstream's Addr when empty)
+	// Header holds the end-to-end fields to send. Forward itself leaves out
+	// the hop-by-hop ones (Connection and the fields it names, Keep-Alive,
+	// Proxy-Connection, TE, Transfer-Encoding, Trailer, Upgrade), Host and
+	// Content-Length, and writes the framing itself. Malformed fields are
+	// left out too.
+	Header        *Header
+	Body          io.Reader // nil = no body
+	ContentLength int64     // -1 = unknown length → chunked upstream (or a length, when the body is short)
+	Upgrade       []byte    // non-nil: send Connection: upgrade and Upgrade: <this>
+	// ModifyResponse, when set, is called with the upstream's status and the
+	// response fields (already copied into w.Header(), hop-by-hop removed)
+	// just before WriteHeader: for instance to replace a back end's own
+	// correlation id.
+	ModifyResponse func(status int, h *Header)
+}
+
+// Result describes a forwarded exchange.
+type Result struct {
+	Status   int   // the upstream's status (0 when none was received)
+	BytesIn  int64 // response body bytes received from the upstream (and written to w); upgraded: upstream → client
+	BytesOut int64 // request body bytes sent to the upstream; upgraded: client → upstream
+	Upgraded bool  // a 101 was passed through and the connections spliced
+	Reused   bool  // the exchange used a pooled connection
+}
+
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+// Forward sends out to u and streams the response to w: status, end-to-end
+// fields (hop-by-hop removed), body with the framing chosen by w, flushing
+// whenever the upstream has no more bytes buffered (so server-sent events and
+// chunks reach the client as produced). For an upgrade request answered with
+// 101 it writes the 101 head, hijacks w and splices both connections until
+// either side closes. A pooled connection found closed by the upstream is
+// retried once on a new connection when the whole body is still at hand
+// (no body, or a body that fitted in the first read).
+//
+// The request body is written while the response is read, so an upstream
+// may answer early. Errors are *ForwardError.
+func Forward(ctx context.Context, u *Upstream, w ResponseWriter, out *Outgoing) (Result, error) {
+	var (
+		first   []byte
+		bodyEOF = true
+		bufp    *[]byte
+	)
+	if out.Body != nil && out.ContentLength != 0 {
+		bufp = copyBufPool.Get().(*[]byte)
+		defer copyBufPool.Put(bufp)
+		buf := *bufp
+		if out.ContentLength > 0 {
+			// The client promised these bytes: wait for them.
+			buf = buf[:min(out.ContentLength, int64(len(buf)))]
+			n, err := io.ReadFull(out.Body, buf)
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = io.ErrUnexpectedEOF
+				}
+				return Result{}, &ForwardError{Kind: ErrClient, Err: fmt.Errorf("reading request body: %w", err)}
+			}
+			first = buf[:n]
+			bodyEOF = out.ContentLength == int64(n)
+		} else {
+			// Unknown length: take what is at hand without waiting for
+			// more, so that a streamed upload is not held back.
+			n := 0
+			bodyEOF = false
+			for n < len(buf) {
+				m, err := out.Body.Read(buf[n:])
+				n += m
+				if errors.Is(err, io.EOF) {
+					bodyEOF = true
+					break
+				}
+				if err != nil {
+					return Result{}, &ForwardError{Kind: ErrClient, Err: fmt.Errorf("reading request body: %w", err)}
+				}
+				if m == 0 || !moreAtHand(out.Body) {
+					break
+				}
+			}
+			first = buf[:n]
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		pc, err := u.get(ctx)
+		if err != nil {
+			var fe *ForwardError
+			if !errors.As(err, &fe) {
+				fe = &ForwardError{Kind: ErrConnect, Err: err}
+			}
+			return Result{}, fe
+		}
+		res, retry, err := pc.roundTrip(ctx, w, out, first, bodyEOF)
+		if retry && attempt == 0 {
+			continue
+		}
+		if err != nil {
+			return res, err
+		}
+		return res, nil
+	}
+}
+
+// errStale marks a reused connection that the upstream had closed.
+var errStale = errors.New("pooled connection closed by the upstream")
+
+// roundTrip does one exchange on pc. It consumes pc (pools or closes it).
+// retry is true when pc was a stale pooled connection and nothing is lost by
+// trying again.
+func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, out *Outgoing, first []byte, bodyEOF bool) (res Result, retry bool, err error) {
+	u := pc.u
+	res.Reused = pc.reused
+	keep := true
+	defer func() {
+		if keep {
+			u.put(pc)
+		} else {
+			pc.close()
+		}
+	}()
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { pc.c.SetDeadline(aLongTimeAgo) })
+		defer func() {
+			if !stop() {
+				keep = false
+			}
+		}()
+	}
+	cl := out.ContentLength
+	switch {
+	case out.Body == nil:
+		cl = 0
+	case bodyEOF:
+		cl = int64(len(first))
+	}
+	if perr := pc.writeHead(out, cl); perr != nil {
+		keep = false
+		return res, false, perr
+	}
+	if cl != 0 && len(first) > 0 {
+		if cl < 0 {
+			pc.bw.Write(appendChunkHeader(pc.scratch[:0], len(first)))
+		}
+		pc.bw.Write(first)
+		if cl < 0 {
+			pc.bw.WriteString("\r\n")
+		}
+		res.BytesOut = int64(len(first))
+	}
+	if bodyEOF && cl < 0 {
+		pc.bw.WriteString("0\r\n\r\n")
+	}
+	if err := pc.bw.Flush(); err != nil {
+		keep = false
+		if pc.reused && bodyEOF {
+			return res, true, nil
+		}
+		return res, false, pc.upErr(ctx, ErrConnect, fmt.Errorf("writing request: %w", err))
+	}
+	// The rest of a long body goes in its own goroutine while the response
+	// is read here.
+	var wdone chan bodyResult
+	if !bodyEOF {
+		wdone = make(chan bodyResult, 1)
+		go func() { wdone <- pc.writeRest(out.Body, cl, int64(len(first))) }()
+	}
+	waitBody := func() (bodyResult, bool) {
+		if wdone == nil {
+			return bodyResult{}, true
+		}
+		select {
+		case r := <-wdone:
+			wdone = nil
+			res.BytesOut += r.n
+			return r, true
+		default:
+			return bodyResult{}, false
+		}
+	}
+	finishBody := func() bodyResult {
+		if wdone == nil {
+			return bodyResult{}
+		}
+		pc.c.SetDeadline(aLongTimeAgo)
+		keep = false
+		r := <-wdone
+		wdone = nil
+		res.BytesOut += r.n
+		return r
+	}
+	defer finishBody()
+
+	// Response head, skipping interim responses.
+	if u.ResponseHeaderTimeout > 0 {
+		pc.c.SetReadDeadline(time.Now().Add(u.ResponseHeaderTimeout))
+	}
+	var rh respHead
+	for interim := 0; ; interim++ {
+		rh, err = pc.readHead(string(out.Method) == "HEAD")
+		if err != nil {
+			keep = false
+			if br := finishBodyIfClientErr(wdone, finishBody); br != nil {
+				return res, false, br
+			}
+			if errors.Is(err, errStale) && pc.reused && bodyEOF {
+				return res, true, nil
+			}
+			return res, false, pc.upErr(ctx, ErrUpstreamProtocol, err)
+		}
+		if rh.status >= 200 || rh.status == 101 {
+			break
+		}
+		if interim >= 8 {
+			keep = false
+			return res, false, pc.upErr(ctx, ErrUpstreamProtocol, errors.New("too many interim responses"))
+		}
+	}
+	if u.ResponseHeaderTimeout > 0 {
+		pc.c.SetReadDeadline(time.Time{})
+	}
+	res.Status = rh.status
+	if rh.status == 101 {
+		keep = false
+		if out.Upgrade == nil {
+			return res, false, pc.upErr(ctx, ErrUpstreamProtocol, errors.New("101 switching protocols without an upgrade request"))
+		}
+		if br := finishBody(); br.err != nil {
+			return res, false, br.forwardErr(ctx, pc)
+		}
+		return pc.splice(ctx, w, &rh, res)
+	}
+	if rh.close || u.MaxIdle <= 0 || rh.framing == frameClose {
+		keep = false
+	}
+
+	// Response head to the client.
+	wh := w.Header()
+	copyEndToEnd(wh, &pc.hdr, false)
+	if rh.cl >= 0 && rh.status != 204 {
+		wh.SetContentLength(rh.cl)
+	}
+	if out.ModifyResponse != nil {
+		out.ModifyResponse(rh.status, wh)
+	}
+	w.WriteHeader(rh.status)
+	abort := func(kind ErrKind, err error) (Result, bool, error) {
+		keep = false
+		if a, ok := w.(Aborter); ok {
+			a.Abort()
+		}
+		fe := pc.upErr(ctx, kind, err)
+		fe.Responded = true
+		return res, false, fe
+	}
+
+	// Body.
+	var bufp *[]byte
+	defer func() {
+		if bufp != nil {
+			copyBufPool.Put(bufp)
+		}
+	}()
+	getBuf := func() []byte {
+		if bufp == nil {
+			bufp = copyBufPool.Get().(*[]byte)
+		}
+		return *bufp
+	}
+	switch rh.framing {
+	case frameLength:
+		for remaining := rh.cl; remaining > 0; {
+			var chunk []byte
+			peeked := false
+			if n := pc.br.Buffered(); n > 0 {
+				chunk, _ = pc.br.Peek(int(min(int64(n), remaining)))
+				peeked = true
+			} else {
+				buf := getBuf()
+				n, err := pc.br.Read(buf[:min(int64(len(buf)), remaining)])
+				if n == 0 && err != nil {
+					if errors.Is(err, io.EOF) {
+						err = io.ErrUnexpectedEOF
+					}
+					return abort(ErrUpstreamProtocol, fmt.Errorf("reading response body: %w", err))
+				}
+				chunk = buf[:n]
+			}
+			if _, err := w.Write(chunk); err != nil {
+				return abort(ErrClient, fmt.Errorf("writing response body: %w", err))
+			}
+			if peeked {
+				pc.br.Discard(len(chunk))
+			}
+			remaining -= int64(len(chunk))
+			res.BytesIn += int64(len(chunk))
+			if remaining > 0 && pc.br.Buffered() == 0 {
+				if err := w.Flush(); err != nil {
+					return abort(ErrClient, fmt.Errorf("flushing response: %w", err))
+				}
+			}
+		}
+	case frameChunked, frameClose:
+		var src io.Reader = pc.br
+		if rh.framing == frameChunked {
+			pc.cr.reset(pc.br, u.maxHead())
+			src = &pc.cr
+		}
+		buf := getBuf()
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				if _, werr := w.Write(buf[:n]); werr != nil {
+					return abort(ErrClient, fmt.Errorf("writing response body: %w", werr))
+				}
+				res.BytesIn += int64(n)
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return abort(ErrUpstreamProtocol, fmt.Errorf("reading response body: %w", err))
+			}
+			if pc.br.Buffered() == 0 {
+				if err := w.Flush(); err != nil {
+					return abort(ErrClient, fmt.Errorf("flushing response: %w", err))
+				}
+			}
+		}
+	}
+	if r, ok := waitBody(); !ok {
+		// The upstream answered before taking the whole body: the
+		// connection cannot carry another request.
+		keep = false
+	} else if r.err != nil {
+		keep = false
+		if r.clientErr {
+			// The response is complete; the client's body was bad.
+			return res, false, r.forwardErr(ctx, pc)
+		}
+	}
+	return res, false, nil
+}
+
+func finishBodyIfClientErr(wdone chan bodyResult, finish func() bodyResult) *ForwardError {
+	if wdone == nil {
+		return nil
+	}
+	select {
+	case r := <-wdone:
+		// Put it back for finish to account.
+		wdone <- r
+		if r.clientErr {
+			return &ForwardError{Kind: ErrClient, Err: r.err}
+		}
+	default:
+	}
+	return nil
+}
+
+type bodyResult struct {
+	n         int64
+	err       error
+	clientErr bool // reading the client's body failed (vs writing upstream)
+}
+
+func (r bodyResult) forwardErr(ctx context.Context, pc *upConn) *ForwardError {
+	if r.clientErr {
+		return &ForwardError{Kind: ErrClient, Err: r.err}
+	}
+	return pc.upErr(ctx, ErrConnect, r.err)
+}
+
+// writeRest copies the rest of a long body upstream (cl bytes in all, or
+// chunked when cl < 0), sent already bytes already written.
+func (pc *upConn) writeRest(body io.Reader, cl, sent int64) bodyResult {
+	bufp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bufp)
+	buf := *bufp
+	var r bodyResult
+	var hdr [20]byte
+	for {
+		want := buf
+		if cl >= 0 {
+			left := cl - sent - r.n
+			if left == 0 {
+				break
+			}
+			want = buf[:min(int64(len(buf)), left)]
+		}
+		n, err := body.Read(want)
+		if n > 0 {
+			var werr error
+			if cl < 0 {
+				pc.bw.Write(appendChunkHeader(hdr[:0], n))
+			}
+			pc.bw.Write(want[:n])
+			if cl < 0 {
+				pc.bw.WriteString("\r\n")
+			}
+			werr = pc.bw.Flush()
+			if werr != nil {
+				r.err = fmt.Errorf("writing request body: %w", werr)
+				return r
+			}
+			r.n += int64(n)
+		}
+		if errors.Is(err, io.EOF) {
+			if cl >= 0 {
+				r.err, r.clientErr = fmt.Errorf("reading request body: %w", io.ErrUnexpectedEOF), true
+				pc.c.SetReadDeadline(aLongTimeAgo)
+				return r
+			}
+			break
+		}
+		if err != nil {
+			r.err, r.clientErr = fmt.Errorf("reading request body: %w", err), true
+			pc.c.SetReadDeadline(aLongTimeAgo) // stop waiting for a response
+			return r
+		}
+	}
+	if cl < 0 {
+		pc.bw.WriteString("0\r\n\r\n")
+	}
+	if err := pc.bw.Flush(); err != nil {
+		r.err = fmt.Errorf("writing request body: %w", err)
+	}
+	return r
+}
+
+func (pc *upConn) upErr(ctx context.Context, kind ErrKind, err error) *ForwardError {
+	if ctx.Err() != nil {
+		return ctxError(ctx, err)
+	}
+	var ne net.Error
+	if kind != ErrClient && errors.As(err, &ne) && ne.Timeout() {
+		kind = ErrTimeout
+	}
+	return &ForwardError{Kind: kind, Err: err}
+}
+
+// writeHead writes the request line and fields to pc.bw (not flushed).
+func (pc *upConn) writeHead(out *Outgoing, cl int64) *ForwardError {
+	bw := pc.bw
+	if !validFieldName(out.Method) {
+		return &ForwardError{Kind: ErrClient, Err: errors.New("invalid method")}
+	}
+	for _, c := range out.Path {
+		if !tgtchar[c] {
+			return &ForwardError{Kind: ErrClient, Err: errors.New("invalid byte in path")}
+		}
+	}
+	for _, c := range out.Query {
+		if !tgtchar[c] {
+			return &ForwardError{Kind: ErrClient, Err: errors.New("invalid byte in query")}
+		}
+	}
+	host := out.Host
+	if len(host) == 0 {
+		host = bytesOf(pc.u.Addr)
+	}
+	if !validHost(host) {
+		return &ForwardError{Kind: ErrClient, Err: errors.New("invalid host")}
+	}
+	bw.Write(out.Method)
+	bw.WriteByte(' ')
+	if len(out.Path) == 0 {
+		bw.WriteByte('/')
+	}
+	bw.Write(out.Path)
+	if out.Query != nil {
+		bw.WriteByte('?')
+		bw.Write(out.Query)
+	}
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.Write(host)
+	bw.WriteString("\r\n")
+	if out.Header != nil {
+		writeEndToEnd(bw, out.Header)
+	}
+	switch {
+	case cl > 0:
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(pc.scratch[:0], cl, 10))
+		bw.WriteString("\r\n")
+	case cl < 0:
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	case needsZeroLength(out.Method):
+		bw.WriteString("Content-Length: 0\r\n")
+	}
+	switch {
+	case out.Upgrade != nil:
+		bw.WriteString("Connection: upgrade\r\nUpgrade: ")
+		if validFieldValue(out.Upgrade) {
+			bw.Write(out.Upgrade)
+		}
+		bw.WriteString("\r\n")
+	case pc.u.MaxIdle <= 0:
+		bw.WriteString("Connection: close\r\n")
+	}
+	bw.WriteString("\r\n")
+	return nil
+}
+
+func needsZeroLength(m []byte) bool {
+	s := string(m)
+	return s == "POST" || s == "PUT" || s == "PATCH"
+}
+
+// hopByHop reports whether name is a hop-by-hop field (or one Forward writes
+// itself).
+func hopByHop(name []byte, upgrade bool) bool {
+	switch len(name) {
+	case 2:
+		return equalFoldString(name, "te")
+	case 4:
+		return equalFoldString(name, "host")
+	case 7:
+		return equalFoldString(name, "trailer") || !upgrade && equalFoldString(name, "upgrade")
+	case 10:
+		return equalFoldString(name, "connection") || equalFoldString(name, "keep-alive")
+	case 14:
+		return equalFoldString(name, "content-length")
+	case 16:
+		return equalFoldString(name, "proxy-connection")
+	case 17:
+		return equalFoldString(name, "transfer-encoding")
+	}
+	return false
+}
+
+// connectionNamed reports whether name is listed in a Connection field of h.
+func connectionNamed(h *Header, name []byte) bool {
+	for i := range h.f {
+		if len(h.f[i].name) == 10 && equalFoldString(h.f[i].name, "connection") {
+			v := h.f[i].value
+			for more := true; more; {
+				var e []byte
+				e, v, more = nextElem(v)
+				if equalFold(e, name) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func hasConnectionField(h *Header) bool {
+	for i := range h.f {
+		if len(h.f[i].name) == 10 && equalFoldString(h.f[i].name, "connection") {
+			return true
+		}
+	}
+	return false
+}
+
+func writeEndToEnd(bw *bufio.Writer, h *Header) {
+	named := hasConnectionField(h)
+	for i := range h.f {
+		name, v := h.f[i].name, h.f[i].value
+		if hopByHop(name, false) || named && connectionNamed(h, name) ||
+			!validFieldName(name) || !validFieldValue(v) {
+			continue
+		}
+		bw.Write(name)
+		bw.WriteString(": ")
+		bw.Write(v)
+		bw.WriteString("\r\n")
+	}
+}
+
+// copyEndToEnd copies the end-to-end fields of src into dst (copying bytes).
+func copyEndToEnd(dst, src *Header, upgrade bool) {
+	named := hasConnectionField(src)
+	for i := range src.f {
+		name := src.f[i].name
+		if hopByHop(name, upgrade) || named && connectionNamed(src, name) {
+			continue
+		}
+		dst.AddCopy(name, src.f[i].value)
+	}
+}
+
+const (
+	frameNone uint8 = iota
+	frameLength
+	frameChunked
+	frameClose
+)
+
+type respHead struct {
+	status  int
+	framing uint8
+	cl      int64 // Content-Length when present, else -1
+	close   bool
+}
+
+func (u *Upstream) maxHead() int {
+	if u.MaxResponseHeaderBytes > 0 {
+		return u.MaxResponseHeaderBytes
+	}
+	return DefaultMaxResponseHeaderBytes
+}
+
+// readHead reads one response head into pc.scratch and pc.hdr.
+func (pc *upConn) readHead(isHead bool) (respHead, error) {
+	limit := pc.u.maxHead()
+	pc.scratch = pc.scratch[:0]
+	pc.hdr.Reset()
+	statusEnd := -1
+	for {
+		lineStart := len(pc.scratch)
+		for {
+			b, err := pc.br.ReadSlice('\n')
+			pc.scratch = append(pc.scratch, b...)
+			if len(pc.scratch) > limit {
+				return respHead{}, protoErr(502, "response head too large")
+			}
+			if err == nil {
+				break
+			}
+			if err == bufio.ErrBufferFull {
+				continue
+			}
+			if len(pc.scratch) == 0 && (errors.Is(err, io.EOF) || isReset(err)) {
+				return respHead{}, fmt.Errorf("%w: %w", errStale, err)
+			}
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return respHead{}, fmt.Errorf("reading response head: %w", err)
+		}
+		line := pc.scratch[lineStart:]
+		if len(line) < 2 || line[len(line)-2] != '\r' {
+			return respHead{}, protoErr(502, "bare lf in response head")
+		}
+		if statusEnd < 0 {
+			statusEnd = len(pc.scratch)
+			continue
+		}
+		if len(line) == 2 {
+			return parseResponseHead(pc.scratch[:statusEnd-2], pc.scratch[statusEnd:lineStart], &pc.hdr, isHead)
+		}
+	}
+}
+
+func isReset(err error) bool {
+	var ne *net.OpError
+	return errors.As(err, &ne) && !ne.Timeout()
+}
+
+// parseResponseHead parses a status line and field lines (each ending in
+// CRLF) strictly.
+func parseResponseHead(statusLine, fields []byte, h *Header, isHead bool) (respHead, error) {
+	rh := respHead{cl: -1}
+	l := statusLine
+	if len(l) < 12 || string(l[:7]) != "HTTP/1." || (l[7] != '0' && l[7] != '1') || l[8] != ' ' ||
+		!isDigit(l[9]) || !isDigit(l[10]) || !isDigit(l[11]) || l[9] == '0' {
+		return rh, protoErr(502, "malformed status line")
+	}
+	minor := l[7] - '0'
+	rh.status = int(l[9]-'0')*100 + int(l[10]-'0')*10 + int(l[11]-'0')
+	if len(l) > 12 {
+		if l[12] != ' ' {
+			return rh, protoErr(502, "malformed status line")
+		}
+		for _, c := range l[13:] {
+			if !vchar[c] {
+				return rh, protoErr(502, "invalid byte in reason phrase")
+			}
+		}
+	}
+	if perr := parseFields(fields, h); perr != nil {
+		return rh, protoErr(502, perr.Reason)
+	}
+	var (
+		te     teState
+		clSeen bool
+		ka     bool
+	)
+	for i := range h.f {
+		name, v := h.f[i].name, h.f[i].value
+		switch len(name) {
+		case 10:
+			if equalFoldString(name, "connection") {
+				if hasToken(v, "close") {
+					rh.close = true
+				}
+				if hasToken(v, "keep-alive") {
+					ka = true
+				}
+			}
+		case 14:
+			if equalFoldString(name, "content-length") {
+				n := parseContentLength(v)
+				if n < 0 || clSeen && n != rh.cl {
+					return rh, protoErr(502, "invalid content-length in response")
+				}
+				clSeen, rh.cl = true, n
+			}
+		case 17:
+			if equalFoldString(name, "transfer-encoding") {
+				te.add(v)
+			}
+		}
+	}
+	if minor == 0 && !ka {
+		rh.close = true
+	}
+	switch {
+	case rh.status < 200 || rh.status == 204 || rh.status == 304 || isHead:
+		rh.framing = frameNone
+		if rh.status < 200 || rh.status == 204 {
+			rh.cl = -1
+		}
+	case te.present:
+		if clSeen {
+			return rh, protoErr(502, "both content-length and transfer-encoding in response")
+		}
+		if minor == 0 {
+			return rh, protoErr(502, "transfer-encoding in an http/1.0 response")
+		}
+		if perr := te.check(); perr != nil {
+			return rh, protoErr(502, perr.Reason)
+		}
+		rh.framing = frameChunked
+	case clSeen:
+		rh.framing = frameLength
+	default:
+		rh.framing = frameClose
+		rh.close = true
+	}
+	return rh, nil
+}
+
+// splice passes a 101 response to the client, takes its connection and
+// copies bytes both ways until either side closes.
+func (pc *upConn) splice(ctx context.Context, w ResponseWriter, rh *respHead, res Result) (Result, bool, error) {
+	wh := w.Header()
+	copyEndToEnd(wh, &pc.hdr, true)
+	wh.SetString("Connection", "Upgrade")
+	w.WriteHeader(101)
+	if err := w.Flush(); err != nil {
+		return res, false, &ForwardError{Kind: ErrClient, Responded: true, Err: fmt.Errorf("writing 101 response: %w", err)}
+	}
+	cc, cbr, err := w.Hijack()
+	if err != nil {
+		return res, false, &ForwardError{Kind: ErrClient, Responded: true, Err: fmt.Errorf("taking the client connection: %w", err)}
+	}
+	res.Upgraded = true
+	pc.c.SetDeadline(time.Time{})
+	uc := pc.c
+	var once sync.Once
+	closeBoth := func() { once.Do(func() { cc.Close(); uc.Close() }) }
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, closeBoth)
+		defer stop()
+	}
+	done := make(chan int64, 1)
+	go func() {
+		n, _ := io.Copy(uc, cbr)
+		closeBoth()
+		done <- n
+	}()
+	var in int64
+	if n := pc.br.Buffered(); n > 0 {
+		b, _ := pc.br.Peek(n)
+		m, _ := cc.Write(b)
+		in += int64(m)
+	}
+	n, _ := io.Copy(cc, uc)
+	in += n
+	closeBoth()
+	res.BytesOut += <-done
+	res.BytesIn = in
+	return res, false, nil
+}
+
+// moreAtHand reports whether reading r again will not wait for the network:
+// true for the server's own body reader when bytes are buffered or the body
+// has ended.
+func moreAtHand(r io.Reader) bool {
+	b, ok := r.(*bodyReader)
+	return ok && b.err == nil && (b.done || b.ex.r < b.ex.w)
+}

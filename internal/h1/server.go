@@ -1,0 +1,933 @@
+package h1
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Defaults of the Server's limits.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultBodyIdleTimeout   = 30 * time.Second
+	DefaultIdleTimeout       = 60 * time.Second
+	DefaultMaxHeaderBytes    = 32 << 10
+	DefaultMaxHeaderCount    = 100
+
+	maxRequestLine  = 8 << 10   // longer request lines get 414
+	maxLeadingCRLF  = 4         // empty lines tolerated before a request line
+	maxDrain        = 256 << 10 // unread body bytes drained to keep a connection
+	smallBufSize    = 4 << 10
+	writeBufSize    = 4 << 10
+	lingerTimeout   = 500 * time.Millisecond
+	rejectTimeout   = 5 * time.Second
+	minBodyReadRoom = 512
+)
+
+// Server serves HTTP/1.x connections. Set its fields before the first Serve or
+// ServeConn; do not copy it after.
+type Server struct {
+	Handler           Handler
+	ReadHeaderTimeout time.Duration // first byte of a request to the end of its head (default 10s); also bounds the wait for the first request of a new connection
+	ReadTimeout       time.Duration // whole request incl. body; 0 = no limit
+	BodyIdleTimeout   time.Duration // longest wait for the next body bytes (default 30s)
+	WriteTimeout      time.Duration // from the end of the head to the end of the response; 0 = no limit
+	IdleTimeout       time.Duration // keep-alive idle (default 60s)
+	MaxHeaderBytes    int           // request line + fields (default 32 KiB); over → 431 (request line alone over 8 KiB → 414)
+	MaxHeaderCount    int           // fields (default 100); over → 431
+	Logger            *slog.Logger  // refused requests at debug level, with the reason (never header values); handler panics at error level
+	// OnReject is called for every request the server refuses itself (for
+	// access logs and metrics), before the answer is written.
+	OnReject func(status int, reason string, remote netip.AddrPort)
+	// ErrorBody, when set, gives the body of the server's own refusals
+	// (default: text/plain with the status text).
+	ErrorBody func(status int, reason string) (contentType string, body []byte)
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	closing   atomic.Bool
+	draining  atomic.Bool
+	exPool    sync.Pool // *exchange
+	bigPool   sync.Pool // *[]byte of bigSize()
+}
+
+func (s *Server) readHeaderTimeout() time.Duration {
+	if s.ReadHeaderTimeout > 0 {
+		return s.ReadHeaderTimeout
+	}
+	return DefaultReadHeaderTimeout
+}
+
+func (s *Server) bodyIdleTimeout() time.Duration {
+	if s.BodyIdleTimeout > 0 {
+		return s.BodyIdleTimeout
+	}
+	return DefaultBodyIdleTimeout
+}
+
+func (s *Server) idleTimeout() time.Duration {
+	if s.IdleTimeout > 0 {
+		return s.IdleTimeout
+	}
+	return DefaultIdleTimeout
+}
+
+func (s *Server) maxHeaderBytes() int {
+	if s.MaxHeaderBytes > 0 {
+		return s.MaxHeaderBytes
+	}
+	return DefaultMaxHeaderBytes
+}
+
+func (s *Server) maxHeaderCount() int {
+	if s.MaxHeaderCount > 0 {
+		return s.MaxHeaderCount
+	}
+	return DefaultMaxHeaderCount
+}
+
+func (s *Server) bigSize() int { return max(s.maxHeaderBytes()+1024, 2*smallBufSize) }
+
+// Serve accepts connections on ln and serves each in its own goroutine. It
+// returns ErrServerClosed after Shutdown or Close, or the listener's error.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	if s.listeners == nil {
+		s.listeners = map[net.Listener]struct{}{}
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) ||
+				errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.logger().Warn("accept failed; retrying", "error", err.Error(), "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("accepting connections: %w", err)
+		}
+		delay = 0
+		go s.ServeConn(nc)
+	}
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// ServeConn serves one already-accepted connection (plain, or TLS whose
+// negotiated protocol is http/1.1 or none) and returns when it is closed or
+// hijacked. It closes nc unless hijacked.
+func (s *Server) ServeConn(nc net.Conn) {
+	c := &conn{s: s, c: nc}
+	c.remote = addrPort(nc.RemoteAddr())
+	c.local = addrPort(nc.LocalAddr())
+	if tc, ok := nc.(*tls.Conn); ok {
+		cs := tc.ConnectionState()
+		c.tlsState = &cs
+	}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.rc = rc
+			c.rawFn = c.rawRead
+		}
+	}
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	if s.conns == nil {
+		s.conns = map[*conn]struct{}{}
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+	c.serve()
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.AddrPort()
+	case nil:
+		return netip.AddrPort{}
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// SetDraining turns draining on or off: while on, responses carry
+// "Connection: close" and their connections close after them.
+func (s *Server) SetDraining(on bool) { s.draining.Store(on) }
+
+// ActiveConns returns the number of open connections (idle ones included).
+func (s *Server) ActiveConns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// Shutdown stops accepting, closes idle connections at once and waits for
+// the others to finish their current request (their responses carry
+// "Connection: close"). When ctx ends first, it closes the rest and returns
+// ctx.Err(). Hijacked connections still inside their handler are waited for
+// too, and closed when ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	s.closeListeners()
+	wait := time.Millisecond
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		if s.closeIdle() == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			s.Close()
+			return ctx.Err()
+		case <-t.C:
+			wait = min(2*wait, 100*time.Millisecond)
+			t.Reset(wait)
+		}
+	}
+}
+
+// Close closes the listeners and every connection now.
+func (s *Server) Close() error {
+	s.closing.Store(true)
+	s.closeListeners()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.state.Store(stateClosed)
+		c.c.Close()
+	}
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ln := range s.listeners {
+		ln.Close()
+	}
+}
+
+// closeIdle closes idle connections and returns how many remain open.
+func (s *Server) closeIdle() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.state.CompareAndSwap(stateIdle, stateClosed) {
+			c.c.Close()
+		}
+	}
+	return len(s.conns)
+}
+
+func (s *Server) getExchange(c *conn) *exchange {
+	ex, _ := s.exPool.Get().(*exchange)
+	if ex == nil {
+		ex = &exchange{s: s, small: make([]byte, smallBufSize), wbuf: make([]byte, 0, writeBufSize)}
+		ex.rbuf = ex.small
+		ex.req.Header.f = make([]field, 0, 16)
+		ex.resp.hdr.f = make([]field, 0, 16)
+		ex.resp.ex = ex
+		ex.body.ex = ex
+	}
+	ex.c = c
+	ex.req.RemoteAddr, ex.req.LocalAddr, ex.req.TLS = c.remote, c.local, c.tlsState
+	return ex
+}
+
+func (s *Server) putExchange(ex *exchange) {
+	if ex.oldBuf != nil {
+		s.putBig(ex.oldBuf)
+		ex.oldBuf = nil
+	}
+	if len(ex.rbuf) != len(ex.small) {
+		s.putBig(ex.rbuf)
+		ex.rbuf = ex.small
+	}
+	ex.r, ex.w, ex.base = 0, 0, 0
+	ex.c = nil
+	ex.req = Request{Header: ex.req.Header}
+	ex.req.Header.Reset()
+	ex.resp.hdr.Reset()
+	ex.wbuf = ex.wbuf[:0]
+	ex.iov = [2][]byte{}
+	s.exPool.Put(ex)
+}
+
+func (s *Server) getBig() []byte {
+	if p, _ := s.bigPool.Get().(*[]byte); p != nil {
+		return *p
+	}
+	return make([]byte, s.bigSize())
+}
+
+func (s *Server) putBig(b []byte) {
+	if len(b) == s.bigSize() {
+		s.bigPool.Put(&b)
+	}
+}
+
+const (
+	stateNew int32 = iota
+	stateActive
+	stateIdle
+	stateClosed
+)
+
+// conn is one client connection. While idle it holds no buffer: c.ex is nil.
+type conn struct {
+	s        *Server
+	c        net.Conn
+	rc       syscall.RawConn
+	rawFn    func(uintptr) bool
+	rerr     error
+	ex       *exchange
+	state    atomic.Int32
+	remote   netip.AddrPort
+	local    netip.AddrPort
+	tlsState *tls.ConnectionState
+	hijacked bool
+	one      [1]byte
+}
+
+// exchange is the per-request state of a connection, pooled: the read and
+// write buffers, the request, the response writer and the body reader.
+type exchange struct {
+	s      *Server
+	c      *conn
+	rbuf   []byte // read buffer; len == cap
+	small  []byte // this exchange's own small read buffer
+	oldBuf []byte // a read buffer replaced while the handler runs (fields still point into it)
+	r, w   int    // unread bytes are rbuf[r:w]
+	base   int    // reads never move bytes below this (the current head)
+	wbuf   []byte
+	hbuf   []byte
+	iov    [2][]byte
+	bufs   net.Buffers
+
+	readDeadline time.Time // absolute end of the request (ReadTimeout), or zero
+	continueSent bool
+	req          Request
+	resp         response
+	body         bodyReader
+}
+
+// rawRead is the callback of RawConn.Read while a connection is idle: it
+// takes a buffer only when there are bytes to read and gives it back when
+// the socket would block, so that a waiting connection holds none.
+func (c *conn) rawRead(fd uintptr) bool {
+	if c.ex == nil {
+		c.ex = c.s.getExchange(c)
+	}
+	ex := c.ex
+	for {
+		n, err := syscall.Read(int(fd), ex.rbuf[ex.w:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err == syscall.EAGAIN {
+			c.s.putExchange(ex)
+			c.ex = nil
+			return false
+		}
+		if n > 0 {
+			ex.w += n
+			c.rerr = nil
+		} else if err == nil {
+			c.rerr = io.EOF
+		} else {
+			c.rerr = os.NewSyscallError("read", err)
+		}
+		return true
+	}
+}
+
+// await waits for the first byte of the next request with no buffer held.
+// On return with nil error, c.ex holds at least one unread byte.
+func (c *conn) await(timeout time.Duration) error {
+	if c.ex != nil {
+		c.s.putExchange(c.ex)
+		c.ex = nil
+	}
+	if err := c.c.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	if !c.state.CompareAndSwap(stateNew, stateIdle) && !c.state.CompareAndSwap(stateActive, stateIdle) {
+		return net.ErrClosed
+	}
+	var err error
+	if c.rc != nil {
+		c.rerr = nil
+		err = c.rc.Read(c.rawFn)
+		if err == nil {
+			err = c.rerr
+		}
+	} else {
+		var n int
+		n, err = c.c.Read(c.one[:])
+		if n == 1 {
+			c.ex = c.s.getExchange(c)
+			c.ex.rbuf[0] = c.one[0]
+			c.ex.w = 1
+			err = nil
+		}
+	}
+	if !c.state.CompareAndSwap(stateIdle, stateActive) {
+		return net.ErrClosed // closed by Shutdown
+	}
+	if err == nil && (c.ex == nil || c.ex.w == 0) {
+		err = io.EOF
+	}
+	return err
+}
+
+func (c *conn) serve() {
+	defer func() {
+		if c.ex != nil {
+			c.s.putExchange(c.ex)
+			c.ex = nil
+		}
+		if !c.hijacked {
+			c.c.Close()
+		}
+	}()
+	timeout := c.s.readHeaderTimeout()
+	for {
+		if c.ex == nil || c.ex.r == c.ex.w {
+			if c.await(timeout) != nil {
+				return
+			}
+		} else if !c.state.CompareAndSwap(stateIdle, stateActive) && c.state.Load() != stateActive {
+			return
+		}
+		if !c.serveOne() || c.s.closing.Load() {
+			return
+		}
+		timeout = c.s.idleTimeout()
+	}
+}
+
+// serveOne reads and answers one request. It reports whether the
+// connection can carry another.
+func (c *conn) serveOne() bool {
+	s, ex := c.s, c.ex
+	req := &ex.req
+	req.ReceivedAt = time.Now()
+	ex.readDeadline = time.Time{}
+	if s.ReadTimeout > 0 {
+		ex.readDeadline = req.ReceivedAt.Add(s.ReadTimeout)
+	}
+	perr, err := ex.readHead()
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			c.reject(408, "request head not received in time")
+		}
+		return false
+	}
+	if perr != nil {
+		c.reject(perr.Status, perr.Reason)
+		return false
+	}
+	req.MaxBodyBytes = 0
+	ex.continueSent = false
+	b := &ex.body
+	b.err, b.done, b.read = nil, false, 0
+	switch {
+	case req.Chunked:
+		b.kind = bodyChunked
+		b.cr.reset(ex, s.maxHeaderBytes())
+		req.Body = b
+	case req.ContentLength > 0:
+		b.kind, b.remaining = bodyLength, req.ContentLength
+		req.Body = b
+	default:
+		b.kind, b.done = bodyNone, true
+		req.Body = noBody{}
+	}
+	if s.WriteTimeout > 0 {
+		c.c.SetWriteDeadline(time.Now().Add(s.WriteTimeout))
+	}
+	ex.resp.reset()
+	c.callHandler()
+	if c.hijacked {
+		return false
+	}
+	resp := &ex.resp
+	if b.err != nil && !resp.wroteHeader && !resp.aborted {
+		status, reason := 0, ""
+		var pe *ProtocolError
+		var ne net.Error
+		switch {
+		case errors.As(b.err, &pe):
+			status, reason = pe.Status, pe.Reason
+		case errors.Is(b.err, ErrBodyTooLarge):
+			status, reason = 413, "request body too large"
+		case errors.As(b.err, &ne) && ne.Timeout():
+			status, reason = 408, "request body not received in time"
+		}
+		if status != 0 {
+			c.reject(status, reason)
+		}
+		return false
+	}
+	resp.finish()
+	if resp.aborted || resp.err != nil || b.err != nil {
+		return false
+	}
+	keep := !resp.closeAfter
+	if keep && !b.done {
+		if req.ExpectContinue && !ex.continueSent {
+			keep = false // the client may never send the body
+		} else {
+			keep = ex.drainBody()
+		}
+	}
+	if !keep {
+		if !b.done {
+			c.lingerClose()
+		}
+		return false
+	}
+	ex.endRequest()
+	return true
+}
+
+func (c *conn) callHandler() {
+	defer func() {
+		if v := recover(); v != nil {
+			c.ex.resp.aborted = true
+			if v != ErrAbortHandler {
+				c.s.logger().Error("handler panicked", "panic", fmt.Sprint(v), "remote", c.remote.String(), "stack", string(debug.Stack()))
+			}
+		}
+	}()
+	c.s.Handler.ServeH1(&c.ex.resp, &c.ex.req)
+}
+
+// ErrAbortHandler, as a panic value, aborts the response without logging.
+var ErrAbortHandler = errors.New("h1: abort handler")
+
+// reject answers status with "Connection: close" and closes the connection
+// gracefully (the caller returns false so that serve closes it).
+func (c *conn) reject(status int, reason string) {
+	s := c.s
+	s.logger().Debug("request refused", "status", status, "reason", reason, "remote", c.remote.String())
+	if s.OnReject != nil {
+		s.OnReject(status, reason, c.remote)
+	}
+	ctype, body := "text/plain; charset=utf-8", []byte(nil)
+	if s.ErrorBody != nil {
+		ctype, body = s.ErrorBody(status, reason)
+	} else {
+		body = append(body, strconv.Itoa(status)+" "+statusText(status)+"\n"...)
+	}
+	ex := c.ex
+	w := ex.wbuf[:0]
+	w = appendStatusLine(w, status)
+	w = append(w, "Content-Type: "...)
+	w = append(w, ctype...)
+	w = append(w, "\r\nContent-Length: "...)
+	w = strconv.AppendInt(w, int64(len(body)), 10)
+	w = append(w, "\r\nConnection: close\r\nDate: "...)
+	w = appendDate(w, time.Now())
+	w = append(w, "\r\n\r\n"...)
+	w = append(w, body...)
+	ex.wbuf = w[:0]
+	c.c.SetWriteDeadline(time.Now().Add(rejectTimeout))
+	c.c.Write(w)
+	c.lingerClose()
+}
+
+// lingerClose half-closes the connection and discards what the client still
+// sends for a short while, so that the client reads our answer instead of a
+// reset caused by unread bytes.
+func (c *conn) lingerClose() {
+	type closeWriter interface{ CloseWrite() error }
+	cw, ok := c.c.(closeWriter)
+	if !ok {
+		return
+	}
+	if cw.CloseWrite() != nil {
+		return
+	}
+	c.c.SetReadDeadline(time.Now().Add(lingerTimeout))
+	buf := c.ex.rbuf
+	for total := 0; total < maxDrain; {
+		n, err := c.c.Read(buf)
+		total += n
+		if err != nil {
+			return
+		}
+	}
+}
+
+// readHead reads and parses the request head. A non-nil *ProtocolError is a
+// refusal; a non-nil error is a connection error (EOF, timeout).
+func (ex *exchange) readHead() (*ProtocolError, error) {
+	s := ex.s
+	maxHead := s.maxHeaderBytes()
+	maxLine := min(maxRequestLine, maxHead)
+	maxCount := s.maxHeaderCount()
+	req := &ex.req
+	start := ex.r
+	pos, lineStart := start, start
+	reqEnd := -1 // index of the CR that ends the request line
+	leading, count := 0, 0
+	moved, deadlineSet := false, false
+	for {
+		for pos < ex.w {
+			i := bytes.IndexByte(ex.rbuf[pos:ex.w], '\n')
+			if i < 0 {
+				pos = ex.w
+				break
+			}
+			lf := pos + i
+			if lf == lineStart || ex.rbuf[lf-1] != '\r' {
+				return protoErr(400, "bare lf in request head"), nil
+			}
+			n := lf - 1 - lineStart
+			if bytes.IndexByte(ex.rbuf[lineStart:lf-1], '\r') >= 0 {
+				return protoErr(400, "bare cr in request head"), nil
+			}
+			switch {
+			case reqEnd < 0 && n == 0:
+				leading++
+				if leading > maxLeadingCRLF {
+					return protoErr(400, "too many empty lines before the request line"), nil
+				}
+				start = lf + 1
+			case reqEnd < 0:
+				if n > maxLine {
+					return protoErr(414, "request line too long"), nil
+				}
+				reqEnd = lf - 1
+				if perr := parseRequestLine(ex.rbuf[lineStart:reqEnd], req); perr != nil {
+					return perr, nil
+				}
+			case n == 0:
+				if lf+1-start > maxHead {
+					return protoErr(431, "request head too large"), nil
+				}
+				if moved {
+					parseRequestLine(ex.rbuf[start:reqEnd], req)
+				}
+				req.Header.Reset()
+				if perr := parseFields(ex.rbuf[reqEnd+2:lineStart], &req.Header); perr != nil {
+					return perr, nil
+				}
+				ex.r, ex.base = lf+1, lf+1
+				return req.interpret(), nil
+			default:
+				count++
+				if count > maxCount {
+					return protoErr(431, "too many header fields"), nil
+				}
+			}
+			pos, lineStart = lf+1, lf+1
+			if pos-start > maxHead {
+				return protoErr(431, "request head too large"), nil
+			}
+		}
+		if reqEnd < 0 && ex.w-lineStart > maxLine {
+			return protoErr(414, "request line too long"), nil
+		}
+		if ex.w-start > maxHead {
+			if reqEnd < 0 {
+				return protoErr(414, "request line too long"), nil
+			}
+			return protoErr(431, "request head too large"), nil
+		}
+		if ex.w == len(ex.rbuf) {
+			switch {
+			case start > 0:
+				n := copy(ex.rbuf, ex.rbuf[start:ex.w])
+				pos, lineStart = pos-start, lineStart-start
+				if reqEnd >= 0 {
+					reqEnd -= start
+				}
+				start, ex.r, ex.w = 0, 0, n
+			case len(ex.rbuf) == len(ex.small):
+				big := s.getBig()
+				ex.w = copy(big, ex.rbuf[:ex.w])
+				ex.rbuf = big
+			default:
+				return protoErr(431, "request head too large"), nil
+			}
+			moved = true
+		}
+		if !deadlineSet {
+			d := ex.req.ReceivedAt.Add(s.readHeaderTimeout())
+			if !ex.readDeadline.IsZero() && ex.readDeadline.Before(d) {
+				d = ex.readDeadline
+			}
+			ex.c.c.SetReadDeadline(d)
+			deadlineSet = true
+		}
+		n, err := ex.c.c.Read(ex.rbuf[ex.w:])
+		ex.w += n
+		if n == 0 && err != nil {
+			return nil, err
+		}
+	}
+}
+
+// endRequest makes the buffer ready for the next request on the connection:
+// pipelined bytes move to the front.
+func (ex *exchange) endRequest() {
+	if ex.oldBuf != nil {
+		ex.s.putBig(ex.oldBuf)
+		ex.oldBuf = nil
+	}
+	n := ex.w - ex.r
+	if len(ex.rbuf) != len(ex.small) && n <= len(ex.small) {
+		copy(ex.small, ex.rbuf[ex.r:ex.w])
+		ex.s.putBig(ex.rbuf)
+		ex.rbuf = ex.small
+	} else {
+		copy(ex.rbuf, ex.rbuf[ex.r:ex.w])
+	}
+	ex.r, ex.w, ex.base = 0, n, 0
+	ex.req.Header.Reset()
+	ex.resp.hdr.Reset()
+}
+
+// bodyRead reads from the connection for the body, with its deadlines.
+func (ex *exchange) bodyRead(p []byte) (int, error) {
+	d := time.Now().Add(ex.s.bodyIdleTimeout())
+	if !ex.readDeadline.IsZero() && ex.readDeadline.Before(d) {
+		d = ex.readDeadline
+	}
+	ex.c.c.SetReadDeadline(d)
+	return ex.c.c.Read(p)
+}
+
+// fill reads more body bytes into the buffer, above ex.base.
+func (ex *exchange) fill() error {
+	if ex.r == ex.w {
+		ex.r, ex.w = ex.base, ex.base
+	}
+	if len(ex.rbuf)-ex.w < minBodyReadRoom {
+		if ex.r > ex.base {
+			ex.w = ex.base + copy(ex.rbuf[ex.base:], ex.rbuf[ex.r:ex.w])
+			ex.r = ex.base
+		}
+		if len(ex.rbuf)-ex.w < minBodyReadRoom && ex.oldBuf == nil {
+			// The head fills the buffer: move the unread bytes to a new
+			// one and keep the old one, which the fields point into.
+			big := ex.s.getBig()
+			n := copy(big, ex.rbuf[ex.r:ex.w])
+			ex.oldBuf, ex.rbuf = ex.rbuf, big
+			ex.r, ex.w, ex.base = 0, n, 0
+		}
+	}
+	n, err := ex.bodyRead(ex.rbuf[ex.w:])
+	ex.w += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+// ReadByte and Read make the exchange the chunked decoder's byteSource.
+func (ex *exchange) ReadByte() (byte, error) {
+	if ex.r == ex.w {
+		if err := ex.fill(); err != nil {
+			return 0, err
+		}
+	}
+	b := ex.rbuf[ex.r]
+	ex.r++
+	return b, nil
+}
+
+func (ex *exchange) Read(p []byte) (int, error) {
+	if ex.r == ex.w {
+		if len(p) >= smallBufSize {
+			return ex.bodyRead(p)
+		}
+		if err := ex.fill(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, ex.rbuf[ex.r:ex.w])
+	ex.r += n
+	return n, nil
+}
+
+const (
+	bodyNone uint8 = iota
+	bodyLength
+	bodyChunked
+)
+
+// bodyReader is Request.Body for requests with a body.
+type bodyReader struct {
+	ex        *exchange
+	kind      uint8
+	done      bool
+	remaining int64 // bodyLength: bytes left
+	read      int64 // bytes returned so far
+	cr        chunkedReader
+	err       error // sticky
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.done {
+		return 0, io.EOF
+	}
+	ex := b.ex
+	req := &ex.req
+	if req.ExpectContinue && !ex.continueSent {
+		ex.continueSent = true
+		if !ex.resp.wroteHeader {
+			if _, err := ex.c.c.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n")); err != nil {
+				b.err = fmt.Errorf("sending 100 continue: %w", err)
+				return 0, b.err
+			}
+		}
+	}
+	max := req.MaxBodyBytes
+	switch b.kind {
+	case bodyLength:
+		if max > 0 && req.ContentLength > max {
+			b.err = ErrBodyTooLarge
+			return 0, b.err
+		}
+		if int64(len(p)) > b.remaining {
+			p = p[:b.remaining]
+		}
+		n, err := ex.Read(p)
+		b.remaining -= int64(n)
+		b.read += int64(n)
+		if b.remaining == 0 {
+			b.done = true
+			return n, nil
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			b.err = fmt.Errorf("reading request body: %w", err)
+			return n, b.err
+		}
+		return n, nil
+	default:
+		n, err := b.cr.Read(p)
+		b.read += int64(n)
+		if max > 0 && b.read > max {
+			n -= int(b.read - max)
+			if n < 0 {
+				n = 0
+			}
+			b.err = ErrBodyTooLarge
+			return n, b.err
+		}
+		if err == io.EOF {
+			b.done = true
+			return n, io.EOF
+		}
+		if err != nil {
+			var pe *ProtocolError
+			if !errors.As(err, &pe) {
+				err = fmt.Errorf("reading request body: %w", err)
+			}
+			b.err = err
+		}
+		return n, err
+	}
+}
+
+// drainBody reads and discards what the handler left of the body, up to
+// maxDrain bytes. It reports whether the body ended cleanly.
+func (ex *exchange) drainBody() bool {
+	b := &ex.body
+	if b.kind == bodyLength && b.remaining > maxDrain {
+		return false
+	}
+	ex.req.MaxBodyBytes = 0
+	buf := ex.wbuf[:cap(ex.wbuf)]
+	for total := 0; total <= maxDrain; {
+		n, err := b.Read(buf)
+		total += n
+		if b.done {
+			return b.err == nil
+		}
+		if err != nil {
+			return false
+		}
+	}
+	return false
+}
+
+// Hijack support: the bytes already read from the client come first.
+type prefixConnReader struct {
+	pending []byte
+	c       net.Conn
+}
+
+func (p *prefixConnReader) Read(b []byte) (int, error) {
+	if len(p.pending) > 0 {
+		n := copy(b, p.pending)
+		p.pending = p.pending[n:]
+		return n, nil
+	}
+	return p.c.Read(b)
+}
+
+func newHijackReader(pending []byte, c net.Conn) *bufio.Reader {
+	return bufio.NewReader(&prefixConnReader{pending: bytes.Clone(pending), c: c})
+}

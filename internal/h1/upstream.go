@@ -1,0 +1,324 @@
+package h1
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of an Upstream.
+const (
+	DefaultDialTimeout            = 10 * time.Second
+	DefaultUpstreamIdleTimeout    = 90 * time.Second
+	DefaultMaxResponseHeaderBytes = 64 << 10
+
+	upReadBufSize  = 8 << 10
+	upWriteBufSize = 4 << 10
+	copyBufSize    = 32 << 10
+)
+
+// Upstream is one back-end address with its pool of keep-alive connections.
+// It is safe for concurrent use; set its fields before the first Forward and
+// do not copy it after.
+type Upstream struct {
+	Addr                  string        // host:port to dial
+	TLS                   *tls.Config   // nil = plain; ServerName defaults to Addr's host
+	DialTimeout           time.Duration // connecting and the TLS handshake (default 10s)
+	ResponseHeaderTimeout time.Duration // from the end of the request head to the end of the response head; 0 = no limit
+	IdleTimeout           time.Duration // idle pooled connections are closed after this (default 90s)
+	MaxIdle               int           // idle connections kept (LIFO); 0 keeps none (every request sends Connection: close)
+	MaxConns              int           // open connections, busy or idle; 0 = unlimited
+	ConnWait              time.Duration // when MaxConns are open and busy, wait this long for one, then ErrNoConnAvailable
+	// MaxResponseHeaderBytes bounds the response head (default 64 KiB).
+	MaxResponseHeaderBytes int
+
+	once    sync.Once
+	tlsConf *tls.Config
+	sem     chan struct{} // a token per open connection when MaxConns > 0
+	handoff chan *upConn  // connections handed straight to waiters
+	mu      sync.Mutex    // guards idle, waiting, reaper, closed
+	idle    []*upConn     // oldest first; the top is reused first
+	waiting int
+	reaper  *time.Timer
+	open    atomic.Int64
+	dials   atomic.Int64
+}
+
+// upConn is one pooled connection.
+type upConn struct {
+	u       *Upstream
+	c       net.Conn
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	idleAt  time.Time
+	reused  bool
+	scratch []byte // the response head
+	hdr     Header
+	cr      chunkedReader
+}
+
+func (u *Upstream) init() {
+	u.once.Do(func() {
+		if u.TLS != nil {
+			u.tlsConf = u.TLS.Clone()
+			if u.tlsConf.ServerName == "" {
+				host, _, err := net.SplitHostPort(u.Addr)
+				if err != nil {
+					host = u.Addr
+				}
+				u.tlsConf.ServerName = host
+			}
+			if len(u.tlsConf.NextProtos) == 0 {
+				u.tlsConf.NextProtos = []string{"http/1.1"}
+			}
+		}
+		if u.MaxConns > 0 {
+			u.sem = make(chan struct{}, u.MaxConns)
+			u.handoff = make(chan *upConn, u.MaxConns)
+		}
+	})
+}
+
+func (u *Upstream) idleTimeout() time.Duration {
+	if u.IdleTimeout > 0 {
+		return u.IdleTimeout
+	}
+	return DefaultUpstreamIdleTimeout
+}
+
+// Stats returns the number of open connections (busy or idle) and the number
+// of connections dialled since the start.
+func (u *Upstream) Stats() (open, dials int64) { return u.open.Load(), u.dials.Load() }
+
+// CloseIdle closes the idle connections. Busy ones are closed or pooled when
+// their exchange ends.
+func (u *Upstream) CloseIdle() {
+	u.init()
+	u.mu.Lock()
+	idle := u.idle
+	u.idle = nil
+	u.mu.Unlock()
+	for _, pc := range idle {
+		pc.close()
+	}
+	for u.handoff != nil {
+		select {
+		case pc := <-u.handoff:
+			pc.close()
+		default:
+			return
+		}
+	}
+}
+
+// get returns a pooled connection, or dials one.
+func (u *Upstream) get(ctx context.Context) (*upConn, error) {
+	u.init()
+	if pc := u.popIdle(); pc != nil {
+		return pc, nil
+	}
+	if u.sem != nil {
+		select {
+		case u.sem <- struct{}{}:
+		default:
+			if pc, err := u.wait(ctx); pc != nil || err != nil {
+				return pc, err
+			}
+		}
+	}
+	pc, err := u.dial(ctx)
+	if err != nil {
+		if u.sem != nil {
+			<-u.sem
+		}
+		return nil, err
+	}
+	return pc, nil
+}
+
+// wait waits for a connection (handed over) or a token (to dial) for up to
+// ConnWait. It returns (nil, nil) when it got a token.
+func (u *Upstream) wait(ctx context.Context) (*upConn, error) {
+	noConn := &ForwardError{Kind: ErrNoConnAvailable, Err: fmt.Errorf("%d connections busy: %w", u.MaxConns, ErrNoConn)}
+	if u.ConnWait <= 0 {
+		return nil, noConn
+	}
+	u.mu.Lock()
+	u.waiting++
+	u.mu.Unlock()
+	defer func() {
+		u.mu.Lock()
+		u.waiting--
+		u.mu.Unlock()
+	}()
+	if pc := u.popIdle(); pc != nil {
+		return pc, nil
+	}
+	t := time.NewTimer(u.ConnWait)
+	defer t.Stop()
+	select {
+	case pc := <-u.handoff:
+		pc.reused = true
+		return pc, nil
+	case u.sem <- struct{}{}:
+		return nil, nil
+	case <-t.C:
+		return nil, noConn
+	case <-ctx.Done():
+		return nil, ctxError(ctx, nil)
+	}
+}
+
+func (u *Upstream) popIdle() *upConn {
+	if u.handoff != nil {
+		select {
+		case pc := <-u.handoff:
+			pc.reused = true
+			return pc
+		default:
+		}
+	}
+	u.mu.Lock()
+	n := len(u.idle)
+	if n == 0 {
+		u.mu.Unlock()
+		return nil
+	}
+	pc := u.idle[n-1]
+	u.idle[n-1] = nil
+	u.idle = u.idle[:n-1]
+	u.mu.Unlock()
+	if time.Since(pc.idleAt) > u.idleTimeout() {
+		// The top is the youngest: all the others are older still.
+		u.mu.Lock()
+		old := u.idle
+		u.idle = nil
+		u.mu.Unlock()
+		pc.close()
+		for _, o := range old {
+			o.close()
+		}
+		return nil
+	}
+	pc.reused = true
+	return pc
+}
+
+// put returns a connection whose exchange ended cleanly to the pool.
+func (u *Upstream) put(pc *upConn) {
+	if u.MaxIdle <= 0 {
+		pc.close()
+		return
+	}
+	pc.hdr.Reset()
+	u.mu.Lock()
+	if u.waiting > 0 {
+		select {
+		case u.handoff <- pc:
+			u.mu.Unlock()
+			return
+		default:
+		}
+	}
+	if len(u.idle) >= u.MaxIdle {
+		u.mu.Unlock()
+		pc.close()
+		return
+	}
+	pc.idleAt = time.Now()
+	u.idle = append(u.idle, pc)
+	if u.reaper == nil {
+		u.reaper = time.AfterFunc(u.idleTimeout(), u.reap)
+	} else if len(u.idle) == 1 {
+		u.reaper.Reset(u.idleTimeout())
+	}
+	u.mu.Unlock()
+}
+
+// reap closes the connections idle for longer than IdleTimeout.
+func (u *Upstream) reap() {
+	timeout := u.idleTimeout()
+	now := time.Now()
+	u.mu.Lock()
+	n := 0
+	for n < len(u.idle) && now.Sub(u.idle[n].idleAt) >= timeout {
+		n++
+	}
+	expired := append([]*upConn(nil), u.idle[:n]...)
+	k := copy(u.idle, u.idle[n:])
+	clear(u.idle[k:])
+	u.idle = u.idle[:k]
+	if k > 0 {
+		u.reaper.Reset(timeout - now.Sub(u.idle[0].idleAt))
+	}
+	u.mu.Unlock()
+	for _, pc := range expired {
+		pc.close()
+	}
+}
+
+func (u *Upstream) dial(ctx context.Context) (*upConn, error) {
+	timeout := u.DialTimeout
+	if timeout <= 0 {
+		timeout = DefaultDialTimeout
+	}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(dctx, "tcp", u.Addr)
+	if err != nil {
+		return nil, dialError(ctx, err)
+	}
+	if u.tlsConf != nil {
+		tc := tls.Client(c, u.tlsConf)
+		if err := tc.HandshakeContext(dctx); err != nil {
+			c.Close()
+			return nil, dialError(ctx, fmt.Errorf("tls handshake: %w", err))
+		}
+		c = tc
+	}
+	u.open.Add(1)
+	u.dials.Add(1)
+	return &upConn{
+		u:  u,
+		c:  c,
+		br: bufio.NewReaderSize(c, upReadBufSize),
+		bw: bufio.NewWriterSize(c, upWriteBufSize),
+	}, nil
+}
+
+func dialError(ctx context.Context, err error) *ForwardError {
+	if ctx.Err() != nil {
+		return ctxError(ctx, err)
+	}
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		return &ForwardError{Kind: ErrTimeout, Err: fmt.Errorf("connecting: %w", err)}
+	}
+	return &ForwardError{Kind: ErrConnect, Err: fmt.Errorf("connecting: %w", err)}
+}
+
+func ctxError(ctx context.Context, err error) *ForwardError {
+	cause := ctx.Err()
+	if err != nil {
+		cause = fmt.Errorf("%w (%w)", cause, err)
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return &ForwardError{Kind: ErrTimeout, Err: cause}
+	}
+	return &ForwardError{Kind: ErrClient, Err: cause}
+}
+
+func (pc *upConn) close() {
+	pc.c.Close()
+	pc.u.open.Add(-1)
+	if pc.u.sem != nil {
+		<-pc.u.sem
+	}
+}
