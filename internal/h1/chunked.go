@@ -11,6 +11,7 @@ import (
 type byteSource interface {
 	ReadByte() (byte, error)
 	Read(p []byte) (int, error)
+	Buffered() int // bytes readable without waiting
 }
 
 const (
@@ -83,6 +84,15 @@ func (c *chunkedReader) Read(p []byte) (int, error) {
 			c.n -= uint64(n)
 			if c.n == 0 {
 				c.state = csDataEnd
+				// Take the CRLF after the data now when it is at hand, so
+				// that a caller that flushes when nothing is buffered
+				// sees the chunk as complete.
+				if err == nil && c.src.Buffered() >= 2 {
+					if err := c.expectCRLF("chunk data not followed by crlf"); err != nil {
+						return n, c.fail(err)
+					}
+					c.state = csSize
+				}
 			}
 			if err != nil && (c.n > 0 || !errors.Is(err, io.EOF)) {
 				return n, c.fail(err)

@@ -593,7 +593,7 @@ func copyEndToEnd(dst, src *Header, upgrade bool) {
 	named := hasConnectionField(src)
 	for i := range src.f {
 		name := src.f[i].name
-		if hopByHop(name, upgrade) || named && connectionNamed(src, name) {
+		if hopByHop(name, upgrade) || named && connectionNamed(src, name) && !(upgrade && equalFoldString(name, "upgrade")) {
 			continue
 		}
 		dst.AddCopy(name, src.f[i].value)

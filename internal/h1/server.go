@@ -779,6 +779,9 @@ func (ex *exchange) fill() error {
 	return err
 }
 
+// Buffered returns the number of unread bytes in the buffer.
+func (ex *exchange) Buffered() int { return ex.w - ex.r }
+
 // ReadByte and Read make the exchange the chunked decoder's byteSource.
 func (ex *exchange) ReadByte() (byte, error) {
 	if ex.r == ex.w {
