@@ -181,7 +181,9 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, out *Outgoing
 	var wdone chan bodyResult
 	if !bodyEOF {
 		wdone = make(chan bodyResult, 1)
-		go func() { wdone <- pc.writeRest(out.Body, cl, int64(len(first))) }()
+		go func(ch chan<- bodyResult, body io.Reader, cl, sent int64) {
+			ch <- pc.writeRest(body, cl, sent)
+		}(wdone, out.Body, cl, int64(len(first)))
 	}
 	waitBody := func() (bodyResult, bool) {
 		if wdone == nil {

@@ -276,7 +276,7 @@ func (r *response) commit(final bool) {
 	}
 	if !hasDate {
 		h = append(h, "Date: "...)
-		h = appendDate(h, time.Now())
+		h = appendDate(h, req.ReceivedAt)
 		h = append(h, '\r', '\n')
 	}
 	switch {
