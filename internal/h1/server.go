@@ -34,6 +34,8 @@ const (
 	smallBufSize    = 4 << 10
 	writeBufSize    = 4 << 10
 	lingerTimeout   = 500 * time.Millisecond
+	lingerTotal     = 5 * time.Second // longest lingering close
+	maxLinger       = 64 << 20        // most bytes discarded by a lingering close
 	rejectTimeout   = 5 * time.Second
 	minBodyReadRoom = 512
 )
@@ -519,7 +521,11 @@ func (c *conn) serveOne() bool {
 		return false
 	}
 	resp.finish()
-	if resp.aborted || resp.err != nil || b.err != nil {
+	if b.err != nil {
+		c.lingerClose() // the client may still be sending
+		return false
+	}
+	if resp.aborted || resp.err != nil {
 		return false
 	}
 	keep := !resp.closeAfter
@@ -598,9 +604,18 @@ func (c *conn) lingerClose() {
 	if cw.CloseWrite() != nil {
 		return
 	}
-	c.c.SetReadDeadline(time.Now().Add(lingerTimeout))
+	// Like nginx's lingering close: keep reading while the client keeps
+	// sending (each read within lingerTimeout), for at most lingerTotal and
+	// maxLinger bytes, so that a client still uploading a refused body (413)
+	// gets to read the answer.
 	buf := c.ex.rbuf
-	for total := 0; total < maxDrain; {
+	deadline := time.Now().Add(lingerTotal)
+	for total := 0; total < maxLinger; {
+		next := time.Now().Add(lingerTimeout)
+		if next.After(deadline) {
+			next = deadline
+		}
+		c.c.SetReadDeadline(next)
 		n, err := c.c.Read(buf)
 		total += n
 		if err != nil {

@@ -55,6 +55,29 @@ func (s *idSource) newID(now time.Time) string {
 	return string(b[:])
 }
 
+// appendNewID appends a fresh id for the time now to dst.
+func (s *idSource) appendNewID(dst []byte, now time.Time) []byte {
+	dst = append(dst, "Id-"...)
+	secs := uint32(now.Unix())
+	for i := 0; i < 8; i++ {
+		dst = append(dst, hexDigits[(secs>>(28-4*i))&0xf])
+	}
+	r := s.next()
+	for i := 0; i < 16; i++ {
+		dst = append(dst, hexDigits[(r>>(60-4*i))&0xf])
+	}
+	return dst
+}
+
+// acceptBytes appends to dst the client's id when it is well formed, a
+// fresh one otherwise. It allocates nothing when dst has room.
+func (s *idSource) acceptBytes(client []byte, now time.Time, dst []byte) []byte {
+	if validID(b2s(client)) {
+		return append(dst, client...)
+	}
+	return s.appendNewID(dst, now)
+}
+
 // accept returns the client's id when it is well formed, a fresh one
 // otherwise.
 func (s *idSource) accept(client string, now time.Time) string {

@@ -38,9 +38,9 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
+	"github.com/gatehouse-gw/gatehouse/internal/h1"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/portinfo"
-	"github.com/gatehouse-gw/gatehouse/internal/proxy"
 	"github.com/gatehouse-gw/gatehouse/internal/sample"
 )
 
@@ -67,7 +67,6 @@ type Instance struct {
 	logs     *logs
 	log      *slog.Logger // component=instance
 	proxyLog *slog.Logger // component=proxy
-	pool     *proxy.BufferPool
 	ids      *idSource
 
 	rt       atomic.Pointer[runtime]
@@ -88,17 +87,28 @@ type Instance struct {
 	finishOnce sync.Once
 
 	// Test hooks, set before Start.
-	testHookRequest func(*http.Request) // called as a traffic request enters
+	testHookRequest func(*h1.Request) // called as a traffic request enters
 	testHookPhase   func(Phase)         // called on each phase change
 }
 
-// server is one of the listeners with its http.Server.
+// server is one of the listeners with what serves it: the h1 engine (or the
+// TLS front with HTTP/2) for traffic, net/http for management and sample.
 type server struct {
 	name string
-	srv  *http.Server
+	srv  servable
 	ln   net.Listener
 	port int
 }
+
+// servable is what serves a listener.
+type servable interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+	Close() error
+}
+
+// drainer is a servable that can ask clients to reconnect elsewhere.
+type drainer interface{ SetDraining(bool) }
 
 // New prepares an instance: it opens the logs in the instance's logs/
 // directory and compiles the configuration. It binds nothing.
@@ -128,12 +138,11 @@ func New(opts Options) (*Instance, error) {
 		logs:     lg,
 		log:      base.With("component", "instance"),
 		proxyLog: base.With("component", "proxy"),
-		pool:     proxy.NewBufferPool(),
 		ids:      ids,
 		abort:    make(chan struct{}),
 		done:     make(chan struct{}),
 	}
-	rt, err := buildRuntime(cfg, i.pool, i.proxyLog)
+	rt, err := buildRuntime(cfg, i.proxyLog)
 	if err != nil {
 		lg.close()
 		return nil, fmt.Errorf("creating instance: %w", err)
@@ -217,18 +226,29 @@ func (i *Instance) Start() error {
 	type spec struct {
 		name    string
 		l       groupconf.Listener
-		h       http.Handler
+		srv     servable
 		tlsConf *tls.Config
 	}
+	traffic, err := i.trafficServer(cfg)
+	if err != nil {
+		i.serveErr = err
+		i.stopping = true
+		i.mu.Unlock()
+		i.log.Error("start failed", "error", err.Error())
+		i.finish()
+		return fmt.Errorf("starting instance: %w", err)
+	}
 	specs := []spec{
-		{"traffic", cfg.Traffic.Listener(), trafficHandler{i}, nil},
-		{"management", cfg.Management, managementHandler{i}, i.opts.ManagementTLS},
+		{"traffic", cfg.Traffic.Listener(), traffic, nil},
+		{"management", cfg.Management, newHTTPServer(cfg.Management, managementHandler{i}, i.lgWith("http")), i.opts.ManagementTLS},
 	}
 	if cfg.Sample.Enabled {
 		specs = append(specs, spec{"sample", groupconf.Listener{
 			Address: cfg.Sample.Address, Port: cfg.Sample.Port,
 			ReadHeaderTimeout: groupconf.Seconds(10), IdleTimeout: groupconf.Seconds(60), MaxHeaderBytes: 32 << 10,
-		}, sample.New(i.lgWith("sample")), nil})
+		}, nil, nil})
+		sl := specs[len(specs)-1].l
+		specs[len(specs)-1].srv = newHTTPServer(sl, sample.New(i.lgWith("sample")), i.lgWith("http"))
 	}
 	// Bind everything first: all or nothing.
 	for _, sp := range specs {
@@ -250,7 +270,7 @@ func (i *Instance) Start() error {
 		}
 		i.servers = append(i.servers, &server{
 			name: sp.name, ln: ln, port: ln.Addr().(*net.TCPAddr).Port,
-			srv: newHTTPServer(sp.l, sp.h, i.lgWith("http")),
+			srv: sp.srv,
 		})
 	}
 	i.startedAt = time.Now()
@@ -316,7 +336,7 @@ func newHTTPServer(l groupconf.Listener, h http.Handler, log *slog.Logger) *http
 func (i *Instance) serve(s *server) {
 	defer i.serveWG.Done()
 	err := s.srv.Serve(s.ln)
-	if err == nil || errors.Is(err, http.ErrServerClosed) {
+	if err == nil || errors.Is(err, http.ErrServerClosed) || errors.Is(err, h1.ErrServerClosed) {
 		return
 	}
 	err = fmt.Errorf("%s listener: serving: %w", s.name, err)
@@ -379,6 +399,11 @@ func (i *Instance) Shutdown(ctx context.Context) error {
 	i.log.Info("shutdown requested", "zeroDowntime", zdt.Enabled, "delay", zdt.Delay.String(), "drainTimeout", drain.String())
 	if zdt.Enabled {
 		i.setPhase(PhaseDraining)
+		for _, s := range servers {
+			if d, ok := s.srv.(drainer); ok {
+				d.SetDraining(true)
+			}
+		}
 		t := time.NewTimer(zdt.Delay.D())
 		select {
 		case <-t.C:
@@ -462,4 +487,30 @@ func (i *Instance) Wait() error {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	return i.serveErr
+}
+
+// trafficServer builds what serves the traffic listener: the strict
+// HTTP/1.1 engine, behind the TLS front (which adds HTTP/2) when TLS is on.
+func (i *Instance) trafficServer(cfg *groupconf.Config) (servable, error) {
+	t := cfg.Traffic
+	h := trafficHandler{i}
+	s := &h1.Server{
+		Handler:           h,
+		ReadHeaderTimeout: t.ReadHeaderTimeout.D(),
+		ReadTimeout:       t.ReadTimeout.D(),
+		BodyIdleTimeout:   t.BodyIdleTimeout.D(),
+		WriteTimeout:      t.WriteTimeout.D(),
+		IdleTimeout:       t.IdleTimeout.D(),
+		MaxHeaderBytes:    t.MaxHeaderBytes,
+		MaxHeaderCount:    t.MaxHeaderCount,
+		Logger:            i.lgWith("h1"),
+	}
+	if !t.TLS.Enabled() {
+		return s, nil
+	}
+	tc, err := loadTLS(i.opts.Home, t)
+	if err != nil {
+		return nil, err
+	}
+	return newTLSFront(tc, s, h, t, i.lgWith("tls")), nil
 }

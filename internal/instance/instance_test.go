@@ -22,6 +22,7 @@ import (
 	"testing"
 
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
+	"github.com/gatehouse-gw/gatehouse/internal/h1"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
 	"github.com/gatehouse-gw/gatehouse/internal/proxy"
@@ -158,9 +159,9 @@ func newInstance(t *testing.T, yaml string, mod ...func(*Options)) *testInstance
 	}
 	ti := &testInstance{Instance: inst, home: h, phases: make(chan Phase, 16), entered: make(chan string, 64)}
 	inst.testHookPhase = func(p Phase) { ti.phases <- p }
-	inst.testHookRequest = func(r *http.Request) {
+	inst.testHookRequest = func(r *h1.Request) {
 		select {
-		case ti.entered <- r.URL.Path:
+		case ti.entered <- string(r.Path):
 		default:
 		}
 	}
@@ -872,7 +873,7 @@ type rejectPolicy struct{}
 
 func (rejectPolicy) Name() string { return "reject" }
 func (rejectPolicy) Apply(ex *policy.Exchange) error {
-	if ex.CorrelationID == "" || ex.Route == nil || ex.ClientAddr != "127.0.0.1" {
+	if ex.CorrelationID == "" || ex.Route == nil || ex.ClientAddr.String() != "127.0.0.1" {
 		return fmt.Errorf("incomplete exchange: %+v", ex)
 	}
 	return &policy.Error{Status: http.StatusUnauthorized, Message: "an API key is required", Err: errors.New("no KeyId header")}

@@ -53,7 +53,7 @@ func (f *logFile) Close() error {
 type logs struct {
 	level    *slog.LevelVar
 	instance *slog.Logger // JSON to logs/instance.log, and text to the console unless quiet
-	access   *slog.Logger // JSON to logs/access.log, one line per request
+	access   *accessLog   // JSON to logs/access.log, one line per request
 	files    []*logFile
 }
 
@@ -73,18 +73,12 @@ func openLogs(dir string, c groupconf.Log, quiet bool, console io.Writer) (*logs
 		h = slog.NewMultiHandler(h, slog.NewTextHandler(console, &slog.HandlerOptions{Level: l.level}))
 	}
 	l.instance = slog.New(h)
-	l.access = slog.New(slog.NewJSONHandler(acc, &slog.HandlerOptions{
-		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
-			if len(groups) == 0 && (a.Key == slog.LevelKey || a.Key == slog.MessageKey) {
-				return slog.Attr{}
-			}
-			return a
-		},
-	}))
+	l.access = newAccessLog(acc)
 	return l, nil
 }
 
 func (l *logs) close() {
+	l.access.close()
 	for _, f := range l.files {
 		_ = f.Close()
 	}

@@ -57,23 +57,33 @@ type managementHandler struct{ i *Instance }
 func (h managementHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/healthcheck":
-		healthCheck(w, r, true)
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			proxy.WriteHTTPError(w, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed here")
+			return
+		}
+		w.Header().Set("Content-Type", "text/xml")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(healthOK)
+		}
 	case "/status":
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
-			proxy.WriteError(w, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed here")
+			proxy.WriteHTTPError(w, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed here")
 			return
 		}
 		b, err := json.Marshal(h.i.Status())
 		if err != nil {
 			h.i.log.Error("encoding status", "error", err.Error())
-			proxy.WriteError(w, http.StatusInternalServerError, "internal error")
+			proxy.WriteHTTPError(w, http.StatusInternalServerError, "internal error")
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		_, _ = w.Write(append(b, '\n'))
 	default:
-		proxy.WriteError(w, http.StatusNotFound, "no such management resource; try /status or /healthcheck")
+		proxy.WriteHTTPError(w, http.StatusNotFound, "no such management resource; try /status or /healthcheck")
 	}
 }

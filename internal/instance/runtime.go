@@ -25,7 +25,7 @@ type runtime struct {
 	chain      policy.Chain
 }
 
-func buildRuntime(cfg *groupconf.Config, pool *proxy.BufferPool, log *slog.Logger) (*runtime, error) {
+func buildRuntime(cfg *groupconf.Config, log *slog.Logger) (*runtime, error) {
 	table, err := route.Compile(cfg.APIs)
 	if err != nil {
 		return nil, fmt.Errorf("compiling routes: %w", err)
@@ -40,7 +40,7 @@ func buildRuntime(cfg *groupconf.Config, pool *proxy.BufferPool, log *slog.Logge
 		byName[b.Name] = be
 		rt.backends = append(rt.backends, be)
 	}
-	opts := proxy.Options{Logger: log, BufferPool: pool}
+	opts := proxy.Options{Logger: log}
 	for _, r := range table.Routes() {
 		be := byName[r.Backend]
 		if be == nil {
@@ -84,7 +84,7 @@ func (i *Instance) Swap(cfg *groupconf.Config) error {
 	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
 		return fmt.Errorf("swapping configuration: log level: %w", err)
 	}
-	rt, err := buildRuntime(cfg, i.pool, i.proxyLog)
+	rt, err := buildRuntime(cfg, i.proxyLog)
 	if err != nil {
 		return fmt.Errorf("swapping configuration: %w", err)
 	}

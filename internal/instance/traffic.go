@@ -1,170 +1,152 @@
 package instance
 
 import (
+	"bytes"
+	"context"
 	"errors"
-	"log/slog"
-	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
+	"unsafe"
 
+	"github.com/gatehouse-gw/gatehouse/internal/h1"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
 	"github.com/gatehouse-gw/gatehouse/internal/proxy"
 	"github.com/gatehouse-gw/gatehouse/internal/route"
 )
 
-// trafficHandler serves the traffic listener: health checks, then routing,
-// the policy chain and forwarding.
+// trafficHandler serves the traffic listener, HTTP/1.1 and (through
+// h2bridge) HTTP/2 alike: health checks, then routing, the body limit, the
+// policy chain and forwarding, and one access-log line per request.
 type trafficHandler struct{ i *Instance }
 
-func (h trafficHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// exchange is the per-request scratch memory, pooled.
+type exchange struct {
+	id      []byte
+	scratch proxy.Scratch
+	ex      policy.Exchange
+	entry   accessEntry
+}
+
+var exchangePool = sync.Pool{New: func() any { return &exchange{id: make([]byte, 0, 32)} }}
+
+// b2s views b as a string without copying; the string must not outlive b.
+func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+var (
+	pathHealth   = []byte("/healthcheck")
+	pathHealthLB = []byte("/healthchecklb")
+)
+
+func (h trafficHandler) ServeH1(w h1.ResponseWriter, r *h1.Request) {
 	i := h.i
-	start := time.Now()
-	i.inFlight.Add(1)
-	rt := i.rt.Load()
-	id := i.ids.accept(r.Header.Get(HeaderCorrelationID), start)
-	r.Header.Set(HeaderCorrelationID, id)
-	w.Header().Set(HeaderCorrelationID, id)
-	phase := i.Phase()
-	if phase >= PhaseDraining {
-		// Served normally, but the client should reconnect (through the load
-		// balancer, which no longer sends here).
-		w.Header().Set("Connection", "close")
+	start := r.ReceivedAt
+	if start.IsZero() {
+		start = time.Now()
 	}
-	rec := &recorder{ResponseWriter: w}
+	i.inFlight.Add(1)
+	x := exchangePool.Get().(*exchange)
+	rt := i.rt.Load()
+	x.id = i.ids.acceptBytes(r.Header.Get(HeaderCorrelationID), start, x.id[:0])
+	r.Header.Set(HeaderCorrelationID, x.id)
+	w.Header().Set(HeaderCorrelationID, x.id)
 	var matched *route.Route
+	var fwdErr error
 	defer func() {
 		i.inFlight.Add(-1)
-		if rt.cfg.AccessLog.Enabled {
-			i.logAccess(r, rec, start, id, matched)
+		if w.Status() == 0 {
+			// Nothing was answered (the client went away): make sure no
+			// header still points into the pooled exchange.
+			w.Header().Del(HeaderCorrelationID)
 		}
+		if rt.cfg.AccessLog.Enabled {
+			e := &x.entry
+			*e = accessEntry{start: start, id: x.id, r: r, status: w.Status(), bytes: w.Written(), route: matched, err: fwdErr}
+			i.logs.access.log(e)
+		}
+		x.ex = policy.Exchange{}
+		exchangePool.Put(x)
 	}()
 	if i.testHookRequest != nil {
 		i.testHookRequest(r)
 	}
 
-	switch r.URL.Path {
-	case "/healthcheck":
-		healthCheck(rec, r, true)
+	switch {
+	case bytes.Equal(r.Path, pathHealth):
+		healthCheck(w, r, true)
 		return
-	case "/healthchecklb":
-		healthCheck(rec, r, phase == PhaseServing)
+	case bytes.Equal(r.Path, pathHealthLB):
+		healthCheck(w, r, i.Phase() == PhaseServing)
 		return
 	}
 
-	rt2, err := rt.table.Match(r.Method, r.Host, r.URL.EscapedPath())
+	rt2, err := rt.table.Match(b2s(r.Method), b2s(r.Host), b2s(r.Path))
 	if err != nil {
 		var me *route.MethodError
 		switch {
 		case errors.Is(err, route.ErrBadPath):
-			proxy.WriteError(rec, http.StatusBadRequest, "the request path is not in canonical form (no '.', '..' or empty segments, no encoded '.', '/' or '\\')")
+			proxy.WriteError(w, http.StatusBadRequest, "the request path is not in canonical form (no '.', '..' or empty segments, no encoded '.', '/' or '\\')")
 		case errors.As(err, &me):
-			rec.Header().Set("Allow", strings.Join(me.Allow, ", "))
-			proxy.WriteError(rec, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed here")
+			w.Header().SetString("Allow", strings.Join(me.Allow, ", "))
+			proxy.WriteError(w, http.StatusMethodNotAllowed, "method "+string(r.Method)+" is not allowed here")
 		default:
-			proxy.WriteError(rec, http.StatusNotFound, "no API matches this path")
+			proxy.WriteError(w, http.StatusNotFound, "no API matches this path")
 		}
 		return
 	}
 	matched = rt2
+	if limit := rt2.MaxBodyBytes; limit > 0 {
+		if r.ContentLength > limit {
+			proxy.WriteError(w, http.StatusRequestEntityTooLarge, "the request body is larger than this API accepts")
+			return
+		}
+		r.MaxBodyBytes = limit
+	}
 	if len(rt.chain) > 0 {
-		ex := &policy.Exchange{W: rec, R: r, Route: rt2, CorrelationID: id, ClientAddr: clientIP(r.RemoteAddr)}
-		if err := rt.chain.Apply(ex); err != nil {
+		x.ex = policy.Exchange{W: w, R: r, Route: rt2, CorrelationID: b2s(x.id), ClientAddr: r.RemoteAddr.Addr()}
+		if err := rt.chain.Apply(&x.ex); err != nil {
 			var pe *policy.Error
 			switch {
 			case errors.Is(err, policy.ErrHandled):
 			case errors.As(err, &pe):
 				if pe.Err != nil {
-					i.log.Info("request rejected", "policy", pe.Policy, "status", pe.Status, "correlationId", id, "error", pe.Err.Error())
+					i.log.Info("request rejected", "policy", pe.Policy, "status", pe.Status, "correlationId", string(x.id), "error", pe.Err.Error())
 				}
-				proxy.WriteError(rec, pe.Status, pe.Message)
+				proxy.WriteError(w, pe.Status, pe.Message)
 			default:
-				i.log.Error("policy failed", "correlationId", id, "api", rt2.Name, "error", err.Error())
-				proxy.WriteError(rec, http.StatusInternalServerError, "internal error")
+				i.log.Error("policy failed", "correlationId", string(x.id), "api", rt2.Name, "error", err.Error())
+				proxy.WriteError(w, http.StatusInternalServerError, "internal error")
 			}
 			return
 		}
 	}
-	rt.forwarders[rt2.Index].ServeHTTP(rec, r)
+	_, fwdErr = rt.forwarders[rt2.Index].Forward(context.Background(), w, r, &x.scratch)
 }
+
+var (
+	healthOK   = []byte("<status>ok</status>")
+	healthDown = []byte("<status>unavailable</status>")
+)
 
 // healthCheck answers /healthcheck and /healthchecklb.
-func healthCheck(w http.ResponseWriter, r *http.Request, ok bool) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		proxy.WriteError(w, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed here")
+func healthCheck(w h1.ResponseWriter, r *h1.Request, ok bool) {
+	m := b2s(r.Method)
+	if m != http.MethodGet && m != http.MethodHead {
+		w.Header().SetString("Allow", "GET, HEAD")
+		proxy.WriteError(w, http.StatusMethodNotAllowed, "method "+m+" is not allowed here")
 		return
 	}
-	w.Header().Set("Content-Type", "text/xml")
-	w.Header().Set("Cache-Control", "no-store")
-	body, status := "<status>ok</status>", http.StatusOK
+	body, status, length := healthOK, http.StatusOK, "19"
 	if !ok {
-		body, status = "<status>unavailable</status>", http.StatusServiceUnavailable
+		body, status, length = healthDown, http.StatusServiceUnavailable, "28"
 	}
+	hd := w.Header()
+	hd.SetString("Content-Type", "text/xml")
+	hd.SetString("Cache-Control", "no-store")
+	hd.SetString("Content-Length", length)
 	w.WriteHeader(status)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write([]byte(body))
+	if m != http.MethodHead {
+		_, _ = w.Write(body)
 	}
 }
-
-// logAccess writes the access log line of a request. The path is written
-// without its query string, which may hold secrets; no header is written.
-func (i *Instance) logAccess(r *http.Request, rec *recorder, start time.Time, id string, rt *route.Route) {
-	status := rec.status
-	if status == 0 {
-		if r.Context().Err() != nil {
-			status = 499 // the client went away before an answer
-		} else {
-			status = http.StatusOK
-		}
-	}
-	api, backend := "", ""
-	if rt != nil {
-		api, backend = rt.Name, rt.Backend
-	}
-	i.logs.access.LogAttrs(r.Context(), slog.LevelInfo, "",
-		slog.String("correlationId", id),
-		slog.String("client", clientIP(r.RemoteAddr)),
-		slog.String("method", r.Method),
-		slog.String("path", r.URL.EscapedPath()),
-		slog.Int("status", status),
-		slog.Int64("bytes", rec.bytes),
-		slog.Float64("durationMs", float64(time.Since(start).Microseconds())/1000),
-		slog.String("api", api),
-		slog.String("backend", backend),
-	)
-}
-
-func clientIP(remoteAddr string) string {
-	host, _, err := net.SplitHostPort(remoteAddr)
-	if err != nil {
-		return remoteAddr
-	}
-	return host
-}
-
-// recorder notes the status and size of a response. Unwrap lets
-// http.ResponseController (used by ReverseProxy) reach Flush and Hijack.
-type recorder struct {
-	http.ResponseWriter
-	status int
-	bytes  int64
-}
-
-func (r *recorder) WriteHeader(code int) {
-	if r.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
-		r.status = code
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *recorder) Write(p []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	n, err := r.ResponseWriter.Write(p)
-	r.bytes += int64(n)
-	return n, err
-}
-
-func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

@@ -13,20 +13,24 @@ package policy
 import (
 	"errors"
 	"fmt"
-	"net/http"
+	"net/netip"
 
+	"github.com/gatehouse-gw/gatehouse/internal/h1"
 	"github.com/gatehouse-gw/gatehouse/internal/route"
 )
 
 // Exchange is one request on its way through the gateway. It is used by one
 // goroutine at a time; policies may modify the request (headers, URL) before
 // it is forwarded.
+//
+// The request's byte slices point into the connection's buffer and are valid
+// only while the exchange lasts: a policy that keeps a value copies it.
 type Exchange struct {
-	W             http.ResponseWriter
-	R             *http.Request
+	W             h1.ResponseWriter
+	R             *h1.Request
 	Route         *route.Route // the matched route
-	CorrelationID string       // the request's X-CorrelationID, already validated or generated
-	ClientAddr    string       // the client's IP address (from the connection, not from headers)
+	CorrelationID string       // the request's X-CorrelationID, already validated or generated (valid during the exchange)
+	ClientAddr    netip.Addr   // the client's IP address (from the connection, not from headers)
 }
 
 // Policy is one step of the chain. Implementations must be safe for

@@ -1,17 +1,18 @@
-// Package proxy forwards requests to back-end services. A Backend is one
-// back end of the configuration (a base URL, or this instance's sample
-// service) with its own tuned connection pool; a Forwarder forwards the
-// requests of one route to its Backend through net/http/httputil's
-// ReverseProxy. Bodies are streamed, never buffered whole; server-sent events
-// and responses without a length are flushed as they arrive; protocol
-// upgrades (WebSocket) are passed through.
+// Package proxy forwards requests to back-end services over the h1 engine. A
+// Backend is one back end of the configuration (a base URL, or this
+// instance's sample service) with its connection pool (an h1.Upstream); a
+// Forwarder forwards the requests of one route to its Backend. Bodies are
+// streamed both ways, never held whole; responses are flushed whenever the
+// back end pauses, so server-sent events and chunks reach the client as they
+// are produced; WebSocket upgrades are spliced.
 //
 // The forwarded request carries X-Forwarded-For (the client's IP only:
 // X-Forwarded-* and Forwarded headers from the client are dropped, as there
 // are no trusted proxies yet), X-Forwarded-Proto and X-Forwarded-Host, and the
-// request's X-CorrelationID. Failures answer with a JSON error body (see
-// WriteError): 502 when the back end cannot be reached, 504 when it does not
-// answer in time. The cause is logged, never sent to the client.
+// request's X-CorrelationID; its Host is the back end's. Failures answer with
+// a JSON error body (see WriteError): 502 when the back end cannot be reached
+// or answers badly, 504 when it does not answer in time, 503 when no
+// connection is available. The cause is logged, never sent to the client.
 package proxy
 
 import (
@@ -22,15 +23,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
+	"github.com/gatehouse-gw/gatehouse/internal/h1"
 	"github.com/gatehouse-gw/gatehouse/internal/route"
 )
 
@@ -41,9 +40,11 @@ const HeaderCorrelationID = "X-CorrelationID"
 // Backend is a compiled back end: where requests go and the connection pool
 // that takes them there. It is safe for concurrent use.
 type Backend struct {
-	Name      string
-	Target    *url.URL // scheme, host and base path
-	transport *http.Transport
+	Name     string
+	Target   *url.URL // scheme, host and base path
+	basePath []byte   // Target's escaped path without a trailing slash ("" for none)
+	host     []byte   // Host header sent to the back end
+	up       *h1.Upstream
 }
 
 // NewBackend builds the back end b. sample is the instance's sample-service
@@ -66,31 +67,40 @@ func NewBackend(b groupconf.Backend, sample groupconf.Sample) (*Backend, error) 
 		}
 		target = u
 	}
-	dialer := &net.Dialer{Timeout: b.ConnectTimeout.D(), KeepAlive: 30 * time.Second}
-	tr := &http.Transport{
-		Proxy:                 nil, // never the environment's proxy: back ends are reached directly
-		DialContext:           dialer.DialContext,
-		MaxIdleConns:          b.MaxIdleConns,
-		MaxIdleConnsPerHost:   b.MaxIdleConns,
-		IdleConnTimeout:       b.IdleTimeout.D(),
-		ResponseHeaderTimeout: b.Timeout.D(),
-		TLSHandshakeTimeout:   b.ConnectTimeout.D(),
-		ExpectContinueTimeout: time.Second,
-		ForceAttemptHTTP2:     false,
-		DisableCompression:    true, // pass the client's Accept-Encoding and the back end's encoding through untouched
-		DisableKeepAlives:     b.MaxIdleConns == 0,
+	addr := target.Host
+	if target.Port() == "" {
+		port := "80"
+		if target.Scheme == "https" {
+			port = "443"
+		}
+		addr = net.JoinHostPort(target.Hostname(), port)
 	}
-	return &Backend{Name: b.Name, Target: target, transport: tr}, nil
+	up := &h1.Upstream{
+		Addr:                  addr,
+		DialTimeout:           b.ConnectTimeout.D(),
+		ResponseHeaderTimeout: b.Timeout.D(),
+		IdleTimeout:           b.IdleTimeout.D(),
+		MaxIdle:               b.MaxIdleConns,
+	}
+	if target.Scheme == "https" {
+		up.TLS = tlsConfig{serverName: target.Hostname()}.build()
+	}
+	return &Backend{
+		Name:     b.Name,
+		Target:   target,
+		basePath: []byte(strings.TrimSuffix(target.EscapedPath(), "/")),
+		host:     []byte(target.Host),
+		up:       up,
+	}, nil
 }
 
 // CloseIdleConnections closes the pool's idle connections. Connections in
 // use are closed when their request ends.
-func (b *Backend) CloseIdleConnections() { b.transport.CloseIdleConnections() }
+func (b *Backend) CloseIdleConnections() { b.up.CloseIdle() }
 
 // Options are what every Forwarder of an instance shares.
 type Options struct {
-	Logger     *slog.Logger        // for forwarding errors; nil discards
-	BufferPool httputil.BufferPool // buffers for copying bodies; nil allocates per copy
+	Logger *slog.Logger // for forwarding errors; nil discards
 }
 
 // Forwarder forwards the requests of one route to its back end. It is safe
@@ -99,7 +109,6 @@ type Forwarder struct {
 	backend *Backend
 	route   *route.Route
 	strip   int // path segments to remove
-	rp      *httputil.ReverseProxy
 	log     *slog.Logger
 }
 
@@ -113,67 +122,125 @@ func NewForwarder(b *Backend, r *route.Route, opts Options) *Forwarder {
 	if r.StripPrefix {
 		f.strip = r.PrefixSegments()
 	}
-	f.rp = &httputil.ReverseProxy{
-		Rewrite:        f.rewrite,
-		Transport:      b.transport,
-		BufferPool:     opts.BufferPool,
-		ModifyResponse: modifyResponse,
-		ErrorHandler:   f.fail,
-		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		// FlushInterval 0: ReverseProxy flushes text/event-stream responses
-		// and responses of unknown length at once (-1) by itself.
-	}
 	return f
 }
 
 // Backend returns the back end the Forwarder sends to.
 func (f *Forwarder) Backend() *Backend { return f.backend }
 
-// ServeHTTP forwards r. The caller has matched the route and set the
-// X-CorrelationID header on r and on w.
-func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.rp.ServeHTTP(w, r)
+// Scratch is per-request memory a Forwarder uses; keep one per connection
+// or request (pooled by the caller) to avoid allocations.
+type Scratch struct {
+	out  h1.Outgoing
+	path []byte
+	xff  []byte
+	rw   ownID
 }
 
-func (f *Forwarder) rewrite(pr *httputil.ProxyRequest) {
+// ownID wraps the client's ResponseWriter so that the response carries the
+// gateway's correlation id, not one the back end sent.
+type ownID struct {
+	h1.ResponseWriter
+	id []byte
+}
+
+func (w *ownID) WriteHeader(status int) {
+	h := w.ResponseWriter.Header()
+	h.Del(HeaderCorrelationID)
+	if len(w.id) > 0 {
+		h.Set(HeaderCorrelationID, w.id)
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *ownID) Write(p []byte) (int, error) {
+	if w.ResponseWriter.Status() == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *ownID) Flush() error {
+	if w.ResponseWriter.Status() == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Flush()
+}
+
+// Fields the gateway sets itself; the client's values are dropped.
+var dropped = []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "Host"}
+
+// Forward sends r to the back end and streams the answer to w. The caller
+// has matched the route and put the X-CorrelationID on r.Header and on w.
+// It writes the JSON error itself when forwarding fails before the response
+// started, and returns the error for the access log (nil on success).
+func (f *Forwarder) Forward(ctx context.Context, w h1.ResponseWriter, r *h1.Request, s *Scratch) (h1.Result, error) {
+	out := &s.out
+	*out = h1.Outgoing{Method: r.Method, Query: r.Query, Host: f.backend.host, Header: &r.Header, Body: r.Body, ContentLength: r.ContentLength, Upgrade: r.Upgrade}
+	path := r.Path
 	if f.strip > 0 {
-		pr.Out.URL.Path = StripSegments(pr.In.URL.Path, f.strip)
-		if pr.In.URL.RawPath != "" {
-			pr.Out.URL.RawPath = StripSegments(pr.In.URL.RawPath, f.strip)
-		}
+		path = StripSegments(path, f.strip)
 	}
-	pr.SetURL(f.backend.Target)
-	pr.SetXForwarded()
-}
-
-// modifyResponse drops a correlation id set by the back end: the client gets
-// the gateway's, already on the response.
-func modifyResponse(res *http.Response) error {
-	res.Header.Del(HeaderCorrelationID)
-	return nil
-}
-
-// fail is the ReverseProxy's ErrorHandler: it classifies err, logs the cause
-// and answers with a client-safe JSON error.
-func (f *Forwarder) fail(w http.ResponseWriter, r *http.Request, err error) {
-	attrs := []any{
-		"api", f.route.Name, "backend", f.backend.Name,
-		"correlationId", r.Header.Get(HeaderCorrelationID), "error", err.Error(),
+	if len(f.backend.basePath) > 0 {
+		s.path = append(append(s.path[:0], f.backend.basePath...), path...)
+		path = s.path
 	}
-	if r.Context().Err() != nil {
-		// The client went away (or the server is closing): nobody to answer.
-		f.log.Debug("request abandoned while forwarding", attrs...)
-		return
+	out.Path = path
+	forwardedHost := r.Header.Get("Host")
+	if forwardedHost == nil {
+		forwardedHost = r.Host
 	}
+	xfh := forwardedHost // points into the connection's buffer; still valid
+	for _, name := range dropped {
+		r.Header.Del(name)
+	}
+	s.xff = r.RemoteAddr.Addr().AppendTo(s.xff[:0])
+	r.Header.Add("X-Forwarded-For", s.xff)
+	if r.TLS != nil {
+		r.Header.AddString("X-Forwarded-Proto", "https")
+	} else {
+		r.Header.AddString("X-Forwarded-Proto", "http")
+	}
+	if len(xfh) > 0 {
+		r.Header.Add("X-Forwarded-Host", xfh)
+	}
+	s.rw = ownID{ResponseWriter: w, id: r.Header.Get(HeaderCorrelationID)}
+	res, err := h1.Forward(ctx, f.backend.up, &s.rw, out)
+	s.rw = ownID{}
+	if err == nil {
+		return res, nil
+	}
+	var fe *h1.ForwardError
 	status, msg := Classify(err)
+	attrs := []any{"api", f.route.Name, "backend", f.backend.Name, "correlationId", string(r.Header.Get(HeaderCorrelationID)), "error", err.Error()}
+	if errors.As(err, &fe) && (fe.Responded || fe.Kind == h1.ErrClient) {
+		f.log.Debug("forwarding ended early", attrs...)
+		return res, err
+	}
 	f.log.Warn("forwarding failed", append(attrs, "status", status)...)
 	WriteError(w, status, msg)
+	res.Status = status
+	return res, err
 }
 
-// Classify maps a forwarding error to a status and a client-safe message:
-// 504 when the back end did not connect or answer within its timeouts, 502
-// for anything else (connection refused, reset, unreachable, bad response).
+// Classify maps a forwarding error to a status and a client-safe message.
 func Classify(err error) (status int, message string) {
+	var fe *h1.ForwardError
+	if errors.As(err, &fe) {
+		switch fe.Kind {
+		case h1.ErrTimeout:
+			return http.StatusGatewayTimeout, "the back end did not answer in time"
+		case h1.ErrNoConnAvailable:
+			return http.StatusServiceUnavailable, "no connection to the back end is available"
+		case h1.ErrUpstreamProtocol:
+			return http.StatusBadGateway, "the back end answered with an invalid response"
+		case h1.ErrClient:
+			if errors.Is(err, h1.ErrBodyTooLarge) {
+				return http.StatusRequestEntityTooLarge, "the request body is larger than this API accepts"
+			}
+			return http.StatusBadRequest, "the request body could not be read"
+		}
+	}
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
 		return http.StatusGatewayTimeout, "the back end did not answer in time"
@@ -183,17 +250,28 @@ func Classify(err error) (status int, message string) {
 
 // StripSegments removes the first n segments of path p (which starts with
 // "/"): StripSegments("/a/b/c", 1) is "/b/c", and a path that has no more
-// than n segments becomes "/".
-func StripSegments(p string, n int) string {
+// than n segments becomes "/". The result shares p's memory.
+func StripSegments(p []byte, n int) []byte {
 	i := 0
 	for ; n > 0; n-- {
-		j := strings.IndexByte(p[i+1:], '/')
+		j := indexByte(p[i+1:], '/')
 		if j < 0 {
-			return "/"
+			return slash
 		}
 		i += 1 + j
 	}
 	return p[i:]
+}
+
+var slash = []byte("/")
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
 }
 
 // ErrorItem is one entry of an error body.
@@ -209,13 +287,33 @@ type ErrorBody struct {
 }
 
 // WriteError answers status with an ErrorBody holding message, which must be
-// safe to show to the client.
-func WriteError(w http.ResponseWriter, status int, message string) {
+// safe to show to the client. It does nothing when the response has started.
+func WriteError(w h1.ResponseWriter, status int, message string) {
+	if w.Status() != 0 {
+		return
+	}
+	b := ErrorJSON(status, message)
+	h := w.Header()
+	h.SetString("Content-Type", "application/json")
+	h.SetString("Content-Length", strconv.Itoa(len(b)))
+	h.SetString("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// ErrorJSON is the ErrorBody of status and message, with a final newline.
+func ErrorJSON(status int, message string) []byte {
 	b, err := json.Marshal(ErrorBody{Errors: []ErrorItem{{Code: status, Message: message}}})
 	if err != nil {
 		b = []byte(`{"errors":[{"code":500,"message":"internal error"}]}`)
 	}
-	b = append(b, '\n')
+	return append(b, '\n')
+}
+
+// WriteHTTPError is WriteError for net/http handlers (the management
+// listener).
+func WriteHTTPError(w http.ResponseWriter, status int, message string) {
+	b := ErrorJSON(status, message)
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(b)))
@@ -223,31 +321,3 @@ func WriteError(w http.ResponseWriter, status int, message string) {
 	w.WriteHeader(status)
 	_, _ = w.Write(b)
 }
-
-// BufferPool is an httputil.BufferPool of 32 KiB buffers, for the bodies of
-// one instance's forwarded requests and responses.
-type BufferPool struct {
-	p sync.Pool
-}
-
-// BufferSize is the size of the buffers of a BufferPool.
-const BufferSize = 32 << 10
-
-// NewBufferPool returns an empty pool.
-func NewBufferPool() *BufferPool {
-	return &BufferPool{p: sync.Pool{New: func() any { b := make([]byte, BufferSize); return &b }}}
-}
-
-// Get returns a buffer of BufferSize bytes.
-func (p *BufferPool) Get() []byte { return *(p.p.Get().(*[]byte)) }
-
-// Put returns a buffer to the pool; buffers of another size are dropped.
-func (p *BufferPool) Put(b []byte) {
-	if cap(b) != BufferSize {
-		return
-	}
-	b = b[:BufferSize]
-	p.p.Put(&b)
-}
-
-var _ httputil.BufferPool = (*BufferPool)(nil)

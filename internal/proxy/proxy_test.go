@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
+	"github.com/gatehouse-gw/gatehouse/internal/h1"
 	"github.com/gatehouse-gw/gatehouse/internal/route"
 )
 
@@ -56,7 +57,25 @@ func forwarder(t *testing.T, b groupconf.Backend, r route.Route) *Forwarder {
 		t.Fatal(err)
 	}
 	t.Cleanup(be.CloseIdleConnections)
-	return NewForwarder(be, &r, Options{BufferPool: NewBufferPool()})
+	return NewForwarder(be, &r, Options{})
+}
+
+// gateway serves f on a real socket with the h1 engine, setting the
+// correlation id as the instance does, and returns its base URL.
+func gateway(t *testing.T, f *Forwarder) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &h1.Server{Handler: h1.HandlerFunc(func(w h1.ResponseWriter, r *h1.Request) {
+		r.Header.SetString(HeaderCorrelationID, "Id-abc")
+		w.Header().SetString(HeaderCorrelationID, "Id-abc")
+		f.Forward(context.Background(), w, r, &Scratch{})
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String()
 }
 
 func TestForwardHeadersAndPath(t *testing.T) {
@@ -78,31 +97,33 @@ func TestForwardHeadersAndPath(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := forwarder(t, groupconf.Backend{URL: tt.base}, tt.route)
-			req := httptest.NewRequest("GET", "http://gw.example:8080"+tt.target, nil)
-			req.RemoteAddr = "192.0.2.7:5555"
+			req, _ := http.NewRequest("GET", gateway(t, f)+tt.target, nil)
+			req.Host = "gw.example:8080"
 			req.Header.Set("X-Forwarded-For", "10.9.9.9")
 			req.Header.Set("X-Forwarded-Host", "evil")
 			req.Header.Set("Forwarded", "for=10.9.9.9")
-			req.Header.Set(HeaderCorrelationID, "Id-abc")
-			w := httptest.NewRecorder()
-			w.Header().Set(HeaderCorrelationID, "Id-abc")
-			f.ServeHTTP(w, req)
-			if w.Code != 200 {
-				t.Fatalf("status: got %v, want 200 (%s)", w.Code, w.Body)
+			w, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Body.Close()
+			if w.StatusCode != 200 {
+				t.Fatalf("status: got %v, want 200", w.StatusCode)
 			}
 			var got seen
-			if err := json.Unmarshal(w.Body.Bytes(), &got); err != nil {
+			if err := json.NewDecoder(w.Body).Decode(&got); err != nil {
 				t.Fatal(err)
 			}
 			checks := []struct{ what, got, want string }{
 				{"path", got.Path, tt.wantPath},
 				{"query", got.RawQuery, "x=1"},
-				{"X-Forwarded-For", strings.Join(got.Header["X-Forwarded-For"], ","), "192.0.2.7"},
+				{"X-Forwarded-For", strings.Join(got.Header["X-Forwarded-For"], ","), "127.0.0.1"},
+				{"Host to back end", got.Host, strings.TrimPrefix(tt.base, "http://")[:len(strings.TrimPrefix(srv.URL, "http://"))]},
 				{"X-Forwarded-Host", strings.Join(got.Header["X-Forwarded-Host"], ","), "gw.example:8080"},
 				{"X-Forwarded-Proto", got.Header.Get("X-Forwarded-Proto"), "http"},
 				{"Forwarded", got.Header.Get("Forwarded"), ""},
 				{"correlation id to back end", got.Header.Get(HeaderCorrelationID), "Id-abc"},
-				{"correlation id to client", strings.Join(w.Header().Values(HeaderCorrelationID), ","), "Id-abc"},
+				{"correlation id to client", strings.Join(w.Header.Values(HeaderCorrelationID), ","), "Id-abc"},
 			}
 			for _, c := range checks {
 				if c.got != c.want {
@@ -151,22 +172,26 @@ func TestForwardErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := forwarder(t, tt.backend, route.Route{Name: "a", Prefix: "/"})
-			w := httptest.NewRecorder()
-			f.ServeHTTP(w, httptest.NewRequest("GET", "/x", nil))
-			if w.Code != tt.wantStatus {
-				t.Fatalf("status: got %v, want %v", w.Code, tt.wantStatus)
+			w, err := http.Get(gateway(t, f) + "/x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := io.ReadAll(w.Body)
+			w.Body.Close()
+			if w.StatusCode != tt.wantStatus {
+				t.Fatalf("status: got %v, want %v", w.StatusCode, tt.wantStatus)
 			}
 			var body ErrorBody
-			if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
-				t.Fatalf("body %q: %v", w.Body, err)
+			if err := json.Unmarshal(raw, &body); err != nil {
+				t.Fatalf("body %q: %v", raw, err)
 			}
 			if len(body.Errors) != 1 || body.Errors[0].Code != tt.wantStatus {
 				t.Errorf("body: got %+v, want one error with code %d", body, tt.wantStatus)
 			}
-			if strings.Contains(w.Body.String(), "127.0.0.1") || strings.Contains(w.Body.String(), "dial") {
-				t.Errorf("body leaks internals: %s", w.Body)
+			if strings.Contains(string(raw), "127.0.0.1") || strings.Contains(string(raw), "dial") {
+				t.Errorf("body leaks internals: %s", raw)
 			}
-			if ct := w.Header().Get("Content-Type"); ct != "application/json" {
+			if ct := w.Header.Get("Content-Type"); ct != "application/json" {
 				t.Errorf("Content-Type: got %q, want application/json", ct)
 			}
 		})
@@ -191,9 +216,7 @@ func TestStreaming(t *testing.T) {
 	}))
 	defer be.Close()
 	f := forwarder(t, groupconf.Backend{URL: be.URL}, route.Route{Name: "a", Prefix: "/"})
-	gw := httptest.NewServer(f)
-	defer gw.Close()
-	res, err := http.Get(gw.URL + "/events")
+	res, err := http.Get(gateway(t, f) + "/events")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +270,7 @@ func TestStripSegments(t *testing.T) {
 		{"/", 1, "/"},
 	}
 	for _, tt := range tests {
-		if got := StripSegments(tt.p, tt.n); got != tt.want {
+		if got := string(StripSegments([]byte(tt.p), tt.n)); got != tt.want {
 			t.Errorf("StripSegments(%q, %d): got %q, want %q", tt.p, tt.n, got, tt.want)
 		}
 	}
@@ -269,23 +292,14 @@ func TestClassify(t *testing.T) {
 		{&url.Error{Op: "Get", Err: timeoutErr{}}, 504},
 		{&net.OpError{Op: "dial", Err: errors.New("connection refused")}, 502},
 		{io.ErrUnexpectedEOF, 502},
+		{&h1.ForwardError{Kind: h1.ErrTimeout}, 504},
+		{&h1.ForwardError{Kind: h1.ErrConnect}, 502},
+		{&h1.ForwardError{Kind: h1.ErrNoConnAvailable}, 503},
+		{&h1.ForwardError{Kind: h1.ErrUpstreamProtocol}, 502},
 	}
 	for _, tt := range tests {
 		if got, _ := Classify(tt.err); got != tt.want {
 			t.Errorf("Classify(%v): got %v, want %v", tt.err, got, tt.want)
 		}
-	}
-}
-
-func TestBufferPool(t *testing.T) {
-	p := NewBufferPool()
-	b := p.Get()
-	if len(b) != BufferSize {
-		t.Fatalf("len: got %v, want %v", len(b), BufferSize)
-	}
-	p.Put(b[:10])
-	p.Put(make([]byte, 10)) // dropped
-	if got := len(p.Get()); got != BufferSize {
-		t.Errorf("len after Put: got %v, want %v", got, BufferSize)
 	}
 }

@@ -1,0 +1,181 @@
+package instance
+
+import (
+	"io"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+	"unsafe"
+
+	"github.com/gatehouse-gw/gatehouse/internal/h1"
+	"github.com/gatehouse-gw/gatehouse/internal/route"
+)
+
+// accessLog writes one JSON line per request to logs/access.log. Lines are
+// built by appending into a buffer (no reflection, no allocation per line)
+// and written in batches: when the buffer passes flushSize, and at least
+// every flushEvery by a background flusher, and on close. A crash can lose at
+// most flushEvery of lines; a clean stop loses none.
+type accessLog struct {
+	mu     sync.Mutex
+	buf    []byte
+	w      io.Writer
+	stop   chan struct{}
+	done   chan struct{}
+	closed bool
+}
+
+const (
+	accessFlushSize  = 64 << 10
+	accessFlushEvery = 200 * time.Millisecond
+)
+
+func newAccessLog(w io.Writer) *accessLog {
+	a := &accessLog{buf: make([]byte, 0, accessFlushSize+4096), w: w, stop: make(chan struct{}), done: make(chan struct{})}
+	go a.flusher()
+	return a
+}
+
+func (a *accessLog) flusher() {
+	defer close(a.done)
+	t := time.NewTicker(accessFlushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			a.mu.Lock()
+			a.flushLocked()
+			a.mu.Unlock()
+		case <-a.stop:
+			return
+		}
+	}
+}
+
+func (a *accessLog) flushLocked() {
+	if len(a.buf) == 0 || a.w == nil {
+		return
+	}
+	_, _ = a.w.Write(a.buf)
+	a.buf = a.buf[:0]
+}
+
+// close flushes and stops the flusher.
+func (a *accessLog) close() {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return
+	}
+	a.closed = true
+	a.flushLocked()
+	a.mu.Unlock()
+	close(a.stop)
+	<-a.done
+}
+
+// accessEntry is what one line says.
+type accessEntry struct {
+	start  time.Time
+	id     []byte
+	r      *h1.Request
+	status int
+	bytes  int64
+	route  *route.Route
+	err    error
+}
+
+// log appends e's line. Fields: time, correlationId, client, method, path
+// (without the query string, which may hold secrets), status (499 when the
+// client went away before an answer), bytes (body bytes sent), durationMs,
+// api, backend. No header is logged.
+func (a *accessLog) log(e *accessEntry) {
+	now := time.Now()
+	status := e.status
+	if status == 0 {
+		status = 499
+	}
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return
+	}
+	b := a.buf
+	b = append(b, `{"time":"`...)
+	b = now.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","correlationId":`...)
+	b = appendJSON(b, e.id)
+	b = append(b, `,"client":"`...)
+	b = e.r.RemoteAddr.Addr().AppendTo(b)
+	b = append(b, `","method":`...)
+	b = appendJSON(b, e.r.Method)
+	b = append(b, `,"path":`...)
+	b = appendJSON(b, e.r.Path)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, `,"bytes":`...)
+	b = strconv.AppendInt(b, e.bytes, 10)
+	b = append(b, `,"durationMs":`...)
+	b = strconv.AppendFloat(b, float64(now.Sub(e.start).Microseconds())/1000, 'f', -1, 64)
+	b = append(b, `,"api":`...)
+	if e.route != nil {
+		b = appendJSONString(b, e.route.Name)
+	} else {
+		b = append(b, `""`...)
+	}
+	b = append(b, `,"backend":`...)
+	if e.route != nil {
+		b = appendJSONString(b, e.route.Backend)
+	} else {
+		b = append(b, `""`...)
+	}
+	b = append(b, "}\n"...)
+	a.buf = b
+	if len(a.buf) >= accessFlushSize {
+		a.flushLocked()
+	}
+	a.mu.Unlock()
+}
+
+const hexTable = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(b []byte, s string) []byte { return appendJSON(b, unsafe.Slice(unsafe.StringData(s), len(s))) }
+
+// appendJSON appends s as a JSON string.
+func appendJSON(b, s []byte) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			b = append(b, c)
+			i++
+			continue
+		}
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRune(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				b = append(b, `\ufffd`...)
+			} else {
+				b = append(b, s[i:i+size]...)
+			}
+			i += size
+			continue
+		}
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hexTable[c>>4], hexTable[c&0xf])
+		}
+		i++
+	}
+	return append(b, '"')
+}
