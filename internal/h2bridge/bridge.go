@@ -157,4 +157,3 @@ func (w *responseWriter) Written() int64                           { return w.wr
 func (w *responseWriter) Status() int                              { return w.status }
 
 var _ h1.ResponseWriter = (*responseWriter)(nil)
-

@@ -141,7 +141,9 @@ func (a *accessLog) log(e *accessEntry) {
 const hexTable = "0123456789abcdef"
 
 // appendJSONString appends s as a JSON string.
-func appendJSONString(b []byte, s string) []byte { return appendJSON(b, unsafe.Slice(unsafe.StringData(s), len(s))) }
+func appendJSONString(b []byte, s string) []byte {
+	return appendJSON(b, unsafe.Slice(unsafe.StringData(s), len(s)))
+}
 
 // appendJSON appends s as a JSON string.
 func appendJSON(b, s []byte) []byte {

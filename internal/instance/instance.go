@@ -88,7 +88,7 @@ type Instance struct {
 
 	// Test hooks, set before Start.
 	testHookRequest func(*h1.Request) // called as a traffic request enters
-	testHookPhase   func(Phase)         // called on each phase change
+	testHookPhase   func(Phase)       // called on each phase change
 }
 
 // server is one of the listeners with what serves it: the h1 engine (or the
