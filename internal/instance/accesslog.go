@@ -2,6 +2,7 @@ package instance
 
 import (
 	"io"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -136,6 +137,32 @@ func (a *accessLog) log(e *accessEntry) {
 		a.flushLocked()
 	}
 	a.mu.Unlock()
+}
+
+// logRejected writes the line of a request the engine refused before it
+// reached the gateway's handler (malformed, smuggling attempt, too large,
+// too slow): no method or path is trusted enough to log, only the status and
+// the engine's reason.
+func (a *accessLog) logRejected(status int, reason string, remote netip.AddrPort) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return
+	}
+	b := a.buf
+	b = append(b, `{"time":"`...)
+	b = time.Now().UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","correlationId":"","client":"`...)
+	b = remote.Addr().AppendTo(b)
+	b = append(b, `","method":"","path":"","status":`...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, `,"bytes":0,"durationMs":0,"api":"","backend":"","rejected":`...)
+	b = appendJSONString(b, reason)
+	b = append(b, "}\n"...)
+	a.buf = b
+	if len(a.buf) >= accessFlushSize {
+		a.flushLocked()
+	}
 }
 
 const hexTable = "0123456789abcdef"

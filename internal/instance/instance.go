@@ -505,6 +505,9 @@ func (i *Instance) trafficServer(cfg *groupconf.Config) (servable, error) {
 		MaxHeaderCount:    t.MaxHeaderCount,
 		Logger:            i.lgWith("h1"),
 	}
+	if cfg.AccessLog.Enabled {
+		s.OnReject = i.logs.access.logRejected
+	}
 	if !t.TLS.Enabled() {
 		return s, nil
 	}

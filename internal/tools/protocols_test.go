@@ -363,7 +363,7 @@ func rawExchange(t *testing.T, port int, raw string) (status int, closed bool) {
 }
 
 func TestSmugglingRefused(t *testing.T) {
-	_, p, _ := gateway(t, map[string]string{"traffic.maxHeaderBytes": "4096", "traffic.maxHeaderCount": "50"})
+	h, p, _ := gateway(t, map[string]string{"traffic.maxHeaderBytes": "4096", "traffic.maxHeaderCount": "50"})
 	const path = "/sample/echo"
 	cases := []struct {
 		name string
@@ -404,6 +404,36 @@ func TestSmugglingRefused(t *testing.T) {
 	status, _ := rawExchange(t, p.traffic, "POST "+path+" HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
 	if status != 200 {
 		t.Errorf("valid chunked request: got %d, want 200", status)
+	}
+	// Every refusal is in the access log (flushed at stop), and only the
+	// valid request was answered by the back end. (A chunked request whose
+	// head is valid is streamed to the back end as it arrives; when its
+	// body turns out malformed, the client gets 400 and the back-end
+	// connection is closed, never reused, so nothing can be smuggled.)
+	h.MustRun("", "startinstance", "-k", "-q", "-n", "S", "-g", "G")
+	data, err := os.ReadFile(h.Path("groups", "group-2", "instance-1", "logs", "access.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rejected, forwarded := 0, 0
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var e struct {
+			Rejected string
+			API      string
+			Status   int
+		}
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("access log line %q: %v", line, err)
+		}
+		if e.Rejected != "" {
+			rejected++
+		}
+		if e.API != "" && e.Status == 200 {
+			forwarded++
+		}
+	}
+	if rejected != len(cases) || forwarded != 1 {
+		t.Errorf("access log: got %d rejected and %d forwarded lines, want %d and 1", rejected, forwarded, len(cases))
 	}
 }
 
