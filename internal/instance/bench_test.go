@@ -1,0 +1,190 @@
+package instance
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
+	"github.com/gatehouse-gw/gatehouse/internal/h1"
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+)
+
+// benchGateway starts an instance in front of a minimal h1 back end (which
+// allocates nothing), with routing, correlation ids and the access log on,
+// and returns the traffic address.
+func benchGateway(b *testing.B) string {
+	b.Helper()
+	backendBody := bytes.Repeat([]byte("x"), 100)
+	bln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	be := &h1.Server{Handler: h1.HandlerFunc(func(w h1.ResponseWriter, r *h1.Request) {
+		w.Header().SetString("Content-Type", "text/plain")
+		w.Header().SetString("Content-Length", "100")
+		w.WriteHeader(200)
+		w.Write(backendBody)
+	})}
+	go be.Serve(bln)
+	b.Cleanup(func() { be.Close() })
+
+	ports := make([]int, 2)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		l.Close()
+	}
+	yaml := fmt.Sprintf(`
+traffic: {address: 127.0.0.1, port: %d}
+management: {address: 127.0.0.1, port: %d}
+log: {level: warn}
+backends:
+  - name: be
+    url: http://%s
+apis:
+  - name: api
+    pathPrefix: /api
+    backend: be
+`, ports[0], ports[1], bln.Addr())
+	cfg, err := groupconf.Load(groupconf.Layer{Name: "bench.yaml", YAML: []byte(yaml)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, _ := home.At(b.TempDir())
+	os.MkdirAll(filepath.Join(h.InstanceDir(groupID, instanceID), "logs"), 0o755)
+	inst, err := New(Options{Home: h, GroupID: groupID, InstanceID: instanceID, Config: cfg, Quiet: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := inst.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { inst.Close() })
+	return fmt.Sprintf("127.0.0.1:%d", ports[0])
+}
+
+// client is a keep-alive HTTP/1.1 client that allocates nothing per request.
+type client struct {
+	c  net.Conn
+	br *bufio.Reader
+}
+
+var benchRequest = []byte("GET /api/items/42?x=1 HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
+
+func (c *client) do() error {
+	if _, err := c.c.Write(benchRequest); err != nil {
+		return err
+	}
+	length := -1
+	status := 0
+	for {
+		line, err := c.br.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if status == 0 {
+			if len(line) < 12 {
+				return fmt.Errorf("bad status line %q", line)
+			}
+			status, _ = strconv.Atoi(string(line[9:12]))
+			continue
+		}
+		if len(line) <= 2 {
+			break
+		}
+		if len(line) > 16 && bytes.EqualFold(line[:15], []byte("Content-Length:")) {
+			length, _ = strconv.Atoi(string(bytes.TrimSpace(line[15:])))
+		}
+	}
+	if status != 200 || length < 0 {
+		return fmt.Errorf("status %d, length %d", status, length)
+	}
+	_, err := c.br.Discard(length)
+	return err
+}
+
+// BenchmarkProxy measures one proxied request through the whole request path
+// (h1 server, correlation id, routing, forwarding over a pooled keep-alive
+// connection, access log). allocs/op counts the whole process: the client
+// and the back end allocate nothing, so it is the gateway's.
+func BenchmarkProxy(b *testing.B) {
+	addr := benchGateway(b)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	cl := &client{c: c, br: bufio.NewReaderSize(c, 16<<10)}
+	for i := 0; i < 100; i++ { // warm the pools
+		if err := cl.do(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := cl.do(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkProxyParallel is BenchmarkProxy over several connections.
+func BenchmarkProxyParallel(b *testing.B) {
+	addr := benchGateway(b)
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer c.Close()
+		cl := &client{c: c, br: bufio.NewReaderSize(c, 16<<10)}
+		for pb.Next() {
+			if err := cl.do(); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkDirect is the back end alone, for comparison with BenchmarkProxy.
+func BenchmarkDirect(b *testing.B) {
+	backendBody := bytes.Repeat([]byte("x"), 100)
+	bln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	be := &h1.Server{Handler: h1.HandlerFunc(func(w h1.ResponseWriter, r *h1.Request) {
+		w.Header().SetString("Content-Length", "100")
+		w.WriteHeader(200)
+		w.Write(backendBody)
+	})}
+	go be.Serve(bln)
+	defer be.Close()
+	c, err := net.Dial("tcp", bln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	cl := &client{c: c, br: bufio.NewReaderSize(c, 16<<10)}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := cl.do(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
