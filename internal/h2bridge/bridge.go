@@ -73,6 +73,11 @@ func (b bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rw := &responseWriter{w: w, rc: http.NewResponseController(w)}
 	b.h.ServeH1(rw, req)
+	if rw.aborted {
+		// The response failed after it started: reset the stream so that
+		// the client cannot take a truncated body for a whole one.
+		panic(http.ErrAbortHandler)
+	}
 }
 
 // limitedBody enforces the request's MaxBodyBytes, which the handler may set
@@ -96,6 +101,7 @@ func (l *limitedBody) Read(p []byte) (int, error) {
 var hopByHop = map[string]bool{"Connection": true, "Keep-Alive": true, "Transfer-Encoding": true, "Upgrade": true, "Proxy-Connection": true}
 
 type responseWriter struct {
+	aborted bool
 	w       http.ResponseWriter
 	rc      *http.ResponseController
 	h       h1.Header
@@ -152,8 +158,15 @@ func (w *responseWriter) Flush() error {
 	return w.rc.Flush()
 }
 
+// Abort marks the response as failed (h1.Aborter); the stream is reset once
+// the handler returns.
+func (w *responseWriter) Abort() { w.aborted = true }
+
 func (w *responseWriter) Hijack() (net.Conn, *bufio.Reader, error) { return nil, nil, ErrHijack }
 func (w *responseWriter) Written() int64                           { return w.written }
 func (w *responseWriter) Status() int                              { return w.status }
 
-var _ h1.ResponseWriter = (*responseWriter)(nil)
+var (
+	_ h1.ResponseWriter = (*responseWriter)(nil)
+	_ h1.Aborter        = (*responseWriter)(nil)
+)

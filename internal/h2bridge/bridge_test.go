@@ -83,3 +83,26 @@ func TestBridge(t *testing.T) {
 		t.Errorf("body over MaxBodyBytes: got %v, want ErrBodyTooLarge", seen.bodyErr)
 	}
 }
+
+func TestAbortResetsStream(t *testing.T) {
+	srv := httptest.NewUnstartedServer(Handler(h1.HandlerFunc(func(w h1.ResponseWriter, r *h1.Request) {
+		w.Header().SetString("Content-Type", "text/plain")
+		w.WriteHeader(200)
+		w.Write([]byte("partial"))
+		w.Flush()
+		w.(h1.Aborter).Abort()
+	})))
+	srv.EnableHTTP2 = true
+	srv.Config.ErrorLog = nil
+	srv.StartTLS()
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil {
+		t.Errorf("reading an aborted response: got no error, want a stream reset")
+	}
+}

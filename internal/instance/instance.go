@@ -41,6 +41,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/h1"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/portinfo"
+	"github.com/gatehouse-gw/gatehouse/internal/proxy"
 	"github.com/gatehouse-gw/gatehouse/internal/sample"
 )
 
@@ -504,6 +505,9 @@ func (i *Instance) trafficServer(cfg *groupconf.Config) (servable, error) {
 		MaxHeaderBytes:    t.MaxHeaderBytes,
 		MaxHeaderCount:    t.MaxHeaderCount,
 		Logger:            i.lgWith("h1"),
+		ErrorBody: func(status int, reason string) (string, []byte) {
+			return "application/json", proxy.ErrorJSON(status, "the request was refused: "+reason)
+		},
 	}
 	if cfg.AccessLog.Enabled {
 		s.OnReject = i.logs.access.logRejected

@@ -131,40 +131,20 @@ func (f *Forwarder) Backend() *Backend { return f.backend }
 // Scratch is per-request memory a Forwarder uses; keep one per connection
 // or request (pooled by the caller) to avoid allocations.
 type Scratch struct {
-	out  h1.Outgoing
-	path []byte
-	xff  []byte
-	rw   ownID
+	out    h1.Outgoing
+	path   []byte
+	xff    []byte
+	id     []byte                // the request's correlation id
+	modify func(int, *h1.Header) // made once per Scratch: puts id on the response
 }
 
-// ownID wraps the client's ResponseWriter so that the response carries the
-// gateway's correlation id, not one the back end sent.
-type ownID struct {
-	h1.ResponseWriter
-	id []byte
-}
-
-func (w *ownID) WriteHeader(status int) {
-	h := w.ResponseWriter.Header()
+// ownID makes the response carry the gateway's correlation id, not one the
+// back end sent.
+func (s *Scratch) ownID(_ int, h *h1.Header) {
 	h.Del(HeaderCorrelationID)
-	if len(w.id) > 0 {
-		h.Set(HeaderCorrelationID, w.id)
+	if len(s.id) > 0 {
+		h.Set(HeaderCorrelationID, s.id)
 	}
-	w.ResponseWriter.WriteHeader(status)
-}
-
-func (w *ownID) Write(p []byte) (int, error) {
-	if w.ResponseWriter.Status() == 0 {
-		w.WriteHeader(http.StatusOK)
-	}
-	return w.ResponseWriter.Write(p)
-}
-
-func (w *ownID) Flush() error {
-	if w.ResponseWriter.Status() == 0 {
-		w.WriteHeader(http.StatusOK)
-	}
-	return w.ResponseWriter.Flush()
 }
 
 // Fields the gateway sets itself; the client's values are dropped.
@@ -204,9 +184,13 @@ func (f *Forwarder) Forward(ctx context.Context, w h1.ResponseWriter, r *h1.Requ
 	if len(xfh) > 0 {
 		r.Header.Add("X-Forwarded-Host", xfh)
 	}
-	s.rw = ownID{ResponseWriter: w, id: r.Header.Get(HeaderCorrelationID)}
-	res, err := h1.Forward(ctx, f.backend.up, &s.rw, out)
-	s.rw = ownID{}
+	if s.modify == nil {
+		s.modify = s.ownID
+	}
+	s.id = r.Header.Get(HeaderCorrelationID)
+	out.ModifyResponse = s.modify
+	res, err := h1.Forward(ctx, f.backend.up, w, out)
+	s.id = nil
 	if err == nil {
 		return res, nil
 	}
