@@ -213,9 +213,13 @@ func parseRequestLine(line []byte, r *Request) *ProtocolError {
 	if len(target) == 0 {
 		return protoErr(400, "empty request target")
 	}
-	for _, c := range target {
+	for i, c := range target {
 		if !tgtchar[c] {
 			return protoErr(400, "invalid byte in request target")
+		}
+		// A '%' must start a percent-encoded octet (RFC 3986 §2.1).
+		if c == '%' && (i+2 >= len(target) || !isHex(target[i+1]) || !isHex(target[i+2])) {
+			return protoErr(400, "malformed percent-encoding in request target")
 		}
 	}
 	r.Method = method[:len(method):len(method)]
@@ -272,6 +276,8 @@ func splitPathQuery(r *Request, t []byte) {
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func isHex(c byte) bool { return isDigit(c) || (c|0x20 >= 'a' && c|0x20 <= 'f') }
 
 func validHost(h []byte) bool {
 	for _, c := range h {

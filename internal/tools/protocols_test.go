@@ -387,6 +387,7 @@ func TestSmugglingRefused(t *testing.T) {
 		{"space before colon", "GET " + path + " HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n", 400},
 		{"no Host", "GET " + path + " HTTP/1.1\r\n\r\n", 400},
 		{"two Hosts", "GET " + path + " HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+		{"bad percent-escape", "GET /sample/a%zz HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 		{"NUL in value", "GET " + path + " HTTP/1.1\r\nHost: a\r\nX-A: b\x00c\r\n\r\n", 400},
 		{"header too large", "GET " + path + " HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("a", 5000) + "\r\n\r\n", 431},
 		{"too many headers", "GET " + path + " HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("X-A: b\r\n", 60) + "\r\n", 431},
