@@ -102,13 +102,6 @@ type KeyDoc struct {
 func Keys() []KeyDoc {
 	var out []KeyDoc
 	walkKeys(reflect.TypeOf(Settings{}), reflect.ValueOf(Defaults()), "", "", &out)
-	bd := reflect.ValueOf(BackendDefaults())
-	for i := range out {
-		if strings.HasPrefix(out[i].Key, "backends[].") {
-			f, _ := fieldByYAML(bd.Type(), strings.TrimPrefix(out[i].Key, "backends[]."))
-			out[i].Default = fmtDefault(bd.FieldByIndex(f.Index))
-		}
-	}
 	return out
 }
 
@@ -129,7 +122,7 @@ func walkKeys(t reflect.Type, v reflect.Value, prefix, layer string, out *[]KeyD
 			walkKeys(f.Type, fv, key, l, out)
 		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
 			*out = append(*out, KeyDoc{Key: key, Type: "list", Default: "[]", Layer: l, Doc: f.Tag.Get("doc")})
-			walkKeys(f.Type.Elem(), reflect.Value{}, key+"[]", l, out)
+			walkKeys(f.Type.Elem(), itemDefaults[f.Type.Elem()], key+"[]", l, out)
 		default:
 			d := ""
 			if fv.IsValid() {
@@ -138,6 +131,12 @@ func walkKeys(t reflect.Type, v reflect.Value, prefix, layer string, out *[]KeyD
 			*out = append(*out, KeyDoc{Key: key, Type: typeName(f.Type), Default: d, Layer: l, Doc: f.Tag.Get("doc")})
 		}
 	}
+}
+
+// itemDefaults are the defaults of list items that have them.
+var itemDefaults = map[reflect.Type]reflect.Value{
+	reflect.TypeOf(Backend{}):    reflect.ValueOf(BackendDefaults()),
+	reflect.TypeOf(RemoteHost{}): reflect.ValueOf(RemoteHostDefaults()),
 }
 
 func typeName(t reflect.Type) string {

@@ -153,3 +153,42 @@ func TestCommentOnlyFile(t *testing.T) {
 		t.Errorf("got %d, want default 8080", cfg.Traffic.Port)
 	}
 }
+
+func TestRemoteHosts(t *testing.T) {
+	base := "backends:\n  - name: o\n    url: http://orders.internal:9000/v1\n"
+	cfg, err := Load(Layer{Name: "g.yaml", YAML: []byte(base + `remoteHosts:
+  - host: orders.internal
+    loadBalancing: responseTime
+    addresses:
+      - {address: 127.0.0.2, priority: 1}
+      - {address: 127.0.0.3, port: 9001, priority: 2}
+    watchdog: {enabled: true, interval: 1}
+`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.RemoteHosts[0]
+	if r.ConnectTimeout.D() != 30*time.Second || r.MaxSentBytes != 10<<20 || r.Watchdog.Method != "OPTIONS" || r.Watchdog.UnhealthyThreshold != 3 || r.Watchdog.Interval.D() != time.Second {
+		t.Errorf("defaults not applied: %+v", r)
+	}
+	if got := cfg.RemoteHostFor(cfg.Backends[0]); got != 0 {
+		t.Errorf("RemoteHostFor: got %d, want 0", got)
+	}
+	bad := []struct{ yaml, want string }{
+		{"remoteHosts:\n  - host: other.internal\n", "not used by any back end"},
+		{"remoteHosts:\n  - host: orders.internal\n    addresses:\n      - {address: 300.1.1.1}\n", "g.yaml:7"},
+		{"remoteHosts:\n  - host: orders.internal\n    loadBalancing: random\n", "accepted: roundRobin, responseTime"},
+		{"remoteHosts:\n  - host: orders.internal\n  - host: orders.internal\n", "defined twice"},
+		{"traffic:\n  trustedProxies: [10.0.0.0/8, nonsense]\n", "trustedProxies[1]"},
+		{"traffic:\n  proxyProtocol: true\n", "none are listed"},
+	}
+	for _, b := range bad {
+		_, err := Load(Layer{Name: "g.yaml", YAML: []byte(base + b.yaml)})
+		if err == nil || !strings.Contains(err.Error(), b.want) {
+			t.Errorf("%q: got %v, want an error containing %q", b.yaml, err, b.want)
+		}
+	}
+	if p, err := ParsePrefix("192.0.2.7"); err != nil || p.Bits() != 32 {
+		t.Errorf("ParsePrefix of an address: got %v %v", p, err)
+	}
+}

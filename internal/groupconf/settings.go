@@ -32,6 +32,7 @@ type Settings struct {
 	Log          Log          `yaml:"log" doc:"The instance log (logs/instance.log)." layer:"group"`
 	AccessLog    AccessLog    `yaml:"accessLog" doc:"The access log (logs/access.log), one line per request." layer:"group"`
 	Backends     []Backend    `yaml:"backends" doc:"Back-end services that APIs forward to." layer:"group"`
+	RemoteHosts  []RemoteHost `yaml:"remoteHosts" doc:"Remote Host Settings: how to reach a back-end host name (addresses instead of DNS, priorities, load balancing, timeouts, limits, TLS, watchdog)." layer:"group"`
 	APIs         []API        `yaml:"apis" doc:"APIs: which requests go to which back end." layer:"group"`
 }
 
@@ -59,6 +60,79 @@ type Traffic struct {
 	MaxHeaderCount    int      `yaml:"maxHeaderCount" doc:"Most header fields accepted in a request (431 above)."`
 	TLS               TLS      `yaml:"tls" doc:"TLS on the traffic listener."`
 	HTTP2             bool     `yaml:"http2" doc:"Offer HTTP/2 (ALPN h2) when TLS is on. Cleartext HTTP/2 (h2c) is not offered."`
+	TrustedProxies    []string `yaml:"trustedProxies" doc:"Networks (CIDR, or single addresses) of the load balancers in front: only from these are Forwarded, X-Forwarded-For, the client-certificate header and PROXY protocol believed."`
+	ClientCertHeader  string   `yaml:"clientCertHeader" doc:"Header in which a trusted proxy passes the client's certificate (e.g. X-SSL-Client-Cert); empty for none."`
+	ProxyProtocol     bool     `yaml:"proxyProtocol" doc:"Accept a PROXY protocol v1 or v2 header at the start of connections from trustedProxies (from others it is refused)."`
+}
+
+// RemoteHost is the Remote Host Settings of one back-end host name: every
+// back end whose URL names this host (and port, when given) uses them.
+type RemoteHost struct {
+	Host                    string              `yaml:"host" doc:"Host name (or IP) as written in the back ends' url."`
+	Port                    int                 `yaml:"port" doc:"Port as in the back ends' url; 0 applies to every port of the host."`
+	Addresses               []RemoteHostAddress `yaml:"addresses" doc:"Addresses to use instead of DNS, in priority groups; empty uses DNS."`
+	LoadBalancing           string              `yaml:"loadBalancing" doc:"Within a priority group: roundRobin, or responseTime (weighted by a decaying average response time: faster addresses get more, not all, of the traffic)."`
+	ResponseTimeHalfLife    Duration            `yaml:"responseTimeHalfLife" doc:"With responseTime: the average response time of an address halves its weight of history every this long."`
+	FailedAddressSkip       Duration            `yaml:"failedAddressSkip" doc:"An address that failed to connect or answer is skipped for this long."`
+	HTTP10                  bool                `yaml:"http10" doc:"Speak HTTP/1.0 (one request per connection) instead of HTTP/1.1 with keep-alive."`
+	ConnectTimeout          Duration            `yaml:"connectTimeout" doc:"Longest time to connect (and to finish the TLS handshake) to one address."`
+	ActiveTimeout           Duration            `yaml:"activeTimeout" doc:"Longest wait for the next bytes from the back end once the request is sent (read timeout); 504 before the response starts."`
+	TransactionTimeout      Duration            `yaml:"transactionTimeout" doc:"Longest time for a whole exchange with the back end, response body included."`
+	MaxSentBytes            int64               `yaml:"maxSentBytes" doc:"Largest request body sent to this host (413 before sending); 0 means no limit."`
+	MaxReceivedBytes        int64               `yaml:"maxReceivedBytes" doc:"Largest response body accepted from this host; over it the response is cut (the connection aborted) and logged; 0 means no limit."`
+	IdleTimeout             Duration            `yaml:"idleTimeout" doc:"How long an idle keep-alive connection to an address is kept."`
+	MaxIdleConns            int                 `yaml:"maxIdleConns" doc:"Idle keep-alive connections kept per address (the session cache)."`
+	MaxConnections          int                 `yaml:"maxConnections" doc:"Most connections open to one address at once; 0 means no limit."`
+	ConnectionWait          Duration            `yaml:"connectionWait" doc:"With maxConnections reached, how long a request waits for a connection before 503."`
+	InputBufferSize         int                 `yaml:"inputBufferSize" doc:"Buffer for reading from the back end, in bytes."`
+	OutputBufferSize        int                 `yaml:"outputBufferSize" doc:"Buffer for writing to the back end, in bytes."`
+	HostHeader              string              `yaml:"hostHeader" doc:"Host header sent; empty sends the host (and port) of the back end's url."`
+	SNI                     string              `yaml:"sni" doc:"TLS server name sent; empty sends the url's host name (none for an IP)."`
+	VerifyServerCertificate bool                `yaml:"verifyServerCertificate" doc:"Verify the back end's TLS certificate and host name."`
+	CAFile                  string              `yaml:"caFile" doc:"PEM bundle of CAs to verify the back end with, instead of the system's; relative to the install directory."`
+	TLSSessionCache         int                 `yaml:"tlsSessionCache" doc:"TLS sessions kept for resumption; 0 turns resumption off."`
+	DNSCacheTTL             Duration            `yaml:"dnsCacheTTL" doc:"How long a DNS answer is used, when addresses are not given."`
+	Watchdog                Watchdog            `yaml:"watchdog" doc:"Active health check of each address."`
+}
+
+// UnmarshalYAML starts an entry from RemoteHostDefaults, so that keys left
+// out keep their defaults.
+func (r *RemoteHost) UnmarshalYAML(n *yaml.Node) error {
+	type plain RemoteHost
+	*r = RemoteHostDefaults()
+	return n.Decode((*plain)(r))
+}
+
+// RemoteHostAddress is one address of a remote host.
+type RemoteHostAddress struct {
+	Address  string `yaml:"address" doc:"IP address."`
+	Port     int    `yaml:"port" doc:"Port; 0 uses the port of the back end's url."`
+	Priority int    `yaml:"priority" doc:"Priority group: 1 is used first; a higher number only when every address of the lower groups is down."`
+}
+
+// Watchdog is the active check of a remote host's addresses.
+type Watchdog struct {
+	Enabled            bool     `yaml:"enabled" doc:"Check every address periodically; an address failing unhealthyThreshold checks in a row leaves the rotation until it passes healthyThreshold in a row."`
+	Method             string   `yaml:"method" doc:"Method of the check request."`
+	Path               string   `yaml:"path" doc:"Request target of the check (* for OPTIONS *)."`
+	Interval           Duration `yaml:"interval" doc:"Time between checks of one address."`
+	Timeout            Duration `yaml:"timeout" doc:"Longest time for one check."`
+	HealthyThreshold   int      `yaml:"healthyThreshold" doc:"Passed checks in a row that bring an address back."`
+	UnhealthyThreshold int      `yaml:"unhealthyThreshold" doc:"Failed checks in a row that take an address out. A check passes on 2xx to 4xx."`
+}
+
+// RemoteHostDefaults fills what a remoteHosts entry leaves out (the vendor's
+// defaults, except HTTP/1.1 with keep-alive).
+func RemoteHostDefaults() RemoteHost {
+	return RemoteHost{
+		LoadBalancing: "roundRobin", ResponseTimeHalfLife: Seconds(10), FailedAddressSkip: Seconds(30),
+		ConnectTimeout: Seconds(30), ActiveTimeout: Seconds(30), TransactionTimeout: Seconds(240),
+		MaxSentBytes: 10 << 20, MaxReceivedBytes: 10 << 20,
+		IdleTimeout: Seconds(15), MaxIdleConns: 64, ConnectionWait: Seconds(5),
+		InputBufferSize: 8192, OutputBufferSize: 8192,
+		VerifyServerCertificate: true, TLSSessionCache: 32, DNSCacheTTL: Seconds(300),
+		Watchdog: Watchdog{Method: "OPTIONS", Path: "*", Interval: Seconds(10), Timeout: Seconds(5), HealthyThreshold: 2, UnhealthyThreshold: 3},
+	}
 }
 
 // TLS is a certificate and key for a listener.

@@ -89,6 +89,18 @@ func (c *Config) validate() error {
 			add(c.errAt(k+".maxIdleConns", "must not be negative"))
 		}
 	}
+	for i, p := range c.Traffic.TrustedProxies {
+		if _, err := ParsePrefix(p); err != nil {
+			add(c.errAt(fmt.Sprintf("traffic.trustedProxies[%d]", i), "%q is not a network (10.0.0.0/8) or an address (192.0.2.7)", p))
+		}
+	}
+	if c.Traffic.ProxyProtocol && len(c.Traffic.TrustedProxies) == 0 {
+		add(c.errAt("traffic.proxyProtocol", "PROXY protocol is accepted only from traffic.trustedProxies, and none are listed"))
+	}
+	if h := c.Traffic.ClientCertHeader; h != "" && !validToken(h) {
+		add(c.errAt("traffic.clientCertHeader", "%q is not a header name", h))
+	}
+	add(c.validateRemoteHosts())
 	apis := map[string]bool{}
 	for i, a := range c.APIs {
 		k := fmt.Sprintf("apis[%d]", i)
@@ -171,4 +183,171 @@ func (c *Config) checkAddr(key, a string) error {
 		return c.errAt(key, "%q is not an IP address (leave it empty for every interface)", a)
 	}
 	return nil
+}
+
+// ParsePrefix reads a trusted-proxy entry: a CIDR network or one address.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// BackendHostPort returns the host name and port a back end's url names (the
+// sample back end gives "", 0).
+func BackendHostPort(b Backend) (string, int) {
+	if b.Sample {
+		return "", 0
+	}
+	u, err := url.Parse(b.URL)
+	if err != nil {
+		return "", 0
+	}
+	port := 80
+	if u.Scheme == "https" {
+		port = 443
+	}
+	if p := u.Port(); p != "" {
+		fmt.Sscan(p, &port)
+	}
+	return strings.ToLower(u.Hostname()), port
+}
+
+// RemoteHostFor returns the index of the remoteHosts entry that applies to b
+// (an entry with the same host and port wins over one for every port), or -1.
+func (c *Config) RemoteHostFor(b Backend) int {
+	host, port := BackendHostPort(b)
+	if host == "" {
+		return -1
+	}
+	best := -1
+	for i, r := range c.RemoteHosts {
+		if !strings.EqualFold(r.Host, host) {
+			continue
+		}
+		if r.Port == port {
+			return i
+		}
+		if r.Port == 0 {
+			best = i
+		}
+	}
+	return best
+}
+
+func (c *Config) validateRemoteHosts() error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	type hp struct {
+		h string
+		p int
+	}
+	seen := map[hp]bool{}
+	var reached []string
+	for _, b := range c.Backends {
+		if h, p := BackendHostPort(b); h != "" {
+			reached = append(reached, fmt.Sprintf("%s:%d", h, p))
+		}
+	}
+	for i, r := range c.RemoteHosts {
+		k := fmt.Sprintf("remoteHosts[%d]", i)
+		if r.Host == "" || strings.ContainsAny(r.Host, "/: ") {
+			add(c.errAt(k+".host", "%q is not a host name (no scheme, port or path)", r.Host))
+			continue
+		}
+		if r.Port < 0 || r.Port > 65535 {
+			add(c.errAt(k+".port", "%d is not a port (0 for every port)", r.Port))
+		}
+		key := hp{strings.ToLower(r.Host), r.Port}
+		if seen[key] {
+			add(c.errAt(k+".host", "remote host %q (port %d) is defined twice", r.Host, r.Port))
+		}
+		seen[key] = true
+		used := false
+		for _, b := range c.Backends {
+			if h, p := BackendHostPort(b); strings.EqualFold(h, r.Host) && (r.Port == 0 || r.Port == p) {
+				used = true
+			}
+		}
+		if !used {
+			add(c.errAt(k+".host", "remote host %q (port %d) is not used by any back end; the back ends reach: %s", r.Host, r.Port, strings.Join(reached, ", ")))
+		}
+		switch r.LoadBalancing {
+		case "roundRobin", "responseTime":
+		default:
+			add(c.errAt(k+".loadBalancing", "%q is not a load-balancing method; accepted: roundRobin, responseTime", r.LoadBalancing))
+		}
+		for j, a := range r.Addresses {
+			ak := fmt.Sprintf("%s.addresses[%d]", k, j)
+			if _, err := netip.ParseAddr(a.Address); err != nil {
+				add(c.errAt(ak+".address", "%q is not an IP address", a.Address))
+			}
+			if a.Port < 0 || a.Port > 65535 {
+				add(c.errAt(ak+".port", "%d is not a port (0 for the url's port)", a.Port))
+			}
+			if a.Priority < 0 {
+				add(c.errAt(ak+".priority", "must be 1 or more (0 means 1)"))
+			}
+		}
+		for _, d := range []struct {
+			name string
+			v    Duration
+		}{{"connectTimeout", r.ConnectTimeout}, {"activeTimeout", r.ActiveTimeout}, {"transactionTimeout", r.TransactionTimeout}} {
+			if d.v <= 0 {
+				add(c.errAt(k+"."+d.name, "must be more than 0"))
+			}
+		}
+		if r.MaxSentBytes < 0 || r.MaxReceivedBytes < 0 || r.MaxIdleConns < 0 || r.MaxConnections < 0 || r.TLSSessionCache < 0 {
+			add(c.errAt(k, "limits must not be negative (0 means none)"))
+		}
+		if r.InputBufferSize < 512 || r.OutputBufferSize < 512 || r.InputBufferSize > 1<<20 || r.OutputBufferSize > 1<<20 {
+			add(c.errAt(k+".inputBufferSize", "buffer sizes must be between 512 bytes and 1 MiB"))
+		}
+		if r.ResponseTimeHalfLife <= 0 {
+			add(c.errAt(k+".responseTimeHalfLife", "must be more than 0"))
+		}
+		if w := r.Watchdog; w.Enabled {
+			if !validToken(w.Method) {
+				add(c.errAt(k+".watchdog.method", "%q is not a method", w.Method))
+			}
+			if w.Path != "*" && !strings.HasPrefix(w.Path, "/") {
+				add(c.errAt(k+".watchdog.path", "%q must be * or start with /", w.Path))
+			}
+			if w.Interval <= 0 || w.Timeout <= 0 {
+				add(c.errAt(k+".watchdog.interval", "interval and timeout must be more than 0"))
+			}
+			if w.HealthyThreshold < 1 || w.UnhealthyThreshold < 1 {
+				add(c.errAt(k+".watchdog.healthyThreshold", "thresholds must be at least 1"))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
@@ -73,7 +74,7 @@ func (i *Instance) Swap(cfg *groupconf.Config) error {
 	}
 	cur := i.rt.Load()
 	switch {
-	case cfg.Traffic != cur.cfg.Traffic:
+	case !reflect.DeepEqual(cfg.Traffic, cur.cfg.Traffic):
 		return fmt.Errorf("swapping configuration: traffic listener settings: %w", ErrRestartRequired)
 	case cfg.Management != cur.cfg.Management:
 		return fmt.Errorf("swapping configuration: management listener settings: %w", ErrRestartRequired)
