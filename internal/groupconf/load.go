@@ -438,11 +438,23 @@ func recordSeq(seq *yaml.Node, path, file string, origins map[string]Origin) {
 	for i, item := range seq.Content {
 		ip := fmt.Sprintf("%s[%d]", path, i)
 		origins[ip] = Origin{File: file, Line: item.Line}
-		if item.Kind == yaml.MappingNode {
-			for j := 0; j+1 < len(item.Content); j += 2 {
-				origins[ip+"."+item.Content[j].Value] = Origin{File: file, Line: item.Content[j+1].Line}
-			}
+		recordNode(item, ip, file, origins)
+	}
+}
+
+// recordNode records the origin of every key below n (mappings and lists
+// nested in list items).
+func recordNode(n *yaml.Node, path, file string, origins map[string]Origin) {
+	switch n.Kind {
+	case yaml.MappingNode:
+		for j := 0; j+1 < len(n.Content); j += 2 {
+			k := path + "." + n.Content[j].Value
+			v := n.Content[j+1]
+			origins[k] = Origin{File: file, Line: v.Line}
+			recordNode(v, k, file, origins)
 		}
+	case yaml.SequenceNode:
+		recordSeq(n, path, file, origins)
 	}
 }
 
