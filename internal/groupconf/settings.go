@@ -211,8 +211,9 @@ type Backend struct {
 type API struct {
 	Name         string   `yaml:"name" doc:"Name, used in logs."`
 	Host         string   `yaml:"host" doc:"Match only requests for this host name (without port); empty matches any."`
-	Path         string   `yaml:"path" doc:"Match exactly this path."`
+	Path         string   `yaml:"path" doc:"Match this path: literal segments and {name} segments that match one segment each (/orders/{id}); see docs/routing.md."`
 	PathPrefix   string   `yaml:"pathPrefix" doc:"Match this path prefix (segment-aligned: /a matches /a and /a/b, not /ab)."`
+	PathRegex    string   `yaml:"pathRegex" doc:"Match this regular expression (Go RE2 syntax, anchored at both ends) against the decoded path; give one of path, pathPrefix or pathRegex."`
 	Methods      []string `yaml:"methods" doc:"Match only these methods; empty matches any."`
 	Backend      string   `yaml:"backend" doc:"Name of the back end to forward to."`
 	StripPrefix  bool     `yaml:"stripPrefix" doc:"Remove pathPrefix from the path before forwarding."`

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+
+	"github.com/gatehouse-gw/gatehouse/internal/route/pattern"
 )
 
 var validMethods = map[string]bool{"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true, "DELETE": true, "OPTIONS": true, "TRACE": true, "CONNECT": true}
@@ -102,6 +104,7 @@ func (c *Config) validate() error {
 	}
 	add(c.validateRemoteHosts())
 	apis := map[string]bool{}
+	var routes pattern.Seen
 	for i, a := range c.APIs {
 		k := fmt.Sprintf("apis[%d]", i)
 		switch {
@@ -111,13 +114,29 @@ func (c *Config) validate() error {
 			add(c.errAt(k+".name", "API %q is defined twice", a.Name))
 		}
 		apis[a.Name] = true
+		var pat pattern.Pattern
+		var perr error
+		pkey := k
 		switch {
-		case (a.Path == "") == (a.PathPrefix == ""):
-			add(c.errAt(k, "API %q needs exactly one of path or pathPrefix", a.Name))
-		case a.Path != "" && !validPath(a.Path):
-			add(c.errAt(k+".path", "%q must start with / and hold no empty, . or .. segment, query or fragment", a.Path))
-		case a.PathPrefix != "" && !validPath(a.PathPrefix):
-			add(c.errAt(k+".pathPrefix", "%q must start with / and hold no empty, . or .. segment, query or fragment", a.PathPrefix))
+		case btoi(a.Path != "")+btoi(a.PathPrefix != "")+btoi(a.PathRegex != "") != 1:
+			add(c.errAt(k, "API %q needs exactly one of path, pathPrefix or pathRegex", a.Name))
+		case a.Path != "":
+			pkey = k + ".path"
+			pat, perr = pattern.ParsePath(a.Path)
+		case a.PathPrefix != "":
+			pkey = k + ".pathPrefix"
+			pat, perr = pattern.ParsePrefix(a.PathPrefix)
+		default:
+			pkey = k + ".pathRegex"
+			pat, perr = pattern.ParseRegex(a.PathRegex)
+		}
+		if perr != nil {
+			add(c.errAt(pkey, "%v", perr))
+		} else if pkey != k {
+			var de *pattern.DuplicateError
+			if err := routes.Add(i, a.Host, &pat, a.Methods); errors.As(err, &de) {
+				add(c.errAt(pkey, "API %q has the same host and path as API %q (%s), and both accept %s, so it would never be chosen for it; give them different methods, or remove one", a.Name, c.APIs[de.Earlier].Name, c.Origin(fmt.Sprintf("apis[%d]", de.Earlier)), de.Method))
+			}
 		}
 		if a.MaxBodyBytes < 0 {
 			add(c.errAt(k+".maxBodyBytes", "must not be negative (0 means no limit)"))
@@ -144,19 +163,11 @@ func (c *Config) validate() error {
 	return errors.Join(errs...)
 }
 
-func validPath(p string) bool {
-	if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "?#") {
-		return false
+func btoi(b bool) int {
+	if b {
+		return 1
 	}
-	if p == "/" {
-		return true
-	}
-	for _, seg := range strings.Split(strings.TrimSuffix(p[1:], "/"), "/") {
-		if seg == "" || seg == "." || seg == ".." {
-			return false
-		}
-	}
-	return true
+	return 0
 }
 
 func (c *Config) checkListener(name string, l Listener) error {

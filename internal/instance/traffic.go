@@ -81,7 +81,7 @@ func (h trafficHandler) ServeH1(w h1.ResponseWriter, r *h1.Request) {
 		return
 	}
 
-	rt2, err := rt.table.Match(b2s(r.Method), b2s(r.Host), b2s(r.Path))
+	rt2, err := rt.table.Match(b2s(r.Method), b2s(r.Host), b2s(r.Path), &x.ex.Params)
 	if err != nil {
 		var me *route.MethodError
 		switch {
@@ -104,7 +104,7 @@ func (h trafficHandler) ServeH1(w h1.ResponseWriter, r *h1.Request) {
 		r.MaxBodyBytes = limit
 	}
 	if len(rt.chain) > 0 {
-		x.ex = policy.Exchange{W: w, R: r, Route: rt2, CorrelationID: b2s(x.id), ClientAddr: r.RemoteAddr.Addr()}
+		x.ex = policy.Exchange{W: w, R: r, Route: rt2, CorrelationID: b2s(x.id), ClientAddr: r.RemoteAddr.Addr(), Params: x.ex.Params}
 		if err := rt.chain.Apply(&x.ex); err != nil {
 			var pe *policy.Error
 			switch {

@@ -31,6 +31,7 @@ type Exchange struct {
 	Route         *route.Route // the matched route
 	CorrelationID string       // the request's X-CorrelationID, already validated or generated (valid during the exchange)
 	ClientAddr    netip.Addr   // the client's IP address (from the connection, not from headers)
+	Params        route.Params // values of the matched route's {name} segments (valid during the exchange)
 }
 
 // Policy is one step of the chain. Implementations must be safe for

@@ -1,45 +1,82 @@
 // Package route compiles the APIs of a group configuration into a routing
-// table and matches requests against it. It is pure: no I/O, no locks, no
-// regular expressions; a Table is immutable once compiled and safe for
-// concurrent use.
+// table and matches requests against it. It is pure: no I/O, no locks; a
+// Table is immutable once compiled and safe for concurrent use, and Match
+// allocates nothing (except the *MethodError of a 405).
 //
 // A route matches on an optional host (compared without port, case
-// insensitively, ignoring a trailing dot), a path (exact) or a path prefix
-// (segment-aligned: /sample matches /sample and /sample/x, not /samplex), and
-// an optional list of methods. Precedence, highest first:
+// insensitively, ignoring a trailing dot), a path, and an optional list of
+// methods. The path is one of:
+//
+//   - path: an exact path ("/orders"), or a pattern with {name} segments
+//     ("/orders/{id}/lines/{line}"), each matching one non-empty segment;
+//   - pathRegex: a Go regular expression, anchored, matched against the
+//     decoded path (the only routes that run a regular expression);
+//   - pathPrefix: a segment-aligned prefix (/sample matches /sample and
+//     /sample/x, not /samplex).
+//
+// Precedence, highest first (docs/routing.md has the table):
 //
 //  1. routes with a host before routes without one;
-//  2. exact paths before prefixes;
-//  3. longer prefixes before shorter ones;
-//  4. the order of the APIs in the configuration.
+//  2. exact paths, then {param} paths, then regular expressions, then
+//     prefixes;
+//  3. among {param} paths, more literal segments first, then literal before
+//     parameter segment by segment (/a/{x} before /{y}/b);
+//  4. among prefixes, the longer first;
+//  5. the order of the APIs in the configuration.
 //
-// The first route that matches host, path and method wins. When routes match
-// host and path but none allows the method, Match returns a *MethodError
-// listing the allowed methods (for a 405 with Allow). Request paths that are
-// not clean (see Clean) are refused with ErrBadPath before any matching.
+// The first route in that order that matches host, path and method wins: a
+// route that matches the path but not the method lets a later one answer.
+// When routes match host and path but none allows the method, Match returns
+// a *MethodError listing the methods of those routes (for a 405 with Allow).
+// Request paths that are not clean (see Clean) are refused with ErrBadPath
+// before any matching; the others are matched after decoding their
+// percent-escapes, so /%61dmin is /admin.
+//
+// The table is, per host and for the routes without a host, a trie of path
+// segments (literal children in a slice or a map, one parameter child, the
+// prefix routes on the node where their prefix ends, the exact and {param}
+// routes on the node where their path ends) plus the list of regular
+// expressions. Every route has a rank (its position in precedence order);
+// Match walks the trie depth first and keeps the best-ranked route that
+// allows the method, skipping subtrees whose best rank cannot win.
 package route
 
 import (
 	"errors"
 	"fmt"
-	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
+	"github.com/gatehouse-gw/gatehouse/internal/route/pattern"
 )
+
+// Kind is the kind of a route's path: pattern.Exact, Param, Regex or Prefix.
+type Kind = pattern.Kind
+
+// MaxParams is the largest number of {name} segments in a path.
+const MaxParams = pattern.MaxParams
 
 // Route is one compiled API.
 type Route struct {
 	Index        int      // position of the API in the configuration's apis list
 	Name         string   // API name
 	Host         string   // lower case, no trailing dot; empty matches any host
-	Path         string   // exact path; empty when Prefix is set
-	Prefix       string   // path prefix without trailing slash ("/" for the root); empty when Path is set
+	Kind         Kind     // which of Path, Regex and Prefix is set
+	Path         string   // exact path, or pattern with {name} segments
+	Regex        string   // regular expression as written (unanchored form)
+	Prefix       string   // path prefix without trailing slash ("/" for the root)
+	Params       []string // names of the {name} segments, in order
 	Methods      []string // allowed methods; empty allows any
 	Backend      string   // back-end name
 	StripPrefix  bool     // remove Prefix before forwarding
 	MaxBodyBytes int64    // largest request body accepted (413 above); 0 means no limit
+
+	rank int            // position in precedence order
+	mask uint64         // bits of Methods in Table.methods; 0 allows any
+	re   *regexp.Regexp // anchored; Regex only
+	pat  pattern.Pattern
 }
 
 // PrefixSegments is the number of path segments of the prefix ("/" has 0,
@@ -53,69 +90,224 @@ func (r *Route) PrefixSegments() int {
 
 // Table is a compiled routing table. It is immutable.
 type Table struct {
-	routes []*Route // in precedence order
+	routes  []*Route // in precedence order
+	methods []string // every method named by a route, sorted: bit i of a mask is methods[i]
+	hosts   map[string]*hostTable
+	any     *hostTable // routes without a host
+}
+
+// hostTable holds the routes of one host (or of every host).
+type hostTable struct {
+	root  *node
+	regex []*Route // in precedence order
+}
+
+// node is a trie node: the path segments consumed so far are its position.
+type node struct {
+	keys    []string // literal children (when few)
+	kids    []*node
+	lit     map[string]*node // literal children (when many; keys and kids are then nil)
+	param   *node            // the {name} child
+	leaf    []*Route         // exact and {param} routes whose path ends here, in precedence order
+	prefix  []*Route         // prefix routes whose prefix ends here, in precedence order
+	minRank int              // best rank in this subtree
+}
+
+// mapAbove is the number of literal children above which a node uses a map.
+const mapAbove = 8
+
+func (n *node) child(seg string) *node {
+	if n.lit != nil {
+		return n.lit[seg]
+	}
+	for i, k := range n.keys {
+		if k == seg {
+			return n.kids[i]
+		}
+	}
+	return nil
+}
+
+func (n *node) addChild(seg string) *node {
+	if c := n.child(seg); c != nil {
+		return c
+	}
+	c := &node{}
+	n.keys = append(n.keys, seg)
+	n.kids = append(n.kids, c)
+	return c
+}
+
+// finish computes minRank and turns large child lists into maps.
+func (n *node) finish() int {
+	best := int(^uint(0) >> 1)
+	if len(n.leaf) > 0 {
+		best = min(best, n.leaf[0].rank)
+	}
+	if len(n.prefix) > 0 {
+		best = min(best, n.prefix[0].rank)
+	}
+	for _, c := range n.kids {
+		best = min(best, c.finish())
+	}
+	if n.param != nil {
+		best = min(best, n.param.finish())
+	}
+	if len(n.keys) > mapAbove {
+		n.lit = make(map[string]*node, len(n.keys))
+		for i, k := range n.keys {
+			n.lit[k] = n.kids[i]
+		}
+		n.keys, n.kids = nil, nil
+	}
+	n.minRank = best
+	return best
 }
 
 // Routes returns the routes in precedence order. Do not modify them.
 func (t *Table) Routes() []*Route { return t.routes }
 
-// Compile builds the table for apis. The configuration has been validated;
-// Compile still refuses a route it could not match correctly.
+// Compile builds the table for apis. The configuration has been validated
+// (groupconf applies the same checks, with file and line); Compile still
+// refuses a route it could not match correctly: a bad pattern (see
+// pattern.ParsePath), a route that an earlier one hides, more than 64
+// distinct methods.
 func Compile(apis []groupconf.API) (*Table, error) {
-	t := &Table{routes: make([]*Route, 0, len(apis))}
+	t := &Table{routes: make([]*Route, 0, len(apis)), hosts: map[string]*hostTable{}}
+	var seen pattern.Seen
 	for i, a := range apis {
 		r := &Route{
 			Index: i, Name: a.Name, Backend: a.Backend, StripPrefix: a.StripPrefix, MaxBodyBytes: a.MaxBodyBytes,
-			Host:    strings.TrimSuffix(strings.ToLower(a.Host), "."),
+			Host:    pattern.NormalizeHost(a.Host),
 			Methods: slices.Clone(a.Methods),
 		}
-		switch {
-		case a.Path != "" && a.PathPrefix == "":
-			if !Clean(a.Path) {
-				return nil, fmt.Errorf("compiling API %q: path %q is not a clean path", a.Name, a.Path)
-			}
-			r.Path = a.Path
-		case a.PathPrefix != "" && a.Path == "":
-			p := a.PathPrefix
-			if len(p) > 1 {
-				p = strings.TrimSuffix(p, "/")
-			}
-			if !Clean(p) {
-				return nil, fmt.Errorf("compiling API %q: pathPrefix %q is not a clean path", a.Name, a.PathPrefix)
-			}
-			r.Prefix = p
-		default:
-			return nil, fmt.Errorf("compiling API %q: needs exactly one of path or pathPrefix", a.Name)
+		if len(r.Host) > 255 {
+			return nil, fmt.Errorf("compiling API %q: host is longer than 255 bytes", a.Name)
 		}
+		var err error
+		switch {
+		case a.Path != "" && a.PathPrefix == "" && a.PathRegex == "":
+			r.pat, err = pattern.ParsePath(a.Path)
+			r.Path, r.Params = a.Path, r.pat.Names
+		case a.PathPrefix != "" && a.Path == "" && a.PathRegex == "":
+			r.pat, err = pattern.ParsePrefix(a.PathPrefix)
+			r.Prefix = r.pat.Source
+		case a.PathRegex != "" && a.Path == "" && a.PathPrefix == "":
+			r.pat, err = pattern.ParseRegex(a.PathRegex)
+			r.Regex, r.re = a.PathRegex, r.pat.Regexp
+		default:
+			return nil, fmt.Errorf("compiling API %q: needs exactly one of path, pathPrefix or pathRegex", a.Name)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("compiling API %q: %w", a.Name, err)
+		}
+		r.Kind = r.pat.Kind
 		for _, m := range r.Methods {
 			if m == "" || strings.ToUpper(m) != m {
 				return nil, fmt.Errorf("compiling API %q: method %q must be upper case", a.Name, m)
 			}
+			if !slices.Contains(t.methods, m) {
+				t.methods = append(t.methods, m)
+			}
+		}
+		if err := seen.Add(i, r.Host, &r.pat, r.Methods); err != nil {
+			var de *pattern.DuplicateError
+			if errors.As(err, &de) {
+				return nil, fmt.Errorf("compiling API %q: same host and path as API %q: %w", a.Name, apis[de.Earlier].Name, err)
+			}
+			return nil, fmt.Errorf("compiling API %q: %w", a.Name, err)
 		}
 		t.routes = append(t.routes, r)
 	}
-	slices.SortStableFunc(t.routes, func(a, b *Route) int {
-		if (a.Host != "") != (b.Host != "") {
-			if a.Host != "" {
-				return -1
-			}
-			return 1
+	if len(t.methods) > 64 {
+		return nil, fmt.Errorf("compiling routes: %d distinct methods, at most 64 are supported", len(t.methods))
+	}
+	slices.Sort(t.methods)
+	slices.SortStableFunc(t.routes, compare)
+	for rank, r := range t.routes {
+		r.rank = rank
+		for _, m := range r.Methods {
+			r.mask |= 1 << slices.Index(t.methods, m)
 		}
-		if (a.Path != "") != (b.Path != "") {
-			if a.Path != "" {
-				return -1
-			}
-			return 1
+		ht := t.any
+		if r.Host != "" {
+			ht = t.hosts[r.Host]
 		}
-		return len(b.Prefix) - len(a.Prefix) // 0 for two exact paths
-	})
+		if ht == nil {
+			ht = &hostTable{root: &node{}}
+			if r.Host != "" {
+				t.hosts[r.Host] = ht
+			} else {
+				t.any = ht
+			}
+		}
+		if r.Kind == pattern.Regex {
+			ht.regex = append(ht.regex, r)
+			continue
+		}
+		n := ht.root
+		for _, s := range r.pat.Segments {
+			if s.IsParam() {
+				if n.param == nil {
+					n.param = &node{}
+				}
+				n = n.param
+				continue
+			}
+			n = n.addChild(s.Literal)
+		}
+		if r.Kind == pattern.Prefix {
+			n.prefix = append(n.prefix, r)
+		} else {
+			n.leaf = append(n.leaf, r)
+		}
+	}
+	for _, ht := range t.hosts {
+		ht.root.finish()
+	}
+	if t.any != nil {
+		t.any.root.finish()
+	}
 	return t, nil
+}
+
+// compare orders routes by precedence (see the package comment).
+func compare(a, b *Route) int {
+	if (a.Host != "") != (b.Host != "") {
+		if a.Host != "" {
+			return -1
+		}
+		return 1
+	}
+	if a.Kind != b.Kind {
+		return int(a.Kind) - int(b.Kind)
+	}
+	switch a.Kind {
+	case pattern.Param:
+		if la, lb := a.pat.Literals(), b.pat.Literals(); la != lb {
+			return lb - la
+		}
+		for i := 0; i < len(a.pat.Segments) && i < len(b.pat.Segments); i++ {
+			if pa, pb := a.pat.Segments[i].IsParam(), b.pat.Segments[i].IsParam(); pa != pb {
+				if pb {
+					return -1
+				}
+				return 1
+			}
+		}
+	case pattern.Prefix:
+		if len(a.Prefix) != len(b.Prefix) {
+			return len(b.Prefix) - len(a.Prefix)
+		}
+	}
+	return a.Index - b.Index
 }
 
 // ErrNotFound means that no route matches the host and path.
 var ErrNotFound = errors.New("no route matches")
 
-// ErrBadPath means that the request path is not clean (see Clean).
+// ErrBadPath means that the request path is not clean (see Clean) or holds a
+// malformed percent-escape.
 var ErrBadPath = errors.New("request path is not clean")
 
 // MethodError means that routes match the host and path, but none allows the
@@ -131,51 +323,169 @@ func (e *MethodError) Error() string {
 
 // Match finds the route for a request. host is the Host header (a port is
 // ignored); escapedPath is the path as the client sent it, still escaped
-// (url.URL.EscapedPath). It returns ErrBadPath, ErrNotFound or a
-// *MethodError when no route is found. Match allocates nothing on success
-// unless the path holds percent-escapes.
-func (t *Table) Match(method, host, escapedPath string) (*Route, error) {
+// (h1.Request.Path). It returns ErrBadPath, ErrNotFound or a *MethodError
+// when no route is found.
+//
+// When p is not nil, Match fills it with the values of the matched route's
+// {name} segments (and empties it when no route is found). Match keeps no
+// reference to its arguments after it returns, except in p: p's values
+// point into escapedPath, or into p itself when the path holds
+// percent-escapes, so they are valid while both are. Match allocates
+// nothing, except the *MethodError, and the decoded copy of a path with
+// percent-escapes that is longer than p's buffer (or any such path when p
+// is nil).
+func (t *Table) Match(method, host, escapedPath string, p *Params) (*Route, error) {
+	if p != nil {
+		p.reset()
+	}
 	if !Clean(escapedPath) {
 		return nil, ErrBadPath
 	}
 	path := escapedPath
 	if strings.IndexByte(path, '%') >= 0 {
-		p, err := url.PathUnescape(path)
-		if err != nil {
+		var ok bool
+		if path, ok = decode(escapedPath, p); !ok {
 			return nil, ErrBadPath
 		}
-		path = p
+	} else if p != nil {
+		p.path = path
 	}
-	host = hostOnly(host)
-	var allow []string
-	for _, r := range t.routes {
-		if r.Host != "" && !strings.EqualFold(r.Host, host) {
-			continue
-		}
-		if !r.matchPath(path) {
-			continue
-		}
-		if len(r.Methods) == 0 || slices.Contains(r.Methods, method) {
-			return r, nil
-		}
-		allow = append(allow, r.Methods...)
+	m := matcher{path: path, bit: t.methodBit(method), bestRank: int(^uint(0) >> 1)}
+	if ht := t.hostTable(host); ht != nil {
+		m.search(ht)
 	}
-	if allow == nil {
+	if t.any != nil {
+		m.search(t.any)
+	}
+	if m.best != nil {
+		if p != nil {
+			p.names = m.best.Params
+			p.spans = m.bestSpans
+		}
+		return m.best, nil
+	}
+	if m.allow == 0 {
 		return nil, ErrNotFound
 	}
-	slices.Sort(allow)
-	return nil, &MethodError{Method: method, Allow: slices.Compact(allow)}
+	e := &MethodError{Method: method}
+	for i, name := range t.methods {
+		if m.allow&(1<<i) != 0 {
+			e.Allow = append(e.Allow, name)
+		}
+	}
+	return nil, e
 }
 
-func (r *Route) matchPath(path string) bool {
-	if r.Path != "" {
-		return path == r.Path
+func (t *Table) methodBit(method string) uint64 {
+	for i, m := range t.methods {
+		if m == method {
+			return 1 << i
+		}
 	}
-	if r.Prefix == "/" {
+	return 0
+}
+
+func (t *Table) hostTable(host string) *hostTable {
+	if len(t.hosts) == 0 {
+		return nil
+	}
+	h := hostOnly(host)
+	if ht := t.hosts[h]; ht != nil {
+		return ht
+	}
+	if len(h) > 255 {
+		return nil
+	}
+	var b [255]byte
+	upper := false
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+			upper = true
+		}
+		b[i] = c
+	}
+	if !upper {
+		return nil
+	}
+	return t.hosts[string(b[:len(h)])]
+}
+
+// matcher is the state of one Match.
+type matcher struct {
+	path      string // decoded
+	bit       uint64 // the request method's bit; 0 when no route names it
+	best      *Route
+	bestRank  int
+	allow     uint64 // methods of routes that match the path but not the method
+	cur       [MaxParams][2]int32
+	bestSpans [MaxParams][2]int32
+}
+
+func (m *matcher) search(ht *hostTable) {
+	m.walk(ht.root, 1, 0)
+	for _, r := range ht.regex {
+		if r.rank >= m.bestRank {
+			break
+		}
+		if r.re.MatchString(m.path) && m.consider(r, 0) {
+			break
+		}
+	}
+}
+
+// walk visits node n; i is the index in the path where the next segment
+// starts (past the end when every segment is consumed), k the number of
+// parameters captured on the way.
+func (m *matcher) walk(n *node, i, k int) {
+	if n.minRank >= m.bestRank {
+		return
+	}
+	p := m.path
+	if i > len(p) {
+		for _, r := range n.leaf {
+			if m.consider(r, k) {
+				break
+			}
+		}
+	} else {
+		j := strings.IndexByte(p[i:], '/')
+		if j < 0 {
+			j = len(p)
+		} else {
+			j += i
+		}
+		seg := p[i:j]
+		if c := n.child(seg); c != nil {
+			m.walk(c, j+1, k)
+		}
+		if n.param != nil && seg != "" && k < MaxParams {
+			m.cur[k] = [2]int32{int32(i), int32(j)}
+			m.walk(n.param, j+1, k+1)
+		}
+	}
+	for _, r := range n.prefix {
+		if m.consider(r, k) {
+			break
+		}
+	}
+}
+
+// consider offers route r, which matches the path, with k parameters
+// captured. It reports whether no later route of the same list can do
+// better (r's rank is not better than the best, or r is the new best).
+func (m *matcher) consider(r *Route, k int) bool {
+	if r.rank >= m.bestRank {
 		return true
 	}
-	rest, ok := strings.CutPrefix(path, r.Prefix)
-	return ok && (rest == "" || rest[0] == '/')
+	if r.mask == 0 || r.mask&m.bit != 0 {
+		m.best, m.bestRank = r, r.rank
+		copy(m.bestSpans[:k], m.cur[:k])
+		return true
+	}
+	m.allow |= r.mask
+	return false
 }
 
 // hostOnly strips the port, IPv6 brackets and a trailing dot from a Host
@@ -191,54 +501,4 @@ func hostOnly(h string) string {
 		h = h[:i]
 	}
 	return strings.TrimSuffix(h, ".")
-}
-
-// Clean reports whether an escaped request path is in canonical form: it
-// starts with "/", has no empty segment inside it ("//"), no "." or ".."
-// segment, no backslash, and no percent-escape of ".", "/" or "\" (%2e,
-// %2f, %5c in either case), nor of NUL (%00). A trailing slash is allowed.
-// Such paths are refused rather than normalised, so that the gateway and the
-// back end cannot disagree about which resource a path names.
-func Clean(p string) bool {
-	if p == "" || p[0] != '/' {
-		return false
-	}
-	segStart := 1
-	for i := 1; i <= len(p); i++ {
-		if i < len(p) {
-			c := p[i]
-			switch c {
-			case '\\':
-				return false
-			case '%':
-				if i+2 >= len(p) {
-					return false
-				}
-				h, l := p[i+1], lower(p[i+2])
-				if (h == '2' && (l == 'e' || l == 'f')) || (h == '5' && l == 'c') || (h == '0' && l == '0') {
-					return false
-				}
-				continue
-			}
-			if c != '/' {
-				continue
-			}
-		}
-		seg := p[segStart:i]
-		switch {
-		case seg == "" && i < len(p): // "//"
-			return false
-		case seg == "." || seg == "..":
-			return false
-		}
-		segStart = i + 1
-	}
-	return true
-}
-
-func lower(c byte) byte {
-	if 'A' <= c && c <= 'Z' {
-		return c + 'a' - 'A'
-	}
-	return c
 }
