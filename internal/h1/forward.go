@@ -39,6 +39,8 @@ type Result struct {
 	BytesOut int64 // request body bytes sent to the upstream; upgraded: client → upstream
 	Upgraded bool  // a 101 was passed through and the connections spliced
 	Reused   bool  // the exchange used a pooled connection
+	Sent     bool  // request bytes were written to the upstream (some may have arrived)
+	Received bool  // response bytes arrived from the upstream
 }
 
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
@@ -57,48 +59,98 @@ var aLongTimeAgo = time.Unix(1, 0)
 // The request body is written while the response is read, so an upstream
 // may answer early. Errors are *ForwardError.
 func Forward(ctx context.Context, u *Upstream, w ResponseWriter, out *Outgoing) (Result, error) {
-	var (
-		first   []byte
-		bodyEOF = true
-		bufp    *[]byte
-	)
-	if out.Body != nil && out.ContentLength != 0 {
-		bufp = copyBufPool.Get().(*[]byte)
-		defer copyBufPool.Put(bufp)
-		buf := *bufp
-		if out.ContentLength > 0 {
-			// The client promised these bytes: wait for them.
-			buf = buf[:min(out.ContentLength, int64(len(buf)))]
-			n, err := io.ReadFull(out.Body, buf)
-			if err != nil {
-				if errors.Is(err, io.EOF) {
-					err = io.ErrUnexpectedEOF
-				}
-				return Result{}, &ForwardError{Kind: ErrClient, Err: fmt.Errorf("reading request body: %w", err)}
+	var a Attempt
+	if err := a.Begin(out); err != nil {
+		return Result{}, err
+	}
+	defer a.End()
+	return a.Try(ctx, u, w)
+}
+
+// Attempt is one request on its way upstream, which may be tried on several
+// Upstreams in turn (a remote host's addresses): Begin reads the first part
+// of the body (up to 32 KiB) into memory, Try forwards to one Upstream,
+// Replayable tells whether another Try can still send the whole request, End
+// releases the memory. An Attempt is used by one goroutine; the zero value
+// is ready for Begin.
+type Attempt struct {
+	out      *Outgoing
+	first    []byte
+	bodyEOF  bool
+	consumed bool // the body reader was read past first
+	bufp     *[]byte
+}
+
+// Begin prepares out for forwarding. Its error is a *ForwardError of kind
+// ErrClient (the client's body could not be read).
+func (a *Attempt) Begin(out *Outgoing) error {
+	*a = Attempt{out: out, bodyEOF: true}
+	if out.Body == nil || out.ContentLength == 0 {
+		return nil
+	}
+	a.bufp = copyBufPool.Get().(*[]byte)
+	buf := *a.bufp
+	if out.ContentLength > 0 {
+		// The client promised these bytes: wait for them.
+		buf = buf[:min(out.ContentLength, int64(len(buf)))]
+		n, err := io.ReadFull(out.Body, buf)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
 			}
-			first = buf[:n]
-			bodyEOF = out.ContentLength == int64(n)
-		} else {
-			// Unknown length: take what is at hand without waiting for
-			// more, so that a streamed upload is not held back.
-			n := 0
-			bodyEOF = false
-			for n < len(buf) {
-				m, err := out.Body.Read(buf[n:])
-				n += m
-				if errors.Is(err, io.EOF) {
-					bodyEOF = true
-					break
-				}
-				if err != nil {
-					return Result{}, &ForwardError{Kind: ErrClient, Err: fmt.Errorf("reading request body: %w", err)}
-				}
-				if m == 0 || !moreAtHand(out.Body) {
-					break
-				}
-			}
-			first = buf[:n]
+			return &ForwardError{Kind: ErrClient, Err: fmt.Errorf("reading request body: %w", err)}
 		}
+		a.first = buf[:n]
+		a.bodyEOF = out.ContentLength == int64(n)
+		return nil
+	}
+	// Unknown length: take what is at hand without waiting for more, so
+	// that a streamed upload is not held back.
+	n := 0
+	a.bodyEOF = false
+	for n < len(buf) {
+		m, err := out.Body.Read(buf[n:])
+		n += m
+		if errors.Is(err, io.EOF) {
+			a.bodyEOF = true
+			break
+		}
+		if err != nil {
+			return &ForwardError{Kind: ErrClient, Err: fmt.Errorf("reading request body: %w", err)}
+		}
+		if m == 0 || !moreAtHand(out.Body) {
+			break
+		}
+	}
+	a.first = buf[:n]
+	return nil
+}
+
+// End releases what Begin took. The Attempt may be reused after it.
+func (a *Attempt) End() {
+	if a.bufp != nil {
+		copyBufPool.Put(a.bufp)
+	}
+	*a = Attempt{}
+}
+
+// Replayable reports whether another Try can send the whole request: the
+// body has not been read past what Begin kept in memory.
+func (a *Attempt) Replayable() bool { return !a.consumed }
+
+// Try forwards the request to u (see Forward). Result.Sent and
+// Result.Received tell the caller whether a failed Try may be repeated on
+// another upstream.
+func (a *Attempt) Try(ctx context.Context, u *Upstream, w ResponseWriter) (Result, error) {
+	out := a.out
+	if u.MaxSentBytes > 0 && out.Body != nil && (out.ContentLength > u.MaxSentBytes || int64(len(a.first)) > u.MaxSentBytes) {
+		return Result{}, &ForwardError{Kind: ErrClient, Err: ErrMaxSent}
+	}
+	if u.HTTP10 && out.Body != nil && !a.bodyEOF && out.ContentLength < 0 {
+		return Result{}, &ForwardError{Kind: ErrClient, Err: ErrLengthRequired}
+	}
+	if a.consumed {
+		return Result{}, &ForwardError{Kind: ErrClient, Err: errors.New("request body already sent")}
 	}
 	for attempt := 0; ; attempt++ {
 		pc, err := u.get(ctx)
@@ -109,7 +161,7 @@ func Forward(ctx context.Context, u *Upstream, w ResponseWriter, out *Outgoing) 
 			}
 			return Result{}, fe
 		}
-		res, retry, err := pc.roundTrip(ctx, w, out, first, bodyEOF)
+		res, retry, err := pc.roundTrip(ctx, w, a)
 		if retry && attempt == 0 {
 			continue
 		}
@@ -126,10 +178,31 @@ var errStale = errors.New("pooled connection closed by the upstream")
 // roundTrip does one exchange on pc. It consumes pc (pools or closes it).
 // retry is true when pc was a stale pooled connection and nothing is lost by
 // trying again.
-func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, out *Outgoing, first []byte, bodyEOF bool) (res Result, retry bool, err error) {
+func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (res Result, retry bool, err error) {
 	u := pc.u
+	out, first, bodyEOF := a.out, a.first, a.bodyEOF
 	res.Reused = pc.reused
 	keep := true
+	// The transaction deadline bounds everything on this connection; the
+	// active timeout bounds each wait for upstream bytes within it.
+	var txDeadline time.Time
+	if u.TransactionTimeout > 0 {
+		txDeadline = time.Now().Add(u.TransactionTimeout)
+	}
+	if u.TransactionTimeout > 0 || pc.deadlined {
+		pc.c.SetDeadline(txDeadline)
+		pc.deadlined = u.TransactionTimeout > 0
+	}
+	armRead := func() {
+		if u.ActiveTimeout > 0 {
+			d := time.Now().Add(u.ActiveTimeout)
+			if !txDeadline.IsZero() && txDeadline.Before(d) {
+				d = txDeadline
+			}
+			pc.c.SetReadDeadline(d)
+			pc.deadlined = true
+		}
+	}
 	defer func() {
 		if keep {
 			u.put(pc)
@@ -156,6 +229,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, out *Outgoing
 		keep = false
 		return res, false, perr
 	}
+	res.Sent = true
 	if cl != 0 && len(first) > 0 {
 		if cl < 0 {
 			pc.bw.Write(appendChunkHeader(pc.scratch[:0], len(first)))
@@ -180,6 +254,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, out *Outgoing
 	// is read here.
 	var wdone chan bodyResult
 	if !bodyEOF {
+		a.consumed = true
 		wdone = make(chan bodyResult, 1)
 		go func(ch chan<- bodyResult, body io.Reader, cl, sent int64) {
 			ch <- pc.writeRest(body, cl, sent)
@@ -212,12 +287,21 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, out *Outgoing
 	defer finishBody()
 
 	// Response head, skipping interim responses.
-	if u.ResponseHeaderTimeout > 0 {
-		pc.c.SetReadDeadline(time.Now().Add(u.ResponseHeaderTimeout))
+	headTimeout := u.ResponseHeaderTimeout > 0 && u.ActiveTimeout <= 0
+	if headTimeout {
+		d := time.Now().Add(u.ResponseHeaderTimeout)
+		if !txDeadline.IsZero() && txDeadline.Before(d) {
+			d = txDeadline
+		}
+		pc.c.SetReadDeadline(d)
 	}
 	var rh respHead
 	for interim := 0; ; interim++ {
+		armRead()
 		rh, err = pc.readHead(string(out.Method) == "HEAD")
+		if len(pc.scratch) > 0 {
+			res.Received = true
+		}
 		if err != nil {
 			keep = false
 			if br := finishBodyIfClientErr(wdone, finishBody); br != nil {
@@ -236,8 +320,8 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, out *Outgoing
 			return res, false, pc.upErr(ctx, ErrUpstreamProtocol, errors.New("too many interim responses"))
 		}
 	}
-	if u.ResponseHeaderTimeout > 0 {
-		pc.c.SetReadDeadline(time.Time{})
+	if headTimeout {
+		pc.c.SetReadDeadline(txDeadline)
 	}
 	res.Status = rh.status
 	if rh.status == 101 {
@@ -250,8 +334,12 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, out *Outgoing
 		}
 		return pc.splice(ctx, w, &rh, res)
 	}
-	if rh.close || u.MaxIdle <= 0 || rh.framing == frameClose {
+	if rh.close || u.MaxIdle <= 0 || u.HTTP10 || rh.framing == frameClose {
 		keep = false
+	}
+	if u.MaxReceivedBytes > 0 && rh.cl > u.MaxReceivedBytes && rh.framing == frameLength {
+		keep = false
+		return res, false, &ForwardError{Kind: ErrUpstreamProtocol, Err: fmt.Errorf("%w (content-length %d)", ErrMaxReceived, rh.cl)}
 	}
 
 	// Response head to the client.
@@ -297,6 +385,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, out *Outgoing
 				peeked = true
 			} else {
 				buf := getBuf()
+				armRead()
 				n, err := pc.br.Read(buf[:min(int64(len(buf)), remaining)])
 				if n == 0 && err != nil {
 					if errors.Is(err, io.EOF) {
@@ -328,8 +417,14 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, out *Outgoing
 		}
 		buf := getBuf()
 		for {
+			if pc.br.Buffered() == 0 {
+				armRead()
+			}
 			n, err := src.Read(buf)
 			if n > 0 {
+				if u.MaxReceivedBytes > 0 && res.BytesIn+int64(n) > u.MaxReceivedBytes {
+					return abort(ErrUpstreamProtocol, fmt.Errorf("%w (more than %d bytes)", ErrMaxReceived, u.MaxReceivedBytes))
+				}
 				if _, werr := w.Write(buf[:n]); werr != nil {
 					return abort(ErrClient, fmt.Errorf("writing response body: %w", werr))
 				}
@@ -409,6 +504,11 @@ func (pc *upConn) writeRest(body io.Reader, cl, sent int64) bodyResult {
 			want = buf[:min(int64(len(buf)), left)]
 		}
 		n, err := body.Read(want)
+		if n > 0 && cl < 0 && pc.u.MaxSentBytes > 0 && sent+r.n+int64(n) > pc.u.MaxSentBytes {
+			r.err, r.clientErr = fmt.Errorf("request body: %w", ErrMaxSent), true
+			pc.c.SetReadDeadline(aLongTimeAgo) // stop waiting for a response
+			return r
+		}
 		if n > 0 {
 			var werr error
 			if cl < 0 {
@@ -492,7 +592,11 @@ func (pc *upConn) writeHead(out *Outgoing, cl int64) *ForwardError {
 		bw.WriteByte('?')
 		bw.Write(out.Query)
 	}
-	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	if pc.u.HTTP10 {
+		bw.WriteString(" HTTP/1.0\r\nHost: ")
+	} else {
+		bw.WriteString(" HTTP/1.1\r\nHost: ")
+	}
 	bw.Write(host)
 	bw.WriteString("\r\n")
 	if out.Header != nil {
@@ -515,7 +619,7 @@ func (pc *upConn) writeHead(out *Outgoing, cl int64) *ForwardError {
 			bw.Write(out.Upgrade)
 		}
 		bw.WriteString("\r\n")
-	case pc.u.MaxIdle <= 0:
+	case pc.u.MaxIdle <= 0 || pc.u.HTTP10:
 		bw.WriteString("Connection: close\r\n")
 	}
 	bw.WriteString("\r\n")

@@ -38,6 +38,29 @@ type Upstream struct {
 	// MaxResponseHeaderBytes bounds the response head (default 64 KiB).
 	MaxResponseHeaderBytes int
 
+	// ActiveTimeout bounds every wait for the next bytes from the upstream
+	// once the request is sent: the response head and each read of the
+	// body (0 = none; ResponseHeaderTimeout then still bounds the head).
+	ActiveTimeout time.Duration
+	// TransactionTimeout bounds one whole exchange on a connection, from
+	// taking the connection to the end of the response body (0 = none).
+	TransactionTimeout time.Duration
+	// MaxSentBytes bounds the request body (0 = none): a longer declared
+	// length is refused before anything is sent, a chunked body growing
+	// past it is cut (ErrMaxSent).
+	MaxSentBytes int64
+	// MaxReceivedBytes bounds the response body (0 = none): a longer
+	// declared length is refused before the head is passed on; a body
+	// growing past it aborts the response (ErrMaxReceived).
+	MaxReceivedBytes int64
+	// ReadBufferSize and WriteBufferSize size the connection's buffers
+	// (defaults 8 KiB and 4 KiB).
+	ReadBufferSize, WriteBufferSize int
+	// HTTP10 sends HTTP/1.0 requests with Connection: close (one request
+	// per connection). A request body of unknown length that does not fit
+	// in the first read (32 KiB) is refused with ErrLengthRequired.
+	HTTP10 bool
+
 	once    sync.Once
 	tlsConf *tls.Config
 	sem     chan struct{} // a token per open connection when MaxConns > 0
@@ -52,15 +75,18 @@ type Upstream struct {
 
 // upConn is one pooled connection.
 type upConn struct {
-	u       *Upstream
-	c       net.Conn
-	br      *bufio.Reader
-	bw      *bufio.Writer
-	idleAt  time.Time
-	reused  bool
-	scratch []byte // the response head
-	hdr     Header
-	cr      chunkedReader
+	u      *Upstream
+	c      net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	idleAt time.Time
+	reused bool
+	// deadlined: a deadline may be set on c (cleared before the next
+	// exchange that sets none)
+	deadlined bool
+	scratch   []byte // the response head
+	hdr       Header
+	cr        chunkedReader
 }
 
 func (u *Upstream) init() {
@@ -212,7 +238,7 @@ func (u *Upstream) popIdle() *upConn {
 
 // put returns a connection whose exchange ended cleanly to the pool.
 func (u *Upstream) put(pc *upConn) {
-	if u.MaxIdle <= 0 {
+	if u.MaxIdle <= 0 || u.HTTP10 {
 		pc.close()
 		return
 	}
@@ -288,9 +314,16 @@ func (u *Upstream) dial(ctx context.Context) (*upConn, error) {
 	return &upConn{
 		u:  u,
 		c:  c,
-		br: bufio.NewReaderSize(c, upReadBufSize),
-		bw: bufio.NewWriterSize(c, upWriteBufSize),
+		br: bufio.NewReaderSize(c, orDefault(u.ReadBufferSize, upReadBufSize)),
+		bw: bufio.NewWriterSize(c, orDefault(u.WriteBufferSize, upWriteBufSize)),
 	}, nil
+}
+
+func orDefault(n, d int) int {
+	if n > 0 {
+		return n
+	}
+	return d
 }
 
 func dialError(ctx context.Context, err error) *ForwardError {

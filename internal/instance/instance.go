@@ -42,6 +42,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/portinfo"
 	"github.com/gatehouse-gw/gatehouse/internal/proxy"
+	"github.com/gatehouse-gw/gatehouse/internal/remotehost"
 	"github.com/gatehouse-gw/gatehouse/internal/sample"
 )
 
@@ -69,6 +70,8 @@ type Instance struct {
 	log      *slog.Logger // component=instance
 	proxyLog *slog.Logger // component=proxy
 	ids      *idSource
+
+	remoteHosts *remotehost.Registry // per-address state across configurations; watchdogs
 
 	rt       atomic.Pointer[runtime]
 	phase    atomic.Int32
@@ -143,12 +146,14 @@ func New(opts Options) (*Instance, error) {
 		abort:    make(chan struct{}),
 		done:     make(chan struct{}),
 	}
-	rt, err := buildRuntime(cfg, i.proxyLog)
+	i.remoteHosts = remotehost.NewRegistry(remotehost.Options{Dir: opts.Home.Dir, Logger: base.With("component", "remotehost")})
+	rt, err := buildRuntime(cfg, i.proxyLog, i.remoteHosts)
 	if err != nil {
 		lg.close()
 		return nil, fmt.Errorf("creating instance: %w", err)
 	}
 	i.rt.Store(rt)
+	i.remoteHosts.Activate(rt.hosts)
 	return i, nil
 }
 
@@ -472,6 +477,7 @@ func (i *Instance) closeNow() {
 func (i *Instance) finish() {
 	i.finishOnce.Do(func() {
 		i.serveWG.Wait()
+		i.remoteHosts.Close()
 		i.rt.Load().closeIdle()
 		i.setPhase(PhaseStopped)
 		i.log.Info("instance stopped")

@@ -83,6 +83,21 @@ func (h managementHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		_, _ = w.Write(append(b, '\n'))
+	case "/remotehosts":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			proxy.WriteHTTPError(w, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed here")
+			return
+		}
+		b, err := json.MarshalIndent(h.i.remoteHosts.State(), "", "  ")
+		if err != nil {
+			h.i.log.Error("encoding remote hosts", "error", err.Error())
+			proxy.WriteHTTPError(w, http.StatusInternalServerError, "internal error")
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write(append(b, '\n'))
 	default:
 		proxy.WriteHTTPError(w, http.StatusNotFound, "no such management resource; try /status or /healthcheck")
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
 	"github.com/gatehouse-gw/gatehouse/internal/proxy"
+	"github.com/gatehouse-gw/gatehouse/internal/remotehost"
 	"github.com/gatehouse-gw/gatehouse/internal/route"
 )
 
@@ -23,18 +24,22 @@ type runtime struct {
 	table      *route.Table
 	forwarders []*proxy.Forwarder // indexed by route.Route.Index
 	backends   []*proxy.Backend
+	hosts      *remotehost.Set // the back ends' remote hosts (state kept by the instance's registry)
 	chain      policy.Chain
 }
 
-func buildRuntime(cfg *groupconf.Config, log *slog.Logger) (*runtime, error) {
+func buildRuntime(cfg *groupconf.Config, log *slog.Logger, reg *remotehost.Registry) (*runtime, error) {
 	table, err := route.Compile(cfg.APIs)
 	if err != nil {
 		return nil, fmt.Errorf("compiling routes: %w", err)
 	}
 	rt := &runtime{cfg: cfg, loadedAt: time.Now(), table: table, forwarders: make([]*proxy.Forwarder, len(cfg.APIs))}
+	if rt.hosts, err = reg.Build(cfg); err != nil {
+		return nil, fmt.Errorf("building remote hosts: %w", err)
+	}
 	byName := map[string]*proxy.Backend{}
-	for _, b := range cfg.Backends {
-		be, err := proxy.NewBackend(b, cfg.Sample)
+	for bi, b := range cfg.Backends {
+		be, err := proxy.NewBackendOn(b, cfg.Sample, rt.hosts.Host(bi))
 		if err != nil {
 			return nil, fmt.Errorf("building back ends: %w", err)
 		}
@@ -52,11 +57,7 @@ func buildRuntime(cfg *groupconf.Config, log *slog.Logger) (*runtime, error) {
 	return rt, nil
 }
 
-func (rt *runtime) closeIdle() {
-	for _, b := range rt.backends {
-		b.CloseIdleConnections()
-	}
-}
+func (rt *runtime) closeIdle() { rt.hosts.CloseIdle() }
 
 // ErrRestartRequired is returned by Swap for a configuration that changes
 // what only a restart can change (the listeners and the sample service).
@@ -85,11 +86,12 @@ func (i *Instance) Swap(cfg *groupconf.Config) error {
 	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
 		return fmt.Errorf("swapping configuration: log level: %w", err)
 	}
-	rt, err := buildRuntime(cfg, i.proxyLog)
+	rt, err := buildRuntime(cfg, i.proxyLog, i.remoteHosts)
 	if err != nil {
 		return fmt.Errorf("swapping configuration: %w", err)
 	}
 	old := i.rt.Swap(rt)
+	i.remoteHosts.Activate(rt.hosts) // address state kept; watchdogs follow
 	i.logs.level.Set(level)
 	old.closeIdle()
 	i.log.Info("configuration swapped", "apis", len(cfg.APIs), "backends", len(cfg.Backends))

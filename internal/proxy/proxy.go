@@ -1,6 +1,7 @@
 // Package proxy forwards requests to back-end services over the h1 engine. A
 // Backend is one back end of the configuration (a base URL, or this
-// instance's sample service) with its connection pool (an h1.Upstream); a
+// instance's sample service) with its remote host (remotehost.Host: the
+// addresses, their connection pools, load balancing and retries); a
 // Forwarder forwards the requests of one route to its Backend. Bodies are
 // streamed both ways, never held whole; responses are flushed whenever the
 // back end pauses, so server-sent events and chunks reach the client as they
@@ -12,7 +13,9 @@
 // request's X-CorrelationID; its Host is the back end's. Failures answer with
 // a JSON error body (see WriteError): 502 when the back end cannot be reached
 // or answers badly, 504 when it does not answer in time, 503 when no
-// connection is available. The cause is logged, never sent to the client.
+// address is up or no connection is available, 413 over the remote host's
+// maxSentBytes, 411 for a body of unknown length to an HTTP/1.0 back end.
+// The cause is logged, never sent to the client.
 package proxy
 
 import (
@@ -30,6 +33,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/h1"
+	"github.com/gatehouse-gw/gatehouse/internal/remotehost"
 	"github.com/gatehouse-gw/gatehouse/internal/route"
 )
 
@@ -44,12 +48,23 @@ type Backend struct {
 	Target   *url.URL // scheme, host and base path
 	basePath []byte   // Target's escaped path without a trailing slash ("" for none)
 	host     []byte   // Host header sent to the back end
-	up       *h1.Upstream
+	rh       *remotehost.Host
 }
 
-// NewBackend builds the back end b. sample is the instance's sample-service
-// setting, used when b.Sample is set.
+// NewBackend builds the back end b on a remote host of its own with the
+// default Remote Host Settings (see remotehost.Standalone). sample is the
+// instance's sample-service setting, used when b.Sample is set.
 func NewBackend(b groupconf.Backend, sample groupconf.Sample) (*Backend, error) {
+	rh, err := remotehost.Standalone(b, sample, remotehost.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("back end %q: %w", b.Name, err)
+	}
+	return NewBackendOn(b, sample, rh)
+}
+
+// NewBackendOn builds the back end b over the remote host rh (from the
+// instance's remotehost.Registry).
+func NewBackendOn(b groupconf.Backend, sample groupconf.Sample, rh *remotehost.Host) (*Backend, error) {
 	var target *url.URL
 	if b.Sample {
 		host := sample.Address
@@ -67,36 +82,21 @@ func NewBackend(b groupconf.Backend, sample groupconf.Sample) (*Backend, error) 
 		}
 		target = u
 	}
-	addr := target.Host
-	if target.Port() == "" {
-		port := "80"
-		if target.Scheme == "https" {
-			port = "443"
-		}
-		addr = net.JoinHostPort(target.Hostname(), port)
-	}
-	up := &h1.Upstream{
-		Addr:                  addr,
-		DialTimeout:           b.ConnectTimeout.D(),
-		ResponseHeaderTimeout: b.Timeout.D(),
-		IdleTimeout:           b.IdleTimeout.D(),
-		MaxIdle:               b.MaxIdleConns,
-	}
-	if target.Scheme == "https" {
-		up.TLS = tlsConfig{serverName: target.Hostname()}.build()
-	}
 	return &Backend{
 		Name:     b.Name,
 		Target:   target,
 		basePath: []byte(strings.TrimSuffix(target.EscapedPath(), "/")),
-		host:     []byte(target.Host),
-		up:       up,
+		host:     rh.HostHeader,
+		rh:       rh,
 	}, nil
 }
 
-// CloseIdleConnections closes the pool's idle connections. Connections in
+// RemoteHost returns the remote host the back end sends to.
+func (b *Backend) RemoteHost() *remotehost.Host { return b.rh }
+
+// CloseIdleConnections closes the pools' idle connections. Connections in
 // use are closed when their request ends.
-func (b *Backend) CloseIdleConnections() { b.up.CloseIdle() }
+func (b *Backend) CloseIdleConnections() { b.rh.CloseIdle() }
 
 // Options are what every Forwarder of an instance shares.
 type Options struct {
@@ -131,7 +131,8 @@ func (f *Forwarder) Backend() *Backend { return f.backend }
 // Scratch is per-request memory a Forwarder uses; keep one per connection
 // or request (pooled by the caller) to avoid allocations.
 type Scratch struct {
-	out    h1.Outgoing
+	out     h1.Outgoing
+	attempt h1.Attempt
 	path   []byte
 	xff    []byte
 	id     []byte                // the request's correlation id
@@ -189,15 +190,23 @@ func (f *Forwarder) Forward(ctx context.Context, w h1.ResponseWriter, r *h1.Requ
 	}
 	s.id = r.Header.Get(HeaderCorrelationID)
 	out.ModifyResponse = s.modify
-	res, err := h1.Forward(ctx, f.backend.up, w, out)
+	res, err := f.backend.rh.Forward(ctx, w, out, &s.attempt)
 	s.id = nil
 	if err == nil {
 		return res, nil
 	}
 	var fe *h1.ForwardError
 	status, msg := Classify(err)
-	attrs := []any{"api", f.route.Name, "backend", f.backend.Name, "correlationId", string(r.Header.Get(HeaderCorrelationID)), "error", err.Error()}
-	if errors.As(err, &fe) && (fe.Responded || fe.Kind == h1.ErrClient) {
+	attrs := []any{"api", f.route.Name, "backend", f.backend.Name, "remoteHost", f.backend.rh.Name, "correlationId", string(r.Header.Get(HeaderCorrelationID)), "error", err.Error()}
+	if errors.As(err, &fe) && fe.Responded {
+		if errors.Is(err, h1.ErrMaxReceived) {
+			f.log.Warn("response over maxReceivedBytes; client connection aborted", attrs...)
+		} else {
+			f.log.Debug("forwarding ended early", attrs...)
+		}
+		return res, err
+	}
+	if fe != nil && fe.Kind == h1.ErrClient && !errors.Is(err, h1.ErrMaxSent) && !errors.Is(err, h1.ErrLengthRequired) {
 		f.log.Debug("forwarding ended early", attrs...)
 		return res, err
 	}
@@ -209,8 +218,19 @@ func (f *Forwarder) Forward(ctx context.Context, w h1.ResponseWriter, r *h1.Requ
 
 // Classify maps a forwarding error to a status and a client-safe message.
 func Classify(err error) (status int, message string) {
+	if errors.Is(err, remotehost.ErrNoAddress) {
+		return http.StatusServiceUnavailable, "no address of the back end is available"
+	}
 	var fe *h1.ForwardError
 	if errors.As(err, &fe) {
+		switch {
+		case errors.Is(err, h1.ErrMaxSent):
+			return http.StatusRequestEntityTooLarge, "the request body is larger than the back end accepts"
+		case errors.Is(err, h1.ErrLengthRequired):
+			return http.StatusLengthRequired, "the back end needs a request body of known length (Content-Length)"
+		case errors.Is(err, h1.ErrMaxReceived):
+			return http.StatusBadGateway, "the back end's response is larger than accepted"
+		}
 		switch fe.Kind {
 		case h1.ErrTimeout:
 			return http.StatusGatewayTimeout, "the back end did not answer in time"

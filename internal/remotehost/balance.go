@@ -1,0 +1,165 @@
+package remotehost
+
+import (
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// addrState is what the registry keeps of an address across
+// configurations. Counters are atomics; the decaying average has a tiny
+// mutex of its own (no lock is shared between addresses).
+type addrState struct {
+	key  addrKey
+	addr string // ip:port
+
+	failedUntil  atomic.Int64 // mono time until which the address is skipped
+	watchdogDown atomic.Bool
+	inFlight     atomic.Int64
+	requests     atomic.Uint64
+	failures     atomic.Uint64
+	avgBits      atomic.Uint64 // float64 seconds; 0 = no sample yet
+	lastErr      atomic.Pointer[lastError]
+	wdPasses     atomic.Int32 // the watchdog's current run of passes
+	wdFails      atomic.Int32 // and of failures
+
+	mu     sync.Mutex // guards sum, weight, last
+	sum    float64    // decayed sum of samples (seconds)
+	weight float64    // decayed number of samples
+	last   int64      // mono time of the last sample
+}
+
+type lastError struct {
+	msg string
+	at  time.Time
+}
+
+// observe adds a response time d (ns) taken at mono time now: history
+// loses half its weight every halfLife seconds.
+func (s *addrState) observe(now, d int64, halfLife float64) {
+	x := float64(d) / 1e9
+	if x <= 0 {
+		x = 1e-6
+	}
+	s.mu.Lock()
+	if s.weight > 0 && now > s.last {
+		f := math.Exp2(-float64(now-s.last) / 1e9 / halfLife)
+		s.sum *= f
+		s.weight *= f
+	}
+	s.sum += x
+	s.weight++
+	if now > s.last {
+		s.last = now
+	}
+	avg := s.sum / s.weight
+	s.mu.Unlock()
+	s.avgBits.Store(math.Float64bits(avg))
+}
+
+func (s *addrState) avg() float64 { return math.Float64frombits(s.avgBits.Load()) }
+
+func (s *addrState) fail(now, skip int64, err error) {
+	s.failures.Add(1)
+	s.failedUntil.Store(now + skip)
+	s.lastErr.Store(&lastError{msg: err.Error(), at: time.Now()})
+}
+
+// down reports why the address is out of rotation at mono time now ("" when
+// it is up).
+func (s *addrState) down(now int64) string {
+	switch {
+	case s.watchdogDown.Load():
+		return "watchdog"
+	case s.failedUntil.Load() > now:
+		return "failed"
+	}
+	return ""
+}
+
+func (s *addrState) eligible(now int64) bool {
+	return !s.watchdogDown.Load() && s.failedUntil.Load() <= now
+}
+
+// pick chooses an address for a request that already tried the addresses
+// in tried (bits of Address.idx): the lowest priority group with an
+// eligible address, and within it round robin or a weighted random choice.
+// It returns nil when no address is eligible.
+func (h *Host) pick(g *groupList, tried uint64, now int64) *Address {
+	for _, gr := range g.groups {
+		var a *Address
+		if h.weighted && len(gr.addrs) > 1 {
+			a = pickWeighted(gr, tried, now)
+		} else {
+			a = pickRoundRobin(gr, tried, now)
+		}
+		if a != nil {
+			return a
+		}
+	}
+	return nil
+}
+
+func usable(a *Address, tried uint64, now int64) bool {
+	return tried&(1<<uint(a.idx)) == 0 && a.st.eligible(now)
+}
+
+func pickRoundRobin(gr *group, tried uint64, now int64) *Address {
+	n := uint64(len(gr.addrs))
+	start := gr.rr.Add(1) - 1
+	for i := uint64(0); i < n; i++ {
+		if a := gr.addrs[(start+i)%n]; usable(a, tried, now) {
+			return a
+		}
+	}
+	return nil
+}
+
+// pickWeighted chooses among the usable addresses of gr with probability
+// proportional to 1/average response time; an address without samples gets
+// the best weight of the group (so that it is tried).
+func pickWeighted(gr *group, tried uint64, now int64) *Address {
+	var w [MaxAddresses]float64
+	best, sum := 0.0, 0.0
+	n := 0
+	for i, a := range gr.addrs {
+		if !usable(a, tried, now) {
+			w[i] = -1
+			continue
+		}
+		n++
+		if avg := a.st.avg(); avg > 0 {
+			w[i] = 1 / avg
+			best = max(best, w[i])
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	if best == 0 {
+		best = 1
+	}
+	for i := range gr.addrs {
+		if w[i] == 0 {
+			w[i] = best
+		}
+		if w[i] > 0 {
+			sum += w[i]
+		}
+	}
+	x := rand.Float64() * sum
+	var last *Address
+	for i, a := range gr.addrs {
+		if w[i] <= 0 {
+			continue
+		}
+		last = a
+		if x < w[i] {
+			return a
+		}
+		x -= w[i]
+	}
+	return last
+}
