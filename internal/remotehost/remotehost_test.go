@@ -1,0 +1,296 @@
+package remotehost
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
+	"github.com/gatehouse-gw/gatehouse/internal/h1"
+)
+
+// load builds a configuration with one back end "be" on http://api.test:8080
+// and its remoteHosts entry (YAML of the entry's keys, indented by 4).
+func load(t *testing.T, entry string) *groupconf.Config {
+	t.Helper()
+	y := "backends:\n  - name: be\n    url: http://api.test:8080\nremoteHosts:\n  - host: api.test\n" + entry +
+		"apis:\n  - name: a\n    pathPrefix: /\n    backend: be\n"
+	cfg, err := groupconf.Load(groupconf.Layer{Name: "group.yaml", YAML: []byte(y)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func host(t *testing.T, r *Registry, cfg *groupconf.Config) *Host {
+	t.Helper()
+	s, err := r.Build(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Activate(s)
+	t.Cleanup(r.Close)
+	return s.Host(0)
+}
+
+const threeAddrs = `    addresses:
+      - {address: 10.0.0.1, priority: 1}
+      - {address: 10.0.0.2, priority: 1}
+      - {address: 10.0.0.3, priority: 2}
+`
+
+func counts(h *Host, n int, now int64) map[string]int {
+	g := h.groups.Load()
+	c := map[string]int{}
+	for range n {
+		a := h.pick(g, 0, now)
+		if a == nil {
+			c["none"]++
+			continue
+		}
+		c[a.Addr()]++
+	}
+	return c
+}
+
+func TestRoundRobinSpread(t *testing.T) {
+	h := host(t, NewRegistry(Options{}), load(t, threeAddrs))
+	got := counts(h, 100, mono())
+	want := map[string]int{"10.0.0.1:8080": 50, "10.0.0.2:8080": 50}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+func TestPriorityFailoverAndSkip(t *testing.T) {
+	h := host(t, NewRegistry(Options{}), load(t, threeAddrs+"    failedAddressSkip: 30\n"))
+	g := h.groups.Load()
+	now := mono()
+	skip := int64(30 * time.Second)
+	g.all[0].st.fail(now, skip, fmt.Errorf("refused"))
+	tests := []struct {
+		name string
+		now  int64
+		want map[string]int
+	}{
+		{"one of group 1 failed", now, map[string]int{"10.0.0.2:8080": 10}},
+		{"both of group 1 failed", now, map[string]int{"10.0.0.3:8080": 10}},
+		{"after the skip period", now + skip + 1, map[string]int{"10.0.0.1:8080": 5, "10.0.0.2:8080": 5}},
+	}
+	for i, tt := range tests {
+		if i == 1 {
+			g.all[1].st.fail(now, skip, fmt.Errorf("refused"))
+		}
+		if got := counts(h, 10, tt.now); fmt.Sprint(got) != fmt.Sprint(tt.want) {
+			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	g.all[2].st.watchdogDown.Store(true)
+	if got := counts(h, 1, now); got["none"] != 1 {
+		t.Errorf("all down: got %v, want none", got)
+	}
+	// A request never goes to an address it tried.
+	if a := h.pick(g, 1|2, now+skip+1); a != g.all[2] && a != nil {
+		t.Errorf("tried 1 and 2: got %v, want 10.0.0.3 or none", a.Addr())
+	}
+}
+
+func TestWeightedFavoursFast(t *testing.T) {
+	h := host(t, NewRegistry(Options{}), load(t, `    loadBalancing: responseTime
+    addresses:
+      - {address: 10.0.0.1}
+      - {address: 10.0.0.2}
+      - {address: 10.0.0.3}
+`))
+	g := h.groups.Load()
+	now := mono()
+	g.all[0].st.observe(now, int64(time.Millisecond), h.halfLife)
+	g.all[1].st.observe(now, int64(20*time.Millisecond), h.halfLife)
+	// 10.0.0.3 has no sample: it gets the best weight.
+	c := counts(h, 20000, now)
+	fast, slow, fresh := c["10.0.0.1:8080"], c["10.0.0.2:8080"], c["10.0.0.3:8080"]
+	if !(fast > 10*slow && slow > 0 && fresh > 10*slow) {
+		t.Errorf("got fast %d, slow %d, no samples %d; want fast and no-samples each over 10 times slow, slow above 0", fast, slow, fresh)
+	}
+}
+
+func TestDecayingAverage(t *testing.T) {
+	var s addrState
+	s.observe(0, int64(100*time.Millisecond), 10)
+	s.observe(0, int64(300*time.Millisecond), 10)
+	if got := s.avg(); got < 0.199 || got > 0.201 {
+		t.Errorf("two samples at once: got %v, want 0.2", got)
+	}
+	// 10 s later the history weighs half: (0.2*2*0.5 + 0.5) / (2*0.5 + 1)
+	s.observe(int64(10*time.Second), int64(500*time.Millisecond), 10)
+	if got := s.avg(); got < 0.349 || got > 0.351 {
+		t.Errorf("after one half-life: got %v, want 0.35", got)
+	}
+}
+
+func TestRetryable(t *testing.T) {
+	tests := []struct {
+		name       string
+		kind       h1.ErrKind
+		res        h1.Result
+		replayable bool
+		idem       bool
+		want       bool
+	}{
+		{"connect failed, POST", h1.ErrConnect, h1.Result{}, true, false, true},
+		{"connect timeout, POST", h1.ErrTimeout, h1.Result{}, true, false, true},
+		{"no connection free", h1.ErrNoConnAvailable, h1.Result{}, true, false, true},
+		{"sent, closed, GET", h1.ErrUpstreamProtocol, h1.Result{Sent: true}, true, true, true},
+		{"sent, closed, POST", h1.ErrUpstreamProtocol, h1.Result{Sent: true}, true, false, false},
+		{"sent, body streamed, PUT", h1.ErrUpstreamProtocol, h1.Result{Sent: true}, false, true, false},
+		{"response bytes arrived, GET", h1.ErrUpstreamProtocol, h1.Result{Sent: true, Received: true}, true, true, false},
+		{"sent, timed out, GET", h1.ErrTimeout, h1.Result{Sent: true}, true, true, false},
+		{"client error", h1.ErrClient, h1.Result{}, true, true, false},
+	}
+	for _, tt := range tests {
+		if got := retryable(tt.kind, tt.res, tt.replayable, tt.idem); got != tt.want {
+			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestStateKeptAcrossBuilds(t *testing.T) {
+	r := NewRegistry(Options{})
+	h1st := host(t, r, load(t, threeAddrs))
+	a := h1st.groups.Load().all[0].st
+	a.requests.Add(7)
+	cfg2 := load(t, `    addresses:
+      - {address: 10.0.0.1}
+      - {address: 10.0.0.9}
+`)
+	s2, err := r.Build(cfg2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Activate(s2)
+	g2 := s2.Host(0).groups.Load()
+	if g2.all[0].st != a || a.requests.Load() != 7 {
+		t.Errorf("10.0.0.1 after rebuild: got a new state (%d requests), want the same (7)", g2.all[0].st.requests.Load())
+	}
+	r.mu.Lock()
+	n := len(r.states)
+	r.mu.Unlock()
+	if n != 2 {
+		t.Errorf("states kept: got %d, want 2 (10.0.0.2 and .3 forgotten)", n)
+	}
+	if st := r.State(); len(st.RemoteHosts) != 1 || st.RemoteHosts[0].Addresses[0].Requests != 7 {
+		t.Errorf("State: got %+v, want one host whose first address has 7 requests", st)
+	}
+}
+
+// checkServer answers watchdog checks (GET /check: net/http answers
+// OPTIONS * itself) with the status in status and sends
+// on checks as each check arrives.
+func checkServer(t *testing.T) (port int, status *atomic.Int32, checks chan struct{}) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	status = &atomic.Int32{}
+	status.Store(200)
+	checks = make(chan struct{}, 100)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "GET" && r.RequestURI == "/check" {
+			checks <- struct{}{}
+		}
+		w.WriteHeader(int(status.Load()))
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().(*net.TCPAddr).Port, status, checks
+}
+
+func TestWatchdogOutAndIn(t *testing.T) {
+	port, status, checks := checkServer(t)
+	r := NewRegistry(Options{})
+	h := host(t, r, load(t, fmt.Sprintf(`    addresses:
+      - {address: 127.0.0.1, port: %d}
+    watchdog: {enabled: true, method: GET, path: /check, interval: 20ms, timeout: 1, healthyThreshold: 2, unhealthyThreshold: 2}
+`, port)))
+	st := h.groups.Load().all[0].st
+	// A check's effect is recorded before the next check is sent.
+	waitChecks := func(n int) {
+		for range n {
+			select {
+			case <-checks:
+			case <-time.After(10 * time.Second):
+				t.Fatal("watchdog checks stopped")
+			}
+		}
+	}
+	waitChecks(1)
+	status.Store(503)
+	waitChecks(1) // the first 503 is answered...
+	waitChecks(1) // ... and recorded; the second is on its way
+	if st.watchdogDown.Load() {
+		t.Errorf("after one failure: got down, want up (threshold 2)")
+	}
+	waitChecks(1)
+	if !st.watchdogDown.Load() {
+		t.Errorf("after two failures: got up, want down")
+	}
+	if got := r.State().RemoteHosts[0].Addresses[0].DownReason; got != "watchdog" {
+		t.Errorf("down reason: got %q, want watchdog", got)
+	}
+	status.Store(200)
+	waitChecks(3)
+	if st.watchdogDown.Load() {
+		t.Errorf("after two passes: got down, want up")
+	}
+}
+
+func TestWatchdogsFollowSwapsWithoutLeak(t *testing.T) {
+	r := NewRegistry(Options{})
+	mk := func(addrs ...string) *groupconf.Config {
+		var b strings.Builder
+		b.WriteString("    addresses:\n")
+		for _, a := range addrs {
+			fmt.Fprintf(&b, "      - {address: %s, port: 1}\n", a)
+		}
+		b.WriteString("    watchdog: {enabled: true, interval: 1h}\n")
+		return load(t, b.String())
+	}
+	tests := []struct {
+		addrs []string
+		want  int
+	}{
+		{[]string{"127.0.0.2", "127.0.0.3"}, 2},
+		{[]string{"127.0.0.2", "127.0.0.4", "127.0.0.5"}, 3},
+		{[]string{"127.0.0.5"}, 1},
+	}
+	var running []*watchdog
+	for _, tt := range tests {
+		s, err := r.Build(mk(tt.addrs...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Activate(s)
+		r.mu.Lock()
+		got := len(r.watchdogs)
+		for _, wd := range r.watchdogs {
+			running = append(running, wd)
+		}
+		r.mu.Unlock()
+		if got != tt.want {
+			t.Errorf("%v: got %d watchdogs, want %d", tt.addrs, got, tt.want)
+		}
+	}
+	r.Close()
+	for _, wd := range running {
+		select {
+		case <-wd.done:
+		default:
+			t.Errorf("watchdog of %s still running after Close", wd.spec.cmp.addr)
+		}
+	}
+}
