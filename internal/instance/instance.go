@@ -40,6 +40,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/h1"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/metrics"
 	"github.com/gatehouse-gw/gatehouse/internal/portinfo"
 	"github.com/gatehouse-gw/gatehouse/internal/proxy"
 	"github.com/gatehouse-gw/gatehouse/internal/remotehost"
@@ -76,6 +77,9 @@ type Instance struct {
 	rt       atomic.Pointer[runtime]
 	phase    atomic.Int32
 	inFlight atomic.Int64
+
+	metrics                         *metrics.Metrics // served at /metrics on the management listener
+	apiHealth, apiNone, apiRejected *metrics.API     // requests outside any API
 
 	mu         sync.Mutex // guards the fields below
 	started    bool
@@ -146,12 +150,14 @@ func New(opts Options) (*Instance, error) {
 		abort:    make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	i.initMetrics()
 	i.remoteHosts = remotehost.NewRegistry(remotehost.Options{Dir: opts.Home.Dir, Logger: base.With("component", "remotehost")})
 	rt, err := buildRuntime(cfg, i.proxyLog, i.remoteHosts)
 	if err != nil {
 		lg.close()
 		return nil, fmt.Errorf("creating instance: %w", err)
 	}
+	i.resolveMetrics(rt)
 	i.rt.Store(rt)
 	i.remoteHosts.Activate(rt.hosts)
 	return i, nil
@@ -515,9 +521,7 @@ func (i *Instance) trafficServer(cfg *groupconf.Config) (servable, error) {
 			return "application/json", proxy.ErrorJSON(status, "the request was refused: "+reason)
 		},
 	}
-	if cfg.AccessLog.Enabled {
-		s.OnReject = i.logs.access.logRejected
-	}
+	s.OnReject = i.onReject // metrics, and the access log when enabled
 	if !t.TLS.Enabled() {
 		return s, nil
 	}

@@ -50,8 +50,8 @@ func (i *Instance) Status() Status {
 	}
 }
 
-// managementHandler serves the management listener: GET /status and GET
-// /healthcheck.
+// managementHandler serves the management listener: GET /status, GET
+// /healthcheck and GET /metrics (Prometheus).
 type managementHandler struct{ i *Instance }
 
 func (h managementHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -83,6 +83,13 @@ func (h managementHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		_, _ = w.Write(append(b, '\n'))
+	case "/metrics":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			proxy.WriteHTTPError(w, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed here")
+			return
+		}
+		h.i.metrics.ServeHTTP(w, r)
 	case "/remotehosts":
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -99,6 +106,6 @@ func (h managementHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		_, _ = w.Write(append(b, '\n'))
 	default:
-		proxy.WriteHTTPError(w, http.StatusNotFound, "no such management resource; try /status or /healthcheck")
+		proxy.WriteHTTPError(w, http.StatusNotFound, "no such management resource; try /status, /healthcheck or /metrics")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
+	"github.com/gatehouse-gw/gatehouse/internal/metrics"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
 	"github.com/gatehouse-gw/gatehouse/internal/proxy"
 	"github.com/gatehouse-gw/gatehouse/internal/remotehost"
@@ -26,6 +27,7 @@ type runtime struct {
 	backends   []*proxy.Backend
 	hosts      *remotehost.Set // the back ends' remote hosts (state kept by the instance's registry)
 	chain      policy.Chain
+	apiMetrics []*metrics.API // indexed by route.Route.Index; set by Instance.resolveMetrics
 }
 
 func buildRuntime(cfg *groupconf.Config, log *slog.Logger, reg *remotehost.Registry) (*runtime, error) {
@@ -90,6 +92,7 @@ func (i *Instance) Swap(cfg *groupconf.Config) error {
 	if err != nil {
 		return fmt.Errorf("swapping configuration: %w", err)
 	}
+	i.resolveMetrics(rt)
 	old := i.rt.Swap(rt)
 	i.remoteHosts.Activate(rt.hosts) // address state kept; watchdogs follow
 	i.logs.level.Set(level)

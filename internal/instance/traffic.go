@@ -53,7 +53,9 @@ func (h trafficHandler) ServeH1(w h1.ResponseWriter, r *h1.Request) {
 	w.Header().Set(HeaderCorrelationID, x.id)
 	var matched *route.Route
 	var fwdErr error
+	var fwd h1.Result
 	defer func() {
+		i.observe(rt, matched, r, w, fwd.BytesOut, start)
 		i.inFlight.Add(-1)
 		if w.Status() == 0 {
 			// Nothing was answered (the client went away): make sure no
@@ -121,7 +123,7 @@ func (h trafficHandler) ServeH1(w h1.ResponseWriter, r *h1.Request) {
 			return
 		}
 	}
-	_, fwdErr = rt.forwarders[rt2.Index].Forward(context.Background(), w, r, &x.scratch)
+	fwd, fwdErr = rt.forwarders[rt2.Index].Forward(context.Background(), w, r, &x.scratch)
 }
 
 var (
