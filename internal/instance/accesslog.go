@@ -85,6 +85,7 @@ type accessEntry struct {
 	bytes  int64
 	route  *route.Route
 	err    error
+	client netip.Addr // as transparent load balancing decided; the peer when invalid
 }
 
 // log appends e's line. Fields: time, correlationId, client, method, path
@@ -108,7 +109,11 @@ func (a *accessLog) log(e *accessEntry) {
 	b = append(b, `","correlationId":`...)
 	b = appendJSON(b, e.id)
 	b = append(b, `,"client":"`...)
-	b = e.r.RemoteAddr.Addr().AppendTo(b)
+	if e.client.IsValid() {
+		b = e.client.AppendTo(b)
+	} else {
+		b = e.r.RemoteAddr.Addr().AppendTo(b)
+	}
 	b = append(b, `","method":`...)
 	b = appendJSON(b, e.r.Method)
 	b = append(b, `,"path":`...)

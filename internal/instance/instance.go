@@ -277,6 +277,9 @@ func (i *Instance) Start() error {
 			i.finish()
 			return fmt.Errorf("starting instance: %w", err)
 		}
+		if sp.name == "traffic" && cfg.Traffic.ProxyProtocol {
+			ln = i.newProxyProtocolListener(ln, cfg.Traffic) // plain and TLS alike: under the TLS front
+		}
 		if sp.tlsConf != nil {
 			ln = tls.NewListener(ln, sp.tlsConf)
 		}

@@ -27,7 +27,8 @@ type runtime struct {
 	backends   []*proxy.Backend
 	hosts      *remotehost.Set // the back ends' remote hosts (state kept by the instance's registry)
 	chain      policy.Chain
-	apiMetrics []*metrics.API // indexed by route.Route.Index; set by Instance.resolveMetrics
+	clients    *clientResolver // trusted proxies, client-certificate header
+	apiMetrics []*metrics.API  // indexed by route.Route.Index; set by Instance.resolveMetrics
 }
 
 func buildRuntime(cfg *groupconf.Config, log *slog.Logger, reg *remotehost.Registry) (*runtime, error) {
@@ -36,6 +37,9 @@ func buildRuntime(cfg *groupconf.Config, log *slog.Logger, reg *remotehost.Regis
 		return nil, fmt.Errorf("compiling routes: %w", err)
 	}
 	rt := &runtime{cfg: cfg, loadedAt: time.Now(), table: table, forwarders: make([]*proxy.Forwarder, len(cfg.APIs))}
+	if rt.clients, err = newClientResolver(cfg.Traffic); err != nil {
+		return nil, err
+	}
 	if rt.hosts, err = reg.Build(cfg); err != nil {
 		return nil, fmt.Errorf("building remote hosts: %w", err)
 	}

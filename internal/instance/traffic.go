@@ -27,6 +27,7 @@ type exchange struct {
 	scratch proxy.Scratch
 	ex      policy.Exchange
 	entry   accessEntry
+	client  clientScratch
 }
 
 var exchangePool = sync.Pool{New: func() any { return &exchange{id: make([]byte, 0, 32)} }}
@@ -48,6 +49,7 @@ func (h trafficHandler) ServeH1(w h1.ResponseWriter, r *h1.Request) {
 	i.inFlight.Add(1)
 	x := exchangePool.Get().(*exchange)
 	rt := i.rt.Load()
+	client := rt.clients.resolve(r, &x.client, i.log) // who the client is: once per request
 	x.id = i.ids.acceptBytes(r.Header.Get(HeaderCorrelationID), start, x.id[:0])
 	r.Header.Set(HeaderCorrelationID, x.id)
 	w.Header().Set(HeaderCorrelationID, x.id)
@@ -64,7 +66,7 @@ func (h trafficHandler) ServeH1(w h1.ResponseWriter, r *h1.Request) {
 		}
 		if rt.cfg.AccessLog.Enabled {
 			e := &x.entry
-			*e = accessEntry{start: start, id: x.id, r: r, status: w.Status(), bytes: w.Written(), route: matched, err: fwdErr}
+			*e = accessEntry{start: start, id: x.id, r: r, status: w.Status(), bytes: w.Written(), route: matched, err: fwdErr, client: client.addr}
 			i.logs.access.log(e)
 		}
 		x.ex = policy.Exchange{}
@@ -106,7 +108,7 @@ func (h trafficHandler) ServeH1(w h1.ResponseWriter, r *h1.Request) {
 		r.MaxBodyBytes = limit
 	}
 	if len(rt.chain) > 0 {
-		x.ex = policy.Exchange{W: w, R: r, Route: rt2, CorrelationID: b2s(x.id), ClientAddr: r.RemoteAddr.Addr(), Params: x.ex.Params}
+		x.ex = policy.Exchange{W: w, R: r, Route: rt2, CorrelationID: b2s(x.id), ClientAddr: client.addr, Params: x.ex.Params}
 		if err := rt.chain.Apply(&x.ex); err != nil {
 			var pe *policy.Error
 			switch {
@@ -123,6 +125,7 @@ func (h trafficHandler) ServeH1(w h1.ResponseWriter, r *h1.Request) {
 			return
 		}
 	}
+	x.scratch.Forwarded = client.fwd
 	fwd, fwdErr = rt.forwarders[rt2.Index].Forward(context.Background(), w, r, &x.scratch)
 }
 

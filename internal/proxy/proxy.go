@@ -7,9 +7,10 @@
 // back end pauses, so server-sent events and chunks reach the client as they
 // are produced; WebSocket upgrades are spliced.
 //
-// The forwarded request carries X-Forwarded-For (the client's IP only:
-// X-Forwarded-* and Forwarded headers from the client are dropped, as there
-// are no trusted proxies yet), X-Forwarded-Proto and X-Forwarded-Host, and the
+// The forwarded request carries X-Forwarded-For, X-Forwarded-Proto and
+// X-Forwarded-Host as the caller resolved them (Scratch.Forwarded; by default
+// the connection's peer, its TLS and the Host: the X-Forwarded-* and
+// Forwarded headers received are always dropped), and the
 // request's X-CorrelationID; its Host is the back end's. Failures answer with
 // a JSON error body (see WriteError): 502 when the back end cannot be reached
 // or answers badly, 504 when it does not answer in time, 503 when no
@@ -137,6 +138,19 @@ type Scratch struct {
 	xff    []byte
 	id     []byte                // the request's correlation id
 	modify func(int, *h1.Header) // made once per Scratch: puts id on the response
+
+	// Forwarded is what the back end is told about the client; the caller
+	// sets it before each Forward (docs/transparent-lb.md).
+	Forwarded ForwardedInfo
+}
+
+// ForwardedInfo is what a forwarded request says about its client. Each nil
+// field falls back to what the connection shows. The slices must stay valid
+// until Forward returns.
+type ForwardedInfo struct {
+	For   []byte // X-Forwarded-For value; nil: the connection's peer address
+	Proto []byte // X-Forwarded-Proto; nil: "https" on a TLS connection, else "http"
+	Host  []byte // X-Forwarded-Host; nil: the request's Host
 }
 
 // ownID makes the response carry the gateway's correlation id, not one the
@@ -172,14 +186,24 @@ func (f *Forwarder) Forward(ctx context.Context, w h1.ResponseWriter, r *h1.Requ
 		forwardedHost = r.Host
 	}
 	xfh := forwardedHost // points into the connection's buffer; still valid
+	if s.Forwarded.Host != nil {
+		xfh = s.Forwarded.Host
+	}
 	for _, name := range dropped {
 		r.Header.Del(name)
 	}
-	s.xff = r.RemoteAddr.Addr().AppendTo(s.xff[:0])
-	r.Header.Add("X-Forwarded-For", s.xff)
-	if r.TLS != nil {
-		r.Header.AddString("X-Forwarded-Proto", "https")
+	if s.Forwarded.For != nil {
+		r.Header.Add("X-Forwarded-For", s.Forwarded.For)
 	} else {
+		s.xff = r.RemoteAddr.Addr().AppendTo(s.xff[:0])
+		r.Header.Add("X-Forwarded-For", s.xff)
+	}
+	switch {
+	case s.Forwarded.Proto != nil:
+		r.Header.Add("X-Forwarded-Proto", s.Forwarded.Proto)
+	case r.TLS != nil:
+		r.Header.AddString("X-Forwarded-Proto", "https")
+	default:
 		r.Header.AddString("X-Forwarded-Proto", "http")
 	}
 	if len(xfh) > 0 {
