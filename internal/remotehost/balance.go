@@ -61,9 +61,15 @@ func (s *addrState) observe(now, d int64, halfLife float64) {
 
 func (s *addrState) avg() float64 { return math.Float64frombits(s.avgBits.Load()) }
 
+// fail records a failure of the address: it is skipped until now+skip.
 func (s *addrState) fail(now, skip int64, err error) {
 	s.failures.Add(1)
 	s.failedUntil.Store(now + skip)
+	s.recordErr(err)
+}
+
+// recordErr keeps err as the last error (without taking the address out).
+func (s *addrState) recordErr(err error) {
 	s.lastErr.Store(&lastError{msg: err.Error(), at: time.Now()})
 }
 

@@ -97,6 +97,14 @@ func (h *Host) Forward(ctx context.Context, w h1.ResponseWriter, out *h1.Outgoin
 			return res, err
 		case h1.ErrNoConnAvailable:
 			// Busy, not broken: not blamed, the next address may have room.
+			st.recordErr(err)
+		case h1.ErrUpstreamProtocol:
+			if errors.Is(err, h1.ErrMaxReceived) {
+				// A limit of ours, not a broken address.
+				st.recordErr(err)
+				break
+			}
+			st.fail(now, h.skip, err)
 		case h1.ErrTimeout:
 			st.observe(now, now-start, h.halfLife)
 			st.fail(now, h.skip, err)
