@@ -134,10 +134,10 @@ func (f *Forwarder) Backend() *Backend { return f.backend }
 type Scratch struct {
 	out     h1.Outgoing
 	attempt h1.Attempt
-	path   []byte
-	xff    []byte
-	id     []byte                // the request's correlation id
-	modify func(int, *h1.Header) // made once per Scratch: puts id on the response
+	path    []byte
+	xff     []byte
+	id      []byte                // the request's correlation id
+	modify  func(int, *h1.Header) // made once per Scratch: puts id on the response
 
 	// Forwarded is what the back end is told about the client; the caller
 	// sets it before each Forward (docs/transparent-lb.md).
