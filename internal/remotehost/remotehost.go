@@ -233,6 +233,9 @@ func (r *Registry) buildHost(cfg *groupconf.Config, i int, st groupconf.RemoteHo
 		h.Name, h.scheme, h.host, h.port = "sample", "http", addr, cfg.Sample.Port
 		st.Addresses = []groupconf.RemoteHostAddress{{Address: addr, Port: cfg.Sample.Port, Priority: 1}}
 		st.Watchdog.Enabled = false
+		// The local sample service takes what the API accepts
+		// (apis[].maxBodyBytes): no byte limits of its own.
+		st.MaxSentBytes, st.MaxReceivedBytes = 0, 0
 		h.Settings = st
 		urlHost = net.JoinHostPort(addr, strconv.Itoa(cfg.Sample.Port))
 	} else {
