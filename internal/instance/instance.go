@@ -152,6 +152,12 @@ func New(opts Options) (*Instance, error) {
 	}
 	i.initMetrics()
 	i.remoteHosts = remotehost.NewRegistry(remotehost.Options{Dir: opts.Home.Dir, Logger: base.With("component", "remotehost")})
+	i.metrics.SetAddressSource(func(dst []metrics.AddressState) []metrics.AddressState {
+		for _, a := range i.remoteHosts.AppendMetrics(nil) {
+			dst = append(dst, metrics.AddressState(a))
+		}
+		return dst
+	})
 	rt, err := buildRuntime(cfg, i.proxyLog, i.remoteHosts)
 	if err != nil {
 		lg.close()

@@ -259,6 +259,23 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Errorf("%s: missing", name)
 		}
 	}
+	// Per-address state of the remote hosts, read from the instance's
+	// remote-host registry at scrape time: the sample back end's address is
+	// up and has served the sample requests above.
+	if f := after["gatehouse_remote_address_up"]; f == nil || len(f.Metric) == 0 {
+		t.Errorf("gatehouse_remote_address_up: missing")
+	} else {
+		up, served := 0.0, 0.0
+		for _, m := range f.Metric {
+			up += m.GetGauge().GetValue()
+		}
+		for _, m := range after["gatehouse_remote_address_requests_total"].GetMetric() {
+			served += m.GetCounter().GetValue()
+		}
+		if up < 1 || served < 1 {
+			t.Errorf("remote addresses: got %v up and %v requests, want at least 1 each", up, served)
+		}
+	}
 
 	// A scraper that prefers OpenMetrics, as Prometheus does, gets the text
 	// format, gzipped: decode it as Prometheus would, by its Content-Type.
