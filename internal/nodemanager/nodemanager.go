@@ -1,0 +1,135 @@
+// Package nodemanager is the node manager process of a host: it supervises
+// the host's gateway instances (supervise.go) and serves the node manager's
+// HTTPS listener (server.go). The node manager of the host created with
+// managedomain -i is the Admin Node Manager: its listener also serves the
+// management API under /api (api*.go).
+//
+// Lifecycle: New → Start (binds the listener, starts supervising; the node
+// manager is then ready) → Shutdown(ctx) → Wait. Instances keep running when
+// the node manager stops: they are separate processes, and the
+// pid-and-lock protocol (internal/home) lets the next node manager find them.
+package nodemanager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/gatehouse-gw/gatehouse/internal/domain"
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/topology"
+)
+
+// Options configure a NodeManager.
+type Options struct {
+	Home   home.Home
+	Logger *slog.Logger // nil: a JSON logger to the node manager's log file is made by the tool
+	// Exe is the gatehouse binary used to start instances (startinstance -d).
+	Exe string
+	// Console receives human-readable progress when not nil.
+	Console io.Writer
+}
+
+// NodeManager is one host's node manager. Its methods are safe for
+// concurrent use.
+type NodeManager struct {
+	opts  Options
+	log   *slog.Logger
+	conf  domain.NodeManagerConf
+	store *topology.Store
+	admin bool // this host's node manager is the Admin Node Manager
+
+	sup *Supervisor
+	srv *server
+
+	mu       sync.Mutex
+	started  bool
+	stopping bool
+	done     chan struct{}
+	err      error
+}
+
+// New prepares the node manager of h. It binds nothing.
+func New(opts Options) (*NodeManager, error) {
+	if opts.Home.Dir == "" {
+		return nil, errors.New("creating node manager: no install directory")
+	}
+	conf, err := domain.LoadNodeManagerConf(opts.Home)
+	if err != nil {
+		return nil, fmt.Errorf("creating node manager: %w", err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "nodemanager", "hostId", conf.HostID, "nodeManagerId", conf.NodeManagerID)
+	n := &NodeManager{opts: opts, log: log, conf: conf, store: topology.NewStore(opts.Home, topology.LogRecorder{Log: log}), done: make(chan struct{})}
+	topo, err := n.store.Load()
+	if err != nil {
+		return nil, fmt.Errorf("creating node manager: %w", err)
+	}
+	if svc, err := topo.AdminNodeManager(); err == nil && svc.ID == conf.NodeManagerID {
+		n.admin = true
+	}
+	n.sup = newSupervisor(n)
+	n.srv = newServer(n)
+	return n, nil
+}
+
+// Admin reports whether this is the Admin Node Manager.
+func (n *NodeManager) Admin() bool { return n.admin }
+
+// Supervisor returns the supervisor of the host's instances.
+func (n *NodeManager) Supervisor() *Supervisor { return n.sup }
+
+// Addr is the listener's address once started.
+func (n *NodeManager) Addr() string { return n.srv.addr() }
+
+// Start binds the listener and starts supervising. When it returns nil the
+// node manager is ready.
+func (n *NodeManager) Start() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.started {
+		return errors.New("starting node manager: already started")
+	}
+	n.started = true
+	if err := n.srv.start(); err != nil {
+		close(n.done)
+		return fmt.Errorf("starting node manager: %w", err)
+	}
+	n.sup.start()
+	n.log.Info("node manager started", "admin", n.admin, "address", n.srv.addr())
+	return nil
+}
+
+// Shutdown stops serving and supervising (instances keep running), within
+// ctx.
+func (n *NodeManager) Shutdown(ctx context.Context) error {
+	n.mu.Lock()
+	if n.stopping || !n.started {
+		n.mu.Unlock()
+		<-n.done
+		return nil
+	}
+	n.stopping = true
+	n.mu.Unlock()
+	err := errors.Join(n.srv.shutdown(ctx), n.sup.stop(ctx))
+	n.log.Info("node manager stopped")
+	n.mu.Lock()
+	n.err = err
+	n.mu.Unlock()
+	close(n.done)
+	return err
+}
+
+// Wait blocks until the node manager has stopped.
+func (n *NodeManager) Wait() error {
+	<-n.done
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.err
+}
