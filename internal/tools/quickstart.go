@@ -178,7 +178,7 @@ Try:
   curl -X POST -d 'hello' %s/sample/echo
   curl %s/sample/delay/500
   curl -i %s/sample/status/418
-  curl http://127.0.0.1:%d/status        (management listener)
+  curl http://127.0.0.1:%d/status        (management listener: also /metrics, /remotehosts)
 Install directory: %s (logs in %s)
 `, t.label(), cfg.Traffic.Port, base, base, base, base, base, cfg.Management.Port, h.Dir, h.InstanceLogsDir(t.gid, t.iid))
 		if daemon {
