@@ -59,6 +59,9 @@ type NodeManagerConf struct {
 	HostID        string `yaml:"hostID"`
 	NodeManagerID string `yaml:"nodeManagerID"`
 	Port          int    `yaml:"port"`
+	// Address is the IP the node manager listens on; empty: every
+	// interface.
+	Address string `yaml:"address,omitempty"`
 }
 
 // Init creates the domain in h: the skeleton directories, the domain CA, the

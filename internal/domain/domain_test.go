@@ -224,7 +224,7 @@ func TestCreateInstance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c != (Created{GroupID: "group-2", InstanceID: "instance-1", NewGroup: true}) {
+	if c != (Created{GroupID: "group-2", InstanceID: "instance-1", NewGroup: true, Version: 2}) {
 		t.Errorf("got %+v", c)
 	}
 	for _, d := range []string{"groups/group-2/conf/group.yaml", "groups/group-2/instance-1/conf/instance.yaml", "groups/group-2/instance-1/logs", "groups/group-2/instance-1/trace"} {
@@ -253,7 +253,7 @@ func TestCreateInstance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c2 != (Created{GroupID: "group-2", InstanceID: "instance-2"}) {
+	if c2 != (Created{GroupID: "group-2", InstanceID: "instance-2", Version: 3}) {
 		t.Errorf("got %+v", c2)
 	}
 }

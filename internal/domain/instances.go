@@ -21,12 +21,19 @@ type InstanceSpec struct {
 	Sample         bool   // enable the sample back end in instance.yaml
 	SamplePort     int    // 0 → 8081 (only when Sample)
 	GroupConfig    []byte // written as the new group's conf/group.yaml when the group is created; nil → a commented template
+	// GroupID, when set, names an existing group (Group is then ignored and
+	// no group is created).
+	GroupID string
+	// ExpectVersion is the topology version the change is based on; 0: the
+	// current one (see topology.Store.Update).
+	ExpectVersion int64
 }
 
 // Created says what CreateInstance made.
 type Created struct {
 	GroupID, InstanceID string
 	NewGroup            bool
+	Version             int64 // of the topology written
 }
 
 // PortClashError is a port that another process of this install directory
@@ -92,8 +99,10 @@ const instanceHeader = "Settings of this instance only (ports and anything that 
 // failure.
 func CreateInstance(ctx context.Context, h home.Home, actor topology.Actor, spec InstanceSpec) (Created, error) {
 	var res Created
-	if err := topology.ValidateName("group", spec.Group); err != nil {
-		return res, err
+	if spec.GroupID == "" {
+		if err := topology.ValidateName("group", spec.Group); err != nil {
+			return res, err
+		}
 	}
 	if err := topology.ValidateName("instance", spec.Name); err != nil {
 		return res, err
@@ -129,9 +138,15 @@ func CreateInstance(ctx context.Context, h home.Home, actor topology.Actor, spec
 		order = append(order, "sample.enabled", "sample.port")
 	}
 	var cleanup []string // directories to remove when the change fails
-	_, err = topology.NewStore(h, nil).Update(ctx, actor, "create instance", 0, func(t *topology.Topology) (string, error) {
-		g, gerr := t.GroupByName(spec.Group)
-		if gerr != nil {
+	t, err := topology.NewStore(h, nil).Update(ctx, actor, "create instance", spec.ExpectVersion, func(t *topology.Topology) (string, error) {
+		var g *topology.Group
+		var gerr error
+		if spec.GroupID != "" {
+			if g, gerr = t.Group(spec.GroupID); gerr != nil {
+				return "", gerr
+			}
+			spec.Group = g.Name
+		} else if g, gerr = t.GroupByName(spec.Group); gerr != nil {
 			if g, gerr = t.AddGroup(spec.Group); gerr != nil {
 				return "", gerr
 			}
@@ -202,6 +217,7 @@ func CreateInstance(ctx context.Context, h home.Home, actor topology.Actor, spec
 		}
 		return Created{}, err
 	}
+	res.Version = t.Version
 	return res, nil
 }
 
@@ -374,18 +390,44 @@ func holdStopped(h home.Home, g *topology.Group, svcs []topology.Service) (relea
 // from this host. It refuses (a *RunningError) while the instance runs, and
 // keeps it from starting during the deletion. Its id is never reused.
 func DeleteInstance(ctx context.Context, h home.Home, actor topology.Actor, group, name string) error {
+	_, err := deleteInstance(ctx, h, actor, 0, func(t *topology.Topology) (topology.InstanceRef, error) {
+		return t.FindInstance(group, name)
+	})
+	return err
+}
+
+// DeleteInstanceID is DeleteInstance by ids, based on topology version
+// expectVersion (0: the current one). It returns the new topology version.
+func DeleteInstanceID(ctx context.Context, h home.Home, actor topology.Actor, expectVersion int64, groupID, instanceID string) (int64, error) {
+	return deleteInstance(ctx, h, actor, expectVersion, func(t *topology.Topology) (topology.InstanceRef, error) {
+		g, err := t.Group(groupID)
+		if err != nil {
+			return topology.InstanceRef{}, err
+		}
+		s, err := g.Service(instanceID)
+		if err != nil {
+			return topology.InstanceRef{}, err
+		}
+		if s.Type != topology.TypeGateway {
+			return topology.InstanceRef{}, fmt.Errorf("service %q is a %s, not a gateway instance: %w", s.ID, s.Type, topology.ErrInvalid)
+		}
+		return topology.InstanceRef{Group: g, Service: s}, nil
+	})
+}
+
+func deleteInstance(ctx context.Context, h home.Home, actor topology.Actor, expectVersion int64, find func(t *topology.Topology) (topology.InstanceRef, error)) (int64, error) {
 	hostID, err := LocalHost(h)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var release func(bool)
 	var dir string
-	_, err = topology.NewStore(h, nil).Update(ctx, actor, "delete instance", 0, func(t *topology.Topology) (string, error) {
-		ref, err := t.FindInstance(group, name)
+	nt, err := topology.NewStore(h, nil).Update(ctx, actor, "delete instance", expectVersion, func(t *topology.Topology) (string, error) {
+		ref, err := find(t)
 		if err != nil {
 			return "", err
 		}
-		detail := fmt.Sprintf("instance %q (%s) in group %q (%s)", name, ref.Service.ID, group, ref.Group.ID)
+		detail := fmt.Sprintf("instance %q (%s) in group %q (%s)", ref.Service.Name, ref.Service.ID, ref.Group.Name, ref.Group.ID)
 		if ref.Service.HostID == hostID {
 			if release, err = holdStopped(h, ref.Group, []topology.Service{*ref.Service}); err != nil {
 				return detail, err
@@ -398,14 +440,14 @@ func DeleteInstance(ctx context.Context, h home.Home, actor topology.Actor, grou
 		defer release(err == nil)
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if dir != "" {
 		if err := os.RemoveAll(dir); err != nil {
-			return fmt.Errorf("instance deleted from the topology, but removing %s failed: %w", dir, err)
+			return nt.Version, fmt.Errorf("instance deleted from the topology, but removing %s failed: %w", dir, err)
 		}
 	}
-	return nil
+	return nt.Version, nil
 }
 
 // RenameGroup renames a gateway group. Directories are named by id, so
@@ -425,18 +467,29 @@ func RenameGroup(ctx context.Context, h home.Home, actor topology.Actor, oldName
 // DeleteGroup deletes a gateway group, its instances and its directory. It
 // refuses (a *RunningError) while any of its instances runs on this host.
 func DeleteGroup(ctx context.Context, h home.Home, actor topology.Actor, name string) error {
+	_, err := deleteGroup(ctx, h, actor, 0, func(t *topology.Topology) (*topology.Group, error) { return t.GroupByName(name) })
+	return err
+}
+
+// DeleteGroupID is DeleteGroup by id, based on topology version
+// expectVersion (0: the current one). It returns the new topology version.
+func DeleteGroupID(ctx context.Context, h home.Home, actor topology.Actor, expectVersion int64, groupID string) (int64, error) {
+	return deleteGroup(ctx, h, actor, expectVersion, func(t *topology.Topology) (*topology.Group, error) { return t.Group(groupID) })
+}
+
+func deleteGroup(ctx context.Context, h home.Home, actor topology.Actor, expectVersion int64, find func(t *topology.Topology) (*topology.Group, error)) (int64, error) {
 	hostID, err := LocalHost(h)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var release func(bool)
 	var dir string
-	_, err = topology.NewStore(h, nil).Update(ctx, actor, "delete group", 0, func(t *topology.Topology) (string, error) {
-		g, err := t.GroupByName(name)
+	nt, err := topology.NewStore(h, nil).Update(ctx, actor, "delete group", expectVersion, func(t *topology.Topology) (string, error) {
+		g, err := find(t)
 		if err != nil {
 			return "", err
 		}
-		detail := fmt.Sprintf("group %q (%s) with %d instance(s)", name, g.ID, len(g.Services))
+		detail := fmt.Sprintf("group %q (%s) with %d instance(s)", g.Name, g.ID, len(g.Services))
 		if g.IsNodeManagerGroup() {
 			return detail, t.RemoveGroup(g.ID) // refused by the topology, with its reason
 		}
@@ -456,12 +509,46 @@ func DeleteGroup(ctx context.Context, h home.Home, actor topology.Actor, name st
 		defer release(err == nil)
 	}
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("group deleted from the topology, but removing %s failed: %w", dir, err)
+		return nt.Version, fmt.Errorf("group deleted from the topology, but removing %s failed: %w", dir, err)
 	}
-	return nil
+	return nt.Version, nil
+}
+
+// CreateGroup creates an empty gateway group called name, with its
+// directory and a commented conf/group.yaml, based on topology version
+// expectVersion (0: the current one). It returns the group and the new
+// topology version.
+func CreateGroup(ctx context.Context, h home.Home, actor topology.Actor, expectVersion int64, name string) (topology.Group, int64, error) {
+	var out topology.Group
+	var cleanup string
+	nt, err := topology.NewStore(h, nil).Update(ctx, actor, "create group", expectVersion, func(t *topology.Topology) (string, error) {
+		g, err := t.AddGroup(name)
+		if err != nil {
+			return fmt.Sprintf("group %q", name), err
+		}
+		detail := fmt.Sprintf("group %q (%s)", name, g.ID)
+		if _, err := os.Stat(h.GroupDir(g.ID)); errors.Is(err, os.ErrNotExist) {
+			cleanup = h.GroupDir(g.ID)
+		}
+		if err := os.MkdirAll(h.GroupConfDir(g.ID), 0o755); err != nil {
+			return detail, fmt.Errorf("creating group directory: %w", err)
+		}
+		if err := home.WriteFileAtomic(h.GroupConfFile(g.ID), groupTemplate(g.Name, g.ID), 0o644); err != nil {
+			return detail, err
+		}
+		out = *g
+		return detail, nil
+	})
+	if err != nil {
+		if cleanup != "" {
+			os.RemoveAll(cleanup)
+		}
+		return topology.Group{}, 0, err
+	}
+	return out, nt.Version, nil
 }
 
 // PortsInUse maps every port configured on this host (each instance's

@@ -78,4 +78,3 @@ func TestLoadCACertMissing(t *testing.T) {
 		t.Errorf("LoadKeyPair missing: got %v", err)
 	}
 }
-
