@@ -12,6 +12,9 @@
 package groupconf
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -34,6 +37,26 @@ type Settings struct {
 	Backends     []Backend    `yaml:"backends" doc:"Back-end services that APIs forward to." layer:"group"`
 	RemoteHosts  []RemoteHost `yaml:"remoteHosts" doc:"Remote Host Settings: how to reach a back-end host name (addresses instead of DNS, priorities, load balancing, timeouts, limits, TLS, watchdog)." layer:"group"`
 	APIs         []API        `yaml:"apis" doc:"APIs: which requests go to which back end." layer:"group"`
+	NodeManager  NodeManager  `yaml:"nodeManager" doc:"How the node manager of the instance's host supervises it (docs/nodemanager.md)." layer:"group"`
+}
+
+// NodeManager is how a node manager supervises the group's instances.
+type NodeManager struct {
+	RestartOnFailure  bool     `yaml:"restartOnFailure" doc:"Restart an instance that ended without being asked to stop (killed, crashed, a listener failed). A stop by startinstance -k, the node manager or a signal is never undone."`
+	RestartBackoff    Duration `yaml:"restartBackoff" doc:"Delay before restarting a failed instance; it doubles with each failure in a row, up to restartBackoffMax, and starts again from this once the instance stayed up 2 minutes."`
+	RestartBackoffMax Duration `yaml:"restartBackoffMax" doc:"Longest delay between restarts."`
+}
+
+// Checksum is a SHA-256 (hex) of the effective settings: two instances, or
+// one instance at two times, with the same checksum run the same
+// configuration.
+func (s Settings) Checksum() string {
+	data, err := json.Marshal(s)
+	if err != nil { // plain data: cannot happen
+		panic("groupconf: encoding settings: " + err.Error())
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
 }
 
 // Listener is an HTTP listener.
@@ -241,9 +264,10 @@ func Defaults() Settings {
 			Shutdown:   ZDTShutdown{Enabled: false, Delay: Seconds(10), DrainTimeout: Seconds(30)},
 			Deployment: ZDTDeployment{Enabled: false, DelayBefore: Seconds(10), DelayAfter: Seconds(10)},
 		},
-		Startup:   Startup{Timeout: Seconds(60)},
-		Log:       Log{Level: "info", MaxSizeMB: 50, MaxBackups: 10, MaxAgeDays: 30},
-		AccessLog: AccessLog{Enabled: true},
+		Startup:     Startup{Timeout: Seconds(60)},
+		Log:         Log{Level: "info", MaxSizeMB: 50, MaxBackups: 10, MaxAgeDays: 30},
+		AccessLog:   AccessLog{Enabled: true},
+		NodeManager: NodeManager{RestartOnFailure: false, RestartBackoff: Seconds(1), RestartBackoffMax: Seconds(60)},
 	}
 }
 

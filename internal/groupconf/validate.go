@@ -64,6 +64,12 @@ func (c *Config) validate() error {
 	if c.Startup.Timeout <= 0 {
 		add(c.errAt("startup.timeout", "must be more than 0"))
 	}
+	if c.NodeManager.RestartBackoff <= 0 {
+		add(c.errAt("nodeManager.restartBackoff", "must be more than 0"))
+	}
+	if c.NodeManager.RestartBackoffMax < c.NodeManager.RestartBackoff {
+		add(c.errAt("nodeManager.restartBackoffMax", "%s is less than nodeManager.restartBackoff (%s)", c.NodeManager.RestartBackoffMax, c.NodeManager.RestartBackoff))
+	}
 	backends := map[string]bool{}
 	for i, b := range c.Backends {
 		k := fmt.Sprintf("backends[%d]", i)

@@ -27,7 +27,8 @@ type Status struct {
 	Phase          Phase     `json:"phase"`
 	StartedAt      time.Time `json:"startedAt"`
 	ConfigLoadedAt time.Time `json:"configLoadedAt"`
-	InFlight       int64     `json:"inFlight"` // requests being served on the traffic listener
+	ConfigChecksum string    `json:"configChecksum"` // SHA-256 of the effective configuration (groupconf.Settings.Checksum)
+	InFlight       int64     `json:"inFlight"`       // requests being served on the traffic listener
 	Ports          Ports     `json:"ports"`
 }
 
@@ -36,6 +37,7 @@ func (i *Instance) Status() Status {
 	i.mu.Lock()
 	started := i.startedAt
 	i.mu.Unlock()
+	rt := i.rt.Load()
 	return Status{
 		GroupID:        i.opts.GroupID,
 		InstanceID:     i.opts.InstanceID,
@@ -44,7 +46,8 @@ func (i *Instance) Status() Status {
 		PID:            os.Getpid(),
 		Phase:          i.Phase(),
 		StartedAt:      started,
-		ConfigLoadedAt: i.rt.Load().loadedAt,
+		ConfigLoadedAt: rt.loadedAt,
+		ConfigChecksum: rt.cfg.Checksum(),
 		InFlight:       i.inFlight.Load(),
 		Ports:          i.Ports(),
 	}

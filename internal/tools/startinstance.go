@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/instance"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
+	"golang.org/x/sys/unix"
 )
 
 var startinstanceTool = Tool{
@@ -405,6 +406,10 @@ func stopInstance(ctx context.Context, env *Env, t target, quiet bool) error {
 	if err := home.WaitStopped(kctx, rf); err != nil {
 		return fmt.Errorf("%s (pid %d) still holds its lock after SIGKILL: %w", t.label(), rec.PID, err)
 	}
+	// Killed on purpose: a node manager must not take it for a crash.
+	if err := home.WriteStopMark(rf, rec, "killed by startinstance -k after its stop budget"); err != nil {
+		return err
+	}
 	if !quiet {
 		fmt.Fprintf(env.Stdout, "%s killed\n", t.label())
 	}
@@ -561,6 +566,10 @@ func runForeground(ctx context.Context, env *Env, t target, o *siOpts, cfg *grou
 		return err
 	}
 	defer claim.Release()
+	rf := t.h.RunFiles(t.iid)
+	if err := home.ClearStopMark(rf); err != nil {
+		return err
+	}
 	if err := claim.SetStopBudget(stopBudget(cfg)); err != nil {
 		return err
 	}
@@ -595,15 +604,27 @@ func runForeground(ctx context.Context, env *Env, t target, o *siOpts, cfg *grou
 	cancelled := ctx.Done()
 	waitDone := make(chan error, 1)
 	go func() { waitDone <- inst.Wait() }()
+	// stopHow is set when the stop was asked for; the stop mark then tells a
+	// supervisor that the instance did not fail (home.StopMark).
+	stopHow := ""
 	for {
 		select {
 		case err := <-waitDone:
+			if stopHow != "" {
+				if merr := home.WriteStopMark(rf, claim.Rec, stopHow); merr != nil && err == nil {
+					err = merr
+				}
+			}
 			return err
 		case <-cancelled:
 			cancelled = nil
+			stopHow = "cancelled"
 			stopNow()
 			inst.Close()
 		case s := <-sigs:
+			if stopHow == "" {
+				stopHow = unix.SignalName(s.(syscall.Signal))
+			}
 			switch {
 			case s == syscall.SIGQUIT || shutdownStarted:
 				stopNow()
