@@ -1,0 +1,399 @@
+package tools
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/domain"
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/nodemanager"
+	"github.com/gatehouse-gw/gatehouse/internal/portinfo"
+	"golang.org/x/sys/unix"
+	"gopkg.in/natefinch/lumberjack.v2"
+)
+
+var nodemanagerTool = Tool{
+	Name: "nodemanager", Summary: "run, stop and query this host's node manager", Linked: true,
+	Run: runNodemanager,
+}
+
+const nodemanagerHelp = `usage: nodemanager [-d | -k | -s] [-q]
+
+Runs this host's node manager in the foreground (Ctrl-C stops it), or as a
+daemon with -d; stops it with -k; tells whether it runs with -s. The node
+manager starts, stops and watches the gateway instances of this host, and
+restarts an instance that died when its group sets
+nodeManager.restartOnFailure. Instances keep running when it stops.
+
+  -d       run as a daemon: return once the node manager is ready (exit 0),
+           or fail with the reason (exit 1), e.g. its port in use
+  -k       stop the node manager and wait until its process has ended
+           (SIGTERM; SIGKILL after its stop budget + 15 s)
+  -s       status: exit 0 when running, 1 otherwise
+  -q       quiet: no console log, no messages
+  -P       prompt for the passphrase (arrives with the passphrase issue)
+  --help   this help
+
+Signals: SIGTERM or SIGINT stop it gracefully; a second one, or SIGQUIT,
+stops it at once.
+
+Files (in the install directory, $GATEHOUSE_HOME):
+  var/run/<nodemanager-id>.pid, .lock   the pid-and-lock files
+  logs/nodemanager/nodemanager.log      its log (JSON, rotated)
+  logs/nodemanager/boot.log             console output of -d starts
+
+Exit codes: 0 success; 1 failure (the reason is printed); 2 wrong usage.`
+
+// nmStopBudget is how long the node manager may take to stop after SIGTERM
+// (its listener's shutdown); -k waits this + defaultStopGrace.
+const nmStopBudget = 15 * time.Second
+
+// nmStartTimeout bounds how long -d waits for the node manager to be ready.
+const nmStartTimeout = 60 * time.Second
+
+type nmOpts struct {
+	daemon, kill, status, quiet, help bool
+}
+
+func parseNodemanager(args []string) (*nmOpts, error) {
+	o := &nmOpts{}
+	for _, a := range args {
+		switch a {
+		case "--help", "-help", "-?":
+			o.help = true
+		case "-d":
+			o.daemon = true
+		case "-k":
+			o.kill = true
+		case "-s":
+			o.status = true
+		case "-q":
+			o.quiet = true
+		case "-P":
+			return nil, usagef("nodemanager", "-P (passphrase prompt) is not available yet: configuration is not encrypted in this version")
+		default:
+			return nil, usagef("nodemanager", "unknown argument %q; accepted: -d -k -s -q -P --help", a)
+		}
+	}
+	n := 0
+	for _, b := range []bool{o.daemon, o.kill, o.status} {
+		if b {
+			n++
+		}
+	}
+	if n > 1 {
+		return nil, usagef("nodemanager", "-d, -k and -s exclude each other")
+	}
+	return o, nil
+}
+
+// nodemanagerLogDir is where the node manager logs: outside var/run and
+// outside what backups name (conf, groups, ext, system/conf).
+func nodemanagerLogDir(h home.Home) string { return h.Path("logs", "nodemanager") }
+
+func runNodemanager(ctx context.Context, env *Env, args []string) error {
+	o, err := parseNodemanager(args)
+	if err != nil {
+		return err
+	}
+	if o.help {
+		fmt.Fprintln(env.Stdout, nodemanagerHelp)
+		return nil
+	}
+	h, err := home.Resolve()
+	if err != nil {
+		return err
+	}
+	conf, err := domain.LoadNodeManagerConf(h)
+	if err != nil {
+		return err
+	}
+	if conf.NodeManagerID == "" {
+		return fmt.Errorf("%s names no nodeManagerID", h.NodeManagerConf())
+	}
+	rf := h.RunFiles(conf.NodeManagerID)
+	label := fmt.Sprintf("the node manager of this host (%s)", conf.NodeManagerID)
+	switch {
+	case o.status:
+		return nodemanagerStatus(env, rf, label, o.quiet)
+	case o.kill:
+		return nodemanagerStop(ctx, env, rf, label, o.quiet)
+	case o.daemon:
+		return nodemanagerDaemon(ctx, env, h, rf, label, o.quiet)
+	}
+	return nodemanagerForeground(ctx, env, h, conf, rf, label, o.quiet)
+}
+
+func nodemanagerStatus(env *Env, rf home.RunFiles, label string, quiet bool) error {
+	st, err := home.Probe(rf)
+	if err != nil {
+		return err
+	}
+	if st.StalePID != 0 && !quiet {
+		fmt.Fprintf(env.Stderr, "nodemanager: removed a stale pid file (pid %d is not %s)\n", st.StalePID, label)
+	}
+	if !st.Running {
+		if !quiet {
+			fmt.Fprintf(env.Stdout, "%s is not running\n", label)
+		}
+		return &ExitError{Code: 1}
+	}
+	if !quiet {
+		if st.Record != nil {
+			fmt.Fprintf(env.Stdout, "%s is running (pid %d)\n", label, st.Record.PID)
+		} else {
+			fmt.Fprintf(env.Stdout, "%s is running\n", label)
+		}
+	}
+	return nil
+}
+
+func nodemanagerStop(ctx context.Context, env *Env, rf home.RunFiles, label string, quiet bool) error {
+	st, err := home.Probe(rf)
+	if err != nil {
+		return err
+	}
+	if !st.Running {
+		if !quiet {
+			fmt.Fprintf(env.Stdout, "%s is not running\n", label)
+		}
+		return nil
+	}
+	if st.Record == nil {
+		return fmt.Errorf("%s holds its lock but its process record cannot be verified (%s); not signalling", label, rf.Lock)
+	}
+	rec := *st.Record
+	budget := rec.StopBudget
+	if budget <= 0 {
+		budget = nmStopBudget
+	}
+	budget += defaultStopGrace
+	if err := rec.Signal(syscall.SIGTERM); err != nil {
+		return fmt.Errorf("stopping %s: %w", label, err)
+	}
+	if !quiet {
+		fmt.Fprintf(env.Stdout, "Stopping %s (pid %d)...\n", label, rec.PID)
+	}
+	wctx, cancel := context.WithTimeout(ctx, budget)
+	err = home.WaitStopped(wctx, rf)
+	cancel()
+	if err == nil {
+		if !quiet {
+			fmt.Fprintf(env.Stdout, "%s stopped\n", label)
+		}
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	fmt.Fprintf(env.Stderr, "nodemanager: %s did not stop within %v; sending SIGKILL\n", label, budget)
+	if err := rec.Signal(syscall.SIGKILL); err != nil {
+		return fmt.Errorf("killing %s: %w", label, err)
+	}
+	kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := home.WaitStopped(kctx, rf); err != nil {
+		return fmt.Errorf("%s (pid %d) still holds its lock after SIGKILL: %w", label, rec.PID, err)
+	}
+	if !quiet {
+		fmt.Fprintf(env.Stdout, "%s killed\n", label)
+	}
+	return nil
+}
+
+// nodemanagerDaemon runs the node manager as a new session with the
+// readiness pipe of startinstance -d (GATEHOUSE_READY_FD=3) and returns once
+// it reports READY, or its reason.
+func nodemanagerDaemon(ctx context.Context, env *Env, h home.Home, rf home.RunFiles, label string, quiet bool) error {
+	if st, err := home.Probe(rf); err == nil && st.Running {
+		if st.Record != nil {
+			return fmt.Errorf("%s is already running (pid %d)", label, st.Record.PID)
+		}
+		return fmt.Errorf("%s is already running", label)
+	}
+	dir := nodemanagerLogDir(h)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("boot trace: %w", err)
+	}
+	boot := filepath.Join(dir, "boot.log")
+	bootf, err := os.OpenFile(boot, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("boot trace: %w", err)
+	}
+	defer bootf.Close()
+	bootStart, _ := bootf.Seek(0, io.SeekEnd)
+	fmt.Fprintf(bootf, "--- %s nodemanager -d\n", time.Now().UTC().Format(time.RFC3339))
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	args := []string{"nodemanager"}
+	if quiet {
+		args = append(args, "-q")
+	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		w.Close()
+		return err
+	}
+	defer devnull.Close()
+	cmd := exec.Command(env.Exe, args...)
+	cmd.Args[0] = "gatehouse"
+	cmd.Env = append(os.Environ(), home.EnvHome+"="+h.Dir, readyFDEnv+"=3")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, bootf, bootf
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return fmt.Errorf("starting %s: %w", label, err)
+	}
+	w.Close()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	line := make(chan string, 1)
+	go func() {
+		s, _ := bufio.NewReader(r).ReadString('\n')
+		line <- strings.TrimSpace(s)
+	}()
+	timer := time.NewTimer(nmStartTimeout)
+	defer timer.Stop()
+	select {
+	case msg := <-line:
+		switch {
+		case strings.HasPrefix(msg, "READY"):
+			if !quiet {
+				fmt.Fprintf(env.Stdout, "Started %s (pid %d)\n", label, cmd.Process.Pid)
+			}
+			return nil
+		case strings.HasPrefix(msg, "ERROR "):
+			<-exited
+			return errors.New(strings.TrimPrefix(msg, "ERROR "))
+		default:
+			err := <-exited
+			return fmt.Errorf("%s exited before it was ready (%v); boot trace %s:\n%s", label, err, boot, tailFile(boot, bootStart, 20))
+		}
+	case <-timer.C:
+		cmd.Process.Signal(syscall.SIGKILL)
+		<-exited
+		return fmt.Errorf("%s did not report ready within %v; it was killed. Boot trace %s:\n%s", label, nmStartTimeout, boot, tailFile(boot, bootStart, 20))
+	case <-ctx.Done():
+		cmd.Process.Signal(syscall.SIGTERM)
+		return ctx.Err()
+	}
+}
+
+// nodemanagerForeground runs the node manager in this process until a
+// signal stops it.
+func nodemanagerForeground(ctx context.Context, env *Env, h home.Home, conf domain.NodeManagerConf, rf home.RunFiles, label string, quiet bool) (err error) {
+	ready := readyNotifier()
+	report := func(err error) {
+		if ready == nil {
+			return
+		}
+		if err != nil {
+			fmt.Fprintf(ready, "ERROR %s\n", strings.ReplaceAll(err.Error(), "\n", " | "))
+		} else {
+			fmt.Fprintf(ready, "READY %d\n", os.Getpid())
+		}
+		ready.Close()
+		ready = nil
+	}
+	defer func() { report(err) }()
+
+	claim, err := home.ClaimRunFiles(rf)
+	if err != nil {
+		if errors.Is(err, home.ErrRunning) {
+			return fmt.Errorf("%s is already running: %w", label, err)
+		}
+		return err
+	}
+	defer claim.Release()
+	if err := claim.SetStopBudget(nmStopBudget); err != nil {
+		return err
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
+
+	logDir := nodemanagerLogDir(h)
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", logDir, err)
+	}
+	logFile := &lumberjack.Logger{Filename: filepath.Join(logDir, "nodemanager.log"), MaxSize: 50, MaxBackups: 10, MaxAge: 30}
+	defer logFile.Close()
+	var handler slog.Handler = slog.NewJSONHandler(logFile, nil)
+	if !quiet {
+		handler = slog.NewMultiHandler(handler, slog.NewTextHandler(env.Stderr, nil))
+	}
+	log := slog.New(handler)
+
+	nm, err := nodemanager.New(nodemanager.Options{Home: h, Logger: log, Exe: env.Exe, Console: consoleUnless(quiet, env.Stdout)})
+	if err != nil {
+		return err
+	}
+	if err := nm.Start(); err != nil {
+		if errors.Is(err, unix.EADDRINUSE) || strings.Contains(err.Error(), "address already in use") {
+			if pid, cmd, ok := portinfo.Holder(conf.Port); ok {
+				err = fmt.Errorf("%w (port %d is held by pid %d, %s)", err, conf.Port, pid, cmd)
+			}
+		}
+		log.Error("node manager does not start", "error", err.Error())
+		return fmt.Errorf("%s does not start: %w", label, err)
+	}
+	report(nil)
+	if !quiet {
+		fmt.Fprintf(env.Stdout, "Node manager %s started (pid %d), listening on %s\n", conf.NodeManagerID, os.Getpid(), nm.Addr())
+	}
+	stopCtx, stopNow := context.WithCancel(context.Background())
+	defer stopNow()
+	shutdownStarted := false
+	cancelled := ctx.Done()
+	waitDone := make(chan error, 1)
+	go func() { waitDone <- nm.Wait() }()
+	for {
+		select {
+		case err := <-waitDone:
+			return err
+		case <-cancelled:
+			cancelled = nil
+			stopNow()
+			if !shutdownStarted {
+				shutdownStarted = true
+				go nm.Shutdown(stopCtx)
+			}
+		case s := <-sigs:
+			switch {
+			case s == syscall.SIGQUIT || shutdownStarted:
+				stopNow()
+				if !shutdownStarted {
+					shutdownStarted = true
+					go nm.Shutdown(stopCtx)
+				}
+			default:
+				shutdownStarted = true
+				log.Info("stop requested", "signal", unix.SignalName(s.(syscall.Signal)))
+				sctx, cancel := context.WithTimeout(stopCtx, nmStopBudget)
+				go func() { defer cancel(); nm.Shutdown(sctx) }()
+			}
+		}
+	}
+}
+
+func consoleUnless(quiet bool, w io.Writer) io.Writer {
+	if quiet {
+		return nil
+	}
+	return w
+}
