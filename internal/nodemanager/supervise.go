@@ -468,6 +468,7 @@ func (s *Supervisor) adopt(si *supervised, rec home.ProcRecord) {
 	si.st.PID, si.st.StartedAt = rec.PID, rec.Started
 	si.st.Phase, si.st.Health, si.st.ConfigChecksum = "", "", ""
 	si.mgmtAddr = s.managementAddr(si.ref)
+	s.log.Info("watching instance", append(s.attrs(si), "pid", rec.PID)...)
 	end := make(chan struct{})
 	si.watchEnd = end
 	if s.closed {
