@@ -46,6 +46,9 @@ func TestByIDOperations(t *testing.T) {
 	if _, err := CreateInstance(ctx, h, actor, InstanceSpec{GroupID: g.ID, Name: "two", TrafficPort: 9000, ManagementPort: 9001, ExpectVersion: 2}); !errors.Is(err, topology.ErrConflict) {
 		t.Errorf("stale version: got %v, want ErrConflict", err)
 	}
+	if _, err := CreateInstance(ctx, h, actor, InstanceSpec{GroupID: "group-1", Name: "two", TrafficPort: 9000, ManagementPort: 9001}); !errors.Is(err, topology.ErrInvalid) {
+		t.Errorf("instance in the Node Manager Group: got %v, want ErrInvalid", err)
+	}
 	if _, err := DeleteInstanceID(ctx, h, actor, 0, g.ID, "nodemanager-1"); !errors.Is(err, topology.ErrNotFound) {
 		t.Errorf("delete a service of another group: got %v, want ErrNotFound", err)
 	}

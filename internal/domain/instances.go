@@ -159,7 +159,8 @@ func CreateInstance(ctx context.Context, h home.Home, actor topology.Actor, spec
 					return "", fmt.Errorf("group configuration for %q: %w", spec.Group, err)
 				}
 			}
-		} else if g.IsNodeManagerGroup() {
+		}
+		if !res.NewGroup && g.IsNodeManagerGroup() {
 			return "", fmt.Errorf("the %q holds node managers, not gateway instances: %w", g.Name, topology.ErrInvalid)
 		}
 		res.GroupID = g.ID

@@ -1,0 +1,150 @@
+package nodemanager
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"log/slog"
+	"net/http"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/rbac"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
+)
+
+// Authentication limits (docs/management-api.md).
+const (
+	// authCacheTTL: a verified user name and password are remembered this
+	// long (as an HMAC under a key made at start, never the password), so
+	// that a script's requests do not each pay the slow hash. A change of
+	// conf/adminUsers.json forgets them all.
+	authCacheTTL = time.Minute
+	authCacheMax = 1024
+	// authWait bounds the wait for a free verification slot; then 503.
+	authWait = 5 * time.Second
+)
+
+// authenticator checks HTTP Basic credentials against conf/adminUsers.json
+// (rbac.Verify: PBKDF2, deliberately slow). At most one verification per
+// CPU runs at a time, so a flood of guesses cannot take every core. It is
+// safe for concurrent use.
+type authenticator struct {
+	h      home.Home
+	log    *slog.Logger
+	sem    chan struct{}
+	key    [32]byte
+	verify func(user string, pw secret.Value) (bool, error)
+
+	mu    sync.Mutex
+	stamp fileStamp
+	cache map[[32]byte]time.Time // HMAC(user NUL password) → expiry
+}
+
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+func newAuthenticator(h home.Home, log *slog.Logger) *authenticator {
+	a := &authenticator{h: h, log: log, sem: make(chan struct{}, max(1, runtime.NumCPU())), cache: map[[32]byte]time.Time{}}
+	rand.Read(a.key[:])
+	a.verify = func(user string, pw secret.Value) (bool, error) { return rbac.Verify(h, user, pw) }
+	return a
+}
+
+func (a *authenticator) usersStamp() fileStamp {
+	fi, err := os.Stat(a.h.AdminUsersFile())
+	if err != nil {
+		return fileStamp{}
+	}
+	return fileStamp{fi.ModTime(), fi.Size()}
+}
+
+func (a *authenticator) mac(user string, pw secret.Value) [32]byte {
+	m := hmac.New(sha256.New, a.key[:])
+	m.Write([]byte(user))
+	m.Write([]byte{0})
+	m.Write(pw.Reveal())
+	var out [32]byte
+	copy(out[:], m.Sum(nil))
+	return out
+}
+
+// check reports whether user and pw are an admin user's credentials.
+func (a *authenticator) check(ctx context.Context, user string, pw secret.Value) (bool, error) {
+	k := a.mac(user, pw)
+	stamp := a.usersStamp()
+	now := time.Now()
+	a.mu.Lock()
+	if stamp != a.stamp {
+		clear(a.cache)
+		a.stamp = stamp
+	}
+	exp, ok := a.cache[k]
+	a.mu.Unlock()
+	if ok && now.Before(exp) {
+		return true, nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, authWait)
+	defer cancel()
+	select {
+	case a.sem <- struct{}{}:
+	case <-wctx.Done():
+		return false, &apiError{Code: http.StatusServiceUnavailable, Msg: "too many credentials are being checked at once; try again", Err: wctx.Err()}
+	}
+	good, err := a.verify(user, pw)
+	<-a.sem
+	if err != nil || !good {
+		return false, err
+	}
+	a.mu.Lock()
+	if a.stamp == stamp {
+		if len(a.cache) >= authCacheMax {
+			for k, e := range a.cache {
+				if now.After(e) {
+					delete(a.cache, k)
+				}
+			}
+			if len(a.cache) >= authCacheMax {
+				clear(a.cache)
+			}
+		}
+		a.cache[k] = now.Add(authCacheTTL)
+	}
+	a.mu.Unlock()
+	return true, nil
+}
+
+// middleware lets through requests with an admin user's HTTP Basic
+// credentials, with the user name in the context; others get 401 with
+// WWW-Authenticate.
+func (a *authenticator) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, ok := r.BasicAuth()
+		if !ok {
+			writeError(w, r, a.log, &apiError{Code: http.StatusUnauthorized, Msg: "authentication required: send an admin user's name and password with HTTP Basic"})
+			return
+		}
+		pw := secret.FromString(pass)
+		good, err := a.check(r.Context(), user, pw)
+		if err != nil {
+			if _, ok := err.(*apiError); !ok {
+				a.log.Error("checking credentials", "user", user, "err", err)
+				err = &apiError{Code: http.StatusInternalServerError, Msg: "internal error checking credentials; the node manager log has the cause", Err: err}
+			}
+			writeError(w, r, a.log, err)
+			return
+		}
+		if !good {
+			a.log.Warn("management API login refused", "user", user, "remote", remoteIP(r))
+			writeError(w, r, a.log, &apiError{Code: http.StatusUnauthorized, Msg: "wrong user name or password"})
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey, user)))
+	})
+}

@@ -1,0 +1,90 @@
+package nodemanager
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/gatehouse-gw/gatehouse/internal/topology"
+)
+
+// findLocalInstance resolves groupID/serviceID to a gateway instance of this
+// host. Unknown ids are 404; a node manager is 400; an instance of another
+// host is 502 naming the host (the node-to-node call comes with the
+// second-host work).
+func (a *api) findLocalInstance(t *topology.Topology, groupID, serviceID, doing string) (*topology.Group, *topology.Service, error) {
+	g, err := t.Group(groupID)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := g.Service(serviceID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.Type != topology.TypeGateway {
+		return nil, nil, &apiError{Code: http.StatusBadRequest, Msg: fmt.Sprintf("%s is a %s, not a gateway instance; only instances are %s here", s.ID, s.Type, doing)}
+	}
+	if err := a.remoteHostError(t, s, doing); err != nil {
+		return nil, nil, err
+	}
+	return g, s, nil
+}
+
+func (a *api) remoteHostError(t *topology.Topology, s *topology.Service, doing string) error {
+	if s.HostID == a.n.conf.HostID {
+		return nil
+	}
+	where := s.HostID
+	if h, err := t.Host(s.HostID); err == nil {
+		where = fmt.Sprintf("%s (%q)", h.ID, h.Name)
+	}
+	return &apiError{Code: http.StatusBadGateway, Msg: fmt.Sprintf("instance %s (%q) is on host %s; its node manager cannot be reached from here yet, so it is not %s and its state is unknown (node-to-node calls come with the second-host work)", s.ID, s.Name, where, doing)}
+}
+
+// POST /api/management/{start|stop|status}/{groupID}/{serviceID}:
+// synchronous, through the supervisor of this host. The answer is the
+// instance's state once the action is done.
+func (a *api) manage(w http.ResponseWriter, r *http.Request) {
+	action := r.PathValue("action")
+	var doing string
+	switch action {
+	case "start":
+		doing = "started"
+	case "stop":
+		doing = "stopped"
+	case "status":
+		doing = "reported on"
+	default:
+		a.fail(w, r, &apiError{Code: http.StatusNotFound, Msg: fmt.Sprintf("no management action %q; want start, stop or status", action)})
+		return
+	}
+	t, ok := a.load(w, r)
+	if !ok {
+		return
+	}
+	_, s, err := a.findLocalInstance(t, r.PathValue("groupID"), r.PathValue("serviceID"), doing)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	var st InstanceState
+	switch action {
+	case "start":
+		a.log.Info("starting instance", "instanceId", s.ID, "user", userOf(r.Context()), "remote", remoteIP(r))
+		st, err = a.sup.StartInstance(r.Context(), s.ID)
+	case "stop":
+		a.log.Info("stopping instance", "instanceId", s.ID, "user", userOf(r.Context()), "remote", remoteIP(r))
+		st, err = a.sup.StopInstance(r.Context(), s.ID)
+	default:
+		st, err = a.sup.Status(s.ID)
+	}
+	if err != nil {
+		if code, _ := classify(err); code == http.StatusInternalServerError {
+			// The supervisor's reasons (a port taken, an exit during start)
+			// are what the administrator needs to see.
+			err = &apiError{Code: http.StatusInternalServerError, Msg: fmt.Sprintf("instance %s (%q) could not be %s: %v", s.ID, s.Name, doing, err), Err: err}
+		}
+		a.fail(w, r, err)
+		return
+	}
+	writeResult(w, http.StatusOK, st)
+}

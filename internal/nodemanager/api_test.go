@@ -1,0 +1,550 @@
+package nodemanager
+
+import (
+	"context"
+	"crypto/pbkdf2"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/gatehouse-gw/gatehouse/internal/domain"
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
+	"github.com/gatehouse-gw/gatehouse/internal/topology"
+)
+
+const (
+	testUser = "admin"
+	testPass = "changeme-Secret1"
+)
+
+// testDomain creates a domain (the Admin Node Manager listening on
+// 127.0.0.1 and a free port) whose admin user's hash is cheap to check.
+func testDomain(t *testing.T) home.Home {
+	t.Helper()
+	h, err := home.At(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	if _, err := domain.Init(t.Context(), h, domain.InitOptions{DomainName: "D", HostName: "gw1", Username: testUser, Password: secret.FromString(testPass), Port: port, Actor: topology.Actor{User: "t", Via: "test"}}); err != nil {
+		t.Fatal(err)
+	}
+	setNMConf(t, h, func(c *domain.NodeManagerConf) { c.Address = "127.0.0.1" })
+	// The same user with 1000 iterations instead of 600000 (the count is in
+	// the hash).
+	salt := []byte("0123456789abcdef")
+	key, _ := pbkdf2.Key(sha256.New, testPass, salt, 1000, 32)
+	enc := base64.RawStdEncoding
+	users := fmt.Sprintf(`{"users":[{"name":%q,"roles":["API Server Administrator"],"hash":"pbkdf2-sha256$1000$%s$%s"}]}`, testUser, enc.EncodeToString(salt), enc.EncodeToString(key))
+	if err := os.WriteFile(h.AdminUsersFile(), []byte(users), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func setNMConf(t *testing.T, h home.Home, fn func(c *domain.NodeManagerConf)) {
+	t.Helper()
+	c, err := domain.LoadNodeManagerConf(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fn(&c)
+	data := fmt.Sprintf("hostID: %s\nnodeManagerID: %s\nport: %d\naddress: %q\n", c.HostID, c.NodeManagerID, c.Port, c.Address)
+	if err := os.WriteFile(h.NodeManagerConf(), []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// fakeSup is a supervisor that remembers what it was told.
+type fakeSup struct {
+	mu     sync.Mutex
+	states map[string]InstanceState
+}
+
+func (f *fakeSup) StartInstance(ctx context.Context, id string) (InstanceState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.states[id].Status == "running" {
+		return f.states[id], fmt.Errorf("instance %s: %w", id, home.ErrRunning)
+	}
+	f.states[id] = InstanceState{ID: id, Status: "running", PID: 4242}
+	return f.states[id], nil
+}
+
+func (f *fakeSup) StopInstance(ctx context.Context, id string) (InstanceState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.states[id] = InstanceState{ID: id, Status: "stopped"}
+	return f.states[id], nil
+}
+
+func (f *fakeSup) Status(id string) (InstanceState, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if st, ok := f.states[id]; ok {
+		return st, nil
+	}
+	return InstanceState{ID: id, Status: "stopped"}, nil
+}
+
+func (f *fakeSup) States() []InstanceState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []InstanceState
+	for _, s := range f.states {
+		out = append(out, s)
+	}
+	return out
+}
+
+type apiEnv struct {
+	t   *testing.T
+	h   home.Home
+	n   *NodeManager
+	sup *fakeSup
+	url string
+}
+
+// newAPIEnv serves the node manager's handler over plain HTTP (httptest);
+// TLS is tested in tls_test.go.
+func newAPIEnv(t *testing.T) *apiEnv {
+	t.Helper()
+	h := testDomain(t)
+	n, err := New(Options{Home: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sup := &fakeSup{states: map[string]InstanceState{}}
+	n.srv.api.sup = sup
+	ts := httptest.NewServer(n.srv.handler())
+	t.Cleanup(ts.Close)
+	return &apiEnv{t: t, h: h, n: n, sup: sup, url: ts.URL}
+}
+
+type answer struct {
+	Code    int
+	Header  http.Header
+	Body    string
+	Result  json.RawMessage
+	Version int64
+	Errors  []errorItem
+}
+
+func (e *apiEnv) do(method, path, body string, hdr ...string) answer {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.url+path, strings.NewReader(body))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.SetBasicAuth(testUser, testPass)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	return doReq(e.t, http.DefaultClient, req)
+}
+
+func doReq(t *testing.T, c *http.Client, req *http.Request) answer {
+	t.Helper()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	a := answer{Code: resp.StatusCode, Header: resp.Header, Body: string(b)}
+	var env struct {
+		Result  json.RawMessage `json:"result"`
+		Version int64           `json:"version"`
+		Errors  []errorItem     `json:"errors"`
+	}
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		if err := json.Unmarshal(b, &env); err != nil {
+			t.Fatalf("%s %s: answer is not JSON: %v\n%s", req.Method, req.URL, err, b)
+		}
+	}
+	a.Result, a.Version, a.Errors = env.Result, env.Version, env.Errors
+	return a
+}
+
+// wantError checks an error answer: status, the envelope, and a message
+// containing every one of subs.
+func (a answer) wantError(t *testing.T, code int, subs ...string) {
+	t.Helper()
+	if a.Code != code {
+		t.Errorf("got status %d, want %d: %s", a.Code, code, a.Body)
+		return
+	}
+	if len(a.Errors) != 1 || a.Errors[0].Code != code {
+		t.Errorf("got errors %+v, want one with code %d: %s", a.Errors, code, a.Body)
+		return
+	}
+	for _, s := range subs {
+		if !strings.Contains(a.Errors[0].Message, s) {
+			t.Errorf("message %q does not contain %q", a.Errors[0].Message, s)
+		}
+	}
+}
+
+func (a answer) decode(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(a.Result, v); err != nil {
+		t.Fatalf("result: %v\n%s", err, a.Body)
+	}
+}
+
+func TestAPIAuthentication(t *testing.T) {
+	e := newAPIEnv(t)
+	get := func(user, pass string, set bool) answer {
+		req, _ := http.NewRequest("GET", e.url+"/api/topology", nil)
+		if set {
+			req.SetBasicAuth(user, pass)
+		}
+		return doReq(t, http.DefaultClient, req)
+	}
+	for _, c := range []struct {
+		name       string
+		user, pass string
+		set        bool
+		want       int
+		msg        string
+	}{
+		{"no credentials", "", "", false, 401, "authentication required"},
+		{"wrong password", testUser, "wrong-password", true, 401, "wrong user name or password"},
+		{"unknown user", "nobody", testPass, true, 401, "wrong user name or password"},
+		{"right", testUser, testPass, true, 200, ""},
+		{"right again (remembered)", testUser, testPass, true, 200, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			a := get(c.user, c.pass, c.set)
+			if c.want != 200 {
+				a.wantError(t, c.want, c.msg)
+				if got := a.Header.Get("WWW-Authenticate"); !strings.HasPrefix(got, `Basic realm="Gatehouse"`) {
+					t.Errorf("WWW-Authenticate: got %q", got)
+				}
+			} else if a.Code != 200 {
+				t.Errorf("got %d, want 200: %s", a.Code, a.Body)
+			}
+		})
+	}
+	// A changed users file forgets remembered credentials.
+	os.WriteFile(e.h.AdminUsersFile(), []byte(`{"users":[]}`), 0o600)
+	get(testUser, testPass, true).wantError(t, 401)
+	// Unknown paths are not revealed to strangers.
+	req, _ := http.NewRequest("GET", e.url+"/api/nothing", nil)
+	doReq(t, http.DefaultClient, req).wantError(t, 401)
+}
+
+func TestAPITopology(t *testing.T) {
+	e := newAPIEnv(t)
+	a := e.do("GET", "/api/topology", "")
+	if a.Code != 200 {
+		t.Fatalf("got %d: %s", a.Code, a.Body)
+	}
+	if a.Header.Get("ETag") != `"1"` {
+		t.Errorf("ETag: got %q, want \"1\"", a.Header.Get("ETag"))
+	}
+	var tv topologyView
+	a.decode(t, &tv)
+	if tv.Version != 1 || tv.ID == "" || len(tv.Hosts) != 1 || tv.Hosts[0].ID != "host-1" || len(tv.Groups) != 1 {
+		t.Fatalf("topology: got %+v", tv)
+	}
+	nm := tv.Groups[0].Services[0]
+	if nm.ID != "nodemanager-1" || nm.Type != "nodemanager" || nm.Status != "running" || nm.Scheme != "https" || !nm.Enabled {
+		t.Errorf("node manager: got %+v", nm)
+	}
+	for _, k := range []string{`"hostID":"host-1"`, `"managementPort":`, `"tags":{"internal_admin_nm":"true"}`, `"timestamp":`} {
+		if !strings.Contains(a.Body, k) {
+			t.Errorf("body lacks %s: %s", k, a.Body)
+		}
+	}
+	e.do("POST", "/api/topology/services/group-2", `{"name":"x"}`).wantError(t, 404, `no group "group-2"`, `"group-1"`)
+	g := e.do("POST", "/api/topology/groups", `{"name":"G"}`)
+	if g.Code != 201 {
+		t.Fatalf("create group: %s", g.Body)
+	}
+	s := e.do("POST", "/api/topology/services/group-2", fmt.Sprintf(`{"name":"one","trafficPort":%d,"managementPort":%d}`, freePort(t), freePort(t)))
+	if s.Code != 201 {
+		t.Fatalf("create service: %s", s.Body)
+	}
+	a = e.do("GET", "/api/topology?serviceType=gateway", "")
+	a.decode(t, &tv)
+	if len(tv.Groups) != 2 || len(tv.Groups[0].Services) != 0 || len(tv.Groups[1].Services) != 1 || tv.Groups[1].Services[0].Status != "stopped" {
+		t.Errorf("serviceType=gateway: got %+v", tv.Groups)
+	}
+	a = e.do("GET", "/api/topology?serviceType=nodemanager", "")
+	a.decode(t, &tv)
+	if len(tv.Groups[0].Services) != 1 || len(tv.Groups[1].Services) != 0 {
+		t.Errorf("serviceType=nodemanager: got %+v", tv.Groups)
+	}
+	e.do("GET", "/api/topology?serviceType=bogus", "").wantError(t, 400, `"bogus"`, "gateway")
+}
+
+func TestAPIGroupsAndServices(t *testing.T) {
+	e := newAPIEnv(t)
+	g := e.do("POST", "/api/topology/groups", `{"name":"Group A"}`, "If-Match", `"1"`)
+	if g.Code != 201 || g.Version != 2 || g.Header.Get("ETag") != `"2"` || g.Header.Get("Location") != "/api/topology/groups/group-2" {
+		t.Fatalf("create group: got %d version %d ETag %q: %s", g.Code, g.Version, g.Header.Get("ETag"), g.Body)
+	}
+	var gv groupView
+	g.decode(t, &gv)
+	if gv.ID != "group-2" || gv.Name != "Group A" || gv.Services == nil {
+		t.Errorf("group: got %+v", gv)
+	}
+	if _, err := os.Stat(e.h.GroupConfFile("group-2")); err != nil {
+		t.Errorf("group.yaml: %v", err)
+	}
+	e.do("POST", "/api/topology/groups", `{"name":"Group A"}`).wantError(t, 409, "already exists")
+	e.do("POST", "/api/topology/groups", `{"name":"Group B"}`, "If-Match", `"1"`).wantError(t, 409, "expected version 1, current version is 2", "If-Match")
+	e.do("POST", "/api/topology/groups?version=1", `{"name":"Group B"}`).wantError(t, 409, "expected version 1")
+	e.do("POST", "/api/topology/groups", `{"name":"Group B"}`, "If-Match", "two").wantError(t, 400, "If-Match")
+	e.do("POST", "/api/topology/groups?version=3", `{"name":"Group B"}`, "If-Match", `"2"`).wantError(t, 400, "send one")
+	e.do("POST", "/api/topology/groups", `{"name":"bad/name"}`).wantError(t, 400, "not allowed")
+
+	tp, mp := freePort(t), freePort(t)
+	body := fmt.Sprintf(`{"name":"Server 1","hostID":"host-1","trafficPort":%d,"managementPort":%d}`, tp, mp)
+	s := e.do("POST", "/api/topology/services/group-2", body, "If-Match", `"2"`)
+	if s.Code != 201 || s.Version != 3 {
+		t.Fatalf("create service: got %d version %d: %s", s.Code, s.Version, s.Body)
+	}
+	var sv serviceView
+	s.decode(t, &sv)
+	if sv.ID != "instance-1" || sv.Type != "gateway" || sv.HostID != "host-1" || sv.TrafficPort != tp || sv.ManagementPort != mp || sv.Status != "stopped" {
+		t.Errorf("service: got %+v", sv)
+	}
+	e.do("POST", "/api/topology/services/group-2", body).wantError(t, 409, "already exists")
+	e.do("POST", "/api/topology/services/group-2", fmt.Sprintf(`{"name":"Server 2","trafficPort":%d,"managementPort":%d}`, tp, freePort(t))).wantError(t, 409, strconv.Itoa(tp), "Server 1")
+	e.do("POST", "/api/topology/services/group-1", `{"name":"Server 2"}`).wantError(t, 400, "node managers")
+	e.do("POST", "/api/topology/services/group-2", `{"name":"Server 2","hostID":"host-7"}`).wantError(t, 404, `no host "host-7"`)
+	e.do("POST", "/api/topology/hosts", `{"name":"gw2"}`)
+	e.do("POST", "/api/topology/services/group-2", `{"name":"Server 2","hostID":"host-2"}`).wantError(t, 501, "host-2", "second-host work")
+
+	l := e.do("GET", "/api/topology/services/group-2", "")
+	var list []serviceView
+	l.decode(t, &list)
+	if len(list) != 1 || list[0].ID != "instance-1" {
+		t.Errorf("list services: got %+v", list)
+	}
+	e.do("GET", "/api/topology/services/group-9", "").wantError(t, 404, `"group-9"`)
+	e.do("GET", "/api/topology/services/group-2/instance-9", "").wantError(t, 404, `"instance-9"`)
+
+	// A running instance is not deleted.
+	e.do("POST", "/api/management/start/group-2/instance-1", "")
+	rf := e.h.RunFiles("instance-1")
+	os.MkdirAll(e.h.RunDir(), 0o755)
+	lock, err := home.TryLock(rf.Lock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.do("DELETE", "/api/topology/services/group-2/instance-1", "").wantError(t, 409, "running")
+	e.do("DELETE", "/api/topology/groups/group-2", "").wantError(t, 409, "running")
+	lock.Unlock()
+
+	e.do("DELETE", "/api/topology/services/group-2/instance-1", "", "If-Match", `"3"`).wantError(t, 409, "expected version 3")
+	d := e.do("DELETE", "/api/topology/services/group-2/instance-1", "")
+	if d.Code != 200 || d.Version != 5 {
+		t.Errorf("delete service: got %d version %d: %s", d.Code, d.Version, d.Body)
+	}
+	e.do("DELETE", "/api/topology/services/group-2/instance-1", "").wantError(t, 404, `"instance-1"`)
+	e.do("DELETE", "/api/topology/services/group-1/nodemanager-1", "").wantError(t, 400, "not a gateway instance")
+	e.do("DELETE", "/api/topology/groups/group-1", "").wantError(t, 400, "cannot be deleted")
+	d = e.do("DELETE", "/api/topology/groups/group-2", "", "If-Match", `"5"`)
+	if d.Code != 200 || d.Version != 6 {
+		t.Errorf("delete group: got %d version %d: %s", d.Code, d.Version, d.Body)
+	}
+	if _, err := os.Stat(e.h.GroupDir("group-2")); !os.IsNotExist(err) {
+		t.Errorf("group directory left: %v", err)
+	}
+	e.do("DELETE", "/api/topology/groups/group-2", "").wantError(t, 404, `no group "group-2"`)
+}
+
+func TestAPIHosts(t *testing.T) {
+	e := newAPIEnv(t)
+	c := e.do("POST", "/api/topology/hosts", `{"name":"gw2"}`)
+	if c.Code != 201 || c.Version != 2 {
+		t.Fatalf("create host: %d %s", c.Code, c.Body)
+	}
+	e.do("POST", "/api/topology/hosts", `{"name":"gw2"}`).wantError(t, 409, "already exists")
+	e.do("POST", "/api/topology/hosts", `{"name":"gw3","id":"host-9"}`).wantError(t, 400, "leave \"id\" out")
+	var hosts []topology.Host
+	e.do("GET", "/api/topology/hosts", "").decode(t, &hosts)
+	if len(hosts) != 2 || hosts[1].ID != "host-2" || hosts[1].Name != "gw2" {
+		t.Errorf("hosts: got %+v", hosts)
+	}
+	if a := e.do("PUT", "/api/topology/hosts/host-2", `{"name":"gw2b"}`); a.Code != 200 || !strings.Contains(a.Body, `"gw2b"`) {
+		t.Errorf("rename: %s", a.Body)
+	}
+	if a := e.do("PUT", "/api/topology/hosts", `{"id":"host-2","name":"gw2c"}`); a.Code != 200 {
+		t.Errorf("rename by body: %s", a.Body)
+	}
+	e.do("PUT", "/api/topology/hosts", `{"name":"x"}`).wantError(t, 400, "which host")
+	e.do("PUT", "/api/topology/hosts/host-2", `{"name":"gw1"}`).wantError(t, 409, "already exists")
+	var h topology.Host
+	e.do("GET", "/api/topology/hosts/host-2", "").decode(t, &h)
+	if h.Name != "gw2c" {
+		t.Errorf("host: got %+v", h)
+	}
+	e.do("GET", "/api/topology/hosts/host-5", "").wantError(t, 404, `"host-5"`)
+	e.do("DELETE", "/api/topology/hosts/host-1", "").wantError(t, 400, "own host")
+	// A host with a service is not deleted.
+	if _, err := e.n.store.Update(t.Context(), topology.Actor{}, "test", 0, func(t *topology.Topology) (string, error) {
+		g, _ := t.AddGroup("Remote")
+		_, err := t.AddService(g.ID, topology.Service{Name: "far", Type: topology.TypeGateway, HostID: "host-2", ManagementPort: 8085})
+		return "", err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.do("DELETE", "/api/topology/hosts/host-2", "").wantError(t, 409, "instance-1")
+	e.do("DELETE", "/api/topology/groups/group-2", "")
+	if a := e.do("DELETE", "/api/topology/hosts/host-2", ""); a.Code != 200 {
+		t.Errorf("delete host: %s", a.Body)
+	}
+}
+
+func TestAPIBadInput(t *testing.T) {
+	e := newAPIEnv(t)
+	for _, c := range []struct {
+		name, body string
+		hdr        []string
+		code       int
+		subs       []string
+	}{
+		{"malformed", `{"name": "x",}`, nil, 400, []string{"malformed JSON at offset 14"}},
+		{"truncated", `{"name": "x"`, nil, 400, []string{"ends in the middle"}},
+		{"empty", ``, nil, 400, []string{"empty request body", `"name"`}},
+		{"unknown field", `{"name":"x","colour":"red"}`, nil, 400, []string{`unknown field "colour"`, `accepted: "name"`}},
+		{"wrong type", `{"name":5}`, nil, 400, []string{`field "name"`, "got a JSON number, want a string"}},
+		{"array", `[]`, nil, 400, []string{"got a JSON array, want an object"}},
+		{"two objects", `{"name":"a"}{"name":"b"}`, nil, 400, []string{"after the JSON object"}},
+		{"too large", `{"name":"` + strings.Repeat("a", maxBodyBytes) + `"}`, nil, 413, []string{"1048576 bytes"}},
+		{"content type", `{"name":"x"}`, []string{"Content-Type", "text/plain"}, 415, []string{"application/json"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e.do("POST", "/api/topology/groups", c.body, c.hdr...).wantError(t, c.code, c.subs...)
+		})
+	}
+	e.do("POST", "/api/topology/services/group-1", `{"name":"x","trafficPort":70000}`).wantError(t, 400, "trafficPort 70000")
+	e.do("POST", "/api/topology/services/group-1", `{"name":"x","type":"nodemanager"}`).wantError(t, 400, "only gateway")
+	// Wrong method, unknown paths.
+	a := e.do("DELETE", "/api/topology", "")
+	a.wantError(t, 405, "DELETE")
+	if a.Header.Get("Allow") != "GET" {
+		t.Errorf("Allow: got %q, want GET", a.Header.Get("Allow"))
+	}
+	if a := e.do("PATCH", "/api/topology/hosts", ""); a.Header.Get("Allow") != "GET, POST, PUT" {
+		t.Errorf("Allow: got %q", a.Header.Get("Allow"))
+	}
+	e.do("GET", "/api/nothing", "").wantError(t, 404, "/api/nothing")
+	e.do("POST", "/api/management/restart/group-1/nodemanager-1", "").wantError(t, 404, `"restart"`)
+	e.do("GET", "/elsewhere", "").wantError(t, 404, "/api")
+}
+
+func TestAPIManagement(t *testing.T) {
+	e := newAPIEnv(t)
+	e.do("POST", "/api/topology/groups", `{"name":"G"}`)
+	e.do("POST", "/api/topology/services/group-2", fmt.Sprintf(`{"name":"one","trafficPort":%d,"managementPort":%d}`, freePort(t), freePort(t)))
+	for _, c := range []struct{ action, want string }{{"status", "stopped"}, {"start", "running"}, {"status", "running"}, {"stop", "stopped"}} {
+		a := e.do("POST", "/api/management/"+c.action+"/group-2/instance-1", "")
+		var st InstanceState
+		a.decode(t, &st)
+		if a.Code != 200 || st.Status != c.want {
+			t.Errorf("%s: got %d %+v, want %s", c.action, a.Code, st, c.want)
+		}
+	}
+	e.do("POST", "/api/management/start/group-2/instance-1", "")
+	e.do("POST", "/api/management/start/group-2/instance-1", "").wantError(t, 409, "running")
+	e.do("GET", "/api/management/start/group-2/instance-1", "").wantError(t, 405)
+	e.do("POST", "/api/management/start/group-2/instance-7", "").wantError(t, 404, `"instance-7"`)
+	e.do("POST", "/api/management/start/group-1/nodemanager-1", "").wantError(t, 400, "not a gateway instance")
+
+	// An instance on another host: an error naming the host, and unknown in
+	// the topology.
+	e.do("POST", "/api/topology/hosts", `{"name":"gw2"}`)
+	if _, err := e.n.store.Update(t.Context(), topology.Actor{}, "test", 0, func(t *topology.Topology) (string, error) {
+		_, err := t.AddService("group-2", topology.Service{Name: "far", Type: topology.TypeGateway, HostID: "host-2", ManagementPort: 8085})
+		return "", err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.do("POST", "/api/management/start/group-2/instance-2", "").wantError(t, 502, "host-2", `"gw2"`)
+	var sv serviceView
+	e.do("GET", "/api/topology/services/group-2/instance-2", "").decode(t, &sv)
+	if sv.Status != "unknown" {
+		t.Errorf("remote instance status: got %q, want unknown", sv.Status)
+	}
+}
+
+func TestAPIRouter(t *testing.T) {
+	e := newAPIEnv(t)
+	var seen *http.Request
+	inst := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = r.Clone(context.Background())
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "text/xml")
+		w.Header().Set("X-Instance", "yes")
+		w.WriteHeader(http.StatusTeapot)
+		fmt.Fprintf(w, "<status>ok</status>%s %s?%s %s", r.Method, r.URL.Path, r.URL.RawQuery, body)
+	}))
+	defer inst.Close()
+	mp := inst.Listener.Addr().(*net.TCPAddr).Port
+	e.do("POST", "/api/topology/groups", `{"name":"G"}`)
+	if a := e.do("POST", "/api/topology/services/group-2", fmt.Sprintf(`{"name":"one","trafficPort":%d,"managementPort":%d}`, freePort(t), mp)); a.Code != 201 {
+		t.Fatal(a.Body)
+	}
+	a := e.do("GET", "/api/router/service/instance-1/healthcheck?x=1", "", "Connection", "X-Drop", "X-Drop", "1")
+	if a.Code != 418 || a.Body != "<status>ok</status>GET /healthcheck?x=1 " || a.Header.Get("X-Instance") != "yes" || a.Header.Get("Content-Type") != "text/xml" {
+		t.Errorf("relayed: got %d %q %v", a.Code, a.Body, a.Header)
+	}
+	if seen.Header.Get("Authorization") != "" || seen.Header.Get("X-Drop") != "" {
+		t.Errorf("instance saw Authorization %q, X-Drop %q; want neither", seen.Header.Get("Authorization"), seen.Header.Get("X-Drop"))
+	}
+	if a := e.do("POST", "/api/router/service/instance-1/status", "hello"); a.Body != "<status>ok</status>POST /status? hello" {
+		t.Errorf("POST relayed: got %q", a.Body)
+	}
+	e.do("POST", "/api/router/service/instance-1/x", strings.Repeat("a", maxBodyBytes+1)).wantError(t, 413)
+	e.do("GET", "/api/router/service/instance-9/status", "").wantError(t, 404, `"instance-9"`)
+	e.do("GET", "/api/router/service/nodemanager-1/status", "").wantError(t, 400, "is a nodemanager")
+	inst.Close()
+	e.do("GET", "/api/router/service/instance-1/status", "").wantError(t, 502, "instance-1", "did not answer")
+}
+
+func TestNotAdminNodeManager(t *testing.T) {
+	h := testDomain(t)
+	store := topology.NewStore(h, nil)
+	if _, err := store.Update(t.Context(), topology.Actor{}, "test", 0, func(t *topology.Topology) (string, error) {
+		t.Hosts = append(t.Hosts, topology.Host{ID: t.NextID(topology.KindHost), Name: "gw2"})
+		_, err := t.AddService("group-1", topology.Service{Name: "NM 2", Type: topology.TypeNodeManager, HostID: "host-2", ManagementPort: 8090, Scheme: "https"})
+		return "", err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	setNMConf(t, h, func(c *domain.NodeManagerConf) { c.HostID, c.NodeManagerID = "host-2", "nodemanager-2" })
+	n, err := New(Options{Home: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(n.srv.handler())
+	defer ts.Close()
+	req, _ := http.NewRequest("GET", ts.URL+"/api/topology", nil)
+	doReq(t, http.DefaultClient, req).wantError(t, 404, "not the Admin Node Manager", "nodemanager-1", `gw1 (host-1)`)
+}
