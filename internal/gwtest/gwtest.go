@@ -156,11 +156,23 @@ func (h *Home) InitDomain() {
 	h.MustRun("", "managedomain", "-i", "--domain_name", "TestDomain", "--username", "admin", "--password_file", pw)
 }
 
-// killAll stops every instance still running in h (test cleanup).
+// killAll stops every node manager and instance still running in h (test
+// cleanup).
 func (h *Home) killAll() {
 	matches, _ := filepath.Glob(h.Path("var", "run", "*.pid"))
+	// Node managers first, so that none restarts an instance being stopped.
+	for _, m := range matches {
+		if strings.HasPrefix(filepath.Base(m), "nodemanager-") {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			h.Command(ctx, "", "nodemanager", "-k", "-q").Run()
+			cancel()
+		}
+	}
 	for _, m := range matches {
 		id := strings.TrimSuffix(filepath.Base(m), ".pid")
+		if strings.HasPrefix(id, "nodemanager-") {
+			continue
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		cmd := h.Command(ctx, "", "startinstance", "-k", "-h", h.instanceDirByID(id))
 		cmd.Run()
