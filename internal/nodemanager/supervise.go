@@ -110,6 +110,7 @@ type supervised struct {
 	stopping bool             // StopInstance is stopping it: never a failure
 	delay    time.Duration    // last back-off delay; 0 after a stable run
 	timer    *time.Timer      // pending restart
+	timerGen uint64           // identifies the pending restart (guards against a stale timer firing)
 }
 
 func newSupervisor(n *NodeManager) *Supervisor {
@@ -476,7 +477,8 @@ func (s *Supervisor) adopt(si *supervised, rec home.ProcRecord) {
 		return
 	}
 	s.wg.Add(1)
-	go s.watch(si, r, end)
+	// The run files are named now, under mu: refresh may change si.ref.
+	go s.watch(si, r, s.h.RunFiles(si.ref.Service.ID), end)
 }
 
 // clearProcess forgets the process of si (mu held).
@@ -488,14 +490,13 @@ func (s *Supervisor) clearProcess(si *supervised) {
 
 // watch waits for the process rec of si to end, reaps it when it is a child,
 // and records how it ended.
-func (s *Supervisor) watch(si *supervised, rec home.ProcRecord, end chan struct{}) {
+func (s *Supervisor) watch(si *supervised, rec home.ProcRecord, rf home.RunFiles, end chan struct{}) {
 	defer s.wg.Done()
 	defer close(end)
 	if !waitExit(rec, s.quit) {
 		return
 	}
 	ws, wsOK := reap(rec.PID)
-	rf := s.h.RunFiles(si.ref.Service.ID)
 	mark, markOK := home.ReadStopMark(rf)
 	clean, cause := exitVerdict(rec, mark, markOK, ws, wsOK)
 
@@ -538,9 +539,9 @@ func (s *Supervisor) scheduleRestart(si *supervised, uptime time.Duration) {
 	si.delay = nextDelay(si.delay, uptime, nm.RestartBackoff.D(), nm.RestartBackoffMax.D(), stableAfter)
 	s.log.Info("restarting instance after back-off", append(s.attrs(si), "delay", si.delay.String())...)
 	s.cancelRestart(si)
-	var t *time.Timer
-	t = time.AfterFunc(si.delay, func() { s.restart(si, t) })
-	si.timer = t
+	si.timerGen++
+	gen := si.timerGen
+	si.timer = time.AfterFunc(si.delay, func() { s.restart(si, gen) })
 }
 
 // cancelRestart disarms a pending restart (mu held).
@@ -551,10 +552,10 @@ func (s *Supervisor) cancelRestart(si *supervised) {
 	}
 }
 
-// restart is the timer t's restart of a failed instance.
-func (s *Supervisor) restart(si *supervised, t *time.Timer) {
+// restart is the restart (generation gen) of a failed instance.
+func (s *Supervisor) restart(si *supervised, gen uint64) {
 	s.mu.Lock()
-	if s.closed || si.timer != t {
+	if s.closed || si.timer == nil || si.timerGen != gen {
 		s.mu.Unlock()
 		return
 	}
