@@ -49,6 +49,7 @@ type InitOptions struct {
 	Username   string       // first admin user, required
 	Password   secret.Value // required, at least 8 characters
 	Port       int          // this host's (Admin) Node Manager management port; 0 → 8090
+	Address    string       // the IP the node manager listens on; "" every interface
 	Actor      topology.Actor
 	Exe        string   // path of the running gatehouse binary, copied into posix/bin ("" skips)
 	ToolNames  []string // links to make in posix/bin pointing at gatehouse
@@ -62,6 +63,11 @@ type NodeManagerConf struct {
 	// Address is the IP the node manager listens on; empty: every
 	// interface.
 	Address string `yaml:"address,omitempty"`
+	// ANMAddress and ANMPort are where this host reaches the Admin Node
+	// Manager (written by managedomain -a on a host that joined a domain;
+	// empty on the ANM's host, which is its own).
+	ANMAddress string `yaml:"anmAddress,omitempty"`
+	ANMPort    int    `yaml:"anmPort,omitempty"`
 }
 
 // Init creates the domain in h: the skeleton directories, the domain CA, the
@@ -138,7 +144,7 @@ func Init(ctx context.Context, h home.Home, o InitOptions) (_ *topology.Topology
 	if err != nil {
 		return nil, err
 	}
-	nmc := NodeManagerConf{HostID: hostID, NodeManagerID: nm.ID, Port: o.Port}
+	nmc := NodeManagerConf{HostID: hostID, NodeManagerID: nm.ID, Port: o.Port, Address: o.Address}
 	track(h.NodeManagerConf())
 	if err := writeNodeManagerConf(h, nmc); err != nil {
 		return nil, err
@@ -192,6 +198,9 @@ func validateInit(o *InitOptions) error {
 		o.Port = DefaultNodeManagerPort
 	}
 	if err := checkPort("node manager port", o.Port); err != nil {
+		return err
+	}
+	if err := CheckListenAddress(o.Address); err != nil {
 		return err
 	}
 	for _, n := range o.ToolNames {
