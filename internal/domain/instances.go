@@ -10,6 +10,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/pki"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
 )
 
@@ -207,7 +208,13 @@ func CreateInstance(ctx context.Context, h home.Home, actor topology.Actor, spec
 		if err := groupconf.SetKeys(h.InstanceConfFile(g.ID, s.ID), keys, order, instanceHeader); err != nil {
 			return detail, err
 		}
-		if err := checkInstancePorts(h, t, hostID, g, s); err != nil {
+		mgmtAddr, err := checkInstancePorts(h, t, hostID, g, s)
+		if err != nil {
+			return detail, err
+		}
+		// The management listener's certificate, when this host holds the
+		// domain CA key; elsewhere startinstance gets it (EnsureInstanceCert).
+		if _, err := EnsureInstanceCert(h, g.ID, s.ID, mgmtAddr); err != nil && !errors.Is(err, ErrNoInstanceCert) && !errors.Is(err, pki.ErrNoCA) {
 			return detail, err
 		}
 		return detail, nil
@@ -224,11 +231,12 @@ func CreateInstance(ctx context.Context, h home.Home, actor topology.Actor, spec
 
 // checkInstancePorts loads the effective configuration of s (whose files are
 // written) and checks its ports against everything else on the host. It
-// records the effective traffic and management ports in s.
-func checkInstancePorts(h home.Home, t *topology.Topology, hostID string, g *topology.Group, s *topology.Service) error {
+// records the effective traffic and management ports in s, and returns the
+// management listener's address.
+func checkInstancePorts(h home.Home, t *topology.Topology, hostID string, g *topology.Group, s *topology.Service) (string, error) {
 	cfg, err := groupconf.LoadInstance(h, g.ID, s.ID, nil, nil)
 	if err != nil {
-		return err
+		return "", err
 	}
 	s.TrafficPort, s.ManagementPort = cfg.Traffic.Port, cfg.Management.Port
 	mine := []portUse{{cfg.Traffic.Port, "traffic.port"}, {cfg.Management.Port, "management.port"}}
@@ -239,11 +247,11 @@ func checkInstancePorts(h home.Home, t *topology.Topology, hostID string, g *top
 	for _, m := range mine {
 		for _, o := range others {
 			if m.port == o.port {
-				return &PortClashError{Port: m.port, Key: m.key, Owner: o.key}
+				return "", &PortClashError{Port: m.port, Key: m.key, Owner: o.key}
 			}
 		}
 	}
-	return nil
+	return cfg.Management.Address, nil
 }
 
 type portUse struct {
@@ -340,7 +348,8 @@ func SetInstancePorts(ctx context.Context, h home.Home, actor topology.Actor, gr
 			restore = nil // nothing written
 			return detail, err
 		}
-		return detail, checkInstancePorts(h, t, hostID, ref.Group, ref.Service)
+		_, err = checkInstancePorts(h, t, hostID, ref.Group, ref.Service)
+		return detail, err
 	})
 	if err != nil && restore != nil {
 		restore()

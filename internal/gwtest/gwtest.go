@@ -76,6 +76,10 @@ type Home struct {
 	Dir string
 	// Env is added to every command's environment (GATEHOUSE_HOME is set).
 	Env []string
+
+	mgmtMu                sync.Mutex // guards the fields below (mgmt.go)
+	clientCert, clientKey string
+	mgmtClient            *http.Client
 }
 
 // NewHome makes an empty install directory. Instances started in it are

@@ -59,8 +59,8 @@ type Options struct {
 	Console      io.Writer         // usually os.Stderr; nil means nowhere
 
 	// ManagementTLS, when set, makes the management listener serve TLS with
-	// this configuration (mutual TLS arrives with the node manager). Nil
-	// serves plain HTTP.
+	// this configuration; startinstance sets LoadManagementTLS's (mutual TLS
+	// with the domain CA). Nil serves plain HTTP (in-process tests).
 	ManagementTLS *tls.Config
 }
 

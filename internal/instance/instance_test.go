@@ -3,7 +3,6 @@ package instance
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -303,18 +302,6 @@ func TestManagementStatus(t *testing.T) {
 	}
 	if got := ti.Phase(); got != PhaseServing {
 		t.Errorf("Phase(): got %v, want serving", got)
-	}
-}
-
-func TestManagementTLS(t *testing.T) {
-	tlsSrv := httptest.NewTLSServer(http.NotFoundHandler()) // for its certificate and a client that trusts it
-	defer tlsSrv.Close()
-	ti := startInstance(t, quickstartYAML(newPorts(t), sampleAPI), func(o *Options) {
-		o.ManagementTLS = &tls.Config{Certificates: tlsSrv.TLS.Certificates}
-	})
-	url := strings.Replace(ti.mgmt, "http://", "https://", 1) + "/status"
-	if r := do(t, tlsSrv.Client(), "GET", url, nil); r.status != 200 || !strings.Contains(r.body, `"phase":"serving"`) {
-		t.Errorf("GET %s: got %d %s, want 200 with the status", url, r.status, r.body)
 	}
 }
 

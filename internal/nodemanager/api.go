@@ -46,7 +46,7 @@ type api struct {
 
 func newAPI(n *NodeManager, sup supervisor) *api {
 	log := n.log.With("subsystem", "api")
-	return &api{n: n, h: n.opts.Home, log: log, sup: sup, auth: newAuthenticator(n.opts.Home, log), relay: newRelay(log)}
+	return &api{n: n, h: n.opts.Home, log: log, sup: sup, auth: newAuthenticator(n.opts.Home, log), relay: newRelay(log, n.mgmt)}
 }
 
 // handler routes /api. On a node manager that is not the Admin Node Manager

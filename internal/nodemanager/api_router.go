@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
@@ -18,16 +17,14 @@ import (
 
 // Router limits (docs/management-api.md).
 const (
-	relayDialTimeout     = 5 * time.Second
 	relayHeaderTimeout   = 10 * time.Second
 	relayTotalTimeout    = 60 * time.Second
 	maxRelayResponseSize = 32 << 20
 )
 
 // relay forwards /api/router/service/{serviceID}/<path> to an instance's
-// management listener. It holds the one client that talks to instances:
-// plain HTTP on 127.0.0.1 today; mutual TLS with the domain CA replaces it
-// here later.
+// management listener, through the node manager's one client for them
+// (mgmtClient: mutual TLS with the domain CA).
 type relay struct {
 	log   *slog.Logger
 	proxy *httputil.ReverseProxy
@@ -40,17 +37,10 @@ type relayTarget struct {
 	service string
 }
 
-func newRelay(log *slog.Logger) *relay {
-	tr := &http.Transport{
-		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: relayDialTimeout}).DialContext,
-		ResponseHeaderTimeout: relayHeaderTimeout,
-		MaxIdleConnsPerHost:   4,
-		IdleConnTimeout:       60 * time.Second,
-	}
+func newRelay(log *slog.Logger, client *mgmtClient) *relay {
 	rl := &relay{log: log}
 	rl.proxy = &httputil.ReverseProxy{
-		Transport: tr,
+		Transport: client,
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			t := pr.In.Context().Value(relayTargetKey{}).(relayTarget)
 			pr.Out.URL = t.url
@@ -110,12 +100,6 @@ func (c *cappedBody) Read(p []byte) (int, error) {
 
 func (c *cappedBody) Close() error { return c.rc.Close() }
 
-// instanceURL is where the management listener of s answers path: the
-// local host's loopback today.
-func instanceURL(s *topology.Service, path, rawQuery string) *url.URL {
-	return &url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(s.ManagementPort)), Path: path, RawQuery: rawQuery}
-}
-
 // /api/router/service/{serviceID}/<path>: any method, relayed as it is
 // (hop-by-hop headers removed, the Authorization header not passed on);
 // the instance's answer comes back unchanged.
@@ -154,7 +138,7 @@ func (a *api) route(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, &apiError{Code: http.StatusBadGateway, Msg: fmt.Sprintf("%s has no management port in the topology", svc.ID)})
 		return
 	}
-	target := relayTarget{url: instanceURL(svc, "/"+r.PathValue("path"), r.URL.RawQuery), service: svc.ID}
+	target := relayTarget{url: instanceURL(loopbackAddr(svc.ManagementPort), "/"+r.PathValue("path"), r.URL.RawQuery), service: svc.ID}
 	ctx, cancel := context.WithTimeout(context.WithValue(r.Context(), relayTargetKey{}, target), relayTotalTimeout)
 	defer cancel()
 	r = r.WithContext(ctx)

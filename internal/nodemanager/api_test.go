@@ -494,40 +494,6 @@ func TestAPIManagement(t *testing.T) {
 	}
 }
 
-func TestAPIRouter(t *testing.T) {
-	e := newAPIEnv(t)
-	var seen *http.Request
-	inst := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		seen = r.Clone(context.Background())
-		body, _ := io.ReadAll(r.Body)
-		w.Header().Set("Content-Type", "text/xml")
-		w.Header().Set("X-Instance", "yes")
-		w.WriteHeader(http.StatusTeapot)
-		fmt.Fprintf(w, "<status>ok</status>%s %s?%s %s", r.Method, r.URL.Path, r.URL.RawQuery, body)
-	}))
-	defer inst.Close()
-	mp := inst.Listener.Addr().(*net.TCPAddr).Port
-	e.do("POST", "/api/topology/groups", `{"name":"G"}`)
-	if a := e.do("POST", "/api/topology/services/group-2", fmt.Sprintf(`{"name":"one","trafficPort":%d,"managementPort":%d}`, freePort(t), mp)); a.Code != 201 {
-		t.Fatal(a.Body)
-	}
-	a := e.do("GET", "/api/router/service/instance-1/healthcheck?x=1", "", "Connection", "X-Drop", "X-Drop", "1")
-	if a.Code != 418 || a.Body != "<status>ok</status>GET /healthcheck?x=1 " || a.Header.Get("X-Instance") != "yes" || a.Header.Get("Content-Type") != "text/xml" {
-		t.Errorf("relayed: got %d %q %v", a.Code, a.Body, a.Header)
-	}
-	if seen.Header.Get("Authorization") != "" || seen.Header.Get("X-Drop") != "" {
-		t.Errorf("instance saw Authorization %q, X-Drop %q; want neither", seen.Header.Get("Authorization"), seen.Header.Get("X-Drop"))
-	}
-	if a := e.do("POST", "/api/router/service/instance-1/status", "hello"); a.Body != "<status>ok</status>POST /status? hello" {
-		t.Errorf("POST relayed: got %q", a.Body)
-	}
-	e.do("POST", "/api/router/service/instance-1/x", strings.Repeat("a", maxBodyBytes+1)).wantError(t, 413)
-	e.do("GET", "/api/router/service/instance-9/status", "").wantError(t, 404, `"instance-9"`)
-	e.do("GET", "/api/router/service/nodemanager-1/status", "").wantError(t, 400, "is a nodemanager")
-	inst.Close()
-	e.do("GET", "/api/router/service/instance-1/status", "").wantError(t, 502, "instance-1", "did not answer")
-}
-
 func TestNotAdminNodeManager(t *testing.T) {
 	h := testDomain(t)
 	store := topology.NewStore(h, nil)

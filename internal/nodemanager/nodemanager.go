@@ -42,8 +42,9 @@ type NodeManager struct {
 	store *topology.Store
 	admin bool // this host's node manager is the Admin Node Manager
 
-	sup *Supervisor
-	srv *server
+	sup  *Supervisor
+	srv  *server
+	mgmt *mgmtClient // the one client for instances' management listeners (mutual TLS)
 
 	mu       sync.Mutex
 	started  bool
@@ -74,6 +75,7 @@ func New(opts Options) (*NodeManager, error) {
 	if svc, err := topo.AdminNodeManager(); err == nil && svc.ID == conf.NodeManagerID {
 		n.admin = true
 	}
+	n.mgmt = newMgmtClient()
 	n.sup = newSupervisor(n)
 	n.srv = newServer(n)
 	return n, nil

@@ -70,6 +70,7 @@ func (s *server) start() error {
 	if err != nil {
 		return fmt.Errorf("node manager certificate: %w", err)
 	}
+	s.n.mgmt.setIdentity(cert, caCert) // also its client certificate towards instances
 	ln, err := net.Listen("tcp", s.listenAddress())
 	if err != nil {
 		return fmt.Errorf("node manager listener: %w", err)

@@ -84,7 +84,7 @@ type Supervisor struct {
 	h      home.Home
 	hostID string
 	log    *slog.Logger
-	mgmt   *managementClient
+	mgmt   *mgmtClient // the node manager's
 
 	quit      chan struct{} // closed by stop
 	wg        sync.WaitGroup
@@ -117,7 +117,7 @@ func newSupervisor(n *NodeManager) *Supervisor {
 	return &Supervisor{
 		n: n, h: n.opts.Home, hostID: n.conf.HostID,
 		log:   n.log.With("component", "supervisor"),
-		mgmt:  newManagementClient(),
+		mgmt:  n.mgmt,
 		quit:  make(chan struct{}),
 		insts: map[string]*supervised{},
 	}

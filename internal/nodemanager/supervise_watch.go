@@ -1,11 +1,8 @@
 package nodemanager
 
 import (
-	"encoding/json"
 	"errors"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -100,44 +97,6 @@ func reap(pid int) (unix.WaitStatus, bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// managementClient talks to the instances' management listeners. It is the
-// one place their client is built: mutual TLS with the domain CA arrives
-// here (the scheme and the transport's TLS configuration).
-type managementClient struct {
-	scheme string
-	http   *http.Client
-}
-
-func newManagementClient() *managementClient {
-	return &managementClient{scheme: "http", http: &http.Client{
-		Timeout:   statusTimeout,
-		Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 1, IdleConnTimeout: 30 * time.Second},
-	}}
-}
-
-// instanceStatus is the part of an instance's GET /status the supervisor
-// reads (instance.Status).
-type instanceStatus struct {
-	PID            int    `json:"pid"`
-	Phase          string `json:"phase"`
-	ConfigChecksum string `json:"configChecksum"`
-}
-
-func (c *managementClient) status(addr string) (instanceStatus, error) {
-	var st instanceStatus
-	resp, err := c.http.Get(c.scheme + "://" + addr + "/status")
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return st, errors.New("GET /status: " + resp.Status)
-	}
-	err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st)
-	return st, err
 }
 
 // managementAddr is the address of ref's management listener, from its

@@ -42,11 +42,12 @@ apis:
     backend: dead
 `
 
-// scrapeMetrics reads /metrics from the management listener in the text
-// format and parses it with the Prometheus text parser.
-func scrapeMetrics(t *testing.T, mgmtPort int) map[string]*dto.MetricFamily {
+// scrapeMetrics reads /metrics from the management listener (mutual TLS,
+// a client certificate of h's domain CA) in the text format and parses it
+// with the Prometheus text parser.
+func scrapeMetrics(t *testing.T, h *gwtest.Home, mgmtPort int) map[string]*dto.MetricFamily {
 	t.Helper()
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", mgmtPort))
+	resp, err := h.MgmtClient().Get(gwtest.MgmtURL(mgmtPort, "/metrics"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +106,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	h.MustRun("", "startinstance", "-d", "-q", "-n", "S", "-g", "G")
 	t.Cleanup(func() { h.Run("", "startinstance", "-k", "-q", "-n", "S", "-g", "G") })
 
-	before := scrapeMetrics(t, p.mgmt)
+	before := scrapeMetrics(t, h, p.mgmt)
 
 	// Traffic of several APIs, methods and statuses; the response body
 	// bytes each API wrote are summed as the client read them.
@@ -166,7 +167,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		return n
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		after = scrapeMetrics(t, p.mgmt)
+		after = scrapeMetrics(t, h, p.mgmt)
 		if total(after)-total(before) >= sent && sample(after, "gatehouse_requests_in_flight") == 0 {
 			break
 		}
@@ -279,10 +280,10 @@ func TestMetricsEndpoint(t *testing.T) {
 
 	// A scraper that prefers OpenMetrics, as Prometheus does, gets the text
 	// format, gzipped: decode it as Prometheus would, by its Content-Type.
-	req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/metrics", p.mgmt), nil)
+	req, _ := http.NewRequest("GET", gwtest.MgmtURL(p.mgmt, "/metrics"), nil)
 	req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0;q=0.6,text/plain;version=0.0.4;q=0.3,*/*;q=0.2")
 	req.Header.Set("Accept-Encoding", "gzip")
-	resp, err := c.Do(req)
+	resp, err := h.MgmtClient().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +317,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 
 	// Only GET and HEAD.
-	resp2, err := c.Post(fmt.Sprintf("http://127.0.0.1:%d/metrics", p.mgmt), "text/plain", nil)
+	resp2, err := h.MgmtClient().Post(gwtest.MgmtURL(p.mgmt, "/metrics"), "text/plain", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

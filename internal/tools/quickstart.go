@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/pki"
 	"github.com/gatehouse-gw/gatehouse/internal/secret"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
 )
@@ -178,9 +179,16 @@ Try:
   curl -X POST -d 'hello' %s/sample/echo
   curl %s/sample/delay/500
   curl -i %s/sample/status/418
-  curl http://127.0.0.1:%d/status        (management listener: also /metrics, /remotehosts)
+The management listener (also /metrics, /remotehosts) takes mutual TLS with domain certificates;
+on this host the instance's own certificate will do as the client's:
+  curl --cacert %s --cert %s --key %s https://127.0.0.1:%d/status
+or through the Admin Node Manager (start it with: %s -d):
+  curl --cacert %s -u %s https://localhost:%d/api/router/service/%s/status
 Install directory: %s (logs in %s)
-`, t.label(), cfg.Traffic.Port, base, base, base, base, base, cfg.Management.Port, h.Dir, h.InstanceLogsDir(t.gid, t.iid))
+`, t.label(), cfg.Traffic.Port, base, base, base, base, base,
+			pki.CertFile(h), pki.InstanceCertFile(h, t.gid, t.iid), pki.InstanceKeyFile(h, t.gid, t.iid), cfg.Management.Port,
+			h.Path("posix", "bin", "nodemanager"), pki.CertFile(h), qsUser, nmPort(h), t.iid,
+			h.Dir, h.InstanceLogsDir(t.gid, t.iid))
 		if daemon {
 			fmt.Fprintf(env.Stdout, "Stop it with: %s -k -n %q -g %q\n", h.Path("posix", "bin", "startinstance"), qsInstance, qsGroup)
 		} else {

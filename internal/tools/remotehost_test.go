@@ -183,7 +183,7 @@ func TestRemoteHosts(t *testing.T) {
 	}
 	state := func() rhState {
 		t.Helper()
-		_, body := gwtest.Get(t, fmt.Sprintf("http://127.0.0.1:%d/remotehosts", p.mgmt))
+		_, body := h.MgmtGet(p.mgmt, "/remotehosts")
 		var s rhState
 		if err := json.Unmarshal([]byte(body), &s); err != nil {
 			t.Fatalf("GET /remotehosts: %v: %s", err, body)

@@ -584,9 +584,13 @@ func runForeground(ctx context.Context, env *Env, t target, o *siOpts, cfg *grou
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
 	defer signal.Stop(sigs)
 
+	mgmtTLS, err := ensureInstanceCert(env, t, cfg, o.quiet)
+	if err != nil {
+		return fmt.Errorf("%s does not start: %w", t.label(), err)
+	}
 	inst, err := instance.New(instance.Options{
 		Home: t.h, GroupID: t.gid, InstanceID: t.iid, GroupName: t.gname, InstanceName: t.iname,
-		Config: cfg, Quiet: o.quiet, Console: env.Stderr,
+		Config: cfg, Quiet: o.quiet, Console: env.Stderr, ManagementTLS: mgmtTLS,
 	})
 	if err != nil {
 		return fmt.Errorf("%s: %w", t.label(), err)

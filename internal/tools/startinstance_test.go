@@ -196,7 +196,7 @@ func TestZeroDowntimeShutdown(t *testing.T) {
 	}()
 	<-started
 	// Make sure the slow request reached the instance before -k.
-	awaitStatus(t, p, func(s map[string]any) bool { n, _ := s["inFlight"].(float64); return n >= 1 })
+	awaitStatus(t, h, p, func(s map[string]any) bool { n, _ := s["inFlight"].(float64); return n >= 1 })
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -214,7 +214,7 @@ func TestZeroDowntimeShutdown(t *testing.T) {
 	if code, _ := gwtest.Get(t, p.url("/healthcheck")); code != 200 {
 		t.Errorf("/healthcheck during the delay: got %d, want 200", code)
 	}
-	awaitStatus(t, p, func(s map[string]any) bool { return s["phase"] == "draining" })
+	awaitStatus(t, h, p, func(s map[string]any) bool { return s["phase"] == "draining" })
 	if err := kill.Wait(); err != nil {
 		t.Fatalf("startinstance -k: %v\n%s", err, kout.String())
 	}
@@ -244,7 +244,7 @@ func TestShutdownWithoutZDTFinishesInFlight(t *testing.T) {
 		resp.Body.Close()
 		slow <- resp.StatusCode
 	}()
-	awaitStatus(t, p, func(s map[string]any) bool { n, _ := s["inFlight"].(float64); return n >= 1 })
+	awaitStatus(t, h, p, func(s map[string]any) bool { n, _ := s["inFlight"].(float64); return n >= 1 })
 	h.MustRun("", "startinstance", "-k", "-n", "S", "-g", "G")
 	if got := <-slow; got != 200 {
 		t.Errorf("in-flight request: got %d, want 200", got)
@@ -466,13 +466,14 @@ func awaitGone(t *testing.T, pid int) {
 	t.Fatalf("process %d still running", pid)
 }
 
-// awaitStatus polls the management /status until cond holds.
-func awaitStatus(t *testing.T, p ports, cond func(map[string]any) bool) {
+// awaitStatus polls the management /status (mutual TLS, a client
+// certificate of h's domain CA) until cond holds.
+func awaitStatus(t *testing.T, h *gwtest.Home, p ports, cond func(map[string]any) bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	var last map[string]any
 	for time.Now().Before(deadline) {
-		resp, err := gwtest.HTTPClient.Get(fmt.Sprintf("http://127.0.0.1:%d/status", p.mgmt))
+		resp, err := h.MgmtClient().Get(gwtest.MgmtURL(p.mgmt, "/status"))
 		if err == nil {
 			last = nil
 			json.NewDecoder(resp.Body).Decode(&last)
