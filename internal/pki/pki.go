@@ -1,7 +1,7 @@
 // Package pki is the domain's public-key infrastructure: the domain CA that
 // managedomain -i creates, and the certificates it issues to node managers
-// and gateway instances (mutual TLS between them arrives with the node
-// manager issue).
+// (keypair.go) and gateway instances (instance.go), with which they talk
+// mutual TLS (MutualTLSServer, MutualTLSClient).
 //
 // Files (see docs/pki.md):
 //
