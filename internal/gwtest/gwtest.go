@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -192,15 +193,34 @@ func (h *Home) instanceDirByID(id string) string {
 	return h.Path("groups", "unknown", id)
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+var (
+	portsMu sync.Mutex
+	handed  = map[int]bool{}
+)
+
+// FreePort returns a TCP port of 127.0.0.1 that was free a moment ago and
+// that no other FreePort call of this test process returned. Ports are
+// taken below the kernel's ephemeral range (32768+), so that outgoing
+// connections and listeners on port 0 do not take them in the meantime.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for tries := 0; tries < 2000; tries++ {
+		port := 20000 + rand.IntN(12000)
+		if handed[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		handed[port] = true
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port found")
+	return 0
 }
 
 // HTTPClient is a client with a timeout and no proxy.
