@@ -65,11 +65,11 @@ func (a *api) handler() http.Handler {
 	handle("/api/topology/services/{groupID}", methods{http.MethodGet: a.listServices, http.MethodPost: a.createService})
 	handle("/api/topology/services/{groupID}/{serviceID}", methods{http.MethodGet: a.getService, http.MethodDelete: a.deleteService})
 	handle("/api/management/{action}/{groupID}/{serviceID}", methods{http.MethodPost: a.manage})
-	mux.HandleFunc("/api/router/service/{serviceID}/{path...}", a.route)
+	mux.HandleFunc("/api/router/service/{serviceID}/{path...}", a.routeAny) // nm_remote.go: other hosts through their node manager
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, &apiError{Code: http.StatusNotFound, Msg: fmt.Sprintf("no management API resource %s (docs/management-api.md lists them)", r.URL.Path)})
 	})
-	return a.auth.middleware(mux)
+	return a.auth.middleware(a.pushAfterChange(mux))
 }
 
 func (a *api) notAdmin(w http.ResponseWriter, r *http.Request) {

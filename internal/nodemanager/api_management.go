@@ -7,11 +7,9 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
 )
 
-// findLocalInstance resolves groupID/serviceID to a gateway instance of this
-// host. Unknown ids are 404; a node manager is 400; an instance of another
-// host is 502 naming the host (the node-to-node call comes with the
-// second-host work).
-func (a *api) findLocalInstance(t *topology.Topology, groupID, serviceID, doing string) (*topology.Group, *topology.Service, error) {
+// findInstance resolves groupID/serviceID to a gateway instance of the
+// domain. Unknown ids are 404; a node manager is 400.
+func (a *api) findInstance(t *topology.Topology, groupID, serviceID, doing string) (*topology.Group, *topology.Service, error) {
 	g, err := t.Group(groupID)
 	if err != nil {
 		return nil, nil, err
@@ -23,26 +21,24 @@ func (a *api) findLocalInstance(t *topology.Topology, groupID, serviceID, doing 
 	if s.Type != topology.TypeGateway {
 		return nil, nil, &apiError{Code: http.StatusBadRequest, Msg: fmt.Sprintf("%s is a %s, not a gateway instance; only instances are %s here", s.ID, s.Type, doing)}
 	}
-	if err := a.remoteHostError(t, s, doing); err != nil {
-		return nil, nil, err
-	}
 	return g, s, nil
 }
 
+// remoteHostError refuses what the router (api_router.go) cannot do for an
+// instance of another host; routeAny sends those to their node manager
+// before the router sees them.
 func (a *api) remoteHostError(t *topology.Topology, s *topology.Service, doing string) error {
 	if s.HostID == a.n.conf.HostID {
 		return nil
 	}
-	where := s.HostID
-	if h, err := t.Host(s.HostID); err == nil {
-		where = fmt.Sprintf("%s (%q)", h.ID, h.Name)
-	}
-	return &apiError{Code: http.StatusBadGateway, Msg: fmt.Sprintf("instance %s (%q) is on host %s; its node manager cannot be reached from here yet, so it is not %s and its state is unknown (node-to-node calls come with the second-host work)", s.ID, s.Name, where, doing)}
+	return &apiError{Code: http.StatusBadGateway, Msg: fmt.Sprintf("instance %s (%q) is on host %s; it is %s through that host's node manager, not here", s.ID, s.Name, hostLabel(t, s.HostID), doing)}
 }
 
 // POST /api/management/{start|stop|status}/{groupID}/{serviceID}:
-// synchronous, through the supervisor of this host. The answer is the
-// instance's state once the action is done.
+// synchronous, through the supervisor of this host, or for an instance of
+// another host through its node manager (nm_remote.go; 502 naming the host
+// when it cannot be reached). The answer is the instance's state once the
+// action is done.
 func (a *api) manage(w http.ResponseWriter, r *http.Request) {
 	action := r.PathValue("action")
 	var doing string
@@ -61,12 +57,20 @@ func (a *api) manage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	_, s, err := a.findLocalInstance(t, r.PathValue("groupID"), r.PathValue("serviceID"), doing)
+	_, s, err := a.findInstance(t, r.PathValue("groupID"), r.PathValue("serviceID"), doing)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	var st InstanceState
+	if s.HostID != a.n.conf.HostID {
+		if st, err = a.manageRemote(r.Context(), t, s, action, doing); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		writeResult(w, http.StatusOK, st)
+		return
+	}
 	switch action {
 	case "start":
 		a.log.Info("starting instance", "instanceId", s.ID, "user", userOf(r.Context()), "remote", remoteIP(r))

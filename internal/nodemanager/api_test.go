@@ -337,7 +337,7 @@ func TestAPIGroupsAndServices(t *testing.T) {
 	e.do("POST", "/api/topology/services/group-1", `{"name":"Server 2"}`).wantError(t, 400, "node managers")
 	e.do("POST", "/api/topology/services/group-2", `{"name":"Server 2","hostID":"host-7"}`).wantError(t, 404, `no host "host-7"`)
 	e.do("POST", "/api/topology/hosts", `{"name":"gw2"}`)
-	e.do("POST", "/api/topology/services/group-2", `{"name":"Server 2","hostID":"host-2"}`).wantError(t, 501, "host-2", "second-host work")
+	e.do("POST", "/api/topology/services/group-2", `{"name":"Server 2","hostID":"host-2"}`).wantError(t, 409, "host-2", "no node manager", "managedomain -a")
 
 	l := e.do("GET", "/api/topology/services/group-2", "")
 	var list []serviceView

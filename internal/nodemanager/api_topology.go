@@ -37,8 +37,12 @@ type serviceView struct {
 }
 
 // status of a service: this node manager is running; instances of this host
-// are as the supervisor says; the rest is unknown until node managers talk.
-func (a *api) status(s *topology.Service) string {
+// are as the supervisor says; those of other hosts as their node manager
+// said in remote (remoteStatuses), unknown when it did not answer.
+func (a *api) status(s *topology.Service, remote map[string]string) string {
+	if st, ok := remote[s.ID]; ok {
+		return st
+	}
 	switch {
 	case s.Type == topology.TypeNodeManager && s.ID == a.n.conf.NodeManagerID:
 		return "running"
@@ -52,14 +56,14 @@ func (a *api) status(s *topology.Service) string {
 	return "unknown"
 }
 
-func (a *api) groupView(g *topology.Group, serviceType string) groupView {
+func (a *api) groupView(g *topology.Group, serviceType string, remote map[string]string) groupView {
 	v := groupView{ID: g.ID, Name: g.Name, Tags: g.Tags, Services: []serviceView{}}
 	for i := range g.Services {
 		s := &g.Services[i]
 		if serviceType != "" && s.Type != serviceType {
 			continue
 		}
-		v.Services = append(v.Services, serviceView{Service: *s, Status: a.status(s)})
+		v.Services = append(v.Services, serviceView{Service: *s, Status: a.status(s, remote)})
 	}
 	return v
 }
@@ -86,11 +90,12 @@ func (a *api) getTopology(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := topologyView{ID: t.ID, Version: t.Version, Timestamp: t.Timestamp, DomainName: t.DomainName, Hosts: t.Hosts, Groups: []groupView{}}
+	remote := a.remoteStatuses(r.Context(), t)
 	if v.Hosts == nil {
 		v.Hosts = []topology.Host{}
 	}
 	for i := range t.Groups {
-		v.Groups = append(v.Groups, a.groupView(&t.Groups[i], st))
+		v.Groups = append(v.Groups, a.groupView(&t.Groups[i], st, remote))
 	}
 	writeResult(w, http.StatusOK, v)
 }
@@ -364,7 +369,7 @@ func (a *api) listGroups(w http.ResponseWriter, r *http.Request) {
 	}
 	out := []groupView{}
 	for i := range t.Groups {
-		out = append(out, a.groupView(&t.Groups[i], ""))
+		out = append(out, a.groupView(&t.Groups[i], "", a.remoteStatuses(r.Context(), t)))
 	}
 	writeResult(w, http.StatusOK, out)
 }
@@ -379,7 +384,7 @@ func (a *api) getGroup(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeResult(w, http.StatusOK, a.groupView(g, ""))
+	writeResult(w, http.StatusOK, a.groupView(g, "", a.remoteStatuses(r.Context(), t)))
 }
 
 // POST /api/topology/groups {"name"}
@@ -404,7 +409,7 @@ func (a *api) createGroup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Location", "/api/topology/groups/"+g.ID)
-	writeChange(w, http.StatusCreated, a.groupView(&g, ""), version)
+	writeChange(w, http.StatusCreated, a.groupView(&g, "", nil), version)
 }
 
 // DELETE /api/topology/groups/{groupID}: refused while one of its instances
@@ -436,7 +441,7 @@ func (a *api) listServices(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeResult(w, http.StatusOK, a.groupView(g, "").Services)
+	writeResult(w, http.StatusOK, a.groupView(g, "", a.remoteStatuses(r.Context(), t)).Services)
 }
 
 func (a *api) getService(w http.ResponseWriter, r *http.Request) {
@@ -454,11 +459,11 @@ func (a *api) getService(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeResult(w, http.StatusOK, serviceView{Service: *s, Status: a.status(s)})
+	writeResult(w, http.StatusOK, serviceView{Service: *s, Status: a.status(s, a.remoteStatuses(r.Context(), t))})
 }
 
-// POST /api/topology/services/{groupID}: a gateway instance on this host
-// (other hosts come with the second-host work).
+// POST /api/topology/services/{groupID}: a gateway instance on this host,
+// or on host hostID through its node manager (createRemote).
 func (a *api) createService(w http.ResponseWriter, r *http.Request) {
 	expect, err := expectedVersion(r)
 	if err != nil {
@@ -476,15 +481,7 @@ func (a *api) createService(w http.ResponseWriter, r *http.Request) {
 	}
 	groupID := r.PathValue("groupID")
 	if b.HostID != "" && b.HostID != a.n.conf.HostID {
-		t, ok := a.load(w, r)
-		if !ok {
-			return
-		}
-		if _, err := t.Host(b.HostID); err != nil {
-			a.fail(w, r, err)
-			return
-		}
-		a.fail(w, r, &apiError{Code: http.StatusNotImplemented, Msg: fmt.Sprintf("creating an instance on host %s: instances on other hosts than this Admin Node Manager's (%s) come with the second-host work", b.HostID, a.n.conf.HostID)})
+		a.createRemote(w, r, expect, groupID, b) // nm_remote.go: through that host's node manager
 		return
 	}
 	c, err := domain.CreateInstance(r.Context(), a.h, actor(r), domain.InstanceSpec{
@@ -498,7 +495,7 @@ func (a *api) createService(w http.ResponseWriter, r *http.Request) {
 	if t, err := a.n.store.Load(); err == nil {
 		if g, err := t.Group(c.GroupID); err == nil {
 			if s, err := g.Service(c.InstanceID); err == nil {
-				view = serviceView{Service: *s, Status: a.status(s)}
+				view = serviceView{Service: *s, Status: a.status(s, nil)}
 			}
 		}
 	}

@@ -45,6 +45,7 @@ type NodeManager struct {
 	sup  *Supervisor
 	srv  *server
 	mgmt *mgmtClient // the one client for instances' management listeners (mutual TLS)
+	net  *nodeNet    // node-to-node client and, on the ANM, the topology pusher (nm_*.go)
 
 	mu       sync.Mutex
 	started  bool
@@ -77,6 +78,7 @@ func New(opts Options) (*NodeManager, error) {
 	}
 	n.mgmt = newMgmtClient()
 	n.sup = newSupervisor(n)
+	n.net = newNodeNet(n)
 	n.srv = newServer(n)
 	return n, nil
 }
@@ -104,6 +106,9 @@ func (n *NodeManager) Start() error {
 		return fmt.Errorf("starting node manager: %w", err)
 	}
 	n.sup.start()
+	if n.admin {
+		n.net.push.start()
+	}
 	n.log.Info("node manager started", "admin", n.admin, "address", n.srv.addr())
 	return nil
 }
@@ -119,7 +124,9 @@ func (n *NodeManager) Shutdown(ctx context.Context) error {
 	}
 	n.stopping = true
 	n.mu.Unlock()
+	n.net.push.stop()
 	err := errors.Join(n.srv.shutdown(ctx), n.sup.stop(ctx))
+	n.net.close()
 	n.log.Info("node manager stopped")
 	n.mu.Lock()
 	n.err = err

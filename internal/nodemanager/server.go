@@ -101,7 +101,7 @@ func (s *server) start() error {
 // shape.
 func (s *server) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/nm/", s.requirePeer(s.nmHandler()))
+	mux.Handle("/nm/", s.nmRoutes()) // nm_api.go: /nm/ca and /nm/join open, the rest requirePeer
 	mux.Handle("/api/", s.api.handler())
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, &apiError{Code: http.StatusNotFound, Msg: fmt.Sprintf("no resource %s; the management API is under /api", r.URL.Path)})

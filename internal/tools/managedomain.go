@@ -256,7 +256,7 @@ func init() {
 				"\"Node Manager Group\", and copies this binary into posix/bin with a link per tool.\n" +
 				"Without --password or --password_file it asks for the password (twice on a terminal;\n" +
 				"otherwise one line of standard input). A second -i on the same directory is refused.",
-			Synopsis: "--domain_name NAME --username U [--password P | --password_file F] [--port N] [--host_name H]",
+			Synopsis: "--domain_name NAME --username U [--password P | --password_file F] [--port N] [--host_name H] [--nm_address IP]",
 			Params: []mdParam{
 				{Long: "domain_name", Arg: "NAME", Help: "the domain name", Required: true},
 				{Long: "username", Arg: "U", Help: "the first admin user", Required: true},
@@ -264,6 +264,7 @@ func init() {
 				{Long: "password_file", Arg: "F", Help: "read the password from the first line of file F"},
 				{Long: "port", Arg: "N", Help: "this host's Admin Node Manager management port (default 8090)"},
 				{Long: "host_name", Arg: "H", Help: "this host's name in the topology (default: the system host name)"},
+				{Long: "nm_address", Arg: "IP", Help: "the IP the node manager listens on (default: every interface)"},
 			},
 			Run: mdInitialize,
 		},
@@ -593,7 +594,7 @@ func mdInitialize(ctx context.Context, s *mdSession, v mdValues) error {
 	}
 	t, err := domain.Init(ctx, s.home, domain.InitOptions{
 		DomainName: v["domain_name"], HostName: v["host_name"], Username: v["username"], Password: pw,
-		Port: port, Actor: s.actor, Exe: exe, ToolNames: LinkedNames(),
+		Port: port, Address: v["nm_address"], Actor: s.actor, Exe: exe, ToolNames: LinkedNames(),
 	})
 	if err != nil {
 		return err

@@ -288,7 +288,7 @@ func TestManagedomainMenu(t *testing.T) {
 	h := gwtest.NewHome(t)
 	h.InitDomain()
 	input := strings.Join([]string{
-		"1",           // not available yet
+		"2",           // not available yet
 		"99",          // no such option
 		"5",           // create: name, group, traffic [8080], management [8085]
 		"Menu Server", //
@@ -305,9 +305,10 @@ func TestManagedomainMenu(t *testing.T) {
 	}
 	for _, want := range []string{
 		" 5) Create a gateway instance\n",
-		" 1) Register a host in an existing domain (not available yet)",
+		" 1) Register a host in an existing domain\n",
+		" 2) Edit a host (not available yet)",
 		"26) Submit a certificate (not available yet)",
-		"Option 1 (register a host in an existing domain) is not available yet",
+		"Option 2 (edit a host) is not available yet",
 		`There is no option "99"`,
 		"Traffic port [8080]:",
 		"Management port [8085]:",

@@ -1,0 +1,282 @@
+package nodemanager
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/domain"
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/pki"
+	"github.com/gatehouse-gw/gatehouse/internal/topology"
+)
+
+// Node-to-node client limits (docs/adding-a-host.md).
+const (
+	nmDialTimeout   = 3 * time.Second
+	nmHeaderTimeout = 60 * time.Second // a start or stop waits for the instance
+	nmCallTimeout   = 90 * time.Second
+	nmStatusTimeout = 3 * time.Second // the states shown in GET /api/topology
+	maxNMAnswer     = 8 << 20
+)
+
+// NodeClient calls the /nm paths of node managers with this host's node
+// manager certificate (system/conf/certs), and trusts only servers whose
+// certificate the domain CA signed. The Admin Node Manager uses one to
+// start, stop, create and relay on other hosts and to push the topology;
+// managedomain uses one for the topology checks (options 14 to 16). It is
+// safe for concurrent use.
+type NodeClient struct {
+	tr *http.Transport
+	hc *http.Client
+}
+
+// NewNodeClient loads this host's node manager certificate and the domain
+// CA certificate of h.
+func NewNodeClient(h home.Home) (*NodeClient, error) {
+	caCert, err := pki.LoadCACert(h)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := pki.LoadKeyPair(pki.NodeManagerCertFile(h), pki.NodeManagerKeyFile(h))
+	if err != nil {
+		return nil, fmt.Errorf("this host's node manager certificate: %w (the node manager issues it on its first start on the Admin Node Manager's host; managedomain -a brings it elsewhere)", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+	return newNodeClientTLS(&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, Certificates: []tls.Certificate{cert}}), nil
+}
+
+func newNodeClientTLS(tc *tls.Config) *NodeClient {
+	tr := &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: nmDialTimeout}).DialContext,
+		TLSClientConfig:       tc,
+		TLSHandshakeTimeout:   nmDialTimeout,
+		ResponseHeaderTimeout: nmHeaderTimeout,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       60 * time.Second,
+	}
+	return &NodeClient{tr: tr, hc: &http.Client{Transport: tr, Timeout: nmCallTimeout}}
+}
+
+// Close closes idle connections.
+func (c *NodeClient) Close() { c.tr.CloseIdleConnections() }
+
+// PeerError is a node manager that could not be reached (connection
+// refused, TLS failure, timeout): its host's state is unknown.
+type PeerError struct {
+	Peer nmPeer
+	Err  error
+}
+
+func (e *PeerError) Error() string {
+	return fmt.Sprintf("the node manager %s of host %s at %s cannot be reached: %v", e.Peer.NodeManagerID, e.Peer.hostLabel(), e.Peer.Addr, e.Err)
+}
+
+func (e *PeerError) Unwrap() error { return e.Err }
+
+// RemoteError is an error answer of a node manager, with its status and
+// message.
+type RemoteError struct {
+	Peer nmPeer
+	Code int
+	Msg  string
+}
+
+func (e *RemoteError) Error() string {
+	return fmt.Sprintf("host %s: %s", e.Peer.hostLabel(), e.Msg)
+}
+
+// nmPeer is a node manager to call.
+type nmPeer struct {
+	HostID, HostName, NodeManagerID string
+	Addr                            string // host:port
+}
+
+func (p nmPeer) hostLabel() string {
+	if p.HostName != "" {
+		return fmt.Sprintf("%s (%q)", p.HostID, p.HostName)
+	}
+	return p.HostID
+}
+
+// peers lists the node managers of t other than except's host, with the
+// address each is dialled at: the service's TagAddress, or its host's
+// name, and its management port.
+func peers(t *topology.Topology, exceptHostID string) []nmPeer {
+	var out []nmPeer
+	for _, g := range t.Groups {
+		for _, s := range g.Services {
+			if s.Type != topology.TypeNodeManager || s.HostID == exceptHostID {
+				continue
+			}
+			out = append(out, peerOf(t, &s))
+		}
+	}
+	return out
+}
+
+func peerOf(t *topology.Topology, s *topology.Service) nmPeer {
+	p := nmPeer{HostID: s.HostID, NodeManagerID: s.ID}
+	addr := s.Tags[domain.TagAddress]
+	if h, err := t.Host(s.HostID); err == nil {
+		p.HostName = h.Name
+		if addr == "" {
+			addr = h.Name
+		}
+	}
+	port := s.ManagementPort
+	if port == 0 {
+		port = domain.DefaultNodeManagerPort
+	}
+	p.Addr = net.JoinHostPort(addr, strconv.Itoa(port))
+	return p
+}
+
+// peerOfHost is the node manager of hostID.
+func peerOfHost(t *topology.Topology, hostID string) (nmPeer, error) {
+	for _, p := range peers(t, "") {
+		if p.HostID == hostID {
+			return p, nil
+		}
+	}
+	if _, err := t.Host(hostID); err != nil {
+		return nmPeer{}, err
+	}
+	return nmPeer{}, fmt.Errorf("host %s has no node manager in the topology: %w", hostID, topology.ErrNotFound)
+}
+
+// call sends method path to p with body (JSON, when not nil) and decodes
+// the envelope's result into out (when not nil). A transport failure is a
+// *PeerError; an error answer a *RemoteError.
+func (c *NodeClient) call(ctx context.Context, p nmPeer, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("encoding request to %s: %w", p.Addr, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+p.Addr+path, rd)
+	if err != nil {
+		return &PeerError{Peer: p, Err: err}
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return &PeerError{Peer: p, Err: err}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxNMAnswer+1))
+	if err != nil {
+		return &PeerError{Peer: p, Err: fmt.Errorf("reading the answer: %w", err)}
+	}
+	if len(data) > maxNMAnswer {
+		return &PeerError{Peer: p, Err: fmt.Errorf("answer larger than %d bytes", maxNMAnswer)}
+	}
+	if resp.StatusCode >= 300 {
+		var eb errorBody
+		msg := strings.TrimSpace(string(data))
+		if json.Unmarshal(data, &eb) == nil && len(eb.Errors) > 0 {
+			msg = eb.Errors[0].Message
+		}
+		return &RemoteError{Peer: p, Code: resp.StatusCode, Msg: msg}
+	}
+	if out == nil {
+		return nil
+	}
+	var env struct {
+		Result json.RawMessage `json:"result"`
+	}
+	if err := json.Unmarshal(data, &env); err != nil {
+		return &PeerError{Peer: p, Err: fmt.Errorf("not a node manager answer: %w", err)}
+	}
+	if err := json.Unmarshal(env.Result, out); err != nil {
+		return &PeerError{Peer: p, Err: fmt.Errorf("decoding the answer: %w", err)}
+	}
+	return nil
+}
+
+// asAPIError maps a node-to-node failure to the management API's answer:
+// an unreachable node manager is 502 naming the host; a node manager's own
+// error keeps its status, its message prefixed with the host.
+func asAPIError(err error, doing string) error {
+	var pe *PeerError
+	var re *RemoteError
+	switch {
+	case errors.As(err, &pe):
+		return &apiError{Code: http.StatusBadGateway, Msg: fmt.Sprintf("%s: %s; the state of its instances is unknown", doing, pe.Error()), Err: err}
+	case errors.As(err, &re):
+		code := re.Code
+		if code < 400 || code > 599 {
+			code = http.StatusBadGateway
+		}
+		return &apiError{Code: code, Msg: fmt.Sprintf("%s: %s", doing, re.Error()), Err: err}
+	}
+	return err
+}
+
+// ---- the node manager's own client ---------------------------------------
+
+// nodeNet is the node manager's side of the node-to-node protocol: its
+// client (made on first use, after the listener has its certificate) and,
+// on the Admin Node Manager, the topology pusher (nm_push.go).
+type nodeNet struct {
+	n *NodeManager
+
+	mu     sync.Mutex
+	client *NodeClient
+
+	push *pusher
+}
+
+func newNodeNet(n *NodeManager) *nodeNet {
+	nn := &nodeNet{n: n}
+	nn.push = newPusher(nn)
+	return nn
+}
+
+func (nn *nodeNet) nodeClient() (*NodeClient, error) {
+	nn.mu.Lock()
+	defer nn.mu.Unlock()
+	if nn.client == nil {
+		c, err := NewNodeClient(nn.n.opts.Home)
+		if err != nil {
+			return nil, err
+		}
+		nn.client = c
+	}
+	return nn.client, nil
+}
+
+func (nn *nodeNet) call(ctx context.Context, p nmPeer, method, path string, body, out any) error {
+	c, err := nn.nodeClient()
+	if err != nil {
+		return err
+	}
+	return c.call(ctx, p, method, path, body, out)
+}
+
+func (nn *nodeNet) close() {
+	nn.mu.Lock()
+	defer nn.mu.Unlock()
+	if nn.client != nil {
+		nn.client.Close()
+	}
+}
