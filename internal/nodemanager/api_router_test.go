@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/gatehouse-gw/gatehouse/internal/pki"
@@ -72,28 +73,39 @@ func TestAPIRouter(t *testing.T) {
 	if a := e.do("POST", "/api/topology/services/group-2", fmt.Sprintf(`{"name":"one","trafficPort":%d,"managementPort":%d}`, freePort(t), mp)); a.Code != 201 {
 		t.Fatal(a.Body)
 	}
-	var seen *http.Request
+	var seenMu sync.Mutex
+	var seenReq *http.Request
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		seen = r.Clone(context.Background())
+		seenMu.Lock()
+		seenReq = r.Clone(context.Background())
+		seenMu.Unlock()
 		body, _ := io.ReadAll(r.Body)
 		w.Header().Set("Content-Type", "text/xml")
 		w.Header().Set("X-Instance", "yes")
 		w.WriteHeader(http.StatusTeapot)
 		fmt.Fprintf(w, "<status>ok</status>%s %s?%s %s", r.Method, r.URL.Path, r.URL.RawQuery, body)
 	})
+	// The fake instance's TLS settings, served on the instance's port by a
+	// server of our own (the httptest server's listener is not replaced
+	// while its goroutine reads it).
 	inst := fakeInstance(t, e, nil, handler)
-	inst.Listener.Close()
-	inst.Listener, err = net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", mp))
+	tlsConf := inst.TLS
+	inst.Close()
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", mp))
 	if err != nil {
 		t.Fatal(err)
 	}
-	inst.Listener = tls.NewListener(inst.Listener, inst.TLS)
-	go inst.Config.Serve(inst.Listener)
+	srv := &http.Server{Handler: handler}
+	go srv.Serve(tls.NewListener(l, tlsConf))
+	t.Cleanup(func() { srv.Close() })
 
 	a := e.do("GET", "/api/router/service/instance-1/healthcheck?x=1", "", "Connection", "X-Drop", "X-Drop", "1")
 	if a.Code != 418 || a.Body != "<status>ok</status>GET /healthcheck?x=1 " || a.Header.Get("X-Instance") != "yes" || a.Header.Get("Content-Type") != "text/xml" {
 		t.Errorf("relayed: got %d %q %v", a.Code, a.Body, a.Header)
 	}
+	seenMu.Lock()
+	seen := seenReq
+	seenMu.Unlock()
 	if seen.Header.Get("Authorization") != "" || seen.Header.Get("X-Drop") != "" {
 		t.Errorf("instance saw Authorization %q, X-Drop %q; want neither", seen.Header.Get("Authorization"), seen.Header.Get("X-Drop"))
 	}
@@ -108,7 +120,7 @@ func TestAPIRouter(t *testing.T) {
 	e.do("POST", "/api/router/service/instance-1/x", strings.Repeat("a", maxBodyBytes+1)).wantError(t, 413)
 	e.do("GET", "/api/router/service/instance-9/status", "").wantError(t, 404, `"instance-9"`)
 	e.do("GET", "/api/router/service/nodemanager-1/status", "").wantError(t, 400, "is a nodemanager")
-	inst.Close()
+	srv.Close()
 	e.do("GET", "/api/router/service/instance-1/status", "").wantError(t, 502, "instance-1", "did not answer")
 }
 
