@@ -230,7 +230,7 @@ func hostNameTaken(t *topology.Topology, name, except string) error {
 }
 
 // POST /api/topology/hosts {"name"}: registers a host in the topology.
-// (Its node manager joins with the second-host work.)
+// (A host with a node manager joins through managedomain -a and POST /nm/join.)
 func (a *api) createHost(w http.ResponseWriter, r *http.Request) {
 	expect, err := expectedVersion(r)
 	if err != nil {

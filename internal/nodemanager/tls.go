@@ -90,7 +90,7 @@ func nodeManagerCert(h home.Home, log *slog.Logger, commonName string, dns []str
 			log.Warn("node manager certificate kept although it should be reissued: this host has no domain CA key", "reason", why, "file", h.Rel(certFile))
 			return cur, caCert, nil
 		}
-		return tls.Certificate{}, nil, fmt.Errorf("this host has no node manager certificate (%s) and cannot issue one: %w (the second-host work brings certificate requests to the Admin Node Manager)", h.Rel(certFile), caErr)
+		return tls.Certificate{}, nil, fmt.Errorf("this host has no node manager certificate (%s) and cannot issue one: %w (a host joins the domain with managedomain -a, which obtains its certificate from the Admin Node Manager)", h.Rel(certFile), caErr)
 	}
 	kp, err := ca.IssueKeyPair(commonName, dns, ips, true)
 	if err != nil {
