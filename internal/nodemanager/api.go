@@ -49,27 +49,58 @@ func newAPI(n *NodeManager, sup supervisor) *api {
 	return &api{n: n, h: n.opts.Home, log: log, sup: sup, auth: newAuthenticator(n.opts.Home, log), relay: newRelay(log, n.mgmt)}
 }
 
+// route is one entry of the management API's table: a mux pattern and its
+// methods, or relay for a pattern that takes any method (the router).
+// Open routes need no credentials (the API's description, api_openapi.go).
+// api/openapi.yaml documents every route of the table; openapi_test.go
+// holds the two to each other.
+type route struct {
+	pattern string
+	methods methods
+	relay   http.HandlerFunc
+	open    bool
+}
+
+// routes is the management API: every path under /api the handler serves.
+func (a *api) routes() []route {
+	return []route{
+		{pattern: "/api/openapi.yaml", methods: methods{http.MethodGet: a.serveOpenAPI("yaml")}, open: true},
+		{pattern: "/api/openapi.json", methods: methods{http.MethodGet: a.serveOpenAPI("json")}, open: true},
+		{pattern: "/api/topology", methods: methods{http.MethodGet: a.getTopology}},
+		{pattern: "/api/topology/hosts", methods: methods{http.MethodGet: a.listHosts, http.MethodPost: a.createHost, http.MethodPut: a.updateHost}},
+		{pattern: "/api/topology/hosts/{hostID}", methods: methods{http.MethodGet: a.getHost, http.MethodPut: a.updateHost, http.MethodDelete: a.deleteHost}},
+		{pattern: "/api/topology/groups", methods: methods{http.MethodGet: a.listGroups, http.MethodPost: a.createGroup}},
+		{pattern: "/api/topology/groups/{groupID}", methods: methods{http.MethodGet: a.getGroup, http.MethodDelete: a.deleteGroup}},
+		{pattern: "/api/topology/services/{groupID}", methods: methods{http.MethodGet: a.listServices, http.MethodPost: a.createService}},
+		{pattern: "/api/topology/services/{groupID}/{serviceID}", methods: methods{http.MethodGet: a.getService, http.MethodDelete: a.deleteService}},
+		{pattern: "/api/management/{action}/{groupID}/{serviceID}", methods: methods{http.MethodPost: a.manage}},
+		{pattern: "/api/router/service/{serviceID}/{path...}", relay: a.routeAny}, // nm_remote.go: other hosts through their node manager
+	}
+}
+
 // handler routes /api. On a node manager that is not the Admin Node Manager
 // every /api path answers 404 naming the ANM.
 func (a *api) handler() http.Handler {
 	if !a.n.admin {
 		return http.HandlerFunc(a.notAdmin)
 	}
-	mux := http.NewServeMux()
-	handle := func(pattern string, m methods) { mux.Handle(pattern, m.with(a.log)) }
-	handle("/api/topology", methods{http.MethodGet: a.getTopology})
-	handle("/api/topology/hosts", methods{http.MethodGet: a.listHosts, http.MethodPost: a.createHost, http.MethodPut: a.updateHost})
-	handle("/api/topology/hosts/{hostID}", methods{http.MethodGet: a.getHost, http.MethodPut: a.updateHost, http.MethodDelete: a.deleteHost})
-	handle("/api/topology/groups", methods{http.MethodGet: a.listGroups, http.MethodPost: a.createGroup})
-	handle("/api/topology/groups/{groupID}", methods{http.MethodGet: a.getGroup, http.MethodDelete: a.deleteGroup})
-	handle("/api/topology/services/{groupID}", methods{http.MethodGet: a.listServices, http.MethodPost: a.createService})
-	handle("/api/topology/services/{groupID}/{serviceID}", methods{http.MethodGet: a.getService, http.MethodDelete: a.deleteService})
-	handle("/api/management/{action}/{groupID}/{serviceID}", methods{http.MethodPost: a.manage})
-	mux.HandleFunc("/api/router/service/{serviceID}/{path...}", a.routeAny) // nm_remote.go: other hosts through their node manager
+	mux, open := http.NewServeMux(), http.NewServeMux()
+	for _, rt := range a.routes() {
+		var h http.Handler = rt.relay
+		if rt.relay == nil {
+			h = rt.methods.with(a.log)
+		}
+		if rt.open {
+			open.Handle(rt.pattern, h)
+		} else {
+			mux.Handle(rt.pattern, h)
+		}
+	}
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, &apiError{Code: http.StatusNotFound, Msg: fmt.Sprintf("no management API resource %s (docs/management-api.md lists them)", r.URL.Path)})
 	})
-	return a.auth.middleware(a.pushAfterChange(mux))
+	open.Handle("/", a.auth.middleware(a.pushAfterChange(mux)))
+	return open
 }
 
 func (a *api) notAdmin(w http.ResponseWriter, r *http.Request) {
