@@ -1,14 +1,12 @@
 package tools
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -222,76 +220,15 @@ func nodemanagerDaemon(ctx context.Context, env *Env, h home.Home, rf home.RunFi
 		}
 		return fmt.Errorf("%s is already running", label)
 	}
-	dir := nodemanagerLogDir(h)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("boot trace: %w", err)
-	}
-	boot := filepath.Join(dir, "boot.log")
-	bootf, err := os.OpenFile(boot, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("boot trace: %w", err)
-	}
-	defer bootf.Close()
-	bootStart, _ := bootf.Seek(0, io.SeekEnd)
-	fmt.Fprintf(bootf, "--- %s nodemanager -d\n", time.Now().UTC().Format(time.RFC3339))
-	r, w, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	defer r.Close()
 	args := []string{"nodemanager"}
 	if quiet {
 		args = append(args, "-q")
 	}
-	devnull, err := os.Open(os.DevNull)
-	if err != nil {
-		w.Close()
-		return err
-	}
-	defer devnull.Close()
-	cmd := exec.Command(env.Exe, args...)
-	cmd.Args[0] = "gatehouse"
-	cmd.Env = append(os.Environ(), home.EnvHome+"="+h.Dir, readyFDEnv+"=3")
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, bootf, bootf
-	cmd.ExtraFiles = []*os.File{w}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		w.Close()
-		return fmt.Errorf("starting %s: %w", label, err)
-	}
-	w.Close()
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	line := make(chan string, 1)
-	go func() {
-		s, _ := bufio.NewReader(r).ReadString('\n')
-		line <- strings.TrimSpace(s)
-	}()
-	timer := time.NewTimer(nmStartTimeout)
-	defer timer.Stop()
-	select {
-	case msg := <-line:
-		switch {
-		case strings.HasPrefix(msg, "READY"):
-			if !quiet {
-				fmt.Fprintf(env.Stdout, "Started %s (pid %d)\n", label, cmd.Process.Pid)
-			}
-			return nil
-		case strings.HasPrefix(msg, "ERROR "):
-			<-exited
-			return errors.New(strings.TrimPrefix(msg, "ERROR "))
-		default:
-			err := <-exited
-			return fmt.Errorf("%s exited before it was ready (%v); boot trace %s:\n%s", label, err, boot, tailFile(boot, bootStart, 20))
-		}
-	case <-timer.C:
-		cmd.Process.Signal(syscall.SIGKILL)
-		<-exited
-		return fmt.Errorf("%s did not report ready within %v; it was killed. Boot trace %s:\n%s", label, nmStartTimeout, boot, tailFile(boot, bootStart, 20))
-	case <-ctx.Done():
-		cmd.Process.Signal(syscall.SIGTERM)
-		return ctx.Err()
-	}
+	return spawnDaemon(ctx, env, daemonSpec{
+		Label: label, Exe: env.Exe, Args: args, Home: h,
+		Boot: filepath.Join(nodemanagerLogDir(h), "boot.log"), Header: "nodemanager -d",
+		Timeout: nmStartTimeout, Quiet: quiet,
+	})
 }
 
 // nodemanagerForeground runs the node manager in this process until a

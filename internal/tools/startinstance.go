@@ -1,13 +1,11 @@
 package tools
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -416,11 +414,6 @@ func stopInstance(ctx context.Context, env *Env, t target, quiet bool) error {
 	return nil
 }
 
-// The daemon protocol: the parent runs the child with GATEHOUSE_READY_FD=3
-// naming the write end of a pipe. The child writes one line, "READY <pid>"
-// once every listener serves, or "ERROR <reason>", and closes it.
-const readyFDEnv = "GATEHOUSE_READY_FD"
-
 func startDaemon(ctx context.Context, env *Env, t target, o *siOpts, cfg *groupconf.Config) error {
 	if st, err := home.Probe(t.h.RunFiles(t.iid)); err == nil && st.Running {
 		if st.Record != nil {
@@ -432,21 +425,6 @@ func startDaemon(ctx context.Context, env *Env, t target, o *siOpts, cfg *groupc
 	if boot == "" {
 		boot = filepath.Join(t.h.InstanceTraceDir(t.gid, t.iid), "boot.log")
 	}
-	if err := os.MkdirAll(filepath.Dir(boot), 0o755); err != nil {
-		return fmt.Errorf("boot trace: %w", err)
-	}
-	bootf, err := os.OpenFile(boot, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("boot trace: %w", err)
-	}
-	defer bootf.Close()
-	bootStart, _ := bootf.Seek(0, io.SeekEnd)
-	fmt.Fprintf(bootf, "--- %s startinstance -d %s\n", time.Now().UTC().Format(time.RFC3339), t.label())
-	r, w, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	defer r.Close()
 	args := []string{"startinstance", "-h", t.dir()}
 	if o.quiet {
 		args = append(args, "-q")
@@ -457,57 +435,11 @@ func startDaemon(ctx context.Context, env *Env, t target, o *siOpts, cfg *groupc
 	for _, k := range o.propOrder {
 		args = append(args, "-D"+k+"="+o.props[k])
 	}
-	devnull, err := os.Open(os.DevNull)
-	if err != nil {
-		w.Close()
-		return err
-	}
-	defer devnull.Close()
-	cmd := exec.Command(env.Exe, args...)
-	cmd.Args[0] = "gatehouse"
-	cmd.Env = append(os.Environ(), home.EnvHome+"="+t.h.Dir, readyFDEnv+"=3")
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, bootf, bootf
-	cmd.ExtraFiles = []*os.File{w}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		w.Close()
-		return fmt.Errorf("starting %s: %w", t.label(), err)
-	}
-	w.Close()
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	line := make(chan string, 1)
-	go func() {
-		s, _ := bufio.NewReader(r).ReadString('\n')
-		line <- strings.TrimSpace(s)
-	}()
-	timeout := cfg.Startup.Timeout.D()
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	bootTail := func() string { return tailFile(boot, bootStart, 20) }
-	select {
-	case msg := <-line:
-		switch {
-		case strings.HasPrefix(msg, "READY"):
-			if !o.quiet {
-				fmt.Fprintf(env.Stdout, "Started %s (pid %d)\n", t.label(), cmd.Process.Pid)
-			}
-			return nil
-		case strings.HasPrefix(msg, "ERROR "):
-			<-exited
-			return errors.New(strings.TrimPrefix(msg, "ERROR "))
-		default:
-			err := <-exited
-			return fmt.Errorf("%s exited before it was ready (%v); boot trace %s:\n%s", t.label(), err, boot, bootTail())
-		}
-	case <-timer.C:
-		cmd.Process.Signal(syscall.SIGKILL)
-		<-exited
-		return fmt.Errorf("%s did not report ready within %v (startup.timeout); it was killed. Boot trace %s:\n%s", t.label(), timeout, boot, bootTail())
-	case <-ctx.Done():
-		cmd.Process.Signal(syscall.SIGTERM)
-		return ctx.Err()
-	}
+	return spawnDaemon(ctx, env, daemonSpec{
+		Label: t.label(), Exe: env.Exe, Args: args, Home: t.h,
+		Boot: boot, Header: "startinstance -d " + t.label(),
+		Timeout: cfg.Startup.Timeout.D(), TimeoutHint: "startup.timeout", Quiet: o.quiet,
+	})
 }
 
 func tailFile(path string, from int64, lines int) string {

@@ -498,3 +498,17 @@ func alive(pid int) bool {
 	i := strings.LastIndexByte(s, ')')
 	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z'
 }
+
+// TestDaemonReadinessTimeout: an instance that does not report ready within
+// startup.timeout is killed, and -d fails saying so.
+func TestDaemonReadinessTimeout(t *testing.T) {
+	h := gwtest.NewHome(t)
+	newInstance(t, h, "G", "S", false)
+	r := h.Run("", "startinstance", "-d", "-n", "S", "-g", "G", "-Dstartup.timeout=1ms")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "did not report ready within 1ms (startup.timeout)") || !strings.Contains(r.Stderr, "boot.log") {
+		t.Errorf("readiness timeout: %s", r)
+	}
+	if r := h.Run("", "startinstance", "-s", "-n", "S", "-g", "G"); r.Code != 1 {
+		t.Errorf("the instance runs after a readiness timeout: %s", r)
+	}
+}
