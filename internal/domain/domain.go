@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/pki"
 	"github.com/gatehouse-gw/gatehouse/internal/rbac"
@@ -83,7 +84,7 @@ func Init(ctx context.Context, h home.Home, o InitOptions) (_ *topology.Topology
 	if err := validateInit(&o); err != nil {
 		return nil, err
 	}
-	store := topology.NewStore(h, nil)
+	store := audit.StoreFor(h)
 	if store.Exists() {
 		return nil, existsErr(h)
 	}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/pki"
@@ -139,7 +140,7 @@ func CreateInstance(ctx context.Context, h home.Home, actor topology.Actor, spec
 		order = append(order, "sample.enabled", "sample.port")
 	}
 	var cleanup []string // directories to remove when the change fails
-	t, err := topology.NewStore(h, nil).Update(ctx, actor, "create instance", spec.ExpectVersion, func(t *topology.Topology) (string, error) {
+	t, err := audit.StoreFor(h).Update(ctx, actor, "create instance", spec.ExpectVersion, func(t *topology.Topology) (string, error) {
 		var g *topology.Group
 		var gerr error
 		if spec.GroupID != "" {
@@ -323,7 +324,7 @@ func SetInstancePorts(ctx context.Context, h home.Home, actor topology.Actor, gr
 		return err
 	}
 	var restore func()
-	_, err = topology.NewStore(h, nil).Update(ctx, actor, "set instance ports", 0, func(t *topology.Topology) (string, error) {
+	_, err = audit.StoreFor(h).Update(ctx, actor, "set instance ports", 0, func(t *topology.Topology) (string, error) {
 		ref, err := t.FindInstance(group, name)
 		if err != nil {
 			return "", err
@@ -432,7 +433,7 @@ func deleteInstance(ctx context.Context, h home.Home, actor topology.Actor, expe
 	}
 	var release func(bool)
 	var dir string
-	nt, err := topology.NewStore(h, nil).Update(ctx, actor, "delete instance", expectVersion, func(t *topology.Topology) (string, error) {
+	nt, err := audit.StoreFor(h).Update(ctx, actor, "delete instance", expectVersion, func(t *topology.Topology) (string, error) {
 		ref, err := find(t)
 		if err != nil {
 			return "", err
@@ -463,7 +464,7 @@ func deleteInstance(ctx context.Context, h home.Home, actor topology.Actor, expe
 // RenameGroup renames a gateway group. Directories are named by id, so
 // nothing moves on disk.
 func RenameGroup(ctx context.Context, h home.Home, actor topology.Actor, oldName, newName string) error {
-	_, err := topology.NewStore(h, nil).Update(ctx, actor, "rename group", 0, func(t *topology.Topology) (string, error) {
+	_, err := audit.StoreFor(h).Update(ctx, actor, "rename group", 0, func(t *topology.Topology) (string, error) {
 		g, err := t.GroupByName(oldName)
 		if err != nil {
 			return "", err
@@ -494,7 +495,7 @@ func deleteGroup(ctx context.Context, h home.Home, actor topology.Actor, expectV
 	}
 	var release func(bool)
 	var dir string
-	nt, err := topology.NewStore(h, nil).Update(ctx, actor, "delete group", expectVersion, func(t *topology.Topology) (string, error) {
+	nt, err := audit.StoreFor(h).Update(ctx, actor, "delete group", expectVersion, func(t *topology.Topology) (string, error) {
 		g, err := find(t)
 		if err != nil {
 			return "", err
@@ -534,7 +535,7 @@ func deleteGroup(ctx context.Context, h home.Home, actor topology.Actor, expectV
 func CreateGroup(ctx context.Context, h home.Home, actor topology.Actor, expectVersion int64, name string) (topology.Group, int64, error) {
 	var out topology.Group
 	var cleanup string
-	nt, err := topology.NewStore(h, nil).Update(ctx, actor, "create group", expectVersion, func(t *topology.Topology) (string, error) {
+	nt, err := audit.StoreFor(h).Update(ctx, actor, "create group", expectVersion, func(t *topology.Topology) (string, error) {
 		g, err := t.AddGroup(name)
 		if err != nil {
 			return fmt.Sprintf("group %q", name), err
@@ -565,7 +566,7 @@ func CreateGroup(ctx context.Context, h home.Home, actor topology.Actor, expectV
 // effective traffic, management and sample ports, and the node manager's
 // port) to a description of who has it.
 func PortsInUse(h home.Home) (map[int]string, error) {
-	t, err := topology.NewStore(h, nil).Load()
+	t, err := audit.StoreFor(h).Load()
 	if err != nil {
 		return nil, err
 	}

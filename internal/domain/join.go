@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/pki"
@@ -50,7 +51,7 @@ type JoinOptions struct {
 // topology. It refuses, wrapping topology.ErrExists, an install directory
 // that has a domain; when it fails part-way the files it wrote are removed.
 func Join(ctx context.Context, h home.Home, o JoinOptions) (err error) {
-	store := topology.NewStore(h, nil)
+	store := audit.StoreFor(h)
 	if store.Exists() {
 		return existsErr(h)
 	}

@@ -1,6 +1,7 @@
 package nodemanager
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -53,18 +54,29 @@ func (a *api) manage(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, &apiError{Code: http.StatusNotFound, Msg: fmt.Sprintf("no management action %q; want start, stop or status", action)})
 		return
 	}
+	// Start and stop are recorded in the audit log, refused ones too
+	// (api_audit.go); status changes nothing.
+	var svc *topology.Service
+	var outcome error
+	if action != "status" {
+		defer func() { a.recordManage(r, action, svc, outcome) }()
+	}
 	t, ok := a.load(w, r)
 	if !ok {
+		outcome = errors.New("the topology could not be read")
 		return
 	}
 	_, s, err := a.findInstance(t, r.PathValue("groupID"), r.PathValue("serviceID"), doing)
 	if err != nil {
+		outcome = err
 		a.fail(w, r, err)
 		return
 	}
+	svc = s
 	var st InstanceState
 	if s.HostID != a.n.conf.HostID {
 		if st, err = a.manageRemote(r.Context(), t, s, action, doing); err != nil {
+			outcome = err
 			a.fail(w, r, err)
 			return
 		}
@@ -87,6 +99,7 @@ func (a *api) manage(w http.ResponseWriter, r *http.Request) {
 			// are what the administrator needs to see.
 			err = &apiError{Code: http.StatusInternalServerError, Msg: fmt.Sprintf("instance %s (%q) could not be %s: %v", s.ID, s.Name, doing, err), Err: err}
 		}
+		outcome = err
 		a.fail(w, r, err)
 		return
 	}

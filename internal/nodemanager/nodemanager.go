@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
@@ -40,7 +41,8 @@ type NodeManager struct {
 	log   *slog.Logger
 	conf  domain.NodeManagerConf
 	store *topology.Store
-	admin bool // this host's node manager is the Admin Node Manager
+	audit audit.Recorder // this host's audit log (conf/audit); the store records to it too
+	admin bool           // this host's node manager is the Admin Node Manager
 
 	sup  *Supervisor
 	srv  *server
@@ -68,7 +70,8 @@ func New(opts Options) (*NodeManager, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("component", "nodemanager", "hostId", conf.HostID, "nodeManagerId", conf.NodeManagerID)
-	n := &NodeManager{opts: opts, log: log, conf: conf, store: topology.NewStore(opts.Home, topology.LogRecorder{Log: log}), done: make(chan struct{})}
+	rec := audit.Recorder{Log: audit.Open(opts.Home), Logger: log}
+	n := &NodeManager{opts: opts, log: log, conf: conf, store: topology.NewStore(opts.Home, rec), audit: rec, done: make(chan struct{})}
 	topo, err := n.store.Load()
 	if err != nil {
 		return nil, fmt.Errorf("creating node manager: %w", err)

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
@@ -167,7 +168,7 @@ func (s *mdSession) readLine() (string, error) {
 }
 
 func (s *mdSession) topology() (*topology.Topology, error) {
-	return topology.NewStore(s.home, nil).Load()
+	return audit.StoreFor(s.home).Load()
 }
 
 func localActor() topology.Actor {

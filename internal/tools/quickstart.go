@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
@@ -110,7 +111,7 @@ func runQuickstart(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	actor := topology.Actor{User: osUser(), Via: "quickstart", Remote: "local"}
-	store := topology.NewStore(h, nil)
+	store := audit.StoreFor(h)
 	if !store.Exists() {
 		pw, err := randomPassword()
 		if err != nil {

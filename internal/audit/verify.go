@@ -1,0 +1,107 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+)
+
+// Report is the result of Verify.
+type Report struct {
+	Entries  int   `json:"entries"`  // lines read
+	LastSeq  int64 `json:"lastSeq"`  // sequence number of the last good entry
+	Verified bool  `json:"verified"` // the whole chain holds
+	// FirstBad is the sequence number of the first entry that is missing,
+	// altered, out of place or damaged (0 when Verified).
+	FirstBad int64  `json:"firstBad,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// Verify reads the audit log of h and checks the chain: sequence numbers
+// 1, 2, 3 ... without gaps, each prev the SHA-256 of the line before, each
+// hash the SHA-256 of its entry, each line in the form Record writes it,
+// and the newest entry at least the one audit.head names. The error is for
+// a log that cannot be read at all; a broken chain is a Report with
+// Verified false.
+func Verify(h home.Home) (Report, error) {
+	data, err := os.ReadFile(File(h))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return Report{}, fmt.Errorf("reading audit log: %w", err)
+	}
+	hd, hasHead, herr := readHead(h)
+	var r Report
+	bad := func(seq int64, format string, args ...any) (Report, error) {
+		r.FirstBad, r.Reason = seq, fmt.Sprintf(format, args...)
+		return r, nil
+	}
+	prevLine := []byte(nil)
+	if len(data) > 0 {
+		torn := data[len(data)-1] != '\n'
+		lines := bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
+		for i, line := range lines {
+			want := r.LastSeq + 1
+			r.Entries = i + 1
+			if torn && i == len(lines)-1 {
+				return bad(want, "line %d is cut off (no newline at its end)", i+1)
+			}
+			e, err := parseStrict(line)
+			if err != nil {
+				return bad(want, "line %d is not an audit entry: %v", i+1, err)
+			}
+			switch {
+			case e.Seq > want:
+				return bad(want, "entry %d is missing (line %d holds entry %d)", want, i+1, e.Seq)
+			case e.Seq < want:
+				return bad(want, "entry %d is out of place (line %d holds entry %d)", want, i+1, e.Seq)
+			}
+			wantPrev := zeroHash
+			if prevLine != nil {
+				wantPrev = lineHash(prevLine)
+			}
+			if e.Prev != wantPrev {
+				return bad(e.Seq, "entry %d: prev does not match the line before it (that line was altered, or this entry was forged or moved)", e.Seq)
+			}
+			got := e
+			if _, err := encode(&got); err != nil || got.Hash != e.Hash {
+				return bad(e.Seq, "entry %d: hash does not match its content (altered)", e.Seq)
+			}
+			if canon, _ := json.Marshal(e); !bytes.Equal(canon, line) {
+				return bad(e.Seq, "entry %d: line is not in the form the log writes (edited by hand)", e.Seq)
+			}
+			r.LastSeq, prevLine = e.Seq, line
+		}
+	}
+	if herr != nil {
+		return bad(r.LastSeq+1, "%v", herr)
+	}
+	if hasHead {
+		if hd.Seq > r.LastSeq {
+			return bad(r.LastSeq+1, "entries %d to %d are missing from the end (audit.head names entry %d)", r.LastSeq+1, hd.Seq, hd.Seq)
+		}
+		// The head may lag the log by one entry after a crash between the
+		// two writes; the entry it names must still be the same.
+		lines := bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
+		if hd.Seq > 0 && lineHash(lines[hd.Seq-1]) != hd.Line {
+			return bad(hd.Seq, "entry %d is not the one audit.head recorded", hd.Seq)
+		}
+	}
+	r.Verified = true
+	return r, nil
+}
+
+func parseStrict(line []byte) (Entry, error) {
+	var e Entry
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		return e, err
+	}
+	if dec.More() {
+		return e, errors.New("data after the entry")
+	}
+	return e, nil
+}
