@@ -59,6 +59,7 @@ type route struct {
 	methods methods
 	relay   http.HandlerFunc
 	open    bool
+	wrap    func(http.Handler) http.Handler // /nm/join: HTTP Basic
 }
 
 // routes is the management API: every path under /api the handler serves.

@@ -62,23 +62,44 @@ func peerNodeManager(r *http.Request) string {
 	return id
 }
 
-// nmRoutes is the /nm tree: the two open paths, then requirePeer for the
-// rest (server.go's /nm/status included).
+// nmRoutes is the /nm tree: the routes of nmRouteTable, the open ones
+// first, requirePeer for the rest.
 func (s *server) nmRoutes() http.Handler {
-	open := http.NewServeMux()
-	open.Handle("/nm/ca", methods{http.MethodGet: s.getCA}.with(s.log))
-	open.Handle("/nm/join", s.api.auth.middleware(methods{http.MethodPost: s.join}.with(s.log)))
-	peer := http.NewServeMux()
-	handle := func(pattern string, m methods) { peer.Handle(pattern, m.with(s.log)) }
-	handle("/nm/instances", methods{http.MethodPost: s.fromANM(s.prepareInstance)})
-	handle("/nm/instances/{instanceID}/{action}", methods{http.MethodPost: s.fromANM(s.instanceAction), http.MethodPut: s.fromANM(s.putInstanceCert)})
-	peer.HandleFunc("/nm/router/{instanceID}/{path...}", s.fromANM(s.routeLocal))
-	handle("/nm/topology", methods{http.MethodGet: s.getTopologyDoc, http.MethodPut: s.fromANM(s.putTopology)})
-	handle("/nm/topology/state", methods{http.MethodGet: s.getTopologyState})
-	handle("/nm/sync", methods{http.MethodGet: s.adminOnly(s.checkSync), http.MethodPost: s.adminOnly(s.syncAll)})
+	open, peer := http.NewServeMux(), http.NewServeMux()
+	for _, rt := range s.nmRouteTable() {
+		var h http.Handler = rt.relay
+		if rt.relay == nil {
+			h = rt.methods.with(s.log)
+		}
+		if rt.wrap != nil {
+			h = rt.wrap(h)
+		}
+		if rt.open {
+			open.Handle(rt.pattern, h)
+		} else {
+			peer.Handle(rt.pattern, h)
+		}
+	}
 	peer.Handle("/nm/", s.nmHandler())
 	open.Handle("/nm/", s.requirePeer(peer))
 	return open
+}
+
+// nmRouteTable is the node-to-node API: every path under /nm. Open routes
+// need no client certificate. api/openapi.yaml documents them all
+// (openapi_test.go).
+func (s *server) nmRouteTable() []route {
+	return []route{
+		{pattern: "/nm/ca", methods: methods{http.MethodGet: s.getCA}, open: true},
+		{pattern: "/nm/join", methods: methods{http.MethodPost: s.join}, open: true, wrap: s.api.auth.middleware},
+		{pattern: "/nm/status", methods: methods{http.MethodGet: s.getStatus}},
+		{pattern: "/nm/instances", methods: methods{http.MethodPost: s.fromANM(s.prepareInstance)}},
+		{pattern: "/nm/instances/{instanceID}/{action}", methods: methods{http.MethodPost: s.fromANM(s.instanceAction), http.MethodPut: s.fromANM(s.putInstanceCert)}},
+		{pattern: "/nm/router/{instanceID}/{path...}", relay: s.fromANM(s.routeLocal)},
+		{pattern: "/nm/topology", methods: methods{http.MethodGet: s.getTopologyDoc, http.MethodPut: s.fromANM(s.putTopology)}},
+		{pattern: "/nm/topology/state", methods: methods{http.MethodGet: s.getTopologyState}},
+		{pattern: "/nm/sync", methods: methods{http.MethodGet: s.adminOnly(s.checkSync), http.MethodPost: s.adminOnly(s.syncAll)}},
+	}
 }
 
 // fromANM lets through only the Admin Node Manager's certificate.

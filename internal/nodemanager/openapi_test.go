@@ -2,9 +2,11 @@ package nodemanager
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/legacy"
 
 	apispec "github.com/gatehouse-gw/gatehouse/api"
+	"github.com/gatehouse-gw/gatehouse/internal/pki"
 )
 
 // loadOpenAPI loads api/openapi.yaml with kin-openapi and validates it.
@@ -40,13 +43,14 @@ var routerMethods = []string{"DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST"
 // {path...} is {path}.
 func openAPIPath(pattern string) string { return strings.ReplaceAll(pattern, "...}", "}") }
 
-// TestOpenAPIEveryRouteDocumented compares the route table of the management
-// API (api.routes) with the document's /api paths and methods, both ways.
+// TestOpenAPIEveryRouteDocumented compares the route tables of the
+// management API (api.routes) and of the node-to-node API
+// (server.nmRouteTable) with the document's paths and methods, both ways.
 func TestOpenAPIEveryRouteDocumented(t *testing.T) {
 	doc := loadOpenAPI(t)
 	e := newAPIEnv(t)
 	served := map[string]bool{}
-	for _, rt := range e.n.srv.api.routes() {
+	for _, rt := range append(e.n.srv.api.routes(), e.n.srv.nmRouteTable()...) {
 		ms := routerMethods
 		if rt.relay == nil {
 			ms = nil
@@ -60,9 +64,6 @@ func TestOpenAPIEveryRouteDocumented(t *testing.T) {
 	}
 	documented := map[string]bool{}
 	for path, item := range doc.Paths.Map() {
-		if !strings.HasPrefix(path, "/api/") {
-			continue
-		}
 		for m := range item.Operations() {
 			documented[m+" "+path] = true
 		}
@@ -74,13 +75,51 @@ func TestOpenAPIEveryRouteDocumented(t *testing.T) {
 	}
 	for op := range documented {
 		if !served[op] {
-			t.Errorf("%s is in api/openapi.yaml but not in the route table (api.routes)", op)
+			t.Errorf("%s is in api/openapi.yaml but not in a route table (api.routes, server.nmRouteTable)", op)
 		}
 	}
 }
 
-// openAPIBodies is a valid body for each documented operation that takes
-// one, by operationId; a new operation with a body needs an entry.
+// TestOpenAPIEveryRouteAnswered calls every operation the document lists
+// under /api on a real Admin Node Manager (nodemanager.New in a temporary
+// install dir, valid credentials, minimal parameters).
+func TestOpenAPIEveryRouteAnswered(t *testing.T) {
+	doc := loadOpenAPI(t)
+	e := newAPIEnv(t)
+	// What the ids in the paths name: a second host, a group with an instance.
+	e.do("POST", "/api/topology/hosts", `{"name":"openapi-target"}`).mustCode(t, 201)
+	e.do("POST", "/api/topology/groups", `{"name":"OpenAPI Group"}`).mustCode(t, 201)
+	e.do("POST", "/api/topology/services/group-2", fmt.Sprintf(`{"name":"openapi-1","trafficPort":%d,"managementPort":%d}`, freePort(t), freePort(t))).mustCode(t, 201)
+	callEveryOperation(t, doc, "/api/", e.url, http.DefaultClient,
+		map[string]string{"hostID": "host-2", "groupID": "group-2", "serviceID": "instance-1", "action": "status", "path": "healthcheck"},
+		openAPIBodies(t), "no management API resource")
+}
+
+// TestOpenAPIEveryNodeRouteAnswered does the same for /nm on a real Admin
+// Node Manager's TLS listener, presenting its own node manager certificate
+// (the one the ANM-only paths accept).
+func TestOpenAPIEveryNodeRouteAnswered(t *testing.T) {
+	doc := loadOpenAPI(t)
+	n, ca := startNM(t)
+	cert, err := pki.LoadKeyPair(pki.NodeManagerCertFile(n.opts.Home), pki.NodeManagerKeyFile(n.opts.Home))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	bodies := map[string]string{
+		"nmJoin":                   `{"hostName":"openapi-joiner","csr":"not a CSR"}`,
+		"nmPrepareInstance":        `{"groupID":"group-1","instanceID":"instance-9"}`,
+		"nmPutInstanceCertificate": `{"certificate":"not a certificate"}`,
+		"nmPutTopology":            `{}`,
+	}
+	callEveryOperation(t, doc, "/nm/", "https://"+n.srv.addr(), tlsClient(roots, cert),
+		map[string]string{"instanceID": "instance-9", "action": "status", "path": "healthcheck"},
+		bodies, "no node manager resource")
+}
+
+// openAPIBodies is a valid body for each documented /api operation that
+// takes one, by operationId; a new operation with a body needs an entry.
 func openAPIBodies(t *testing.T) map[string]string {
 	return map[string]string{
 		"createHost":       `{"name":"openapi-host"}`,
@@ -91,36 +130,26 @@ func openAPIBodies(t *testing.T) map[string]string {
 	}
 }
 
-// TestOpenAPIEveryRouteAnswered calls every operation the document lists
-// under /api on a real Admin Node Manager (nodemanager.New in a temporary
-// install dir, valid credentials, minimal parameters), in the order reads,
-// creations, changes, deletions, and checks that the status is one the
-// document lists for the operation, that it is not the mux's "no such
-// resource", and that the answer matches the document's schema
-// (openapi3filter).
-func TestOpenAPIEveryRouteAnswered(t *testing.T) {
-	doc := loadOpenAPI(t)
-	e := newAPIEnv(t)
-	// What the ids in the paths name: a second host, a group with an instance.
-	e.do("POST", "/api/topology/hosts", `{"name":"openapi-target"}`).mustCode(t, 201)
-	e.do("POST", "/api/topology/groups", `{"name":"OpenAPI Group"}`).mustCode(t, 201)
-	e.do("POST", "/api/topology/services/group-2", fmt.Sprintf(`{"name":"openapi-1","trafficPort":%d,"managementPort":%d}`, freePort(t), freePort(t))).mustCode(t, 201)
-	params := map[string]string{"hostID": "host-2", "groupID": "group-2", "serviceID": "instance-1", "action": "status", "path": "healthcheck"}
-	bodies := openAPIBodies(t)
-
-	doc.Servers = openapi3.Servers{{URL: e.url}}
+// callEveryOperation calls each operation of doc under prefix at base, with
+// the test user's credentials, params in the path and bodies by
+// operationId, in the order reads, creations, changes, deletions. Each
+// answer must have a status the document lists for the operation, must not
+// be the mux's "no such resource" (noRoute), and must match the document's
+// schema (openapi3filter).
+func callEveryOperation(t *testing.T, doc *openapi3.T, prefix, base string, client *http.Client, params, bodies map[string]string, noRoute string) {
+	t.Helper()
+	doc.Servers = openapi3.Servers{{URL: base}}
 	router, err := legacy.NewRouter(doc)
 	if err != nil {
 		t.Fatal(err)
 	}
-
 	type call struct {
 		method, path string
 		op           *openapi3.Operation
 	}
 	var calls []call
 	for path, item := range doc.Paths.Map() {
-		if !strings.HasPrefix(path, "/api/") {
+		if !strings.HasPrefix(path, prefix) {
 			continue
 		}
 		for m, op := range item.Operations() {
@@ -131,6 +160,9 @@ func TestOpenAPIEveryRouteAnswered(t *testing.T) {
 	slices.SortFunc(calls, func(a, b call) int {
 		if d := slices.Index(order, a.method) - slices.Index(order, b.method); d != 0 {
 			return d
+		}
+		if a.method == "DELETE" { // services before their groups
+			return strings.Compare(b.path, a.path)
 		}
 		return strings.Compare(a.path, b.path)
 	})
@@ -144,11 +176,11 @@ func TestOpenAPIEveryRouteAnswered(t *testing.T) {
 			if c.op.RequestBody != nil {
 				b, ok := bodies[c.op.OperationID]
 				if !ok {
-					t.Fatalf("no body for operation %q in openAPIBodies", c.op.OperationID)
+					t.Fatalf("no body for operation %q", c.op.OperationID)
 				}
 				body = b
 			}
-			req, err := http.NewRequest(c.method, e.url+path, strings.NewReader(body))
+			req, err := http.NewRequest(c.method, base+path, strings.NewReader(body))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -156,29 +188,23 @@ func TestOpenAPIEveryRouteAnswered(t *testing.T) {
 			if body != "" {
 				req.Header.Set("Content-Type", "application/json")
 			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := client.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
 			got, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == 404 && strings.Contains(string(got), "no management API resource") {
+			t.Logf("%s %s: %d", c.method, path, resp.StatusCode)
+			if resp.StatusCode == 404 && strings.Contains(string(got), noRoute) {
 				t.Fatalf("got the mux's 404 for a documented route: %s", got)
 			}
 			if c.op.Responses.Status(resp.StatusCode) == nil && c.op.Responses.Default() == nil {
-				t.Fatalf("got status %d, not one the document lists (%v): %s", resp.StatusCode, slices.Sorted(func(yield func(string) bool) {
-					for k := range c.op.Responses.Map() {
-						if !yield(k) {
-							return
-						}
-					}
-				}), got)
+				t.Fatalf("got status %d, not one the document lists (%v): %s", resp.StatusCode, slices.Sorted(maps.Keys(c.op.Responses.Map())), got)
 			}
 			if c.method == "HEAD" {
 				return
 			}
-			// The answer against the document's schema.
-			vreq, _ := http.NewRequest(c.method, e.url+path, strings.NewReader(body))
+			vreq, _ := http.NewRequest(c.method, base+path, strings.NewReader(body))
 			route, pathParams, err := router.FindRoute(vreq)
 			if err != nil {
 				t.Fatalf("finding the route in the document: %v", err)

@@ -152,24 +152,23 @@ func (s *server) requirePeer(next http.Handler) http.Handler {
 	})
 }
 
-// nmHandler serves the node-to-node paths. Today: GET /nm/status, this
-// node manager and the states of its host's instances.
+// nmHandler answers the /nm paths that nmRouteTable does not have: 404.
 func (s *server) nmHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/nm/status", methods{http.MethodGet: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var version int64
-		if t, err := s.n.store.Load(); err == nil {
-			version = t.Version
-		}
-		writeResult(w, http.StatusOK, nmStatus{
-			HostID: s.n.conf.HostID, NodeManagerID: s.n.conf.NodeManagerID, Admin: s.n.admin,
-			TopologyVersion: version, Instances: s.api.sup.States(),
-		})
-	})}.with(s.log))
-	mux.HandleFunc("/nm/", func(w http.ResponseWriter, r *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, &apiError{Code: http.StatusNotFound, Msg: fmt.Sprintf("no node manager resource %s; try /nm/status", r.URL.Path)})
 	})
-	return mux
+}
+
+// GET /nm/status: this node manager and the states of its host's instances.
+func (s *server) getStatus(w http.ResponseWriter, r *http.Request) {
+	var version int64
+	if t, err := s.n.store.Load(); err == nil {
+		version = t.Version
+	}
+	writeResult(w, http.StatusOK, nmStatus{
+		HostID: s.n.conf.HostID, NodeManagerID: s.n.conf.NodeManagerID, Admin: s.n.admin,
+		TopologyVersion: version, Instances: s.api.sup.States(),
+	})
 }
 
 type nmStatus struct {
