@@ -1,0 +1,167 @@
+package tools_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse-gw/gatehouse/internal/gwtest"
+)
+
+type auditEntry struct {
+	Seq           int64
+	User, Via     string
+	Remote        string
+	Action        string
+	Detail        string
+	Targets       []string
+	Outcome       string
+	Error         string
+	BeforeVersion int64
+	AfterVersion  int64
+}
+
+type auditAnswer struct {
+	Entries  []auditEntry
+	Verified bool
+	FirstBad int64
+	Reason   string
+}
+
+func (a *anm) audit(query string) auditAnswer {
+	a.t.Helper()
+	var got auditAnswer
+	result(a.t, a.curl("-u", adminCreds, "/api/audit?"+query), 200, &got)
+	return got
+}
+
+// The audit log through the real binary: changes by managedomain (one of
+// them refused) and starts and stops through the API of a real ANM are
+// recorded with who, via, where from and the outcome; GET /api/audit
+// searches them; gatehouse audit verify holds the chain, and after the
+// file is tampered with both it and the API name the bad entry.
+func TestAuditLog(t *testing.T) {
+	a := startANM(t)
+	h := a.h
+	osUser := "root"
+	if u, err := user.Current(); err == nil {
+		osUser = u.Username
+	}
+	tp, mp := gwtest.FreePort(t), gwtest.FreePort(t)
+	h.MustRun("", "managedomain", "-c", "-n", "S1", "-g", "G", "--traffic_port", strconv.Itoa(tp), "--management_port", strconv.Itoa(mp))
+	if r := h.Run("", "managedomain", "-c", "-n", "S1", "-g", "G"); r.Code == 0 {
+		t.Fatalf("a second S1: got %s, want a refusal", r)
+	}
+
+	// Through the API: start, stop, and a start of an unknown instance.
+	var st struct{ Status string }
+	result(t, a.api("POST", "/api/management/start/group-2/instance-1", ""), 200, &st)
+	result(t, a.api("POST", "/api/management/stop/group-2/instance-1", ""), 200, &st)
+	if r := a.api("POST", "/api/management/start/group-2/instance-9", ""); r.code != 404 {
+		t.Fatalf("unknown instance: got %d %s", r.code, r.body)
+	}
+	result(t, a.api("POST", "/api/management/status/group-2/instance-1", ""), 200, &st) // not recorded
+
+	all := a.audit("")
+	if !all.Verified || len(all.Entries) != 6 {
+		t.Fatalf("got %+v, want 6 verified entries", all)
+	}
+	want := []struct{ user, via, action, outcome string }{
+		{"admin", "api", "start instance", "error"},
+		{"admin", "api", "stop instance", "ok"},
+		{"admin", "api", "start instance", "ok"},
+		{osUser, "managedomain", "create instance", "error"},
+		{osUser, "managedomain", "create instance", "ok"},
+		{osUser, "managedomain", "create domain", "ok"},
+	}
+	for i, w := range want {
+		e := all.Entries[i]
+		if e.User != w.user || e.Via != w.via || e.Action != w.action || e.Outcome != w.outcome {
+			t.Errorf("entry %d: got %+v, want %+v", i, e, w)
+		}
+		if wantSeq := int64(6 - i); e.Seq != wantSeq {
+			t.Errorf("entry %d: got seq %d, want %d (newest first)", i, e.Seq, wantSeq)
+		}
+		if w.via == "api" && (e.Remote == "" || e.Remote == "local") {
+			t.Errorf("entry %d: got remote %q, want the client's address", i, e.Remote)
+		}
+		if w.via == "managedomain" && e.Remote != "local" {
+			t.Errorf("entry %d: got remote %q, want local", i, e.Remote)
+		}
+	}
+	if e := all.Entries[4]; e.AfterVersion != e.BeforeVersion+1 || !strings.Contains(strings.Join(e.Targets, " "), "instance-1") {
+		t.Errorf("create instance: got %+v, want versions and instance-1 in targets", e)
+	}
+	if e := all.Entries[3]; e.AfterVersion != 0 || !strings.Contains(e.Error, "S1") {
+		t.Errorf("refused create: got %+v, want its error naming S1", e)
+	}
+	if e := all.Entries[0]; fmt.Sprint(e.Targets) != "[group-2 instance-9]" || !strings.Contains(e.Error, "instance-9") {
+		t.Errorf("refused start: got %+v", e)
+	}
+
+	// Search.
+	for _, tt := range []struct {
+		query string
+		seqs  string
+	}{
+		{"user=admin", "[6 5 4]"},
+		{"user=" + url.QueryEscape(osUser) + "&action=" + url.QueryEscape("create instance"), "[3 2]"},
+		{"action=STOP", "[5]"},
+		{"limit=2", "[6 5]"},
+		{"since=2000-01-01&until=2001-01-01", "[]"},
+	} {
+		var seqs []int64
+		for _, e := range a.audit(tt.query).Entries {
+			seqs = append(seqs, e.Seq)
+		}
+		if got := fmt.Sprint(seqs); got != tt.seqs {
+			t.Errorf("GET /api/audit?%s: got %s, want %s", tt.query, got, tt.seqs)
+		}
+	}
+	if r := a.curl("-u", adminCreds, "/api/audit?since=yesterday"); r.code != 400 || !strings.Contains(r.body, "RFC 3339") {
+		t.Errorf("bad since: got %d %s", r.code, r.body)
+	}
+	if r := a.curl("/api/audit"); r.code != 401 {
+		t.Errorf("without credentials: got %d, want 401", r.code)
+	}
+
+	// The tool.
+	if r := h.MustRun("", "audit", "verify"); !strings.Contains(r.Stdout, "6 entries, hash chain verified") {
+		t.Errorf("audit verify: got %s", r)
+	}
+	if r := h.Run("", "audit", "--help"); r.Code != 0 || !strings.Contains(r.Stdout, "usage: gatehouse audit verify") {
+		t.Errorf("audit --help: got %s", r)
+	}
+	if r := h.Run("", "audit", "check"); r.Code != 2 {
+		t.Errorf("audit check: got %s, want exit 2", r)
+	}
+
+	// Tampered: the refused create made to look successful.
+	log := h.Path("conf", "audit", "audit.log")
+	data, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.Split(data, []byte("\n"))
+	var e3 map[string]any
+	json.Unmarshal(lines[2], &e3)
+	if e3["seq"] != float64(3) {
+		t.Fatalf("line 3: got %s", lines[2])
+	}
+	lines[2] = bytes.Replace(lines[2], []byte(`"outcome":"error"`), []byte(`"outcome":"ok"`), 1)
+	if err := os.WriteFile(log, bytes.Join(lines, []byte("\n")), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.Run("", "audit", "verify"); r.Code != 1 || !strings.Contains(r.Stderr, "entry 3 is bad") {
+		t.Errorf("audit verify after tampering: got %s, want exit 1 naming entry 3", r)
+	}
+	if got := a.audit(""); got.Verified || got.FirstBad != 3 {
+		t.Errorf("API after tampering: got verified %v firstBad %d, want false and 3", got.Verified, got.FirstBad)
+	}
+}
