@@ -75,7 +75,7 @@ func (a *api) routes() []route {
 		{pattern: "/api/topology/services/{groupID}", methods: methods{http.MethodGet: a.listServices, http.MethodPost: a.createService}},
 		{pattern: "/api/topology/services/{groupID}/{serviceID}", methods: methods{http.MethodGet: a.getService, http.MethodDelete: a.deleteService}},
 		{pattern: "/api/management/{action}/{groupID}/{serviceID}", methods: methods{http.MethodPost: a.manage}},
-		{pattern: "/api/audit", methods: methods{http.MethodGet: a.getAudit}}, // api_audit.go
+		{pattern: "/api/audit", methods: methods{http.MethodGet: a.getAudit}},
 		{pattern: "/api/router/service/{serviceID}/{path...}", relay: a.routeAny}, // nm_remote.go: other hosts through their node manager
 	}
 }
