@@ -241,18 +241,3 @@ func writeHead(h home.Home, hd head) error {
 	}
 	return nil
 }
-
-func readHead(h home.Home) (head, bool, error) {
-	b, err := os.ReadFile(HeadFile(h))
-	if errors.Is(err, os.ErrNotExist) {
-		return head{}, false, nil
-	}
-	if err != nil {
-		return head{}, false, err
-	}
-	var hd head
-	if err := json.Unmarshal(b, &hd); err != nil {
-		return head{}, true, fmt.Errorf("parsing %s: %w", HeadFile(h), err)
-	}
-	return hd, true, nil
-}

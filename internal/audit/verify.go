@@ -32,11 +32,28 @@ func Verify(h home.Home) (Report, error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return Report{}, fmt.Errorf("reading audit log: %w", err)
 	}
-	hd, hasHead, herr := readHead(h)
+	headData, err := os.ReadFile(HeadFile(h))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return Report{}, fmt.Errorf("reading %s: %w", HeadFile(h), err)
+	}
+	return VerifyData(data, headData), nil
+}
+
+// VerifyData is Verify on the contents of audit.log and audit.head (nil
+// when there is no head file).
+func VerifyData(data, headData []byte) Report {
+	var hd head
+	hasHead := headData != nil
+	var herr error
+	if hasHead {
+		if err := json.Unmarshal(headData, &hd); err != nil {
+			herr = fmt.Errorf("audit.head does not parse: %w", err)
+		}
+	}
 	var r Report
-	bad := func(seq int64, format string, args ...any) (Report, error) {
+	bad := func(seq int64, format string, args ...any) Report {
 		r.FirstBad, r.Reason = seq, fmt.Sprintf(format, args...)
-		return r, nil
+		return r
 	}
 	prevLine := []byte(nil)
 	if len(data) > 0 {
@@ -90,7 +107,7 @@ func Verify(h home.Home) (Report, error) {
 		}
 	}
 	r.Verified = true
-	return r, nil
+	return r
 }
 
 func parseStrict(line []byte) (Entry, error) {
