@@ -7,8 +7,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/gatehouse-gw/gatehouse/internal/gwtest"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -66,15 +66,9 @@ func setNMConf(t *testing.T, h home.Home, fn func(c *domain.NodeManagerConf)) {
 	}
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// freePort is gwtest.FreePort: a port that no other call of this test
+// process returned (two ports picked with :0 in a row can be the same).
+func freePort(t testing.TB) int { return gwtest.FreePort(t) }
 
 // fakeSup is a supervisor that remembers what it was told.
 type fakeSup struct {
