@@ -72,7 +72,7 @@ type NodeManagerConf struct {
 }
 
 // Init creates the domain in h: the skeleton directories, the domain CA, the
-// first admin user, system/conf/nodemanager.yaml, the binary and its links,
+// first admin user, the session key (conf/sessionKey), system/conf/nodemanager.yaml, the binary and its links,
 // and last the topology (host-1; group-1 "Node Manager Group" holding
 // nodemanager-1, the Admin Node Manager, scheme https, on port o.Port).
 //
@@ -128,6 +128,10 @@ func Init(ctx context.Context, h home.Home, o InitOptions) (_ *topology.Topology
 	track(h.AdminUsersFile())
 	if err := rbac.InitAdmins(h, o.Username, o.Password); err != nil {
 		return nil, fmt.Errorf("creating admin user: %w", err)
+	}
+	track(rbac.SessionKeyFile(h))
+	if err := rbac.CreateSessionKey(h); err != nil {
+		return nil, fmt.Errorf("creating the domain session key: %w", err)
 	}
 
 	t := &topology.Topology{ID: newUUID(), DomainName: o.DomainName, Counters: map[string]int{}, Hosts: []topology.Host{}, Groups: []topology.Group{}}

@@ -67,6 +67,9 @@ func (a *api) routes() []route {
 	return []route{
 		{pattern: "/api/openapi.yaml", methods: methods{http.MethodGet: a.serveOpenAPI("yaml")}, open: true},
 		{pattern: "/api/openapi.json", methods: methods{http.MethodGet: a.serveOpenAPI("json")}, open: true},
+		{pattern: "/api/rbac/login", methods: methods{http.MethodPost: a.login}, open: true}, // api_session.go
+		{pattern: "/api/rbac/currentuser", methods: methods{http.MethodGet: a.currentUser}},
+		{pattern: "/api/rbac/logout", methods: methods{http.MethodGet: a.logout, http.MethodPost: a.logout}},
 		{pattern: "/api/topology", methods: methods{http.MethodGet: a.getTopology}},
 		{pattern: "/api/topology/hosts", methods: methods{http.MethodGet: a.listHosts, http.MethodPost: a.createHost, http.MethodPut: a.updateHost}},
 		{pattern: "/api/topology/hosts/{hostID}", methods: methods{http.MethodGet: a.getHost, http.MethodPut: a.updateHost, http.MethodDelete: a.deleteHost}},

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -39,6 +40,10 @@ type authenticator struct {
 	sem    chan struct{}
 	key    [32]byte
 	verify func(user string, pw secret.Value) (bool, error)
+	// sessions and throttle: session tokens and the failed-login
+	// slow-down (api_session*.go, docs/sessions.md).
+	sessions *sessionStore
+	throttle *throttle
 
 	mu    sync.Mutex
 	stamp fileStamp
@@ -51,7 +56,8 @@ type fileStamp struct {
 }
 
 func newAuthenticator(h home.Home, log *slog.Logger) *authenticator {
-	a := &authenticator{h: h, log: log, sem: make(chan struct{}, max(1, runtime.NumCPU())), cache: map[[32]byte]time.Time{}}
+	a := &authenticator{h: h, log: log, sem: make(chan struct{}, max(1, runtime.NumCPU())), cache: map[[32]byte]time.Time{},
+		sessions: newSessionStore(h, log), throttle: newThrottle()}
 	rand.Read(a.key[:])
 	a.verify = func(user string, pw secret.Value) (bool, error) { return rbac.Verify(h, user, pw) }
 	return a
@@ -73,6 +79,16 @@ func (a *authenticator) mac(user string, pw secret.Value) [32]byte {
 	var out [32]byte
 	copy(out[:], m.Sum(nil))
 	return out
+}
+
+// cached reports whether user and pw were verified within authCacheTTL.
+func (a *authenticator) cached(user string, pw secret.Value) bool {
+	k := a.mac(user, pw)
+	stamp := a.usersStamp()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	exp, ok := a.cache[k]
+	return ok && stamp == a.stamp && time.Now().Before(exp)
 }
 
 // check reports whether user and pw are an admin user's credentials.
@@ -120,29 +136,57 @@ func (a *authenticator) check(ctx context.Context, user string, pw secret.Value)
 	return true, nil
 }
 
+// authenticate checks user and pw for a login or an HTTP Basic request,
+// slowed down after failures (throttle): it answers 429 with Retry-After
+// while user or the client's address must wait, 401 for wrong credentials,
+// and reports whether they were good. Credentials verified within
+// authCacheTTL pass without waiting, so a script with the right password
+// is not locked out by someone guessing the same user's.
+func (a *authenticator) authenticate(w http.ResponseWriter, r *http.Request, user string, pw secret.Value) bool {
+	addr := remoteIP(r)
+	if !a.cached(user, pw) {
+		if d := a.throttle.wait(user, addr); d > 0 {
+			w.Header().Set("Retry-After", retryAfter(d))
+			writeError(w, r, a.log, &apiError{Code: http.StatusTooManyRequests, Msg: fmt.Sprintf("too many failed logins for this user or from this address; try again in %s s", retryAfter(d))})
+			return false
+		}
+	}
+	good, err := a.check(r.Context(), user, pw)
+	if err != nil {
+		if _, ok := err.(*apiError); !ok {
+			a.log.Error("checking credentials", "user", user, "err", err)
+			err = &apiError{Code: http.StatusInternalServerError, Msg: "internal error checking credentials; the node manager log has the cause", Err: err}
+		}
+		writeError(w, r, a.log, err)
+		return false
+	}
+	if !good {
+		a.throttle.fail(user, addr)
+		a.log.Warn("management API login refused", "user", user, "remote", addr)
+		writeError(w, r, a.log, &apiError{Code: http.StatusUnauthorized, Msg: "wrong user name or password"})
+		return false
+	}
+	a.throttle.reset(user, addr)
+	return true
+}
+
 // middleware lets through requests with an admin user's HTTP Basic
-// credentials, with the user name in the context; others get 401 with
-// WWW-Authenticate.
+// credentials or, without them, a valid session cookie (api_session.go;
+// state-changing requests must then carry the csrf-token header). The
+// authenticated user name is in the context (userOf) either way; others
+// get 401 with WWW-Authenticate.
 func (a *authenticator) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user, pass, ok := r.BasicAuth()
 		if !ok {
-			writeError(w, r, a.log, &apiError{Code: http.StatusUnauthorized, Msg: "authentication required: send an admin user's name and password with HTTP Basic"})
-			return
-		}
-		pw := secret.FromString(pass)
-		good, err := a.check(r.Context(), user, pw)
-		if err != nil {
-			if _, ok := err.(*apiError); !ok {
-				a.log.Error("checking credentials", "user", user, "err", err)
-				err = &apiError{Code: http.StatusInternalServerError, Msg: "internal error checking credentials; the node manager log has the cause", Err: err}
+			if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" {
+				a.sessionAuth(w, r, c.Value, next)
+				return
 			}
-			writeError(w, r, a.log, err)
+			writeError(w, r, a.log, &apiError{Code: http.StatusUnauthorized, Msg: "authentication required: send an admin user's name and password with HTTP Basic, or log in (POST /api/rbac/login) and send the session cookie"})
 			return
 		}
-		if !good {
-			a.log.Warn("management API login refused", "user", user, "remote", remoteIP(r))
-			writeError(w, r, a.log, &apiError{Code: http.StatusUnauthorized, Msg: "wrong user name or password"})
+		if !a.authenticate(w, r, user, secret.FromString(pass)) {
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey, user)))

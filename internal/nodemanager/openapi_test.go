@@ -123,6 +123,7 @@ func TestOpenAPIEveryNodeRouteAnswered(t *testing.T) {
 func openAPIBodies(t *testing.T) map[string]string {
 	return map[string]string{
 		"createHost":       `{"name":"openapi-host"}`,
+		"login":            fmt.Sprintf(`{"username":%q,"password":%q}`, testUser, testPass),
 		"renameHostByBody": `{"id":"host-2","name":"openapi-host-b"}`,
 		"renameHost":       `{"name":"openapi-host-c"}`,
 		"createGroup":      `{"name":"OpenAPI Group 2"}`,

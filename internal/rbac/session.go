@@ -1,0 +1,150 @@
+package rbac
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+)
+
+// Session lifetimes (docs/sessions.md).
+const (
+	// SessionIdle ends a session that was not used for this long; every
+	// use refreshes it (a new cookie), up to SessionMax.
+	SessionIdle = 30 * time.Minute
+	// SessionMax ends every session this long after login, used or not.
+	SessionMax = 8 * time.Hour
+)
+
+// sessionKeyLen is the length of the domain session key.
+const sessionKeyLen = 32
+
+// Errors of VerifySession.
+var (
+	ErrSessionInvalid = errors.New("session token is malformed or not signed by this domain's session key")
+	ErrSessionExpired = errors.New("session expired")
+)
+
+// SessionKeyFile is conf/sessionKey: the domain's session signing key
+// (32 random bytes, hex), mode 0600. Every Admin Node Manager of the
+// domain must hold the same file to accept the others' sessions.
+func SessionKeyFile(h home.Home) string { return h.Path("conf", "sessionKey") }
+
+// CreateSessionKey writes a new random session key to conf/sessionKey,
+// replacing any there (every session signed with the old key ends).
+func CreateSessionKey(h home.Home) error {
+	k := make([]byte, sessionKeyLen)
+	if _, err := rand.Read(k); err != nil {
+		return fmt.Errorf("generating session key: %w", err)
+	}
+	if err := os.MkdirAll(h.ConfDir(), 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", h.ConfDir(), err)
+	}
+	return home.WriteFileAtomic(SessionKeyFile(h), []byte(hex.EncodeToString(k)+"\n"), 0o600)
+}
+
+// LoadSessionKey reads conf/sessionKey.
+func LoadSessionKey(h home.Home) ([]byte, error) {
+	data, err := os.ReadFile(SessionKeyFile(h))
+	if err != nil {
+		return nil, fmt.Errorf("reading session key: %w", err)
+	}
+	k, err := hex.DecodeString(strings.TrimSpace(string(data)))
+	if err != nil || len(k) != sessionKeyLen {
+		return nil, fmt.Errorf("%s: want %d bytes in hex", SessionKeyFile(h), sessionKeyLen)
+	}
+	return k, nil
+}
+
+// Session is what a session token says. Times are Unix seconds.
+type Session struct {
+	User string `json:"u"`
+	ID   string `json:"sid"`
+	// Issued is the login time; the session ends at Issued+SessionMax.
+	Issued int64 `json:"iat"`
+	// Expires is the absolute end (Issued + SessionMax).
+	Expires int64 `json:"exp"`
+	// IdleUntil is the end unless the session is used (and its token
+	// renewed) before then: last use + SessionIdle, at most Expires.
+	IdleUntil int64 `json:"idle"`
+}
+
+// NewSession starts a session for user at now.
+func NewSession(user string, now time.Time) Session {
+	id := make([]byte, 16)
+	rand.Read(id)
+	s := Session{User: user, ID: hex.EncodeToString(id), Issued: now.Unix(), Expires: now.Add(SessionMax).Unix()}
+	return s.Touch(now)
+}
+
+// Touch returns s used at now: its idle end moved to now+SessionIdle,
+// never past Expires.
+func (s Session) Touch(now time.Time) Session {
+	s.IdleUntil = min(now.Add(SessionIdle).Unix(), s.Expires)
+	return s
+}
+
+// End is when s ends unless used again.
+func (s Session) End() time.Time { return time.Unix(min(s.IdleUntil, s.Expires), 0) }
+
+// SignSession returns the token of s: base64url(JSON) "." base64url(HMAC-
+// SHA256(key, base64url(JSON))).
+func SignSession(key []byte, s Session) string {
+	payload, _ := json.Marshal(s)
+	p := base64.RawURLEncoding.EncodeToString(payload)
+	return p + "." + base64.RawURLEncoding.EncodeToString(mac(key, "session", p))
+}
+
+// VerifySession checks token's signature with key and its expiry at now.
+// Errors: ErrSessionInvalid, ErrSessionExpired.
+func VerifySession(key []byte, token string, now time.Time) (Session, error) {
+	p, sig, ok := strings.Cut(token, ".")
+	if !ok || len(token) > 1024 {
+		return Session{}, ErrSessionInvalid
+	}
+	got, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil || !hmac.Equal(got, mac(key, "session", p)) {
+		return Session{}, ErrSessionInvalid
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(p)
+	if err != nil {
+		return Session{}, ErrSessionInvalid
+	}
+	var s Session
+	if err := json.Unmarshal(payload, &s); err != nil || s.User == "" || s.ID == "" {
+		return Session{}, ErrSessionInvalid
+	}
+	if t := now.Unix(); t >= s.Expires || t >= s.IdleUntil || s.Expires > s.Issued+int64(SessionMax/time.Second) {
+		return Session{}, ErrSessionExpired
+	}
+	return s, nil
+}
+
+// CSRFToken is the token a session's state-changing requests send in the
+// csrf-token header: an HMAC of the session id under the domain key, so
+// any Admin Node Manager of the domain can check it without storing it.
+func CSRFToken(key []byte, s Session) string {
+	return base64.RawURLEncoding.EncodeToString(mac(key, "csrf", s.ID))
+}
+
+// CheckCSRF reports whether token is the CSRF token of s, in constant time.
+func CheckCSRF(key []byte, s Session, token string) bool {
+	return hmac.Equal([]byte(token), []byte(CSRFToken(key, s)))
+}
+
+func mac(key []byte, purpose, data string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(purpose))
+	m.Write([]byte{0})
+	m.Write([]byte(data))
+	return m.Sum(nil)
+}
