@@ -129,6 +129,10 @@ func Init(ctx context.Context, h home.Home, o InitOptions) (_ *topology.Topology
 	if err := rbac.InitAdmins(h, o.Username, o.Password); err != nil {
 		return nil, fmt.Errorf("creating admin user: %w", err)
 	}
+	track(rbac.ACLFile(h))
+	if err := rbac.WriteDefaultACL(h); err != nil {
+		return nil, fmt.Errorf("writing the access control list: %w", err)
+	}
 	track(rbac.SessionKeyFile(h))
 	if err := rbac.CreateSessionKey(h); err != nil {
 		return nil, fmt.Errorf("creating the domain session key: %w", err)

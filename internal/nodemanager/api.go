@@ -16,6 +16,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/rbac"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
 )
 
@@ -42,6 +43,7 @@ type api struct {
 	sup   supervisor
 	auth  *authenticator
 	relay *relay
+	acl   *rbac.ACL // api_rbac.go; set by loadACL before serving
 }
 
 func newAPI(n *NodeManager, sup supervisor) *api {
@@ -79,6 +81,8 @@ func (a *api) routes() []route {
 		{pattern: "/api/topology/services/{groupID}/{serviceID}", methods: methods{http.MethodGet: a.getService, http.MethodDelete: a.deleteService}},
 		{pattern: "/api/management/{action}/{groupID}/{serviceID}", methods: methods{http.MethodPost: a.manage}},
 		{pattern: "/api/audit", methods: methods{http.MethodGet: a.getAudit}},
+		{pattern: "/api/rbac/users", methods: methods{http.MethodGet: a.listUsers, http.MethodPost: a.createUser}},
+		{pattern: "/api/rbac/users/{name}", methods: methods{http.MethodPut: a.updateUser, http.MethodDelete: a.deleteUser}},
 		{pattern: "/api/router/service/{serviceID}/{path...}", relay: a.routeAny}, // nm_remote.go: other hosts through their node manager
 	}
 }
@@ -104,7 +108,7 @@ func (a *api) handler() http.Handler {
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, &apiError{Code: http.StatusNotFound, Msg: fmt.Sprintf("no management API resource %s (docs/management-api.md lists them)", r.URL.Path)})
 	})
-	open.Handle("/", a.auth.middleware(a.pushAfterChange(mux)))
+	open.Handle("/", a.auth.middleware(a.authorize(a.pushAfterChange(mux))))
 	return open
 }
 

@@ -83,6 +83,11 @@ func New(opts Options) (*NodeManager, error) {
 	n.sup = newSupervisor(n)
 	n.net = newNodeNet(n)
 	n.srv = newServer(n)
+	if n.admin {
+		if err := n.srv.api.loadACL(); err != nil {
+			return nil, fmt.Errorf("creating node manager: %w", err)
+		}
+	}
 	return n, nil
 }
 

@@ -91,7 +91,7 @@ func TestOpenAPIEveryRouteAnswered(t *testing.T) {
 	e.do("POST", "/api/topology/groups", `{"name":"OpenAPI Group"}`).mustCode(t, 201)
 	e.do("POST", "/api/topology/services/group-2", fmt.Sprintf(`{"name":"openapi-1","trafficPort":%d,"managementPort":%d}`, freePort(t), freePort(t))).mustCode(t, 201)
 	callEveryOperation(t, doc, "/api/", e.url, http.DefaultClient,
-		map[string]string{"hostID": "host-2", "groupID": "group-2", "serviceID": "instance-1", "action": "status", "path": "healthcheck"},
+		map[string]string{"hostID": "host-2", "groupID": "group-2", "serviceID": "instance-1", "action": "status", "path": "healthcheck", "name": "openapi-user"},
 		openAPIBodies(t), "no management API resource")
 }
 
@@ -127,6 +127,8 @@ func openAPIBodies(t *testing.T) map[string]string {
 		"renameHostByBody": `{"id":"host-2","name":"openapi-host-b"}`,
 		"renameHost":       `{"name":"openapi-host-c"}`,
 		"createGroup":      `{"name":"OpenAPI Group 2"}`,
+		"createUser":       `{"name":"openapi-user","password":"openapi-pass-1","roles":["Deployer"]}`,
+		"updateUser":       `{"roles":["Deployer","Policy Developer"]}`,
 		"createService":    fmt.Sprintf(`{"name":"openapi-2","trafficPort":%d,"managementPort":%d}`, freePort(t), freePort(t)),
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -244,4 +245,104 @@ func update(h home.Home, fn func(f *File) error) error {
 		return fmt.Errorf("creating %s: %w", h.ConfDir(), err)
 	}
 	return home.WriteFileAtomic(h.AdminUsersFile(), append(data, '\n'), 0o600)
+}
+
+// Errors of the user changes.
+var (
+	ErrUserNotFound = errors.New("no such user")
+	ErrLastAdmin    = errors.New("the last administrator cannot be removed")
+)
+
+// Roles returns the roles of user name; ok is false for an unknown user.
+func Roles(h home.Home, name string) (roles []string, ok bool, err error) {
+	f, err := Load(h)
+	if err != nil {
+		return nil, false, err
+	}
+	for _, u := range f.Users {
+		if u.Name == name {
+			return u.Roles, true, nil
+		}
+	}
+	return nil, false, nil
+}
+
+// AddUser adds user name with password pw and roles (at least one). It
+// fails with ErrUserExists when name is taken.
+func AddUser(h home.Home, name string, pw secret.Value, roles []string) error {
+	if len(roles) == 0 {
+		return fmt.Errorf("user %q: give at least one role", name)
+	}
+	return update(h, func(f *File) error {
+		for _, u := range f.Users {
+			if u.Name == name {
+				return fmt.Errorf("user %q: %w", name, ErrUserExists)
+			}
+		}
+		if err := addUser(f, name, pw); err != nil {
+			return err
+		}
+		f.Users[len(f.Users)-1].Roles = slices.Clone(roles)
+		return nil
+	})
+}
+
+// UpdateUser changes the password of name (when pw is not zero) and its
+// roles (when roles is not nil). Taking the administrators' role from the
+// last administrator fails with ErrLastAdmin.
+func UpdateUser(h home.Home, name string, pw secret.Value, roles []string) error {
+	if roles != nil && len(roles) == 0 {
+		return fmt.Errorf("user %q: give at least one role", name)
+	}
+	if !pw.IsZero() {
+		if err := CheckPassword(pw); err != nil {
+			return err
+		}
+	}
+	return update(h, func(f *File) error {
+		i := slices.IndexFunc(f.Users, func(u User) bool { return u.Name == name })
+		if i < 0 {
+			return fmt.Errorf("user %q: %w", name, ErrUserNotFound)
+		}
+		if roles != nil {
+			if slices.Contains(f.Users[i].Roles, RoleAdmin) && !slices.Contains(roles, RoleAdmin) && countAdmins(f) == 1 {
+				return fmt.Errorf("taking the role %q from %q: %w", RoleAdmin, name, ErrLastAdmin)
+			}
+			f.Users[i].Roles = slices.Clone(roles)
+		}
+		if !pw.IsZero() {
+			hash, err := Hash(pw)
+			if err != nil {
+				return err
+			}
+			f.Users[i].Hash = hash
+		}
+		return nil
+	})
+}
+
+// DeleteUser removes name; the last administrator cannot be removed
+// (ErrLastAdmin).
+func DeleteUser(h home.Home, name string) error {
+	return update(h, func(f *File) error {
+		i := slices.IndexFunc(f.Users, func(u User) bool { return u.Name == name })
+		if i < 0 {
+			return fmt.Errorf("user %q: %w", name, ErrUserNotFound)
+		}
+		if slices.Contains(f.Users[i].Roles, RoleAdmin) && countAdmins(f) == 1 {
+			return fmt.Errorf("deleting %q: %w", name, ErrLastAdmin)
+		}
+		f.Users = slices.Delete(f.Users, i, i+1)
+		return nil
+	})
+}
+
+func countAdmins(f *File) int {
+	n := 0
+	for _, u := range f.Users {
+		if slices.Contains(u.Roles, RoleAdmin) {
+			n++
+		}
+	}
+	return n
 }
