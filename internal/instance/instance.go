@@ -419,12 +419,14 @@ func (i *Instance) Shutdown(ctx context.Context) error {
 	drain := zdt.DrainTimeout.D()
 	i.log.Info("shutdown requested", "zeroDowntime", zdt.Enabled, "delay", zdt.Delay.String(), "drainTimeout", drain.String())
 	if zdt.Enabled {
-		i.setPhase(PhaseDraining)
+		// Clients are asked to reconnect elsewhere before the phase says
+		// draining, so that nobody who sees the phase gets a kept-alive answer.
 		for _, s := range servers {
 			if d, ok := s.srv.(drainer); ok {
 				d.SetDraining(true)
 			}
 		}
+		i.setPhase(PhaseDraining)
 		t := time.NewTimer(zdt.Delay.D())
 		select {
 		case <-t.C:
