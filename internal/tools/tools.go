@@ -38,7 +38,7 @@ type Tool struct {
 var table []Tool
 
 func init() {
-	table = []Tool{managedomainTool, startinstanceTool, nodemanagerTool, quickstartTool, auditTool, versionTool}
+	table = []Tool{managedomainTool, startinstanceTool, nodemanagerTool, quickstartTool, auditTool, clientTool, versionTool}
 }
 
 // All returns the tools, in the order help lists them.

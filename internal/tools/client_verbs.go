@@ -1,0 +1,254 @@
+package tools
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+)
+
+func (c *apiClient) printJSON(raw json.RawMessage) error {
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, raw, "", "  "); err != nil {
+		buf.Reset()
+		buf.Write(raw)
+	}
+	buf.WriteByte('\n')
+	_, err := c.env.Stdout.Write(buf.Bytes())
+	return err
+}
+
+func (c *apiClient) login(ctx context.Context) error {
+	form := url.Values{"username": {c.o.username}, "password": {c.password.RevealString()}}
+	raw, resp, err := c.do(ctx, http.MethodPost, "/rbac/login", form)
+	if err != nil {
+		return err
+	}
+	var r struct {
+		User      string `json:"user"`
+		CSRFToken string `json:"csrfToken"`
+		Expires   string `json:"expires"`
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return fmt.Errorf("login answer: %w", err)
+	}
+	s := &clientSession{URL: c.base, CACert: c.o.cacert, User: r.User, CSRFToken: r.CSRFToken, Expires: r.Expires}
+	if s.CSRFToken == "" {
+		s.CSRFToken = resp.Header.Get("csrf-token")
+	}
+	for _, ck := range resp.Cookies() {
+		if ck.Name == sessionCookieName {
+			s.Cookie = ck.Value
+		}
+	}
+	if s.Cookie == "" {
+		return fmt.Errorf("login at %s: the answer set no %s cookie", c.base, sessionCookieName)
+	}
+	if err := saveSession(c.sessPath, s); err != nil {
+		return fmt.Errorf("saving the session: %w", err)
+	}
+	if c.o.json {
+		return c.printJSON(raw)
+	}
+	fmt.Fprintf(c.env.Stdout, "logged in to %s as %s (session until %s, kept in %s)\n", c.base, s.User, s.Expires, c.sessPath)
+	return nil
+}
+
+func (c *apiClient) logout(ctx context.Context) error {
+	if c.sess == nil {
+		return fmt.Errorf("not logged in (no session in %s)", c.sessPath)
+	}
+	_, _, err := c.do(ctx, http.MethodPost, "/rbac/logout", url.Values{})
+	if rmErr := os.Remove(c.sessPath); rmErr != nil && !os.IsNotExist(rmErr) {
+		return rmErr
+	}
+	if err != nil {
+		if ae, ok := asAPIError(err); ok && ae.Status == http.StatusUnauthorized {
+			fmt.Fprintf(c.env.Stdout, "the session had already ended; removed %s\n", c.sessPath)
+			return nil
+		}
+		return err
+	}
+	fmt.Fprintf(c.env.Stdout, "logged out of %s\n", c.base)
+	return nil
+}
+
+func asAPIError(err error) (*apiError, bool) {
+	for err != nil {
+		if ae, ok := err.(*apiError); ok {
+			return ae, true
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return nil, false
+		}
+		err = u.Unwrap()
+	}
+	return nil, false
+}
+
+type clientService struct {
+	ID             string `json:"id"`
+	Name           string `json:"name"`
+	Type           string `json:"type"`
+	HostID         string `json:"hostID"`
+	TrafficPort    int    `json:"trafficPort"`
+	ManagementPort int    `json:"managementPort"`
+	Status         string `json:"status"`
+}
+
+func (c *apiClient) topology(ctx context.Context) error {
+	raw, _, err := c.do(ctx, http.MethodGet, "/topology", nil)
+	if err != nil {
+		return err
+	}
+	if c.o.json {
+		return c.printJSON(raw)
+	}
+	var t struct {
+		ID      string `json:"id"`
+		Version int64  `json:"version"`
+		Hosts   []struct {
+			ID, Name string
+		} `json:"hosts"`
+		Groups []struct {
+			ID       string          `json:"id"`
+			Name     string          `json:"name"`
+			Services []clientService `json:"services"`
+		} `json:"groups"`
+	}
+	if err := json.Unmarshal(raw, &t); err != nil {
+		return fmt.Errorf("topology answer: %w", err)
+	}
+	hosts := map[string]string{}
+	for _, h := range t.Hosts {
+		hosts[h.ID] = h.Name
+	}
+	fmt.Fprintf(c.env.Stdout, "domain %s (topology version %d)\n", t.ID, t.Version)
+	tw := tabwriter.NewWriter(c.env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GROUP\tSERVICE\tNAME\tHOST\tPORTS\tSTATUS")
+	for _, g := range t.Groups {
+		if len(g.Services) == 0 {
+			fmt.Fprintf(tw, "%s (%s)\t-\t\t\t\t\n", g.ID, g.Name)
+		}
+		for _, s := range g.Services {
+			host := hosts[s.HostID]
+			if host == "" {
+				host = s.HostID
+			}
+			ports := fmt.Sprintf("%d", s.ManagementPort)
+			if s.TrafficPort != 0 {
+				ports = fmt.Sprintf("%d/%d", s.TrafficPort, s.ManagementPort)
+			}
+			fmt.Fprintf(tw, "%s (%s)\t%s\t%s\t%s\t%s\t%s\n", g.ID, g.Name, s.ID, s.Name, host, ports, s.Status)
+		}
+	}
+	return tw.Flush()
+}
+
+func (c *apiClient) manage(ctx context.Context, verb, group, service string) error {
+	raw, _, err := c.do(ctx, http.MethodPost, "/management/"+verb+"/"+url.PathEscape(group)+"/"+url.PathEscape(service), url.Values{})
+	if err != nil {
+		return err
+	}
+	if c.o.json {
+		return c.printJSON(raw)
+	}
+	var s map[string]any
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return fmt.Errorf("%s answer: %w", verb, err)
+	}
+	fmt.Fprintf(c.env.Stdout, "%v (%v) in %v (%v): %v\n", s["id"], s["name"], s["groupID"], s["groupName"], s["status"])
+	for _, k := range []string{"pid", "phase", "health", "startedAt", "restarts", "configChecksum", "error", "message"} {
+		if v, ok := s[k]; ok && v != nil && v != "" {
+			if f, ok := v.(float64); ok {
+				v = fmt.Sprintf("%.0f", f)
+			}
+			fmt.Fprintf(c.env.Stdout, "  %-15s %v\n", k+":", v)
+		}
+	}
+	return nil
+}
+
+func (c *apiClient) users(ctx context.Context) error {
+	raw, _, err := c.do(ctx, http.MethodGet, "/rbac/users", nil)
+	if err != nil {
+		return err
+	}
+	if c.o.json {
+		return c.printJSON(raw)
+	}
+	var us []struct {
+		Name  string   `json:"name"`
+		Roles []string `json:"roles"`
+	}
+	if err := json.Unmarshal(raw, &us); err != nil {
+		return fmt.Errorf("users answer: %w", err)
+	}
+	tw := tabwriter.NewWriter(c.env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "USER\tROLES")
+	for _, u := range us {
+		fmt.Fprintf(tw, "%s\t%s\n", u.Name, strings.Join(u.Roles, ", "))
+	}
+	return tw.Flush()
+}
+
+func (c *apiClient) audit(ctx context.Context) error {
+	q := url.Values{}
+	for k, v := range map[string]string{"limit": c.o.limit, "user": c.o.user, "action": c.o.action} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	path := "/audit"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	raw, _, err := c.do(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	if c.o.json {
+		return c.printJSON(raw)
+	}
+	var r struct {
+		Entries []struct {
+			Seq     int64    `json:"seq"`
+			Time    string   `json:"time"`
+			User    string   `json:"user"`
+			Via     string   `json:"via"`
+			Action  string   `json:"action"`
+			Detail  string   `json:"detail"`
+			Targets []string `json:"targets"`
+			Outcome string   `json:"outcome"`
+			Error   string   `json:"error"`
+		} `json:"entries"`
+		Verified bool `json:"verified"`
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return fmt.Errorf("audit answer: %w", err)
+	}
+	tw := tabwriter.NewWriter(c.env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tTIME\tUSER\tVIA\tACTION\tTARGETS\tOUTCOME")
+	for _, e := range r.Entries {
+		out := e.Outcome
+		if e.Error != "" {
+			out += ": " + e.Error
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Seq, e.Time, e.User, e.Via, e.Action, strings.Join(e.Targets, " "), out)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if r.Verified {
+		fmt.Fprintln(c.env.Stdout, "hash chain verified")
+	} else {
+		fmt.Fprintln(c.env.Stdout, "WARNING: the audit log's hash chain does NOT verify (see gatehouse audit verify on the ANM)")
+	}
+	return nil
+}
