@@ -5,7 +5,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -187,63 +187,86 @@ func TestStateKeptAcrossBuilds(t *testing.T) {
 	}
 }
 
-// checkServer answers watchdog checks (GET /check: net/http answers
-// OPTIONS * itself) with the status in status and sends
-// on checks as each check arrives.
-func checkServer(t *testing.T) (port int, status *atomic.Int32, checks chan struct{}) {
+// checkServer answers watchdog checks (GET /check) in lockstep with the
+// test: each check announces itself on arrived, then waits for the status
+// to answer with on answer. Because the watchdog records a check's effect
+// before it sends the next one, the arrival of check N+1 means check N was
+// recorded. release unblocks pending checks: register it as a cleanup after
+// the registry's, so that it runs first.
+func checkServer(t *testing.T) (port int, arrived <-chan struct{}, answer chan<- int, release func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	status = &atomic.Int32{}
-	status.Store(200)
-	checks = make(chan struct{}, 100)
+	arr := make(chan struct{})
+	ans := make(chan int)
+	done := make(chan struct{})
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		code := 200
 		if r.Method == "GET" && r.RequestURI == "/check" {
-			checks <- struct{}{}
+			select {
+			case arr <- struct{}{}:
+			case <-done:
+				return
+			}
+			select {
+			case code = <-ans:
+			case <-done:
+				return
+			}
 		}
-		w.WriteHeader(int(status.Load()))
+		w.WriteHeader(code)
 	})}
 	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().(*net.TCPAddr).Port, status, checks
+	var once sync.Once
+	release = func() { once.Do(func() { close(done) }) }
+	t.Cleanup(func() { release(); srv.Close() })
+	return ln.Addr().(*net.TCPAddr).Port, arr, ans, release
 }
 
 func TestWatchdogOutAndIn(t *testing.T) {
-	port, status, checks := checkServer(t)
+	port, arrived, answer, release := checkServer(t)
 	r := NewRegistry(Options{})
 	h := host(t, r, load(t, fmt.Sprintf(`    addresses:
       - {address: 127.0.0.1, port: %d}
-    watchdog: {enabled: true, method: GET, path: /check, interval: 20ms, timeout: 1, healthyThreshold: 2, unhealthyThreshold: 2}
+    watchdog: {enabled: true, method: GET, path: /check, interval: 20ms, timeout: 5, healthyThreshold: 2, unhealthyThreshold: 2}
 `, port)))
+	t.Cleanup(release) // before the registry's cleanup waits for the watchdog
 	st := h.groups.Load().all[0].st
-	// A check's effect is recorded before the next check is sent.
-	waitChecks := func(n int) {
-		for range n {
-			select {
-			case <-checks:
-			case <-time.After(10 * time.Second):
-				t.Fatal("watchdog checks stopped")
-			}
+	arrive := func() {
+		t.Helper()
+		select {
+		case <-arrived:
+		case <-time.After(10 * time.Second):
+			t.Fatal("watchdog checks stopped")
 		}
 	}
-	waitChecks(1)
-	status.Store(503)
-	waitChecks(1) // the first 503 is answered...
-	waitChecks(1) // ... and recorded; the second is on its way
+	// Each step answers the pending check, then waits for the next one to
+	// arrive: by then the answer has been recorded.
+	step := func(code int) {
+		t.Helper()
+		answer <- code
+		arrive()
+	}
+	arrive()
+	step(200)
+	step(503)
 	if st.watchdogDown.Load() {
 		t.Errorf("after one failure: got down, want up (threshold 2)")
 	}
-	waitChecks(1)
+	step(503)
 	if !st.watchdogDown.Load() {
 		t.Errorf("after two failures: got up, want down")
 	}
 	if got := r.State().RemoteHosts[0].Addresses[0].DownReason; got != "watchdog" {
 		t.Errorf("down reason: got %q, want watchdog", got)
 	}
-	status.Store(200)
-	waitChecks(3)
+	step(200)
+	if !st.watchdogDown.Load() {
+		t.Errorf("after one pass: got up, want still down (threshold 2)")
+	}
+	step(200)
 	if st.watchdogDown.Load() {
 		t.Errorf("after two passes: got down, want up")
 	}
