@@ -68,14 +68,18 @@ func TestAuditLog(t *testing.T) {
 	}
 	result(t, a.api("POST", "/api/management/status/group-2/instance-1", ""), 200, &st) // not recorded
 
+	// The node manager starts and stops instances with startinstance, which
+	// records them too (as the tool, by the node manager's OS user).
 	all := a.audit("")
-	if !all.Verified || len(all.Entries) != 6 {
-		t.Fatalf("got %+v, want 6 verified entries", all)
+	if !all.Verified || len(all.Entries) != 8 {
+		t.Fatalf("got %+v, want 8 verified entries", all)
 	}
 	want := []struct{ user, via, action, outcome string }{
 		{"admin", "api", "start instance", "error"},
 		{"admin", "api", "stop instance", "ok"},
+		{osUser, "startinstance", "stop instance", "ok"},
 		{"admin", "api", "start instance", "ok"},
+		{osUser, "startinstance", "start instance", "ok"},
 		{osUser, "managedomain", "create instance", "error"},
 		{osUser, "managedomain", "create instance", "ok"},
 		{osUser, "managedomain", "create domain", "ok"},
@@ -85,20 +89,20 @@ func TestAuditLog(t *testing.T) {
 		if e.User != w.user || e.Via != w.via || e.Action != w.action || e.Outcome != w.outcome {
 			t.Errorf("entry %d: got %+v, want %+v", i, e, w)
 		}
-		if wantSeq := int64(6 - i); e.Seq != wantSeq {
+		if wantSeq := int64(8 - i); e.Seq != wantSeq {
 			t.Errorf("entry %d: got seq %d, want %d (newest first)", i, e.Seq, wantSeq)
 		}
 		if w.via == "api" && (e.Remote == "" || e.Remote == "local") {
 			t.Errorf("entry %d: got remote %q, want the client's address", i, e.Remote)
 		}
-		if w.via == "managedomain" && e.Remote != "local" {
+		if w.via != "api" && e.Remote != "local" {
 			t.Errorf("entry %d: got remote %q, want local", i, e.Remote)
 		}
 	}
-	if e := all.Entries[4]; e.AfterVersion != e.BeforeVersion+1 || !strings.Contains(strings.Join(e.Targets, " "), "instance-1") {
+	if e := all.Entries[6]; e.AfterVersion != e.BeforeVersion+1 || !strings.Contains(strings.Join(e.Targets, " "), "instance-1") {
 		t.Errorf("create instance: got %+v, want versions and instance-1 in targets", e)
 	}
-	if e := all.Entries[3]; e.AfterVersion != 0 || !strings.Contains(e.Error, "S1") {
+	if e := all.Entries[5]; e.AfterVersion != 0 || !strings.Contains(e.Error, "S1") {
 		t.Errorf("refused create: got %+v, want its error naming S1", e)
 	}
 	if e := all.Entries[0]; fmt.Sprint(e.Targets) != "[group-2 instance-9]" || !strings.Contains(e.Error, "instance-9") {
@@ -110,10 +114,10 @@ func TestAuditLog(t *testing.T) {
 		query string
 		seqs  string
 	}{
-		{"user=admin", "[6 5 4]"},
+		{"user=admin", "[8 7 5]"},
 		{"user=" + url.QueryEscape(osUser) + "&action=" + url.QueryEscape("create instance"), "[3 2]"},
-		{"action=STOP", "[5]"},
-		{"limit=2", "[6 5]"},
+		{"action=STOP", "[7 6]"},
+		{"limit=2", "[8 7]"},
 		{"since=2000-01-01&until=2001-01-01", "[]"},
 	} {
 		var seqs []int64
@@ -132,7 +136,7 @@ func TestAuditLog(t *testing.T) {
 	}
 
 	// The tool.
-	if r := h.MustRun("", "audit", "verify"); !strings.Contains(r.Stdout, "6 entries, hash chain verified") {
+	if r := h.MustRun("", "audit", "verify"); !strings.Contains(r.Stdout, "8 entries, hash chain verified") {
 		t.Errorf("audit verify: got %s", r)
 	}
 	if r := h.Run("", "audit", "--help"); r.Code != 0 || !strings.Contains(r.Stdout, "usage: gatehouse audit verify") {

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
@@ -248,16 +249,50 @@ func runStartinstance(ctx context.Context, env *Env, args []string) error {
 	case o.status:
 		return instanceStatus(env, t, o.quiet)
 	case o.kill:
-		return stopInstance(ctx, env, t, o.quiet)
+		err := stopInstance(ctx, env, t, o.quiet)
+		auditInstance(env, t, "stop instance", "startinstance -k", err)
+		return err
 	}
 	cfg, err := groupconf.LoadInstance(h, t.gid, t.iid, o.props, o.propOrder)
 	if err != nil {
 		return fmt.Errorf("%s does not start: %w", t.label(), err)
 	}
 	if o.daemon {
-		return startDaemon(ctx, env, t, o, cfg)
+		err := startDaemon(ctx, env, t, o, cfg)
+		auditInstance(env, t, "start instance", "startinstance -d", err)
+		return err
 	}
-	return runForeground(ctx, env, t, o, cfg, nil)
+	// A daemon child (run by startinstance -d, which records the start)
+	// records nothing itself.
+	child := os.Getenv(readyFDEnv) != ""
+	ready := false
+	err = runForeground(ctx, env, t, o, cfg, func() {
+		ready = true
+		if !child {
+			auditInstance(env, t, "start instance", "startinstance", nil)
+		}
+	})
+	if !ready && !child {
+		auditInstance(env, t, "start instance", "startinstance", err)
+	}
+	return err
+}
+
+// auditInstance records a start or stop made with this tool in the domain
+// audit log. A log that cannot be written is reported, not fatal: the
+// instance's state matters more than the record of it.
+func auditInstance(env *Env, t target, action, detail string, err error) {
+	e := audit.Entry{
+		User: osUser(), Via: "startinstance", Remote: "local",
+		Action: action, Detail: detail + " " + t.label(), Targets: []string{t.gid, t.iid},
+		Outcome: audit.OutcomeOK,
+	}
+	if err != nil {
+		e.Outcome, e.Error = audit.OutcomeError, err.Error()
+	}
+	if _, aerr := audit.Open(t.h).Record(context.Background(), e); aerr != nil {
+		fmt.Fprintf(env.Stderr, "startinstance: warning: the audit log could not be written: %v\n", aerr)
+	}
 }
 
 func newTarget(h home.Home, ref topology.InstanceRef) target {

@@ -512,3 +512,34 @@ func TestDaemonReadinessTimeout(t *testing.T) {
 		t.Errorf("the instance runs after a readiness timeout: %s", r)
 	}
 }
+
+// TestStartStopAudited: starts and stops made with startinstance are in the
+// domain audit log, refused ones too, once each, and the chain verifies.
+func TestStartStopAudited(t *testing.T) {
+	h := gwtest.NewHome(t)
+	newInstance(t, h, "G", "S", false)
+	h.MustRun("", "startinstance", "-d", "-q", "-n", "S", "-g", "G")
+	h.Run("", "startinstance", "-d", "-q", "-n", "S", "-g", "G") // refused: already running
+	h.MustRun("", "startinstance", "-k", "-q", "-n", "S", "-g", "G")
+	data, err := os.ReadFile(h.Path("conf", "audit", "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var e struct{ Via, Action, Outcome string }
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("audit line %q: %v", line, err)
+		}
+		if e.Via == "startinstance" {
+			got = append(got, e.Action+" "+e.Outcome)
+		}
+	}
+	want := []string{"start instance ok", "start instance error", "stop instance ok"}
+	if strings.Join(got, ", ") != strings.Join(want, ", ") {
+		t.Errorf("audit entries via startinstance: got %v, want %v", got, want)
+	}
+	if r := h.Run("", "audit", "verify"); r.Code != 0 {
+		t.Errorf("audit verify: %s", r)
+	}
+}
