@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -111,4 +112,38 @@ func spawnDaemon(ctx context.Context, env *Env, d daemonSpec) error {
 		cmd.Process.Signal(syscall.SIGTERM)
 		return ctx.Err()
 	}
+}
+
+// readyPipe is the child's end of the daemon protocol: nil (reporting
+// nothing) when the process was not started by spawnDaemon.
+type readyPipe struct{ f *os.File }
+
+// readyNotifier returns the pipe to report readiness on, when started by
+// spawnDaemon.
+func readyNotifier() *readyPipe {
+	v := os.Getenv(readyFDEnv)
+	if v == "" {
+		return nil
+	}
+	os.Unsetenv(readyFDEnv)
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return nil
+	}
+	return &readyPipe{f: os.NewFile(uintptr(fd), "ready")}
+}
+
+// report writes READY (err nil) or ERROR with the reason, once; later calls
+// do nothing.
+func (r *readyPipe) report(err error) {
+	if r == nil || r.f == nil {
+		return
+	}
+	if err != nil {
+		fmt.Fprintf(r.f, "ERROR %s\n", strings.ReplaceAll(err.Error(), "\n", " | "))
+	} else {
+		fmt.Fprintf(r.f, "READY %d\n", os.Getpid())
+	}
+	r.f.Close()
+	r.f = nil
 }

@@ -235,19 +235,7 @@ func nodemanagerDaemon(ctx context.Context, env *Env, h home.Home, rf home.RunFi
 // signal stops it.
 func nodemanagerForeground(ctx context.Context, env *Env, h home.Home, conf domain.NodeManagerConf, rf home.RunFiles, label string, quiet bool) (err error) {
 	ready := readyNotifier()
-	report := func(err error) {
-		if ready == nil {
-			return
-		}
-		if err != nil {
-			fmt.Fprintf(ready, "ERROR %s\n", strings.ReplaceAll(err.Error(), "\n", " | "))
-		} else {
-			fmt.Fprintf(ready, "READY %d\n", os.Getpid())
-		}
-		ready.Close()
-		ready = nil
-	}
-	defer func() { report(err) }()
+	defer func() { ready.report(err) }()
 
 	claim, err := home.ClaimRunFiles(rf)
 	if err != nil {
@@ -289,7 +277,7 @@ func nodemanagerForeground(ctx context.Context, env *Env, h home.Home, conf doma
 		log.Error("node manager does not start", "error", err.Error())
 		return fmt.Errorf("%s does not start: %w", label, err)
 	}
-	report(nil)
+	ready.report(nil)
 	if !quiet {
 		fmt.Fprintf(env.Stdout, "Node manager %s started (pid %d), listening on %s\n", conf.NodeManagerID, os.Getpid(), nm.Addr())
 	}

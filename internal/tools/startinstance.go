@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -492,38 +491,11 @@ func tailFile(path string, from int64, lines int) string {
 	return strings.Join(ls, "\n")
 }
 
-// readyNotifier returns the pipe to report readiness on, when started by
-// startinstance -d.
-func readyNotifier() *os.File {
-	v := os.Getenv(readyFDEnv)
-	if v == "" {
-		return nil
-	}
-	os.Unsetenv(readyFDEnv)
-	fd, err := strconv.Atoi(v)
-	if err != nil || fd < 3 {
-		return nil
-	}
-	return os.NewFile(uintptr(fd), "ready")
-}
-
 // runForeground runs the instance in this process until it is stopped.
 // onReady, if not nil, is called once the instance serves.
 func runForeground(ctx context.Context, env *Env, t target, o *siOpts, cfg *groupconf.Config, onReady func()) (err error) {
 	ready := readyNotifier()
-	report := func(err error) {
-		if ready == nil {
-			return
-		}
-		if err != nil {
-			fmt.Fprintf(ready, "ERROR %s\n", strings.ReplaceAll(err.Error(), "\n", " | "))
-		} else {
-			fmt.Fprintf(ready, "READY %d\n", os.Getpid())
-		}
-		ready.Close()
-		ready = nil
-	}
-	defer func() { report(err) }()
+	defer func() { ready.report(err) }()
 
 	claim, err := home.ClaimRunFiles(t.h.RunFiles(t.iid))
 	if err != nil {
@@ -565,7 +537,7 @@ func runForeground(ctx context.Context, env *Env, t target, o *siOpts, cfg *grou
 	if err := inst.Start(); err != nil {
 		return fmt.Errorf("%s does not start: %w", t.label(), err)
 	}
-	report(nil)
+	ready.report(nil)
 	if onReady != nil {
 		onReady()
 	}
