@@ -356,7 +356,14 @@ func readBody(w http.ResponseWriter, r *http.Request, v any, accepted string) er
 			return &apiError{Code: http.StatusUnsupportedMediaType, Msg: fmt.Sprintf("Content-Type %q: want application/json", ct)}
 		}
 	}
-	return decodeJSON(http.MaxBytesReader(w, r.Body, maxBodyBytes), v, accepted)
+	if err := decodeJSON(http.MaxBytesReader(w, r.Body, maxBodyBytes), v, accepted); err != nil {
+		return err
+	}
+	// Bodies that know their rules are checked here, once for every handler.
+	if vv, ok := v.(interface{ validate() error }); ok {
+		return vv.validate()
+	}
+	return nil
 }
 
 type ctxKey int

@@ -242,10 +242,6 @@ func (a *api) createHost(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if err := b.validate(); err != nil {
-		a.fail(w, r, err)
-		return
-	}
 	if b.ID != "" {
 		a.fail(w, r, &apiError{Code: http.StatusBadRequest, Msg: `a new host's id is given by the topology; leave "id" out`})
 		return
@@ -277,10 +273,6 @@ func (a *api) updateHost(w http.ResponseWriter, r *http.Request) {
 	}
 	var b hostBody
 	if err := readBody(w, r, &b, hostFields); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	if err := b.validate(); err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -399,10 +391,6 @@ func (a *api) createGroup(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if err := b.validate(); err != nil {
-		a.fail(w, r, err)
-		return
-	}
 	g, version, err := domain.CreateGroup(r.Context(), a.h, actor(r), expect, b.Name)
 	if err != nil {
 		a.fail(w, r, err)
@@ -472,10 +460,6 @@ func (a *api) createService(w http.ResponseWriter, r *http.Request) {
 	}
 	var b serviceBody
 	if err := readBody(w, r, &b, serviceFields); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	if err := b.validate(); err != nil {
 		a.fail(w, r, err)
 		return
 	}

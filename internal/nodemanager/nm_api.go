@@ -199,10 +199,6 @@ func (s *server) join(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, err)
 		return
 	}
-	if err := b.validate(); err != nil {
-		writeError(w, r, s.log, err)
-		return
-	}
 	csr, err := pki.ParseCSR([]byte(b.CSR))
 	if err != nil {
 		writeError(w, r, s.log, &apiError{Code: http.StatusBadRequest, Msg: "csr: " + err.Error()})
