@@ -2,31 +2,220 @@ package groupconf
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"go.yaml.in/yaml/v3"
 )
 
 // LoadInstance loads the configuration of an instance from its install
-// directory: defaults, group.yaml, instance.yaml, then props (-D).
+// directory: defaults, the group layer(s), instance.yaml, then props (-D).
+//
+// The group layers are those of the deployment archive named by the
+// instance's conf/deployment.json when it exists (the archive's files in the
+// order it lists them, group.yaml first, read from the installed archive
+// directory groups/<groupID>/conf/archives/<id>/), and groups/<groupID>/conf/
+// group.yaml otherwise. A deployment.json that is corrupt or names an archive
+// that is missing, incomplete or altered is an error wrapping
+// ErrBadDeployment that names the file: it never falls back to group.yaml,
+// which would serve an older configuration without anybody noticing.
+// Config.Deployment tells which archive was loaded (nil for group.yaml).
 func LoadInstance(h home.Home, groupID, instanceID string, props map[string]string, order []string) (*Config, error) {
-	g, err := FileLayer(h.GroupConfFile(groupID))
+	dep, err := ReadDeployment(h, groupID, instanceID)
 	if err != nil {
 		return nil, err
+	}
+	return LoadInstanceWith(h, groupID, instanceID, dep, props, order)
+}
+
+// LoadInstanceWith is LoadInstance as if the instance's deployment.json held
+// dep (nil: as if there were none, i.e. group.yaml). It lets a caller check an
+// installed archive against an instance's settings before it points the
+// instance at it.
+func LoadInstanceWith(h home.Home, groupID, instanceID string, dep *Deployed, props map[string]string, order []string) (*Config, error) {
+	var layers []Layer
+	if dep == nil {
+		g, err := FileLayer(h.GroupConfFile(groupID))
+		if err != nil {
+			return nil, err
+		}
+		layers = append(layers, g)
+	} else {
+		ls, err := archiveLayers(h, groupID, dep)
+		if err != nil {
+			return nil, err
+		}
+		layers = append(layers, ls...)
 	}
 	i, err := FileLayer(h.InstanceConfFile(groupID, instanceID))
 	if err != nil {
 		return nil, err
 	}
-	layers := []Layer{g, i}
+	layers = append(layers, i)
 	if len(props) > 0 {
 		layers = append(layers, Layer{Name: "-D", Properties: props, Order: order})
 	}
-	return Load(layers...)
+	cfg, err := Load(layers...)
+	if err != nil {
+		return nil, err
+	}
+	if dep != nil {
+		d := *dep
+		d.Files = slices.Clone(dep.Files)
+		cfg.Deployment = &d
+	}
+	return cfg, nil
+}
+
+// ErrBadDeployment is wrapped by the errors of a deployment.json that cannot
+// be used: unreadable, corrupt, or naming an archive that is not installed
+// whole.
+var ErrBadDeployment = errors.New("unusable deployment")
+
+// Deployed is an instance's conf/deployment.json: the deployment archive it
+// runs. internal/deploy writes it; LoadInstance reads it.
+type Deployed struct {
+	Group      string    `json:"group"`
+	Archive    int       `json:"archive"`  // archive id, 1, 2, ... per group
+	Checksum   string    `json:"checksum"` // sha256 hex of the canonical tar.gz
+	Files      []string  `json:"files"`    // the group layers in order, group.yaml first
+	DeployedAt time.Time `json:"deployedAt"`
+	DeployedBy string    `json:"deployedBy"`
+	Comment    string    `json:"comment"`
+}
+
+// InstalledArchive is the part of an installed archive's archive.json that
+// LoadInstance checks (internal/deploy writes the whole metadata): the
+// archive's identity and the sha256 of each of its files.
+type InstalledArchive struct {
+	Group    string            `json:"group"`
+	ID       int               `json:"id"`
+	Checksum string            `json:"checksum"`
+	Files    []string          `json:"files"`
+	SHA256   map[string]string `json:"sha256"` // file name → sha256 hex of its content
+}
+
+// ArchiveFileName reports whether name is acceptable as the name of a file
+// in a deployment archive: [A-Za-z0-9._-]+ ending in .yaml or .yml, at most
+// 255 bytes, not starting with a dot (no hidden files).
+func ArchiveFileName(name string) bool {
+	if name == "" || len(name) > 255 || name[0] == '.' || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// ReadDeployment reads and checks the instance's deployment.json; it returns
+// nil, nil when there is none.
+func ReadDeployment(h home.Home, groupID, instanceID string) (*Deployed, error) {
+	path := h.InstanceDeploymentFile(groupID, instanceID)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading %s: %w", ErrBadDeployment, path, err)
+	}
+	var d Deployed
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		return nil, fmt.Errorf("%w: %s is corrupt: %w", ErrBadDeployment, path, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: %s is corrupt: data after the JSON object", ErrBadDeployment, path)
+	}
+	if err := d.check(groupID); err != nil {
+		return nil, fmt.Errorf("%w: %s is corrupt: %w", ErrBadDeployment, path, err)
+	}
+	return &d, nil
+}
+
+func (d *Deployed) check(groupID string) error {
+	switch {
+	case d.Group != groupID:
+		return fmt.Errorf("group %q, want %q", d.Group, groupID)
+	case d.Archive < 1:
+		return fmt.Errorf("archive %d, want an id from 1", d.Archive)
+	case !isSHA256Hex(d.Checksum):
+		return fmt.Errorf("checksum %q is not a sha256 in hex", d.Checksum)
+	case len(d.Files) == 0 || d.Files[0] != "group.yaml":
+		return fmt.Errorf("files %q: want group.yaml first", d.Files)
+	}
+	seen := map[string]bool{}
+	for _, f := range d.Files {
+		if !ArchiveFileName(f) || seen[f] {
+			return fmt.Errorf("files: %q is not a file name of an archive, or is given twice", f)
+		}
+		seen[f] = true
+	}
+	return nil
+}
+
+func isSHA256Hex(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// archiveLayers reads the layers of the installed archive dep names,
+// checking it against its archive.json.
+func archiveLayers(h home.Home, groupID string, dep *Deployed) ([]Layer, error) {
+	if err := dep.check(groupID); err != nil {
+		return nil, fmt.Errorf("%w: deployment of archive %d: %w", ErrBadDeployment, dep.Archive, err)
+	}
+	dir := h.GroupArchiveDir(groupID, dep.Archive)
+	metaPath := filepath.Join(dir, "archive.json")
+	data, err := os.ReadFile(metaPath)
+	if err != nil {
+		return nil, fmt.Errorf("%w: archive %d of group %s is not installed: %w", ErrBadDeployment, dep.Archive, groupID, err)
+	}
+	var ia InstalledArchive
+	if err := json.Unmarshal(data, &ia); err != nil {
+		return nil, fmt.Errorf("%w: %s is corrupt: %w", ErrBadDeployment, metaPath, err)
+	}
+	if ia.Group != groupID || ia.ID != dep.Archive || ia.Checksum != dep.Checksum {
+		return nil, fmt.Errorf("%w: %s describes archive %d of group %q (checksum %.12s), not archive %d of group %q (checksum %.12s)",
+			ErrBadDeployment, metaPath, ia.ID, ia.Group, ia.Checksum, dep.Archive, groupID, dep.Checksum)
+	}
+	if !slices.Equal(ia.Files, dep.Files) {
+		return nil, fmt.Errorf("%w: %s lists files %q, the deployment %q", ErrBadDeployment, metaPath, ia.Files, dep.Files)
+	}
+	layers := make([]Layer, 0, len(dep.Files))
+	for _, name := range dep.Files {
+		p := filepath.Join(dir, name)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("%w: archive %d of group %s is incomplete: %w", ErrBadDeployment, dep.Archive, groupID, err)
+		}
+		sum := sha256.Sum256(b)
+		if want, ok := ia.SHA256[name]; !ok || hex.EncodeToString(sum[:]) != want {
+			return nil, fmt.Errorf("%w: %s does not match the sha256 in %s: the installed archive was altered or is incomplete", ErrBadDeployment, p, metaPath)
+		}
+		layers = append(layers, Layer{Name: p, YAML: b})
+	}
+	return layers, nil
 }
 
 // SetKeys sets dotted single-value keys (e.g. "traffic.port") in the YAML file

@@ -52,7 +52,10 @@ func (o Origin) String() string {
 // Config is a loaded, validated configuration. Treat it as immutable.
 type Config struct {
 	Settings
-	origins map[string]Origin
+	// Deployment is the deployment archive the group layers came from
+	// (LoadInstance); nil when they came from group.yaml or from Load.
+	Deployment *Deployed
+	origins    map[string]Origin
 }
 
 // Origin returns where key (dotted, e.g. "traffic.port" or "apis[0].path")

@@ -10,7 +10,10 @@
 //	conf/opsdb.d/         transient monitoring data (never backed up)
 //	groups/topology.json  the domain topology
 //	groups/certs/         domain CA certificate; private/ holds its key (0600)
+//	conf/deployments/<group-id>/ the ANM's deployment archives (<id>.tar.gz, <id>.json)
 //	groups/<group-id>/conf/                    group configuration (group.yaml)
+//	groups/<group-id>/conf/archives/<id>/      installed deployment archives
+//	groups/<group-id>/<instance-id>/conf/deployment.json  the archive the instance runs
 //	groups/<group-id>/<instance-id>/{conf,logs,trace}
 //	ext/                  operator extensions
 //	system/conf/          this host's node manager settings (nodemanager.yaml)
@@ -22,6 +25,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -98,6 +102,35 @@ func (h Home) GroupConfDir(groupID string) string { return h.Path("groups", grou
 // GroupConfFile is the group configuration file.
 func (h Home) GroupConfFile(groupID string) string {
 	return h.Path("groups", groupID, "conf", "group.yaml")
+}
+
+// DeploymentsDir is conf/deployments: the Admin Node Manager's store of
+// deployment archives, one directory per group.
+func (h Home) DeploymentsDir() string { return h.Path("conf", "deployments") }
+
+// GroupDeploymentsDir is conf/deployments/<groupID>: the group's stored
+// archives (<id>.tar.gz and <id>.json) and their id counter.
+func (h Home) GroupDeploymentsDir(groupID string) string {
+	return h.Path("conf", "deployments", groupID)
+}
+
+// GroupArchivesDir is groups/<groupID>/conf/archives: the deployment archives
+// installed (extracted) on this host.
+func (h Home) GroupArchivesDir(groupID string) string {
+	return h.Path("groups", groupID, "conf", "archives")
+}
+
+// GroupArchiveDir is groups/<groupID>/conf/archives/<archiveID>: one installed
+// archive, its YAML files and archive.json.
+func (h Home) GroupArchiveDir(groupID string, archiveID int) string {
+	return h.Path("groups", groupID, "conf", "archives", strconv.Itoa(archiveID))
+}
+
+// InstanceDeploymentFile is groups/<groupID>/<instanceID>/conf/deployment.json:
+// which installed archive the instance runs. Without it the instance runs
+// groups/<groupID>/conf/group.yaml.
+func (h Home) InstanceDeploymentFile(groupID, instanceID string) string {
+	return h.Path("groups", groupID, instanceID, "conf", "deployment.json")
 }
 
 // InstanceDir is groups/<groupID>/<instanceID>.
