@@ -1,6 +1,7 @@
 package tools
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -11,7 +12,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 const sessionCookieName = "gatehouse-session"
@@ -24,19 +27,49 @@ type apiError struct {
 
 func (e *apiError) Error() string { return e.Message }
 
-// do sends one request and returns the raw "result" of the envelope.
+// apiRequest is one call of the management API.
+type apiRequest struct {
+	method, path string
+	form         url.Values // a form body (login, logout, management); nil: none
+	json         any        // a JSON body; nil: none
+	version      int64      // > 0: sent as If-Match (the topology version the change is based on)
+}
+
+// do sends one request with an optional form body and returns the raw
+// "result" of the envelope.
 func (c *apiClient) do(ctx context.Context, method, path string, form url.Values) (json.RawMessage, *http.Response, error) {
+	return c.send(ctx, apiRequest{method: method, path: path, form: form})
+}
+
+// send sends one request and returns the raw "result" of the envelope.
+// With the saved session it sends the cookie, and the CSRF token on every
+// method that is not GET or HEAD; otherwise HTTP Basic as --username. A
+// non-2xx answer is an *ExitError around an *apiError whose message
+// explains the status (statusError).
+func (c *apiClient) send(ctx context.Context, ar apiRequest) (json.RawMessage, *http.Response, error) {
 	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
+	contentType := ""
+	switch {
+	case ar.json != nil:
+		b, err := json.Marshal(ar.json)
+		if err != nil {
+			return nil, nil, fmt.Errorf("encoding the request: %w", err)
+		}
+		body, contentType = bytes.NewReader(b), "application/json"
+	case ar.form != nil:
+		body, contentType = strings.NewReader(ar.form.Encode()), "application/x-www-form-urlencoded"
 	}
+	method, path := ar.method, ar.path
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return nil, nil, err
 	}
 	req.Header.Set("Accept", "application/json")
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if ar.version > 0 {
+		req.Header.Set("If-Match", `"`+strconv.FormatInt(ar.version, 10)+`"`)
 	}
 	switch {
 	case c.sess != nil:
@@ -58,7 +91,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, form url.Values
 	}
 	c.renewCookie(resp)
 	if resp.StatusCode/100 != 2 {
-		return nil, resp, c.statusError(resp, b)
+		return nil, resp, c.statusError(resp, ar, b)
 	}
 	var env struct {
 		Result json.RawMessage `json:"result"`
@@ -67,6 +100,12 @@ func (c *apiClient) do(ctx context.Context, method, path string, form url.Values
 		return nil, resp, fmt.Errorf("%s %s: not a management API answer (status %d): %.200s", method, c.base+path, resp.StatusCode, b)
 	}
 	return env.Result, resp, nil
+}
+
+// versionOf is the topology version a change wrote (its ETag), or 0.
+func versionOf(resp *http.Response) int64 {
+	v, _ := strconv.ParseInt(strings.Trim(resp.Header.Get("ETag"), `"`), 10, 64)
+	return v
 }
 
 // renewCookie keeps a renewed session cookie.
@@ -82,23 +121,30 @@ func (c *apiClient) renewCookie(resp *http.Response) {
 	}
 }
 
-func (c *apiClient) statusError(resp *http.Response, b []byte) error {
+// statusError explains a non-2xx answer: the status in words, the
+// server's messages (it names what was asked for, and for a 403 the user,
+// their roles and the missing permission), and what to do next.
+func (c *apiClient) statusError(resp *http.Response, ar apiRequest, b []byte) error {
 	var env struct {
 		Errors []struct {
 			Code    int    `json:"code"`
 			Message string `json:"message"`
 		} `json:"errors"`
 	}
-	msg := strings.TrimSpace(string(b))
-	if json.Unmarshal(b, &env) == nil && len(env.Errors) > 0 {
-		var ms []string
+	var ms []string
+	if json.Unmarshal(b, &env) == nil {
 		for _, e := range env.Errors {
-			ms = append(ms, e.Message)
+			if m := strings.TrimSpace(e.Message); m != "" {
+				ms = append(ms, truncate(m, 500))
+			}
 		}
-		msg = strings.Join(ms, "; ")
 	}
-	if len(msg) > 500 {
-		msg = msg[:500] + "…"
+	if len(ms) == 0 {
+		ms = []string{truncate(strings.TrimSpace(string(b)), 500)}
+	}
+	msg := ms[0]
+	if len(ms) > 1 {
+		msg = "\n  - " + strings.Join(ms, "\n  - ")
 	}
 	var text string
 	switch resp.StatusCode {
@@ -109,13 +155,36 @@ func (c *apiClient) statusError(resp *http.Response, b []byte) error {
 			text = fmt.Sprintf("wrong credentials (401) for user %q at %s: %s", c.o.username, c.base, msg)
 		}
 	case http.StatusForbidden:
-		text = fmt.Sprintf("forbidden (403): %s", msg)
+		text = fmt.Sprintf("forbidden (403): %s; an administrator can give the user a role that holds it (gatehouse client user update)", msg)
+	case http.StatusNotFound:
+		text = fmt.Sprintf("not found (404): %s; gatehouse client topology (or users) lists what there is", msg)
+	case http.StatusConflict:
+		text = fmt.Sprintf("conflict (409): %s", msg)
+		if ar.version > 0 && strings.Contains(msg, "If-Match") {
+			// The API's advice (GET and If-Match) in the client's words.
+			if i := strings.Index(msg, "; read the topology again"); i > 0 {
+				msg = msg[:i]
+			}
+			text = fmt.Sprintf("conflict (409): the topology is no longer at version %d (--version): %s; run gatehouse client topology, check that the change still makes sense, and retry with the version it shows (or without --version)", ar.version, msg)
+		}
+	case http.StatusBadRequest:
+		text = fmt.Sprintf("refused (400): %s", msg)
 	case http.StatusTooManyRequests:
 		text = fmt.Sprintf("too many failed logins (429), retry after %s s: %s", resp.Header.Get("Retry-After"), msg)
 	default:
 		text = fmt.Sprintf("%s (%d): %s", http.StatusText(resp.StatusCode), resp.StatusCode, msg)
 	}
 	return &ExitError{Code: 1, Err: &apiError{Status: resp.StatusCode, Message: text}}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // transportError explains a failure to reach or trust the server.
