@@ -62,6 +62,12 @@ type Options struct {
 	// this configuration; startinstance sets LoadManagementTLS's (mutual TLS
 	// with the domain CA). Nil serves plain HTTP (in-process tests).
 	ManagementTLS *tls.Config
+
+	// Load, when set, loads the configuration again for Reload (POST
+	// /deployment/reload, SIGHUP in startinstance): startinstance loads it
+	// exactly as at start (groupconf.LoadInstance with the same -D
+	// properties). Nil makes Reload fail.
+	Load func() (*groupconf.Config, error)
 }
 
 // Instance is one gateway instance. Its methods are safe for concurrent use.
@@ -81,13 +87,20 @@ type Instance struct {
 	metrics                         *metrics.Metrics // served at /metrics on the management listener
 	apiHealth, apiNone, apiRejected *metrics.API     // requests outside any API
 
+	inService atomic.Bool // false: taken out of the load balancer (POST /deployment/lb); /healthchecklb answers 503
+
+	// Lock order: reloadMu, then swapMu, then mu, then a socket's mu.
+	reloadMu sync.Mutex // serializes Reload (Load and Swap)
+	swapMu   sync.Mutex // serializes Start and Swap (the listener generations)
+
 	mu         sync.Mutex // guards the fields below
 	started    bool
 	stopping   bool // Shutdown or Close is driving the stop
 	startedAt  time.Time
 	shutdownAt time.Time
-	servers    []*server // traffic, management, sample: the close order
-	serveErr   error     // the first listener failure, or the Start error
+	servers    []*server            // the current generation of each listener: traffic, management, sample (the close order)
+	retired    map[*server]struct{} // generations replaced by a swap, still draining
+	serveErr   error                // the first listener failure, or the Start error
 	serveWG    sync.WaitGroup
 	abort      chan struct{} // closed by Close
 	abortOnce  sync.Once
@@ -97,15 +110,6 @@ type Instance struct {
 	// Test hooks, set before Start.
 	testHookRequest func(*h1.Request) // called as a traffic request enters
 	testHookPhase   func(Phase)       // called on each phase change
-}
-
-// server is one of the listeners with what serves it: the h1 engine (or the
-// TLS front with HTTP/2) for traffic, net/http for management and sample.
-type server struct {
-	name string
-	srv  servable
-	ln   net.Listener
-	port int
 }
 
 // servable is what serves a listener.
@@ -149,7 +153,9 @@ func New(opts Options) (*Instance, error) {
 		ids:      ids,
 		abort:    make(chan struct{}),
 		done:     make(chan struct{}),
+		retired:  map[*server]struct{}{},
 	}
+	i.inService.Store(true)
 	i.initMetrics()
 	i.remoteHosts = remotehost.NewRegistry(remotehost.Options{Dir: opts.Home.Dir, Logger: base.With("component", "remotehost")})
 	i.metrics.SetAddressSource(func(dst []metrics.AddressState) []metrics.AddressState {
@@ -234,20 +240,15 @@ func (e *PortInUseError) Unwrap() error { return e.Err }
 // *PortInUseError for a port in use). When Start returns nil the instance is
 // ready: health checks answer 200.
 func (i *Instance) Start() error {
+	i.swapMu.Lock()
+	defer i.swapMu.Unlock()
 	i.mu.Lock()
 	if i.started || i.stopping {
 		i.mu.Unlock()
 		return errors.New("starting instance: already started or stopped")
 	}
 	i.started = true
-	cfg := i.rt.Load().cfg
-	type spec struct {
-		name    string
-		l       groupconf.Listener
-		srv     servable
-		tlsConf *tls.Config
-	}
-	traffic, err := i.trafficServer(cfg)
+	next, _, _, err := i.plan(i.rt.Load().cfg, nil) // binds everything or nothing
 	if err != nil {
 		i.serveErr = err
 		i.stopping = true
@@ -256,48 +257,10 @@ func (i *Instance) Start() error {
 		i.finish()
 		return fmt.Errorf("starting instance: %w", err)
 	}
-	specs := []spec{
-		{"traffic", cfg.Traffic.Listener(), traffic, nil},
-		{"management", cfg.Management, newHTTPServer(cfg.Management, managementHandler{i}, i.lgWith("http")), i.opts.ManagementTLS},
-	}
-	if cfg.Sample.Enabled {
-		specs = append(specs, spec{"sample", groupconf.Listener{
-			Address: cfg.Sample.Address, Port: cfg.Sample.Port,
-			ReadHeaderTimeout: groupconf.Seconds(10), IdleTimeout: groupconf.Seconds(60), MaxHeaderBytes: 32 << 10,
-		}, nil, nil})
-		sl := specs[len(specs)-1].l
-		specs[len(specs)-1].srv = newHTTPServer(sl, sample.New(i.lgWith("sample")), i.lgWith("http"))
-	}
-	// Bind everything first: all or nothing.
-	for _, sp := range specs {
-		ln, err := listen(sp.name, sp.l)
-		if err != nil {
-			for _, s := range i.servers {
-				_ = s.ln.Close()
-			}
-			i.servers = nil
-			i.serveErr = err
-			i.stopping = true
-			i.mu.Unlock()
-			i.log.Error("start failed", "error", err.Error())
-			i.finish()
-			return fmt.Errorf("starting instance: %w", err)
-		}
-		if sp.name == "traffic" && cfg.Traffic.ProxyProtocol {
-			ln = i.newProxyProtocolListener(ln, cfg.Traffic) // plain and TLS alike: under the TLS front
-		}
-		if sp.tlsConf != nil {
-			ln = tls.NewListener(ln, sp.tlsConf)
-		}
-		i.servers = append(i.servers, &server{
-			name: sp.name, ln: ln, port: ln.Addr().(*net.TCPAddr).Port,
-			srv: sp.srv,
-		})
-	}
 	i.startedAt = time.Now()
-	for _, s := range i.servers {
-		i.serveWG.Add(1)
-		go i.serve(s)
+	i.servers = next
+	for _, g := range next {
+		i.launchLocked(g)
 	}
 	p := i.portsLocked()
 	i.mu.Unlock()
@@ -307,16 +270,102 @@ func (i *Instance) Start() error {
 	return nil
 }
 
+// plan builds the listener generations that cfg needs, beside the current
+// ones (cur; nil at Start): next is the new list of current generations (the
+// kept ones and the new ones, in close order), fresh the new ones (socket
+// bound or shared with the generation they replace; nothing started), and old
+// the generations they replace or that cfg drops. On error the sockets it
+// bound are closed again and nothing has changed.
+func (i *Instance) plan(cfg *groupconf.Config, cur []*server) (next, fresh, old []*server, err error) {
+	byName := map[string]*server{}
+	for _, g := range cur {
+		byName[g.name] = g
+	}
+	var bound []*socket
+	defer func() {
+		if err != nil {
+			for _, s := range bound {
+				s.close()
+			}
+		}
+	}()
+	for _, sp := range listenerSpecs(cfg) {
+		o := byName[sp.name]
+		delete(byName, sp.name)
+		if o != nil && o.spec.sameSettings(sp) {
+			next = append(next, o)
+			continue
+		}
+		srv, err := i.newServable(sp, cfg)
+		if err != nil {
+			return nil, nil, nil, withKind(ErrConfig, err)
+		}
+		var sock *socket
+		if o != nil && o.spec.sameSocket(sp) {
+			sock = o.sock
+		} else {
+			if sock, err = bindSocket(sp); err != nil {
+				return nil, nil, nil, withKind(ErrListen, err)
+			}
+			bound = append(bound, sock)
+		}
+		g := &server{name: sp.name, spec: sp, sock: sock, cl: newChanListener(sock.ln.Addr()), srv: srv}
+		g.ln = g.cl
+		if sp.name == "traffic" && cfg.Traffic.ProxyProtocol {
+			g.ln = i.newProxyProtocolListener(g.ln, cfg.Traffic) // plain and TLS alike: under the TLS front
+		}
+		if sp.name == "management" && i.opts.ManagementTLS != nil {
+			g.ln = tls.NewListener(g.ln, i.opts.ManagementTLS)
+		}
+		next = append(next, g)
+		fresh = append(fresh, g)
+		if o != nil {
+			old = append(old, o)
+		}
+	}
+	for _, g := range cur {
+		if byName[g.name] == g { // not wanted any more (sample turned off)
+			old = append(old, g)
+		}
+	}
+	return next, fresh, old, nil
+}
+
+// newServable builds what serves the listener of sp.
+func (i *Instance) newServable(sp listenerSpec, cfg *groupconf.Config) (servable, error) {
+	switch sp.name {
+	case "traffic":
+		return i.trafficServer(cfg)
+	case "management":
+		return newHTTPServer(cfg.Management, managementHandler{i}, i.lgWith("http")), nil
+	default:
+		return newHTTPServer(sp.l, sample.New(i.lgWith("sample")), i.lgWith("http")), nil
+	}
+}
+
+// launchLocked starts serving g (and its socket's accept loop when the
+// socket is new), then points the socket at g. Called with i.mu held.
+func (i *Instance) launchLocked(g *server) {
+	i.serveWG.Add(1)
+	go i.serve(g)
+	if !g.sock.started {
+		g.sock.started = true
+		i.serveWG.Add(1)
+		go i.accept(g.sock)
+	}
+	g.sock.setTarget(g.cl)
+}
+
 func (i *Instance) portsLocked() Ports {
 	var p Ports
 	for _, s := range i.servers {
 		switch s.name {
 		case "traffic":
-			p.Traffic = s.port
+			p.Traffic = s.port()
 		case "management":
-			p.Management = s.port
+			p.Management = s.port()
 		case "sample":
-			p.Sample = s.port
+			p.Sample = s.port()
 		}
 	}
 	return p
@@ -360,8 +409,20 @@ func (i *Instance) serve(s *server) {
 	if err == nil || errors.Is(err, http.ErrServerClosed) || errors.Is(err, h1.ErrServerClosed) {
 		return
 	}
-	err = fmt.Errorf("%s listener: serving: %w", s.name, err)
-	i.log.Error("listener failed; stopping", "listener", s.name, "error", err.Error())
+	i.failed(s.name, fmt.Errorf("%s listener: serving: %w", s.name, err))
+}
+
+// accept runs the accept loop of s until it is closed.
+func (i *Instance) accept(s *socket) {
+	defer i.serveWG.Done()
+	if err := s.acceptLoop(); err != nil {
+		i.failed(s.name, fmt.Errorf("%s listener: accepting connections: %w", s.name, err))
+	}
+}
+
+// failed records the failure of a listener and stops the instance.
+func (i *Instance) failed(name string, err error) {
+	i.log.Error("listener failed; stopping", "listener", name, "error", err.Error())
 	i.mu.Lock()
 	if i.serveErr == nil {
 		i.serveErr = err
@@ -440,6 +501,7 @@ func (i *Instance) Shutdown(ctx context.Context) error {
 	defer cancelDrain()
 	var forced []string
 	for _, s := range servers { // traffic, management, sample
+		s.sock.close()
 		err := s.srv.Shutdown(drainCtx)
 		switch {
 		case ctx.Err() != nil:
@@ -482,9 +544,13 @@ func (i *Instance) closeNow() {
 		i.setPhase(PhaseClosing)
 	}
 	i.mu.Lock()
-	servers := i.servers
+	servers := append([]*server(nil), i.servers...)
+	for g := range i.retired {
+		servers = append(servers, g)
+	}
 	i.mu.Unlock()
 	for _, s := range servers {
+		s.sock.close()
 		_ = s.srv.Close()
 	}
 }

@@ -729,13 +729,6 @@ apis:
 	if after := ti.Status().ConfigLoadedAt; !after.After(before) {
 		t.Errorf("configLoadedAt: got %v, want after %v", after, before)
 	}
-
-	// Listener changes need a restart.
-	p2 := p
-	p2.traffic = freePort(t)
-	if err := ti.Swap(loadConfig(t, quickstartYAML(p2, sampleAPI))); !errors.Is(err, ErrRestartRequired) {
-		t.Errorf("Swap with another traffic port: got %v, want ErrRestartRequired", err)
-	}
 }
 
 // TestLogs: the access log has a line per request with the correlation id,

@@ -39,6 +39,19 @@ func (f *logFile) Write(p []byte) (int, error) {
 	return f.lj.Write(p)
 }
 
+// apply takes the rotation settings of c for the next writes. The rotated
+// logger is replaced rather than changed: its background cleanup reads its
+// settings without our lock.
+func (f *logFile) apply(c groupconf.Log) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed || (f.lj.MaxSize == c.MaxSizeMB && f.lj.MaxBackups == c.MaxBackups && f.lj.MaxAge == c.MaxAgeDays && f.lj.Compress == c.Compress) {
+		return
+	}
+	_ = f.lj.Close()
+	f.lj = newLogFile(f.lj.Filename, c).lj
+}
+
 func (f *logFile) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -75,6 +88,14 @@ func openLogs(dir string, c groupconf.Log, quiet bool, console io.Writer) (*logs
 	l.instance = slog.New(h)
 	l.access = newAccessLog(acc)
 	return l, nil
+}
+
+// apply takes the level and rotation settings of c (a configuration swap).
+func (l *logs) apply(c groupconf.Log, level slog.Level) {
+	l.level.Set(level)
+	for _, f := range l.files {
+		f.apply(c)
+	}
 }
 
 func (l *logs) close() {

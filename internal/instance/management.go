@@ -2,8 +2,13 @@ package instance
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/proxy"
@@ -30,6 +35,12 @@ type Status struct {
 	ConfigChecksum string    `json:"configChecksum"` // SHA-256 of the effective configuration (groupconf.Settings.Checksum)
 	InFlight       int64     `json:"inFlight"`       // requests being served on the traffic listener
 	Ports          Ports     `json:"ports"`
+	// Deployment is the archive the configuration was deployed from; nil
+	// (omitted) when it was not deployed.
+	Deployment *Deployment `json:"deployment,omitempty"`
+	// InService is false while the instance is taken out of the load
+	// balancer (POST /deployment/lb): /healthchecklb answers 503.
+	InService bool `json:"inService"`
 }
 
 // Status reports the instance's state, as GET /status does.
@@ -50,15 +61,38 @@ func (i *Instance) Status() Status {
 		ConfigChecksum: rt.cfg.Checksum(),
 		InFlight:       i.inFlight.Load(),
 		Ports:          i.Ports(),
+		Deployment:     deploymentOf(rt.cfg),
+		InService:      i.inService.Load(),
 	}
 }
 
 // managementHandler serves the management listener: GET /status, GET
-// /healthcheck and GET /metrics (Prometheus).
+// /healthcheck, GET /metrics (Prometheus), GET /remotehosts, and for node
+// managers POST /deployment/reload and POST /deployment/lb.
 type managementHandler struct{ i *Instance }
 
 func (h managementHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
+	case "/deployment/reload":
+		if !h.postFromNodeManager(w, r) {
+			return
+		}
+		if err := h.i.Reload(); err != nil {
+			writeReloadError(w, err)
+			return
+		}
+		h.writeStatus(w)
+	case "/deployment/lb":
+		if !h.postFromNodeManager(w, r) {
+			return
+		}
+		on, err := parseLBBody(http.MaxBytesReader(w, r.Body, maxLBBody))
+		if err != nil {
+			writeJSONError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		h.i.SetInService(on)
+		h.writeStatus(w)
 	case "/healthcheck":
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -77,15 +111,7 @@ func (h managementHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			proxy.WriteHTTPError(w, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed here")
 			return
 		}
-		b, err := json.Marshal(h.i.Status())
-		if err != nil {
-			h.i.log.Error("encoding status", "error", err.Error())
-			proxy.WriteHTTPError(w, http.StatusInternalServerError, "internal error")
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		_, _ = w.Write(append(b, '\n'))
+		h.writeStatus(w)
 	case "/metrics":
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -109,6 +135,102 @@ func (h managementHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		_, _ = w.Write(append(b, '\n'))
 	default:
-		proxy.WriteHTTPError(w, http.StatusNotFound, "no such management resource; try /status, /healthcheck or /metrics")
+		proxy.WriteHTTPError(w, http.StatusNotFound, "no such management resource; try /status, /healthcheck, /metrics or /remotehosts")
 	}
+}
+
+func (h managementHandler) writeStatus(w http.ResponseWriter) {
+	b, err := json.Marshal(h.i.Status())
+	if err != nil {
+		h.i.log.Error("encoding status", "error", err.Error())
+		proxy.WriteHTTPError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// nodeManagerCNPrefix starts the subject common name of every node
+// manager's certificate, "Gatehouse Node Manager nodemanager-2 (host-2)"
+// (internal/nodemanager, nmCNPrefix). Only the domain CA writes it; an
+// instance's certificate says "Gatehouse Instance ...".
+const nodeManagerCNPrefix = "Gatehouse Node Manager "
+
+// postFromNodeManager lets a POST from a node manager through. Others get
+// 405 (another method) or 403 (a client certificate that is not a node
+// manager's). Without management TLS (in-process tests) nobody is known and
+// every caller is let through.
+func (h managementHandler) postFromNodeManager(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		writeJSONError(w, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed here; use POST")
+		return false
+	}
+	if h.i.opts.ManagementTLS == nil {
+		return true
+	}
+	cn := ""
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 && len(r.TLS.VerifiedChains[0]) > 0 {
+		cn = r.TLS.VerifiedChains[0][0].Subject.CommonName
+	}
+	if !strings.HasPrefix(cn, nodeManagerCNPrefix) {
+		h.i.log.Warn("management request refused: not a node manager", "path", r.URL.Path, "peer", r.RemoteAddr, "subject", cn)
+		writeJSONError(w, http.StatusForbidden, "only node managers may "+r.Method+" "+r.URL.Path+"; the client certificate ("+strconv.Quote(cn)+") is not a node manager's")
+		return false
+	}
+	return true
+}
+
+// maxLBBody bounds the body of POST /deployment/lb.
+const maxLBBody = 1 << 10
+
+// parseLBBody reads {"inService": true|false}: exactly that field, nothing
+// else.
+func parseLBBody(r io.Reader) (bool, error) {
+	var body struct {
+		InService *bool `json:"inService"`
+	}
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil {
+		return false, fmt.Errorf("the body must be {\"inService\": true|false}: %v", err)
+	}
+	if dec.More() {
+		return false, errors.New("the body must be {\"inService\": true|false}: data after the object")
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return false, errors.New("the body must be {\"inService\": true|false}: data after the object")
+	}
+	if body.InService == nil {
+		return false, errors.New("the body must be {\"inService\": true|false}: inService is missing")
+	}
+	return *body.InService, nil
+}
+
+// writeReloadError answers a refused reload: 422 for a configuration that
+// does not load or validate, 409 for a listener that cannot be bound, 503
+// while stopping; the body is {"error": "..."}.
+func writeReloadError(w http.ResponseWriter, err error) {
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, ErrConfig):
+		status = http.StatusUnprocessableEntity
+	case errors.Is(err, ErrListen):
+		status = http.StatusConflict
+	case errors.Is(err, ErrStopping):
+		status = http.StatusServiceUnavailable
+	}
+	writeJSONError(w, status, err.Error())
+}
+
+// writeJSONError answers {"error": msg} with status.
+func writeJSONError(w http.ResponseWriter, status int, msg string) {
+	b, _ := json.Marshal(struct {
+		Error string `json:"error"`
+	}{msg})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
 }

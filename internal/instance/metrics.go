@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/gatehouse-gw/gatehouse/internal/h1"
 	"github.com/gatehouse-gw/gatehouse/internal/metrics"
 	"github.com/gatehouse-gw/gatehouse/internal/route"
@@ -32,6 +34,15 @@ func (i *Instance) initMetrics() {
 			return 0
 		},
 	})
+	i.metrics.Registry().MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: metrics.Namespace, Name: "in_service",
+		Help: "1 while the instance is in the load balancer's rotation (/healthchecklb answers 200 while serving), 0 once taken out (POST /deployment/lb).",
+	}, func() float64 {
+		if i.inService.Load() {
+			return 1
+		}
+		return 0
+	}))
 	i.apiHealth = i.metrics.API(metrics.APIHealthCheck)
 	i.apiNone = i.metrics.API(metrics.APINone)
 	i.apiRejected = i.metrics.API(metrics.APIRejected)

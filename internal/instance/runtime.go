@@ -1,10 +1,11 @@
 package instance
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"reflect"
+	"slices"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
@@ -65,42 +66,189 @@ func buildRuntime(cfg *groupconf.Config, log *slog.Logger, reg *remotehost.Regis
 
 func (rt *runtime) closeIdle() { rt.hosts.CloseIdle() }
 
-// ErrRestartRequired is returned by Swap for a configuration that changes
-// what only a restart can change (the listeners and the sample service).
-var ErrRestartRequired = errors.New("change needs a restart")
+// Kinds of Swap and Reload errors, for errors.Is. Whatever the kind, a
+// failed swap changed nothing.
+var (
+	// ErrConfig: the configuration was refused (it does not load or
+	// validate, its routes do not compile, a file it names cannot be read).
+	ErrConfig = errors.New("configuration refused")
+	// ErrListen: a listener of the new configuration cannot be bound (a
+	// *PortInUseError for a port in use).
+	ErrListen = errors.New("listener cannot be bound")
+	// ErrStopping: the instance is stopping (or stopped).
+	ErrStopping = errors.New("instance is stopping")
+)
+
+// kindError gives err a kind (one of the sentinels above) for errors.Is
+// without changing its message.
+type kindError struct {
+	kind error
+	err  error
+}
+
+func (e *kindError) Error() string        { return e.err.Error() }
+func (e *kindError) Unwrap() error        { return e.err }
+func (e *kindError) Is(target error) bool { return target == e.kind }
+
+func withKind(kind, err error) error {
+	if err == nil || errors.Is(err, kind) {
+		return err
+	}
+	return &kindError{kind: kind, err: err}
+}
 
 // Swap builds a runtime for cfg beside the current one and swaps it in
-// atomically: requests that already started finish with the old one, the next
-// ones use the new one. Connections of clients stay open. Listener and
-// sample-service settings cannot change this way (ErrRestartRequired); the log
-// level follows cfg, other log settings keep their start-up values. The old
-// back ends' idle connections are closed; their busy ones close when done.
+// atomically: requests that already started finish with the old one, the
+// next ones use the new one. Every setting follows cfg; the log files keep
+// their place. Swaps are serialized.
+//
+// Listeners change only when their settings change (see socket.go and
+// docs/instance.md): a changed address or port is bound first (when that
+// fails the swap is refused: ErrListen), the new listener serves, the
+// runtime is swapped, then the old listener stops accepting and drains
+// (in-flight requests finish, idle connections close, the rest is closed
+// after zeroDowntime.shutdown.drainTimeout). Other listener settings get a
+// new server on the same socket and the old server drains the same way. A
+// swap that changes no listener setting leaves listeners and connections
+// alone: keep-alive connections, WebSockets and streams stay open, requests
+// in flight finish on the old runtime.
+//
+// The old back ends' idle connections are closed; their busy ones close
+// when done. Errors wrap ErrConfig, ErrListen or ErrStopping.
 func (i *Instance) Swap(cfg *groupconf.Config) error {
+	_, err := i.swap(cfg)
+	return err
+}
+
+// swap is Swap; it also returns what changed in the listeners, for the log.
+func (i *Instance) swap(cfg *groupconf.Config) (changed []string, err error) {
 	if cfg == nil {
-		return errors.New("swapping configuration: no configuration")
+		return nil, withKind(ErrConfig, errors.New("swapping configuration: no configuration"))
 	}
-	cur := i.rt.Load()
-	switch {
-	case !reflect.DeepEqual(cfg.Traffic, cur.cfg.Traffic):
-		return fmt.Errorf("swapping configuration: traffic listener settings: %w", ErrRestartRequired)
-	case cfg.Management != cur.cfg.Management:
-		return fmt.Errorf("swapping configuration: management listener settings: %w", ErrRestartRequired)
-	case cfg.Sample != cur.cfg.Sample:
-		return fmt.Errorf("swapping configuration: sample settings: %w", ErrRestartRequired)
-	}
+	i.swapMu.Lock()
+	defer i.swapMu.Unlock()
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
-		return fmt.Errorf("swapping configuration: log level: %w", err)
+		return nil, withKind(ErrConfig, fmt.Errorf("swapping configuration: log level: %w", err))
+	}
+	i.mu.Lock()
+	started, stopping, cur := i.started, i.stopping, i.servers
+	i.mu.Unlock()
+	if stopping {
+		return nil, fmt.Errorf("swapping configuration: %w", ErrStopping)
 	}
 	rt, err := buildRuntime(cfg, i.proxyLog, i.remoteHosts)
 	if err != nil {
-		return fmt.Errorf("swapping configuration: %w", err)
+		return nil, withKind(ErrConfig, fmt.Errorf("swapping configuration: %w", err))
+	}
+	var next, fresh, old []*server
+	if started { // before Start, Start binds what the configuration says
+		if next, fresh, old, err = i.plan(cfg, cur); err != nil {
+			return nil, fmt.Errorf("swapping configuration: %w", err)
+		}
 	}
 	i.resolveMetrics(rt)
-	old := i.rt.Swap(rt)
+
+	i.mu.Lock()
+	if i.stopping {
+		i.mu.Unlock()
+		for _, g := range fresh {
+			if !usesSocket(cur, g.sock) {
+				g.sock.close()
+			}
+		}
+		return nil, fmt.Errorf("swapping configuration: %w", ErrStopping)
+	}
+	for _, g := range fresh {
+		i.launchLocked(g) // serving before the runtime swaps
+	}
+	if started {
+		i.servers = next
+	}
+	for _, g := range old {
+		i.retired[g] = struct{}{}
+		i.serveWG.Add(1)
+	}
+	i.mu.Unlock()
+
+	prev := i.rt.Swap(rt)
 	i.remoteHosts.Activate(rt.hosts) // address state kept; watchdogs follow
-	i.logs.level.Set(level)
-	old.closeIdle()
-	i.log.Info("configuration swapped", "apis", len(cfg.APIs), "backends", len(cfg.Backends))
-	return nil
+	i.logs.apply(cfg.Log, level)
+	prev.closeIdle()
+	drain := cfg.ZeroDowntime.Shutdown.DrainTimeout.D()
+	for _, g := range old {
+		go i.drainOld(g, !usesSocket(next, g.sock), drain)
+	}
+	changed = describeChanges(fresh, old)
+	i.log.Info("configuration swapped", "apis", len(cfg.APIs), "backends", len(cfg.Backends),
+		"checksum", cfg.Checksum(), "listenersChanged", changed)
+	return changed, nil
+}
+
+// usesSocket reports whether one of gens is fed by s.
+func usesSocket(gens []*server, s *socket) bool {
+	for _, g := range gens {
+		if g.sock == s {
+			return true
+		}
+	}
+	return false
+}
+
+// describeChanges says, for the log, what a swap did to the listeners.
+func describeChanges(fresh, old []*server) []string {
+	var out []string
+	for _, g := range fresh {
+		var o *server
+		for _, x := range old {
+			if x.name == g.name {
+				o = x
+			}
+		}
+		switch {
+		case o == nil:
+			out = append(out, fmt.Sprintf("%s: started on port %d", g.name, g.port()))
+		case o.sock != g.sock:
+			out = append(out, fmt.Sprintf("%s: moved from %s port %d to %s port %d", g.name, o.spec.address, o.port(), g.spec.address, g.port()))
+		default:
+			out = append(out, fmt.Sprintf("%s: new settings on port %d", g.name, g.port()))
+		}
+	}
+	for _, o := range old {
+		if !slices.ContainsFunc(fresh, func(g *server) bool { return g.name == o.name }) {
+			out = append(out, fmt.Sprintf("%s: stopped on port %d", o.name, o.port()))
+		}
+	}
+	return out
+}
+
+// drainOld retires g, a generation that a swap replaced: its socket is
+// closed unless the new generation uses it, then g stops gracefully within
+// drain (connections still open after it are closed), or at once when the
+// instance is closed.
+func (i *Instance) drainOld(g *server, closeSocket bool, drain time.Duration) {
+	defer i.serveWG.Done()
+	if closeSocket {
+		g.sock.close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
+	defer cancel()
+	go func() {
+		select {
+		case <-i.abort:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	start := time.Now()
+	err := g.shutdown(ctx)
+	i.mu.Lock()
+	delete(i.retired, g)
+	i.mu.Unlock()
+	if err != nil {
+		i.log.Warn("previous listener closed with connections still open", "listener", g.name, "port", g.port(),
+			"drainTimeout", drain.String(), "error", err.Error())
+		return
+	}
+	i.log.Info("previous listener drained", "listener", g.name, "port", g.port(), "durationMs", time.Since(start).Milliseconds())
 }

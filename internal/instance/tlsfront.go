@@ -65,7 +65,7 @@ func newTLSFront(cfg *tls.Config, h1s *h1.Server, handler h1.Handler, t groupcon
 	if f.hsTime <= 0 {
 		f.hsTime = 10 * time.Second
 	}
-	f.h2ln = newChanListener()
+	f.h2ln = newChanListener(nil)
 	f.h2 = &http.Server{
 		Handler:           h2bridge.Handler(handler),
 		ReadHeaderTimeout: t.ReadHeaderTimeout.D(),
@@ -173,18 +173,23 @@ func (f *tlsFront) stopAccepting() {
 	}
 }
 
-// chanListener is a net.Listener fed by the TLS front with connections whose
-// client chose HTTP/2.
+// chanListener is a net.Listener fed with connections by someone else: by
+// the TLS front with connections whose client chose HTTP/2, and by a
+// listener's socket with the connections of its current generation
+// (socket.go).
 type chanListener struct {
-	ch     chan net.Conn
-	done   chan struct{}
-	once   sync.Once
-	mu     sync.Mutex
-	closed bool
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+	addr net.Addr
 }
 
-func newChanListener() *chanListener {
-	return &chanListener{ch: make(chan net.Conn), done: make(chan struct{})}
+// newChanListener returns a listener whose Addr is addr (nil: 0.0.0.0:0).
+func newChanListener(addr net.Addr) *chanListener {
+	if addr == nil {
+		addr = &net.TCPAddr{IP: net.IPv4zero}
+	}
+	return &chanListener{ch: make(chan net.Conn), done: make(chan struct{}), addr: addr}
 }
 
 func (l *chanListener) push(c net.Conn) bool {
@@ -210,4 +215,4 @@ func (l *chanListener) Close() error {
 	return nil
 }
 
-func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4zero} }
+func (l *chanListener) Addr() net.Addr { return l.addr }

@@ -81,7 +81,7 @@ func (h trafficHandler) ServeH1(w h1.ResponseWriter, r *h1.Request) {
 		healthCheck(w, r, true)
 		return
 	case bytes.Equal(r.Path, pathHealthLB):
-		healthCheck(w, r, i.Phase() == PhaseServing)
+		healthCheck(w, r, i.Phase() == PhaseServing && i.inService.Load())
 		return
 	}
 
