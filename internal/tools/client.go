@@ -407,6 +407,13 @@ func clientOptsFrom(verb *clientVerb, vals map[string][]string) (*clientOpts, er
 			return nil, usagef("client", "--limit %q: want a positive integer", o.limit)
 		}
 	}
+	if o.passwordFile != "" && o.username == "" {
+		hint := ""
+		if slices.Contains(verb.opts, "new-password-file") {
+			hint = "; the password of the user being changed is --new-password-file"
+		}
+		return nil, usagef("client", "--password-file is the password of --username, and no --username is given%s", hint)
+	}
 	switch verb.name {
 	case "user create":
 		if len(o.roles) == 0 {

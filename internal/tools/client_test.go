@@ -258,6 +258,7 @@ func testClientUsage(t *testing.T, h *gwtest.Home, gid string) {
 		{"user create without a role", []string{"user", "create", "u"}, "at least one --role"},
 		{"user update without a change", []string{"user", "update", "u"}, "user update wants --role"},
 		{"unknown option", []string{"topology", "--colour"}, "unknown option --colour"},
+		{"password file without a user", []string{"user", "create", "u", "--role", "Deployer", "--password-file", "f"}, "the password of the user being changed is --new-password-file"},
 	} {
 		r := h.Run("", append([]string{"client"}, tt.args...)...)
 		want(t, tt.name, r, 2, tt.want)
