@@ -29,3 +29,15 @@ func (p Phase) String() string {
 
 // MarshalText encodes the phase as its name (in /status and logs).
 func (p Phase) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// UnmarshalText decodes a phase name, so that a Status can be read back
+// (node managers, tests).
+func (p *Phase) UnmarshalText(b []byte) error {
+	for n, name := range phaseNames {
+		if name == string(b) {
+			*p = Phase(n)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown phase %q", b)
+}

@@ -177,7 +177,10 @@ func (i *Instance) swap(cfg *groupconf.Config) (changed []string, err error) {
 	prev.closeIdle()
 	drain := cfg.ZeroDowntime.Shutdown.DrainTimeout.D()
 	for _, g := range old {
-		go i.drainOld(g, !usesSocket(next, g.sock), drain)
+		if !usesSocket(next, g.sock) {
+			g.sock.close() // the old port refuses from now on
+		}
+		go i.drainOld(g, drain)
 	}
 	changed = describeChanges(fresh, old)
 	i.log.Info("configuration swapped", "apis", len(cfg.APIs), "backends", len(cfg.Backends),
@@ -222,15 +225,12 @@ func describeChanges(fresh, old []*server) []string {
 	return out
 }
 
-// drainOld retires g, a generation that a swap replaced: its socket is
-// closed unless the new generation uses it, then g stops gracefully within
-// drain (connections still open after it are closed), or at once when the
+// drainOld retires g, a generation that a swap replaced (its socket closed,
+// or feeding the new generation): g stops gracefully within drain
+// (connections still open after it are closed), or at once when the
 // instance is closed.
-func (i *Instance) drainOld(g *server, closeSocket bool, drain time.Duration) {
+func (i *Instance) drainOld(g *server, drain time.Duration) {
 	defer i.serveWG.Done()
-	if closeSocket {
-		g.sock.close()
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	go func() {
