@@ -127,8 +127,8 @@ func TestClientAgainstANM(t *testing.T) {
 	t.Run("usage", func(t *testing.T) { testClientUsage(t, h, group.ID) })
 }
 
-// runIn runs the client with its session in the config directory cfg.
-func runIn(h *gwtest.Home, cfg, stdin string, args ...string) gwtest.Result {
+// runClientIn runs the client with its session in the config directory cfg.
+func runClientIn(h *gwtest.Home, cfg, stdin string, args ...string) gwtest.Result {
 	h.T.Helper()
 	saved := h.Env
 	h.Env = append(slices.Clip(saved), "XDG_CONFIG_HOME="+cfg)
@@ -136,8 +136,8 @@ func runIn(h *gwtest.Home, cfg, stdin string, args ...string) gwtest.Result {
 	return h.Run(stdin, args...)
 }
 
-// want checks a run's exit code and that its output holds every part.
-func want(t *testing.T, what string, r gwtest.Result, code int, parts ...string) {
+// wantClient checks a run's exit code and that its output holds every part.
+func wantClient(t *testing.T, what string, r gwtest.Result, code int, parts ...string) {
 	t.Helper()
 	if r.Code != code {
 		t.Errorf("%s: got exit %d, want %d: %s", what, r.Code, code, r)
@@ -150,7 +150,7 @@ func want(t *testing.T, what string, r gwtest.Result, code int, parts ...string)
 	}
 }
 
-var createdID = regexp.MustCompile(`^created \w+ ([\w-]+) `)
+var clientCreatedID = regexp.MustCompile(`^created \w+ ([\w-]+) `)
 
 // A group and an instance created, started, stopped and deleted through
 // the admin's session; host create, rename and delete; a stale --version
@@ -158,45 +158,45 @@ var createdID = regexp.MustCompile(`^created \w+ ([\w-]+) `)
 // (400).
 func testClientTopologyChanges(t *testing.T, h *gwtest.Home) {
 	r := h.Run("", "client", "group", "create", "Client Group")
-	want(t, "group create", r, 0, "created group group-", "(Client Group) (topology version ")
-	m := createdID.FindStringSubmatch(r.Stdout)
+	wantClient(t, "group create", r, 0, "created group group-", "(Client Group) (topology version ")
+	m := clientCreatedID.FindStringSubmatch(r.Stdout)
 	if m == nil {
 		t.Fatalf("group create: no id in %q", r.Stdout)
 	}
 	gid := m[1]
 	r = h.Run("", "client", "group", "create", "Other", "--version", "1")
-	want(t, "group create with a stale version", r, 1, "conflict (409): the topology is no longer at version 1", "gatehouse client topology")
+	wantClient(t, "group create with a stale version", r, 1, "conflict (409): the topology is no longer at version 1", "gatehouse client topology")
 	t.Logf("409: %s", r.Stderr)
-	want(t, "group create of an existing name", h.Run("", "client", "group", "create", "Client Group"), 1, "conflict (409)", "Client Group")
-	want(t, "group create with a bad name", h.Run("", "client", "group", "create", ""), 1, "refused (400): ")
+	wantClient(t, "group create of an existing name", h.Run("", "client", "group", "create", "Client Group"), 1, "conflict (409)", "Client Group")
+	wantClient(t, "group create with a bad name", h.Run("", "client", "group", "create", ""), 1, "refused (400): ")
 
 	tp, mp := gwtest.FreePort(t), gwtest.FreePort(t)
 	r = h.Run("", "client", "instance", "create", gid, "Client Server", "--traffic-port", strconv.Itoa(tp), "--management-port", strconv.Itoa(mp))
-	want(t, "instance create", r, 0, "created instance instance-", fmt.Sprintf("in %s on host-", gid), fmt.Sprintf("traffic port %d, management port %d: stopped", tp, mp))
-	if m = createdID.FindStringSubmatch(r.Stdout); m == nil {
+	wantClient(t, "instance create", r, 0, "created instance instance-", fmt.Sprintf("in %s on host-", gid), fmt.Sprintf("traffic port %d, management port %d: stopped", tp, mp))
+	if m = clientCreatedID.FindStringSubmatch(r.Stdout); m == nil {
 		t.Fatalf("instance create: no id in %q", r.Stdout)
 	}
 	sid := m[1]
-	want(t, "topology", h.Run("", "client", "topology"), 0, gid+" (Client Group)", sid, "Client Server", fmt.Sprintf("%d/%d", tp, mp))
-	want(t, "start", h.Run("", "client", "start", gid, sid), 0, ": running")
-	want(t, "status", h.Run("", "client", "status", gid, sid), 0, sid+" (Client Server) in "+gid+" (Client Group): running")
-	want(t, "instance delete while it runs", h.Run("", "client", "instance", "delete", gid, sid), 1, "conflict (409)")
-	want(t, "stop", h.Run("", "client", "stop", gid, sid), 0, ": stopped")
-	want(t, "instance delete", h.Run("", "client", "instance", "delete", gid, sid), 0, "deleted instance "+sid+" (topology version ")
-	want(t, "group delete", h.Run("", "client", "group", "delete", gid), 0, "deleted group "+gid)
-	want(t, "group delete again", h.Run("", "client", "group", "delete", gid), 1, "not found (404)", gid)
+	wantClient(t, "topology", h.Run("", "client", "topology"), 0, gid+" (Client Group)", sid, "Client Server", fmt.Sprintf("%d/%d", tp, mp))
+	wantClient(t, "start", h.Run("", "client", "start", gid, sid), 0, ": running")
+	wantClient(t, "status", h.Run("", "client", "status", gid, sid), 0, sid+" (Client Server) in "+gid+" (Client Group): running")
+	wantClient(t, "instance delete while it runs", h.Run("", "client", "instance", "delete", gid, sid), 1, "conflict (409)")
+	wantClient(t, "stop", h.Run("", "client", "stop", gid, sid), 0, ": stopped")
+	wantClient(t, "instance delete", h.Run("", "client", "instance", "delete", gid, sid), 0, "deleted instance "+sid+" (topology version ")
+	wantClient(t, "group delete", h.Run("", "client", "group", "delete", gid), 0, "deleted group "+gid)
+	wantClient(t, "group delete again", h.Run("", "client", "group", "delete", gid), 1, "not found (404)", gid)
 	if r = h.Run("", "client", "topology"); strings.Contains(r.Stdout, "Client Group") {
 		t.Errorf("the group is still in the topology: %s", r)
 	}
 
 	r = h.Run("", "client", "host", "create", "client-host", "--json")
-	want(t, "host create --json", r, 0, `"name": "client-host"`)
+	wantClient(t, "host create --json", r, 0, `"name": "client-host"`)
 	var host struct{ ID string }
 	if err := json.Unmarshal([]byte(r.Stdout), &host); err != nil || host.ID == "" {
 		t.Fatalf("host create --json: %v: %q", err, r.Stdout)
 	}
-	want(t, "host rename", h.Run("", "client", "host", "rename", host.ID, "client-host-2"), 0, "renamed host "+host.ID+" to client-host-2")
-	want(t, "host delete", h.Run("", "client", "host", "delete", host.ID), 0, "deleted host "+host.ID)
+	wantClient(t, "host rename", h.Run("", "client", "host", "rename", host.ID, "client-host-2"), 0, "renamed host "+host.ID+" to client-host-2")
+	wantClient(t, "host delete", h.Run("", "client", "host", "delete", host.ID), 0, "deleted host "+host.ID)
 }
 
 // A user with the Operator role created by the admin; logged in (its own
@@ -206,36 +206,36 @@ func testClientUsers(t *testing.T, h *gwtest.Home, apiURL string) {
 	dir := t.TempDir()
 	opPW := filepath.Join(dir, "op-pw")
 	os.WriteFile(opPW, []byte("operator-Secret1\n"), 0o600)
-	want(t, "user create", h.Run("", "client", "user", "create", "op1", "--role", "API Server Operator", "--new-password-file", opPW), 0,
+	wantClient(t, "user create", h.Run("", "client", "user", "create", "op1", "--role", "API Server Operator", "--new-password-file", opPW), 0,
 		"created user op1 with the roles: API Server Operator")
-	want(t, "user create again", h.Run("", "client", "user", "create", "op1", "--role", "API Server Operator", "--new-password-file", opPW), 1, "conflict (409)", "op1")
-	want(t, "user create with a short password", h.Run("short\n", "client", "user", "create", "op9", "--role", "API Server Operator"), 1, "refused (400)", "password")
-	want(t, "user create with an unknown role", h.Run("", "client", "user", "create", "op9", "--role", "Janitor", "--new-password-file", opPW), 1,
+	wantClient(t, "user create again", h.Run("", "client", "user", "create", "op1", "--role", "API Server Operator", "--new-password-file", opPW), 1, "conflict (409)", "op1")
+	wantClient(t, "user create with a short password", h.Run("short\n", "client", "user", "create", "op9", "--role", "API Server Operator"), 1, "refused (400)", "password")
+	wantClient(t, "user create with an unknown role", h.Run("", "client", "user", "create", "op9", "--role", "Janitor", "--new-password-file", opPW), 1,
 		"refused (400)", `unknown role "Janitor"`)
-	want(t, "users", h.Run("", "client", "users"), 0, "op1", "API Server Operator")
+	wantClient(t, "users", h.Run("", "client", "users"), 0, "op1", "API Server Operator")
 
 	// The operator's session, in its own config directory.
 	opCfg := t.TempDir()
-	want(t, "operator login", runIn(h, opCfg, "operator-Secret1\n", "client", "--url", apiURL, "--username", "op1", "login"), 0, "as op1")
-	want(t, "operator topology", runIn(h, opCfg, "", "client", "topology"), 0, "domain ")
-	r := runIn(h, opCfg, "", "client", "group", "create", "Not Allowed")
-	want(t, "operator group create", r, 1, "forbidden (403)", `user "op1"`, "API Server Operator", "missing permission", "topology.write")
+	wantClient(t, "operator login", runClientIn(h, opCfg, "operator-Secret1\n", "client", "--url", apiURL, "--username", "op1", "login"), 0, "as op1")
+	wantClient(t, "operator topology", runClientIn(h, opCfg, "", "client", "topology"), 0, "domain ")
+	r := runClientIn(h, opCfg, "", "client", "group", "create", "Not Allowed")
+	wantClient(t, "operator group create", r, 1, "forbidden (403)", `user "op1"`, "API Server Operator", "missing permission", "topology.write")
 	t.Logf("403: %s", r.Stderr)
-	want(t, "operator user delete", runIn(h, opCfg, "", "client", "user", "delete", "admin"), 1, "forbidden (403)", "users.write")
+	wantClient(t, "operator user delete", runClientIn(h, opCfg, "", "client", "user", "delete", "admin"), 1, "forbidden (403)", "users.write")
 
 	// Roles replaced and a new password from stdin (the admin's session).
-	want(t, "user update", h.Run("operator-Secret2\n", "client", "user", "update", "op1", "--role", "API Server Operator", "--role", "Deployer", "--new-password"), 0,
+	wantClient(t, "user update", h.Run("operator-Secret2\n", "client", "user", "update", "op1", "--role", "API Server Operator", "--role", "Deployer", "--new-password"), 0,
 		"changed user op1 (roles: API Server Operator, Deployer; password changed)")
-	want(t, "operator login with the old password", runIn(h, opCfg, "operator-Secret1\n", "client", "--url", apiURL, "--username", "op1", "login"), 1, "wrong credentials (401)")
+	wantClient(t, "operator login with the old password", runClientIn(h, opCfg, "operator-Secret1\n", "client", "--url", apiURL, "--username", "op1", "login"), 1, "wrong credentials (401)")
 	// HTTP Basic: the caller's password and the new one, one line each of stdin.
-	want(t, "user update with Basic", runIn(h, t.TempDir(), "changeme-Secret1\noperator-Secret3\n", "client", "--url", apiURL, "--username", "admin", "user", "update", "op1", "--new-password"), 0,
+	wantClient(t, "user update with Basic", runClientIn(h, t.TempDir(), "changeme-Secret1\noperator-Secret3\n", "client", "--url", apiURL, "--username", "admin", "user", "update", "op1", "--new-password"), 0,
 		"changed user op1 (roles: API Server Operator, Deployer; password changed)")
-	want(t, "operator login with the new password", runIn(h, opCfg, "operator-Secret3\n", "client", "--url", apiURL, "--username", "op1", "login"), 0, "as op1")
-	want(t, "user update of nobody", h.Run("", "client", "user", "update", "nobody", "--role", "Deployer"), 1, "not found (404)", "nobody")
+	wantClient(t, "operator login with the new password", runClientIn(h, opCfg, "operator-Secret3\n", "client", "--url", apiURL, "--username", "op1", "login"), 0, "as op1")
+	wantClient(t, "user update of nobody", h.Run("", "client", "user", "update", "nobody", "--role", "Deployer"), 1, "not found (404)", "nobody")
 
-	want(t, "user delete", h.Run("", "client", "user", "delete", "op1"), 0, "deleted user op1")
-	want(t, "user delete again", h.Run("", "client", "user", "delete", "op1"), 1, "not found (404)")
-	want(t, "the deleted user's session", runIn(h, opCfg, "", "client", "topology"), 1, "(401)")
+	wantClient(t, "user delete", h.Run("", "client", "user", "delete", "op1"), 0, "deleted user op1")
+	wantClient(t, "user delete again", h.Run("", "client", "user", "delete", "op1"), 1, "not found (404)")
+	wantClient(t, "the deleted user's session", runClientIn(h, opCfg, "", "client", "topology"), 1, "(401)")
 }
 
 // Wrong invocations exit 2 and say what is accepted; --help per verb.
@@ -261,10 +261,10 @@ func testClientUsage(t *testing.T, h *gwtest.Home, gid string) {
 		{"password file without a user", []string{"user", "create", "u", "--role", "Deployer", "--password-file", "f"}, "the password of the user being changed is --new-password-file"},
 	} {
 		r := h.Run("", append([]string{"client"}, tt.args...)...)
-		want(t, tt.name, r, 2, tt.want)
+		wantClient(t, tt.name, r, 2, tt.want)
 	}
-	want(t, "verb --help", h.Run("", "client", "instance", "create", "--help"), 0,
+	wantClient(t, "verb --help", h.Run("", "client", "instance", "create", "--help"), 0,
 		"usage: gatehouse client [OPTIONS] instance create GROUP_ID NAME", "--traffic-port N", "--version N", "POST /api/topology/services/{groupID}")
-	want(t, "help VERB", h.Run("", "client", "help", "user", "create"), 0, "--new-password-file F")
-	want(t, "--help", h.Run("", "client", "--help"), 0, "host create NAME", "user delete NAME", "--insecure-skip-tls-verify")
+	wantClient(t, "help VERB", h.Run("", "client", "help", "user", "create"), 0, "--new-password-file F")
+	wantClient(t, "--help", h.Run("", "client", "--help"), 0, "host create NAME", "user delete NAME", "--insecure-skip-tls-verify")
 }
