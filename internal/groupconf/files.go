@@ -107,9 +107,9 @@ type InstalledArchive struct {
 
 // ArchiveFileName reports whether name is acceptable as the name of a file
 // in a deployment archive: [A-Za-z0-9._-]+ ending in .yaml or .yml, at most
-// 255 bytes, not starting with a dot (no hidden files).
+// 100 bytes (what a plain ustar header holds), not starting with a dot (no hidden files).
 func ArchiveFileName(name string) bool {
-	if name == "" || len(name) > 255 || name[0] == '.' || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
+	if name == "" || len(name) > 100 || name[0] == '.' || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
 		return false
 	}
 	for _, c := range []byte(name) {
