@@ -36,8 +36,9 @@ var exchangePool = sync.Pool{New: func() any { return &exchange{id: make([]byte,
 func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 var (
-	pathHealth   = []byte("/healthcheck")
-	pathHealthLB = []byte("/healthchecklb")
+	correlationName = []byte(HeaderCorrelationID)
+	pathHealth      = []byte("/healthcheck")
+	pathHealthLB    = []byte("/healthchecklb")
 )
 
 func (h trafficHandler) ServeH1(w h1.ResponseWriter, r *h1.Request) {
@@ -51,8 +52,13 @@ func (h trafficHandler) ServeH1(w h1.ResponseWriter, r *h1.Request) {
 	rt := i.rt.Load()
 	client := rt.clients.resolve(r, &x.client, i.log) // who the client is: once per request
 	x.id = i.ids.acceptBytes(r.Header.Get(HeaderCorrelationID), start, x.id[:0])
-	r.Header.Set(HeaderCorrelationID, x.id)
-	w.Header().Set(HeaderCorrelationID, x.id)
+	// The engine may write the response head after this handler returned,
+	// when x is back in the pool: the id the headers point to is copied into
+	// the response header's own arena, which lives as long as the exchange.
+	wh := w.Header()
+	wh.Del(HeaderCorrelationID)
+	wh.AddCopy(correlationName, x.id)
+	r.Header.Set(HeaderCorrelationID, wh.Get(HeaderCorrelationID))
 	var matched *route.Route
 	var fwdErr error
 	var fwd h1.Result
