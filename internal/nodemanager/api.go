@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gatehouse-gw/gatehouse/internal/deploy"
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/rbac"
@@ -31,6 +32,8 @@ type supervisor interface {
 	StopInstance(ctx context.Context, id string) (InstanceState, error)
 	Status(id string) (InstanceState, error)
 	States() []InstanceState
+	Deploy(ctx context.Context, id string, m deploy.Meta) (InstanceState, error) // deploy_instance.go
+	SetInService(ctx context.Context, id string, in bool) (InstanceState, error)
 }
 
 // api is the management API under /api, served by the Admin Node Manager.
@@ -44,11 +47,15 @@ type api struct {
 	auth  *authenticator
 	relay *relay
 	acl   *rbac.ACL // api_rbac.go; set by loadACL before serving
+
+	archives *deploy.Store // deploy_api.go: the domain's deployment archives
+	jobs     *jobs         // deploy_rollout.go: rollouts run by this ANM
 }
 
 func newAPI(n *NodeManager, sup supervisor) *api {
 	log := n.log.With("subsystem", "api")
-	return &api{n: n, h: n.opts.Home, log: log, sup: sup, auth: newAuthenticator(n.opts.Home, log), relay: newRelay(log, n.mgmt)}
+	return &api{n: n, h: n.opts.Home, log: log, sup: sup, auth: newAuthenticator(n.opts.Home, log), relay: newRelay(log, n.mgmt),
+		archives: deploy.NewStore(n.opts.Home), jobs: newJobs()}
 }
 
 // route is one entry of the management API's table: a mux pattern and its
@@ -66,7 +73,7 @@ type route struct {
 
 // routes is the management API: every path under /api the handler serves.
 func (a *api) routes() []route {
-	return []route{
+	return append([]route{
 		{pattern: "/api/openapi.yaml", methods: methods{http.MethodGet: a.serveOpenAPI("yaml")}, open: true},
 		{pattern: "/api/openapi.json", methods: methods{http.MethodGet: a.serveOpenAPI("json")}, open: true},
 		{pattern: "/api/rbac/login", methods: methods{http.MethodPost: a.login}, open: true}, // api_session.go
@@ -84,7 +91,7 @@ func (a *api) routes() []route {
 		{pattern: "/api/rbac/users", methods: methods{http.MethodGet: a.listUsers, http.MethodPost: a.createUser}},
 		{pattern: "/api/rbac/users/{name}", methods: methods{http.MethodPut: a.updateUser, http.MethodDelete: a.deleteUser}},
 		{pattern: "/api/router/service/{serviceID}/{path...}", relay: a.routeAny}, // nm_remote.go: other hosts through their node manager
-	}
+	}, a.deploymentRoutes()...)
 }
 
 // handler routes /api. On a node manager that is not the Admin Node Manager

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/gatehouse-gw/gatehouse/internal/deploy"
 	"github.com/gatehouse-gw/gatehouse/internal/gwtest"
 	"io"
 	"net/http"
@@ -110,6 +111,18 @@ func (f *fakeSup) States() []InstanceState {
 		out = append(out, s)
 	}
 	return out
+}
+
+// Deploy and SetInService: the fake runs no instance, so they fail as a
+// stopped instance does.
+func (f *fakeSup) Deploy(ctx context.Context, id string, m deploy.Meta) (InstanceState, error) {
+	st, _ := f.Status(id)
+	return st, fmt.Errorf("instance %s is not running (%s)", id, st.Status)
+}
+
+func (f *fakeSup) SetInService(ctx context.Context, id string, in bool) (InstanceState, error) {
+	st, _ := f.Status(id)
+	return st, fmt.Errorf("instance %s is not running (%s)", id, st.Status)
 }
 
 type apiEnv struct {

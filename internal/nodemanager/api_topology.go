@@ -27,6 +27,14 @@ type groupView struct {
 	Name     string            `json:"name"`
 	Tags     map[string]string `json:"tags,omitempty"`
 	Services []serviceView     `json:"services"`
+	// Deployment: whether every instance is on one archive (GET
+	// /api/topology only; details at GET /api/deployment/group/{groupID}).
+	Deployment *deploymentSummary `json:"deployment,omitempty"`
+}
+
+type deploymentSummary struct {
+	Archive    int  `json:"archive"`
+	Consistent bool `json:"consistent"`
 }
 
 type serviceView struct {
@@ -90,12 +98,20 @@ func (a *api) getTopology(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := topologyView{ID: t.ID, Version: t.Version, Timestamp: t.Timestamp, DomainName: t.DomainName, Hosts: t.Hosts, Groups: []groupView{}}
-	remote := a.remoteStatuses(r.Context(), t)
+	remote, states := a.remoteStates(r.Context(), t)
+	for _, is := range a.sup.States() {
+		states[is.ID] = is
+	}
 	if v.Hosts == nil {
 		v.Hosts = []topology.Host{}
 	}
 	for i := range t.Groups {
-		v.Groups = append(v.Groups, a.groupView(&t.Groups[i], st, remote))
+		gv := a.groupView(&t.Groups[i], st, remote)
+		if st != topology.TypeNodeManager && !hasNodeManager(&t.Groups[i]) {
+			d := a.groupDeployment(&t.Groups[i], states)
+			gv.Deployment = &deploymentSummary{Archive: d.Archive, Consistent: d.Consistent}
+		}
+		v.Groups = append(v.Groups, gv)
 	}
 	writeResult(w, http.StatusOK, v)
 }
@@ -502,4 +518,14 @@ func (a *api) deleteService(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeChange(w, http.StatusOK, map[string]string{"id": sid}, version)
+}
+
+// hasNodeManager tells the node managers' group from gateway groups.
+func hasNodeManager(g *topology.Group) bool {
+	for _, s := range g.Services {
+		if s.Type == topology.TypeNodeManager {
+			return true
+		}
+	}
+	return false
 }

@@ -91,9 +91,11 @@ func loopbackAddr(port int) string { return net.JoinHostPort("127.0.0.1", strcon
 // instanceStatus is the part of an instance's GET /status the supervisor
 // reads (instance.Status).
 type instanceStatus struct {
-	PID            int    `json:"pid"`
-	Phase          string `json:"phase"`
-	ConfigChecksum string `json:"configChecksum"`
+	PID            int             `json:"pid"`
+	Phase          string          `json:"phase"`
+	ConfigChecksum string          `json:"configChecksum"`
+	Deployment     *deployedStatus `json:"deployment"`
+	InService      *bool           `json:"inService"`
 }
 
 // status asks the management listener at addr (host:port) for GET /status,

@@ -95,6 +95,7 @@ func (s *server) nmRouteTable() []route {
 		{pattern: "/nm/status", methods: methods{http.MethodGet: s.getStatus}},
 		{pattern: "/nm/instances", methods: methods{http.MethodPost: s.fromANM(s.prepareInstance)}},
 		{pattern: "/nm/instances/{instanceID}/{action}", methods: methods{http.MethodPost: s.fromANM(s.instanceAction), http.MethodPut: s.fromANM(s.putInstanceCert)}},
+		{pattern: "/nm/archives/{groupID}/{archiveID}", methods: methods{http.MethodPut: s.fromANM(s.putArchive)}}, // deploy_nm.go
 		{pattern: "/nm/router/{instanceID}/{path...}", relay: s.fromANM(s.routeLocal)},
 		{pattern: "/nm/topology", methods: methods{http.MethodGet: s.getTopologyDoc, http.MethodPut: s.fromANM(s.putTopology)}},
 		{pattern: "/nm/topology/state", methods: methods{http.MethodGet: s.getTopologyState}},
@@ -343,8 +344,11 @@ func (s *server) instanceAction(w http.ResponseWriter, r *http.Request) {
 		st, err = s.api.sup.StopInstance(r.Context(), id)
 	case "status":
 		st, err = s.api.sup.Status(id)
+	case "deploy", "inservice":
+		s.deployAction(w, r, id, action)
+		return
 	default:
-		err = &apiError{Code: http.StatusNotFound, Msg: fmt.Sprintf("no instance action %q; want start, stop or status", action)}
+		err = &apiError{Code: http.StatusNotFound, Msg: fmt.Sprintf("no instance action %q; want start, stop, status, deploy or inservice", action)}
 	}
 	if err != nil {
 		if code, _ := classify(err); code == http.StatusInternalServerError {

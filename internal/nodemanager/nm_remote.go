@@ -51,10 +51,17 @@ func (a *api) manageRemote(ctx context.Context, t *topology.Topology, s *topolog
 // instances of a node manager that did not answer, and for each node
 // manager "running" or "unreachable".
 func (a *api) remoteStatuses(ctx context.Context, t *topology.Topology) map[string]string {
-	out := map[string]string{}
+	out, _ := a.remoteStates(ctx, t)
+	return out
+}
+
+// remoteStates is remoteStatuses and, by service id, the full states of
+// the instances of the node managers that answered.
+func (a *api) remoteStates(ctx context.Context, t *topology.Topology) (map[string]string, map[string]InstanceState) {
+	out, states := map[string]string{}, map[string]InstanceState{}
 	ps := peers(t, a.n.conf.HostID)
 	if len(ps) == 0 {
-		return out
+		return out, states
 	}
 	ctx, cancel := context.WithTimeout(ctx, nmStatusTimeout)
 	defer cancel()
@@ -77,11 +84,12 @@ func (a *api) remoteStatuses(ctx context.Context, t *topology.Topology) map[stri
 				if is.Status != "" {
 					out[is.ID] = is.Status
 				}
+				states[is.ID] = is
 			}
 		}()
 	}
 	wg.Wait()
-	return out
+	return out, states
 }
 
 // createRemote creates gateway instance b on host b.HostID: in one

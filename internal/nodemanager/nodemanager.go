@@ -133,7 +133,7 @@ func (n *NodeManager) Shutdown(ctx context.Context) error {
 	n.stopping = true
 	n.mu.Unlock()
 	n.net.push.stop()
-	err := errors.Join(n.srv.shutdown(ctx), n.sup.stop(ctx))
+	err := errors.Join(n.srv.shutdown(ctx), n.srv.api.jobs.wait(ctx), n.sup.stop(ctx))
 	n.net.close()
 	n.log.Info("node manager stopped")
 	n.mu.Lock()

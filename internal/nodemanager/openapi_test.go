@@ -91,7 +91,7 @@ func TestOpenAPIEveryRouteAnswered(t *testing.T) {
 	e.do("POST", "/api/topology/groups", `{"name":"OpenAPI Group"}`).mustCode(t, 201)
 	e.do("POST", "/api/topology/services/group-2", fmt.Sprintf(`{"name":"openapi-1","trafficPort":%d,"managementPort":%d}`, freePort(t), freePort(t))).mustCode(t, 201)
 	callEveryOperation(t, doc, "/api/", e.url, http.DefaultClient,
-		map[string]string{"hostID": "host-2", "groupID": "group-2", "serviceID": "instance-1", "action": "status", "path": "healthcheck", "name": "openapi-user"},
+		map[string]string{"hostID": "host-2", "groupID": "group-2", "serviceID": "instance-1", "action": "status", "path": "healthcheck", "name": "openapi-user", "archiveID": "1", "jobID": "1"},
 		openAPIBodies(t), "no management API resource")
 }
 
@@ -112,9 +112,11 @@ func TestOpenAPIEveryNodeRouteAnswered(t *testing.T) {
 		"nmPrepareInstance":        `{"groupID":"group-1","instanceID":"instance-9"}`,
 		"nmPutInstanceCertificate": `{"certificate":"not a certificate"}`,
 		"nmPutTopology":            `{}`,
+		"nmPutArchive":             `{"meta":{"group":"group-1","id":1},"archive":""}`,
+		"nmInstanceAction":         "",
 	}
 	callEveryOperation(t, doc, "/nm/", "https://"+n.srv.addr(), tlsClient(roots, cert),
-		map[string]string{"instanceID": "instance-9", "action": "status", "path": "healthcheck"},
+		map[string]string{"instanceID": "instance-9", "action": "status", "path": "healthcheck", "groupID": "group-1", "archiveID": "1"},
 		bodies, "no node manager resource")
 }
 
@@ -122,14 +124,15 @@ func TestOpenAPIEveryNodeRouteAnswered(t *testing.T) {
 // takes one, by operationId; a new operation with a body needs an entry.
 func openAPIBodies(t *testing.T) map[string]string {
 	return map[string]string{
-		"createHost":       `{"name":"openapi-host"}`,
-		"login":            fmt.Sprintf(`{"username":%q,"password":%q}`, testUser, testPass),
-		"renameHostByBody": `{"id":"host-2","name":"openapi-host-b"}`,
-		"renameHost":       `{"name":"openapi-host-c"}`,
-		"createGroup":      `{"name":"OpenAPI Group 2"}`,
-		"createUser":       `{"name":"openapi-user","password":"openapi-pass-1","roles":["Deployer"]}`,
-		"updateUser":       `{"roles":["Deployer","Policy Developer"]}`,
-		"createService":    fmt.Sprintf(`{"name":"openapi-2","trafficPort":%d,"managementPort":%d}`, freePort(t), freePort(t)),
+		"createHost":          `{"name":"openapi-host"}`,
+		"login":               fmt.Sprintf(`{"username":%q,"password":%q}`, testUser, testPass),
+		"renameHostByBody":    `{"id":"host-2","name":"openapi-host-b"}`,
+		"renameHost":          `{"name":"openapi-host-c"}`,
+		"createGroup":         `{"name":"OpenAPI Group 2"}`,
+		"createUser":          `{"name":"openapi-user","password":"openapi-pass-1","roles":["Deployer"]}`,
+		"updateUser":          `{"roles":["Deployer","Policy Developer"]}`,
+		"uploadConfiguration": "{}\n",
+		"createService":       fmt.Sprintf(`{"name":"openapi-2","trafficPort":%d,"managementPort":%d}`, freePort(t), freePort(t)),
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/deploy"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
@@ -46,6 +47,17 @@ type InstanceState struct {
 	// LastExit is how the instance last ended, when known: "stopped
 	// (SIGTERM)", "killed by signal 9 (SIGKILL)", "exit status 1", ...
 	LastExit string `json:"lastExit,omitempty"`
+	// Archive is the deployment archive the running instance serves (its
+	// GET /status); 0 when it runs its group's undeployed group.yaml or
+	// does not run.
+	Archive int `json:"archive,omitempty"`
+	// DeployedArchive is the archive the instance's files name
+	// (conf/deployment.json): what it starts from; 0 for none.
+	DeployedArchive int `json:"deployedArchive,omitempty"`
+	// InService is false while the instance is taken out of its load
+	// balancer's pool (/healthchecklb 503 during a rolling deployment);
+	// nil when not running.
+	InService *bool `json:"inService,omitempty"`
 }
 
 // ErrNotStarted is wrapped by StartInstance when startinstance -d failed; the
@@ -189,20 +201,38 @@ func (s *Supervisor) Status(instanceID string) (InstanceState, error) {
 	}
 	s.probeIdle(si)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return si.st, nil
+	st := si.st
+	s.mu.Unlock()
+	st.DeployedArchive = s.deployedArchive(st.GroupID, st.ID)
+	return st, nil
 }
 
 // States returns the state of every instance of this host, in topology order.
 func (s *Supervisor) States() []InstanceState {
 	s.refresh()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	out := make([]InstanceState, 0, len(s.order))
 	for _, id := range s.order {
 		out = append(out, s.insts[id].st)
 	}
+	s.mu.Unlock()
+	for i := range out {
+		out[i].DeployedArchive = s.deployedArchive(out[i].GroupID, out[i].ID)
+	}
 	return out
+}
+
+// deployedArchive is the archive the files of an instance name (0 for
+// none, -1 when the pointer cannot be read).
+func (s *Supervisor) deployedArchive(gid, iid string) int {
+	m, err := deploy.Current(s.h, gid, iid)
+	switch {
+	case err != nil:
+		return -1
+	case m == nil:
+		return 0
+	}
+	return m.ID
 }
 
 // StartInstance starts an instance with startinstance -d and returns once it
@@ -486,6 +516,7 @@ func (s *Supervisor) clearProcess(si *supervised) {
 	si.rec, si.watchEnd = nil, nil
 	si.st.PID = 0
 	si.st.Phase, si.st.Health, si.st.ConfigChecksum = "", "", ""
+	si.st.Archive, si.st.InService = 0, nil
 }
 
 // watch waits for the process rec of si to end, reaps it when it is a child,

@@ -151,6 +151,10 @@ func (s *Supervisor) pollStatus(si *supervised) {
 		s.log.Warn("another process answers on the instance's management port", append(s.attrs(si), "address", addr, "pid", rec.PID, "answeringPid", st.PID)...)
 	default:
 		si.st.Phase, si.st.ConfigChecksum = st.Phase, st.ConfigChecksum
+		si.st.Archive, si.st.InService = 0, st.InService
+		if st.Deployment != nil {
+			si.st.Archive = st.Deployment.Archive
+		}
 		si.st.Health = "unhealthy"
 		if st.Phase == "serving" {
 			si.st.Health = "ok"

@@ -1,0 +1,152 @@
+package nodemanager
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/gatehouse-gw/gatehouse/internal/deploy"
+	"github.com/gatehouse-gw/gatehouse/internal/topology"
+)
+
+// Node-to-node deployment calls (mutual TLS, from the ANM only):
+//
+//	PUT  /nm/archives/{groupID}/{archiveID}    {"meta": deploy.Meta, "archive": base64 canonical tar.gz}
+//	POST /nm/instances/{instanceID}/deploy     deploy.Meta of an installed archive
+//	POST /nm/instances/{instanceID}/inservice  {"inService": bool}
+//
+// The ANM does the same for its own host directly (installOn, deployTo,
+// inServiceOn below pick the way).
+
+// maxArchiveBody bounds PUT /nm/archives: the largest upload, base64
+// encoded, and its metadata.
+const maxArchiveBody = deploy.MaxUpload*4/3 + 64<<10
+
+type archiveBody struct {
+	Meta    deploy.Meta `json:"meta"`
+	Archive []byte      `json:"archive"`
+}
+
+// PUT /nm/archives/{groupID}/{archiveID}: install an archive on this host.
+func (s *server) putArchive(w http.ResponseWriter, r *http.Request) {
+	var b archiveBody
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxArchiveBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		writeError(w, r, s.log, bodyError(err, dec, "an archive"))
+		return
+	}
+	id, err := strconv.Atoi(r.PathValue("archiveID"))
+	if err != nil || id != b.Meta.ID || r.PathValue("groupID") != b.Meta.Group {
+		writeError(w, r, s.log, &apiError{Code: http.StatusBadRequest, Msg: fmt.Sprintf("the path names %s/%s but the archive is %s/%d", r.PathValue("groupID"), r.PathValue("archiveID"), b.Meta.Group, b.Meta.ID)})
+		return
+	}
+	arch, err := deploy.Open(b.Archive)
+	if err != nil {
+		writeError(w, r, s.log, &apiError{Code: http.StatusBadRequest, Msg: "the archive does not open: " + err.Error(), Err: err})
+		return
+	}
+	if arch.Checksum != b.Meta.Checksum {
+		writeError(w, r, s.log, &apiError{Code: http.StatusBadRequest, Msg: fmt.Sprintf("the archive's checksum is %s, its metadata says %s", arch.Checksum, b.Meta.Checksum)})
+		return
+	}
+	if err := deploy.Install(s.n.opts.Home, b.Meta, arch); err != nil {
+		writeError(w, r, s.log, &apiError{Code: http.StatusInternalServerError, Msg: fmt.Sprintf("installing archive %d of %s on host %s: %v", b.Meta.ID, b.Meta.Group, s.n.conf.HostID, err), Err: err})
+		return
+	}
+	s.log.Info("archive installed for the Admin Node Manager", "group", b.Meta.Group, "archive", b.Meta.ID, "checksum", b.Meta.Checksum)
+	writeResult(w, http.StatusOK, b.Meta)
+}
+
+// POST /nm/instances/{instanceID}/deploy and …/inservice.
+func (s *server) deployAction(w http.ResponseWriter, r *http.Request, id, action string) {
+	var st InstanceState
+	var err error
+	switch action {
+	case "deploy":
+		var m deploy.Meta
+		if err = readBody(w, r, &m, "archive metadata"); err != nil {
+			break
+		}
+		s.log.Info("deploying for the Admin Node Manager", "instanceId", id, "group", m.Group, "archive", m.ID)
+		st, err = s.api.sup.Deploy(r.Context(), id, m)
+	case "inservice":
+		var b struct {
+			InService *bool `json:"inService"`
+		}
+		if err = readBody(w, r, &b, `{"inService": true|false}`); err != nil {
+			break
+		}
+		if b.InService == nil {
+			err = &apiError{Code: http.StatusBadRequest, Msg: `want {"inService": true|false}`}
+			break
+		}
+		st, err = s.api.sup.SetInService(r.Context(), id, *b.InService)
+	}
+	if err != nil {
+		writeError(w, r, s.log, deployError(err))
+		return
+	}
+	writeResult(w, http.StatusOK, st)
+}
+
+// deployError classifies what a deployment step on this host returns: an
+// instance's refusal keeps its message (422 for a configuration, 409 for a
+// listener), a stopped instance is 409.
+func deployError(err error) error {
+	if code, _ := classify(err); code != http.StatusInternalServerError {
+		return err
+	}
+	var ir *errInstanceRefused
+	if errors.As(err, &ir) {
+		code := ir.Code
+		if code < 400 || code >= 500 {
+			code = http.StatusBadGateway
+		}
+		return &apiError{Code: code, Msg: err.Error(), Err: err}
+	}
+	return &apiError{Code: http.StatusConflict, Msg: err.Error(), Err: err}
+}
+
+// installOn installs archive m on host hostID.
+func (a *api) installOn(ctx context.Context, t *topology.Topology, hostID string, m deploy.Meta, arch deploy.Archive) error {
+	if hostID == a.n.conf.HostID {
+		return deploy.Install(a.h, m, arch)
+	}
+	peer, err := peerOfHost(t, hostID)
+	if err != nil {
+		return err
+	}
+	path := "/nm/archives/" + url.PathEscape(m.Group) + "/" + strconv.Itoa(m.ID)
+	return a.n.net.call(ctx, peer, http.MethodPut, path, archiveBody{Meta: m, Archive: arch.Canonical}, nil)
+}
+
+// deployTo makes instance s run archive m (installed on its host).
+func (a *api) deployTo(ctx context.Context, t *topology.Topology, s *topology.Service, m deploy.Meta) error {
+	if s.HostID == a.n.conf.HostID {
+		_, err := a.sup.Deploy(ctx, s.ID, m)
+		return err
+	}
+	peer, err := peerOfHost(t, s.HostID)
+	if err != nil {
+		return err
+	}
+	return a.n.net.call(ctx, peer, http.MethodPost, "/nm/instances/"+url.PathEscape(s.ID)+"/deploy", m, nil)
+}
+
+// inServiceOn puts instance s in or out of its load balancer's pool.
+func (a *api) inServiceOn(ctx context.Context, t *topology.Topology, s *topology.Service, in bool) error {
+	if s.HostID == a.n.conf.HostID {
+		_, err := a.sup.SetInService(ctx, s.ID, in)
+		return err
+	}
+	peer, err := peerOfHost(t, s.HostID)
+	if err != nil {
+		return err
+	}
+	return a.n.net.call(ctx, peer, http.MethodPost, "/nm/instances/"+url.PathEscape(s.ID)+"/inservice", map[string]bool{"inService": in}, nil)
+}
