@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
@@ -69,6 +70,17 @@ type NodeManagerConf struct {
 	// empty on the ANM's host, which is its own).
 	ANMAddress string `yaml:"anmAddress,omitempty"`
 	ANMPort    int    `yaml:"anmPort,omitempty"`
+	// Sessions are the management API's session lifetimes on the Admin
+	// Node Manager (docs/sessions.md); absent: the defaults. Set by hand.
+	Sessions SessionsConf `yaml:"sessions,omitempty"`
+}
+
+// SessionsConf is the sessions section of nodemanager.yaml: durations such
+// as 30m or 8h; zero is the default (rbac.SessionLifetimes checks the
+// bounds when the Admin Node Manager starts).
+type SessionsConf struct {
+	IdleTimeout     time.Duration `yaml:"idleTimeout,omitempty"`
+	AbsoluteTimeout time.Duration `yaml:"absoluteTimeout,omitempty"`
 }
 
 // Init creates the domain in h: the skeleton directories, the domain CA, the

@@ -22,8 +22,7 @@ type auditResult struct {
 // host's audit log (docs/audit.md), newest first, with the result of
 // verifying the whole chain. since and until are RFC 3339 times or dates
 // (2026-11-27); action matches a part of the action, case-insensitively.
-// Every authenticated user may read it today; roles (issue 6, point 1)
-// will restrict it.
+// The permission audit.read is needed (docs/rbac.md).
 func (a *api) getAudit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := audit.Filter{User: q.Get("user"), Action: q.Get("action")}

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/rbac"
 	"github.com/gatehouse-gw/gatehouse/internal/secret"
@@ -44,6 +45,9 @@ type authenticator struct {
 	// slow-down (api_session*.go, docs/sessions.md).
 	sessions *sessionStore
 	throttle *throttle
+	// audit is the host's audit log: logins, failed HTTP Basic
+	// credentials and logouts are recorded there (recordLogin).
+	audit *audit.Log
 
 	mu    sync.Mutex
 	stamp fileStamp
@@ -57,7 +61,7 @@ type fileStamp struct {
 
 func newAuthenticator(h home.Home, log *slog.Logger) *authenticator {
 	a := &authenticator{h: h, log: log, sem: make(chan struct{}, max(1, runtime.NumCPU())), cache: map[[32]byte]time.Time{},
-		sessions: newSessionStore(h, log), throttle: newThrottle()}
+		sessions: newSessionStore(h, log), throttle: newThrottle(), audit: audit.Open(h)}
 	rand.Read(a.key[:])
 	a.verify = func(user string, pw secret.Value) (bool, error) { return rbac.Verify(h, user, pw) }
 	return a
@@ -136,19 +140,33 @@ func (a *authenticator) check(ctx context.Context, user string, pw secret.Value)
 	return true, nil
 }
 
+// authResult is how authenticate ended.
+type authResult int
+
+const (
+	authGood      authResult = iota // the credentials are an admin user's
+	authWrong                       // 401 sent: wrong user name or password
+	authThrottled                   // 429 sent: slowed down, the password was not checked
+	authFailed                      // 5xx or 503 sent: the check could not be made
+)
+
+// wrongCredentials is the message of a 401 for wrong credentials (and the
+// error of the audit entry of a failed login).
+const wrongCredentials = "wrong user name or password"
+
 // authenticate checks user and pw for a login or an HTTP Basic request,
 // slowed down after failures (throttle): it answers 429 with Retry-After
 // while user or the client's address must wait, 401 for wrong credentials,
-// and reports whether they were good. Credentials verified within
-// authCacheTTL pass without waiting, so a script with the right password
-// is not locked out by someone guessing the same user's.
-func (a *authenticator) authenticate(w http.ResponseWriter, r *http.Request, user string, pw secret.Value) bool {
+// and says how it ended; only authGood has written nothing. Credentials
+// verified within authCacheTTL pass without waiting, so a script with the
+// right password is not locked out by someone guessing the same user's.
+func (a *authenticator) authenticate(w http.ResponseWriter, r *http.Request, user string, pw secret.Value) authResult {
 	addr := remoteIP(r)
 	if !a.cached(user, pw) {
 		if d := a.throttle.wait(user, addr); d > 0 {
 			w.Header().Set("Retry-After", retryAfter(d))
 			writeError(w, r, a.log, &apiError{Code: http.StatusTooManyRequests, Msg: fmt.Sprintf("too many failed logins for this user or from this address; try again in %s s", retryAfter(d))})
-			return false
+			return authThrottled
 		}
 	}
 	good, err := a.check(r.Context(), user, pw)
@@ -158,16 +176,27 @@ func (a *authenticator) authenticate(w http.ResponseWriter, r *http.Request, use
 			err = &apiError{Code: http.StatusInternalServerError, Msg: "internal error checking credentials; the node manager log has the cause", Err: err}
 		}
 		writeError(w, r, a.log, err)
-		return false
+		return authFailed
 	}
 	if !good {
 		a.throttle.fail(user, addr)
 		a.log.Warn("management API login refused", "user", user, "remote", addr)
-		writeError(w, r, a.log, &apiError{Code: http.StatusUnauthorized, Msg: "wrong user name or password"})
-		return false
+		writeError(w, r, a.log, &apiError{Code: http.StatusUnauthorized, Msg: wrongCredentials})
+		return authWrong
 	}
 	a.throttle.reset(user, addr)
-	return true
+	return authGood
+}
+
+// recordLogin writes a login, a logout or a refused login to the audit log
+// (docs/audit.md): user is the name given, detail says how (a session's
+// first 8 id characters, or HTTP Basic and the request), errMsg is empty
+// on success. Never a password. A log that cannot be written is logged.
+func (a *authenticator) recordLogin(r *http.Request, action, user, detail, errMsg string) {
+	e := audit.Entry{User: user, Via: "api", Remote: remoteIP(r), Action: action, Detail: detail, Error: errMsg}
+	if _, err := a.audit.Record(r.Context(), e); err != nil {
+		a.log.ErrorContext(r.Context(), "audit entry not written", "action", action, "err", err)
+	}
 }
 
 // middleware lets through requests with an admin user's HTTP Basic
@@ -186,7 +215,15 @@ func (a *authenticator) middleware(next http.Handler) http.Handler {
 			writeError(w, r, a.log, &apiError{Code: http.StatusUnauthorized, Msg: "authentication required: send an admin user's name and password with HTTP Basic, or log in (POST /api/rbac/login) and send the session cookie"})
 			return
 		}
-		if !a.authenticate(w, r, user, secret.FromString(pass)) {
+		switch a.authenticate(w, r, user, secret.FromString(pass)) {
+		case authGood:
+		case authWrong:
+			// Failed HTTP Basic credentials are failed logins; good ones
+			// are not recorded (every request carries them; what they
+			// change is recorded by its own entry).
+			a.recordLogin(r, "login", user, "HTTP Basic, "+r.Method+" "+r.URL.Path, wrongCredentials)
+			return
+		default:
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey, user)))

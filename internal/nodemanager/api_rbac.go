@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/rbac"
 	"github.com/gatehouse-gw/gatehouse/internal/secret"
 )
@@ -15,13 +16,19 @@ import (
 // (or the built-in default), loaded once when the Admin Node Manager is
 // created; a malformed file stops it from starting.
 
-// loadACL reads the ACL into a.acl.
+// loadACL reads the access settings the Admin Node Manager checks before
+// it serves: the ACL into a.acl, and the session lifetimes of
+// system/conf/nodemanager.yaml (api_session.go). Either one malformed
+// stops the node manager from starting.
 func (a *api) loadACL() error {
 	acl, err := rbac.LoadACL(a.h)
 	if err != nil {
 		return fmt.Errorf("loading the access control list: %w", err)
 	}
 	a.acl = acl
+	if err := a.auth.sessions.configure(a.n.conf.Sessions); err != nil {
+		return fmt.Errorf("session lifetimes: %w", err)
+	}
 	return nil
 }
 
@@ -85,66 +92,63 @@ type userBody struct {
 	Roles    []string `json:"roles"`
 }
 
+// createUser: POST /api/rbac/users. Every attempt that passed the
+// authorization is recorded in the audit log (recordUser), refused ones too.
 func (a *api) createUser(w http.ResponseWriter, r *http.Request) {
 	var b userBody
-	if err := readBody(w, r, &b, `"name", "password", "roles"`); err != nil {
+	err := a.doCreateUser(w, r, &b)
+	detail := ""
+	if b.Name != "" {
+		detail = fmt.Sprintf("user %q with roles: %s", b.Name, orNone(b.Roles))
+	}
+	a.recordUser(r, "create user", b.Name, detail, err)
+	if err != nil {
 		a.fail(w, r, err)
-		return
-	}
-	if b.Password == nil || *b.Password == "" {
-		a.fail(w, r, &apiError{Code: http.StatusBadRequest, Msg: `"password" is required`})
-		return
-	}
-	if err := a.checkRoles(b.Roles, true); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	if err := rbac.ValidateUserName(b.Name); err != nil {
-		a.fail(w, r, &apiError{Code: http.StatusBadRequest, Msg: err.Error()})
-		return
-	}
-	pw := secret.FromString(*b.Password)
-	if err := rbac.AddUser(a.h, b.Name, pw, b.Roles); err != nil {
-		a.fail(w, r, userError(err))
 		return
 	}
 	a.log.Info("admin user created", "user", userOf(r.Context()), "name", b.Name, "roles", b.Roles)
 	writeResult(w, http.StatusCreated, userInfo{Name: b.Name, Roles: b.Roles})
 }
 
+func (a *api) doCreateUser(w http.ResponseWriter, r *http.Request, b *userBody) error {
+	if err := readBody(w, r, b, `"name", "password", "roles"`); err != nil {
+		return err
+	}
+	if b.Password == nil || *b.Password == "" {
+		return &apiError{Code: http.StatusBadRequest, Msg: `"password" is required`}
+	}
+	if err := a.checkRoles(b.Roles, true); err != nil {
+		return err
+	}
+	if err := rbac.ValidateUserName(b.Name); err != nil {
+		return &apiError{Code: http.StatusBadRequest, Msg: err.Error()}
+	}
+	if err := rbac.AddUser(a.h, b.Name, secret.FromString(*b.Password), b.Roles); err != nil {
+		return userError(err)
+	}
+	return nil
+}
+
+// updateUser: PUT /api/rbac/users/{name}, recorded like createUser; the
+// entry says which roles were replaced by which, and whether the password
+// was changed (never the password).
 func (a *api) updateUser(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	var b struct {
-		Password *string  `json:"password"`
-		Roles    []string `json:"roles"`
-	}
-	if err := readBody(w, r, &b, `"password", "roles"`); err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	if b.Password == nil && b.Roles == nil {
-		a.fail(w, r, &apiError{Code: http.StatusBadRequest, Msg: `nothing to change: give "roles", "password" or both`})
-		return
-	}
+	var b userUpdate
+	before, _, _ := rbac.Roles(a.h, name)
+	roles, err := a.doUpdateUser(w, r, name, &b)
+	var changes []string
 	if b.Roles != nil {
-		if err := a.checkRoles(b.Roles, true); err != nil {
-			a.fail(w, r, err)
-			return
-		}
+		changes = append(changes, fmt.Sprintf("roles: %s (were: %s)", orNone(b.Roles), orNone(before)))
 	}
-	var pw secret.Value
 	if b.Password != nil {
-		if *b.Password == "" {
-			a.fail(w, r, &apiError{Code: http.StatusBadRequest, Msg: `"password" is empty`})
-			return
-		}
-		pw = secret.FromString(*b.Password)
+		changes = append(changes, "new password")
 	}
-	if err := rbac.UpdateUser(a.h, name, pw, b.Roles); err != nil {
-		a.fail(w, r, userError(err))
-		return
+	detail := fmt.Sprintf("user %q", name)
+	if len(changes) > 0 {
+		detail += ": " + strings.Join(changes, "; ")
 	}
-	roles, _, err := rbac.Roles(a.h, name)
+	a.recordUser(r, "change user", name, detail, err)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -153,19 +157,78 @@ func (a *api) updateUser(w http.ResponseWriter, r *http.Request) {
 	writeResult(w, http.StatusOK, userInfo{Name: name, Roles: roles})
 }
 
+// userUpdate is the body of PUT /api/rbac/users/{name}.
+type userUpdate struct {
+	Password *string  `json:"password"`
+	Roles    []string `json:"roles"`
+}
+
+func (a *api) doUpdateUser(w http.ResponseWriter, r *http.Request, name string, b *userUpdate) ([]string, error) {
+	if err := readBody(w, r, b, `"password", "roles"`); err != nil {
+		return nil, err
+	}
+	if b.Password == nil && b.Roles == nil {
+		return nil, &apiError{Code: http.StatusBadRequest, Msg: `nothing to change: give "roles", "password" or both`}
+	}
+	if b.Roles != nil {
+		if err := a.checkRoles(b.Roles, true); err != nil {
+			return nil, err
+		}
+	}
+	var pw secret.Value
+	if b.Password != nil {
+		if *b.Password == "" {
+			return nil, &apiError{Code: http.StatusBadRequest, Msg: `"password" is empty`}
+		}
+		pw = secret.FromString(*b.Password)
+	}
+	if err := rbac.UpdateUser(a.h, name, pw, b.Roles); err != nil {
+		return nil, userError(err)
+	}
+	roles, _, err := rbac.Roles(a.h, name)
+	return roles, err
+}
+
+// deleteUser: DELETE /api/rbac/users/{name}, recorded like createUser.
 func (a *api) deleteUser(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	roles, _, err := rbac.Roles(a.h, name)
+	if err == nil {
+		err = rbac.DeleteUser(a.h, name)
+		err = userErrorOrNil(err)
+	}
+	a.recordUser(r, "delete user", name, fmt.Sprintf("user %q with roles: %s", name, orNone(roles)), err)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	if err := rbac.DeleteUser(a.h, name); err != nil {
-		a.fail(w, r, userError(err))
-		return
-	}
 	a.log.Info("admin user deleted", "user", userOf(r.Context()), "name", name)
 	writeResult(w, http.StatusOK, userInfo{Name: name, Roles: roles})
+}
+
+// recordUser writes a change of an admin user through the API to the audit
+// log: who, from where, which user (target), what, and the outcome with
+// the message the client got. The entry never holds a password.
+func (a *api) recordUser(r *http.Request, action, name, detail string, err error) {
+	act := actor(r)
+	e := audit.Entry{User: act.User, Via: act.Via, Remote: act.Remote, Action: action, Detail: detail}
+	if name != "" {
+		e.Targets = []string{name}
+	}
+	if err != nil {
+		_, msg := classify(err)
+		e.Outcome, e.Error = audit.OutcomeError, msg
+	}
+	if _, werr := a.n.audit.Log.Record(r.Context(), e); werr != nil {
+		a.n.audit.Warning(r.Context(), werr)
+	}
+}
+
+func userErrorOrNil(err error) error {
+	if err == nil {
+		return nil
+	}
+	return userError(err)
 }
 
 // checkRoles refuses an empty list (when required) and unknown roles.

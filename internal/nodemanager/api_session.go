@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/rbac"
 	"github.com/gatehouse-gw/gatehouse/internal/secret"
@@ -25,9 +26,6 @@ import (
 const (
 	sessionCookie = "gatehouse-session"
 	csrfHeader    = "csrf-token"
-	// sessionRenewAfter: a used session gets a new cookie (idle end moved)
-	// when its last renewal is older than this.
-	sessionRenewAfter = time.Minute
 )
 
 const sessionCtxKey ctxKey = 100
@@ -39,11 +37,13 @@ func sessionOf(ctx context.Context) (rbac.Session, bool) {
 }
 
 // sessionStore holds the domain session key and the revocation list, each
-// read again when its file changes. It is safe for concurrent use.
+// read again when its file changes, and the session lifetimes (set once by
+// configure, before serving). It is safe for concurrent use.
 type sessionStore struct {
-	h   home.Home
-	log *slog.Logger
-	now func() time.Time
+	h    home.Home
+	log  *slog.Logger
+	now  func() time.Time
+	life rbac.SessionLifetimes
 
 	mu         sync.Mutex
 	keyStamp   fileStamp
@@ -105,6 +105,21 @@ func (s *sessionStore) isRevoked(id string) (bool, error) {
 	return ok, nil
 }
 
+// configure sets the session lifetimes from system/conf/nodemanager.yaml
+// (sessions.idleTimeout, sessions.absoluteTimeout; absent: the defaults),
+// refusing values out of bounds. Called before the listener serves.
+func (s *sessionStore) configure(c domain.SessionsConf) error {
+	l := rbac.SessionLifetimes{Idle: c.IdleTimeout, Absolute: c.AbsoluteTimeout}
+	if err := l.Validate(); err != nil {
+		return fmt.Errorf("%s: %w", s.h.NodeManagerConf(), err)
+	}
+	s.life = l
+	if l != (rbac.SessionLifetimes{}) {
+		s.log.Info("session lifetimes", "idleTimeout", l.IdleTimeout().String(), "absoluteTimeout", l.AbsoluteTimeout().String())
+	}
+	return nil
+}
+
 func (s *sessionStore) revoke(sess rbac.Session) error {
 	return rbac.RevokeSession(s.h, sess, s.now())
 }
@@ -137,7 +152,8 @@ func (a *authenticator) sessionAuth(w http.ResponseWriter, r *http.Request, toke
 		return
 	}
 	now := a.sessions.now()
-	sess, err := rbac.VerifySession(key, token, now)
+	life := a.sessions.life
+	sess, err := life.Verify(key, token, now)
 	if err == nil {
 		var revoked bool
 		if revoked, err = a.sessions.isRevoked(sess.ID); err == nil && revoked {
@@ -160,7 +176,7 @@ func (a *authenticator) sessionAuth(w http.ResponseWriter, r *http.Request, toke
 		writeError(w, r.WithContext(ctx), a.log, &apiError{Code: http.StatusForbidden, Msg: "a " + r.Method + " request with a session cookie must send the session's CSRF token in the csrf-token header (the login answer gives it)"})
 		return
 	}
-	if renewed := sess.Touch(now); renewed.IdleUntil-sess.IdleUntil >= int64(sessionRenewAfter/time.Second) {
+	if renewed := life.Touch(sess, now); renewed.IdleUntil-sess.IdleUntil >= int64(life.RenewAfter()/time.Second) {
 		sess = renewed
 		setSessionCookie(w, key, sess, now)
 	}
@@ -217,7 +233,12 @@ func (a *api) login(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, &apiError{Code: http.StatusBadRequest, Msg: "want the form fields username and password"})
 		return
 	}
-	if !a.auth.authenticate(w, r, user, secret.FromString(pass)) {
+	switch a.auth.authenticate(w, r, user, secret.FromString(pass)) {
+	case authGood:
+	case authWrong:
+		a.auth.recordLogin(r, "login", user, "session login", wrongCredentials)
+		return
+	default: // slowed down (429: the password was not checked) or not checked at all
 		return
 	}
 	key, err := a.auth.sessions.key()
@@ -226,12 +247,13 @@ func (a *api) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := a.auth.sessions.now()
-	sess := rbac.NewSession(user, now)
+	sess := a.auth.sessions.life.NewSession(user, now)
 	setSessionCookie(w, key, sess, now)
 	csrf := rbac.CSRFToken(key, sess)
 	w.Header().Set(csrfHeader, csrf)
 	a.log.Info("management API login", "user", user, "remote", remoteIP(r), "session", sess.ID[:8])
-	writeResult(w, http.StatusOK, loginResult{User: user, CSRFToken: csrf, Expires: time.Unix(sess.Expires, 0).UTC(), IdleTimeout: int(rbac.SessionIdle / time.Second)})
+	a.auth.recordLogin(r, "login", user, "session "+sess.ID[:8], "")
+	writeResult(w, http.StatusOK, loginResult{User: user, CSRFToken: csrf, Expires: time.Unix(sess.Expires, 0).UTC(), IdleTimeout: int(a.auth.sessions.life.IdleTimeout() / time.Second)})
 }
 
 // currentUserResult is the answer of GET /api/rbac/currentuser.
@@ -255,10 +277,12 @@ func (a *api) currentUser(w http.ResponseWriter, r *http.Request) {
 func (a *api) logout(w http.ResponseWriter, r *http.Request) {
 	if s, ok := sessionOf(r.Context()); ok {
 		if err := a.auth.sessions.revoke(s); err != nil {
+			a.auth.recordLogin(r, "logout", s.User, "session "+s.ID[:8], "the session could not be revoked")
 			a.fail(w, r, fmt.Errorf("revoking session: %w", err))
 			return
 		}
 		a.log.Info("management API logout", "user", s.User, "remote", remoteIP(r), "session", s.ID[:8])
+		a.auth.recordLogin(r, "logout", s.User, "session "+s.ID[:8], "")
 	}
 	clearSessionCookie(w)
 	writeResult(w, http.StatusOK, map[string]bool{"loggedOut": true})

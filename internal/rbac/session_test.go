@@ -102,3 +102,58 @@ func TestSessionKeyAndRevocation(t *testing.T) {
 		t.Errorf("got %v, want only %s (the ended one pruned)", r, cur.ID)
 	}
 }
+
+func TestSessionLifetimes(t *testing.T) {
+	for _, c := range []struct {
+		l    SessionLifetimes
+		want string // part of the error; "" valid
+	}{
+		{SessionLifetimes{}, ""},
+		{SessionLifetimes{Idle: 2 * time.Second, Absolute: 10 * time.Second}, ""},
+		{SessionLifetimes{Idle: MaxSessionIdle, Absolute: MaxSessionAbsolute}, ""},
+		{SessionLifetimes{Idle: 500 * time.Millisecond}, "sessions.idleTimeout 500ms: want whole seconds from 1s to 24h"},
+		{SessionLifetimes{Idle: 1500 * time.Millisecond}, "sessions.idleTimeout"},
+		{SessionLifetimes{Idle: -time.Second}, "sessions.idleTimeout"},
+		{SessionLifetimes{Idle: 25 * time.Hour, Absolute: 48 * time.Hour}, "sessions.idleTimeout 25h0m0s"},
+		{SessionLifetimes{Absolute: 8 * 24 * time.Hour}, "sessions.absoluteTimeout 192h0m0s: want whole seconds from 1s to 168h"},
+		{SessionLifetimes{Idle: 9 * time.Hour}, "sessions.idleTimeout 9h is longer than sessions.absoluteTimeout 8h"},
+		{SessionLifetimes{Absolute: 10 * time.Minute}, "sessions.idleTimeout 30m is longer than sessions.absoluteTimeout 10m"},
+	} {
+		err := c.l.Validate()
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%+v: got %v, want %q", c.l, err, c.want)
+		}
+	}
+
+	// Short lifetimes: idle end, renewal, absolute end, and a token of a
+	// longer configured life refused once the life is shortened.
+	key := []byte("0123456789abcdef0123456789abcdef")
+	l := SessionLifetimes{Idle: 3 * time.Second, Absolute: 8 * time.Second}
+	t0 := time.Unix(1_800_000_000, 0)
+	s := l.NewSession("admin", t0)
+	if s.IdleUntil != t0.Unix()+3 || s.Expires != t0.Unix()+8 {
+		t.Fatalf("got %+v, want idle end +3 s, end +8 s", s)
+	}
+	for _, c := range []struct {
+		name  string
+		token string
+		at    time.Duration
+		want  error
+	}{
+		{"before idle end", SignSession(key, s), 2 * time.Second, nil},
+		{"idle", SignSession(key, s), 3 * time.Second, ErrSessionExpired},
+		{"renewed", SignSession(key, l.Touch(s, t0.Add(2*time.Second))), 4 * time.Second, nil},
+		{"renewed at the end", SignSession(key, l.Touch(s, t0.Add(7*time.Second))), 8 * time.Second, ErrSessionExpired},
+		{"default-life token", SignSession(key, NewSession("admin", t0)), time.Second, ErrSessionExpired},
+	} {
+		if _, err := l.Verify(key, c.token, t0.Add(c.at)); !errors.Is(err, c.want) {
+			t.Errorf("%s: got %v, want %v", c.name, err, c.want)
+		}
+	}
+	if got := l.RenewAfter(); got != time.Second {
+		t.Errorf("RenewAfter with idle 3s: got %v, want 1s", got)
+	}
+	if got := (SessionLifetimes{}).RenewAfter(); got != time.Minute {
+		t.Errorf("RenewAfter with the default idle: got %v, want 1m", got)
+	}
+}

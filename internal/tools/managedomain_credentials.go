@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/rbac"
 	"github.com/gatehouse-gw/gatehouse/internal/secret"
@@ -44,7 +45,7 @@ func init() {
 	mdVerbs = slices.Insert(mdVerbs, i, vb)
 }
 
-func mdChangeCredentials(_ context.Context, s *mdSession, v mdValues) error {
+func mdChangeCredentials(ctx context.Context, s *mdSession, v mdValues) (err error) {
 	if err := s.home.CheckDomain(); err != nil {
 		return err
 	}
@@ -56,6 +57,9 @@ func mdChangeCredentials(_ context.Context, s *mdSession, v mdValues) error {
 		return fmt.Errorf("this host is not the Admin Node Manager's (that is %s:%d): run change_credentials there, or use PUT /api/rbac/users/NAME", c.ANMAddress, c.ANMPort)
 	}
 	name := v["username"]
+	// Every attempt on the ANM's host is in the audit log (docs/audit.md),
+	// refused ones too; never the password.
+	defer func() { recordCredentialChange(ctx, s, name, err) }()
 	if _, ok, err := rbac.Roles(s.home, name); err != nil {
 		return err
 	} else if !ok {
@@ -79,4 +83,19 @@ func mdChangeCredentials(_ context.Context, s *mdSession, v mdValues) error {
 	}
 	s.out("The password of %s is changed.\n", name)
 	return nil
+}
+
+// recordCredentialChange writes a password change by change_credentials to
+// the audit log of s.home; a log that cannot be written is reported on
+// standard error, not fatal (the change is made or refused already).
+func recordCredentialChange(ctx context.Context, s *mdSession, name string, err error) {
+	e := audit.Entry{User: s.actor.User, Via: s.actor.Via, Remote: s.actor.Remote, Action: "change user",
+		Detail: fmt.Sprintf("user %q: new password", name), Targets: []string{name}}
+	if err != nil {
+		e.Error = err.Error()
+	}
+	rec := audit.Recorder{Log: audit.Open(s.home), Warn: s.env.Stderr}
+	if _, werr := rec.Log.Record(ctx, e); werr != nil {
+		rec.Warning(ctx, werr)
+	}
 }
