@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -58,6 +59,10 @@ instances registered on this host, or starts the only one.
 
 Signals: SIGTERM or SIGINT start a graceful shutdown (zero-downtime when
 zeroDowntime.shutdown.enabled); a second one, or SIGQUIT, stops at once.
+SIGHUP reloads the configuration (as POST /deployment/reload on the
+management listener does): the same files and -D properties as at start;
+a configuration that does not load, or a listener that cannot be bound,
+changes nothing (instance.log says why).
 
 Exit codes: 0 success; 1 failure (the reason is printed); 2 wrong usage.
 Files: var/run/<instance-id>.pid and .lock in the install directory
@@ -252,7 +257,7 @@ func runStartinstance(ctx context.Context, env *Env, args []string) error {
 		auditInstance(env, t, "stop instance", "startinstance -k", err)
 		return err
 	}
-	cfg, err := groupconf.LoadInstance(h, t.gid, t.iid, o.props, o.propOrder)
+	cfg, err := o.loadConfig(t)
 	if err != nil {
 		return fmt.Errorf("%s does not start: %w", t.label(), err)
 	}
@@ -275,6 +280,12 @@ func runStartinstance(ctx context.Context, env *Env, args []string) error {
 		auditInstance(env, t, "start instance", "startinstance", err)
 	}
 	return err
+}
+
+// loadConfig loads the configuration of t with the -D properties of o: at
+// start, and again for each reload (POST /deployment/reload, SIGHUP).
+func (o *siOpts) loadConfig(t target) (*groupconf.Config, error) {
+	return groupconf.LoadInstance(t.h, t.gid, t.iid, o.props, o.propOrder)
 }
 
 // auditInstance records a start or stop made with this tool in the domain
@@ -509,7 +520,9 @@ func runForeground(ctx context.Context, env *Env, t target, o *siOpts, cfg *grou
 	if err := home.ClearStopMark(rf); err != nil {
 		return err
 	}
-	if err := claim.SetStopBudget(stopBudget(cfg)); err != nil {
+	budget := stopBudget(cfg)
+	var claimMu sync.Mutex // claim.Rec: reloads raise its stop budget
+	if err := claim.SetStopBudget(budget); err != nil {
 		return err
 	}
 	if o.chdir {
@@ -520,7 +533,7 @@ func runForeground(ctx context.Context, env *Env, t target, o *siOpts, cfg *grou
 	// Signals are caught before the listeners open, so a stop request that
 	// arrives during start-up is not lost.
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
 	mgmtTLS, err := ensureInstanceCert(env, t, cfg, o.quiet)
@@ -530,6 +543,19 @@ func runForeground(ctx context.Context, env *Env, t target, o *siOpts, cfg *grou
 	inst, err := instance.New(instance.Options{
 		Home: t.h, GroupID: t.gid, InstanceID: t.iid, GroupName: t.gname, InstanceName: t.iname,
 		Config: cfg, Quiet: o.quiet, Console: env.Stderr, ManagementTLS: mgmtTLS,
+		Load: func() (*groupconf.Config, error) { // called by one reload at a time
+			c, err := o.loadConfig(t)
+			// startinstance -k waits the stop budget before SIGKILL: never
+			// less than the longest the configurations ask for.
+			if err == nil {
+				claimMu.Lock()
+				if b := stopBudget(c); b > budget && claim.SetStopBudget(b) == nil {
+					budget = b
+				}
+				claimMu.Unlock()
+			}
+			return c, err
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("%s: %w", t.label(), err)
@@ -554,7 +580,10 @@ func runForeground(ctx context.Context, env *Env, t target, o *siOpts, cfg *grou
 		select {
 		case err := <-waitDone:
 			if stopHow != "" {
-				if merr := home.WriteStopMark(rf, claim.Rec, stopHow); merr != nil && err == nil {
+				claimMu.Lock()
+				rec := claim.Rec
+				claimMu.Unlock()
+				if merr := home.WriteStopMark(rf, rec, stopHow); merr != nil && err == nil {
 					err = merr
 				}
 			}
@@ -565,6 +594,12 @@ func runForeground(ctx context.Context, env *Env, t target, o *siOpts, cfg *grou
 			stopNow()
 			inst.Close()
 		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				// Reload logs its outcome (instance.log, and the console
+				// unless quiet); a refused one changes nothing.
+				go func() { _ = inst.Reload() }()
+				continue
+			}
 			if stopHow == "" {
 				stopHow = unix.SignalName(s.(syscall.Signal))
 			}
