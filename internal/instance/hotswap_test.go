@@ -671,3 +671,30 @@ func TestDeploymentEndpointsNodeManagersOnly(t *testing.T) {
 		t.Error("in service: got true after the node manager's request, want false")
 	}
 }
+
+// /status names the deployment archive of the configuration, and nothing
+// when it was not deployed.
+func TestStatusDeployment(t *testing.T) {
+	p := newPorts(t)
+	ti := startInstance(t, quickstartYAML(p, sampleAPI))
+	if r := do(t, nil, "GET", ti.mgmt+"/status", nil); strings.Contains(r.body, `"deployment"`) || !strings.Contains(r.body, `"inService":true`) {
+		t.Errorf("undeployed /status: got %s, want no deployment and inService true", r.body)
+	}
+	cfg := loadConfig(t, quickstartYAML(p, twoAPIs))
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	cfg.Deployment = &groupconf.Deployed{Group: groupID, Archive: 7, Checksum: "abc123", DeployedAt: at, DeployedBy: "admin", Comment: "v2 API"}
+	if err := ti.Swap(cfg); err != nil {
+		t.Fatalf("Swap: %v", err)
+	}
+	var st struct {
+		Deployment *Deployment `json:"deployment"`
+	}
+	r := do(t, nil, "GET", ti.mgmt+"/status", nil)
+	if err := json.Unmarshal([]byte(r.body), &st); err != nil || st.Deployment == nil {
+		t.Fatalf("/status: got %s (%v), want a deployment", r.body, err)
+	}
+	want := Deployment{Archive: 7, Checksum: "abc123", DeployedAt: at, DeployedBy: "admin", Comment: "v2 API"}
+	if *st.Deployment != want {
+		t.Errorf("deployment: got %+v, want %+v", *st.Deployment, want)
+	}
+}

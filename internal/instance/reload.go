@@ -21,7 +21,11 @@ type Deployment struct {
 // deploymentOf returns the deployment cfg came from; nil when it was not
 // deployed (the files of the install directory as they are).
 func deploymentOf(cfg *groupconf.Config) *Deployment {
-	return nil
+	d := cfg.Deployment
+	if d == nil {
+		return nil
+	}
+	return &Deployment{Archive: d.Archive, Checksum: d.Checksum, DeployedAt: d.DeployedAt, DeployedBy: d.DeployedBy, Comment: d.Comment}
 }
 
 // Reload loads the configuration again through Options.Load (the same
@@ -50,22 +54,24 @@ func (i *Instance) Reload() error {
 	ms := time.Since(start).Milliseconds()
 	if err != nil {
 		rt := i.rt.Load()
+		a, _ := archiveOf(rt.cfg)
 		i.log.Error("configuration reload refused; nothing changed", "error", err.Error(), "durationMs", ms,
-			"runningChecksum", rt.cfg.Checksum(), "runningArchive", archiveOf(rt.cfg))
+			"runningChecksum", rt.cfg.Checksum(), "runningArchive", a)
 		return err
 	}
-	i.log.Info("configuration reloaded", "archive", archiveOf(cfg), "checksum", cfg.Checksum(), "durationMs", ms,
-		"listenersChanged", changed)
+	a, sum := archiveOf(cfg)
+	i.log.Info("configuration reloaded", "archive", a, "archiveChecksum", sum, "checksum", cfg.Checksum(),
+		"durationMs", ms, "listenersChanged", changed)
 	return nil
 }
 
-// archiveOf is the archive number of cfg's deployment for logs; 0 when
-// undeployed.
-func archiveOf(cfg *groupconf.Config) int {
-	if d := deploymentOf(cfg); d != nil {
-		return d.Archive
+// archiveOf is the archive number and checksum of cfg's deployment, for
+// logs; 0 and "" when undeployed.
+func archiveOf(cfg *groupconf.Config) (int, string) {
+	if d := cfg.Deployment; d != nil {
+		return d.Archive, d.Checksum
 	}
-	return 0
+	return 0, ""
 }
 
 // SetInService takes the instance out of the load balancer (false:
