@@ -90,6 +90,9 @@ func Normalize(upload []byte) (Archive, error) {
 	if len(upload) > MaxUpload {
 		return Archive{}, invalid("the upload is %d bytes, over the limit of %d (8 MiB)", len(upload), MaxUpload)
 	}
+	if len(bytes.TrimSpace(upload)) == 0 {
+		return Archive{}, invalid("the upload is empty; send a YAML document or a tar.gz (an empty configuration is an empty group.yaml in a tar.gz)")
+	}
 	if isGzip(upload) {
 		files, err := readTarGz(upload)
 		if err != nil {

@@ -227,6 +227,8 @@ func TestNormalizeRefusals(t *testing.T) {
 		{"uncompressed tar", tarBytes(t, group), "not gzip-compressed"},
 		{"zip", []byte("PK\x03\x04\x14\x00\x00\x00"), "neither a gzip-compressed tar nor a YAML document"},
 		{"not YAML", []byte("a: [1, 2\n"), "the upload is not YAML"},
+		{"empty upload", nil, "the upload is empty"},
+		{"blank upload", []byte(" \n\n"), "the upload is empty"},
 		{"not YAML in tar", tarGz(t, group, entry{name: "x.yaml", data: "a: {b\n"}), "not YAML (x.yaml"},
 		{"not UTF-8 in tar", tarGz(t, group, entry{name: "x.yaml", data: "a: \xff\xfe\n"}), "x.yaml is not YAML text"},
 		{"no group.yaml", tarGz(t, entry{name: "apis.yaml", data: apisYAML}), "no group.yaml in the tar"},

@@ -177,7 +177,7 @@ func TestLoadInstanceBadDeployment(t *testing.T) {
 			b, _ := json.Marshal(d)
 			writeFile(t, depFile(h), string(b)+"{}")
 		}, depFile},
-		{"unknown field", func(t *testing.T, h home.Home, d Deployed) {
+		{"misspelt field", func(t *testing.T, h home.Home, d Deployed) {
 			writeFile(t, depFile(h), `{"group":"group-2","archiv":3}`)
 		}, depFile},
 		{"other group", func(t *testing.T, h home.Home, d Deployed) { d.Group = "group-9"; writeJSON(t, depFile(h), d) }, depFile},

@@ -132,8 +132,9 @@ func ReadDeployment(h home.Home, groupID, instanceID string) (*Deployed, error) 
 		return nil, fmt.Errorf("%w: reading %s: %w", ErrBadDeployment, path, err)
 	}
 	var d Deployed
+	// Unknown fields are allowed: a newer node manager may write more than
+	// an older instance knows. What is read is checked below.
 	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	if err := dec.Decode(&d); err != nil {
 		return nil, fmt.Errorf("%w: %s is corrupt: %w", ErrBadDeployment, path, err)
 	}
