@@ -15,8 +15,12 @@
 // Close, stops everything at once. Wait returns when everything has stopped.
 //
 // The instance serves from one immutable runtime configuration held in an
-// atomic pointer; Swap replaces it without dropping connections. Each
-// request loads it once.
+// atomic pointer; each request loads it once. Swap replaces it without
+// dropping connections, and rebinds a listener only when its settings
+// changed (new socket first, then the old one drains: socket.go); Reload
+// loads the configuration again (Options.Load) and swaps it. The management
+// listener offers both to node managers (POST /deployment/reload), and
+// POST /deployment/lb takes the instance out of the load balancer and back.
 //
 // Logs (JSON, rotated) go to logs/instance.log and logs/access.log in the
 // instance directory; see docs/instance.md.
