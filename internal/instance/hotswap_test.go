@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"path/filepath"
 	"strings"
@@ -696,5 +697,63 @@ func TestStatusDeployment(t *testing.T) {
 	want := Deployment{Archive: 7, Checksum: "abc123", DeployedAt: at, DeployedBy: "admin", Comment: "v2 API"}
 	if *st.Deployment != want {
 		t.Errorf("deployment: got %+v, want %+v", *st.Deployment, want)
+	}
+}
+
+// With TLS and HTTP/2: a swap of APIs keeps the HTTP/2 connection; a swap
+// that turns HTTP/2 off keeps the port and serves the next connections with
+// HTTP/1.1 (the old HTTP/2 connection is drained with a GOAWAY).
+func TestHotSwapTLS(t *testing.T) {
+	ca, err := pki.NewCA("D")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := ca.IssueKeyPair("localhost", []string{"localhost"}, []net.IP{net.IPv4(127, 0, 0, 1)}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "private", "key.pem")
+	if err := kp.Save(certFile, keyFile); err != nil {
+		t.Fatal(err)
+	}
+	p := newPorts(t)
+	yaml := func(http2 bool, apis string) string {
+		return strings.Replace(quickstartYAML(p, apis), "traffic: {", fmt.Sprintf("traffic: {tls: {certFile: %s, keyFile: %s}, http2: %v, ", certFile, keyFile, http2), 1)
+	}
+	ti := startInstance(t, yaml(true, sampleAPI))
+	var reused atomic.Bool
+	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) { reused.Store(info.Reused) }}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{ForceAttemptHTTP2: true,
+		TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}}}
+	defer client.CloseIdleConnections()
+	get := func(path string) (int, int) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), "GET", fmt.Sprintf("https://127.0.0.1:%d%s", p.traffic, path), nil)
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res.StatusCode, res.ProtoMajor
+	}
+	if code, proto := get("/sample/echo"); code != 200 || proto != 2 {
+		t.Fatalf("GET /sample/echo: got %d HTTP/%d, want 200 HTTP/2", code, proto)
+	}
+	if err := ti.Swap(loadConfig(t, yaml(true, twoAPIs))); err != nil {
+		t.Fatalf("Swap: %v", err)
+	}
+	if code, proto := get("/v2/echo"); code != 200 || proto != 2 || !reused.Load() {
+		t.Errorf("GET /v2/echo after an API swap: got %d HTTP/%d reused=%v, want 200 on the same HTTP/2 connection", code, proto, reused.Load())
+	}
+	if err := ti.Swap(loadConfig(t, yaml(false, twoAPIs))); err != nil {
+		t.Fatalf("Swap turning HTTP/2 off: %v", err)
+	}
+	if got := ti.Ports().Traffic; got != p.traffic {
+		t.Errorf("traffic port: got %d, want %d (kept)", got, p.traffic)
+	}
+	if code, proto := get("/v2/echo"); code != 200 || proto != 1 || reused.Load() {
+		t.Errorf("GET /v2/echo after turning HTTP/2 off: got %d HTTP/%d reused=%v, want 200 HTTP/1.1 on a new connection", code, proto, reused.Load())
 	}
 }

@@ -409,6 +409,10 @@ func newHTTPServer(l groupconf.Listener, h http.Handler, log *slog.Logger) *http
 
 func (i *Instance) serve(s *server) {
 	defer i.serveWG.Done()
+	// A server closed before it started serving returns without closing
+	// its listener: close it, so that a socket handing over a connection
+	// does not wait for an Accept that never comes.
+	defer s.cl.Close()
 	err := s.srv.Serve(s.ln)
 	if err == nil || errors.Is(err, http.ErrServerClosed) || errors.Is(err, h1.ErrServerClosed) {
 		return
