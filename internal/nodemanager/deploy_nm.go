@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
 
 	"github.com/gatehouse-gw/gatehouse/internal/deploy"
+	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
 )
 
@@ -54,7 +56,7 @@ func (s *server) putArchive(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, &apiError{Code: http.StatusBadRequest, Msg: fmt.Sprintf("the archive's checksum is %s, its metadata says %s", arch.Checksum, b.Meta.Checksum)})
 		return
 	}
-	if err := deploy.Install(s.n.opts.Home, b.Meta, arch); err != nil {
+	if err := installAndPrune(s.n.opts.Home, s.log, b.Meta, arch); err != nil {
 		writeError(w, r, s.log, &apiError{Code: http.StatusInternalServerError, Msg: fmt.Sprintf("installing archive %d of %s on host %s: %v", b.Meta.ID, b.Meta.Group, s.n.conf.HostID, err), Err: err})
 		return
 	}
@@ -115,7 +117,7 @@ func deployError(err error) error {
 // installOn installs archive m on host hostID.
 func (a *api) installOn(ctx context.Context, t *topology.Topology, hostID string, m deploy.Meta, arch deploy.Archive) error {
 	if hostID == a.n.conf.HostID {
-		return deploy.Install(a.h, m, arch)
+		return installAndPrune(a.h, a.log, m, arch)
 	}
 	peer, err := peerOfHost(t, hostID)
 	if err != nil {
@@ -149,4 +151,24 @@ func (a *api) inServiceOn(ctx context.Context, t *topology.Topology, s *topology
 		return err
 	}
 	return a.n.net.call(ctx, peer, http.MethodPost, "/nm/instances/"+url.PathEscape(s.ID)+"/inservice", map[string]bool{"inService": in}, nil)
+}
+
+// keepInstalled is how many installed archives of a group a host keeps
+// beyond those its instances use (deploy.Prune).
+const keepInstalled = 10
+
+// installAndPrune installs archive m on this host and removes installed
+// archives of the group that no instance uses, beyond the newest
+// keepInstalled. A failed prune is only logged.
+func installAndPrune(h home.Home, log *slog.Logger, m deploy.Meta, arch deploy.Archive) error {
+	if err := deploy.Install(h, m, arch); err != nil {
+		return err
+	}
+	removed, err := deploy.Prune(h, m.Group, keepInstalled)
+	if err != nil {
+		log.Warn("pruning installed archives", "group", m.Group, "error", err.Error())
+	} else if len(removed) > 0 {
+		log.Info("pruned installed archives", "group", m.Group, "removed", removed)
+	}
+	return nil
 }
