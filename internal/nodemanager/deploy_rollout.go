@@ -118,13 +118,14 @@ func (js *jobs) begin(j *Job) error {
 	js.byID[j.ID] = j
 	js.order = append(js.order, j.ID)
 	js.running[j.Group] = j.ID
-	for len(js.order) > maxJobs {
-		old := js.order[0]
-		if js.byID[old].Status == jobRunning {
-			break
+	// Forget the oldest finished jobs beyond maxJobs (running ones stay).
+	for i := 0; len(js.order) > maxJobs && i < len(js.order); {
+		if id := js.order[i]; js.byID[id].Status != jobRunning {
+			delete(js.byID, id)
+			js.order = append(js.order[:i], js.order[i+1:]...)
+			continue
 		}
-		delete(js.byID, old)
-		js.order = js.order[1:]
+		i++
 	}
 	return nil
 }
