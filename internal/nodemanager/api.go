@@ -34,6 +34,7 @@ type supervisor interface {
 	States() []InstanceState
 	Deploy(ctx context.Context, id string, m deploy.Meta) (InstanceState, error) // deploy_instance.go
 	SetInService(ctx context.Context, id string, in bool) (InstanceState, error)
+	SetArchive(ctx context.Context, id string, m deploy.Meta) (InstanceState, error)
 }
 
 // api is the management API under /api, served by the Admin Node Manager.

@@ -125,6 +125,10 @@ func (f *fakeSup) SetInService(ctx context.Context, id string, in bool) (Instanc
 	return st, fmt.Errorf("instance %s is not running (%s)", id, st.Status)
 }
 
+func (f *fakeSup) SetArchive(ctx context.Context, id string, m deploy.Meta) (InstanceState, error) {
+	return f.Status(id)
+}
+
 type apiEnv struct {
 	t   *testing.T
 	h   home.Home

@@ -491,6 +491,7 @@ func (a *api) createService(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	a.adoptGroupArchive(r.Context(), c.GroupID, c.InstanceID) // deploy_nm.go
 	view := serviceView{Service: topology.Service{ID: c.InstanceID, Name: b.Name, Type: topology.TypeGateway, HostID: a.n.conf.HostID}, Status: "stopped"}
 	if t, err := a.n.store.Load(); err == nil {
 		if g, err := t.Group(c.GroupID); err == nil {

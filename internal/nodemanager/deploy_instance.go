@@ -194,3 +194,25 @@ func (s *Supervisor) state(si *supervised) InstanceState {
 	defer s.mu.Unlock()
 	return si.st
 }
+
+// SetArchive points a stopped instance of this host at installed archive
+// m (it starts from it): a new instance of a group that has been deployed.
+// A running instance is refused (deploy to it instead).
+func (s *Supervisor) SetArchive(ctx context.Context, instanceID string, m deploy.Meta) (InstanceState, error) {
+	si, err := s.lookup(instanceID)
+	if err != nil {
+		return InstanceState{}, err
+	}
+	si.op.Lock()
+	defer si.op.Unlock()
+	if _, err := s.runningAddr(si); err == nil {
+		return s.state(si), fmt.Errorf("%s is running: deploy archive %d to it instead", label(si.ref), m.ID)
+	}
+	if err := deploy.SetCurrent(s.h, si.ref.Group.ID, si.ref.Service.ID, m); err != nil {
+		return s.state(si), fmt.Errorf("%s: %w", label(si.ref), err)
+	}
+	s.log.Info("instance set to start from archive", append(s.attrs(si), "archive", m.ID)...)
+	st := s.state(si)
+	st.DeployedArchive = m.ID
+	return st, nil
+}

@@ -20,6 +20,7 @@ import (
 //	PUT  /nm/archives/{groupID}/{archiveID}    {"meta": deploy.Meta, "archive": base64 canonical tar.gz}
 //	POST /nm/instances/{instanceID}/deploy     deploy.Meta of an installed archive
 //	POST /nm/instances/{instanceID}/inservice  {"inService": bool}
+//	POST /nm/instances/{instanceID}/setarchive deploy.Meta: a stopped instance starts from it
 //
 // The ANM does the same for its own host directly (installOn, deployTo,
 // inServiceOn below pick the way).
@@ -69,6 +70,12 @@ func (s *server) deployAction(w http.ResponseWriter, r *http.Request, id, action
 	var st InstanceState
 	var err error
 	switch action {
+	case "setarchive":
+		var m deploy.Meta
+		if err = readBody(w, r, &m, "archive metadata"); err != nil {
+			break
+		}
+		st, err = s.api.sup.SetArchive(r.Context(), id, m)
 	case "deploy":
 		var m deploy.Meta
 		if err = readBody(w, r, &m, "archive metadata"); err != nil {
@@ -171,4 +178,65 @@ func installAndPrune(h home.Home, log *slog.Logger, m deploy.Meta, arch deploy.A
 		log.Info("pruned installed archives", "group", m.Group, "removed", removed)
 	}
 	return nil
+}
+
+// adoptGroupArchive makes a new instance of group gid start from the
+// archive the group's other instances are on, when they are consistent on
+// one (a new instance must not serve the group's original group.yaml). It
+// is best effort: a failure is logged, and the group shows inconsistent.
+func (a *api) adoptGroupArchive(ctx context.Context, gid, iid string) {
+	if !a.groupHasArchives(gid) {
+		return
+	}
+	t, err := a.n.store.Load()
+	if err != nil {
+		return
+	}
+	g, err := t.Group(gid)
+	if err != nil {
+		return
+	}
+	s, err := g.Service(iid)
+	if err != nil {
+		return
+	}
+	others := *g
+	others.Services = nil
+	for _, o := range g.Services {
+		if o.ID != iid {
+			others.Services = append(others.Services, o)
+		}
+	}
+	d := a.groupDeployment(&others, a.allStates(ctx, t))
+	if !d.Consistent || d.Archive == 0 {
+		if !d.Consistent {
+			a.log.Warn("new instance starts from the group's group.yaml: the group's instances are not on one archive", "group", gid, "instance", iid, "reasons", d.Reasons)
+		}
+		return
+	}
+	m, arch, err := a.archives.Get(gid, d.Archive)
+	if err == nil {
+		err = a.installOn(ctx, t, s.HostID, m, arch)
+	}
+	if err == nil {
+		if s.HostID == a.n.conf.HostID {
+			_, err = a.sup.SetArchive(ctx, iid, m)
+		} else {
+			var peer nmPeer
+			if peer, err = peerOfHost(t, s.HostID); err == nil {
+				err = a.n.net.call(ctx, peer, http.MethodPost, "/nm/instances/"+url.PathEscape(iid)+"/setarchive", m, nil)
+			}
+		}
+	}
+	if err != nil {
+		a.log.Warn("new instance could not be set to the group's archive", "group", gid, "instance", iid, "archive", d.Archive, "error", err.Error())
+		return
+	}
+	a.log.Info("new instance starts from the group's archive", "group", gid, "instance", iid, "archive", d.Archive)
+}
+
+// groupHasArchives tells whether archives were ever stored for group gid.
+func (a *api) groupHasArchives(gid string) bool {
+	ms, err := a.archives.List(gid)
+	return err == nil && len(ms) > 0
 }

@@ -344,11 +344,11 @@ func (s *server) instanceAction(w http.ResponseWriter, r *http.Request) {
 		st, err = s.api.sup.StopInstance(r.Context(), id)
 	case "status":
 		st, err = s.api.sup.Status(id)
-	case "deploy", "inservice":
+	case "deploy", "inservice", "setarchive":
 		s.deployAction(w, r, id, action)
 		return
 	default:
-		err = &apiError{Code: http.StatusNotFound, Msg: fmt.Sprintf("no instance action %q; want start, stop, status, deploy or inservice", action)}
+		err = &apiError{Code: http.StatusNotFound, Msg: fmt.Sprintf("no instance action %q; want start, stop, status, deploy, inservice or setarchive", action)}
 	}
 	if err != nil {
 		if code, _ := classify(err); code == http.StatusInternalServerError {

@@ -152,6 +152,13 @@ func (a *api) createRemote(w http.ResponseWriter, r *http.Request, expect int64,
 		a.fail(w, r, err)
 		return
 	}
+	if a.groupHasArchives(groupID) {
+		// The host must know the instance before it is set to an archive.
+		pctx, cancel := context.WithTimeout(r.Context(), nmHeaderTimeout)
+		a.n.net.push.pushAll(pctx, false)
+		cancel()
+		a.adoptGroupArchive(r.Context(), groupID, created.ID)
+	}
 	w.Header().Set("Location", "/api/topology/services/"+groupID+"/"+created.ID)
 	writeChange(w, http.StatusCreated, serviceView{Service: created, Status: "stopped"}, t.Version)
 }

@@ -479,6 +479,15 @@ func TestDeploymentZeroDowntime(t *testing.T) {
 		t.Errorf("audit entries: %v", actions)
 	}
 
+	// A new instance of the group (on the second host) starts from the
+	// group's archive, not from the original group.yaml: still consistent.
+	tp3, mp3 := gwtest.FreePort(t), gwtest.FreePort(t)
+	result(t, anm.api("POST", "/api/topology/services/"+gid, fmt.Sprintf(`{"name":"three","hostID":"host-2","trafficPort":%d,"managementPort":%d}`, tp3, mp3)), 201, &svc)
+	if g := anm.groupState(gid); !g.Consistent || g.Archive != 1 || len(g.Instances) != 3 {
+		t.Errorf("after adding instance-3: %+v, want consistent on archive 1", g)
+	}
+	result(t, anm.api("DELETE", "/api/topology/services/"+gid+"/"+svc.ID, ""), 200, nil)
+
 	// An instance down during a deployment: reported, the group inconsistent.
 	var st struct{ Status string }
 	result(t, anm.api("POST", "/api/management/stop/"+gid+"/instance-2", ""), 200, &st)
