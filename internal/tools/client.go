@@ -45,13 +45,14 @@ const defaultClientURL = "https://localhost:8090/api"
 // clientVerb is one verb of gatehouse client. Nouns with actions
 // ("host create") are verbs of two words.
 type clientVerb struct {
-	name    string   // "topology", "host create"
-	args    []string // positional arguments, all required
-	opts    []string // the verb's own options (clientOptions), besides the global ones
-	api     string   // the API call, for the help
-	summary string
-	help    string // more lines for VERB --help
-	run     func(ctx context.Context, c *apiClient, args []string) error
+	name     string   // "topology", "host create"
+	args     []string // positional arguments, all required
+	opts     []string // the verb's own options (clientOptions), besides the global ones
+	required []string // the options of opts that must be given (deploy's -g GROUP)
+	api      string   // the API call, for the help
+	summary  string
+	help     string // more lines for VERB --help
+	run      func(ctx context.Context, c *apiClient, args []string) error
 }
 
 // clientVerbs is every verb, in the order the help lists them. Verbs that
@@ -134,17 +135,24 @@ var clientNouns = map[string]bool{"host": true, "group": true, "instance": true,
 
 func (v *clientVerb) usage() string {
 	s := "gatehouse client [OPTIONS] " + v.name
+	for _, o := range v.required {
+		s += " " + optSpelling(o) + " " + clientOptionArg[o]
+	}
 	for _, a := range v.args {
 		s += " " + a
 	}
 	for _, o := range v.opts {
+		spelled := optSpelling(o)
+		if slices.Contains(v.required, o) {
+			continue
+		}
 		switch clientOptions[o] {
 		case optBool:
 			s += " [--" + o + "]"
 		case optRepeat:
 			s += " [--" + o + " " + clientOptionArg[o] + "]..."
 		default:
-			s += " [--" + o + " " + clientOptionArg[o] + "]"
+			s += " [" + spelled + " " + clientOptionArg[o] + "]"
 		}
 	}
 	return s
@@ -202,6 +210,20 @@ var clientOptionArg = map[string]string{
 	"management-port": "N", "role": "ROLE", "new-password-file": "F",
 }
 
+// clientShort are the one-letter spellings of options (the deployment
+// verbs' -g GROUP and -o FILE, as the vendor's tools spell them).
+var clientShort = map[string]string{"-g": "group", "-o": "output"}
+
+// optSpelling is how the help spells option o: its short form when it has one.
+func optSpelling(o string) string {
+	for short, long := range clientShort {
+		if long == o {
+			return short
+		}
+	}
+	return "--" + o
+}
+
 var clientGlobal = map[string]bool{"url": true, "cacert": true, "username": true, "password-file": true, "insecure-skip-tls-verify": true, "json": true}
 
 type clientOpts struct {
@@ -215,6 +237,10 @@ type clientOpts struct {
 	newPasswordFile                     string
 	newPassword                         bool
 	stdin                               *bufio.Reader // the one reader of the lines of stdin (passwords)
+	// password is --username's password when the caller already has it
+	// (managedomain --deploy); zero: newAPIClient reads it.
+	password   secret.Value
+	deployOpts // the deployment verbs' options (client_deploy.go)
 }
 
 type clientSession struct {
@@ -285,6 +311,9 @@ func parseClientArgs(args []string) (vals map[string][]string, pos []string, hel
 		if a == "--" {
 			pos = append(pos, args[i+1:]...)
 			break
+		}
+		if long, ok := clientShort[a]; ok {
+			a = "--" + long
 		}
 		if !strings.HasPrefix(a, "--") || a == "-" {
 			pos = append(pos, a)
@@ -371,6 +400,11 @@ func clientOptsFrom(verb *clientVerb, vals map[string][]string) (*clientOpts, er
 		}
 		return nil, usagef("client", "--%s is not an option of %s; it is for: %s", name, verb.name, strings.Join(by, ", "))
 	}
+	for _, name := range verb.required {
+		if vals[name] == nil {
+			return nil, usagef("client", "%s wants %s %s; usage: %s", verb.name, optSpelling(name), clientOptionArg[name], verb.usage())
+		}
+	}
 	one := func(name string) string {
 		if v := vals[name]; len(v) > 0 {
 			return v[0]
@@ -406,6 +440,9 @@ func clientOptsFrom(verb *clientVerb, vals map[string][]string) (*clientOpts, er
 		if n, err := strconv.Atoi(o.limit); err != nil || n < 1 {
 			return nil, usagef("client", "--limit %q: want a positive integer", o.limit)
 		}
+	}
+	if err := deployOptsFrom(verb, o, vals); err != nil {
+		return nil, err
 	}
 	if o.passwordFile != "" && o.username == "" {
 		hint := ""
@@ -542,9 +579,11 @@ func newAPIClient(env *Env, o *clientOpts, login bool) (*apiClient, error) {
 		if o.username == "" {
 			return nil, usagef("client", "login wants --username")
 		}
-		pw, err := readClientPassword(env, o)
-		if err != nil {
-			return nil, err
+		pw := o.password
+		if pw.IsZero() {
+			if pw, err = readClientPassword(env, o); err != nil {
+				return nil, err
+			}
 		}
 		c.password = pw
 	}

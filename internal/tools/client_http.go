@@ -33,6 +33,15 @@ type apiRequest struct {
 	form         url.Values // a form body (login, logout, management); nil: none
 	json         any        // a JSON body; nil: none
 	version      int64      // > 0: sent as If-Match (the topology version the change is based on)
+	// body is a raw body sent as contentType (a deployment archive); nil: none.
+	body        []byte
+	contentType string
+	// accept overrides the Accept header (application/json) for answers
+	// that are not the JSON envelope (an archive download, sendRaw).
+	accept string
+	// long: no client timeout for this request (a synchronous rollout); the
+	// context bounds it.
+	long bool
 }
 
 // do sends one request with an optional form body and returns the raw
@@ -47,9 +56,27 @@ func (c *apiClient) do(ctx context.Context, method, path string, form url.Values
 // non-2xx answer is an *ExitError around an *apiError whose message
 // explains the status (statusError).
 func (c *apiClient) send(ctx context.Context, ar apiRequest) (json.RawMessage, *http.Response, error) {
+	b, resp, err := c.sendRaw(ctx, ar)
+	if err != nil {
+		return nil, resp, err
+	}
+	var env struct {
+		Result json.RawMessage `json:"result"`
+	}
+	if err := json.Unmarshal(b, &env); err != nil || env.Result == nil {
+		return nil, resp, fmt.Errorf("%s %s: not a management API answer (status %d): %.200s", ar.method, c.base+ar.path, resp.StatusCode, b)
+	}
+	return env.Result, resp, nil
+}
+
+// sendRaw is send without the envelope: the 2xx answer's body as it came
+// (at most 64 MiB). Errors are send's.
+func (c *apiClient) sendRaw(ctx context.Context, ar apiRequest) ([]byte, *http.Response, error) {
 	var body io.Reader
 	contentType := ""
 	switch {
+	case ar.body != nil:
+		body, contentType = bytes.NewReader(ar.body), ar.contentType
 	case ar.json != nil:
 		b, err := json.Marshal(ar.json)
 		if err != nil {
@@ -64,7 +91,11 @@ func (c *apiClient) send(ctx context.Context, ar apiRequest) (json.RawMessage, *
 	if err != nil {
 		return nil, nil, err
 	}
-	req.Header.Set("Accept", "application/json")
+	accept := "application/json"
+	if ar.accept != "" {
+		accept = ar.accept
+	}
+	req.Header.Set("Accept", accept)
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
@@ -80,7 +111,13 @@ func (c *apiClient) send(ctx context.Context, ar apiRequest) (json.RawMessage, *
 	case !c.password.IsZero() && !strings.HasSuffix(path, "/rbac/login"):
 		req.SetBasicAuth(c.o.username, c.password.RevealString())
 	}
-	resp, err := c.http.Do(req)
+	hc := c.http
+	if ar.long {
+		nc := *c.http
+		nc.Timeout = 0
+		hc = &nc
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, nil, c.transportError(err)
 	}
@@ -93,13 +130,7 @@ func (c *apiClient) send(ctx context.Context, ar apiRequest) (json.RawMessage, *
 	if resp.StatusCode/100 != 2 {
 		return nil, resp, c.statusError(resp, ar, b)
 	}
-	var env struct {
-		Result json.RawMessage `json:"result"`
-	}
-	if err := json.Unmarshal(b, &env); err != nil || env.Result == nil {
-		return nil, resp, fmt.Errorf("%s %s: not a management API answer (status %d): %.200s", method, c.base+path, resp.StatusCode, b)
-	}
-	return env.Result, resp, nil
+	return b, resp, nil
 }
 
 // versionOf is the topology version a change wrote (its ETag), or 0.

@@ -117,9 +117,13 @@ func (c *apiClient) topology(ctx context.Context) error {
 			ID, Name string
 		} `json:"hosts"`
 		Groups []struct {
-			ID       string          `json:"id"`
-			Name     string          `json:"name"`
-			Services []clientService `json:"services"`
+			ID         string          `json:"id"`
+			Name       string          `json:"name"`
+			Services   []clientService `json:"services"`
+			Deployment *struct {
+				Archive    int  `json:"archive"`
+				Consistent bool `json:"consistent"`
+			} `json:"deployment"` // gateway groups only
 		} `json:"groups"`
 	}
 	if err := json.Unmarshal(raw, &t); err != nil {
@@ -131,10 +135,22 @@ func (c *apiClient) topology(ctx context.Context) error {
 	}
 	fmt.Fprintf(c.env.Stdout, "domain %s (topology version %d)\n", t.ID, t.Version)
 	tw := tabwriter.NewWriter(c.env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "GROUP\tSERVICE\tNAME\tHOST\tPORTS\tSTATUS")
+	fmt.Fprintln(tw, "GROUP\tSERVICE\tNAME\tHOST\tPORTS\tSTATUS\tDEPLOYMENT")
 	for _, g := range t.Groups {
+		// The group's deployment state (docs/deployment.md): on every row
+		// of the group, so that a grep for the group shows it.
+		dep := ""
+		switch d := g.Deployment; {
+		case d == nil:
+		case !d.Consistent:
+			dep = "INCONSISTENT (gatehouse deployments -g " + g.ID + ")"
+		case d.Archive == 0:
+			dep = "consistent, group.yaml"
+		default:
+			dep = fmt.Sprintf("consistent, archive %d", d.Archive)
+		}
 		if len(g.Services) == 0 {
-			fmt.Fprintf(tw, "%s (%s)\t-\t\t\t\t\n", g.ID, g.Name)
+			fmt.Fprintf(tw, "%s (%s)\t-\t\t\t\t\t%s\n", g.ID, g.Name, dep)
 		}
 		for _, s := range g.Services {
 			host := hosts[s.HostID]
@@ -145,7 +161,7 @@ func (c *apiClient) topology(ctx context.Context) error {
 			if s.TrafficPort != 0 {
 				ports = fmt.Sprintf("%d/%d", s.TrafficPort, s.ManagementPort)
 			}
-			fmt.Fprintf(tw, "%s (%s)\t%s\t%s\t%s\t%s\t%s\n", g.ID, g.Name, s.ID, s.Name, host, ports, s.Status)
+			fmt.Fprintf(tw, "%s (%s)\t%s\t%s\t%s\t%s\t%s\t%s\n", g.ID, g.Name, s.ID, s.Name, host, ports, s.Status, dep)
 		}
 	}
 	return tw.Flush()

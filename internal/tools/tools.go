@@ -38,7 +38,8 @@ type Tool struct {
 var table []Tool
 
 func init() {
-	table = []Tool{managedomainTool, startinstanceTool, nodemanagerTool, quickstartTool, auditTool, clientTool, versionTool}
+	table = []Tool{managedomainTool, startinstanceTool, nodemanagerTool, quickstartTool, auditTool, clientTool,
+		deployTool, rollbackTool, deploymentsTool, archiveTool, versionTool}
 }
 
 // All returns the tools, in the order help lists them.
