@@ -113,7 +113,7 @@ func TestClientDeploy(t *testing.T) {
 	if got := cdTarFile(t, data, "group.yaml"); got != string(orig) {
 		t.Errorf("archive: group.yaml is %q, want the uploaded %q", got, orig)
 	}
-	wantClient(t, "archive of none", h.Run("", "archive", "-g", "group-2", "--archive", "9", "-o", out+".9"), 1, "(404)", "no archive 9")
+	wantClient(t, "archive of none", h.Run("", "archive", "-g", "group-2", "--archive", "9", "-o", out+".9"), 1, "(404)", "no archive 9", "gatehouse deployments lists the archives")
 	if _, err := os.Stat(out + ".9"); !os.IsNotExist(err) {
 		t.Errorf("archive of none: a file was written: %v", err)
 	}

@@ -188,7 +188,11 @@ func (c *apiClient) statusError(resp *http.Response, ar apiRequest, b []byte) er
 	case http.StatusForbidden:
 		text = fmt.Sprintf("forbidden (403): %s; an administrator can give the user a role that holds it (gatehouse client user update)", msg)
 	case http.StatusNotFound:
-		text = fmt.Sprintf("not found (404): %s; gatehouse client topology (or users) lists what there is", msg)
+		hint := "gatehouse client topology (or users) lists what there is"
+		if strings.HasPrefix(ar.path, "/deployment/") {
+			hint = "gatehouse deployments lists the archives and the recent jobs"
+		}
+		text = fmt.Sprintf("not found (404): %s; %s", msg, hint)
 	case http.StatusConflict:
 		text = fmt.Sprintf("conflict (409): %s", msg)
 		if ar.version > 0 && strings.Contains(msg, "If-Match") {
