@@ -2,9 +2,11 @@ package tools_test
 
 import (
 	"archive/tar"
+	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -120,7 +122,8 @@ func TestClientDeploy(t *testing.T) {
 
 	// Store only; then --async with zero-downtime on (0.5 s delays) and a
 	// deploy while it runs: 409.
-	wantClient(t, "deploy --no-deploy", h.Run("", "deploy", "-g", "group-2", v2, "--no-deploy"), 0, "archive 3 of group-2", "stored, not deployed")
+	tgz := file("v2.tar.gz", string(cdTarGz(t, map[string]string{"group.yaml": cdGroupYAML(backend, "/v2", "")})))
+	wantClient(t, "deploy --no-deploy of a tar.gz", h.Run("", "deploy", "-g", "group-2", tgz, "--no-deploy"), 0, "archive 3 of group-2", "files group.yaml", "stored, not deployed")
 	slow := file("slow.yaml", cdGroupYAML(backend, "/v1", "0.5"))
 	r = h.Run("", "deploy", "-g", "group-2", slow, "--async", "--comment", "slow")
 	wantClient(t, "deploy --async", r, 0, "archive 4 of group-2", "deploy started; follow it with gatehouse deployments --job")
@@ -152,6 +155,10 @@ func TestClientDeploy(t *testing.T) {
 		"--username", "admin", "--password_file", pw, "--comment", "by managedomain"), 0, "archive 7 of group-2", `"by managedomain"`, "succeeded", "2 of 2 instances")
 	wantClient(t, "deployments --json", h.Run("", "deployments", "-g", "group-2", "--json"), 0, `"consistent": true`, `"archive": 7`)
 	serves("after managedomain --deploy", "/v1/a", 200)
+	// The menu's option 18: group, file, comment, user, password.
+	r = h.Run("18\nDeploy Group\n"+v2+"\nfrom the menu\nadmin\nchangeme-Secret1\nq\n", "managedomain", "--menu")
+	wantClient(t, "managedomain menu 18", r, 0, "archive 8 of group-2", `comment "from the menu"`, "succeeded")
+	serves("after menu 18", "/v2/a", 200)
 
 	t.Run("usage", func(t *testing.T) {
 		for _, tt := range []struct {
@@ -181,6 +188,58 @@ func TestClientDeploy(t *testing.T) {
 		wantClient(t, "missing file", h.Run("", "deploy", "-g", "group-2", filepath.Join(dir, "none.yaml")), 1, "none.yaml")
 		wantClient(t, "unknown job", h.Run("", "deployments", "--job", "999"), 1, "not found (404)", "no deployment job")
 	})
+}
+
+// An archive whose bytes do not match the X-Archive-Checksum the server
+// sends is not written (a stand-in ANM that serves a wrong checksum).
+func TestClientDeployArchiveChecksum(t *testing.T) {
+	h := gwtest.NewHome(t)
+	h.Env = append(h.Env, "XDG_CONFIG_HOME="+t.TempDir())
+	body := cdTarGz(t, map[string]string{"group.yaml": "apis: []\n"})
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/api/topology":
+			fmt.Fprint(w, `{"result":{"groups":[{"id":"group-2","name":"G"}]}}`)
+		case "/api/deployment/archive/group-2/1":
+			w.Header().Set("X-Archive-Checksum", "sha256:"+strings.Repeat("0", 64))
+			w.Write(body)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644)
+	pw := filepath.Join(dir, "pw")
+	os.WriteFile(pw, []byte("whatever-Secret1\n"), 0o600)
+	out := filepath.Join(dir, "a.tar.gz")
+	r := h.Run("", "archive", "--url", srv.URL+"/api", "--cacert", ca, "--username", "admin", "--password-file", pw, "-g", "G", "--archive", "1", "-o", out)
+	wantClient(t, "archive with a wrong checksum", r, 1, "does not match its checksum", "nothing was written")
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("archive with a wrong checksum: %s was written (%v)", out, err)
+	}
+}
+
+// cdTarGz is a tar.gz of files.
+func cdTarGz(t *testing.T, files map[string]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for name, content := range files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(content))
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // cdBackend answers every request with "backend PATH".
