@@ -26,7 +26,7 @@ import (
 )
 
 var clientTool = Tool{
-	Name: "client", Summary: "talk to the management API: login, topology, host/group/instance create, start/stop/status, users, audit",
+	Name: "client", Summary: "talk to the management API: login, topology, host/group/instance create, start/stop/status, users, audit, deployments",
 	Run: runClient,
 }
 
