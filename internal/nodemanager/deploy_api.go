@@ -38,13 +38,17 @@ type deploymentsView struct {
 // instance of the group is known to run, or to start from, one same
 // archive (Archive; 0 = the undeployed group.yaml).
 type groupDeployment struct {
-	GroupID    string               `json:"groupID"`
-	Name       string               `json:"name"`
-	Archive    int                  `json:"archive"`
-	Consistent bool                 `json:"consistent"`
-	Reasons    []string             `json:"reasons,omitempty"`
-	Instances  []instanceDeployment `json:"instances"`
-	LastJob    *Job                 `json:"lastJob,omitempty"`
+	GroupID    string `json:"groupID"`
+	Name       string `json:"name"`
+	Archive    int    `json:"archive"`
+	Consistent bool   `json:"consistent"`
+	// LatestArchive is the group's newest stored archive (0: none); a
+	// consistent group may be on an older one (a rollback, or a rollout
+	// that failed before it changed any instance).
+	LatestArchive int                  `json:"latestArchive"`
+	Reasons       []string             `json:"reasons,omitempty"`
+	Instances     []instanceDeployment `json:"instances"`
+	LastJob       *Job                 `json:"lastJob,omitempty"`
 }
 
 type instanceDeployment struct {
@@ -126,6 +130,9 @@ func (a *api) getGroupDeployment(w http.ResponseWriter, r *http.Request) {
 // states (states: by service id; missing = its host did not answer).
 func (a *api) groupDeployment(g *topology.Group, states map[string]InstanceState) groupDeployment {
 	v := groupDeployment{GroupID: g.ID, Name: g.Name, Consistent: true, Instances: []instanceDeployment{}}
+	if ms, err := a.archives.List(g.ID); err == nil && len(ms) > 0 {
+		v.LatestArchive = ms[len(ms)-1].ID
+	}
 	if js := a.jobs.list(g.ID); len(js) > 0 {
 		v.LastJob = &js[0]
 	}
@@ -280,6 +287,16 @@ func (a *api) uploadConfiguration(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
+	if doDeploy {
+		// Refused before anything is stored (a rollout that starts
+		// between this check and ours still makes the upload's rollout
+		// 409 after the archive is stored: the message says so).
+		if err := a.jobs.busy(gid); err != nil {
+			outcome = err
+			a.fail(w, r, err)
+			return
+		}
+	}
 	arch, err := a.validateUpload(t, gid, data)
 	if err != nil {
 		outcome = err
@@ -339,6 +356,10 @@ func (a *api) rollout(w http.ResponseWriter, r *http.Request, t *topology.Topolo
 	}
 	j, err := a.startRollout(r, t, p, kind, comment, !async)
 	if err != nil {
+		var ae *apiError
+		if kind == kindDeploy && errors.As(err, &ae) {
+			ae.Msg = fmt.Sprintf("archive %d is stored but was not deployed: %s; deploy it later with POST /api/deployment/group/deploy/%s/%d", m.ID, ae.Msg, m.Group, m.ID)
+		}
 		a.fail(w, r, err)
 		return
 	}

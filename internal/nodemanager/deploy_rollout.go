@@ -105,12 +105,26 @@ type jobs struct {
 
 func newJobs() *jobs { return &jobs{byID: map[int]*Job{}, running: map[string]int{}} }
 
+// busy is a 409 while a rollout to group runs, nil otherwise.
+func (js *jobs) busy(group string) error {
+	js.mu.Lock()
+	defer js.mu.Unlock()
+	return js.busyLocked(group)
+}
+
+func (js *jobs) busyLocked(group string) error {
+	if id, ok := js.running[group]; ok {
+		return &apiError{Code: http.StatusConflict, Msg: fmt.Sprintf("a deployment to %s is running (job %d, GET /api/deployment/jobs/%d); try again when it has finished", group, id, id)}
+	}
+	return nil
+}
+
 // begin registers a job for its group; 409 while another runs there.
 func (js *jobs) begin(j *Job) error {
 	js.mu.Lock()
 	defer js.mu.Unlock()
-	if id, ok := js.running[j.Group]; ok {
-		return &apiError{Code: http.StatusConflict, Msg: fmt.Sprintf("a deployment to %s is running (job %d, GET /api/deployment/jobs/%d); try again when it has finished", j.Group, id, id)}
+	if err := js.busyLocked(j.Group); err != nil {
+		return err
 	}
 	js.next++
 	j.ID = js.next

@@ -6,11 +6,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gatehouse-gw/gatehouse/internal/deploy"
+	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
 )
 
 func TestGroupDeploymentConsistency(t *testing.T) {
-	a := &api{jobs: newJobs()}
+	a := &api{jobs: newJobs(), archives: deploy.NewStore(home.Home{Dir: t.TempDir()})}
 	g := &topology.Group{ID: "group-2", Name: "G", Services: []topology.Service{
 		{ID: "instance-1", Type: topology.TypeGateway, HostID: "host-1"},
 		{ID: "instance-2", Type: topology.TypeGateway, HostID: "host-2"},
