@@ -58,11 +58,16 @@ func deployBackend(t *testing.T) *httptest.Server {
 }
 
 // groupYAML is a group configuration: APIs /v1 (and /v2 when v2) to the
-// back end, zero-downtime deployment with short delays.
+// back end, zero-downtime deployment with short delays (off when delay is
+// "").
 func groupYAML(backend string, v2 bool, delay string) string {
+	enabled := delay != ""
+	if !enabled {
+		delay = "0"
+	}
 	s := fmt.Sprintf(`zeroDowntime:
   deployment:
-    enabled: true
+    enabled: %t
     delayBefore: %s
     delayAfter: %s
 backends:
@@ -72,7 +77,7 @@ apis:
   - name: v1
     pathPrefix: /v1
     backend: be
-`, delay, delay, backend)
+`, enabled, delay, delay, backend)
 	if v2 {
 		s += `  - name: v2
     pathPrefix: /v2
@@ -176,6 +181,22 @@ func (o *lbObserver) check(t *testing.T, what string) {
 		}
 	}
 	t.Logf("%s: %d samples, 503 samples per instance %v", what, len(o.rounds), seen503)
+}
+
+// checkNone: no instance left the pool (a deployment without zero-downtime).
+func (o *lbObserver) checkNone(t *testing.T, what string) {
+	t.Helper()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, r := range o.rounds {
+		for i, code := range r {
+			if code != 200 {
+				t.Errorf("%s: /healthchecklb of instance %d answered %d, want 200 throughout", what, i+1, code)
+				return
+			}
+		}
+	}
+	t.Logf("%s: %d samples, all 200", what, len(o.rounds))
 }
 
 // loadGen sends requests through the load balancer on several keep-alive
@@ -415,7 +436,7 @@ func TestDeploymentZeroDowntime(t *testing.T) {
 	wsEcho("before")
 
 	// Archive 2 (/v2 added), zero-downtime, under load through HAProxy.
-	zdt := func(what string, call func() curlResult, wantArchive int) {
+	zdt := func(what string, call func() curlResult, wantArchive int, zeroDowntime bool) {
 		t.Helper()
 		octx, ocancel := context.WithCancel(context.Background())
 		obs := observeLB(octx, []int{tp1, tp2})
@@ -435,7 +456,11 @@ func TestDeploymentZeroDowntime(t *testing.T) {
 		if res.Job.Status != "succeeded" || res.Job.Done != 2 {
 			t.Errorf("%s: job %+v", what, res.Job)
 		}
-		obs.check(t, what)
+		if zeroDowntime {
+			obs.check(t, what)
+		} else {
+			obs.checkNone(t, what)
+		}
 		g := anm.groupState(gid)
 		if !g.Consistent || g.Archive != wantArchive {
 			t.Errorf("%s: group state %+v, want consistent on archive %d", what, g, wantArchive)
@@ -446,7 +471,7 @@ func TestDeploymentZeroDowntime(t *testing.T) {
 			}
 		}
 	}
-	zdt("deploy archive 2", func() curlResult { return anm.upload(gid, groupYAML(be.URL, true, "0.5"), "?comment=second") }, 2)
+	zdt("deploy archive 2", func() curlResult { return anm.upload(gid, groupYAML(be.URL, true, "0.5"), "?comment=second") }, 2, true)
 
 	// The connections opened before are still there and see archive 2.
 	if code, body := kaGet("/v2/x"); code != 200 || body != "backend /v2/x" {
@@ -457,11 +482,19 @@ func TestDeploymentZeroDowntime(t *testing.T) {
 	// Rollback to archive 1, the same way.
 	zdt("rollback to archive 1", func() curlResult {
 		return anm.api("POST", "/api/deployment/group/deploy/"+gid+"/1?comment=rollback", "")
-	}, 1)
+	}, 1, true)
 	if code, _ := kaGet("/v2/x"); code != 404 {
 		t.Errorf("/v2 after the rollback: %d, want 404", code)
 	}
 	wsEcho("after rollback")
+
+	// A deployment without zero-downtime (archive 3, /v2 again) under load:
+	// the hot swap alone loses nothing, and /healthchecklb stays 200.
+	zdt("deploy archive 3 without zero-downtime", func() curlResult { return anm.upload(gid, groupYAML(be.URL, true, ""), "?comment=third") }, 3, false)
+	if code, body := kaGet("/v2/x"); code != 200 || body != "backend /v2/x" {
+		t.Errorf("keep-alive connection after archive 3: %d %q", code, body)
+	}
+	wsEcho("after archive 3")
 
 	// The archive can be downloaded; audit entries for the upload and rollouts.
 	if r := anm.curl(anm.h, "-u", adminCreds, "/api/deployment/archive/"+gid+"/2"); r.code != 200 || !strings.HasPrefix(r.body, "\x1f\x8b") {
@@ -475,7 +508,7 @@ func TestDeploymentZeroDowntime(t *testing.T) {
 	for _, e := range aud.Entries {
 		actions[e.Action+"/"+e.Outcome]++
 	}
-	if actions["upload archive/ok"] != 2 || actions["upload archive/error"] != 1 || actions["deploy archive/ok"] != 2 || actions["rollback archive/ok"] != 1 {
+	if actions["upload archive/ok"] != 3 || actions["upload archive/error"] != 1 || actions["deploy archive/ok"] != 3 || actions["rollback archive/ok"] != 1 {
 		t.Errorf("audit entries: %v", actions)
 	}
 
@@ -483,15 +516,15 @@ func TestDeploymentZeroDowntime(t *testing.T) {
 	// group's archive, not from the original group.yaml: still consistent.
 	tp3, mp3 := gwtest.FreePort(t), gwtest.FreePort(t)
 	result(t, anm.api("POST", "/api/topology/services/"+gid, fmt.Sprintf(`{"name":"three","hostID":"host-2","trafficPort":%d,"managementPort":%d}`, tp3, mp3)), 201, &svc)
-	if g := anm.groupState(gid); !g.Consistent || g.Archive != 1 || len(g.Instances) != 3 {
-		t.Errorf("after adding instance-3: %+v, want consistent on archive 1", g)
+	if g := anm.groupState(gid); !g.Consistent || g.Archive != 3 || len(g.Instances) != 3 {
+		t.Errorf("after adding instance-3: %+v, want consistent on archive 3", g)
 	}
 	result(t, anm.api("DELETE", "/api/topology/services/"+gid+"/"+svc.ID, ""), 200, nil)
 
 	// An instance down during a deployment: reported, the group inconsistent.
 	var st struct{ Status string }
 	result(t, anm.api("POST", "/api/management/stop/"+gid+"/instance-2", ""), 200, &st)
-	r3 := anm.upload(gid, groupYAML(be.URL, true, "0.1"), "?comment=third")
+	r3 := anm.upload(gid, groupYAML(be.URL, false, "0.1"), "?comment=fourth")
 	if r3.code != 502 || !strings.Contains(r3.body, "instance-2") || !strings.Contains(r3.body, "not running") {
 		t.Errorf("deployment with instance-2 down: %d %s", r3.code, r3.body)
 	}
@@ -515,21 +548,22 @@ func TestDeploymentZeroDowntime(t *testing.T) {
 	}
 
 	// Last-known-good: instance-2 started with its node manager stopped
-	// serves the archive it last took (1, the rollback), not archive 3.
+	// serves the archive it last took (3: /v1 and /v2), not archive 4 (no
+	// /v2) nor the original group.yaml (no /v1).
 	second.h.MustRun("", "nodemanager", "-k")
 	second.h.MustRun("", "startinstance", "-d", "-n", "two", "-g", "G")
 	t.Cleanup(func() { second.h.Run("", "startinstance", "-k", "-n", "two", "-g", "G") })
 	if code, _ := gwtest.Get(t, fmt.Sprintf("http://127.0.0.1:%d/v1/lkg", tp2)); code != 200 {
 		t.Errorf("instance-2 started without its node manager: /v1 %d, want 200", code)
 	}
-	if code, _ := gwtest.Get(t, fmt.Sprintf("http://127.0.0.1:%d/v2/lkg", tp2)); code != 404 {
-		t.Errorf("instance-2 started without its node manager: /v2 %d, want 404 (archive 1)", code)
+	if code, _ := gwtest.Get(t, fmt.Sprintf("http://127.0.0.1:%d/v2/lkg", tp2)); code != 200 {
+		t.Errorf("instance-2 started without its node manager: /v2 %d, want 200 (archive 3)", code)
 	}
 	var status struct {
 		Deployment struct{ Archive int }
 	}
 	code, body := anm.h.MgmtGet(mp2, "/status") // a client certificate of the domain; the CA key is on the ANM host
-	if err := json.Unmarshal([]byte(body), &status); code != 200 || err != nil || status.Deployment.Archive != 1 {
-		t.Errorf("instance-2 /status: %d %s", code, body)
+	if err := json.Unmarshal([]byte(body), &status); code != 200 || err != nil || status.Deployment.Archive != 3 {
+		t.Errorf("instance-2 /status: %d %s, want archive 3", code, body)
 	}
 }
