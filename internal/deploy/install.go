@@ -109,14 +109,14 @@ func Install(h home.Home, m Meta, a Archive) error {
 	if err := writeSynced(filepath.Join(tmp, "archive.json"), append(ij, '\n')); err != nil {
 		return fmt.Errorf("installing archive %d of group %s: %w", m.ID, m.Group, err)
 	}
-	if err := syncDir(tmp); err != nil {
+	if err := home.SyncDir(tmp); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		return fmt.Errorf("installing archive %d of group %s: %w", m.ID, m.Group, err)
 	}
 	renamed = true
-	return syncDir(parent)
+	return home.SyncDir(parent)
 }
 
 func writeSynced(path string, data []byte) error {
@@ -133,18 +133,6 @@ func writeSynced(path string, data []byte) error {
 		return err
 	}
 	return f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("opening %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing directory %s: %w", dir, err)
-	}
-	return nil
 }
 
 // readInstalled reads an installed archive's archive.json and checks every
@@ -331,7 +319,7 @@ func Prune(h home.Home, groupID string, keep int) ([]int, error) {
 		removed = append(removed, id)
 	}
 	if len(removed) > 0 {
-		if err := syncDir(parent); err != nil {
+		if err := home.SyncDir(parent); err != nil {
 			return removed, err
 		}
 	}

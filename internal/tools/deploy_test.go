@@ -284,21 +284,7 @@ backend gws
   option httpchk GET /healthchecklb
   http-check expect status 200
 %s`, fp, servers.String())
-	file := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "-db", "-f", file)
-	out, _ := os.Create(filepath.Join(dir, "haproxy.out"))
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("starting haproxy: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { cancel(); <-exited; out.Close() })
+	exited := runHAProxy(t, bin, dir, cfg)
 	addr := "127.0.0.1:" + strconv.Itoa(fp)
 	// Ready when both servers are up: requests through it succeed.
 	deadline := time.Now().Add(15 * time.Second)

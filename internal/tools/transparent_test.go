@@ -223,6 +223,29 @@ func haproxyPath(t *testing.T) string {
 // frontends on 127.0.0.3 that forward to target, one with PROXY protocol v1
 // (send-proxy) and one with v2 (send-proxy-v2); it returns their addresses
 // when both accept connections.
+// runHAProxy runs HAProxy in the foreground with configuration cfg, its
+// output in dir/haproxy.out, until the test ends; the channel is closed if
+// it exits.
+func runHAProxy(t *testing.T, bin, dir, cfg string) <-chan struct{} {
+	t.Helper()
+	file := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, "-db", "-f", file)
+	out, _ := os.Create(filepath.Join(dir, "haproxy.out"))
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("starting haproxy: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { cancel(); <-exited; out.Close() })
+	return exited
+}
+
 func startHAProxy(t *testing.T, target int) (v1, v2 string) {
 	t.Helper()
 	bin := haproxyPath(t)
@@ -246,21 +269,7 @@ backend gw1
 backend gw2
   server gw 127.0.0.1:%d send-proxy-v2
 `, p1, p2, target, target)
-	file := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "-db", "-f", file)
-	out, _ := os.Create(filepath.Join(dir, "haproxy.out"))
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("starting haproxy: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() { cancel(); <-exited; out.Close() })
+	exited := runHAProxy(t, bin, dir, cfg)
 	v1, v2 = "127.0.0.3:"+strconv.Itoa(p1), "127.0.0.3:"+strconv.Itoa(p2)
 	deadline := time.Now().Add(10 * time.Second)
 	for _, a := range []string{v1, v2} {
