@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/pki"
 	"github.com/gatehouse-gw/gatehouse/internal/proxy"
 )
 
@@ -152,10 +153,8 @@ func (h managementHandler) writeStatus(w http.ResponseWriter) {
 }
 
 // nodeManagerCNPrefix starts the subject common name of every node
-// manager's certificate, "Gatehouse Node Manager nodemanager-2 (host-2)"
-// (internal/nodemanager, nmCNPrefix). Only the domain CA writes it; an
-// instance's certificate says "Gatehouse Instance ...".
-const nodeManagerCNPrefix = "Gatehouse Node Manager "
+// manager's certificate (pki.NodeManagerCNPrefix).
+const nodeManagerCNPrefix = pki.NodeManagerCNPrefix
 
 // postFromNodeManager lets a POST from a node manager through. Others get
 // 405 (another method) or 403 (a client certificate that is not a node

@@ -39,13 +39,10 @@ import (
 //	GET  /nm/sync                                    ANM only: every host's version and checksum
 //	POST /nm/sync                                    ANM only: push the topology to every host
 
-// nmCNPrefix starts the common name of every node manager certificate:
-// "Gatehouse Node Manager nodemanager-2 (host-2)".
-const nmCNPrefix = "Gatehouse Node Manager "
+// nmCNPrefix starts the common name of every node manager certificate.
+const nmCNPrefix = pki.NodeManagerCNPrefix
 
-func nodeManagerCN(nmID, hostID string) string {
-	return fmt.Sprintf("%s%s (%s)", nmCNPrefix, nmID, hostID)
-}
+func nodeManagerCN(nmID, hostID string) string { return pki.NodeManagerCommonName(nmID, hostID) }
 
 // peerNodeManager is the node manager id of the verified client
 // certificate of r; "" when it is not a node manager's.

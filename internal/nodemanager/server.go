@@ -66,7 +66,7 @@ func (s *server) start() error {
 		}
 	}
 	dns, ips := certNames(hostName, s.n.conf.Address)
-	cert, caCert, err := nodeManagerCert(s.n.opts.Home, s.log, fmt.Sprintf("Gatehouse Node Manager %s (%s)", s.n.conf.NodeManagerID, s.n.conf.HostID), dns, ips)
+	cert, caCert, err := nodeManagerCert(s.n.opts.Home, s.log, nodeManagerCN(s.n.conf.NodeManagerID, s.n.conf.HostID), dns, ips)
 	if err != nil {
 		return fmt.Errorf("node manager certificate: %w", err)
 	}

@@ -114,3 +114,15 @@ func MutualTLSClient(cert tls.Certificate, caCert *x509.Certificate) *tls.Config
 		RootCAs:      pool,
 	}
 }
+
+// NodeManagerCNPrefix starts the subject common name of every node
+// manager's certificate: "Gatehouse Node Manager nodemanager-2 (host-2)".
+// Only the domain CA issues certificates, so a verified chain whose leaf
+// has it is a node manager's (instances' say "Gatehouse Instance ...").
+const NodeManagerCNPrefix = "Gatehouse Node Manager "
+
+// NodeManagerCommonName is the subject common name of node manager nmID of
+// host hostID.
+func NodeManagerCommonName(nmID, hostID string) string {
+	return NodeManagerCNPrefix + nmID + " (" + hostID + ")"
+}
