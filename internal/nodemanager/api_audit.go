@@ -1,6 +1,7 @@
 package nodemanager
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -68,23 +69,34 @@ func auditTime(name, s string) (time.Time, error) {
 	return time.Time{}, &apiError{Code: http.StatusBadRequest, Msg: fmt.Sprintf("%s %q: want an RFC 3339 time (2026-11-27T10:00:00Z) or a date (2026-11-27)", name, s)}
 }
 
+// record writes one change made through the API to the domain audit log:
+// who and from where (act), what, on which targets, and the outcome —
+// errMsg is "" when it succeeded, otherwise the message the client got. A
+// log that cannot be written is reported (audit.Warning); it never fails
+// the change.
+func (a *api) record(ctx context.Context, act topology.Actor, action string, targets []string, detail, errMsg string) {
+	e := audit.Entry{User: act.User, Via: act.Via, Remote: act.Remote, Action: action, Targets: targets, Detail: detail, Error: errMsg}
+	if _, err := a.n.audit.Log.Record(ctx, e); err != nil {
+		a.n.audit.Warning(ctx, err)
+	}
+}
+
+// clientMessage is the message the API answered for err (classify); "" for
+// nil.
+func clientMessage(err error) string {
+	if err == nil {
+		return ""
+	}
+	_, msg := classify(err)
+	return msg
+}
+
 // recordManage writes a start or stop through the API to the audit log;
 // s is nil when the instance was not found, err nil when it succeeded.
 func (a *api) recordManage(r *http.Request, action string, s *topology.Service, err error) {
-	act := actor(r)
-	e := audit.Entry{
-		User: act.User, Via: act.Via, Remote: act.Remote,
-		Action:  action + " instance",
-		Targets: []string{r.PathValue("groupID"), r.PathValue("serviceID")},
-	}
+	detail := ""
 	if s != nil {
-		e.Detail = fmt.Sprintf("instance %q (%s) on host %s", s.Name, s.ID, s.HostID)
+		detail = fmt.Sprintf("instance %q (%s) on host %s", s.Name, s.ID, s.HostID)
 	}
-	if err != nil {
-		_, msg := classify(err)
-		e.Outcome, e.Error = audit.OutcomeError, msg
-	}
-	if _, werr := a.n.audit.Log.Record(r.Context(), e); werr != nil {
-		a.n.audit.Warning(r.Context(), werr)
-	}
+	a.record(r.Context(), actor(r), action+" instance", []string{r.PathValue("groupID"), r.PathValue("serviceID")}, detail, clientMessage(err))
 }

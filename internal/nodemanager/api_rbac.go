@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/rbac"
 	"github.com/gatehouse-gw/gatehouse/internal/secret"
 )
@@ -210,18 +209,11 @@ func (a *api) deleteUser(w http.ResponseWriter, r *http.Request) {
 // log: who, from where, which user (target), what, and the outcome with
 // the message the client got. The entry never holds a password.
 func (a *api) recordUser(r *http.Request, action, name, detail string, err error) {
-	act := actor(r)
-	e := audit.Entry{User: act.User, Via: act.Via, Remote: act.Remote, Action: action, Detail: detail}
+	var targets []string
 	if name != "" {
-		e.Targets = []string{name}
+		targets = []string{name}
 	}
-	if err != nil {
-		_, msg := classify(err)
-		e.Outcome, e.Error = audit.OutcomeError, msg
-	}
-	if _, werr := a.n.audit.Log.Record(r.Context(), e); werr != nil {
-		a.n.audit.Warning(r.Context(), werr)
-	}
+	a.record(r.Context(), actor(r), action, targets, detail, clientMessage(err))
 }
 
 func userErrorOrNil(err error) error {

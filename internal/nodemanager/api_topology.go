@@ -98,10 +98,7 @@ func (a *api) getTopology(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := topologyView{ID: t.ID, Version: t.Version, Timestamp: t.Timestamp, DomainName: t.DomainName, Hosts: t.Hosts, Groups: []groupView{}}
-	remote, states := a.remoteStates(r.Context(), t)
-	for _, is := range a.sup.States() {
-		states[is.ID] = is
-	}
+	remote, states := a.allStates(r.Context(), t)
 	if v.Hosts == nil {
 		v.Hosts = []topology.Host{}
 	}
@@ -376,8 +373,9 @@ func (a *api) listGroups(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := []groupView{}
+	remote := a.remoteStatuses(r.Context(), t) // once: it asks every other host
 	for i := range t.Groups {
-		out = append(out, a.groupView(&t.Groups[i], "", a.remoteStatuses(r.Context(), t)))
+		out = append(out, a.groupView(&t.Groups[i], "", remote))
 	}
 	writeResult(w, http.StatusOK, out)
 }

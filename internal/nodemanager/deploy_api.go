@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/deploy"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
@@ -103,7 +102,7 @@ func (a *api) listDeployments(w http.ResponseWriter, r *http.Request) {
 		metas = []deploy.Meta{}
 	}
 	v := deploymentsView{Archives: metas, Groups: []groupDeployment{}, Jobs: a.jobs.list(gid)}
-	states := a.allStates(r.Context(), t)
+	_, states := a.allStates(r.Context(), t)
 	for i := range t.Groups {
 		if gid == "" || t.Groups[i].ID == gid {
 			v.Groups = append(v.Groups, a.groupDeployment(&t.Groups[i], states))
@@ -123,7 +122,8 @@ func (a *api) getGroupDeployment(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeResult(w, http.StatusOK, a.groupDeployment(g, a.allStates(r.Context(), t)))
+	_, states := a.allStates(r.Context(), t)
+	writeResult(w, http.StatusOK, a.groupDeployment(g, states))
 }
 
 // groupDeployment works out whether g is consistent from its instances'
@@ -177,13 +177,18 @@ func (a *api) groupDeployment(g *topology.Group, states map[string]InstanceState
 
 // allStates is every gateway instance's state: this host's from the
 // supervisor, the others' from their node managers (missing when one did
-// not answer).
-func (a *api) allStates(ctx context.Context, t *topology.Topology) map[string]InstanceState {
-	_, states := a.remoteStates(ctx, t)
+// not answer); and the status of each service as remoteStatuses gives it,
+// with this host's instances added (so that a.status need not probe them
+// again).
+func (a *api) allStates(ctx context.Context, t *topology.Topology) (map[string]string, map[string]InstanceState) {
+	status, states := a.remoteStates(ctx, t)
 	for _, st := range a.sup.States() {
 		states[st.ID] = st
+		if st.Status != "" {
+			status[st.ID] = st.Status
+		}
 	}
-	return states
+	return status, states
 }
 
 // GET /api/deployment/jobs[?groupID=]
@@ -258,8 +263,9 @@ func (a *api) uploadConfiguration(w http.ResponseWriter, r *http.Request) {
 	gid := r.PathValue("groupID")
 	q := r.URL.Query()
 	doDeploy, err := boolParam(q.Get("deploy"), "deploy", true)
+	var async bool
 	if err == nil {
-		_, err = boolParam(q.Get("async"), "async", false)
+		async, err = boolParam(q.Get("async"), "async", false)
 	}
 	if err != nil {
 		a.fail(w, r, err)
@@ -314,7 +320,7 @@ func (a *api) uploadConfiguration(w http.ResponseWriter, r *http.Request) {
 		writeResult(w, http.StatusCreated, uploadResult{Archive: m})
 		return
 	}
-	a.rollout(w, r, t, m, arch, kindDeploy, comment)
+	a.rollout(w, r, t, m, arch, kindDeploy, comment, async)
 }
 
 // POST /api/deployment/group/deploy/{groupID}/{archiveID}?comment=&async=
@@ -322,7 +328,8 @@ func (a *api) uploadConfiguration(w http.ResponseWriter, r *http.Request) {
 // newest archive, a redeploy otherwise.
 func (a *api) deployArchive(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	if _, err := boolParam(q.Get("async"), "async", false); err != nil {
+	async, err := boolParam(q.Get("async"), "async", false)
+	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
@@ -339,12 +346,11 @@ func (a *api) deployArchive(w http.ResponseWriter, r *http.Request) {
 	if all, err := a.archives.List(m.Group); err == nil && len(all) > 0 && all[len(all)-1].ID > m.ID {
 		kind = kindRollback
 	}
-	a.rollout(w, r, t, m, arch, kind, q.Get("comment"))
+	a.rollout(w, r, t, m, arch, kind, q.Get("comment"), async)
 }
 
 // rollout plans and runs the rollout of m and answers.
-func (a *api) rollout(w http.ResponseWriter, r *http.Request, t *topology.Topology, m deploy.Meta, arch deploy.Archive, kind, comment string) {
-	async, _ := boolParam(r.URL.Query().Get("async"), "async", false)
+func (a *api) rollout(w http.ResponseWriter, r *http.Request, t *topology.Topology, m deploy.Meta, arch deploy.Archive, kind, comment string, async bool) {
 	p, err := a.planRollout(t, m.Group, m, arch)
 	if err != nil {
 		a.fail(w, r, err)
@@ -459,20 +465,13 @@ func boolParam(s, name string, def bool) (bool, error) {
 // recordUpload writes an upload to the audit log (the rollout that may
 // follow is recorded by itself).
 func (a *api) recordUpload(r *http.Request, gid string, m deploy.Meta, err error) {
-	act := actor(r)
-	e := audit.Entry{User: act.User, Via: act.Via, Remote: act.Remote, Action: "upload archive", Targets: []string{gid}}
+	targets, detail := []string{gid}, ""
 	if m.ID > 0 {
-		e.Targets = append(e.Targets, fmt.Sprintf("archive-%d", m.ID))
-		e.Detail = fmt.Sprintf("checksum %s, %d bytes, files %s", m.Checksum, m.Size, strings.Join(m.Files, ", "))
+		targets = append(targets, fmt.Sprintf("archive-%d", m.ID))
+		detail = fmt.Sprintf("checksum %s, %d bytes, files %s", m.Checksum, m.Size, strings.Join(m.Files, ", "))
 		if m.Comment != "" {
-			e.Detail += fmt.Sprintf(", comment %q", m.Comment)
+			detail += fmt.Sprintf(", comment %q", m.Comment)
 		}
 	}
-	if err != nil {
-		_, msg := classify(err)
-		e.Outcome, e.Error = audit.OutcomeError, msg
-	}
-	if _, werr := a.n.audit.Log.Record(r.Context(), e); werr != nil {
-		a.n.audit.Warning(r.Context(), werr)
-	}
+	a.record(r.Context(), actor(r), "upload archive", targets, detail, clientMessage(err))
 }

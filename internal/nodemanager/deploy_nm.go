@@ -207,7 +207,8 @@ func (a *api) adoptGroupArchive(ctx context.Context, gid, iid string) {
 			others.Services = append(others.Services, o)
 		}
 	}
-	d := a.groupDeployment(&others, a.allStates(ctx, t))
+	_, states := a.allStates(ctx, t)
+	d := a.groupDeployment(&others, states)
 	if !d.Consistent || d.Archive == 0 {
 		if !d.Consistent {
 			a.log.Warn("new instance starts from the group's group.yaml: the group's instances are not on one archive", "group", gid, "instance", iid, "reasons", d.Reasons)

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/deploy"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
@@ -374,22 +373,18 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 }
 
 // recordRollout writes a finished rollout to the audit log.
+// The rollout's own error (not classify's: it is not an API answer) is
+// the entry's error.
 func (a *api) recordRollout(ctx context.Context, act topology.Actor, j *Job, err error) {
-	e := audit.Entry{
-		User: act.User, Via: act.Via, Remote: act.Remote,
-		Action:  j.Kind + " archive",
-		Targets: []string{j.Group, fmt.Sprintf("archive-%d", j.Archive)},
-		Detail:  fmt.Sprintf("job %d, %d of %d instances, zero-downtime %t, checksum %s", j.ID, j.Done, j.Total, j.ZeroDowntime, j.Checksum),
-	}
+	detail := fmt.Sprintf("job %d, %d of %d instances, zero-downtime %t, checksum %s", j.ID, j.Done, j.Total, j.ZeroDowntime, j.Checksum)
 	if j.Comment != "" {
-		e.Detail += ", comment " + fmt.Sprintf("%q", j.Comment)
+		detail += fmt.Sprintf(", comment %q", j.Comment)
 	}
+	errMsg := ""
 	if err != nil {
-		e.Outcome, e.Error = audit.OutcomeError, err.Error()
+		errMsg = err.Error()
 	}
-	if _, werr := a.n.audit.Log.Record(ctx, e); werr != nil {
-		a.n.audit.Warning(ctx, werr)
-	}
+	a.record(ctx, act, j.Kind+" archive", []string{j.Group, fmt.Sprintf("archive-%d", j.Archive)}, detail, errMsg)
 }
 
 // errNotDeployable: the group has no gateway instance.

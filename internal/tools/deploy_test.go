@@ -10,9 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -311,27 +309,11 @@ backend gws
 }
 
 func TestDeploymentZeroDowntime(t *testing.T) {
-	if _, err := exec.LookPath("curl"); err != nil {
-		t.Fatalf("curl is needed (scripts/test installs it): %v", err)
-	}
-	pw := filepath.Join(t.TempDir(), "pw")
-	os.WriteFile(pw, []byte("changeme-Secret1\n"), 0o600)
-
 	// Two hosts: the ANM, and a second host joined to it.
-	anm := &nmHost{t: t, h: gwtest.NewHome(t), ip: "127.0.0.2"}
-	anm.port = gwtest.FreePortOn(t, anm.ip)
-	r := anm.h.MustRun("", "managedomain", "-i", "--domain_name", "D", "--username", "admin", "--password_file", pw,
-		"--host_name", "first", "--nm_address", anm.ip, "--port", strconv.Itoa(anm.port))
-	fp := regexp.MustCompile(`SHA-256 fingerprint ([0-9A-F:]+)`).FindStringSubmatch(r.Stdout)
-	if fp == nil {
-		t.Fatalf("no fingerprint in: %s", r.Stdout)
-	}
-	t.Cleanup(func() { anm.h.Run("", "nodemanager", "-k", "-q") })
-	anm.h.MustRun("", "nodemanager", "-d")
-	second := &nmHost{t: t, h: gwtest.NewHome(t), ip: "127.0.0.3"}
-	second.port = gwtest.FreePortOn(t, second.ip)
-	second.h.MustRun("", "managedomain", "-a", "--anm_host", fmt.Sprintf("%s:%d", anm.ip, anm.port), "--username", "admin", "--password_file", pw,
-		"--host_name", "second", "--nm_address", second.ip, "--port", strconv.Itoa(second.port), "--anm_fingerprint", fp[1])
+	pw := adminPasswordFile(t)
+	anm, fp := startANMHost(t, "127.0.0.2", pw)
+	second, join := newHostOn(t, "127.0.0.3", anm, pw)
+	second.h.MustRun("", append(join, "--anm_fingerprint", fp)...)
 	t.Cleanup(func() { second.h.Run("", "nodemanager", "-k", "-q") })
 	second.h.MustRun("", "nodemanager", "-d")
 	inStep(t, "the join", anm.h, second.h)

@@ -97,14 +97,21 @@ func inStep(t *testing.T, what string, a, b *gwtest.Home) int64 {
 // hosts through the API; the topology in step after each change; the second
 // node manager down → 502 naming the host and "unknown"; options 14 to 16;
 // certificates not from the domain CA refused on /nm.
-func TestSecondHost(t *testing.T) {
+// adminPasswordFile writes the test domain's admin password to a file.
+func adminPasswordFile(t *testing.T) string {
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Fatalf("curl is needed (scripts/test installs it): %v", err)
 	}
 	pw := filepath.Join(t.TempDir(), "pw")
 	os.WriteFile(pw, []byte("changeme-Secret1\n"), 0o600)
+	return pw
+}
 
-	anm := &nmHost{t: t, h: gwtest.NewHome(t), ip: "127.0.0.2"}
+// startANMHost makes a domain whose first host's node manager (the ANM)
+// listens on ip, starts it, and returns it with the CA's fingerprint.
+func startANMHost(t *testing.T, ip, pw string) (*nmHost, string) {
+	t.Helper()
+	anm := &nmHost{t: t, h: gwtest.NewHome(t), ip: ip}
 	anm.port = gwtest.FreePortOn(t, anm.ip)
 	r := anm.h.MustRun("", "managedomain", "-i", "--domain_name", "D", "--username", "admin", "--password_file", pw,
 		"--host_name", "first", "--nm_address", anm.ip, "--port", strconv.Itoa(anm.port))
@@ -112,18 +119,29 @@ func TestSecondHost(t *testing.T) {
 	if m == nil {
 		t.Fatalf("no fingerprint in: %s", r.Stdout)
 	}
-	fingerprint := m[1]
 	t.Cleanup(func() { anm.h.Run("", "nodemanager", "-k", "-q") })
 	anm.h.MustRun("", "nodemanager", "-d")
+	return anm, m[1]
+}
 
-	second := &nmHost{t: t, h: gwtest.NewHome(t), ip: "127.0.0.3"}
-	second.port = gwtest.FreePortOn(t, second.ip)
-	join := []string{"managedomain", "-a", "--anm_host", fmt.Sprintf("%s:%d", anm.ip, anm.port), "--username", "admin", "--password_file", pw,
-		"--host_name", "second", "--nm_address", second.ip, "--port", strconv.Itoa(second.port)}
+// newHostOn is an install directory for a host whose node manager will
+// listen on ip, and the managedomain -a command that joins it to anm's
+// domain as "second" (without --anm_fingerprint).
+func newHostOn(t *testing.T, ip string, anm *nmHost, pw string) (*nmHost, []string) {
+	n := &nmHost{t: t, h: gwtest.NewHome(t), ip: ip}
+	n.port = gwtest.FreePortOn(t, n.ip)
+	return n, []string{"managedomain", "-a", "--anm_host", fmt.Sprintf("%s:%d", anm.ip, anm.port), "--username", "admin", "--password_file", pw,
+		"--host_name", "second", "--nm_address", n.ip, "--port", strconv.Itoa(n.port)}
+}
+
+func TestSecondHost(t *testing.T) {
+	pw := adminPasswordFile(t)
+	anm, fingerprint := startANMHost(t, "127.0.0.2", pw)
+	second, join := newHostOn(t, "127.0.0.3", anm, pw)
 
 	// A wrong fingerprint: refused, nothing written.
 	wrong := strings.Repeat("AB:", 31) + "AB"
-	r = second.h.Run("", append(join, "--anm_fingerprint", wrong)...)
+	r := second.h.Run("", append(join, "--anm_fingerprint", wrong)...)
 	if r.Code != 1 || !strings.Contains(r.Stderr, "fingerprint") || !strings.Contains(r.Stdout, fingerprint) {
 		t.Fatalf("wrong fingerprint: %s", r)
 	}
