@@ -16,7 +16,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/deploy"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/nodemanager"
 )
 
 // The deployment verbs of the operator's client (docs/deployment.md,
@@ -210,49 +212,16 @@ func (c *apiClient) resolveGroup(ctx context.Context, arg string) (string, error
 	}
 }
 
-// deployMeta is an archive's metadata (deploy.Meta on the server).
-type deployMeta struct {
-	Group    string    `json:"group"`
-	ID       int       `json:"id"`
-	Checksum string    `json:"checksum"`
-	Size     int64     `json:"size"`
-	Files    []string  `json:"files"`
-	Comment  string    `json:"comment"`
-	By       string    `json:"by"`
-	At       time.Time `json:"at"`
-}
+// The answers are decoded into the server's own types (deploy.Meta,
+// nodemanager.Job), so that the client and the API cannot disagree on
+// their shape.
+type (
+	deployMeta = deploy.Meta
+	deployJob  = nodemanager.Job
+)
 
-// deployJob is a rollout (nodemanager.Job).
-type deployJob struct {
-	ID           int       `json:"id"`
-	Group        string    `json:"groupID"`
-	Archive      int       `json:"archive"`
-	Checksum     string    `json:"checksum"`
-	Kind         string    `json:"kind"`
-	By           string    `json:"by"`
-	Comment      string    `json:"comment"`
-	Status       string    `json:"status"`
-	Error        string    `json:"error"`
-	ZeroDowntime bool      `json:"zeroDowntime"`
-	DelayBefore  float64   `json:"delayBefore"`
-	DelayAfter   float64   `json:"delayAfter"`
-	Done         int       `json:"done"`
-	Total        int       `json:"total"`
-	Created      time.Time `json:"created"`
-	Ended        time.Time `json:"ended"`
-	Steps        []struct {
-		InstanceID string    `json:"instanceID"`
-		Name       string    `json:"name"`
-		HostID     string    `json:"hostID"`
-		Status     string    `json:"status"`
-		Error      string    `json:"error"`
-		Started    time.Time `json:"started"`
-		Ended      time.Time `json:"ended"`
-	} `json:"steps"`
-}
-
-// maxDeployFile bounds what deploy reads (the API takes 8 MiB).
-const maxDeployFile = 64 << 20
+// maxDeployFile bounds what deploy reads: the API's limit.
+const maxDeployFile = deploy.MaxUpload
 
 // deployFile uploads file to the group of -g: raw, as application/gzip
 // when it starts with the gzip magic, else as application/yaml.
