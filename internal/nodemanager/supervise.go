@@ -15,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gatehouse-gw/gatehouse/internal/deploy"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
@@ -223,16 +222,18 @@ func (s *Supervisor) States() []InstanceState {
 }
 
 // deployedArchive is the archive the files of an instance name (0 for
-// none, -1 when the pointer cannot be read).
+// none, -1 when the pointer cannot be read). It reads the pointer only:
+// States is called for every status request, and the archive itself is
+// verified when the instance loads it.
 func (s *Supervisor) deployedArchive(gid, iid string) int {
-	m, err := deploy.Current(s.h, gid, iid)
+	d, err := groupconf.ReadDeployment(s.h, gid, iid)
 	switch {
 	case err != nil:
 		return -1
-	case m == nil:
+	case d == nil:
 		return 0
 	}
-	return m.ID
+	return d.Archive
 }
 
 // StartInstance starts an instance with startinstance -d and returns once it
