@@ -182,6 +182,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 	u := pc.u
 	out, first, bodyEOF := a.out, a.first, a.bodyEOF
 	res.Reused = pc.reused
+	pc.clientFailed.Store(false)
 	keep := true
 	// The transaction deadline bounds everything on this connection; the
 	// active timeout bounds each wait for upstream bytes within it.
@@ -304,6 +305,12 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 		}
 		if err != nil {
 			keep = false
+			if pc.clientFailed.Load() {
+				// The body goroutine gave up on the client's body and
+				// cut this read short: the client's fault, not the
+				// upstream's, whatever the read returned.
+				return res, false, finishBody().forwardErr(ctx, pc)
+			}
 			if br := finishBodyIfClientErr(wdone, finishBody); br != nil {
 				return res, false, br
 			}
@@ -391,7 +398,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 					if errors.Is(err, io.EOF) {
 						err = io.ErrUnexpectedEOF
 					}
-					return abort(ErrUpstreamProtocol, fmt.Errorf("reading response body: %w", err))
+					return abort(pc.readErrKind(), fmt.Errorf("reading response body: %w", err))
 				}
 				chunk = buf[:n]
 			}
@@ -434,7 +441,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 				break
 			}
 			if err != nil {
-				return abort(ErrUpstreamProtocol, fmt.Errorf("reading response body: %w", err))
+				return abort(pc.readErrKind(), fmt.Errorf("reading response body: %w", err))
 			}
 			if pc.br.Buffered() == 0 {
 				if err := w.Flush(); err != nil {
@@ -453,6 +460,13 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 			// The response is complete; the client's body was bad.
 			return res, false, r.forwardErr(ctx, pc)
 		}
+	}
+	if keep && pc.br.Buffered() > 0 {
+		// Bytes beyond the response's framing (a second response, a body
+		// on 204/304/HEAD, bytes after the last chunk): never let the next
+		// request read them as its answer.
+		keep = false
+		u.noteUnsolicited()
 	}
 	return res, false, nil
 }
@@ -506,7 +520,7 @@ func (pc *upConn) writeRest(body io.Reader, cl, sent int64) bodyResult {
 		n, err := body.Read(want)
 		if n > 0 && cl < 0 && pc.u.MaxSentBytes > 0 && sent+r.n+int64(n) > pc.u.MaxSentBytes {
 			r.err, r.clientErr = fmt.Errorf("request body: %w", ErrMaxSent), true
-			pc.c.SetReadDeadline(aLongTimeAgo) // stop waiting for a response
+			pc.clientGaveUp()
 			return r
 		}
 		if n > 0 {
@@ -528,14 +542,14 @@ func (pc *upConn) writeRest(body io.Reader, cl, sent int64) bodyResult {
 		if errors.Is(err, io.EOF) {
 			if cl >= 0 {
 				r.err, r.clientErr = fmt.Errorf("reading request body: %w", io.ErrUnexpectedEOF), true
-				pc.c.SetReadDeadline(aLongTimeAgo)
+				pc.clientGaveUp()
 				return r
 			}
 			break
 		}
 		if err != nil {
 			r.err, r.clientErr = fmt.Errorf("reading request body: %w", err), true
-			pc.c.SetReadDeadline(aLongTimeAgo) // stop waiting for a response
+			pc.clientGaveUp()
 			return r
 		}
 	}
@@ -546,6 +560,23 @@ func (pc *upConn) writeRest(body io.Reader, cl, sent int64) bodyResult {
 		r.err = fmt.Errorf("writing request body: %w", err)
 	}
 	return r
+}
+
+// clientGaveUp stops the wait for the response after the client's body
+// failed. The flag is set before the read is cut short, so the reader that
+// sees its read fail finds it and blames the client, never the upstream.
+func (pc *upConn) clientGaveUp() {
+	pc.clientFailed.Store(true)
+	pc.c.SetReadDeadline(aLongTimeAgo)
+}
+
+// readErrKind is the kind of a failed read from the upstream: the client's
+// when the body goroutine cut the read short, else the upstream's.
+func (pc *upConn) readErrKind() ErrKind {
+	if pc.clientFailed.Load() {
+		return ErrClient
+	}
+	return ErrUpstreamProtocol
 }
 
 func (pc *upConn) upErr(ctx context.Context, kind ErrKind, err error) *ForwardError {

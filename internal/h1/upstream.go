@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -60,6 +61,12 @@ type Upstream struct {
 	// per connection). A request body of unknown length that does not fit
 	// in the first read (32 KiB) is refused with ErrLengthRequired.
 	HTTP10 bool
+	// OnUnsolicited, when set, is called each time a connection is closed
+	// instead of reused because the upstream sent bytes beyond the end of a
+	// response (a desync attempt or a broken back end: those bytes must
+	// never be read as the answer to another request). It must be cheap
+	// and safe for concurrent use.
+	OnUnsolicited func()
 
 	once    sync.Once
 	tlsConf *tls.Config
@@ -71,12 +78,17 @@ type Upstream struct {
 	reaper  *time.Timer
 	open    atomic.Int64
 	dials   atomic.Int64
+	unsolic atomic.Int64
 }
 
 // upConn is one pooled connection.
 type upConn struct {
 	u      *Upstream
 	c      net.Conn
+	raw    syscall.RawConn // the TCP socket under c (nil when unavailable), for the idle check
+	peek   func(fd uintptr) bool
+	peekN  int // result of peek: bytes readable (1), 0 at EOF, -1 nothing yet
+	peekB  [1]byte
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	idleAt time.Time
@@ -84,9 +96,12 @@ type upConn struct {
 	// deadlined: a deadline may be set on c (cleared before the next
 	// exchange that sets none)
 	deadlined bool
-	scratch   []byte // the response head
-	hdr       Header
-	cr        chunkedReader
+	// clientFailed: the body goroutine failed reading the client's body
+	// and cut the response wait short (see clientGaveUp).
+	clientFailed atomic.Bool
+	scratch      []byte // the response head
+	hdr          Header
+	cr           chunkedReader
 }
 
 func (u *Upstream) init() {
@@ -122,6 +137,17 @@ func (u *Upstream) idleTimeout() time.Duration {
 // of connections dialled since the start.
 func (u *Upstream) Stats() (open, dials int64) { return u.open.Load(), u.dials.Load() }
 
+// Unsolicited returns how many connections were closed instead of reused
+// because the upstream sent bytes beyond the end of a response.
+func (u *Upstream) Unsolicited() int64 { return u.unsolic.Load() }
+
+func (u *Upstream) noteUnsolicited() {
+	u.unsolic.Add(1)
+	if u.OnUnsolicited != nil {
+		u.OnUnsolicited()
+	}
+}
+
 // CloseIdle closes the idle connections. Busy ones are closed or pooled when
 // their exchange ends.
 func (u *Upstream) CloseIdle() {
@@ -146,8 +172,15 @@ func (u *Upstream) CloseIdle() {
 // get returns a pooled connection, or dials one.
 func (u *Upstream) get(ctx context.Context) (*upConn, error) {
 	u.init()
-	if pc := u.popIdle(); pc != nil {
-		return pc, nil
+	for {
+		pc := u.popIdle()
+		if pc == nil {
+			break
+		}
+		if pc.idleClean() {
+			return pc, nil
+		}
+		pc.close()
 	}
 	if u.sem != nil {
 		select {
@@ -183,21 +216,34 @@ func (u *Upstream) wait(ctx context.Context) (*upConn, error) {
 		u.waiting--
 		u.mu.Unlock()
 	}()
-	if pc := u.popIdle(); pc != nil {
-		return pc, nil
+	for {
+		pc := u.popIdle()
+		if pc == nil {
+			break
+		}
+		if pc.idleClean() {
+			return pc, nil
+		}
+		pc.close()
 	}
 	t := time.NewTimer(u.ConnWait)
 	defer t.Stop()
-	select {
-	case pc := <-u.handoff:
-		pc.reused = true
-		return pc, nil
-	case u.sem <- struct{}{}:
-		return nil, nil
-	case <-t.C:
-		return nil, noConn
-	case <-ctx.Done():
-		return nil, ctxError(ctx, nil)
+	for {
+		select {
+		case pc := <-u.handoff:
+			if !pc.idleClean() {
+				pc.close() // frees a token: the next turn may take it
+				continue
+			}
+			pc.reused = true
+			return pc, nil
+		case u.sem <- struct{}{}:
+			return nil, nil
+		case <-t.C:
+			return nil, noConn
+		case <-ctx.Done():
+			return nil, ctxError(ctx, nil)
+		}
 	}
 }
 
@@ -301,6 +347,7 @@ func (u *Upstream) dial(ctx context.Context) (*upConn, error) {
 	if err != nil {
 		return nil, dialError(ctx, err)
 	}
+	tcp := c
 	if u.tlsConf != nil {
 		tc := tls.Client(c, u.tlsConf)
 		if err := tc.HandshakeContext(dctx); err != nil {
@@ -311,12 +358,14 @@ func (u *Upstream) dial(ctx context.Context) (*upConn, error) {
 	}
 	u.open.Add(1)
 	u.dials.Add(1)
-	return &upConn{
+	pc := &upConn{
 		u:  u,
 		c:  c,
 		br: bufio.NewReaderSize(c, orDefault(u.ReadBufferSize, upReadBufSize)),
 		bw: bufio.NewWriterSize(c, orDefault(u.WriteBufferSize, upWriteBufSize)),
-	}, nil
+	}
+	pc.initPeek(tcp)
+	return pc, nil
 }
 
 func orDefault(n, d int) int {
@@ -354,4 +403,48 @@ func (pc *upConn) close() {
 	if pc.u.sem != nil {
 		<-pc.u.sem
 	}
+}
+
+// initPeek prepares the idle check on the TCP socket under the connection.
+func (pc *upConn) initPeek(tcp net.Conn) {
+	sc, ok := tcp.(syscall.Conn)
+	if !ok {
+		return
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	pc.raw = raw
+	pc.peek = func(fd uintptr) bool {
+		pc.peekN = peekSocket(fd, pc.peekB[:])
+		return true // never wait
+	}
+}
+
+// idleClean reports whether a pooled connection may carry a new request:
+// nothing is buffered and nothing is readable on its socket. A byte there
+// is either the upstream closing (EOF) or data that no request asked for
+// (counted: see OnUnsolicited); either way the connection must not be
+// reused, or the next client would read it as its answer.
+func (pc *upConn) idleClean() bool {
+	if pc.br.Buffered() > 0 {
+		pc.u.noteUnsolicited()
+		return false
+	}
+	if pc.raw == nil {
+		return true
+	}
+	pc.peekN = -1
+	if err := pc.raw.Read(pc.peek); err != nil {
+		return false
+	}
+	switch {
+	case pc.peekN > 0:
+		pc.u.noteUnsolicited()
+		return false
+	case pc.peekN == 0:
+		return false // closed by the upstream
+	}
+	return true
 }

@@ -16,6 +16,8 @@ type AddressState struct {
 	AvgResponseSeconds float64 // the decaying average response time
 	Requests           uint64  // requests sent to it, since the instance started
 	Failures           uint64  // of those, the ones that failed (connect, timeout, …)
+	Fallback           uint64  // requests sent while it was skipped, because every address was
+	Unsolicited        uint64  // connections closed for bytes the back end sent beyond a response
 }
 
 // SetAddressSource sets the function the address metrics are read from at
@@ -35,6 +37,8 @@ var (
 	descAddrTime = prometheus.NewDesc(Namespace+"_remote_address_response_time_seconds", "The address's decaying average response time.", addrLabels, nil)
 	descAddrReq  = prometheus.NewDesc(Namespace+"_remote_address_requests_total", "Requests sent to the address.", addrLabels, nil)
 	descAddrFail = prometheus.NewDesc(Namespace+"_remote_address_failures_total", "Requests to the address that failed (could not connect, timed out, broke off).", addrLabels, nil)
+	descAddrFb   = prometheus.NewDesc(Namespace+"_remote_address_fallback_requests_total", "Requests sent to the address while it was skipped after failures, because every address of its remote host was.", addrLabels, nil)
+	descAddrUns  = prometheus.NewDesc(Namespace+"_remote_address_unsolicited_closes_total", "Connections to the address closed instead of reused because the back end sent bytes beyond the end of a response.", addrLabels, nil)
 )
 
 // addressCollector emits the per-address metrics from the source.
@@ -50,6 +54,8 @@ func (c *addressCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descAddrTime
 	ch <- descAddrReq
 	ch <- descAddrFail
+	ch <- descAddrFb
+	ch <- descAddrUns
 }
 
 func (c *addressCollector) Collect(ch chan<- prometheus.Metric) {
@@ -70,6 +76,8 @@ func (c *addressCollector) Collect(ch chan<- prometheus.Metric) {
 		emit(ch, descAddrTime, prometheus.GaugeValue, a.AvgResponseSeconds, a)
 		emit(ch, descAddrReq, prometheus.CounterValue, float64(a.Requests), a)
 		emit(ch, descAddrFail, prometheus.CounterValue, float64(a.Failures), a)
+		emit(ch, descAddrFb, prometheus.CounterValue, float64(a.Fallback), a)
+		emit(ch, descAddrUns, prometheus.CounterValue, float64(a.Unsolicited), a)
 	}
 	clear(c.buf) // drop the strings until the next scrape
 }

@@ -272,7 +272,7 @@ func TestAddressCollector(t *testing.T) {
 	m.SetAddressSource(func(dst []AddressState) []AddressState {
 		calls++
 		return append(dst,
-			AddressState{RemoteHost: "orders", Address: "127.0.0.2:8080", Up: true, InFlight: 3, AvgResponseSeconds: 0.012, Requests: 100, Failures: 2},
+			AddressState{RemoteHost: "orders", Address: "127.0.0.2:8080", Up: true, InFlight: 3, AvgResponseSeconds: 0.012, Requests: 100, Failures: 2, Fallback: 4, Unsolicited: 5},
 			AddressState{RemoteHost: "orders", Address: "127.0.0.3:8080", Up: false, AvgResponseSeconds: 1.5, Requests: 10, Failures: 10},
 			AddressState{RemoteHost: "users", Address: "[::1]:9000", Up: true, Requests: 1},
 		)
@@ -292,15 +292,20 @@ func TestAddressCollector(t *testing.T) {
 		{"gatehouse_remote_address_failures_total", "orders", "127.0.0.2:8080", 2},
 		{"gatehouse_remote_address_failures_total", "orders", "127.0.0.3:8080", 10},
 		{"gatehouse_remote_address_requests_total", "users", "[::1]:9000", 1},
+		{"gatehouse_remote_address_fallback_requests_total", "orders", "127.0.0.2:8080", 4},
+		{"gatehouse_remote_address_unsolicited_closes_total", "orders", "127.0.0.2:8080", 5},
+		{"gatehouse_remote_address_unsolicited_closes_total", "orders", "127.0.0.3:8080", 0},
 	} {
 		if got := value(fams, tc.name, map[string]string{"remote_host": tc.host, "address": tc.addr}); got != tc.want {
 			t.Errorf("%s{%s,%s}: got %v, want %v", tc.name, tc.host, tc.addr, got, tc.want)
 		}
 	}
 	for name, typ := range map[string]dto.MetricType{
-		"gatehouse_remote_address_up":             dto.MetricType_GAUGE,
-		"gatehouse_remote_address_requests_total": dto.MetricType_COUNTER,
-		"gatehouse_remote_address_failures_total": dto.MetricType_COUNTER,
+		"gatehouse_remote_address_up":                       dto.MetricType_GAUGE,
+		"gatehouse_remote_address_requests_total":           dto.MetricType_COUNTER,
+		"gatehouse_remote_address_failures_total":           dto.MetricType_COUNTER,
+		"gatehouse_remote_address_fallback_requests_total":  dto.MetricType_COUNTER,
+		"gatehouse_remote_address_unsolicited_closes_total": dto.MetricType_COUNTER,
 	} {
 		if got := fams[name].GetType(); got != typ {
 			t.Errorf("%s type: got %v, want %v", name, got, typ)
@@ -381,8 +386,8 @@ func TestFamiliesDocumented(t *testing.T) {
 		}
 	}
 	sort.Strings(names)
-	if len(names) != 16 {
-		t.Errorf("gatehouse families: got %d %v, want 16", len(names), names)
+	if len(names) != 18 {
+		t.Errorf("gatehouse families: got %d %v, want 18", len(names), names)
 	}
 	// And docs/metrics.md describes each.
 	doc, err := os.ReadFile("../../docs/metrics.md")

@@ -20,6 +20,8 @@ type addrState struct {
 	inFlight     atomic.Int64
 	requests     atomic.Uint64
 	failures     atomic.Uint64
+	unsolicited  atomic.Uint64 // connections closed for bytes beyond a response
+	fallback     atomic.Uint64 // requests sent while skipped, every address being skipped
 	avgBits      atomic.Uint64 // float64 seconds; 0 = no sample yet
 	lastErr      atomic.Pointer[lastError]
 	wdPasses     atomic.Int32 // the watchdog's current run of passes
@@ -68,6 +70,8 @@ func (s *addrState) fail(now, skip int64, err error) {
 	s.recordErr(err)
 }
 
+func (s *addrState) unsolicitedClose() { s.unsolicited.Add(1) }
+
 // recordErr keeps err as the last error (without taking the address out).
 func (s *addrState) recordErr(err error) {
 	s.lastErr.Store(&lastError{msg: err.Error(), at: time.Now()})
@@ -92,20 +96,34 @@ func (s *addrState) eligible(now int64) bool {
 // pick chooses an address for a request that already tried the addresses
 // in tried (bits of Address.idx): the lowest priority group with an
 // eligible address, and within it round robin or a weighted random choice.
-// It returns nil when no address is eligible.
-func (h *Host) pick(g *groupList, tried uint64, now int64) *Address {
+// When no address of any group is eligible because all are skipped after
+// failures (failedAddressSkip), it falls back to the untried address that
+// failed least recently (fallback is then true): like nginx, which never
+// marks the only server of an upstream unavailable, and Envoy's panic
+// threshold, one bad exchange must not take a whole back end away. An
+// address the watchdog found down is never picked. pick returns nil when
+// no address can be tried.
+func (h *Host) pick(g *groupList, tried uint64, now int64) (a *Address, fallback bool) {
 	for _, gr := range g.groups {
-		var a *Address
 		if h.weighted && len(gr.addrs) > 1 {
 			a = pickWeighted(gr, tried, now)
 		} else {
 			a = pickRoundRobin(gr, tried, now)
 		}
 		if a != nil {
-			return a
+			return a, false
 		}
 	}
-	return nil
+	var best *Address
+	for _, c := range g.all {
+		if tried&(1<<uint(c.idx)) != 0 || c.st.watchdogDown.Load() {
+			continue
+		}
+		if best == nil || c.st.failedUntil.Load() < best.st.failedUntil.Load() {
+			best = c
+		}
+	}
+	return best, best != nil
 }
 
 func usable(a *Address, tried uint64, now int64) bool {

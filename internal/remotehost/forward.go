@@ -22,6 +22,67 @@ func (e *AddressError) Error() string {
 
 func (e *AddressError) Unwrap() error { return e.Err }
 
+// Blame says what a failed exchange tells about the address it went to.
+type Blame uint8
+
+const (
+	// BlameNone: the client's side failed (its body was bad, too large,
+	// too slow or cut off; it went away; a limit on what it sends). The
+	// address is not touched and the request is not retried.
+	BlameNone Blame = iota
+	// BlameNoted: recorded as the address's last error, but the address
+	// stays in rotation (busy, or a limit of ours on the response).
+	BlameNoted
+	// BlameAddress: the address failed (refused, reset, timed out,
+	// answered badly) and is skipped for failedAddressSkip.
+	BlameAddress
+)
+
+// Verdict is Judge's answer.
+type Verdict struct {
+	Blame       Blame
+	ObserveTime bool // the time taken counts as a response-time sample
+}
+
+// Judge classifies a failed exchange: the one table of how an exchange can
+// end and whom it blames (docs/remotehosts.md, "How an exchange can end").
+// Only a fault of the back end's side takes an address out of rotation;
+// a fault of the client's side never does, even when it surfaces as a
+// failed read from the back end (h1 reports those as ErrClient).
+func Judge(fe *h1.ForwardError) Verdict {
+	switch fe.Kind {
+	case h1.ErrClient:
+		return Verdict{Blame: BlameNone}
+	case h1.ErrNoConnAvailable:
+		// Busy, not broken: the next address may have room.
+		return Verdict{Blame: BlameNoted}
+	case h1.ErrUpstreamProtocol:
+		if errors.Is(fe, h1.ErrMaxReceived) {
+			// A limit of ours, not a broken address.
+			return Verdict{Blame: BlameNoted}
+		}
+		return Verdict{Blame: BlameAddress}
+	case h1.ErrTimeout:
+		return Verdict{Blame: BlameAddress, ObserveTime: true}
+	}
+	return Verdict{Blame: BlameAddress}
+}
+
+// noteFallback logs the transitions into and out of the fallback (every
+// address skipped after failures, requests sent to them anyway): one line
+// each, not one per request.
+func (h *Host) noteFallback(on bool) {
+	if h.inFallback.Load() == on || !h.inFallback.CompareAndSwap(!on, on) {
+		return
+	}
+	if on {
+		h.reg.log.Warn("every address of the remote host is skipped after failures; sending to them anyway, least recently failed first",
+			"remoteHost", h.Name, "backend", h.Backend)
+	} else {
+		h.reg.log.Info("an address of the remote host is in rotation again; fallback ended", "remoteHost", h.Name, "backend", h.Backend)
+	}
+}
+
 // idempotent reports whether a request with this method may be sent twice.
 func idempotent(m []byte) bool {
 	switch string(m) {
@@ -67,16 +128,20 @@ func (h *Host) Forward(ctx context.Context, w h1.ResponseWriter, out *h1.Outgoin
 		last  error
 	)
 	for {
-		ad := h.pick(g, tried, now)
+		ad, fallback := h.pick(g, tried, now)
 		if ad == nil {
 			if last == nil {
 				return h1.Result{}, ErrNoAddress
 			}
 			return h1.Result{}, last
 		}
+		h.noteFallback(fallback)
 		tried |= 1 << uint(ad.idx)
 		n++
 		st := ad.st
+		if fallback {
+			st.fallback.Add(1)
+		}
 		st.inFlight.Add(1)
 		st.requests.Add(1)
 		start := mono()
@@ -85,30 +150,27 @@ func (h *Host) Forward(ctx context.Context, w h1.ResponseWriter, out *h1.Outgoin
 		st.inFlight.Add(-1)
 		if err == nil {
 			st.observe(now, now-start, h.halfLife)
+			if fallback {
+				// It answered: back in rotation before its skip ends.
+				st.failedUntil.Store(0)
+			}
 			return res, nil
 		}
 		var fe *h1.ForwardError
 		if !errors.As(err, &fe) {
 			fe = &h1.ForwardError{Kind: h1.ErrConnect, Err: err}
 		}
-		switch fe.Kind {
-		case h1.ErrClient:
+		v := Judge(fe)
+		if v.ObserveTime {
+			st.observe(now, now-start, h.halfLife)
+		}
+		switch v.Blame {
+		case BlameNone:
 			// The client's side (its body, a limit, or it went away).
 			return res, err
-		case h1.ErrNoConnAvailable:
-			// Busy, not broken: not blamed, the next address may have room.
+		case BlameNoted:
 			st.recordErr(err)
-		case h1.ErrUpstreamProtocol:
-			if errors.Is(err, h1.ErrMaxReceived) {
-				// A limit of ours, not a broken address.
-				st.recordErr(err)
-				break
-			}
-			st.fail(now, h.skip, err)
-		case h1.ErrTimeout:
-			st.observe(now, now-start, h.halfLife)
-			st.fail(now, h.skip, err)
-		default:
+		case BlameAddress:
 			st.fail(now, h.skip, err)
 		}
 		ae := &AddressError{RemoteHost: h.Name, Address: ad.up.Addr, Tried: n, Err: fe}

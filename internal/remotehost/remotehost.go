@@ -153,6 +153,7 @@ type Host struct {
 	groups     atomic.Pointer[groupList]
 	dnsMu      sync.Mutex // one resolution at a time
 	refreshing atomic.Bool
+	inFallback atomic.Bool // every address skipped after failures (see pick)
 }
 
 // groupList is a Host's addresses, in priority groups (lowest first).
@@ -300,7 +301,7 @@ func (h *Host) makeGroups(list []addrSpec, expires int64) *groupList {
 	g := &groupList{expires: expires}
 	for _, a := range list {
 		st := h.reg.state(addrKey{h.host, a.ip, a.port, h.scheme})
-		ad := &Address{Priority: a.priority, st: st, idx: len(g.all), up: h.upstream(st.addr)}
+		ad := &Address{Priority: a.priority, st: st, idx: len(g.all), up: h.upstream(st)}
 		g.all = append(g.all, ad)
 		if n := len(g.groups); n == 0 || g.groups[n-1].priority != a.priority {
 			g.groups = append(g.groups, &group{priority: a.priority})
@@ -311,10 +312,11 @@ func (h *Host) makeGroups(list []addrSpec, expires int64) *groupList {
 	return g
 }
 
-func (h *Host) upstream(addr string) *h1.Upstream {
+func (h *Host) upstream(st *addrState) *h1.Upstream {
 	s := h.Settings
 	return &h1.Upstream{
-		Addr:               addr,
+		Addr:               st.addr,
+		OnUnsolicited:      st.unsolicitedClose,
 		TLS:                h.tlsConf,
 		DialTimeout:        s.ConnectTimeout.D(),
 		ActiveTimeout:      s.ActiveTimeout.D(),

@@ -47,7 +47,7 @@ func counts(h *Host, n int, now int64) map[string]int {
 	g := h.groups.Load()
 	c := map[string]int{}
 	for range n {
-		a := h.pick(g, 0, now)
+		a, _ := h.pick(g, 0, now)
 		if a == nil {
 			c["none"]++
 			continue
@@ -89,13 +89,62 @@ func TestPriorityFailoverAndSkip(t *testing.T) {
 			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
 		}
 	}
+	// Group 2 down by the watchdog, group 1 skipped after failures: the
+	// requests still go to group 1, the least recently failed first.
 	g.all[2].st.watchdogDown.Store(true)
+	g.all[0].st.fail(now-int64(time.Second), skip, fmt.Errorf("refused"))
+	if got := counts(h, 3, now); fmt.Sprint(got) != fmt.Sprint(map[string]int{"10.0.0.1:8080": 3}) {
+		t.Errorf("all skipped: got %v, want every request to 10.0.0.1 (failed least recently)", got)
+	}
+	if a, fb := h.pick(g, 1, now); a != g.all[1] || !fb {
+		t.Errorf("all skipped, 10.0.0.1 tried: got %v (fallback %v), want 10.0.0.2 as a fallback", a, fb)
+	}
+	if a, fb := h.pick(g, 0, now+skip+1); a == nil || fb {
+		t.Errorf("after the skip period: got %v (fallback %v), want an address in rotation", a, fb)
+	}
+	// The watchdog's verdict still removes an address.
+	g.all[0].st.watchdogDown.Store(true)
+	g.all[1].st.watchdogDown.Store(true)
 	if got := counts(h, 1, now); got["none"] != 1 {
-		t.Errorf("all down: got %v, want none", got)
+		t.Errorf("all down by the watchdog: got %v, want none", got)
 	}
 	// A request never goes to an address it tried.
-	if a := h.pick(g, 1|2, now+skip+1); a != g.all[2] && a != nil {
-		t.Errorf("tried 1 and 2: got %v, want 10.0.0.3 or none", a.Addr())
+	for i := range g.all {
+		g.all[i].st.watchdogDown.Store(false)
+	}
+	if a, _ := h.pick(g, 1|2, now+skip+1); a != g.all[2] {
+		t.Errorf("tried 1 and 2: got %v, want 10.0.0.3", a)
+	}
+	if a, _ := h.pick(g, 1|2|4, now); a != nil {
+		t.Errorf("tried all: got %v, want none", a.Addr())
+	}
+}
+
+// TestJudge is the table of how a failed exchange can end and whom it
+// blames (docs/remotehosts.md): a fault of the client's side never takes
+// an address out of rotation.
+func TestJudge(t *testing.T) {
+	fe := func(k h1.ErrKind, err error) *h1.ForwardError { return &h1.ForwardError{Kind: k, Err: err} }
+	tests := []struct {
+		name string
+		fe   *h1.ForwardError
+		want Verdict
+	}{
+		{"client body too large", fe(h1.ErrClient, h1.ErrBodyTooLarge), Verdict{Blame: BlameNone}},
+		{"client body over maxSentBytes", fe(h1.ErrClient, h1.ErrMaxSent), Verdict{Blame: BlameNone}},
+		{"client gone mid-upload", fe(h1.ErrClient, fmt.Errorf("reading request body: %w", net.ErrClosed)), Verdict{Blame: BlameNone}},
+		{"client response write failed", &h1.ForwardError{Kind: h1.ErrClient, Responded: true, Err: net.ErrClosed}, Verdict{Blame: BlameNone}},
+		{"length required", fe(h1.ErrClient, h1.ErrLengthRequired), Verdict{Blame: BlameNone}},
+		{"busy", fe(h1.ErrNoConnAvailable, h1.ErrNoConn), Verdict{Blame: BlameNoted}},
+		{"response over maxReceivedBytes", fe(h1.ErrUpstreamProtocol, h1.ErrMaxReceived), Verdict{Blame: BlameNoted}},
+		{"malformed response", fe(h1.ErrUpstreamProtocol, fmt.Errorf("bad")), Verdict{Blame: BlameAddress}},
+		{"refused", fe(h1.ErrConnect, fmt.Errorf("refused")), Verdict{Blame: BlameAddress}},
+		{"timeout", fe(h1.ErrTimeout, fmt.Errorf("slow")), Verdict{Blame: BlameAddress, ObserveTime: true}},
+	}
+	for _, tt := range tests {
+		if got := Judge(tt.fe); got != tt.want {
+			t.Errorf("%s: got %+v, want %+v", tt.name, got, tt.want)
+		}
 	}
 }
 

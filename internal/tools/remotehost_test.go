@@ -70,6 +70,12 @@ func (s *lbServer) serve(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(time.Duration(d))
 	}
 	switch {
+	case strings.HasSuffix(r.URL.Path, "/drop"):
+		// One bad exchange: closed without an answer.
+		if c, _, err := w.(http.Hijacker).Hijack(); err == nil {
+			c.Close()
+		}
+		return
 	case strings.HasSuffix(r.URL.Path, "/hang"):
 		time.Sleep(3 * time.Second)
 	case strings.HasSuffix(r.URL.Path, "/proto"):
@@ -109,13 +115,15 @@ func lbGroup(hosts [][2]string) string {
 type rhState struct {
 	RemoteHosts []struct {
 		Name      string
+		Fallback  bool
 		Addresses []struct {
-			Address    string
-			Up         bool
-			DownReason string
-			Requests   uint64
-			Failures   uint64
-			LastError  string
+			Address          string
+			Up               bool
+			DownReason       string
+			Requests         uint64
+			Failures         uint64
+			FallbackRequests uint64
+			LastError        string
 		}
 	}
 }
@@ -135,6 +143,7 @@ func TestRemoteHosts(t *testing.T) {
 	bad, good := startLB(t, "127.0.0.9", true), startLB(t, "127.0.0.10", false)
 	bad2, good2 := startLB(t, "127.0.0.11", true), startLB(t, "127.0.0.12", false)
 	misc := startLB(t, "127.0.0.13", false)
+	single := startLB(t, "127.0.0.16", false)
 	wd := startLB(t, "127.0.0.14", false)
 	deadPort := gwtest.FreePort(t)
 
@@ -146,6 +155,7 @@ func TestRemoteHosts(t *testing.T) {
 		{"retrypost", "    addresses:\n" + bad2.addr(1) + good2.addr(1)},
 		{"down", fmt.Sprintf("    failedAddressSkip: 60\n    addresses:\n      - {address: 127.0.0.15, port: %d}\n", deadPort)},
 		{"active", "    activeTimeout: 300ms\n    addresses:\n" + misc.addr(1)},
+		{"single", "    addresses:\n" + single.addr(1)},
 		{"tx", "    activeTimeout: 10\n    transactionTimeout: 300ms\n    addresses:\n" + misc.addr(1)},
 		{"busy", "    maxConnections: 1\n    connectionWait: 100ms\n    addresses:\n" + misc.addr(1)},
 		{"limits", "    maxSentBytes: 100\n    maxReceivedBytes: 1000\n    addresses:\n" + misc.addr(1)},
@@ -256,7 +266,9 @@ func TestRemoteHosts(t *testing.T) {
 			want                     int
 		}{
 			{"connect refused", "GET", "/down", "", 502},
-			{"address skipped after failing", "GET", "/down", "", 503},
+			// Its only address is skipped after failing, and still tried
+			// (the fallback): refused again, not 503.
+			{"only address skipped, still tried", "GET", "/down", "", 502},
 			{"active timeout", "GET", "/active/hang", "", 504},
 			{"transaction timeout", "GET", "/tx/hang", "", 504},
 			{"over maxSentBytes", "POST", "/limits", strings.Repeat("x", 200), 413},
@@ -277,6 +289,29 @@ func TestRemoteHosts(t *testing.T) {
 		code, body, err := do("GET", "/limits/bigchunked", "")
 		if err == nil {
 			t.Errorf("chunked response over maxReceivedBytes: got %d with %d bytes, want the connection aborted", code, len(body))
+		}
+	})
+
+	t.Run("one bad exchange does not take the only address away", func(t *testing.T) {
+		if code, _ := get("/single/drop"); code != 502 {
+			t.Fatalf("closed without an answer: got %d, want 502", code)
+		}
+		for i := range 3 {
+			if code, body := get("/single"); code != 200 || body != single.ip {
+				t.Fatalf("request %d after one bad exchange: got %d %q, want 200 from the only address (failedAddressSkip is 30 s)", i, code, body)
+			}
+		}
+		for _, rh := range state().RemoteHosts {
+			switch rh.Name {
+			case "single.test":
+				if a := rh.Addresses[0]; a.Failures != 1 || a.FallbackRequests != 1 || !a.Up || rh.Fallback {
+					t.Errorf("single.test: got %+v (fallback %v), want 1 failure, 1 fallback request, then up again", a, rh.Fallback)
+				}
+			case "down.test":
+				if !rh.Fallback || rh.Addresses[0].FallbackRequests < 1 {
+					t.Errorf("down.test: got fallback %v, %+v; want the fallback on", rh.Fallback, rh.Addresses[0])
+				}
+			}
 		}
 	})
 
