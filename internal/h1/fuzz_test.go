@@ -146,8 +146,12 @@ func refRefuses(data []byte) bool {
 	}
 	lines := strings.Split(strings.TrimSuffix(head, "\r\n"), "\r\n")
 	parts := strings.Split(lines[0], " ")
-	if len(parts) != 3 || parts[2] != "HTTP/1.1" && parts[2] != "HTTP/1.0" {
+	// HTTP/1.x with x > 1 is read as HTTP/1.1 (RFC 9110 §2.5).
+	if len(parts) != 3 || len(parts[2]) != 8 || !strings.HasPrefix(parts[2], "HTTP/1.") || parts[2][7] < '0' || parts[2][7] > '9' {
 		return true
+	}
+	if parts[2] != "HTTP/1.0" {
+		parts[2] = "HTTP/1.1"
 	}
 	var cls []string
 	tes, hosts := 0, 0
@@ -172,6 +176,13 @@ func refRefuses(data []byte) bool {
 			}
 		case "host":
 			hosts++
+		case "connection":
+			for _, e := range strings.Split(value, ",") {
+				switch strings.ToLower(strings.Trim(e, " \t")) {
+				case "content-length", "transfer-encoding", "host":
+					return true // removing it would change the framing
+				}
+			}
 		}
 	}
 	if tes > 1 || tes > 0 && len(cls) > 0 || tes > 0 && parts[2] == "HTTP/1.0" {

@@ -125,6 +125,38 @@ func (h *Header) delFrom(name string, from int) {
 	h.f = h.f[:j]
 }
 
+// RemoveConnectionNamed removes each Connection field and every field it
+// names (RFC 9110 §7.6.1): the hop-by-hop fields of a received message. A
+// proxy calls it before it adds fields of its own, so that a client's
+// Connection list removes only what that client sent, never a field the
+// proxy sets (X-Forwarded-For, a correlation id).
+func (h *Header) RemoveConnectionNamed() {
+	if !hasConnectionField(h) {
+		return
+	}
+	// Mark first (the Connection fields must stay readable while marking),
+	// then compact.
+	for i := range h.f {
+		if !isConnectionField(h.f[i].name) && connectionNamed(h, h.f[i].name) {
+			h.f[i].name = nil
+		}
+	}
+	j := 0
+	for i := range h.f {
+		if h.f[i].name == nil || isConnectionField(h.f[i].name) {
+			continue
+		}
+		h.f[j] = h.f[i]
+		j++
+	}
+	clear(h.f[j:])
+	h.f = h.f[:j]
+}
+
+func isConnectionField(name []byte) bool {
+	return len(name) == 10 && equalFoldString(name, "connection")
+}
+
 // Each calls fn for every field in order and stops when fn returns false.
 func (h *Header) Each(fn func(name, value []byte) bool) {
 	for i := range h.f {

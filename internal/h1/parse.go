@@ -198,8 +198,9 @@ func parseRequestLine(line []byte, r *Request) *ProtocolError {
 	method, target, version := line[:sp1], rest[:sp2], rest[sp2+1:]
 	// The version first, so that an HTTP/2 preface gets 505.
 	switch {
-	case len(version) == 8 && string(version[:7]) == "HTTP/1." && (version[7] == '1' || version[7] == '0'):
-		r.ProtoMinor = int(version[7] - '0')
+	case len(version) == 8 && string(version[:7]) == "HTTP/1." && isDigit(version[7]):
+		// A higher minor version is answered as 1.1 (RFC 9110 §2.5).
+		r.ProtoMinor = int(min(version[7]-'0', 1))
 	case len(version) == 8 && string(version[:5]) == "HTTP/" && isDigit(version[5]) && version[6] == '.' && isDigit(version[7]):
 		return protoErr(505, "unsupported http version")
 	default:
@@ -331,6 +332,10 @@ func (r *Request) interpret() *ProtocolError {
 						connKA = true
 					case equalFoldString(e, "upgrade"):
 						connUp = true
+					case equalFoldString(e, "content-length") || equalFoldString(e, "transfer-encoding") || equalFoldString(e, "host"):
+						// Removing these on the way would change the
+						// message's framing or target for the next hop.
+						return protoErr(400, "connection names a field needed for framing")
 					}
 				}
 			}

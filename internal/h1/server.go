@@ -29,7 +29,7 @@ const (
 	DefaultMaxHeaderCount    = 100
 
 	maxRequestLine  = 8 << 10   // longer request lines get 414
-	maxLeadingCRLF  = 4         // empty lines tolerated before a request line
+	maxLeadingCRLF  = 8         // empty lines (CRLF or LF) tolerated before a request line
 	maxDrain        = 256 << 10 // unread body bytes drained to keep a connection
 	smallBufSize    = 4 << 10
 	writeBufSize    = 4 << 10
@@ -645,6 +645,18 @@ func (ex *exchange) readHead() (*ProtocolError, error) {
 				break
 			}
 			lf := pos + i
+			if reqEnd < 0 && lf == lineStart {
+				// An empty line ended by a bare LF before the request
+				// line: ignored like CRLF (RFC 9112 §2.2; it carries
+				// nothing that could be read two ways).
+				leading++
+				if leading > maxLeadingCRLF {
+					return protoErr(400, "too many empty lines before the request line"), nil
+				}
+				start = lf + 1
+				pos, lineStart = lf+1, lf+1
+				continue
+			}
 			if lf == lineStart || ex.rbuf[lf-1] != '\r' {
 				return protoErr(400, "bare lf in request head"), nil
 			}

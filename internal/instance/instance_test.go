@@ -19,6 +19,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/h1"
@@ -358,6 +359,42 @@ func TestForwardToSample(t *testing.T) {
 	}
 	if r := do(t, nil, "GET", ti.base+"/sample/status/418", nil); r.status != 418 {
 		t.Errorf("/sample/status/418: got %d, want 418", r.status)
+	}
+}
+
+// TestConnectionListKeepsGatewayFields: a client's Connection list removes
+// what the client sent, never the fields the gateway adds.
+func TestConnectionListKeepsGatewayFields(t *testing.T) {
+	ti := startInstance(t, quickstartYAML(newPorts(t), sampleAPI))
+	c, err := net.Dial("tcp", strings.TrimPrefix(ti.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET /sample/echo HTTP/1.1\r\nHost: gw.example\r\n"+
+		"Connection: keep-alive, X-Forwarded-For, x-forwarded-proto, X-Forwarded-Host, X-CorrelationID, X-Private\r\n"+
+		"Connection: X-Other\r\nX-Private: secret\r\nX-Other: o\r\nX-Kept: k\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e sample.Echo
+	if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header(e.Headers)
+	for name, want := range map[string]string{
+		"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http", "X-Forwarded-Host": "gw.example",
+		HeaderCorrelationID: resp.Header.Get(HeaderCorrelationID), "X-Kept": "k", "X-Private": "", "X-Other": "", "Connection": "",
+	} {
+		if got := strings.Join(h.Values(name), ","); got != want {
+			t.Errorf("%s at the back end: got %q, want %q", name, got, want)
+		}
+	}
+	if resp.Header.Get(HeaderCorrelationID) == "" {
+		t.Errorf("no X-CorrelationID on the response")
 	}
 }
 

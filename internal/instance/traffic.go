@@ -51,6 +51,11 @@ func (h trafficHandler) ServeH1(w h1.ResponseWriter, r *h1.Request) {
 	x := exchangePool.Get().(*exchange)
 	rt := i.rt.Load()
 	client := rt.clients.resolve(r, &x.client, i.log) // who the client is: once per request
+	// The client's Connection list names fields meant for this hop only:
+	// remove them now, after reading who the client is and before the
+	// gateway adds its own (X-CorrelationID here, X-Forwarded-* in the
+	// proxy), which that list must never remove.
+	r.Header.RemoveConnectionNamed()
 	x.id = i.ids.acceptBytes(r.Header.Get(HeaderCorrelationID), start, x.id[:0])
 	// The engine may write the response head after this handler returned,
 	// when x is back in the pool: the id the headers point to is copied into
