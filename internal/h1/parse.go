@@ -268,6 +268,39 @@ func parseRequestLine(line []byte, r *Request) *ProtocolError {
 
 var slash = []byte("/")
 
+// ValidTarget reports whether t passes the byte rules this engine applies
+// to a request-target: visible ASCII except '#', and every '%' followed by
+// two hex digits. The HTTP/2 bridge applies them to :path, so that both
+// protocols forward only what neither could read two ways.
+func ValidTarget(t string) bool {
+	if t == "" {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !tgtchar[c] || c == '%' && (i+2 >= len(t) || !isHex(t[i+1]) || !isHex(t[i+2])) {
+			return false
+		}
+	}
+	return true
+}
+
+// ContentLengthValues returns the length that the Content-Length field
+// values vs declare, by the rules of a request head (each 1 to 18 digits,
+// comma lists allowed, every value the same), and false when they break
+// them.
+func ContentLengthValues(vs []string) (int64, bool) {
+	n := int64(-1)
+	for _, v := range vs {
+		x := parseContentLength(bytesOf(v))
+		if x < 0 || n >= 0 && x != n {
+			return 0, false
+		}
+		n = x
+	}
+	return n, n >= 0
+}
+
 func splitPathQuery(r *Request, t []byte) {
 	if i := bytes.IndexByte(t, '?'); i >= 0 {
 		r.Path, r.Query = t[:i:i], t[i+1:]

@@ -18,7 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-
+	"strconv"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/h1"
@@ -27,14 +27,83 @@ import (
 // ErrHijack is returned by Hijack on an HTTP/2 stream.
 var ErrHijack = errors.New("hijacking is not possible over HTTP/2")
 
-// Handler returns an http.Handler that serves every request with h.
-func Handler(h h1.Handler) http.Handler {
-	return bridge{h: h}
+// Options are what the bridge shares with the HTTP/1.1 server it stands
+// beside: how a refused request is answered and reported.
+type Options struct {
+	// ErrorBody makes the body of a refusal (as h1.Server.ErrorBody);
+	// nil answers plain text.
+	ErrorBody func(status int, reason string) (contentType string, body []byte)
+	// OnReject is called for each refused request (as h1.Server.OnReject).
+	OnReject func(status int, reason string, remote netip.AddrPort)
 }
 
-type bridge struct{ h h1.Handler }
+// Handler returns an http.Handler that serves every request with h.
+func Handler(h h1.Handler) http.Handler { return HandlerWith(h, Options{}) }
+
+// HandlerWith is Handler with the refusals answered and reported as o
+// says.
+func HandlerWith(h h1.Handler, o Options) http.Handler {
+	return bridge{h: h, o: o}
+}
+
+type bridge struct {
+	h h1.Handler
+	o Options
+}
+
+// check refuses, before anything reaches the handler (and so before
+// anything is forwarded), the requests that Go's HTTP/2 server lets
+// through but that nginx and HAProxy refuse: Content-Length fields that
+// disagree (Go takes the first), a :path with bytes that HTTP/1.1 forbids
+// in a request-target (a space would be forwarded percent-encoded), a
+// declared length with no body to match, and a body after a declared
+// length of 0 (Go resets the stream only when the DATA arrives, after the
+// head would have been forwarded).
+func check(r *http.Request) (status int, reason string) {
+	if r.RequestURI != "*" && !h1.ValidTarget(r.RequestURI) {
+		return 400, "invalid byte in :path"
+	}
+	if vs, ok := r.Header["Content-Length"]; ok {
+		n, ok := h1.ContentLengthValues(vs)
+		if !ok {
+			return 400, "invalid or conflicting content-length"
+		}
+		if r.ContentLength == 0 && n > 0 {
+			return 400, "content-length without a body"
+		}
+	}
+	if r.ContentLength == 0 && r.Body != nil && r.Body != http.NoBody {
+		// A stream still open after a declared length of 0 (or none
+		// declared and the stream ended): its end must come before
+		// anything else.
+		var b [1]byte
+		if n, err := r.Body.Read(b[:]); n > 0 || err != io.EOF {
+			return 400, "request body longer than its content-length"
+		}
+	}
+	return 0, ""
+}
+
+func (b bridge) reject(w http.ResponseWriter, r *http.Request, status int, reason string) {
+	remote, _ := netip.ParseAddrPort(r.RemoteAddr)
+	if b.o.OnReject != nil {
+		b.o.OnReject(status, reason, remote)
+	}
+	ctype, body := "text/plain; charset=utf-8", []byte(http.StatusText(status)+"\n")
+	if b.o.ErrorBody != nil {
+		ctype, body = b.o.ErrorBody(status, reason)
+	}
+	w.Header().Set("Content-Type", ctype)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	w.Write(body)
+}
 
 func (b bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if status, reason := check(r); status != 0 {
+		b.reject(w, r, status, reason)
+		return
+	}
 	req := &h1.Request{
 		Method:        []byte(r.Method),
 		URI:           []byte(r.RequestURI),

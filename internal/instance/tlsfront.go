@@ -67,7 +67,7 @@ func newTLSFront(cfg *tls.Config, h1s *h1.Server, handler h1.Handler, t groupcon
 	}
 	f.h2ln = newChanListener(nil)
 	f.h2 = &http.Server{
-		Handler:           h2bridge.Handler(handler),
+		Handler:           h2bridge.HandlerWith(handler, h2bridge.Options{ErrorBody: h1s.ErrorBody, OnReject: h1s.OnReject}),
 		ReadHeaderTimeout: t.ReadHeaderTimeout.D(),
 		ReadTimeout:       t.ReadTimeout.D(),
 		WriteTimeout:      t.WriteTimeout.D(),
