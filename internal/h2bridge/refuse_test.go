@@ -81,8 +81,10 @@ func TestRefusedBeforeForwarding(t *testing.T) {
 		io.Copy(io.Discard, r.Body)
 		w.Write([]byte("ok"))
 	}), Options{
-		OnReject:  func(int, string, netip.AddrPort) { rejected.Add(1) },
-		ErrorBody: func(status int, reason string) (string, []byte) { return "application/json", []byte(`{"r":"` + reason + `"}`) },
+		OnReject: func(int, string, netip.AddrPort) { rejected.Add(1) },
+		ErrorBody: func(status int, reason string) (string, []byte) {
+			return "application/json", []byte(`{"r":"` + reason + `"}`)
+		},
 	}))
 	srv.EnableHTTP2 = true
 	srv.StartTLS()
