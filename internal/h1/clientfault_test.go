@@ -90,3 +90,72 @@ func TestClientFaultNeverBlamesUpstream(t *testing.T) {
 		})
 	}
 }
+
+// TestSlowBodyTimesTheUpstreamFromItsEnd: the wait for the response head
+// (ActiveTimeout) starts when the whole request is sent. A client that
+// takes longer than ActiveTimeout to upload (each piece well within the
+// body idle timeout) is not the upstream being slow; an upstream that
+// stops taking the body is, and the exchange ends with ErrTimeout instead
+// of hanging.
+func TestSlowBodyTimesTheUpstreamFromItsEnd(t *testing.T) {
+	up := upstreamFor(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "%d", n)
+	}))
+	up.ActiveTimeout = 150 * time.Millisecond
+	addr, errs := faultProxy(t, up, 0, 0)
+	c := dial(t, addr)
+	first := strings.Repeat("a", 40<<10)
+	io.WriteString(c, "POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+	io.WriteString(c, fmt.Sprintf("%x\r\n%s\r\n", len(first), first))
+	for range 6 {
+		time.Sleep(60 * time.Millisecond) // 360 ms in all: over ActiveTimeout
+		io.WriteString(c, "1\r\nb\r\n")
+	}
+	io.WriteString(c, "0\r\n\r\n")
+	if err := <-errs; err != nil {
+		t.Fatalf("slow upload: got %v, want no error (the client was slow, not the upstream)", err)
+	}
+	got, _ := io.ReadAll(c)
+	if !strings.HasPrefix(string(got), "HTTP/1.1 200 ") || !strings.HasSuffix(string(got), fmt.Sprint(len(first)+6)) {
+		t.Fatalf("got %q, want 200 with the body's length", got)
+	}
+
+	// An upstream that takes nothing and answers nothing.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			c.(*net.TCPConn).SetReadBuffer(4096) // never read: the window fills
+		}
+	}()
+	stalled := &Upstream{Addr: ln.Addr().String(), MaxIdle: 1, ActiveTimeout: 150 * time.Millisecond, WriteBufferSize: 4096}
+	addr2, errs2 := faultProxy(t, stalled, 0, 0)
+	c2 := dial(t, addr2)
+	go func() {
+		io.WriteString(c2, "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 50000000\r\n\r\n")
+		chunk := strings.Repeat("c", 64<<10)
+		for range 700 {
+			if _, err := io.WriteString(c2, chunk); err != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-errs2:
+		var fe *ForwardError
+		if !errors.As(err, &fe) || fe.Kind != ErrTimeout {
+			t.Fatalf("stalled upstream: got %v, want ErrTimeout", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("stalled upstream: Forward did not return")
+	}
+}

@@ -192,8 +192,10 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 	}
 	if u.TransactionTimeout > 0 || pc.deadlined {
 		pc.c.SetDeadline(txDeadline)
-		pc.deadlined = u.TransactionTimeout > 0
 	}
+	// Deadlines set during this exchange (here, or by armHead and armWrite
+	// in the body goroutine) are cleared at the start of the next one.
+	pc.deadlined = u.TransactionTimeout > 0 || u.ActiveTimeout > 0 || u.ResponseHeaderTimeout > 0
 	armRead := func() {
 		if u.ActiveTimeout > 0 {
 			d := time.Now().Add(u.ActiveTimeout)
@@ -201,7 +203,6 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 				d = txDeadline
 			}
 			pc.c.SetReadDeadline(d)
-			pc.deadlined = true
 		}
 	}
 	defer func() {
@@ -256,6 +257,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 	var wdone chan bodyResult
 	if !bodyEOF {
 		a.consumed = true
+		pc.bodySent, pc.headDone = false, false
 		wdone = make(chan bodyResult, 1)
 		go func(ch chan<- bodyResult, body io.Reader, cl, sent int64) {
 			ch <- pc.writeRest(body, cl, sent)
@@ -287,18 +289,24 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 	}
 	defer finishBody()
 
-	// Response head, skipping interim responses.
+	// Response head, skipping interim responses. The wait for it is timed
+	// (ActiveTimeout, else ResponseHeaderTimeout) from the end of the
+	// request: while the body goroutine still sends a long body, a slow
+	// client must not make the upstream look slow; the goroutine arms the
+	// head's deadline when the body is sent (see headArmed).
 	headTimeout := u.ResponseHeaderTimeout > 0 && u.ActiveTimeout <= 0
-	if headTimeout {
-		d := time.Now().Add(u.ResponseHeaderTimeout)
-		if !txDeadline.IsZero() && txDeadline.Before(d) {
-			d = txDeadline
-		}
-		pc.c.SetReadDeadline(d)
-	}
+	pc.txDeadline = txDeadline
 	var rh respHead
 	for interim := 0; ; interim++ {
-		armRead()
+		if wdone == nil {
+			pc.armHead()
+		} else {
+			pc.dmu.Lock()
+			if pc.bodySent {
+				pc.armHead()
+			}
+			pc.dmu.Unlock()
+		}
 		rh, err = pc.readHead(string(out.Method) == "HEAD")
 		if len(pc.scratch) > 0 {
 			res.Received = true
@@ -326,6 +334,11 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 			keep = false
 			return res, false, pc.upErr(ctx, ErrUpstreamProtocol, errors.New("too many interim responses"))
 		}
+	}
+	if wdone != nil {
+		pc.dmu.Lock()
+		pc.headDone = true
+		pc.dmu.Unlock()
 	}
 	if headTimeout {
 		pc.c.SetReadDeadline(txDeadline)
@@ -532,9 +545,11 @@ func (pc *upConn) writeRest(body io.Reader, cl, sent int64) bodyResult {
 			if cl < 0 {
 				pc.bw.WriteString("\r\n")
 			}
+			pc.armWrite()
 			werr = pc.bw.Flush()
 			if werr != nil {
 				r.err = fmt.Errorf("writing request body: %w", werr)
+				pc.upstreamStalled(werr)
 				return r
 			}
 			r.n += int64(n)
@@ -556,10 +571,64 @@ func (pc *upConn) writeRest(body io.Reader, cl, sent int64) bodyResult {
 	if cl < 0 {
 		pc.bw.WriteString("0\r\n\r\n")
 	}
+	pc.armWrite()
 	if err := pc.bw.Flush(); err != nil {
 		r.err = fmt.Errorf("writing request body: %w", err)
+		pc.upstreamStalled(err)
+		return r
 	}
+	// The request is sent: from now on the upstream is timed.
+	pc.dmu.Lock()
+	pc.bodySent = true
+	if !pc.headDone {
+		pc.armHead()
+	}
+	pc.dmu.Unlock()
 	return r
+}
+
+// armHead sets the read deadline for the response head: ActiveTimeout,
+// else ResponseHeaderTimeout, from now, within the transaction's deadline.
+func (pc *upConn) armHead() {
+	u := pc.u
+	var d time.Time
+	switch {
+	case u.ActiveTimeout > 0:
+		d = time.Now().Add(u.ActiveTimeout)
+	case u.ResponseHeaderTimeout > 0:
+		d = time.Now().Add(u.ResponseHeaderTimeout)
+	default:
+		return
+	}
+	if !pc.txDeadline.IsZero() && pc.txDeadline.Before(d) {
+		d = pc.txDeadline
+	}
+	pc.c.SetReadDeadline(d)
+}
+
+// armWrite bounds the next write of the request body: an upstream that
+// takes no bytes for ActiveTimeout has stalled.
+func (pc *upConn) armWrite() {
+	u := pc.u
+	if u.ActiveTimeout <= 0 {
+		return
+	}
+	d := time.Now().Add(u.ActiveTimeout)
+	if !pc.txDeadline.IsZero() && pc.txDeadline.Before(d) {
+		d = pc.txDeadline
+	}
+	pc.c.SetWriteDeadline(d)
+}
+
+// upstreamStalled ends the wait for the response when the upstream stopped
+// taking the body for ActiveTimeout (the reader then fails with a timeout,
+// the upstream's fault). Other write errors leave the reader alone: an
+// upstream that answered early and closed still has its answer read.
+func (pc *upConn) upstreamStalled(err error) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() && !pc.clientFailed.Load() {
+		pc.c.SetReadDeadline(time.Now())
+	}
 }
 
 // clientGaveUp stops the wait for the response after the client's body

@@ -96,6 +96,14 @@ type upConn struct {
 	// deadlined: a deadline may be set on c (cleared before the next
 	// exchange that sets none)
 	deadlined bool
+	// The head's deadline while a body goroutine runs: dmu guards bodySent
+	// (the goroutine sent the whole body) and headDone (the reader has the
+	// head), so that exactly one of them arms the head's deadline and
+	// neither clobbers the body's.
+	dmu        sync.Mutex
+	bodySent   bool
+	headDone   bool
+	txDeadline time.Time
 	// clientFailed: the body goroutine failed reading the client's body
 	// and cut the response wait short (see clientGaveUp).
 	clientFailed atomic.Bool
