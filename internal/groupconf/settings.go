@@ -96,7 +96,8 @@ type RemoteHost struct {
 	Addresses               []RemoteHostAddress `yaml:"addresses" doc:"Addresses to use instead of DNS, in priority groups; empty uses DNS."`
 	LoadBalancing           string              `yaml:"loadBalancing" doc:"Within a priority group: roundRobin, or responseTime (weighted by a decaying average response time: faster addresses get more, not all, of the traffic)."`
 	ResponseTimeHalfLife    Duration            `yaml:"responseTimeHalfLife" doc:"With responseTime: the average response time of an address halves its weight of history every this long."`
-	FailedAddressSkip       Duration            `yaml:"failedAddressSkip" doc:"An address that failed to connect or answer is skipped for this long."`
+	FailedAddressSkip       Duration            `yaml:"failedAddressSkip" doc:"An address that failed to connect or answer is skipped for this long. When every address is skipped, requests still go to them, the least recently failed first."`
+	FailedAddressThreshold  int                 `yaml:"failedAddressThreshold" doc:"Failures of an address within failedAddressSkip that make it skipped (1: the first failure does, as nginx's max_fails=1). Faults of the client's side never count."`
 	HTTP10                  bool                `yaml:"http10" doc:"Speak HTTP/1.0 (one request per connection) instead of HTTP/1.1 with keep-alive."`
 	ConnectTimeout          Duration            `yaml:"connectTimeout" doc:"Longest time to connect (and to finish the TLS handshake) to one address."`
 	ActiveTimeout           Duration            `yaml:"activeTimeout" doc:"Longest wait for the next bytes from the back end once the request is sent (read timeout); 504 before the response starts."`
@@ -148,7 +149,7 @@ type Watchdog struct {
 // defaults, except HTTP/1.1 with keep-alive).
 func RemoteHostDefaults() RemoteHost {
 	return RemoteHost{
-		LoadBalancing: "roundRobin", ResponseTimeHalfLife: Seconds(10), FailedAddressSkip: Seconds(30),
+		LoadBalancing: "roundRobin", ResponseTimeHalfLife: Seconds(10), FailedAddressSkip: Seconds(30), FailedAddressThreshold: 1,
 		ConnectTimeout: Seconds(30), ActiveTimeout: Seconds(30), TransactionTimeout: Seconds(240),
 		MaxSentBytes: 10 << 20, MaxReceivedBytes: 10 << 20,
 		IdleTimeout: Seconds(15), MaxIdleConns: 64, ConnectionWait: Seconds(5),

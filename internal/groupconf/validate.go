@@ -351,6 +351,9 @@ func (c *Config) validateRemoteHosts() error {
 		if r.ResponseTimeHalfLife <= 0 {
 			add(c.errAt(k+".responseTimeHalfLife", "must be more than 0"))
 		}
+		if r.FailedAddressThreshold < 1 || r.FailedAddressThreshold > 1000 {
+			add(c.errAt(k+".failedAddressThreshold", "must be between 1 and 1000"))
+		}
 		if w := r.Watchdog; w.Enabled {
 			if !validToken(w.Method) {
 				add(c.errAt(k+".watchdog.method", "%q is not a method", w.Method))

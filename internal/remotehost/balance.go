@@ -27,10 +27,13 @@ type addrState struct {
 	wdPasses     atomic.Int32 // the watchdog's current run of passes
 	wdFails      atomic.Int32 // and of failures
 
-	mu     sync.Mutex // guards sum, weight, last
+	mu     sync.Mutex // guards sum, weight, last, windowStart, windowCount
 	sum    float64    // decayed sum of samples (seconds)
 	weight float64    // decayed number of samples
 	last   int64      // mono time of the last sample
+	// failures counted towards failedAddressThreshold since windowStart
+	windowStart int64
+	windowCount int32
 }
 
 type lastError struct {
@@ -64,10 +67,27 @@ func (s *addrState) observe(now, d int64, halfLife float64) {
 func (s *addrState) avg() float64 { return math.Float64frombits(s.avgBits.Load()) }
 
 // fail records a failure of the address: it is skipped until now+skip.
-func (s *addrState) fail(now, skip int64, err error) {
+func (s *addrState) fail(now, skip int64, err error) { s.failN(now, skip, 1, err) }
+
+// failN records a failure; the address is skipped until now+skip when this
+// is the threshold-th failure within skip of the first one counted (as
+// nginx's max_fails within fail_timeout).
+func (s *addrState) failN(now, skip int64, threshold int32, err error) {
 	s.failures.Add(1)
-	s.failedUntil.Store(now + skip)
 	s.recordErr(err)
+	s.mu.Lock()
+	if s.windowCount == 0 || now-s.windowStart > skip {
+		s.windowStart, s.windowCount = now, 0
+	}
+	s.windowCount++
+	trip := s.windowCount >= threshold
+	if trip {
+		s.windowCount = 0
+	}
+	s.mu.Unlock()
+	if trip {
+		s.failedUntil.Store(now + skip)
+	}
 }
 
 func (s *addrState) unsolicitedClose() { s.unsolicited.Add(1) }

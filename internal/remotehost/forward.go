@@ -171,7 +171,7 @@ func (h *Host) Forward(ctx context.Context, w h1.ResponseWriter, out *h1.Outgoin
 		case BlameNoted:
 			st.recordErr(err)
 		case BlameAddress:
-			st.fail(now, h.skip, err)
+			st.failN(now, h.skip, h.threshold, err)
 		}
 		ae := &AddressError{RemoteHost: h.Name, Address: ad.up.Addr, Tried: n, Err: fe}
 		if fe.Responded || !retryable(fe.Kind, res, a.Replayable(), idempotent(out.Method)) {

@@ -149,6 +149,8 @@ type Host struct {
 	weighted bool
 	halfLife float64 // seconds
 	skip     int64   // failedAddressSkip, ns
+	// threshold: failures within skip that make an address skipped
+	threshold int32
 
 	groups     atomic.Pointer[groupList]
 	dnsMu      sync.Mutex // one resolution at a time
@@ -224,7 +226,7 @@ func (r *Registry) Build(cfg *groupconf.Config) (*Set, error) {
 func (r *Registry) buildHost(cfg *groupconf.Config, i int, st groupconf.RemoteHost) (*Host, error) {
 	b := cfg.Backends[i]
 	h := &Host{Backend: b.Name, Settings: st, reg: r, weighted: st.LoadBalancing == "responseTime",
-		halfLife: st.ResponseTimeHalfLife.D().Seconds(), skip: int64(st.FailedAddressSkip.D())}
+		halfLife: st.ResponseTimeHalfLife.D().Seconds(), skip: int64(st.FailedAddressSkip.D()), threshold: int32(max(st.FailedAddressThreshold, 1))}
 	var urlHost string
 	if b.Sample {
 		addr := cfg.Sample.Address

@@ -366,3 +366,39 @@ func TestWatchdogsFollowSwapsWithoutLeak(t *testing.T) {
 		}
 	}
 }
+
+// TestFailedAddressThreshold: with a threshold of 3, an address is skipped
+// at the third failure within failedAddressSkip, not before; failures
+// spread wider than the window never add up.
+func TestFailedAddressThreshold(t *testing.T) {
+	var s addrState
+	skip := int64(10 * time.Second)
+	now := mono()
+	err := fmt.Errorf("bad")
+	s.failN(now, skip, 3, err)
+	s.failN(now+1, skip, 3, err)
+	if !s.eligible(now + 2) {
+		t.Fatal("skipped after 2 failures, threshold 3")
+	}
+	s.failN(now+2, skip, 3, err)
+	if s.eligible(now+3) || !s.eligible(now+2+skip+1) {
+		t.Fatal("third failure: want skipped for failedAddressSkip, then back")
+	}
+	// Spread out: one failure per window never trips.
+	var w addrState
+	for i := range 5 {
+		w.failN(now+int64(i)*(skip+1), skip, 3, err)
+	}
+	if !w.eligible(now + 4*(skip+1)) {
+		t.Error("failures further apart than the window added up")
+	}
+	if w.failures.Load() != 5 {
+		t.Errorf("failures counted: got %d, want 5", w.failures.Load())
+	}
+	// Threshold 1 (the default): the first failure skips.
+	var one addrState
+	one.failN(now, skip, 1, err)
+	if one.eligible(now + 1) {
+		t.Error("threshold 1: not skipped after a failure")
+	}
+}
