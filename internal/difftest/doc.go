@@ -13,7 +13,7 @@
 // test can tell which back-end request produced which client response. A
 // request to /resp/MODE is answered with a malformed or over-long response
 // (the response-side corpus, see ResponseModes); the "extra bytes" modes
-// carry a second, smuggled response whose body is SMUGGLED.
+// carry a second, smuggled response whose body is "SMUGGLED after SEQ".
 //
 // For Gatehouse the test (difftest_test.go) asserts, for every request case:
 // the expected outcome; no ambiguity in what its back end received; exactly

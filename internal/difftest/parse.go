@@ -70,6 +70,9 @@ var errNeedMore = errors.New("need more bytes")
 const (
 	maxHead      = 128 << 10
 	maxChunkLine = 4 << 10
+	// maxEmptyLines is how many empty lines before a request line the
+	// lenient reading ignores (RFC 9112 §2.2 asks for at least one).
+	maxEmptyLines = 8
 )
 
 // Character classes of RFC 9110.
@@ -104,7 +107,8 @@ func trimOWS(s string) string { return strings.Trim(s, " \t") }
 // Content-Length, framing fields in trailers).
 type Options struct {
 	// Lenient accepts what Gatehouse accepts from clients by design and
-	// is still unambiguous: up to 4 empty lines before a request line,
+	// is still unambiguous: up to 8 empty lines (CRLF or LF) before a
+	// request line, framing fields in trailers (which are dropped),
 	// identical repeated Content-Length values, any HTTP/1.x minor
 	// version. It is the reference reading of a client's bytes.
 	Lenient bool
@@ -116,22 +120,22 @@ type Options struct {
 func ParseRequest(b []byte, o Options) (*Request, int, error) {
 	start := 0
 	for empty := 0; ; empty++ {
-		if len(b)-start < 2 {
-			if len(b) == start || b[start] == '\r' {
-				return nil, 0, errNeedMore
-			}
+		eol := 0
+		switch {
+		case len(b) == start || len(b)-start == 1 && b[start] == '\r':
+			return nil, 0, errNeedMore
+		case b[start] == '\n':
+			eol = 1
+		case b[start] == '\r' && b[start+1] == '\n':
+			eol = 2
+		}
+		if eol == 0 {
 			break
 		}
-		if b[start] == '\n' {
-			return nil, 0, ambiguous("bare LF before the request line")
-		}
-		if b[start] != '\r' || b[start+1] != '\n' {
-			break
-		}
-		if !o.Lenient || empty == 4 {
+		if !o.Lenient || empty == maxEmptyLines {
 			return nil, 0, ambiguous("empty line before the request line")
 		}
-		start += 2
+		start += eol
 	}
 	end := bytes.Index(b[start:], []byte("\r\n\r\n"))
 	scan := b[start:]
@@ -171,7 +175,7 @@ func ParseRequest(b []byte, o Options) (*Request, int, error) {
 	}
 	var n int
 	if r.Chunked {
-		r.Body, n, err = parseChunked(b[headEnd:])
+		r.Body, n, err = parseChunked(b[headEnd:], o)
 		if err != nil {
 			if err == errNeedMore {
 				return r, 0, err
@@ -311,7 +315,7 @@ func framing(r *Request, o Options) (int64, error) {
 // extensions hold no control byte, data is followed by exactly CRLF, and
 // trailer fields follow the field-line rules without naming a framing
 // field.
-func parseChunked(b []byte) ([]byte, int, error) {
+func parseChunked(b []byte, o Options) ([]byte, int, error) {
 	var body []byte
 	i := 0
 	for {
@@ -396,7 +400,9 @@ func parseChunked(b []byte) ([]byte, int, error) {
 		}
 		switch strings.ToLower(f.Name) {
 		case "content-length", "transfer-encoding", "host":
-			return nil, 0, ambiguous("framing field in trailers: %q", f.Name)
+			if !o.Lenient {
+				return nil, 0, ambiguous("framing field in trailers: %q", f.Name)
+			}
 		}
 	}
 }

@@ -38,11 +38,16 @@ type Event struct {
 }
 
 // Smuggled is the second response that the "extra bytes" response modes
-// append; its body is the marker no client may ever see.
-const Smuggled = "HTTP/1.1 200 OK\r\nX-Smuggled: 1\r\nContent-Length: 9\r\n\r\nSMUGGLED\n"
+// append after answering request seq: its body, "SMUGGLED after SEQ", may
+// reach the client that sent request seq (on its own connection) and no
+// other.
+func Smuggled(seq int) string {
+	body := fmt.Sprintf("SMUGGLED after %d\n", seq)
+	return fmt.Sprintf("HTTP/1.1 200 OK\r\nX-Smuggled: %d\r\nContent-Length: %d\r\n\r\n%s", seq, len(body), body)
+}
 
 // ResponseModes are the response-side corpus: a request to /resp/MODE[/…]
-// is answered as described. Those marked extra are followed by Smuggled.
+// is answered as described. Those marked extra are followed by Smuggled(seq).
 var ResponseModes = []struct{ Name, What string }{
 	{"extra-after-cl", "a complete Content-Length response and, in the same write, a second response"},
 	{"extra-after-cl-late", "a complete Content-Length response; 20 ms later, a second response on the idle connection"},
@@ -73,7 +78,8 @@ type Recorder struct {
 	// Lock order: a connection's mu before the recorder's mu.
 	mu     sync.Mutex // guards the fields below
 	events []Event
-	conns  map[int]*recConn
+	conns  map[int]*recConn // open connections
+	every  map[int]*recConn // every connection so far, for Transcript
 	nconn  int
 	seq    int
 	last   time.Time // last accept or read
@@ -96,7 +102,7 @@ func NewRecorder() (*Recorder, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Recorder{ln: ln, conns: map[int]*recConn{}, last: time.Now()}
+	r := &Recorder{ln: ln, conns: map[int]*recConn{}, every: map[int]*recConn{}, last: time.Now()}
 	r.wg.Add(1)
 	go r.accept()
 	return r, nil
@@ -186,6 +192,19 @@ func (r *Recorder) CloseIdle() {
 	}
 }
 
+// Transcript returns a copy of every byte received on connection id.
+func (r *Recorder) Transcript(id int) []byte {
+	r.mu.Lock()
+	c := r.every[id]
+	r.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]byte(nil), c.all...)
+}
+
 // WaitExtra waits until the late extra bytes of the request to path were
 // written, for at most max; it reports whether they were.
 func (r *Recorder) WaitExtra(path string, max time.Duration) bool {
@@ -247,6 +266,7 @@ func (r *Recorder) accept() {
 		r.nconn++
 		rc := &recConn{id: r.nconn, c: c}
 		r.conns[rc.id] = rc
+		r.every[rc.id] = rc
 		r.last = time.Now()
 		r.mu.Unlock()
 		r.wg.Add(1)
@@ -357,41 +377,42 @@ func (r *Recorder) respond(c *recConn, req *Request, seq int) (closeAfter bool) 
 		return closeAfter
 	}
 	mode, _, _ = strings.Cut(mode, "/")
+	smuggled := Smuggled(seq)
 	var out string
 	switch mode {
 	case "extra-after-cl":
-		out = normal("200 OK") + Smuggled
+		out = normal("200 OK") + smuggled
 	case "extra-after-cl-late":
 		out = normal("200 OK")
 		time.AfterFunc(20*time.Millisecond, func() {
 			c.mu.Lock()
-			c.c.Write([]byte(Smuggled))
+			c.c.Write([]byte(smuggled))
 			c.mu.Unlock()
 			r.add(Event{Kind: EvExtraSent, Conn: c.id, Seq: seq})
 		})
 	case "body-on-204":
-		out = "HTTP/1.1 204 No Content\r\n" + marks + "\r\n" + Smuggled
+		out = "HTTP/1.1 204 No Content\r\n" + marks + "\r\n" + smuggled
 	case "body-on-304":
-		out = "HTTP/1.1 304 Not Modified\r\n" + marks + "\r\n" + Smuggled
+		out = "HTTP/1.1 304 Not Modified\r\n" + marks + "\r\n" + smuggled
 	case "body-on-head":
-		out = "HTTP/1.1 200 OK\r\n" + marks + fmt.Sprintf("Content-Length: %d\r\n\r\n", len(Smuggled)) + Smuggled
+		out = "HTTP/1.1 200 OK\r\n" + marks + fmt.Sprintf("Content-Length: %d\r\n\r\n", len(smuggled)) + smuggled
 	case "extra-after-last-chunk":
 		out = "HTTP/1.1 200 OK\r\n" + marks + "Transfer-Encoding: chunked\r\n\r\n" +
-			fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(body), body) + Smuggled
+			fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(body), body) + smuggled
 	case "continue-then-extra":
-		out = "HTTP/1.1 100 Continue\r\n\r\n" + normal("200 OK") + Smuggled
+		out = "HTTP/1.1 100 Continue\r\n\r\n" + normal("200 OK") + smuggled
 	case "conflicting-cl":
-		out = "HTTP/1.1 200 OK\r\n" + marks + fmt.Sprintf("Content-Length: %d\r\nContent-Length: %d\r\n\r\n", len(body), len(body)+len(Smuggled)) + body + Smuggled
+		out = "HTTP/1.1 200 OK\r\n" + marks + fmt.Sprintf("Content-Length: %d\r\nContent-Length: %d\r\n\r\n", len(body), len(body)+len(smuggled)) + body + smuggled
 	case "cl-and-te":
 		out = "HTTP/1.1 200 OK\r\n" + marks + "Content-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n" +
-			fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(body), body) + Smuggled
+			fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(body), body) + smuggled
 	case "bare-lf-head":
-		out = strings.ReplaceAll("HTTP/1.1 200 OK\r\n"+marks+fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body)), "\r\n", "\n") + body + Smuggled
+		out = strings.ReplaceAll("HTTP/1.1 200 OK\r\n"+marks+fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body)), "\r\n", "\n") + body + smuggled
 	case "obs-fold":
-		out = "HTTP/1.1 200 OK\r\n" + marks + "X-Folded: a\r\n b\r\n" + fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body)) + body + Smuggled
+		out = "HTTP/1.1 200 OK\r\n" + marks + "X-Folded: a\r\n b\r\n" + fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body)) + body + smuggled
 	case "chunk-ext-bare-lf":
 		out = "HTTP/1.1 200 OK\r\n" + marks + "Transfer-Encoding: chunked\r\n\r\n" +
-			fmt.Sprintf("%x;x\n%s\r\n0\r\n\r\n", len(body), body) + Smuggled
+			fmt.Sprintf("%x;x\n%s\r\n0\r\n\r\n", len(body), body) + smuggled
 	case "long-header":
 		out = "HTTP/1.1 200 OK\r\n" + marks + "X-Long: " + strings.Repeat("a", 70<<10) + "\r\n" + fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body)) + body
 	case "no-reason":
