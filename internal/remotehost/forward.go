@@ -153,6 +153,7 @@ func (h *Host) Forward(ctx context.Context, w h1.ResponseWriter, out *h1.Outgoin
 			if fallback {
 				// It answered: back in rotation before its skip ends.
 				st.failedUntil.Store(0)
+				h.noteFallback(false)
 			}
 			return res, nil
 		}

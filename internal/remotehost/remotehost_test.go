@@ -1,7 +1,10 @@
 package remotehost
 
 import (
+	"bufio"
+	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -400,5 +403,127 @@ func TestFailedAddressThreshold(t *testing.T) {
 	one.failN(now, skip, 1, err)
 	if one.eligible(now + 1) {
 		t.Error("threshold 1: not skipped after a failure")
+	}
+}
+
+// rec is a minimal h1.ResponseWriter that keeps the status and body.
+type rec struct {
+	h      h1.Header
+	status int
+	body   strings.Builder
+}
+
+func (r *rec) Header() *h1.Header { return &r.h }
+func (r *rec) WriteHeader(s int) {
+	if r.status == 0 {
+		r.status = s
+	}
+}
+func (r *rec) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.status = 200
+	}
+	return r.body.Write(p)
+}
+func (r *rec) Flush() error { return nil }
+func (r *rec) Hijack() (net.Conn, *bufio.Reader, error) {
+	return nil, nil, fmt.Errorf("no hijack")
+}
+func (r *rec) Written() int64 { return int64(r.body.Len()) }
+func (r *rec) Status() int    { return r.status }
+
+type failingBody struct{ n int }
+
+func (b *failingBody) Read(p []byte) (int, error) {
+	if b.n > 0 {
+		k := min(len(p), b.n)
+		b.n -= k
+		return k, nil
+	}
+	return 0, fmt.Errorf("client went away")
+}
+
+// TestForwardThroughRegistry: the per-address counters an operator sees
+// (/remotehosts, metrics) follow what happened on the wire: a back end's
+// extra bytes are counted, one bad exchange with the only address is
+// followed by a fallback request that puts it back, and a client's fault
+// leaves the address alone.
+func TestForwardThroughRegistry(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					switch req.URL.Path {
+					case "/evil":
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED")
+					case "/drop":
+						return
+					default:
+						fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(req.URL.Path), req.URL.Path)
+					}
+				}
+			}()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	r := NewRegistry(Options{})
+	h := host(t, r, load(t, fmt.Sprintf("    addresses:\n      - {address: 127.0.0.1, port: %d}\n", port)))
+	send := func(method, path string, body io.Reader, cl int64) (*rec, error) {
+		w := &rec{}
+		var a h1.Attempt
+		out := &h1.Outgoing{Method: []byte(method), Path: []byte(path), Body: body, ContentLength: cl}
+		_, err := h.Forward(context.Background(), w, out, &a)
+		return w, err
+	}
+	state := func() AddressState { return r.State().RemoteHosts[0].Addresses[0] }
+	if w, err := send("GET", "/evil", nil, 0); err != nil || w.body.String() != "ok" {
+		t.Fatalf("/evil: %v %q", err, w.body.String())
+	}
+	if w, err := send("GET", "/next", nil, 0); err != nil || w.body.String() != "/next" {
+		t.Fatalf("after /evil: got %v %q, want /next (never the extra response)", err, w.body.String())
+	}
+	if got := state().UnsolicitedCloses; got != 1 {
+		t.Errorf("unsolicitedCloses: got %d, want 1", got)
+	}
+	if m := r.AppendMetrics(nil); len(m) != 1 || m[0].Unsolicited != 1 {
+		t.Errorf("metrics: got %+v, want Unsolicited 1", m)
+	}
+
+	// One bad exchange with the only address.
+	if _, err := send("GET", "/drop", nil, 0); err == nil {
+		t.Fatal("/drop: want an error")
+	}
+	if s := state(); s.Up || s.Failures != 1 {
+		t.Fatalf("after /drop: got %+v, want down (failed) with 1 failure", s)
+	}
+	if w, err := send("GET", "/again", nil, 0); err != nil || w.body.String() != "/again" {
+		t.Fatalf("fallback: got %v %q, want /again from the only address", err, w.body.String())
+	}
+	if s := state(); !s.Up || s.FallbackRequests != 1 || r.State().RemoteHosts[0].Fallback {
+		t.Errorf("after the fallback request: got %+v, want up again after 1 fallback request", s)
+	}
+
+	// A client whose body fails: its fault, not the address's.
+	if _, err := send("POST", "/up", &failingBody{n: 40 << 10}, 1<<20); err == nil {
+		t.Fatal("failing client body: want an error")
+	}
+	if s := state(); !s.Up || s.Failures != 1 {
+		t.Errorf("after a client's fault: got %+v, want still up with 1 failure", s)
 	}
 }
