@@ -190,6 +190,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 	if u.TransactionTimeout > 0 {
 		txDeadline = time.Now().Add(u.TransactionTimeout)
 	}
+	pc.txDeadline = txDeadline // before the body goroutine reads it
 	if u.TransactionTimeout > 0 || pc.deadlined {
 		pc.c.SetDeadline(txDeadline)
 	}
@@ -295,7 +296,6 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 	// client must not make the upstream look slow; the goroutine arms the
 	// head's deadline when the body is sent (see headArmed).
 	headTimeout := u.ResponseHeaderTimeout > 0 && u.ActiveTimeout <= 0
-	pc.txDeadline = txDeadline
 	var rh respHead
 	for interim := 0; ; interim++ {
 		if wdone == nil {
