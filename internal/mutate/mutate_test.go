@@ -160,6 +160,14 @@ func Spin(n int) int {
 	}
 	return i
 }
+
+// Unused is run by no test.
+func Unused(n int) int {
+	if n > 2 {
+		return 1
+	}
+	return 0
+}
 `)
 	write("m_test.go", `package m
 
@@ -195,9 +203,15 @@ func TestSpin(t *testing.T) {
 		"17 boundary < → <=":             Killed,
 		"18 const 1 → 0":                 TimedOut, // i += 0: the loop never ends
 		"18 const 1 → 2":                 Killed,
+		"25 boundary > → >=":             Survived, // not covered: not run
 	} {
 		if got := status[k]; got != want {
 			t.Errorf("%s: got %q, want %q", k, got, want)
+		}
+	}
+	for _, r := range results {
+		if notRun := r.Failed == "not covered"; notRun != (r.Line >= 24) {
+			t.Errorf("%s: not covered %v, want %v", r.Mutant, notRun, r.Line >= 24)
 		}
 	}
 	if t.Failed() {

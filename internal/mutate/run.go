@@ -199,20 +199,26 @@ func runPackage(ctx context.Context, cfg Config, pattern string) ([]Result, Summ
 		sum.Total = len(results)
 		return results, sum, nil
 	}
-	// The package's own tests must pass first; they also set the timeout.
+	tmp, err := os.MkdirTemp("", "mutate-")
+	if err != nil {
+		return nil, sum, err
+	}
+	defer os.RemoveAll(tmp)
+	// The package's own tests must pass first; they also set the timeout,
+	// and their coverage tells which mutants no test even runs.
 	start := time.Now()
-	if st, out := testOnce(ctx, cfg, pi, "", 10*time.Minute); st != Survived {
+	profile := filepath.Join(tmp, "cover.out")
+	if st, out := testOnce(ctx, cfg, pi, "", 10*time.Minute, "-coverprofile", profile); st != Survived {
 		return nil, sum, fmt.Errorf("%s: the tests do not pass without mutants (%s):\n%s", pi.ImportPath, st, tail(out, 40))
 	}
 	timeout := cfg.Timeout
 	if timeout <= 0 {
 		timeout = 3*time.Since(start) + 20*time.Second
 	}
-	tmp, err := os.MkdirTemp("", "mutate-")
+	cov, err := readCoverage(profile, pi)
 	if err != nil {
 		return nil, sum, err
 	}
-	defer os.RemoveAll(tmp)
 
 	out := make([]Result, len(run))
 	var wg sync.WaitGroup
@@ -223,7 +229,13 @@ func runPackage(ctx context.Context, cfg Config, pattern string) ([]Result, Summ
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				out[i] = runMutant(ctx, cfg, pi, run[i], tmp, i, timeout)
+				if cov.unrun(run[i]) {
+					// Inside code that no test executes: it survives
+					// without a run.
+					out[i] = Result{Mutant: run[i], Package: pi.ImportPath, Status: Survived, Failed: "not covered"}
+				} else {
+					out[i] = runMutant(ctx, cfg, pi, run[i], tmp, i, timeout)
+				}
 				logMu.Lock()
 				fmt.Fprintf(cfg.Log, "%-8s %s%s\n", out[i].Status, rel(cfg.Dir, run[i]), failedSuffix(out[i]))
 				logMu.Unlock()
@@ -263,6 +275,9 @@ func runPackage(ctx context.Context, cfg Config, pattern string) ([]Result, Summ
 func failedSuffix(r Result) string {
 	if r.Failed == "" {
 		return ""
+	}
+	if r.Status == Survived {
+		return "  [" + r.Failed + "]"
 	}
 	return "  (" + r.Failed + ")"
 }
@@ -309,8 +324,9 @@ func runMutant(ctx context.Context, cfg Config, pi pkgInfo, m Mutant, tmp string
 
 // testOnce runs the package's tests (with an overlay when ov is set) and
 // classifies the outcome.
-func testOnce(ctx context.Context, cfg Config, pi pkgInfo, ov string, timeout time.Duration) (string, string) {
+func testOnce(ctx context.Context, cfg Config, pi pkgInfo, ov string, timeout time.Duration, extra ...string) (string, string) {
 	args := []string{"test", "-count=1", "-vet=off", "-timeout", timeout.String()}
+	args = append(args, extra...)
 	if ov != "" {
 		args = append(args, "-overlay", ov)
 	}
@@ -359,4 +375,59 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// coverage is the baseline run's coverage: for each file (absolute path),
+// its blocks and whether a test executed them.
+type coverage map[string][]coverBlock
+
+type coverBlock struct {
+	startLine, startCol, endLine, endCol int
+	count                                int
+}
+
+// readCoverage reads a go test -coverprofile file of the package pi.
+func readCoverage(path string, pi pkgInfo) (coverage, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading coverage: %w", err)
+	}
+	cov := coverage{}
+	for _, line := range strings.Split(string(data), "\n") {
+		if line == "" || strings.HasPrefix(line, "mode:") {
+			continue
+		}
+		var file string
+		var b coverBlock
+		var stmts int
+		i := strings.LastIndex(line, ":")
+		if i < 0 {
+			continue
+		}
+		file = line[:i]
+		if _, err := fmt.Sscanf(line[i+1:], "%d.%d,%d.%d %d %d", &b.startLine, &b.startCol, &b.endLine, &b.endCol, &stmts, &b.count); err != nil {
+			return nil, fmt.Errorf("coverage line %q: %w", line, err)
+		}
+		if rest, ok := strings.CutPrefix(file, pi.ImportPath+"/"); ok && !strings.Contains(rest, "/") {
+			abs := filepath.Join(pi.Dir, rest)
+			cov[abs] = append(cov[abs], b)
+		}
+	}
+	return cov, nil
+}
+
+// unrun reports whether m lies in a block that no test executed. Mutants
+// outside every block (package-level declarations) are run.
+func (c coverage) unrun(m Mutant) bool {
+	seen := false
+	for _, b := range c[m.File] {
+		if m.Line < b.startLine || m.Line > b.endLine {
+			continue
+		}
+		if b.count > 0 {
+			return false
+		}
+		seen = true
+	}
+	return seen
 }
