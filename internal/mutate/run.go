@@ -313,7 +313,7 @@ func runMutant(ctx context.Context, cfg Config, pi pkgInfo, m Mutant, tmp string
 	defer os.Remove(mut)
 	defer os.Remove(ov)
 	start := time.Now()
-	st, out := testOnce(ctx, cfg, pi, ov, timeout)
+	st, out := testOnce(ctx, cfg, pi, ov, timeout, "-failfast") // the first failure decides
 	res.Elapsed = time.Since(start)
 	res.Status = st
 	if st == Killed {
