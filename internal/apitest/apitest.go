@@ -174,6 +174,32 @@ var RouterMethods = []string{"DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST"
 // {path...} is {path}.
 func OpenAPIPath(pattern string) string { return strings.ReplaceAll(pattern, "...}", "}") }
 
+// MatchDocument compares the operations a server serves ("METHOD /path",
+// paths as OpenAPIPath writes them) with those doc lists under the paths
+// that in accepts, both ways; table names where the routes are declared.
+func MatchDocument(t *testing.T, doc *openapi3.T, served map[string]bool, in func(path string) bool, table string) {
+	t.Helper()
+	documented := map[string]bool{}
+	for path, item := range doc.Paths.Map() {
+		if !in(path) {
+			continue
+		}
+		for m := range item.Operations() {
+			documented[m+" "+path] = true
+		}
+	}
+	for op := range served {
+		if !documented[op] {
+			t.Errorf("%s is served but not in api/openapi.yaml", op)
+		}
+	}
+	for op := range documented {
+		if !served[op] {
+			t.Errorf("%s is in api/openapi.yaml but not in %s", op, table)
+		}
+	}
+}
+
 // CallEveryOperation calls each operation of doc under prefix at base, with
 // the test user's credentials, params in the path and bodies by
 // operationId, in the order reads, creations, changes, deletions. Each

@@ -25,23 +25,5 @@ func TestOpenAPIEveryRouteDocumented(t *testing.T) {
 			served[m+" "+apitest.OpenAPIPath(rt.Pattern)] = true
 		}
 	}
-	documented := map[string]bool{}
-	for path, item := range doc.Paths.Map() {
-		if !strings.HasPrefix(path, "/nm/") {
-			continue
-		}
-		for m := range item.Operations() {
-			documented[m+" "+path] = true
-		}
-	}
-	for op := range served {
-		if !documented[op] {
-			t.Errorf("%s is served but not in api/openapi.yaml", op)
-		}
-	}
-	for op := range documented {
-		if !served[op] {
-			t.Errorf("%s is in api/openapi.yaml but not in Server.Routes", op)
-		}
-	}
+	apitest.MatchDocument(t, doc, served, func(path string) bool { return strings.HasPrefix(path, "/nm/") }, "Server.Routes")
 }
