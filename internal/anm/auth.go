@@ -43,7 +43,7 @@ type authenticator struct {
 	key    [32]byte
 	verify func(user string, pw secret.Value) (bool, error)
 	// sessions and throttle: session tokens and the failed-login
-	// slow-down (api_session*.go, docs/sessions.md).
+	// slow-down (session.go, throttle.go, docs/sessions.md).
 	sessions *sessionStore
 	throttle *throttle
 	// audit is the host's audit log: logins, failed HTTP Basic
@@ -201,7 +201,7 @@ func (a *authenticator) recordLogin(r *http.Request, action, user, detail, errMs
 }
 
 // middleware lets through requests with an admin user's HTTP Basic
-// credentials or, without them, a valid session cookie (api_session.go;
+// credentials or, without them, a valid session cookie (session.go;
 // state-changing requests must then carry the csrf-token header). The
 // authenticated user name is in the context (userOf) either way; others
 // get 401 with WWW-Authenticate.

@@ -38,7 +38,7 @@ func (a *API) managementArea() area {
 
 // POST /api/management/{start|stop|status}/{groupID}/{serviceID}:
 // synchronous, through the supervisor of this host, or for an instance of
-// another host through its node manager (nm_remote.go; 502 naming the host
+// another host through its node manager (remote.go; 502 naming the host
 // when it cannot be reached). The answer is the instance's state once the
 // action is done.
 func (a *API) manage(w http.ResponseWriter, r *http.Request) {
@@ -56,7 +56,7 @@ func (a *API) manage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Start and stop are recorded in the audit log, refused ones too
-	// (api_audit.go); status changes nothing.
+	// (audit.go); status changes nothing.
 	var svc *topology.Service
 	var outcome error
 	if action != "status" {

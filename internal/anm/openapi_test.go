@@ -40,7 +40,7 @@ func TestOpenAPIEveryRouteDocumented(t *testing.T) {
 }
 
 // TestOpenAPIEveryRouteAnswered calls every operation the document lists
-// under /api on a real Admin Node Manager (nodemanager.New in a temporary
+// under /api on the management API of an Admin Node Manager (in a temporary
 // install dir, valid credentials, minimal parameters).
 func TestOpenAPIEveryRouteAnswered(t *testing.T) {
 	doc := apitest.LoadOpenAPI(t)

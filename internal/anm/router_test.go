@@ -20,7 +20,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/pki"
 )
 
-// withIdentity gives e's node manager its certificate, as server.start does.
+// withIdentity gives e's router its certificate, as the node manager's listener does when it starts.
 func (e *apiEnv) withIdentity(t *testing.T) {
 	t.Helper()
 	dns, ips := nodeapi.CertNames("gw1", "127.0.0.1")

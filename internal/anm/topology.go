@@ -507,7 +507,7 @@ func (a *API) createService(w http.ResponseWriter, r *http.Request) {
 	}
 	groupID := r.PathValue("groupID")
 	if b.HostID != "" && b.HostID != a.conf.HostID {
-		a.createRemote(w, r, expect, groupID, b) // nm_remote.go: through that host's node manager
+		a.createRemote(w, r, expect, groupID, b) // remote.go: through that host's node manager
 		return
 	}
 	c, err := domain.CreateInstance(r.Context(), a.h, actor(r), domain.InstanceSpec{
@@ -517,7 +517,7 @@ func (a *API) createService(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	a.adoptGroupArchive(r.Context(), c.GroupID, c.InstanceID) // deploy_nm.go
+	a.adoptGroupArchive(r.Context(), c.GroupID, c.InstanceID) // deploy_steps.go
 	view := serviceView{Service: topology.Service{ID: c.InstanceID, Name: b.Name, Type: topology.TypeGateway, HostID: a.conf.HostID}, Status: "stopped"}
 	if t, err := a.store.Load(); err == nil {
 		if g, err := t.Group(c.GroupID); err == nil {

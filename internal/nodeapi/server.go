@@ -51,7 +51,7 @@ import (
 //	GET  /nm/status                                  this node manager and its instances
 //	POST /nm/instances                               create an instance's files here (ANM's certificate)
 //	POST /nm/instances/{instanceID}/{start|stop|status}  through the Supervisor (ANM's certificate)
-//	PUT  /nm/instances/{instanceID}/certificate      the instance's certificate, signed for the CSR POST /nm/instances answered (ANM's certificate; csr_instance.go)
+//	PUT  /nm/instances/{instanceID}/certificate      the instance's certificate, signed for the CSR POST /nm/instances answered (ANM's certificate; csr.go)
 //	ANY  /nm/router/{instanceID}/{path...}           relayed to a local instance's management listener (ANM's certificate)
 //	GET  /nm/topology                                this host's topology document
 //	GET  /nm/topology/state                          its version and checksum

@@ -27,7 +27,7 @@ const (
 )
 
 // errNoIdentity: the client is used before the node manager has its
-// certificate (before server.start).
+// certificate (before SetIdentity).
 var errNoIdentity = errors.New("the node manager has no certificate yet to present to instances")
 
 // MgmtClient is the node manager's one client for the instances' management
