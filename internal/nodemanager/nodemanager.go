@@ -1,8 +1,13 @@
-// Package nodemanager is the node manager process of a host: it supervises
-// the host's gateway instances (supervise.go) and serves the node manager's
-// HTTPS listener (server.go). The node manager of the host created with
-// managedomain -i is the Admin Node Manager: its listener also serves the
-// management API under /api (api*.go).
+// Package nodemanager is the node manager process of a host: it wires the
+// supervisor of the host's gateway instances (internal/supervisor), the
+// node-to-node API (internal/nodeapi) and, on the host created with
+// managedomain -i, the Admin Node Manager's management API (internal/anm)
+// behind one HTTPS listener (server.go) with the node manager's
+// certificate.
+//
+// It is the only package that imports all three; the layering they follow
+// (supervisor below nodeapi below anm, none of them importing this one) is
+// checked by layers_test.go.
 //
 // Lifecycle: New → Start (binds the listener, starts supervising; the node
 // manager is then ready) → Shutdown(ctx) → Wait. Instances keep running when
@@ -18,9 +23,12 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/gatehouse-gw/gatehouse/internal/anm"
 	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/nodeapi"
+	"github.com/gatehouse-gw/gatehouse/internal/supervisor"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
 )
 
@@ -41,13 +49,13 @@ type NodeManager struct {
 	log   *slog.Logger
 	conf  domain.NodeManagerConf
 	store *topology.Store
-	audit audit.Recorder // this host's audit log (conf/audit); the store records to it too
-	admin bool           // this host's node manager is the Admin Node Manager
+	admin bool // this host's node manager is the Admin Node Manager
 
-	sup  *Supervisor
+	mgmt *supervisor.MgmtClient // the one client for instances' management listeners (mutual TLS)
+	sup  *supervisor.Supervisor
+	net  *nodeapi.Net // node-to-node client and, on the ANM, the topology pusher
+	api  *anm.API     // /api (answers 404 on a node manager that is not the ANM)
 	srv  *server
-	mgmt *mgmtClient // the one client for instances' management listeners (mutual TLS)
-	net  *nodeNet    // node-to-node client and, on the ANM, the topology pusher (nm_*.go)
 
 	mu       sync.Mutex
 	started  bool
@@ -71,7 +79,7 @@ func New(opts Options) (*NodeManager, error) {
 	}
 	log = log.With("component", "nodemanager", "hostId", conf.HostID, "nodeManagerId", conf.NodeManagerID)
 	rec := audit.Recorder{Log: audit.Open(opts.Home), Logger: log}
-	n := &NodeManager{opts: opts, log: log, conf: conf, store: topology.NewStore(opts.Home, rec), audit: rec, done: make(chan struct{})}
+	n := &NodeManager{opts: opts, log: log, conf: conf, store: topology.NewStore(opts.Home, rec), done: make(chan struct{})}
 	topo, err := n.store.Load()
 	if err != nil {
 		return nil, fmt.Errorf("creating node manager: %w", err)
@@ -79,12 +87,19 @@ func New(opts Options) (*NodeManager, error) {
 	if svc, err := topo.AdminNodeManager(); err == nil && svc.ID == conf.NodeManagerID {
 		n.admin = true
 	}
-	n.mgmt = newMgmtClient()
-	n.sup = newSupervisor(n)
-	n.net = newNodeNet(n)
-	n.srv = newServer(n)
+	n.mgmt = supervisor.NewMgmtClient()
+	n.sup = supervisor.New(supervisor.Config{Home: opts.Home, HostID: conf.HostID, Exe: opts.Exe, Topology: n.store, Logger: log, Client: n.mgmt})
+	n.net = nodeapi.NewNet(opts.Home, conf.HostID, n.store, log)
+	apiLog := log.With("subsystem", "api")
+	router := nodeapi.NewRouter(apiLog, n.mgmt, n.store, conf.HostID)
+	n.api = anm.New(anm.Config{Home: opts.Home, Conf: conf, Admin: n.admin, Store: n.store, Audit: rec, Logger: apiLog,
+		Instances: n.sup, Net: n.net, Router: router})
+	srvLog := log.With("subsystem", "server")
+	nm := nodeapi.NewServer(nodeapi.Config{Home: opts.Home, Conf: conf, Admin: n.admin, Store: n.store, Logger: srvLog,
+		Instances: n.sup, Net: n.net, Router: router, JoinAuth: n.api.Authenticate})
+	n.srv = newServer(n, srvLog, nm.Handler(), n.api.Handler())
 	if n.admin {
-		if err := n.srv.api.loadACL(); err != nil {
+		if err := n.api.LoadAccess(); err != nil {
 			return nil, fmt.Errorf("creating node manager: %w", err)
 		}
 	}
@@ -95,7 +110,7 @@ func New(opts Options) (*NodeManager, error) {
 func (n *NodeManager) Admin() bool { return n.admin }
 
 // Supervisor returns the supervisor of the host's instances.
-func (n *NodeManager) Supervisor() *Supervisor { return n.sup }
+func (n *NodeManager) Supervisor() *supervisor.Supervisor { return n.sup }
 
 // Addr is the listener's address once started.
 func (n *NodeManager) Addr() string { return n.srv.addr() }
@@ -113,9 +128,9 @@ func (n *NodeManager) Start() error {
 		close(n.done)
 		return fmt.Errorf("starting node manager: %w", err)
 	}
-	n.sup.start()
+	n.sup.Start()
 	if n.admin {
-		n.net.push.start()
+		n.net.Push.Start()
 	}
 	n.log.Info("node manager started", "admin", n.admin, "address", n.srv.addr())
 	return nil
@@ -132,9 +147,9 @@ func (n *NodeManager) Shutdown(ctx context.Context) error {
 	}
 	n.stopping = true
 	n.mu.Unlock()
-	n.net.push.stop()
-	err := errors.Join(n.srv.shutdown(ctx), n.srv.api.jobs.wait(ctx), n.sup.stop(ctx))
-	n.net.close()
+	n.net.Push.Stop()
+	err := errors.Join(n.srv.shutdown(ctx), n.api.Wait(ctx), n.sup.Stop(ctx))
+	n.net.Close()
 	n.log.Info("node manager stopped")
 	n.mu.Lock()
 	n.err = err

@@ -11,7 +11,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
+	"github.com/gatehouse-gw/gatehouse/internal/nodeapi"
+	"github.com/gatehouse-gw/gatehouse/internal/pki"
 )
 
 // Server timeouts (documented in docs/management-api.md).
@@ -24,15 +27,17 @@ const (
 // server is the node manager's HTTPS listener on NodeManagerConf.Address
 // and Port (8090 by default). It serves
 //
-//	/nm/...   node-to-node paths: a client certificate signed by the domain CA is required
-//	/api/...  the management API (api*.go), on the Admin Node Manager only: HTTP Basic
+//	/nm/...   node-to-node paths (internal/nodeapi): a client certificate signed by the domain CA is required
+//	/api/...  the management API (internal/anm), on the Admin Node Manager only: HTTP Basic or a session
 //
-// Its certificate is signed by the domain CA (tls.go). start and shutdown
-// are called once each, by NodeManager.Start and Shutdown.
+// Its certificate is signed by the domain CA (nodeapi.NodeManagerCert).
+// start and shutdown are called once each, by NodeManager.Start and
+// Shutdown.
 type server struct {
 	n   *NodeManager
 	log *slog.Logger
-	api *api
+	nm  http.Handler // /nm/
+	api http.Handler // /api/
 
 	mu     sync.Mutex
 	srv    *http.Server
@@ -41,10 +46,8 @@ type server struct {
 	served chan struct{}
 }
 
-func newServer(n *NodeManager) *server {
-	s := &server{n: n, log: n.log.With("subsystem", "server")}
-	s.api = newAPI(n, n.sup)
-	return s
+func newServer(n *NodeManager, log *slog.Logger, nm, api http.Handler) *server {
+	return &server{n: n, log: log, nm: nm, api: api}
 }
 
 // listenAddress is Address:Port from nodemanager.yaml (8090 when no port).
@@ -65,12 +68,12 @@ func (s *server) start() error {
 			hostName = h.Name
 		}
 	}
-	dns, ips := certNames(hostName, s.n.conf.Address)
-	cert, caCert, err := nodeManagerCert(s.n.opts.Home, s.log, nodeManagerCN(s.n.conf.NodeManagerID, s.n.conf.HostID), dns, ips)
+	dns, ips := nodeapi.CertNames(hostName, s.n.conf.Address)
+	cert, caCert, err := nodeapi.NodeManagerCert(s.n.opts.Home, s.log, pki.NodeManagerCommonName(s.n.conf.NodeManagerID, s.n.conf.HostID), dns, ips)
 	if err != nil {
 		return fmt.Errorf("node manager certificate: %w", err)
 	}
-	s.n.mgmt.setIdentity(cert, caCert) // also its client certificate towards instances
+	s.n.mgmt.SetIdentity(cert, caCert) // also its client certificate towards instances
 	ln, err := net.Listen("tcp", s.listenAddress())
 	if err != nil {
 		return fmt.Errorf("node manager listener: %w", err)
@@ -78,7 +81,7 @@ func (s *server) start() error {
 	base, cancel := context.WithCancel(context.Background())
 	srv := &http.Server{
 		Handler:           s.handler(),
-		TLSConfig:         serverTLSConfig(cert, caCert),
+		TLSConfig:         nodeapi.ServerTLSConfig(cert, caCert),
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
@@ -101,10 +104,10 @@ func (s *server) start() error {
 // shape.
 func (s *server) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/nm/", s.nmRoutes()) // nm_api.go: /nm/ca and /nm/join open, the rest requirePeer
-	mux.Handle("/api/", s.api.handler())
+	mux.Handle("/nm/", s.nm) // /nm/ca and /nm/join open, the rest need a domain certificate
+	mux.Handle("/api/", s.api)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, s.log, &apiError{Code: http.StatusNotFound, Msg: fmt.Sprintf("no resource %s; the management API is under /api", r.URL.Path)})
+		apihttp.WriteError(w, r, s.log, &apihttp.Error{Code: http.StatusNotFound, Msg: fmt.Sprintf("no resource %s; the management API is under /api", r.URL.Path)})
 	})
 	return mux
 }
@@ -138,43 +141,4 @@ func (s *server) addr() string {
 		return ""
 	}
 	return s.ln.Addr().String()
-}
-
-// requirePeer lets through only requests whose TLS client certificate was
-// verified against the domain CA: node managers (and, later, instances).
-func (s *server) requirePeer(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !verifiedPeer(r.TLS) {
-			writeError(w, r, s.log, &apiError{Code: http.StatusForbidden, Msg: "node manager paths need a client certificate signed by the domain CA"})
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// nmHandler answers the /nm paths that nmRouteTable does not have: 404.
-func (s *server) nmHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, s.log, &apiError{Code: http.StatusNotFound, Msg: fmt.Sprintf("no node manager resource %s; try /nm/status", r.URL.Path)})
-	})
-}
-
-// GET /nm/status: this node manager and the states of its host's instances.
-func (s *server) getStatus(w http.ResponseWriter, r *http.Request) {
-	var version int64
-	if t, err := s.n.store.Load(); err == nil {
-		version = t.Version
-	}
-	writeResult(w, http.StatusOK, nmStatus{
-		HostID: s.n.conf.HostID, NodeManagerID: s.n.conf.NodeManagerID, Admin: s.n.admin,
-		TopologyVersion: version, Instances: s.api.sup.States(),
-	})
-}
-
-type nmStatus struct {
-	HostID          string          `json:"hostID"`
-	NodeManagerID   string          `json:"nodeManagerID"`
-	Admin           bool            `json:"admin"`
-	TopologyVersion int64           `json:"topologyVersion"`
-	Instances       []InstanceState `json:"instances"`
 }

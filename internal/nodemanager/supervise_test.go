@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/gwtest"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/nodemanager"
+	"github.com/gatehouse-gw/gatehouse/internal/supervisor"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
 )
 
@@ -63,10 +64,10 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // await polls the state of id until ok accepts it, or fails after within.
-func await(t *testing.T, sup *nodemanager.Supervisor, id string, within time.Duration, what string, ok func(nodemanager.InstanceState) bool) nodemanager.InstanceState {
+func await(t *testing.T, sup *supervisor.Supervisor, id string, within time.Duration, what string, ok func(supervisor.InstanceState) bool) supervisor.InstanceState {
 	t.Helper()
 	deadline := time.Now().Add(within)
-	var st nodemanager.InstanceState
+	var st supervisor.InstanceState
 	for time.Now().Before(deadline) {
 		var err error
 		if st, err = sup.Status(id); err != nil {
@@ -83,7 +84,7 @@ func await(t *testing.T, sup *nodemanager.Supervisor, id string, within time.Dur
 
 // holds checks that the state of id keeps satisfying ok for d (a negative
 // check: nothing happens within a bounded window).
-func holds(t *testing.T, sup *nodemanager.Supervisor, id string, d time.Duration, what string, ok func(nodemanager.InstanceState) bool) {
+func holds(t *testing.T, sup *supervisor.Supervisor, id string, d time.Duration, what string, ok func(supervisor.InstanceState) bool) {
 	t.Helper()
 	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
 		if st, _ := sup.Status(id); !ok(st) {
@@ -104,7 +105,7 @@ func TestSupervisorStartStopAndRestart(t *testing.T) {
 	}
 
 	states := sup.States()
-	if len(states) != 1 || states[0].ID != "instance-1" || states[0].Name != "s1" || states[0].GroupName != "g1" || states[0].Status != nodemanager.StatusStopped {
+	if len(states) != 1 || states[0].ID != "instance-1" || states[0].Name != "s1" || states[0].GroupName != "g1" || states[0].Status != supervisor.StatusStopped {
 		t.Fatalf("States() = %+v, want instance-1 s1/g1 stopped", states)
 	}
 	if _, err := sup.Status("instance-99"); !errors.Is(err, topology.ErrNotFound) || !strings.Contains(err.Error(), "instance-99") {
@@ -116,7 +117,7 @@ func TestSupervisorStartStopAndRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Status != nodemanager.StatusRunning || st.PID == 0 || st.Health != "ok" || st.Phase != "serving" || len(st.ConfigChecksum) != 64 {
+	if st.Status != supervisor.StatusRunning || st.PID == 0 || st.Health != "ok" || st.Phase != "serving" || len(st.ConfigChecksum) != 64 {
 		t.Errorf("after StartInstance: %+v, want running, a pid, healthy, serving, a checksum", st)
 	}
 	if r := h.Run("", "startinstance", "-s", "-h", dir); r.Code != 0 || !strings.Contains(r.Stdout, fmt.Sprintf("pid %d", st.PID)) {
@@ -131,8 +132,8 @@ func TestSupervisorStartStopAndRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := st.PID
-	st = await(t, sup, "instance-1", 30*time.Second, "restart after SIGKILL", func(s nodemanager.InstanceState) bool {
-		return s.Status == nodemanager.StatusRunning && s.PID != 0 && s.PID != old && s.Restarts == 1
+	st = await(t, sup, "instance-1", 30*time.Second, "restart after SIGKILL", func(s supervisor.InstanceState) bool {
+		return s.Status == supervisor.StatusRunning && s.PID != 0 && s.PID != old && s.Restarts == 1
 	})
 	if !strings.Contains(st.LastExit, "killed by signal 9") {
 		t.Errorf("LastExit = %q, want killed by signal 9", st.LastExit)
@@ -143,28 +144,28 @@ func TestSupervisorStartStopAndRestart(t *testing.T) {
 
 	// An operator's startinstance -k is a stop on purpose: not restarted.
 	h.MustRun("", "startinstance", "-k", "-h", dir)
-	st = await(t, sup, "instance-1", 10*time.Second, "stopped after startinstance -k", func(s nodemanager.InstanceState) bool {
-		return s.Status == nodemanager.StatusStopped
+	st = await(t, sup, "instance-1", 10*time.Second, "stopped after startinstance -k", func(s supervisor.InstanceState) bool {
+		return s.Status == supervisor.StatusStopped
 	})
 	if !strings.Contains(st.LastExit, "stopped") || st.PID != 0 || st.Health != "" {
 		t.Errorf("after startinstance -k: %+v, want LastExit stopped, no pid, no health", st)
 	}
-	holds(t, sup, "instance-1", 1500*time.Millisecond, "not restarted after startinstance -k", func(s nodemanager.InstanceState) bool {
-		return s.Status == nodemanager.StatusStopped && s.Restarts == 1
+	holds(t, sup, "instance-1", 1500*time.Millisecond, "not restarted after startinstance -k", func(s supervisor.InstanceState) bool {
+		return s.Status == supervisor.StatusStopped && s.Restarts == 1
 	})
 
 	// Started by an operator: adopted; stopped through the supervisor.
 	h.MustRun("", "startinstance", "-d", "-h", dir)
-	await(t, sup, "instance-1", 10*time.Second, "adopted", func(s nodemanager.InstanceState) bool {
-		return s.Status == nodemanager.StatusRunning && s.Health == "ok"
+	await(t, sup, "instance-1", 10*time.Second, "adopted", func(s supervisor.InstanceState) bool {
+		return s.Status == supervisor.StatusRunning && s.Health == "ok"
 	})
-	if st, err = sup.StopInstance(ctx, "instance-1"); err != nil || st.Status != nodemanager.StatusStopped {
+	if st, err = sup.StopInstance(ctx, "instance-1"); err != nil || st.Status != supervisor.StatusStopped {
 		t.Fatalf("StopInstance: %+v, %v", st, err)
 	}
 	if r := h.Run("", "startinstance", "-s", "-h", dir); r.Code != 1 {
 		t.Errorf("startinstance -s after StopInstance: %s", r)
 	}
-	if st, err = sup.StopInstance(ctx, "instance-1"); err != nil || st.Status != nodemanager.StatusStopped {
+	if st, err = sup.StopInstance(ctx, "instance-1"); err != nil || st.Status != supervisor.StatusStopped {
 		t.Errorf("StopInstance of a stopped instance: %+v, %v; want stopped, no error", st, err)
 	}
 }
@@ -177,14 +178,14 @@ func TestSupervisorNoRestartWhenNotAsked(t *testing.T) {
 		t.Fatal(err)
 	}
 	syscall.Kill(st.PID, syscall.SIGKILL)
-	st = await(t, sup, "instance-1", 10*time.Second, "failed after SIGKILL", func(s nodemanager.InstanceState) bool {
-		return s.Status == nodemanager.StatusFailed
+	st = await(t, sup, "instance-1", 10*time.Second, "failed after SIGKILL", func(s supervisor.InstanceState) bool {
+		return s.Status == supervisor.StatusFailed
 	})
 	if !strings.Contains(st.LastExit, "killed by signal 9") || st.PID != 0 {
 		t.Errorf("after SIGKILL: %+v, want LastExit killed by signal 9, no pid", st)
 	}
-	holds(t, sup, "instance-1", time.Second, "not restarted", func(s nodemanager.InstanceState) bool {
-		return s.Status == nodemanager.StatusFailed && s.Restarts == 0
+	holds(t, sup, "instance-1", time.Second, "not restarted", func(s supervisor.InstanceState) bool {
+		return s.Status == supervisor.StatusFailed && s.Restarts == 0
 	})
 	if r := h.Run("", "startinstance", "-s", "-n", "s1", "-g", "g1"); r.Code != 1 {
 		t.Errorf("startinstance -s: %s", r)
@@ -211,10 +212,10 @@ func TestSupervisorStartFailureNamesReason(t *testing.T) {
 	}
 	defer ln.Close()
 	st, err := sup.StartInstance(t.Context(), "instance-1")
-	if !errors.Is(err, nodemanager.ErrNotStarted) || !strings.Contains(err.Error(), strconv.Itoa(port)) {
+	if !errors.Is(err, supervisor.ErrNotStarted) || !strings.Contains(err.Error(), strconv.Itoa(port)) {
 		t.Errorf("StartInstance with its port taken: got %v, want ErrNotStarted naming port %d", err, port)
 	}
-	if st.Status != nodemanager.StatusStopped {
+	if st.Status != supervisor.StatusStopped {
 		t.Errorf("status after a failed start: %s, want stopped", st.Status)
 	}
 }

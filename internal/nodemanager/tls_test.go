@@ -2,7 +2,6 @@ package nodemanager
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"net"
 	"net/http"
 	"os"
@@ -10,13 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/apitest"
 	"github.com/gatehouse-gw/gatehouse/internal/pki"
 )
 
 // startNM starts a real node manager (its HTTPS listener on 127.0.0.1).
 func startNM(t *testing.T) (*NodeManager, *pki.CA) {
 	t.Helper()
-	h := testDomain(t)
+	h := apitest.Domain(t)
 	n, err := New(Options{Home: h})
 	if err != nil {
 		t.Fatal(err)
@@ -30,10 +30,6 @@ func startNM(t *testing.T) (*NodeManager, *pki.CA) {
 		t.Fatal(err)
 	}
 	return n, ca
-}
-
-func tlsClient(roots *x509.CertPool, certs ...tls.Certificate) *http.Client {
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: certs}}}
 }
 
 func clientCert(t *testing.T, ca *pki.CA) tls.Certificate {
@@ -72,34 +68,38 @@ func TestTLSListener(t *testing.T) {
 	bad := clientCert(t, other)
 
 	// Without the domain CA the server is not trusted.
-	if _, err := tlsClient(nil).Get(base + "/api/topology"); err == nil || !strings.Contains(err.Error(), "certificate") {
+	if _, err := apitest.TLSClient(nil).Get(base + "/api/topology"); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("without the CA: got %v, want a certificate error", err)
 	}
 	// /api with credentials, over TLS.
 	req, _ := http.NewRequest("GET", base+"/api/topology", nil)
-	req.SetBasicAuth(testUser, testPass)
-	if a := doReq(t, tlsClient(ca.Pool()), req); a.Code != 200 {
+	req.SetBasicAuth(apitest.User, apitest.Pass)
+	if a := apitest.Do(t, apitest.TLSClient(ca.Pool()), req); a.Code != 200 {
 		t.Errorf("/api/topology: got %d %s", a.Code, a.Body)
 	}
 	req, _ = http.NewRequest("GET", base+"/api/topology", nil)
-	doReq(t, tlsClient(ca.Pool()), req).wantError(t, 401)
+	apitest.Do(t, apitest.TLSClient(ca.Pool()), req).WantError(t, 401)
 
 	// /nm: a domain certificate is accepted; none is 403; one from another
 	// CA fails the handshake.
 	req, _ = http.NewRequest("GET", base+"/nm/status", nil)
-	a := doReq(t, tlsClient(ca.Pool(), good), req)
+	a := apitest.Do(t, apitest.TLSClient(ca.Pool(), good), req)
 	if a.Code != 200 || !strings.Contains(a.Body, `"nodeManagerID":"nodemanager-1"`) || !strings.Contains(a.Body, `"admin":true`) {
 		t.Errorf("/nm/status with a domain certificate: got %d %s", a.Code, a.Body)
 	}
 	req, _ = http.NewRequest("GET", base+"/nm/status", nil)
-	doReq(t, tlsClient(ca.Pool()), req).wantError(t, 403, "client certificate")
+	apitest.Do(t, apitest.TLSClient(ca.Pool()), req).WantError(t, 403, "client certificate")
 	// (A Go client sends a certificate only when its issuer is one the
 	// server asks for; GetClientCertificate sends it anyway.)
-	forced := tlsClient(ca.Pool())
+	forced := apitest.TLSClient(ca.Pool())
 	forced.Transport.(*http.Transport).TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &bad, nil }
 	if _, err := forced.Get(base + "/nm/status"); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("a certificate of another CA: got %v, want the handshake refused", err)
 	}
+	// Paths outside /nm and /api: 404 naming /api.
+	req, _ = http.NewRequest("GET", base+"/elsewhere", nil)
+	req.SetBasicAuth(apitest.User, apitest.Pass)
+	apitest.Do(t, apitest.TLSClient(ca.Pool()), req).WantError(t, 404, "/api")
 	// TLS 1.1 is refused.
 	c, err := tls.Dial("tcp", n.Addr(), &tls.Config{RootCAs: ca.Pool(), MaxVersion: tls.VersionTLS11})
 	if err == nil {
@@ -127,7 +127,7 @@ func TestTLSListener(t *testing.T) {
 }
 
 func TestNodeManagerCertWithoutCAKey(t *testing.T) {
-	h := testDomain(t)
+	h := apitest.Domain(t)
 	os.Remove(pki.KeyFile(h))
 	n, err := New(Options{Home: h})
 	if err != nil {
@@ -136,18 +136,5 @@ func TestNodeManagerCertWithoutCAKey(t *testing.T) {
 	if err := n.Start(); err == nil || !strings.Contains(err.Error(), "cannot issue") {
 		t.Errorf("start without certificate nor CA key: got %v", err)
 		n.Shutdown(t.Context())
-	}
-}
-
-func TestCertNames(t *testing.T) {
-	dns, ips := certNames("GW1.example", "10.1.2.3")
-	if dns[0] != "localhost" || dns[1] != "gw1.example" {
-		t.Errorf("dns: got %v", dns)
-	}
-	if len(ips) != 3 || !ips[2].Equal(net.ParseIP("10.1.2.3")) {
-		t.Errorf("ips: got %v", ips)
-	}
-	if dns, _ := certNames("my host", "0.0.0.0"); len(dns) > 2 {
-		t.Errorf("a name with a space is no DNS name: got %v", dns)
 	}
 }

@@ -16,9 +16,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/anm"
 	"github.com/gatehouse-gw/gatehouse/internal/deploy"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
-	"github.com/gatehouse-gw/gatehouse/internal/nodemanager"
 )
 
 // The deployment verbs of the operator's client (docs/deployment.md,
@@ -213,11 +213,11 @@ func (c *apiClient) resolveGroup(ctx context.Context, arg string) (string, error
 }
 
 // The answers are decoded into the server's own types (deploy.Meta,
-// nodemanager.Job), so that the client and the API cannot disagree on
+// anm.Job), so that the client and the API cannot disagree on
 // their shape.
 type (
 	deployMeta = deploy.Meta
-	deployJob  = nodemanager.Job
+	deployJob  = anm.Job
 )
 
 // maxDeployFile bounds what deploy reads: the API's limit.

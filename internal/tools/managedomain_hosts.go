@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
-	"github.com/gatehouse-gw/gatehouse/internal/nodemanager"
+	"github.com/gatehouse-gw/gatehouse/internal/nodeapi"
 	"github.com/gatehouse-gw/gatehouse/internal/pki"
 	"github.com/gatehouse-gw/gatehouse/internal/secret"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
@@ -139,14 +139,14 @@ func mdAddHost(ctx context.Context, s *mdSession, v mdValues) error {
 	if err := s.home.CheckDomain(); err == nil {
 		return fmt.Errorf("this install directory (%s) already belongs to a domain (groups/topology.json); a host joins with a fresh install directory", s.home.Dir)
 	}
-	addr, err := nodemanager.ANMAddress(v["anm_host"])
+	addr, err := nodeapi.ANMAddress(v["anm_host"])
 	if err != nil {
 		return usagef(mdName, "--anm_host: %v", err)
 	}
 
 	// 1. The trust decision: the domain CA's fingerprint.
 	cctx, cancel := context.WithTimeout(ctx, joinTimeout)
-	caPEM, caCert, err := nodemanager.FetchDomainCA(cctx, addr)
+	caPEM, caCert, err := nodeapi.FetchDomainCA(cctx, addr)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("fetching the domain CA certificate: %w", err)
@@ -175,14 +175,14 @@ func mdAddHost(ctx context.Context, s *mdSession, v mdValues) error {
 		return err
 	}
 	defer pw.Wipe()
-	dns, ips := nodemanager.JoinCertNames(hostName, v["nm_address"])
+	dns, ips := nodeapi.CertNames(hostName, v["nm_address"])
 	csrPEM, keyPEM, err := pki.NewKeyAndCSR("Gatehouse Node Manager (joining host "+hostName+")", dns, ips)
 	if err != nil {
 		return err
 	}
 	defer keyPEM.Wipe()
 	cctx, cancel = context.WithTimeout(ctx, joinTimeout)
-	ans, err := nodemanager.RequestJoin(cctx, addr, caPEM, v["username"], pw, nodemanager.JoinRequest{
+	ans, err := nodeapi.RequestJoin(cctx, addr, caPEM, v["username"], pw, nodeapi.JoinRequest{
 		HostName: hostName, Address: v["nm_address"], Port: port, CSR: string(csrPEM),
 	})
 	cancel()
@@ -222,14 +222,14 @@ func splitHostPortInt(addr string) (string, int) {
 	return host, port
 }
 
-func (s *mdSession) anmClient() (*nodemanager.ANMClient, error) {
+func (s *mdSession) anmClient() (*nodeapi.ANMClient, error) {
 	if err := s.home.CheckDomain(); err != nil {
 		return nil, err
 	}
-	return nodemanager.NewANMClient(s.home)
+	return nodeapi.NewANMClient(s.home)
 }
 
-func printSync(s *mdSession, rep nodemanager.SyncReport, verb string) (bad int) {
+func printSync(s *mdSession, rep nodeapi.SyncReport, verb string) (bad int) {
 	s.out("Admin Node Manager: version %d, checksum %s\n", rep.Version, shortSum(rep.Checksum))
 	for _, h := range rep.Hosts {
 		state := "in sync"

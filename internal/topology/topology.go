@@ -172,6 +172,17 @@ func (t *Topology) Host(id string) (*Host, error) {
 	return nil, &NotFoundError{Kind: "host", Name: id, Available: t.hostIDs()}
 }
 
+// HostNameFree is nil when no host but exceptID is called name, else an
+// error wrapping ErrExists that names the host.
+func (t *Topology) HostNameFree(name, exceptID string) error {
+	for _, h := range t.Hosts {
+		if h.Name == name && h.ID != exceptID {
+			return fmt.Errorf("host name %q (%s) %w", name, h.ID, ErrExists)
+		}
+	}
+	return nil
+}
+
 func (t *Topology) hostIDs() []string {
 	var ids []string
 	for _, h := range t.Hosts {

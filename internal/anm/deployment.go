@@ -1,0 +1,482 @@
+package anm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
+	"github.com/gatehouse-gw/gatehouse/internal/deploy"
+	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
+	"github.com/gatehouse-gw/gatehouse/internal/supervisor"
+	"github.com/gatehouse-gw/gatehouse/internal/topology"
+)
+
+// The deployment part of the management API (docs/deployment.md):
+//
+//	GET  /api/deployment/domain/deployments                  archives, groups' state, recent jobs
+//	POST /api/deployment/group/configuration/file/{groupID}  upload (validate, store, roll out)
+//	GET  /api/deployment/archive/{groupID}/{archiveID}       download an archive (tar.gz)
+//	POST /api/deployment/group/deploy/{groupID}/{archiveID}  roll out a stored archive (rollback, redeploy)
+//	GET  /api/deployment/group/{groupID}                     a group's state: consistent or not
+//	GET  /api/deployment/jobs[/{jobID}]                      rollouts and their progress
+
+// deploymentsView is the answer of GET /api/deployment/domain/deployments.
+type deploymentsView struct {
+	Archives []deploy.Meta     `json:"archives"`
+	Groups   []groupDeployment `json:"groups"`
+	Jobs     []Job             `json:"jobs"`
+}
+
+// groupDeployment is a group's deployment state. Consistent: every gateway
+// instance of the group is known to run, or to start from, one same
+// archive (Archive; 0 = the undeployed group.yaml).
+type groupDeployment struct {
+	GroupID    string `json:"groupID"`
+	Name       string `json:"name"`
+	Archive    int    `json:"archive"`
+	Consistent bool   `json:"consistent"`
+	// LatestArchive is the group's newest stored archive (0: none); a
+	// consistent group may be on an older one (a rollback, or a rollout
+	// that failed before it changed any instance).
+	LatestArchive int                  `json:"latestArchive"`
+	Reasons       []string             `json:"reasons,omitempty"`
+	Instances     []instanceDeployment `json:"instances"`
+	LastJob       *Job                 `json:"lastJob,omitempty"`
+}
+
+type instanceDeployment struct {
+	ID              string `json:"id"`
+	Name            string `json:"name"`
+	HostID          string `json:"hostID"`
+	Status          string `json:"status"`
+	Archive         int    `json:"archive"`         // what it serves now (running instances)
+	DeployedArchive int    `json:"deployedArchive"` // what its files name: what it starts from
+	InService       *bool  `json:"inService,omitempty"`
+}
+
+// uploadResult is the answer of an upload and of a rollout.
+type uploadResult struct {
+	Archive deploy.Meta `json:"archive"`
+	Job     *Job        `json:"job,omitempty"`
+}
+
+// deploymentArea is /api/deployment. Uploads and rollouts are recorded in
+// the audit log (recordUpload, recordRollout).
+func (a *API) deploymentArea() area {
+	rd := []string{"deployment.read", "deployment.write"}
+	return area{name: "deployment", routes: []route{
+		{pattern: "/api/deployment/domain/deployments", ops: map[string]op{http.MethodGet: read(a.listDeployments, "listDeployments", rd...)}},
+		{pattern: "/api/deployment/group/configuration/file/{groupID}", ops: map[string]op{http.MethodPost: change(a.uploadConfiguration, "uploadConfiguration", recorded("recordUpload, and the rollout that follows by recordRollout"), "deployment.write")}},
+		{pattern: "/api/deployment/archive/{groupID}/{archiveID}", ops: map[string]op{http.MethodGet: read(a.downloadArchive, "downloadArchive", rd...)}},
+		{pattern: "/api/deployment/group/deploy/{groupID}/{archiveID}", ops: map[string]op{http.MethodPost: change(a.deployArchive, "deployArchive", recorded("recordRollout"), "deployment.write")}},
+		{pattern: "/api/deployment/group/{groupID}", ops: map[string]op{http.MethodGet: read(a.getGroupDeployment, "getGroupDeployment", rd...)}},
+		{pattern: "/api/deployment/jobs", ops: map[string]op{http.MethodGet: read(a.listJobs, "listJobs", rd...)}},
+		{pattern: "/api/deployment/jobs/{jobID}", ops: map[string]op{http.MethodGet: read(a.getJob, "getJob", rd...)}},
+	}}
+}
+
+// GET /api/deployment/domain/deployments[?groupID=]
+func (a *API) listDeployments(w http.ResponseWriter, r *http.Request) {
+	t, ok := a.load(w, r)
+	if !ok {
+		return
+	}
+	gid := r.URL.Query().Get("groupID")
+	var metas []deploy.Meta
+	var err error
+	if gid != "" {
+		if _, err = t.Group(gid); err == nil {
+			metas, err = a.archives.List(gid)
+		}
+	} else {
+		metas, err = a.archives.ListAll()
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if metas == nil {
+		metas = []deploy.Meta{}
+	}
+	v := deploymentsView{Archives: metas, Groups: []groupDeployment{}, Jobs: a.jobs.list(gid)}
+	_, states := a.allStates(r.Context(), t)
+	for i := range t.Groups {
+		if gid == "" || t.Groups[i].ID == gid {
+			v.Groups = append(v.Groups, a.groupDeployment(&t.Groups[i], states))
+		}
+	}
+	apihttp.WriteResult(w, http.StatusOK, v)
+}
+
+// GET /api/deployment/group/{groupID}
+func (a *API) getGroupDeployment(w http.ResponseWriter, r *http.Request) {
+	t, ok := a.load(w, r)
+	if !ok {
+		return
+	}
+	g, err := t.Group(r.PathValue("groupID"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	_, states := a.allStates(r.Context(), t)
+	apihttp.WriteResult(w, http.StatusOK, a.groupDeployment(g, states))
+}
+
+// groupDeployment works out whether g is consistent from its instances'
+// states (states: by service id; missing = its host did not answer).
+func (a *API) groupDeployment(g *topology.Group, states map[string]supervisor.InstanceState) groupDeployment {
+	v := groupDeployment{GroupID: g.ID, Name: g.Name, Consistent: true, Instances: []instanceDeployment{}}
+	if ms, err := a.archives.List(g.ID); err == nil && len(ms) > 0 {
+		v.LatestArchive = ms[len(ms)-1].ID
+	}
+	if js := a.jobs.list(g.ID); len(js) > 0 {
+		v.LastJob = &js[0]
+	}
+	seen := map[int]bool{}
+	for _, s := range g.Services {
+		if s.Type != topology.TypeGateway {
+			continue
+		}
+		st, known := states[s.ID]
+		d := instanceDeployment{ID: s.ID, Name: s.Name, HostID: s.HostID, Status: supervisor.StatusUnknown}
+		if known {
+			d.Status, d.Archive, d.DeployedArchive, d.InService = st.Status, st.Archive, st.DeployedArchive, st.InService
+		}
+		v.Instances = append(v.Instances, d)
+		switch {
+		case !known:
+			v.Reasons = append(v.Reasons, fmt.Sprintf("%s: its host %s did not answer", s.ID, s.HostID))
+			continue
+		case d.DeployedArchive < 0:
+			v.Reasons = append(v.Reasons, fmt.Sprintf("%s: its deployment.json cannot be read", s.ID))
+			continue
+		case d.Status == supervisor.StatusRunning && st.ConfigChecksum != "" && d.Archive != d.DeployedArchive:
+			v.Reasons = append(v.Reasons, fmt.Sprintf("%s serves archive %d but its files name archive %d", s.ID, d.Archive, d.DeployedArchive))
+		}
+		seen[d.DeployedArchive] = true
+	}
+	if len(seen) > 1 {
+		var ids []string
+		for _, d := range v.Instances {
+			ids = append(ids, fmt.Sprintf("%s: %d", d.ID, d.DeployedArchive))
+		}
+		v.Reasons = append(v.Reasons, "the instances are on different archives ("+strings.Join(ids, ", ")+")")
+	}
+	v.Consistent = len(v.Reasons) == 0
+	if v.Consistent {
+		for id := range seen {
+			v.Archive = id
+		}
+	}
+	return v
+}
+
+// allStates is every gateway instance's state: this host's from the
+// supervisor, the others' from their node managers (missing when one did
+// not answer); and the status of each service as remoteStatuses gives it,
+// with this host's instances added (so that a.status need not probe them
+// again).
+func (a *API) allStates(ctx context.Context, t *topology.Topology) (map[string]string, map[string]supervisor.InstanceState) {
+	status, states := a.remoteStates(ctx, t)
+	for _, st := range a.sup.States() {
+		states[st.ID] = st
+		if st.Status != "" {
+			status[st.ID] = st.Status
+		}
+	}
+	return status, states
+}
+
+// GET /api/deployment/jobs[?groupID=]
+func (a *API) listJobs(w http.ResponseWriter, r *http.Request) {
+	apihttp.WriteResult(w, http.StatusOK, a.jobs.list(r.URL.Query().Get("groupID")))
+}
+
+// GET /api/deployment/jobs/{jobID}
+func (a *API) getJob(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.Atoi(r.PathValue("jobID"))
+	j, ok := a.jobs.get(id)
+	if err != nil || !ok {
+		a.fail(w, r, &apihttp.Error{Code: http.StatusNotFound, Msg: fmt.Sprintf("no deployment job %q on this Admin Node Manager (jobs are kept in memory, the last %d)", r.PathValue("jobID"), maxJobs)})
+		return
+	}
+	apihttp.WriteResult(w, http.StatusOK, j)
+}
+
+// GET /api/deployment/archive/{groupID}/{archiveID}: the stored archive,
+// verified against its checksum.
+func (a *API) downloadArchive(w http.ResponseWriter, r *http.Request) {
+	m, arch, err := a.storedArchive(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/gzip")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-archive-%d.tar.gz"`, m.Group, m.ID))
+	w.Header().Set("Content-Length", strconv.Itoa(len(arch.Canonical)))
+	w.Header().Set("ETag", `"sha256:`+m.Checksum+`"`)
+	w.Header().Set("X-Archive-Checksum", "sha256:"+m.Checksum)
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(arch.Canonical)
+}
+
+// storedArchive finds the archive the path names.
+func (a *API) storedArchive(r *http.Request) (deploy.Meta, deploy.Archive, error) {
+	t, err := a.store.Load()
+	if err != nil {
+		return deploy.Meta{}, deploy.Archive{}, err
+	}
+	gid := r.PathValue("groupID")
+	if _, err := t.Group(gid); err != nil {
+		return deploy.Meta{}, deploy.Archive{}, err
+	}
+	id, err := strconv.Atoi(r.PathValue("archiveID"))
+	if err != nil || id < 1 {
+		return deploy.Meta{}, deploy.Archive{}, &apihttp.Error{Code: http.StatusNotFound, Msg: fmt.Sprintf("archive %q: archive ids are numbers from 1", r.PathValue("archiveID"))}
+	}
+	m, arch, err := a.archives.Get(gid, id)
+	switch {
+	case errors.Is(err, deploy.ErrNotFound):
+		return m, arch, &apihttp.Error{Code: http.StatusNotFound, Msg: fmt.Sprintf("group %s has no archive %d", gid, id), Err: err}
+	case errors.Is(err, deploy.ErrCorrupt):
+		return m, arch, &apihttp.Error{Code: http.StatusInternalServerError, Msg: fmt.Sprintf("archive %d of %s is corrupt on this Admin Node Manager (its checksum does not match); restore conf/deployments from a backup", id, gid), Err: err}
+	case err != nil:
+		return m, arch, err
+	}
+	return m, arch, nil
+}
+
+// POST /api/deployment/group/configuration/file/{groupID}?comment=&deploy=&async=
+//
+// The body is the configuration: one YAML document or a tar.gz of YAML
+// files (docs/deployment-archives.md), sent raw or as the "file" part of
+// multipart/form-data (with an optional "comment" part). It is validated
+// (400 with file and line, nothing stored), stored as the group's next
+// archive and, unless deploy=false, rolled out to the group's instances:
+// to the end before answering (200; 502 naming the instance that did not
+// take it), or in the background with async=true (202, the job to follow).
+func (a *API) uploadConfiguration(w http.ResponseWriter, r *http.Request) {
+	gid := r.PathValue("groupID")
+	q := r.URL.Query()
+	doDeploy, err := boolParam(q.Get("deploy"), "deploy", true)
+	var async bool
+	if err == nil {
+		async, err = boolParam(q.Get("async"), "async", false)
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	var m deploy.Meta
+	var outcome error
+	defer func() { a.recordUpload(r, gid, m, outcome) }()
+	data, comment, err := readUpload(w, r)
+	if err != nil {
+		outcome = err
+		a.fail(w, r, err)
+		return
+	}
+	if c := q.Get("comment"); c != "" {
+		comment = c
+	}
+	t, ok := a.load(w, r)
+	if !ok {
+		outcome = errors.New("the topology could not be read")
+		return
+	}
+	if _, err := t.Group(gid); err != nil {
+		outcome = err
+		a.fail(w, r, err)
+		return
+	}
+	if doDeploy {
+		// Refused before anything is stored (a rollout that starts
+		// between this check and ours still makes the upload's rollout
+		// 409 after the archive is stored: the message says so).
+		if err := a.jobs.busy(gid); err != nil {
+			outcome = err
+			a.fail(w, r, err)
+			return
+		}
+	}
+	arch, err := a.validateUpload(t, gid, data)
+	if err != nil {
+		outcome = err
+		a.fail(w, r, err)
+		return
+	}
+	m, err = a.archives.Add(gid, arch, deploy.Meta{Comment: comment, By: actor(r).User, From: apihttp.RemoteIP(r)})
+	if err != nil {
+		outcome = err
+		a.fail(w, r, &apihttp.Error{Code: http.StatusBadRequest, Msg: err.Error(), Err: err})
+		return
+	}
+	a.log.Info("archive stored", "group", gid, "archive", m.ID, "checksum", m.Checksum, "user", m.By)
+	if !doDeploy {
+		apihttp.WriteResult(w, http.StatusCreated, uploadResult{Archive: m})
+		return
+	}
+	a.rollout(w, r, t, m, arch, kindDeploy, comment, async)
+}
+
+// POST /api/deployment/group/deploy/{groupID}/{archiveID}?comment=&async=
+// rolls out a stored archive: a rollback when it is older than the group's
+// newest archive, a redeploy otherwise.
+func (a *API) deployArchive(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	async, err := boolParam(q.Get("async"), "async", false)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	m, arch, err := a.storedArchive(r)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	t, ok := a.load(w, r)
+	if !ok {
+		return
+	}
+	kind := kindRedeploy
+	if all, err := a.archives.List(m.Group); err == nil && len(all) > 0 && all[len(all)-1].ID > m.ID {
+		kind = kindRollback
+	}
+	a.rollout(w, r, t, m, arch, kind, q.Get("comment"), async)
+}
+
+// rollout plans and runs the rollout of m and answers.
+func (a *API) rollout(w http.ResponseWriter, r *http.Request, t *topology.Topology, m deploy.Meta, arch deploy.Archive, kind, comment string, async bool) {
+	p, err := a.planRollout(t, m.Group, m, arch)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if len(p.instances) == 0 {
+		a.fail(w, r, &apihttp.Error{Code: http.StatusConflict, Msg: fmt.Sprintf("archive %d is stored, but %s: %v", m.ID, m.Group, errNotDeployable)})
+		return
+	}
+	j, err := a.startRollout(r, t, p, kind, comment, !async)
+	if err != nil {
+		var ae *apihttp.Error
+		if kind == kindDeploy && errors.As(err, &ae) {
+			ae.Msg = fmt.Sprintf("archive %d is stored but was not deployed: %s; deploy it later with POST /api/deployment/group/deploy/%s/%d", m.ID, ae.Msg, m.Group, m.ID)
+		}
+		a.fail(w, r, err)
+		return
+	}
+	res := uploadResult{Archive: m, Job: &j}
+	switch {
+	case async:
+		w.Header().Set("Location", fmt.Sprintf("/api/deployment/jobs/%d", j.ID))
+		apihttp.WriteResult(w, http.StatusAccepted, res)
+	case j.Status == jobFailed:
+		a.fail(w, r, &apihttp.Error{Code: http.StatusBadGateway, Msg: fmt.Sprintf("%s of archive %d to %s failed (job %d, GET /api/deployment/jobs/%d): %s; the group is inconsistent until a deployment reaches every instance", kind, m.ID, m.Group, j.ID, j.ID, j.Error)})
+	default:
+		apihttp.WriteResult(w, http.StatusOK, res)
+	}
+}
+
+// validateUpload normalizes and validates an upload: alone, and with the
+// settings of every instance of the group on this host (the others check
+// it when they reload it).
+func (a *API) validateUpload(t *topology.Topology, gid string, data []byte) (deploy.Archive, error) {
+	arch, err := deploy.Normalize(data)
+	if err != nil {
+		return arch, &apihttp.Error{Code: http.StatusBadRequest, Msg: "not a deployment archive, nothing was stored: " + err.Error(), Err: err}
+	}
+	if err := deploy.Validate(arch); err != nil {
+		return arch, &apihttp.Error{Code: http.StatusBadRequest, Msg: "the configuration is not valid, nothing was stored: " + err.Error(), Err: err}
+	}
+	for _, ref := range t.Instances(a.conf.HostID) {
+		if ref.Group.ID != gid {
+			continue
+		}
+		il, err := groupconf.FileLayer(a.h.InstanceConfFile(gid, ref.Service.ID))
+		if err != nil {
+			return arch, err
+		}
+		if err := deploy.Validate(arch, il); err != nil {
+			return arch, &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("the configuration is not valid with the settings of instance %s, nothing was stored: %v", ref.Service.ID, err), Err: err}
+		}
+	}
+	return arch, nil
+}
+
+// readUpload reads the configuration from the body: raw, or the "file"
+// part of multipart/form-data (and its "comment" part).
+func readUpload(w http.ResponseWriter, r *http.Request) (data []byte, comment string, err error) {
+	body := http.MaxBytesReader(w, r.Body, deploy.MaxUpload+1<<20)
+	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "multipart/form-data" {
+		data, err = io.ReadAll(body)
+		if err != nil {
+			return nil, "", err
+		}
+		if len(data) == 0 {
+			return nil, "", &apihttp.Error{Code: http.StatusBadRequest, Msg: "the body is empty; send a YAML file or a tar.gz of YAML files (docs/deployment-archives.md)"}
+		}
+		return data, "", nil
+	}
+	if params["boundary"] == "" {
+		return nil, "", &apihttp.Error{Code: http.StatusBadRequest, Msg: "multipart/form-data without a boundary"}
+	}
+	mr := multipart.NewReader(body, params["boundary"])
+	for {
+		p, err := mr.NextPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, "", &apihttp.Error{Code: http.StatusBadRequest, Msg: "reading the multipart body: " + err.Error(), Err: err}
+		}
+		var buf bytes.Buffer
+		if _, err := io.Copy(&buf, p); err != nil {
+			return nil, "", err
+		}
+		switch p.FormName() {
+		case "file":
+			data = buf.Bytes()
+		case "comment":
+			comment = buf.String()
+		}
+	}
+	if data == nil {
+		return nil, "", &apihttp.Error{Code: http.StatusBadRequest, Msg: `the multipart body has no "file" part`}
+	}
+	return data, comment, nil
+}
+
+func boolParam(s, name string, def bool) (bool, error) {
+	if s == "" {
+		return def, nil
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("%s=%q: want true or false", name, s)}
+	}
+	return b, nil
+}
+
+// recordUpload writes an upload to the audit log (the rollout that may
+// follow is recorded by itself).
+func (a *API) recordUpload(r *http.Request, gid string, m deploy.Meta, err error) {
+	targets, detail := []string{gid}, ""
+	if m.ID > 0 {
+		targets = append(targets, fmt.Sprintf("archive-%d", m.ID))
+		detail = fmt.Sprintf("checksum %s, %d bytes, files %s", m.Checksum, m.Size, strings.Join(m.Files, ", "))
+		if m.Comment != "" {
+			detail += fmt.Sprintf(", comment %q", m.Comment)
+		}
+	}
+	a.record(r.Context(), actor(r), "upload archive", targets, detail, apihttp.ClientMessage(err))
+}

@@ -1,0 +1,83 @@
+package anm
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
+	"github.com/gatehouse-gw/gatehouse/internal/deploy"
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/supervisor"
+	"github.com/gatehouse-gw/gatehouse/internal/topology"
+)
+
+func TestGroupDeploymentConsistency(t *testing.T) {
+	a := &API{jobs: newJobs(), archives: deploy.NewStore(home.Home{Dir: t.TempDir()})}
+	g := &topology.Group{ID: "group-2", Name: "G", Services: []topology.Service{
+		{ID: "instance-1", Type: topology.TypeGateway, HostID: "host-1"},
+		{ID: "instance-2", Type: topology.TypeGateway, HostID: "host-2"},
+	}}
+	run := func(archive, deployed int) supervisor.InstanceState {
+		return supervisor.InstanceState{Status: supervisor.StatusRunning, ConfigChecksum: "x", Archive: archive, DeployedArchive: deployed}
+	}
+	for _, c := range []struct {
+		name       string
+		states     map[string]supervisor.InstanceState
+		consistent bool
+		archive    int
+		reason     string
+	}{
+		{"both on 3", map[string]supervisor.InstanceState{"instance-1": run(3, 3), "instance-2": run(3, 3)}, true, 3, ""},
+		{"both undeployed", map[string]supervisor.InstanceState{"instance-1": run(0, 0), "instance-2": {Status: supervisor.StatusStopped}}, true, 0, ""},
+		{"stopped one on its files' archive", map[string]supervisor.InstanceState{"instance-1": run(3, 3), "instance-2": {Status: supervisor.StatusStopped, DeployedArchive: 3}}, true, 3, ""},
+		{"different archives", map[string]supervisor.InstanceState{"instance-1": run(3, 3), "instance-2": {Status: supervisor.StatusStopped, DeployedArchive: 2}}, false, 0, "different archives"},
+		{"serving another than its files", map[string]supervisor.InstanceState{"instance-1": run(2, 3), "instance-2": run(3, 3)}, false, 0, "serves archive 2 but its files name archive 3"},
+		{"host did not answer", map[string]supervisor.InstanceState{"instance-1": run(3, 3)}, false, 0, "did not answer"},
+		{"pointer unreadable", map[string]supervisor.InstanceState{"instance-1": run(3, 3), "instance-2": {Status: supervisor.StatusStopped, DeployedArchive: -1}}, false, 0, "cannot be read"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d := a.groupDeployment(g, c.states)
+			if d.Consistent != c.consistent || d.Archive != c.archive {
+				t.Fatalf("got consistent=%t archive=%d %v, want %t %d", d.Consistent, d.Archive, d.Reasons, c.consistent, c.archive)
+			}
+			if c.reason != "" && !strings.Contains(strings.Join(d.Reasons, "; "), c.reason) {
+				t.Errorf("reasons %v lack %q", d.Reasons, c.reason)
+			}
+		})
+	}
+}
+
+func TestJobsOnePerGroup(t *testing.T) {
+	js := newJobs()
+	j1 := &Job{Group: "group-2"}
+	if err := js.begin(j1); err != nil || j1.ID != 1 {
+		t.Fatalf("first job: %v %d", err, j1.ID)
+	}
+	var ae *apihttp.Error
+	if err := js.begin(&Job{Group: "group-2"}); !errors.As(err, &ae) || ae.Code != http.StatusConflict || !strings.Contains(ae.Msg, "job 1") {
+		t.Fatalf("second job of the group while the first runs: %v", err)
+	}
+	if err := js.begin(&Job{Group: "group-3"}); err != nil {
+		t.Fatalf("a job of another group: %v", err)
+	}
+	js.update(j1, func(j *Job) { j.Status = jobSucceeded })
+	j4 := &Job{Group: "group-2"}
+	if err := js.begin(j4); err != nil || j4.ID != 3 {
+		t.Fatalf("after the first ended: %v %d", err, j4.ID)
+	}
+	if got := js.list("group-2"); len(got) != 2 || got[0].ID != 3 {
+		t.Errorf("list: %+v", got)
+	}
+	for i := 0; i < maxJobs+10; i++ {
+		j := &Job{Group: "group-9"}
+		if err := js.begin(j); err != nil {
+			t.Fatal(err)
+		}
+		js.update(j, func(j *Job) { j.Status = jobFailed })
+	}
+	if n := len(js.list("")); n != maxJobs {
+		t.Errorf("%d jobs kept, want %d", n, maxJobs)
+	}
+}
