@@ -25,6 +25,9 @@ var layers = []struct {
 	{"internal/nodeapi", []string{"internal/anm", "internal/nodemanager", "internal/tools"}},
 	{"internal/anm", []string{"internal/nodemanager", "internal/tools"}},
 	{"internal/nodemanager", []string{"internal/tools"}},
+	// The API's client speaks the wire format only: never the server's
+	// packages (the CLI and a web UI share it).
+	{"internal/apiclient", []string{"internal/apihttp", "internal/supervisor", "internal/nodeapi", "internal/anm", "internal/nodemanager", "internal/tools"}},
 }
 
 // TestLayers fails when a package of the node manager depends on one it

@@ -4,14 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -19,8 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/apiclient"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/secret"
 )
@@ -243,14 +239,8 @@ type clientOpts struct {
 	deployOpts // the deployment verbs' options (client_deploy.go)
 }
 
-type clientSession struct {
-	URL       string `json:"url"`
-	CACert    string `json:"cacert,omitempty"`
-	User      string `json:"user"`
-	Cookie    string `json:"cookie"`
-	CSRFToken string `json:"csrfToken"`
-	Expires   string `json:"expires,omitempty"`
-}
+// clientSession is the session kept in the session file.
+type clientSession = apiclient.Session
 
 // findClientVerb returns the verb that pos starts with and the rest of
 // pos, or a usage error naming what is accepted.
@@ -510,11 +500,8 @@ func saveSession(p string, s *clientSession) error {
 type apiClient struct {
 	env      *Env
 	o        *clientOpts
-	base     string
-	http     *http.Client
-	sess     *clientSession // nil: HTTP Basic with o.username
+	api      *apiclient.Client // Session nil: HTTP Basic with o.username
 	sessPath string
-	password secret.Value
 }
 
 func newAPIClient(env *Env, o *clientOpts, login bool) (*apiClient, error) {
@@ -522,28 +509,30 @@ func newAPIClient(env *Env, o *clientOpts, login bool) (*apiClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &apiClient{env: env, o: o, sessPath: sp}
-	c.base = o.url
-	if c.base == "" && sess != nil {
-		c.base = sess.URL
+	c := &apiClient{env: env, o: o, sessPath: sp, api: &apiclient.Client{Username: o.username}}
+	base := o.url
+	if base == "" && sess != nil {
+		base = sess.URL
 	}
-	if c.base == "" {
-		c.base = defaultClientURL
+	if base == "" {
+		base = defaultClientURL
 	}
-	c.base = strings.TrimRight(c.base, "/")
-	u, err := url.Parse(c.base)
+	base = strings.TrimRight(base, "/")
+	c.api.Base = base
+	u, err := url.Parse(base)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, usagef("client", "--url %q is not an http(s) URL like %s", c.base, defaultClientURL)
+		return nil, usagef("client", "--url %q is not an http(s) URL like %s", base, defaultClientURL)
 	}
 	if !login && o.username == "" {
-		if sess == nil || sess.URL != c.base {
-			return nil, fmt.Errorf("not logged in to %s: run gatehouse client login --url %s --username USER (or pass --username for HTTP Basic)", c.base, c.base)
+		if sess == nil || sess.URL != base {
+			return nil, fmt.Errorf("not logged in to %s: run gatehouse client login --url %s --username USER (or pass --username for HTTP Basic)", base, base)
 		}
-		c.sess = sess
+		c.api.Session = sess
+		c.api.SessionRenewed = func(s *apiclient.Session) { _ = saveSession(c.sessPath, s) }
 	}
 	cacert := o.cacert
-	if cacert == "" && c.sess != nil {
-		cacert = c.sess.CACert
+	if cacert == "" && c.api.Session != nil {
+		cacert = c.api.Session.CACert
 	}
 	if cacert == "" {
 		if h, err := home.Resolve(); err == nil {
@@ -552,30 +541,18 @@ func newAPIClient(env *Env, o *clientOpts, login bool) (*apiClient, error) {
 			}
 		}
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if o.insecure {
-		tc.InsecureSkipVerify = true
 		fmt.Fprintf(env.Stderr, "client: warning: --insecure-skip-tls-verify: the server's certificate is not checked\n")
-	} else if cacert != "" {
-		pem, err := os.ReadFile(cacert)
-		if err != nil {
-			return nil, fmt.Errorf("--cacert: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--cacert %s: no PEM certificate in it", cacert)
-		}
-		tc.RootCAs = pool
-		if abs, err := filepath.Abs(cacert); err == nil {
-			cacert = abs
-		}
-		o.cacert = cacert
 	}
-	tr := &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true,
-		DialContext: (&net.Dialer{Timeout: 10 * time.Second}).DialContext, TLSHandshakeTimeout: 10 * time.Second}
-	c.http = &http.Client{Transport: tr, Timeout: 2 * time.Minute,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	if login || c.sess == nil {
+	tc, abs, err := apiclient.TLSConfig(cacert, o.insecure)
+	if err != nil {
+		return nil, fmt.Errorf("--cacert: %w", err)
+	}
+	if !o.insecure && abs != "" {
+		o.cacert = abs
+	}
+	c.api.HTTP = apiclient.NewHTTPClient(tc)
+	if login || c.api.Session == nil {
 		if o.username == "" {
 			return nil, usagef("client", "login wants --username")
 		}
@@ -585,7 +562,7 @@ func newAPIClient(env *Env, o *clientOpts, login bool) (*apiClient, error) {
 				return nil, err
 			}
 		}
-		c.password = pw
+		c.api.Password = pw
 	}
 	return c, nil
 }

@@ -35,7 +35,7 @@ func versionNote(v int64) string {
 }
 
 func (c *apiClient) hostCreate(ctx context.Context, name string) error {
-	raw, v, done, err := c.change(ctx, apiRequest{method: http.MethodPost, path: "/topology/hosts", json: map[string]string{"name": name}, version: c.o.version})
+	raw, v, done, err := c.change(ctx, apiRequest{Method: http.MethodPost, Path: "/topology/hosts", JSON: map[string]string{"name": name}, Version: c.o.version})
 	if err != nil || done {
 		return err
 	}
@@ -48,7 +48,7 @@ func (c *apiClient) hostCreate(ctx context.Context, name string) error {
 }
 
 func (c *apiClient) hostRename(ctx context.Context, id, name string) error {
-	raw, v, done, err := c.change(ctx, apiRequest{method: http.MethodPut, path: "/topology/hosts/" + url.PathEscape(id), json: map[string]string{"name": name}, version: c.o.version})
+	raw, v, done, err := c.change(ctx, apiRequest{Method: http.MethodPut, Path: "/topology/hosts/" + url.PathEscape(id), JSON: map[string]string{"name": name}, Version: c.o.version})
 	if err != nil || done {
 		return err
 	}
@@ -61,7 +61,7 @@ func (c *apiClient) hostRename(ctx context.Context, id, name string) error {
 }
 
 func (c *apiClient) groupCreate(ctx context.Context, name string) error {
-	raw, v, done, err := c.change(ctx, apiRequest{method: http.MethodPost, path: "/topology/groups", json: map[string]string{"name": name}, version: c.o.version})
+	raw, v, done, err := c.change(ctx, apiRequest{Method: http.MethodPost, Path: "/topology/groups", JSON: map[string]string{"name": name}, Version: c.o.version})
 	if err != nil || done {
 		return err
 	}
@@ -83,7 +83,7 @@ type instanceBody struct {
 
 func (c *apiClient) instanceCreate(ctx context.Context, group, name string) error {
 	body := instanceBody{Name: name, HostID: c.o.host, TrafficPort: c.o.trafficPort, ManagementPort: c.o.managementPort}
-	raw, v, done, err := c.change(ctx, apiRequest{method: http.MethodPost, path: "/topology/services/" + url.PathEscape(group), json: body, version: c.o.version})
+	raw, v, done, err := c.change(ctx, apiRequest{Method: http.MethodPost, Path: "/topology/services/" + url.PathEscape(group), JSON: body, Version: c.o.version})
 	if err != nil || done {
 		return err
 	}
@@ -98,7 +98,7 @@ func (c *apiClient) instanceCreate(ctx context.Context, group, name string) erro
 
 // topologyDelete deletes a host, group or instance (what) at path.
 func (c *apiClient) topologyDelete(ctx context.Context, what, path, id string) error {
-	_, v, done, err := c.change(ctx, apiRequest{method: http.MethodDelete, path: path, version: c.o.version})
+	_, v, done, err := c.change(ctx, apiRequest{Method: http.MethodDelete, Path: path, Version: c.o.version})
 	if err != nil || done {
 		return err
 	}
@@ -127,7 +127,7 @@ func (c *apiClient) userCreate(ctx context.Context, name string) error {
 	}
 	defer pw.Wipe()
 	p := pw.RevealString()
-	raw, _, done, err := c.change(ctx, apiRequest{method: http.MethodPost, path: "/rbac/users", json: userChange{Name: name, Password: &p, Roles: c.o.roles}})
+	raw, _, done, err := c.change(ctx, apiRequest{Method: http.MethodPost, Path: "/rbac/users", JSON: userChange{Name: name, Password: &p, Roles: c.o.roles}})
 	if err != nil || done {
 		return err
 	}
@@ -150,7 +150,7 @@ func (c *apiClient) userUpdate(ctx context.Context, name string) error {
 		p := pw.RevealString()
 		body.Password = &p
 	}
-	raw, _, done, err := c.change(ctx, apiRequest{method: http.MethodPut, path: "/rbac/users/" + url.PathEscape(name), json: body})
+	raw, _, done, err := c.change(ctx, apiRequest{Method: http.MethodPut, Path: "/rbac/users/" + url.PathEscape(name), JSON: body})
 	if err != nil || done {
 		return err
 	}
@@ -167,7 +167,7 @@ func (c *apiClient) userUpdate(ctx context.Context, name string) error {
 }
 
 func (c *apiClient) userDelete(ctx context.Context, name string) error {
-	_, _, done, err := c.change(ctx, apiRequest{method: http.MethodDelete, path: "/rbac/users/" + url.PathEscape(name)})
+	_, _, done, err := c.change(ctx, apiRequest{Method: http.MethodDelete, Path: "/rbac/users/" + url.PathEscape(name)})
 	if err != nil || done {
 		return err
 	}

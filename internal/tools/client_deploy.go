@@ -269,7 +269,7 @@ func (c *apiClient) deployFile(ctx context.Context, file string) error {
 	if sync && !c.o.json {
 		fmt.Fprintf(c.env.Stderr, "deploying %s to %s; the answer comes when every instance has taken it (zero-downtime delays included)\n", file, gid)
 	}
-	raw, _, err := c.send(ctx, apiRequest{method: http.MethodPost, path: path, body: data, contentType: ct, long: sync})
+	raw, _, err := c.send(ctx, apiRequest{Method: http.MethodPost, Path: path, Body: data, ContentType: ct, Long: sync})
 	if err != nil {
 		return c.rolloutFailed(ctx, err)
 	}
@@ -296,7 +296,7 @@ func (c *apiClient) rollback(ctx context.Context) error {
 	if !c.o.async && !c.o.json {
 		fmt.Fprintf(c.env.Stderr, "rolling out archive %d to %s; the answer comes when every instance has taken it\n", c.o.archive, gid)
 	}
-	raw, _, err := c.send(ctx, apiRequest{method: http.MethodPost, path: path, long: !c.o.async})
+	raw, _, err := c.send(ctx, apiRequest{Method: http.MethodPost, Path: path, Long: !c.o.async})
 	if err != nil {
 		return c.rolloutFailed(ctx, err)
 	}
@@ -551,8 +551,8 @@ func (c *apiClient) downloadArchive(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b, resp, err := c.sendRaw(ctx, apiRequest{method: http.MethodGet, path: fmt.Sprintf("/deployment/archive/%s/%d", url.PathEscape(gid), c.o.archive),
-		accept: "application/gzip, application/json"})
+	b, resp, err := c.sendRaw(ctx, apiRequest{Method: http.MethodGet, Path: fmt.Sprintf("/deployment/archive/%s/%d", url.PathEscape(gid), c.o.archive),
+		Accept: "application/gzip, application/json"})
 	if err != nil {
 		return err
 	}

@@ -24,43 +24,23 @@ func (c *apiClient) printJSON(raw json.RawMessage) error {
 }
 
 func (c *apiClient) login(ctx context.Context) error {
-	form := url.Values{"username": {c.o.username}, "password": {c.password.RevealString()}}
-	raw, resp, err := c.do(ctx, http.MethodPost, "/rbac/login", form)
+	s, raw, err := c.api.Login(ctx)
 	if err != nil {
-		return err
+		return c.explain(err)
 	}
-	var r struct {
-		User      string `json:"user"`
-		CSRFToken string `json:"csrfToken"`
-		Expires   string `json:"expires"`
-	}
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return fmt.Errorf("login answer: %w", err)
-	}
-	s := &clientSession{URL: c.base, CACert: c.o.cacert, User: r.User, CSRFToken: r.CSRFToken, Expires: r.Expires}
-	if s.CSRFToken == "" {
-		s.CSRFToken = resp.Header.Get("csrf-token")
-	}
-	for _, ck := range resp.Cookies() {
-		if ck.Name == sessionCookieName {
-			s.Cookie = ck.Value
-		}
-	}
-	if s.Cookie == "" {
-		return fmt.Errorf("login at %s: the answer set no %s cookie", c.base, sessionCookieName)
-	}
+	s.CACert = c.o.cacert
 	if err := saveSession(c.sessPath, s); err != nil {
 		return fmt.Errorf("saving the session: %w", err)
 	}
 	if c.o.json {
 		return c.printJSON(raw)
 	}
-	fmt.Fprintf(c.env.Stdout, "logged in to %s as %s (session until %s, kept in %s)\n", c.base, s.User, s.Expires, c.sessPath)
+	fmt.Fprintf(c.env.Stdout, "logged in to %s as %s (session until %s, kept in %s)\n", c.api.Base, s.User, s.Expires, c.sessPath)
 	return nil
 }
 
 func (c *apiClient) logout(ctx context.Context) error {
-	if c.sess == nil {
+	if c.api.Session == nil {
 		return fmt.Errorf("not logged in (no session in %s)", c.sessPath)
 	}
 	_, _, err := c.do(ctx, http.MethodPost, "/rbac/logout", url.Values{})
@@ -74,7 +54,7 @@ func (c *apiClient) logout(ctx context.Context) error {
 		}
 		return err
 	}
-	fmt.Fprintf(c.env.Stdout, "logged out of %s\n", c.base)
+	fmt.Fprintf(c.env.Stdout, "logged out of %s\n", c.api.Base)
 	return nil
 }
 
