@@ -147,6 +147,9 @@ func (e *apiEnv) do(method, path, body string, hdr ...string) apitest.Answer {
 		e.t.Fatal(err)
 	}
 	req.SetBasicAuth(apitest.User, apitest.Pass)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json") // hdr may say otherwise
+	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
@@ -371,7 +374,11 @@ func TestAPIBadInput(t *testing.T) {
 	}{
 		{"malformed", `{"name": "x",}`, nil, 400, []string{"malformed JSON at offset 14"}},
 		{"truncated", `{"name": "x"`, nil, 400, []string{"ends in the middle"}},
-		{"empty", ``, nil, 400, []string{"empty request body", `"name"`}},
+		{"empty", ``, []string{"Content-Type", "application/json"}, 400, []string{"empty request body", `"name"`}},
+		// A change without a JSON content type (a cross-site form could
+		// send one) is refused before its body is read.
+		{"no content type", ``, nil, 415, []string{"no Content-Type", "application/json"}},
+		{"form content type", `name=x`, []string{"Content-Type", "application/x-www-form-urlencoded"}, 415, []string{"application/json"}},
 		{"unknown field", `{"name":"x","colour":"red"}`, nil, 400, []string{`unknown field "colour"`, `accepted: "name"`}},
 		{"wrong type", `{"name":5}`, nil, 400, []string{`field "name"`, "got a JSON number, want a string"}},
 		{"array", `[]`, nil, 400, []string{"got a JSON array, want an object"}},

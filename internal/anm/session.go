@@ -40,8 +40,9 @@ func (a *API) sessionArea() area {
 	return area{name: "sessions", routes: []route{
 		{pattern: "/api/rbac/login", ops: map[string]op{http.MethodPost: change(a.login, "login", byLogin, "session")}, open: true},
 		{pattern: "/api/rbac/currentuser", ops: map[string]op{http.MethodGet: read(a.currentUser, "currentUser", "session")}},
+		// POST only: a GET must never change state (a link or an image
+		// could end a session).
 		{pattern: "/api/rbac/logout", ops: map[string]op{
-			http.MethodGet:  change(a.logout, "logoutGet", byLogout, "session"),
 			http.MethodPost: change(a.logout, "logout", byLogout, "session"),
 		}},
 	}}

@@ -24,6 +24,9 @@ func sessionReq(t *testing.T, base, method, path, body, cookie, csrf string) api
 		t.Fatal(err)
 	}
 	req.AddCookie(&http.Cookie{Name: sessionCookie, Value: cookie})
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if csrf != "" {
 		req.Header.Set(csrfHeader, csrf)
 	}
@@ -67,6 +70,11 @@ func TestSessionLoginCSRFLogout(t *testing.T) {
 	// HTTP Basic needs no CSRF token.
 	e.do("POST", "/api/topology/groups", `{"name":"G2"}`).MustCode(t, 201)
 	sessionReq(t, e.url, "GET", "/api/topology", "", "x"+cookie, "").WantError(t, 401)
+	// Logout is POST only: a GET (a link, an image) never ends a session.
+	if a := sessionReq(t, e.url, "GET", "/api/rbac/logout", "", cookie, ""); a.Code != 405 || a.Header.Get("Allow") != "POST" {
+		t.Errorf("GET logout: got %d (Allow %q), want 405 with Allow: POST", a.Code, a.Header.Get("Allow"))
+	}
+	sessionReq(t, e.url, "GET", "/api/rbac/currentuser", "", cookie, "").MustCode(t, 200)
 	sessionReq(t, e.url, "POST", "/api/rbac/logout", "", cookie, "").WantError(t, 403)
 	sessionReq(t, e.url, "POST", "/api/rbac/logout", "", cookie, csrf).MustCode(t, 200)
 	sessionReq(t, e.url, "GET", "/api/topology", "", cookie, "").WantError(t, 401, "log in again")

@@ -241,20 +241,33 @@ type Validator interface {
 	Validate() error
 }
 
-// ReadBody checks the content type and limits the body of r, then decodes
-// it into v (DecodeJSON) and, when v is a Validator, validates it.
+// ReadBody checks the content type (application/json, required: a body
+// without one is refused, so that a cross-site form can never pass for a
+// JSON call) and limits the body of r, then decodes it into v (DecodeJSON)
+// and, when v is a Validator, validates it.
 func ReadBody(w http.ResponseWriter, r *http.Request, v any, accepted string) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return &Error{Code: http.StatusUnsupportedMediaType, Msg: fmt.Sprintf("Content-Type %q: want application/json", ct)}
-		}
+	if err := RequireJSON(r); err != nil {
+		return err
 	}
 	if err := DecodeJSON(http.MaxBytesReader(w, r.Body, MaxBodyBytes), v, accepted); err != nil {
 		return err
 	}
 	if vv, ok := v.(Validator); ok {
 		return vv.Validate()
+	}
+	return nil
+}
+
+// RequireJSON refuses (415) a request whose Content-Type is not
+// application/json (or a +json type), or that has none.
+func RequireJSON(r *http.Request) error {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return &Error{Code: http.StatusUnsupportedMediaType, Msg: "no Content-Type: want application/json"}
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		return &Error{Code: http.StatusUnsupportedMediaType, Msg: fmt.Sprintf("Content-Type %q: want application/json", ct)}
 	}
 	return nil
 }
