@@ -65,6 +65,9 @@ func TestRBACMatrix(t *testing.T) {
 			t.Fatal(err)
 		}
 		req.SetBasicAuth(user, pass)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
 		return apitest.Do(t, c, req)
 	}
 	for role := range rbacMatrix {
