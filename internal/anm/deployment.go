@@ -415,6 +415,7 @@ func (a *API) validateUpload(t *topology.Topology, gid string, data []byte) (dep
 // readUpload reads the configuration from the body: raw, or the "file"
 // part of multipart/form-data (and its "comment" part).
 func readUpload(w http.ResponseWriter, r *http.Request) (data []byte, comment string, err error) {
+	apihttp.AllowSlowUpload(w)
 	body := http.MaxBytesReader(w, r.Body, deploy.MaxUpload+1<<20)
 	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if mt != "multipart/form-data" {

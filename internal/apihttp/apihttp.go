@@ -24,6 +24,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
@@ -256,6 +257,17 @@ func ReadBody(w http.ResponseWriter, r *http.Request, v any, accepted string) er
 		return vv.Validate()
 	}
 	return nil
+}
+
+// UploadReadTime is how long a request that carries an upload (a
+// deployment archive, up to 8 MiB) may take to arrive; every other request
+// has the server's read timeout (30 s).
+const UploadReadTime = 5 * time.Minute
+
+// AllowSlowUpload lifts the server's read timeout for this request's body
+// to UploadReadTime from now.
+func AllowSlowUpload(w http.ResponseWriter) {
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(UploadReadTime))
 }
 
 // RequireJSON refuses (415) a request whose Content-Type is not

@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/h1"
 	"github.com/gatehouse-gw/gatehouse/internal/h2bridge"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/pki"
 )
 
 // tlsFront serves the traffic listener with TLS: it accepts connections,
@@ -57,6 +58,7 @@ func loadTLS(h home.Home, t groupconf.Traffic) (*tls.Config, error) {
 		Certificates: []tls.Certificate{cert},
 		NextProtos:   protos,
 		MinVersion:   tls.VersionTLS12,
+		CipherSuites: pki.CipherSuites,
 	}, nil
 }
 

@@ -39,6 +39,7 @@ type archiveBody struct {
 // PUT /nm/archives/{groupID}/{archiveID}: install an archive on this host.
 func (s *Server) putArchive(w http.ResponseWriter, r *http.Request) {
 	var b archiveBody
+	apihttp.AllowSlowUpload(w)
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxArchiveBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&b); err != nil {

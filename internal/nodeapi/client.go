@@ -61,7 +61,7 @@ func NewNodeClient(h home.Home) (*NodeClient, error) {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(caCert)
-	return newNodeClientTLS(&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, Certificates: []tls.Certificate{cert}}), nil
+	return newNodeClientTLS(&tls.Config{MinVersion: tls.VersionTLS12, CipherSuites: pki.CipherSuites, RootCAs: pool, Certificates: []tls.Certificate{cert}}), nil
 }
 
 func newNodeClientTLS(tc *tls.Config) *NodeClient {

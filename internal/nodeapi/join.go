@@ -50,6 +50,7 @@ func FetchDomainCA(ctx context.Context, addr string) (certPEM []byte, cert *x509
 	var serverLeaf *x509.Certificate
 	tc := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
+		CipherSuites:       pki.CipherSuites,
 		InsecureSkipVerify: true, // the trust decision is the fingerprint, checked by the caller
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) > 0 {
@@ -86,7 +87,7 @@ func RequestJoin(ctx context.Context, addr string, caPEM []byte, user string, pw
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(caCert)
-	c := newNodeClientTLS(&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool})
+	c := newNodeClientTLS(&tls.Config{MinVersion: tls.VersionTLS12, CipherSuites: pki.CipherSuites, RootCAs: pool})
 	defer c.Close()
 	body, err := json.Marshal(req)
 	if err != nil {

@@ -118,6 +118,7 @@ func ServerTLSConfig(cert tls.Certificate, caCert *x509.Certificate) *tls.Config
 	pool.AddCert(caCert)
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,
+		CipherSuites: pki.CipherSuites,
 		Certificates: []tls.Certificate{cert},
 		ClientAuth:   tls.VerifyClientCertIfGiven,
 		ClientCAs:    pool,

@@ -24,6 +24,11 @@ const (
 	maxHeaderBytes    = 64 << 10
 )
 
+// readTimeout bounds a whole request, body included (a client sending a
+// login one byte at a time is cut off); uploads lift it for their body
+// (apihttp.AllowSlowUpload). A variable so that a test can shorten it.
+var readTimeout = 30 * time.Second
+
 // server is the node manager's HTTPS listener on NodeManagerConf.Address
 // and Port (8090 by default). It serves
 //
@@ -83,6 +88,7 @@ func (s *server) start() error {
 		Handler:           s.handler(),
 		TLSConfig:         nodeapi.ServerTLSConfig(cert, caCert),
 		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		BaseContext:       func(net.Listener) context.Context { return base },

@@ -2,6 +2,9 @@ package nodemanager
 
 import (
 	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -137,4 +140,65 @@ func TestNodeManagerCertWithoutCAKey(t *testing.T) {
 		t.Errorf("start without certificate nor CA key: got %v", err)
 		n.Shutdown(t.Context())
 	}
+}
+
+// TestListenerOffersOnlyAEAD: over TLS 1.2 the listener takes only ECDHE
+// with AEAD ciphers (Mozilla's intermediate profile): a client offering CBC
+// or static RSA suites alone cannot connect.
+func TestListenerOffersOnlyAEAD(t *testing.T) {
+	n, ca := startNM(t)
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	dial := func(suites ...uint16) error {
+		c, err := tls.Dial("tcp", n.Addr(), &tls.Config{RootCAs: roots, ServerName: "localhost", MaxVersion: tls.VersionTLS12, CipherSuites: suites})
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	for _, weak := range []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA,
+		tls.TLS_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256} {
+		if err := dial(weak); err == nil {
+			t.Errorf("%s: handshake succeeded, want refused", tls.CipherSuiteName(weak))
+		}
+	}
+	if err := dial(tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256); err != nil {
+		t.Errorf("ECDHE with AES-GCM: %v", err)
+	}
+}
+
+// TestSlowBodyCutOff: a request whose body trickles in (a login sending a
+// byte at a time) is ended by the read timeout instead of holding the
+// connection for as long as the client likes.
+func TestSlowBodyCutOff(t *testing.T) {
+	old := readTimeout
+	readTimeout = 500 * time.Millisecond
+	t.Cleanup(func() { readTimeout = old })
+	n, ca := startNM(t)
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	c, err := tls.Dial("tcp", n.Addr(), &tls.Config{RootCAs: roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(15 * time.Second))
+	fmt.Fprintf(c, "POST /api/rbac/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 40\r\n\r\n")
+	ended := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, c) // until the server answers and closes
+		close(ended)
+	}()
+	for i := 0; i < 40; i++ { // 40 bytes, one per 200 ms: 8 s if nothing cuts it off
+		select {
+		case <-ended:
+			if i*200 > 4000 {
+				t.Errorf("the connection ended only after %d ms of trickling", i*200)
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+			c.Write([]byte("u"))
+		}
+	}
+	t.Fatal("the server read the whole trickled body: no read timeout")
 }

@@ -95,6 +95,7 @@ func MutualTLSServer(cert tls.Certificate, caCert *x509.Certificate) *tls.Config
 	pool.AddCert(caCert)
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,
+		CipherSuites: CipherSuites,
 		Certificates: []tls.Certificate{cert},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    pool,
@@ -110,6 +111,7 @@ func MutualTLSClient(cert tls.Certificate, caCert *x509.Certificate) *tls.Config
 	pool.AddCert(caCert)
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,
+		CipherSuites: CipherSuites,
 		Certificates: []tls.Certificate{cert},
 		RootCAs:      pool,
 	}
