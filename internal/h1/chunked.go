@@ -24,7 +24,6 @@ const (
 	csSize uint8 = iota
 	csData
 	csDataEnd
-	csDone
 )
 
 // chunkedReader decodes the chunked transfer coding (RFC 9112 §7.1) strictly:
@@ -43,9 +42,6 @@ type chunkedReader struct {
 func (c *chunkedReader) reset(src byteSource, maxTrailer int) {
 	*c = chunkedReader{src: src, maxTrailer: maxTrailer}
 }
-
-// done reports whether the whole body, trailers included, has been read.
-func (c *chunkedReader) done() bool { return c.state == csDone }
 
 func (c *chunkedReader) fail(err error) error {
 	if errors.Is(err, io.EOF) {
@@ -69,7 +65,7 @@ func (c *chunkedReader) Read(p []byte) (int, error) {
 				if err := c.readTrailers(); err != nil {
 					return 0, c.fail(err)
 				}
-				c.state, c.err = csDone, io.EOF
+				c.err = io.EOF // sticky, like the errors: the body has ended
 				return 0, io.EOF
 			}
 			c.state = csData
@@ -77,7 +73,7 @@ func (c *chunkedReader) Read(p []byte) (int, error) {
 			if len(p) == 0 {
 				return 0, nil
 			}
-			if uint64(len(p)) > c.n {
+			if uint64(len(p)) > c.n { // mutate:equivalent boundary p[:c.n] with len(p) == c.n is p
 				p = p[:c.n]
 			}
 			n, err := c.src.Read(p)
@@ -94,11 +90,11 @@ func (c *chunkedReader) Read(p []byte) (int, error) {
 					c.state = csSize
 				}
 			}
+			// An error is the body's end only when it is EOF right after
+			// the chunk's last byte (n > 0 then, since c.n was > 0): the
+			// CRLF is then missing, which the next Read reports.
 			if err != nil && (c.n > 0 || !errors.Is(err, io.EOF)) {
 				return n, c.fail(err)
-			}
-			if n == 0 && err != nil {
-				return 0, c.fail(err)
 			}
 			return n, nil
 		case csDataEnd:
@@ -106,8 +102,6 @@ func (c *chunkedReader) Read(p []byte) (int, error) {
 				return 0, c.fail(err)
 			}
 			c.state = csSize
-		case csDone:
-			return 0, io.EOF
 		}
 	}
 }
@@ -200,7 +194,8 @@ func (c *chunkedReader) readTrailers() error {
 	next := func() (byte, error) {
 		size++
 		if size > c.maxTrailer {
-			return 0, protoErr(400, "trailer section too large")
+			err := protoErr(400, "trailer section too large")
+			return 0, err // mutate:equivalent const the byte is never read when the error is set
 		}
 		return c.src.ReadByte()
 	}

@@ -61,6 +61,33 @@ var fuzzSeeds = []string{
 	"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx",
 	"GET http://a/b HTTP/1.1\r\nHost: a\r\n\r\n",
 	"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n0\r\nT: v\r\n\r\n",
+	// The end of the input at each place of a request.
+	"",
+	"G",
+	"GET",
+	"GET ",
+	"GET /",
+	"GET / HTTP/1.1",
+	"GET / HTTP/1.1\r",
+	"GET / HTTP/1.1\r\n",
+	"GET / HTTP/1.1\r\nHost",
+	"GET / HTTP/1.1\r\nHost: a",
+	"GET / HTTP/1.1\r\nHost: a\r",
+	"GET / HTTP/1.1\r\nHost: a\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\n\r",
+	"\r\n",
+	"\r",
+	"GET /%",
+	"GET /%4 HTTP/1.1\r\nHost: a\r\n\r\n",
+	"GET / HTTP/1.\r\nHost: a\r\n\r\n",
+	"GET http:// HTTP/1.1\r\nHost: a\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nX:\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5,\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked,\r\n\r\n",
+	"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhel",
+	"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n",
+	"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+	"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;a",
 }
 
 // FuzzServer feeds arbitrary bytes to a Server as one client connection and
@@ -210,6 +237,10 @@ func FuzzChunked(f *testing.F) {
 		"5;a=b\r\nhello\r\n6\r\n world\r\n0\r\nT: v\r\n\r\n",
 		"0\r\n\r\n", "00000000000000005\r\nhello\r\n0\r\n\r\n", "5 \r\nhello\r\n0\r\n\r\n",
 		"5\r\nhello\n0\r\n\r\n", "a\r\n0123456789\r\n0\r\nX : y\r\n\r\n", "1\r\nx\r\n0\r\nX: a\r\n b\r\n\r\n",
+		// The end of the input at each place of a chunked body.
+		"", "5", "5\r", "5;", "5;a\r", "5\r\nhel", "5\r\nhello", "5\r\nhello\r", "5\r\nhello\r\n",
+		"0", "0\r", "0\r\n", "0\r\n\r", "0\r\nX", "0\r\nX:", "0\r\nX: y", "0\r\nX: y\r", "0\r\nX: y\r\n",
+		"4000000000000000\r\n", "4000000000000001\r\n", "0000000000000000\r\n\r\n",
 	} {
 		f.Add([]byte(s), uint8(0))
 	}
@@ -313,6 +344,10 @@ func FuzzResponseHead(f *testing.F) {
 		"HTTP/1.1 204 No Content\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
 		"HTTP/1.1 200\r\nX: a\r\n b\r\n\r\n",
+		// The end of the input at each place of a response head.
+		"", "H", "HTTP/1.1", "HTTP/1.1 ", "HTTP/1.1 20", "HTTP/1.1 200", "HTTP/1.1 200\r", "HTTP/1.1 200 OK\r\n",
+		"HTTP/1.1 200 OK\r\nX", "HTTP/1.1 200 OK\r\nX: y", "HTTP/1.1 200 OK\r\nX: y\r\n", "HTTP/1.1 200 OK\r\nX: y\r\n\r",
+		"HTTP/1.1 200 OK\r\nContent-Length: 3,\r\n\r\n", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked,\r\n\r\n",
 	} {
 		f.Add([]byte(s), false)
 	}

@@ -15,6 +15,7 @@ func TestRemoveConnectionNamed(t *testing.T) {
 		{"named before and after", [][2]string{{"X", "1"}, {"Connection", "x, close"}, {"Y", "2"}, {"x", "3"}}, "Y"},
 		{"connection first, kept fields in between", [][2]string{{"Connection", "z"}, {"Y", "1"}, {"W", "2"}, {"Z", "3"}}, "Y,W"},
 		{"two connection fields", [][2]string{{"connection", "a"}, {"A", "1"}, {"B", "2"}, {"CONNECTION", " b ,"}}, ""},
+		{"other ten-byte names stay", [][2]string{{"Connection", "x"}, {"Keep-Alive", "1"}, {"X-Ten-Char", "2"}, {"x", "3"}}, "Keep-Alive,X-Ten-Char"},
 		{"only tokens", [][2]string{{"Connection", "keep-alive, upgrade"}, {"Upgrade", "websocket"}, {"K", "v"}}, "K"},
 	}
 	for _, tt := range tests {
