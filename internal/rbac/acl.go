@@ -87,10 +87,7 @@ func DefaultACL() *ACL {
 
 // DefaultACLJSON is DefaultACL as the file's content.
 func DefaultACLJSON() []byte {
-	data, err := json.MarshalIndent(DefaultACL(), "", "  ")
-	if err != nil {
-		panic(err) // plain data; cannot fail
-	}
+	data, _ := json.MarshalIndent(DefaultACL(), "", "  ") // maps of strings and slices: cannot fail
 	return append(data, '\n')
 }
 
@@ -179,7 +176,7 @@ func (a *ACL) validate() error {
 				if !strings.HasPrefix(pat, "/") {
 					return fmt.Errorf("permission %q rule %d: path %q must start with /", name, i+1, pat)
 				}
-				if i := strings.Index(pat, "**"); i >= 0 && i != len(pat)-2 {
+				if i := strings.Index(pat, "**"); i != -1 && i != len(pat)-2 {
 					return fmt.Errorf("permission %q: path %q: ** is allowed only as the last segment", name, pat)
 				}
 			}

@@ -87,15 +87,15 @@ func (l SessionLifetimes) Validate() error {
 	return nil
 }
 
-// fmtDuration writes 8h0m0s as 8h and 30m0s as 30m.
+// fmtDuration writes 8h0m0s as 8h and 30m0s as 30m (and 1m30s, 90s, 0s
+// as they are).
 func fmtDuration(d time.Duration) string {
 	s := d.String()
-	s = strings.TrimSuffix(s, "0s")
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
 	if strings.HasSuffix(s, "h0m") {
 		s = strings.TrimSuffix(s, "0m")
-	}
-	if s == "" {
-		return "0s"
 	}
 	return s
 }
@@ -166,9 +166,7 @@ func SessionKeyFile(h home.Home) string { return h.Path("conf", "sessionKey") }
 // replacing any there (every session signed with the old key ends).
 func CreateSessionKey(h home.Home) error {
 	k := make([]byte, sessionKeyLen)
-	if _, err := rand.Read(k); err != nil {
-		return fmt.Errorf("generating session key: %w", err)
-	}
+	rand.Read(k) // never fails (crypto/rand)
 	if err := os.MkdirAll(h.ConfDir(), 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", h.ConfDir(), err)
 	}

@@ -48,7 +48,7 @@ func RevokeSession(h home.Home, s Session, now time.Time) error {
 	if err := os.MkdirAll(h.RunDir(), 0o755); err != nil {
 		return fmt.Errorf("creating run directory: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), lockTimeout)
 	defer cancel()
 	l, err := home.LockWait(ctx, filepath.Join(h.RunDir(), "revokedSessions.lock"))
 	if err != nil {
@@ -65,11 +65,8 @@ func RevokeSession(h home.Home, s Session, now time.Time) error {
 		}
 	}
 	r[s.ID] = s.Expires
-	data, err := json.MarshalIndent(struct {
+	data, _ := json.MarshalIndent(struct {
 		Revoked Revoked `json:"revoked"`
-	}{r}, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding revoked sessions: %w", err)
-	}
+	}{r}, "", "  ") // a map of strings to integers: cannot fail
 	return home.WriteFileAtomic(RevokedSessionsFile(h), append(data, '\n'), 0o600)
 }

@@ -49,6 +49,10 @@ const (
 	keyLen     = 32
 )
 
+// lockTimeout bounds the wait for another writer of adminUsers.json or
+// revokedSessions.json.
+const lockTimeout = 10 * time.Second
+
 // iterations is what new hashes use; tests lower it for speed. The count is
 // recorded in every hash, so Verify never depends on it.
 var iterations = Iterations
@@ -104,6 +108,7 @@ func addUser(f *File, name string, pw secret.Value) error {
 	}
 	hash, err := Hash(pw)
 	if err != nil {
+		// mutate:equivalent * unreachable: Hash cannot fail (see the mark in Hash)
 		return err
 	}
 	f.Users = append(f.Users, User{Name: name, Roles: []string{RoleAdmin}, Hash: hash})
@@ -142,11 +147,10 @@ func CheckPassword(pw secret.Value) error {
 // "pbkdf2-sha256$<iterations>$<salt>$<key>".
 func Hash(pw secret.Value) (string, error) {
 	salt := make([]byte, saltLen)
-	if _, err := rand.Read(salt); err != nil {
-		return "", fmt.Errorf("generating salt: %w", err)
-	}
+	rand.Read(salt) // never fails (crypto/rand)
 	key, err := pbkdf2.Key(sha256.New, pw.RevealString(), salt, iterations, keyLen)
 	if err != nil {
+		// mutate:equivalent * unreachable: pbkdf2.Key fails only for a key length outside 1..2^32-1 blocks or, in FIPS 140-only mode, a key under 14 or a salt under 16 bytes; keyLen 32 and saltLen 16 are within all of them
 		return "", fmt.Errorf("hashing password: %w", err)
 	}
 	enc := base64.RawStdEncoding
@@ -223,7 +227,7 @@ func update(h home.Home, fn func(f *File) error) error {
 	if err := os.MkdirAll(h.RunDir(), 0o755); err != nil {
 		return fmt.Errorf("creating run directory: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), lockTimeout)
 	defer cancel()
 	l, err := home.LockWait(ctx, filepath.Join(h.RunDir(), "adminUsers.lock"))
 	if err != nil {
@@ -237,10 +241,7 @@ func update(h home.Home, fn func(f *File) error) error {
 	if err := fn(f); err != nil {
 		return err
 	}
-	data, err := json.MarshalIndent(f, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding admin users: %w", err)
-	}
+	data, _ := json.MarshalIndent(f, "", "  ") // strings only: cannot fail
 	if err := os.MkdirAll(h.ConfDir(), 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", h.ConfDir(), err)
 	}
@@ -313,6 +314,7 @@ func UpdateUser(h home.Home, name string, pw secret.Value, roles []string) error
 		if !pw.IsZero() {
 			hash, err := Hash(pw)
 			if err != nil {
+				// mutate:equivalent * unreachable: Hash cannot fail (see the mark in Hash)
 				return err
 			}
 			f.Users[i].Hash = hash

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/gatehouse-gw/gatehouse/internal/home"
@@ -12,7 +13,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	iterations = 1000 // speed; the count is recorded in each hash
+	iterations = 1000    // speed; the count is recorded in each hash
+	syscall.Umask(0o022) // the modes of created directories do not depend on the caller's umask
 	os.Exit(m.Run())
 }
 
