@@ -66,7 +66,7 @@ func (c *chunkedReader) Read(p []byte) (int, error) {
 					return 0, c.fail(err)
 				}
 				c.err = io.EOF // sticky, like the errors: the body has ended
-				return 0, io.EOF
+				return 0, io.EOF // mutate:equivalent delete-stmt without it the loop's first check returns c.err, io.EOF
 			}
 			c.state = csData
 		case csData:

@@ -170,6 +170,13 @@ func TestChunkedErrorsAreSticky(t *testing.T) {
 		t.Errorf("second Read: got %d, %v, want %v again", n, err2, err1)
 	}
 
+	for _, in := range []string{"0\r\nA b\r\n\r\n", "5 \r\nhello\r\n0\r\n\r\n"} {
+		c = newChunked(in, 1<<20)
+		if n, err := c.Read(buf); n != 0 || err == nil {
+			t.Errorf("%q: got %d, %v, want no bytes and an error", in, n, err)
+		}
+	}
+
 	// The data of a chunk comes with the error of what follows it only
 	// when both are at hand.
 	c = newChunked("5\r\nhelloXY", 1<<20)

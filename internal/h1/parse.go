@@ -23,23 +23,25 @@ func init() {
 			hexval[c] = int8(c - 'A' + 10)
 		}
 		alnum := c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
-		tchar[c] = alnum || c < 0x80 && bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), byte(c)) >= 0
+		tchar[c] = alnum || bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), byte(c)) >= 0
 		vchar[c] = c == '\t' || c >= 0x20 && c != 0x7f
 		tgtchar[c] = c > 0x20 && c < 0x7f && c != '#'
-		hostchar[c] = alnum || c < 0x80 && bytes.IndexByte([]byte("-._~!$&'()*+,;=:[]%"), byte(c)) >= 0
+		// No '@': an authority with userinfo is refused.
+		hostchar[c] = alnum || bytes.IndexByte([]byte("-._~!$&'()*+,;=:[]%"), byte(c)) >= 0
 	}
 }
 
 func isOWS(c byte) bool { return c == ' ' || c == '\t' }
 
 func trimOWS(b []byte) []byte {
-	for len(b) > 0 && isOWS(b[0]) {
-		b = b[1:]
+	i, j := 0, len(b)
+	for i < j && isOWS(b[i]) {
+		i++
 	}
-	for len(b) > 0 && isOWS(b[len(b)-1]) {
-		b = b[:len(b)-1]
+	for j > i && isOWS(b[j-1]) {
+		j--
 	}
-	return b
+	return b[i:j]
 }
 
 // nextElem splits the comma-separated list v at its first comma and returns
@@ -98,13 +100,7 @@ func parseFields(b []byte, h *Header) *ProtocolError {
 		if j == 0 {
 			return protoErr(400, "empty field name")
 		}
-		v := line[j+1:]
-		for len(v) > 0 && isOWS(v[0]) {
-			v = v[1:]
-		}
-		for len(v) > 0 && isOWS(v[len(v)-1]) {
-			v = v[:len(v)-1]
-		}
+		v := trimOWS(line[j+1:])
 		for _, c := range v {
 			if !vchar[c] {
 				return protoErr(400, "invalid byte in field value")
@@ -118,8 +114,8 @@ func parseFields(b []byte, h *Header) *ProtocolError {
 // parseContentLength parses one Content-Length field value: 1 to 18 digits,
 // or a list of identical such values. It returns -1 when invalid.
 func parseContentLength(v []byte) int64 {
-	n := int64(-1)
-	for more := true; more; {
+	var n int64
+	for first, more := true, true; more; first = false {
 		var e []byte
 		e, v, more = nextElem(v)
 		if len(e) == 0 || len(e) > 18 {
@@ -132,7 +128,7 @@ func parseContentLength(v []byte) int64 {
 			}
 			x = x*10 + int64(c-'0')
 		}
-		if n >= 0 && x != n {
+		if !first && x != n {
 			return -1
 		}
 		n = x
@@ -155,7 +151,6 @@ func (t *teState) add(v []byte) {
 		e, v, more = nextElem(v)
 		if len(e) == 0 {
 			t.malformed = true
-			continue
 		}
 		for _, c := range e {
 			if !tchar[c] {
@@ -245,6 +240,7 @@ func parseRequestLine(line []byte, r *Request) *ProtocolError {
 			return protoErr(400, "unsupported request target form")
 		}
 		end := len(rest)
+		// mutate:equivalent boundary,const at 0 the authority is empty, else it would start with '/' or '?', not in hostchar: refused alike
 		if i := bytes.IndexAny(rest, "/?"); i >= 0 {
 			end = i
 		}
@@ -287,21 +283,26 @@ func ValidTarget(t string) bool {
 
 // ContentLengthValues returns the length that the Content-Length field
 // values vs declare, by the rules of a request head (each 1 to 18 digits,
-// comma lists allowed, every value the same), and false when they break
-// them.
+// comma lists allowed, every value the same), and 0, false when there are
+// none or they break them.
 func ContentLengthValues(vs []string) (int64, bool) {
-	n := int64(-1)
+	if len(vs) == 0 {
+		return 0, false
+	}
+	n := parseContentLength(bytesOf(vs[0]))
 	for _, v := range vs {
-		x := parseContentLength(bytesOf(v))
-		if x < 0 || n >= 0 && x != n {
+		if parseContentLength(bytesOf(v)) != n {
 			return 0, false
 		}
-		n = x
 	}
-	return n, n >= 0
+	if n < 0 {
+		return 0, false
+	}
+	return n, true
 }
 
 func splitPathQuery(r *Request, t []byte) {
+	// mutate:equivalent boundary,const t starts with '/' (both callers), so '?' is never at 0
 	if i := bytes.IndexByte(t, '?'); i >= 0 {
 		r.Path, r.Query = t[:i:i], t[i+1:]
 		return
@@ -313,13 +314,15 @@ func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 func isHex(c byte) bool { return isDigit(c) || (c|0x20 >= 'a' && c|0x20 <= 'f') }
 
+// validHost reports whether h has only uri-host[:port] bytes (no '@', so
+// no userinfo).
 func validHost(h []byte) bool {
 	for _, c := range h {
 		if !hostchar[c] {
 			return false
 		}
 	}
-	return bytes.IndexByte(h, '@') < 0
+	return true
 }
 
 // interpret validates the framing and connection fields of a parsed request
@@ -329,7 +332,7 @@ func (r *Request) interpret() *ProtocolError {
 		hosts   int
 		host    []byte
 		clSeen  bool
-		cl      int64 = -1
+		cl      int64 // when clSeen
 		te      teState
 		connKA  bool
 		connUp  bool
