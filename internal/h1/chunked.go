@@ -65,7 +65,7 @@ func (c *chunkedReader) Read(p []byte) (int, error) {
 				if err := c.readTrailers(); err != nil {
 					return 0, c.fail(err)
 				}
-				c.err = io.EOF // sticky, like the errors: the body has ended
+				c.err = io.EOF   // sticky, like the errors: the body has ended
 				return 0, io.EOF // mutate:equivalent delete-stmt without it the loop's first check returns c.err, io.EOF
 			}
 			c.state = csData
