@@ -394,7 +394,12 @@ func (a *API) validateUpload(t *topology.Topology, gid string, data []byte) (dep
 	if err != nil {
 		return arch, &apihttp.Error{Code: http.StatusBadRequest, Msg: "not a deployment archive, nothing was stored: " + err.Error(), Err: err}
 	}
-	if err := deploy.Validate(arch); err != nil {
+	files := a.conf.FilePolicy(a.h, gid)
+	cfg, err := deploy.Load(arch)
+	if err == nil {
+		err = files.Check(cfg)
+	}
+	if err != nil {
 		return arch, &apihttp.Error{Code: http.StatusBadRequest, Msg: "the configuration is not valid, nothing was stored: " + err.Error(), Err: err}
 	}
 	for _, ref := range t.Instances(a.conf.HostID) {
@@ -405,7 +410,11 @@ func (a *API) validateUpload(t *topology.Topology, gid string, data []byte) (dep
 		if err != nil {
 			return arch, err
 		}
-		if err := deploy.Validate(arch, il); err != nil {
+		cfg, err := deploy.Load(arch, il)
+		if err == nil {
+			err = files.Check(cfg)
+		}
+		if err != nil {
 			return arch, &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("the configuration is not valid with the settings of instance %s, nothing was stored: %v", ref.Service.ID, err), Err: err}
 		}
 	}

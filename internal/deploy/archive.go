@@ -382,14 +382,19 @@ func build(files []File) (Archive, error) {
 // "group.yaml:7: ...") and the optional instance layers with groupconf.Load,
 // and returns groupconf's error unchanged.
 func Validate(a Archive, instanceLayers ...groupconf.Layer) error {
+	_, err := Load(a, instanceLayers...)
+	return err
+}
+
+// Load is Validate that also returns the configuration.
+func Load(a Archive, instanceLayers ...groupconf.Layer) (*groupconf.Config, error) {
 	if len(a.Files) == 0 || a.Files[0].Name != GroupFile {
-		return invalid("the archive has no %s first", GroupFile)
+		return nil, invalid("the archive has no %s first", GroupFile)
 	}
 	layers := make([]groupconf.Layer, 0, len(a.Files)+len(instanceLayers))
 	for _, f := range a.Files {
 		layers = append(layers, groupconf.Layer{Name: f.Name, YAML: f.Data})
 	}
 	layers = append(layers, instanceLayers...)
-	_, err := groupconf.Load(layers...)
-	return err
+	return groupconf.Load(layers...)
 }

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/audit"
+	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/pki"
 	"github.com/gatehouse-gw/gatehouse/internal/rbac"
@@ -73,6 +74,19 @@ type NodeManagerConf struct {
 	// Sessions are the management API's session lifetimes on the Admin
 	// Node Manager (docs/sessions.md); absent: the defaults. Set by hand.
 	Sessions SessionsConf `yaml:"sessions,omitempty"`
+	// AllowedConfigDirs are directories, besides each group's own
+	// directory, under which a group configuration of this host may name
+	// files (TLS keys and certificates, CA bundles): absolute, or relative
+	// to the install directory (groupconf.FilePolicy). Set by hand, the
+	// same on every host (the Admin Node Manager checks uploads with its
+	// own).
+	AllowedConfigDirs []string `yaml:"allowedConfigDirs,omitempty"`
+}
+
+// FilePolicy is where a configuration of group groupID may name files on
+// this host.
+func (c NodeManagerConf) FilePolicy(h home.Home, groupID string) groupconf.FilePolicy {
+	return groupconf.FilePolicy{Home: h, GroupID: groupID, Allowed: c.AllowedConfigDirs}
 }
 
 // SessionsConf is the sessions section of nodemanager.yaml: durations such

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -115,7 +116,7 @@ func TestInit(t *testing.T) {
 		t.Errorf("topology: got id %q version %d name %q", top.ID, top.Version, top.DomainName)
 	}
 	c, err := LoadNodeManagerConf(h)
-	if err != nil || c != (NodeManagerConf{HostID: "host-1", NodeManagerID: "nodemanager-1", Port: 9090}) {
+	if err != nil || !reflect.DeepEqual(c, NodeManagerConf{HostID: "host-1", NodeManagerID: "nodemanager-1", Port: 9090}) {
 		t.Errorf("nodemanager.yaml: got %+v, %v", c, err)
 	}
 	if id, err := LocalHost(h); err != nil || id != "host-1" {

@@ -113,7 +113,7 @@ type RemoteHost struct {
 	HostHeader              string              `yaml:"hostHeader" doc:"Host header sent; empty sends the host (and port) of the back end's url."`
 	SNI                     string              `yaml:"sni" doc:"TLS server name sent; empty sends the url's host name (none for an IP)."`
 	VerifyServerCertificate bool                `yaml:"verifyServerCertificate" doc:"Verify the back end's TLS certificate and host name."`
-	CAFile                  string              `yaml:"caFile" doc:"PEM bundle of CAs to verify the back end with, instead of the system's; relative to the install directory."`
+	CAFile                  string              `yaml:"caFile" doc:"PEM bundle of CAs to verify the back end with, instead of the system's; relative to the install directory; under the group's directory or nodemanager.yaml allowedConfigDirs."`
 	TLSSessionCache         int                 `yaml:"tlsSessionCache" doc:"TLS sessions kept for resumption; 0 turns resumption off."`
 	DNSCacheTTL             Duration            `yaml:"dnsCacheTTL" doc:"How long a DNS answer is used, when addresses are not given."`
 	Watchdog                Watchdog            `yaml:"watchdog" doc:"Active health check of each address."`
@@ -161,8 +161,8 @@ func RemoteHostDefaults() RemoteHost {
 
 // TLS is a certificate and key for a listener.
 type TLS struct {
-	CertFile string `yaml:"certFile" doc:"PEM certificate chain; a relative path is taken from the install directory. Setting it turns TLS on."`
-	KeyFile  string `yaml:"keyFile" doc:"PEM private key of the certificate; a relative path is taken from the install directory."`
+	CertFile string `yaml:"certFile" doc:"PEM certificate chain; a relative path is taken from the install directory; it must lie under the group's directory groups/<group-id>/ or a directory of allowedConfigDirs in nodemanager.yaml. Setting it turns TLS on."`
+	KeyFile  string `yaml:"keyFile" doc:"PEM private key of the certificate; a relative path is taken from the install directory; the same rule as certFile (the domain's and node managers' keys are never usable)."`
 }
 
 // Enabled reports whether TLS is configured.

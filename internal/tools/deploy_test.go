@@ -337,6 +337,12 @@ func TestDeploymentZeroDowntime(t *testing.T) {
 	if r := anm.upload(gid, bad, ""); r.code != 400 || !strings.Contains(r.body, "group.yaml:15") || !strings.Contains(r.body, "backnd") {
 		t.Fatalf("invalid configuration: got %d %s, want 400 naming group.yaml:15 and the key", r.code, r.body)
 	}
+	// A configuration that names the domain CA's key as its traffic key
+	// (it would be served on the traffic port): refused, nothing stored.
+	keyGrab := groupYAML(be.URL, false, "0.1") + "traffic:\n  tls:\n    certFile: groups/certs/domaincert.pem\n    keyFile: groups/certs/private/domainkey.pem\n"
+	if r := anm.upload(gid, keyGrab, ""); r.code != 400 || !strings.Contains(r.body, "traffic.tls.keyFile") || !strings.Contains(r.body, "groups/certs/private/domainkey.pem") || !strings.Contains(r.body, "key material") {
+		t.Fatalf("a configuration naming the CA's key: got %d %s, want 400 naming the key, the file and the rule", r.code, r.body)
+	}
 	var deps struct{ Archives []struct{ ID int } }
 	result(t, anm.api("GET", "/api/deployment/domain/deployments", ""), 200, &deps)
 	if len(deps.Archives) != 0 {
@@ -476,7 +482,7 @@ func TestDeploymentZeroDowntime(t *testing.T) {
 	for _, e := range aud.Entries {
 		actions[e.Action+"/"+e.Outcome]++
 	}
-	if actions["upload archive/ok"] != 3 || actions["upload archive/error"] != 1 || actions["deploy archive/ok"] != 3 || actions["rollback archive/ok"] != 1 {
+	if actions["upload archive/ok"] != 3 || actions["upload archive/error"] != 2 || actions["deploy archive/ok"] != 3 || actions["rollback archive/ok"] != 1 {
 		t.Errorf("audit entries: %v", actions)
 	}
 

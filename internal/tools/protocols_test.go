@@ -59,8 +59,17 @@ apis:
 // settings (dotted keys), and returns its ports and pid.
 func gateway(t *testing.T, settings map[string]string) (*gwtest.Home, ports, int) {
 	t.Helper()
+	return gatewayWith(t, settings)
+}
+
+// gatewayWith is gateway with allowedConfigDirs set in nodemanager.yaml.
+func gatewayWith(t *testing.T, settings map[string]string, allowedDirs ...string) (*gwtest.Home, ports, int) {
+	t.Helper()
 	h := gwtest.NewHome(t)
 	p := newInstance(t, h, "G", "S", false)
+	if len(allowedDirs) > 0 {
+		allowConfigDirs(t, h, allowedDirs...)
+	}
 	if err := os.WriteFile(h.Path("groups", "group-2", "conf", "group.yaml"), []byte(protoGroup), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +110,9 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 func TestHTTP2AndTLS(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile, pool := selfSigned(t, dir)
-	_, p, _ := gateway(t, map[string]string{"traffic.tls.certFile": certFile, "traffic.tls.keyFile": keyFile})
+	// The certificate lies outside the group's directory: the host's
+	// operator allows its directory (allowedConfigDirs).
+	_, p, _ := gatewayWith(t, map[string]string{"traffic.tls.certFile": certFile, "traffic.tls.keyFile": keyFile}, dir)
 	base := fmt.Sprintf("https://127.0.0.1:%d", p.traffic)
 
 	// Go's client negotiates h2 through ALPN.
@@ -485,4 +496,55 @@ func TestSlowClientTimeouts(t *testing.T) {
 		io.WriteString(c, "POST /sample/upload HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n0123456789") // 90 bytes never come
 		awaitClosed(t, c, 15*time.Second)
 	})
+}
+
+// allowConfigDirs adds dirs to allowedConfigDirs of the host's
+// nodemanager.yaml.
+func allowConfigDirs(t *testing.T, h *gwtest.Home, dirs ...string) {
+	t.Helper()
+	f := h.Path("system", "conf", "nodemanager.yaml")
+	data, err := os.ReadFile(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = append(data, "allowedConfigDirs:\n"...)
+	for _, d := range dirs {
+		data = append(data, fmt.Sprintf("  - %q\n", d)...)
+	}
+	if err := os.WriteFile(f, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestConfigFilesConfined: a configuration that names a file outside its
+// group's directory, or the domain's own key, does not start; the refusal
+// names the key, the file and the rule.
+func TestConfigFilesConfined(t *testing.T) {
+	h := gwtest.NewHome(t)
+	newInstance(t, h, "G", "S", false)
+	inst := h.Path("groups", "group-2", "instance-1", "conf", "instance.yaml")
+	outside := t.TempDir()
+	certFile, keyFile, _ := selfSigned(t, outside)
+	for _, tc := range []struct {
+		name, cert, key, want string
+	}{
+		{"the domain CA's key as the traffic key", certFile, h.Path("groups", "certs", "private", "domainkey.pem"), "key material"},
+		{"a key outside the group", certFile, keyFile, "only files under its group's directory"},
+	} {
+		if err := groupconf.SetKeys(inst, map[string]string{"traffic.tls.certFile": tc.cert, "traffic.tls.keyFile": tc.key}, nil, ""); err != nil {
+			t.Fatal(err)
+		}
+		r := h.Run("", "startinstance", "-d", "-q", "-n", "S", "-g", "G")
+		if r.Code == 0 {
+			h.Run("", "startinstance", "-k", "-q", "-n", "S", "-g", "G")
+			t.Fatalf("%s: the instance started", tc.name)
+		}
+		if out := r.Stdout + r.Stderr; !strings.Contains(out, "traffic.tls.keyFile") || !strings.Contains(out, tc.key) || !strings.Contains(out, tc.want) {
+			t.Errorf("%s: got %s, want the key, the file and %q", tc.name, r, tc.want)
+		}
+	}
+	// Allowed by the host's operator: it starts.
+	allowConfigDirs(t, h, outside)
+	h.MustRun("", "startinstance", "-d", "-q", "-n", "S", "-g", "G")
+	h.Run("", "startinstance", "-k", "-q", "-n", "S", "-g", "G")
 }

@@ -285,7 +285,20 @@ func runStartinstance(ctx context.Context, env *Env, args []string) error {
 // loadConfig loads the configuration of t with the -D properties of o: at
 // start, and again for each reload (POST /deployment/reload, SIGHUP).
 func (o *siOpts) loadConfig(t target) (*groupconf.Config, error) {
-	return groupconf.LoadInstance(t.h, t.gid, t.iid, o.props, o.propOrder)
+	cfg, err := groupconf.LoadInstance(t.h, t.gid, t.iid, o.props, o.propOrder)
+	if err != nil {
+		return nil, err
+	}
+	// Files the configuration names must be the group's own (or allowed
+	// by this host's node manager settings): never the domain's keys.
+	var allowed []string
+	if nc, err := domain.LoadNodeManagerConf(t.h); err == nil {
+		allowed = nc.AllowedConfigDirs
+	}
+	if err := (groupconf.FilePolicy{Home: t.h, GroupID: t.gid, Allowed: allowed}).Check(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }
 
 // auditInstance records a start or stop made with this tool in the domain

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,8 +32,16 @@ import (
 // ports.
 func tlbGateway(t *testing.T, traffic map[string]any) (*gwtest.Home, ports) {
 	t.Helper()
+	return tlbGatewayWith(t, func(*gwtest.Home) map[string]any { return traffic })
+}
+
+// tlbGatewayWith is tlbGateway with the traffic settings made once the
+// install directory exists.
+func tlbGatewayWith(t *testing.T, settings func(h *gwtest.Home) map[string]any) (*gwtest.Home, ports) {
+	t.Helper()
 	h := gwtest.NewHome(t)
 	p := newInstance(t, h, "G", "S", false)
+	traffic := settings(h)
 	if err := os.WriteFile(h.Path("groups", "group-2", "conf", "group.yaml"), []byte(protoGroup+"log:\n  level: debug\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -368,11 +377,17 @@ func TestProxyProtocolFromHAProxy(t *testing.T) {
 // TestProxyProtocolTLSFromHAProxy: the PROXY header comes before the TLS
 // handshake; HTTP/1.1 and HTTP/2 (ALPN) both see the declared client.
 func TestProxyProtocolTLSFromHAProxy(t *testing.T) {
-	certFile, keyFile, pool := selfSigned(t, t.TempDir())
-	h, p := tlbGateway(t, map[string]any{
-		"trustedProxies": []string{"127.0.0.1"},
-		"proxyProtocol":  true,
-		"tls":            map[string]any{"certFile": certFile, "keyFile": keyFile},
+	// The certificate in the group's own directory (allowed by default):
+	// tlbGateway's home is made inside it, so write it after.
+	var certFile, keyFile string
+	var pool *x509.CertPool
+	h, p := tlbGatewayWith(t, func(h *gwtest.Home) map[string]any {
+		certFile, keyFile, pool = selfSigned(t, h.Path("groups", "group-2"))
+		return map[string]any{
+			"trustedProxies": []string{"127.0.0.1"},
+			"proxyProtocol":  true,
+			"tls":            map[string]any{"certFile": certFile, "keyFile": keyFile},
+		}
 	})
 	_, v2 := startHAProxy(t, p.traffic)
 	url := fmt.Sprintf("https://127.0.0.1:%d/sample/echo", p.traffic)
