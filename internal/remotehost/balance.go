@@ -49,16 +49,18 @@ func (s *addrState) observe(now, d int64, halfLife float64) {
 		x = 1e-6
 	}
 	s.mu.Lock()
-	if s.weight > 0 && now > s.last {
+	// mutate:equivalent boundary at now == s.last the factor is 2^0 = 1 and last stays now
+	if now > s.last {
+		// The history decays (a first sample decays zeros); a sample
+		// taken before the last one (requests end out of order) does not
+		// make the history heavier.
 		f := math.Exp2(-float64(now-s.last) / 1e9 / halfLife)
 		s.sum *= f
 		s.weight *= f
+		s.last = now
 	}
 	s.sum += x
 	s.weight++
-	if now > s.last {
-		s.last = now
-	}
 	avg := s.sum / s.weight
 	s.mu.Unlock()
 	s.avgBits.Store(math.Float64bits(avg))
@@ -66,12 +68,9 @@ func (s *addrState) observe(now, d int64, halfLife float64) {
 
 func (s *addrState) avg() float64 { return math.Float64frombits(s.avgBits.Load()) }
 
-// fail records a failure of the address: it is skipped until now+skip.
-func (s *addrState) fail(now, skip int64, err error) { s.failN(now, skip, 1, err) }
-
 // failN records a failure; the address is skipped until now+skip when this
 // is the threshold-th failure within skip of the first one counted (as
-// nginx's max_fails within fail_timeout).
+// nginx's max_fails within fail_timeout). A threshold under 1 counts as 1.
 func (s *addrState) failN(now, skip int64, threshold int32, err error) {
 	s.failures.Add(1)
 	s.recordErr(err)
@@ -125,7 +124,7 @@ func (s *addrState) eligible(now int64) bool {
 // no address can be tried.
 func (h *Host) pick(g *groupList, tried uint64, now int64) (a *Address, fallback bool) {
 	for _, gr := range g.groups {
-		if h.weighted && len(gr.addrs) > 1 {
+		if h.weighted {
 			a = pickWeighted(gr, tried, now)
 		} else {
 			a = pickRoundRobin(gr, tried, now)
@@ -153,7 +152,7 @@ func usable(a *Address, tried uint64, now int64) bool {
 func pickRoundRobin(gr *group, tried uint64, now int64) *Address {
 	n := uint64(len(gr.addrs))
 	start := gr.rr.Add(1) - 1
-	for i := uint64(0); i < n; i++ {
+	for i := range n {
 		if a := gr.addrs[(start+i)%n]; usable(a, tried, now) {
 			return a
 		}
@@ -163,47 +162,46 @@ func pickRoundRobin(gr *group, tried uint64, now int64) *Address {
 
 // pickWeighted chooses among the usable addresses of gr with probability
 // proportional to 1/average response time; an address without samples gets
-// the best weight of the group (so that it is tried).
+// the best weight of the group (so that it is tried). It returns nil when
+// no address of gr is usable.
 func pickWeighted(gr *group, tried uint64, now int64) *Address {
-	var w [MaxAddresses]float64
-	best, sum := 0.0, 0.0
+	var (
+		cand [MaxAddresses]*Address
+		w    [MaxAddresses]float64 // 0: no sample yet
+	)
 	n := 0
-	for i, a := range gr.addrs {
+	best := 0.0
+	for _, a := range gr.addrs {
 		if !usable(a, tried, now) {
-			w[i] = -1
 			continue
 		}
-		n++
+		cand[n] = a
 		if avg := a.st.avg(); avg > 0 {
-			w[i] = 1 / avg
-			best = max(best, w[i])
+			w[n] = 1 / avg
+			best = max(best, w[n])
 		}
+		n++
 	}
 	if n == 0 {
 		return nil
 	}
 	if best == 0 {
-		best = 1
+		return cand[rand.IntN(n)] // no samples yet: equal chances
 	}
-	for i := range gr.addrs {
+	sum := 0.0
+	for i := range n {
 		if w[i] == 0 {
 			w[i] = best
 		}
-		if w[i] > 0 {
-			sum += w[i]
-		}
+		sum += w[i]
 	}
 	x := rand.Float64() * sum
-	var last *Address
-	for i, a := range gr.addrs {
-		if w[i] <= 0 {
-			continue
-		}
-		last = a
+	for i := range n {
 		if x < w[i] {
-			return a
+			return cand[i]
 		}
 		x -= w[i]
 	}
-	return last
+	// mutate:equivalent const reached only when floating-point rounding leaves x at the sum (about 2^-53)
+	return cand[n-1]
 }

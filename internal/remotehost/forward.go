@@ -152,13 +152,14 @@ func (h *Host) Forward(ctx context.Context, w h1.ResponseWriter, out *h1.Outgoin
 			st.observe(now, now-start, h.halfLife)
 			if fallback {
 				// It answered: back in rotation before its skip ends.
-				st.failedUntil.Store(0)
+				st.failedUntil.Store(0) // mutate:equivalent const until 1 ns after the clock's base (package init) is as past as 0
 				h.noteFallback(false)
 			}
 			return res, nil
 		}
 		var fe *h1.ForwardError
 		if !errors.As(err, &fe) {
+			// mutate:equivalent delete-stmt unreachable: Attempt.Try's errors are *h1.ForwardError (h1.Forward's contract); a guard against a change there
 			fe = &h1.ForwardError{Kind: h1.ErrConnect, Err: err}
 		}
 		v := Judge(fe)

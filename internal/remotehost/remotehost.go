@@ -49,15 +49,22 @@ const MaxAddresses = 64
 
 // Options configure a Registry.
 type Options struct {
-	Dir    string       // the install directory (caFile is relative to it)
-	Logger *slog.Logger // nil discards
+	Dir      string       // the install directory (caFile is relative to it)
+	Logger   *slog.Logger // nil discards
+	Resolver Resolver     // looks up host names without addresses; nil: net.DefaultResolver
+}
+
+// Resolver looks up the IP addresses of a host name; *net.Resolver is one.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
 // Registry builds the remote hosts of each configuration and keeps the
 // per-address state across them. It is safe for concurrent use.
 type Registry struct {
-	dir string
-	log *slog.Logger
+	dir      string
+	log      *slog.Logger
+	resolver Resolver
 
 	mu        sync.Mutex // guards the fields below
 	states    map[addrKey]*addrState
@@ -72,7 +79,11 @@ func NewRegistry(opts Options) *Registry {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Registry{dir: opts.Dir, log: log, states: map[addrKey]*addrState{}, watchdogs: map[addrKey]*watchdog{}}
+	var res Resolver = net.DefaultResolver
+	if opts.Resolver != nil {
+		res = opts.Resolver
+	}
+	return &Registry{dir: opts.Dir, log: log, resolver: res, states: map[addrKey]*addrState{}, watchdogs: map[addrKey]*watchdog{}}
 }
 
 // addrKey identifies an address across configurations.
@@ -226,7 +237,7 @@ func (r *Registry) Build(cfg *groupconf.Config) (*Set, error) {
 func (r *Registry) buildHost(cfg *groupconf.Config, i int, st groupconf.RemoteHost) (*Host, error) {
 	b := cfg.Backends[i]
 	h := &Host{Backend: b.Name, Settings: st, reg: r, weighted: st.LoadBalancing == "responseTime",
-		halfLife: st.ResponseTimeHalfLife.D().Seconds(), skip: int64(st.FailedAddressSkip.D()), threshold: int32(max(st.FailedAddressThreshold, 1))}
+		halfLife: st.ResponseTimeHalfLife.D().Seconds(), skip: int64(st.FailedAddressSkip.D()), threshold: int32(st.FailedAddressThreshold)}
 	var urlHost string
 	if b.Sample {
 		addr := cfg.Sample.Address
@@ -296,9 +307,7 @@ type addrSpec struct {
 
 // makeGroups builds the addresses of list, reusing the registry's state.
 func (h *Host) makeGroups(list []addrSpec, expires int64) *groupList {
-	if len(list) > MaxAddresses {
-		list = list[:MaxAddresses]
-	}
+	list = list[:min(len(list), MaxAddresses)]
 	sort.SliceStable(list, func(i, j int) bool { return list[i].priority < list[j].priority })
 	g := &groupList{expires: expires}
 	for _, a := range list {
@@ -451,19 +460,25 @@ func (r *Registry) Close() {
 // one is refreshed in the background while it is still used).
 func (h *Host) resolve(ctx context.Context, now int64) (*groupList, error) {
 	g := h.groups.Load()
-	if g != nil {
-		if g.expires != 0 && now > g.expires && h.refreshing.CompareAndSwap(false, true) {
-			go func() {
-				defer h.refreshing.Store(false)
-				ctx, cancel := context.WithTimeout(context.Background(), h.Settings.ConnectTimeout.D())
-				defer cancel()
-				if _, err := h.lookup(ctx); err != nil {
-					h.reg.log.Warn("refreshing dns answer; keeping the previous one", "remoteHost", h.Name, "error", err.Error())
-				}
-			}()
-		}
-		return g, nil
+	if g == nil {
+		return h.firstLookup(ctx)
 	}
+	if g.expires != 0 && now > g.expires && h.refreshing.CompareAndSwap(false, true) {
+		go func() {
+			defer h.refreshing.Store(false)
+			ctx, cancel := context.WithTimeout(context.Background(), h.Settings.ConnectTimeout.D())
+			defer cancel()
+			if _, err := h.lookup(ctx); err != nil {
+				h.reg.log.Warn("refreshing dns answer; keeping the previous one", "remoteHost", h.Name, "error", err.Error())
+			}
+		}()
+	}
+	return g, nil
+}
+
+// firstLookup resolves h's host name for the first time: one lookup at a
+// time; a request that waited for another's lookup takes its answer.
+func (h *Host) firstLookup(ctx context.Context) (*groupList, error) {
 	h.dnsMu.Lock()
 	defer h.dnsMu.Unlock()
 	if g := h.groups.Load(); g != nil {
@@ -475,7 +490,7 @@ func (h *Host) resolve(ctx context.Context, now int64) (*groupList, error) {
 }
 
 func (h *Host) lookup(ctx context.Context) (*groupList, error) {
-	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", h.host)
+	ips, err := h.reg.resolver.LookupNetIP(ctx, "ip", h.host)
 	if err != nil {
 		return nil, fmt.Errorf("resolving %s: %w", h.host, err)
 	}

@@ -74,7 +74,7 @@ func TestPriorityFailoverAndSkip(t *testing.T) {
 	g := h.groups.Load()
 	now := mono()
 	skip := int64(30 * time.Second)
-	g.all[0].st.fail(now, skip, fmt.Errorf("refused"))
+	g.all[0].st.failN(now, skip, 1, fmt.Errorf("refused"))
 	tests := []struct {
 		name string
 		now  int64
@@ -86,7 +86,7 @@ func TestPriorityFailoverAndSkip(t *testing.T) {
 	}
 	for i, tt := range tests {
 		if i == 1 {
-			g.all[1].st.fail(now, skip, fmt.Errorf("refused"))
+			g.all[1].st.failN(now, skip, 1, fmt.Errorf("refused"))
 		}
 		if got := counts(h, 10, tt.now); fmt.Sprint(got) != fmt.Sprint(tt.want) {
 			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
@@ -95,7 +95,7 @@ func TestPriorityFailoverAndSkip(t *testing.T) {
 	// Group 2 down by the watchdog, group 1 skipped after failures: the
 	// requests still go to group 1, the least recently failed first.
 	g.all[2].st.watchdogDown.Store(true)
-	g.all[0].st.fail(now-int64(time.Second), skip, fmt.Errorf("refused"))
+	g.all[0].st.failN(now-int64(time.Second), skip, 1, fmt.Errorf("refused"))
 	if got := counts(h, 3, now); fmt.Sprint(got) != fmt.Sprint(map[string]int{"10.0.0.1:8080": 3}) {
 		t.Errorf("all skipped: got %v, want every request to 10.0.0.1 (failed least recently)", got)
 	}

@@ -19,7 +19,6 @@ type wdSpec struct {
 		addr       string
 		hostHeader string
 		http10     bool
-		tls        bool
 		sni        string
 		verify     bool
 		caFile     string
@@ -34,7 +33,6 @@ func (h *Host) wdSpec(a *Address) wdSpec {
 	s.cmp.addr = a.up.Addr
 	s.cmp.hostHeader = string(h.HostHeader)
 	s.cmp.http10 = h.Settings.HTTP10
-	s.cmp.tls = h.tlsConf != nil
 	s.cmp.sni, s.cmp.verify, s.cmp.caFile = h.Settings.SNI, h.Settings.VerifyServerCertificate, h.Settings.CAFile
 	s.st, s.host = a.st, h
 	return s
@@ -70,7 +68,7 @@ func (r *Registry) runWatchdog(ctx context.Context, spec wdSpec) {
 	h := spec.host
 	up := &h1.Upstream{
 		Addr: spec.cmp.addr, TLS: h.tlsConf, DialTimeout: cfg.Timeout.D(), ActiveTimeout: cfg.Timeout.D(),
-		TransactionTimeout: cfg.Timeout.D(), HTTP10: h.Settings.HTTP10, MaxResponseHeaderBytes: 64 << 10,
+		TransactionTimeout: cfg.Timeout.D(), HTTP10: h.Settings.HTTP10,
 	}
 	st := spec.st
 	st.wdPasses.Store(0)
@@ -87,7 +85,7 @@ func (r *Registry) runWatchdog(ctx context.Context, spec wdSpec) {
 			st.wdFails.Store(0)
 			if p := st.wdPasses.Add(1); st.watchdogDown.Load() && int(p) >= cfg.HealthyThreshold {
 				st.watchdogDown.Store(false)
-				st.failedUntil.Store(0)
+				st.failedUntil.Store(0) // mutate:equivalent const until 1 ns after the clock's base (package init) is as past as 0
 				log.Info("watchdog: address back in rotation", "passes", p)
 			}
 		} else {
