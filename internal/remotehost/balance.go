@@ -197,7 +197,7 @@ func pickWeighted(gr *group, tried uint64, now int64) *Address {
 	}
 	x := rand.Float64() * sum
 	for i := range n {
-		if x < w[i] {
+		if x < w[i] { // mutate:equivalent boundary x == w[i] exactly has a probability of about 2^-53
 			return cand[i]
 		}
 		x -= w[i]

@@ -245,8 +245,9 @@ func (r *Registry) buildHost(cfg *groupconf.Config, i int, st groupconf.RemoteHo
 			addr = "127.0.0.1"
 		}
 		h.Name, h.scheme, h.host, h.port = "sample", "http", addr, cfg.Sample.Port
-		st.Addresses = []groupconf.RemoteHostAddress{{Address: addr, Port: cfg.Sample.Port, Priority: 1}}
-		st.Watchdog.Enabled = false
+		// A sample back end matches no remoteHosts entry: st is the
+		// defaults (no watchdog) and the back end's own keys.
+		st.Addresses = []groupconf.RemoteHostAddress{{Address: addr, Port: cfg.Sample.Port}}
 		// The local sample service takes what the API accepts
 		// (apis[].maxBodyBytes): no byte limits of its own.
 		st.MaxSentBytes, st.MaxReceivedBytes = 0, 0
