@@ -1,7 +1,6 @@
 package forwarded
 
 import (
-	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -51,24 +50,7 @@ func TestParseElement(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			var got []Element
-			bad := 0
-			v := []byte(tt.in)
-			for {
-				e, rest, ok, err := ParseElement(v)
-				if !ok {
-					break
-				}
-				if err != nil {
-					if !errors.Is(err, ErrSyntax) {
-						t.Fatalf("got error %v, want ErrSyntax", err)
-					}
-					bad++
-				} else {
-					got = append(got, e)
-				}
-				v = rest
-			}
+			got, bad := parseAll(t, tt.in)
 			if bad != tt.bad {
 				t.Errorf("got %d malformed elements, want %d", bad, tt.bad)
 			}
@@ -98,16 +80,7 @@ func TestNextXFF(t *testing.T) {
 		{Kind: NodeInvalid},
 		{Kind: NodeIP, Addr: netip.MustParseAddr("10.1.2.3")},
 	}
-	var got []Node
-	v := []byte(in)
-	for {
-		n, rest, ok := NextXFF(v)
-		if !ok {
-			break
-		}
-		got = append(got, n)
-		v = rest
-	}
+	got := xffAll(t, in)
 	if len(got) != len(want) {
 		t.Fatalf("got %d entries %+v, want %d", len(got), got, len(want))
 	}
@@ -126,18 +99,22 @@ var testTrusted = NewTrusted([]netip.Prefix{
 
 // resolve feeds the chain as the instance does: the Forwarded lines when
 // there are any, else the X-Forwarded-For lines.
-func resolve(c *Chain, peer string, fwd, xff []string) Result {
-	c.Reset()
-	if len(fwd) > 0 {
-		for _, l := range fwd {
-			c.AddForwarded([]byte(l))
+func resolve(t testing.TB, c *Chain, peer string, fwd, xff []string) (r Result) {
+	t.Helper()
+	within(t, func() {
+		c.Reset()
+		if len(fwd) > 0 {
+			for _, l := range fwd {
+				c.AddForwarded([]byte(l))
+			}
+		} else {
+			for _, l := range xff {
+				c.AddXForwardedFor([]byte(l))
+			}
 		}
-	} else {
-		for _, l := range xff {
-			c.AddXForwardedFor([]byte(l))
-		}
-	}
-	return Resolve(&testTrusted, netip.MustParseAddr(peer), c)
+		r = Resolve(&testTrusted, netip.MustParseAddr(peer), c)
+	})
+	return r
 }
 
 func TestResolve(t *testing.T) {
@@ -188,7 +165,7 @@ func TestResolve(t *testing.T) {
 	var c Chain
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := resolve(&c, tt.peer, tt.fwd, tt.xff)
+			r := resolve(t, &c, tt.peer, tt.fwd, tt.xff)
 			if got := r.Client.String(); got != tt.client {
 				t.Errorf("client: got %v, want %v", got, tt.client)
 			}

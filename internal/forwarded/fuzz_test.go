@@ -87,16 +87,11 @@ func checkWalk(t *testing.T, input string, peer netip.Addr, c *Chain, r Result) 
 	}
 	out := r.AppendXFF(nil, c)
 	var got []netip.Addr
-	for v := out; ; {
-		n, rest, ok := NextXFF(v)
-		if !ok {
-			break
-		}
+	for _, n := range xffAll(t, string(out)) {
 		if n.Kind != NodeIP {
 			t.Fatalf("X-Forwarded-For %q sent on holds a non-address", out)
 		}
 		got = append(got, n.Addr)
-		v = rest
 	}
 	if len(got) != r.Steps+1 || got[0] != r.Client || got[len(got)-1] != peer {
 		t.Fatalf("X-Forwarded-For %q sent on: want %d addresses from %v to %v", out, r.Steps+1, r.Client, peer)
@@ -113,6 +108,18 @@ func FuzzForwarded(f *testing.F) {
 		"for=\"6.6.6.6\nfor=203.0.113.9;proto=https\nfor=10.1.1.1",
 		`for=unknown, for="[2001:db8:ff::9]", for=10.0.0.1:80;host="a.example:1"`,
 		`for=1.2.3.4;for=5.6.7.8, for=10.0.0.1`,
+		// The end of the value: a malformed last element, an unterminated
+		// or escaped quoted string, a name without a value.
+		`for=10.0.0.1, for=1.2.3.4;for=5.6.7.8`,
+		`for=10.0.0.1, for="1.2.3.4\`,
+		`for=10.0.0.1, for="1.2.3.4\"`,
+		`for=10.0.0.1, for="1.2.3.4`,
+		`for=10.0.0.1, for="1.2.3.4"x`,
+		`for=10.0.0.1, for=`,
+		`for=10.0.0.1, for`,
+		`for=10.0.0.1;`,
+		`for="[2001:db8:ff::1]:`,
+		`for="[2001:db8:ff::1`,
 	} {
 		f.Add(s, uint8(0))
 		f.Add(s, uint8(1))
@@ -120,11 +127,15 @@ func FuzzForwarded(f *testing.F) {
 	var c Chain
 	f.Fuzz(func(t *testing.T, s string, pi uint8) {
 		peer := fuzzPeers[int(pi)%len(fuzzPeers)]
-		c.Reset()
-		for line := range strings.SplitSeq(s, "\n") {
-			c.AddForwarded([]byte(line))
-		}
-		checkWalk(t, s, peer, &c, Resolve(&testTrusted, peer, &c))
+		var r Result
+		within(t, func() {
+			c.Reset()
+			for line := range strings.SplitSeq(s, "\n") {
+				c.AddForwarded([]byte(line))
+			}
+			r = Resolve(&testTrusted, peer, &c)
+		})
+		checkWalk(t, s, peer, &c, r)
 	})
 }
 
@@ -137,6 +148,13 @@ func FuzzXForwardedFor(f *testing.F) {
 		"unknown, 10.0.0.1",
 		"10.0.0.5, 10.0.0.1",
 		", ,1.2.3.4.5, _x, 01.2.3.4",
+		// The end of the value.
+		"203.0.113.9, 10.0.0.1,",
+		"203.0.113.9, 10.0.0.1:",
+		"203.0.113.9, [2001:db8:ff::1",
+		"203.0.113.9, [2001:db8:ff::1]:",
+		"203.0.113.9, 10.0.0.1 \t",
+		"203.0.113.9, 10.0.0.",
 	} {
 		f.Add(s, uint8(0))
 		f.Add(s, uint8(1))
@@ -144,10 +162,14 @@ func FuzzXForwardedFor(f *testing.F) {
 	var c Chain
 	f.Fuzz(func(t *testing.T, s string, pi uint8) {
 		peer := fuzzPeers[int(pi)%len(fuzzPeers)]
-		c.Reset()
-		for line := range strings.SplitSeq(s, "\n") {
-			c.AddXForwardedFor([]byte(line))
-		}
-		checkWalk(t, s, peer, &c, Resolve(&testTrusted, peer, &c))
+		var r Result
+		within(t, func() {
+			c.Reset()
+			for line := range strings.SplitSeq(s, "\n") {
+				c.AddXForwardedFor([]byte(line))
+			}
+			r = Resolve(&testTrusted, peer, &c)
+		})
+		checkWalk(t, s, peer, &c, r)
 	})
 }

@@ -1,6 +1,7 @@
 package forwarded
 
 import (
+	"bytes"
 	"errors"
 	"net/netip"
 	"unsafe"
@@ -36,6 +37,11 @@ type Element struct {
 	For, By     Node
 	Proto, Host []byte
 }
+
+var (
+	closeBracket = []byte{']'}
+	colon        = []byte{':'}
+)
 
 // ErrSyntax is returned, wrapped in nothing, for a forwarded-element that
 // does not follow RFC 7239's grammar (or repeats a parameter).
@@ -140,12 +146,12 @@ func ParseNode(b []byte) Node {
 	host, port := b, []byte(nil)
 	switch {
 	case b[0] == '[':
-		end := indexByte(b, ']')
-		if end < 0 {
+		h, r, found := bytes.Cut(b[1:], closeBracket)
+		if !found {
 			return Node{Kind: NodeInvalid}
 		}
-		host = b[1:end]
-		switch r := b[end+1:]; {
+		host = h
+		switch {
 		case len(r) == 0:
 		case r[0] == ':':
 			port = r[1:]
@@ -161,21 +167,14 @@ func ParseNode(b []byte) Node {
 		}
 		return withPort(Node{Kind: NodeIP, Addr: a.Unmap()}, port)
 	default:
-		c := 0
-		last := -1
-		for k, x := range b {
-			if x == ':' {
-				c++
-				last = k
-			}
-		}
-		switch {
-		case c == 1:
-			host, port = b[:last], b[last+1:]
+		switch bytes.Count(b, colon) {
+		case 0:
+		case 1:
+			host, port, _ = bytes.Cut(b, colon)
 			if len(port) == 0 {
 				return Node{Kind: NodeInvalid}
 			}
-		case c > 1: // a bare IPv6 address, no port possible
+		default: // a bare IPv6 address, no port possible
 			a, ok := parseAddr(b)
 			if !ok {
 				return Node{Kind: NodeInvalid}
@@ -194,8 +193,10 @@ func ParseNode(b []byte) Node {
 		}
 		return withPort(Node{Kind: NodeObfuscated}, port)
 	}
-	a, ok := parseAddr(host)
-	if !ok || !a.Is4() {
+	// host holds no ':', so it is no IPv6 address; a failed parse is the
+	// zero Addr, which is not IPv4 either.
+	a, _ := parseAddr(host)
+	if !a.Is4() {
 		return Node{Kind: NodeInvalid}
 	}
 	return withPort(Node{Kind: NodeIP, Addr: a}, port)
@@ -246,7 +247,8 @@ func NextXFF(v []byte) (n Node, rest []byte, ok bool) {
 		i++
 	}
 	e := i
-	for e > s && (v[e-1] == ' ' || v[e-1] == '\t') {
+	// v[s] is not OWS (skipListSep), so e stays above s.
+	for v[e-1] == ' ' || v[e-1] == '\t' {
 		e--
 	}
 	if i < len(v) {
@@ -255,14 +257,13 @@ func NextXFF(v []byte) (n Node, rest []byte, ok bool) {
 	return ParseNode(v[s:e]), v[i:], true
 }
 
-// parseAddr parses an IP address without allocating for the common forms;
-// addresses with a zone are refused.
+// parseAddr parses an IP address (IPv4 without leading zeros, IPv6 without
+// a zone) without allocating: what netip.ParseAddr would refuse with an
+// error (an allocation) is refused before it when it is empty, longer than
+// any address (45 bytes) or holds a byte that no address holds.
 func parseAddr(b []byte) (netip.Addr, bool) {
 	if len(b) == 0 || len(b) > 45 {
 		return netip.Addr{}, false
-	}
-	if a, ok := parseIPv4(b); ok {
-		return a, true
 	}
 	for _, c := range b {
 		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == ':' || c == '.') {
@@ -278,52 +279,24 @@ func parseAddr(b []byte) (netip.Addr, bool) {
 	return a, true
 }
 
-// parseIPv4 parses dotted-quad IPv4 without leading zeros.
-func parseIPv4(b []byte) (netip.Addr, bool) {
-	var ip [4]byte
-	k, v, digits := 0, 0, 0
-	for i := 0; i <= len(b); i++ {
-		if i == len(b) || b[i] == '.' {
-			if digits == 0 || k > 3 {
-				return netip.Addr{}, false
-			}
-			ip[k] = byte(v)
-			k, v, digits = k+1, 0, 0
-			continue
-		}
-		c := b[i]
-		if c < '0' || c > '9' || (digits == 1 && v == 0) {
-			return netip.Addr{}, false
-		}
-		v = v*10 + int(c-'0')
-		digits++
-		if v > 255 {
-			return netip.Addr{}, false
-		}
-	}
-	if k != 4 {
-		return netip.Addr{}, false
-	}
-	return netip.AddrFrom4(ip), true
-}
-
 // quotedEnd returns the index of the quote that closes the quoted string
-// starting at v[i] == '"'.
-func quotedEnd(v []byte, i int) (int, bool) {
+// starting at v[i] == '"'; ok is false when it is not closed or holds a
+// byte that a quoted string cannot.
+func quotedEnd(v []byte, i int) (end int, ok bool) {
 	for j := i + 1; j < len(v); j++ {
 		switch c := v[j]; {
 		case c == '\\':
 			j++
 			if j >= len(v) || !isQdtextOrVchar(v[j]) {
-				return 0, false
+				return
 			}
 		case c == '"':
 			return j, true
 		case !isQdtextOrVchar(c):
-			return 0, false
+			return
 		}
 	}
-	return 0, false
+	return
 }
 
 // skipElement returns what follows the comma that ends the element in which
@@ -384,7 +357,7 @@ func isObfuscated(b []byte) bool {
 	if len(b) < 2 || b[0] != '_' {
 		return false
 	}
-	for _, c := range b[1:] {
+	for _, c := range b { // b[0], '_', is in the alphabet
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
 		default:
@@ -394,15 +367,6 @@ func isObfuscated(b []byte) bool {
 	return true
 }
 
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
-}
-
 // equalFold reports whether b equals the lowercase ASCII s, ignoring case.
 func equalFold(b []byte, s string) bool {
 	if len(b) != len(s) {
@@ -410,6 +374,7 @@ func equalFold(b []byte, s string) bool {
 	}
 	for i := range len(b) {
 		c := b[i]
+		// mutate:equivalent boundary no string compared (for, by, proto, host, unknown, http, https) holds an 'a' or a 'z'
 		if c >= 'A' && c <= 'Z' {
 			c += 'a' - 'A'
 		}

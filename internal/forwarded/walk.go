@@ -31,10 +31,8 @@ func NewTrusted(prefixes []netip.Prefix) Trusted {
 func (t *Trusted) Empty() bool { return len(t.prefixes) == 0 }
 
 // Contains reports whether a (unmapped first) is in one of the networks.
+// An invalid address is in no network.
 func (t *Trusted) Contains(a netip.Addr) bool {
-	if !a.IsValid() {
-		return false
-	}
 	a = a.Unmap()
 	for _, p := range t.prefixes {
 		if p.Contains(a) {
@@ -170,14 +168,10 @@ type Result struct {
 func Resolve(t *Trusted, peer netip.Addr, c *Chain) Result {
 	peer = peer.Unmap()
 	r := Result{Peer: peer, Client: peer}
-	if t.Empty() {
-		return r
-	}
 	for t.Contains(r.Client) {
-		h, ok := c.FromRight(r.Steps)
-		if !ok {
-			break
-		}
+		// Past the leftmost hop kept, h is the zero Hop: nothing to
+		// believe, and its invalid address ends the walk.
+		h, _ := c.FromRight(r.Steps)
 		if h.Proto != nil {
 			r.Proto = h.Proto
 		}
@@ -203,10 +197,7 @@ func (r *Result) AppendXFF(b []byte, c *Chain) []byte {
 		b = h.Addr.AppendTo(b)
 		b = append(b, ", "...)
 	}
-	if r.Steps == 0 {
-		return r.Client.AppendTo(b)
-	}
-	return r.Peer.AppendTo(b)
+	return r.Peer.AppendTo(b) // the client itself when the walk took no step
 }
 
 var (

@@ -86,8 +86,7 @@ func (p *Pattern) Shape() string {
 	b.WriteString(p.Kind.String())
 	b.WriteByte(' ')
 	if p.Kind == Regex {
-		b.WriteString(p.Source)
-		return b.String()
+		b.WriteString(p.Source) // and no segments follow
 	}
 	for _, s := range p.Segments {
 		b.WriteByte('/')
@@ -159,7 +158,7 @@ func ParsePath(s string) (Pattern, error) {
 			p.Segments = append(p.Segments, Segment{Literal: seg})
 			continue
 		}
-		if len(seg) < 2 || seg[0] != '{' || seg[len(seg)-1] != '}' || strings.Count(seg, "{") != 1 || strings.Count(seg, "}") != 1 {
+		if seg[0] != '{' || seg[len(seg)-1] != '}' || strings.Count(seg, "{") != 1 || strings.Count(seg, "}") != 1 {
 			return Pattern{}, bad(s, "segment %d (%q) is not a parameter: a parameter is a whole segment {name}; braces are accepted nowhere else", i+1, seg)
 		}
 		name := seg[1 : len(seg)-1]
@@ -192,7 +191,7 @@ func ParsePrefix(s string) (Pattern, error) {
 	if strings.HasSuffix(s, "//") {
 		return Pattern{}, bad(s, "has an empty segment (//), which requests may not contain")
 	}
-	if len(s) > 1 {
+	if s != "/" {
 		p.Source = strings.TrimSuffix(s, "/")
 	}
 	segs, err := split(p.Source, false)
@@ -231,7 +230,7 @@ func split(s string, withTrailing bool) ([]string, error) {
 	if s[0] != '/' {
 		return nil, bad(s, "must start with /")
 	}
-	for i := 0; i < len(s); i++ {
+	for i := range len(s) {
 		c := s[i]
 		switch {
 		case c < 0x20 || c == 0x7f:
@@ -263,9 +262,7 @@ func split(s string, withTrailing bool) ([]string, error) {
 // dotSegment reports whether seg is "." or "..", alone or followed by
 // ";parameters".
 func dotSegment(seg string) bool {
-	if i := strings.IndexByte(seg, ';'); i >= 0 {
-		seg = seg[:i]
-	}
+	seg, _, _ = strings.Cut(seg, ";")
 	return seg == "." || seg == ".."
 }
 
