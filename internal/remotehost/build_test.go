@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -130,7 +132,9 @@ func TestRemoteHostNameAndHostHeader(t *testing.T) {
 // to the install directory, or absolute), under the name in sni, or not at
 // all with verifyServerCertificate off.
 func TestTLSToBackEnd(t *testing.T) {
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "tls ok") }))
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "tls ok") }))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshakes
+	srv.StartTLS()
 	defer srv.Close()
 	dir := t.TempDir()
 	abs := certPEM(t, srv, dir)
@@ -340,6 +344,11 @@ func TestStateAndMetrics(t *testing.T) {
 
 // forward sends one request through h with a deadline and records the answer.
 func forward(h *Host, method, path string, body *strings.Reader, cl int64) (*rec, error) {
+	w, _, err := forwardRes(h, method, path, body, cl)
+	return w, err
+}
+
+func forwardRes(h *Host, method, path string, body *strings.Reader, cl int64) (*rec, h1.Result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	w := &rec{}
@@ -348,6 +357,6 @@ func forward(h *Host, method, path string, body *strings.Reader, cl int64) (*rec
 	if body != nil {
 		out.Body = body
 	}
-	_, err := h.Forward(ctx, w, out, &a)
-	return w, err
+	res, err := h.Forward(ctx, w, out, &a)
+	return w, res, err
 }
