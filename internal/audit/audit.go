@@ -23,6 +23,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -89,6 +91,22 @@ var appendMu sync.Mutex
 // use by goroutines and processes.
 type Log struct {
 	h home.Home
+	// open opens the log file for appending (nil: openFile); the package's
+	// tests inject I/O faults through it.
+	open func(name string) (logFile, error)
+}
+
+// logFile is what Record does with the open log file.
+type logFile interface {
+	io.ReaderAt
+	io.Writer
+	Stat() (fs.FileInfo, error)
+	Sync() error
+	Close() error
+}
+
+func openFile(name string) (logFile, error) {
+	return os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o640)
 }
 
 // Open returns the audit log of h. It touches nothing on disk.
@@ -127,7 +145,11 @@ func (l *Log) Record(ctx context.Context, e Entry) (Entry, error) {
 	}
 	defer lk.Unlock()
 
-	f, err := os.OpenFile(File(l.h), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o640)
+	open := l.open
+	if open == nil {
+		open = openFile
+	}
+	f, err := open(File(l.h))
 	if err != nil {
 		return e, fmt.Errorf("audit log: %w", err)
 	}
@@ -143,8 +165,12 @@ func (l *Log) Record(ctx context.Context, e Entry) (Entry, error) {
 			e.Seq = p.Seq + 1
 		} else {
 			// The last line is damaged (Verify reports it); the chain
-			// continues after it so that nothing is lost.
-			e.Seq = lastGoodSeq(File(l.h)) + 1
+			// continues after the highest entry so that nothing is lost.
+			n, err := lastGoodSeq(f)
+			if err != nil {
+				return e, fmt.Errorf("audit log: reading %s: %w", File(l.h), err)
+			}
+			e.Seq = n + 1
 		}
 		e.Prev = lineHash(last)
 	}
@@ -187,7 +213,7 @@ func lineHash(line []byte) string {
 
 // lastLine returns the last non-empty line of f (without newline) and
 // whether the file ends without a newline (a torn write).
-func lastLine(f *os.File) ([]byte, bool, error) {
+func lastLine(f logFile) ([]byte, bool, error) {
 	st, err := f.Stat()
 	if err != nil {
 		return nil, false, err
@@ -196,6 +222,7 @@ func lastLine(f *os.File) ([]byte, bool, error) {
 	if size == 0 {
 		return nil, false, nil
 	}
+	// mutate:equivalent const the first read's size: the loop reads more until it holds the whole last line, so only the number of reads changes
 	chunk := int64(64 << 10)
 	for {
 		off := max(0, size-chunk)
@@ -205,27 +232,28 @@ func lastLine(f *os.File) ([]byte, bool, error) {
 		}
 		torn := buf[len(buf)-1] != '\n'
 		trimmed := bytes.TrimRight(buf, "\n")
-		if i := bytes.LastIndexByte(trimmed, '\n'); i >= 0 || off == 0 {
+		if i := bytes.LastIndexByte(trimmed, '\n'); i != -1 || off == 0 {
 			return trimmed[i+1:], torn, nil
 		}
-		chunk *= 4
+		chunk *= 4 // mutate:equivalent const the growth of the read: only the number of reads changes
 	}
 }
 
-// lastGoodSeq is the highest sequence number of a parsable line (0 if none).
-func lastGoodSeq(path string) int64 {
-	data, err := os.ReadFile(path)
+// lastGoodSeq is the highest sequence number of a parsable line of f (0 if
+// none).
+func lastGoodSeq(f io.ReaderAt) (int64, error) {
+	data, err := io.ReadAll(io.NewSectionReader(f, 0, math.MaxInt64))
 	if err != nil {
-		return 0
+		return 0, err
 	}
 	var n int64
-	for _, line := range bytes.Split(data, []byte("\n")) {
+	for line := range bytes.SplitSeq(data, []byte("\n")) {
 		var e Entry
-		if json.Unmarshal(line, &e) == nil && e.Seq > n {
-			n = e.Seq
+		if json.Unmarshal(line, &e) == nil {
+			n = max(n, e.Seq)
 		}
 	}
-	return n
+	return n, nil
 }
 
 // head is the content of audit.head.

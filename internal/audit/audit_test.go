@@ -27,12 +27,36 @@ func newHome(t *testing.T) home.Home {
 	return h
 }
 
+// record appends n entries of user. Safe to call from other goroutines:
+// it reports a failure with t.Errorf and stops.
 func record(t *testing.T, l *audit.Log, n int, user string) {
 	t.Helper()
 	for i := range n {
-		if _, err := l.Record(t.Context(), audit.Entry{User: user, Via: "test", Remote: "local", Action: "create instance", Detail: fmt.Sprintf("instance %d", i), Targets: []string{"instance-" + strconv.Itoa(i)}}); err != nil {
-			t.Fatal(err)
+		if _, err := recordOne(t, l, audit.Entry{User: user, Via: "test", Remote: "local", Action: "create instance", Detail: fmt.Sprintf("instance %d", i), Targets: []string{"instance-" + strconv.Itoa(i)}}); err != nil {
+			t.Errorf("recording entry %d of %s: %v", i+1, user, err)
+			return
 		}
+	}
+}
+
+// recordOne is l.Record with a deadline: a Record that does not return
+// within 5 s fails the test instead of hanging it.
+func recordOne(t *testing.T, l *audit.Log, e audit.Entry) (audit.Entry, error) {
+	t.Helper()
+	type result struct {
+		e   audit.Entry
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		e, err := l.Record(context.Background(), e)
+		done <- result{e, err}
+	}()
+	select {
+	case r := <-done:
+		return r.e, r.err
+	case <-time.After(5 * time.Second):
+		return audit.Entry{}, errors.New("Record did not return within 5 s")
 	}
 }
 
@@ -180,7 +204,7 @@ func TestRecordAfterTornLine(t *testing.T) {
 	record(t, l, 3, "alice")
 	data, _ := os.ReadFile(audit.File(h))
 	os.WriteFile(audit.File(h), data[:len(data)-10], 0o640)
-	e, err := l.Record(t.Context(), audit.Entry{User: "bob", Action: "stop instance"})
+	e, err := recordOne(t, l, audit.Entry{User: "bob", Action: "stop instance"})
 	if err != nil {
 		t.Fatal(err)
 	}

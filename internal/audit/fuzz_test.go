@@ -1,6 +1,7 @@
 package audit_test
 
 import (
+	"bytes"
 	"os"
 	"testing"
 
@@ -23,6 +24,23 @@ func FuzzVerify(f *testing.F) {
 	f.Add(log[:len(log)-7], hd)
 	f.Add([]byte("{}\n"), []byte(`{"seq":-1}`))
 	f.Add([]byte("\n\n"), []byte(`{"seq":9,"line":""}`))
+	// Ends of input: the log or the head cut anywhere, a head naming entry
+	// 0 or the last entry, an empty head file.
+	f.Add(log, []byte(nil))
+	f.Add(log, []byte{})
+	f.Add(log, []byte(`{"seq":0,"line":""}`))
+	f.Add([]byte(nil), []byte(`{"seq":0,"line":""}`))
+	f.Add([]byte(nil), []byte(`{"seq":1,"line":""}`))
+	f.Add(log, hd[:len(hd)/2])
+	f.Add(log, []byte(`{"seq":3,"line":"`))
+	f.Add(log[:len(log)-1], hd)
+	f.Add(log[:bytes.IndexByte(log, '\n')+1], hd)
+	f.Add(log[:bytes.IndexByte(log, '\n')], hd)
+	f.Add([]byte("x"), []byte(nil))
+	f.Add([]byte("\n"), []byte(nil))
+	f.Add([]byte(`{"seq":1,"user":"a\`), []byte(nil))
+	f.Add([]byte(`{"seq":1,"user":"a\"`+"\n"), []byte(nil))
+	f.Add(append(bytes.TrimSuffix(log, []byte("\n")), `{}`+"\n"...), hd)
 	f.Fuzz(func(t *testing.T, log, head []byte) {
 		r := audit.VerifyData(log, head)
 		if r.Verified != (r.FirstBad == 0) {

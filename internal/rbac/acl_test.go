@@ -66,10 +66,32 @@ func TestParseACL(t *testing.T) {
 func FuzzParseACL(f *testing.F) {
 	f.Add(DefaultACLJSON())
 	f.Add([]byte(`{"roles":{}}`))
+	// Ends of input: nothing, blank, cut inside the object, a string or a
+	// pattern; data after the object; patterns ending in *, ** and /.
+	def := DefaultACLJSON()
+	f.Add([]byte(""))
+	f.Add([]byte("\n\n"))
+	f.Add([]byte("{"))
+	f.Add([]byte(`{"roles":`))
+	f.Add([]byte(`{"roles":{"API Server Administrator":["all"`))
+	f.Add([]byte(`{"roles":{"API Server Administrator":"\`))
+	f.Add(def[:len(def)/2])
+	f.Add(def[:len(def)-2])
+	f.Add([]byte(`{"roles":{"API Server Administrator":[]}} {`))
+	for _, pat := range []string{"/", "/*", "/**", "/api/*", "/api/**", "/api/*/**", "/api/x**", "/api/***", "/**/"} {
+		f.Add([]byte(`{"roles":{"API Server Administrator":["p"]},"permissions":{"p":{"rules":[{"methods":["*"],"paths":["` + pat + `"]}]}}}`))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		a, err := ParseACL("acl.json", data)
-		if err == nil {
-			a.Allowed([]string{RoleAdmin}, "GET", "/api/topology")
+		if err != nil {
+			return
+		}
+		// Any request path, however short, is answered without a panic.
+		for _, p := range []string{"", "/", "/api", "/api/", "/api/topology", "/api/management/start", "/api/%zz", "/a/b/c/d/e/f"} {
+			for _, role := range a.RoleNames() {
+				a.Allowed([]string{role}, "GET", p)
+			}
+			a.Granting("POST", p)
 		}
 	})
 }

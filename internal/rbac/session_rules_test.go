@@ -306,3 +306,25 @@ func TestRevokedSessionsFile(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// FuzzVerifySession: any cookie value gives a session or an error, never
+// a panic; a session accepted has a user and an id and has not ended.
+func FuzzVerifySession(f *testing.F) {
+	t0 := time.Unix(1_800_000_000, 0)
+	tok := SignSession(testKey, NewSession("admin", t0))
+	p, sig, _ := strings.Cut(tok, ".")
+	for _, s := range []string{tok, "", ".", "..", p, p + ".", "." + sig, tok[:len(tok)-1], tok + ".", tok + "=", p[:len(p)-1] + "." + sig, strings.Repeat("A", 1025)} {
+		f.Add(s, int64(0))
+	}
+	f.Add(tok, int64(30*60))
+	f.Add(tok, int64(-1))
+	f.Fuzz(func(t *testing.T, token string, at int64) {
+		s, err := VerifySession(testKey, token, t0.Add(time.Duration(at)*time.Second))
+		if err != nil {
+			return
+		}
+		if s.User == "" || s.ID == "" || !t0.Add(time.Duration(at)*time.Second).Before(s.End()) {
+			t.Fatalf("accepted %+v at %d", s, at)
+		}
+	})
+}

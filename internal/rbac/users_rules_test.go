@@ -338,3 +338,21 @@ func TestCheckHashUnderFIPSOnly(t *testing.T) {
 		t.Fatalf("in FIPS 140-only mode: %v\n%s", err, out)
 	}
 }
+
+// FuzzCheckHash: a stored hash, however damaged, gives an answer or an
+// error, never a panic, and a malformed one never matches.
+func FuzzCheckHash(f *testing.F) {
+	good, _ := Hash(pw("password1"))
+	for _, s := range []string{good, "", "$", "$$$", "pbkdf2-sha256", "pbkdf2-sha256$", "pbkdf2-sha256$1", "pbkdf2-sha256$1$", "pbkdf2-sha256$1$AA", "pbkdf2-sha256$1$AA$", "pbkdf2-sha256$1$AA$A", good[:len(good)-1], good + "$"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, hash string) {
+		if parts := strings.Split(hash, "$"); len(parts) > 1 && len(parts[1]) > 4 {
+			return // up to 100,000,000 iterations are valid: too slow to fuzz
+		}
+		ok, err := CheckHash(hash, pw("password1"))
+		if ok && err != nil {
+			t.Fatalf("CheckHash(%q): got a match and %v", hash, err)
+		}
+	})
+}
