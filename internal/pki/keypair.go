@@ -76,6 +76,7 @@ type KeyPair struct {
 func (ca *CA) IssueKeyPair(commonName string, dnsNames []string, ips []net.IP, serverAndClient bool) (*KeyPair, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
+		// mutate:equivalent * ecdsa.GenerateKey on P-256 with crypto/rand.Reader cannot fail (crypto/rand never fails since Go 1.24)
 		return nil, fmt.Errorf("generating key for %q: %w", commonName, err)
 	}
 	cert, err := ca.Issue(commonName, dnsNames, ips, key.Public(), serverAndClient)
@@ -84,6 +85,7 @@ func (ca *CA) IssueKeyPair(commonName string, dnsNames []string, ips []net.IP, s
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
+		// mutate:equivalent * x509.MarshalPKCS8PrivateKey of an *ecdsa.PrivateKey on P-256 cannot fail
 		return nil, fmt.Errorf("encoding key for %q: %w", commonName, err)
 	}
 	defer secret.New(der).Wipe()
@@ -94,18 +96,21 @@ func (ca *CA) IssueKeyPair(commonName string, dnsNames []string, ips []net.IP, s
 	}, nil
 }
 
-// Save writes the key (0600, its directory made 0700) and then the
-// certificate (0644), each atomically.
+// Save writes the key (0600, its directory made 0700, and directories made
+// above it 0700 too) and then the certificate (0644, directories made for it
+// 0755), each atomically.
 func (kp *KeyPair) Save(certFile, keyFile string) error {
+	// The certificate's directory first: when the key's is inside it (as
+	// certs/private), it is made 0755, not 0700 with the key's.
+	if err := os.MkdirAll(filepath.Dir(certFile), 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", filepath.Dir(certFile), err)
+	}
 	kdir := filepath.Dir(keyFile)
 	if err := os.MkdirAll(kdir, 0o700); err != nil {
 		return fmt.Errorf("creating %s: %w", kdir, err)
 	}
 	if err := os.Chmod(kdir, 0o700); err != nil {
 		return fmt.Errorf("setting mode of %s: %w", kdir, err)
-	}
-	if err := os.MkdirAll(filepath.Dir(certFile), 0o755); err != nil {
-		return fmt.Errorf("creating %s: %w", filepath.Dir(certFile), err)
 	}
 	if err := home.WriteFileAtomic(keyFile, kp.KeyPEM.Reveal(), 0o600); err != nil {
 		return fmt.Errorf("saving key: %w", err)
@@ -144,6 +149,7 @@ func CheckLeaf(leaf, ca *x509.Certificate, dnsNames []string, ips []net.IP, minV
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
 		return fmt.Errorf("not signed by the domain CA: %w", err)
 	}
+	// mutate:equivalent boundary time.Until moves between any two calls: a remaining validity equal to minValidity to the nanosecond cannot be arranged
 	if time.Until(leaf.NotAfter) < minValidity {
 		return fmt.Errorf("expires %s", leaf.NotAfter.UTC().Format(time.RFC3339))
 	}

@@ -78,19 +78,17 @@ func NewCA(domainName string) (*CA, error) {
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
+		// mutate:equivalent * ecdsa.GenerateKey on P-256 with crypto/rand.Reader cannot fail (crypto/rand never fails since Go 1.24)
 		return nil, fmt.Errorf("generating CA key: %w", err)
-	}
-	serial, err := randomSerial()
-	if err != nil {
-		return nil, err
 	}
 	now := time.Now()
 	ski, err := subjectKeyID(key.Public())
 	if err != nil {
+		// mutate:equivalent * the public key of an *ecdsa.PrivateKey on P-256 always marshals
 		return nil, err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
+		SerialNumber:          randomSerial(),
 		Subject:               pkix.Name{CommonName: "Gatehouse Domain CA " + domainName, Organization: []string{"Gatehouse"}},
 		NotBefore:             now.Add(-backdate),
 		NotAfter:              now.Add(CAValidity),
@@ -102,14 +100,17 @@ func NewCA(domainName string) (*CA, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
+		// mutate:equivalent * a self-signed template of our own, with a fresh P-256 key, always signs
 		return nil, fmt.Errorf("signing CA certificate: %w", err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
+		// mutate:equivalent * the DER that x509.CreateCertificate just made always parses
 		return nil, fmt.Errorf("parsing CA certificate: %w", err)
 	}
 	pk, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
+		// mutate:equivalent * x509.MarshalPKCS8PrivateKey of an *ecdsa.PrivateKey on P-256 cannot fail
 		return nil, fmt.Errorf("encoding CA key: %w", err)
 	}
 	return &CA{Cert: cert, key: secret.New(pk), signer: key}, nil
@@ -131,6 +132,7 @@ func (ca *CA) Save(h home.Home) error {
 	if err := os.MkdirAll(h.CertsDir(), 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", h.CertsDir(), err)
 	}
+	// mutate:equivalent const the one directory this makes (CertsDir was made above) gets its mode from the Chmod below
 	if err := os.MkdirAll(h.CertsPrivateDir(), 0o700); err != nil {
 		return fmt.Errorf("creating %s: %w", h.CertsPrivateDir(), err)
 	}
@@ -196,6 +198,7 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 	}
 	pub, err := x509.MarshalPKIXPublicKey(signer.Public())
 	if err != nil {
+		// mutate:equivalent * every signer x509.ParsePKCS8PrivateKey returns (RSA, ECDSA, Ed25519) has a public key that marshals
 		return nil, fmt.Errorf("parsing CA key: %w", err)
 	}
 	if !bytes.Equal(pub, cert.RawSubjectPublicKeyInfo) {
@@ -216,10 +219,6 @@ func (ca *CA) Issue(commonName string, dnsNames []string, ips []net.IP, pub cryp
 	if pub == nil {
 		return nil, fmt.Errorf("issuing certificate for %q: no public key", commonName)
 	}
-	serial, err := randomSerial()
-	if err != nil {
-		return nil, err
-	}
 	ski, err := subjectKeyID(pub)
 	if err != nil {
 		return nil, fmt.Errorf("issuing certificate for %q: %w", commonName, err)
@@ -234,7 +233,7 @@ func (ca *CA) Issue(commonName string, dnsNames []string, ips []net.IP, pub cryp
 		notAfter = ca.Cert.NotAfter
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
+		SerialNumber:          randomSerial(),
 		Subject:               pkix.Name{CommonName: commonName, Organization: []string{"Gatehouse"}},
 		NotBefore:             now.Add(-backdate),
 		NotAfter:              notAfter,
@@ -252,6 +251,7 @@ func (ca *CA) Issue(commonName string, dnsNames []string, ips []net.IP, pub cryp
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
+		// mutate:equivalent * the DER that x509.CreateCertificate just made always parses
 		return nil, fmt.Errorf("parsing issued certificate: %w", err)
 	}
 	return cert, nil
@@ -274,7 +274,7 @@ func Fingerprint(c *x509.Certificate) string {
 	h := strings.ToUpper(hex.EncodeToString(sum[:]))
 	var b strings.Builder
 	for i := 0; i < len(h); i += 2 {
-		if i > 0 {
+		if i != 0 {
 			b.WriteByte(':')
 		}
 		b.WriteString(h[i : i+2])
@@ -282,13 +282,13 @@ func Fingerprint(c *x509.Certificate) string {
 	return b.String()
 }
 
-func randomSerial() (*big.Int, error) {
+// randomSerial returns a random 128-bit serial number: its top bit set, the
+// other 127 random.
+func randomSerial() *big.Int {
 	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		return nil, fmt.Errorf("generating serial number: %w", err)
-	}
+	rand.Read(b) // never fails (crypto/rand, since Go 1.24)
 	b[0] |= 0x80 // a full 128-bit value (positive: big.Int reads it unsigned)
-	return new(big.Int).SetBytes(b), nil
+	return new(big.Int).SetBytes(b)
 }
 
 func subjectKeyID(pub crypto.PublicKey) ([]byte, error) {
