@@ -146,7 +146,7 @@ func ParseACL(name string, data []byte) (*ACL, error) {
 }
 
 func lineCol(data []byte, off int64) (int, int) {
-	off = min(max(off, 0), int64(len(data)))
+	off = min(off, int64(len(data))) // encoding/json's offsets are never negative
 	before := data[:off]
 	line := bytes.Count(before, []byte{'\n'}) + 1
 	col := int(off) - bytes.LastIndexByte(before, '\n')
