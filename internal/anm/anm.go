@@ -69,13 +69,14 @@ type API struct {
 
 	archives *deploy.Store // deployment.go: the domain's deployment archives
 	jobs     *jobs         // rollout.go: rollouts run by this ANM
+	uploads  chan struct{} // deployment.go: a token per upload being read and validated
 }
 
 // New makes the management API of c. Call LoadAccess before serving.
 func New(c Config) *API {
 	return &API{h: c.Home, conf: c.Conf, admin: c.Admin, store: c.Store, audit: c.Audit, log: c.Logger,
 		sup: c.Instances, net: c.Net, router: c.Router, auth: newAuthenticator(c.Home, c.Logger),
-		archives: deploy.NewStore(c.Home), jobs: newJobs()}
+		archives: deploy.NewStore(c.Home), jobs: newJobs(), uploads: make(chan struct{}, maxUploadsAtOnce)}
 }
 
 // Authenticate lets through requests of an admin user (HTTP Basic or a

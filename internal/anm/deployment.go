@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
 	"github.com/gatehouse-gw/gatehouse/internal/deploy"
@@ -279,6 +280,17 @@ func (a *API) uploadConfiguration(w http.ResponseWriter, r *http.Request) {
 	var m deploy.Meta
 	var outcome error
 	defer func() { a.recordUpload(r, gid, m, outcome) }()
+	// Reading and validating an upload takes memory (a bounded multiple
+	// of its size): only so many at once; the others wait a little, then
+	// are told to retry.
+	release, err := a.uploadSlot(r.Context())
+	if err != nil {
+		outcome = err
+		w.Header().Set("Retry-After", "5")
+		a.fail(w, r, err)
+		return
+	}
+	defer release()
 	data, comment, err := readUpload(w, r)
 	if err != nil {
 		outcome = err
@@ -386,6 +398,27 @@ func (a *API) rollout(w http.ResponseWriter, r *http.Request, t *topology.Topolo
 	}
 }
 
+// Uploads read and validated at once, and how long another waits for its
+// turn before 429 (a variable so that a test can shorten it).
+const maxUploadsAtOnce = 2
+
+var uploadWait = 10 * time.Second
+
+// uploadSlot waits up to uploadWait for a turn to read and validate an
+// upload; release gives it back.
+func (a *API) uploadSlot(ctx context.Context) (release func(), err error) {
+	t := time.NewTimer(uploadWait)
+	defer t.Stop()
+	select {
+	case a.uploads <- struct{}{}:
+		return func() { <-a.uploads }, nil
+	case <-t.C:
+		return nil, &apihttp.Error{Code: http.StatusTooManyRequests, Msg: fmt.Sprintf("%d uploads are being validated; retry in a few seconds", maxUploadsAtOnce)}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 // validateUpload normalizes and validates an upload: alone, and with the
 // settings of every instance of the group on this host (the others check
 // it when they reload it).
@@ -395,7 +428,11 @@ func (a *API) validateUpload(t *topology.Topology, gid string, data []byte) (dep
 		return arch, &apihttp.Error{Code: http.StatusBadRequest, Msg: "not a deployment archive, nothing was stored: " + err.Error(), Err: err}
 	}
 	files := a.conf.FilePolicy(a.h, gid)
-	cfg, err := deploy.Load(arch)
+	parsed, err := deploy.Parse(arch) // once: every load below reuses it
+	var cfg *groupconf.Config
+	if err == nil {
+		cfg, err = parsed.Load()
+	}
 	if err == nil {
 		err = files.Check(cfg)
 	}
@@ -410,7 +447,7 @@ func (a *API) validateUpload(t *topology.Topology, gid string, data []byte) (dep
 		if err != nil {
 			return arch, err
 		}
-		cfg, err := deploy.Load(arch, il)
+		cfg, err := parsed.Load(il)
 		if err == nil {
 			err = files.Check(cfg)
 		}

@@ -1,10 +1,12 @@
 package anm
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
 	"github.com/gatehouse-gw/gatehouse/internal/deploy"
@@ -79,5 +81,37 @@ func TestJobsOnePerGroup(t *testing.T) {
 	}
 	if n := len(js.list("")); n != maxJobs {
 		t.Errorf("%d jobs kept, want %d", n, maxJobs)
+	}
+}
+
+// TestUploadSlots: at most maxUploadsAtOnce uploads are read and validated
+// at once; another waits for a turn, then gets 429.
+func TestUploadSlots(t *testing.T) {
+	old := uploadWait
+	uploadWait = 50 * time.Millisecond
+	t.Cleanup(func() { uploadWait = old })
+	a := &API{uploads: make(chan struct{}, maxUploadsAtOnce)}
+	var releases []func()
+	for i := range maxUploadsAtOnce {
+		r, err := a.uploadSlot(context.Background())
+		if err != nil {
+			t.Fatalf("slot %d: %v", i, err)
+		}
+		releases = append(releases, r)
+	}
+	_, err := a.uploadSlot(context.Background())
+	var ae *apihttp.Error
+	if !errors.As(err, &ae) || ae.Code != http.StatusTooManyRequests {
+		t.Fatalf("one more: got %v, want 429", err)
+	}
+	// A slot given back can be taken again.
+	releases[0]()
+	if _, err := a.uploadSlot(context.Background()); err != nil {
+		t.Fatalf("after a release: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := a.uploadSlot(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled: got %v", err)
 	}
 }

@@ -106,6 +106,9 @@ func Normalize(upload []byte) (Archive, error) {
 	if looksLikeTar(upload) {
 		return Archive{}, invalid("the upload is a tar that is not gzip-compressed; send a YAML document or a tar.gz (tar czf conf.tar.gz group.yaml ...)")
 	}
+	if v := groupconf.EstimateValues(upload); v > groupconf.MaxValues {
+		return Archive{}, tooManyValues(GroupFile, v)
+	}
 	if err := checkYAML(GroupFile, upload, true); err != nil {
 		return Archive{}, err
 	}
@@ -179,7 +182,7 @@ func readTarGz(b []byte) ([]File, error) {
 	tr := tar.NewReader(cr)
 	var files []File
 	seen := map[string]bool{}
-	total := 0
+	total, values := 0, 0
 	for entries := 1; ; entries++ {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -208,6 +211,11 @@ func readTarGz(b []byte) ([]File, error) {
 		if total += len(data); total > MaxTotalSize {
 			return nil, invalid("the files are over the limit of %d bytes (16 MiB) together, uncompressed", MaxTotalSize)
 		}
+		// The values the files hold, bounded as they arrive (before
+		// anything is parsed, and before the rest is unpacked).
+		if values += groupconf.EstimateValues(data); values > groupconf.MaxValues {
+			return nil, tooManyValues(hdr.Name, values)
+		}
 		files = append(files, File{Name: hdr.Name, Data: data})
 	}
 	// After the end-of-archive marker a tar may be padded with zeros to its
@@ -235,6 +243,10 @@ func readTarGz(b []byte) ([]File, error) {
 		}
 	}
 	return files, nil
+}
+
+func tooManyValues(name string, values int) error {
+	return invalid("%s: the configuration holds about %d values (lines and list items, all files together), over the limit of %d: it is refused before it is parsed", name, values, groupconf.MaxValues)
 }
 
 func tarError(cr *capReader, err error) error {
@@ -388,13 +400,22 @@ func Validate(a Archive, instanceLayers ...groupconf.Layer) error {
 
 // Load is Validate that also returns the configuration.
 func Load(a Archive, instanceLayers ...groupconf.Layer) (*groupconf.Config, error) {
+	p, err := Parse(a)
+	if err != nil {
+		return nil, err
+	}
+	return p.Load(instanceLayers...)
+}
+
+// Parse parses the archive's files once (groupconf.Parse), to be loaded
+// alone and with each instance's settings.
+func Parse(a Archive) (*groupconf.Parsed, error) {
 	if len(a.Files) == 0 || a.Files[0].Name != GroupFile {
 		return nil, invalid("the archive has no %s first", GroupFile)
 	}
-	layers := make([]groupconf.Layer, 0, len(a.Files)+len(instanceLayers))
+	layers := make([]groupconf.Layer, 0, len(a.Files))
 	for _, f := range a.Files {
 		layers = append(layers, groupconf.Layer{Name: f.Name, YAML: f.Data})
 	}
-	layers = append(layers, instanceLayers...)
-	return groupconf.Load(layers...)
+	return groupconf.Parse(layers...)
 }

@@ -91,26 +91,102 @@ func (e *Error) Error() string {
 // the result. Maps merge key by key; a list given in a later layer replaces
 // the earlier list whole.
 func Load(layers ...Layer) (*Config, error) {
-	merged := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
-	origins := map[string]Origin{}
+	p, err := Parse(layers...)
+	if err != nil {
+		return nil, err
+	}
+	return p.Load()
+}
+
+// MaxValues bounds the size of a configuration (all its layers together)
+// in values: the scalars, lists and mappings of its YAML, estimated from
+// its lines and indicators before anything is parsed (an estimate that
+// never counts fewer than there are: FuzzEstimateValues). Parsing costs a
+// few hundred bytes of memory per value, so this bounds the memory that
+// validating any configuration takes (docs/deployment-archives.md); it
+// admits some 20,000 lines of ordinary configuration.
+const MaxValues = 100_000
+
+// Parsed is configuration layers parsed and checked once, to be loaded
+// with different further layers (the group's archive with each instance's
+// settings) without parsing them again. Loading never changes the parsed
+// layers, so a Parsed may be loaded many times, one load at a time or
+// concurrently.
+type Parsed struct {
+	layers []parsedLayer
+	values int // the estimate of MaxValues
+}
+
+type parsedLayer struct {
+	name  string
+	props bool
+	doc   *yaml.Node // nil: an empty layer
+}
+
+// Parse parses and checks layers (see Load) without merging them.
+func Parse(layers ...Layer) (*Parsed, error) {
+	p := &Parsed{}
+	if err := p.add(layers); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *Parsed) add(layers []Layer) error {
 	st := reflect.TypeOf(Settings{})
 	for _, l := range layers {
 		var doc *yaml.Node
+		var err error
 		if l.Properties != nil {
-			var err error
-			if doc, err = propertiesNode(l, st); err != nil {
-				return nil, err
-			}
+			doc, err = propertiesNode(l, st)
 		} else {
-			var err error
-			if doc, err = parseLayer(l, st); err != nil {
-				return nil, err
+			p.values += EstimateValues(l.YAML)
+			if p.values > MaxValues {
+				return &Error{Origin: Origin{File: l.Name}, Msg: fmt.Sprintf("the configuration holds about %d values (lines and list items, all files together), over the limit of %d: it is refused before it is parsed", p.values, MaxValues)}
 			}
-			if doc == nil {
-				continue
-			}
+			doc, err = parseLayer(l, st)
 		}
-		mergeMapping(merged, doc, "", l.Name, l.Properties != nil, origins)
+		if err != nil {
+			return err
+		}
+		p.layers = append(p.layers, parsedLayer{name: l.Name, props: l.Properties != nil, doc: doc})
+	}
+	return nil
+}
+
+// EstimateValues is an upper bound of the YAML values in data. A value
+// needs a line of its own or an indicator that starts it (a key's colon, a
+// list item's dash, a complex key's question mark, a flow separator or
+// bracket, an alias): at most two values per such byte, plus the document
+// and its root. Hyphens and colons inside scalars count too, so it
+// overcounts ordinary configuration about twice.
+func EstimateValues(data []byte) int {
+	n := 3
+	for _, c := range data {
+		switch c {
+		case '\n', ':', '-', '?', ',', '[', '{', '*':
+			n += 2
+		}
+	}
+	return n
+}
+
+// Load merges the parsed layers and more (parsed now, not kept) over the
+// defaults and validates the result, as the package-level Load does.
+func (p *Parsed) Load(more ...Layer) (*Config, error) {
+	all := p
+	if len(more) > 0 {
+		all = &Parsed{layers: slices.Clip(p.layers), values: p.values}
+		if err := all.add(more); err != nil {
+			return nil, err
+		}
+	}
+	merged := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	origins := map[string]Origin{}
+	for _, l := range all.layers {
+		if l.doc != nil {
+			mergeMapping(merged, l.doc, "", l.name, l.props, origins)
+		}
 	}
 	cfg := &Config{Settings: Defaults(), origins: origins}
 	if err := merged.Decode(&cfg.Settings); err != nil {
