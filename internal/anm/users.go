@@ -48,11 +48,28 @@ func (a *API) LoadAccess() error {
 	return nil
 }
 
+// AuthorizeJoin authenticates POST /nm/join (HTTP Basic or a session, as
+// Authenticate) and lets through only a user whose roles may create a host
+// (POST /api/topology/hosts: topology.write), since joining creates one and
+// makes the domain CA sign its certificate; others get 403 naming the
+// permission. The node-to-node API uses it.
+func (a *API) AuthorizeJoin(next http.Handler) http.Handler {
+	return a.auth.middleware(a.authorizeAs(http.MethodPost, "/api/topology/hosts", next))
+}
+
 // authorize lets through a request of an authenticated user (the context
 // holds the name) whose roles allow its method and path; others get 403
 // naming the permission they lack.
-func (a *API) authorize(next http.Handler) http.Handler {
+func (a *API) authorize(next http.Handler) http.Handler { return a.authorizeAs("", "", next) }
+
+// authorizeAs is authorize for the method and path given ("": the
+// request's own).
+func (a *API) authorizeAs(method, path string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m, p := method, path
+		if m == "" {
+			m, p = r.Method, r.URL.EscapedPath()
+		}
 		acl := a.acl
 		if acl == nil {
 			acl = rbac.DefaultACL()
@@ -63,12 +80,15 @@ func (a *API) authorize(next http.Handler) http.Handler {
 			a.fail(w, r, &apihttp.Error{Code: http.StatusInternalServerError, Msg: "internal error reading the admin users; the node manager log has the cause", Err: err})
 			return
 		}
-		if acl.Allowed(roles, r.Method, r.URL.EscapedPath()) {
+		if acl.Allowed(roles, m, p) {
 			next.ServeHTTP(w, r)
 			return
 		}
-		perms, holders := acl.Granting(r.Method, r.URL.EscapedPath())
+		perms, holders := acl.Granting(m, p)
 		msg := fmt.Sprintf("user %q (roles: %s) may not %s %s", user, orNone(roles), r.Method, r.URL.Path)
+		if method != "" {
+			msg += fmt.Sprintf(" (it creates a host, as %s %s does)", m, p)
+		}
 		if len(perms) > 0 {
 			msg += fmt.Sprintf(": missing permission %s (held by the roles: %s)", strings.Join(perms, " or "), orNone(holders))
 		}

@@ -17,12 +17,16 @@ package nodeapi
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
@@ -81,9 +85,10 @@ type Config struct {
 	Instances Instances
 	Net       *Net    // the node manager's client side (the ANM's pusher)
 	Router    *Router // /nm/router
-	// JoinAuth authenticates POST /nm/join with an admin user's HTTP Basic
-	// credentials (the management API's authenticator) and puts the user
-	// in the context (apihttp.UserOf).
+	// JoinAuth authenticates POST /nm/join with an admin user's
+	// credentials and lets through only a user who may create hosts (the
+	// management API's AuthorizeJoin); it puts the user in the context
+	// (apihttp.UserOf).
 	JoinAuth func(http.Handler) http.Handler
 }
 
@@ -368,10 +373,19 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return "", err
 		}
-		certPEM, err := ca.SignCSR(csr, pki.NodeManagerCommonName(nm.ID, hostID), true)
+		// The CA signs only this node manager's names: its id (the common
+		// name), the host name it joins as, the address it listens on, and
+		// the loopback names; never names the CSR adds of its own.
+		dns, ips := CertNames(b.HostName, b.Address)
+		if extra := foreignNames(csr, dns, ips); len(extra) > 0 {
+			return "", fmt.Errorf("the CSR asks for names that are not this node manager's (%s): the domain CA signs only its host name %q, its address %q and the loopback names: %w",
+				strings.Join(extra, ", "), b.HostName, b.Address, topology.ErrInvalid)
+		}
+		cert, err := ca.Issue(pki.NodeManagerCommonName(nm.ID, hostID), dns, ips, csr.PublicKey, true)
 		if err != nil {
 			return "", err
 		}
+		certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
 		ans = JoinAnswer{HostID: hostID, NodeManagerID: nm.ID, Certificate: string(certPEM), CACertificate: string(ca.CertPEM())}
 		return fmt.Sprintf("host %q (%s) with node manager %s at %s", b.HostName, hostID, nm.ID, want), nil
 	})
@@ -389,6 +403,25 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		s.net.Push.PushAll(ctx, false)
 	}()
 	apihttp.WriteChange(w, http.StatusCreated, ans, t.Version)
+}
+
+// foreignNames lists the names of csr outside dns and ips.
+func foreignNames(csr *x509.CertificateRequest, dns []string, ips []net.IP) []string {
+	var out []string
+	for _, d := range csr.DNSNames {
+		if !slices.Contains(dns, strings.ToLower(d)) {
+			out = append(out, d)
+		}
+	}
+	for _, ip := range csr.IPAddresses {
+		if !slices.ContainsFunc(ips, ip.Equal) {
+			out = append(out, ip.String())
+		}
+	}
+	if len(csr.EmailAddresses) > 0 || len(csr.URIs) > 0 {
+		out = append(out, "e-mail or URI names")
+	}
+	return out
 }
 
 // PrepareRequest is the body of POST /nm/instances.

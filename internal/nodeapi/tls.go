@@ -21,18 +21,20 @@ import (
 const renewBefore = 30 * 24 * time.Hour
 
 // CertNames are the subject alternative names of a node manager's
-// certificate: "localhost", the host's name in the topology and the OS host
-// name when they are DNS names, 127.0.0.1, ::1 and the listen address when
-// it is a specific IP. A joining node manager asks for them in its CSR
-// (managedomain -a), so that its listener finds its certificate fine.
+// certificate: the loopback names (localhost, 127.0.0.1, ::1), the host's
+// name in the topology when it is a DNS name, and the listen address (an
+// IP, or a DNS name) when it is a specific one. Nothing else: the domain CA
+// signs a joining node manager exactly these (POST /nm/join refuses a CSR
+// that asks for more), so that no node can hold another's names. A joining
+// node manager asks for them in its CSR (managedomain -a), so that its
+// listener finds its certificate fine.
 func CertNames(topologyHostName, listenAddress string) (dns []string, ips []net.IP) {
 	dns = []string{"localhost"}
-	osName, _ := os.Hostname()
-	for _, n := range []string{topologyHostName, osName} {
-		n = strings.ToLower(n)
-		if isDNSName(n) && !slices.Contains(dns, n) {
-			dns = append(dns, n)
-		}
+	if n := strings.ToLower(topologyHostName); isDNSName(n) && n != "localhost" {
+		dns = append(dns, n)
+	}
+	if n := strings.ToLower(listenAddress); isDNSName(n) && !slices.Contains(dns, n) {
+		dns = append(dns, n)
 	}
 	ips = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
 	if ip := net.ParseIP(listenAddress); ip != nil && !ip.IsUnspecified() && !slices.ContainsFunc(ips, ip.Equal) {
