@@ -61,14 +61,14 @@ func (c *chunkedReader) Read(p []byte) (int, error) {
 			if err := c.readSizeLine(); err != nil {
 				return 0, c.fail(err)
 			}
-			if c.n == 0 {
-				if err := c.readTrailers(); err != nil {
-					return 0, c.fail(err)
-				}
-				c.err = io.EOF   // sticky, like the errors: the body has ended
-				return 0, io.EOF // mutate:equivalent delete-stmt without it the loop's first check returns c.err, io.EOF
+			if c.n > 0 {
+				c.state = csData
+				continue
 			}
-			c.state = csData
+			if err := c.readTrailers(); err != nil {
+				return 0, c.fail(err)
+			}
+			c.err = io.EOF // sticky, like the errors: the body has ended (returned above)
 		case csData:
 			if len(p) == 0 {
 				return 0, nil
