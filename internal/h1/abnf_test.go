@@ -557,6 +557,11 @@ func TestHeaderMethods(t *testing.T) {
 	if got := string(h.Get("x-copy")); got != "v" {
 		t.Errorf("AddCopy: got %q after the caller's buffer changed, want v", got)
 	}
+	h.AddString("Z", "7")
+	h.Del("a") // the first field
+	if got := headerString(&h); got != "C=5|Content-Length=56|X-Copy=v|Z=7" {
+		t.Errorf("after Del of the first field: got %q", got)
+	}
 	n := 0
 	h.Each(func(_, _ []byte) bool { n++; return n < 2 })
 	if n != 2 {
@@ -566,8 +571,8 @@ func TestHeaderMethods(t *testing.T) {
 	if h.Len() != 0 || h.Get("A") != nil {
 		t.Errorf("after Reset: %d fields", h.Len())
 	}
-	if bytesOf("") != nil {
-		t.Errorf("bytesOf(\"\") is not nil")
+	if b := bytesOf(strings.Repeat("a", 3)[:0]); b != nil {
+		t.Errorf("bytesOf of an empty string: got %q, want nil", b)
 	}
 }
 
