@@ -179,15 +179,63 @@ func (s *Server) Routes() []Route {
 }
 
 // requirePeer lets through only requests whose TLS client certificate was
-// verified against the domain CA: node managers (and, later, instances).
+// verified against the domain CA and names a node manager of the current
+// topology, on its host: an instance's certificate (also signed by the
+// CA) is refused on every /nm path, and so is the certificate of a node
+// manager whose host was removed from the domain.
 func (s *Server) requirePeer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !VerifiedPeer(r.TLS) {
 			apihttp.WriteError(w, r, s.log, &apihttp.Error{Code: http.StatusForbidden, Msg: "node manager paths need a client certificate signed by the domain CA"})
 			return
 		}
+		nmID, hostID := peerIdentity(r)
+		if nmID == "" {
+			apihttp.WriteError(w, r, s.log, &apihttp.Error{Code: http.StatusForbidden, Msg: "node manager paths need a node manager's certificate; this one is not a node manager's"})
+			return
+		}
+		if !s.knownNodeManager(nmID, hostID) {
+			apihttp.WriteError(w, r, s.log, &apihttp.Error{Code: http.StatusForbidden, Msg: fmt.Sprintf("node manager %s of %s is not in this node's topology (removed from the domain, or not yet known here)", nmID, hostID)})
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// peerIdentity is the node manager and host ids of the verified client
+// certificate of r ("Gatehouse Node Manager nodemanager-2 (host-2)"); empty
+// when it is not a node manager's.
+func peerIdentity(r *http.Request) (nmID, hostID string) {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return "", ""
+	}
+	rest, ok := strings.CutPrefix(r.TLS.VerifiedChains[0][0].Subject.CommonName, pki.NodeManagerCNPrefix)
+	if !ok {
+		return "", ""
+	}
+	id, host, ok := strings.Cut(rest, " (")
+	host, closed := strings.CutSuffix(host, ")")
+	if !ok || !closed || id == "" || host == "" {
+		return "", ""
+	}
+	return id, host
+}
+
+// knownNodeManager reports whether the topology holds node manager nmID on
+// host hostID.
+func (s *Server) knownNodeManager(nmID, hostID string) bool {
+	t, err := s.store.Load()
+	if err != nil {
+		return false
+	}
+	for _, g := range t.Groups {
+		for _, svc := range g.Services {
+			if svc.ID == nmID {
+				return svc.Type == topology.TypeNodeManager && svc.HostID == hostID
+			}
+		}
+	}
+	return false
 }
 
 // notFound answers the /nm paths that Routes does not have: 404.

@@ -37,7 +37,13 @@ func startNM(t *testing.T) (*NodeManager, *pki.CA) {
 
 func clientCert(t *testing.T, ca *pki.CA) tls.Certificate {
 	t.Helper()
-	kp, err := ca.IssueKeyPair("peer", []string{"localhost"}, nil, true)
+	return certNamed(t, ca, pki.NodeManagerCommonName("nodemanager-1", "host-1"))
+}
+
+// certNamed is a certificate of ca with common name cn.
+func certNamed(t *testing.T, ca *pki.CA, cn string) tls.Certificate {
+	t.Helper()
+	kp, err := ca.IssueKeyPair(cn, []string{"localhost"}, nil, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,6 +98,17 @@ func TestTLSListener(t *testing.T) {
 	}
 	req, _ = http.NewRequest("GET", base+"/nm/status", nil)
 	apitest.Do(t, apitest.TLSClient(ca.Pool()), req).WantError(t, 403, "client certificate")
+	// Signed by the domain CA but not a node manager's of the topology:
+	// an instance's certificate, a node manager the topology does not
+	// hold, one on another host, a name that only starts right.
+	for _, cn := range []string{pki.InstanceCommonName("group-2", "instance-1"), pki.NodeManagerCommonName("nodemanager-9", "host-9"),
+		pki.NodeManagerCommonName("nodemanager-1", "host-2"), pki.NodeManagerCNPrefix + "nodemanager-1", "peer"} {
+		req, _ = http.NewRequest("GET", base+"/nm/status", nil)
+		a := apitest.Do(t, apitest.TLSClient(ca.Pool(), certNamed(t, ca, cn)), req)
+		if a.Code != 403 {
+			t.Errorf("/nm/status with a certificate named %q: got %d %s, want 403", cn, a.Code, a.Body)
+		}
+	}
 	// (A Go client sends a certificate only when its issuer is one the
 	// server asks for; GetClientCertificate sends it anyway.)
 	forced := apitest.TLSClient(ca.Pool())
