@@ -65,9 +65,15 @@ func NewNodeClient(h home.Home) (*NodeClient, error) {
 }
 
 func newNodeClientTLS(tc *tls.Config) *NodeClient {
+	tc = tc.Clone()
+	if len(tc.NextProtos) == 0 {
+		tc.NextProtos = []string{"h2", "http/1.1"}
+	}
+	d := &net.Dialer{Timeout: nmDialTimeout}
 	tr := &http.Transport{
 		Proxy:                 nil,
-		DialContext:           (&net.Dialer{Timeout: nmDialTimeout}).DialContext,
+		DialContext:           d.DialContext,
+		DialTLSContext:        func(ctx context.Context, network, addr string) (net.Conn, error) { return dialPeer(ctx, d, tc, network, addr) },
 		TLSClientConfig:       tc,
 		TLSHandshakeTimeout:   nmDialTimeout,
 		ResponseHeaderTimeout: HeaderTimeout,
@@ -76,6 +82,48 @@ func newNodeClientTLS(tc *tls.Config) *NodeClient {
 		IdleConnTimeout:       60 * time.Second,
 	}
 	return &NodeClient{tr: tr, hc: &http.Client{Transport: tr, Timeout: CallTimeout}}
+}
+
+type peerKey struct{}
+
+// withPeer makes the calls of ctx accept only p's certificate.
+func withPeer(ctx context.Context, p Peer) context.Context {
+	if p.NodeManagerID == "" || p.HostID == "" {
+		return ctx
+	}
+	return context.WithValue(ctx, peerKey{}, p)
+}
+
+// dialPeer connects and shakes hands with the server at addr, which must
+// present a certificate of the domain CA (tc's roots) for addr, and, when
+// the call says which node manager it meant to reach (withPeer), that node
+// manager's: a certificate of another node of the domain is refused, so
+// that no node can pose as another, whatever names it holds.
+func dialPeer(ctx context.Context, d *net.Dialer, tc *tls.Config, network, addr string) (net.Conn, error) {
+	raw, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	cfg := tc.Clone()
+	if cfg.ServerName == "" {
+		host, _, _ := net.SplitHostPort(addr)
+		cfg.ServerName = host
+	}
+	c := tls.Client(raw, cfg)
+	hctx, cancel := context.WithTimeout(ctx, nmDialTimeout)
+	defer cancel()
+	if err := c.HandshakeContext(hctx); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	if p, ok := ctx.Value(peerKey{}).(Peer); ok {
+		got := c.ConnectionState().PeerCertificates[0].Subject.CommonName
+		if want := pki.NodeManagerCommonName(p.NodeManagerID, p.HostID); got != want {
+			c.Close()
+			return nil, fmt.Errorf("the server at %s is %q, not the node manager %s of %s that the topology places there", addr, got, p.NodeManagerID, p.HostID)
+		}
+	}
+	return c, nil
 }
 
 // Close closes idle connections.
@@ -181,7 +229,7 @@ func (c *NodeClient) call(ctx context.Context, p Peer, method, path string, body
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "https://"+p.Addr+path, rd)
+	req, err := http.NewRequestWithContext(withPeer(ctx, p), method, "https://"+p.Addr+path, rd)
 	if err != nil {
 		return &PeerError{Peer: p, Err: err}
 	}
