@@ -348,8 +348,10 @@ func forward(h *Host, method, path string, body *strings.Reader, cl int64) (*rec
 	return w, err
 }
 
+// A request here takes milliseconds; the 2 s deadline ends one that
+// would loop (a request must try each address once, then stop).
 func forwardRes(h *Host, method, path string, body *strings.Reader, cl int64) (*rec, h1.Result, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	w := &rec{}
 	var a h1.Attempt

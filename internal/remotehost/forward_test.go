@@ -226,7 +226,7 @@ func TestClientBodyFailsFirst(t *testing.T) {
 	h := twoPorts(t, r, srv.port, refusedPort(t), "")
 	w := &rec{}
 	var a h1.Attempt
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_, err := h.Forward(ctx, w, &h1.Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: &failingBody{}, ContentLength: 10}, &a)
 	var fe *h1.ForwardError
