@@ -71,9 +71,11 @@ func newNodeClientTLS(tc *tls.Config) *NodeClient {
 	}
 	d := &net.Dialer{Timeout: nmDialTimeout}
 	tr := &http.Transport{
-		Proxy:                 nil,
-		DialContext:           d.DialContext,
-		DialTLSContext:        func(ctx context.Context, network, addr string) (net.Conn, error) { return dialPeer(ctx, d, tc, network, addr) },
+		Proxy:       nil,
+		DialContext: d.DialContext,
+		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return dialPeer(ctx, d, tc, network, addr)
+		},
 		TLSClientConfig:       tc,
 		TLSHandshakeTimeout:   nmDialTimeout,
 		ResponseHeaderTimeout: HeaderTimeout,
@@ -86,12 +88,21 @@ func newNodeClientTLS(tc *tls.Config) *NodeClient {
 
 type peerKey struct{}
 
-// withPeer makes the calls of ctx accept only p's certificate.
+// withPeer makes the calls of ctx accept only p's certificate, when p is
+// a node manager of the topology (not the ANM that a joining host only
+// knows by its address and the CA's fingerprint).
 func withPeer(ctx context.Context, p Peer) context.Context {
-	if p.NodeManagerID == "" || p.HostID == "" {
+	if !isID(p.NodeManagerID, topology.KindNodeManager) || !isID(p.HostID, topology.KindHost) {
 		return ctx
 	}
 	return context.WithValue(ctx, peerKey{}, p)
+}
+
+// isID reports whether id is a topology id of kind: kind-N.
+func isID(id, kind string) bool {
+	n, ok := strings.CutPrefix(id, kind+"-")
+	_, err := strconv.Atoi(n)
+	return ok && err == nil
 }
 
 // dialPeer connects and shakes hands with the server at addr, which must
