@@ -200,6 +200,7 @@ func encode(e *Entry) ([]byte, error) {
 	e.Hash = ""
 	b, err := json.Marshal(e)
 	if err != nil {
+		// mutate:equivalent delete-stmt without it the second json.Marshal of the same entry fails the same way
 		return nil, err
 	}
 	e.Hash = lineHash(b)

@@ -99,6 +99,9 @@ func TestRecordAfterDamagedLastLine(t *testing.T) {
 		{"torn after a replayed older entry", func(ls [][]byte) []byte {
 			return append(joinLines(append(ls, ls[0])), `{"seq":9`...)
 		}, 4},
+		{"torn after the first entry, the highest", func(ls [][]byte) []byte {
+			return append(joinLines(ls[:1]), `{"seq":2,"us`...)
+		}, 2},
 		{"a replayed older entry last", func(ls [][]byte) []byte {
 			return joinLines(append(ls, ls[0]))
 		}, 2},

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -139,12 +140,19 @@ func TestVerifySessionRefusesSignedNonsense(t *testing.T) {
 		t.Fatalf("a valid hand-made token: %v", err)
 	}
 	valid := signRaw(testKey, claims("admin", "s1", now, end, idle))
+	junkAfter := claims("admin12", "s1", now, end, idle) + "!!!!" // claims of 78 bytes: whole base64 quanta before the junk
+	if b, err := base64.RawURLEncoding.DecodeString(junkAfter); err == nil || !json.Valid(b) {
+		t.Fatalf("the junk case decodes to %q, %v; want whole claims and an error", b, err)
+	}
 	for _, c := range []struct {
 		name, token string
 		want        error
 	}{
 		{"signature cut", valid[:len(valid)-1], ErrSessionInvalid},
 		{"payload not base64", signRaw(testKey, "!!!!"), ErrSessionInvalid},
+		// base64 decoding stops at the junk and returns what it decoded
+		// before it: valid claims, which must not count.
+		{"valid claims then junk", signRaw(testKey, junkAfter), ErrSessionInvalid},
 		{"payload not JSON", signRaw(testKey, payload("admin")), ErrSessionInvalid},
 		{"no user", signRaw(testKey, claims("", "s1", now, end, idle)), ErrSessionInvalid},
 		{"no session id", signRaw(testKey, claims("admin", "", now, end, idle)), ErrSessionInvalid},

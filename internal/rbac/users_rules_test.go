@@ -86,14 +86,36 @@ func TestCheckHashRefusals(t *testing.T) {
 		{"pbkdf2-sha256$1000$" + salt + "$!!", "bad key"},
 		{"pbkdf2-sha256$1000$" + salt + "$", "bad key"},
 	} {
-		ok, err := CheckHash(c.hash, pw("password1"))
+		ok, err := checkHashWithin(t, c.hash, pw("password1"))
 		if ok || err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("CheckHash(%q): got %v, %v, want an error containing %q", c.hash, ok, err, c.want)
 		}
 	}
 	// One iteration and a one-byte salt and key are well-formed.
-	if ok, err := CheckHash("pbkdf2-sha256$1$AA$AA", pw("password1")); ok || err != nil {
+	if ok, err := checkHashWithin(t, "pbkdf2-sha256$1$AA$AA", pw("password1")); ok || err != nil {
 		t.Errorf("one iteration: got %v, %v, want false, nil", ok, err)
+	}
+}
+
+// checkHashWithin is CheckHash with a deadline: a refused iteration count
+// costs no work, so a check that runs for 5 s failed to refuse it.
+func checkHashWithin(t *testing.T, hash string, p secret.Value) (bool, error) {
+	t.Helper()
+	type result struct {
+		ok  bool
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ok, err := CheckHash(hash, p)
+		done <- result{ok, err}
+	}()
+	select {
+	case r := <-done:
+		return r.ok, r.err
+	case <-time.After(5 * time.Second):
+		t.Fatalf("CheckHash(%q) did not return within 5 s", hash)
+		return false, nil
 	}
 }
 
