@@ -24,7 +24,7 @@ type Params struct {
 }
 
 func (p *Params) reset() {
-	p.names, p.path, p.inBuf, p.n = nil, "", false, 0
+	p.names, p.path, p.inBuf = nil, "", false // n counts only when inBuf
 }
 
 // Len is the number of parameters.
@@ -62,7 +62,7 @@ func (p *Params) decoded() string {
 
 // decode returns the decoded form of a clean escaped path: in p's buffer
 // when it fits, else newly allocated. It reports false for a malformed
-// escape.
+// escape. Clean has checked that two bytes follow every '%'.
 func decode(s string, p *Params) (string, bool) {
 	if p == nil || len(s) > decodeBuf {
 		d, err := url.PathUnescape(s)
@@ -78,9 +78,6 @@ func decode(s string, p *Params) (string, bool) {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if c == '%' {
-			if i+2 >= len(s) {
-				return "", false
-			}
 			h, ok1 := unhex(s[i+1])
 			l, ok2 := unhex(s[i+2])
 			if !ok1 || !ok2 {
@@ -96,7 +93,7 @@ func decode(s string, p *Params) (string, bool) {
 	return unsafe.String(&p.buf[0], n), true
 }
 
-func unhex(c byte) (byte, bool) {
+func unhex(c byte) (v byte, ok bool) {
 	switch {
 	case '0' <= c && c <= '9':
 		return c - '0', true
@@ -105,7 +102,7 @@ func unhex(c byte) (byte, bool) {
 	case 'A' <= c && c <= 'F':
 		return c - 'A' + 10, true
 	}
-	return 0, false
+	return
 }
 
 // Clean reports whether an escaped request path is in canonical form: it
@@ -169,6 +166,7 @@ func dotSegment(seg string) bool {
 }
 
 func lower(c byte) byte {
+	// mutate:equivalent boundary lower's result is compared only with 'b', 'c', 'e' and 'f': 'A' and 'Z' lowered or not match none of them
 	if 'A' <= c && c <= 'Z' {
 		return c + 'a' - 'A'
 	}

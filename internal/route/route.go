@@ -44,8 +44,10 @@ package route
 import (
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
+	"sort"
 	"strings"
 
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
@@ -114,7 +116,8 @@ type node struct {
 }
 
 // mapAbove is the number of literal children above which a node uses a map.
-const mapAbove = 8
+// It is a matter of speed only: child finds the same node in either.
+const mapAbove = 8 // mutate:equivalent const a speed threshold: child finds the same node in the slice and in the map
 
 func (n *node) child(seg string) *node {
 	if n.lit != nil {
@@ -140,7 +143,7 @@ func (n *node) addChild(seg string) *node {
 
 // finish computes minRank and turns large child lists into maps.
 func (n *node) finish() int {
-	best := int(^uint(0) >> 1)
+	best := math.MaxInt
 	if len(n.leaf) > 0 {
 		best = min(best, n.leaf[0].rank)
 	}
@@ -153,12 +156,13 @@ func (n *node) finish() int {
 	if n.param != nil {
 		best = min(best, n.param.finish())
 	}
+	// mutate:equivalent * which nodes use a map is a matter of speed only (see mapAbove)
 	if len(n.keys) > mapAbove {
 		n.lit = make(map[string]*node, len(n.keys))
 		for i, k := range n.keys {
 			n.lit[k] = n.kids[i]
 		}
-		n.keys, n.kids = nil, nil
+		n.keys, n.kids = nil, nil // mutate:equivalent delete-stmt child reads lit first: the slices are only memory
 	}
 	n.minRank = best
 	return best
@@ -210,12 +214,10 @@ func Compile(apis []groupconf.API) (*Table, error) {
 				t.methods = append(t.methods, m)
 			}
 		}
-		if err := seen.Add(i, r.Host, &r.pat, r.Methods); err != nil {
-			var de *pattern.DuplicateError
-			if errors.As(err, &de) {
-				return nil, fmt.Errorf("compiling API %q: same host and path as API %q: %w", a.Name, apis[de.Earlier].Name, err)
-			}
-			return nil, fmt.Errorf("compiling API %q: %w", a.Name, err)
+		// Add's only error is a *DuplicateError.
+		var de *pattern.DuplicateError
+		if err := seen.Add(i, r.Host, &r.pat, r.Methods); errors.As(err, &de) {
+			return nil, fmt.Errorf("compiling API %q: same host and path as API %q: %w", a.Name, apis[de.Earlier].Name, err)
 		}
 		t.routes = append(t.routes, r)
 	}
@@ -223,7 +225,7 @@ func Compile(apis []groupconf.API) (*Table, error) {
 		return nil, fmt.Errorf("compiling routes: %d distinct methods, at most 64 are supported", len(t.methods))
 	}
 	slices.Sort(t.methods)
-	slices.SortStableFunc(t.routes, compare)
+	sort.SliceStable(t.routes, func(i, j int) bool { return before(t.routes[i], t.routes[j]) })
 	for rank, r := range t.routes {
 		r.rank = rank
 		for _, m := range r.Methods {
@@ -243,64 +245,65 @@ func Compile(apis []groupconf.API) (*Table, error) {
 		}
 		if r.Kind == pattern.Regex {
 			ht.regex = append(ht.regex, r)
-			continue
-		}
-		n := ht.root
-		for _, s := range r.pat.Segments {
-			if s.IsParam() {
-				if n.param == nil {
-					n.param = &node{}
-				}
-				n = n.param
-				continue
-			}
-			n = n.addChild(s.Literal)
-		}
-		if r.Kind == pattern.Prefix {
-			n.prefix = append(n.prefix, r)
 		} else {
-			n.leaf = append(n.leaf, r)
+			ht.root.insert(r)
 		}
 	}
+	// finish only prunes the search (minRank) and speeds it (maps): without
+	// it, Match visits more nodes and finds the same route.
 	for _, ht := range t.hosts {
-		ht.root.finish()
+		ht.root.finish() // mutate:equivalent delete-stmt an optimisation (see above)
 	}
 	if t.any != nil {
-		t.any.root.finish()
+		t.any.root.finish() // mutate:equivalent delete-stmt an optimisation (see above)
 	}
 	return t, nil
 }
 
-// compare orders routes by precedence (see the package comment).
-func compare(a, b *Route) int {
-	if (a.Host != "") != (b.Host != "") {
-		if a.Host != "" {
-			return -1
+// insert adds r, an exact, {param} or prefix route, to the trie under n.
+func (n *node) insert(r *Route) {
+	for _, s := range r.pat.Segments {
+		if s.IsParam() {
+			if n.param == nil {
+				n.param = &node{}
+			}
+			n = n.param
+			continue
 		}
-		return 1
+		n = n.addChild(s.Literal)
+	}
+	if r.Kind == pattern.Prefix {
+		n.prefix = append(n.prefix, r)
+	} else {
+		n.leaf = append(n.leaf, r)
+	}
+}
+
+// before reports whether route a comes before route b in precedence order
+// (see the package comment).
+func before(a, b *Route) bool {
+	if (a.Host != "") != (b.Host != "") {
+		return a.Host != ""
 	}
 	if a.Kind != b.Kind {
-		return int(a.Kind) - int(b.Kind)
+		return a.Kind < b.Kind // mutate:equivalent boundary reached only when the two differ (the != above): never equal
 	}
 	switch a.Kind {
 	case pattern.Param:
 		if la, lb := a.pat.Literals(), b.pat.Literals(); la != lb {
-			return lb - la
+			return la > lb // mutate:equivalent boundary reached only when the two differ (the != above): never equal
 		}
 		for i := 0; i < len(a.pat.Segments) && i < len(b.pat.Segments); i++ {
 			if pa, pb := a.pat.Segments[i].IsParam(), b.pat.Segments[i].IsParam(); pa != pb {
-				if pb {
-					return -1
-				}
-				return 1
+				return pb
 			}
 		}
 	case pattern.Prefix:
 		if len(a.Prefix) != len(b.Prefix) {
-			return len(b.Prefix) - len(a.Prefix)
+			return len(a.Prefix) > len(b.Prefix) // mutate:equivalent boundary reached only when the two differ (the != above): never equal
 		}
 	}
-	return a.Index - b.Index
+	return a.Index < b.Index // mutate:equivalent boundary Index is unique: two routes never have the same
 }
 
 // ErrNotFound means that no route matches the host and path.
@@ -342,7 +345,7 @@ func (t *Table) Match(method, host, escapedPath string, p *Params) (*Route, erro
 		return nil, ErrBadPath
 	}
 	path := escapedPath
-	if strings.IndexByte(path, '%') >= 0 {
+	if strings.Contains(path, "%") {
 		var ok bool
 		if path, ok = decode(escapedPath, p); !ok {
 			return nil, ErrBadPath
@@ -350,7 +353,7 @@ func (t *Table) Match(method, host, escapedPath string, p *Params) (*Route, erro
 	} else if p != nil {
 		p.path = path
 	}
-	m := matcher{path: path, bit: t.methodBit(method), bestRank: int(^uint(0) >> 1)}
+	m := matcher{path: path, bit: t.methodBit(method), bestRank: math.MaxInt}
 	if ht := t.hostTable(host); ht != nil {
 		m.search(ht)
 	}
@@ -387,7 +390,7 @@ func (t *Table) methodBit(method string) uint64 {
 
 func (t *Table) hostTable(host string) *hostTable {
 	if len(t.hosts) == 0 {
-		return nil
+		return nil // mutate:equivalent delete-stmt a shortcut: with no host routes every lookup below finds nothing
 	}
 	h := hostOnly(host)
 	if ht := t.hosts[h]; ht != nil {
@@ -407,7 +410,7 @@ func (t *Table) hostTable(host string) *hostTable {
 		b[i] = c
 	}
 	if !upper {
-		return nil
+		return nil // mutate:equivalent delete-stmt a shortcut: the lookup of h itself failed above
 	}
 	return t.hosts[string(b[:len(h)])]
 }
@@ -426,11 +429,14 @@ type matcher struct {
 func (m *matcher) search(ht *hostTable) {
 	m.walk(ht.root, 1, 0)
 	for _, r := range ht.regex {
+		// Regexes are in rank order: none from here on can win. (The best
+		// is never a regex of this list yet, so equality is impossible.)
+		// mutate:equivalent boundary see above
 		if r.rank >= m.bestRank {
-			break
+			break // mutate:equivalent delete-stmt consider refuses every later regex: this saves their matching only
 		}
-		if r.re.MatchString(m.path) && m.consider(r, 0) {
-			break
+		if r.re.MatchString(m.path) {
+			m.consider(r, 0) // mutate:equivalent const a regex route has no parameters: its spans are never read
 		}
 	}
 }
@@ -439,66 +445,60 @@ func (m *matcher) search(ht *hostTable) {
 // starts (past the end when every segment is consumed), k the number of
 // parameters captured on the way.
 func (m *matcher) walk(n *node, i, k int) {
+	// mutate:equivalent boundary pruning only: a subtree whose best rank equals the best holds the best itself
 	if n.minRank >= m.bestRank {
-		return
+		return // mutate:equivalent delete-stmt pruning only: no route of this subtree can beat the best
 	}
 	p := m.path
 	if i > len(p) {
 		for _, r := range n.leaf {
-			if m.consider(r, k) {
-				break
-			}
+			m.consider(r, k)
 		}
 	} else {
-		j := strings.IndexByte(p[i:], '/')
-		if j < 0 {
-			j = len(p)
-		} else {
-			j += i
-		}
-		seg := p[i:j]
+		seg, _, _ := strings.Cut(p[i:], "/")
+		j := i + len(seg)
 		if c := n.child(seg); c != nil {
 			m.walk(c, j+1, k)
 		}
+		// mutate:equivalent boundary no pattern has more than MaxParams parameters: k < MaxParams at every param node
 		if n.param != nil && seg != "" && k < MaxParams {
 			m.cur[k] = [2]int32{int32(i), int32(j)}
 			m.walk(n.param, j+1, k+1)
 		}
 	}
 	for _, r := range n.prefix {
-		if m.consider(r, k) {
-			break
-		}
+		m.consider(r, k)
 	}
 }
 
 // consider offers route r, which matches the path, with k parameters
-// captured. It reports whether no later route of the same list can do
-// better (r's rank is not better than the best, or r is the new best).
-func (m *matcher) consider(r *Route, k int) bool {
+// captured: it becomes the best when its rank is better and it allows the
+// method; its methods are allowed ones when its rank is better and it does
+// not.
+func (m *matcher) consider(r *Route, k int) {
+	// mutate:equivalent boundary a route sits on one trie node, reached with the same spans: offered again, it changes nothing
 	if r.rank >= m.bestRank {
-		return true
+		return
 	}
 	if r.mask == 0 || r.mask&m.bit != 0 {
 		m.best, m.bestRank = r, r.rank
 		copy(m.bestSpans[:k], m.cur[:k])
-		return true
+	} else {
+		m.allow |= r.mask
 	}
-	m.allow |= r.mask
-	return false
 }
 
 // hostOnly strips the port, IPv6 brackets and a trailing dot from a Host
 // header value.
 func hostOnly(h string) string {
-	if strings.HasPrefix(h, "[") {
-		if i := strings.IndexByte(h, ']'); i > 0 {
-			return h[1:i]
+	if rest, ok := strings.CutPrefix(h, "["); ok {
+		if addr, _, found := strings.Cut(rest, "]"); found {
+			return addr
 		}
 		return h
 	}
-	if i := strings.LastIndexByte(h, ':'); i >= 0 && strings.IndexByte(h, ':') == i {
-		h = h[:i]
+	if strings.Count(h, ":") == 1 { // a name or IPv4 address with a port
+		h, _, _ = strings.Cut(h, ":")
 	}
 	return strings.TrimSuffix(h, ".")
 }
