@@ -218,16 +218,21 @@ func TestChunkedErrorsAreSticky(t *testing.T) {
 // stallSource is a byteSource whose bytes arrive in segments: Buffered
 // counts the current one; reading past it takes the next (as if it had
 // arrived), and past the last fails with errStalled, as a read that would
-// wait, or with EOF.
+// wait, or with EOF. A segment "" is a read that fails once with
+// errStalled (a timed-out read) before the next segment.
 type stallSource struct {
-	segs   [][]byte
-	eof    bool // at the end, EOF (together with the last bytes for Read)
+	segs   [][]byte // nil: one failing read
+	eof    bool     // at the end, EOF (together with the last bytes for Read)
 	stalls int
 }
 
 func newStallSource(eof bool, segs ...string) *stallSource {
 	s := &stallSource{eof: eof}
 	for _, seg := range segs {
+		if seg == "" {
+			s.segs = append(s.segs, nil)
+			continue
+		}
 		s.segs = append(s.segs, []byte(seg))
 	}
 	return s
@@ -235,16 +240,30 @@ func newStallSource(eof bool, segs ...string) *stallSource {
 
 var errStalled = errors.New("would wait")
 
-func (s *stallSource) next() bool {
-	for len(s.segs) > 0 && len(s.segs[0]) == 0 {
+// next drops the segments read to their end and reports what a read gets
+// when there is no byte at hand.
+func (s *stallSource) next() error {
+	for len(s.segs) > 0 {
+		if s.segs[0] == nil {
+			s.segs = s.segs[1:]
+			s.stalls++
+			return errStalled
+		}
+		if len(s.segs[0]) > 0 {
+			return nil
+		}
 		s.segs = s.segs[1:]
 	}
-	return len(s.segs) > 0
+	if s.eof {
+		return io.EOF
+	}
+	s.stalls++
+	return errStalled
 }
 
 func (s *stallSource) ReadByte() (byte, error) {
-	if !s.next() {
-		return 0, s.endErr()
+	if err := s.next(); err != nil {
+		return 0, err
 	}
 	b := s.segs[0][0]
 	s.segs[0] = s.segs[0][1:]
@@ -252,23 +271,15 @@ func (s *stallSource) ReadByte() (byte, error) {
 }
 
 func (s *stallSource) Read(p []byte) (int, error) {
-	if !s.next() {
-		return 0, s.endErr()
+	if err := s.next(); err != nil {
+		return 0, err
 	}
 	n := copy(p, s.segs[0])
 	s.segs[0] = s.segs[0][n:]
-	if s.eof && !s.next() {
+	if s.eof && len(s.segs) == 1 && len(s.segs[0]) == 0 {
 		return n, io.EOF
 	}
 	return n, nil
-}
-
-func (s *stallSource) endErr() error {
-	if s.eof {
-		return io.EOF
-	}
-	s.stalls++
-	return errStalled
 }
 
 func (s *stallSource) Buffered() int {
@@ -356,6 +367,28 @@ func TestChunkedCRLFArrivingLater(t *testing.T) {
 	c.reset(newStallSource(false, "5\r\nhello", "\r\n3\r\nabc\r\n0\r\n\r\n"), 1<<20)
 	if got, err := readAllChunked(t, &c, 64); got != "helloabc" || err != nil {
 		t.Errorf("got %q, %v, want helloabc", got, err)
+	}
+
+	// A failed read is the body's error, even when the bytes after it
+	// would make a valid body: at every place of the chunked framing.
+	for _, segs := range [][]string{
+		{"5", "", "\r\nhello\r\n0\r\n\r\n"},
+		{"5\r", "", "\nhello\r\n0\r\n\r\n"},
+		{"5;a", "", "\r\nhello\r\n0\r\n\r\n"},
+		{"5;a\r", "", "\nhello\r\n0\r\n\r\n"},
+		{"5\r\nhello", "", "\r\n0\r\n\r\n"},
+		{"5\r\nhello\r", "", "\n0\r\n\r\n"},
+		{"0\r\n", "", "\r\n"},
+		{"0\r\n\r", "", "\n"},
+		{"0\r\nA", "", ": b\r\n\r\n"},
+		{"0\r\nA:", "", " b\r\n\r\n"},
+		{"0\r\nA: b\r", "", "\n\r\n"},
+	} {
+		c.reset(newStallSource(true, segs...), 1<<20)
+		got, err := readAllChunked(t, &c, 64)
+		if err != errStalled {
+			t.Errorf("%q: got %q, %v, want %v", segs, got, err, errStalled)
+		}
 	}
 
 	// An empty read never waits for bytes that are not there yet.
