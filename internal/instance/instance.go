@@ -66,6 +66,11 @@ type Options struct {
 	// this configuration; startinstance sets LoadManagementTLS's (mutual TLS
 	// with the domain CA). Nil serves plain HTTP (in-process tests).
 	ManagementTLS *tls.Config
+	// NodeManager is the common name of the certificate of this host's
+	// node manager (pki.NodeManagerCommonName): with ManagementTLS, the
+	// management listener takes POSTs only from it. Empty: from any node
+	// manager of the domain (in-process tests).
+	NodeManager string
 
 	// Load, when set, loads the configuration again for Reload (POST
 	// /deployment/reload, SIGHUP in startinstance): startinstance loads it

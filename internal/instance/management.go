@@ -156,9 +156,10 @@ func (h managementHandler) writeStatus(w http.ResponseWriter) {
 // manager's certificate (pki.NodeManagerCNPrefix).
 const nodeManagerCNPrefix = pki.NodeManagerCNPrefix
 
-// postFromNodeManager lets a POST from a node manager through. Others get
-// 405 (another method) or 403 (a client certificate that is not a node
-// manager's). Without management TLS (in-process tests) nobody is known and
+// postFromNodeManager lets a POST from this host's node manager through
+// (Options.NodeManager; any node manager's when unset). Others get 405
+// (another method) or 403 (a client certificate that is not a node
+// manager's, or another host's node manager's). Without management TLS (in-process tests) nobody is known and
 // every caller is let through.
 func (h managementHandler) postFromNodeManager(w http.ResponseWriter, r *http.Request) bool {
 	if r.Method != http.MethodPost {
@@ -176,6 +177,11 @@ func (h managementHandler) postFromNodeManager(w http.ResponseWriter, r *http.Re
 	if !strings.HasPrefix(cn, nodeManagerCNPrefix) {
 		h.i.log.Warn("management request refused: not a node manager", "path", r.URL.Path, "peer", r.RemoteAddr, "subject", cn)
 		writeJSONError(w, http.StatusForbidden, "only node managers may "+r.Method+" "+r.URL.Path+"; the client certificate ("+strconv.Quote(cn)+") is not a node manager's")
+		return false
+	}
+	if own := h.i.opts.NodeManager; own != "" && cn != own {
+		h.i.log.Warn("management request refused: not this host's node manager", "path", r.URL.Path, "peer", r.RemoteAddr, "subject", cn)
+		writeJSONError(w, http.StatusForbidden, "only this host's node manager ("+strconv.Quote(own)+") may "+r.Method+" "+r.URL.Path+"; the client certificate is "+strconv.Quote(cn))
 		return false
 	}
 	return true

@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -110,6 +112,37 @@ func TestManagementListenerMutualTLS(t *testing.T) {
 	}
 	if out, err := curl("--cert", cc, "--key", ck, "--tls-max", "1.1", url); err == nil {
 		t.Errorf("curl TLS 1.1: got success %s, want failure", out)
+	}
+
+	// POSTs (taking the instance out of the load balancer) only from this
+	// host's node manager: not from another node manager of the domain,
+	// nor from a name that merely starts like one, nor from an instance.
+	domainCA, err := pki.LoadCA(home.Home{Dir: h.Dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lbURL := fmt.Sprintf("https://127.0.0.1:%d/deployment/lb", mp)
+	for _, cn := range []string{pki.NodeManagerCommonName("nodemanager-9", "host-9"), pki.NodeManagerCNPrefix + "nodemanager-1 (host-1) x", pki.InstanceCommonName("group-2", "instance-1")} {
+		kp, err := domainCA.IssueKeyPair(cn, []string{"localhost"}, nil, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := tls.X509KeyPair(kp.CertPEM, kp.KeyPEM.Reveal())
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := tlsClient([]tls.Certificate{c}).Post(lbURL, "application/json", strings.NewReader(`{"inService": false}`))
+		if err != nil {
+			t.Fatalf("POST as %q: %v", cn, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 403 {
+			t.Errorf("POST /deployment/lb as %q: got %d %s, want 403", cn, resp.StatusCode, b)
+		}
+	}
+	if code, body := h.MgmtGet(mp, "/status"); code != 200 || !strings.Contains(body, `"inService":true`) {
+		t.Errorf("after refused POSTs: got %d %s, want the instance still in service", code, body)
 	}
 
 	// The Admin Node Manager: router and supervisor over mutual TLS.

@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/instance"
+	"github.com/gatehouse-gw/gatehouse/internal/pki"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
 	"golang.org/x/sys/unix"
 )
@@ -553,9 +554,15 @@ func runForeground(ctx context.Context, env *Env, t target, o *siOpts, cfg *grou
 	if err != nil {
 		return fmt.Errorf("%s does not start: %w", t.label(), err)
 	}
+	// POSTs to the management listener are taken from this host's node
+	// manager only.
+	ownNM := ""
+	if nc, err := domain.LoadNodeManagerConf(t.h); err == nil && nc.NodeManagerID != "" {
+		ownNM = pki.NodeManagerCommonName(nc.NodeManagerID, nc.HostID)
+	}
 	inst, err := instance.New(instance.Options{
 		Home: t.h, GroupID: t.gid, InstanceID: t.iid, GroupName: t.gname, InstanceName: t.iname,
-		Config: cfg, Quiet: o.quiet, Console: env.Stderr, ManagementTLS: mgmtTLS,
+		Config: cfg, Quiet: o.quiet, Console: env.Stderr, ManagementTLS: mgmtTLS, NodeManager: ownNM,
 		Load: func() (*groupconf.Config, error) { // called by one reload at a time
 			c, err := o.loadConfig(t)
 			// startinstance -k waits the stop budget before SIGKILL: never
