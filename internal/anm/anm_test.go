@@ -362,6 +362,42 @@ func TestAPIHosts(t *testing.T) {
 	if a := e.do("DELETE", "/api/topology/hosts/host-2", ""); a.Code != 200 {
 		t.Errorf("delete host: %s", a.Body)
 	}
+	// A host that joined (it has a node manager) can be removed again,
+	// its node manager with it; the node manager's id is never reused.
+	var nmID string
+	if _, err := e.store.Update(t.Context(), topology.Actor{}, "test", 0, func(t *topology.Topology) (string, error) {
+		hid := t.NextID(topology.KindHost)
+		t.Hosts = append(t.Hosts, topology.Host{ID: hid, Name: "joined"})
+		for _, g := range t.Groups {
+			if g.IsNodeManagerGroup() {
+				nm, err := t.AddService(g.ID, topology.Service{Name: "Node Manager on joined", Type: topology.TypeNodeManager, HostID: hid, ManagementPort: 8090})
+				if err != nil {
+					return "", err
+				}
+				nmID = nm.ID
+			}
+		}
+		return "", nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if a := e.do("DELETE", "/api/topology/hosts/host-3", ""); a.Code != 200 {
+		t.Fatalf("delete a joined host: %d %s", a.Code, a.Body)
+	}
+	after, err := e.store.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range after.Groups {
+		for _, s := range g.Services {
+			if s.ID == nmID || s.HostID == "host-3" {
+				t.Errorf("after deleting host-3: %s (%s) is still there", s.ID, s.HostID)
+			}
+		}
+	}
+	if next := after.Clone().NextID(topology.KindNodeManager); next == nmID {
+		t.Errorf("the removed node manager's id %s would be given again", nmID)
+	}
 }
 
 func TestAPIBadInput(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
@@ -349,8 +350,11 @@ func (a *API) updateHost(w http.ResponseWriter, r *http.Request) {
 	apihttp.WriteChange(w, http.StatusOK, out, t.Version)
 }
 
-// DELETE /api/topology/hosts/{hostID}: only a host without services, and
-// never this node manager's own host.
+// DELETE /api/topology/hosts/{hostID}: only a host without instances (its
+// node manager goes with it), and never this node manager's own host. A
+// removed node manager's certificate is then refused by every node that
+// has the new topology (nodeapi's requirePeer), and its ids are never
+// given again (topology.NextID).
 func (a *API) deleteHost(w http.ResponseWriter, r *http.Request) {
 	expect, err := expectedVersion(r)
 	if err != nil {
@@ -370,13 +374,23 @@ func (a *API) deleteHost(w http.ResponseWriter, r *http.Request) {
 		var on []string
 		for _, g := range t.Groups {
 			for _, s := range g.Services {
-				if s.HostID == id {
+				if s.HostID == id && s.Type != topology.TypeNodeManager {
 					on = append(on, fmt.Sprintf("%s (%s in %q)", s.ID, s.Type, g.Name))
 				}
 			}
 		}
 		if len(on) > 0 {
 			return detail, &apihttp.Error{Code: http.StatusConflict, Msg: fmt.Sprintf("host %s still has services: %s; delete them first", id, strings.Join(on, ", "))}
+		}
+		for gi := range t.Groups {
+			g := &t.Groups[gi]
+			g.Services = slices.DeleteFunc(g.Services, func(s topology.Service) bool {
+				if s.HostID == id && s.Type == topology.TypeNodeManager {
+					detail += fmt.Sprintf(" with its node manager %s", s.ID)
+					return true
+				}
+				return false
+			})
 		}
 		for i := range t.Hosts {
 			if t.Hosts[i].ID == id {
