@@ -185,14 +185,17 @@ func TestFirstValueValidHost(t *testing.T) {
 		{" https , http", "https", ""},
 		{"", "", ""},
 		{" , ", "", ""},
+		{"https\t, x", "https", ""},
+		{"https \t", "https", ""},
+		{"https\t ", "https", ""},
 		{"api.example.com:8443", "api.example.com:8443", "api.example.com:8443"},
 		{"[2001:db8::1]:443", "[2001:db8::1]:443", "[2001:db8::1]:443"},
 		{"a\r\nX-Evil: 1", "a\r\nX-Evil: 1", ""},
 		{"a b", "a b", ""},
 	}
 	for _, tt := range tests {
-		if got := string(FirstValue([]byte(tt.in))); got != tt.first {
-			t.Errorf("FirstValue(%q): got %q, want %q", tt.in, got, tt.first)
+		if got := FirstValue([]byte(tt.in)); string(got) != tt.first || (got == nil) != (tt.first == "") {
+			t.Errorf("FirstValue(%q): got %q (nil %v), want %q (nil for none)", tt.in, got, got == nil, tt.first)
 		}
 		if got := string(ValidHost([]byte(tt.in))); got != tt.host {
 			t.Errorf("ValidHost(%q): got %q, want %q", tt.in, got, tt.host)
@@ -206,15 +209,18 @@ func TestNoAllocations(t *testing.T) {
 	peer := netip.MustParseAddr("10.0.0.2")
 	var c Chain
 	var buf []byte
-	allocs := testing.AllocsPerRun(100, func() {
-		c.Reset()
-		c.AddForwarded(fwd)
-		r := Resolve(&testTrusted, peer, &c)
-		buf = r.AppendXFF(buf[:0], &c)
-		c.Reset()
-		c.AddXForwardedFor(xff)
-		r = Resolve(&testTrusted, peer, &c)
-		buf = r.AppendXFF(buf[:0], &c)
+	var allocs float64
+	within(t, func() {
+		allocs = testing.AllocsPerRun(100, func() {
+			c.Reset()
+			c.AddForwarded(fwd)
+			r := Resolve(&testTrusted, peer, &c)
+			buf = r.AppendXFF(buf[:0], &c)
+			c.Reset()
+			c.AddXForwardedFor(xff)
+			r = Resolve(&testTrusted, peer, &c)
+			buf = r.AppendXFF(buf[:0], &c)
+		})
 	})
 	if allocs != 0 {
 		t.Errorf("got %v allocations per run, want 0", allocs)
