@@ -3,7 +3,9 @@ package nodeapi
 import (
 	"bytes"
 	"errors"
+	"net"
 	"net/http"
+	"slices"
 	"testing"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
@@ -42,6 +44,36 @@ func FuzzNodeBodies(f *testing.F) {
 			checkErr("instances", err)
 		} else if p.Topology != nil {
 			_ = p.Topology.Validate()
+		}
+	})
+}
+
+// FuzzJoinCSR: whatever CSR and names a joining host sends, the join check
+// never panics, and when it lets a CSR through, the names to be signed
+// are exactly the node manager's own (CertNames) and the CSR asked for no
+// other.
+func FuzzJoinCSR(f *testing.F) {
+	good, _, err := pki.NewKeyAndCSR("x", []string{"localhost", "second"}, []net.IP{net.IPv4(127, 0, 0, 1), net.ParseIP("127.0.0.9")})
+	if err != nil {
+		f.Fatal(err)
+	}
+	extra, _, _ := pki.NewKeyAndCSR("x", []string{"localhost", "anm.example"}, nil)
+	f.Add(good, "second", "127.0.0.9")
+	f.Add(extra, "second", "127.0.0.9")
+	f.Add(good, "", "")
+	f.Add([]byte("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"), "h", "::1")
+	f.Add(good[:len(good)/2], "second", "127.0.0.9")
+	f.Fuzz(func(t *testing.T, csrPEM []byte, host, addr string) {
+		csr, dns, ips, err := checkJoinCSR(csrPEM, host, addr)
+		if err != nil {
+			return
+		}
+		wantDNS, wantIPs := CertNames(host, addr)
+		if !slices.Equal(dns, wantDNS) || len(ips) != len(wantIPs) {
+			t.Fatalf("names to sign: %v %v, want %v %v", dns, ips, wantDNS, wantIPs)
+		}
+		if f := foreignNames(csr, wantDNS, wantIPs); len(f) > 0 {
+			t.Fatalf("a CSR asking for %v passed", f)
 		}
 	})
 }

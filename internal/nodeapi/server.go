@@ -380,9 +380,9 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		apihttp.WriteError(w, r, s.log, err)
 		return
 	}
-	csr, err := pki.ParseCSR([]byte(b.CSR))
+	csr, dns, ips, err := checkJoinCSR([]byte(b.CSR), b.HostName, b.Address)
 	if err != nil {
-		apihttp.WriteError(w, r, s.log, &apihttp.Error{Code: http.StatusBadRequest, Msg: "csr: " + err.Error()})
+		apihttp.WriteError(w, r, s.log, err)
 		return
 	}
 	ca, err := pki.LoadCA(s.h)
@@ -421,14 +421,6 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return "", err
 		}
-		// The CA signs only this node manager's names: its id (the common
-		// name), the host name it joins as, the address it listens on, and
-		// the loopback names; never names the CSR adds of its own.
-		dns, ips := CertNames(b.HostName, b.Address)
-		if extra := foreignNames(csr, dns, ips); len(extra) > 0 {
-			return "", fmt.Errorf("the CSR asks for names that are not this node manager's (%s): the domain CA signs only its host name %q, its address %q and the loopback names: %w",
-				strings.Join(extra, ", "), b.HostName, b.Address, topology.ErrInvalid)
-		}
 		cert, err := ca.Issue(pki.NodeManagerCommonName(nm.ID, hostID), dns, ips, csr.PublicKey, true)
 		if err != nil {
 			return "", err
@@ -451,6 +443,24 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		s.net.Push.PushAll(ctx, false)
 	}()
 	apihttp.WriteChange(w, http.StatusCreated, ans, t.Version)
+}
+
+// checkJoinCSR parses the CSR of a joining node manager (pki.ParseCSR: its
+// signature, key type and limits) and returns the names the domain CA will
+// sign for it: its own only (the loopback names, hostName, address:
+// CertNames), never names the CSR adds (400 naming them). FuzzJoinCSR
+// holds it to that.
+func checkJoinCSR(csrPEM []byte, hostName, address string) (*x509.CertificateRequest, []string, []net.IP, error) {
+	csr, err := pki.ParseCSR(csrPEM)
+	if err != nil {
+		return nil, nil, nil, &apihttp.Error{Code: http.StatusBadRequest, Msg: "csr: " + err.Error()}
+	}
+	dns, ips := CertNames(hostName, address)
+	if extra := foreignNames(csr, dns, ips); len(extra) > 0 {
+		return nil, nil, nil, &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("the CSR asks for names that are not this node manager's (%s): the domain CA signs only its host name %q, its address %q and the loopback names",
+			strings.Join(extra, ", "), hostName, address)}
+	}
+	return csr, dns, ips, nil
 }
 
 // foreignNames lists the names of csr outside dns and ips.

@@ -84,5 +84,6 @@ func TestJoinIsGuarded(t *testing.T) {
 		t.Errorf("signed names: CN %q, DNS %v, IPs %v", cert.Subject.CommonName, cert.DNSNames, gotIPs)
 	}
 	// A second host cannot take the first one's address.
-	join(apitest.User, apitest.Pass, "third", "127.0.0.9", dns, ips).WantError(t, 409, "127.0.0.9")
+	dns3, ips3 := nodeapi.CertNames("third", "127.0.0.9")
+	join(apitest.User, apitest.Pass, "third", "127.0.0.9", dns3, ips3).WantError(t, 409, "127.0.0.9")
 }
