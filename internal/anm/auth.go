@@ -148,6 +148,7 @@ const (
 	authGood      authResult = iota // the credentials are an admin user's
 	authWrong                       // 401 sent: wrong user name or password
 	authThrottled                   // 429 sent: slowed down, the password was not checked
+	authInvalid                     // 401 sent: not a possible user name; nothing counted or recorded
 	authFailed                      // 5xx or 503 sent: the check could not be made
 )
 
@@ -163,15 +164,27 @@ const wrongCredentials = "wrong user name or password"
 // right password is not locked out by someone guessing the same user's.
 func (a *authenticator) authenticate(w http.ResponseWriter, r *http.Request, user string, pw secret.Value) authResult {
 	addr := apihttp.RemoteIP(r)
-	if !a.cached(user, pw) {
-		if d := a.throttle.wait(user, addr); d > 0 {
+	if rbac.ValidateUserName(user) != nil {
+		// Not a name any user can have (too long, control characters):
+		// refused before it is counted, hashed or recorded anywhere.
+		apihttp.WriteError(w, r, a.log, &apihttp.Error{Code: http.StatusUnauthorized, Msg: wrongCredentials})
+		return authInvalid
+	}
+	cached := a.cached(user, pw)
+	if !cached {
+		// Counted before the hash is computed: attempts in parallel are
+		// slowed down as sequential ones are.
+		if d := a.throttle.reserve(user, addr); d > 0 {
 			w.Header().Set("Retry-After", retryAfter(d))
-			apihttp.WriteError(w, r, a.log, &apihttp.Error{Code: http.StatusTooManyRequests, Msg: fmt.Sprintf("too many failed logins for this user or from this address; try again in %s s", retryAfter(d))})
+			apihttp.WriteError(w, r, a.log, &apihttp.Error{Code: http.StatusTooManyRequests, Msg: fmt.Sprintf("too many failed logins for this user from this address, or from this address; try again in %s s", retryAfter(d))})
 			return authThrottled
 		}
 	}
 	good, err := a.check(r.Context(), user, pw)
 	if err != nil {
+		if !cached {
+			a.throttle.reset(user, addr) // not an attempt that failed
+		}
 		if _, ok := err.(*apihttp.Error); !ok {
 			a.log.Error("checking credentials", "user", user, "err", err)
 			err = &apihttp.Error{Code: http.StatusInternalServerError, Msg: "internal error checking credentials; the node manager log has the cause", Err: err}
@@ -180,12 +193,13 @@ func (a *authenticator) authenticate(w http.ResponseWriter, r *http.Request, use
 		return authFailed
 	}
 	if !good {
-		a.throttle.fail(user, addr)
 		a.log.Warn("management API login refused", "user", user, "remote", addr)
 		apihttp.WriteError(w, r, a.log, &apihttp.Error{Code: http.StatusUnauthorized, Msg: wrongCredentials})
 		return authWrong
 	}
-	a.throttle.reset(user, addr)
+	if !cached {
+		a.throttle.reset(user, addr)
+	}
 	return authGood
 }
 

@@ -1,10 +1,12 @@
 package anm
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,7 +86,7 @@ func TestSessionLoginSlowDown(t *testing.T) {
 	e := newAPIEnv(t)
 	now := e.a.auth.throttle.now()
 	e.a.auth.throttle.now = func() time.Time { return now }
-	for i := range throttleFreeUser {
+	for i := range throttleFreePair {
 		a, _, _ := login(t, e.url, apitest.User, "wrong-password")
 		if a.Code != 401 {
 			t.Fatalf("attempt %d: got %d, want 401", i+1, a.Code)
@@ -101,9 +103,101 @@ func TestSessionLoginSlowDown(t *testing.T) {
 	a, _, _ = login(t, e.url, apitest.User, apitest.Pass)
 	a.MustCode(t, 200)
 	for n, want := range map[int]time.Duration{2: 0, 3: time.Second, 4: 2 * time.Second, 5: 4 * time.Second, 20: throttleMaxDelay} {
-		if got := throttleDelay(n, throttleFreeUser); got != want {
+		if got := throttleDelay(n, throttleFreePair); got != want {
 			t.Errorf("throttleDelay(%d): got %v, want %v", n, got, want)
 		}
+	}
+}
+
+// TestLoginLever: a login cannot be used to grow the audit log or the
+// slow-down table, and parallel guesses are slowed down as sequential ones.
+func TestLoginLever(t *testing.T) {
+	e := newAPIEnv(t)
+	auditSize := func() int64 {
+		fi, err := os.Stat(e.h.Path("conf", "audit", "audit.log"))
+		if err != nil {
+			return 0
+		}
+		return fi.Size()
+	}
+	before := auditSize()
+	for _, name := range []string{strings.Repeat("n", 65), strings.Repeat("n", 200<<10), "bad\x01name"} {
+		a, _, _ := login(t, e.url, name, "whatever-password")
+		a.WantError(t, 401)
+	}
+	if got := auditSize(); got != before {
+		t.Errorf("impossible user names grew the audit log by %d bytes", got-before)
+	}
+	if n := len(e.a.auth.throttle.m); n != 0 {
+		t.Errorf("impossible user names took %d slow-down entries", n)
+	}
+
+	// 12 wrong guesses at once from one address: only throttleFreePair
+	// have their password checked, the others wait (429).
+	var mu sync.Mutex
+	codes := map[int]int{}
+	var wg sync.WaitGroup
+	for range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a, _, _ := login(t, e.url, apitest.User, "wrong-password")
+			mu.Lock()
+			codes[a.Code]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if codes[401] != throttleFreePair || codes[429] != 12-throttleFreePair {
+		t.Errorf("12 parallel wrong logins: got %v, want %d × 401 and the rest 429", codes, throttleFreePair)
+	}
+}
+
+func TestThrottlePerAddressAndBounded(t *testing.T) {
+	th := newThrottle()
+	now := time.Unix(1e9, 0)
+	th.now = func() time.Time { return now }
+	for i := range throttleFreePair {
+		if d := th.reserve("ann", "10.0.0.1"); d != 0 {
+			t.Fatalf("attempt %d: wait %v", i+1, d)
+		}
+	}
+	if d := th.reserve("ann", "10.0.0.1"); d != throttleBaseDelay {
+		t.Errorf("after %d failures from one address: wait %v, want %v", throttleFreePair, d, throttleBaseDelay)
+	}
+	// From another address the user is not locked out.
+	if d := th.reserve("ann", "10.0.0.2"); d != 0 {
+		t.Errorf("another address: wait %v, want none", d)
+	}
+	th.reset("ann", "10.0.0.2")
+	// Many users from one address: the address is slowed down too.
+	for i := range throttleFreeAddr {
+		th.reserve(fmt.Sprintf("u%d", i), "10.0.0.3")
+	}
+	if d := th.reserve("someone", "10.0.0.3"); d != throttleBaseDelay {
+		t.Errorf("%d failures from one address: wait %v, want %v", throttleFreeAddr, d, throttleBaseDelay)
+	}
+	// A right password forgives its own attempt only.
+	th.reserve("bob", "10.0.0.4")
+	th.reset("bob", "10.0.0.4")
+	if f := th.m[addrKey("10.0.0.4")]; f == nil || f.n != 0 {
+		t.Errorf("after a good login: %+v, want the address count back to 0", f)
+	}
+	// The table stays bounded, and a new key is always counted.
+	last := ""
+	for i := range throttleMaxKeys + 50 {
+		now = now.Add(time.Millisecond)
+		last = fmt.Sprintf("10.1.%d.%d", i/256, i%256)
+		th.reserve("x", last)
+		if n := len(th.m); n > throttleMaxKeys {
+			t.Fatalf("table: %d entries, want at most %d", n, throttleMaxKeys)
+		}
+	}
+	if th.m[pairKey(last, "x")] == nil || th.m[addrKey(last)] == nil {
+		t.Errorf("the newest attempt was not counted")
+	}
+	if th.m[pairKey("10.1.0.0", "x")] != nil {
+		t.Errorf("the oldest count was kept while newer ones came")
 	}
 }
 

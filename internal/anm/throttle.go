@@ -1,23 +1,29 @@
 package anm
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
 
-// Failed-login slow-down (docs/sessions.md#failed-logins). Counted per user
-// name and per client address, in memory on each Admin Node Manager.
+// Failed-login slow-down (docs/sessions.md#failed-logins). Counted per
+// client address and per (client address, user name), in memory on each
+// Admin Node Manager: wrong guesses from one address slow down that address
+// and never lock a user out from another address.
 const (
-	throttleFreeUser  = 3                // failures of one user name before delays start
-	throttleFreeAddr  = 10               // failures from one address before delays start
+	throttleFreePair  = 3                // failures of one user from one address before delays start
+	throttleFreeAddr  = 10               // failures from one address (any users) before delays start
 	throttleBaseDelay = time.Second      // the first delay; doubled by each further failure
 	throttleMaxDelay  = time.Minute      // the cap
 	throttleForget    = 15 * time.Minute // a count is forgotten this long after its last failure
-	throttleMaxKeys   = 10000            // counts kept at most (forgotten ones pruned first)
+	throttleMaxKeys   = 10000            // counts kept at most: the oldest goes when a new one comes
 )
 
-// throttle counts failed logins by key ("user:NAME", "addr:IP") and tells
-// how long the next attempt must wait. It is safe for concurrent use.
+// throttle counts login attempts by key ("addr:IP", "pair:IP\x00USER") and
+// tells how long the next attempt must wait. An attempt is counted before
+// its password is checked (reserve), and forgiven when it was right
+// (reset), so that attempts in parallel are slowed down as sequential ones
+// are. It is safe for concurrent use.
 type throttle struct {
 	now func() time.Time
 
@@ -33,8 +39,8 @@ type failures struct {
 
 func newThrottle() *throttle { return &throttle{now: time.Now, m: map[string]*failures{}} }
 
-func throttleUserKey(user string) string { return "user:" + user }
-func addrKey(addr string) string         { return "addr:" + addr }
+func pairKey(addr, user string) string { return "pair:" + addr + "\x00" + user }
+func addrKey(addr string) string       { return "addr:" + addr }
 
 // delay after n failures when the first free ones are free.
 func throttleDelay(n, free int) time.Duration {
@@ -48,63 +54,90 @@ func throttleDelay(n, free int) time.Duration {
 	return min(d, throttleMaxDelay)
 }
 
-// wait is how long an attempt for user from addr must still wait; 0 lets
-// it through.
-func (t *throttle) wait(user, addr string) time.Duration {
+// keys are the counts an attempt for user from addr touches.
+func keys(addr, user string) [2]struct {
+	k    string
+	free int
+} {
+	return [2]struct {
+		k    string
+		free int
+	}{{pairKey(addr, user), throttleFreePair}, {addrKey(addr), throttleFreeAddr}}
+}
+
+// reserve decides an attempt for user from addr: when it must still wait,
+// it returns how long (and counts nothing); otherwise it counts the
+// attempt as a failure, to be forgiven by reset if the password was right,
+// and returns 0.
+func (t *throttle) reserve(user, addr string) time.Duration {
 	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var w time.Duration
-	for _, k := range []string{throttleUserKey(user), addrKey(addr)} {
-		f := t.m[k]
+	ks := keys(addr, user)
+	for _, kf := range ks {
+		f := t.m[kf.k]
 		if f == nil || now.Sub(f.last) >= throttleForget {
 			continue
 		}
 		w = max(w, f.last.Add(throttleDelay(f.n, f.free)).Sub(now))
 	}
-	return w
-}
-
-// fail records a failed attempt for user from addr.
-func (t *throttle) fail(user, addr string) {
-	now := t.now()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, kf := range []struct {
-		k    string
-		free int
-	}{{throttleUserKey(user), throttleFreeUser}, {addrKey(addr), throttleFreeAddr}} {
+	if w > 0 {
+		return w
+	}
+	for _, kf := range ks {
 		f := t.m[kf.k]
 		if f != nil && now.Sub(f.last) >= throttleForget {
 			f.n = 0
 		}
 		if f == nil {
-			if len(t.m) >= throttleMaxKeys {
-				t.prune(now)
-				if len(t.m) >= throttleMaxKeys {
-					continue
-				}
-			}
+			t.makeRoom(now)
 			f = &failures{free: kf.free}
 			t.m[kf.k] = f
 		}
 		f.n++
 		f.last = now
 	}
+	return 0
 }
 
-// reset forgets the failures of user and addr after a good login.
+// reset forgives the attempt of user from addr that reserve counted: the
+// password was right. The user's count from that address is forgotten;
+// the address keeps the failures of other attempts.
 func (t *throttle) reset(user, addr string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.m, throttleUserKey(user))
-	delete(t.m, addrKey(addr))
+	delete(t.m, pairKey(addr, user))
+	if f := t.m[addrKey(addr)]; f != nil && f.n > 0 {
+		f.n--
+	}
 }
 
-func (t *throttle) prune(now time.Time) {
+// makeRoom keeps the table within throttleMaxKeys before a new count:
+// forgotten counts go first; if it is still full, the sixteenth of the
+// counts whose last failure is oldest (so that the work is paid once per
+// many new keys). A new key is always counted.
+func (t *throttle) makeRoom(now time.Time) {
+	if len(t.m) < throttleMaxKeys {
+		return
+	}
+	type aged struct {
+		k    string
+		last time.Time
+	}
+	all := make([]aged, 0, len(t.m))
 	for k, f := range t.m {
 		if now.Sub(f.last) >= throttleForget {
 			delete(t.m, k)
+			continue
 		}
+		all = append(all, aged{k, f.last})
+	}
+	if len(t.m) < throttleMaxKeys {
+		return
+	}
+	slices.SortFunc(all, func(a, b aged) int { return a.last.Compare(b.last) })
+	for _, a := range all[:len(all)/16+1] {
+		delete(t.m, a.k)
 	}
 }
