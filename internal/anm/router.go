@@ -13,7 +13,7 @@ import (
 // routerArea is /api/router/service/{serviceID}/{path...}: any method,
 // relayed to the instance's management listener (docs/management-api.md).
 func (a *API) routerArea() area {
-	relayed := notRecorded("relayed as it is to the instance, which logs what it does")
+	relayed := recorded("routeAny: the relayed change (method, path) and the instance's status")
 	ops := map[string]op{}
 	for _, m := range []string{http.MethodGet, http.MethodHead} {
 		ops[m] = read(a.routeAny, "", "router.read", "router.write")
@@ -26,10 +26,46 @@ func (a *API) routerArea() area {
 	}}
 }
 
+// statusWriter remembers the status a handler answered.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
 // routeAny is /api/router/service/{serviceID}/...: the instances of this
 // host go to the router (nodeapi.Router), those of other hosts to their
 // node manager's /nm/router.
 func (a *API) routeAny(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		// A change through the router (taking an instance out of the load
+		// balancer, a reload) is written to the audit log with the
+		// instance's answer.
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			errMsg := ""
+			if sw.status >= 400 || sw.status == 0 {
+				errMsg = fmt.Sprintf("answered %d", sw.status)
+			}
+			a.record(r.Context(), actor(r), "router "+r.Method, []string{r.PathValue("serviceID")}, "/"+r.PathValue("path"), errMsg)
+		}()
+		w = sw
+	}
 	t, err := a.store.Load()
 	if err != nil {
 		a.fail(w, r, err)

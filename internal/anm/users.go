@@ -92,6 +92,10 @@ func (a *API) authorizeAs(method, path string, next http.Handler) http.Handler {
 		if len(perms) > 0 {
 			msg += fmt.Sprintf(": missing permission %s (held by the roles: %s)", strings.Join(perms, " or "), orNone(holders))
 		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			// A refused change is as telling as a done one.
+			a.record(r.Context(), actor(r), "refused", nil, r.Method+" "+r.URL.Path, msg)
+		}
 		a.fail(w, r, &apihttp.Error{Code: http.StatusForbidden, Msg: msg})
 	})
 }

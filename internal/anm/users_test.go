@@ -91,3 +91,42 @@ func TestRBACACLFile(t *testing.T) {
 		t.Errorf("malformed acl.json: got %v, want an error naming acl.json and line 3", err)
 	}
 }
+
+// TestRefusalsAndRouterChangesAudited: a refused change (403) and a change
+// through the router leave an entry in the audit log; a refused read does
+// not.
+func TestRefusalsAndRouterChangesAudited(t *testing.T) {
+	e := newAPIEnv(t)
+	e.do("POST", "/api/rbac/users", `{"name":"op","password":"operator-pw-1","roles":["API Server Operator"]}`).MustCode(t, 201)
+	as := func(method, path, body string) apitest.Answer {
+		req, _ := http.NewRequest(method, e.url+path, strings.NewReader(body))
+		req.SetBasicAuth("op", "operator-pw-1")
+		req.Header.Set("Content-Type", "application/json")
+		return apitest.Do(t, http.DefaultClient, req)
+	}
+	as("POST", "/api/topology/groups", `{"name":"X"}`).WantError(t, 403, "topology.write")
+	as("GET", "/api/rbac/users/admin/x", "")
+	e.do("POST", "/api/router/service/instance-9/deployment/lb", `{"inService": false}`)
+	var got struct {
+		Entries []struct{ User, Action, Detail, Error string }
+	}
+	e.do("GET", "/api/audit?limit=50", "").Decode(t, &got)
+	var refused, routed int
+	for _, en := range got.Entries {
+		switch en.Action {
+		case "refused":
+			refused++
+			if en.User != "op" || en.Detail != "POST /api/topology/groups" || !strings.Contains(en.Error, "topology.write") {
+				t.Errorf("refusal entry: %+v", en)
+			}
+		case "router POST":
+			routed++
+			if en.User != apitest.User || en.Detail != "/deployment/lb" || en.Error == "" {
+				t.Errorf("router entry: %+v (the unknown instance's answer is an error)", en)
+			}
+		}
+	}
+	if refused != 1 || routed != 1 {
+		t.Errorf("got %d refusal and %d router entries, want 1 and 1: %+v", refused, routed, got.Entries)
+	}
+}

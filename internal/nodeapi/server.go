@@ -30,6 +30,7 @@ import (
 	"strings"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/deploy"
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
@@ -85,6 +86,9 @@ type Config struct {
 	Instances Instances
 	Net       *Net    // the node manager's client side (the ANM's pusher)
 	Router    *Router // /nm/router
+	// Audit records the node-to-node calls that change the domain on
+	// their own (POST /nm/sync); zero: not recorded.
+	Audit audit.Recorder
 	// JoinAuth authenticates POST /nm/join with an admin user's
 	// credentials and lets through only a user who may create hosts (the
 	// management API's AuthorizeJoin); it puts the user in the context
@@ -104,11 +108,12 @@ type Server struct {
 	net    *Net
 	router *Router
 	auth   func(http.Handler) http.Handler
+	audit  audit.Recorder
 }
 
 // NewServer makes the /nm server of c.
 func NewServer(c Config) *Server {
-	return &Server{h: c.Home, conf: c.Conf, admin: c.Admin, store: c.Store, log: c.Logger, sup: c.Instances, net: c.Net, router: c.Router, auth: c.JoinAuth}
+	return &Server{h: c.Home, conf: c.Conf, admin: c.Admin, store: c.Store, log: c.Logger, sup: c.Instances, net: c.Net, router: c.Router, auth: c.JoinAuth, audit: c.Audit}
 }
 
 // Route is one entry of the node-to-node API's table: a mux pattern and
@@ -640,6 +645,14 @@ func (s *Server) checkSync(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) syncAll(w http.ResponseWriter, r *http.Request) {
-	s.log.Info("sync of every host's topology asked", "by", peerNodeManager(r), "remote", apihttp.RemoteIP(r))
-	apihttp.WriteResult(w, http.StatusOK, s.net.Push.PushAll(r.Context(), true))
+	by := peerNodeManager(r)
+	s.log.Info("sync of every host's topology asked", "by", by, "remote", apihttp.RemoteIP(r))
+	res := s.net.Push.PushAll(r.Context(), true)
+	if s.audit.Log != nil {
+		e := audit.Entry{User: "node manager " + by, Via: "nm", Remote: apihttp.RemoteIP(r), Action: "sync topology", Detail: "POST /nm/sync: the topology pushed to every host"}
+		if _, err := s.audit.Log.Record(r.Context(), e); err != nil {
+			s.audit.Warning(r.Context(), err)
+		}
+	}
+	apihttp.WriteResult(w, http.StatusOK, res)
 }

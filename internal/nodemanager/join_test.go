@@ -87,3 +87,18 @@ func TestJoinIsGuarded(t *testing.T) {
 	dns3, ips3 := nodeapi.CertNames("third", "127.0.0.9")
 	join(apitest.User, apitest.Pass, "third", "127.0.0.9", dns3, ips3).WantError(t, 409, "127.0.0.9")
 }
+
+// TestSyncAudited: POST /nm/sync (every host's topology pushed) leaves an
+// entry in the audit log.
+func TestSyncAudited(t *testing.T) {
+	n, ca := startNM(t)
+	base := "https://" + n.Addr()
+	req, _ := http.NewRequest("POST", base+"/nm/sync", nil)
+	apitest.Do(t, apitest.TLSClient(ca.Pool(), clientCert(t, ca)), req).MustCode(t, 200)
+	req, _ = http.NewRequest("GET", base+"/api/audit?action=sync", nil)
+	req.SetBasicAuth(apitest.User, apitest.Pass)
+	a := apitest.Do(t, apitest.TLSClient(ca.Pool()), req)
+	if a.Code != 200 || !strings.Contains(a.Body, `"sync topology"`) || !strings.Contains(a.Body, "node manager nodemanager-1") {
+		t.Errorf("audit after POST /nm/sync: %d %s", a.Code, a.Body)
+	}
+}

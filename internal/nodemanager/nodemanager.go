@@ -96,7 +96,7 @@ func New(opts Options) (*NodeManager, error) {
 		Instances: n.sup, Net: n.net, Router: router})
 	srvLog := log.With("subsystem", "server")
 	nm := nodeapi.NewServer(nodeapi.Config{Home: opts.Home, Conf: conf, Admin: n.admin, Store: n.store, Logger: srvLog,
-		Instances: n.sup, Net: n.net, Router: router, JoinAuth: n.api.AuthorizeJoin})
+		Instances: n.sup, Net: n.net, Router: router, JoinAuth: n.api.AuthorizeJoin, Audit: rec})
 	n.srv = newServer(n, srvLog, nm.Handler(), n.api.Handler())
 	if n.admin {
 		if err := n.api.LoadAccess(); err != nil {
