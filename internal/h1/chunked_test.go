@@ -151,8 +151,8 @@ func TestChunkedTrailerLimit(t *testing.T) {
 	}
 	_, err := readAllChunked(t, newChunked(in, 5), 64)
 	var perr *ProtocolError
-	if !errors.As(err, &perr) || perr.Reason != "trailer section too large" {
-		t.Errorf("trailer of 6 bytes with a limit of 5: got %v, want trailer section too large", err)
+	if !errors.As(err, &perr) || perr.Status != 400 || perr.Reason != "trailer section too large" {
+		t.Errorf("trailer of 6 bytes with a limit of 5: got %#v, want 400 trailer section too large", err)
 	}
 }
 
