@@ -421,11 +421,16 @@ func TestAPIBadInput(t *testing.T) {
 		{"two objects", `{"name":"a"}{"name":"b"}`, nil, 400, []string{"after the JSON object"}},
 		{"too large", `{"name":"` + strings.Repeat("a", apihttp.MaxBodyBytes) + `"}`, nil, 413, []string{"1048576 bytes"}},
 		{"content type", `{"name":"x"}`, []string{"Content-Type", "text/plain"}, 415, []string{"application/json"}},
+		{"not utf-8", "{\"name\":\"X\xff\"}", nil, 400, []string{"not valid UTF-8"}},
+		{"utf-16 charset", `{"name":"x"}`, []string{"Content-Type", "application/json; charset=utf-16"}, 415, []string{"UTF-8 only"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e.do("POST", "/api/topology/groups", c.body, c.hdr...).WantError(t, c.code, c.subs...)
 		})
 	}
+	e.do("POST", "/api/topology/groups", `{"name":"y"}`, "Content-Type", "application/json; charset=UTF-8").MustCode(t, 201)
+	// The Node Manager Group takes no configuration.
+	e.do("POST", "/api/deployment/group/configuration/file/group-1?deploy=false", "log:\n  level: info\n", "Content-Type", "application/yaml").WantError(t, 400, "takes no configuration")
 	e.do("POST", "/api/topology/services/group-1", `{"name":"x","trafficPort":70000}`).WantError(t, 400, "trafficPort 70000")
 	e.do("POST", "/api/topology/services/group-1", `{"name":"x","type":"nodemanager"}`).WantError(t, 400, "only gateway")
 	// Wrong method, unknown paths.

@@ -305,7 +305,12 @@ func (a *API) uploadConfiguration(w http.ResponseWriter, r *http.Request) {
 		outcome = errors.New("the topology could not be read")
 		return
 	}
-	if _, err := t.Group(gid); err != nil {
+	if g, err := t.Group(gid); err != nil {
+		outcome = err
+		a.fail(w, r, err)
+		return
+	} else if g.IsNodeManagerGroup() {
+		err := &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("group %s is the %s: it runs no gateway and takes no configuration; deploy to a group of instances", gid, topology.NodeManagerGroupName)}
 		outcome = err
 		a.fail(w, r, err)
 		return

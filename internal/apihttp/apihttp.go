@@ -12,6 +12,7 @@
 package apihttp
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
@@ -175,7 +177,23 @@ func ETag(version int64) string { return `"` + strconv.FormatInt(version, 10) + 
 // and anything after the object. Its errors are *Error with 400, 413 or
 // 415.
 func DecodeJSON(body io.Reader, v any, accepted string) error {
-	dec := json.NewDecoder(io.LimitReader(body, MaxBodyBytes+1))
+	data, err := io.ReadAll(io.LimitReader(body, MaxBodyBytes+1))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &Error{Code: http.StatusRequestEntityTooLarge, Msg: fmt.Sprintf("request body is larger than the limit of %d bytes", MaxBodyBytes), Err: err}
+		}
+		return &Error{Code: http.StatusBadRequest, Msg: "reading the request body: " + err.Error(), Err: err}
+	}
+	if len(data) > MaxBodyBytes {
+		return &Error{Code: http.StatusRequestEntityTooLarge, Msg: fmt.Sprintf("request body is larger than the limit of %d bytes", MaxBodyBytes)}
+	}
+	if !utf8.Valid(data) {
+		// encoding/json would turn the bad bytes into U+FFFD and store a
+		// name nobody sent.
+		return &Error{Code: http.StatusBadRequest, Msg: "the request body is not valid UTF-8"}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return BodyError(err, dec, accepted)
@@ -277,9 +295,12 @@ func RequireJSON(r *http.Request) error {
 	if ct == "" {
 		return &Error{Code: http.StatusUnsupportedMediaType, Msg: "no Content-Type: want application/json"}
 	}
-	mt, _, err := mime.ParseMediaType(ct)
+	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 		return &Error{Code: http.StatusUnsupportedMediaType, Msg: fmt.Sprintf("Content-Type %q: want application/json", ct)}
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
+		return &Error{Code: http.StatusUnsupportedMediaType, Msg: fmt.Sprintf("Content-Type %q: JSON is read as UTF-8 only", ct)}
 	}
 	return nil
 }
