@@ -415,7 +415,7 @@ func (s *Supervisor) runTool(ctx context.Context, op string, si *supervised) (st
 	dir := s.h.InstanceDir(si.ref.Group.ID, si.ref.Service.ID)
 	cmd := exec.Command(s.exe, "startinstance", op, "-h", dir)
 	cmd.Args[0] = "gatehouse"
-	cmd.Env = append(os.Environ(), home.EnvHome+"="+s.h.Dir)
+	cmd.Env = append(os.Environ(), home.EnvHome+"="+s.h.Dir, home.EnvBy+"=the node manager of "+s.hostID)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = 5 * time.Second
@@ -521,6 +521,14 @@ func (s *Supervisor) probeIdle(si *supervised) {
 	case st.Running: // lock held, record being written: next probe
 	default:
 		si.st.Status = nextStatus(si.st.Status, evSeenNotRunning)
+		// Not running, but it should (both it and the node manager were
+		// killed, the host rebooted): start it again, as the group's
+		// restart policy says.
+		if d, ok := home.ReadDesired(s.h.RunFiles(si.ref.Service.ID)); ok && d.State == home.DesiredRunning && si.timer == nil && !si.stopping && !s.closed {
+			si.st.Status = StatusFailed
+			s.log.Warn("instance should run but does not", append(s.attrs(si), "desiredBy", d.By, "since", d.At)...)
+			s.scheduleRestart(si, 0)
+		}
 	}
 }
 

@@ -150,3 +150,52 @@ func readFile(p string) string {
 	data, _ := os.ReadFile(p)
 	return string(data)
 }
+
+// TestNodemanagerRemembersWhatShouldRun: when the node manager and an
+// instance are both killed, the restarted node manager starts the instance
+// again (it should run: home.Desired), and an instance stopped on purpose
+// stays stopped.
+func TestNodemanagerRemembersWhatShouldRun(t *testing.T) {
+	h := nmDomain(t, "nodeManager:\n  restartOnFailure: true\n  restartBackoff: 200ms\n")
+	h.MustRun("", "nodemanager", "-d")
+	h.MustRun("", "startinstance", "-d", "-n", "s1", "-g", "g1")
+	pid := pidOf(t, h, "instance-1")
+	nmPID := pidOf(t, h, "nodemanager-1")
+	if pid == 0 || nmPID == 0 {
+		t.Fatalf("pids: instance %d, node manager %d", pid, nmPID)
+	}
+	syscall.Kill(nmPID, syscall.SIGKILL)
+	syscall.Kill(pid, syscall.SIGKILL)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if r := h.Run("", "startinstance", "-s", "-q", "-n", "s1", "-g", "g1"); r.Code != 0 && syscall.Kill(nmPID, 0) != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the killed processes are still there")
+		}
+	}
+	h.MustRun("", "nodemanager", "-d")
+	var newPID int
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if r := h.Run("", "startinstance", "-s", "-q", "-n", "s1", "-g", "g1"); r.Code == 0 {
+			if newPID = pidOf(t, h, "instance-1"); newPID != 0 && newPID != pid {
+				break
+			}
+		}
+	}
+	if newPID == 0 || newPID == pid {
+		t.Fatalf("the instance that should run was not started again; node manager log:\n%s", readFile(h.Path("logs", "nodemanager", "nodemanager.log")))
+	}
+	if log := readFile(h.Path("logs", "nodemanager", "nodemanager.log")); !strings.Contains(log, "instance should run but does not") {
+		t.Errorf("no warning saying why it was started:\n%s", log)
+	}
+	// Stopped on purpose, then both restarted: it stays stopped.
+	h.MustRun("", "startinstance", "-k", "-n", "s1", "-g", "g1")
+	h.MustRun("", "nodemanager", "-k")
+	h.MustRun("", "nodemanager", "-d")
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if r := h.Run("", "startinstance", "-s", "-q", "-n", "s1", "-g", "g1"); r.Code != 1 {
+			t.Fatalf("started although it was stopped on purpose")
+		}
+	}
+}

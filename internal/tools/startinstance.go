@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -414,6 +415,11 @@ func stopBudget(cfg *groupconf.Config) time.Duration {
 
 func stopInstance(ctx context.Context, env *Env, t target, quiet bool) error {
 	rf := t.h.RunFiles(t.iid)
+	// Asked to stop: it should stay stopped, also for a node manager that
+	// starts later (home.Desired).
+	if err := home.WriteDesired(rf, home.DesiredStopped, requester("startinstance -k")); err != nil {
+		return err
+	}
 	st, err := home.Probe(rf)
 	if err != nil {
 		return err
@@ -534,6 +540,11 @@ func runForeground(ctx context.Context, env *Env, t target, o *siOpts, cfg *grou
 	if err := home.ClearStopMark(rf); err != nil {
 		return err
 	}
+	// It runs: it should run, also for a node manager that starts after a
+	// crash of both (home.Desired).
+	if err := home.WriteDesired(rf, home.DesiredRunning, requester("startinstance")); err != nil {
+		return err
+	}
 	budget := stopBudget(cfg)
 	var claimMu sync.Mutex // claim.Rec: reloads raise its stop budget
 	if err := claim.SetStopBudget(budget); err != nil {
@@ -633,4 +644,16 @@ func runForeground(ctx context.Context, env *Env, t target, o *siOpts, cfg *grou
 			}
 		}
 	}
+}
+
+// requester is who asked for what startinstance does (home.Desired.By).
+func requester(what string) string {
+	if by := os.Getenv(home.EnvBy); by != "" {
+		return what + " by " + by
+	}
+	u := os.Getenv("USER")
+	if u == "" {
+		u = strconv.Itoa(os.Getuid())
+	}
+	return what + " by user " + u
 }
