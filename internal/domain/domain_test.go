@@ -1,8 +1,11 @@
 package domain
 
 import (
+	"context"
 	"errors"
+	"github.com/gatehouse-gw/gatehouse/internal/gwtest"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -493,5 +496,32 @@ func TestPortsInUseAndFreePort(t *testing.T) {
 	}
 	if got := FreePort(used, 8080, 8082); got != 8083 {
 		t.Errorf("FreePort(8080, avoid 8082): got %d, want 8083", got)
+	}
+}
+
+// TestCreateInstanceOnAHeldPort: a port another process of the host listens
+// on is refused when the instance is created (it could never start), naming
+// the port, the setting and the holder.
+func TestCreateInstanceOnAHeldPort(t *testing.T) {
+	h := initDomain(t)
+	ln, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	held := ln.Addr().(*net.TCPAddr).Port
+	_, err = CreateInstance(context.Background(), h, actor, InstanceSpec{Group: "G", Name: "S", TrafficPort: held, ManagementPort: gwtest.FreePort(t)})
+	var pc *PortClashError
+	if !errors.As(err, &pc) || pc.Port != held || pc.Key != "traffic.port" || !strings.Contains(pc.Owner, "on this host") {
+		t.Fatalf("got %v, want a PortClashError for traffic.port %d held by a process", err, held)
+	}
+	if _, err := os.Stat(h.Path("groups", "group-2")); err == nil {
+		if ents, _ := os.ReadDir(h.Path("groups", "group-2")); len(ents) > 1 {
+			t.Errorf("files left behind: %v", ents)
+		}
+	}
+	// Free ports: created.
+	if _, err := CreateInstance(context.Background(), h, actor, InstanceSpec{Group: "G", Name: "S", TrafficPort: gwtest.FreePort(t), ManagementPort: gwtest.FreePort(t)}); err != nil {
+		t.Fatalf("free ports: %v", err)
 	}
 }

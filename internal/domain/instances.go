@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gatehouse-gw/gatehouse/internal/portinfo"
+	"net"
 	"os"
 	"slices"
 	"strconv"
+	"syscall"
 
 	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
@@ -209,7 +212,7 @@ func CreateInstance(ctx context.Context, h home.Home, actor topology.Actor, spec
 		if err := groupconf.SetKeys(h.InstanceConfFile(g.ID, s.ID), keys, order, instanceHeader); err != nil {
 			return detail, err
 		}
-		mgmtAddr, err := checkInstancePorts(h, t, hostID, g, s)
+		mgmtAddr, err := checkInstancePorts(h, t, hostID, g, s, nil)
 		if err != nil {
 			return detail, err
 		}
@@ -234,7 +237,7 @@ func CreateInstance(ctx context.Context, h home.Home, actor topology.Actor, spec
 // written) and checks its ports against everything else on the host. It
 // records the effective traffic and management ports in s, and returns the
 // management listener's address.
-func checkInstancePorts(h home.Home, t *topology.Topology, hostID string, g *topology.Group, s *topology.Service) (string, error) {
+func checkInstancePorts(h home.Home, t *topology.Topology, hostID string, g *topology.Group, s *topology.Service, osKeys map[string]bool) (string, error) {
 	cfg, err := groupconf.LoadInstance(h, g.ID, s.ID, nil, nil)
 	if err != nil {
 		return "", err
@@ -244,15 +247,64 @@ func checkInstancePorts(h home.Home, t *topology.Topology, hostID string, g *top
 	if cfg.Sample.Enabled {
 		mine = append(mine, portUse{cfg.Sample.Port, "sample.port"})
 	}
-	others := portsInUse(h, t, hostID, s.ID)
+	if err := checkPortsFree(h, t, hostID, s.ID, cfg, osKeys); err != nil {
+		return "", err
+	}
+	return cfg.Management.Address, nil
+}
+
+// checkPortsFree checks the ports of configuration cfg of instance id on
+// host hostID: none is another instance's of the host (the topology), and
+// none is held by a process of this host now (the instance would fail at
+// its first start) — of the keys in osKeys only, when it is not nil (the
+// ports being changed: the others may be the running instance's own). A
+// port this process may not bind (below 1024 without the right) is left to
+// the start to report.
+func checkPortsFree(h home.Home, t *topology.Topology, hostID, id string, cfg *groupconf.Config, osKeys map[string]bool) error {
+	mine := []struct {
+		portUse
+		addr string
+	}{{portUse{cfg.Traffic.Port, "traffic.port"}, cfg.Traffic.Address}, {portUse{cfg.Management.Port, "management.port"}, cfg.Management.Address}}
+	if cfg.Sample.Enabled {
+		mine = append(mine, struct {
+			portUse
+			addr string
+		}{portUse{cfg.Sample.Port, "sample.port"}, cfg.Sample.Address})
+	}
+	others := portsInUse(h, t, hostID, id)
 	for _, m := range mine {
 		for _, o := range others {
 			if m.port == o.port {
-				return "", &PortClashError{Port: m.port, Key: m.key, Owner: o.key}
+				return &PortClashError{Port: m.port, Key: m.key, Owner: o.key}
 			}
 		}
 	}
-	return cfg.Management.Address, nil
+	for _, m := range mine {
+		if osKeys != nil && !osKeys[m.key] {
+			continue
+		}
+		if owner, held := heldByProcess(m.addr, m.port); held {
+			return &PortClashError{Port: m.port, Key: m.key, Owner: owner}
+		}
+	}
+	return nil
+}
+
+// heldByProcess reports whether a process of this host listens on port at
+// addr (empty: every interface), and names it when it can.
+func heldByProcess(addr string, port int) (string, bool) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
+	if err == nil {
+		ln.Close()
+		return "", false
+	}
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		return "", false
+	}
+	if pid, cmd, ok := portinfo.Holder(port); ok {
+		return fmt.Sprintf("process %d (%s) on this host", pid, cmd), true
+	}
+	return "another process on this host", true
 }
 
 type portUse struct {
@@ -349,7 +401,11 @@ func SetInstancePorts(ctx context.Context, h home.Home, actor topology.Actor, gr
 			restore = nil // nothing written
 			return detail, err
 		}
-		_, err = checkInstancePorts(h, t, hostID, ref.Group, ref.Service)
+		changed := map[string]bool{}
+		for k := range keys {
+			changed[k] = true
+		}
+		_, err = checkInstancePorts(h, t, hostID, ref.Group, ref.Service, changed)
 		return detail, err
 	})
 	if err != nil && restore != nil {

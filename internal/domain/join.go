@@ -195,16 +195,5 @@ func PrepareInstance(h home.Home, t *topology.Topology, groupID, instanceID stri
 	if err != nil {
 		return err
 	}
-	mine := []portUse{{cfg.Traffic.Port, "traffic.port"}, {cfg.Management.Port, "management.port"}}
-	if cfg.Sample.Enabled {
-		mine = append(mine, portUse{cfg.Sample.Port, "sample.port"})
-	}
-	for _, m := range mine {
-		for _, o := range portsInUse(h, t, hostID, s.ID) {
-			if m.port == o.port {
-				return &PortClashError{Port: m.port, Key: m.key, Owner: o.key}
-			}
-		}
-	}
-	return nil
+	return checkPortsFree(h, t, hostID, s.ID, cfg, nil)
 }
