@@ -31,6 +31,17 @@ func FuzzMatch(f *testing.F) {
 		{"POST", "gw", "/carts/1/lines/first"},
 		{"GET", "gw", "/reports/2024-01.csv"},
 		{"GET", "gw", "/users/%6de"},
+		// The end of the input: an escape cut short, a dot segment, an
+		// empty segment, a Host cut short.
+		{"GET", "gw", "/users/%6"},
+		{"GET", "gw", "/users/%"},
+		{"GET", "gw", "/users/."},
+		{"GET", "gw", "/users/.."},
+		{"GET", "gw", "/users/..%3b"},
+		{"GET", "gw", "/users//"},
+		{"GET", "[::1", "/users/me"},
+		{"GET", "admin.example.com:", "/sample"},
+		{"GET", "", ""},
 	} {
 		f.Add(s.m, s.h, s.p)
 	}
@@ -244,6 +255,16 @@ func FuzzCompile(f *testing.F) {
 		{2, "(", "v"},
 		{0, "/a/%2f", "v"},
 		{0, "/a/..;/b", "v"},
+		// The end of the input.
+		{0, "/a/{", "v"},
+		{0, "/a/{x}}", "v"},
+		{0, "/a/..", "v"},
+		{0, "/a//", "v"},
+		{0, "", "v"},
+		{1, "/a//", "v"},
+		{1, "/a/{x}", "v"},
+		{2, "", "v"},
+		{2, `/a\`, "v"},
 	} {
 		f.Add(s.kind, s.pattern, s.value)
 	}
