@@ -218,7 +218,7 @@ func TestIssueRefuses(t *testing.T) {
 	_, err = ca.Issue("cn1", nil, nil, nil, false)
 	wantErr(t, "no public key", err, `"cn1": no public key`)
 	_, err = ca.Issue("cn2", nil, nil, "not a key", false)
-	wantErr(t, "not a key", err, `issuing certificate for "cn2"`)
+	wantErr(t, "not a key", err, `issuing certificate for "cn2": encoding public key`)
 	// A CA whose signer is not its certificate's key signs nothing.
 	broken := &CA{Cert: ca.Cert, key: ca.key, signer: other.signer}
 	_, err = broken.Issue("cn3", nil, nil, key.Public(), false)
@@ -376,19 +376,19 @@ func TestCASave(t *testing.T) {
 	for _, tt := range []struct {
 		name  string
 		setup func(h home.Home)
-		want  string
+		want  func(h home.Home) string
 	}{
-		{"certs a file", func(h home.Home) { blockFile(t, h.CertsDir()) }, "creating"},
-		{"private a file", func(h home.Home) { blockFile(t, h.CertsPrivateDir()) }, "creating"},
-		{"key file a directory", func(h home.Home) { block(t, KeyFile(h)) }, "saving CA key"},
-		{"certificate file a directory", func(h home.Home) { block(t, CertFile(h)) }, "saving CA certificate"},
+		{"certs a file", func(h home.Home) { blockFile(t, h.CertsDir()) }, func(h home.Home) string { return "creating " + h.CertsDir() + ":" }},
+		{"private a file", func(h home.Home) { blockFile(t, h.CertsPrivateDir()) }, func(h home.Home) string { return "creating " + h.CertsPrivateDir() + ":" }},
+		{"key file a directory", func(h home.Home) { block(t, KeyFile(h)) }, func(home.Home) string { return "saving CA key" }},
+		{"certificate file a directory", func(h home.Home) { block(t, CertFile(h)) }, func(home.Home) string { return "saving CA certificate" }},
 	} {
 		h, err := home.At(t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
 		tt.setup(h)
-		wantErr(t, tt.name, ca.Save(h), tt.want)
+		wantErr(t, tt.name, ca.Save(h), tt.want(h))
 	}
 }
 
