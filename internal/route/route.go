@@ -252,10 +252,10 @@ func Compile(apis []groupconf.API) (*Table, error) {
 	// finish only prunes the search (minRank) and speeds it (maps): without
 	// it, Match visits more nodes and finds the same route.
 	for _, ht := range t.hosts {
-		ht.root.finish() // mutate:equivalent delete-stmt an optimisation (see above)
+		ht.root.finish() // mutate:equivalent delete-stmt finish only prunes and speeds the search: Match finds the same route without it
 	}
 	if t.any != nil {
-		t.any.root.finish() // mutate:equivalent delete-stmt an optimisation (see above)
+		t.any.root.finish() // mutate:equivalent delete-stmt finish only prunes and speeds the search: Match finds the same route without it
 	}
 	return t, nil
 }
@@ -429,9 +429,8 @@ type matcher struct {
 func (m *matcher) search(ht *hostTable) {
 	m.walk(ht.root, 1, 0)
 	for _, r := range ht.regex {
-		// Regexes are in rank order: none from here on can win. (The best
-		// is never a regex of this list yet, so equality is impossible.)
-		// mutate:equivalent boundary see above
+		// Regexes are in rank order: none from here on can win.
+		// mutate:equivalent boundary no regex of this list is the best yet, so a rank equal to the best's cannot occur
 		if r.rank >= m.bestRank {
 			break // mutate:equivalent delete-stmt consider refuses every later regex: this saves their matching only
 		}
