@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/deploy"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/supervisor"
@@ -279,7 +280,12 @@ func (a *API) uploadConfiguration(w http.ResponseWriter, r *http.Request) {
 	}
 	var m deploy.Meta
 	var outcome error
-	defer func() { a.recordUpload(r, gid, m, outcome) }()
+	recorded := false
+	defer func() {
+		if !recorded {
+			a.recordUpload(r, gid, m, outcome)
+		}
+	}()
 	// Reading and validating an upload takes memory (a bounded multiple
 	// of its size): only so many at once; the others wait a little, then
 	// are told to retry.
@@ -331,8 +337,16 @@ func (a *API) uploadConfiguration(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	m, err = a.archives.Add(gid, arch, deploy.Meta{Comment: comment, By: actor(r).User, From: apihttp.RemoteIP(r)})
+	// The upload's audit entry is written before the archive exists
+	// (AddRecorded): a crash never leaves a stored archive unaudited.
+	m, err = a.archives.AddRecorded(gid, arch, deploy.Meta{Comment: comment, By: actor(r).User, From: apihttp.RemoteIP(r)}, func(pending deploy.Meta) error {
+		recorded = true
+		return a.recordUploadStrict(r, gid, pending)
+	})
 	if err != nil {
+		// Not stored: an entry says so (after the entry of the attempt,
+		// when the files failed once it was written).
+		recorded = false
 		outcome = err
 		a.fail(w, r, &apihttp.Error{Code: http.StatusBadRequest, Msg: err.Error(), Err: err})
 		return
@@ -521,6 +535,23 @@ func boolParam(s, name string, def bool) (bool, error) {
 
 // recordUpload writes an upload to the audit log (the rollout that may
 // follow is recorded by itself).
+// recordUploadStrict writes the entry of an upload about to be stored; an
+// error (the log cannot be written) keeps the archive from being stored.
+func (a *API) recordUploadStrict(r *http.Request, gid string, m deploy.Meta) error {
+	targets := []string{gid, fmt.Sprintf("archive-%d", m.ID)}
+	detail := fmt.Sprintf("checksum %s, %d bytes, files %s", m.Checksum, m.Size, strings.Join(m.Files, ", "))
+	if m.Comment != "" {
+		detail += fmt.Sprintf(", comment %q", m.Comment)
+	}
+	act := actor(r)
+	e := audit.Entry{User: act.User, Via: act.Via, Remote: act.Remote, Action: "upload archive", Targets: targets, Detail: detail}
+	if _, err := a.audit.Log.Record(r.Context(), e); err != nil {
+		a.audit.Warning(r.Context(), err)
+		return fmt.Errorf("the audit log could not be written, so the archive is not stored: %w", err)
+	}
+	return nil
+}
+
 func (a *API) recordUpload(r *http.Request, gid string, m deploy.Meta, err error) {
 	targets, detail := []string{gid}, ""
 	if m.ID > 0 {

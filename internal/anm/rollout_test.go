@@ -3,7 +3,9 @@ package anm
 import (
 	"context"
 	"errors"
+	"github.com/gatehouse-gw/gatehouse/internal/apitest"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -113,5 +115,43 @@ func TestUploadSlots(t *testing.T) {
 	cancel()
 	if _, err := a.uploadSlot(ctx); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: got %v", err)
+	}
+}
+
+// TestUploadAuditedBeforeStored: an upload's audit entry is written before
+// the archive exists, and when it cannot be written the archive is not
+// stored.
+func TestUploadAuditedBeforeStored(t *testing.T) {
+	e := newAPIEnv(t)
+	e.do("POST", "/api/topology/groups", `{"name":"G"}`).MustCode(t, 201)
+	up := func() apitest.Answer {
+		return e.do("POST", "/api/deployment/group/configuration/file/group-2?deploy=false", "log:\n  level: info\n", "Content-Type", "application/yaml")
+	}
+	up().MustCode(t, 201)
+	var got struct {
+		Entries []struct {
+			Action, Outcome string
+			Targets         []string
+		}
+	}
+	e.do("GET", "/api/audit?action=upload", "").Decode(t, &got)
+	if len(got.Entries) != 1 || got.Entries[0].Outcome != "ok" || strings.Join(got.Entries[0].Targets, ",") != "group-2,archive-1" {
+		t.Fatalf("after one upload: %+v", got.Entries)
+	}
+	// The audit log cannot be written: nothing is stored.
+	logFile := e.h.Path("conf", "audit", "audit.log")
+	if err := os.Rename(logFile, logFile+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(logFile, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	up().WantError(t, 400, "audit log could not be written")
+	os.Remove(logFile)
+	os.Rename(logFile+".moved", logFile)
+	var deps struct{ Archives []struct{ ID int } }
+	e.do("GET", "/api/deployment/domain/deployments", "").Decode(t, &deps)
+	if len(deps.Archives) != 1 {
+		t.Errorf("archives after a failed audit write: %+v, want only archive 1", deps.Archives)
 	}
 }

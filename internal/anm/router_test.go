@@ -36,15 +36,22 @@ func (e *apiEnv) withIdentity(t *testing.T) {
 // CreateInstance) or, with ca set, one of that CA.
 func fakeInstance(t *testing.T, e *apiEnv, ca *pki.CA, handler http.Handler) *httptest.Server {
 	t.Helper()
+	return fakeInstanceOn(t, e, ca, handler, 0)
+}
+
+// fakeInstanceOn is fakeInstance listening on port (0: any).
+func fakeInstanceOn(t *testing.T, e *apiEnv, ca *pki.CA, handler http.Handler, port int) *httptest.Server {
+	t.Helper()
 	caCert, err := pki.LoadCACert(e.h)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := pki.LoadKeyPair(pki.InstanceCertFile(e.h, "group-2", "instance-1"), pki.InstanceKeyFile(e.h, "group-2", "instance-1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ca != nil {
+	var cert tls.Certificate
+	if ca == nil {
+		if cert, err = pki.LoadKeyPair(pki.InstanceCertFile(e.h, "group-2", "instance-1"), pki.InstanceKeyFile(e.h, "group-2", "instance-1")); err != nil {
+			t.Fatal(err)
+		}
+	} else {
 		dns, ips := pki.InstanceCertNames("127.0.0.1")
 		kp, err := ca.IssueKeyPair("other", dns, ips, true)
 		if err != nil {
@@ -55,6 +62,14 @@ func fakeInstance(t *testing.T, e *apiEnv, ca *pki.CA, handler http.Handler) *ht
 		}
 	}
 	inst := httptest.NewUnstartedServer(handler)
+	if port != 0 {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		inst.Listener.Close()
+		inst.Listener = ln
+	}
 	inst.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected
 	inst.TLS = pki.MutualTLSServer(cert, caCert)
 	inst.StartTLS()
@@ -137,17 +152,19 @@ func TestAPIRouterRefusesUntrustedInstance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Created first for its certificate; its port is then the fake's.
+	// One instance created and deleted, so that the next is instance-2; its
+	// management port is then the fake's (taken after the instance is
+	// created: a port held by a process is refused).
 	if a := e.do("POST", "/api/topology/services/group-2", fmt.Sprintf(`{"name":"one","trafficPort":%d,"managementPort":%d}`, gwtest.FreePort(t), gwtest.FreePort(t))); a.Code != 201 {
 		t.Fatal(a.Body)
 	}
-	called := false
-	inst := fakeInstance(t, e, other, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { called = true }))
-	port := inst.Listener.Addr().(*net.TCPAddr).Port
 	e.do("DELETE", "/api/topology/services/group-2/instance-1", "")
+	port := gwtest.FreePort(t)
 	if a := e.do("POST", "/api/topology/services/group-2", fmt.Sprintf(`{"name":"two","trafficPort":%d,"managementPort":%d}`, gwtest.FreePort(t), port)); a.Code != 201 {
 		t.Fatal(a.Body)
 	}
+	called := false
+	fakeInstanceOn(t, e, other, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { called = true }), port)
 	e.do("GET", "/api/router/service/instance-2/status", "").WantError(t, 502, "instance-2", "no certificate yet")
 	e.withIdentity(t)
 	e.do("GET", "/api/router/service/instance-2/status", "").WantError(t, 502, "instance-2", "certificate")

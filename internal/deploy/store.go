@@ -112,6 +112,14 @@ func (s *Store) paths(groupID string, id int) (tgz, meta string) {
 // written before its metadata, both atomically, after the counter: a crash
 // leaves at most an unlisted archive file and an id that is skipped.
 func (s *Store) Add(groupID string, a Archive, m Meta) (Meta, error) {
+	return s.AddRecorded(groupID, a, m, nil)
+}
+
+// AddRecorded is Add that calls record with the archive's metadata (its id
+// taken) before anything of it is written: an audit entry written there
+// exists before the archive does, so that a crash can never leave a stored
+// archive without one. An error of record stores nothing.
+func (s *Store) AddRecorded(groupID string, a Archive, m Meta, record func(Meta) error) (Meta, error) {
 	if err := checkGroupID(groupID); err != nil {
 		return Meta{}, err
 	}
@@ -160,6 +168,11 @@ func (s *Store) Add(groupID string, a Archive, m Meta) (Meta, error) {
 		return Meta{}, err
 	}
 	m.ID = last + 1
+	if record != nil {
+		if err := record(m); err != nil {
+			return Meta{}, fmt.Errorf("storing archive of group %s: %w", groupID, err)
+		}
+	}
 	if err := home.WriteFileAtomic(filepath.Join(dir, "last-id"), []byte(strconv.Itoa(m.ID)+"\n"), 0o640); err != nil {
 		return Meta{}, fmt.Errorf("storing archive of group %s: %w", groupID, err)
 	}
