@@ -8,6 +8,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -199,6 +200,9 @@ func TestSampleBackEnd(t *testing.T) {
 			continue
 		}
 		up := g.all[0].up
+		if len(h.Settings.Addresses) != 1 || h.Settings.Addresses[0].Address != netip.MustParseAddrPort(tt.want).Addr().String() {
+			t.Errorf("sample on %q: got configured addresses %+v, want the one address (not DNS)", tt.address, h.Settings.Addresses)
+		}
 		if h.Settings.MaxSentBytes != 0 || h.Settings.MaxReceivedBytes != 0 || up.MaxSentBytes != 0 || up.MaxReceivedBytes != 0 || h.scheme != "http" {
 			t.Errorf("sample on %q: got limits %d/%d (pool %d/%d), scheme %s; want none, http", tt.address,
 				h.Settings.MaxSentBytes, h.Settings.MaxReceivedBytes, up.MaxSentBytes, up.MaxReceivedBytes, h.scheme)
@@ -208,7 +212,7 @@ func TestSampleBackEnd(t *testing.T) {
 
 func TestStandaloneSettings(t *testing.T) {
 	d := groupconf.RemoteHostDefaults()
-	one := groupconf.Seconds(1)
+	one := groupconf.Duration(1) // 1 ns: any positive value overrides
 	tests := []struct {
 		name string
 		b    groupconf.Backend

@@ -488,7 +488,9 @@ func TestForwardThroughRegistry(t *testing.T) {
 		w := &rec{}
 		var a h1.Attempt
 		out := &h1.Outgoing{Method: []byte(method), Path: []byte(path), Body: body, ContentLength: cl}
-		_, err := h.Forward(context.Background(), w, out, &a)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := h.Forward(ctx, w, out, &a)
 		return w, err
 	}
 	state := func() AddressState { return r.State().RemoteHosts[0].Addresses[0] }
