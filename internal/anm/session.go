@@ -179,14 +179,20 @@ func (a *authenticator) sessionAuth(w http.ResponseWriter, r *http.Request, toke
 		}
 	}
 	if err == nil {
+		// Bound to the user record: a password or role change, or a
+		// delete (and a user made again with the name), ends it.
 		var f *rbac.File
-		if f, err = rbac.Load(a.h); err == nil && !hasUser(f, sess.User) {
-			err = fmt.Errorf("user %q no longer exists", sess.User)
+		if f, err = rbac.Load(a.h); err == nil {
+			if u, ok := f.Lookup(sess.User); !ok {
+				err = fmt.Errorf("user %q no longer exists", sess.User)
+			} else if u.Gen != sess.Gen {
+				err = fmt.Errorf("user %q was changed since the login (generation %d, the session's %d)", sess.User, u.Gen, sess.Gen)
+			}
 		}
 	}
 	if err != nil {
 		clearSessionCookie(w)
-		apihttp.WriteError(w, r, a.log, &apihttp.Error{Code: http.StatusUnauthorized, Msg: "session not valid (expired, logged out or not of this domain); log in again (POST /api/rbac/login) or use HTTP Basic", Err: err})
+		apihttp.WriteError(w, r, a.log, &apihttp.Error{Code: http.StatusUnauthorized, Msg: "session not valid (expired, logged out, its user changed or deleted, or not of this domain); log in again (POST /api/rbac/login) or use HTTP Basic", Err: err})
 		return
 	}
 	if !safeMethod(r.Method) && !rbac.CheckCSRF(key, sess, r.Header.Get(csrfHeader)) {
@@ -266,6 +272,11 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 	}
 	now := a.auth.sessions.now()
 	sess := a.auth.sessions.life.NewSession(user, now)
+	if f, err := rbac.Load(a.h); err == nil {
+		if u, ok := f.Lookup(user); ok {
+			sess.Gen = u.Gen
+		}
+	}
 	setSessionCookie(w, key, sess, now)
 	csrf := rbac.CSRFToken(key, sess)
 	w.Header().Set(csrfHeader, csrf)

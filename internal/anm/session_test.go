@@ -234,3 +234,56 @@ func TestSessionOnSecondANM(t *testing.T) {
 	}
 	sessionReq(t, ts2.url, "GET", "/api/rbac/currentuser", "", cookie, "").WantError(t, 401)
 }
+
+// TestSessionEndsWithItsUser: a session is bound to its user's record: a
+// password change, a role change, and a delete followed by a user made
+// again with the same name each end it, on every ANM that reads the
+// users file (here two on one install directory).
+func TestSessionEndsWithItsUser(t *testing.T) {
+	e := newAPIEnv(t)
+	other := newAPIEnvAt(t, e.h) // a second ANM on the same files
+	mk := func(name, role string) {
+		t.Helper()
+		e.do("POST", "/api/rbac/users", fmt.Sprintf(`{"name":%q,"password":"pw-%s-123456","roles":[%q]}`, name, name, role)).MustCode(t, 201)
+	}
+	valid := func(cookie string) (int, int) {
+		t.Helper()
+		return sessionReq(t, e.url, "GET", "/api/rbac/currentuser", "", cookie, "").Code,
+			sessionReq(t, other.url, "GET", "/api/rbac/currentuser", "", cookie, "").Code
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(user string)
+	}{
+		{"password changed", func(u string) {
+			e.do("PUT", "/api/rbac/users/"+u, `{"password":"another-pw-98765"}`).MustCode(t, 200)
+		}},
+		{"roles changed", func(u string) {
+			e.do("PUT", "/api/rbac/users/"+u, `{"roles":["Deployer"]}`).MustCode(t, 200)
+		}},
+		{"deleted and made again as an administrator", func(u string) {
+			e.do("DELETE", "/api/rbac/users/"+u, "").MustCode(t, 200)
+			e.do("POST", "/api/rbac/users", fmt.Sprintf(`{"name":%q,"password":"new-pw-4567890","roles":["API Server Administrator"]}`, u)).MustCode(t, 201)
+		}},
+	} {
+		user := "u" + strings.ReplaceAll(tc.name, " ", "")[:8]
+		mk(user, "API Server Operator")
+		a, cookie, _ := login(t, e.url, user, "pw-"+user+"-123456")
+		a.MustCode(t, 200)
+		if c1, c2 := valid(cookie); c1 != 200 || c2 != 200 {
+			t.Fatalf("%s: a fresh session: %d on one ANM, %d on the other", tc.name, c1, c2)
+		}
+		tc.change(user)
+		if c1, c2 := valid(cookie); c1 != 401 || c2 != 401 {
+			t.Errorf("%s: the session still works: %d on one ANM, %d on the other; want 401 on both", tc.name, c1, c2)
+		}
+	}
+	// A change of another user leaves a session alone.
+	mk("keeper", "API Server Operator")
+	a, cookie, _ := login(t, e.url, "keeper", "pw-keeper-123456")
+	a.MustCode(t, 200)
+	mk("someone", "Deployer")
+	if c1, _ := valid(cookie); c1 != 200 {
+		t.Errorf("another user's creation ended the session: %d", c1)
+	}
+}

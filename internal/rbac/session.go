@@ -197,6 +197,9 @@ type Session struct {
 	// IdleUntil is the end unless the session is used (and its token
 	// renewed) before then: last use + the idle lifetime, at most Expires.
 	IdleUntil int64 `json:"idle"`
+	// Gen is the generation of the user record at login (User.Gen): the
+	// session is valid only while the record has it.
+	Gen int64 `json:"gen,omitempty"`
 }
 
 // NewSession starts a session for user at now with the default lifetimes.

@@ -68,11 +68,44 @@ type User struct {
 	Name  string   `json:"name"`
 	Roles []string `json:"roles"`
 	Hash  string   `json:"hash"`
+	// Gen is the user record's generation: every change of the password
+	// or the roles, and every creation, gives it a number never given
+	// before in this file (File.LastGen). A session carries the
+	// generation it was made with and ends when the record's is another
+	// (changed, or deleted and made again).
+	Gen int64 `json:"gen,omitempty"`
 }
 
 // File is the content of conf/adminUsers.json.
 type File struct {
 	Users []User `json:"users"`
+	// LastGen is the last generation given to a user record.
+	LastGen int64 `json:"lastGen,omitempty"`
+}
+
+// Lookup returns the record of user name; ok is false for an unknown
+// user.
+func (f *File) Lookup(name string) (User, bool) {
+	for _, u := range f.Users {
+		if u.Name == name {
+			return u, true
+		}
+	}
+	return User{}, false
+}
+
+// advanceGens gives a new generation to every record of f that is new or
+// whose password or roles differ from before.
+func advanceGens(before, f *File) {
+	for i := range f.Users {
+		u := &f.Users[i]
+		old, ok := before.Lookup(u.Name)
+		if ok && old.Hash == u.Hash && slices.Equal(old.Roles, u.Roles) && old.Gen == u.Gen {
+			continue
+		}
+		f.LastGen++
+		u.Gen = f.LastGen
+	}
 }
 
 // CreateAdmin adds an administrator (role "API Server Administrator") with
@@ -238,9 +271,15 @@ func update(h home.Home, fn func(f *File) error) error {
 	if err != nil {
 		return err
 	}
+	before := &File{Users: make([]User, len(f.Users)), LastGen: f.LastGen}
+	for i, u := range f.Users {
+		before.Users[i] = u
+		before.Users[i].Roles = slices.Clone(u.Roles)
+	}
 	if err := fn(f); err != nil {
 		return err
 	}
+	advanceGens(before, f)
 	data, _ := json.MarshalIndent(f, "", "  ") // strings only: cannot fail
 	if err := os.MkdirAll(h.ConfDir(), 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", h.ConfDir(), err)

@@ -378,3 +378,61 @@ func FuzzCheckHash(f *testing.F) {
 		}
 	})
 }
+
+// TestUserGenerations: every creation and every change of a password or
+// roles gives the record a generation never given before; a record left
+// alone keeps its own.
+func TestUserGenerations(t *testing.T) {
+	h := home.Home{Dir: t.TempDir()}
+	gen := func(name string) int64 {
+		t.Helper()
+		f, err := Load(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, ok := f.Lookup(name)
+		if !ok {
+			t.Fatalf("no user %q", name)
+		}
+		return u.Gen
+	}
+	if err := CreateAdmin(h, "admin", secret.FromString("admin-pw-12345")); err != nil {
+		t.Fatal(err)
+	}
+	if err := AddUser(h, "ann", secret.FromString("ann-pw-1234567"), []string{RoleOperator}); err != nil {
+		t.Fatal(err)
+	}
+	a0, ann0 := gen("admin"), gen("ann")
+	if a0 == 0 || ann0 <= a0 {
+		t.Fatalf("generations: admin %d, ann %d", a0, ann0)
+	}
+	if err := UpdateUser(h, "ann", secret.FromString("ann-pw-7654321"), nil); err != nil {
+		t.Fatal(err)
+	}
+	ann1 := gen("ann")
+	if ann1 <= ann0 || gen("admin") != a0 {
+		t.Errorf("after a password change: ann %d (was %d), admin %d (was %d)", ann1, ann0, gen("admin"), a0)
+	}
+	if err := UpdateUser(h, "ann", secret.Value{}, []string{RoleOperator}); err != nil {
+		t.Fatal(err)
+	}
+	if gen("ann") != ann1 {
+		t.Errorf("the same roles again changed the generation")
+	}
+	if err := UpdateUser(h, "ann", secret.Value{}, []string{RoleDeployer}); err != nil {
+		t.Fatal(err)
+	}
+	ann2 := gen("ann")
+	if ann2 <= ann1 {
+		t.Errorf("after a role change: %d (was %d)", ann2, ann1)
+	}
+	if err := DeleteUser(h, "ann"); err != nil {
+		t.Fatal(err)
+	}
+	if err := AddUser(h, "ann", secret.FromString("ann-pw-1234567"), []string{RoleOperator}); err != nil {
+		t.Fatal(err)
+	}
+	if gen("ann") <= ann2 {
+		t.Errorf("made again: %d, not above the deleted record's %d", gen("ann"), ann2)
+	}
+}
