@@ -223,7 +223,9 @@ func TestConfiguredAddressesNeverLookedUp(t *testing.T) {
 	defer close(f.gate)
 	r := NewRegistry(Options{Resolver: f})
 	h := host(t, r, dnsConfig(t, 80, "    addresses:\n      - {address: 10.0.0.1}\n"))
-	g, err := h.resolve(context.Background(), 1<<62)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	g, err := h.resolve(ctx, 1<<62)
 	if err != nil || g == nil || h.refreshing.Load() || f.n() != 0 {
 		t.Errorf("got %v, refreshing %v, %d lookups; want the addresses and no lookup", err, h.refreshing.Load(), f.n())
 	}

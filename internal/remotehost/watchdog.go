@@ -116,7 +116,6 @@ func check(ctx context.Context, up *h1.Upstream, cfg groupconf.Watchdog, host []
 	if err != nil {
 		return err
 	}
-	// mutate:equivalent const h1 returns only final statuses (101, 200 and above): none lies between 199 and 200
 	if res.Status < 200 || res.Status > 499 {
 		return errWatchdogStatus
 	}
