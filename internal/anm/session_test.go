@@ -2,6 +2,8 @@ package anm
 
 import (
 	"fmt"
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
+	"github.com/gatehouse-gw/gatehouse/internal/rbac"
 	"net/http"
 	"net/url"
 	"os"
@@ -285,5 +287,14 @@ func TestSessionEndsWithItsUser(t *testing.T) {
 	mk("someone", "Deployer")
 	if c1, _ := valid(cookie); c1 != 200 {
 		t.Errorf("another user's creation ended the session: %d", c1)
+	}
+}
+
+// TestAuditHeadKeyIsTheSessionKey: the audit head's MAC key is read from
+// the session key's file.
+func TestAuditHeadKeyIsTheSessionKey(t *testing.T) {
+	h := home.Home{Dir: t.TempDir()}
+	if audit.SessionKeyFile(h) != rbac.SessionKeyFile(h) {
+		t.Errorf("audit reads %s, rbac writes %s", audit.SessionKeyFile(h), rbac.SessionKeyFile(h))
 	}
 }

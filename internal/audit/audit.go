@@ -17,6 +17,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -27,6 +28,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -262,9 +264,42 @@ func lastGoodSeq(f io.ReaderAt) (int64, error) {
 type head struct {
 	Seq  int64  `json:"seq"`
 	Line string `json:"line"` // SHA-256 of the entry's line
+	// MAC is HMAC-SHA256 of Seq and Line with a key derived from the
+	// domain's session key (conf/sessionKey, on the Admin Node Manager's
+	// host only): a head recomputed after cutting entries from the end
+	// does not have it. Empty on a host without the key.
+	MAC string `json:"mac,omitempty"`
+}
+
+// SessionKeyFile is where the domain key the head's MAC comes from lies
+// (the same file as rbac.SessionKeyFile).
+func SessionKeyFile(h home.Home) string { return h.Path("conf", "sessionKey") }
+
+// headKey is the MAC key of audit.head on this host; nil without the
+// domain key.
+func headKey(h home.Home) []byte {
+	data, err := os.ReadFile(SessionKeyFile(h))
+	if err != nil {
+		return nil
+	}
+	k, err := hex.DecodeString(strings.TrimSpace(string(data)))
+	if err != nil || len(k) < 32 {
+		return nil
+	}
+	return k
+}
+
+// headMAC is the MAC of hd under key.
+func headMAC(key []byte, hd head) string {
+	m := hmac.New(sha256.New, key)
+	fmt.Fprintf(m, "gatehouse audit head\x00%d\x00%s", hd.Seq, hd.Line)
+	return hex.EncodeToString(m.Sum(nil))
 }
 
 func writeHead(h home.Home, hd head) error {
+	if key := headKey(h); key != nil {
+		hd.MAC = headMAC(key, hd)
+	}
 	b, _ := json.Marshal(hd)
 	if err := home.WriteFileAtomic(HeadFile(h), append(b, '\n'), 0o640); err != nil {
 		return fmt.Errorf("writing %s: %w", HeadFile(h), err)

@@ -178,10 +178,10 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			ls[0] = bytes.Replace(ls[0], []byte(`{"seq"`), []byte(`{"note":"x","seq"`), 1)
 			writeLines(t, h, ls)
 		}, 1},
-		{"head removed and last line removed: not detectable", func(t *testing.T, h home.Home, ls [][]byte) {
+		{"head removed and last line removed: a missing head is a failure", func(t *testing.T, h home.Home, ls [][]byte) {
 			writeLines(t, h, ls[:4])
 			os.Remove(audit.HeadFile(h))
-		}, 0},
+		}, 5},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

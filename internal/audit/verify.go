@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,10 @@ type Report struct {
 	// altered, out of place or damaged (0 when Verified).
 	FirstBad int64  `json:"firstBad,omitempty"`
 	Reason   string `json:"reason,omitempty"`
+	// HeadSigned: audit.head's MAC was checked with the domain key (on the
+	// Admin Node Manager's host). Without the key, a head recomputed after
+	// a truncation cannot be told from the real one.
+	HeadSigned bool `json:"headSigned"`
 }
 
 // Verify reads the audit log of h and checks the chain: sequence numbers
@@ -36,12 +41,17 @@ func Verify(h home.Home) (Report, error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return Report{}, fmt.Errorf("reading %s: %w", HeadFile(h), err)
 	}
-	return VerifyData(data, headData), nil
+	return VerifyDataKey(data, headData, headKey(h)), nil
 }
 
 // VerifyData is Verify on the contents of audit.log and audit.head (nil
-// when there is no head file).
-func VerifyData(data, headData []byte) Report {
+// when there is no head file), without the domain key.
+func VerifyData(data, headData []byte) Report { return VerifyDataKey(data, headData, nil) }
+
+// VerifyDataKey is VerifyData that also checks the head's MAC with key
+// (nil: not checked). A log with entries and no head fails: entries could
+// have been cut from its end.
+func VerifyDataKey(data, headData []byte, key []byte) Report {
 	var hd head
 	hasHead := headData != nil
 	var herr error
@@ -94,6 +104,15 @@ func VerifyData(data, headData []byte) Report {
 	}
 	if herr != nil {
 		return bad(r.LastSeq+1, "%v", herr)
+	}
+	if !hasHead && r.LastSeq > 0 {
+		return bad(r.LastSeq+1, "audit.head is missing: entries after %d may have been cut from the end", r.LastSeq)
+	}
+	if hasHead && key != nil {
+		if hd.MAC == "" || !hmac.Equal([]byte(hd.MAC), []byte(headMAC(key, hd))) {
+			return bad(min(hd.Seq, r.LastSeq)+1, "audit.head is not signed with this domain's key (written or recomputed without it): entries may have been cut from the end")
+		}
+		r.HeadSigned = true
 	}
 	if hasHead {
 		if hd.Seq > r.LastSeq {

@@ -2,6 +2,9 @@ package audit_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -48,7 +51,7 @@ func TestVerifyDataReasons(t *testing.T) {
 		reason    string
 	}{
 		{"whole", log, head, true, 0, 5, 5, ""},
-		{"no head", log, nil, true, 0, 5, 5, ""},
+		{"no head", log, nil, false, 6, 5, 5, "audit.head is missing: entries after 5 may have been cut from the end"},
 		{"empty, no head", nil, nil, true, 0, 0, 0, ""},
 		{"empty, head naming entry 0", nil, []byte(`{"seq":0,"line":""}`), true, 0, 0, 0, ""},
 		{"head naming entry 0", log, []byte(`{"seq":0,"line":""}`), true, 0, 5, 5, ""},
@@ -106,5 +109,48 @@ func TestVerifyUnreadable(t *testing.T) {
 		if r, err := audit.Verify(h); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s unreadable: got %+v, %v, want an error containing %q", c.name, r, err, want)
 		}
+	}
+}
+
+// TestHeadMAC: with the domain key, audit.head carries a MAC; a head
+// recomputed without the key (to hide entries cut from the end) fails.
+func TestHeadMAC(t *testing.T) {
+	h := home.Home{Dir: t.TempDir()}
+	if err := os.MkdirAll(h.Path("conf"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	key := bytes.Repeat([]byte{0xab}, 32)
+	if err := os.WriteFile(audit.SessionKeyFile(h), []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := audit.Open(h)
+	for i := range 3 {
+		if _, err := l.Record(t.Context(), audit.Entry{User: "u", Via: "test", Action: fmt.Sprintf("a%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := audit.Verify(h)
+	if err != nil || !r.Verified || !r.HeadSigned {
+		t.Fatalf("a signed head: %+v %v", r, err)
+	}
+	data, _ := os.ReadFile(audit.File(h))
+	headData, _ := os.ReadFile(audit.HeadFile(h))
+	// The last entry cut, the head recomputed for entry 2 without the key.
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	cut := bytes.Join(lines[:2], nil)
+	sum := sha256.Sum256(bytes.TrimSuffix(lines[1], []byte("\n")))
+	forged := []byte(fmt.Sprintf(`{"seq":2,"line":%q}`, hex.EncodeToString(sum[:])))
+	if r := audit.VerifyDataKey(cut, forged, key); r.Verified || !strings.Contains(r.Reason, "not signed with this domain's key") {
+		t.Errorf("a recomputed head: %+v", r)
+	}
+	if r := audit.VerifyData(cut, forged); !r.Verified || r.HeadSigned {
+		t.Errorf("without the key the recomputed head cannot be told: %+v", r)
+	}
+	wrong := bytes.Replace(headData, []byte(`"mac":"`), []byte(`"mac":"00`), 1)
+	if r := audit.VerifyDataKey(data, wrong, key); r.Verified {
+		t.Errorf("a head with a wrong MAC: %+v", r)
+	}
+	if r := audit.VerifyDataKey(data, headData, bytes.Repeat([]byte{1}, 32)); r.Verified {
+		t.Errorf("another domain's key: %+v", r)
 	}
 }
