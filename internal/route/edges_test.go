@@ -9,12 +9,13 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 )
 
-// Percent-escapes decode with either case of hex digit; anything else after
-// '%' makes the path a bad one, in Params' buffer and beyond it.
+// Percent-escapes decode with hex digits of either case (0-9, a-f, A-F,
+// each range tried at both ends); anything else after '%' makes the path a
+// bad one, in Params' buffer and beyond it.
 func TestDecode(t *testing.T) {
 	var p Params
-	if got, ok := decode("/%30%39%61%66%41%46%2d", &p); !ok || got != "/09afAF-" {
-		t.Errorf("decode: got %q, %v, want /09afAF-", got, ok)
+	if got, ok := decode("/%30%39%4a%4f%4A%4F%2d", &p); !ok || got != "/09JOJO-" {
+		t.Errorf("decode: got %q, %v, want /09JOJO-", got, ok)
 	}
 	for _, esc := range []string{"%g0", "%0g", "%G0", "%0G", "%/0", "%0/", "%:0", "%0:", "%`0", "%0`", "%@0", "%0@"} {
 		for _, long := range []bool{false, true} {
