@@ -291,6 +291,11 @@ func TestValidTarget(t *testing.T) {
 		{"/%g0", false},
 		{"/%0g", false},
 		{"/%4%41", false},
+		// The first byte is checked like the others.
+		{"#", false},
+		{" /", false},
+		{"%zz", false},
+		{"\x7f/", false},
 	}
 	for _, tc := range cases {
 		var got bool
