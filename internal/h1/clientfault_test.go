@@ -159,3 +159,45 @@ func TestSlowBodyTimesTheUpstreamFromItsEnd(t *testing.T) {
 		t.Fatal("stalled upstream: Forward did not return")
 	}
 }
+
+// TestCutDeadlinesStick: once an exchange's waits are cut (its context
+// cancelled, the client's body failed), arming the ordinary timeouts again
+// does not undo the cut, whatever the order in which the two goroutines
+// get there.
+func TestCutDeadlinesStick(t *testing.T) {
+	for _, cut := range []func(pc *upConn){
+		func(pc *upConn) { pc.cutAll() },
+		func(pc *upConn) { pc.cutRead(aLongTimeAgo) },
+	} {
+		a, b := net.Pipe()
+		defer a.Close()
+		defer b.Close()
+		pc := &upConn{c: a}
+		cut(pc)
+		pc.setRead(time.Now().Add(time.Hour))
+		pc.setWrite(time.Now().Add(time.Hour))
+		done := make(chan error, 1)
+		go func() {
+			_, err := a.Read(make([]byte, 1))
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				t.Errorf("read after a cut: %v, want a timeout", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a cut read waits: the later deadline undid it")
+		}
+	}
+	// Not cut: setRead arms as asked.
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	pc := &upConn{c: a}
+	pc.setRead(time.Now().Add(50 * time.Millisecond))
+	if _, err := a.Read(make([]byte, 1)); err == nil {
+		t.Error("read without data before the deadline returned no error")
+	}
+}

@@ -191,6 +191,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 		txDeadline = time.Now().Add(u.TransactionTimeout)
 	}
 	pc.txDeadline = txDeadline // before the body goroutine reads it
+	pc.cutW, pc.cutR = false, false
 	if u.TransactionTimeout > 0 || pc.deadlined {
 		pc.c.SetDeadline(txDeadline)
 	}
@@ -203,7 +204,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 			if !txDeadline.IsZero() && txDeadline.Before(d) {
 				d = txDeadline
 			}
-			pc.c.SetReadDeadline(d)
+			pc.setRead(d)
 		}
 	}
 	defer func() {
@@ -214,7 +215,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 		}
 	}()
 	if ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() { pc.c.SetDeadline(aLongTimeAgo) })
+		stop := context.AfterFunc(ctx, pc.cutAll)
 		defer func() {
 			if !stop() {
 				keep = false
@@ -281,7 +282,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 		if wdone == nil {
 			return bodyResult{}
 		}
-		pc.c.SetDeadline(aLongTimeAgo)
+		pc.cutAll()
 		keep = false
 		r := <-wdone
 		wdone = nil
@@ -341,7 +342,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 		pc.dmu.Unlock()
 	}
 	if headTimeout {
-		pc.c.SetReadDeadline(txDeadline)
+		pc.setRead(txDeadline)
 	}
 	res.Status = rh.status
 	if rh.status == 101 {
@@ -603,7 +604,7 @@ func (pc *upConn) armHead() {
 	if !pc.txDeadline.IsZero() && pc.txDeadline.Before(d) {
 		d = pc.txDeadline
 	}
-	pc.c.SetReadDeadline(d)
+	pc.setRead(d)
 }
 
 // armWrite bounds the next write of the request body: an upstream that
@@ -617,7 +618,7 @@ func (pc *upConn) armWrite() {
 	if !pc.txDeadline.IsZero() && pc.txDeadline.Before(d) {
 		d = pc.txDeadline
 	}
-	pc.c.SetWriteDeadline(d)
+	pc.setWrite(d)
 }
 
 // upstreamStalled ends the wait for the response when the upstream stopped
@@ -627,7 +628,7 @@ func (pc *upConn) armWrite() {
 func (pc *upConn) upstreamStalled(err error) {
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() && !pc.clientFailed.Load() {
-		pc.c.SetReadDeadline(time.Now())
+		pc.cutRead(time.Now())
 	}
 }
 
@@ -636,7 +637,7 @@ func (pc *upConn) upstreamStalled(err error) {
 // sees its read fail finds it and blames the client, never the upstream.
 func (pc *upConn) clientGaveUp() {
 	pc.clientFailed.Store(true)
-	pc.c.SetReadDeadline(aLongTimeAgo)
+	pc.cutRead(aLongTimeAgo)
 }
 
 // readErrKind is the kind of a failed read from the upstream: the client's
@@ -1007,4 +1008,43 @@ func (pc *upConn) splice(ctx context.Context, w ResponseWriter, rh *respHead, re
 func moreAtHand(r io.Reader) bool {
 	b, ok := r.(*bodyReader)
 	return ok && b.err == nil && (b.done || b.ex.r < b.ex.w)
+}
+
+// Deadlines that end an exchange (the context cancelled, the client's body
+// failed, the upstream stalled) stick: a later arming of the ordinary
+// timeouts (armHead, armRead, armWrite) must not undo them. smu orders the
+// two.
+
+// cutAll ends every wait on the connection.
+func (pc *upConn) cutAll() {
+	pc.smu.Lock()
+	pc.cutR, pc.cutW = true, true
+	pc.c.SetDeadline(aLongTimeAgo)
+	pc.smu.Unlock()
+}
+
+// cutRead ends the wait for the upstream at d.
+func (pc *upConn) cutRead(d time.Time) {
+	pc.smu.Lock()
+	pc.cutR = true
+	pc.c.SetReadDeadline(d)
+	pc.smu.Unlock()
+}
+
+// setRead sets the read deadline unless the reads were cut.
+func (pc *upConn) setRead(d time.Time) {
+	pc.smu.Lock()
+	if !pc.cutR {
+		pc.c.SetReadDeadline(d)
+	}
+	pc.smu.Unlock()
+}
+
+// setWrite sets the write deadline unless the writes were cut.
+func (pc *upConn) setWrite(d time.Time) {
+	pc.smu.Lock()
+	if !pc.cutW {
+		pc.c.SetWriteDeadline(d)
+	}
+	pc.smu.Unlock()
 }

@@ -107,9 +107,13 @@ type upConn struct {
 	// clientFailed: the body goroutine failed reading the client's body
 	// and cut the response wait short (see clientGaveUp).
 	clientFailed atomic.Bool
-	scratch      []byte // the response head
-	hdr          Header
-	cr           chunkedReader
+	// smu guards cutR and cutW: the reads or writes of the exchange were
+	// cut short and must stay so (see cutAll).
+	smu        sync.Mutex
+	cutR, cutW bool
+	scratch    []byte // the response head
+	hdr        Header
+	cr         chunkedReader
 }
 
 func (u *Upstream) init() {
