@@ -62,6 +62,7 @@ type Mutant struct {
 	Edits  []Edit // in increasing order, not overlapping
 	Equiv  bool   // marked equivalent in the source
 	Reason string // the mark's reason
+	src    []byte // the file as read when the mutant was found (run.go)
 }
 
 // String is "file:line: op: desc".

@@ -134,6 +134,9 @@ func mutantsOf(cfg Config, pi pkgInfo) ([]Mutant, error) {
 		if err != nil {
 			return nil, err
 		}
+		for i := range found {
+			found[i].src = src // read once: the run applies every mutant to this
+		}
 		for _, m := range found {
 			if len(cfg.Ops) == 0 || contains(cfg.Ops, m.Op) {
 				ms = append(ms, m)
@@ -294,9 +297,11 @@ func rel(dir string, m Mutant) string {
 
 func runMutant(ctx context.Context, cfg Config, pi pkgInfo, m Mutant, tmp string, i int, timeout time.Duration) Result {
 	res := Result{Mutant: m, Package: pi.ImportPath}
-	src, err := os.ReadFile(m.File)
-	if err != nil {
-		res.Status, res.Failed = Invalid, err.Error()
+	// The source as it was when the mutants were found: an edit during the
+	// run must not shift the mutants' offsets.
+	src := m.src
+	if src == nil {
+		res.Status, res.Failed = Invalid, "no source"
 		return res
 	}
 	mut := filepath.Join(tmp, fmt.Sprintf("m%d.go", i))
