@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -27,12 +28,19 @@ const (
 )
 
 // Search returns the entries matching f, newest first. Lines that do not
-// parse are skipped (Verify reports them).
+// parse are skipped (Verify reports them). It reads the log from its end,
+// a chunk at a time, and stops once it has the entries asked for: its
+// memory does not grow with the log.
 func (l *Log) Search(f Filter) ([]Entry, error) {
-	data, err := os.ReadFile(File(l.h))
+	fh, err := os.Open(File(l.h))
 	if errors.Is(err, os.ErrNotExist) {
 		return []Entry{}, nil
 	}
+	if err != nil {
+		return nil, fmt.Errorf("reading audit log: %w", err)
+	}
+	defer fh.Close()
+	st, err := fh.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("reading audit log: %w", err)
 	}
@@ -42,23 +50,69 @@ func (l *Log) Search(f Filter) ([]Entry, error) {
 	}
 	limit = min(limit, MaxLimit)
 	action := strings.ToLower(f.Action)
-	lines := bytes.Split(data, []byte("\n"))
 	out := []Entry{}
-	for _, line := range slices.Backward(lines) {
-		if len(out) == limit {
-			break
-		}
+	err = eachLineBackward(fh, st.Size(), func(line []byte) bool {
 		var e Entry
-		if json.Unmarshal(line, &e) != nil { // empty and damaged lines
-			continue
+		if json.Unmarshal(line, &e) != nil { // damaged lines
+			return true
 		}
 		if f.User != "" && e.User != f.User ||
 			action != "" && !strings.Contains(strings.ToLower(e.Action), action) ||
 			!f.Since.IsZero() && e.Time.Before(f.Since) ||
 			!f.Until.IsZero() && !e.Time.Before(f.Until) {
-			continue
+			return true
 		}
 		out = append(out, e)
+		return len(out) < limit
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading audit log: %w", err)
 	}
 	return out, nil
+}
+
+// Reading backwards: the chunk size, and the longest line kept (a longer
+// one is skipped as damaged; Record writes far shorter ones).
+const (
+	searchChunk   = 64 << 10
+	maxSearchLine = 1 << 20
+)
+
+// eachLineBackward calls fn with each non-empty line of r (size bytes),
+// the last first, until fn returns false.
+func eachLineBackward(r io.ReaderAt, size int64, fn func([]byte) bool) error {
+	var carry []byte // the end of a line whose start is not read yet
+	skipping := false
+	buf := make([]byte, searchChunk)
+	for pos := size; pos > 0; {
+		n := min(int64(searchChunk), pos)
+		pos -= n
+		if _, err := r.ReadAt(buf[:n], pos); err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		data := append(slices.Clone(buf[:n]), carry...)
+		for {
+			i := bytes.LastIndexByte(data, '\n')
+			if i < 0 {
+				break
+			}
+			line := data[i+1:]
+			data = data[:i]
+			if skipping {
+				skipping = false // the head of the long line: dropped too
+				continue
+			}
+			if len(line) > 0 && len(line) <= maxSearchLine && !fn(line) {
+				return nil
+			}
+		}
+		carry = data
+		if len(carry) > maxSearchLine {
+			carry, skipping = nil, true
+		}
+	}
+	if len(carry) > 0 && len(carry) <= maxSearchLine && !skipping {
+		fn(carry)
+	}
+	return nil
 }
