@@ -130,15 +130,7 @@ type Route struct {
 // peerNodeManager is the node manager id of the verified client
 // certificate of r; "" when it is not a node manager's.
 func peerNodeManager(r *http.Request) string {
-	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
-		return ""
-	}
-	cn := r.TLS.VerifiedChains[0][0].Subject.CommonName
-	rest, ok := strings.CutPrefix(cn, pki.NodeManagerCNPrefix)
-	if !ok {
-		return ""
-	}
-	id, _, _ := strings.Cut(rest, " ")
+	id, _ := peerIdentity(r)
 	return id
 }
 

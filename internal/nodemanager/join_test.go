@@ -1,7 +1,6 @@
 package nodemanager
 
 import (
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -20,20 +19,7 @@ import (
 // only the names of the joining node manager, never names a CSR adds.
 func TestJoinIsGuarded(t *testing.T) {
 	n, ca := startNM(t)
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Cert)
-	c := apitest.TLSClient(roots)
-	base := "https://" + n.Addr()
-	call := func(user, pass, method, path, body string) apitest.Answer {
-		t.Helper()
-		req, err := http.NewRequest(method, base+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.SetBasicAuth(user, pass)
-		req.Header.Set("Content-Type", "application/json")
-		return apitest.Do(t, c, req)
-	}
+	call := basicCaller(t, n, ca)
 	join := func(user, pass, host, addr string, dns []string, ips []net.IP) apitest.Answer {
 		t.Helper()
 		csr, _, err := pki.NewKeyAndCSR("joiner", dns, ips)

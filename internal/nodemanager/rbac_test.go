@@ -3,6 +3,7 @@ package nodemanager
 import (
 	"crypto/x509"
 	"fmt"
+	"github.com/gatehouse-gw/gatehouse/internal/pki"
 	"net/http"
 	"strings"
 	"testing"
@@ -52,13 +53,14 @@ var rbacMatrix = map[string]string{
 // HTTPS listener, the domain CA trusted): a user per role is created
 // through the users API, then each area's call must answer 403 exactly
 // when the matrix says no, and a 403 must name the missing permission.
-func TestRBACMatrix(t *testing.T) {
-	n, ca := startNM(t)
+// basicCaller sends requests with HTTP Basic credentials (and a JSON
+// content type for a body) to n's listener, trusting the domain CA.
+func basicCaller(t *testing.T, n *NodeManager, ca *pki.CA) func(user, pass, method, path, body string) apitest.Answer {
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)
 	c := apitest.TLSClient(roots)
 	base := "https://" + n.Addr()
-	call := func(user, pass, method, path, body string) apitest.Answer {
+	return func(user, pass, method, path, body string) apitest.Answer {
 		t.Helper()
 		req, err := http.NewRequest(method, base+path, strings.NewReader(body))
 		if err != nil {
@@ -70,6 +72,11 @@ func TestRBACMatrix(t *testing.T) {
 		}
 		return apitest.Do(t, c, req)
 	}
+}
+
+func TestRBACMatrix(t *testing.T) {
+	n, ca := startNM(t)
+	call := basicCaller(t, n, ca)
 	for role := range rbacMatrix {
 		name := "u-" + strings.ReplaceAll(strings.ToLower(role), " ", "-")
 		body := fmt.Sprintf(`{"name":%q,"password":"pw-%s-123","roles":[%q]}`, name, name, role)
