@@ -93,6 +93,9 @@ var appendMu sync.Mutex
 // use by goroutines and processes.
 type Log struct {
 	h home.Home
+	// MaxFileBytes is the size past which audit.log is rotated; 0: the
+	// audit.maxFileBytes of nodemanager.yaml, or DefaultMaxFileBytes.
+	MaxFileBytes int64
 	// open opens the log file for appending (nil: openFile); the package's
 	// tests inject I/O faults through it.
 	open func(name string) (logFile, error)
@@ -155,10 +158,23 @@ func (l *Log) Record(ctx context.Context, e Entry) (Entry, error) {
 	if err != nil {
 		return e, fmt.Errorf("audit log: %w", err)
 	}
-	defer f.Close()
+	defer func() { f.Close() }()
 	last, torn, err := lastLine(f)
 	if err != nil {
 		return e, fmt.Errorf("audit log: reading %s: %w", File(l.h), err)
+	}
+	var src io.ReaderAt = f // the file holding the last line
+	if last == nil {
+		// audit.log is empty or new (just rotated): the chain goes on
+		// from the newest rotated file.
+		rf, rlast, err := newestRotated(l.h)
+		if err != nil {
+			return e, fmt.Errorf("audit log: %w", err)
+		}
+		if rf != nil {
+			defer rf.Close()
+			last, src = rlast, rf
+		}
 	}
 	e.Seq, e.Prev = 1, zeroHash
 	if last != nil {
@@ -168,7 +184,7 @@ func (l *Log) Record(ctx context.Context, e Entry) (Entry, error) {
 		} else {
 			// The last line is damaged (Verify reports it); the chain
 			// continues after the highest entry so that nothing is lost.
-			n, err := lastGoodSeq(f)
+			n, err := lastGoodSeq(src)
 			if err != nil {
 				return e, fmt.Errorf("audit log: reading %s: %w", File(l.h), err)
 			}
@@ -179,6 +195,26 @@ func (l *Log) Record(ctx context.Context, e Entry) (Entry, error) {
 	line, err := encode(&e)
 	if err != nil {
 		return e, fmt.Errorf("audit log: encoding entry: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return e, fmt.Errorf("audit log: reading %s: %w", File(l.h), err)
+	}
+	limit := l.MaxFileBytes
+	if limit <= 0 {
+		limit = confLimit(l.h)
+	}
+	if st.Size() > 0 && st.Size()+int64(len(line))+1 > limit {
+		// A torn last line stays as it is in the rotated file (Verify
+		// reports it there); the new file starts clean.
+		f.Close()
+		if err := rotate(l.h); err != nil {
+			return e, fmt.Errorf("audit log: %w", err)
+		}
+		if f, err = open(File(l.h)); err != nil {
+			return e, fmt.Errorf("audit log: %w", err)
+		}
+		torn = false
 	}
 	var buf []byte
 	if torn {

@@ -230,11 +230,11 @@ func TestConcurrentGoroutines(t *testing.T) {
 }
 
 // Two processes (this test binary re-executed) and goroutines of this one
-// append to one log at once: one chain, no entry lost.
+// append to one log at once, rotating it: one chain, no entry lost.
 func TestConcurrentProcesses(t *testing.T) {
 	if dir := os.Getenv("GATEHOUSE_AUDIT_CHILD"); dir != "" {
 		h, _ := home.At(dir)
-		record(t, audit.Open(h), 40, "child")
+		record(t, rotating(h, 4000), 40, "child")
 		return
 	}
 	h := newHome(t)
@@ -256,7 +256,7 @@ func TestConcurrentProcesses(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	for range 2 {
-		wg.Go(func() { record(t, audit.Open(h), 20, "parent") })
+		wg.Go(func() { record(t, rotating(h, 4000), 20, "parent") })
 	}
 	wg.Wait()
 	for _, c := range cmds {
@@ -264,8 +264,10 @@ func TestConcurrentProcesses(t *testing.T) {
 			t.Fatalf("child: %v", err)
 		}
 	}
-	if r := verify(t, h); !r.Verified || r.LastSeq != 120 {
-		t.Fatalf("got %+v, want verified up to 120", r)
+	// Every appender rotates the log at 4000 bytes: the files hold one
+	// chain.
+	if r := verify(t, h); !r.Verified || r.LastSeq != 120 || r.Files < 5 {
+		t.Fatalf("got %+v, want verified up to 120 over several files", r)
 	}
 }
 

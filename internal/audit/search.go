@@ -32,18 +32,11 @@ const (
 // a chunk at a time, and stops once it has the entries asked for: its
 // memory does not grow with the log.
 func (l *Log) Search(f Filter) ([]Entry, error) {
-	fh, err := os.Open(File(l.h))
-	if errors.Is(err, os.ErrNotExist) {
-		return []Entry{}, nil
-	}
+	files, err := openFiles(l.h)
 	if err != nil {
 		return nil, fmt.Errorf("reading audit log: %w", err)
 	}
-	defer fh.Close()
-	st, err := fh.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("reading audit log: %w", err)
-	}
+	defer closeAll(files)
 	limit := f.Limit
 	if limit <= 0 {
 		limit = DefaultLimit
@@ -51,7 +44,7 @@ func (l *Log) Search(f Filter) ([]Entry, error) {
 	limit = min(limit, MaxLimit)
 	action := strings.ToLower(f.Action)
 	out := []Entry{}
-	err = eachLineBackward(fh, st.Size(), func(line []byte) bool {
+	match := func(line []byte) bool {
 		var e Entry
 		if json.Unmarshal(line, &e) != nil { // damaged lines
 			return true
@@ -64,11 +57,24 @@ func (l *Log) Search(f Filter) ([]Entry, error) {
 		}
 		out = append(out, e)
 		return len(out) < limit
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reading audit log: %w", err)
+	}
+	// Newest first: audit.log, then the rotated files from the newest.
+	for i := len(files) - 1; i >= 0 && len(out) < limit; i-- {
+		if err := searchFile(files[i], match); err != nil {
+			return nil, fmt.Errorf("reading audit log: %w", err)
+		}
 	}
 	return out, nil
+}
+
+// searchFile calls fn with the lines of f, the last first, until fn
+// returns false.
+func searchFile(f *os.File, fn func([]byte) bool) error {
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	return eachLineBackward(f, st.Size(), fn)
 }
 
 // Reading backwards: the chunk size, and the longest line kept (a longer

@@ -81,6 +81,9 @@ type NodeManagerConf struct {
 	// same on every host (the Admin Node Manager checks uploads with its
 	// own).
 	AllowedConfigDirs []string `yaml:"allowedConfigDirs,omitempty"`
+	// Audit is the audit log's rotation (docs/audit.md): audit.maxFileBytes,
+	// read by every appender of this install directory. Set by hand.
+	Audit audit.Conf `yaml:"audit,omitempty"`
 }
 
 // FilePolicy is where a configuration of group groupID may name files on

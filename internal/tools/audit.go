@@ -16,9 +16,10 @@ var auditTool = Tool{
 const auditHelp = `usage: gatehouse audit verify
 
 Checks the hash chain of this install directory's audit log
-(conf/audit/audit.log, see docs/audit.md): sequence numbers without gaps, each
-entry's prev the SHA-256 of the line before it, each entry's own hash, and the
-newest entry at least the one conf/audit/audit.head names.
+(conf/audit/audit.log and its rotated files audit.000001.log, ..., oldest
+first; see docs/audit.md): sequence numbers without gaps across the files,
+each entry's prev the SHA-256 of the line before it, each entry's own hash,
+and the newest entry at least the one conf/audit/audit.head names.
 
 Exit status: 0 when the chain holds, 1 naming the first bad entry when an
 entry was removed, reordered, altered or cut off, 2 for a wrong invocation.
@@ -52,6 +53,10 @@ func runAudit(ctx context.Context, env *Env, args []string) error {
 	if !r.Verified {
 		return &ExitError{Code: 1, Err: fmt.Errorf("audit log %s: entry %d is bad: %s", audit.File(h), r.FirstBad, r.Reason)}
 	}
-	fmt.Fprintf(env.Stdout, "audit log %s: %d entries, hash chain verified\n", audit.File(h), r.LastSeq)
+	files := ""
+	if r.Files > 1 {
+		files = fmt.Sprintf(" in %d files (%d rotated)", r.Files, r.Files-1)
+	}
+	fmt.Fprintf(env.Stdout, "audit log %s: %d entries%s, hash chain verified\n", audit.File(h), r.LastSeq, files)
 	return nil
 }

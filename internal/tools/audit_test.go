@@ -2,6 +2,7 @@ package tools_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -11,7 +12,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/gwtest"
+	"github.com/gatehouse-gw/gatehouse/internal/home"
 )
 
 type auditEntry struct {
@@ -167,5 +170,73 @@ func TestAuditLog(t *testing.T) {
 	}
 	if got := a.audit(""); got.Verified || got.FirstBad != 3 {
 		t.Errorf("API after tampering: got verified %v firstBad %d, want false and 3", got.Verified, got.FirstBad)
+	}
+}
+
+// The audit log rotates by size in the real processes: with
+// audit.maxFileBytes in nodemanager.yaml, the Admin Node Manager's next
+// entry rotates a full audit.log to audit.000001.log and starts a new one
+// that continues the chain; gatehouse audit verify checks both files and
+// GET /api/audit finds entries in each.
+func TestAuditLogRotates(t *testing.T) {
+	a := startANM(t)
+	h := a.h
+	conf := h.Path("system", "conf", "nodemanager.yaml")
+	data, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(conf, append(data, "audit:\n  maxFileBytes: 65536\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hh, err := home.At(h.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fill audit.log with entries of this test until the next would not
+	// fit; the ANM's entry, longer than these, then does not fit either.
+	l := audit.Open(hh)
+	for last := int64(0); ; {
+		st, err := os.Stat(audit.File(hh))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Size()+last+16 > 65536 {
+			break
+		}
+		if _, err := l.Record(context.Background(), audit.Entry{User: "filler", Via: "test", Remote: "local", Action: "fill"}); err != nil {
+			t.Fatal(err)
+		}
+		st2, _ := os.Stat(audit.File(hh))
+		last = st2.Size() - st.Size()
+	}
+	if _, err := os.Stat(audit.RotatedFile(hh, 1)); err == nil {
+		t.Fatal("rotated while filling")
+	}
+	// A wrong login: the ANM records it, rotating the log.
+	if r := a.curl("-u", "admin:wrong-password-1", "/api/topology"); r.code != 401 {
+		t.Fatalf("wrong password: got %d %s", r.code, r.body)
+	}
+	if _, err := os.Stat(audit.RotatedFile(hh, 1)); err != nil {
+		t.Fatalf("the ANM's entry did not rotate the log: %v", err)
+	}
+	if r := h.MustRun("", "audit", "verify"); !strings.Contains(r.Stdout, "in 2 files (1 rotated), hash chain verified") {
+		t.Errorf("audit verify: got %s", r)
+	}
+	got := a.audit("limit=1000")
+	if !got.Verified || len(got.Entries) < 100 || got.Entries[0].Action != "login" || got.Entries[0].Outcome != "error" || got.Entries[len(got.Entries)-1].Seq != 1 {
+		t.Fatalf("GET /api/audit: verified %v, %d entries, newest %+v", got.Verified, len(got.Entries), got.Entries[0])
+	}
+	for i := 1; i < len(got.Entries); i++ {
+		if got.Entries[i].Seq != got.Entries[i-1].Seq-1 {
+			t.Fatalf("GET /api/audit: entry %d after %d", got.Entries[i].Seq, got.Entries[i-1].Seq)
+		}
+	}
+	// Tampering with the rotated file is found and named.
+	rot := audit.RotatedFile(hh, 1)
+	data, _ = os.ReadFile(rot)
+	os.WriteFile(rot, bytes.Replace(data, []byte(`"user":"filler"`), []byte(`"user":"fillex"`), 1), 0o640)
+	if r := h.Run("", "audit", "verify"); r.Code != 1 || !strings.Contains(r.Stderr, "audit.000001.log: entry") {
+		t.Errorf("audit verify after tampering with the rotated file: got %s", r)
 	}
 }
