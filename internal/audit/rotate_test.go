@@ -141,8 +141,9 @@ func TestRotationContinuesTheChain(t *testing.T) {
 // something: an entry larger than the limit is written, alone, to an empty
 // audit.log.
 func TestRotationOfLargeEntries(t *testing.T) {
+	// A limit of 1 byte: every entry is larger.
 	h := newHome(t)
-	l := rotating(h, 100)
+	l := rotating(h, 1)
 	for i := range 3 {
 		if _, err := recordOne(t, l, audit.Entry{User: "u", Action: "a", Detail: strings.Repeat("x", 200+i)}); err != nil {
 			t.Fatal(err)
@@ -409,5 +410,91 @@ func TestRotationLimitFromConf(t *testing.T) {
 	record(t, l, 200, "u")
 	if after := logFileNames(t, h); !slices.Equal(before, after) {
 		t.Errorf("with a broken nodemanager.yaml: files %v, want no rotation (the default %d)", after, audit.DefaultMaxFileBytes)
+	}
+}
+
+// The documented defaults (docs/audit.md).
+func TestRotationDefaults(t *testing.T) {
+	if audit.DefaultMaxFileBytes != 32*1024*1024 || audit.MinMaxFileBytes != 65536 {
+		t.Fatalf("default %d, floor %d; docs/audit.md says 33554432 and 65536", audit.DefaultMaxFileBytes, audit.MinMaxFileBytes)
+	}
+}
+
+// Rotated files are ordered by their number, not their name, past six
+// digits; the next number is one more than the highest name present, a
+// directory of that form included.
+func TestRotatedNumbers(t *testing.T) {
+	h := newHome(t)
+	record(t, rotating(h, 1), 3, "u") // audit.000001.log, audit.000002.log, audit.log
+	os.Rename(audit.RotatedFile(h, 1), audit.RotatedFile(h, 999999))
+	os.Rename(audit.RotatedFile(h, 2), audit.RotatedFile(h, 1000000))
+	if r := verify(t, h); !r.Verified || r.LastSeq != 3 || r.Files != 3 {
+		t.Fatalf("audit.999999.log then audit.1000000.log: %+v", r)
+	}
+	if got, _ := audit.Open(h).Search(audit.Filter{}); seqs(got) != "[3 2 1]" {
+		t.Errorf("search: %s", seqs(got))
+	}
+	record(t, rotating(h, 1), 1, "u")
+	if _, err := os.Stat(audit.RotatedFile(h, 1000001)); err != nil {
+		t.Fatalf("the next rotation: %v", err)
+	}
+	os.Mkdir(audit.RotatedFile(h, 1000005), 0o750)
+	record(t, rotating(h, 1), 1, "u")
+	if st, err := os.Stat(audit.RotatedFile(h, 1000006)); err != nil || !st.Mode().IsRegular() {
+		t.Fatalf("the rotation after a directory named like one: %v", err)
+	}
+	if r := verify(t, h); !r.Verified || r.LastSeq != 5 {
+		t.Fatalf("after: %+v", r)
+	}
+}
+
+// A log of one file names no file in its reasons.
+func TestSingleFileReason(t *testing.T) {
+	h := newHome(t)
+	record(t, audit.Open(h), 3, "u")
+	ls := lines(t, h)
+	writeLines(t, h, [][]byte{ls[0], ls[2]})
+	if r := verify(t, h); r.Verified || !strings.HasPrefix(r.Reason, "entry 2 is missing") || r.Files != 1 {
+		t.Fatalf("got %+v", r)
+	}
+}
+
+// An audit.log of a single byte (a torn first write) is rotated too.
+func TestRotationOfOneByte(t *testing.T) {
+	h := newHome(t)
+	os.MkdirAll(audit.Dir(h), 0o750)
+	os.WriteFile(audit.File(h), []byte("{"), 0o640)
+	if _, err := recordOne(t, rotating(h, 10), audit.Entry{User: "u", Action: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(audit.RotatedFile(h, 1)); string(got) != "{" {
+		t.Fatalf("audit.000001.log: %q, want the one byte", got)
+	}
+}
+
+// conf/audit that is not a directory: Verify and Search fail with an
+// error, they do not answer "no entries".
+func TestLogDirNotADirectory(t *testing.T) {
+	h := newHome(t)
+	os.MkdirAll(h.Path("conf"), 0o755)
+	os.WriteFile(audit.Dir(h), []byte("x"), 0o640)
+	if _, err := audit.Verify(h); err == nil {
+		t.Error("verify: no error")
+	}
+	if _, err := audit.Open(h).Search(audit.Filter{}); err == nil {
+		t.Error("search: no error")
+	}
+}
+
+// An empty audit.log is not rotated (there is nothing to keep).
+func TestEmptyFileNotRotated(t *testing.T) {
+	h := newHome(t)
+	os.MkdirAll(audit.Dir(h), 0o750)
+	os.WriteFile(audit.File(h), nil, 0o640)
+	if _, err := recordOne(t, rotating(h, 1), audit.Entry{User: "u", Action: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if names := logFileNames(t, h); !slices.Equal(names, []string{"audit.log"}) {
+		t.Fatalf("files %v", names)
 	}
 }

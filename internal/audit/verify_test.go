@@ -140,7 +140,7 @@ func TestHeadMAC(t *testing.T) {
 	cut := bytes.Join(lines[:2], nil)
 	sum := sha256.Sum256(bytes.TrimSuffix(lines[1], []byte("\n")))
 	forged := []byte(fmt.Sprintf(`{"seq":2,"line":%q}`, hex.EncodeToString(sum[:])))
-	if r := audit.VerifyDataKey(cut, forged, key); r.Verified || !strings.Contains(r.Reason, "not signed with this domain's key") {
+	if r := audit.VerifyDataKey(cut, forged, key); r.Verified || r.FirstBad != 3 || !strings.Contains(r.Reason, "not signed with this domain's key") {
 		t.Errorf("a recomputed head: %+v", r)
 	}
 	if r := audit.VerifyData(cut, forged); !r.Verified || r.HeadSigned {
@@ -152,5 +152,45 @@ func TestHeadMAC(t *testing.T) {
 	}
 	if r := audit.VerifyDataKey(data, headData, bytes.Repeat([]byte{1}, 32)); r.Verified {
 		t.Errorf("another domain's key: %+v", r)
+	}
+}
+
+// A session key file that is not 32 or more bytes of hex (short, empty,
+// damaged) is no key: the head is written and checked unsigned rather than
+// with a weak or partial key.
+func TestHeadKeyOfWrongShape(t *testing.T) {
+	for _, c := range []struct {
+		name, content string
+		signed        bool
+	}{
+		{"32 bytes", strings.Repeat("ab", 32), true},
+		{"31 bytes", strings.Repeat("ab", 31), false},
+		{"empty", "", false},
+		{"hex damaged after 40 bytes", strings.Repeat("ab", 40) + "zz" + strings.Repeat("ab", 10), false},
+	} {
+		h := home.Home{Dir: t.TempDir()}
+		os.MkdirAll(h.Path("conf"), 0o755)
+		os.WriteFile(audit.SessionKeyFile(h), []byte(c.content+"\n"), 0o600)
+		if _, err := audit.Open(h).Record(t.Context(), audit.Entry{User: "u", Action: "a"}); err != nil {
+			t.Fatal(err)
+		}
+		hd, _ := os.ReadFile(audit.HeadFile(h))
+		r, err := audit.Verify(h)
+		if err != nil || !r.Verified || r.HeadSigned != c.signed || bytes.Contains(hd, []byte(`"mac"`)) != c.signed {
+			t.Errorf("%s: %+v %v, head %s; want signed %v", c.name, r, err, hd, c.signed)
+		}
+	}
+}
+
+// The head's edge cases: one entry without a head fails (it could be the
+// first of many); a head naming entry 0 of an empty log passes whatever
+// its line hash.
+func TestHeadEdges(t *testing.T) {
+	one, _ := chain(t, 1, "u")
+	if r := audit.VerifyData(one, nil); r.Verified || r.FirstBad != 2 {
+		t.Errorf("one entry, no head: %+v", r)
+	}
+	if r := audit.VerifyData(nil, []byte(`{"seq":0,"line":"x"}`)); !r.Verified {
+		t.Errorf("an empty log with a head of entry 0: %+v", r)
 	}
 }
