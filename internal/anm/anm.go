@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
 	"github.com/gatehouse-gw/gatehouse/internal/audit"
@@ -70,13 +71,18 @@ type API struct {
 	archives *deploy.Store // deployment.go: the domain's deployment archives
 	jobs     *jobs         // rollout.go: rollouts run by this ANM
 	uploads  chan struct{} // deployment.go: a token per upload being read and validated
+	// rolloutLease is the out-of-service lease of a rollout step (0:
+	// rolloutLease; tests shorten it).
+	rolloutLease time.Duration
 }
 
 // New makes the management API of c. Call LoadAccess before serving.
 func New(c Config) *API {
-	return &API{h: c.Home, conf: c.Conf, admin: c.Admin, store: c.Store, audit: c.Audit, log: c.Logger,
+	a := &API{h: c.Home, conf: c.Conf, admin: c.Admin, store: c.Store, audit: c.Audit, log: c.Logger,
 		sup: c.Instances, net: c.Net, router: c.Router, auth: newAuthenticator(c.Home, c.Logger),
 		archives: deploy.NewStore(c.Home), jobs: newJobs(), uploads: make(chan struct{}, maxUploadsAtOnce)}
+	a.jobs.journal = newJournal(c.Home, c.Logger)
+	return a
 }
 
 // Authenticate lets through requests of an admin user (HTTP Basic or a

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
 	"github.com/gatehouse-gw/gatehouse/internal/apitest"
@@ -73,7 +74,7 @@ func (f *fakeSup) Deploy(ctx context.Context, id string, m deploy.Meta) (supervi
 	return st, fmt.Errorf("instance %s is not running (%s)", id, st.Status)
 }
 
-func (f *fakeSup) SetInService(ctx context.Context, id string, in bool) (supervisor.InstanceState, error) {
+func (f *fakeSup) SetInService(ctx context.Context, id string, in bool, lease time.Duration) (supervisor.InstanceState, error) {
 	st, _ := f.Status(id)
 	return st, fmt.Errorf("instance %s is not running (%s)", id, st.Status)
 }

@@ -2,6 +2,7 @@ package anm
 
 import (
 	"context"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/deploy"
 	"github.com/gatehouse-gw/gatehouse/internal/nodeapi"
@@ -38,16 +39,16 @@ func (a *API) deployTo(ctx context.Context, t *topology.Topology, s *topology.Se
 }
 
 // inServiceOn puts instance s in or out of its load balancer's pool.
-func (a *API) inServiceOn(ctx context.Context, t *topology.Topology, s *topology.Service, in bool) error {
+func (a *API) inServiceOn(ctx context.Context, t *topology.Topology, s *topology.Service, in bool, lease time.Duration) error {
 	if s.HostID == a.conf.HostID {
-		_, err := a.sup.SetInService(ctx, s.ID, in)
+		_, err := a.sup.SetInService(ctx, s.ID, in, lease)
 		return err
 	}
 	peer, err := nodeapi.PeerOfHost(t, s.HostID)
 	if err != nil {
 		return err
 	}
-	return a.net.InstanceCall(ctx, peer, s.ID, "inservice", map[string]bool{"inService": in}, nil)
+	return a.net.InstanceCall(ctx, peer, s.ID, "inservice", nodeapi.InServiceRequest(in, lease), nil)
 }
 
 // adoptGroupArchive makes a new instance of group gid start from the

@@ -39,7 +39,8 @@ type deploymentsView struct {
 
 // groupDeployment is a group's deployment state. Consistent: every gateway
 // instance of the group is known to run, or to start from, one same
-// archive (Archive; 0 = the undeployed group.yaml).
+// archive (Archive; 0 = the undeployed group.yaml), and every running one
+// is in its load balancer's pool.
 type groupDeployment struct {
 	GroupID    string `json:"groupID"`
 	Name       string `json:"name"`
@@ -62,6 +63,8 @@ type instanceDeployment struct {
 	Archive         int    `json:"archive"`         // what it serves now (running instances)
 	DeployedArchive int    `json:"deployedArchive"` // what its files name: what it starts from
 	InService       *bool  `json:"inService,omitempty"`
+	// OutOfServiceUntil: when an out-of-service lease runs out.
+	OutOfServiceUntil time.Time `json:"outOfServiceUntil,omitzero"`
 }
 
 // uploadResult is the answer of an upload and of a rollout.
@@ -151,7 +154,7 @@ func (a *API) groupDeployment(g *topology.Group, states map[string]supervisor.In
 		st, known := states[s.ID]
 		d := instanceDeployment{ID: s.ID, Name: s.Name, HostID: s.HostID, Status: supervisor.StatusUnknown}
 		if known {
-			d.Status, d.Archive, d.DeployedArchive, d.InService = st.Status, st.Archive, st.DeployedArchive, st.InService
+			d.Status, d.Archive, d.DeployedArchive, d.InService, d.OutOfServiceUntil = st.Status, st.Archive, st.DeployedArchive, st.InService, st.OutOfServiceUntil
 		}
 		v.Instances = append(v.Instances, d)
 		switch {
@@ -163,6 +166,14 @@ func (a *API) groupDeployment(g *topology.Group, states map[string]supervisor.In
 			continue
 		case d.Status == supervisor.StatusRunning && st.ConfigChecksum != "" && d.Archive != d.DeployedArchive:
 			v.Reasons = append(v.Reasons, fmt.Sprintf("%s serves archive %d but its files name archive %d", s.ID, d.Archive, d.DeployedArchive))
+		}
+		if d.Status == supervisor.StatusRunning && d.InService != nil && !*d.InService {
+			// Out of the pool: the load balancer has lost its capacity.
+			back := "until it is put back (POST /deployment/lb through /api/router)"
+			if !st.OutOfServiceUntil.IsZero() {
+				back = "until its lease runs out at " + st.OutOfServiceUntil.UTC().Format(time.RFC3339)
+			}
+			v.Reasons = append(v.Reasons, fmt.Sprintf("%s is out of its load balancer's pool (/healthchecklb answers 503) %s", s.ID, back))
 		}
 		seen[d.DeployedArchive] = true
 	}
@@ -396,7 +407,7 @@ func (a *API) rollout(w http.ResponseWriter, r *http.Request, t *topology.Topolo
 		a.fail(w, r, &apihttp.Error{Code: http.StatusConflict, Msg: fmt.Sprintf("archive %d is stored, but %s: %v", m.ID, m.Group, errNotDeployable)})
 		return
 	}
-	j, err := a.startRollout(r, t, p, kind, comment, !async)
+	j, err := a.startRollout(r.Context(), actor(r), t, p, kind, comment, !async)
 	if err != nil {
 		var ae *apihttp.Error
 		if kind == kindDeploy && errors.As(err, &ae) {

@@ -34,26 +34,36 @@ import (
 //
 // Rollouts run detached from the request that asked for them (a client
 // that goes away does not leave an instance out of service); one at a time
-// per group. Jobs are kept in memory on the ANM that ran them (the last
-// maxJobs), and every rollout is in the audit log.
+// per group. An instance is taken out of service with a lease
+// (rolloutLease, renewed while its step lasts), so that it goes back in by
+// itself when this process dies. Each job is journaled on disk at every
+// change (journal.go; the last maxJobs are kept), a job the ANM was
+// running when it stopped is resumed when it starts again (resume.go), and
+// every rollout is in the audit log.
 
 const (
 	maxJobs = 100
+	// rolloutLease is how long an instance taken out of service by a
+	// rollout stays out without the ANM renewing it (every third of it).
+	rolloutLease = 30 * time.Second
 	// rolloutTimeout bounds a whole rollout beyond its configured delays.
 	rolloutTimeout = 30 * time.Minute
 )
 
 // Step states.
 const (
-	stepPending    = "pending"
-	stepOutOfLB    = "out-of-service"
-	stepDeploying  = "deploying"
-	stepDone       = "deployed"
-	stepFailed     = "failed"
-	stepSkipped    = "skipped"
-	jobRunning     = "running"
-	jobSucceeded   = "succeeded"
-	jobFailed      = "failed"
+	stepPending   = "pending"
+	stepOutOfLB   = "out-of-service"
+	stepDeploying = "deploying"
+	stepDone      = "deployed"
+	stepFailed    = "failed"
+	stepSkipped   = "skipped"
+	jobRunning    = "running"
+	jobSucceeded  = "succeeded"
+	jobFailed     = "failed"
+	// jobInterrupted: the ANM stopped (crashed) while the job ran; it was
+	// resumed as a new job (ResumedBy) or, when it could not be, left.
+	jobInterrupted = "interrupted"
 	kindDeploy     = "deploy"
 	kindRollback   = "rollback"
 	kindRedeploy   = "redeploy"
@@ -92,16 +102,24 @@ type Job struct {
 	Steps        []JobStep `json:"steps"`
 	Created      time.Time `json:"created"`
 	Ended        time.Time `json:"ended,omitzero"`
+	// ResumedFrom is the interrupted job this one finishes; ResumedBy, on
+	// an interrupted job, the job that finishes it (resume.go).
+	ResumedFrom int `json:"resumedFrom,omitempty"`
+	ResumedBy   int `json:"resumedBy,omitempty"`
 }
 
 // jobs holds the rollouts of this ANM.
 type jobs struct {
 	mu      sync.Mutex
+	journal journal // on disk: every change is saved before the rollout goes on
 	next    int
 	byID    map[int]*Job
 	order   []int
 	running map[string]int // group → job
-	wg      sync.WaitGroup
+	// interrupted are the jobs LoadJobs found running in the journal,
+	// until ResumeRollouts takes them.
+	interrupted []*Job
+	wg          sync.WaitGroup
 }
 
 func newJobs() *jobs { return &jobs{byID: map[int]*Job{}, running: map[string]int{}} }
@@ -120,29 +138,42 @@ func (js *jobs) busyLocked(group string) error {
 	return nil
 }
 
-// begin registers a job for its group; 409 while another runs there.
+// begin registers a job for its group and journals it; 409 while another
+// runs there, 500 when the journal cannot be written (the rollout does not
+// start).
 func (js *jobs) begin(j *Job) error {
 	js.mu.Lock()
 	defer js.mu.Unlock()
 	if err := js.busyLocked(j.Group); err != nil {
 		return err
 	}
-	js.next++
-	j.ID = js.next
+	j.ID = js.next + 1
 	j.Status = jobRunning
+	if err := js.journal.save(j); err != nil {
+		return &apihttp.Error{Code: http.StatusInternalServerError, Msg: "the rollout was not started: " + err.Error(), Err: err}
+	}
+	js.next = j.ID
+	js.add(j)
+	return nil
+}
+
+// add lists j (mu held), forgetting the oldest finished jobs beyond
+// maxJobs (running ones stay).
+func (js *jobs) add(j *Job) {
 	js.byID[j.ID] = j
 	js.order = append(js.order, j.ID)
-	js.running[j.Group] = j.ID
-	// Forget the oldest finished jobs beyond maxJobs (running ones stay).
+	if j.Status == jobRunning {
+		js.running[j.Group] = j.ID
+	}
 	for i := 0; len(js.order) > maxJobs && i < len(js.order); {
 		if id := js.order[i]; js.byID[id].Status != jobRunning {
 			delete(js.byID, id)
 			js.order = append(js.order[:i], js.order[i+1:]...)
+			js.journal.remove(id)
 			continue
 		}
 		i++
 	}
-	return nil
 }
 
 // wait waits for the rollouts running in the background to end: stopping
@@ -159,13 +190,18 @@ func (js *jobs) wait(ctx context.Context) error {
 	}
 }
 
-// update changes a job under the lock.
+// update changes a job under the lock and journals it. A journal that
+// cannot be written is logged: the rollout goes on (stopping it half-way
+// would do more harm than a journal a step behind).
 func (js *jobs) update(j *Job, fn func(*Job)) {
 	js.mu.Lock()
 	defer js.mu.Unlock()
 	fn(j)
 	if j.Status != jobRunning && js.running[j.Group] == j.ID {
 		delete(js.running, j.Group)
+	}
+	if err := js.journal.save(j); err != nil && js.journal.log != nil {
+		js.journal.log.Error("rollout journal not written", "job", j.ID, "error", err.Error())
 	}
 }
 
@@ -249,10 +285,16 @@ func archiveLayers(arch deploy.Archive) []groupconf.Layer {
 
 // startRollout registers a job for plan and runs it: to its end when wait
 // is true, otherwise in the background. The job is returned as it stands.
-func (a *API) startRollout(r *http.Request, t *topology.Topology, p rolloutPlan, kind, comment string, wait bool) (Job, error) {
-	j := &Job{
-		Group: p.meta.Group, Archive: p.meta.ID, Checksum: p.meta.Checksum, Kind: kind,
-		By: actor(r).User, Comment: comment, ZeroDowntime: p.zdt.Enabled,
+func (a *API) startRollout(ctx context.Context, act topology.Actor, t *topology.Topology, p rolloutPlan, kind, comment string, wait bool) (Job, error) {
+	return a.startJob(ctx, act, t, p, &Job{Kind: kind, Comment: comment}, wait)
+}
+
+// startJob is startRollout of a job whose kind, comment and resumedFrom are
+// set.
+func (a *API) startJob(ctx context.Context, act topology.Actor, t *topology.Topology, p rolloutPlan, j *Job, wait bool) (Job, error) {
+	*j = Job{
+		Group: p.meta.Group, Archive: p.meta.ID, Checksum: p.meta.Checksum, Kind: j.Kind, ResumedFrom: j.ResumedFrom,
+		By: act.User, Comment: j.Comment, ZeroDowntime: p.zdt.Enabled,
 		DelayBefore: float64(p.zdt.DelayBefore.D()) / seconds, DelayAfter: float64(p.zdt.DelayAfter.D()) / seconds,
 		Total: len(p.instances), Created: time.Now().UTC(),
 	}
@@ -262,8 +304,7 @@ func (a *API) startRollout(r *http.Request, t *topology.Topology, p rolloutPlan,
 	if err := a.jobs.begin(j); err != nil {
 		return Job{}, err
 	}
-	act := actor(r)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), rolloutTimeout+p.zdt.DelayBefore.D()*time.Duration(len(p.instances))+p.zdt.DelayAfter.D()*time.Duration(len(p.instances)))
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rolloutTimeout+p.zdt.DelayBefore.D()*time.Duration(len(p.instances))+p.zdt.DelayAfter.D()*time.Duration(len(p.instances)))
 	done := make(chan struct{})
 	a.jobs.wg.Add(1)
 	go func() {
@@ -341,15 +382,17 @@ func (a *API) runRollout(ctx context.Context, t *topology.Topology, p rolloutPla
 // it when zero-downtime deployment is on.
 func (a *API) deployOne(ctx context.Context, t *topology.Topology, p rolloutPlan, s *topology.Service, step func(func(*JobStep))) error {
 	if p.zdt.Enabled {
-		if err := a.inServiceOn(ctx, t, s, false); err != nil {
+		step(func(st *JobStep) { st.Status = stepOutOfLB })
+		if err := a.inServiceOn(ctx, t, s, false, a.lease()); err != nil {
 			return fmt.Errorf("taking it out of service: %w", err)
 		}
-		step(func(st *JobStep) { st.Status = stepOutOfLB })
+		stopRenewing := a.renewLease(ctx, t, s)
 		defer func() {
+			stopRenewing()
 			// Back in service whatever happened: it serves either the new
 			// archive or, having refused it, what it served before.
-			if err := a.inServiceOn(context.WithoutCancel(ctx), t, s, true); err != nil {
-				a.log.Error("putting an instance back in service", "instance", s.ID, "error", err.Error())
+			if err := a.inServiceOn(context.WithoutCancel(ctx), t, s, true, 0); err != nil {
+				a.log.Error("putting an instance back in service (its lease brings it back)", "instance", s.ID, "error", err.Error())
 			}
 		}()
 		if err := sleepCtx(ctx, p.zdt.DelayBefore.D()); err != nil {
@@ -358,6 +401,41 @@ func (a *API) deployOne(ctx context.Context, t *topology.Topology, p rolloutPlan
 	}
 	step(func(st *JobStep) { st.Status = stepDeploying })
 	return a.deployTo(ctx, t, s, p.meta)
+}
+
+// lease is the out-of-service lease of a rollout step (rolloutLease, or a
+// test's).
+func (a *API) lease() time.Duration {
+	if a.rolloutLease > 0 {
+		return a.rolloutLease
+	}
+	return rolloutLease
+}
+
+// renewLease renews instance s's out-of-service lease every third of it
+// until the function it returns is called (and has waited for the last
+// renewal, so that none lands after the instance is put back).
+func (a *API) renewLease(ctx context.Context, t *topology.Topology, s *topology.Service) (stop func()) {
+	lease := a.lease()
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(lease / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				if err := a.inServiceOn(ctx, t, s, false, lease); err != nil {
+					a.log.Warn("renewing an instance's out-of-service lease", "instance", s.ID, "error", err.Error())
+				}
+			}
+		}
+	}()
+	return func() { close(quit); <-done }
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -40,6 +40,10 @@ func TestGroupDeploymentConsistency(t *testing.T) {
 		{"serving another than its files", map[string]supervisor.InstanceState{"instance-1": run(2, 3), "instance-2": run(3, 3)}, false, 0, "serves archive 2 but its files name archive 3"},
 		{"host did not answer", map[string]supervisor.InstanceState{"instance-1": run(3, 3)}, false, 0, "did not answer"},
 		{"pointer unreadable", map[string]supervisor.InstanceState{"instance-1": run(3, 3), "instance-2": {Status: supervisor.StatusStopped, DeployedArchive: -1}}, false, 0, "cannot be read"},
+		{"one out of service", map[string]supervisor.InstanceState{"instance-1": run(3, 3), "instance-2": outOf(run(3, 3), time.Time{})}, false, 0, "instance-2 is out of its load balancer's pool (/healthchecklb answers 503) until it is put back"},
+		{"one out of service with a lease", map[string]supervisor.InstanceState{"instance-1": outOf(run(3, 3), time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)), "instance-2": run(3, 3)}, false, 0, "instance-1 is out of its load balancer's pool (/healthchecklb answers 503) until its lease runs out at 2026-12-06T05:00:00Z"},
+		{"both in service", map[string]supervisor.InstanceState{"instance-1": in(run(3, 3)), "instance-2": in(run(3, 3))}, true, 3, ""},
+		{"a stopped one out of service does not count", map[string]supervisor.InstanceState{"instance-1": run(3, 3), "instance-2": outOf(supervisor.InstanceState{Status: supervisor.StatusStopped, DeployedArchive: 3}, time.Time{})}, true, 3, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			d := a.groupDeployment(g, c.states)
@@ -51,6 +55,18 @@ func TestGroupDeploymentConsistency(t *testing.T) {
 			}
 		})
 	}
+}
+
+func outOf(st supervisor.InstanceState, until time.Time) supervisor.InstanceState {
+	f := false
+	st.InService, st.OutOfServiceUntil = &f, until
+	return st
+}
+
+func in(st supervisor.InstanceState) supervisor.InstanceState {
+	tr := true
+	st.InService = &tr
+	return st
 }
 
 func TestJobsOnePerGroup(t *testing.T) {

@@ -485,21 +485,112 @@ func TestOutOfService(t *testing.T) {
 }
 
 // FuzzLBBody: the body parser of POST /deployment/lb never panics and
-// accepts only {"inService": bool}.
+// accepts only {"inService": bool} and {"inService": false,
+// "leaseSeconds": 1..3600}.
 func FuzzLBBody(f *testing.F) {
-	for _, s := range []string{`{"inService": false}`, `{"inService":true}`, `{}`, `null`, `{"inService": null}`, `{"inService": 1}`} {
+	for _, s := range []string{`{"inService": false}`, `{"inService":true}`, `{}`, `null`, `{"inService": null}`, `{"inService": 1}`,
+		`{"inService": false, "leaseSeconds": 30}`, `{"inService": true, "leaseSeconds": 30}`, `{"inService": false, "leaseSeconds": 0}`,
+		`{"inService": false, "leaseSeconds": 3601}`, `{"inService": false, "leaseSeconds": 1.5}`, `{"inService": false, "leaseSeconds": null}`} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		on, err := parseLBBody(strings.NewReader(s))
+		on, lease, err := parseLBBody(strings.NewReader(s))
 		if err != nil {
 			return
 		}
-		var v map[string]bool
-		if json.Unmarshal([]byte(s), &v) != nil || len(v) != 1 || v["inService"] != on {
-			t.Errorf("parseLBBody(%q) = %v, want an error", s, on)
+		var v map[string]any
+		if json.Unmarshal([]byte(s), &v) != nil {
+			t.Fatalf("parseLBBody(%q) = %v %v, want an error", s, on, lease)
+		}
+		in, ok := v["inService"].(bool)
+		if !ok || in != on {
+			t.Fatalf("parseLBBody(%q) = %v, want an error", s, on)
+		}
+		n, hasLease := v["leaseSeconds"]
+		switch {
+		case len(v) > 2 || len(v) == 2 && !hasLease:
+			t.Fatalf("parseLBBody(%q) accepted other fields", s)
+		case hasLease && n == nil:
+			if lease != 0 {
+				t.Fatalf("parseLBBody(%q): lease %v for null", s, lease)
+			}
+		case hasLease:
+			f, _ := n.(float64)
+			if on || f < 1 || f > 3600 || time.Duration(f)*time.Second != lease {
+				t.Fatalf("parseLBBody(%q) = %v %v", s, on, lease)
+			}
+		case lease != 0:
+			t.Fatalf("parseLBBody(%q): lease %v without leaseSeconds", s, lease)
 		}
 	})
+}
+
+// An out-of-service lease: the instance goes back in service by itself
+// when it runs out; renewing it (another POST) pushes the end back; putting
+// the instance back or taking it out without a lease ends it; /status shows
+// when it runs out.
+func TestOutOfServiceLease(t *testing.T) {
+	ti := startInstance(t, quickstartYAML(newPorts(t), sampleAPI))
+	status := func() Status {
+		t.Helper()
+		var st Status
+		if err := json.Unmarshal([]byte(do(t, nil, "GET", ti.mgmt+"/status", nil).body), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	lb := func() int { return do(t, nil, "GET", ti.base+"/healthchecklb", nil).status }
+	before := time.Now()
+	if r := postJSON(t, nil, ti.mgmt+"/deployment/lb", `{"inService": false, "leaseSeconds": 2}`); r.status != 200 {
+		t.Fatalf("POST a lease: %d %s", r.status, r.body)
+	}
+	st := status()
+	if st.InService || st.OutOfServiceUntil.Before(before.Add(2*time.Second)) || st.OutOfServiceUntil.After(time.Now().Add(2*time.Second)) || lb() != 503 {
+		t.Fatalf("with a lease of 2 s: %+v, /healthchecklb %d", st, lb())
+	}
+	// Renewed at half time: still out after the first lease would have ended.
+	time.Sleep(time.Second)
+	postJSON(t, nil, ti.mgmt+"/deployment/lb", `{"inService": false, "leaseSeconds": 2}`)
+	time.Sleep(time.Until(before.Add(2300 * time.Millisecond)))
+	if st := status(); st.InService || lb() != 503 {
+		t.Fatalf("renewed: back in service 2.3 s into a lease of 2 s renewed at 1 s: %+v", st)
+	}
+	// Runs out: back in service, no end shown.
+	deadline := time.Now().Add(5 * time.Second)
+	for lb() != 200 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the lease did not run out: %+v", status())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st := status(); !st.InService || !st.OutOfServiceUntil.IsZero() {
+		t.Fatalf("after the lease: %+v", st)
+	}
+	// Taken out without a lease after a lease: stays out (the old timer
+	// does nothing).
+	postJSON(t, nil, ti.mgmt+"/deployment/lb", `{"inService": false, "leaseSeconds": 1}`)
+	postJSON(t, nil, ti.mgmt+"/deployment/lb", `{"inService": false}`)
+	time.Sleep(1300 * time.Millisecond)
+	if st := status(); st.InService || !st.OutOfServiceUntil.IsZero() || lb() != 503 {
+		t.Fatalf("out without a lease after a lease: %+v", st)
+	}
+	// Back in, then a lease ended by putting it back: the timer does not
+	// fire later on a new state.
+	postJSON(t, nil, ti.mgmt+"/deployment/lb", `{"inService": false, "leaseSeconds": 1}`)
+	postJSON(t, nil, ti.mgmt+"/deployment/lb", `{"inService": true}`)
+	postJSON(t, nil, ti.mgmt+"/deployment/lb", `{"inService": false}`)
+	time.Sleep(1300 * time.Millisecond)
+	if st := status(); st.InService {
+		t.Fatalf("a lease ended by inService true came back: %+v", st)
+	}
+	for _, body := range []string{`{"inService": true, "leaseSeconds": 5}`, `{"inService": false, "leaseSeconds": 0}`, `{"inService": false, "leaseSeconds": 3601}`, `{"inService": false, "leaseSeconds": "5"}`} {
+		if r := postJSON(t, nil, ti.mgmt+"/deployment/lb", body); r.status != 400 || !strings.Contains(r.body, "leaseSeconds") && !strings.Contains(r.body, "inService") {
+			t.Errorf("POST %s: %d %s, want 400", body, r.status, r.body)
+		}
+	}
+	if r := postJSON(t, nil, ti.mgmt+"/deployment/lb", `{"inService": false, "leaseSeconds": 3600}`); r.status != 200 {
+		t.Errorf("a lease of 3600 s: %d %s", r.status, r.body)
+	}
 }
 
 // POST /deployment/reload loads the configuration again (Options.Load) and

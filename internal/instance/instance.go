@@ -97,6 +97,7 @@ type Instance struct {
 	apiHealth, apiNone, apiRejected *metrics.API     // requests outside any API
 
 	inService atomic.Bool // false: taken out of the load balancer (POST /deployment/lb); /healthchecklb answers 503
+	lease     lbLease     // the out-of-service lease, when the instance was taken out with one
 
 	// Lock order: reloadMu, then swapMu, then mu, then a socket's mu.
 	reloadMu sync.Mutex // serializes Reload (Load and Swap)

@@ -42,6 +42,9 @@ type Status struct {
 	// InService is false while the instance is taken out of the load
 	// balancer (POST /deployment/lb): /healthchecklb answers 503.
 	InService bool `json:"inService"`
+	// OutOfServiceUntil is when an out-of-service lease runs out and the
+	// instance goes back in by itself (absent without a lease).
+	OutOfServiceUntil time.Time `json:"outOfServiceUntil,omitzero"`
 }
 
 // Status reports the instance's state, as GET /status does.
@@ -64,6 +67,8 @@ func (i *Instance) Status() Status {
 		Ports:          i.Ports(),
 		Deployment:     deploymentOf(rt.cfg),
 		InService:      i.inService.Load(),
+
+		OutOfServiceUntil: i.OutOfServiceUntil(),
 	}
 }
 
@@ -87,12 +92,12 @@ func (h managementHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !h.postFromNodeManager(w, r) {
 			return
 		}
-		on, err := parseLBBody(http.MaxBytesReader(w, r.Body, maxLBBody))
+		on, lease, err := parseLBBody(http.MaxBytesReader(w, r.Body, maxLBBody))
 		if err != nil {
 			writeJSONError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		h.i.SetInService(on)
+		h.i.SetInServiceFor(on, lease)
 		h.writeStatus(w)
 	case "/healthcheck":
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -190,27 +195,38 @@ func (h managementHandler) postFromNodeManager(w http.ResponseWriter, r *http.Re
 // maxLBBody bounds the body of POST /deployment/lb.
 const maxLBBody = 1 << 10
 
-// parseLBBody reads {"inService": true|false}: exactly that field, nothing
-// else.
-func parseLBBody(r io.Reader) (bool, error) {
+// lbBodyShape is what POST /deployment/lb takes, for error messages.
+const lbBodyShape = `the body must be {"inService": true|false} or {"inService": false, "leaseSeconds": N}`
+
+// parseLBBody reads {"inService": true|false}, or {"inService": false,
+// "leaseSeconds": N} (a whole number of seconds from 1 to MaxLease): those
+// fields, nothing else.
+func parseLBBody(r io.Reader) (on bool, lease time.Duration, err error) {
 	var body struct {
-		InService *bool `json:"inService"`
+		InService    *bool  `json:"inService"`
+		LeaseSeconds *int64 `json:"leaseSeconds"`
 	}
 	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&body); err != nil {
-		return false, fmt.Errorf("the body must be {\"inService\": true|false}: %v", err)
-	}
-	if dec.More() {
-		return false, errors.New("the body must be {\"inService\": true|false}: data after the object")
+		return false, 0, fmt.Errorf("%s: %v", lbBodyShape, err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return false, errors.New("the body must be {\"inService\": true|false}: data after the object")
+		return false, 0, errors.New(lbBodyShape + ": data after the object")
 	}
 	if body.InService == nil {
-		return false, errors.New("the body must be {\"inService\": true|false}: inService is missing")
+		return false, 0, errors.New(lbBodyShape + ": inService is missing")
 	}
-	return *body.InService, nil
+	if n := body.LeaseSeconds; n != nil {
+		if *body.InService {
+			return false, 0, errors.New(lbBodyShape + ": leaseSeconds goes with inService false only")
+		}
+		if *n < 1 || *n > int64(MaxLease/time.Second) {
+			return false, 0, fmt.Errorf("%s: leaseSeconds %d: want 1 to %d", lbBodyShape, *n, int64(MaxLease/time.Second))
+		}
+		lease = time.Duration(*n) * time.Second
+	}
+	return *body.InService, lease, nil
 }
 
 // writeReloadError answers a refused reload: 422 for a configuration that

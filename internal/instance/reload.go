@@ -3,6 +3,7 @@ package instance
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
@@ -74,16 +75,68 @@ func archiveOf(cfg *groupconf.Config) (int, string) {
 	return 0, ""
 }
 
+// MaxLease bounds an out-of-service lease (POST /deployment/lb
+// {"inService": false, "leaseSeconds": N}).
+const MaxLease = time.Hour
+
+// lbLease is the out-of-service lease: an instance taken out of the load
+// balancer with a lease goes back in by itself when the lease runs out
+// without being renewed, so that an instance never stays out because the
+// process that took it out (an Admin Node Manager in the middle of a
+// rollout) died.
+type lbLease struct {
+	mu    sync.Mutex
+	gen   uint64      // advanced by every SetInService: an old timer does nothing
+	timer *time.Timer // nil without a lease
+	until time.Time   // when the lease runs out (zero without one)
+}
+
+// SetInServiceFor takes the instance out of the load balancer for at most
+// lease (renewed by calling it again), or puts it back (on true, lease 0).
+// A lease of 0 with on false takes it out until told otherwise.
+func (i *Instance) SetInServiceFor(on bool, lease time.Duration) {
+	l := &i.lease
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.gen++
+	if l.timer != nil {
+		l.timer.Stop()
+		l.timer, l.until = nil, time.Time{}
+	}
+	if !on && lease > 0 {
+		gen := l.gen
+		l.until = time.Now().Add(lease)
+		l.timer = time.AfterFunc(lease, func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if l.gen != gen {
+				return // renewed or ended meanwhile
+			}
+			l.timer, l.until = nil, time.Time{}
+			if !i.inService.Swap(true) {
+				i.log.Warn("out-of-service lease ran out without being renewed: back in the load balancer", "lease", lease.String())
+			}
+		})
+	}
+	if i.inService.Swap(on) != on {
+		i.log.Info("load balancer state changed", "inService", on, "lease", lease.String())
+	}
+}
+
+// OutOfServiceUntil is when the current out-of-service lease runs out
+// (zero when in service, or out without a lease).
+func (i *Instance) OutOfServiceUntil() time.Time {
+	i.lease.mu.Lock()
+	defer i.lease.mu.Unlock()
+	return i.lease.until
+}
+
 // SetInService takes the instance out of the load balancer (false:
 // /healthchecklb answers 503 while everything else is still served) or puts
 // it back (true). It is independent of the phase: once shutdown begins,
 // /healthchecklb answers 503 whatever this says. A new process starts in
 // service.
-func (i *Instance) SetInService(on bool) {
-	if i.inService.Swap(on) != on {
-		i.log.Info("load balancer state changed", "inService", on)
-	}
-}
+func (i *Instance) SetInService(on bool) { i.SetInServiceFor(on, 0) }
 
 // InService reports whether the instance is in service (SetInService).
 func (i *Instance) InService() bool { return i.inService.Load() }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
 	"github.com/gatehouse-gw/gatehouse/internal/deploy"
@@ -20,7 +21,7 @@ import (
 //
 //	PUT  /nm/archives/{groupID}/{archiveID}    {"meta": deploy.Meta, "archive": base64 canonical tar.gz}
 //	POST /nm/instances/{instanceID}/deploy     deploy.Meta of an installed archive
-//	POST /nm/instances/{instanceID}/inservice  {"inService": bool}
+//	POST /nm/instances/{instanceID}/inservice  {"inService": bool, "leaseSeconds": N}
 //	POST /nm/instances/{instanceID}/setarchive deploy.Meta: a stopped instance starts from it
 //
 // The ANM does the same for its own host directly (its installOn, deployTo
@@ -68,6 +69,34 @@ func (s *Server) putArchive(w http.ResponseWriter, r *http.Request) {
 	apihttp.WriteResult(w, http.StatusOK, b.Meta)
 }
 
+// InServiceBody is the body of POST /nm/instances/{instanceID}/inservice:
+// in or out of the load balancer's pool, out with an optional lease
+// (whole seconds, 1 to supervisor.MaxLease) after which the instance goes
+// back in by itself unless the lease is renewed.
+type InServiceBody struct {
+	InService    *bool `json:"inService"`
+	LeaseSeconds int64 `json:"leaseSeconds,omitempty"`
+}
+
+// InServiceRequest is the body that sets in (or out, with lease).
+func InServiceRequest(in bool, lease time.Duration) InServiceBody {
+	return InServiceBody{InService: &in, LeaseSeconds: int64((lease + time.Second - 1) / time.Second)}
+}
+
+// check returns the lease b asks for, or a 400.
+func (b InServiceBody) check() (time.Duration, error) {
+	const want = `want {"inService": true|false} or {"inService": false, "leaseSeconds": N}`
+	switch {
+	case b.InService == nil:
+		return 0, &apihttp.Error{Code: http.StatusBadRequest, Msg: want}
+	case b.LeaseSeconds != 0 && *b.InService:
+		return 0, &apihttp.Error{Code: http.StatusBadRequest, Msg: want + ": leaseSeconds goes with inService false only"}
+	case b.LeaseSeconds < 0 || b.LeaseSeconds > int64(supervisor.MaxLease/time.Second):
+		return 0, &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("%s: leaseSeconds %d: want 1 to %d", want, b.LeaseSeconds, int64(supervisor.MaxLease/time.Second))}
+	}
+	return time.Duration(b.LeaseSeconds) * time.Second, nil
+}
+
 // POST /nm/instances/{instanceID}/deploy and …/inservice.
 func (s *Server) deployAction(w http.ResponseWriter, r *http.Request, id, action string) {
 	var st supervisor.InstanceState
@@ -87,17 +116,15 @@ func (s *Server) deployAction(w http.ResponseWriter, r *http.Request, id, action
 		s.log.Info("deploying for the Admin Node Manager", "instanceId", id, "group", m.Group, "archive", m.ID)
 		st, err = s.sup.Deploy(r.Context(), id, m)
 	case "inservice":
-		var b struct {
-			InService *bool `json:"inService"`
-		}
-		if err = apihttp.ReadBody(w, r, &b, `{"inService": true|false}`); err != nil {
+		var b InServiceBody
+		if err = apihttp.ReadBody(w, r, &b, `{"inService": true|false, "leaseSeconds": N}`); err != nil {
 			break
 		}
-		if b.InService == nil {
-			err = &apihttp.Error{Code: http.StatusBadRequest, Msg: `want {"inService": true|false}`}
+		var lease time.Duration
+		if lease, err = b.check(); err != nil {
 			break
 		}
-		st, err = s.sup.SetInService(r.Context(), id, *b.InService)
+		st, err = s.sup.SetInService(r.Context(), id, *b.InService, lease)
 	}
 	if err != nil {
 		apihttp.WriteError(w, r, s.log, deployError(err))

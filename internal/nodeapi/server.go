@@ -28,6 +28,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
 	"github.com/gatehouse-gw/gatehouse/internal/audit"
@@ -72,7 +73,7 @@ type Instances interface {
 	Status(id string) (supervisor.InstanceState, error)
 	States() []supervisor.InstanceState
 	Deploy(ctx context.Context, id string, m deploy.Meta) (supervisor.InstanceState, error)
-	SetInService(ctx context.Context, id string, in bool) (supervisor.InstanceState, error)
+	SetInService(ctx context.Context, id string, in bool, lease time.Duration) (supervisor.InstanceState, error)
 	SetArchive(ctx context.Context, id string, m deploy.Meta) (supervisor.InstanceState, error)
 }
 

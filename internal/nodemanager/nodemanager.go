@@ -102,6 +102,9 @@ func New(opts Options) (*NodeManager, error) {
 		if err := n.api.LoadAccess(); err != nil {
 			return nil, fmt.Errorf("creating node manager: %w", err)
 		}
+		if err := n.api.LoadJobs(); err != nil {
+			return nil, fmt.Errorf("creating node manager: %w", err)
+		}
 	}
 	return n, nil
 }
@@ -131,6 +134,7 @@ func (n *NodeManager) Start() error {
 	n.sup.Start()
 	if n.admin {
 		n.net.Push.Start()
+		n.api.ResumeRollouts(context.Background())
 	}
 	n.log.Info("node manager started", "admin", n.admin, "address", n.srv.addr())
 	return nil

@@ -168,10 +168,16 @@ func (s *Supervisor) restorePointer(gid, iid string, prev *deploy.Meta) error {
 	return err
 }
 
+// MaxLease is the longest out-of-service lease an instance accepts
+// (instance.MaxLease; TestMaxLeaseAgrees checks they are the same).
+const MaxLease = time.Hour
+
 // SetInService takes a running instance out of its load balancer's pool
 // (false: /healthchecklb answers 503, everything else is still served) or
-// puts it back (true).
-func (s *Supervisor) SetInService(ctx context.Context, instanceID string, in bool) (InstanceState, error) {
+// puts it back (true). With a lease (out of service only; whole seconds,
+// at most instance.MaxLease) the instance goes back in by itself when the
+// lease runs out without being renewed by another call.
+func (s *Supervisor) SetInService(ctx context.Context, instanceID string, in bool, lease time.Duration) (InstanceState, error) {
 	si, err := s.lookup(instanceID)
 	if err != nil {
 		return InstanceState{}, err
@@ -182,7 +188,11 @@ func (s *Supervisor) SetInService(ctx context.Context, instanceID string, in boo
 	}
 	ctx, cancel := context.WithTimeout(ctx, statusTimeout+5*time.Second)
 	defer cancel()
-	if err := s.mgmt.post(ctx, addr, "/deployment/lb", map[string]bool{"inService": in}, nil); err != nil {
+	body := map[string]any{"inService": in}
+	if lease > 0 {
+		body["leaseSeconds"] = int64((lease + time.Second - 1) / time.Second)
+	}
+	if err := s.mgmt.post(ctx, addr, "/deployment/lb", body, nil); err != nil {
 		return s.state(si), fmt.Errorf("%s: setting inService=%t: %w", label(si.ref), in, err)
 	}
 	s.pollStatus(si)

@@ -101,6 +101,8 @@ type instanceStatus struct {
 	ConfigChecksum string          `json:"configChecksum"`
 	Deployment     *deployedStatus `json:"deployment"`
 	InService      *bool           `json:"inService"`
+	// OutOfServiceUntil: the end of an out-of-service lease.
+	OutOfServiceUntil time.Time `json:"outOfServiceUntil"`
 }
 
 // status asks the management listener at addr (host:port) for GET /status,

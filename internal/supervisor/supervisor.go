@@ -69,6 +69,9 @@ type InstanceState struct {
 	// balancer's pool (/healthchecklb 503 during a rolling deployment);
 	// nil when not running.
 	InService *bool `json:"inService,omitempty"`
+	// OutOfServiceUntil is when the instance's out-of-service lease runs
+	// out and it goes back in by itself (absent without a lease).
+	OutOfServiceUntil time.Time `json:"outOfServiceUntil,omitzero"`
 }
 
 // ErrNotStarted is wrapped by StartInstance when startinstance -d failed; the
@@ -559,7 +562,7 @@ func (s *Supervisor) clearProcess(si *supervised) {
 	si.rec, si.watchEnd = nil, nil
 	si.st.PID = 0
 	si.st.Phase, si.st.Health, si.st.ConfigChecksum = "", "", ""
-	si.st.Archive, si.st.InService = 0, nil
+	si.st.Archive, si.st.InService, si.st.OutOfServiceUntil = 0, nil, time.Time{}
 }
 
 // watch waits for the process rec of si to end, reaps it when it is a child,

@@ -151,7 +151,7 @@ func (s *Supervisor) pollStatus(si *supervised) {
 		s.log.Warn("another process answers on the instance's management port", append(s.attrs(si), "address", addr, "pid", rec.PID, "answeringPid", st.PID)...)
 	default:
 		si.st.Phase, si.st.ConfigChecksum = st.Phase, st.ConfigChecksum
-		si.st.Archive, si.st.InService = 0, st.InService
+		si.st.Archive, si.st.InService, si.st.OutOfServiceUntil = 0, st.InService, st.OutOfServiceUntil
 		if st.Deployment != nil {
 			si.st.Archive = st.Deployment.Archive
 		}
