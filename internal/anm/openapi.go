@@ -7,7 +7,7 @@ import (
 	"sync"
 
 	apispec "github.com/gatehouse-gw/gatehouse/api"
-	"go.yaml.in/yaml/v3"
+	"go.yaml.in/yaml/v4"
 )
 
 // The management API's description (api/openapi.yaml) at

@@ -10,7 +10,7 @@ import (
 	"slices"
 	"strconv"
 
-	"go.yaml.in/yaml/v3"
+	"go.yaml.in/yaml/v4"
 
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 )

@@ -31,7 +31,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
-	"go.yaml.in/yaml/v3"
+	"go.yaml.in/yaml/v4"
 )
 
 // Limits of an upload. They are checked while reading: sizes written in tar

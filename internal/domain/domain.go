@@ -31,7 +31,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/rbac"
 	"github.com/gatehouse-gw/gatehouse/internal/secret"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
-	"go.yaml.in/yaml/v3"
+	"go.yaml.in/yaml/v4"
 )
 
 // Default ports.

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/home"
-	"go.yaml.in/yaml/v3"
+	"go.yaml.in/yaml/v4"
 )
 
 // LoadInstance loads the configuration of an instance from its install

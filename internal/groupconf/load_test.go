@@ -51,7 +51,9 @@ func TestErrors(t *testing.T) {
 		{"unknown nested key", Layer{Name: "i.yaml", YAML: []byte("traffic:\n  prot: 80\n")}, []string{"i.yaml:2", "traffic.prot", "accepted under traffic: address, port"}},
 		{"unknown list item key", Layer{Name: "g.yaml", YAML: []byte("apis:\n  - name: a\n    pth: /x\n")}, []string{"g.yaml:3", "apis[0].pth"}},
 		{"type error", Layer{Name: "g.yaml", YAML: []byte("traffic:\n  port: eighty\n")}, []string{"g.yaml:2", "eighty"}},
-		{"syntax error", Layer{Name: "g.yaml", YAML: []byte("traffic:\n  port: 80\n bad\n")}, []string{"g.yaml:2", "did not find expected key"}},
+		{"syntax error", Layer{Name: "g.yaml", YAML: []byte("traffic:\n  port: 80\n bad\n")}, []string{"g.yaml:3", "did not find expected key"}},
+		// The line of the fault, not of the block it is in (yaml.v3 named line 1 here).
+		{"badly indented", Layer{Name: "g.yaml", YAML: []byte("backends:\n  - name: be\n   url: http://127.0.0.1:1\n")}, []string{"g.yaml:3", "did not find expected '-' indicator"}},
 		{"bad duration", Layer{Name: "g.yaml", YAML: []byte("zeroDowntime:\n  shutdown:\n    delay: soon\n")}, []string{"g.yaml:3", "not a duration"}},
 		{"semantic", Layer{Name: "i.yaml", YAML: []byte("traffic:\n  port: 70000\n")}, []string{"i.yaml:2", "traffic.port", "not a TCP port"}},
 		{"port clash", Layer{Name: "i.yaml", YAML: []byte("traffic:\n  port: 8085\n")}, []string{"management.port", "8085"}},

@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
+	"go.yaml.in/yaml/v4"
 
 	"github.com/gatehouse-gw/gatehouse/internal/gwtest"
 )
