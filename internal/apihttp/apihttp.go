@@ -4,8 +4,9 @@
 // {"errors":[{"code","message"}]} and the one place that classifies an
 // error into a status (Classify), the {"result": …} envelope, request
 // bodies (one JSON object of at most MaxBodyBytes, unknown fields refused),
-// a method table answering 405 with Allow, and the request's user and
-// remote address.
+// a method table answering 405 with Allow, the request's user and
+// remote address, and Guard, the listener's outermost handler (431 for an
+// oversized head; a lingering read of a body answered before its end).
 //
 // It owns no state and imports only the domain's model packages
 // (topology, domain, home); nothing of the node manager.
@@ -327,4 +328,139 @@ func RemoteIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// Limits of a request's head and of what is read of a body nobody wanted
+// (docs/management-api.md, "Limits and timeouts").
+const (
+	// MaxHeadBytes is the largest request head the API takes: the request
+	// line (method, target, protocol) and every header field as HTTP/1.1
+	// sends them (HeadSize). A larger one is answered 431 in the API's
+	// error shape, over HTTP/1.1 and HTTP/2 alike.
+	MaxHeadBytes = 64 << 10
+	// ServerMaxHeaderBytes is the server's own bound
+	// (http.Server.MaxHeaderBytes), twice MaxHeadBytes so that a head
+	// between the two reaches Guard and gets the JSON 431. Above it the
+	// standard library answers by itself: a plain-text 431 over HTTP/1.1;
+	// over HTTP/2 its HPACK decoder refuses a field longer than the header
+	// list size (about ServerMaxHeaderBytes) as a connection error
+	// (GOAWAY COMPRESSION_ERROR), which it cannot turn into an answer.
+	ServerMaxHeaderBytes = 2 * MaxHeadBytes
+	// LingerBytes and LingerTime bound what is read and thrown away of a
+	// request body the handler did not read to its end (an upload refused
+	// with 413 past its limit, a refused login's body) after the answer
+	// is sent, so that a client still sending sees the answer instead of
+	// a connection reset (a "lingering close").
+	LingerBytes = 16 << 20
+	LingerTime  = 10 * time.Second
+	LingerIdle  = 500 * time.Millisecond
+)
+
+// HeadSize is the size of r's head as HTTP/1.1 sends it: "METHOD TARGET
+// PROTO\r\n", "Host: …\r\n" and "Name: value\r\n" for every field,
+// whatever protocol r came by.
+func HeadSize(r *http.Request) int {
+	n := len(r.Method) + 1 + len(r.RequestURI) + 1 + len(r.Proto) + 2
+	n += len("Host: ") + len(r.Host) + 2
+	for k, vv := range r.Header {
+		for _, v := range vv {
+			n += len(k) + 2 + len(v) + 2
+		}
+	}
+	return n + 2
+}
+
+// Guard is the outermost handler of the node manager's listener. It
+// answers 431 (in the API's error shape) to a request whose head is over
+// MaxHeadBytes, and after next answers a request whose body it did not read
+// to the end, it sends the answer and reads and throws away the rest of
+// the body, at most LingerBytes for at most LingerTime: a client still
+// sending its body gets the whole answer before the connection is closed
+// (HTTP/1.1, "Connection: close") or the stream reset (HTTP/2). A body
+// whose reading failed (the server's read timeout cut off a trickle) is
+// not read again.
+func Guard(next http.Handler, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+			if !headFits(w, r, log) {
+				return
+			}
+			next.ServeHTTP(w, r)
+			return
+		}
+		orig := r.Body
+		body := &watchedBody{ReadCloser: orig}
+		if headFits(w, r, log) {
+			r2 := r.WithContext(r.Context()) // a copy: the server keeps its own view of r.Body
+			r2.Body = body
+			next.ServeHTTP(w, r2)
+			r.MultipartForm = r2.MultipartForm // for the server to remove its files
+		}
+		if !body.ended && !body.failed { // a failed read (the read timeout) is not waited for again
+			linger(w, r, orig)
+		}
+	})
+}
+
+// headFits answers 431 when r's head is over MaxHeadBytes.
+func headFits(w http.ResponseWriter, r *http.Request, log *slog.Logger) bool {
+	size := HeadSize(r)
+	if size <= MaxHeadBytes {
+		return true
+	}
+	path := r.URL.Path
+	if len(path) > 200 {
+		path = path[:200] + "…"
+	}
+	log.Info("management API error", "method", r.Method, "path", path, "remote", RemoteIP(r), "status", http.StatusRequestHeaderFieldsTooLarge, "headBytes", size, "proto", r.Proto)
+	msg := fmt.Sprintf("the request line and header fields are %d bytes, over the limit of %d (64 KiB)", size, MaxHeadBytes)
+	WriteJSON(w, http.StatusRequestHeaderFieldsTooLarge, ErrorBody{Errors: []ErrorItem{{Code: http.StatusRequestHeaderFieldsTooLarge, Message: msg}}})
+	return false
+}
+
+// linger sends the answer written so far and reads and discards what is
+// left of body: until its end, LingerBytes, LingerTime in all, or
+// LingerIdle without a byte (a client that stopped sending when it saw the
+// answer: net/http's HTTP/2 client on a status over 299). Over HTTP/1.1
+// the connection is closed afterwards; over HTTP/2 the stream ends and the
+// connection goes on.
+func linger(w http.ResponseWriter, r *http.Request, body io.Reader) {
+	rc := http.NewResponseController(w)
+	if r.ProtoMajor == 1 {
+		w.Header().Set("Connection", "close") // when the handler wrote nothing yet
+	}
+	if err := rc.Flush(); err != nil {
+		return // hijacked or gone
+	}
+	end := time.Now().Add(LingerTime)
+	buf := make([]byte, 32<<10)
+	for left := int64(LingerBytes); left > 0; {
+		d := time.Now().Add(LingerIdle)
+		if d.After(end) {
+			d = end
+		}
+		_ = rc.SetReadDeadline(d)
+		n, err := body.Read(buf[:min(int64(len(buf)), left)])
+		left -= int64(n)
+		if err != nil {
+			return
+		}
+	}
+}
+
+// watchedBody tells whether the handler read the body to its end, or
+// reading it failed.
+type watchedBody struct {
+	io.ReadCloser
+	ended, failed bool
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.ended = true
+	} else if err != nil {
+		b.failed = true
+	}
+	return n, err
 }

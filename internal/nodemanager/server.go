@@ -21,7 +21,10 @@ import (
 const (
 	readHeaderTimeout = 10 * time.Second
 	idleTimeout       = 120 * time.Second
-	maxHeaderBytes    = 64 << 10
+	// maxHeaderBytes is the standard library's bound on a request head;
+	// apihttp.Guard refuses a head over apihttp.MaxHeadBytes (64 KiB) with
+	// the API's JSON 431 below it (docs/management-api.md).
+	maxHeaderBytes = apihttp.ServerMaxHeaderBytes
 )
 
 // readTimeout bounds a whole request, body included (a client sending a
@@ -107,7 +110,8 @@ func (s *server) start() error {
 }
 
 // handler routes /nm and /api; everything else is 404 in the API's error
-// shape.
+// shape. apihttp.Guard refuses oversized heads (431) and lets a client
+// still sending a body it was refused read its answer.
 func (s *server) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/nm/", s.nm) // /nm/ca and /nm/join open, the rest need a domain certificate
@@ -115,7 +119,7 @@ func (s *server) handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		apihttp.WriteError(w, r, s.log, &apihttp.Error{Code: http.StatusNotFound, Msg: fmt.Sprintf("no resource %s; the management API is under /api", r.URL.Path)})
 	})
-	return mux
+	return apihttp.Guard(mux, s.log)
 }
 
 // shutdown stops accepting, waits for requests in flight within ctx, then
