@@ -15,7 +15,8 @@ import (
 )
 
 // The rollout journal: every job of this ANM is a file
-// conf/deployments/jobs/<id>.json, written atomically (temp file, fsync,
+// conf/rollouts/<id>.json (beside conf/deployments, the archive store, which
+// holds only groups' directories), written atomically (temp file, fsync,
 // rename) when the job is registered and again at each change of its
 // progress, before the rollout goes on to its next step. After a crash the
 // ANM reads them back (LoadJobs): finished jobs stay listed, job ids go on
@@ -31,7 +32,7 @@ type journal struct {
 }
 
 func newJournal(h home.Home, log *slog.Logger) journal {
-	return journal{dir: filepath.Join(h.DeploymentsDir(), "jobs"), log: log}
+	return journal{dir: h.Path("conf", "rollouts"), log: log}
 }
 
 func (jn journal) file(id int) string { return filepath.Join(jn.dir, strconv.Itoa(id)+".json") }

@@ -86,8 +86,8 @@ func TestJournal(t *testing.T) {
 // and the id is not used.
 func TestJournalNotWritable(t *testing.T) {
 	h := home.Home{Dir: t.TempDir()}
-	os.MkdirAll(h.DeploymentsDir(), 0o750)
-	os.WriteFile(filepath.Join(h.DeploymentsDir(), "jobs"), []byte("a file"), 0o640)
+	os.MkdirAll(h.Path("conf"), 0o750)
+	os.WriteFile(h.Path("conf", "rollouts"), []byte("a file"), 0o640)
 	js := newJobs()
 	js.journal = newJournal(h, nil)
 	err := js.begin(&Job{Group: "group-2"})

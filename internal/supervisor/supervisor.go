@@ -153,7 +153,7 @@ type Config struct {
 	// (startinstance -d and -k).
 	Exe      string
 	Topology TopologySource
-	Logger   *slog.Logger // the node manager's; "component" is set here
+	Logger   *slog.Logger // the node manager's (with "component"); "subsystem" is set here
 	// Client calls the instances' management listeners (GET /status,
 	// reloads); it gets its identity from the node manager.
 	Client *MgmtClient
@@ -164,7 +164,7 @@ type Config struct {
 func New(c Config) *Supervisor {
 	return &Supervisor{
 		h: c.Home, hostID: c.HostID, exe: c.Exe, topo: c.Topology,
-		log:   c.Logger.With("component", "supervisor"),
+		log:   c.Logger.With("subsystem", "supervisor"),
 		mgmt:  c.Client,
 		quit:  make(chan struct{}),
 		insts: map[string]*supervised{},

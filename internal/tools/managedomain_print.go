@@ -3,7 +3,9 @@ package tools
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -60,7 +62,16 @@ func (s *mdSession) portsText(g *topology.Group, svc topology.Service, localHost
 		if svc.Tags[topology.TagAdminNM] == "true" {
 			role = "Admin Node Manager"
 		}
-		return fmt.Sprintf("%s, management %s://:%d", role, svc.Scheme, svc.ManagementPort)
+		addr := svc.Tags[domain.TagAddress]
+		if addr == "" && svc.HostID == localHost {
+			if c, err := domain.LoadNodeManagerConf(s.home); err == nil {
+				addr = c.Address // this host's: its own settings
+			}
+		}
+		if addr != "" {
+			return fmt.Sprintf("%s, management %s://%s", role, svc.Scheme, net.JoinHostPort(addr, strconv.Itoa(svc.ManagementPort)))
+		}
+		return fmt.Sprintf("%s, management %s on every interface, port %d", role, svc.Scheme, svc.ManagementPort)
 	}
 	parts := []string{fmt.Sprintf("traffic %d", svc.TrafficPort), fmt.Sprintf("management %d", svc.ManagementPort)}
 	if svc.HostID == localHost {

@@ -209,10 +209,13 @@ func TestManagedomainInstances(t *testing.T) {
 
 	// Print topology: tree and JSON.
 	r = h.MustRun("", "managedomain", "-p")
-	for _, want := range []string{`Domain "TestDomain"`, "host-1", `group-2      "Renamed"`, `instance-1       "Server One"`, "traffic 8080, management 8085", "traffic 9080, management 9085", "nodemanager-1", "8090"} {
+	for _, want := range []string{`Domain "TestDomain"`, "host-1", `group-2      "Renamed"`, `instance-1       "Server One"`, "traffic 8080, management 8085", "traffic 9080, management 9085", "nodemanager-1", "Admin Node Manager, management https on every interface, port 8090"} {
 		if !strings.Contains(r.Stdout, want) {
 			t.Errorf("print_topology lacks %q:\n%s", want, r.Stdout)
 		}
+	}
+	if strings.Contains(r.Stdout, "://:") {
+		t.Errorf("print_topology prints a URL without a host:\n%s", r.Stdout)
 	}
 	r = h.MustRun("", "managedomain", "--print_topology", "--json")
 	var doc map[string]any

@@ -1,6 +1,7 @@
 package tools_test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -131,6 +132,15 @@ func TestNodemanagerRestartsKilledInstance(t *testing.T) {
 	if log := readFile(h.Path("logs", "nodemanager", "nodemanager.log")); !strings.Contains(log, `"instance died"`) || !strings.Contains(log, `"level":"WARN"`) {
 		t.Errorf("the death is not reported at warn:\n%s", log)
 	}
+	// Each key once per line (the supervisor's lines had "component" twice).
+	logs, _ := filepath.Glob(h.Path("groups", "group-*", "instance-1", "logs", "instance*.log"))
+	for _, f := range append(logs, logPath) {
+		for i, line := range strings.Split(strings.TrimSpace(readFile(f)), "\n") {
+			if dup := duplicateKeys(line); len(dup) > 0 {
+				t.Errorf("%s line %d has %v more than once: %s", filepath.Base(f), i+1, dup, line)
+			}
+		}
+	}
 	// A clean stop is not undone.
 	h.MustRun("", "startinstance", "-k", "-n", "s1", "-g", "g1")
 	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
@@ -198,4 +208,31 @@ func TestNodemanagerRemembersWhatShouldRun(t *testing.T) {
 			t.Fatalf("started although it was stopped on purpose")
 		}
 	}
+}
+
+// duplicateKeys lists the keys of a JSON object line that occur more than
+// once at its top level (encoding/json would silently keep the last).
+func duplicateKeys(line string) []string {
+	dec := json.NewDecoder(strings.NewReader(line))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return []string{"(not an object)"}
+	}
+	seen := map[string]bool{}
+	var dup []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return []string{"(bad JSON)"}
+		}
+		k, _ := tok.(string)
+		if seen[k] {
+			dup = append(dup, k)
+		}
+		seen[k] = true
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return []string{"(bad JSON)"}
+		}
+	}
+	return dup
 }

@@ -45,6 +45,10 @@ func healthLB(port int) int {
 func TestRolloutResumesAfterANMKill(t *testing.T) {
 	pw := adminPasswordFile(t)
 	anm, _ := startANMHost(t, "127.0.0.2", pw)
+	// managedomain -p names the address the ANM listens on (--nm_address).
+	if r := anm.h.MustRun("", "managedomain", "-p"); !strings.Contains(r.Stdout, fmt.Sprintf("Admin Node Manager, management https://127.0.0.2:%d", anm.port)) {
+		t.Errorf("managedomain -p: %s", r.Stdout)
+	}
 	var group struct{ ID string }
 	result(t, anm.api("POST", "/api/topology/groups", `{"name":"G"}`), 201, &group)
 	gid := group.ID
@@ -85,7 +89,7 @@ func TestRolloutResumesAfterANMKill(t *testing.T) {
 	if got := healthLB(tps[0]); got != 503 {
 		t.Fatalf("the first instance's /healthchecklb during its step: %d, want 503", got)
 	}
-	journal, err := os.ReadFile(anm.h.Path("conf", "deployments", "jobs", fmt.Sprintf("%d.json", jobID)))
+	journal, err := os.ReadFile(anm.h.Path("conf", "rollouts", fmt.Sprintf("%d.json", jobID)))
 	if err != nil || !strings.Contains(string(journal), `"status": "running"`) || !strings.Contains(string(journal), `"out-of-service"`) {
 		t.Fatalf("the journal of job %d: %s %v", jobID, journal, err)
 	}
