@@ -461,7 +461,10 @@ func (a *API) validateUpload(t *topology.Topology, gid string, data []byte) (dep
 	parsed, err := deploy.Parse(arch) // once: every load below reuses it
 	var cfg *groupconf.Config
 	if err == nil {
-		cfg, err = parsed.Load()
+		// The group's own layers; what depends on an instance's settings
+		// is checked below with each instance's (on this host; the others'
+		// node managers refuse at the rollout, naming the instance).
+		cfg, err = parsed.LoadGroup()
 	}
 	if err == nil {
 		err = files.Check(cfg)
@@ -482,7 +485,7 @@ func (a *API) validateUpload(t *topology.Topology, gid string, data []byte) (dep
 			err = files.Check(cfg)
 		}
 		if err != nil {
-			return arch, &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("the configuration is not valid with the settings of instance %s, nothing was stored: %v", ref.Service.ID, err), Err: err}
+			return arch, &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("the configuration is not valid with the settings of instance %s (%q), nothing was stored: %v", ref.Service.ID, ref.Service.Name, err), Err: err}
 		}
 	}
 	return arch, nil

@@ -257,7 +257,11 @@ func (a *API) planRollout(t *topology.Topology, gid string, m deploy.Meta, arch 
 		}
 	}
 	sort.Slice(p.instances, func(i, j int) bool { return idLess(p.instances[i].ID, p.instances[j].ID) })
-	cfg, err := groupconf.Load(archiveLayers(arch)...)
+	parsed, err := groupconf.Parse(archiveLayers(arch)...)
+	var cfg *groupconf.Config
+	if err == nil {
+		cfg, err = parsed.LoadGroup() // the zero-downtime settings are the group's
+	}
 	if err != nil {
 		return rolloutPlan{}, &apihttp.Error{Code: http.StatusBadRequest, Msg: "the archive's configuration is not valid: " + err.Error(), Err: err}
 	}

@@ -392,7 +392,9 @@ func build(files []File) (Archive, error) {
 // Validate loads the defaults, the archive's files as the group layers (each
 // named by its name in the archive, so that an error reads
 // "group.yaml:7: ...") and the optional instance layers with groupconf.Load,
-// and returns groupconf's error unchanged.
+// and returns groupconf's error unchanged. Without instance layers it
+// validates the group's own configuration (groupconf.Parsed.LoadGroup):
+// what only an instance's settings decide is left to them.
 func Validate(a Archive, instanceLayers ...groupconf.Layer) error {
 	_, err := Load(a, instanceLayers...)
 	return err
@@ -403,6 +405,9 @@ func Load(a Archive, instanceLayers ...groupconf.Layer) (*groupconf.Config, erro
 	p, err := Parse(a)
 	if err != nil {
 		return nil, err
+	}
+	if len(instanceLayers) == 0 {
+		return p.LoadGroup()
 	}
 	return p.Load(instanceLayers...)
 }

@@ -56,6 +56,9 @@ type Config struct {
 	// (LoadInstance); nil when they came from group.yaml or from Load.
 	Deployment *Deployed
 	origins    map[string]Origin
+	// groupOnly: loaded by LoadGroup, without any instance's settings, so
+	// the checks that depend on them are left to each instance's load.
+	groupOnly bool
 }
 
 // Origin returns where key (dotted, e.g. "traffic.port" or "apis[0].path")
@@ -173,7 +176,15 @@ func EstimateValues(data []byte) int {
 
 // Load merges the parsed layers and more (parsed now, not kept) over the
 // defaults and validates the result, as the package-level Load does.
-func (p *Parsed) Load(more ...Layer) (*Config, error) {
+func (p *Parsed) Load(more ...Layer) (*Config, error) { return p.load(false, more) }
+
+// LoadGroup is Load of a group's own layers, without an instance's
+// settings: it validates everything but what only an instance's settings
+// decide (a back end using the sample service, which an instance enables).
+// Each instance's configuration is validated by Load with its settings.
+func (p *Parsed) LoadGroup() (*Config, error) { return p.load(true, nil) }
+
+func (p *Parsed) load(groupOnly bool, more []Layer) (*Config, error) {
 	all := p
 	if len(more) > 0 {
 		all = &Parsed{layers: slices.Clip(p.layers), values: p.values}
@@ -188,7 +199,7 @@ func (p *Parsed) Load(more ...Layer) (*Config, error) {
 			mergeMapping(merged, l.doc, "", l.name, l.props, origins)
 		}
 	}
-	cfg := &Config{Settings: Defaults(), origins: origins}
+	cfg := &Config{Settings: Defaults(), origins: origins, groupOnly: groupOnly}
 	if err := merged.Decode(&cfg.Settings); err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}

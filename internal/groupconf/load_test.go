@@ -194,3 +194,30 @@ func TestRemoteHosts(t *testing.T) {
 		t.Errorf("ParsePrefix of an address: got %v %v", p, err)
 	}
 }
+
+// LoadGroup validates a group's own layers without an instance's: a back
+// end using the sample service, which an instance enables, is left to the
+// instance's load; everything else is still checked.
+func TestLoadGroup(t *testing.T) {
+	group := Layer{Name: "group.yaml", YAML: []byte("backends:\n  - name: s\n    sample: true\napis:\n  - name: a\n    pathPrefix: /a\n    backend: s\n")}
+	p, err := Parse(group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.LoadGroup(); err != nil {
+		t.Fatalf("LoadGroup: %v", err)
+	}
+	if _, err := p.Load(); err == nil || !strings.Contains(err.Error(), "sample.enabled is false for this instance") {
+		t.Fatalf("Load without the instance: %v", err)
+	}
+	if _, err := p.Load(Layer{Name: "instance.yaml", YAML: []byte("sample:\n  enabled: true\n")}); err != nil {
+		t.Fatalf("Load with an instance enabling the sample: %v", err)
+	}
+	bad, err := Parse(Layer{Name: "group.yaml", YAML: []byte("backends:\n  - name: s\n    sample: true\n    url: http://x\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bad.LoadGroup(); err == nil || !strings.Contains(err.Error(), "either url or sample") {
+		t.Fatalf("LoadGroup of a wrong group: %v", err)
+	}
+}

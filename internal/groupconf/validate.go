@@ -83,7 +83,7 @@ func (c *Config) validate() error {
 		switch {
 		case b.Sample && b.URL != "":
 			add(c.errAt(k+".url", "give either url or sample: true, not both"))
-		case b.Sample && !c.Sample.Enabled:
+		case b.Sample && !c.Sample.Enabled && !c.groupOnly:
 			add(c.errAt(k+".sample", "back end %q uses the sample service, but sample.enabled is false for this instance", b.Name))
 		case !b.Sample:
 			u, err := url.Parse(b.URL)

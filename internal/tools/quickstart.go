@@ -24,7 +24,7 @@ var quickstartTool = Tool{
 	Run: runQuickstart,
 }
 
-const quickstartHelp = `usage: gatehouse quickstart [--traffic_port N] [--management_port M] [--sample_port S] [-d]
+const quickstartHelp = `usage: gatehouse quickstart [--traffic_port N] [--management_port M] [--sample_port S] [--port P] [-d]
 
 Creates a QuickStart domain in the install directory ($GATEHOUSE_HOME) if there
 is none: group "QuickStart Group" with instance "QuickStart Server", an admin
@@ -37,6 +37,8 @@ Running it again reuses the domain; port flags update the instance settings.
   --traffic_port N      API traffic port (default 8080)
   --management_port M   the instance's management port (default 8085)
   --sample_port S       the sample back end's port (default 8081)
+  --port P              the Admin Node Manager's port, when the domain is
+                        created (default 8090; as managedomain -i --port)
   -d                    return once the instance is ready (daemon); without
                         it, runs in the foreground until Ctrl-C
   --help                this help`
@@ -66,7 +68,7 @@ apis:
 `
 
 func runQuickstart(ctx context.Context, env *Env, args []string) error {
-	var traffic, mgmt, sample int
+	var traffic, mgmt, sample, nmPortFlag int
 	daemon := false
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -97,10 +99,12 @@ func runQuickstart(ctx context.Context, env *Env, args []string) error {
 			err = port(&mgmt)
 		case "--sample_port":
 			err = port(&sample)
+		case "--port":
+			err = port(&nmPortFlag)
 		case "-d":
 			daemon = true
 		default:
-			err = usagef("quickstart", "unknown option %q; accepted: --traffic_port N, --management_port M, --sample_port S, -d, --help", a)
+			err = usagef("quickstart", "unknown option %q; accepted: --traffic_port N, --management_port M, --sample_port S, --port P, -d, --help", a)
 		}
 		if err != nil {
 			return err
@@ -118,7 +122,7 @@ func runQuickstart(ctx context.Context, env *Env, args []string) error {
 			return err
 		}
 		if _, err := domain.Init(ctx, h, domain.InitOptions{
-			DomainName: qsDomain, Username: qsUser, Password: pw, Actor: actor,
+			DomainName: qsDomain, Username: qsUser, Password: pw, Actor: actor, Port: nmPortFlag,
 			Exe: env.Exe, ToolNames: LinkedNames(),
 		}); err != nil {
 			return fmt.Errorf("creating the QuickStart domain in %s: %w", h.Dir, err)
@@ -126,6 +130,8 @@ func runQuickstart(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintf(env.Stdout, "Created the QuickStart domain in %s\n", h.Dir)
 		fmt.Fprintf(env.Stdout, "Admin user: %s  password: %s\n", qsUser, pw.RevealString())
 		fmt.Fprintf(env.Stdout, "  (printed once: only a hash is stored, in %s)\n", h.AdminUsersFile())
+	} else if nmPortFlag != 0 {
+		return usagef("quickstart", "--port sets the Admin Node Manager's port when the domain is created; this domain exists (change it with managedomain)")
 	} else if env.Exe != "" {
 		// Keep posix/bin current with the binary being run.
 		if err := domain.InstallBinary(h, env.Exe, LinkedNames()); err != nil {

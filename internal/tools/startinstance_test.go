@@ -543,3 +543,51 @@ func TestStartStopAudited(t *testing.T) {
 		t.Errorf("audit verify: %s", r)
 	}
 }
+
+// The path from QuickStart to a first changed API (#15): the group.yaml
+// QuickStart wrote, changed, deployed with gatehouse deploy through the
+// Admin Node Manager, is served by the QuickStart instance. The upload is
+// validated with the instance's own settings (which enable the sample back
+// end the group uses).
+func TestQuickstartDeploy(t *testing.T) {
+	h := gwtest.NewHome(t)
+	p := ports{gwtest.FreePort(t), gwtest.FreePort(t), gwtest.FreePort(t)}
+	nm := gwtest.FreePort(t)
+	r := h.MustRun("", "quickstart", "-d", "--traffic_port", strconv.Itoa(p.traffic), "--management_port", strconv.Itoa(p.mgmt), "--sample_port", strconv.Itoa(p.sample), "--port", strconv.Itoa(nm))
+	t.Cleanup(func() {
+		h.Run("", "nodemanager", "-k", "-q")
+		h.Run("", "startinstance", "-k", "-n", "QuickStart Server", "-g", "QuickStart Group")
+	})
+	pw := strings.Fields(r.Stdout[strings.Index(r.Stdout, "password:"):])[1]
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pwFile, []byte(pw+"\n"), 0o600)
+	h.MustRun("", "nodemanager", "-d")
+	group, _ := filepath.Glob(h.Path("groups", "group-*", "conf", "group.yaml"))
+	if len(group) != 1 {
+		t.Fatalf("group.yaml: %v", group)
+	}
+	data, err := os.ReadFile(group[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := filepath.Join(t.TempDir(), "group.yaml")
+	os.WriteFile(changed, append(data, "  - name: echo2\n    pathPrefix: /echo2\n    stripPrefix: true\n    backend: sample\n"...), 0o644)
+	client := []string{"--url", fmt.Sprintf("https://127.0.0.1:%d/api", nm), "--username", "admin", "--password-file", pwFile}
+	// Unchanged first (the QuickStart group as it was written), then changed.
+	for _, f := range []string{group[0], changed} {
+		r := h.Run("", append(append([]string{"deploy"}, client...), "-g", "QuickStart Group", f)...)
+		if r.Code != 0 || !strings.Contains(r.Stdout, "succeeded") {
+			t.Fatalf("deploy %s: %s", f, r)
+		}
+	}
+	code, body := gwtest.Get(t, p.url("/echo2/echo?x=1"))
+	if code != 200 || !strings.Contains(body, `"method"`) {
+		t.Fatalf("the new API after the deployment: %d %s", code, body)
+	}
+	if code, _ := gwtest.Get(t, p.url("/sample/status/418")); code != 418 {
+		t.Errorf("the QuickStart API after the deployment: %d", code)
+	}
+	if r := h.Run("", "quickstart", "--port", "9999"); r.Code != 2 || !strings.Contains(r.Stderr, "this domain exists") {
+		t.Errorf("quickstart --port on an existing domain: %s", r)
+	}
+}
