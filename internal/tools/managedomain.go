@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -92,6 +93,22 @@ type mdVerb struct {
 	// Meta verbs (help, menu, version) take no part in the menu.
 	Meta bool
 	Run  func(ctx context.Context, s *mdSession, v mdValues) error
+}
+
+// onANM wraps the Run of a verb that changes the topology: on a host that
+// joined a domain (its nodemanager.yaml names the Admin Node Manager) it is
+// refused, naming the ANM, before anything is written. The topology of
+// such a host is the ANM's copy, pushed to it; changing it here would split
+// the domain (ids allocated twice, this host a version ahead of the ANM).
+func onANM(run func(context.Context, *mdSession, mdValues) error) func(context.Context, *mdSession, mdValues) error {
+	return func(ctx context.Context, s *mdSession, v mdValues) error {
+		if c, err := domain.LoadNodeManagerConf(s.home); err == nil && c.ANMAddress != "" {
+			anm := net.JoinHostPort(c.ANMAddress, strconv.Itoa(c.ANMPort))
+			return fmt.Errorf("this host (%s) joined the domain of the Admin Node Manager at %s: topology changes are made there and pushed to every host; "+
+				"run managedomain on that host, or use the management API from here (gatehouse client --url https://%s/api instance create GROUP NAME …, group, host …)", c.HostID, anm, anm)
+		}
+		return run(ctx, s, v)
+	}
 }
 
 func (vb *mdVerb) flag() string {
@@ -280,13 +297,13 @@ func init() {
 				{Long: "traffic_port", Arg: "N", Help: "the traffic port (default 8080)", Prompt: "Traffic port", Default: freePortDefault(domain.DefaultTrafficPort)},
 				{Long: "management_port", Arg: "M", Help: "the instance management port (default 8085)", Prompt: "Management port", Default: freePortDefault(domain.DefaultManagementPort, "traffic_port")},
 			},
-			Run: mdCreateInstance,
+			Run: onANM(mdCreateInstance),
 		},
 		{
 			Name: "delete_instance", Menu: 7, Title: "delete a gateway instance",
 			Help:   "Deletes the instance from the topology and its directory from this host. Refused while it runs.\nIts id is never reused.",
 			Params: []mdParam{pGroup, pName},
-			Run:    mdDeleteInstance,
+			Run:    onANM(mdDeleteInstance),
 		},
 		{
 			Name: "add_service", Menu: 10, Title: "add a Linux service (systemd unit and init.d script) for a local instance",
@@ -307,13 +324,13 @@ func init() {
 			Help: "Renames the group. Directories are named by id, so nothing moves on disk.",
 			Params: []mdParam{pGroup,
 				{Long: "new_name", Arg: "NEW", Help: "the new group name", Required: true, Prompt: "New group name"}},
-			Run: mdRenameGroup,
+			Run: onANM(mdRenameGroup),
 		},
 		{
 			Name: "delete_group", Menu: 12, Title: "delete a group and its instances",
 			Help:   "Deletes the group, its instances and its directory. Refused while any of its instances runs.",
 			Params: []mdParam{pGroup},
-			Run:    mdDeleteGroup,
+			Run:    onANM(mdDeleteGroup),
 		},
 		{
 			Name: "print_topology", Short: "p", Menu: 13, Title: "print the topology",

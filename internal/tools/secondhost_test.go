@@ -193,6 +193,24 @@ func TestSecondHost(t *testing.T) {
 		t.Fatalf("instance on host-2: got %+v", svc)
 	}
 	inStep(t, "create instance on host-2", anm.h, second.h)
+
+	// Topology changes on the joined host are refused, naming the ANM, and
+	// change nothing on either host (#15: they split the topology).
+	before := topologyVersion(t, second.h)
+	for _, args := range [][]string{
+		{"managedomain", "-c", "-n", "local", "-g", "G", "--traffic_port", strconv.Itoa(gwtest.FreePort(t)), "--management_port", strconv.Itoa(gwtest.FreePort(t))},
+		{"managedomain", "--delete_instance", "-g", "G", "-n", "two"},
+		{"managedomain", "--rename_group", "-g", "G", "--new_name", "H"},
+		{"managedomain", "--delete_group", "-g", "G"},
+	} {
+		r := second.h.Run("", args...)
+		if r.Code != 1 || !strings.Contains(r.Stderr, fmt.Sprintf("joined the domain of the Admin Node Manager at 127.0.0.2:%d", anm.port)) || !strings.Contains(r.Stderr, "gatehouse client --url") {
+			t.Errorf("%v on the joined host: %s", args[1], r)
+		}
+	}
+	if v := topologyVersion(t, second.h); v != before || topologyVersion(t, anm.h) != before {
+		t.Errorf("topology versions after the refused changes: host %d, ANM %d, want %d", v, topologyVersion(t, anm.h), before)
+	}
 	if _, err := os.Stat(second.h.Path("groups", group.ID, "instance-2", "conf", "instance.yaml")); err != nil {
 		t.Errorf("instance files on the second host: %v", err)
 	}
