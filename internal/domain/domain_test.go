@@ -3,6 +3,7 @@ package domain
 import (
 	"context"
 	"errors"
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/gwtest"
 	"io/fs"
 	"net"
@@ -266,6 +267,40 @@ func TestCreateInstance(t *testing.T) {
 	}
 }
 
+// Ports not given are the lowest free ones from the defaults up: a second
+// instance without ports does not clash with the first (#15).
+func TestCreateInstanceFreePorts(t *testing.T) {
+	h := initDomain(t)
+	ctx := t.Context()
+	if _, err := CreateInstance(ctx, h, actor, InstanceSpec{Group: "G", Name: "A", Sample: true}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := CreateInstance(ctx, h, actor, InstanceSpec{Group: "G", Name: "B", Sample: true})
+	if err != nil {
+		t.Fatalf("a second instance without ports: %v", err)
+	}
+	topo, _ := audit.StoreFor(h).Load()
+	ref, _ := topo.FindInstanceID(c.InstanceID)
+	// 8080, 8085 and 8081 are A's; 8082 is the next traffic port, 8086
+	// the next management port, 8083 the next sample port.
+	if s := ref.Service; s.TrafficPort != 8082 || s.ManagementPort != 8086 {
+		t.Errorf("B's ports: traffic %d management %d, want 8082 and 8086", s.TrafficPort, s.ManagementPort)
+	}
+	cfg, err := groupconf.LoadInstance(h, c.GroupID, c.InstanceID, nil, nil)
+	if err != nil || cfg.Sample.Port != 8083 {
+		t.Errorf("B's sample port: %v %v, want 8083", cfg, err)
+	}
+	// A given port is kept even when a free one is lower.
+	c, err = CreateInstance(ctx, h, actor, InstanceSpec{Group: "G", Name: "C", TrafficPort: 9500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	topo, _ = audit.StoreFor(h).Load()
+	if ref, _ := topo.FindInstanceID(c.InstanceID); ref.Service.TrafficPort != 9500 || ref.Service.ManagementPort != 8087 {
+		t.Errorf("C's ports: %+v", ref.Service)
+	}
+}
+
 func TestCreateInstanceRefusals(t *testing.T) {
 	h := initDomain(t)
 	ctx := t.Context()
@@ -278,8 +313,8 @@ func TestCreateInstanceRefusals(t *testing.T) {
 		is   error
 		want string
 	}{
-		{"traffic clash", InstanceSpec{Group: "G", Name: "B", ManagementPort: 9001}, ErrPortInUse, `port 8080 (traffic.port) is already used by instance "A" (instance-1) in group "G"`},
-		{"management clash in new group", InstanceSpec{Group: "H", Name: "B", TrafficPort: 9000}, ErrPortInUse, `port 8085 (management.port)`},
+		{"traffic clash", InstanceSpec{Group: "G", Name: "B", TrafficPort: 8080, ManagementPort: 9001}, ErrPortInUse, `port 8080 (traffic.port) is already used by instance "A" (instance-1) in group "G"`},
+		{"management clash in new group", InstanceSpec{Group: "H", Name: "B", TrafficPort: 9000, ManagementPort: 8085}, ErrPortInUse, `port 8085 (management.port)`},
 		{"sample clash", InstanceSpec{Group: "H", Name: "B", TrafficPort: 8081, ManagementPort: 9001}, ErrPortInUse, `its sample.port`},
 		{"node manager clash", InstanceSpec{Group: "H", Name: "B", TrafficPort: 8090, ManagementPort: 9001}, ErrPortInUse, "node manager"},
 		{"own ports clash", InstanceSpec{Group: "H", Name: "B", TrafficPort: 9000, ManagementPort: 9000}, nil, "port 9000"},

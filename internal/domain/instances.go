@@ -97,7 +97,8 @@ const instanceHeader = "Settings of this instance only (ports and anything that 
 // on this host: the topology entry (type gateway, this host, its ports), the
 // directories groups/<gid>/conf and groups/<gid>/<iid>/{conf,logs,trace}, and
 // conf/instance.yaml with traffic.port, management.port and, with
-// spec.Sample, sample.enabled and sample.port. Its effective ports (as the
+// spec.Sample, sample.enabled and sample.port (ports not given: the lowest
+// free ones of this host from 8080, 8085 and 8081 up). Its effective ports (as the
 // layered configuration resolves them) must not clash with any other
 // instance of this install directory nor with the node manager's port: a
 // *PortClashError names the port and who has it. Nothing is left behind on
@@ -112,14 +113,23 @@ func CreateInstance(ctx context.Context, h home.Home, actor topology.Actor, spec
 	if err := topology.ValidateName("instance", spec.Name); err != nil {
 		return res, err
 	}
-	if spec.TrafficPort == 0 {
-		spec.TrafficPort = DefaultTrafficPort
-	}
-	if spec.ManagementPort == 0 {
-		spec.ManagementPort = DefaultManagementPort
-	}
-	if spec.Sample && spec.SamplePort == 0 {
-		spec.SamplePort = DefaultSamplePort
+	// Ports not given: the lowest free ones of this host from the
+	// defaults up (one rule for the menu, command mode, the interpreter
+	// and the API), so that a second instance never clashes by default.
+	if spec.TrafficPort == 0 || spec.ManagementPort == 0 || spec.Sample && spec.SamplePort == 0 {
+		used, err := PortsInUse(h)
+		if err != nil {
+			used = map[int]string{}
+		}
+		if spec.TrafficPort == 0 {
+			spec.TrafficPort = FreePort(used, DefaultTrafficPort, spec.ManagementPort, spec.SamplePort)
+		}
+		if spec.ManagementPort == 0 {
+			spec.ManagementPort = FreePort(used, DefaultManagementPort, spec.TrafficPort, spec.SamplePort)
+		}
+		if spec.Sample && spec.SamplePort == 0 {
+			spec.SamplePort = FreePort(used, DefaultSamplePort, spec.TrafficPort, spec.ManagementPort)
+		}
 	}
 	if err := checkPort("traffic port", spec.TrafficPort); err != nil {
 		return res, err

@@ -288,14 +288,14 @@ func init() {
 		},
 		{
 			Name: "create_instance", Short: "c", Menu: 5, Title: "create a gateway instance (and its group when new)",
-			Help: "Creates the instance on this host, and the group when no group has that name. Ports default\n" +
-				"to 8080 (traffic) and 8085 (management) and must not clash with another instance of this\n" +
-				"install directory or with the node manager.",
+			Help: "Creates the instance on this host, and the group when no group has that name. Ports not\n" +
+				"given are the lowest free ones of this host from 8080 (traffic) and 8085 (management) up, as\n" +
+				"the menu offers; given ones must not clash with another instance of this host or its node manager.",
 			Params: []mdParam{
 				{Long: "name", Short: "n", Arg: "NAME", Help: "the instance name", Required: true, Prompt: "Name of the new instance"},
 				{Long: "group", Short: "g", Arg: "GROUP", Help: "the group name (created when new)", Required: true, Prompt: "Group (an existing one, or a new name)", Choices: chooseGroup},
-				{Long: "traffic_port", Arg: "N", Help: "the traffic port (default 8080)", Prompt: "Traffic port", Default: freePortDefault(domain.DefaultTrafficPort)},
-				{Long: "management_port", Arg: "M", Help: "the instance management port (default 8085)", Prompt: "Management port", Default: freePortDefault(domain.DefaultManagementPort, "traffic_port")},
+				{Long: "traffic_port", Arg: "N", Help: "the traffic port (default: the lowest free from 8080)", Prompt: "Traffic port", Default: freePortDefault(domain.DefaultTrafficPort)},
+				{Long: "management_port", Arg: "M", Help: "the instance management port (default: the lowest free from 8085)", Prompt: "Management port", Default: freePortDefault(domain.DefaultManagementPort, "traffic_port")},
 			},
 			Run: onANM(mdCreateInstance),
 		},

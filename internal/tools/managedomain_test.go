@@ -464,3 +464,18 @@ func TestManagedomainService(t *testing.T) {
 	wantFail(t, h.Run("", "managedomain", "--add_service", "-n", "Nope", "-g", "Svc Group", "--systemd_dir", sd, "--initd_dir", id), 1, `registered: "Svc 'One'"`)
 	wantFail(t, h.Run("", "managedomain", "--add_service", "-n", "Svc 'One'", "-g", "Svc Group", "--systemd_dir", filepath.Join(sd, "missing"), "--initd_dir", id), 1, "not a directory")
 }
+
+// create_instance without ports in command mode takes the lowest free ones,
+// as the menu offers (#15: the second one clashed on 8080/8085).
+func TestCreateInstanceFreePortsCommandMode(t *testing.T) {
+	h := gwtest.NewHome(t)
+	pw := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pw, []byte("changeme-Secret1\n"), 0o600)
+	h.MustRun("", "managedomain", "-i", "--domain_name", "D", "--username", "admin", "--password_file", pw)
+	if r := h.MustRun("", "managedomain", "-c", "-n", "one", "-g", "G"); !strings.Contains(r.Stdout, "traffic port 8080, management port 8085") {
+		t.Errorf("first: %s", r.Stdout)
+	}
+	if r := h.MustRun("", "managedomain", "-c", "-n", "two", "-g", "G"); !strings.Contains(r.Stdout, "traffic port 8081, management port 8086") {
+		t.Errorf("second: %s", r.Stdout)
+	}
+}
