@@ -10,7 +10,8 @@ import (
 
 var auditTool = Tool{
 	Name: "audit", Summary: "verify the domain audit log's hash chain (audit verify)",
-	Run: runAudit,
+	Linked: true,
+	Run:    runAudit,
 }
 
 const auditHelp = `usage: gatehouse audit verify

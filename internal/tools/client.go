@@ -23,7 +23,8 @@ import (
 
 var clientTool = Tool{
 	Name: "client", Summary: "talk to the management API: login, topology, host/group/instance create, start/stop/status, users, audit, deployments",
-	Run: runClient,
+	Linked: true,
+	Run:    runClient,
 }
 
 const clientGlobalOptions = `options (before or after the verb):

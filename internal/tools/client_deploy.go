@@ -133,7 +133,7 @@ var (
 )
 
 func clientVerbTool(name, summary string) Tool {
-	return Tool{Name: name, Summary: summary, Run: func(ctx context.Context, env *Env, args []string) error {
+	return Tool{Name: name, Summary: summary, Linked: true, Run: func(ctx context.Context, env *Env, args []string) error {
 		v := findDeployVerb(name)
 		for _, a := range args {
 			if a == "--" {

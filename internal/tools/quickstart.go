@@ -21,7 +21,8 @@ import (
 
 var quickstartTool = Tool{
 	Name: "quickstart", Summary: "create a QuickStart domain with a running instance and a sample API",
-	Run: runQuickstart,
+	Linked: true,
+	Run:    runQuickstart,
 }
 
 const quickstartHelp = `usage: gatehouse quickstart [--traffic_port N] [--management_port M] [--sample_port S] [--port P] [-d]
@@ -192,10 +193,12 @@ on this host the instance's own certificate will do as the client's:
 or through the Admin Node Manager (start it with: %s -d):
   curl --cacert %s -u %s https://localhost:%d/api/router/service/%s/status
 Install directory: %s (logs in %s)
+Put the tools on your PATH (gatehouse, and each tool by its name: managedomain, client, deploy, ...):
+  export PATH=%s:$PATH
 `, t.label(), cfg.Traffic.Port, base, base, base, base, base,
 			pki.CertFile(h), pki.InstanceCertFile(h, t.gid, t.iid), pki.InstanceKeyFile(h, t.gid, t.iid), cfg.Management.Port,
 			h.Path("posix", "bin", "nodemanager"), pki.CertFile(h), qsUser, nmPort(h), t.iid,
-			h.Dir, h.InstanceLogsDir(t.gid, t.iid))
+			h.Dir, h.InstanceLogsDir(t.gid, t.iid), h.BinDir())
 		if daemon {
 			fmt.Fprintf(env.Stdout, "Stop it with: %s -k -n %q -g %q\n", h.Path("posix", "bin", "startinstance"), qsInstance, qsGroup)
 		} else {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -573,12 +574,25 @@ func TestQuickstartDeploy(t *testing.T) {
 	changed := filepath.Join(t.TempDir(), "group.yaml")
 	os.WriteFile(changed, append(data, "  - name: echo2\n    pathPrefix: /echo2\n    stripPrefix: true\n    backend: sample\n"...), 0o644)
 	client := []string{"--url", fmt.Sprintf("https://127.0.0.1:%d/api", nm), "--username", "admin", "--password-file", pwFile}
-	// Unchanged first (the QuickStart group as it was written), then changed.
-	for _, f := range []string{group[0], changed} {
-		r := h.Run("", append(append([]string{"deploy"}, client...), "-g", "QuickStart Group", f)...)
-		if r.Code != 0 || !strings.Contains(r.Stdout, "succeeded") {
-			t.Fatalf("deploy %s: %s", f, r)
+	// Unchanged first (the QuickStart group as it was written).
+	if r := h.Run("", append(append([]string{"deploy"}, client...), "-g", "QuickStart Group", group[0])...); r.Code != 0 || !strings.Contains(r.Stdout, "succeeded") {
+		t.Fatalf("deploy %s: %s", group[0], r)
+	}
+	// Then changed, with the tools on the PATH as QuickStart says.
+	bin := h.Path("posix", "bin")
+	if !strings.Contains(r.Stdout, "export PATH="+bin+":$PATH") {
+		t.Errorf("quickstart does not print the PATH line: %s", r.Stdout)
+	}
+	for _, tool := range []string{"gatehouse", "managedomain", "startinstance", "nodemanager", "quickstart", "client", "deploy", "rollback", "deployments", "archive", "audit"} {
+		if _, err := os.Stat(filepath.Join(bin, tool)); err != nil {
+			t.Errorf("posix/bin/%s: %v", tool, err)
 		}
+	}
+	shArgs := append([]string{"-c", `export PATH="$BIN:$PATH"; deploy "$@"`, "sh"}, client...)
+	sh := exec.Command("sh", append(shArgs, "-g", "QuickStart Group", changed)...)
+	sh.Env = append(os.Environ(), "BIN="+bin)
+	if out, err := sh.CombinedOutput(); err != nil || !strings.Contains(string(out), "succeeded") {
+		t.Fatalf("deploy from the PATH: %v\n%s", err, out)
 	}
 	code, body := gwtest.Get(t, p.url("/echo2/echo?x=1"))
 	if code != 200 || !strings.Contains(body, `"method"`) {

@@ -28,7 +28,8 @@ type Env struct {
 type Tool struct {
 	Name    string
 	Summary string
-	// Linked tools get a link named after them in posix/bin.
+	// Linked tools get a link named after them in posix/bin (every tool
+	// but version: with posix/bin on the PATH, each runs by its name).
 	Linked bool
 	Run    func(ctx context.Context, env *Env, args []string) error
 }
