@@ -9,7 +9,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/gwtest"
 )
@@ -59,6 +61,21 @@ func TestClientAgainstANM(t *testing.T) {
 	if r = h.Run("", "client", "start", group.ID, "instance-1"); r.Code != 0 || !strings.Contains(r.Stdout, ": running") {
 		t.Fatalf("start: %s", r)
 	}
+	if !strings.Contains(r.Stdout, "inService:") {
+		t.Errorf("start: no inService line: %s", r)
+	}
+	// Killed: status says why, without --json (#15).
+	if pid := pidOf(t, h, "instance-1"); pid == 0 || syscall.Kill(pid, syscall.SIGKILL) != nil {
+		t.Fatalf("killing instance-1 (pid %d)", pid)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for r = h.Run("", "client", "status", group.ID, "instance-1"); !strings.Contains(r.Stdout, "lastExit:") && time.Now().Before(deadline); r = h.Run("", "client", "status", group.ID, "instance-1") {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !regexp.MustCompile(`lastExit: +killed by signal 9 \(SIGKILL\)`).MatchString(r.Stdout) {
+		t.Errorf("status after kill -9: %s", r)
+	}
+	h.Run("", "client", "start", group.ID, "instance-1")
 	if r = h.Run("", "client", "stop", group.ID, "instance-1"); r.Code != 0 || !strings.Contains(r.Stdout, ": stopped") {
 		t.Errorf("stop: %s", r)
 	}

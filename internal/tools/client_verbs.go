@@ -160,7 +160,10 @@ func (c *apiClient) manage(ctx context.Context, verb, group, service string) err
 		return fmt.Errorf("%s answer: %w", verb, err)
 	}
 	fmt.Fprintf(c.env.Stdout, "%v (%v) in %v (%v): %v\n", s["id"], s["name"], s["groupID"], s["groupName"], s["status"])
-	for _, k := range []string{"pid", "phase", "health", "startedAt", "restarts", "configChecksum", "error", "message"} {
+	// lastExit says why an instance stopped or failed ("killed by signal 9
+	// (SIGKILL)", "exit status 1"); inService whether its load balancer
+	// sends it traffic.
+	for _, k := range []string{"pid", "phase", "health", "startedAt", "restarts", "lastExit", "archive", "deployedArchive", "inService", "outOfServiceUntil", "configChecksum", "error", "message"} {
 		if v, ok := s[k]; ok && v != nil && v != "" {
 			if f, ok := v.(float64); ok {
 				v = fmt.Sprintf("%.0f", f)
