@@ -161,7 +161,7 @@ func CreateInstance(ctx context.Context, h home.Home, actor topology.Actor, spec
 				return "", gerr
 			}
 			spec.Group = g.Name
-		} else if g, gerr = t.GroupByName(spec.Group); gerr != nil {
+		} else if g, gerr = t.FindGroup(spec.Group); errors.Is(gerr, topology.ErrNotFound) {
 			if g, gerr = t.AddGroup(spec.Group); gerr != nil {
 				return "", gerr
 			}
@@ -174,6 +174,10 @@ func CreateInstance(ctx context.Context, h home.Home, actor topology.Actor, spec
 					return "", fmt.Errorf("group configuration for %q: %w", spec.Group, err)
 				}
 			}
+		} else if gerr != nil {
+			return "", gerr
+		} else {
+			spec.Group = g.Name // named by its id
 		}
 		if !res.NewGroup && g.IsNodeManagerGroup() {
 			return "", fmt.Errorf("the %q holds node managers, not gateway instances: %w", g.Name, topology.ErrInvalid)
@@ -531,7 +535,7 @@ func deleteInstance(ctx context.Context, h home.Home, actor topology.Actor, expe
 // nothing moves on disk.
 func RenameGroup(ctx context.Context, h home.Home, actor topology.Actor, oldName, newName string) error {
 	_, err := audit.StoreFor(h).Update(ctx, actor, "rename group", 0, func(t *topology.Topology) (string, error) {
-		g, err := t.GroupByName(oldName)
+		g, err := t.FindGroup(oldName)
 		if err != nil {
 			return "", err
 		}
@@ -544,7 +548,7 @@ func RenameGroup(ctx context.Context, h home.Home, actor topology.Actor, oldName
 // DeleteGroup deletes a gateway group, its instances and its directory. It
 // refuses (a *RunningError) while any of its instances runs on this host.
 func DeleteGroup(ctx context.Context, h home.Home, actor topology.Actor, name string) error {
-	_, err := deleteGroup(ctx, h, actor, 0, func(t *topology.Topology) (*topology.Group, error) { return t.GroupByName(name) })
+	_, err := deleteGroup(ctx, h, actor, 0, func(t *topology.Topology) (*topology.Group, error) { return t.FindGroup(name) })
 	return err
 }
 

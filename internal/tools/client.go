@@ -65,10 +65,10 @@ var clientVerbs = []clientVerb{
 	{name: "host create", args: []string{"NAME"}, opts: []string{"version"}, api: "POST /api/topology/hosts",
 		summary: "register a host in the topology by name (a host with a node manager joins with managedomain -a on it)",
 		run:     func(ctx context.Context, c *apiClient, a []string) error { return c.hostCreate(ctx, a[0]) }},
-	{name: "host rename", args: []string{"HOST_ID", "NAME"}, opts: []string{"version"}, api: "PUT /api/topology/hosts/{hostID}",
+	{name: "host rename", args: []string{"HOST", "NAME"}, opts: []string{"version"}, api: "PUT /api/topology/hosts/{hostID}",
 		summary: "give a host another name",
 		run:     func(ctx context.Context, c *apiClient, a []string) error { return c.hostRename(ctx, a[0], a[1]) }},
-	{name: "host delete", args: []string{"HOST_ID"}, opts: []string{"version"}, api: "DELETE /api/topology/hosts/{hostID}",
+	{name: "host delete", args: []string{"HOST"}, opts: []string{"version"}, api: "DELETE /api/topology/hosts/{hostID}",
 		summary: "remove a host without services (never the ANM's own host)",
 		run: func(ctx context.Context, c *apiClient, a []string) error {
 			return c.topologyDelete(ctx, "host", "/topology/hosts/"+url.PathEscape(a[0]), a[0])
@@ -76,30 +76,30 @@ var clientVerbs = []clientVerb{
 	{name: "group create", args: []string{"NAME"}, opts: []string{"version"}, api: "POST /api/topology/groups",
 		summary: "create a group",
 		run:     func(ctx context.Context, c *apiClient, a []string) error { return c.groupCreate(ctx, a[0]) }},
-	{name: "group delete", args: []string{"GROUP_ID"}, opts: []string{"version"}, api: "DELETE /api/topology/groups/{groupID}",
+	{name: "group delete", args: []string{"GROUP"}, opts: []string{"version"}, api: "DELETE /api/topology/groups/{groupID}",
 		summary: "delete a group (refused while one of its instances runs)",
 		run: func(ctx context.Context, c *apiClient, a []string) error {
 			return c.topologyDelete(ctx, "group", "/topology/groups/"+url.PathEscape(a[0]), a[0])
 		}},
-	{name: "instance create", args: []string{"GROUP_ID", "NAME"}, opts: []string{"host", "traffic-port", "management-port", "version"},
+	{name: "instance create", args: []string{"GROUP", "NAME"}, opts: []string{"host", "traffic-port", "management-port", "version"},
 		api: "POST /api/topology/services/{groupID}", summary: "create a gateway instance in a group",
-		help: "--host HOST_ID                 the host (default: the Admin Node Manager's host; another host's node\n" +
+		help: "--host HOST                    the host (id or name) (default: the Admin Node Manager's host; another host's node\n" +
 			"                               manager creates it there)\n" +
-			"--traffic-port N               the traffic port (default 8080)\n" +
-			"--management-port N            the instance's management port (default 8085)",
+			"--traffic-port N               the traffic port (default: the host's lowest free from 8080)\n" +
+			"--management-port N            the instance's management port (default: the lowest free from 8085)",
 		run: func(ctx context.Context, c *apiClient, a []string) error { return c.instanceCreate(ctx, a[0], a[1]) }},
-	{name: "instance delete", args: []string{"GROUP_ID", "SERVICE_ID"}, opts: []string{"version"}, api: "DELETE /api/topology/services/{groupID}/{serviceID}",
+	{name: "instance delete", args: []string{"GROUP", "INSTANCE"}, opts: []string{"version"}, api: "DELETE /api/topology/services/{groupID}/{serviceID}",
 		summary: "delete a gateway instance (refused while it runs)",
 		run: func(ctx context.Context, c *apiClient, a []string) error {
 			return c.topologyDelete(ctx, "instance", "/topology/services/"+url.PathEscape(a[0])+"/"+url.PathEscape(a[1]), a[1])
 		}},
-	{name: "start", args: []string{"GROUP_ID", "SERVICE_ID"}, api: "POST /api/management/start/{groupID}/{serviceID}",
+	{name: "start", args: []string{"GROUP", "INSTANCE"}, api: "POST /api/management/start/{groupID}/{serviceID}",
 		summary: "start an instance (returns when it is running or failed)",
 		run:     func(ctx context.Context, c *apiClient, a []string) error { return c.manage(ctx, "start", a[0], a[1]) }},
-	{name: "stop", args: []string{"GROUP_ID", "SERVICE_ID"}, api: "POST /api/management/stop/{groupID}/{serviceID}",
+	{name: "stop", args: []string{"GROUP", "INSTANCE"}, api: "POST /api/management/stop/{groupID}/{serviceID}",
 		summary: "stop an instance",
 		run:     func(ctx context.Context, c *apiClient, a []string) error { return c.manage(ctx, "stop", a[0], a[1]) }},
-	{name: "status", args: []string{"GROUP_ID", "SERVICE_ID"}, api: "POST /api/management/status/{groupID}/{serviceID}",
+	{name: "status", args: []string{"GROUP", "INSTANCE"}, api: "POST /api/management/status/{groupID}/{serviceID}",
 		summary: "the state of an instance",
 		run:     func(ctx context.Context, c *apiClient, a []string) error { return c.manage(ctx, "status", a[0], a[1]) }},
 	{name: "users", api: "GET /api/rbac/users", summary: "the management users and their roles",
@@ -366,6 +366,9 @@ func runClient(ctx context.Context, env *Env, args []string) error {
 	}
 	c, err := newAPIClient(env, o, verb.name == "login")
 	if err != nil {
+		return err
+	}
+	if rest, err = c.resolveArgs(ctx, verb, rest); err != nil {
 		return err
 	}
 	return verb.run(ctx, c, rest)

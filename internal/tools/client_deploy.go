@@ -169,49 +169,6 @@ func topLevelHelp(v *clientVerb) string {
 	return full + "\n\nThe same as gatehouse client " + v.name + "; it uses the session of gatehouse client login (docs/client.md)."
 }
 
-// groupIDPattern is the form of a group id.
-var groupIDPattern = regexp.MustCompile(`^group-[0-9]+$`)
-
-// resolveGroup turns -g into a group id: a group id as it is, else the one
-// group of that name (GET /api/topology). A user who may not read the
-// topology can still give a group id.
-func (c *apiClient) resolveGroup(ctx context.Context, arg string) (string, error) {
-	raw, _, err := c.do(ctx, http.MethodGet, "/topology", nil)
-	if err != nil {
-		if ae, ok := asAPIError(err); ok && ae.Status == http.StatusForbidden && groupIDPattern.MatchString(arg) {
-			return arg, nil
-		}
-		return "", err
-	}
-	var t struct {
-		Groups []struct {
-			ID   string `json:"id"`
-			Name string `json:"name"`
-		} `json:"groups"`
-	}
-	if err := json.Unmarshal(raw, &t); err != nil {
-		return "", fmt.Errorf("topology answer: %w", err)
-	}
-	var byName, all []string
-	for _, g := range t.Groups {
-		if g.ID == arg {
-			return g.ID, nil
-		}
-		if g.Name == arg {
-			byName = append(byName, g.ID)
-		}
-		all = append(all, fmt.Sprintf("%s (%s)", g.ID, g.Name))
-	}
-	switch len(byName) {
-	case 1:
-		return byName[0], nil
-	case 0:
-		return "", fmt.Errorf("no group with the id or name %q; the groups are: %s", arg, strings.Join(all, ", "))
-	default:
-		return "", fmt.Errorf("the group name %q is ambiguous: the groups %s have it; give the group id with -g", arg, strings.Join(byName, ", "))
-	}
-}
-
 // The answers are decoded into the server's own types (deploy.Meta,
 // anm.Job), so that the client and the API cannot disagree on
 // their shape.

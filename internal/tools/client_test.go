@@ -58,6 +58,13 @@ func TestClientAgainstANM(t *testing.T) {
 	if r = h.Run("", "client", "status", group.ID, "instance-1"); r.Code != 0 || !strings.Contains(r.Stdout, "instance-1 (API Server) in "+group.ID+" (API Group): stopped") {
 		t.Errorf("status: %s", r)
 	}
+	// Names instead of ids (#15), and what an unknown or ambiguous name says.
+	if r = h.Run("", "client", "status", "API Group", "API Server"); r.Code != 0 || !strings.Contains(r.Stdout, "instance-1 (API Server) in "+group.ID+" (API Group): stopped") {
+		t.Errorf("status by names: %s", r)
+	}
+	wantClient(t, "unknown instance name", h.Run("", "client", "status", "API Group", "Nope"), 1, `no instance with the id or name "Nope" in group `+group.ID+` (API Group); the instances are: instance-1 (API Server)`)
+	wantClient(t, "unknown group name", h.Run("", "client", "start", "Nope", "API Server"), 1, `no group with the id or name "Nope"`, group.ID+" (API Group)")
+
 	if r = h.Run("", "client", "start", group.ID, "instance-1"); r.Code != 0 || !strings.Contains(r.Stdout, ": running") {
 		t.Fatalf("start: %s", r)
 	}
@@ -266,9 +273,9 @@ func testClientUsage(t *testing.T, h *gwtest.Home, gid string) {
 		{"unknown verb", []string{"frobnicate"}, `unknown verb "frobnicate"`},
 		{"noun without action", []string{"group"}, "group wants one of: create, delete"},
 		{"unknown action", []string{"host", "explode", "x"}, "host takes: create, rename, delete"},
-		{"start with one argument", []string{"start", gid}, "start wants GROUP_ID SERVICE_ID"},
-		{"instance create without a name", []string{"instance", "create", gid}, "instance create wants GROUP_ID NAME"},
-		{"too many arguments", []string{"group", "delete", "a", "b"}, "group delete wants GROUP_ID"},
+		{"start with one argument", []string{"start", gid}, "start wants GROUP INSTANCE"},
+		{"instance create without a name", []string{"instance", "create", gid}, "instance create wants GROUP NAME"},
+		{"too many arguments", []string{"group", "delete", "a", "b"}, "group delete wants GROUP"},
 		{"option of another verb", []string{"users", "--role", "Deployer"}, "--role is not an option of users; it is for: user create, user update"},
 		{"version not a number", []string{"group", "create", "G", "--version", "x"}, `--version "x"`},
 		{"port out of range", []string{"instance", "create", gid, "I", "--traffic-port", "70000"}, `--traffic-port "70000"`},
@@ -281,7 +288,7 @@ func testClientUsage(t *testing.T, h *gwtest.Home, gid string) {
 		wantClient(t, tt.name, r, 2, tt.want)
 	}
 	wantClient(t, "verb --help", h.Run("", "client", "instance", "create", "--help"), 0,
-		"usage: gatehouse client [OPTIONS] instance create GROUP_ID NAME", "--traffic-port N", "--version N", "POST /api/topology/services/{groupID}")
+		"usage: gatehouse client [OPTIONS] instance create GROUP NAME", "--traffic-port N", "--version N", "POST /api/topology/services/{groupID}")
 	wantClient(t, "help VERB", h.Run("", "client", "help", "user", "create"), 0, "--new-password-file F")
 	wantClient(t, "--help", h.Run("", "client", "--help"), 0, "host create NAME", "user delete NAME", "--insecure-skip-tls-verify")
 }

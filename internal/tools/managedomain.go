@@ -227,7 +227,7 @@ func chooseInstance(s *mdSession, v mdValues) (string, []string) {
 	if err != nil {
 		return "instances", nil
 	}
-	g, err := t.GroupByName(v["group"])
+	g, err := t.FindGroup(v["group"])
 	if err != nil {
 		return "instances", nil
 	}
@@ -646,14 +646,19 @@ func mdCreateInstance(ctx context.Context, s *mdSession, v mdValues) error {
 	if c.NewGroup {
 		newGroup = ", a new group"
 	}
-	s.out("Created instance %q (%s) in group %q (%s%s).\n", v["name"], c.InstanceID, v["group"], c.GroupID, newGroup)
+	group := v["group"] // a name, or an id: the group's name when the topology says
+	var ref topology.InstanceRef
 	if t != nil {
-		if ref, err := t.FindInstanceID(c.InstanceID); err == nil {
-			s.out("  traffic port %d, management port %d\n", ref.Service.TrafficPort, ref.Service.ManagementPort)
+		if ref, err = t.FindInstanceID(c.InstanceID); err == nil {
+			group = ref.Group.Name
 		}
 	}
+	s.out("Created instance %q (%s) in group %q (%s%s).\n", v["name"], c.InstanceID, group, c.GroupID, newGroup)
+	if ref.Service != nil {
+		s.out("  traffic port %d, management port %d\n", ref.Service.TrafficPort, ref.Service.ManagementPort)
+	}
 	s.out("  directory %s\n", s.home.InstanceDir(c.GroupID, c.InstanceID))
-	s.out("Start it with: startinstance -n %s -g %s -d\n", shellWord(v["name"]), shellWord(v["group"]))
+	s.out("Start it with: startinstance -n %s -g %s -d\n", shellWord(v["name"]), shellWord(group))
 	return nil
 }
 

@@ -478,4 +478,16 @@ func TestCreateInstanceFreePortsCommandMode(t *testing.T) {
 	if r := h.MustRun("", "managedomain", "-c", "-n", "two", "-g", "G"); !strings.Contains(r.Stdout, "traffic port 8081, management port 8086") {
 		t.Errorf("second: %s", r.Stdout)
 	}
+	// Ids where names go (#15): a group and an instance by id.
+	if r := h.MustRun("", "managedomain", "-c", "-n", "three", "-g", "group-2"); !strings.Contains(r.Stdout, `in group "G" (group-2)`) {
+		t.Errorf("create in a group given by id: %s", r.Stdout)
+	}
+	if r := h.Run("", "startinstance", "-s", "-n", "instance-1", "-g", "group-2"); !strings.Contains(r.Stdout+r.Stderr, `"one"`) || strings.Contains(r.Stderr, "no group") || strings.Contains(r.Stderr, "no instance") {
+		t.Errorf("startinstance -s by ids: %s", r)
+	}
+	h.MustRun("", "managedomain", "--delete_instance", "-g", "group-2", "-n", "instance-3")
+	h.MustRun("", "managedomain", "--rename_group", "-g", "group-2", "--new_name", "Renamed")
+	if r := h.MustRun("", "managedomain", "-p"); !strings.Contains(r.Stdout, `group-2      "Renamed"`) || strings.Contains(r.Stdout, "three") {
+		t.Errorf("after the changes by id: %s", r.Stdout)
+	}
 }

@@ -256,6 +256,44 @@ func (g *Group) serviceIDs() []string {
 	return ids
 }
 
+// FindGroup returns the group that arg names: its name, or its id (the
+// tools take either, #15). A value that is the name of one group and the id
+// of another is refused as ambiguous.
+func (t *Topology) FindGroup(arg string) (*Group, error) {
+	byName, nameErr := t.GroupByName(arg)
+	byID, idErr := t.Group(arg)
+	switch {
+	case nameErr == nil && idErr == nil && byName.ID != byID.ID:
+		return nil, fmt.Errorf("%q is the name of group %s and the id of group %q: give the other's name or id: %w", arg, byName.ID, byID.Name, ErrInvalid)
+	case nameErr == nil:
+		return byName, nil
+	case idErr == nil:
+		return byID, nil
+	}
+	return nil, nameErr
+}
+
+// FindInstance returns the gateway instance of g that arg names: its name,
+// or its id; ambiguous as FindGroup.
+func (g *Group) FindInstance(arg string) (*Service, error) {
+	byName, nameErr := g.InstanceByName(arg)
+	var byID *Service
+	for i := range g.Services {
+		if s := &g.Services[i]; s.Type == TypeGateway && s.ID == arg {
+			byID = s
+		}
+	}
+	switch {
+	case nameErr == nil && byID != nil && byName.ID != byID.ID:
+		return nil, fmt.Errorf("%q is the name of instance %s and the id of instance %q in group %q: give the other's name or id: %w", arg, byName.ID, byID.Name, g.Name, ErrInvalid)
+	case nameErr == nil:
+		return byName, nil
+	case byID != nil:
+		return byID, nil
+	}
+	return nil, nameErr
+}
+
 // InstanceByName returns the gateway instance called name in g.
 func (g *Group) InstanceByName(name string) (*Service, error) {
 	var names []string
@@ -296,11 +334,11 @@ func (t *Topology) Instances(hostID string) []InstanceRef {
 
 // FindInstance returns the instance called name in the group called group.
 func (t *Topology) FindInstance(group, name string) (InstanceRef, error) {
-	g, err := t.GroupByName(group)
+	g, err := t.FindGroup(group)
 	if err != nil {
 		return InstanceRef{}, err
 	}
-	s, err := g.InstanceByName(name)
+	s, err := g.FindInstance(name)
 	if err != nil {
 		return InstanceRef{}, err
 	}
