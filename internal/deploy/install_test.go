@@ -143,6 +143,17 @@ func TestSetCurrentAndLoadInstance(t *testing.T) {
 	if cfg.Log.Level != "debug" || len(cfg.APIs) != 1 || cfg.Traffic.Port != 9100 {
 		t.Errorf("LoadInstance on archive 1: got level %q, %d APIs, port %d; want debug, 1, 9100", cfg.Log.Level, len(cfg.APIs), cfg.Traffic.Port)
 	}
+	// group.yaml ("level: error") is not archive 1's: the configuration says so.
+	if cfg.GroupFileNotDeployed != h.GroupConfFile("group-2") {
+		t.Errorf("GroupFileNotDeployed: %q, want %s", cfg.GroupFileNotDeployed, h.GroupConfFile("group-2"))
+	}
+	// The same bytes as the archive's group.yaml: nothing to say.
+	if err := os.WriteFile(h.GroupConfFile("group-2"), a1.Files[0].Data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := groupconf.LoadInstance(h, "group-2", "instance-1", nil, nil); err != nil || c.GroupFileNotDeployed != "" {
+		t.Errorf("group.yaml as deployed: %q %v", c.GroupFileNotDeployed, err)
+	}
 	d := cfg.Deployment
 	if d == nil || d.Archive != 1 || d.Checksum != ms[0].Checksum || d.DeployedBy != "admin" || d.Comment != "c" || d.DeployedAt.Before(before) {
 		t.Errorf("Config.Deployment: got %+v, want archive 1 by admin, deployed now", d)

@@ -73,6 +73,11 @@ func LoadInstanceWith(h home.Home, groupID, instanceID string, dep *Deployed, pr
 		d := *dep
 		d.Files = slices.Clone(dep.Files)
 		cfg.Deployment = &d
+		// An edited group.yaml is not what runs: say so (the instance
+		// logs it at each load), so that nobody is misled by a reload.
+		if g, err := os.ReadFile(h.GroupConfFile(groupID)); err == nil && len(layers) > 0 && !bytes.Equal(g, layers[0].YAML) {
+			cfg.GroupFileNotDeployed = h.GroupConfFile(groupID)
+		}
 	}
 	return cfg, nil
 }

@@ -55,7 +55,12 @@ type Config struct {
 	// Deployment is the deployment archive the group layers came from
 	// (LoadInstance); nil when they came from group.yaml or from Load.
 	Deployment *Deployed
-	origins    map[string]Origin
+	// GroupFileNotDeployed is the path of the group's conf/group.yaml when
+	// the configuration came from a deployment archive and that file
+	// differs from the archive's group.yaml: edits there do not run until
+	// they are deployed (LoadInstance).
+	GroupFileNotDeployed string
+	origins              map[string]Origin
 	// groupOnly: loaded by LoadGroup, without any instance's settings, so
 	// the checks that depend on them are left to each instance's load.
 	groupOnly bool

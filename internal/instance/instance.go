@@ -277,6 +277,7 @@ func (i *Instance) Start() error {
 	i.setPhase(PhaseServing)
 	i.log.Info("instance started", "groupName", i.opts.GroupName, "instanceName", i.opts.InstanceName,
 		"trafficPort", p.Traffic, "managementPort", p.Management, "samplePort", p.Sample)
+	warnGroupFile(i.log, i.rt.Load().cfg)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package instance
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -63,7 +64,19 @@ func (i *Instance) Reload() error {
 	a, sum := archiveOf(cfg)
 	i.log.Info("configuration reloaded", "archive", a, "archiveChecksum", sum, "checksum", cfg.Checksum(),
 		"durationMs", ms, "listenersChanged", changed)
+	warnGroupFile(i.log, cfg)
 	return nil
+}
+
+// warnGroupFile says that the group's conf/group.yaml differs from the
+// deployed archive this instance runs: an edit there is not what a reload
+// (SIGHUP) loads; it runs once deployed.
+func warnGroupFile(log *slog.Logger, cfg *groupconf.Config) {
+	if f := cfg.GroupFileNotDeployed; f != "" {
+		a, _ := archiveOf(cfg)
+		log.Warn("the group's group.yaml differs from the deployed archive this instance runs: edits to it are not loaded by a reload; deploy them (gatehouse deploy -g GROUP "+f+")",
+			"file", f, "archive", a)
+	}
 }
 
 // archiveOf is the archive number and checksum of cfg's deployment, for

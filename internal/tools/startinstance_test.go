@@ -601,6 +601,17 @@ func TestQuickstartDeploy(t *testing.T) {
 	if code, _ := gwtest.Get(t, p.url("/sample/status/418")); code != 418 {
 		t.Errorf("the QuickStart API after the deployment: %d", code)
 	}
+	// The instance runs archive 2; conf/group.yaml is not it: the reload
+	// of the deployment says so in the instance's log.
+	logs, _ := filepath.Glob(h.Path("groups", "group-2", "instance-1", "logs", "instance*.log"))
+	var all string
+	for _, f := range logs {
+		b, _ := os.ReadFile(f)
+		all += string(b)
+	}
+	if !strings.Contains(all, "the group's group.yaml differs from the deployed archive this instance runs") {
+		t.Errorf("no warning that group.yaml is not what runs in %v", logs)
+	}
 	if r := h.Run("", "quickstart", "--port", "9999"); r.Code != 2 || !strings.Contains(r.Stderr, "this domain exists") {
 		t.Errorf("quickstart --port on an existing domain: %s", r)
 	}
