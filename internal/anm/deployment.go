@@ -6,12 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/aymanbagabas/go-udiff"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
 	"github.com/gatehouse-gw/gatehouse/internal/audit"
@@ -281,9 +286,12 @@ func (a *API) uploadConfiguration(w http.ResponseWriter, r *http.Request) {
 	gid := r.PathValue("groupID")
 	q := r.URL.Query()
 	doDeploy, err := boolParam(q.Get("deploy"), "deploy", true)
-	var async bool
+	var async, dryRun bool
 	if err == nil {
 		async, err = boolParam(q.Get("async"), "async", false)
+	}
+	if err == nil {
+		dryRun, err = boolParam(q.Get("dryRun"), "dryRun", false)
 	}
 	if err != nil {
 		a.fail(w, r, err)
@@ -330,6 +338,18 @@ func (a *API) uploadConfiguration(w http.ResponseWriter, r *http.Request) {
 		err := &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("group %s is the %s: it runs no gateway and takes no configuration; deploy to a group of instances", gid, topology.NodeManagerGroupName)}
 		outcome = err
 		a.fail(w, r, err)
+		return
+	}
+	if dryRun {
+		// Validated, compared with what runs, and nothing else: nothing is
+		// stored or changed, so there is no audit entry.
+		recorded = true
+		arch, err := a.validateUpload(t, gid, data)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		apihttp.WriteResult(w, http.StatusOK, a.dryRun(r.Context(), t, gid, arch))
 		return
 	}
 	if doDeploy {
@@ -576,4 +596,61 @@ func (a *API) recordUpload(r *http.Request, gid string, m deploy.Meta, err error
 		}
 	}
 	a.record(r.Context(), actor(r), "upload archive", targets, detail, apihttp.ClientMessage(err))
+}
+
+// dryRunResult is the answer of an upload with dryRun=true.
+type dryRunResult struct {
+	Valid    bool   `json:"valid"`
+	Checksum string `json:"checksum"`
+	// Against is what the upload was compared with: "archive N" (the
+	// archive the group runs, or its newest when it is not consistent on
+	// one) or "group.yaml" (a group never deployed: its conf/group.yaml on
+	// the Admin Node Manager's host).
+	Against string `json:"against"`
+	// Diff is a unified diff of each file, from Against to the upload;
+	// empty when they are the same.
+	Diff string `json:"diff"`
+}
+
+// dryRun compares arch, valid, with what group gid runs.
+func (a *API) dryRun(ctx context.Context, t *topology.Topology, gid string, arch deploy.Archive) dryRunResult {
+	res := dryRunResult{Valid: true, Checksum: arch.Checksum}
+	old := map[string][]byte{}
+	id := 0
+	if g, err := t.Group(gid); err == nil {
+		_, states := a.allStates(ctx, t)
+		if d := a.groupDeployment(g, states); d.Consistent && d.Archive > 0 {
+			id = d.Archive
+		} else if d.LatestArchive > 0 {
+			id = d.LatestArchive
+		}
+	}
+	if id > 0 {
+		if _, cur, err := a.archives.Get(gid, id); err == nil {
+			res.Against = fmt.Sprintf("archive %d", id)
+			for _, f := range cur.Files {
+				old[f.Name] = f.Data
+			}
+		}
+	}
+	if res.Against == "" {
+		res.Against = deploy.GroupFile
+		if b, err := os.ReadFile(a.h.GroupConfFile(gid)); err == nil {
+			old[deploy.GroupFile] = b
+		}
+	}
+	names := map[string]bool{}
+	upload := map[string][]byte{}
+	for n := range old {
+		names[n] = true
+	}
+	for _, f := range arch.Files {
+		names[f.Name], upload[f.Name] = true, f.Data
+	}
+	var diff strings.Builder
+	for _, n := range slices.Sorted(maps.Keys(names)) {
+		diff.WriteString(udiff.Unified(res.Against+"/"+n, "upload/"+n, string(old[n]), string(upload[n])))
+	}
+	res.Diff = diff.String()
+	return res
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/deploy"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/supervisor"
@@ -170,4 +171,46 @@ func TestUploadAuditedBeforeStored(t *testing.T) {
 	if len(deps.Archives) != 1 {
 		t.Errorf("archives after a failed audit write: %+v, want only archive 1", deps.Archives)
 	}
+}
+
+// dryRun=true validates, compares with what the group runs and stores,
+// changes and audits nothing.
+func TestUploadDryRun(t *testing.T) {
+	e := newAPIEnv(t)
+	e.do("POST", "/api/topology/groups", `{"name":"G"}`).MustCode(t, 201)
+	os.MkdirAll(e.h.GroupConfDir("group-2"), 0o755)
+	os.WriteFile(e.h.GroupConfFile("group-2"), []byte("log:\n  level: info\n"), 0o644)
+	up := func(q, body string) apitest.Answer {
+		return e.do("POST", "/api/deployment/group/configuration/file/group-2?"+q, body, "Content-Type", "application/yaml")
+	}
+	dry := func(q, body string, res *dryRunResult) {
+		t.Helper()
+		a := up(q, body)
+		a.MustCode(t, 200)
+		a.Decode(t, res)
+	}
+	var res dryRunResult
+	dry("dryRun=true", "log:\n  level: debug\n", &res)
+	if !res.Valid || res.Against != "group.yaml" || !strings.Contains(res.Diff, "-  level: info\n+  level: debug\n") || !strings.Contains(res.Diff, "--- group.yaml/group.yaml") {
+		t.Fatalf("against the undeployed group.yaml: %+v", res)
+	}
+	up("dryRun=true", "log:\n  level: nonsense\n").WantError(t, 400, "log.level")
+	var deps struct{ Archives []struct{ ID int } }
+	e.do("GET", "/api/deployment/domain/deployments", "").Decode(t, &deps)
+	if len(deps.Archives) != 0 {
+		t.Fatalf("a dry run stored an archive: %+v", deps.Archives)
+	}
+	if got, _ := e.a.audit.Log.Search(audit.Filter{Action: "upload"}); len(got) != 0 {
+		t.Fatalf("a dry run was audited: %+v", got)
+	}
+	up("deploy=false", "log:\n  level: warn\n").MustCode(t, 201)
+	dry("dryRun=true", "log:\n  level: warn\n", &res)
+	if res.Against != "archive 1" || res.Diff != "" {
+		t.Fatalf("the same as archive 1: %+v", res)
+	}
+	dry("dryRun=true", "log:\n  level: error\n", &res)
+	if res.Against != "archive 1" || !strings.Contains(res.Diff, "+++ upload/group.yaml") || !strings.Contains(res.Diff, "+  level: error") {
+		t.Fatalf("against archive 1: %+v", res)
+	}
+	up("dryRun=maybe", "log:\n  level: warn\n").WantError(t, 400, "dryRun")
 }

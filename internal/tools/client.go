@@ -354,7 +354,13 @@ func runClient(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if len(rest) != len(verb.args) {
+	required := 0 // arguments in brackets ("[FILE]") are optional, at the end
+	for _, a := range verb.args {
+		if !strings.HasPrefix(a, "[") {
+			required++
+		}
+	}
+	if len(rest) < required || len(rest) > len(verb.args) {
 		if len(verb.args) == 0 {
 			return usagef("client", "%s takes no arguments, got %q", verb.name, rest)
 		}

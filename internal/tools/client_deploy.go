@@ -33,6 +33,7 @@ type deployOpts struct {
 	group    string // -g: a group id or name (resolveGroup)
 	comment  string
 	noDeploy bool // store only (deploy=false)
+	dryRun   bool // validate and compare only (dryRun=true)
 	async    bool // return once the rollout is started
 	archive  int  // --archive N
 	job      int  // --job N
@@ -40,17 +41,26 @@ type deployOpts struct {
 }
 
 var deployVerbs = []clientVerb{
-	{name: "deploy", args: []string{"FILE"}, opts: []string{"group", "comment", "no-deploy", "async"}, required: []string{"group"},
+	{name: "deploy", args: []string{"[FILE]"}, opts: []string{"group", "comment", "no-deploy", "async", "dry-run"}, required: []string{"group"},
 		api:     "POST /api/deployment/group/configuration/file/{groupID}",
 		summary: "validate a group configuration (a YAML file or a tar.gz of YAML files), store it as the group's next archive and roll it out",
 		help: "-g, --group GROUP              the group: its id (group-2) or its name\n" +
 			"--comment TEXT                 stored with the archive (one line)\n" +
 			"--no-deploy                    store the archive only; gatehouse rollback --archive N rolls it out later\n" +
 			"--async                        return once the rollout is started; gatehouse deployments --job N follows it\n" +
+			"--dry-run                      validate only, and print a unified diff against what the group runs;\n" +
+			"                               nothing is stored or changed\n" +
+			"Without FILE: the group's own groups/<group-id>/conf/group.yaml of this install directory.\n" +
 			"Without --async the command returns when every instance took the archive (exit 0) or the rollout\n" +
 			"stopped at one that did not (exit 1, naming it). An invalid configuration is refused with its\n" +
 			"file and line (exit 1) and nothing is stored.",
-		run: func(ctx context.Context, c *apiClient, a []string) error { return c.deployFile(ctx, a[0]) }},
+		run: func(ctx context.Context, c *apiClient, a []string) error {
+			file := ""
+			if len(a) > 0 {
+				file = a[0]
+			}
+			return c.deployFile(ctx, file)
+		}},
 	{name: "rollback", opts: []string{"group", "archive", "comment", "async"}, required: []string{"group", "archive"},
 		api:     "POST /api/deployment/group/deploy/{groupID}/{archiveID}",
 		summary: "roll out a stored archive again: a rollback to an older one, or a redeploy (makes an inconsistent group consistent)",
@@ -75,7 +85,7 @@ var deployVerbs = []clientVerb{
 }
 
 func init() {
-	for k, v := range map[string]optKind{"group": optString, "comment": optString, "no-deploy": optBool, "async": optBool,
+	for k, v := range map[string]optKind{"group": optString, "comment": optString, "no-deploy": optBool, "async": optBool, "dry-run": optBool,
 		"archive": optString, "job": optString, "output": optString} {
 		clientOptions[k] = v
 	}
@@ -95,7 +105,7 @@ func deployOptsFrom(verb *clientVerb, o *clientOpts, vals map[string][]string) e
 		return ""
 	}
 	o.group, o.comment, o.output = one("group"), one("comment"), one("output")
-	o.noDeploy, o.async = vals["no-deploy"] != nil, vals["async"] != nil
+	o.noDeploy, o.async, o.dryRun = vals["no-deploy"] != nil, vals["async"] != nil, vals["dry-run"] != nil
 	for _, p := range []struct {
 		name string
 		dst  *int
@@ -115,6 +125,8 @@ func deployOptsFrom(verb *clientVerb, o *clientOpts, vals map[string][]string) e
 	switch {
 	case o.noDeploy && o.async:
 		return usagef("client", "give --no-deploy or --async, not both (--no-deploy starts no rollout)")
+	case o.dryRun && (o.noDeploy || o.async || o.comment != ""):
+		return usagef("client", "--dry-run stores and rolls out nothing: it takes no --no-deploy, --async or --comment")
 	case verb.name == "deployments" && o.job > 0 && o.group != "":
 		return usagef("client", "give --job N or -g GROUP, not both (a job names its group)")
 	case verb.name == "archive" && o.output == "":
@@ -183,6 +195,21 @@ const maxDeployFile = deploy.MaxUpload
 // deployFile uploads file to the group of -g: raw, as application/gzip
 // when it starts with the gzip magic, else as application/yaml.
 func (c *apiClient) deployFile(ctx context.Context, file string) error {
+	gid, err := c.resolveGroup(ctx, c.o.group)
+	if err != nil {
+		return err
+	}
+	if file == "" {
+		// The group's own group.yaml, of this install directory.
+		h, err := home.Resolve()
+		if err != nil {
+			return fmt.Errorf("no FILE given, and the group's group.yaml cannot be found: %w", err)
+		}
+		file = h.GroupConfFile(gid)
+		if _, err := os.Stat(file); err != nil {
+			return fmt.Errorf("no FILE given, and the group's %s is not here (%v): give the file to deploy", file, err)
+		}
+	}
 	fi, err := os.Stat(file)
 	if err != nil {
 		return fmt.Errorf("the configuration file: %w", err)
@@ -200,10 +227,6 @@ func (c *apiClient) deployFile(ctx context.Context, file string) error {
 	if len(data) == 0 {
 		return fmt.Errorf("the configuration file %s is empty; give a YAML file or a tar.gz of YAML files", file)
 	}
-	gid, err := c.resolveGroup(ctx, c.o.group)
-	if err != nil {
-		return err
-	}
 	ct := "application/yaml"
 	if len(data) >= 2 && data[0] == 0x1f && data[1] == 0x8b {
 		ct = "application/gzip"
@@ -218,9 +241,19 @@ func (c *apiClient) deployFile(ctx context.Context, file string) error {
 	if c.o.async {
 		q.Set("async", "true")
 	}
+	if c.o.dryRun {
+		q.Set("dryRun", "true")
+	}
 	path := "/deployment/group/configuration/file/" + url.PathEscape(gid)
 	if len(q) > 0 {
 		path += "?" + q.Encode()
+	}
+	if c.o.dryRun {
+		raw, _, err := c.send(ctx, apiRequest{Method: http.MethodPost, Path: path, Body: data, ContentType: ct})
+		if err != nil {
+			return err
+		}
+		return c.printDryRun(file, gid, raw)
 	}
 	sync := !c.o.noDeploy && !c.o.async
 	if sync && !c.o.json {
@@ -536,5 +569,26 @@ func (c *apiClient) downloadArchive(ctx context.Context) error {
 		return c.printJSON(out)
 	}
 	fmt.Fprintf(report, "wrote archive %d of %s to %s: %d bytes, sha256:%s (verified)\n", c.o.archive, gid, c.o.output, len(b), got)
+	return nil
+}
+
+// printDryRun prints the answer of a dry run: valid, and the difference
+// with what the group runs.
+func (c *apiClient) printDryRun(file, gid string, raw []byte) error {
+	if c.o.json {
+		return c.printJSON(raw)
+	}
+	var r struct {
+		Checksum, Against, Diff string
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return fmt.Errorf("dry run answer: %w", err)
+	}
+	fmt.Fprintf(c.env.Stdout, "%s is valid for %s (sha256:%s); nothing was stored.\n", file, gid, r.Checksum)
+	if r.Diff == "" {
+		fmt.Fprintf(c.env.Stdout, "It is the same as %s, which the group runs.\n", r.Against)
+		return nil
+	}
+	fmt.Fprintf(c.env.Stdout, "Changes against %s, which the group runs:\n%s", r.Against, r.Diff)
 	return nil
 }

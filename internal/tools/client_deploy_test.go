@@ -160,6 +160,25 @@ func TestClientDeploy(t *testing.T) {
 	wantClient(t, "managedomain menu 18", r, 0, "archive 7 of group-2", `comment "from the menu"`, "succeeded")
 	serves("after menu 18", "/v2/a", 200)
 
+	// --dry-run: validated and compared with what runs (archive 7, /v2),
+	// nothing stored (#15).
+	r = h.Run("", "deploy", "-g", "Deploy Group", v1, "--dry-run")
+	wantClient(t, "dry run", r, 0, "is valid for group-2", "nothing was stored", "Changes against archive 7, which the group runs:",
+		"--- archive 7/group.yaml", "+++ upload/group.yaml", "-    pathPrefix: /v2", "+    pathPrefix: /v1")
+	wantClient(t, "dry run of what runs", h.Run("", "deploy", "-g", "group-2", v2, "--dry-run"), 0, "It is the same as archive 7")
+	wantClient(t, "dry run of an invalid file", h.Run("", "deploy", "-g", "group-2", bad, "--dry-run"), 1, "group.yaml:7:", "nothing was stored")
+	if r := h.Run("", "deployments"); strings.Contains(r.Stdout, "group-2  8 ") {
+		t.Errorf("a dry run stored an archive: %s", r.Stdout)
+	}
+	// Without FILE: the group's own conf/group.yaml, named in the output.
+	os.WriteFile(h.Path("groups", "group-2", "conf", "group.yaml"), []byte(cdGroupYAML(backend, "/v3", "")), 0o644)
+	r = h.Run("", "deploy", "-g", "group-2")
+	wantClient(t, "deploy without FILE", r, 0, "archive 8 of group-2", "succeeded")
+	if !strings.Contains(r.Stderr, filepath.Join("groups", "group-2", "conf", "group.yaml")) {
+		t.Errorf("deploy without FILE does not name the file: %s", r.Stderr)
+	}
+	serves("after deploying group.yaml", "/v3/a", 200)
+
 	t.Run("usage", func(t *testing.T) {
 		for _, tt := range []struct {
 			name string
@@ -167,8 +186,8 @@ func TestClientDeploy(t *testing.T) {
 			want string
 		}{
 			{"deploy without -g", []string{"deploy", v1}, "deploy wants -g GROUP"},
-			{"deploy without a file", []string{"deploy", "-g", "group-2"}, "deploy wants FILE"},
-			{"deploy with two files", []string{"deploy", "-g", "group-2", v1, v2}, "deploy wants FILE"},
+			{"deploy with two files", []string{"deploy", "-g", "group-2", v1, v2}, "deploy wants [FILE]"},
+			{"deploy --dry-run --comment", []string{"deploy", "-g", "group-2", v1, "--dry-run", "--comment", "x"}, "--dry-run stores and rolls out nothing"},
 			{"deploy --no-deploy --async", []string{"deploy", "-g", "group-2", v1, "--no-deploy", "--async"}, "not both"},
 			{"rollback without --archive", []string{"rollback", "-g", "group-2"}, "rollback wants --archive N"},
 			{"rollback --archive x", []string{"rollback", "-g", "group-2", "--archive", "x"}, `--archive "x"`},
@@ -181,8 +200,8 @@ func TestClientDeploy(t *testing.T) {
 			r := h.Run("", tt.args...)
 			wantClient(t, tt.name, r, 2, tt.want)
 		}
-		wantClient(t, "deploy --help", h.Run("", "deploy", "--help"), 0, "usage: gatehouse deploy [OPTIONS] -g GROUP FILE", "--no-deploy", "--insecure-skip-tls-verify")
-		wantClient(t, "client deploy --help", h.Run("", "client", "deploy", "--help"), 0, "usage: gatehouse client [OPTIONS] deploy -g GROUP FILE")
+		wantClient(t, "deploy --help", h.Run("", "deploy", "--help"), 0, "usage: gatehouse deploy [OPTIONS] -g GROUP [FILE]", "--no-deploy", "--insecure-skip-tls-verify")
+		wantClient(t, "client deploy --help", h.Run("", "client", "deploy", "--help"), 0, "usage: gatehouse client [OPTIONS] deploy -g GROUP [FILE]")
 		wantClient(t, "archive --help", h.Run("", "archive", "-h"), 0, "-g GROUP --archive N -o FILE", "GET /api/deployment/archive/{groupID}/{archiveID}")
 		wantClient(t, "unknown group", h.Run("", "deploy", "-g", "No Such Group", v1), 1, `no group with the id or name "No Such Group"`, "group-2 (Deploy Group)")
 		wantClient(t, "missing file", h.Run("", "deploy", "-g", "group-2", filepath.Join(dir, "none.yaml")), 1, "none.yaml")
