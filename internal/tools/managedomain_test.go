@@ -170,9 +170,9 @@ func TestManagedomainInstances(t *testing.T) {
 	}
 
 	// Port clashes name the port and who has it; nothing is created.
-	wantFail(t, h.Run("", "managedomain", "-c", "-n", "Two", "-g", "Prod Group", "--management_port", "9085"),
+	wantFail(t, h.Run("", "managedomain", "-c", "-n", "Two", "-g", "Prod Group", "--traffic_port", "8080", "--management_port", "9085"),
 		1, "port 8080 (traffic.port) is already used by instance \"Server One\"")
-	wantFail(t, h.Run("", "managedomain", "-c", "-n", "Two", "-g", "Other", "--traffic_port", "9080"),
+	wantFail(t, h.Run("", "managedomain", "-c", "-n", "Two", "-g", "Other", "--traffic_port", "9080", "--management_port", "8085"),
 		1, "port 8085 (management.port)")
 	wantFail(t, h.Run("", "managedomain", "-c", "-n", "Two", "-g", "Other", "--traffic_port", "8090", "--management_port", "9085"),
 		1, "port 8090", "node manager")
