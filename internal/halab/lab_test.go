@@ -76,6 +76,7 @@ func (o *outcome) count(ld *load, lb *haproxy, retriesBefore int64) {
 type total struct {
 	rounds, passed                          int
 	requests, failures, sockErrs, lbRetries int64
+	worst                                   int64 // most failed + socket errors in one round
 	elapsed                                 time.Duration
 }
 
@@ -114,6 +115,7 @@ func TestLab(t *testing.T) {
 			tt.failures += o.failures
 			tt.sockErrs += o.sockErrs
 			tt.lbRetries += o.lbRetries
+			tt.worst = max(tt.worst, o.failures+o.sockErrs)
 			tt.elapsed += o.elapsed
 		}
 		t.Logf("round %d (%s since the start):\n%s", round, time.Since(start).Round(time.Second), roundTable(rows))
@@ -150,13 +152,13 @@ func roundTable(rows []*outcome) string {
 func totalsTable(totals []total) string {
 	var b strings.Builder
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "scenario\trounds\tpassed\trequests\tfailed\tsocket errors\tLB retries\tpromised\ttime")
+	fmt.Fprintln(w, "scenario\trounds\tpassed\trequests\tfailed\tsocket errors\tworst round\tLB retries\tpromised\ttime")
 	for i, tt := range totals {
 		if tt.rounds == 0 {
 			continue
 		}
-		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", scenarios[i].name, tt.rounds, tt.passed, tt.requests, tt.failures,
-			tt.sockErrs, tt.lbRetries, scenarios[i].promise, tt.elapsed.Round(time.Second))
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", scenarios[i].name, tt.rounds, tt.passed, tt.requests, tt.failures,
+			tt.sockErrs, tt.worst, tt.lbRetries, scenarios[i].promise, tt.elapsed.Round(time.Second))
 	}
 	w.Flush()
 	return b.String()

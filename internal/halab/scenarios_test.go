@@ -197,7 +197,7 @@ func (l *lab) killInstance(round int, o *outcome) {
 			o.fail("%s not back in HAProxy's pool: %v", in, err)
 			return
 		}
-		o.note("%s back %.1fs after the kill, in the pool after %.1fs", in.name, back.Seconds(), time.Since(killed).Seconds())
+		o.note("%s back %.2fs after the kill, in the pool after %.2fs", in.name, back.Seconds(), time.Since(killed).Seconds())
 	})
 	o.onlyInFlight(ldSeen, killed)
 }
@@ -232,7 +232,7 @@ func (l *lab) killNodeManagerAndInstance(round int, o *outcome) {
 			o.fail("%s not back in HAProxy's pool: %v", in, err)
 			return
 		}
-		o.note("node manager up %.1fs after the kill, %s back %.1fs after that", restarted.Sub(killed).Seconds(), in.name, back.Seconds())
+		o.note("node manager ready %.2fs after the kill, %s back %.2fs after that", restarted.Sub(killed).Seconds(), in.name, back.Seconds())
 	})
 	o.onlyInFlight(ldSeen, killed)
 }
@@ -324,7 +324,7 @@ func (l *lab) killANMMidRollout(round int, o *outcome) {
 			return
 		}
 		up := time.Since(killed)
-		o.note("ANM killed with %s out of service, up again %.1fs after the kill", out, up.Seconds())
+		o.note("ANM killed with %s out of service, ready again %.2fs after the kill", out, up.Seconds())
 		err := l.awaitSettled(settleWithin - up)
 		if err != nil {
 			o.fail("after the ANM's restart: the group is not consistent with every instance in service: %v", err)
