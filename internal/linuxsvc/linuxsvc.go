@@ -1,7 +1,8 @@
 // Package linuxsvc renders and installs the operating-system services that
-// start a gateway instance at boot: a systemd unit and an LSB init.d script.
-// Both drive the instance with startinstance -d (start, returning once it is
-// ready), -k (stop, returning once it has ended) and -s (status).
+// start a gateway instance, or a host's node manager, at boot: a systemd
+// unit and an LSB init.d script. Both drive an instance with startinstance
+// -d (start, returning once it is ready), -k (stop, returning once it has
+// ended) and -s (status), and a node manager with nodemanager -d, -k, -s.
 //
 // Files are named by the instance id, never by its name, so that names with
 // spaces or quotes are safe: gatehouse-<instance-id>.service and
@@ -30,13 +31,17 @@ const (
 	DefaultInitDDir   = "/etc/init.d"
 )
 
-// Service describes the instance a service file starts.
+// Service describes the instance, or node manager, a service file starts.
 type Service struct {
 	Home         string // install directory (absolute)
-	GroupID      string // "group-2"
-	InstanceID   string // "instance-1"
+	GroupID      string // "group-2" (unused for a node manager)
+	InstanceID   string // "instance-1", or the node manager's id "nodemanager-1"
 	GroupName    string // for descriptions only
-	InstanceName string // for descriptions only
+	InstanceName string // for descriptions only (a node manager: its host's name)
+	// NodeManager makes it the service of this host's node manager
+	// (InstanceID its id); Admin says it is the Admin Node Manager.
+	NodeManager bool
+	Admin       bool
 	// StopTimeout bounds "startinstance -k" (systemd TimeoutStopSec): make it
 	// at least the zero-downtime delay plus the drain timeout.
 	StopTimeout time.Duration
@@ -69,7 +74,11 @@ func (s Service) check() error {
 	if !filepath.IsAbs(s.Home) {
 		return fmt.Errorf("install directory %q is not absolute", s.Home)
 	}
-	for _, id := range []string{s.GroupID, s.InstanceID} {
+	ids := []string{s.GroupID, s.InstanceID}
+	if s.NodeManager {
+		ids = ids[1:]
+	}
+	for _, id := range ids {
 		if id == "" || strings.ContainsFunc(id, func(r rune) bool {
 			return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-')
 		}) {
@@ -85,16 +94,36 @@ func (s Service) check() error {
 	return nil
 }
 
-func (s Service) paths() (hm, instDir, startinstance, pidFile string) {
+// paths are the install directory, the instance's directory ("" for a
+// node manager), the tool that drives it and its pid file.
+func (s Service) paths() (hm, instDir, tool, pidFile string) {
 	h := home.Home{Dir: s.Home}
+	if s.NodeManager {
+		return s.Home, "", filepath.Join(h.BinDir(), "nodemanager"), h.RunFiles(s.InstanceID).PID
+	}
 	return s.Home, h.InstanceDir(s.GroupID, s.InstanceID), filepath.Join(h.BinDir(), "startinstance"), h.RunFiles(s.InstanceID).PID
 }
 
 // description is the human label: names quoted Go-style (so any character
 // shows up escaped, none can break a line) and the ids.
 func (s Service) description() string {
+	if s.NodeManager {
+		role := "Node Manager"
+		if s.Admin {
+			role = "Admin Node Manager"
+		}
+		return fmt.Sprintf("Gatehouse %s %s of host %s", role, s.InstanceID, strconv.Quote(s.InstanceName))
+	}
 	return fmt.Sprintf("Gatehouse API Gateway instance %s in group %s (%s, %s)",
 		strconv.Quote(s.InstanceName), strconv.Quote(s.GroupName), s.InstanceID, s.GroupID)
+}
+
+// writtenBy is the command a service file says wrote it.
+func (s Service) writtenBy() (add, remove string) {
+	if s.NodeManager {
+		return "--add_nm_service", "--remove_nm_service"
+	}
+	return "--add_service", "--remove_service"
 }
 
 // SystemdUnit renders the systemd unit of s.
@@ -104,8 +133,13 @@ func SystemdUnit(s Service) ([]byte, error) {
 	}
 	hm, instDir, start, pid := s.paths()
 	secs := int64((s.StopTimeout + time.Second - 1) / time.Second)
+	args := ""
+	if instDir != "" {
+		args = " -h " + systemdQuote(instDir, true)
+	}
+	add, remove := s.writtenBy()
 	var b strings.Builder
-	fmt.Fprintf(&b, "# Written by \"gatehouse managedomain --add_service\"; remove with --remove_service.\n")
+	fmt.Fprintf(&b, "# Written by \"gatehouse managedomain %s\"; remove with %s.\n", add, remove)
 	fmt.Fprintf(&b, "# %s\n", s.description())
 	b.WriteString("[Unit]\n")
 	fmt.Fprintf(&b, "Description=%s\n", systemdEscapeSpecifiers(s.description()))
@@ -116,11 +150,18 @@ func SystemdUnit(s Service) ([]byte, error) {
 	// spaces, and only specifiers need escaping.
 	fmt.Fprintf(&b, "PIDFile=%s\n", systemdEscapeSpecifiers(pid))
 	fmt.Fprintf(&b, "Environment=%s\n", systemdQuote(home.EnvHome+"="+hm, false))
-	fmt.Fprintf(&b, "ExecStart=%s -d -h %s\n", systemdQuote(start, true), systemdQuote(instDir, true))
-	fmt.Fprintf(&b, "ExecStop=%s -k -h %s\n", systemdQuote(start, true), systemdQuote(instDir, true))
+	fmt.Fprintf(&b, "ExecStart=%s -d%s\n", systemdQuote(start, true), args)
+	fmt.Fprintf(&b, "ExecStop=%s -k%s\n", systemdQuote(start, true), args)
 	fmt.Fprintf(&b, "TimeoutStartSec=300\n")
 	fmt.Fprintf(&b, "TimeoutStopSec=%d\n", secs)
-	b.WriteString("KillMode=mixed\n")
+	if s.NodeManager {
+		// The instances the node manager started run in its control group:
+		// stopping (or restarting) the node manager must not kill them
+		// (they outlive it, docs/nodemanager.md).
+		b.WriteString("KillMode=process\n")
+	} else {
+		b.WriteString("KillMode=mixed\n")
+	}
 	b.WriteString("Restart=on-failure\n")
 	b.WriteString("RestartSec=5\n\n")
 	b.WriteString("[Install]\n")
@@ -182,12 +223,23 @@ func InitScript(s Service) ([]byte, error) {
 	}
 	hm, instDir, start, pid := s.paths()
 	name := InitScriptName(s.InstanceID)
+	// run is how the script calls the tool: with the instance's directory
+	// (-h) for an instance, as it is for the node manager.
+	target, run := "INSTANCE_DIR="+shQuote(instDir)+"\n", `"$TOOL" "$@" -h "$INSTANCE_DIR"`
+	if s.NodeManager {
+		target, run = "", `"$TOOL" "$@"`
+	}
+	add, remove := s.writtenBy()
 	r := strings.NewReplacer(
 		"@NAME@", name,
 		"@DESC@", s.description(),
+		"@ADD@", add,
+		"@REMOVE@", remove,
 		"@HOME@", shQuote(hm),
-		"@START@", shQuote(start),
-		"@INSTDIR@", shQuote(instDir),
+		"@TOOLNAME@", filepath.Base(start),
+		"@TOOL@", shQuote(start),
+		"@TARGET@", target,
+		"@RUN@", run,
 		"@PIDFILE@", shQuote(pid),
 		"@STOPSECS@", strconv.FormatInt(int64((s.StopTimeout+time.Second-1)/time.Second), 10),
 	)
@@ -203,20 +255,23 @@ const initTemplate = `#!/bin/sh
 # Default-Stop:      0 1 6
 # Short-Description: @DESC@
 # Description:       @DESC@,
-#                    started and stopped with startinstance -d/-k/-s.
+#                    started and stopped with @TOOLNAME@ -d/-k/-s.
 ### END INIT INFO
 #
-# Written by "gatehouse managedomain --add_service"; remove with --remove_service.
-# Stopping may take up to @STOPSECS@ seconds (zero-downtime delay and drain).
+# Written by "gatehouse managedomain @ADD@"; remove with @REMOVE@.
+# Stopping may take up to @STOPSECS@ seconds.
 
 GATEHOUSE_HOME=@HOME@
 export GATEHOUSE_HOME
-STARTINSTANCE=@START@
-INSTANCE_DIR=@INSTDIR@
-PIDFILE=@PIDFILE@
+TOOL=@TOOL@
+@TARGET@PIDFILE=@PIDFILE@
+
+tool() {
+	@RUN@
+}
 
 is_running() {
-	"$STARTINSTANCE" -s -h "$INSTANCE_DIR" >/dev/null 2>&1
+	tool -s >/dev/null 2>&1
 }
 
 do_start() {
@@ -224,7 +279,7 @@ do_start() {
 		echo "@NAME@ is already running"
 		return 0
 	fi
-	"$STARTINSTANCE" -d -h "$INSTANCE_DIR" || return 1
+	tool -d || return 1
 }
 
 do_stop() {
@@ -232,11 +287,11 @@ do_stop() {
 		echo "@NAME@ is not running"
 		return 0
 	fi
-	"$STARTINSTANCE" -k -h "$INSTANCE_DIR" || return 1
+	tool -k || return 1
 }
 
-if [ ! -x "$STARTINSTANCE" ]; then
-	echo "$STARTINSTANCE is missing or not executable" >&2
+if [ ! -x "$TOOL" ]; then
+	echo "$TOOL is missing or not executable" >&2
 	case "$1" in
 	status) exit 4 ;;
 	*) exit 5 ;;

@@ -21,6 +21,8 @@ var cases = []struct {
 		GroupName: "QuickStart Group", InstanceName: "QuickStart Server", StopTimeout: 70 * time.Second}},
 	{"awkward", Service{Home: "/srv/my gate's 100% $HOME", GroupID: "group-12", InstanceID: "instance-7",
 		GroupName: "Team 'A' 50%", InstanceName: "it's $x & `y`", StopTimeout: 1500 * time.Millisecond}},
+	{"nodemanager", Service{Home: "/opt/gatehouse/apigateway", InstanceID: "nodemanager-1", InstanceName: "gw1",
+		NodeManager: true, Admin: true, StopTimeout: 60 * time.Second}},
 }
 
 func golden(t *testing.T, name string, got []byte) {
@@ -228,5 +230,75 @@ func TestInstallRemove(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(id); len(entries) != 0 {
 		t.Errorf("failed Install left %v behind", entries)
+	}
+}
+
+// The node manager's init.d script drives nodemanager -d/-k/-s, without an
+// instance directory.
+func TestNodeManagerInitScript(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "gate's $home")
+	bin := filepath.Join(dir, "posix", "bin")
+	os.MkdirAll(bin, 0o755)
+	fake := `#!/bin/sh
+printf '%s|' "$@" >> "$GATEHOUSE_HOME/calls"; echo >> "$GATEHOUSE_HOME/calls"
+case "$1" in
+-s) [ -f "$GATEHOUSE_HOME/state" ] ;;
+-d) touch "$GATEHOUSE_HOME/state" ;;
+-k) rm -f "$GATEHOUSE_HOME/state" ;;
+esac
+`
+	os.WriteFile(filepath.Join(bin, "nodemanager"), []byte(fake), 0o755)
+	svc := Service{Home: dir, InstanceID: "nodemanager-2", InstanceName: "second", NodeManager: true, StopTimeout: time.Minute}
+	sdir := t.TempDir()
+	paths, err := Install(svc, Dirs{Systemd: sdir, InitD: sdir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Base(paths[0]) != "gatehouse-nodemanager-2.service" || filepath.Base(paths[1]) != "gatehouse-nodemanager-2" {
+		t.Fatalf("paths: %v", paths)
+	}
+	unit, _ := os.ReadFile(paths[0])
+	for _, want := range []string{"ExecStart=\"" + filepath.Join(bin, "nodemanager") + "\" -d\n", "ExecStop=\"" + filepath.Join(bin, "nodemanager") + "\" -k\n",
+		"PIDFile=" + filepath.Join(dir, "var", "run", "nodemanager-2.pid"), "Gatehouse Node Manager nodemanager-2 of host \"second\"", "--add_nm_service", "KillMode=process\n"} {
+		if !strings.Contains(string(unit), strings.ReplaceAll(want, "$", "$$")) && !strings.Contains(string(unit), want) {
+			t.Errorf("unit lacks %q:\n%s", want, unit)
+		}
+	}
+	for _, step := range []struct {
+		arg  string
+		want int
+	}{{"status", 3}, {"start", 0}, {"status", 0}, {"stop", 0}, {"status", 3}} {
+		cmd := exec.Command("sh", paths[1], step.arg)
+		cmd.Env = []string{"PATH=/usr/bin:/bin"}
+		err := cmd.Run()
+		got := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			got = ee.ExitCode()
+		}
+		if got != step.want {
+			t.Errorf("%s: exit %d, want %d", step.arg, got, step.want)
+		}
+	}
+	calls, _ := os.ReadFile(filepath.Join(dir, "calls"))
+	if !strings.Contains(string(calls), "-d|\n") || strings.Contains(string(calls), "-h") {
+		t.Errorf("nodemanager calls:\n%s", calls)
+	}
+}
+
+// docs/managedomain.md shows the generated units as they are generated:
+// each golden unit file appears there whole.
+func TestDocsShowGeneratedUnits(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "managedomain.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"plain.service", "nodemanager.service"} {
+		unit, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(doc, append([]byte("```ini\n"), unit...)) {
+			t.Errorf("docs/managedomain.md does not show testdata/%s as generated", name)
+		}
 	}
 }

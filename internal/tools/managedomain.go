@@ -320,6 +320,21 @@ func init() {
 			Run:    mdRemoveService,
 		},
 		{
+			Name: "add_nm_service", Menu: 10, Title: "add a Linux service (systemd unit and init.d script) for this host's node manager",
+			Help: "Writes gatehouse-<nodemanager-id>.service and the init.d script gatehouse-<nodemanager-id>: both run\n" +
+				"nodemanager -d/-k/-s, so the node manager (the Admin Node Manager on its host) comes back after a\n" +
+				"reboot and restarts the instances that should run. Stopping it leaves the instances running.\n" +
+				"Then, as root: systemctl daemon-reload && systemctl enable --now gatehouse-<nodemanager-id>.service",
+			Params: []mdParam{pSystemdDir, pInitDDir},
+			Run:    mdAddNMService,
+		},
+		{
+			Name: "remove_nm_service", Menu: 10, Title: "remove the Linux service of this host's node manager",
+			Help:   "Deletes the systemd unit and init.d script that add_nm_service wrote (disable the service first).",
+			Params: []mdParam{pSystemdDir, pInitDDir},
+			Run:    mdRemoveNMService,
+		},
+		{
 			Name: "rename_group", Menu: 11, Title: "rename a group",
 			Help: "Renames the group. Directories are named by id, so nothing moves on disk.",
 			Params: []mdParam{pGroup,
@@ -756,6 +771,63 @@ func mdAddService(ctx context.Context, s *mdSession, v mdValues) error {
 	}
 	s.out("To use the systemd unit (as root): systemctl daemon-reload && systemctl enable --now %s\n", linuxsvc.UnitName(ref.Service.ID))
 	s.out("Or the init.d script: update-rc.d %s defaults (Debian) or chkconfig --add %s (Red Hat)\n", linuxsvc.InitScriptName(ref.Service.ID), linuxsvc.InitScriptName(ref.Service.ID))
+	return nil
+}
+
+// nmService is the service of this host's node manager.
+func (s *mdSession) nmService() (linuxsvc.Service, error) {
+	c, err := domain.LoadNodeManagerConf(s.home)
+	if err != nil {
+		return linuxsvc.Service{}, err
+	}
+	svc := linuxsvc.Service{Home: s.home.Dir, InstanceID: c.NodeManagerID, InstanceName: c.HostID, NodeManager: true, StopTimeout: time.Minute}
+	if t, err := s.topology(); err == nil {
+		if h, err := t.Host(c.HostID); err == nil {
+			svc.InstanceName = h.Name
+		}
+		if a, err := t.AdminNodeManager(); err == nil && a.ID == c.NodeManagerID {
+			svc.Admin = true
+		}
+	}
+	return svc, nil
+}
+
+func mdAddNMService(ctx context.Context, s *mdSession, v mdValues) error {
+	svc, err := s.nmService()
+	if err != nil {
+		return err
+	}
+	paths, err := linuxsvc.Install(svc, serviceDirs(v))
+	if err != nil {
+		return err
+	}
+	s.out("Wrote the services of this host's node manager %s:\n", svc.InstanceID)
+	for _, p := range paths {
+		s.out("  %s\n", p)
+	}
+	s.out("To use the systemd unit (as root): systemctl daemon-reload && systemctl enable --now %s\n", linuxsvc.UnitName(svc.InstanceID))
+	s.out("Or the init.d script: update-rc.d %s defaults (Debian) or chkconfig --add %s (Red Hat)\n", linuxsvc.InitScriptName(svc.InstanceID), linuxsvc.InitScriptName(svc.InstanceID))
+	return nil
+}
+
+func mdRemoveNMService(ctx context.Context, s *mdSession, v mdValues) error {
+	c, err := domain.LoadNodeManagerConf(s.home)
+	if err != nil {
+		return err
+	}
+	removed, err := linuxsvc.Remove(c.NodeManagerID, serviceDirs(v))
+	if err != nil {
+		return err
+	}
+	if len(removed) == 0 {
+		s.out("This host's node manager %s had no service files there; nothing removed.\n", c.NodeManagerID)
+		return nil
+	}
+	s.out("Removed the services of this host's node manager %s:\n", c.NodeManagerID)
+	for _, p := range removed {
+		s.out("  %s\n", p)
+	}
+	s.out("Run systemctl daemon-reload (as root) if the unit was enabled.\n")
 	return nil
 }
 

@@ -90,7 +90,7 @@ func TestParseMDArgs(t *testing.T) {
 
 // TestMenuNumbers keeps the vendor's numbers for the available options.
 func TestMenuNumbers(t *testing.T) {
-	want := map[int][]string{1: {"add_host"}, 4: {"change_credentials"}, 14: {"check_topology"}, 15: {"compare_topology"}, 16: {"sync_topology"}, 5: {"create_instance"}, 7: {"delete_instance"}, 10: {"add_service", "remove_service"}, 11: {"rename_group"}, 12: {"delete_group"}, 13: {"print_topology"}, 18: {"deploy"}}
+	want := map[int][]string{1: {"add_host"}, 4: {"change_credentials"}, 14: {"check_topology"}, 15: {"compare_topology"}, 16: {"sync_topology"}, 5: {"create_instance"}, 7: {"delete_instance"}, 10: {"add_service", "remove_service", "add_nm_service", "remove_nm_service"}, 11: {"rename_group"}, 12: {"delete_group"}, 13: {"print_topology"}, 18: {"deploy"}}
 	for n := 1; n <= 26; n++ {
 		var got []string
 		for _, vb := range menuVerbs(n) {

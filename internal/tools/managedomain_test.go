@@ -442,7 +442,7 @@ func TestManagedomainService(t *testing.T) {
 	if fi, _ := os.Stat(scriptPath); fi.Mode().Perm() != 0o755 {
 		t.Errorf("script mode: got %v, want 0755", fi.Mode().Perm())
 	}
-	for _, want := range []string{"### BEGIN INIT INFO", "# Provides:          gatehouse-instance-1", "GATEHOUSE_HOME='" + h.Dir + "'", "INSTANCE_DIR='" + inst + "'", `"$STARTINSTANCE" -d -h "$INSTANCE_DIR"`, `"$STARTINSTANCE" -k -h "$INSTANCE_DIR"`, "exit 3"} {
+	for _, want := range []string{"### BEGIN INIT INFO", "# Provides:          gatehouse-instance-1", "GATEHOUSE_HOME='" + h.Dir + "'", "INSTANCE_DIR='" + inst + "'", "TOOL='" + start + "'", `"$TOOL" "$@" -h "$INSTANCE_DIR"`, "tool -d", "tool -k", "exit 3"} {
 		if !strings.Contains(string(script), want) {
 			t.Errorf("script lacks %q", want)
 		}
@@ -463,6 +463,51 @@ func TestManagedomainService(t *testing.T) {
 	}
 	wantFail(t, h.Run("", "managedomain", "--add_service", "-n", "Nope", "-g", "Svc Group", "--systemd_dir", sd, "--initd_dir", id), 1, `registered: "Svc 'One'"`)
 	wantFail(t, h.Run("", "managedomain", "--add_service", "-n", "Svc 'One'", "-g", "Svc Group", "--systemd_dir", filepath.Join(sd, "missing"), "--initd_dir", id), 1, "not a directory")
+
+	// The node manager's service (#15): its init.d script starts, reports
+	// and stops the real node manager; stopping it leaves instances alone.
+	r = h.MustRun("", "managedomain", "--add_nm_service", "--systemd_dir", sd, "--initd_dir", id)
+	nmUnit, nmScript := filepath.Join(sd, "gatehouse-nodemanager-1.service"), filepath.Join(id, "gatehouse-nodemanager-1")
+	if !strings.Contains(r.Stdout, nmUnit) || !strings.Contains(r.Stdout, "systemctl daemon-reload && systemctl enable --now gatehouse-nodemanager-1.service") {
+		t.Errorf("add_nm_service output:\n%s", r)
+	}
+	unit, _ = os.ReadFile(nmUnit)
+	nm := h.Path("posix", "bin", "nodemanager")
+	for _, want := range []string{`ExecStart="` + nm + `" -d` + "\n", `ExecStop="` + nm + `" -k` + "\n", "PIDFile=" + h.Path("var", "run", "nodemanager-1.pid") + "\n", "KillMode=process\n", "Gatehouse Admin Node Manager nodemanager-1"} {
+		if !strings.Contains(string(unit), want) {
+			t.Errorf("node manager unit lacks %q:\n%s", want, unit)
+		}
+	}
+	t.Cleanup(func() { h.Run("", "nodemanager", "-k", "-q") })
+	initd := func(arg string) int {
+		cmd := exec.Command("sh", nmScript, arg)
+		cmd.Env = []string{"PATH=/usr/bin:/bin"}
+		out, err := cmd.CombinedOutput()
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("%s: %v\n%s", arg, err, out)
+		}
+		return 0
+	}
+	if got := initd("status"); got != 3 {
+		t.Errorf("node manager script status before start: %d, want 3", got)
+	}
+	if got := initd("start"); got != 0 || pidOf(t, h, "nodemanager-1") == 0 {
+		t.Fatalf("node manager script start: %d", got)
+	}
+	if got := initd("status"); got != 0 {
+		t.Errorf("node manager script status: %d, want 0", got)
+	}
+	if got := initd("stop"); got != 0 || initd("status") != 3 {
+		t.Errorf("node manager script stop: %d", got)
+	}
+	h.MustRun("", "managedomain", "--remove_nm_service", "--systemd_dir", sd, "--initd_dir", id)
+	for _, p := range []string{nmUnit, nmScript} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s still there", p)
+		}
+	}
 }
 
 // create_instance without ports in command mode takes the lowest free ones,
