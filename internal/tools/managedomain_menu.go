@@ -22,7 +22,7 @@ var vendorMenu = []string{
 	7:  "Delete a gateway instance",
 	8:  "Add a tag to a gateway instance",
 	9:  "Delete a tag from a gateway instance",
-	10: "Add or remove a Linux service for an existing local gateway instance",
+	10: "Add or remove a Linux service for a local gateway instance or this host's node manager",
 	11: "Rename a group",
 	12: "Delete a group",
 	13: "Print the topology",
