@@ -306,6 +306,29 @@ func init() {
 			Run:    onANM(mdDeleteInstance),
 		},
 		{
+			Name: "add_tag", Menu: 8, Title: "add a tag (name=value) to a gateway instance",
+			Help:   "Sets the tag on the instance in the topology (an existing tag of that name takes the new value).\nNames of 1 to 64 letters, digits, '_', '.', '-'; Gatehouse's own (internal_…, address) cannot be set.",
+			Params: []mdParam{pGroup, pName, {Long: "tag_name", Arg: "NAME", Help: "the tag's name", Required: true, Prompt: "Tag name"}, {Long: "tag_value", Arg: "VALUE", Help: "its value (may be empty)", Prompt: "Tag value"}},
+			Run: onANM(func(ctx context.Context, s *mdSession, v mdValues) error {
+				if err := domain.SetTag(ctx, s.home, s.actor, v["group"], v["name"], v["tag_name"], v["tag_value"], false); err != nil {
+					return err
+				}
+				s.out("Tagged instance %q of group %q: %s=%q\n", v["name"], v["group"], v["tag_name"], v["tag_value"])
+				return nil
+			}),
+		},
+		{
+			Name: "delete_tag", Menu: 9, Title: "delete a tag from a gateway instance",
+			Params: []mdParam{pGroup, pName, {Long: "tag_name", Arg: "NAME", Help: "the tag's name", Required: true, Prompt: "Tag name"}},
+			Run: onANM(func(ctx context.Context, s *mdSession, v mdValues) error {
+				if err := domain.SetTag(ctx, s.home, s.actor, v["group"], v["name"], v["tag_name"], "", true); err != nil {
+					return err
+				}
+				s.out("Deleted tag %q of instance %q of group %q\n", v["tag_name"], v["name"], v["group"])
+				return nil
+			}),
+		},
+		{
 			Name: "add_service", Menu: 10, Title: "add a Linux service (systemd unit and init.d script) for a local instance",
 			Help: "Writes gatehouse-<instance-id>.service into the systemd directory and gatehouse-<instance-id>\n" +
 				"into the init.d directory. Both run startinstance -d/-k/-s. Then, as root:\n" +

@@ -2,13 +2,11 @@ package tools
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"slices"
 	"strconv"
 
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
-	"github.com/gatehouse-gw/gatehouse/internal/pki"
 )
 
 // deploy (menu 18): the vendor's managedomain --deploy -g GROUP
@@ -33,9 +31,7 @@ func init() {
 			{Long: "archive_filename", Arg: "F", Help: "the configuration: a YAML file (group.yaml) or a tar.gz of YAML files", Required: true,
 				Prompt: "Configuration file (YAML or tar.gz)"},
 			{Long: "comment", Arg: "TEXT", Help: "a comment stored with the archive", Prompt: "Comment"},
-			{Long: "username", Arg: "U", Help: "the admin user", Required: true, Prompt: "Admin user name"},
-			{Long: "password", Arg: "P", Help: "its password (visible to other users in ps: prefer --password_file)", Secret: true},
-			{Long: "password_file", Arg: "F", Help: "read the password from the first line of file F"},
+			pUsername, pPassword, pPasswordFile,
 		},
 		Run: mdDeploy,
 	}
@@ -47,27 +43,11 @@ func init() {
 }
 
 func mdDeploy(ctx context.Context, s *mdSession, v mdValues) error {
-	if err := s.home.CheckDomain(); err != nil {
-		return err
-	}
-	nc, err := domain.LoadNodeManagerConf(s.home)
+	c, wipe, err := s.anmAPIClient(v, deployOpts{group: v["group"], comment: v["comment"]})
 	if err != nil {
 		return err
 	}
-	pw, err := s.readPassword(v, "Password for "+v["username"])
-	if err != nil {
-		return err
-	}
-	defer pw.Wipe()
-	if pw.IsZero() {
-		return fmt.Errorf("no password for %s", v["username"])
-	}
-	o := &clientOpts{url: anmURL(nc), cacert: pki.CertFile(s.home), username: v["username"], password: pw,
-		deployOpts: deployOpts{group: v["group"], comment: v["comment"]}}
-	c, err := newAPIClient(s.env, o, false)
-	if err != nil {
-		return err
-	}
+	defer wipe()
 	return c.deployFile(ctx, v["archive_filename"])
 }
 

@@ -3,8 +3,10 @@ package tools
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -51,6 +53,9 @@ func mdPrintTopology(ctx context.Context, s *mdSession, v mdValues) error {
 		}
 		for _, svc := range g.Services {
 			fmt.Fprintf(w, "    %-16s %q  on %s  %s\n", svc.ID, svc.Name, svc.HostID, s.portsText(g, svc, localHost))
+			if tags := userTags(svc.Tags); tags != "" {
+				fmt.Fprintf(w, "      tags: %s\n", tags)
+			}
 		}
 	}
 	return nil
@@ -86,4 +91,16 @@ func (s *mdSession) portsText(g *topology.Group, svc topology.Service, localHost
 		}
 	}
 	return "gateway, " + strings.Join(parts, ", ")
+}
+
+// userTags are an instance's tags as name="value", sorted, without
+// Gatehouse's own.
+func userTags(tags map[string]string) string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
+		if !strings.HasPrefix(k, "internal_") && k != domain.TagAddress {
+			out = append(out, fmt.Sprintf("%s=%q", k, tags[k]))
+		}
+	}
+	return strings.Join(out, " ")
 }

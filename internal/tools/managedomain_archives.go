@@ -1,0 +1,112 @@
+package tools
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/gatehouse-gw/gatehouse/internal/domain"
+	"github.com/gatehouse-gw/gatehouse/internal/pki"
+)
+
+// Menu 19, 20 and 21: the deployments, an archive stored without being
+// rolled out, and the download of an archive. Like --deploy (menu 18) they
+// go through the management API of the domain's Admin Node Manager with the
+// credentials given (docs/managedomain.md), and do what gatehouse
+// deployments, deploy --no-deploy and archive do (client_deploy.go).
+
+// The credentials every API verb of managedomain asks for.
+var (
+	pUsername     = mdParam{Long: "username", Arg: "U", Help: "the admin user", Required: true, Prompt: "Admin user name"}
+	pPassword     = mdParam{Long: "password", Arg: "P", Help: "its password (visible to other users in ps: prefer --password_file)", Secret: true}
+	pPasswordFile = mdParam{Long: "password_file", Arg: "F", Help: "read the password from the first line of file F"}
+)
+
+func init() {
+	pGroupAPI := mdParam{Long: "group", Short: "g", Arg: "GROUP", Help: "the group name (or id)", Required: true, Prompt: "Group name", Choices: chooseGroup}
+	verbs := []*mdVerb{
+		{
+			Name: "list_deployments", Menu: 19, Title: "list the deployment archives, each group's state and the recent rollouts",
+			Help: "What gatehouse deployments prints: the archives, each group consistent or INCONSISTENT (and\n" +
+				"why), and the recent rollouts; with -g one group only. The user needs deployment.read.",
+			Params: []mdParam{{Long: "group", Short: "g", Arg: "GROUP", Help: "only this group (name or id)", Prompt: "Group (empty: every group)", Choices: chooseGroup},
+				pUsername, pPassword, pPasswordFile},
+			Run: func(ctx context.Context, s *mdSession, v mdValues) error {
+				c, wipe, err := s.anmAPIClient(v, deployOpts{group: v["group"]})
+				if err != nil {
+					return err
+				}
+				defer wipe()
+				return c.deployments(ctx)
+			},
+		},
+		{
+			Name: "create_archive", Menu: 20, Title: "create a deployment archive from files, stored but not rolled out",
+			Help: "Validates the file (a YAML file or a tar.gz of YAML files) and stores it as the group's next\n" +
+				"archive without rolling it out (gatehouse deploy --no-deploy); --deploy or gatehouse rollback\n" +
+				"--archive N rolls it out later. The user needs deployment.write.",
+			Params: []mdParam{pGroupAPI,
+				{Long: "archive_filename", Arg: "F", Help: "a YAML file (group.yaml) or a tar.gz of YAML files", Required: true, Prompt: "Configuration file (YAML or tar.gz)"},
+				{Long: "comment", Arg: "TEXT", Help: "a comment stored with the archive", Prompt: "Comment"},
+				pUsername, pPassword, pPasswordFile},
+			Run: func(ctx context.Context, s *mdSession, v mdValues) error {
+				c, wipe, err := s.anmAPIClient(v, deployOpts{group: v["group"], comment: v["comment"], noDeploy: true})
+				if err != nil {
+					return err
+				}
+				defer wipe()
+				return c.deployFile(ctx, v["archive_filename"])
+			},
+		},
+		{
+			Name: "download_archive", Menu: 21, Title: "download a deployment archive (a tar.gz), checked against its checksum",
+			Help:   "Writes archive N of the group to FILE (atomically, mode 0600), as gatehouse archive does.",
+			Params: []mdParam{pGroupAPI, {Long: "archive", Arg: "N", Help: "the archive id (--list_deployments shows them)", Required: true, Prompt: "Archive number"}, {Long: "output", Short: "o", Arg: "FILE", Help: "where to write it", Required: true, Prompt: "Output file"}, pUsername, pPassword, pPasswordFile},
+			Run: func(ctx context.Context, s *mdSession, v mdValues) error {
+				n, err := strconv.Atoi(v["archive"])
+				if err != nil || n < 1 {
+					return fmt.Errorf("--archive %q: want an archive id, a positive integer", v["archive"])
+				}
+				c, wipe, err := s.anmAPIClient(v, deployOpts{group: v["group"], archive: n, output: v["output"]})
+				if err != nil {
+					return err
+				}
+				defer wipe()
+				return c.downloadArchive(ctx)
+			},
+		},
+	}
+	i := slices.IndexFunc(mdVerbs, func(vb *mdVerb) bool { return vb.Name == "menu" })
+	if i < 0 {
+		i = len(mdVerbs)
+	}
+	mdVerbs = slices.Insert(mdVerbs, i, verbs...)
+}
+
+// anmAPIClient is a client of this domain's Admin Node Manager with the
+// credentials of v (--username and --password, --password_file or a
+// prompt) and the deployment options do. wipe clears the password from
+// memory once the client is done.
+func (s *mdSession) anmAPIClient(v mdValues, do deployOpts) (c *apiClient, wipe func(), err error) {
+	if err := s.home.CheckDomain(); err != nil {
+		return nil, nil, err
+	}
+	nc, err := domain.LoadNodeManagerConf(s.home)
+	if err != nil {
+		return nil, nil, err
+	}
+	pw, err := s.readPassword(v, "Password for "+v["username"])
+	if err != nil {
+		return nil, nil, err
+	}
+	if pw.IsZero() {
+		return nil, nil, fmt.Errorf("no password for %s", v["username"])
+	}
+	o := &clientOpts{url: anmURL(nc), cacert: pki.CertFile(s.home), username: v["username"], password: pw, deployOpts: do}
+	if c, err = newAPIClient(s.env, o, false); err != nil {
+		pw.Wipe()
+		return nil, nil, err
+	}
+	return c, pw.Wipe, nil
+}

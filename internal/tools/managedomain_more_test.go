@@ -1,0 +1,66 @@
+package tools_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse-gw/gatehouse/internal/gwtest"
+)
+
+// Menu 8 and 9 (tags) and 19, 20, 21 (the deployments, an archive stored
+// without a rollout, its download) through the real binary and a real ANM.
+func TestManagedomainTagsAndArchives(t *testing.T) {
+	pw := adminPasswordFile(t)
+	anm, _ := startANMHost(t, "127.0.0.2", pw)
+	h := anm.h
+	h.MustRun("", "managedomain", "-c", "-n", "one", "-g", "G", "--traffic_port", fmt.Sprint(gwtest.FreePort(t)), "--management_port", fmt.Sprint(gwtest.FreePort(t)))
+
+	// Tags.
+	h.MustRun("", "managedomain", "--add_tag", "-n", "one", "-g", "G", "--tag_name", "env", "--tag_value", "prod")
+	h.MustRun("", "managedomain", "--add_tag", "-n", "instance-1", "-g", "group-2", "--tag_name", "team", "--tag_value", "pay ments")
+	if r := h.MustRun("", "managedomain", "-p"); !strings.Contains(r.Stdout, `tags: env="prod" team="pay ments"`) {
+		t.Errorf("-p after tagging: %s", r.Stdout)
+	}
+	for _, c := range []struct{ args, want []string }{
+		{[]string{"--add_tag", "-n", "one", "-g", "G", "--tag_name", "internal_admin_nm", "--tag_value", "true"}, []string{"Gatehouse's own"}},
+		{[]string{"--add_tag", "-n", "one", "-g", "G", "--tag_name", "bad name"}, []string{`tag name "bad name"`}},
+		{[]string{"--delete_tag", "-n", "one", "-g", "G", "--tag_name", "nope"}, []string{`has no tag "nope"`}},
+		{[]string{"--add_tag", "-n", "nope", "-g", "G", "--tag_name", "x"}, []string{`no instance "nope"`}},
+	} {
+		wantFail(t, h.Run("", append([]string{"managedomain"}, c.args...)...), 1, c.want...)
+	}
+	h.MustRun("", "managedomain", "--delete_tag", "-n", "one", "-g", "G", "--tag_name", "env")
+	if r := h.MustRun("", "managedomain", "-p"); strings.Contains(r.Stdout, "env=") || !strings.Contains(r.Stdout, `tags: team="pay ments"`) {
+		t.Errorf("-p after deleting a tag: %s", r.Stdout)
+	}
+	var audit struct{ Entries []auditEntry }
+	result(t, anm.api("GET", "/api/audit?action=tag", ""), 200, &audit)
+	if len(audit.Entries) != 7 || audit.Entries[0].Action != "delete tag" || audit.Entries[0].Outcome != "ok" {
+		t.Errorf("audit of the tags: %+v", audit.Entries)
+	}
+
+	// Archives: stored without a rollout, listed, downloaded.
+	cred := []string{"--username", "admin", "--password_file", pw}
+	conf := filepath.Join(t.TempDir(), "group.yaml")
+	os.WriteFile(conf, []byte("log:\n  level: debug\n"), 0o644)
+	r := h.MustRun("", append([]string{"managedomain", "--create_archive", "-g", "G", "--archive_filename", conf, "--comment", "from the menu"}, cred...)...)
+	if !strings.Contains(r.Stdout, "archive 1 of group-2") || strings.Contains(r.Stdout, "job ") {
+		t.Errorf("create_archive: %s", r.Stdout)
+	}
+	if r := h.MustRun("", append([]string{"managedomain", "--list_deployments", "-g", "G"}, cred...)...); !strings.Contains(r.Stdout, "from the menu") || !strings.Contains(r.Stdout, "group-2") {
+		t.Errorf("list_deployments: %s", r.Stdout)
+	}
+	out := filepath.Join(t.TempDir(), "a.tar.gz")
+	h.MustRun("", append([]string{"managedomain", "--download_archive", "-g", "group-2", "--archive", "1", "-o", out}, cred...)...)
+	if data, err := os.ReadFile(out); err != nil || !strings.Contains(cdTarFile(t, data, "group.yaml"), "level: debug") {
+		t.Errorf("download_archive: %v", err)
+	}
+	wantFail(t, h.Run("", append([]string{"managedomain", "--download_archive", "-g", "G", "--archive", "x", "-o", out}, cred...)...), 1, `--archive "x"`)
+	// The menu offers them.
+	if r := h.Run("q\n", "managedomain", "--menu"); strings.Contains(r.Stdout, "8) Add a tag to a gateway instance (not available yet)") || strings.Contains(r.Stdout, "19) List the deployments (not available yet)") {
+		t.Errorf("menu: %s", r.Stdout)
+	}
+}
