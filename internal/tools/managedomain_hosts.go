@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/nodeapi"
 	"github.com/gatehouse-gw/gatehouse/internal/pki"
@@ -61,6 +62,13 @@ func init() {
 			Help: "Reads the Admin Node Manager's topology and prints what differs from this host's\n" +
 				"groups/topology.json. Exit status 1 when they differ.",
 			Run: mdCompareTopology,
+		},
+		{
+			Name: "reset_topology", Menu: 17, Title: "reset the local topology: take the Admin Node Manager's, whatever the versions",
+			Help: "On a host that joined a domain: fetches the Admin Node Manager's topology and writes it as this\n" +
+				"host's, also when this host's is newer or diverged (sync_topology refuses that). Prints what\n" +
+				"changed. Refused on the Admin Node Manager's own host.",
+			Run: mdResetTopology,
 		},
 		{
 			Name: "sync_topology", Menu: 16, Title: "sync all topologies: the Admin Node Manager pushes its topology to every host",
@@ -289,6 +297,46 @@ func mdSyncTopology(ctx context.Context, s *mdSession, _ mdValues) error {
 		return &ExitError{Code: 1, Err: fmt.Errorf("%d host(s) could not be brought in sync", bad)}
 	}
 	s.out("All topologies are in sync.\n")
+	return nil
+}
+
+// mdResetTopology makes this host's topology the Admin Node Manager's again,
+// whatever the versions (menu 17): a host that is ahead of the ANM or
+// diverged from it (written locally by an older Gatehouse) follows the
+// domain again. On the ANM's host there is nothing to reset from.
+func mdResetTopology(ctx context.Context, s *mdSession, _ mdValues) error {
+	nc, err := domain.LoadNodeManagerConf(s.home)
+	if err != nil {
+		return err
+	}
+	if nc.ANMAddress == "" {
+		return fmt.Errorf("this host's node manager is the Admin Node Manager: its topology is the domain's, there is nothing to reset it from")
+	}
+	local, err := s.topology()
+	if err != nil {
+		return err
+	}
+	c, err := s.anmClient()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	anm, err := c.Topology(ctx)
+	if err != nil {
+		return fmt.Errorf("asking the Admin Node Manager at %s: %w", c.Addr(), err)
+	}
+	diffs := topologyDiff(local, anm)
+	if len(diffs) == 0 && local.Version == anm.Version {
+		s.out("The local topology is the Admin Node Manager's (version %d); nothing to reset.\n", anm.Version)
+		return nil
+	}
+	if err := audit.StoreFor(s.home).Reset(ctx, s.actor, "reset topology", anm); err != nil {
+		return err
+	}
+	s.out("Reset the local topology (version %d) to the Admin Node Manager's (version %d).\n", local.Version, anm.Version)
+	for _, d := range diffs {
+		s.out("  %s\n", d)
+	}
 	return nil
 }
 

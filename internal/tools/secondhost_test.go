@@ -211,6 +211,31 @@ func TestSecondHost(t *testing.T) {
 	if v := topologyVersion(t, second.h); v != before || topologyVersion(t, anm.h) != before {
 		t.Errorf("topology versions after the refused changes: host %d, ANM %d, want %d", v, topologyVersion(t, anm.h), before)
 	}
+
+	// A host ahead of the ANM (an older version wrote it locally) takes the
+	// ANM's topology back with --reset_topology (menu 17); the ANM's own
+	// host refuses it.
+	tf := second.h.Path("groups", "topology.json")
+	orig, _ := os.ReadFile(tf)
+	var doc map[string]any
+	json.Unmarshal(orig, &doc)
+	doc["version"] = float64(before + 5)
+	ahead, _ := json.Marshal(doc)
+	os.WriteFile(tf, ahead, 0o644)
+	if r := second.h.Run("", "managedomain", "--sync_topology"); r.Code == 0 {
+		t.Logf("sync_topology with the host ahead: %s", r) // the ANM cannot push an older version
+	}
+	r = second.h.MustRun("", "managedomain", "--reset_topology")
+	if !strings.Contains(r.Stdout, fmt.Sprintf("Reset the local topology (version %d) to the Admin Node Manager's (version %d)", before+5, before)) {
+		t.Errorf("reset_topology: %s", r)
+	}
+	if v := topologyVersion(t, second.h); v != before {
+		t.Errorf("after reset_topology the host has version %d, want the ANM's %d", v, before)
+	}
+	if r := second.h.MustRun("", "managedomain", "--reset_topology"); !strings.Contains(r.Stdout, "nothing to reset") {
+		t.Errorf("reset_topology again: %s", r)
+	}
+	wantFail(t, anm.h.Run("", "managedomain", "--reset_topology"), 1, "is the Admin Node Manager")
 	if _, err := os.Stat(second.h.Path("groups", group.ID, "instance-2", "conf", "instance.yaml")); err != nil {
 		t.Errorf("instance files on the second host: %v", err)
 	}

@@ -18,6 +18,18 @@ import (
 // current one, and with ErrInvalid a t of another domain (another id). When
 // there is no topology yet, t is written as the first.
 func (s *Store) Replace(ctx context.Context, actor Actor, action string, t *Topology) error {
+	return s.replace(ctx, actor, action, t, false)
+}
+
+// Reset is Replace that also takes a t whose version is not higher than
+// this host's: a host that is ahead of, or diverged from, the Admin Node
+// Manager takes its topology back (managedomain --reset_topology, menu 17).
+// A topology of another domain is still refused.
+func (s *Store) Reset(ctx context.Context, actor Actor, action string, t *Topology) error {
+	return s.replace(ctx, actor, action, t, true)
+}
+
+func (s *Store) replace(ctx context.Context, actor Actor, action string, t *Topology, reset bool) error {
 	c := Change{Actor: actor, Action: action, Time: time.Now(), AfterVersion: t.Version}
 	fail := func(err error) error {
 		c.Err = err
@@ -41,7 +53,7 @@ func (s *Store) Replace(ctx context.Context, actor Actor, action string, t *Topo
 		if cur.ID != t.ID {
 			return fail(fmt.Errorf("topology of domain %s refused: this host belongs to domain %s: %w", t.ID, cur.ID, ErrInvalid))
 		}
-		if t.Version <= cur.Version {
+		if t.Version <= cur.Version && !reset {
 			return fail(fmt.Errorf("%w: version %d is not newer than this host's version %d", ErrConflict, t.Version, cur.Version))
 		}
 	}
