@@ -174,3 +174,39 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// Replace takes only a newer topology of the same domain; Reset also an
+// older one, never another domain's; both are recorded.
+func TestReplaceAndReset(t *testing.T) {
+	s, rec := newDomain(t)
+	actor := Actor{User: "u", Via: "test"}
+	cur, _ := s.Load()
+	older := *cur
+	older.Version = cur.Version - 1
+	older.Hosts = append([]Host(nil), cur.Hosts...)
+	older.Hosts[0].Name = "renamed"
+	if err := s.Replace(t.Context(), actor, "push", &older); !errors.Is(err, ErrConflict) {
+		t.Fatalf("Replace with an older version: %v, want ErrConflict", err)
+	}
+	same := older
+	same.Version = cur.Version
+	if err := s.Replace(t.Context(), actor, "push", &same); !errors.Is(err, ErrConflict) {
+		t.Fatalf("Replace with the same version: %v, want ErrConflict", err)
+	}
+	other := older
+	other.ID = "another"
+	if err := s.Reset(t.Context(), actor, "reset", &other); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Reset to another domain: %v, want ErrInvalid", err)
+	}
+	n := len(rec.changes)
+	if err := s.Reset(t.Context(), actor, "reset", &older); err != nil {
+		t.Fatalf("Reset to an older version: %v", err)
+	}
+	got, _ := s.Load()
+	if got.Version != older.Version || got.Hosts[0].Name != "renamed" {
+		t.Fatalf("after Reset: version %d host %q", got.Version, got.Hosts[0].Name)
+	}
+	if len(rec.changes) != n+1 || rec.changes[n].Action != "reset" || rec.changes[n].Err != nil || rec.changes[n].BeforeVersion != cur.Version {
+		t.Errorf("recorded: %+v", rec.changes[n:])
+	}
+}
