@@ -366,6 +366,24 @@ func portsInUse(h home.Home, t *topology.Topology, hostID, except string) []port
 // changing sample.enabled), with the same clash checks as CreateInstance. It
 // updates instance.yaml, keeping its comments, and the topology. A running
 // instance picks the new ports up when it restarts.
+// RenameInstance renames instance name (or id) of group (name or id):
+// directories are named by id, so nothing moves on disk; a running
+// instance keeps its name in its logs until it restarts.
+func RenameInstance(ctx context.Context, h home.Home, actor topology.Actor, group, name, newName string) error {
+	_, err := audit.StoreFor(h).Update(ctx, actor, "rename instance", 0, func(t *topology.Topology) (string, error) {
+		ref, err := t.FindInstance(group, name)
+		if err != nil {
+			return "", err
+		}
+		old := ref.Service.Name
+		if err := t.RenameInstance(ref.Group.ID, ref.Service.ID, newName); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("instance %s in group %q (%s): %q to %q", ref.Service.ID, ref.Group.Name, ref.Group.ID, old, newName), nil
+	})
+	return err
+}
+
 func SetInstancePorts(ctx context.Context, h home.Home, actor topology.Actor, group, name string, traffic, management, sample int) error {
 	keys := map[string]string{}
 	var order []string

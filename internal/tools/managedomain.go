@@ -300,6 +300,17 @@ func init() {
 			Run: onANM(mdCreateInstance),
 		},
 		{
+			Name: "edit_instance", Menu: 6, Title: "edit a gateway instance: rename it, change its traffic or management port",
+			Help: "Renames the instance (--new_name; directories are named by id, nothing moves) and/or sets its\n" +
+				"ports in its instance.yaml (checked against the other instances of this host). A port change\n" +
+				"takes effect when the instance restarts.",
+			Params: []mdParam{pGroup, pName,
+				{Long: "new_name", Arg: "NEW", Help: "the instance's new name", Prompt: "New name (empty: keep it)"},
+				{Long: "traffic_port", Arg: "N", Help: "a new traffic port", Prompt: "Traffic port (empty: keep it)"},
+				{Long: "management_port", Arg: "M", Help: "a new management port", Prompt: "Management port (empty: keep it)"}},
+			Run: onANM(mdEditInstance),
+		},
+		{
 			Name: "delete_instance", Menu: 7, Title: "delete a gateway instance",
 			Help:   "Deletes the instance from the topology and its directory from this host. Refused while it runs.\nIts id is never reused.",
 			Params: []mdParam{pGroup, pName},
@@ -664,6 +675,45 @@ func mdInitialize(ctx context.Context, s *mdSession, v mdValues) error {
 	}
 	s.out("Next: managedomain -c -n NAME -g GROUP creates a gateway instance.\n")
 	return nil
+}
+
+func mdEditInstance(ctx context.Context, s *mdSession, v mdValues) error {
+	tp, err := v.port("traffic_port")
+	if err != nil {
+		return err
+	}
+	mp, err := v.port("management_port")
+	if err != nil {
+		return err
+	}
+	if v["new_name"] == "" && tp == 0 && mp == 0 {
+		return usagef("managedomain", "edit_instance wants --new_name, --traffic_port or --management_port")
+	}
+	name := v["name"]
+	if tp != 0 || mp != 0 {
+		if err := domain.SetInstancePorts(ctx, s.home, s.actor, v["group"], name, tp, mp, 0); err != nil {
+			return err
+		}
+		s.out("Set the ports of instance %q: %s (they take effect when it restarts)\n", name, portsNote(tp, mp))
+	}
+	if nn := v["new_name"]; nn != "" {
+		if err := domain.RenameInstance(ctx, s.home, s.actor, v["group"], name, nn); err != nil {
+			return err
+		}
+		s.out("Renamed instance %q to %q\n", name, nn)
+	}
+	return nil
+}
+
+func portsNote(tp, mp int) string {
+	var parts []string
+	if tp != 0 {
+		parts = append(parts, fmt.Sprintf("traffic %d", tp))
+	}
+	if mp != 0 {
+		parts = append(parts, fmt.Sprintf("management %d", mp))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func mdCreateInstance(ctx context.Context, s *mdSession, v mdValues) error {

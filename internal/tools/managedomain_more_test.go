@@ -42,6 +42,19 @@ func TestManagedomainTagsAndArchives(t *testing.T) {
 		t.Errorf("audit of the tags: %+v", audit.Entries)
 	}
 
+	// Menu 6: rename and new ports.
+	tp := gwtest.FreePort(t)
+	r0 := h.MustRun("", "managedomain", "--edit_instance", "-n", "one", "-g", "G", "--new_name", "uno", "--traffic_port", fmt.Sprint(tp))
+	if !strings.Contains(r0.Stdout, `Renamed instance "one" to "uno"`) || !strings.Contains(r0.Stdout, fmt.Sprintf("traffic %d", tp)) {
+		t.Errorf("edit_instance: %s", r0)
+	}
+	if r := h.MustRun("", "managedomain", "-p"); !strings.Contains(r.Stdout, `instance-1       "uno"`) || !strings.Contains(r.Stdout, fmt.Sprintf("traffic %d", tp)) {
+		t.Errorf("-p after edit_instance: %s", r.Stdout)
+	}
+	wantFail(t, h.Run("", "managedomain", "--edit_instance", "-n", "uno", "-g", "G"), 2, "wants --new_name")
+	h.MustRun("", "managedomain", "-c", "-n", "two", "-g", "G", "--traffic_port", fmt.Sprint(gwtest.FreePort(t)), "--management_port", fmt.Sprint(gwtest.FreePort(t)))
+	wantFail(t, h.Run("", "managedomain", "--edit_instance", "-n", "two", "-g", "G", "--new_name", "uno"), 1, `instance "uno" in group "G" already exists`)
+
 	// Archives: stored without a rollout, listed, downloaded.
 	cred := []string{"--username", "admin", "--password_file", pw}
 	conf := filepath.Join(t.TempDir(), "group.yaml")

@@ -445,6 +445,27 @@ func (t *Topology) RenameGroup(id, newName string) error {
 	return nil
 }
 
+// RenameInstance gives gateway instance id of group groupID another name,
+// unique in its group.
+func (t *Topology) RenameInstance(groupID, id, newName string) error {
+	if err := ValidateName("instance", newName); err != nil {
+		return err
+	}
+	g, err := t.Group(groupID)
+	if err != nil {
+		return err
+	}
+	s, err := g.FindInstance(id)
+	if err != nil {
+		return err
+	}
+	if o, err := g.InstanceByName(newName); err == nil && o.ID != s.ID {
+		return fmt.Errorf("instance %q in group %q %w", newName, g.Name, ErrExists)
+	}
+	s.Name = newName
+	return nil
+}
+
 // RemoveGroup deletes the group with id and its services.
 func (t *Topology) RemoveGroup(id string) error {
 	g, err := t.Group(id)
