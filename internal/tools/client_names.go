@@ -181,3 +181,15 @@ func (c *apiClient) resolveGroup(ctx context.Context, arg string) (string, error
 	}
 	return pickID("group", arg, "", gs)
 }
+
+// hostID is the id of the host arg names (its name or id).
+func (c *apiClient) hostID(ctx context.Context, arg string) (string, error) {
+	t, err := c.topologyNames(ctx)
+	if err != nil {
+		return "", err
+	}
+	if t == nil {
+		return idOnly("host", arg)
+	}
+	return pickID("host", arg, "", t.Hosts)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"net/url"
 	"strconv"
 
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
@@ -77,6 +78,46 @@ func init() {
 			},
 		},
 	}
+	pHostAPI := mdParam{Long: "host", Arg: "HOST", Help: "the host's name (or id)", Required: true, Prompt: "Host name"}
+	verbs = append(verbs,
+		&mdVerb{
+			Name: "edit_host", Menu: 2, Title: "edit a host: rename it",
+			Help: "Renames the host in the topology, through the Admin Node Manager's API (PUT\n" +
+				"/api/topology/hosts/{hostID}); every host's copy follows. The user needs topology.write.\n" +
+				"Changing a host's node manager port, passphrase, service or metrics here is not available yet.",
+			Params: []mdParam{pHostAPI, {Long: "new_name", Arg: "NEW", Help: "the host's new name", Required: true, Prompt: "New host name"}, pUsername, pPassword, pPasswordFile},
+			Run: func(ctx context.Context, s *mdSession, v mdValues) error {
+				c, wipe, err := s.anmAPIClient(v, deployOpts{})
+				if err != nil {
+					return err
+				}
+				defer wipe()
+				id, err := c.hostID(ctx, v["host"])
+				if err != nil {
+					return err
+				}
+				return c.hostRename(ctx, id, v["new_name"])
+			},
+		},
+		&mdVerb{
+			Name: "delete_host", Menu: 3, Title: "delete a host (one without instances; never the Admin Node Manager's)",
+			Help: "Removes the host and its node manager from the topology through the Admin Node Manager's API\n" +
+				"(DELETE /api/topology/hosts/{hostID}): refused while instances are on it (listed) and for the\n" +
+				"ANM's own host. Its node manager's certificate is then no longer accepted by any node.",
+			Params: []mdParam{pHostAPI, pUsername, pPassword, pPasswordFile},
+			Run: func(ctx context.Context, s *mdSession, v mdValues) error {
+				c, wipe, err := s.anmAPIClient(v, deployOpts{})
+				if err != nil {
+					return err
+				}
+				defer wipe()
+				id, err := c.hostID(ctx, v["host"])
+				if err != nil {
+					return err
+				}
+				return c.topologyDelete(ctx, "host", "/topology/hosts/"+url.PathEscape(id), id)
+			},
+		})
 	i := slices.IndexFunc(mdVerbs, func(vb *mdVerb) bool { return vb.Name == "menu" })
 	if i < 0 {
 		i = len(mdVerbs)

@@ -72,6 +72,19 @@ func TestManagedomainTagsAndArchives(t *testing.T) {
 		t.Errorf("download_archive: %v", err)
 	}
 	wantFail(t, h.Run("", append([]string{"managedomain", "--download_archive", "-g", "G", "--archive", "x", "-o", out}, cred...)...), 1, `--archive "x"`)
+	// Menu 2 and 3: a host renamed and deleted through the API; the ANM's
+	// own host is refused.
+	var hst struct{ ID string }
+	result(t, anm.api("POST", "/api/topology/hosts", `{"name":"spare"}`), 201, &hst)
+	if r := h.MustRun("", append([]string{"managedomain", "--edit_host", "--host", "spare", "--new_name", "spare2"}, cred...)...); !strings.Contains(r.Stdout, "renamed host "+hst.ID+" to spare2") {
+		t.Errorf("edit_host: %s", r)
+	}
+	if r := h.MustRun("", append([]string{"managedomain", "--delete_host", "--host", "spare2"}, cred...)...); !strings.Contains(r.Stdout, "deleted host "+hst.ID) {
+		t.Errorf("delete_host: %s", r)
+	}
+	wantFail(t, h.Run("", append([]string{"managedomain", "--delete_host", "--host", "host-1"}, cred...)...), 1, "Admin Node Manager")
+	wantFail(t, h.Run("", append([]string{"managedomain", "--delete_host", "--host", "nowhere"}, cred...)...), 1, `no host with the id or name "nowhere"`)
+
 	// The menu offers them.
 	if r := h.Run("q\n", "managedomain", "--menu"); strings.Contains(r.Stdout, "8) Add a tag to a gateway instance (not available yet)") || strings.Contains(r.Stdout, "19) List the deployments (not available yet)") {
 		t.Errorf("menu: %s", r.Stdout)
