@@ -85,7 +85,9 @@ func (a *API) deploymentArea() area {
 	return area{name: "deployment", routes: []route{
 		{pattern: "/api/deployment/domain/deployments", ops: map[string]op{http.MethodGet: read(a.listDeployments, "listDeployments", rd...)}},
 		{pattern: "/api/deployment/group/configuration/file/{groupID}", ops: map[string]op{http.MethodPost: change(a.uploadConfiguration, "uploadConfiguration", recorded("recordUpload, and the rollout that follows by recordRollout"), "deployment.write")}},
-		{pattern: "/api/deployment/archive/{groupID}/{archiveID}", ops: map[string]op{http.MethodGet: read(a.downloadArchive, "downloadArchive", rd...)}},
+		{pattern: "/api/deployment/archive/{groupID}/{archiveID}", ops: map[string]op{
+			http.MethodGet: read(a.downloadArchive, "downloadArchive", rd...),
+			http.MethodPut: change(a.setArchiveProperties, "setArchiveProperties", recorded("change archive"), "deployment.write")}},
 		{pattern: "/api/deployment/group/deploy/{groupID}/{archiveID}", ops: map[string]op{http.MethodPost: change(a.deployArchive, "deployArchive", recorded("recordRollout"), "deployment.write")}},
 		{pattern: "/api/deployment/group/{groupID}", ops: map[string]op{http.MethodGet: read(a.getGroupDeployment, "getGroupDeployment", rd...)}},
 		{pattern: "/api/deployment/jobs", ops: map[string]op{http.MethodGet: read(a.listJobs, "listJobs", rd...)}},
@@ -271,6 +273,48 @@ func (a *API) storedArchive(r *http.Request) (deploy.Meta, deploy.Archive, error
 		return m, arch, err
 	}
 	return m, arch, nil
+}
+
+// PUT /api/deployment/archive/{groupID}/{archiveID} {"comment", "name"}:
+// an archive's properties (managedomain menu 22); the archive itself never
+// changes. A field left out is kept.
+func (a *API) setArchiveProperties(w http.ResponseWriter, r *http.Request) {
+	gid := r.PathValue("groupID")
+	var b struct {
+		Comment *string `json:"comment"`
+		Name    *string `json:"name"`
+	}
+	err := apihttp.ReadBody(w, r, &b, `{"comment": "…", "name": "…"}`)
+	if err == nil && b.Comment == nil && b.Name == nil {
+		err = &apihttp.Error{Code: http.StatusBadRequest, Msg: `want {"comment": "…"}, {"name": "…"} or both`}
+	}
+	var m deploy.Meta
+	if err == nil {
+		m, _, err = a.storedArchive(r)
+	}
+	if err == nil {
+		m, err = a.archives.SetProperties(gid, m.ID, b.Comment, b.Name)
+		if errors.Is(err, deploy.ErrInvalid) {
+			err = &apihttp.Error{Code: http.StatusBadRequest, Msg: err.Error(), Err: err}
+		}
+	}
+	detail := ""
+	if b.Comment != nil {
+		detail = fmt.Sprintf("comment %q", *b.Comment)
+	}
+	if b.Name != nil {
+		detail = strings.TrimPrefix(detail+fmt.Sprintf(", name %q", *b.Name), ", ")
+	}
+	targets := []string{gid}
+	if m.ID > 0 {
+		targets = append(targets, fmt.Sprintf("archive-%d", m.ID))
+	}
+	a.record(r.Context(), actor(r), "change archive", targets, detail, apihttp.ClientMessage(err))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	apihttp.WriteResult(w, http.StatusOK, m)
 }
 
 // POST /api/deployment/group/configuration/file/{groupID}?comment=&deploy=&async=

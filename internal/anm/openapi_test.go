@@ -58,15 +58,16 @@ func TestOpenAPIEveryRouteAnswered(t *testing.T) {
 // takes one, by operationId; a new operation with a body needs an entry.
 func openAPIBodies(t *testing.T) map[string]string {
 	return map[string]string{
-		"createHost":          `{"name":"openapi-host"}`,
-		"login":               fmt.Sprintf(`{"username":%q,"password":%q}`, apitest.User, apitest.Pass),
-		"renameHostByBody":    `{"id":"host-2","name":"openapi-host-b"}`,
-		"renameHost":          `{"name":"openapi-host-c"}`,
-		"createGroup":         `{"name":"OpenAPI Group 2"}`,
-		"createUser":          `{"name":"openapi-user","password":"openapi-pass-1","roles":["Deployer"]}`,
-		"updateUser":          `{"roles":["Deployer","Policy Developer"]}`,
-		"uploadConfiguration": "{}\n",
-		"createService":       fmt.Sprintf(`{"name":"openapi-2","trafficPort":%d,"managementPort":%d}`, gwtest.FreePort(t), gwtest.FreePort(t)),
+		"createHost":           `{"name":"openapi-host"}`,
+		"login":                fmt.Sprintf(`{"username":%q,"password":%q}`, apitest.User, apitest.Pass),
+		"renameHostByBody":     `{"id":"host-2","name":"openapi-host-b"}`,
+		"renameHost":           `{"name":"openapi-host-c"}`,
+		"createGroup":          `{"name":"OpenAPI Group 2"}`,
+		"createUser":           `{"name":"openapi-user","password":"openapi-pass-1","roles":["Deployer"]}`,
+		"updateUser":           `{"roles":["Deployer","Policy Developer"]}`,
+		"uploadConfiguration":  "{}\n",
+		"setArchiveProperties": `{"comment":"openapi"}`,
+		"createService":        fmt.Sprintf(`{"name":"openapi-2","trafficPort":%d,"managementPort":%d}`, gwtest.FreePort(t), gwtest.FreePort(t)),
 	}
 }
 

@@ -36,15 +36,18 @@ var (
 // Meta describes a stored archive. It is <id>.json in the store and the
 // metadata part of archive.json in an installed archive.
 type Meta struct {
-	Group    string    `json:"group"`
-	ID       int       `json:"id"`       // 1, 2, 3, ... per group, never reused
-	Checksum string    `json:"checksum"` // sha256 hex of the canonical tar.gz
-	Size     int64     `json:"size"`     // bytes of the canonical tar.gz
-	Files    []string  `json:"files"`    // the group layers in order, group.yaml first
-	Comment  string    `json:"comment,omitempty"`
-	By       string    `json:"by,omitempty"`   // the user who uploaded it
-	From     string    `json:"from,omitempty"` // where from (client address)
-	At       time.Time `json:"at"`             // when it was stored
+	Group    string   `json:"group"`
+	ID       int      `json:"id"`       // 1, 2, 3, ... per group, never reused
+	Checksum string   `json:"checksum"` // sha256 hex of the canonical tar.gz
+	Size     int64    `json:"size"`     // bytes of the canonical tar.gz
+	Files    []string `json:"files"`    // the group layers in order, group.yaml first
+	Comment  string   `json:"comment,omitempty"`
+	// Name is an operator's label for the archive ("orders v2"); set with
+	// SetProperties (managedomain menu 22).
+	Name string    `json:"name,omitempty"`
+	By   string    `json:"by,omitempty"`   // the user who uploaded it
+	From string    `json:"from,omitempty"` // where from (client address)
+	At   time.Time `json:"at"`             // when it was stored
 }
 
 // checkText refuses a metadata field that is too long or holds control
@@ -308,6 +311,49 @@ func (s *Store) meta(groupID string, id int) (Meta, error) {
 	}
 	if m.Group != groupID || m.ID != id {
 		return Meta{}, fmt.Errorf("%w: %s describes archive %d of group %q", ErrCorrupt, mp, m.ID, m.Group)
+	}
+	return m, nil
+}
+
+// SetProperties changes the comment and the name of archive id of groupID
+// (nil: unchanged) and returns the metadata as written (atomically, under
+// the store's lock). The archive itself never changes.
+func (s *Store) SetProperties(groupID string, id int, comment, name *string) (Meta, error) {
+	if err := checkGroupID(groupID); err != nil {
+		return Meta{}, err
+	}
+	if comment != nil {
+		if err := checkText("comment", *comment, MaxCommentLen); err != nil {
+			return Meta{}, err
+		}
+	}
+	if name != nil {
+		if err := checkText("name", *name, MaxNameLen); err != nil {
+			return Meta{}, err
+		}
+	}
+	l, err := s.lock()
+	if err != nil {
+		return Meta{}, err
+	}
+	defer l.Unlock()
+	m, err := s.meta(groupID, id)
+	if err != nil {
+		return Meta{}, err
+	}
+	if comment != nil {
+		m.Comment = *comment
+	}
+	if name != nil {
+		m.Name = *name
+	}
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return Meta{}, err
+	}
+	_, mp := s.paths(groupID, id)
+	if err := home.WriteFileAtomic(mp, append(b, '\n'), 0o640); err != nil {
+		return Meta{}, fmt.Errorf("writing archive metadata: %w", err)
 	}
 	return m, nil
 }

@@ -334,3 +334,43 @@ func TestStoreCorrupt(t *testing.T) {
 		})
 	}
 }
+
+// SetProperties changes the comment and the name only: a field not given
+// is kept, text with a control character or too long is refused, an unknown
+// archive is ErrNotFound, and the archive's bytes never change.
+func TestStoreSetProperties(t *testing.T) {
+	h := testHome(t)
+	s := NewStore(h)
+	a := archiveOf(t, "info", false)
+	m, err := s.Add("group-2", a, Meta{Comment: "first"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "orders v2"
+	got, err := s.SetProperties("group-2", m.ID, nil, &name)
+	if err != nil || got.Comment != "first" || got.Name != name {
+		t.Fatalf("name only: %+v %v", got, err)
+	}
+	c := "reviewed"
+	if got, err = s.SetProperties("group-2", m.ID, &c, nil); err != nil || got.Comment != c || got.Name != name {
+		t.Fatalf("comment only: %+v %v", got, err)
+	}
+	back, arch, err := s.Get("group-2", m.ID)
+	if err != nil || back.Comment != c || back.Name != name || arch.Checksum != a.Checksum || back.Checksum != m.Checksum {
+		t.Fatalf("read back: %+v %v", back, err)
+	}
+	bad := "two\nlines"
+	if _, err := s.SetProperties("group-2", m.ID, &bad, nil); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a comment with a newline: %v", err)
+	}
+	long := strings.Repeat("x", MaxNameLen+1)
+	if _, err := s.SetProperties("group-2", m.ID, nil, &long); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a name too long: %v", err)
+	}
+	if _, err := s.SetProperties("group-2", 9, &c, nil); !errors.Is(err, ErrNotFound) {
+		t.Errorf("an unknown archive: %v", err)
+	}
+	if back, _, _ := s.Get("group-2", m.ID); back.Comment != c {
+		t.Errorf("a refused change changed the comment: %+v", back)
+	}
+}

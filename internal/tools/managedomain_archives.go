@@ -2,8 +2,10 @@ package tools
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
+	"net/http"
 	"net/url"
 	"strconv"
 
@@ -78,6 +80,50 @@ func init() {
 			},
 		},
 	}
+	verbs = append(verbs, &mdVerb{
+		Name: "update_archive", Menu: 22, Title: "update a deployment archive's properties: its comment and name",
+		Help: "Sets the comment and/or the name (a label) of archive N of the group through the Admin Node\n" +
+			"Manager's API (PUT /api/deployment/archive/{groupID}/{archiveID}); the archive itself never\n" +
+			"changes. The user needs deployment.write.",
+		Params: []mdParam{pGroupAPI, {Long: "archive", Arg: "N", Help: "the archive id", Required: true, Prompt: "Archive number"},
+			{Long: "comment", Arg: "TEXT", Help: "the new comment", Prompt: "New comment (empty: keep it)"},
+			{Long: "archive_name", Arg: "NAME", Help: "the new name", Prompt: "New name (empty: keep it)"},
+			pUsername, pPassword, pPasswordFile},
+		Run: func(ctx context.Context, s *mdSession, v mdValues) error {
+			n, err := strconv.Atoi(v["archive"])
+			if err != nil || n < 1 {
+				return fmt.Errorf("--archive %q: want an archive id, a positive integer", v["archive"])
+			}
+			props := map[string]string{}
+			for flag, key := range map[string]string{"comment": "comment", "archive_name": "name"} {
+				if val, ok := v[flag]; ok && val != "" {
+					props[key] = val
+				}
+			}
+			if len(props) == 0 {
+				return usagef("managedomain", "update_archive wants --comment, --archive_name or both")
+			}
+			c, wipe, err := s.anmAPIClient(v, deployOpts{})
+			if err != nil {
+				return err
+			}
+			defer wipe()
+			gid, err := c.resolveGroup(ctx, v["group"])
+			if err != nil {
+				return err
+			}
+			raw, _, err := c.send(ctx, apiRequest{Method: http.MethodPut, Path: fmt.Sprintf("/deployment/archive/%s/%d", url.PathEscape(gid), n), JSON: props})
+			if err != nil {
+				return err
+			}
+			var m deployMeta
+			if err := json.Unmarshal(raw, &m); err != nil {
+				return fmt.Errorf("update_archive answer: %w", err)
+			}
+			s.out("Archive %d of %s: comment %q, name %q\n", m.ID, m.Group, m.Comment, m.Name)
+			return nil
+		},
+	})
 	pHostAPI := mdParam{Long: "host", Arg: "HOST", Help: "the host's name (or id)", Required: true, Prompt: "Host name"}
 	verbs = append(verbs,
 		&mdVerb{

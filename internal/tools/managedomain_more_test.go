@@ -72,6 +72,20 @@ func TestManagedomainTagsAndArchives(t *testing.T) {
 		t.Errorf("download_archive: %v", err)
 	}
 	wantFail(t, h.Run("", append([]string{"managedomain", "--download_archive", "-g", "G", "--archive", "x", "-o", out}, cred...)...), 1, `--archive "x"`)
+	// Menu 22: the comment and name change, the archive does not.
+	if r := h.MustRun("", append([]string{"managedomain", "--update_archive", "-g", "G", "--archive", "1", "--comment", "reviewed", "--archive_name", "orders v2"}, cred...)...); !strings.Contains(r.Stdout, `Archive 1 of group-2: comment "reviewed", name "orders v2"`) {
+		t.Errorf("update_archive: %s", r)
+	}
+	if r := h.MustRun("", append([]string{"managedomain", "--list_deployments", "-g", "G"}, cred...)...); !strings.Contains(r.Stdout, "reviewed") {
+		t.Errorf("list after update_archive: %s", r.Stdout)
+	}
+	wantFail(t, h.Run("", append([]string{"managedomain", "--update_archive", "-g", "G", "--archive", "1"}, cred...)...), 2, "wants --comment")
+	wantFail(t, h.Run("", append([]string{"managedomain", "--update_archive", "-g", "G", "--archive", "9", "--comment", "x"}, cred...)...), 1, "has no archive 9")
+	out2 := filepath.Join(t.TempDir(), "b.tar.gz")
+	h.MustRun("", append([]string{"managedomain", "--download_archive", "-g", "group-2", "--archive", "1", "-o", out2}, cred...)...)
+	if a, b := readFileT(t, out), readFileT(t, out2); a != b {
+		t.Error("the archive changed with its properties")
+	}
 	// Menu 2 and 3: a host renamed and deleted through the API; the ANM's
 	// own host is refused.
 	var hst struct{ ID string }
@@ -89,4 +103,13 @@ func TestManagedomainTagsAndArchives(t *testing.T) {
 	if r := h.Run("q\n", "managedomain", "--menu"); strings.Contains(r.Stdout, "8) Add a tag to a gateway instance (not available yet)") || strings.Contains(r.Stdout, "19) List the deployments (not available yet)") {
 		t.Errorf("menu: %s", r.Stdout)
 	}
+}
+
+func readFileT(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
