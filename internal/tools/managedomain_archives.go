@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
