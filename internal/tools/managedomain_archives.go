@@ -132,18 +132,9 @@ func init() {
 				"/api/topology/hosts/{hostID}); every host's copy follows. The user needs topology.write.\n" +
 				"Changing a host's node manager port, passphrase, service or metrics here is not available yet.",
 			Params: []mdParam{pHostAPI, {Long: "new_name", Arg: "NEW", Help: "the host's new name", Required: true, Prompt: "New host name"}, pUsername, pPassword, pPasswordFile},
-			Run: func(ctx context.Context, s *mdSession, v mdValues) error {
-				c, wipe, err := s.anmAPIClient(v, deployOpts{})
-				if err != nil {
-					return err
-				}
-				defer wipe()
-				id, err := c.hostID(ctx, v["host"])
-				if err != nil {
-					return err
-				}
+			Run: onHost(func(ctx context.Context, c *apiClient, id string, v mdValues) error {
 				return c.hostRename(ctx, id, v["new_name"])
-			},
+			}),
 		},
 		&mdVerb{
 			Name: "delete_host", Menu: 3, Title: "delete a host (one without instances; never the Admin Node Manager's)",
@@ -151,24 +142,32 @@ func init() {
 				"(DELETE /api/topology/hosts/{hostID}): refused while instances are on it (listed) and for the\n" +
 				"ANM's own host. Its node manager's certificate is then no longer accepted by any node.",
 			Params: []mdParam{pHostAPI, pUsername, pPassword, pPasswordFile},
-			Run: func(ctx context.Context, s *mdSession, v mdValues) error {
-				c, wipe, err := s.anmAPIClient(v, deployOpts{})
-				if err != nil {
-					return err
-				}
-				defer wipe()
-				id, err := c.hostID(ctx, v["host"])
-				if err != nil {
-					return err
-				}
+			Run: onHost(func(ctx context.Context, c *apiClient, id string, _ mdValues) error {
 				return c.topologyDelete(ctx, "host", "/topology/hosts/"+url.PathEscape(id), id)
-			},
+			}),
 		})
 	i := slices.IndexFunc(mdVerbs, func(vb *mdVerb) bool { return vb.Name == "menu" })
 	if i < 0 {
 		i = len(mdVerbs)
 	}
 	mdVerbs = slices.Insert(mdVerbs, i, verbs...)
+}
+
+// onHost runs fn with a client of the ANM and the id of the host --host
+// names (its name or id).
+func onHost(fn func(ctx context.Context, c *apiClient, hostID string, v mdValues) error) func(context.Context, *mdSession, mdValues) error {
+	return func(ctx context.Context, s *mdSession, v mdValues) error {
+		c, wipe, err := s.anmAPIClient(v, deployOpts{})
+		if err != nil {
+			return err
+		}
+		defer wipe()
+		id, err := c.hostID(ctx, v["host"])
+		if err != nil {
+			return err
+		}
+		return fn(ctx, c, id, v)
+	}
 }
 
 // anmAPIClient is a client of this domain's Admin Node Manager with the

@@ -312,18 +312,9 @@ func mdResetTopology(ctx context.Context, s *mdSession, _ mdValues) error {
 	if nc.ANMAddress == "" {
 		return fmt.Errorf("this host's node manager is the Admin Node Manager: its topology is the domain's, there is nothing to reset it from")
 	}
-	local, err := s.topology()
+	local, anm, err := s.bothTopologies(ctx)
 	if err != nil {
 		return err
-	}
-	c, err := s.anmClient()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	anm, err := c.Topology(ctx)
-	if err != nil {
-		return fmt.Errorf("asking the Admin Node Manager at %s: %w", c.Addr(), err)
 	}
 	diffs := topologyDiff(local, anm)
 	if len(diffs) == 0 && local.Version == anm.Version {
@@ -340,19 +331,26 @@ func mdResetTopology(ctx context.Context, s *mdSession, _ mdValues) error {
 	return nil
 }
 
-func mdCompareTopology(ctx context.Context, s *mdSession, _ mdValues) error {
-	local, err := s.topology()
-	if err != nil {
-		return err
+// bothTopologies are this host's topology and the Admin Node Manager's.
+func (s *mdSession) bothTopologies(ctx context.Context) (local, anm *topology.Topology, err error) {
+	if local, err = s.topology(); err != nil {
+		return nil, nil, err
 	}
 	c, err := s.anmClient()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer c.Close()
-	anm, err := c.Topology(ctx)
+	if anm, err = c.Topology(ctx); err != nil {
+		return nil, nil, fmt.Errorf("asking the Admin Node Manager at %s: %w", c.Addr(), err)
+	}
+	return local, anm, nil
+}
+
+func mdCompareTopology(ctx context.Context, s *mdSession, _ mdValues) error {
+	local, anm, err := s.bothTopologies(ctx)
 	if err != nil {
-		return fmt.Errorf("asking the Admin Node Manager at %s: %w", c.Addr(), err)
+		return err
 	}
 	s.out("Local topology: version %d, checksum %s\nAdmin Node Manager's: version %d, checksum %s\n", local.Version, shortSum(local.Checksum()), anm.Version, shortSum(anm.Checksum()))
 	diffs := topologyDiff(local, anm)
