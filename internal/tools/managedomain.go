@@ -678,11 +678,7 @@ func mdInitialize(ctx context.Context, s *mdSession, v mdValues) error {
 }
 
 func mdEditInstance(ctx context.Context, s *mdSession, v mdValues) error {
-	tp, err := v.port("traffic_port")
-	if err != nil {
-		return err
-	}
-	mp, err := v.port("management_port")
+	tp, mp, err := v.instancePorts()
 	if err != nil {
 		return err
 	}
@@ -705,6 +701,16 @@ func mdEditInstance(ctx context.Context, s *mdSession, v mdValues) error {
 	return nil
 }
 
+// instancePorts are --traffic_port and --management_port (0 when not
+// given).
+func (v mdValues) instancePorts() (traffic, management int, err error) {
+	if traffic, err = v.port("traffic_port"); err != nil {
+		return 0, 0, err
+	}
+	management, err = v.port("management_port")
+	return traffic, management, err
+}
+
 func portsNote(tp, mp int) string {
 	var parts []string
 	if tp != 0 {
@@ -717,11 +723,7 @@ func portsNote(tp, mp int) string {
 }
 
 func mdCreateInstance(ctx context.Context, s *mdSession, v mdValues) error {
-	tp, err := v.port("traffic_port")
-	if err != nil {
-		return err
-	}
-	mp, err := v.port("management_port")
+	tp, mp, err := v.instancePorts()
 	if err != nil {
 		return err
 	}
