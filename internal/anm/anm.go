@@ -82,6 +82,7 @@ func New(c Config) *API {
 		sup: c.Instances, net: c.Net, router: c.Router, auth: newAuthenticator(c.Home, c.Logger),
 		archives: deploy.NewStore(c.Home), jobs: newJobs(), uploads: make(chan struct{}, maxUploadsAtOnce)}
 	a.jobs.journal = newJournal(c.Home, c.Logger)
+	a.rolloutLease, _ = c.Conf.Rollout.Lease() // checked by LoadJobs, before serving
 	return a
 }
 

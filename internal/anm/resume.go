@@ -34,6 +34,9 @@ import (
 // new job ids follow the highest. Call it before serving (the Admin Node
 // Manager only).
 func (a *API) LoadJobs() error {
+	if _, err := a.conf.Rollout.Lease(); err != nil {
+		return fmt.Errorf("%s: %w", a.h.NodeManagerConf(), err)
+	}
 	loaded, maxID, err := a.jobs.journal.load()
 	if err != nil {
 		return err

@@ -74,6 +74,9 @@ type NodeManagerConf struct {
 	// Sessions are the management API's session lifetimes on the Admin
 	// Node Manager (docs/sessions.md); absent: the defaults. Set by hand.
 	Sessions SessionsConf `yaml:"sessions,omitempty"`
+	// Rollout holds the Admin Node Manager's rollout settings
+	// (docs/deployment.md). Set by hand.
+	Rollout RolloutConf `yaml:"rollout,omitempty"`
 	// AllowedConfigDirs are directories, besides each group's own
 	// directory, under which a group configuration of this host may name
 	// files (TLS keys and certificates, CA bundles): absolute, or relative
@@ -90,6 +93,26 @@ type NodeManagerConf struct {
 // this host.
 func (c NodeManagerConf) FilePolicy(h home.Home, groupID string) groupconf.FilePolicy {
 	return groupconf.FilePolicy{Home: h, GroupID: groupID, Allowed: c.AllowedConfigDirs}
+}
+
+// RolloutConf is the rollout section of nodemanager.yaml.
+type RolloutConf struct {
+	// LeaseSeconds is how long an instance a rollout took out of service
+	// stays out when the Admin Node Manager stops renewing the lease (it
+	// died): 0 is 30 s; 3 to 3600.
+	LeaseSeconds int `yaml:"leaseSeconds,omitempty"`
+}
+
+// Lease is the out-of-service lease the settings ask for (0: the
+// default), or an error naming the bounds.
+func (c RolloutConf) Lease() (time.Duration, error) {
+	switch {
+	case c.LeaseSeconds == 0:
+		return 0, nil
+	case c.LeaseSeconds < 3 || c.LeaseSeconds > 3600:
+		return 0, fmt.Errorf("rollout.leaseSeconds %d: want 3 to 3600 (the default is 30)", c.LeaseSeconds)
+	}
+	return time.Duration(c.LeaseSeconds) * time.Second, nil
 }
 
 // SessionsConf is the sessions section of nodemanager.yaml: durations such

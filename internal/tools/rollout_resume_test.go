@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -175,4 +176,61 @@ func TestRolloutResumesAfterANMKill(t *testing.T) {
 		t.Fatalf("back in service through the router: %d %s", r.code, r.body)
 	}
 	awaitGroup("back in service", func(g groupDeploymentState) bool { return g.Consistent })
+}
+
+// The lease, on real processes: with rollout.leaseSeconds: 3 in
+// nodemanager.yaml, an ANM killed while a rollout has an instance out of
+// service and NOT restarted: the instance puts itself back in service
+// within the lease (no process is left to do it), and says so in its log.
+func TestOutOfServiceLeaseOutlivesANM(t *testing.T) {
+	pw := adminPasswordFile(t)
+	anm, _ := startANMHost(t, "127.0.0.2", pw)
+	conf := anm.h.Path("system", "conf", "nodemanager.yaml")
+	data, _ := os.ReadFile(conf)
+	os.WriteFile(conf, append(data, "rollout:\n  leaseSeconds: 3\n"...), 0o644)
+	anm.h.MustRun("", "nodemanager", "-k")
+	anm.h.MustRun("", "nodemanager", "-d")
+	var group struct{ ID string }
+	result(t, anm.api("POST", "/api/topology/groups", `{"name":"G"}`), 201, &group)
+	tp := gwtest.FreePort(t)
+	var svc struct{ ID string }
+	result(t, anm.api("POST", "/api/topology/services/"+group.ID, fmt.Sprintf(`{"name":"one","hostID":"host-1","trafficPort":%d,"managementPort":%d}`, tp, gwtest.FreePort(t))), 201, &svc)
+	var st struct{ Status string }
+	result(t, anm.api("POST", "/api/management/start/"+group.ID+"/"+svc.ID, ""), 200, &st)
+	t.Cleanup(func() { anm.h.Run("", "startinstance", "-k", "-n", "one", "-g", "G") })
+	be := deployBackend(t)
+	var up struct{ Job jobView }
+	result(t, anm.upload(group.ID, strings.Replace(groupYAML(be.URL, true, "0.2"), "delayBefore: 0.2", "delayBefore: 60", 1), "?async=true"), 202, &up)
+	deadline := time.Now().Add(30 * time.Second)
+	for healthLB(tp) != 503 {
+		if time.Now().After(deadline) {
+			t.Fatal("the rollout never took the instance out of service")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	pid := pidOf(t, anm.h, "nodemanager-1")
+	syscall.Kill(pid, syscall.SIGKILL)
+	awaitGone(t, pid)
+	killed := time.Now()
+	for healthLB(tp) != 200 {
+		if time.Since(killed) > 10*time.Second {
+			t.Fatalf("the instance is still out of service %s after the ANM died (lease 3 s)", time.Since(killed))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("back in service %s after the ANM was killed", time.Since(killed).Round(10*time.Millisecond))
+	logs, _ := filepath.Glob(anm.h.Path("groups", group.ID, svc.ID, "logs", "instance*.log"))
+	var all string
+	for _, f := range logs {
+		b, _ := os.ReadFile(f)
+		all += string(b)
+	}
+	if !strings.Contains(all, "out-of-service lease ran out without being renewed") {
+		t.Errorf("the instance's log does not say why it went back in service")
+	}
+	// A lease out of bounds is refused when the node manager starts.
+	os.WriteFile(conf, append(data, "rollout:\n  leaseSeconds: 1\n"...), 0o644)
+	if r := anm.h.Run("", "nodemanager", "-d"); r.Code == 0 || !strings.Contains(r.Stderr+r.Stdout, "rollout.leaseSeconds 1: want 3 to 3600") {
+		t.Errorf("nodemanager with leaseSeconds 1: %s", r)
+	}
 }
