@@ -32,6 +32,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/secret"
@@ -213,6 +214,46 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 // used for both TLS server and client authentication (node managers and
 // instances talk mutual TLS); otherwise for server authentication only.
 func (ca *CA) Issue(commonName string, dnsNames []string, ips []net.IP, pub crypto.PublicKey, serverAndClient bool) (*x509.Certificate, error) {
+	usage := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+	if serverAndClient {
+		usage = append(usage, x509.ExtKeyUsageClientAuth)
+	}
+	return ca.issue(commonName, dnsNames, ips, pub, usage, CertValidity)
+}
+
+// IssueClient signs a certificate for TLS client authentication only, for
+// pub with commonName and no names of hosts, valid for validity (at most
+// CertValidity): what an operator's tool (a monitoring scraper of the
+// instances' management listeners) presents. It can serve nothing, so it
+// cannot pose as a node manager's or an instance's listener; the common
+// name must not be one of Gatehouse's own (CheckClientCommonName).
+func (ca *CA) IssueClient(commonName string, pub crypto.PublicKey, validity time.Duration) (*x509.Certificate, error) {
+	if err := CheckClientCommonName(commonName); err != nil {
+		return nil, err
+	}
+	if validity <= 0 || validity > CertValidity {
+		return nil, fmt.Errorf("issuing certificate for %q: validity %s: want up to %s", commonName, validity, CertValidity)
+	}
+	return ca.issue(commonName, nil, nil, pub, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, validity)
+}
+
+// CheckClientCommonName refuses a common name that Gatehouse's own
+// certificates use ("Gatehouse …": the CA, node managers, instances), an
+// empty one, one over 64 characters (the X.509 bound) or one with control
+// characters.
+func CheckClientCommonName(cn string) error {
+	switch {
+	case cn == "" || len(cn) > 64:
+		return fmt.Errorf("common name %q: want 1 to 64 characters", cn)
+	case strings.HasPrefix(strings.ToLower(strings.TrimSpace(cn)), "gatehouse "):
+		return fmt.Errorf("common name %q: names starting with \"Gatehouse \" are the domain's own (CA, node managers, instances)", cn)
+	case strings.ContainsFunc(cn, unicode.IsControl):
+		return fmt.Errorf("common name %q has control characters", cn)
+	}
+	return nil
+}
+
+func (ca *CA) issue(commonName string, dnsNames []string, ips []net.IP, pub crypto.PublicKey, usage []x509.ExtKeyUsage, validity time.Duration) (*x509.Certificate, error) {
 	if commonName == "" {
 		return nil, errors.New("issuing certificate: empty common name")
 	}
@@ -223,12 +264,8 @@ func (ca *CA) Issue(commonName string, dnsNames []string, ips []net.IP, pub cryp
 	if err != nil {
 		return nil, fmt.Errorf("issuing certificate for %q: %w", commonName, err)
 	}
-	usage := []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-	if serverAndClient {
-		usage = append(usage, x509.ExtKeyUsageClientAuth)
-	}
 	now := time.Now()
-	notAfter := now.Add(CertValidity)
+	notAfter := now.Add(validity)
 	if notAfter.After(ca.Cert.NotAfter) {
 		notAfter = ca.Cert.NotAfter
 	}

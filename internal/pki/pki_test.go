@@ -11,6 +11,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 )
@@ -172,5 +173,57 @@ func TestLoadCAErrors(t *testing.T) {
 	os.WriteFile(CertFile(h), []byte("garbage"), 0o644)
 	if _, err := LoadCA(h); err == nil {
 		t.Error("garbage certificate accepted")
+	}
+}
+
+// IssueClient: client authentication only, no host names, the validity
+// asked (bounded), and never a common name of Gatehouse's own.
+func TestIssueClient(t *testing.T) {
+	ca, err := NewCA("D")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ca.IssueClient("scraper", key.Public(), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.ExtKeyUsage) != 1 || c.ExtKeyUsage[0] != x509.ExtKeyUsageClientAuth || len(c.DNSNames)+len(c.IPAddresses) != 0 {
+		t.Errorf("usages %v names %v %v", c.ExtKeyUsage, c.DNSNames, c.IPAddresses)
+	}
+	if d := c.NotAfter.Sub(c.NotBefore); d < 24*time.Hour || d > 24*time.Hour+2*backdate {
+		t.Errorf("validity %s, want a day", d)
+	}
+	for _, v := range []time.Duration{0, -time.Hour, CertValidity + time.Hour} {
+		if _, err := ca.IssueClient("scraper", key.Public(), v); err == nil {
+			t.Errorf("validity %s accepted", v)
+		}
+	}
+	if _, err := ca.IssueClient("scraper", key.Public(), CertValidity); err != nil {
+		t.Errorf("the longest validity: %v", err)
+	}
+	for _, c := range []struct {
+		cn string
+		ok bool
+	}{
+		{"scraper", true},
+		{strings.Repeat("x", 64), true},
+		{strings.Repeat("x", 65), false},
+		{"", false},
+		{"Gatehouse Node Manager nodemanager-1 (host-1)", false},
+		{"gatehouse instance", false},
+		{" Gatehouse Domain CA D", false},
+		{"Gatehousekeeper", true},
+		{"tab\there", false},
+	} {
+		if err := CheckClientCommonName(c.cn); (err == nil) != c.ok {
+			t.Errorf("CheckClientCommonName(%q) = %v, want ok %v", c.cn, err, c.ok)
+		}
+		if _, err := ca.IssueClient(c.cn, key.Public(), time.Hour); (err == nil) != c.ok {
+			t.Errorf("IssueClient(%q) = %v, want ok %v", c.cn, err, c.ok)
+		}
 	}
 }

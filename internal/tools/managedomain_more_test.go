@@ -1,13 +1,16 @@
 package tools_test
 
 import (
+	"crypto/x509"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/gwtest"
+	"github.com/gatehouse-gw/gatehouse/internal/pki"
 )
 
 // Menu 8 and 9 (tags) and 19, 20, 21 (the deployments, an archive stored
@@ -112,4 +115,57 @@ func readFileT(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// Menu 25: the domain CA signs an operator's CSR as a client certificate
+// only: no host names, no common name of Gatehouse's own, bounded days;
+// audited.
+func TestManagedomainSignCSR(t *testing.T) {
+	h := gwtest.NewHome(t)
+	h.InitDomain()
+	dir := t.TempDir()
+	csrFile := func(name, cn string, dns []string) string {
+		csr, _, err := pki.NewKeyAndCSR(cn, dns, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, csr, 0o600)
+		return p
+	}
+	out := filepath.Join(dir, "prometheus.pem")
+	r := h.MustRun("", "managedomain", "--sign_csr", "--csr_file", csrFile("ok.csr", "prometheus", nil), "--cert_file", out, "--days", "30")
+	if !strings.Contains(r.Stdout, `Signed a client certificate for "prometheus"`) {
+		t.Errorf("sign_csr: %s", r)
+	}
+	cert, err := pki.ParseCertPEM([]byte(readFileT(t, out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cert.Subject.CommonName != "prometheus" || len(cert.ExtKeyUsage) != 1 || cert.ExtKeyUsage[0] != x509.ExtKeyUsageClientAuth || len(cert.DNSNames)+len(cert.IPAddresses) != 0 {
+		t.Errorf("certificate: CN %q, usages %v, names %v %v", cert.Subject.CommonName, cert.ExtKeyUsage, cert.DNSNames, cert.IPAddresses)
+	}
+	if d := time.Until(cert.NotAfter); d < 29*24*time.Hour || d > 31*24*time.Hour {
+		t.Errorf("valid until %s, want about 30 days", cert.NotAfter)
+	}
+	ca, err := pki.ParseCertPEM([]byte(readFileT(t, h.Path("groups", "certs", "domaincert.pem"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("as a client certificate: %v", err)
+	}
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err == nil {
+		t.Error("the certificate verifies for a server")
+	}
+	wantFail(t, h.Run("", "managedomain", "--sign_csr", "--csr_file", csrFile("nm.csr", "Gatehouse Node Manager nodemanager-9 (host-9)", nil), "--cert_file", out), 1, "the domain's own")
+	wantFail(t, h.Run("", "managedomain", "--sign_csr", "--csr_file", csrFile("dns.csr", "web", []string{"anm.example.com"}), "--cert_file", out), 1, "name no host")
+	wantFail(t, h.Run("", "managedomain", "--sign_csr", "--csr_file", csrFile("d.csr", "x", nil), "--cert_file", out, "--days", "731"), 2, "--days")
+	os.WriteFile(filepath.Join(dir, "junk.csr"), []byte("not a csr"), 0o600)
+	wantFail(t, h.Run("", "managedomain", "--sign_csr", "--csr_file", filepath.Join(dir, "junk.csr"), "--cert_file", out), 1, "CERTIFICATE REQUEST")
+	if log := readFileT(t, h.Path("conf", "audit", "audit.log")); !strings.Contains(log, `"action":"sign certificate"`) || !strings.Contains(log, `client certificate \"prometheus\"`) {
+		t.Errorf("no audit entry of the signature")
+	}
 }
