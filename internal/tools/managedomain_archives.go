@@ -131,10 +131,10 @@ func init() {
 			Help: "Renames the host in the topology, through the Admin Node Manager's API (PUT\n" +
 				"/api/topology/hosts/{hostID}); every host's copy follows. The user needs topology.write.\n" +
 				"Changing a host's node manager port, passphrase, service or metrics here is not available yet.",
-			Params: []mdParam{pHostAPI, {Long: "new_name", Arg: "NEW", Help: "the host's new name", Required: true, Prompt: "New host name"}, pUsername, pPassword, pPasswordFile},
-			Run: onHost(func(ctx context.Context, c *apiClient, id string, v mdValues) error {
+			Params: []mdParam{pHostAPI, {Long: "new_name", Arg: "NEW", Help: "the host's new name", Required: true, Prompt: "New host name"}, pUsername, pPassword, pPasswordFile, pIsAdmin},
+			Run: noSecondANM(onHost(func(ctx context.Context, c *apiClient, id string, v mdValues) error {
 				return c.hostRename(ctx, id, v["new_name"])
-			}),
+			})),
 		},
 		&mdVerb{
 			Name: "delete_host", Menu: 3, Title: "delete a host (one without instances; never the Admin Node Manager's)",
@@ -151,6 +151,20 @@ func init() {
 		i = len(mdVerbs)
 	}
 	mdVerbs = slices.Insert(mdVerbs, i, verbs...)
+}
+
+// pIsAdmin is the vendor's flag that makes a host a second Admin Node
+// Manager: later work, refused with a message saying so.
+var pIsAdmin = mdParam{Long: "is_admin", Help: "make this host a second Admin Node Manager: not available yet (later work)"}
+
+// noSecondANM refuses --is_admin before anything is done.
+func noSecondANM(run func(context.Context, *mdSession, mdValues) error) func(context.Context, *mdSession, mdValues) error {
+	return func(ctx context.Context, s *mdSession, v mdValues) error {
+		if _, ok := v["is_admin"]; ok {
+			return fmt.Errorf("--is_admin: a second Admin Node Manager is not available yet in this version of Gatehouse (later work); nothing was changed")
+		}
+		return run(ctx, s, v)
+	}
 }
 
 // onHost runs fn with a client of the ANM and the id of the host --host

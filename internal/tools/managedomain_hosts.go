@@ -48,8 +48,9 @@ func init() {
 				{Long: "nm_address", Arg: "IP", Help: "the IP this host's node manager listens on and is reached at (default: every interface, reached by host name)", Prompt: "This node manager's IP address (empty: every interface)"},
 				{Long: "port", Arg: "N", Help: "the node manager's management port (default 8090)", Prompt: "This node manager's port", Default: func(*mdSession, mdValues) string { return "8090" }},
 				{Long: "anm_fingerprint", Arg: "SHA256", Help: "the domain CA's SHA-256 fingerprint (AB:CD:... or hex); without it you are asked to confirm"},
+				pIsAdmin,
 			},
-			Run: mdAddHost,
+			Run: noSecondANM(mdAddHost),
 		},
 		{
 			Name: "check_topology", Menu: 14, Title: "check that the topologies of all hosts are in sync",

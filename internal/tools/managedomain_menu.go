@@ -41,6 +41,13 @@ var vendorMenu = []string{
 	26: "Submit a certificate",
 }
 
+// menuLater says why an option of the vendor's menu is not there yet.
+var menuLater = map[int]string{
+	23: "group passphrases come with the encryption of the install directory's secrets (docs/managedomain.md)",
+	24: "regenerating the domain's certificates is later work (docs/managedomain.md)",
+	26: "submitting a certificate signed by another CA is later work (docs/managedomain.md)",
+}
+
 // errInputEnded ends the menu when standard input ends in the middle of an
 // operation's prompts; the operation is not performed.
 var errInputEnded = errors.New("end of input")
@@ -97,7 +104,11 @@ func runMenu(ctx context.Context, s *mdSession) error {
 		}
 		verbs := menuVerbs(n)
 		if len(verbs) == 0 {
-			s.out("Option %d (%s) is not available yet in this version of Gatehouse.\n", n, strings.ToLower(vendorMenu[n][:1])+vendorMenu[n][1:])
+			why := ""
+			if w := menuLater[n]; w != "" {
+				why = ": " + w
+			}
+			s.out("Option %d (%s) is not available yet in this version of Gatehouse%s.\n", n, strings.ToLower(vendorMenu[n][:1])+vendorMenu[n][1:], why)
 			continue
 		}
 		vb := verbs[0]

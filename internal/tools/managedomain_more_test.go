@@ -169,3 +169,16 @@ func TestManagedomainSignCSR(t *testing.T) {
 		t.Errorf("no audit entry of the signature")
 	}
 }
+
+// --is_admin (a second Admin Node Manager) is later work: -a and
+// --edit_host refuse it, saying so, before anything is done.
+func TestManagedomainIsAdminLater(t *testing.T) {
+	h := gwtest.NewHome(t)
+	h.InitDomain()
+	wantFail(t, h.Run("", "managedomain", "--edit_host", "--host", "host-1", "--new_name", "x", "--username", "admin", "--password", "p", "--is_admin"), 1, "a second Admin Node Manager is not available yet")
+	fresh := gwtest.NewHome(t)
+	wantFail(t, fresh.Run("", "managedomain", "-a", "--anm_host", "127.0.0.1:1", "--username", "admin", "--password", "p", "--is_admin"), 1, "a second Admin Node Manager is not available yet")
+	if _, err := os.Stat(fresh.Path("groups", "topology.json")); err == nil {
+		t.Error("-a --is_admin wrote a topology")
+	}
+}
