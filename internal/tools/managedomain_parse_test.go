@@ -90,7 +90,10 @@ func TestParseMDArgs(t *testing.T) {
 
 // TestMenuNumbers keeps the vendor's numbers for the available options.
 func TestMenuNumbers(t *testing.T) {
-	want := map[int][]string{1: {"add_host"}, 4: {"change_credentials"}, 14: {"check_topology"}, 15: {"compare_topology"}, 16: {"sync_topology"}, 5: {"create_instance"}, 7: {"delete_instance"}, 10: {"add_service", "remove_service", "add_nm_service", "remove_nm_service"}, 11: {"rename_group"}, 12: {"delete_group"}, 13: {"print_topology"}, 18: {"deploy"}}
+	want := map[int][]string{1: {"add_host"}, 2: {"edit_host"}, 3: {"delete_host"}, 4: {"change_credentials"}, 5: {"create_instance"}, 6: {"edit_instance"},
+		7: {"delete_instance"}, 8: {"add_tag"}, 9: {"delete_tag"}, 10: {"add_service", "remove_service", "add_nm_service", "remove_nm_service"},
+		11: {"rename_group"}, 12: {"delete_group"}, 13: {"print_topology"}, 14: {"check_topology"}, 15: {"compare_topology"}, 16: {"sync_topology"},
+		17: {"reset_topology"}, 18: {"deploy"}, 19: {"list_deployments"}, 20: {"create_archive"}, 21: {"download_archive"}, 22: {"update_archive"}, 25: {"sign_csr"}}
 	for n := 1; n <= 26; n++ {
 		var got []string
 		for _, vb := range menuVerbs(n) {
