@@ -259,3 +259,20 @@ func AwaitHTTP(t testing.TB, url string, want int, within time.Duration) {
 	}
 	t.Fatalf("GET %s: want %d within %v, last: %s", url, want, within, last)
 }
+
+// HAProxy is the path of the haproxy binary (on the PATH, or in the
+// Debian and source-install places). Without it the test is skipped,
+// saying why (what tests it) — scripts/test installs it with apt-get.
+func HAProxy(t testing.TB, why string) string {
+	t.Helper()
+	if p, err := exec.LookPath("haproxy"); err == nil {
+		return p
+	}
+	for _, p := range []string{"/usr/sbin/haproxy", "/usr/local/sbin/haproxy"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	t.Skip("haproxy is not installed (scripts/test installs it with apt-get): " + why)
+	return ""
+}

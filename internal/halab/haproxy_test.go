@@ -29,20 +29,9 @@ type haproxy struct {
 	client  *http.Client
 }
 
-// haproxyBin finds HAProxy; the test is skipped without it (scripts/test
-// installs it).
+// haproxyBin finds HAProxy; the lab is skipped without it.
 func haproxyBin(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("haproxy"); err == nil {
-		return p
-	}
-	for _, p := range []string{"/usr/sbin/haproxy", "/usr/local/sbin/haproxy"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	t.Skip("haproxy is not installed (scripts/test installs it with apt-get): the HA lab needs a real load balancer")
-	return ""
+	return gwtest.HAProxy(t, "the HA lab needs a real load balancer")
 }
 
 // The health check is the one docs/deployment.md asks of a load balancer:

@@ -132,15 +132,7 @@ func TestInitScriptBehaviour(t *testing.T) {
 	os.MkdirAll(bin, 0o755)
 	state := filepath.Join(dir, "state")
 	calls := filepath.Join(dir, "calls")
-	fake := `#!/bin/sh
-printf '%s|' "$@" >> "$GATEHOUSE_HOME/calls"; echo >> "$GATEHOUSE_HOME/calls"
-case "$1" in
--s) [ -f "$GATEHOUSE_HOME/state" ] ;;
--d) touch "$GATEHOUSE_HOME/state" ;;
--k) rm -f "$GATEHOUSE_HOME/state" ;;
-esac
-`
-	os.WriteFile(filepath.Join(bin, "startinstance"), []byte(fake), 0o755)
+	writeFakeTool(t, filepath.Join(bin, "startinstance"))
 	svc := Service{Home: dir, GroupID: "group-2", InstanceID: "instance-1", GroupName: "g", InstanceName: "i", StopTimeout: time.Second}
 	script, err := InitScript(svc)
 	if err != nil {
@@ -239,15 +231,7 @@ func TestNodeManagerInitScript(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "gate's $home")
 	bin := filepath.Join(dir, "posix", "bin")
 	os.MkdirAll(bin, 0o755)
-	fake := `#!/bin/sh
-printf '%s|' "$@" >> "$GATEHOUSE_HOME/calls"; echo >> "$GATEHOUSE_HOME/calls"
-case "$1" in
--s) [ -f "$GATEHOUSE_HOME/state" ] ;;
--d) touch "$GATEHOUSE_HOME/state" ;;
--k) rm -f "$GATEHOUSE_HOME/state" ;;
-esac
-`
-	os.WriteFile(filepath.Join(bin, "nodemanager"), []byte(fake), 0o755)
+	writeFakeTool(t, filepath.Join(bin, "nodemanager"))
 	svc := Service{Home: dir, InstanceID: "nodemanager-2", InstanceName: "second", NodeManager: true, StopTimeout: time.Minute}
 	sdir := t.TempDir()
 	paths, err := Install(svc, Dirs{Systemd: sdir, InitD: sdir})
@@ -300,5 +284,24 @@ func TestDocsShowGeneratedUnits(t *testing.T) {
 		if !bytes.Contains(doc, append([]byte("```ini\n"), unit...)) {
 			t.Errorf("docs/managedomain.md does not show testdata/%s as generated", name)
 		}
+	}
+}
+
+// writeFakeTool writes at path a stand-in for startinstance or nodemanager
+// that records its arguments in $GATEHOUSE_HOME/calls and keeps "running"
+// as the file $GATEHOUSE_HOME/state (-d makes it, -k removes it, -s tests
+// it).
+func writeFakeTool(t *testing.T, path string) {
+	t.Helper()
+	fake := `#!/bin/sh
+printf '%s|' "$@" >> "$GATEHOUSE_HOME/calls"; echo >> "$GATEHOUSE_HOME/calls"
+case "$1" in
+-s) [ -f "$GATEHOUSE_HOME/state" ] ;;
+-d) touch "$GATEHOUSE_HOME/state" ;;
+-k) rm -f "$GATEHOUSE_HOME/state" ;;
+esac
+`
+	if err := os.WriteFile(path, []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -215,17 +215,7 @@ func TestTransparentForwardedHeaders(t *testing.T) {
 
 // haproxyPath finds HAProxy (scripts/test installs it).
 func haproxyPath(t *testing.T) string {
-	t.Helper()
-	if p, err := exec.LookPath("haproxy"); err == nil {
-		return p
-	}
-	for _, p := range []string{"/usr/sbin/haproxy", "/usr/local/sbin/haproxy"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	t.Skip("haproxy is not installed (scripts/test installs it with apt-get): PROXY protocol from a real HAProxy not tested")
-	return ""
+	return gwtest.HAProxy(t, "the tests of PROXY protocol and of zero-downtime deployment need a real HAProxy")
 }
 
 // startHAProxy runs HAProxy in TCP mode in the foreground with two
