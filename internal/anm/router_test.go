@@ -24,11 +24,11 @@ import (
 func (e *apiEnv) withIdentity(t *testing.T) {
 	t.Helper()
 	dns, ips := nodeapi.CertNames("gw1", "127.0.0.1")
-	cert, caCert, err := nodeapi.NodeManagerCert(e.h, slog.New(slog.DiscardHandler), "nm", dns, ips)
+	live, err := nodeapi.NodeManagerLive(e.h, slog.New(slog.DiscardHandler), "nm", dns, ips)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.mgmt.SetIdentity(cert, caCert)
+	e.mgmt.SetIdentity(live)
 }
 
 // fakeInstance serves handler on a management listener as an instance does:

@@ -56,6 +56,10 @@ type InitOptions struct {
 	Actor      topology.Actor
 	Exe        string   // path of the running gatehouse binary, copied into posix/bin ("" skips)
 	ToolNames  []string // links to make in posix/bin pointing at gatehouse
+	// CA, when set, is the domain CA the operator provides (managedomain
+	// -i --domain_cert --domain_key, checked by pki.CheckOperatorCA);
+	// otherwise a new one is made.
+	CA *pki.CA
 }
 
 // NodeManagerConf is system/conf/nodemanager.yaml: who this host is.
@@ -169,9 +173,11 @@ func Init(ctx context.Context, h home.Home, o InitOptions) (_ *topology.Topology
 		}
 	}()
 
-	ca, err := pki.NewCA(o.DomainName)
-	if err != nil {
-		return nil, err
+	ca := o.CA
+	if ca == nil {
+		if ca, err = pki.NewCA(o.DomainName); err != nil {
+			return nil, err
+		}
 	}
 	track(pki.KeyFile(h), pki.CertFile(h))
 	if err := ca.Save(h); err != nil {

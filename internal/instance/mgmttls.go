@@ -16,16 +16,19 @@ import (
 // certificate signed by the domain CA required (a peer without one, or with
 // one of another CA, fails the handshake). Issuing the certificate is the
 // caller's business (domain.EnsureInstanceCert).
+//
+// The files are read again when they change (pki.Live): certificates that
+// managedomain --regen_certs replaced are presented from the next
+// handshake on, without restarting the instance.
 func LoadManagementTLS(h home.Home, groupID, instanceID string) (*tls.Config, error) {
-	caCert, err := pki.LoadCACert(h)
-	if err != nil {
+	if _, err := pki.LoadCACert(h); err != nil {
 		return nil, fmt.Errorf("management listener TLS: %w", err)
 	}
-	cert, err := pki.LoadKeyPair(pki.InstanceCertFile(h, groupID, instanceID), pki.InstanceKeyFile(h, groupID, instanceID))
+	live, err := pki.NewLive(pki.InstanceCertFile(h, groupID, instanceID), pki.InstanceKeyFile(h, groupID, instanceID), pki.CertFile(h))
 	if err != nil {
 		return nil, fmt.Errorf("management listener TLS: instance certificate: %w", err)
 	}
-	conf := pki.MutualTLSServer(cert, caCert)
-	conf.NextProtos = []string{"http/1.1"}
-	return conf, nil
+	base := pki.MutualTLSServer(tls.Certificate{}, nil)
+	base.NextProtos = []string{"http/1.1"}
+	return live.ServerConfig(base), nil
 }

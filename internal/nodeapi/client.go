@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -49,34 +48,58 @@ type NodeClient struct {
 }
 
 // NewNodeClient loads this host's node manager certificate and the domain
-// CA certificate of h.
+// CA certificate of h. They are read again when their files change
+// (pki.Live), so that a long-lived client (the node manager's own) uses the
+// certificates that managedomain --regen_certs put in place.
 func NewNodeClient(h home.Home) (*NodeClient, error) {
-	caCert, err := pki.LoadCACert(h)
-	if err != nil {
+	if _, err := pki.LoadCACert(h); err != nil {
 		return nil, err
 	}
-	cert, err := pki.LoadKeyPair(pki.NodeManagerCertFile(h), pki.NodeManagerKeyFile(h))
+	live, err := pki.NewLive(pki.NodeManagerCertFile(h), pki.NodeManagerKeyFile(h), pki.CertFile(h))
 	if err != nil {
 		return nil, fmt.Errorf("this host's node manager certificate: %w (the node manager issues it on its first start on the Admin Node Manager's host; managedomain -a brings it elsewhere)", err)
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
-	return newNodeClientTLS(&tls.Config{MinVersion: tls.VersionTLS12, CipherSuites: pki.CipherSuites, RootCAs: pool, Certificates: []tls.Certificate{cert}}), nil
+	base := &tls.Config{MinVersion: tls.VersionTLS12, CipherSuites: pki.CipherSuites}
+	return newNodeClient(base, func() (*tls.Config, error) {
+		id, err := live.Load()
+		if err != nil {
+			return nil, err
+		}
+		tc := base.Clone()
+		tc.RootCAs, tc.Certificates = id.Pool(), []tls.Certificate{id.Cert}
+		return tc, nil
+	}), nil
 }
 
+// newNodeClientTLS is a client with the fixed configuration tc.
 func newNodeClientTLS(tc *tls.Config) *NodeClient {
 	tc = tc.Clone()
-	if len(tc.NextProtos) == 0 {
-		tc.NextProtos = []string{"h2", "http/1.1"}
+	return newNodeClient(tc, func() (*tls.Config, error) { return tc, nil })
+}
+
+// newNodeClient is a client whose every connection takes the
+// configuration that conf returns then (base: what the transport keeps).
+func newNodeClient(base *tls.Config, conf func() (*tls.Config, error)) *NodeClient {
+	base = base.Clone()
+	if len(base.NextProtos) == 0 {
+		base.NextProtos = []string{"h2", "http/1.1"}
 	}
 	d := &net.Dialer{Timeout: nmDialTimeout}
 	tr := &http.Transport{
 		Proxy:       nil,
 		DialContext: d.DialContext,
 		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			tc, err := conf()
+			if err != nil {
+				return nil, err
+			}
+			if len(tc.NextProtos) == 0 {
+				tc = tc.Clone()
+				tc.NextProtos = base.NextProtos
+			}
 			return dialPeer(ctx, d, tc, network, addr)
 		},
-		TLSClientConfig:       tc,
+		TLSClientConfig:       base,
 		TLSHandshakeTimeout:   nmDialTimeout,
 		ResponseHeaderTimeout: HeaderTimeout,
 		ForceAttemptHTTP2:     true,

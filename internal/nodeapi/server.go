@@ -59,6 +59,10 @@ import (
 //	POST /nm/instances/{instanceID}/{start|stop|status}  through the Supervisor (ANM's certificate)
 //	PUT  /nm/instances/{instanceID}/certificate      the instance's certificate, signed for the CSR POST /nm/instances answered (ANM's certificate; csr.go)
 //	ANY  /nm/router/{instanceID}/{path...}           relayed to a local instance's management listener (ANM's certificate)
+//	POST /nm/certs/renew                             new keys for this node manager and its instances, answered with CSRs (ANM's certificate; certs.go)
+//	PUT  /nm/certs/pending                           their certificates, signed by the domain CA (ANM's certificate)
+//	DELETE /nm/certs/pending                         drop them (ANM's certificate)
+//	POST /nm/certs/commit                            put them in place (ANM's certificate)
 //	GET  /nm/topology                                this host's topology document
 //	GET  /nm/topology/state                          its version and checksum
 //	PUT  /nm/topology                                take the ANM's topology when newer (ANM's certificate)
@@ -168,7 +172,10 @@ func (s *Server) Routes() []Route {
 		{Pattern: "/nm/status", Methods: apihttp.Methods{http.MethodGet: s.getStatus}},
 		{Pattern: "/nm/instances", Methods: apihttp.Methods{http.MethodPost: s.fromANM(s.prepareInstance)}},
 		{Pattern: "/nm/instances/{instanceID}/{action}", Methods: apihttp.Methods{http.MethodPost: s.fromANM(s.instanceAction), http.MethodPut: s.fromANM(s.putInstanceCert)}},
-		{Pattern: "/nm/archives/{groupID}/{archiveID}", Methods: apihttp.Methods{http.MethodPut: s.fromANM(s.putArchive)}}, // archives.go
+		{Pattern: "/nm/certs/renew", Methods: apihttp.Methods{http.MethodPost: s.fromANM(s.renewCerts)}},                                                  // certs.go
+		{Pattern: "/nm/certs/pending", Methods: apihttp.Methods{http.MethodPut: s.fromANM(s.pendingCerts), http.MethodDelete: s.fromANM(s.pendingCerts)}}, // certs.go
+		{Pattern: "/nm/certs/commit", Methods: apihttp.Methods{http.MethodPost: s.fromANM(s.commitCerts)}},                                                // certs.go
+		{Pattern: "/nm/archives/{groupID}/{archiveID}", Methods: apihttp.Methods{http.MethodPut: s.fromANM(s.putArchive)}},                                // archives.go
 		{Pattern: "/nm/router/{instanceID}/{path...}", Relay: s.fromANM(s.routeLocal)},
 		{Pattern: "/nm/topology", Methods: apihttp.Methods{http.MethodGet: s.getTopologyDoc, http.MethodPut: s.fromANM(s.putTopology)}},
 		{Pattern: "/nm/topology/state", Methods: apihttp.Methods{http.MethodGet: s.getTopologyState}},

@@ -111,21 +111,30 @@ func NodeManagerCert(h home.Home, log *slog.Logger, commonName string, dns []str
 	return c, caCert, nil
 }
 
+// NodeManagerLive is NodeManagerCert as a pki.Live: the certificate checked
+// (and issued when it should be and can) once, then read again whenever
+// its files change, so that certificates replaced by managedomain
+// --regen_certs are used without restarting the node manager.
+func NodeManagerLive(h home.Home, log *slog.Logger, commonName string, dns []string, ips []net.IP) (*pki.Live, error) {
+	if _, _, err := NodeManagerCert(h, log, commonName, dns, ips); err != nil {
+		return nil, err
+	}
+	return pki.NewLive(pki.NodeManagerCertFile(h), pki.NodeManagerKeyFile(h), pki.CertFile(h))
+}
+
 // ServerTLSConfig is the listener's TLS: TLS 1.2 or newer, the node
 // manager's certificate, and client certificates requested and verified
 // against the domain CA when given (a certificate from another CA fails the
 // handshake). Which paths need one is decided per request (requirePeer).
-func ServerTLSConfig(cert tls.Certificate, caCert *x509.Certificate) *tls.Config {
-	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
-	return &tls.Config{
+//
+// The certificate and the CA are live's at each handshake.
+func ServerTLSConfig(live *pki.Live) *tls.Config {
+	return live.ServerConfig(&tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		CipherSuites: pki.CipherSuites,
-		Certificates: []tls.Certificate{cert},
 		ClientAuth:   tls.VerifyClientCertIfGiven,
-		ClientCAs:    pool,
 		NextProtos:   []string{"h2", "http/1.1"},
-	}
+	})
 }
 
 // VerifiedPeer reports whether the request came with a client certificate

@@ -77,11 +77,18 @@ func (s *server) start() error {
 		}
 	}
 	dns, ips := nodeapi.CertNames(hostName, s.n.conf.Address)
-	cert, caCert, err := nodeapi.NodeManagerCert(s.n.opts.Home, s.log, pki.NodeManagerCommonName(s.n.conf.NodeManagerID, s.n.conf.HostID), dns, ips)
+	// A certificate regeneration whose commit a crash cut short is
+	// finished first (pki.Pending).
+	if done, err := pki.FinishPendingCommit(s.n.opts.Home); err != nil {
+		return fmt.Errorf("finishing the certificates' regeneration: %w", err)
+	} else if done {
+		s.log.Info("certificates of an interrupted regeneration put in place", "dir", pki.PendingFor(s.n.opts.Home).Dir())
+	}
+	live, err := nodeapi.NodeManagerLive(s.n.opts.Home, s.log, pki.NodeManagerCommonName(s.n.conf.NodeManagerID, s.n.conf.HostID), dns, ips)
 	if err != nil {
 		return fmt.Errorf("node manager certificate: %w", err)
 	}
-	s.n.mgmt.SetIdentity(cert, caCert) // also its client certificate towards instances
+	s.n.mgmt.SetIdentity(live) // also its client certificate towards instances
 	ln, err := net.Listen("tcp", s.listenAddress())
 	if err != nil {
 		return fmt.Errorf("node manager listener: %w", err)
@@ -89,7 +96,7 @@ func (s *server) start() error {
 	base, cancel := context.WithCancel(context.Background())
 	srv := &http.Server{
 		Handler:           s.handler(),
-		TLSConfig:         nodeapi.ServerTLSConfig(cert, caCert),
+		TLSConfig:         nodeapi.ServerTLSConfig(live),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		IdleTimeout:       idleTimeout,

@@ -265,8 +265,11 @@ func TestParseCARefuses(t *testing.T) {
 		{"certificate of another type", block("X509 CRL", ca.Cert.Raw), caKey, "no CERTIFICATE PEM block"},
 		{"certificate not DER", block("CERTIFICATE", []byte("garbage")), caKey, "parsing CA certificate: x509"},
 		{"not a CA", leaf.CertPEM, caKey, "not a CA certificate"},
-		{"no key", ca.CertPEM(), nil, "no PRIVATE KEY"},
-		{"key of another type", ca.CertPEM(), block("EC PRIVATE KEY", ca.Key().Reveal()), "no PRIVATE KEY"},
+		{"no key", ca.CertPEM(), nil, "no PEM block"},
+		{"key block of another type", ca.CertPEM(), block("PUBLIC KEY", ca.Key().Reveal()), `type "PUBLIC KEY"`},
+		{"SEC 1 block holding PKCS#8", ca.CertPEM(), block("EC PRIVATE KEY", ca.Key().Reveal()), "parsing CA key: x509"},
+		{"encrypted PKCS#8", ca.CertPEM(), block("ENCRYPTED PRIVATE KEY", ca.Key().Reveal()), "the key is encrypted"},
+		{"encrypted legacy PEM", ca.CertPEM(), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Headers: map[string]string{"Proc-Type": "4,ENCRYPTED"}, Bytes: []byte("x")}), "the key is encrypted"},
 		{"key not DER", ca.CertPEM(), block("PRIVATE KEY", []byte("garbage")), "parsing CA key: asn1"},
 		{"key that cannot sign", ca.CertPEM(), keyPEMOf(t, x25519), "cannot sign"},
 		{"another key", ca.CertPEM(), keyPEMOf(t, other), "does not match"},
@@ -280,6 +283,22 @@ func TestParseCARefuses(t *testing.T) {
 	}
 	if got, err := ParseCA(ca.CertPEM(), caKey); err != nil || got.Fingerprint() != ca.Fingerprint() {
 		t.Errorf("the CA's own files: got %v, want the CA", err)
+	}
+	// An operator's key in SEC 1 form is taken, and kept as PKCS#8.
+	k, err := x509.ParsePKCS8PrivateKey(ca.Key().Reveal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec1, err := x509.MarshalECPrivateKey(k.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseCA(ca.CertPEM(), block("EC PRIVATE KEY", sec1))
+	if err != nil {
+		t.Fatalf("SEC 1 key: %v", err)
+	}
+	if _, err := x509.ParsePKCS8PrivateKey(got.Key().Reveal()); err != nil {
+		t.Errorf("SEC 1 key not kept as PKCS#8: %v", err)
 	}
 }
 

@@ -90,9 +90,14 @@ func CheckPeerLeaf(leaf, ca *x509.Certificate, dnsNames []string, ips []net.IP, 
 // TLS 1.2 or newer, cert presented, and a client certificate required and
 // verified against the domain CA caCert (a peer without one, or with one of
 // another CA, fails the handshake).
+//
+// With a nil caCert it is the base of a Live's ServerConfig, which sets the
+// certificate and the CA at each handshake.
 func MutualTLSServer(cert tls.Certificate, caCert *x509.Certificate) *tls.Config {
 	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
+	if caCert != nil {
+		pool.AddCert(caCert)
+	}
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		CipherSuites: CipherSuites,

@@ -42,24 +42,26 @@ func NodeManagerKeyFile(h home.Home) string {
 // LoadCACert reads the domain CA certificate only (every host has it; only
 // the host that created the domain has the key). A missing file gives an
 // error wrapping ErrNoCA.
-func LoadCACert(h home.Home) (*x509.Certificate, error) {
-	data, err := os.ReadFile(CertFile(h))
+func LoadCACert(h home.Home) (*x509.Certificate, error) { return loadCACertFile(CertFile(h)) }
+
+func loadCACertFile(file string) (*x509.Certificate, error) {
+	data, err := os.ReadFile(file)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s is missing", ErrNoCA, CertFile(h))
+		return nil, fmt.Errorf("%w: %s is missing", ErrNoCA, file)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading CA certificate: %w", err)
 	}
 	b, _ := pem.Decode(data)
 	if b == nil || b.Type != "CERTIFICATE" {
-		return nil, fmt.Errorf("parsing %s: no CERTIFICATE PEM block", CertFile(h))
+		return nil, fmt.Errorf("parsing %s: no CERTIFICATE PEM block", file)
 	}
 	c, err := x509.ParseCertificate(b.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("parsing %s: %w", CertFile(h), err)
+		return nil, fmt.Errorf("parsing %s: %w", file, err)
 	}
 	if !c.IsCA {
-		return nil, fmt.Errorf("parsing %s: not a CA certificate", CertFile(h))
+		return nil, fmt.Errorf("parsing %s: not a CA certificate", file)
 	}
 	return c, nil
 }

@@ -186,10 +186,21 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 		return nil, errors.New("parsing CA certificate: not a CA certificate")
 	}
 	kb, _ := pem.Decode(keyPEM)
-	if kb == nil || kb.Type != "PRIVATE KEY" {
-		return nil, errors.New("parsing CA key: no PRIVATE KEY (PKCS#8) PEM block")
+	var k any
+	switch {
+	case kb == nil:
+		return nil, errors.New("parsing CA key: no PEM block (want PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY)")
+	case kb.Type == "ENCRYPTED PRIVATE KEY" || kb.Headers["Proc-Type"] != "":
+		return nil, errors.New("parsing CA key: the key is encrypted; give it unencrypted (openssl pkey -in KEY -out PLAIN.pem), kept 0600 (encryption at rest with a domain passphrase is later work)")
+	case kb.Type == "PRIVATE KEY":
+		k, err = x509.ParsePKCS8PrivateKey(kb.Bytes)
+	case kb.Type == "EC PRIVATE KEY":
+		k, err = x509.ParseECPrivateKey(kb.Bytes)
+	case kb.Type == "RSA PRIVATE KEY":
+		k, err = x509.ParsePKCS1PrivateKey(kb.Bytes)
+	default:
+		return nil, fmt.Errorf("parsing CA key: a PEM block of type %q (want PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY)", kb.Type)
 	}
-	k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
 	if err != nil {
 		return nil, fmt.Errorf("parsing CA key: %w", err)
 	}
@@ -206,7 +217,65 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 		return nil, errors.New("CA key does not match the CA certificate")
 	}
 	der := append([]byte(nil), kb.Bytes...)
+	if kb.Type != "PRIVATE KEY" {
+		if der, err = x509.MarshalPKCS8PrivateKey(k); err != nil {
+			// mutate:equivalent * a key that x509 parsed as EC or RSA marshals as PKCS#8
+			return nil, fmt.Errorf("parsing CA key: %w", err)
+		}
+	}
 	return &CA{Cert: cert, key: secret.New(der), signer: signer}, nil
+}
+
+// OperatorCAMinValidity is how long a CA that the operator provides must
+// still be valid: the node managers' and instances' certificates it signs
+// end with it.
+const OperatorCAMinValidity = 90 * 24 * time.Hour
+
+// CheckOperatorCA reports why ca, a CA the operator provides (managedomain
+// -i --domain_cert/--domain_key, or --submit_cert), cannot be the domain
+// CA: it must be a CA certificate (basic constraints) allowed to sign
+// certificates, valid now and for at least OperatorCAMinValidity more, and
+// allowed to sign certificates that sign nothing (a path length of 0 is
+// fine). ParseCA has checked that the key fits it.
+func CheckOperatorCA(cert *x509.Certificate) error {
+	now := time.Now()
+	switch {
+	case !cert.BasicConstraintsValid || !cert.IsCA:
+		return errors.New("it is not a CA certificate (basic constraints CA:TRUE)")
+	case cert.KeyUsage != 0 && cert.KeyUsage&x509.KeyUsageCertSign == 0:
+		return errors.New("its key usage does not allow signing certificates (keyCertSign)")
+	case now.Before(cert.NotBefore):
+		return fmt.Errorf("it is not valid before %s", cert.NotBefore.UTC().Format(time.RFC3339))
+	case cert.NotAfter.Sub(now) < OperatorCAMinValidity:
+		return fmt.Errorf("it expires %s: want at least %d days of validity", cert.NotAfter.UTC().Format(time.RFC3339), int(OperatorCAMinValidity/(24*time.Hour)))
+	}
+	return nil
+}
+
+// WithCert is ca with another certificate for the same key (the domain CA
+// certificate re-signed by the operator's CA: --submit_cert). The key must
+// fit it.
+func (ca *CA) WithCert(cert *x509.Certificate) (*CA, error) {
+	pub, err := x509.MarshalPKIXPublicKey(ca.signer.Public())
+	if err != nil {
+		// mutate:equivalent * the CA's own key always marshals (ParseCA and NewCA checked it)
+		return nil, err
+	}
+	if !bytes.Equal(pub, cert.RawSubjectPublicKeyInfo) {
+		return nil, errors.New("the certificate is not for the domain CA's key")
+	}
+	return &CA{Cert: cert, key: ca.key, signer: ca.signer}, nil
+}
+
+// CSR is a certificate signing request for the CA's key with the CA
+// certificate's subject, to have the domain CA signed by the operator's
+// own CA (managedomain --domain_csr).
+func (ca *CA) CSR() ([]byte, error) {
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: ca.Cert.Subject}, ca.signer)
+	if err != nil {
+		return nil, fmt.Errorf("creating the domain CA's certificate request: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}), nil
 }
 
 // Issue signs a certificate for pub with commonName and the given DNS names

@@ -1,8 +1,6 @@
 package supervisor
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,11 +40,17 @@ var errNoIdentity = errors.New("the node manager has no certificate yet to prese
 //
 // Lifecycle: made by NewMgmtClient without an identity; SetIdentity is
 // called once the node manager's certificate is loaded (when its listener
-// starts), and again whenever it changes. Until then every request fails
-// with errNoIdentity.
+// starts). Until then every request fails with errNoIdentity. The identity
+// is a pki.Live: when its files change (managedomain --regen_certs) the
+// next request uses a new transport with the new certificate, and the
+// connections made with the old one are closed once idle.
 // It is an http.RoundTripper and safe for concurrent use.
 type MgmtClient struct {
-	tr atomic.Pointer[http.Transport]
+	live atomic.Pointer[pki.Live]
+
+	mu sync.Mutex
+	id *pki.Identity // what tr was made with
+	tr *http.Transport
 }
 
 var _ http.RoundTripper = (*MgmtClient)(nil)
@@ -53,10 +58,26 @@ var _ http.RoundTripper = (*MgmtClient)(nil)
 // NewMgmtClient makes a client without an identity.
 func NewMgmtClient() *MgmtClient { return &MgmtClient{} }
 
-// SetIdentity makes the client present cert and trust caCert. Connections
-// made with an earlier identity are closed once idle.
-func (c *MgmtClient) SetIdentity(cert tls.Certificate, caCert *x509.Certificate) {
-	conf := pki.MutualTLSClient(cert, caCert)
+// SetIdentity makes the client present live's certificate and trust its
+// CA.
+func (c *MgmtClient) SetIdentity(live *pki.Live) { c.live.Store(live) }
+
+// transport is the transport for the current identity.
+func (c *MgmtClient) transport() (*http.Transport, error) {
+	live := c.live.Load()
+	if live == nil {
+		return nil, errNoIdentity
+	}
+	id, err := live.Load()
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.id == id {
+		return c.tr, nil
+	}
+	conf := pki.MutualTLSClient(id.Cert, id.CA)
 	conf.NextProtos = []string{"http/1.1"}
 	tr := &http.Transport{
 		Proxy:                 nil,
@@ -67,19 +88,21 @@ func (c *MgmtClient) SetIdentity(cert tls.Certificate, caCert *x509.Certificate)
 		MaxIdleConnsPerHost:   4,
 		IdleConnTimeout:       60 * time.Second,
 	}
-	if old := c.tr.Swap(tr); old != nil {
-		old.CloseIdleConnections()
+	if c.tr != nil {
+		c.tr.CloseIdleConnections()
 	}
+	c.id, c.tr = id, tr
+	return tr, nil
 }
 
 // RoundTrip sends req over mutual TLS (req's URL from InstanceURL).
 func (c *MgmtClient) RoundTrip(req *http.Request) (*http.Response, error) {
-	tr := c.tr.Load()
-	if tr == nil {
+	tr, err := c.transport()
+	if err != nil {
 		if req.Body != nil {
 			req.Body.Close()
 		}
-		return nil, errNoIdentity
+		return nil, err
 	}
 	return tr.RoundTrip(req)
 }

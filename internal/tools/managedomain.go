@@ -274,7 +274,7 @@ func init() {
 				"\"Node Manager Group\", and copies this binary into posix/bin with a link per tool.\n" +
 				"Without --password or --password_file it asks for the password (twice on a terminal;\n" +
 				"otherwise one line of standard input). A second -i on the same directory is refused.",
-			Synopsis: "--domain_name NAME --username U [--password P | --password_file F] [--port N] [--host_name H] [--nm_address IP]",
+			Synopsis: "--domain_name NAME --username U [--password P | --password_file F] [--port N] [--host_name H] [--nm_address IP] [--domain_cert F --domain_key F]",
 			Params: []mdParam{
 				{Long: "domain_name", Arg: "NAME", Help: "the domain name", Required: true},
 				{Long: "username", Arg: "U", Help: "the first admin user", Required: true},
@@ -283,6 +283,8 @@ func init() {
 				{Long: "port", Arg: "N", Help: "this host's Admin Node Manager management port (default 8090)"},
 				{Long: "host_name", Arg: "H", Help: "this host's name in the topology (default: the system host name)"},
 				{Long: "nm_address", Arg: "IP", Help: "the IP the node manager listens on (default: every interface)"},
+				{Long: "domain_cert", Arg: "F", Help: "use your own CA as the domain CA: its certificate (PEM; with --domain_key)"},
+				{Long: "domain_key", Arg: "F", Help: "its private key (PEM, unencrypted: PKCS#8, or SEC 1 / PKCS#1)"},
 			},
 			Run: mdInitialize,
 		},
@@ -635,6 +637,10 @@ func mdInitialize(ctx context.Context, s *mdSession, v mdValues) error {
 	if err := s.home.CheckDomain(); err == nil {
 		return fmt.Errorf("a domain %w in %s (groups/topology.json); use another install directory (%s) or remove this one first", topology.ErrExists, s.home.Dir, home.EnvHome)
 	}
+	ca, err := operatorCA(v)
+	if err != nil {
+		return err
+	}
 	var pw secret.Value
 	switch {
 	case v.has("password"):
@@ -661,7 +667,7 @@ func mdInitialize(ctx context.Context, s *mdSession, v mdValues) error {
 	}
 	t, err := domain.Init(ctx, s.home, domain.InitOptions{
 		DomainName: v["domain_name"], HostName: v["host_name"], Username: v["username"], Password: pw,
-		Port: port, Address: v["nm_address"], Actor: s.actor, Exe: exe, ToolNames: LinkedNames(),
+		Port: port, Address: v["nm_address"], Actor: s.actor, Exe: exe, ToolNames: LinkedNames(), CA: ca,
 	})
 	if err != nil {
 		return err
@@ -671,7 +677,7 @@ func mdInitialize(ctx context.Context, s *mdSession, v mdValues) error {
 	s.out("  host %q (%s), Admin Node Manager %s on port %d (https)\n", t.Hosts[0].Name, t.Hosts[0].ID, nm.ID, nm.ManagementPort)
 	s.out("  admin user %q\n", v["username"])
 	if ca, err := pki.LoadCA(s.home); err == nil {
-		s.out("  domain CA %s\n  SHA-256 fingerprint %s\n", pki.CertFile(s.home), ca.Fingerprint())
+		s.out("  domain CA %s (%s)\n  SHA-256 fingerprint %s\n", pki.CertFile(s.home), ca.Cert.Subject.CommonName, ca.Fingerprint())
 	}
 	s.out("Next: managedomain -c -n NAME -g GROUP creates a gateway instance.\n")
 	return nil

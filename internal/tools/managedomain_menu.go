@@ -44,8 +44,6 @@ var vendorMenu = []string{
 // menuLater says why an option of the vendor's menu is not there yet.
 var menuLater = map[int]string{
 	23: "group passphrases come with the encryption of the install directory's secrets (docs/managedomain.md)",
-	24: "regenerating the domain's certificates is later work (docs/managedomain.md)",
-	26: "submitting a certificate signed by another CA is later work (docs/managedomain.md)",
 }
 
 // errInputEnded ends the menu when standard input ends in the middle of an
