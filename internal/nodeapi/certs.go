@@ -5,9 +5,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
@@ -213,10 +211,13 @@ type RegenOptions struct {
 	// rest).
 	CA    *pki.CA
 	NewCA bool
-	// LocalHostID is the ANM's host (this one): called at 127.0.0.1 and
-	// committed last.
+	// LocalHostID is the ANM's host (this one): called at LocalAddr
+	// (LocalAddr of its configuration) and committed last.
 	LocalHostID string
-	LocalPort   int
+	LocalAddr   string
+	// LocalListen is the address in this host's nodemanager.yaml, which
+	// its certificate names (the ANM's node manager has no address tag).
+	LocalListen string
 	// Progress is told each step ("" when nil).
 	Progress func(string)
 }
@@ -244,11 +245,7 @@ func RegenCerts(ctx context.Context, h home.Home, c *NodeClient, t *topology.Top
 	var local *Peer
 	for _, p := range Peers(t, "") {
 		if p.HostID == o.LocalHostID {
-			port := o.LocalPort
-			if port == 0 {
-				port = domain.DefaultNodeManagerPort
-			}
-			p.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+			p.Addr = o.LocalAddr
 			lp := p
 			local = &lp
 			continue
@@ -285,6 +282,9 @@ func RegenCerts(ctx context.Context, h home.Home, c *NodeClient, t *topology.Top
 					addr = sv.Tags[domain.TagAddress]
 				}
 			}
+		}
+		if addr == "" && p.HostID == o.LocalHostID {
+			addr = o.LocalListen
 		}
 		csr, dns, ips, err := checkJoinCSR([]byte(ans.NodeManagerCSR), hostName, addr)
 		if err != nil {
@@ -338,11 +338,11 @@ func RegenCerts(ctx context.Context, h home.Home, c *NodeClient, t *topology.Top
 }
 
 // CheckHosts calls GET /nm/status on every node manager of t (the local
-// one, localHostID, at 127.0.0.1:localPort) with a new client of h, that
+// one, localHostID, at localAddr) with a new client of h, that
 // is with this host's certificates as they are on disk now, and returns
 // each host's error (nil: it answered). It shows that a regeneration left
 // the domain working.
-func CheckHosts(ctx context.Context, h home.Home, t *topology.Topology, localHostID string, localPort int) (map[string]error, error) {
+func CheckHosts(ctx context.Context, h home.Home, t *topology.Topology, localHostID, localAddr string) (map[string]error, error) {
 	c, err := NewNodeClient(h)
 	if err != nil {
 		return nil, err
@@ -351,10 +351,7 @@ func CheckHosts(ctx context.Context, h home.Home, t *topology.Topology, localHos
 	out := map[string]error{}
 	for _, p := range Peers(t, "") {
 		if p.HostID == localHostID {
-			if localPort == 0 {
-				localPort = domain.DefaultNodeManagerPort
-			}
-			p.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(localPort))
+			p.Addr = localAddr
 		}
 		out[p.HostID] = c.call(ctx, p, http.MethodGet, "/nm/status", nil, nil)
 	}

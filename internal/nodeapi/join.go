@@ -144,18 +144,29 @@ func NewANMClient(h home.Home) (*ANMClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	addr := conf.ANMAddress
-	port := conf.ANMPort
-	if addr == "" {
-		addr, port = conf.Address, conf.Port
-		if ip := net.ParseIP(addr); addr == "" || (ip != nil && ip.IsUnspecified()) {
-			addr = "127.0.0.1"
+	addr := LocalAddr(conf)
+	if conf.ANMAddress != "" {
+		port := conf.ANMPort
+		if port == 0 {
+			port = domain.DefaultNodeManagerPort
 		}
+		addr = net.JoinHostPort(conf.ANMAddress, strconv.Itoa(port))
+	}
+	return &ANMClient{c: c, peer: Peer{HostID: "the Admin Node Manager's host", NodeManagerID: "(Admin Node Manager)", Addr: addr}}, nil
+}
+
+// LocalAddr is where a tool of this host reaches its own node manager
+// (conf): its listen address, or 127.0.0.1 when it listens on every
+// interface, and its port.
+func LocalAddr(conf domain.NodeManagerConf) string {
+	addr, port := conf.Address, conf.Port
+	if ip := net.ParseIP(addr); addr == "" || (ip != nil && ip.IsUnspecified()) {
+		addr = "127.0.0.1"
 	}
 	if port == 0 {
 		port = domain.DefaultNodeManagerPort
 	}
-	return &ANMClient{c: c, peer: Peer{HostID: "the Admin Node Manager's host", NodeManagerID: "(Admin Node Manager)", Addr: net.JoinHostPort(addr, strconv.Itoa(port))}}, nil
+	return net.JoinHostPort(addr, strconv.Itoa(port))
 }
 
 // Addr is the Admin Node Manager's host:port.

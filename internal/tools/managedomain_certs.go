@@ -175,7 +175,7 @@ func (s *mdSession) regenCerts(ctx context.Context, retain bool, submitted *x509
 	defer c.Close()
 	s.out("Regenerating the certificates of %d host(s) with the domain CA %q (%s):\n", len(nodeapi.Peers(t, "")), ca.Cert.Subject.CommonName, map[bool]string{true: "new", false: "kept"}[newCA])
 	rep, rerr := nodeapi.RegenCerts(ctx, s.home, c, t, nodeapi.RegenOptions{
-		CA: ca, NewCA: newCA, LocalHostID: nc.HostID, LocalPort: nc.Port,
+		CA: ca, NewCA: newCA, LocalHostID: nc.HostID, LocalAddr: nodeapi.LocalAddr(nc), LocalListen: nc.Address,
 		Progress: func(line string) { s.out("%s\n", line) },
 	})
 	action := "regenerate certificates"
@@ -196,7 +196,7 @@ func (s *mdSession) regenCerts(ctx context.Context, retain bool, submitted *x509
 	if rerr != nil {
 		return rerr
 	}
-	checked, err := nodeapi.CheckHosts(ctx, s.home, t, nc.HostID, nc.Port)
+	checked, err := nodeapi.CheckHosts(ctx, s.home, t, nc.HostID, nodeapi.LocalAddr(nc))
 	if err != nil {
 		return err
 	}
