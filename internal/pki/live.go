@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -102,6 +103,12 @@ func loadIdentity(certFile, keyFile, caFile string) (*Identity, error) {
 	}
 	if err := CheckPeerCA(cert.Leaf, ca); err != nil {
 		return nil, fmt.Errorf("%s is not signed by the domain CA of %s: %w", certFile, caFile, err)
+	}
+	if !bytes.Equal(ca.RawIssuer, ca.RawSubject) {
+		// A domain CA that the operator's CA signed (--submit_cert, or -i
+		// --domain_cert with an intermediate): sent with the certificate,
+		// so that a client trusting the operator's root can verify it.
+		cert.Certificate = append(cert.Certificate, ca.Raw)
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
