@@ -26,6 +26,8 @@ func TestOpenAPIEveryNodeRouteAnswered(t *testing.T) {
 		"nmPutInstanceCertificate": `{"certificate":"not a certificate"}`,
 		"nmPutTopology":            `{}`,
 		"nmPutArchive":             `{"meta":{"group":"group-1","id":1},"archive":""}`,
+		"nmRenewCerts":             `{"caCertificate":"not a certificate"}`,
+		"nmPutPendingCerts":        `{"nodeManagerCertificate":"not a certificate"}`,
 		"nmInstanceAction":         "",
 	}
 	apitest.CallEveryOperation(t, doc, "/nm/", "https://"+n.Addr(), apitest.TLSClient(roots, cert),
