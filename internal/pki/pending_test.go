@@ -1,0 +1,275 @@
+package pki
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// pendingSet begins a set on h for ca with a node manager key and one
+// instance key, signed by signer (ca when nil), and returns their PEMs.
+func pendingSet(t *testing.T, p Pending, ca, signer *CA) (nmCert, instCert []byte) {
+	t.Helper()
+	if signer == nil {
+		signer = ca
+	}
+	if err := p.Begin(ca.CertPEM()); err != nil {
+		t.Fatal(err)
+	}
+	sign := func(csrPEM, cn string) []byte {
+		csr, err := ParseCSR([]byte(csrPEM))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := signer.SignCSR(csr, cn, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	csr, err := p.NodeManagerCSR("Gatehouse Node Manager nodemanager-1 (host-1)", []string{"localhost"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nmCert = sign(csr, "Gatehouse Node Manager nodemanager-1 (host-1)")
+	csr, err = p.InstanceCSR("group-2", "instance-1", []string{"localhost"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	instCert = sign(csr, InstanceCommonName("group-2", "instance-1"))
+	return nmCert, instCert
+}
+
+// TestPendingCommit: a complete set moves into place (keys and
+// certificates of the node manager and the instance, the CA certificate
+// and, for a new CA, its key), and the pending directory is gone.
+func TestPendingCommit(t *testing.T) {
+	h := newHome(t)
+	old, _ := NewCA("D")
+	if err := old.Save(h); err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := NewCA("D")
+	p := PendingFor(h)
+	nmCert, instCert := pendingSet(t, p, ca, nil)
+	if err := p.PutNodeManagerCert("Gatehouse Node Manager nodemanager-1 (host-1)", nmCert); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.PutInstanceCert("group-2", "instance-1", instCert); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.PutCAKey(old); err == nil {
+		t.Error("PutCAKey took the key of another CA than the pending one")
+	}
+	if err := p.PutCAKey(ca); err != nil {
+		t.Fatal(err)
+	}
+	nm, insts, err := p.Summary()
+	if err != nil || !nm || len(insts) != 1 || insts[0] != "instance-1" {
+		t.Errorf("Summary: %v %v %v", nm, insts, err)
+	}
+	if fi, err := os.Stat(p.Dir()); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("pending directory: %v %v", fi, err)
+	}
+	if err := p.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p.Dir()); !os.IsNotExist(err) {
+		t.Errorf("the pending directory is still there: %v", err)
+	}
+	got, err := LoadCA(h)
+	if err != nil || !got.Cert.Equal(ca.Cert) {
+		t.Fatalf("the CA in place: %v", err)
+	}
+	kp, err := LoadKeyPair(NodeManagerCertFile(h), NodeManagerKeyFile(h))
+	if err != nil || !bytes.Equal(kp.Certificate[0], mustDER(t, nmCert)) {
+		t.Errorf("node manager pair in place: %v", err)
+	}
+	kp, err = LoadKeyPair(InstanceCertFile(h, "group-2", "instance-1"), InstanceKeyFile(h, "group-2", "instance-1"))
+	if err != nil || !bytes.Equal(kp.Certificate[0], mustDER(t, instCert)) {
+		t.Errorf("instance pair in place: %v", err)
+	}
+	if fi, err := os.Stat(InstanceKeyFile(h, "group-2", "instance-1")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("instance key mode: %v %v", fi, err)
+	}
+	if err := p.Commit(); err == nil || !strings.Contains(err.Error(), "no certificates are pending") {
+		t.Errorf("a second commit: %v", err)
+	}
+}
+
+func mustDER(t *testing.T, p []byte) []byte {
+	t.Helper()
+	b, _ := pem.Decode(p)
+	if b == nil {
+		t.Fatal("no PEM")
+	}
+	return b.Bytes
+}
+
+// TestPendingRefuses: certificates of another CA, for another name, or for
+// another key are refused; a key without its certificate does not move;
+// Discard drops a set; a commit cut short is finished by
+// FinishPendingCommit, and Begin and Discard leave it alone.
+func TestPendingRefuses(t *testing.T) {
+	h := newHome(t)
+	ca, _ := NewCA("D")
+	if err := ca.Save(h); err != nil {
+		t.Fatal(err)
+	}
+	p := PendingFor(h)
+	if err := p.Begin([]byte("junk")); err == nil {
+		t.Error("Begin took a CA certificate that is not one")
+	}
+	leaf, _ := ca.IssueKeyPair("leaf", nil, nil, true)
+	if err := p.Begin(leaf.CertPEM); err == nil || !strings.Contains(err.Error(), "not a CA") {
+		t.Errorf("Begin with a leaf: %v", err)
+	}
+	other, _ := NewCA("other")
+	nmCert, instCert := pendingSet(t, p, ca, other)
+	if err := p.PutNodeManagerCert("Gatehouse Node Manager nodemanager-1 (host-1)", nmCert); err == nil || !strings.Contains(err.Error(), "not signed by the CA being put in place") {
+		t.Errorf("a certificate of another CA: %v", err)
+	}
+	nmCert, instCert = pendingSet(t, p, ca, nil)
+	if err := p.PutNodeManagerCert("Gatehouse Node Manager nodemanager-2 (host-2)", nmCert); err == nil || !strings.Contains(err.Error(), "not \"Gatehouse Node Manager nodemanager-2") {
+		t.Errorf("a certificate for another node manager: %v", err)
+	}
+	// The instance's certificate offered as the node manager's: another
+	// name; one for another key: refused and not kept.
+	foreign, _ := ca.IssueKeyPair("Gatehouse Node Manager nodemanager-1 (host-1)", nil, nil, true)
+	if err := p.PutNodeManagerCert("Gatehouse Node Manager nodemanager-1 (host-1)", foreign.CertPEM); err == nil || !strings.Contains(err.Error(), "does not fit the key") {
+		t.Errorf("a certificate for another key: %v", err)
+	}
+	if _, err := os.Stat(p.nmCertFile()); err == nil {
+		t.Error("a certificate for another key was kept")
+	}
+	// Only the instance's certificate: the node manager's key stays behind.
+	if err := p.PutInstanceCert("group-2", "instance-1", instCert); err != nil {
+		t.Fatal(err)
+	}
+	nm, insts, _ := p.Summary()
+	if nm || len(insts) != 1 {
+		t.Errorf("Summary of a set without the node manager's certificate: %v %v", nm, insts)
+	}
+	if err := p.Discard(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p.Dir()); !os.IsNotExist(err) {
+		t.Errorf("Discard left %s", p.Dir())
+	}
+	if done, err := FinishPendingCommit(h); done || err != nil {
+		t.Errorf("FinishPendingCommit without a set: %v %v", done, err)
+	}
+
+	// A commit cut short after its marker: the node manager's start
+	// finishes it; Begin and Discard do not touch it.
+	nmCert, _ = pendingSet(t, p, ca, nil)
+	if err := p.PutNodeManagerCert("Gatehouse Node Manager nodemanager-1 (host-1)", nmCert); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p.marker(), []byte("commit\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Begin(ca.CertPEM()); err == nil {
+		t.Error("Begin replaced a set being committed")
+	}
+	if err := p.Discard(); err == nil {
+		t.Error("Discard dropped a set being committed")
+	}
+	done, err := FinishPendingCommit(h)
+	if !done || err != nil {
+		t.Fatalf("FinishPendingCommit: %v %v", done, err)
+	}
+	kp, err := LoadKeyPair(NodeManagerCertFile(h), NodeManagerKeyFile(h))
+	if err != nil || !bytes.Equal(kp.Certificate[0], mustDER(t, nmCert)) {
+		t.Errorf("after FinishPendingCommit the node manager pair is not the pending one: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(p.Dir())); !os.IsNotExist(err) {
+		t.Errorf("FinishPendingCommit left %s", p.Dir())
+	}
+}
+
+// TestParseCARSA: an operator's RSA CA in PKCS#1 form is taken.
+func TestParseCARSA(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: randomSerial(), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	tmpl.NotBefore = tmpl.NotBefore.AddDate(2020, 0, 0)
+	tmpl.NotAfter = tmpl.NotBefore.AddDate(100, 0, 0)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	ca, err := ParseCA(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckOperatorCA(ca.Cert); err != nil {
+		t.Errorf("CheckOperatorCA: %v", err)
+	}
+	if _, err := ca.IssueKeyPair("leaf", []string{"localhost"}, nil, true); err != nil {
+		t.Errorf("issuing with an RSA CA: %v", err)
+	}
+}
+
+// TestCheckOperatorCA: what may be the domain CA.
+func TestCheckOperatorCA(t *testing.T) {
+	ca, _ := NewCA("D")
+	now := ca.Cert.NotBefore
+	mk := func(edit func(*x509.Certificate)) *x509.Certificate {
+		c := *ca.Cert
+		edit(&c)
+		return &c
+	}
+	tests := []struct {
+		name string
+		cert *x509.Certificate
+		want string
+	}{
+		{"generated", ca.Cert, ""},
+		{"no basic constraints", mk(func(c *x509.Certificate) { c.BasicConstraintsValid = false }), "not a CA certificate"},
+		{"not a CA", mk(func(c *x509.Certificate) { c.IsCA = false }), "not a CA certificate"},
+		{"no keyCertSign", mk(func(c *x509.Certificate) { c.KeyUsage = x509.KeyUsageDigitalSignature }), "keyCertSign"},
+		{"no key usage at all", mk(func(c *x509.Certificate) { c.KeyUsage = 0 }), ""},
+		{"not yet valid", mk(func(c *x509.Certificate) { c.NotBefore = now.AddDate(0, 0, 2) }), "not valid before"},
+		{"89 days left", mk(func(c *x509.Certificate) { c.NotAfter = now.AddDate(0, 0, 89) }), "at least 90 days"},
+		{"91 days left", mk(func(c *x509.Certificate) { c.NotAfter = now.AddDate(0, 0, 91) }), ""},
+	}
+	for _, tt := range tests {
+		err := CheckOperatorCA(tt.cert)
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%s: got %v, want %q", tt.name, err, tt.want)
+		}
+	}
+	// WithCert takes a certificate for the CA's key only; CSR asks for
+	// the CA's subject with its key.
+	other, _ := NewCA("D")
+	if _, err := ca.WithCert(other.Cert); err == nil {
+		t.Error("WithCert took a certificate for another key")
+	}
+	same, err := ca.WithCert(ca.Cert)
+	if err != nil || same.Cert != ca.Cert {
+		t.Errorf("WithCert with its own certificate: %v", err)
+	}
+	csrPEM, err := ca.CSR()
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := ParseCSR(csrPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := x509.MarshalPKIXPublicKey(csr.PublicKey)
+	if csr.Subject.CommonName != ca.Cert.Subject.CommonName || !bytes.Equal(pub, ca.Cert.RawSubjectPublicKeyInfo) {
+		t.Errorf("CSR: subject %q, key of the CA %v", csr.Subject, bytes.Equal(pub, ca.Cert.RawSubjectPublicKeyInfo))
+	}
+}
