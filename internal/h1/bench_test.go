@@ -251,9 +251,14 @@ func TestIdleConnMemory(t *testing.T) {
 		return ms.HeapInuse + ms.StackInuse
 	}
 	// Warm up pools and the runtime with a first connection.
+	// Every read is bounded: a server that sends less than it announces
+	// fails the test instead of hanging it.
 	warm := dial(t, addr)
+	warm.SetDeadline(soon(t))
 	io.WriteString(warm, benchRequest)
-	readSmallResponse(bufio.NewReader(warm), make([]byte, 512))
+	if err := readSmallResponse(bufio.NewReader(warm), make([]byte, 512)); err != nil {
+		t.Fatal(err)
+	}
 	before := measure()
 	conns := make([]net.Conn, 0, n)
 	buf := make([]byte, 512)
@@ -263,6 +268,7 @@ func TestIdleConnMemory(t *testing.T) {
 			t.Fatal(err)
 		}
 		conns = append(conns, c)
+		c.SetDeadline(soon(t))
 		io.WriteString(c, benchRequest)
 		if err := readSmallResponse(bufio.NewReaderSize(c, 512), buf); err != nil {
 			t.Fatal(err)

@@ -280,7 +280,7 @@ func (r *response) commit(final bool) {
 		h = append(h, '\r', '\n')
 	}
 	switch {
-	case r.status == 101:
+	case r.status == 101: // mutate:equivalent const a 101 matches none of the cases below either: noBody (no chunking) and cl stays -1 (WriteHeader reads no length for it)
 	case r.chunked:
 		h = append(h, "Transfer-Encoding: chunked\r\n"...)
 	case r.cl >= 0 && (r.status != 304 || r.hdr.Has("Content-Length")):
@@ -302,10 +302,10 @@ func (r *response) commit(final bool) {
 	ex.hbuf = h
 	// Insert the head before the deferred body bytes.
 	need := len(h) + deferred
-	if r.chunked && deferred > 0 {
-		need += 2
+	if r.chunked && deferred > 0 { // mutate:equivalent * need only sizes the buffer: the append below grows it when short
+		need += 2 // mutate:equivalent * need only sizes the buffer: the append below grows it when short
 	}
-	if need > cap(ex.wbuf) {
+	if need > cap(ex.wbuf) { // mutate:equivalent boundary growing a buffer that is just large enough changes nothing but the allocation
 		nb := make([]byte, len(ex.wbuf), need+writeBufSize)
 		copy(nb, ex.wbuf)
 		ex.wbuf = nb
