@@ -27,6 +27,7 @@ func TestOpenAPIEveryNodeRouteAnswered(t *testing.T) {
 		"nmPutTopology":            `{}`,
 		"nmPutArchive":             `{"meta":{"group":"group-1","id":1},"archive":""}`,
 		"nmInstanceAction":         "",
+		"nmSetPort":                `{"port":0}`,
 	}
 	apitest.CallEveryOperation(t, doc, "/nm/", "https://"+n.Addr(), apitest.TLSClient(roots, cert),
 		map[string]string{"instanceID": "instance-9", "action": "status", "path": "healthcheck", "groupID": "group-1", "archiveID": "1"},
