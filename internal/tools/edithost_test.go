@@ -266,9 +266,10 @@ func TestEditHostMetricsAndService(t *testing.T) {
 	if r := metrics(second); r.code != 403 {
 		t.Errorf("metrics of a joined host without a client certificate: got %d %s", r.code, r.body)
 	}
-	// On the ANM: an admin user (metrics.read), or a domain certificate.
-	if r := edit(anm.h, "--host", "first", "--metrics", "on"); r.Code != 0 {
-		t.Fatalf("--metrics on for the ANM: %s", r)
+	// On the ANM: an admin user (metrics.read), or a domain certificate;
+	// turned on through the interpreter.
+	if r := anm.h.Run("edit_host --host first --metrics on --username admin --password_file "+pw+"\nquit\n", "managedomain"); r.Code != 0 || !strings.Contains(r.Stdout, "metrics of node manager nodemanager-1 of host host-1: on") {
+		t.Fatalf("interpreter: edit_host --metrics on for the ANM: %s", r)
 	}
 	if r := metrics(anm, "-u", adminCreds); r.code != 200 || !strings.Contains(r.body, `node_manager_id="nodemanager-1"`) {
 		t.Errorf("ANM metrics with an admin user: got %d %.300s", r.code, r.body)
@@ -276,9 +277,11 @@ func TestEditHostMetricsAndService(t *testing.T) {
 	if r := metrics(anm); r.code != 401 {
 		t.Errorf("ANM metrics without credentials: got %d %s", r.code, r.body)
 	}
-	r = edit(anm.h, "--host", "second", "--metrics", "off")
-	if r.Code != 0 || !strings.Contains(r.Stdout, "off (GET /metrics answers 404)") {
-		t.Fatalf("--metrics off: %s", r)
+	// Off through the menu (option 2: host, new name, port, metrics,
+	// service, user, password).
+	r = anm.h.Run("2\nsecond\n\n\noff\n\nadmin\nchangeme-Secret1\nq\n", "managedomain", "--menu")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "Metrics at GET /metrics: on or off") || !strings.Contains(r.Stdout, "off (GET /metrics answers 404)") {
+		t.Fatalf("menu 2, metrics off: %s", r)
 	}
 	inStep(t, "metrics off", anm.h, second.h)
 	if r := metrics(second, own...); r.code != 404 {
