@@ -56,16 +56,17 @@ func setNodeManagerConfInt(h home.Home, key string, v int) error {
 		return fmt.Errorf("%s: want a mapping of settings: %w", path, topology.ErrInvalid)
 	}
 	m := doc.Content[0]
-	val := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.Itoa(v)}
 	set := false
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		if m.Content[i].Value == key {
-			m.Content[i+1] = val
+			// In place: the value's comments stay.
+			n := m.Content[i+1]
+			n.Kind, n.Tag, n.Value, n.Style, n.Content = yaml.ScalarNode, "!!int", strconv.Itoa(v), 0, nil
 			set = true
 		}
 	}
 	if !set {
-		m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key}, val)
+		m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: key}, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.Itoa(v)})
 	}
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
