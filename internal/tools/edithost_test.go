@@ -245,9 +245,9 @@ func TestEditHostMetricsAndService(t *testing.T) {
 	for _, want := range []string{
 		`gatehouse_nodemanager_build_info{`,
 		`node_manager_id="nodemanager-2"`,
-		`gatehouse_nodemanager_instance_up{group_id="` + group.ID + `",group_name="G",instance_id="`+svc.ID+`",instance_name="two"} 1`,
-		`gatehouse_nodemanager_instance_restarts_total{group_id="` + group.ID + `",group_name="G",instance_id="`+svc.ID+`",instance_name="two"} 0`,
-		`gatehouse_nodemanager_instance_status{group_id="` + group.ID + `",group_name="G",instance_id="`+svc.ID+`",instance_name="two",status="running"} 1`,
+		`gatehouse_nodemanager_instance_up{group_id="` + group.ID + `",group_name="G",instance_id="` + svc.ID + `",instance_name="two"} 1`,
+		`gatehouse_nodemanager_instance_restarts_total{group_id="` + group.ID + `",group_name="G",instance_id="` + svc.ID + `",instance_name="two"} 0`,
+		`gatehouse_nodemanager_instance_status{group_id="` + group.ID + `",group_name="G",instance_id="` + svc.ID + `",instance_name="two",status="running"} 1`,
 	} {
 		if !strings.Contains(r2.body, want) {
 			t.Errorf("metrics lack %q:\n%s", want, r2.body)
@@ -257,7 +257,7 @@ func TestEditHostMetricsAndService(t *testing.T) {
 		// The phase and in-service state come with the first /status probe (every 2 s).
 		time.Sleep(3 * time.Second)
 		r2 = metrics(second, own...)
-		for _, want := range []string{`instance_id="`+svc.ID+`",instance_name="two",phase="serving"} 1`, "gatehouse_nodemanager_instance_in_service{"} {
+		for _, want := range []string{`instance_id="` + svc.ID + `",instance_name="two",phase="serving"} 1`, "gatehouse_nodemanager_instance_in_service{"} {
 			if !strings.Contains(r2.body, want) {
 				t.Errorf("metrics lack %q:\n%s", want, r2.body)
 			}
