@@ -19,11 +19,12 @@ import (
 // Node Manager's own port changed: where its management API is from now on
 // (this answer is the last one given on the old port).
 type hostEdit struct {
-	ID            string      `json:"id"`
-	Name          string      `json:"name"`
-	NodeManager   *hostEditNM `json:"nodeManager,omitempty"`
-	ManagementAPI string      `json:"managementAPI,omitempty"`
-	version       int64       // of the topology written
+	ID            string            `json:"id"`
+	Name          string            `json:"name"`
+	Tags          map[string]string `json:"tags,omitempty"`
+	NodeManager   *hostEditNM       `json:"nodeManager,omitempty"`
+	ManagementAPI string            `json:"managementAPI,omitempty"`
+	version       int64             // of the topology written
 }
 
 type hostEditNM struct {
@@ -123,7 +124,7 @@ func (a *API) editHost(r *http.Request, id string, b hostBody, expect int64) (ho
 		if len(changes) == 0 {
 			return "", &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("nothing to change: host %s already is as asked", id)}
 		}
-		out = hostEdit{ID: h.ID, Name: h.Name}
+		out = hostEdit{ID: h.ID, Name: h.Name, Tags: h.Tags}
 		if nm != nil {
 			out.NodeManager = &hostEditNM{ID: nm.ID, Port: nm.ManagementPort, Address: nodeapi.PeerOf(t, nm).Addr, Metrics: nm.Tags[topology.TagMetrics] == "true"}
 		}
