@@ -49,6 +49,10 @@ type Config struct {
 	Instances nodeapi.Instances // this host's supervisor
 	Net       *nodeapi.Net      // the other hosts, through their node managers
 	Router    *nodeapi.Router   // the router of this host's instances
+	// SwitchPort moves this node manager's listener to another port
+	// (PUT /api/topology/hosts/{hostID} with "nodeManagerPort" for the
+	// ANM's own host); nil: refused.
+	SwitchPort func(port int) (nodeapi.PortSwitch, error)
 }
 
 // API is the management API under /api, served by the Admin Node Manager.
@@ -66,7 +70,9 @@ type API struct {
 	net    *nodeapi.Net
 	router *nodeapi.Router
 	auth   *authenticator
-	acl    *rbac.ACL // users.go; set by LoadAccess before serving
+
+	switchPort func(port int) (nodeapi.PortSwitch, error)
+	acl        *rbac.ACL // users.go; set by LoadAccess before serving
 
 	archives *deploy.Store // deployment.go: the domain's deployment archives
 	jobs     *jobs         // rollout.go: rollouts run by this ANM
@@ -79,7 +85,7 @@ type API struct {
 // New makes the management API of c. Call LoadAccess before serving.
 func New(c Config) *API {
 	a := &API{h: c.Home, conf: c.Conf, admin: c.Admin, store: c.Store, audit: c.Audit, log: c.Logger,
-		sup: c.Instances, net: c.Net, router: c.Router, auth: newAuthenticator(c.Home, c.Logger),
+		sup: c.Instances, net: c.Net, router: c.Router, auth: newAuthenticator(c.Home, c.Logger), switchPort: c.SwitchPort,
 		archives: deploy.NewStore(c.Home), jobs: newJobs(), uploads: make(chan struct{}, maxUploadsAtOnce)}
 	a.jobs.journal = newJournal(c.Home, c.Logger)
 	a.rolloutLease, _ = c.Conf.Rollout.Lease() // checked by LoadJobs, before serving

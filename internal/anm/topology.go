@@ -153,13 +153,18 @@ func (a *API) getTopology(w http.ResponseWriter, r *http.Request) {
 
 // ---- request bodies -------------------------------------------------------
 
-// hostBody is the body of POST and PUT /api/topology/hosts.
+// hostBody is the body of POST and PUT /api/topology/hosts. PUT changes
+// what it names: the name, the port of the host's node manager
+// (nodeManagerPort) and whether that node manager serves metrics
+// (metrics); POST takes the name only.
 type hostBody struct {
-	ID   string `json:"id,omitempty"`
-	Name string `json:"name"`
+	ID              string `json:"id,omitempty"`
+	Name            string `json:"name,omitempty"`
+	NodeManagerPort int    `json:"nodeManagerPort,omitempty"`
+	Metrics         *bool  `json:"metrics,omitempty"`
 }
 
-const hostFields = `"name" (and "id" in PUT /api/topology/hosts)`
+const hostFields = `"name" (and in PUT "nodeManagerPort", "metrics", and "id" in PUT /api/topology/hosts)`
 
 func parseHostBody(body io.Reader) (hostBody, error) {
 	var b hostBody
@@ -170,11 +175,16 @@ func parseHostBody(body io.Reader) (hostBody, error) {
 }
 
 func (b hostBody) Validate() error {
-	if err := topology.ValidateName("host", b.Name); err != nil {
-		return &apihttp.Error{Code: http.StatusBadRequest, Msg: err.Error()}
+	if b.Name != "" || (b.NodeManagerPort == 0 && b.Metrics == nil) {
+		if err := topology.ValidateName("host", b.Name); err != nil {
+			return &apihttp.Error{Code: http.StatusBadRequest, Msg: err.Error()}
+		}
 	}
 	if b.ID != "" && !strings.HasPrefix(b.ID, topology.KindHost+"-") {
 		return &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("id %q is not a host id (host-N)", b.ID)}
+	}
+	if b.NodeManagerPort < 0 || b.NodeManagerPort > 65535 {
+		return &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("nodeManagerPort %d: want 1 to 65535", b.NodeManagerPort)}
 	}
 	return nil
 }
@@ -288,6 +298,10 @@ func (a *API) createHost(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, &apihttp.Error{Code: http.StatusBadRequest, Msg: `a new host's id is given by the topology; leave "id" out`})
 		return
 	}
+	if b.NodeManagerPort != 0 || b.Metrics != nil || b.Name == "" {
+		a.fail(w, r, &apihttp.Error{Code: http.StatusBadRequest, Msg: `a new host takes "name" only (a host with a node manager joins with managedomain -a)`})
+		return
+	}
 	var out topology.Host
 	t, err := a.store.Update(r.Context(), actor(r), "create host", expect, func(t *topology.Topology) (string, error) {
 		if err := t.HostNameFree(b.Name, ""); err != nil {
@@ -305,8 +319,10 @@ func (a *API) createHost(w http.ResponseWriter, r *http.Request) {
 	apihttp.WriteChange(w, http.StatusCreated, out, t.Version)
 }
 
-// PUT /api/topology/hosts/{hostID} {"name"} or PUT /api/topology/hosts
-// {"id","name"}: renames a host.
+// PUT /api/topology/hosts/{hostID} {"name","nodeManagerPort","metrics"}
+// or PUT /api/topology/hosts {"id",...}: renames a host, moves its node
+// manager to another port, turns its node manager's metrics on or off
+// (hostedit.go).
 func (a *API) updateHost(w http.ResponseWriter, r *http.Request) {
 	expect, err := expectedVersion(r)
 	if err != nil {
@@ -329,25 +345,12 @@ func (a *API) updateHost(w http.ResponseWriter, r *http.Request) {
 	case id == "":
 		id = b.ID
 	}
-	var out topology.Host
-	t, err := a.store.Update(r.Context(), actor(r), "rename host", expect, func(t *topology.Topology) (string, error) {
-		h, err := t.Host(id)
-		if err != nil {
-			return "", err
-		}
-		if err := t.HostNameFree(b.Name, id); err != nil {
-			return "", err
-		}
-		detail := fmt.Sprintf("host %s %q to %q", id, h.Name, b.Name)
-		h.Name = b.Name
-		out = *h
-		return detail, nil
-	})
+	out, err := a.editHost(r, id, b, expect)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	apihttp.WriteChange(w, http.StatusOK, out, t.Version)
+	apihttp.WriteChange(w, http.StatusOK, out, out.version)
 }
 
 // DELETE /api/topology/hosts/{hostID}: only a host without instances (its

@@ -57,6 +57,15 @@ func (a *API) AuthorizeJoin(next http.Handler) http.Handler {
 	return a.auth.middleware(a.authorizeAs(http.MethodPost, "/api/topology/hosts", next))
 }
 
+// AuthorizeMetrics authenticates GET /metrics of the Admin Node Manager's
+// listener (HTTP Basic or a session, as Authenticate) and lets through only
+// a user whose roles allow it (metrics.read); others get 403 naming the
+// permission. The node manager uses it for callers without a domain
+// certificate.
+func (a *API) AuthorizeMetrics(next http.Handler) http.Handler {
+	return a.auth.middleware(a.authorize(next))
+}
+
 // authorize lets through a request of an authenticated user (the context
 // holds the name) whose roles allow its method and path; others get 403
 // naming the permission they lack.

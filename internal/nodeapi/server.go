@@ -65,7 +65,10 @@ import (
 //	POST /nm/certs/commit                            put them in place (ANM's certificate)
 //	GET  /nm/topology                                this host's topology document
 //	GET  /nm/topology/state                          its version and checksum
-//	PUT  /nm/topology                                take the ANM's topology when newer (ANM's certificate)
+//	PUT  /nm/topology                                take the ANM's topology when newer (ANM's certificate);
+//	                                                 a joined host's nodemanager.yaml anmPort follows the ANM's port
+//	POST /nm/nodemanager/port                        move this node manager's listener to another port, instances
+//	                                                 untouched; the old port closes after the answer (ANM's certificate; nmport.go)
 //	GET  /nm/sync                                    ANM only: every host's version and checksum
 //	POST /nm/sync                                    ANM only: push the topology to every host
 
@@ -99,6 +102,9 @@ type Config struct {
 	// management API's AuthorizeJoin); it puts the user in the context
 	// (apihttp.UserOf).
 	JoinAuth func(http.Handler) http.Handler
+	// SwitchPort moves this node manager's listener to another port
+	// (nmport.go); nil: POST /nm/nodemanager/port answers 503.
+	SwitchPort func(port int) (PortSwitch, error)
 }
 
 // Server serves the /nm paths of a node manager. It is safe for
@@ -114,11 +120,13 @@ type Server struct {
 	router *Router
 	auth   func(http.Handler) http.Handler
 	audit  audit.Recorder
+
+	switchPort func(port int) (PortSwitch, error)
 }
 
 // NewServer makes the /nm server of c.
 func NewServer(c Config) *Server {
-	return &Server{h: c.Home, conf: c.Conf, admin: c.Admin, store: c.Store, log: c.Logger, sup: c.Instances, net: c.Net, router: c.Router, auth: c.JoinAuth, audit: c.Audit}
+	return &Server{h: c.Home, conf: c.Conf, admin: c.Admin, store: c.Store, log: c.Logger, sup: c.Instances, net: c.Net, router: c.Router, auth: c.JoinAuth, audit: c.Audit, switchPort: c.SwitchPort}
 }
 
 // Route is one entry of the node-to-node API's table: a mux pattern and
@@ -179,6 +187,7 @@ func (s *Server) Routes() []Route {
 		{Pattern: "/nm/router/{instanceID}/{path...}", Relay: s.fromANM(s.routeLocal)},
 		{Pattern: "/nm/topology", Methods: apihttp.Methods{http.MethodGet: s.getTopologyDoc, http.MethodPut: s.fromANM(s.putTopology)}},
 		{Pattern: "/nm/topology/state", Methods: apihttp.Methods{http.MethodGet: s.getTopologyState}},
+		{Pattern: "/nm/nodemanager/port", Methods: apihttp.Methods{http.MethodPost: s.fromANM(s.putPort)}}, // nmport.go
 		{Pattern: "/nm/sync", Methods: apihttp.Methods{http.MethodGet: s.adminOnly(s.checkSync), http.MethodPost: s.adminOnly(s.syncAll)}},
 	}
 }
@@ -637,6 +646,7 @@ func (s *Server) putTopology(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("topology taken from the Admin Node Manager", "version", t.Version)
+	s.followANMPort(&t)
 	apihttp.WriteResult(w, http.StatusOK, StateOf(s.conf.HostID, &t))
 }
 

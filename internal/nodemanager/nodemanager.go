@@ -92,12 +92,13 @@ func New(opts Options) (*NodeManager, error) {
 	n.net = nodeapi.NewNet(opts.Home, conf.HostID, n.store, log)
 	apiLog := log.With("subsystem", "api")
 	router := nodeapi.NewRouter(apiLog, n.mgmt, n.store, conf.HostID)
+	switchPort := func(port int) (nodeapi.PortSwitch, error) { return n.srv.switchPort(port) }
 	n.api = anm.New(anm.Config{Home: opts.Home, Conf: conf, Admin: n.admin, Store: n.store, Audit: rec, Logger: apiLog,
-		Instances: n.sup, Net: n.net, Router: router})
+		Instances: n.sup, Net: n.net, Router: router, SwitchPort: switchPort})
 	srvLog := log.With("subsystem", "server")
 	nm := nodeapi.NewServer(nodeapi.Config{Home: opts.Home, Conf: conf, Admin: n.admin, Store: n.store, Logger: srvLog,
-		Instances: n.sup, Net: n.net, Router: router, JoinAuth: n.api.AuthorizeJoin, Audit: rec})
-	n.srv = newServer(n, srvLog, nm.Handler(), n.api.Handler())
+		Instances: n.sup, Net: n.net, Router: router, JoinAuth: n.api.AuthorizeJoin, Audit: rec, SwitchPort: switchPort})
+	n.srv = newServer(n, srvLog, nm.Handler(), n.api.Handler(), n.metricsHandler())
 	if n.admin {
 		if err := n.api.LoadAccess(); err != nil {
 			return nil, fmt.Errorf("creating node manager: %w", err)

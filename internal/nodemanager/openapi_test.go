@@ -29,6 +29,7 @@ func TestOpenAPIEveryNodeRouteAnswered(t *testing.T) {
 		"nmRenewCerts":             `{"caCertificate":"not a certificate"}`,
 		"nmPutPendingCerts":        `{"nodeManagerCertificate":"not a certificate"}`,
 		"nmInstanceAction":         "",
+		"nmSetPort":                `{"port":0}`,
 	}
 	apitest.CallEveryOperation(t, doc, "/nm/", "https://"+n.Addr(), apitest.TLSClient(roots, cert),
 		map[string]string{"instanceID": "instance-9", "action": "status", "path": "healthcheck", "groupID": "group-1", "archiveID": "1"},

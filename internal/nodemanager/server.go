@@ -2,6 +2,7 @@ package nodemanager
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/nodeapi"
 	"github.com/gatehouse-gw/gatehouse/internal/pki"
+	"github.com/gatehouse-gw/gatehouse/internal/portinfo"
 )
 
 // Server timeouts (documented in docs/management-api.md).
@@ -37,30 +39,42 @@ var readTimeout = 30 * time.Second
 //
 //	/nm/...   node-to-node paths (internal/nodeapi): a client certificate signed by the domain CA is required
 //	/api/...  the management API (internal/anm), on the Admin Node Manager only: HTTP Basic or a session
+//	/metrics  Prometheus metrics of the node manager and its instances, when on (metrics.go)
 //
 // Its certificate is signed by the domain CA (nodeapi.NodeManagerCert).
 // start and shutdown are called once each, by NodeManager.Start and
 // Shutdown.
 type server struct {
-	n   *NodeManager
-	log *slog.Logger
-	nm  http.Handler // /nm/
-	api http.Handler // /api/
+	n       *NodeManager
+	log     *slog.Logger
+	nm      http.Handler // /nm/
+	api     http.Handler // /api/
+	metrics http.Handler // /metrics (metrics.go)
 
-	mu     sync.Mutex
-	srv    *http.Server
-	ln     net.Listener
-	cancel context.CancelFunc // of the requests' base context
-	served chan struct{}
+	mu      sync.Mutex
+	port    int // the port served; 0 before start (then nodemanager.yaml's)
+	srv     *http.Server
+	ln      net.Listener
+	cancel  context.CancelFunc // of the requests' base context
+	served  chan struct{}
+	tls     *tls.Config    // the listener's, kept for a port switch
+	retired sync.WaitGroup // listeners left by a port switch, shutting down
+	moving  bool           // a port switch is under way (switchPort to Commit or Abort)
 }
 
-func newServer(n *NodeManager, log *slog.Logger, nm, api http.Handler) *server {
-	return &server{n: n, log: log, nm: nm, api: api}
+func newServer(n *NodeManager, log *slog.Logger, nm, api, metrics http.Handler) *server {
+	return &server{n: n, log: log, nm: nm, api: api, metrics: metrics}
 }
 
-// listenAddress is Address:Port from nodemanager.yaml (8090 when no port).
+// listenAddress is Address:Port from nodemanager.yaml (8090 when no port),
+// or the port a switch moved to.
 func (s *server) listenAddress() string {
-	port := s.n.conf.Port
+	s.mu.Lock()
+	port := s.port
+	s.mu.Unlock()
+	if port == 0 {
+		port = s.n.conf.Port
+	}
 	if port == 0 {
 		port = domain.DefaultNodeManagerPort
 	}
@@ -93,10 +107,21 @@ func (s *server) start() error {
 	if err != nil {
 		return fmt.Errorf("node manager listener: %w", err)
 	}
+	s.mu.Lock()
+	s.tls = nodeapi.ServerTLSConfig(live)
+	s.srv, s.cancel, s.served = s.serve(ln)
+	s.ln, s.port = ln, ln.Addr().(*net.TCPAddr).Port
+	s.mu.Unlock()
+	return nil
+}
+
+// serve serves ln in the background with a new http.Server; served is
+// closed when it has stopped. s.mu is held.
+func (s *server) serve(ln net.Listener) (srv *http.Server, cancel context.CancelFunc, served chan struct{}) {
 	base, cancel := context.WithCancel(context.Background())
-	srv := &http.Server{
+	srv = &http.Server{
 		Handler:           s.handler(),
-		TLSConfig:         nodeapi.ServerTLSConfig(live),
+		TLSConfig:         s.tls,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		IdleTimeout:       idleTimeout,
@@ -104,16 +129,107 @@ func (s *server) start() error {
 		BaseContext:       func(net.Listener) context.Context { return base },
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelInfo),
 	}
-	s.mu.Lock()
-	s.srv, s.ln, s.cancel, s.served = srv, ln, cancel, make(chan struct{})
-	s.mu.Unlock()
+	served = make(chan struct{})
 	go func() {
-		defer close(s.served)
+		defer close(served)
 		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("node manager listener failed", "err", err)
 		}
 	}()
-	return nil
+	return srv, cancel, served
+}
+
+// retireGrace bounds how long a listener left by a port switch finishes the
+// requests it has (the one that asked for the switch among them).
+const retireGrace = 30 * time.Second
+
+// switchPort moves the listener to port, in the order that leaves nothing
+// half-done (docs/managedomain.md, --nm_port):
+//
+//  1. port is checked against this host's instances (their effective
+//     ports) and bound on the node manager's address: a port in use is
+//     refused naming the process that holds it, and nothing has changed;
+//  2. nodemanager.yaml's port is written (the next start binds it);
+//  3. the new listener serves, beside the old one.
+//
+// Commit then retires the old listener: it stops accepting at once and
+// finishes the requests it has, the one that asked for the switch among
+// them, so its answer still reaches the caller. Abort closes the new
+// listener and writes the old port back. Instances are not touched. One
+// switch at a time.
+func (s *server) switchPort(port int) (nodeapi.PortSwitch, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.srv == nil:
+		return nodeapi.PortSwitch{}, errors.New("the node manager's listener is not started")
+	case s.moving:
+		return nodeapi.PortSwitch{}, &apihttp.Error{Code: http.StatusConflict, Msg: "another change of this node manager's port is under way"}
+	case port == s.port:
+		return nodeapi.PortSwitch{}, &apihttp.Error{Code: http.StatusConflict, Msg: fmt.Sprintf("node manager %s already listens on port %d", s.n.conf.NodeManagerID, port)}
+	case port < 1 || port > 65535:
+		return nodeapi.PortSwitch{}, &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("port %d: want 1 to 65535", port)}
+	}
+	if used, err := domain.PortsInUse(s.n.opts.Home); err == nil {
+		if who, ok := used[port]; ok {
+			return nodeapi.PortSwitch{}, &apihttp.Error{Code: http.StatusConflict, Msg: fmt.Sprintf("port %d is already used by %s on host %s; choose another (nothing was changed)", port, who, s.n.conf.HostID)}
+		}
+	}
+	addr := net.JoinHostPort(s.n.conf.Address, strconv.Itoa(port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		msg := fmt.Sprintf("port %d cannot be bound on host %s (%s): %v", port, s.n.conf.HostID, addr, err)
+		if pid, cmd, ok := portinfo.Holder(port); ok {
+			msg = fmt.Sprintf("port %d on host %s is in use: held by pid %d (%s)", port, s.n.conf.HostID, pid, cmd)
+		}
+		return nodeapi.PortSwitch{}, &apihttp.Error{Code: http.StatusConflict, Msg: msg + "; nothing was changed", Err: err}
+	}
+	old, err := domain.SetNodeManagerPort(s.n.opts.Home, port)
+	if err != nil {
+		ln.Close()
+		return nodeapi.PortSwitch{}, fmt.Errorf("writing the new port to nodemanager.yaml (nothing was changed): %w", err)
+	}
+	oldSrv, oldLn, oldCancel, oldServed, oldPort := s.srv, s.ln, s.cancel, s.served, s.port
+	srv, cancel, served := s.serve(ln)
+	s.srv, s.ln, s.cancel, s.served, s.port, s.moving = srv, ln, cancel, served, port, true
+	s.log.Info("node manager listening on a new port; the old one is retired once the change is written", "port", port, "oldPort", oldPort)
+	var once sync.Once
+	commit := func() {
+		once.Do(func() {
+			s.mu.Lock()
+			s.moving = false
+			s.retired.Add(1)
+			s.mu.Unlock()
+			go func() {
+				defer s.retired.Done()
+				ctx, cancelShut := context.WithTimeout(context.Background(), retireGrace)
+				defer cancelShut()
+				if err := oldSrv.Shutdown(ctx); err != nil {
+					oldSrv.Close()
+				}
+				oldCancel()
+				<-oldServed
+				s.log.Info("old node manager port closed", "oldPort", oldPort, "port", port)
+			}()
+		})
+	}
+	abort := func() error {
+		var err error
+		once.Do(func() {
+			s.mu.Lock()
+			s.srv, s.ln, s.cancel, s.served, s.port, s.moving = oldSrv, oldLn, oldCancel, oldServed, oldPort, false
+			s.mu.Unlock()
+			srv.Close()
+			cancel()
+			<-served
+			if old != 0 {
+				_, err = domain.SetNodeManagerPort(s.n.opts.Home, old)
+			}
+			s.log.Warn("node manager port change undone", "port", oldPort, "abandoned", port, "err", err)
+		})
+		return err
+	}
+	return nodeapi.PortSwitch{Port: port, OldPort: oldPort, Commit: commit, Abort: abort}, nil
 }
 
 // handler routes /nm and /api; everything else is 404 in the API's error
@@ -123,6 +239,7 @@ func (s *server) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/nm/", s.nm) // /nm/ca and /nm/join open, the rest need a domain certificate
 	mux.Handle("/api/", s.api)
+	mux.Handle("/metrics", s.metrics) // when on: a domain certificate, or on the ANM a user with metrics.read
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		apihttp.WriteError(w, r, s.log, &apihttp.Error{Code: http.StatusNotFound, Msg: fmt.Sprintf("no resource %s; the management API is under /api", r.URL.Path)})
 	})
@@ -144,6 +261,7 @@ func (s *server) shutdown(ctx context.Context) error {
 		srv.Close()
 	}
 	<-served
+	s.retired.Wait()
 	if err != nil {
 		return fmt.Errorf("stopping node manager listener: %w", err)
 	}

@@ -59,8 +59,8 @@ var (
 func DefaultACL() *ACL {
 	return &ACL{
 		Roles: map[string][]string{
-			RoleAdmin:           {"all"},
-			RoleOperator:        {"session", "topology.read", "instances.status", "instances.control", "router.read", "audit.read", "users.read", "deployment.read", "kps.read"},
+			RoleAdmin:           {"all", "metrics.read"},
+			RoleOperator:        {"session", "topology.read", "instances.status", "instances.control", "router.read", "audit.read", "users.read", "deployment.read", "kps.read", "metrics.read"},
 			RoleDeployer:        {"session", "topology.read", "deployment.read", "deployment.write"},
 			RoleKPSAdmin:        {"session", "topology.read", "kps.read", "kps.write"},
 			RolePolicyDeveloper: {"session", "topology.read", "router.read"},
@@ -81,6 +81,7 @@ func DefaultACL() *ACL {
 			"deployment.write":  {Description: "upload and deploy configurations", Rules: []Rule{{anyMethod, []string{"/api/deployment/**"}}}},
 			"kps.read":          {Description: "read KPS collections, tables and rows", Rules: []Rule{{readMethods, []string{"/api/kps/**"}}}},
 			"kps.write":         {Description: "change KPS collections, tables and rows", Rules: []Rule{{anyMethod, []string{"/api/kps/**"}}}},
+			"metrics.read":      {Description: "read the Admin Node Manager's Prometheus metrics (GET /metrics on its port, when on)", Rules: []Rule{{readMethods, []string{"/metrics"}}}},
 		},
 	}
 }

@@ -127,14 +127,23 @@ func init() {
 	pHostAPI := mdParam{Long: "host", Arg: "HOST", Help: "the host's name (or id)", Required: true, Prompt: "Host name"}
 	verbs = append(verbs,
 		&mdVerb{
-			Name: "edit_host", Menu: 2, Title: "edit a host: rename it",
-			Help: "Renames the host in the topology, through the Admin Node Manager's API (PUT\n" +
-				"/api/topology/hosts/{hostID}); every host's copy follows. The user needs topology.write.\n" +
-				"Changing a host's node manager port, passphrase, service or metrics here is not available yet.",
-			Params: []mdParam{pHostAPI, {Long: "new_name", Arg: "NEW", Help: "the host's new name", Required: true, Prompt: "New host name"}, pUsername, pPassword, pPasswordFile, pIsAdmin},
-			Run: noSecondANM(onHost(func(ctx context.Context, c *apiClient, id string, v mdValues) error {
-				return c.hostRename(ctx, id, v["new_name"])
-			})),
+			Name: "edit_host", Menu: 2, Title: "edit a host: its name, its node manager's port, service or metrics",
+			Help: "--new_name renames the host; --nm_port N moves the host's node manager to port N (the topology and\n" +
+				"that host's nodemanager.yaml; its instances keep running; for the Admin Node Manager's own host the\n" +
+				"management API moves too: the new address is printed); --metrics on|off turns GET /metrics of the\n" +
+				"node manager on or off. These go through the Admin Node Manager's API (PUT\n" +
+				"/api/topology/hosts/{hostID}); every host's copy follows; the user needs topology.write.\n" +
+				"--service add|remove writes or deletes the Linux service of this host's node manager, as\n" +
+				"--add_nm_service and --remove_nm_service (this host only: run it on the host it is for).\n" +
+				"Changing a node manager's passphrase is later work (issue #20).",
+			Params: []mdParam{pHostAPI,
+				{Long: "new_name", Arg: "NEW", Help: "the host's new name", Prompt: "New host name (empty: keep it)"},
+				{Long: "nm_port", Arg: "N", Help: "a new management port for the host's node manager (1 to 65535, none of its instances' ports)", Prompt: "Node manager port (empty: keep it)"},
+				{Long: "metrics", Arg: "on|off", Help: "whether the host's node manager serves Prometheus metrics at GET /metrics", Prompt: "Metrics at GET /metrics: on or off (empty: keep them)"},
+				{Long: "service", Arg: "add|remove", Help: "add or remove the Linux service of this host's node manager (as --add_nm_service)", Prompt: "Linux service of this host's node manager: add or remove (empty: keep it)"},
+				pEditSystemdDir, pEditInitDDir,
+				pUsernameOpt, pPassword, pPasswordFile, pIsAdmin},
+			Run: noSecondANM(mdEditHost),
 		},
 		&mdVerb{
 			Name: "delete_host", Menu: 3, Title: "delete a host (one without instances; never the Admin Node Manager's)",
@@ -152,6 +161,15 @@ func init() {
 	}
 	mdVerbs = slices.Insert(mdVerbs, i, verbs...)
 }
+
+// edit_host's: the user only for the changes made through the API, the
+// service directories only in command mode (the menu writes to the
+// defaults).
+var (
+	pUsernameOpt    = mdParam{Long: "username", Arg: "U", Help: "the admin user (for the changes made through the Admin Node Manager)", Prompt: "Admin user name (for a name, port or metrics change)"}
+	pEditSystemdDir = mdParam{Long: "systemd_dir", Arg: "DIR", Help: pSystemdDir.Help}
+	pEditInitDDir   = mdParam{Long: "initd_dir", Arg: "DIR", Help: pInitDDir.Help}
+)
 
 // pIsAdmin is the vendor's flag that makes a host a second Admin Node
 // Manager: later work, refused with a message saying so.

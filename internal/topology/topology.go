@@ -34,6 +34,12 @@ const NodeManagerGroupName = "Node Manager Group"
 // TagAdminNM marks an Admin Node Manager service.
 const TagAdminNM = "internal_admin_nm"
 
+// TagMetrics ("true") on a node manager service: it serves Prometheus
+// metrics of itself and its instances at GET /metrics on its management
+// port (managedomain --edit_host --metrics on; docs/nodemanager.md).
+// Absent: off.
+const TagMetrics = "internal_metrics"
+
 // Id kinds, the prefixes of ids.
 const (
 	KindHost        = "host"
