@@ -616,3 +616,24 @@ func TestQuickstartDeploy(t *testing.T) {
 		t.Errorf("quickstart --port on an existing domain: %s", r)
 	}
 }
+
+// TestStartinstanceYAMLLine (#15 bug 3): a badly indented item in the
+// group's configuration is reported on its own line (3), not on the line
+// of the block it is in (yaml.v3 said line 1), and the instance does not
+// start.
+func TestStartinstanceYAMLLine(t *testing.T) {
+	h := gwtest.NewHome(t)
+	newInstance(t, h, "G", "one", false)
+	gdirs, _ := filepath.Glob(h.Path("groups", "group-*", "conf", "group.yaml"))
+	if len(gdirs) != 1 {
+		t.Fatalf("group files: %v", gdirs)
+	}
+	if err := os.WriteFile(gdirs[0], []byte("backends:\n  - name: be\n   url: http://127.0.0.1:1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := h.Run("", "startinstance", "-n", "one", "-g", "G", "-d")
+	t.Cleanup(func() { h.Run("", "startinstance", "-n", "one", "-g", "G", "-k") })
+	if r.Code == 0 || !strings.Contains(r.Stderr, "group.yaml:3") || strings.Contains(r.Stderr, "group.yaml:1:") {
+		t.Errorf("startinstance with a badly indented line 3: %s", r)
+	}
+}
