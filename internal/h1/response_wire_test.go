@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -429,6 +430,17 @@ func TestResponseWire(t *testing.T) {
 			wantCall: []string{"write 0 no body"},
 		},
 		{
+			name: "304: a length removed after WriteHeader is not sent",
+			req:  "GET / HTTP/1.1\r\nHost: a\r\n\r\n" + nextReq,
+			handler: func(w ResponseWriter, r *Request, c *calls) {
+				w.Header().SetString("Date", "d")
+				w.Header().SetContentLength(42)
+				w.WriteHeader(304)
+				w.Header().Del("Content-Length")
+			},
+			want: "HTTP/1.1 304 Not Modified\r\nDate: d\r\n\r\n" + nextResp,
+		},
+		{
 			name: "204 drops a declared length and the body",
 			req:  "GET / HTTP/1.1\r\nHost: a\r\n\r\n" + nextReq,
 			handler: func(w ResponseWriter, r *Request, c *calls) {
@@ -464,6 +476,24 @@ func TestResponseWire(t *testing.T) {
 			},
 			want:     "",
 			wantCall: []string{"write 0 timeout", "write 0 timeout", "flush timeout", "written 0"},
+		},
+		{
+			name:   "a 101 head that cannot be sent: Hijack fails",
+			server: func(s *Server) { s.WriteTimeout = time.Nanosecond },
+			req:    "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n",
+			handler: func(w ResponseWriter, r *Request, c *calls) {
+				w.Header().SetString("Date", "d")
+				w.Header().SetString("Connection", "Upgrade")
+				w.Header().SetString("Upgrade", "x")
+				w.WriteHeader(101)
+				conn, _, err := w.Hijack()
+				c.note("hijack %s %v", errName(err), conn != nil)
+				if conn != nil {
+					conn.Close()
+				}
+			},
+			want:     "",
+			wantCall: []string{"hijack timeout false"},
 		},
 		{
 			name:   "a flush that fails: the error sticks",
@@ -558,4 +588,29 @@ func trimLong(s string) string {
 		return s
 	}
 	return fmt.Sprintf("%s…(%d bytes)…%s", s[:200], len(s)-400, s[len(s)-200:])
+}
+
+// TestResponseDate: the server's Date field is the IMF-fixdate of the
+// request's arrival, formatted again whenever the second changes.
+func TestResponseDate(t *testing.T) {
+	base := time.Date(2026, 12, 6, 7, 8, 9, 0, time.UTC)
+	for _, at := range []time.Time{
+		base, base.Add(400 * time.Millisecond), base.Add(time.Second), base.Add(-time.Hour),
+		base.Add(-time.Hour + 999*time.Millisecond), base.In(time.FixedZone("X", 3600)),
+	} {
+		want := at.UTC().Format(http.TimeFormat)
+		if got := string(appendDate([]byte("Date: "), at)); got != "Date: "+want {
+			t.Errorf("appendDate(%v) = %q, want %q", at, got, "Date: "+want)
+		}
+	}
+	s := &Server{Handler: HandlerFunc(func(w ResponseWriter, r *Request) {})}
+	addr := startServer(t, s)
+	before := time.Now().Truncate(time.Second)
+	got := roundTripRaw(t, addr, "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+	_, rest, ok := strings.Cut(got, "\r\nDate: ")
+	date, _, _ := strings.Cut(rest, "\r\n")
+	d, err := http.ParseTime(date)
+	if !ok || err != nil || len(date) != len(http.TimeFormat) || d.Before(before) || d.After(time.Now()) {
+		t.Errorf("got Date %q (%v, %v) in %q, want the time of the request", date, d, err, got)
+	}
 }
