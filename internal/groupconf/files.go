@@ -313,6 +313,10 @@ func walkKeys(t reflect.Type, v reflect.Value, prefix, layer string, out *[]KeyD
 			fv = v.Field(i)
 		}
 		switch {
+		case f.Type.Kind() == reflect.Pointer && f.Type.Elem().Kind() == reflect.Struct:
+			// A policy's settings (apis[].policies[].cors): no defaults.
+			*out = append(*out, KeyDoc{Key: key, Type: "mapping", Default: "", Layer: l, Doc: f.Tag.Get("doc")})
+			walkKeys(f.Type.Elem(), reflect.Value{}, key, l, out)
 		case f.Type.Kind() == reflect.Struct && !isLeafType(f.Type):
 			walkKeys(f.Type, fv, key, l, out)
 		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
@@ -340,6 +344,8 @@ func typeName(t reflect.Type) string {
 		return "duration"
 	case t.Kind() == reflect.Slice:
 		return "list of " + typeName(t.Elem())
+	case t.Kind() == reflect.Map:
+		return "map of " + typeName(t.Key()) + " to " + typeName(t.Elem())
 	}
 	return t.Kind().String()
 }

@@ -242,6 +242,7 @@ type API struct {
 	Backend      string   `yaml:"backend" doc:"Name of the back end to forward to."`
 	StripPrefix  bool     `yaml:"stripPrefix" doc:"Remove pathPrefix from the path before forwarding."`
 	MaxBodyBytes int64    `yaml:"maxBodyBytes" doc:"Largest request body accepted on this API, in bytes (413 above); 0 means no limit. Default 10 MiB."`
+	Policies     []Policy `yaml:"policies" doc:"Policies applied in order to the requests that matched this API, each a mapping with one key, its type (docs/policies.md)."`
 }
 
 // DefaultMaxBodyBytes is the body limit of an API that does not set one.

@@ -140,13 +140,14 @@ func (c *Config) validate() error {
 			add(c.errAt(pkey, "%v", perr))
 		} else if pkey != k {
 			var de *pattern.DuplicateError
-			if err := routes.Add(i, a.Host, &pat, a.Methods); errors.As(err, &de) {
+			if err := routes.Add(i, a.Host, &pat, a.RouteMethods()); errors.As(err, &de) {
 				add(c.errAt(pkey, "API %q has the same host and path as API %q (%s), and both accept %s, so it would never be chosen for it; give them different methods, or remove one", a.Name, c.APIs[de.Earlier].Name, c.Origin(fmt.Sprintf("apis[%d]", de.Earlier)), de.Method))
 			}
 		}
 		if a.MaxBodyBytes < 0 {
 			add(c.errAt(k+".maxBodyBytes", "must not be negative (0 means no limit)"))
 		}
+		c.validatePolicies(i, a, add)
 		if a.StripPrefix && a.PathPrefix == "" {
 			add(c.errAt(k+".stripPrefix", "stripPrefix needs pathPrefix"))
 		}

@@ -917,7 +917,10 @@ func TestPolicyChain(t *testing.T) {
 	}
 	for _, tt := range tests {
 		rt := *ti.rt.Load()
-		rt.chain = tt.chain
+		rt.chains = make([]policy.Chain, len(rt.chains))
+		for i := range rt.chains {
+			rt.chains[i] = tt.chain
+		}
 		ti.rt.Store(&rt)
 		r := do(t, nil, "GET", ti.base+"/sample/echo", nil)
 		if r.status != tt.wantStatus {

@@ -49,7 +49,10 @@ apis:
     backend: sample
 `))
 	rt := *ti.rt.Load()
-	rt.chain = policy.Chain{paramPolicy{}}
+	rt.chains = make([]policy.Chain, len(rt.chains))
+	for i := range rt.chains {
+		rt.chains[i] = policy.Chain{paramPolicy{}}
+	}
 	ti.rt.Store(&rt)
 
 	tests := []struct {

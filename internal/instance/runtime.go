@@ -11,6 +11,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/metrics"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
+	"github.com/gatehouse-gw/gatehouse/internal/policy/build"
 	"github.com/gatehouse-gw/gatehouse/internal/proxy"
 	"github.com/gatehouse-gw/gatehouse/internal/remotehost"
 	"github.com/gatehouse-gw/gatehouse/internal/route"
@@ -27,7 +28,7 @@ type runtime struct {
 	forwarders []*proxy.Forwarder // indexed by route.Route.Index
 	backends   []*proxy.Backend
 	hosts      *remotehost.Set // the back ends' remote hosts (state kept by the instance's registry)
-	chain      policy.Chain
+	chains     []policy.Chain // indexed by route.Route.Index: each API's policies
 	clients    *clientResolver // trusted proxies, client-certificate header
 	apiMetrics []*metrics.API  // indexed by route.Route.Index; set by Instance.resolveMetrics
 }
@@ -37,7 +38,7 @@ func buildRuntime(cfg *groupconf.Config, log *slog.Logger, reg *remotehost.Regis
 	if err != nil {
 		return nil, fmt.Errorf("compiling routes: %w", err)
 	}
-	rt := &runtime{cfg: cfg, loadedAt: time.Now(), table: table, forwarders: make([]*proxy.Forwarder, len(cfg.APIs))}
+	rt := &runtime{cfg: cfg, loadedAt: time.Now(), table: table, forwarders: make([]*proxy.Forwarder, len(cfg.APIs)), chains: make([]policy.Chain, len(cfg.APIs))}
 	if rt.clients, err = newClientResolver(cfg.Traffic); err != nil {
 		return nil, err
 	}
@@ -60,6 +61,9 @@ func buildRuntime(cfg *groupconf.Config, log *slog.Logger, reg *remotehost.Regis
 			return nil, fmt.Errorf("API %q: back end %q is not defined", r.Name, r.Backend)
 		}
 		rt.forwarders[r.Index] = proxy.NewForwarder(be, r, opts)
+		if rt.chains[r.Index], err = build.Chain(cfg.APIs[r.Index]); err != nil {
+			return nil, err
+		}
 	}
 	return rt, nil
 }

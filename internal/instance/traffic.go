@@ -26,11 +26,20 @@ type exchange struct {
 	id      []byte
 	scratch proxy.Scratch
 	ex      policy.Exchange
+	chain   policy.Chain // the matched API's
+	edit    func(int, *h1.Header)
 	entry   accessEntry
 	client  clientScratch
 }
 
-var exchangePool = sync.Pool{New: func() any { return &exchange{id: make([]byte, 0, 32)} }}
+var exchangePool = sync.Pool{New: func() any {
+	x := &exchange{id: make([]byte, 0, 32)}
+	x.edit = x.editResponse // one method value per pooled exchange, not per request
+	return x
+}}
+
+// editResponse lets the matched API's policies edit the response head.
+func (x *exchange) editResponse(status int, h *h1.Header) { x.chain.EditResponse(&x.ex, status, h) }
 
 // b2s views b as a string without copying; the string must not outlive b.
 func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
@@ -81,6 +90,7 @@ func (h trafficHandler) ServeH1(w h1.ResponseWriter, r *h1.Request) {
 			i.logs.access.log(e)
 		}
 		x.ex = policy.Exchange{}
+		x.chain, x.scratch.Edit = nil, nil
 		exchangePool.Put(x)
 	}()
 	if i.testHookRequest != nil {
@@ -118,9 +128,10 @@ func (h trafficHandler) ServeH1(w h1.ResponseWriter, r *h1.Request) {
 		}
 		r.MaxBodyBytes = limit
 	}
-	if len(rt.chain) > 0 {
+	if chain := rt.chains[rt2.Index]; len(chain) > 0 {
+		x.chain = chain
 		x.ex = policy.Exchange{W: w, R: r, Route: rt2, CorrelationID: b2s(x.id), ClientAddr: client.addr, Params: x.ex.Params}
-		if err := rt.chain.Apply(&x.ex); err != nil {
+		if err := chain.Apply(&x.ex); err != nil {
 			var pe *policy.Error
 			switch {
 			case errors.Is(err, policy.ErrHandled):
@@ -128,13 +139,19 @@ func (h trafficHandler) ServeH1(w h1.ResponseWriter, r *h1.Request) {
 				if pe.Err != nil {
 					i.log.Info("request rejected", "policy", pe.Policy, "status", pe.Status, "correlationId", string(x.id), "error", pe.Err.Error())
 				}
+				for _, f := range pe.Fields {
+					w.Header().SetString(f[0], f[1])
+				}
+				chain.EditResponse(&x.ex, pe.Status, w.Header())
 				proxy.WriteError(w, pe.Status, pe.Message)
 			default:
 				i.log.Error("policy failed", "correlationId", string(x.id), "api", rt2.Name, "error", err.Error())
+				chain.EditResponse(&x.ex, http.StatusInternalServerError, w.Header())
 				proxy.WriteError(w, http.StatusInternalServerError, "internal error")
 			}
 			return
 		}
+		x.scratch.Edit = x.edit
 	}
 	x.scratch.Forwarded = client.fwd
 	fwd, fwdErr = rt.forwarders[rt2.Index].Forward(context.Background(), w, r, &x.scratch)

@@ -1,7 +1,9 @@
 // Package policy is the seam between routing and forwarding: a chain of
-// policies applied, in order, to every request that matched a route. Later
-// issues fill it (API keys, OAuth bearer tokens, look-ups, caching, rate
-// limits); an instance ships with an empty chain.
+// policies applied, in order, to every request that matched an API. Each
+// API has its own chain (apis[].policies, built by internal/policy/build
+// once per configuration); each policy type is a package under
+// internal/policy (cors, headers; API keys, OAuth bearer tokens, look-ups,
+// caching and rate limits come with later issues). docs/policies.md.
 //
 // A policy either lets the exchange go on (Apply returns nil), ends it with a
 // client-safe *Error that the instance turns into a status and a JSON error
@@ -52,6 +54,9 @@ type Error struct {
 	Message string // client-safe message
 	Policy  string // name of the policy that rejected (set by Chain.Apply when empty)
 	Err     error  // cause, never sent to the client
+	// Fields are response fields to send with the error (Allow,
+	// WWW-Authenticate): name, value pairs.
+	Fields [][2]string
 }
 
 // Reject returns an *Error with a status and a client-safe message.
@@ -71,6 +76,23 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// ResponseEditor is a policy that also edits the response head before it
+// is sent: the back end's, or the gateway's own error answer. EditResponse
+// runs on the goroutine of the exchange, after Apply let it through (or
+// after any policy of the chain refused it), with the request still valid.
+type ResponseEditor interface {
+	EditResponse(ex *Exchange, status int, h *h1.Header)
+}
+
+// EditResponse runs the chain's ResponseEditors in order.
+func (c Chain) EditResponse(ex *Exchange, status int, h *h1.Header) {
+	for _, p := range c {
+		if re, ok := p.(ResponseEditor); ok {
+			re.EditResponse(ex, status, h)
+		}
+	}
+}
 
 // Chain is an ordered list of policies. The zero value is the empty chain.
 // A Chain is immutable once built: it belongs to one runtime configuration.

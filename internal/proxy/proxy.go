@@ -142,6 +142,10 @@ type Scratch struct {
 	// Forwarded is what the back end is told about the client; the caller
 	// sets it before each Forward (docs/transparent-lb.md).
 	Forwarded ForwardedInfo
+	// Edit, when set, edits the response head before it is sent: the back
+	// end's, or the gateway's own error answer (the API's policies; made
+	// once per Scratch by the caller, set before each Forward).
+	Edit func(status int, h *h1.Header)
 }
 
 // ForwardedInfo is what a forwarded request says about its client. Each nil
@@ -155,10 +159,13 @@ type ForwardedInfo struct {
 
 // ownID makes the response carry the gateway's correlation id, not one the
 // back end sent.
-func (s *Scratch) ownID(_ int, h *h1.Header) {
+func (s *Scratch) ownID(status int, h *h1.Header) {
 	h.Del(HeaderCorrelationID)
 	if len(s.id) > 0 {
 		h.Set(HeaderCorrelationID, s.id)
+	}
+	if s.Edit != nil {
+		s.Edit(status, h)
 	}
 }
 
@@ -235,6 +242,9 @@ func (f *Forwarder) Forward(ctx context.Context, w h1.ResponseWriter, r *h1.Requ
 		return res, err
 	}
 	f.log.Warn("forwarding failed", append(attrs, "status", status)...)
+	if s.Edit != nil {
+		s.Edit(status, w.Header())
+	}
 	WriteError(w, status, msg)
 	res.Status = status
 	return res, err

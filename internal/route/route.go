@@ -183,7 +183,7 @@ func Compile(apis []groupconf.API) (*Table, error) {
 		r := &Route{
 			Index: i, Name: a.Name, Backend: a.Backend, StripPrefix: a.StripPrefix, MaxBodyBytes: a.MaxBodyBytes,
 			Host:    pattern.NormalizeHost(a.Host),
-			Methods: slices.Clone(a.Methods),
+			Methods: slices.Clone(a.RouteMethods()),
 		}
 		if len(r.Host) > 255 {
 			return nil, fmt.Errorf("compiling API %q: host is longer than 255 bytes", a.Name)

@@ -1,0 +1,197 @@
+package groupconf
+
+import (
+	"fmt"
+	"net/url"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Policy is one item of apis[].policies: exactly one of its keys, naming
+// the policy's type, with that type's settings (docs/policies.md):
+//
+//	policies:
+//	  - cors: {origins: [https://app.example.com], credentials: true}
+//	  - headers: {request: {set: {X-Team: orders}}, response: {remove: [Server]}}
+//
+// The policies of an API apply in their order to every request that
+// matched it; the gateway builds them once per configuration.
+type Policy struct {
+	CORS    *CORSPolicy    `yaml:"cors" doc:"Cross-origin resource sharing: the gateway answers preflight requests and adds the CORS fields to responses (docs/policies.md#cors)."`
+	Headers *HeadersPolicy `yaml:"headers" doc:"Set or remove request fields before forwarding and response fields before answering (docs/policies.md#headers)."`
+}
+
+// Type is the policy's type name ("" when none or several keys are set).
+func (p Policy) Type() string {
+	var names []string
+	if p.CORS != nil {
+		names = append(names, "cors")
+	}
+	if p.Headers != nil {
+		names = append(names, "headers")
+	}
+	if len(names) != 1 {
+		return ""
+	}
+	return names[0]
+}
+
+// PolicyTypes are the policy type names, in the schema's order.
+func PolicyTypes() []string { return yamlNames(policyType) }
+
+// CORSPolicy is the cors policy.
+type CORSPolicy struct {
+	Origins       []string `yaml:"origins" doc:"Origins allowed to call the API from a browser, exactly as browsers send them (https://app.example.com, with a port when not the scheme's default), or \"*\" for any origin (not with credentials). Required."`
+	Methods       []string `yaml:"methods" doc:"Methods a preflight may ask for; empty: the API's methods, or GET, HEAD and POST when the API takes any."`
+	Headers       []string `yaml:"headers" doc:"Request fields a preflight may ask for (Access-Control-Allow-Headers); compared without case."`
+	ExposeHeaders []string `yaml:"exposeHeaders" doc:"Response fields that scripts may read besides the safelisted ones (Access-Control-Expose-Headers)."`
+	Credentials   bool     `yaml:"credentials" doc:"Let browsers send cookies and credentials (Access-Control-Allow-Credentials: true); refused with origin \"*\"."`
+	MaxAge        Duration `yaml:"maxAge" doc:"How long browsers may cache a preflight answer (Access-Control-Max-Age), 0 to 24h; 0 omits the field."`
+}
+
+// HeadersPolicy is the headers policy.
+type HeadersPolicy struct {
+	Request  HeaderEdits `yaml:"request" doc:"Edits of the request before it is forwarded."`
+	Response HeaderEdits `yaml:"response" doc:"Edits of the response before it is sent to the client, also of the gateway's own error answers."`
+}
+
+// HeaderEdits remove fields and then set fields.
+type HeaderEdits struct {
+	Set    map[string]string `yaml:"set" doc:"Fields to set (name: value), replacing every value the message had."`
+	Remove []string          `yaml:"remove" doc:"Fields to remove (names, without case)."`
+}
+
+var policyType = reflect.TypeOf(Policy{})
+
+// RouteMethods are the methods the API's route matches: its methods, and
+// OPTIONS besides when it has a cors policy (the gateway answers the
+// preflight; another OPTIONS request is refused by the cors policy when
+// the API did not list OPTIONS). Empty: any method.
+func (a API) RouteMethods() []string {
+	if len(a.Methods) == 0 || slices.Contains(a.Methods, "OPTIONS") {
+		return a.Methods
+	}
+	for _, p := range a.Policies {
+		if p.CORS != nil {
+			return append(slices.Clone(a.Methods), "OPTIONS")
+		}
+	}
+	return a.Methods
+}
+
+// MaxCORSMaxAge bounds cors.maxAge (browsers cap it lower still).
+const MaxCORSMaxAge = 24 * time.Hour
+
+// gatewayFields are request and response fields that a headers policy may
+// not touch: the message's framing and connection, and what the gateway
+// sets itself after the policies.
+var gatewayFields = []string{"Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "Upgrade", "Te", "Trailer", "Proxy-Connection",
+	"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "X-Correlationid"}
+
+// validatePolicies checks apis[i].policies.
+func (c *Config) validatePolicies(i int, a API, add func(error)) {
+	for j, p := range a.Policies {
+		k := fmt.Sprintf("apis[%d].policies[%d]", i, j)
+		if p.Type() == "" {
+			add(c.errAt(k, "a policy is one mapping with exactly one key, its type: one of %s", strings.Join(PolicyTypes(), ", ")))
+			continue
+		}
+		switch {
+		case p.CORS != nil:
+			c.validateCORS(k+".cors", a, *p.CORS, add)
+		case p.Headers != nil:
+			c.validateHeaderEdits(k+".headers.request", p.Headers.Request, add)
+			c.validateHeaderEdits(k+".headers.response", p.Headers.Response, add)
+		}
+	}
+}
+
+func (c *Config) validateCORS(k string, a API, p CORSPolicy, add func(error)) {
+	if len(p.Origins) == 0 {
+		add(c.errAt(k+".origins", "give the origins allowed (https://app.example.com), or \"*\""))
+	}
+	for _, o := range p.Origins {
+		if o == "*" {
+			if p.Credentials {
+				add(c.errAt(k+".origins", "\"*\" with credentials: true is refused (browsers refuse it too): list the origins"))
+			}
+			if len(p.Origins) > 1 {
+				add(c.errAt(k+".origins", "\"*\" allows every origin: give it alone"))
+			}
+			continue
+		}
+		if err := checkOrigin(o); err != nil {
+			add(c.errAt(k+".origins", "%q: %v", o, err))
+		}
+	}
+	for _, m := range p.Methods {
+		if !validMethods[m] {
+			add(c.errAt(k+".methods", "%q is not a method; accepted: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE, CONNECT (upper case)", m))
+		} else if len(a.Methods) > 0 && !slices.Contains(a.Methods, m) {
+			add(c.errAt(k+".methods", "%q is not one of the API's methods (%s)", m, strings.Join(a.Methods, ", ")))
+		}
+	}
+	for _, h := range append(slices.Clone(p.Headers), p.ExposeHeaders...) {
+		if !isToken(h) {
+			add(c.errAt(k, "%q is not a field name", h))
+		}
+	}
+	if p.MaxAge < 0 || time.Duration(p.MaxAge) > MaxCORSMaxAge {
+		add(c.errAt(k+".maxAge", "%s: want 0 to 24h", time.Duration(p.MaxAge)))
+	}
+}
+
+// checkOrigin accepts a serialized origin: scheme://host[:port], lower
+// case, nothing after it.
+func checkOrigin(o string) error {
+	u, err := url.Parse(o)
+	switch {
+	case err != nil:
+		return err
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("want http:// or https:// and a host")
+	case u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(o, "/"):
+		return fmt.Errorf("an origin is scheme://host[:port] with nothing after it")
+	case o != strings.ToLower(o):
+		return fmt.Errorf("browsers send origins in lower case")
+	}
+	return nil
+}
+
+func (c *Config) validateHeaderEdits(k string, e HeaderEdits, add func(error)) {
+	check := func(name string) bool {
+		switch {
+		case !isToken(name):
+			add(c.errAt(k, "%q is not a field name", name))
+		case slices.ContainsFunc(gatewayFields, func(f string) bool { return strings.EqualFold(f, name) }):
+			add(c.errAt(k, "%q is the gateway's own field (framing, connection or forwarding): a policy may not change it", name))
+		default:
+			return true
+		}
+		return false
+	}
+	for name, v := range e.Set {
+		if check(name) && (strings.ContainsAny(v, "\r\n\x00") || len(v) > 8<<10 || v != strings.TrimSpace(v)) {
+			add(c.errAt(k+".set", "the value of %q must be one line of at most 8 KiB without leading or trailing spaces", name))
+		}
+	}
+	for _, name := range e.Remove {
+		check(name)
+	}
+}
+
+// isToken reports whether s is an RFC 9110 token (a field name).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}

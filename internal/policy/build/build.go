@@ -1,0 +1,29 @@
+// Package build makes an API's policy chain from its configuration
+// (apis[].policies): one policy value per item, in order, built once per
+// configuration so that a hot swap replaces every chain whole.
+package build
+
+import (
+	"fmt"
+
+	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
+	"github.com/gatehouse-gw/gatehouse/internal/policy"
+	"github.com/gatehouse-gw/gatehouse/internal/policy/cors"
+	"github.com/gatehouse-gw/gatehouse/internal/policy/headers"
+)
+
+// Chain is the chain of api's policies (validated by groupconf).
+func Chain(api groupconf.API) (policy.Chain, error) {
+	var c policy.Chain
+	for i, p := range api.Policies {
+		switch {
+		case p.CORS != nil:
+			c = append(c, cors.New(*p.CORS, api.Methods))
+		case p.Headers != nil:
+			c = append(c, headers.New(*p.Headers))
+		default:
+			return nil, fmt.Errorf("API %q, policy %d: no policy type given", api.Name, i)
+		}
+	}
+	return c, nil
+}
