@@ -53,7 +53,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 // chunks reach the client as produced). For an upgrade request answered with
 // 101 it writes the 101 head, hijacks w and splices both connections until
 // either side closes. A pooled connection found closed by the upstream is
-// retried once on a new connection when the whole body is still at hand
+// retried once on another connection when the whole body is still at hand
 // (no body, or a body that fitted in the first read).
 //
 // The request body is written while the response is read, so an upstream
@@ -163,7 +163,7 @@ func (a *Attempt) Try(ctx context.Context, u *Upstream, w ResponseWriter) (Resul
 		}
 		res, retry, err := pc.roundTrip(ctx, w, a)
 		if retry && attempt == 0 {
-			continue
+			continue // once only: the next connection may be a stale pooled one too
 		}
 		if err != nil {
 			return res, err
@@ -177,7 +177,7 @@ var errStale = errors.New("pooled connection closed by the upstream")
 
 // roundTrip does one exchange on pc. It consumes pc (pools or closes it).
 // retry is true when pc was a stale pooled connection and nothing is lost by
-// trying again.
+// trying again; err is then the failure to report if no retry is made.
 func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (res Result, retry bool, err error) {
 	u := pc.u
 	out, first, bodyEOF := a.out, a.first, a.bodyEOF
@@ -249,10 +249,9 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 	}
 	if err := pc.bw.Flush(); err != nil {
 		keep = false
-		if pc.reused && bodyEOF {
-			return res, true, nil
-		}
-		return res, false, pc.upErr(ctx, ErrConnect, fmt.Errorf("writing request: %w", err))
+		// The error goes with the retry: it is the result when the
+		// retry is not made (this was the retry already).
+		return res, pc.reused && bodyEOF, pc.upErr(ctx, ErrConnect, fmt.Errorf("writing request: %w", err))
 	}
 	// The rest of a long body goes in its own goroutine while the response
 	// is read here.
@@ -323,10 +322,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 			if br := finishBodyIfClientErr(wdone, finishBody); br != nil {
 				return res, false, br
 			}
-			if errors.Is(err, errStale) && pc.reused && bodyEOF {
-				return res, true, nil
-			}
-			return res, false, pc.upErr(ctx, ErrUpstreamProtocol, err)
+			return res, errors.Is(err, errStale) && pc.reused && bodyEOF, pc.upErr(ctx, ErrUpstreamProtocol, err)
 		}
 		if rh.status >= 200 || rh.status == 101 {
 			break

@@ -1,0 +1,587 @@
+package h1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"testing/iotest"
+	"time"
+)
+
+// readRawRequest reads one request from br as the bytes that came (head,
+// then the body by its framing: Content-Length, or chunked without
+// trailers).
+func readRawRequest(br *bufio.Reader) (string, error) {
+	var raw strings.Builder
+	cl, chunked := 0, false
+	for {
+		l, err := br.ReadString('\n')
+		raw.WriteString(l)
+		if err != nil {
+			return raw.String(), err
+		}
+		if l == "\r\n" {
+			break
+		}
+		k, v, _ := strings.Cut(strings.TrimRight(l, "\r\n"), ": ")
+		switch strings.ToLower(k) {
+		case "content-length":
+			cl, _ = strconv.Atoi(v)
+		case "transfer-encoding":
+			chunked = true
+		}
+	}
+	if !chunked {
+		b := make([]byte, cl)
+		n, err := io.ReadFull(br, b)
+		raw.Write(b[:n])
+		return raw.String(), err
+	}
+	for {
+		l, err := br.ReadString('\n')
+		raw.WriteString(l)
+		if err != nil {
+			return raw.String(), err
+		}
+		size, err := strconv.ParseInt(strings.TrimRight(l, "\r\n"), 16, 64)
+		if err != nil {
+			return raw.String(), err
+		}
+		b := make([]byte, size+2)
+		n, err := io.ReadFull(br, b)
+		raw.Write(b[:n])
+		if err != nil || size == 0 {
+			return raw.String(), err
+		}
+	}
+}
+
+// recordingUpstream answers every request with resp and sends the raw
+// request it read (or what it read before an error) on the channel.
+func recordingUpstream(t *testing.T, resp string) (*Upstream, <-chan string) {
+	reqs := make(chan string, 16)
+	u := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		c.SetDeadline(soon(t))
+		for {
+			raw, err := readRawRequest(br)
+			if raw != "" {
+				reqs <- raw
+			}
+			if err != nil {
+				return
+			}
+			io.WriteString(c, resp)
+		}
+	})
+	return u, reqs
+}
+
+// within is a context that ends a little before the test's deadline, so
+// that a Forward that waits for nothing fails instead of hanging.
+func within(t *testing.T) context.Context {
+	ctx, cancel := context.WithDeadline(context.Background(), soon(t))
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestForwardRequestWire: the bytes Forward sends upstream, exactly: the
+// request line, Host, the end-to-end fields only, the framing it chooses
+// for the body, and the connection fields.
+func TestForwardRequestWire(t *testing.T) {
+	big := strings.Repeat("b", 40<<10)
+	first := big[:copyBufSize]
+	hdr := func(kv ...string) *Header {
+		var h Header
+		for i := 0; i < len(kv); i += 2 {
+			h.AddString(kv[i], kv[i+1])
+		}
+		return &h
+	}
+	cases := []struct {
+		name     string
+		up       func(u *Upstream)
+		out      Outgoing
+		want     string // with ADDR for the upstream's address
+		wantOut  int64  // Result.BytesOut
+		wantResp string // the body the recorder got
+	}{
+		{
+			name: "the request line, Host, end-to-end fields only",
+			out: Outgoing{Method: []byte("GET"), Path: []byte("/p"), Query: []byte("q=1"), Host: []byte("h.example:81"),
+				Header: hdr("X-A", "1", "TE", "trailers", "Connection", "X-B, keep-alive", "X-B", "2", "Keep-Alive", "5",
+					"Proxy-Connection", "x", "Transfer-Encoding", "chunked", "Trailer", "x", "Upgrade", "y", "Content-Length", "9",
+					"Host", "other", "Bad Name", "1", "X-Bad", "a\r\nX-Injected: 1", "x-b", "3", "X-C", "3")},
+			want: "GET /p?q=1 HTTP/1.1\r\nHost: h.example:81\r\nX-A: 1\r\nX-C: 3\r\n\r\n",
+		},
+		{
+			name: "no path is /, no host is the upstream's address",
+			out:  Outgoing{Method: []byte("GET")},
+			want: "GET / HTTP/1.1\r\nHost: ADDR\r\n\r\n",
+		},
+		{
+			name: "an empty query keeps its ?",
+			out:  Outgoing{Method: []byte("GET"), Path: []byte("/a"), Query: []byte{}},
+			want: "GET /a? HTTP/1.1\r\nHost: ADDR\r\n\r\n",
+		},
+		{
+			name: "POST without a body says Content-Length: 0",
+			out:  Outgoing{Method: []byte("POST"), Path: []byte("/")},
+			want: "POST / HTTP/1.1\r\nHost: ADDR\r\nContent-Length: 0\r\n\r\n",
+		},
+		{
+			name: "PUT with an empty body says Content-Length: 0",
+			out:  Outgoing{Method: []byte("PUT"), Path: []byte("/"), Body: strings.NewReader(""), ContentLength: 0},
+			want: "PUT / HTTP/1.1\r\nHost: ADDR\r\nContent-Length: 0\r\n\r\n",
+		},
+		{
+			name: "PATCH with an unknown length and no bytes says Content-Length: 0",
+			out:  Outgoing{Method: []byte("PATCH"), Path: []byte("/"), Body: strings.NewReader(""), ContentLength: -1},
+			want: "PATCH / HTTP/1.1\r\nHost: ADDR\r\nContent-Length: 0\r\n\r\n",
+		},
+		{
+			name: "DELETE without a body says nothing of it",
+			out:  Outgoing{Method: []byte("DELETE"), Path: []byte("/")},
+			want: "DELETE / HTTP/1.1\r\nHost: ADDR\r\n\r\n",
+		},
+		{
+			name:    "a declared length",
+			out:     Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader("hello"), ContentLength: 5},
+			want:    "POST / HTTP/1.1\r\nHost: ADDR\r\nContent-Length: 5\r\n\r\nhello",
+			wantOut: 5,
+		},
+		{
+			name:    "an unknown length whose end is at hand gets a length",
+			out:     Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: iotest.DataErrReader(strings.NewReader("hello")), ContentLength: -1},
+			want:    "POST / HTTP/1.1\r\nHost: ADDR\r\nContent-Length: 5\r\n\r\nhello",
+			wantOut: 5,
+		},
+		{
+			name:    "an unknown length whose end is not at hand is chunked",
+			out:     Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader("hello"), ContentLength: -1},
+			want:    "POST / HTTP/1.1\r\nHost: ADDR\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+			wantOut: 5,
+		},
+		{
+			name:    "a long body of unknown length: the first 32 KiB, then the rest, chunked",
+			out:     Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader(big), ContentLength: -1},
+			want:    fmt.Sprintf("POST / HTTP/1.1\r\nHost: ADDR\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n", len(first), first, len(big)-len(first), big[len(first):]),
+			wantOut: int64(len(big)),
+		},
+		{
+			name:    "a long body of declared length",
+			out:     Outgoing{Method: []byte("PUT"), Path: []byte("/"), Body: strings.NewReader(big), ContentLength: int64(len(big))},
+			want:    fmt.Sprintf("PUT / HTTP/1.1\r\nHost: ADDR\r\nContent-Length: %d\r\n\r\n%s", len(big), big),
+			wantOut: int64(len(big)),
+		},
+		{
+			name: "an upgrade",
+			out:  Outgoing{Method: []byte("GET"), Path: []byte("/ws"), Upgrade: []byte("websocket"), Header: hdr("Upgrade", "other", "Connection", "upgrade")},
+			want: "GET /ws HTTP/1.1\r\nHost: ADDR\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+		},
+		{
+			name: "an upgrade token that is not a field value is left out",
+			out:  Outgoing{Method: []byte("GET"), Path: []byte("/ws"), Upgrade: []byte("a\r\nX: 1")},
+			want: "GET /ws HTTP/1.1\r\nHost: ADDR\r\nConnection: upgrade\r\nUpgrade: \r\n\r\n",
+		},
+		{
+			name: "no pooling: Connection: close",
+			up:   func(u *Upstream) { u.MaxIdle = 0 },
+			out:  Outgoing{Method: []byte("GET"), Path: []byte("/")},
+			want: "GET / HTTP/1.1\r\nHost: ADDR\r\nConnection: close\r\n\r\n",
+		},
+		{
+			name: "HTTP/1.0",
+			up:   func(u *Upstream) { u.HTTP10 = true },
+			out:  Outgoing{Method: []byte("GET"), Path: []byte("/")},
+			want: "GET / HTTP/1.0\r\nHost: ADDR\r\nConnection: close\r\n\r\n",
+		},
+		{
+			name:    "HTTP/1.0 with a body of unknown length at hand: a length",
+			up:      func(u *Upstream) { u.HTTP10 = true },
+			out:     Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: iotest.DataErrReader(strings.NewReader("hello")), ContentLength: -1},
+			want:    "POST / HTTP/1.0\r\nHost: ADDR\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+			wantOut: 5,
+		},
+		{
+			name:    "a body exactly at MaxSentBytes goes",
+			up:      func(u *Upstream) { u.MaxSentBytes = 5 },
+			out:     Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader("hello"), ContentLength: 5},
+			want:    "POST / HTTP/1.1\r\nHost: ADDR\r\nContent-Length: 5\r\n\r\nhello",
+			wantOut: 5,
+		},
+		{
+			name:    "a chunked body exactly at MaxSentBytes goes",
+			up:      func(u *Upstream) { u.MaxSentBytes = int64(len(big)) },
+			out:     Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader(big), ContentLength: -1},
+			want:    fmt.Sprintf("POST / HTTP/1.1\r\nHost: ADDR\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n", len(first), first, len(big)-len(first), big[len(first):]),
+			wantOut: int64(len(big)),
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			u, reqs := recordingUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			if tc.up != nil {
+				tc.up(u)
+			}
+			rec := newRecorder()
+			out := tc.out
+			res, err := Forward(within(t), u, rec, &out)
+			if err != nil {
+				t.Fatalf("Forward: %v", err)
+			}
+			want := strings.ReplaceAll(tc.want, "ADDR", u.Addr)
+			select {
+			case got := <-reqs:
+				if got != want {
+					t.Errorf("the upstream got\n%q\nwant\n%q", trimLong(got), trimLong(want))
+				}
+			case <-time.After(time.Until(soon(t))):
+				t.Fatal("the upstream got no request")
+			}
+			if res.Status != 200 || rec.body.String() != "ok" || rec.status != 200 {
+				t.Errorf("got %d %q (result %d), want 200 ok", rec.status, rec.body.String(), res.Status)
+			}
+			if res.BytesOut != tc.wantOut || res.BytesIn != 2 || !res.Sent || !res.Received || res.Reused || res.Upgraded {
+				t.Errorf("got %+v, want %d bytes out, 2 in, sent, received, not reused", res, tc.wantOut)
+			}
+		})
+	}
+}
+
+// TestForwardRefusesBeforeSending: a request Forward cannot send as it is
+// fails with ErrClient before any byte goes upstream (Result.Sent false:
+// another address may be tried, nothing is lost).
+func TestForwardRefusesBeforeSending(t *testing.T) {
+	big := strings.Repeat("b", 40<<10)
+	cases := []struct {
+		name    string
+		up      func(u *Upstream)
+		out     Outgoing
+		wantErr error
+	}{
+		{name: "a method that is not a token", out: Outgoing{Method: []byte("GE T"), Path: []byte("/")}},
+		{name: "an empty method", out: Outgoing{Method: []byte(""), Path: []byte("/")}},
+		{name: "a space in the path", out: Outgoing{Method: []byte("GET"), Path: []byte("/a b")}},
+		{name: "a CR in the query", out: Outgoing{Method: []byte("GET"), Path: []byte("/"), Query: []byte("a\rb")}},
+		{name: "an invalid host", out: Outgoing{Method: []byte("GET"), Path: []byte("/"), Host: []byte("a b")}},
+		{name: "a declared length over MaxSentBytes", up: func(u *Upstream) { u.MaxSentBytes = 4 },
+			out: Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader("hello"), ContentLength: 5}, wantErr: ErrMaxSent},
+		{name: "a body at hand over MaxSentBytes", up: func(u *Upstream) { u.MaxSentBytes = 4 },
+			out: Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: iotest.DataErrReader(strings.NewReader("hello")), ContentLength: -1}, wantErr: ErrMaxSent},
+		{name: "HTTP/1.0 and a body of unknown length not at hand", up: func(u *Upstream) { u.HTTP10 = true },
+			out: Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader(big), ContentLength: -1}, wantErr: ErrLengthRequired},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			u, reqs := recordingUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			if tc.up != nil {
+				tc.up(u)
+			}
+			rec := newRecorder()
+			out := tc.out
+			res, err := Forward(within(t), u, rec, &out)
+			var fe *ForwardError
+			if !errors.As(err, &fe) || fe.Kind != ErrClient || fe.Responded || tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
+				t.Fatalf("got %v, want an ErrClient ForwardError (%v)", err, tc.wantErr)
+			}
+			if res.Sent || res.Received || res.Status != 0 || rec.status != 0 {
+				t.Errorf("got %+v and status %d, want nothing sent and nothing answered", res, rec.status)
+			}
+			u.CloseIdle()
+			select {
+			case got := <-reqs:
+				t.Errorf("the upstream got %q, want nothing", got)
+			case <-time.After(20 * time.Millisecond):
+			}
+		})
+	}
+}
+
+// TestForwardBodyLimits: a chunked body that grows past MaxSentBytes is
+// cut: the upstream never gets the last chunk (it sees an unfinished
+// body), and Forward reports the client's fault.
+func TestForwardBodyLimits(t *testing.T) {
+	big := strings.Repeat("b", 40<<10)
+	u, reqs := recordingUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	u.MaxSentBytes = int64(len(big) - 1)
+	res, err := Forward(within(t), u, newRecorder(), &Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader(big), ContentLength: -1})
+	var fe *ForwardError
+	if !errors.As(err, &fe) || fe.Kind != ErrClient || !errors.Is(err, ErrMaxSent) || fe.Responded {
+		t.Fatalf("got %v, want ErrClient ErrMaxSent", err)
+	}
+	if res.BytesOut != copyBufSize || !res.Sent {
+		t.Errorf("got %+v, want the first %d bytes sent", res, copyBufSize)
+	}
+	got := <-reqs
+	if strings.HasSuffix(got, "0\r\n\r\n") {
+		t.Errorf("the upstream got a complete body (%q)", trimLong(got))
+	}
+}
+
+// forwardWithin runs Forward with a context that ends before the test's
+// deadline and fails the test if Forward does not return by then (a
+// Forward stuck on a goroutine that never reports).
+func forwardWithin(t *testing.T, u *Upstream, w ResponseWriter, out *Outgoing) (Result, error) {
+	t.Helper()
+	type ret struct {
+		res Result
+		err error
+	}
+	done := make(chan ret, 1)
+	ctx := within(t)
+	go func() {
+		res, err := Forward(ctx, u, w, out)
+		done <- ret{res, err}
+	}()
+	select {
+	case r := <-done:
+		return r.res, r.err
+	case <-time.After(time.Until(soon(t)) + time.Second):
+		t.Fatal("Forward did not return")
+	}
+	return Result{}, nil
+}
+
+// TestForwardResponseWire: what the client of the proxy receives, byte for
+// byte, for each kind of upstream response, and what Forward reports.
+func TestForwardResponseWire(t *testing.T) {
+	cases := []struct {
+		name      string
+		method    string
+		resp      string // the upstream's answer (then it closes)
+		want      string // what the client gets, up to the close
+		wantKind  ErrKind
+		responded bool
+		wantIn    int64
+	}{
+		{
+			name:   "a length; hop-by-hop fields and those Connection names are dropped",
+			resp:   "HTTP/1.1 200 OK\r\nDate: d\r\nX-A: 1\r\nConnection: X-B, keep-alive\r\nX-B: 2\r\nKeep-Alive: t=1\r\nTrailer: x\r\nUpgrade: y\r\nProxy-Connection: z\r\nContent-Length: 3\r\n\r\nabc",
+			want:   "HTTP/1.1 200 OK\r\nDate: d\r\nX-A: 1\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+			wantIn: 3,
+		},
+		{
+			name:   "an empty body of length 0",
+			resp:   "HTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 0\r\n\r\n",
+			want:   "HTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+			wantIn: 0,
+		},
+		{
+			name:   "204: no length, no body",
+			resp:   "HTTP/1.1 204 No Content\r\nDate: d\r\nContent-Length: 0\r\n\r\n",
+			want:   "HTTP/1.1 204 No Content\r\nDate: d\r\nConnection: close\r\n\r\n",
+			wantIn: 0,
+		},
+		{
+			name:   "304 keeps its length, without a body",
+			resp:   "HTTP/1.1 304 Not Modified\r\nDate: d\r\nContent-Length: 42\r\n\r\n",
+			want:   "HTTP/1.1 304 Not Modified\r\nDate: d\r\nContent-Length: 42\r\nConnection: close\r\n\r\n",
+			wantIn: 0,
+		},
+		{
+			name:   "HEAD keeps the length, without a body",
+			method: "HEAD",
+			resp:   "HTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 35\r\n\r\n",
+			want:   "HTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 35\r\nConnection: close\r\n\r\n",
+			wantIn: 0,
+		},
+		{
+			name:   "interim responses (199 too) are skipped",
+			resp:   "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 199 Misc\r\nX-I: 1\r\n\r\nHTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 2\r\n\r\nok",
+			want:   "HTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+			wantIn: 2,
+		},
+		{
+			name:   "eight interim responses are skipped",
+			resp:   strings.Repeat("HTTP/1.1 103 Early Hints\r\n\r\n", 8) + "HTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 2\r\n\r\nok",
+			want:   "HTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+			wantIn: 2,
+		},
+		{
+			name:     "nine are too many",
+			resp:     strings.Repeat("HTTP/1.1 103 Early Hints\r\n\r\n", 9) + "HTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 2\r\n\r\nok",
+			want:     "HTTP/1.1 502 Bad Gateway\r\nDate: d\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+			wantKind: ErrUpstreamProtocol,
+		},
+		{
+			name:      "a body shorter than its length: the client's response is cut, and closed",
+			resp:      "HTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 10\r\n\r\nabc",
+			want:      "HTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 10\r\nConnection: close\r\n\r\nabc",
+			wantKind:  ErrUpstreamProtocol,
+			responded: true,
+			wantIn:    3,
+		},
+		{
+			name:      "a chunked body cut short: no last chunk for the client",
+			resp:      "HTTP/1.1 200 OK\r\nDate: d\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n",
+			want:      "HTTP/1.1 200 OK\r\nDate: d\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n",
+			wantKind:  ErrUpstreamProtocol,
+			responded: true,
+			wantIn:    3,
+		},
+		{
+			name:   "a close-delimited body",
+			resp:   "HTTP/1.1 200 OK\r\nDate: d\r\n\r\nabc",
+			want:   "HTTP/1.1 200 OK\r\nDate: d\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+			wantIn: 3,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			u := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+				c.SetDeadline(soon(t))
+				readRequestHead(br)
+				io.WriteString(c, tc.resp)
+			})
+			type ret struct {
+				res Result
+				err error
+			}
+			got := make(chan ret, 1)
+			s := &Server{Handler: HandlerFunc(func(w ResponseWriter, r *Request) {
+				res, err := Forward(within(t), u, w, &Outgoing{Method: r.Method, Path: r.Path, Header: &r.Header})
+				got <- ret{res, err}
+				var fe *ForwardError
+				if errors.As(err, &fe) && !fe.Responded {
+					w.Header().SetString("Date", "d")
+					w.WriteHeader(502)
+				}
+			})}
+			addr := startServer(t, s)
+			method := tc.method
+			if method == "" {
+				method = "GET"
+			}
+			c := dial(t, addr)
+			c.SetDeadline(soon(t))
+			fmt.Fprintf(c, "%s / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", method)
+			wire, err := io.ReadAll(c)
+			if err != nil && !isConnReset(err) {
+				t.Fatalf("reading: %v (%q)", err, wire)
+			}
+			if string(wire) != tc.want {
+				t.Errorf("the client got\n%q\nwant\n%q", wire, tc.want)
+			}
+			var r ret
+			select {
+			case r = <-got:
+			case <-time.After(time.Until(soon(t))):
+				t.Fatal("Forward did not return")
+			}
+			var fe *ForwardError
+			switch {
+			case tc.wantKind == 0 && r.err != nil:
+				t.Errorf("got %v, want no error", r.err)
+			case tc.wantKind != 0 && (!errors.As(r.err, &fe) || fe.Kind != tc.wantKind || fe.Responded != tc.responded):
+				t.Errorf("got %v (%+v), want kind %v, responded %v", r.err, fe, tc.wantKind, tc.responded)
+			}
+			if r.res.BytesIn != tc.wantIn || !r.res.Received || !r.res.Sent {
+				t.Errorf("got %+v, want %d bytes in, sent and received", r.res, tc.wantIn)
+			}
+		})
+	}
+}
+
+// TestForwardStaleRetryOnce: a request that meets a pooled connection the
+// upstream closed without answering is sent again, once, with the same
+// bytes; when the second connection fails the same way, Forward reports
+// the failure (never a success with nothing written). Nothing is retried
+// once response bytes arrived, or when the body was read past what Begin
+// kept.
+func TestForwardStaleRetryOnce(t *testing.T) {
+	big := strings.Repeat("b", 40<<10)
+	cases := []struct {
+		name      string
+		out       func() *Outgoing
+		second    string // what each pooled connection does with its second request: "close", "partial" or "answer"
+		wantErr   bool
+		wantReqs  int // requests the upstream received after the pool was filled
+		wantDials int64
+		received  bool
+	}{
+		{"one stale connection: retried on the other", func() *Outgoing {
+			return &Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader("hello"), ContentLength: 5}
+		},
+			"close-first", false, 2, 2, true},
+		{"two stale connections: the failure is reported", func() *Outgoing { return &Outgoing{Method: []byte("GET"), Path: []byte("/")} },
+			"close", true, 2, 2, false},
+		{"a partial head is not retried", func() *Outgoing { return &Outgoing{Method: []byte("GET"), Path: []byte("/")} },
+			"partial", true, 1, 2, true},
+		{"a body read past the first part is not retried", func() *Outgoing {
+			return &Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: io.MultiReader(strings.NewReader(big[:copyBufSize]), strings.NewReader(big[copyBufSize:])), ContentLength: int64(len(big))}
+		}, "close", true, 1, 2, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var seen []string // the requests after the first on each connection
+			var fill sync.WaitGroup
+			fill.Add(2)
+			u := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+				c.SetDeadline(soon(t))
+				if _, err := readRawRequest(br); err != nil {
+					return
+				}
+				fill.Done()
+				fill.Wait() // both connections are open: the pool gets two
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+				raw, _ := readRawRequest(br)
+				mu.Lock()
+				seen = append(seen, raw)
+				k := len(seen)
+				mu.Unlock()
+				switch {
+				case tc.second == "partial":
+					io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+				case tc.second == "close-first" && k == 2:
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond")
+				}
+			})
+			// Fill the pool with two connections.
+			var wg sync.WaitGroup
+			for range 2 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					Forward(within(t), u, newRecorder(), &Outgoing{Method: []byte("GET"), Path: []byte("/")})
+				}()
+			}
+			wg.Wait()
+			rec := newRecorder()
+			res, err := forwardWithin(t, u, rec, tc.out())
+			var fe *ForwardError
+			if tc.wantErr {
+				if !errors.As(err, &fe) || fe.Kind != ErrUpstreamProtocol || fe.Responded {
+					t.Errorf("got %v, want an ErrUpstreamProtocol ForwardError, not responded", err)
+				}
+				if rec.status != 0 {
+					t.Errorf("the client got status %d, want nothing", rec.status)
+				}
+			} else if err != nil || rec.status != 200 || rec.body.String() != "second" {
+				t.Errorf("got %v, %d %q, want 200 second", err, rec.status, rec.body.String())
+			}
+			if !res.Sent || res.Received != tc.received || !res.Reused {
+				t.Errorf("got %+v, want sent, reused, received %v", res, tc.received)
+			}
+			time.Sleep(10 * time.Millisecond) // the upstream records what it read
+			mu.Lock()
+			defer mu.Unlock()
+			if len(seen) != tc.wantReqs {
+				t.Fatalf("the upstream got %d requests on its pooled connections, want %d (%q)", len(seen), tc.wantReqs, seen)
+			}
+			if len(seen) == 2 && seen[0] != seen[1] {
+				t.Errorf("the retry sent\n%q\nthe first try\n%q", seen[1], seen[0])
+			}
+			if _, dials := u.Stats(); dials != tc.wantDials {
+				t.Errorf("got %d dials, want %d", dials, tc.wantDials)
+			}
+		})
+	}
+}
