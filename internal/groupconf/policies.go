@@ -138,7 +138,7 @@ func (c *Config) validateCORS(k string, a API, p CORSPolicy, add func(error)) {
 			add(c.errAt(k, "%q is not a field name", h))
 		}
 	}
-	if p.MaxAge < 0 || time.Duration(p.MaxAge) > MaxCORSMaxAge {
+	if time.Duration(p.MaxAge) > MaxCORSMaxAge { // a negative duration does not load
 		add(c.errAt(k+".maxAge", "%s: want 0 to 24h", time.Duration(p.MaxAge)))
 	}
 }

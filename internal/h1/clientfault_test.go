@@ -113,8 +113,13 @@ func TestSlowBodyTimesTheUpstreamFromItsEnd(t *testing.T) {
 		io.WriteString(c, "1\r\nb\r\n")
 	}
 	io.WriteString(c, "0\r\n\r\n")
-	if err := <-errs; err != nil {
-		t.Fatalf("slow upload: got %v, want no error (the client was slow, not the upstream)", err)
+	select {
+	case err := <-errs:
+		if err != nil {
+			t.Fatalf("slow upload: got %v, want no error (the client was slow, not the upstream)", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("slow upload: Forward did not return")
 	}
 	got, _ := io.ReadAll(c)
 	if !strings.HasPrefix(string(got), "HTTP/1.1 200 ") || !strings.HasSuffix(string(got), fmt.Sprint(len(first)+6)) {

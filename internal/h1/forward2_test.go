@@ -256,10 +256,12 @@ func TestForwardSlowUpstream(t *testing.T) {
 		<-release
 	})
 	u.ResponseHeaderTimeout = 100 * time.Millisecond
-	_, err := Forward(context.Background(), u, newRecorder(), &Outgoing{Method: []byte("GET"), Path: []byte("/")})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := Forward(ctx, u, newRecorder(), &Outgoing{Method: []byte("GET"), Path: []byte("/")})
 	var fe *ForwardError
-	if !errors.As(err, &fe) || fe.Kind != ErrTimeout {
-		t.Fatalf("got %v, want ErrTimeout", err)
+	if !errors.As(err, &fe) || fe.Kind != ErrTimeout || ctx.Err() != nil {
+		t.Fatalf("got %v (context: %v), want ErrTimeout from ResponseHeaderTimeout", err, ctx.Err())
 	}
 }
 

@@ -50,7 +50,12 @@ func proxyServer(t testing.TB, u *Upstream, lastErr *atomic.Pointer[ForwardError
 func upstreamFor(t testing.TB, h http.Handler) *Upstream {
 	t.Helper()
 	ts := httptest.NewServer(h)
-	t.Cleanup(ts.Close)
+	// Close waits for the handlers: a proxy stuck in the middle of a request
+	// must not keep one waiting forever (the test fails instead of hanging).
+	t.Cleanup(func() {
+		ts.CloseClientConnections()
+		ts.Close()
+	})
 	return &Upstream{Addr: ts.Listener.Addr().String(), MaxIdle: 8}
 }
 

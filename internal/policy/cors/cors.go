@@ -130,6 +130,10 @@ func (p *Policy) Apply(ex *policy.Exchange) error {
 	return policy.ErrHandled
 }
 
+func isPreflight(ex *policy.Exchange) bool {
+	return string(ex.R.Method) == http.MethodOptions && ex.R.Header.Get("Access-Control-Request-Method") != nil
+}
+
 // allowOrigin sets Access-Control-Allow-Origin (and -Credentials).
 func (p *Policy) allowOrigin(h *h1.Header, origin []byte) {
 	if p.anyOrigin && !p.credentials {
@@ -156,8 +160,8 @@ func (p *Policy) EditResponse(ex *policy.Exchange, _ int, h *h1.Header) {
 		h.AddString("Vary", "Origin")
 	}
 	origin := ex.R.Header.Get("Origin")
-	if !p.originAllowed(origin) {
-		return
+	if !p.originAllowed(origin) || isPreflight(ex) {
+		return // a preflight's fields are Apply's: a refused one has none
 	}
 	p.allowOrigin(h, origin)
 	if p.expose != "" {

@@ -1,0 +1,105 @@
+package groupconf
+
+import (
+	"strings"
+	"testing"
+)
+
+// policyConfig is a group configuration whose API "a" (methods GET, POST)
+// has the policies given as YAML lines under "policies:" (indented six).
+func policyConfig(policies string) Layer {
+	return Layer{Name: "g.yaml", YAML: []byte("backends:\n  - name: b\n    url: http://127.0.0.1:1\napis:\n  - name: a\n    pathPrefix: /a\n    methods: [GET, POST]\n    backend: b\n    policies:\n" + policies)}
+}
+
+// TestPolicyErrors: each wrong policy is refused naming the file, the
+// line where it is (line 10 is the first policy's) and the key.
+func TestPolicyErrors(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"unknown type", "      - apikey: {}\n", []string{"g.yaml:10", `unknown key "apikey"`, "accepted under apis[0].policies[0]: cors, headers"}},
+		{"two types in one item", "      - cors: {origins: [\"*\"]}\n        headers: {}\n", []string{"g.yaml:10", "apis[0].policies[0]", "exactly one key"}},
+		{"empty item", "      - {}\n", []string{"g.yaml:10", "exactly one key"}},
+		{"unknown cors key", "      - cors: {origins: [\"*\"], maxage: 5m}\n", []string{"g.yaml:10", `unknown key "maxage"`, `did you mean "maxAge"`}},
+		{"no origins", "      - cors: {credentials: false}\n", []string{"apis[0].policies[0].cors.origins", "give the origins"}},
+		{"star with credentials", "      - cors: {origins: [\"*\"], credentials: true}\n", []string{"g.yaml:10", "credentials: true is refused"}},
+		{"star among others", "      - cors: {origins: [\"*\", \"https://a.example\"]}\n", []string{"give it alone"}},
+		{"origin with a path", "      - cors: {origins: [\"https://a.example/app\"]}\n", []string{"nothing after it"}},
+		{"origin with a slash", "      - cors: {origins: [\"https://a.example/\"]}\n", []string{"nothing after it"}},
+		{"origin in upper case", "      - cors: {origins: [\"https://A.example\"]}\n", []string{"lower case"}},
+		{"origin without scheme", "      - cors: {origins: [\"a.example\"]}\n", []string{"http:// or https://"}},
+		{"origin ftp", "      - cors: {origins: [\"ftp://a.example\"]}\n", []string{"http:// or https://"}},
+		{"method not the API's", "      - cors: {origins: [\"*\"], methods: [DELETE]}\n", []string{`"DELETE" is not one of the API's methods (GET, POST)`}},
+		{"not a method", "      - cors: {origins: [\"*\"], methods: [get]}\n", []string{`"get" is not a method`}},
+		{"bad field", "      - cors: {origins: [\"*\"], headers: [\"Key Id\"]}\n", []string{`"Key Id" is not a field name`}},
+		{"bad expose field", "      - cors: {origins: [\"*\"], exposeHeaders: [\"X:Y\"]}\n", []string{`"X:Y" is not a field name`}},
+		{"max age too long", "      - cors: {origins: [\"*\"], maxAge: 25h}\n", []string{"maxAge", "want 0 to 24h"}},
+		{"max age negative", "      - cors: {origins: [\"*\"], maxAge: -1s}\n", []string{"g.yaml:10", "is negative"}},
+		{"unknown headers key", "      - headers: {request: {add: {X: y}}}\n", []string{"g.yaml:10", `unknown key "add"`, "set, remove"}},
+		{"set Host", "      - headers: {request: {set: {host: evil}}}\n", []string{`"host" is the gateway's own field`}},
+		{"remove X-Forwarded-For", "      - headers: {request: {remove: [X-Forwarded-For]}}\n", []string{"gateway's own field"}},
+		{"set Content-Length", "      - headers: {response: {set: {Content-Length: \"0\"}}}\n", []string{"gateway's own field"}},
+		{"set the correlation id", "      - headers: {response: {set: {X-CorrelationID: x}}}\n", []string{"gateway's own field"}},
+		{"value with a line break", "      - headers: {response: {set: {X-A: \"a\\r\\nX-B: b\"}}}\n", []string{"one line"}},
+		{"value with spaces around", "      - headers: {response: {set: {X-A: \" a\"}}}\n", []string{"without leading or trailing spaces"}},
+		{"bad name", "      - headers: {request: {remove: [\"a b\"]}}\n", []string{`"a b" is not a field name`}},
+		{"long value", "      - headers: {request: {set: {X-A: " + strings.Repeat("a", 8<<10+1) + "}}}\n", []string{"at most 8 KiB"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(policyConfig(tc.yaml))
+			if err == nil {
+				t.Fatalf("got no error, want one containing %q", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("got %q, want it to contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestPoliciesLoad: valid policies load in their order, and a cors policy
+// adds OPTIONS to the API's route (not to its own methods).
+func TestPoliciesLoad(t *testing.T) {
+	cfg, err := Load(policyConfig("      - headers: {request: {set: {X-A: \"1\"}, remove: [X-B]}, response: {remove: [Server]}}\n" +
+		"      - cors: {origins: [\"https://a.example\", \"http://localhost:3000\"], methods: [GET], maxAge: 24h, credentials: true}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.APIs[0]
+	if len(a.Policies) != 2 || a.Policies[0].Type() != "headers" || a.Policies[1].Type() != "cors" {
+		t.Fatalf("policies: %+v", a.Policies)
+	}
+	if a.Policies[0].Headers.Request.Set["X-A"] != "1" || a.Policies[1].CORS.Origins[1] != "http://localhost:3000" {
+		t.Errorf("settings: %+v %+v", a.Policies[0].Headers, a.Policies[1].CORS)
+	}
+	if got := strings.Join(a.RouteMethods(), ","); got != "GET,POST,OPTIONS" {
+		t.Errorf("route methods: %s", got)
+	}
+	if got := strings.Join(a.Methods, ","); got != "GET,POST" {
+		t.Errorf("the API's own methods changed: %s", got)
+	}
+	for _, tc := range []struct {
+		methods []string
+		cors    bool
+		want    string
+	}{
+		{nil, true, ""},
+		{[]string{"GET", "OPTIONS"}, true, "GET,OPTIONS"},
+		{[]string{"GET"}, false, "GET"},
+	} {
+		api := API{Methods: tc.methods}
+		if tc.cors {
+			api.Policies = []Policy{{CORS: &CORSPolicy{}}}
+		}
+		if got := strings.Join(api.RouteMethods(), ","); got != tc.want {
+			t.Errorf("RouteMethods(%v, cors %v): got %q, want %q", tc.methods, tc.cors, got, tc.want)
+		}
+	}
+	if got := strings.Join(PolicyTypes(), ","); got != "cors,headers" {
+		t.Errorf("PolicyTypes: %s", got)
+	}
+}

@@ -1,0 +1,209 @@
+package instance
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// policyBackend is a back end that answers with CORS and other fields of
+// its own, and echoes the request's fields as JSON.
+func policyBackend(t *testing.T) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", "https://evil.example")
+		w.Header().Set("Access-Control-Allow-Credentials", "true")
+		w.Header().Set("Server", "backend/1.0")
+		w.Header().Set("X-Debug", "internal")
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"method": r.Method, "headers": r.Header})
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// policiesYAML: three APIs on one back end, one with cors and credentials,
+// one with cors for any origin, one with headers; and an API whose back end
+// is down, with both policies.
+func policiesYAML(backend string, downPort int) string {
+	return fmt.Sprintf(`
+backends:
+  - name: be
+    url: %s
+  - name: down
+    url: http://127.0.0.1:%d
+apis:
+  - name: app
+    pathPrefix: /app
+    methods: [GET, POST]
+    backend: be
+    policies:
+      - cors:
+          origins: [https://app.example.com, http://localhost:3000]
+          headers: [Content-Type, KeyId]
+          exposeHeaders: [X-Request-Total]
+          credentials: true
+          maxAge: 10m
+  - name: public
+    pathPrefix: /public
+    backend: be
+    policies:
+      - cors: {origins: ["*"]}
+  - name: edited
+    pathPrefix: /edited
+    methods: [GET]
+    backend: be
+    policies:
+      - headers:
+          request:
+            set: {X-Team: orders, X-Api-Version: "2"}
+            remove: [X-Internal-Token]
+          response:
+            set: {X-Frame-Options: DENY}
+            remove: [Server, X-Debug]
+  - name: down
+    pathPrefix: /down
+    backend: down
+    policies:
+      - cors: {origins: [https://app.example.com]}
+      - headers: {response: {set: {X-Gateway: gatehouse}}}
+`, backend, downPort)
+}
+
+// TestCORSPolicy: preflights are answered by the gateway (allowed: 204
+// with the Access-Control-Allow-* fields; an origin, method or field not
+// allowed: 403), never forwarded; responses carry the policy's CORS
+// fields in place of the back end's; an OPTIONS request that is not a
+// preflight gets 405 on an API that does not take OPTIONS; the gateway's
+// own errors carry them too.
+func TestCORSPolicy(t *testing.T) {
+	be := policyBackend(t)
+	ti := startInstance(t, quickstartYAML(newPorts(t), policiesYAML(be.URL, newPorts(t).traffic)))
+	pre := func(path, origin, method, fields string) response {
+		h := http.Header{"Origin": {origin}, "Access-Control-Request-Method": {method}}
+		if fields != "" {
+			h.Set("Access-Control-Request-Headers", fields)
+		}
+		return do(t, nil, "OPTIONS", ti.base+path, h)
+	}
+	r := pre("/app/x", "https://app.example.com", "POST", "content-type, keyid")
+	want := map[string]string{
+		"Access-Control-Allow-Origin":      "https://app.example.com",
+		"Access-Control-Allow-Credentials": "true",
+		"Access-Control-Allow-Methods":     "GET, POST",
+		"Access-Control-Allow-Headers":     "Content-Type, KeyId",
+		"Access-Control-Max-Age":           "600",
+	}
+	if r.status != 204 || r.body != "" {
+		t.Errorf("allowed preflight: got %d %q, want 204 and no body", r.status, r.body)
+	}
+	for k, v := range want {
+		if got := r.header.Get(k); got != v {
+			t.Errorf("allowed preflight: %s: got %q, want %q", k, got, v)
+		}
+	}
+	if !strings.Contains(strings.Join(r.header.Values("Vary"), ","), "Origin") {
+		t.Errorf("preflight Vary: %q", r.header.Values("Vary"))
+	}
+	for _, c := range []struct{ name, origin, method, fields string }{
+		{"origin not listed", "https://evil.example", "POST", ""},
+		{"origin with another port", "https://app.example.com:8443", "POST", ""},
+		{"origin in another case", "https://APP.example.com", "POST", ""},
+		{"method not allowed", "https://app.example.com", "DELETE", ""},
+		{"field not allowed", "https://app.example.com", "POST", "content-type, authorization"},
+	} {
+		r := pre("/app/x", c.origin, c.method, c.fields)
+		if r.status != 403 || r.header.Get("Access-Control-Allow-Origin") != "" || strings.Contains(r.body, `"method"`) {
+			t.Errorf("%s: got %d ACAO %q body %s, want 403 without CORS fields, not forwarded", c.name, r.status, r.header.Get("Access-Control-Allow-Origin"), r.body)
+		}
+	}
+	// An OPTIONS request that is not a preflight: the API does not take OPTIONS.
+	r = do(t, nil, "OPTIONS", ti.base+"/app/x", nil)
+	if r.status != 405 || r.header.Get("Allow") != "GET, POST" {
+		t.Errorf("OPTIONS without preflight fields: got %d Allow %q, want 405 GET, POST", r.status, r.header.Get("Allow"))
+	}
+	// An API that takes any method forwards it.
+	if r := do(t, nil, "OPTIONS", ti.base+"/public/x", nil); r.status != 200 || !strings.Contains(r.body, `"method":"OPTIONS"`) {
+		t.Errorf("OPTIONS without preflight fields on an API taking any method: got %d %s", r.status, r.body)
+	}
+	// Actual requests: the policy's fields in place of the back end's.
+	r = do(t, nil, "GET", ti.base+"/app/x", http.Header{"Origin": {"http://localhost:3000"}})
+	if r.status != 200 || r.header.Get("Access-Control-Allow-Origin") != "http://localhost:3000" || r.header.Get("Access-Control-Allow-Credentials") != "true" ||
+		r.header.Get("Access-Control-Expose-Headers") != "X-Request-Total" || len(r.header.Values("Access-Control-Allow-Origin")) != 1 {
+		t.Errorf("GET from an allowed origin: %d %v", r.status, r.header)
+	}
+	r = do(t, nil, "GET", ti.base+"/app/x", http.Header{"Origin": {"https://evil.example"}})
+	if r.status != 200 || r.header.Get("Access-Control-Allow-Origin") != "" || r.header.Get("Access-Control-Allow-Credentials") != "" {
+		t.Errorf("GET from an origin not allowed keeps the back end's CORS fields: %v", r.header)
+	}
+	if !strings.Contains(strings.Join(r.header.Values("Vary"), ","), "Origin") {
+		t.Errorf("Vary: Origin missing: %v", r.header)
+	}
+	r = do(t, nil, "GET", ti.base+"/public/x", http.Header{"Origin": {"https://anyone.example"}})
+	if r.header.Get("Access-Control-Allow-Origin") != "*" || r.header.Get("Access-Control-Allow-Credentials") != "" {
+		t.Errorf("any origin: %v", r.header)
+	}
+	// The gateway's own error (the back end is down): the fields are there.
+	r = do(t, nil, "GET", ti.base+"/down/x", http.Header{"Origin": {"https://app.example.com"}})
+	if r.status != 502 || r.header.Get("Access-Control-Allow-Origin") != "https://app.example.com" || r.header.Get("X-Gateway") != "gatehouse" {
+		t.Errorf("502 from the gateway: %d %v", r.status, r.header)
+	}
+	// A 405 of the router (a method the API does not take) is not the API's.
+	if r := do(t, nil, "DELETE", ti.base+"/app/x", http.Header{"Origin": {"https://app.example.com"}}); r.status != 405 {
+		t.Errorf("DELETE: got %d", r.status)
+	}
+}
+
+// TestHeadersPolicy: request fields removed and set before forwarding,
+// response fields removed and set before answering (the back end's
+// answer), in place of every value the message had.
+func TestHeadersPolicy(t *testing.T) {
+	be := policyBackend(t)
+	ti := startInstance(t, quickstartYAML(newPorts(t), policiesYAML(be.URL, newPorts(t).traffic)))
+	r := do(t, nil, "GET", ti.base+"/edited/x", http.Header{"X-Team": {"spoofed", "twice"}, "X-Internal-Token": {"secret"}, "X-Kept": {"yes"}})
+	if r.status != 200 {
+		t.Fatalf("GET: %d %s", r.status, r.body)
+	}
+	var got struct{ Headers http.Header }
+	if err := json.Unmarshal([]byte(r.body), &got); err != nil {
+		t.Fatal(err)
+	}
+	if v := got.Headers.Values("X-Team"); len(v) != 1 || v[0] != "orders" {
+		t.Errorf("X-Team at the back end: %q, want [orders]", v)
+	}
+	if got.Headers.Get("X-Api-Version") != "2" || got.Headers.Get("X-Internal-Token") != "" || got.Headers.Get("X-Kept") != "yes" {
+		t.Errorf("request fields at the back end: %v", got.Headers)
+	}
+	if r.header.Get("Server") != "" || r.header.Get("X-Debug") != "" || r.header.Get("X-Frame-Options") != "DENY" {
+		t.Errorf("response fields: %v", r.header)
+	}
+	if r.header.Get("X-Correlationid") == "" {
+		t.Errorf("the correlation id is gone: %v", r.header)
+	}
+	// Another API keeps the back end's fields.
+	if r := do(t, nil, "GET", ti.base+"/app/x", nil); r.header.Get("Server") != "backend/1.0" || r.header.Get("X-Frame-Options") != "" {
+		t.Errorf("an API without the policy: %v", r.header)
+	}
+}
+
+// TestPoliciesSwap: a hot swap replaces the chains whole: an API that
+// loses its headers policy stops editing at once.
+func TestPoliciesSwap(t *testing.T) {
+	be := policyBackend(t)
+	p := newPorts(t)
+	down := newPorts(t).traffic
+	ti := startInstance(t, quickstartYAML(p, policiesYAML(be.URL, down)))
+	if r := do(t, nil, "GET", ti.base+"/edited/x", nil); r.header.Get("X-Frame-Options") != "DENY" {
+		t.Fatalf("before the swap: %v", r.header)
+	}
+	plain := strings.Replace(policiesYAML(be.URL, down), "            set: {X-Frame-Options: DENY}\n", "            set: {X-Frame-Options: SAMEORIGIN}\n", 1)
+	if err := ti.Swap(loadConfig(t, quickstartYAML(p, plain))); err != nil {
+		t.Fatal(err)
+	}
+	if r := do(t, nil, "GET", ti.base+"/edited/x", nil); r.header.Get("X-Frame-Options") != "SAMEORIGIN" {
+		t.Errorf("after the swap: %v", r.header)
+	}
+}
