@@ -169,6 +169,18 @@ func TestForwardRequestWire(t *testing.T) {
 			wantOut: 5,
 		},
 		{
+			name:    "an unknown length with nothing at hand yet: no empty chunk first",
+			out:     Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: &partsReader{parts: []string{"", "hello"}}, ContentLength: -1},
+			want:    "POST / HTTP/1.1\r\nHost: ADDR\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+			wantOut: 5,
+		},
+		{
+			name: "one idle connection kept: no Connection field",
+			up:   func(u *Upstream) { u.MaxIdle = 1 },
+			out:  Outgoing{Method: []byte("GET"), Path: []byte("/")},
+			want: "GET / HTTP/1.1\r\nHost: ADDR\r\n\r\n",
+		},
+		{
 			name:    "a long body of unknown length: the first 32 KiB, then the rest, chunked",
 			out:     Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader(big), ContentLength: -1},
 			want:    fmt.Sprintf("POST / HTTP/1.1\r\nHost: ADDR\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n", len(first), first, len(big)-len(first), big[len(first):]),
@@ -275,6 +287,10 @@ func TestForwardRefusesBeforeSending(t *testing.T) {
 			out: Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader("hello"), ContentLength: 5}, wantErr: ErrMaxSent},
 		{name: "a body at hand over MaxSentBytes", up: func(u *Upstream) { u.MaxSentBytes = 4 },
 			out: Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: iotest.DataErrReader(strings.NewReader("hello")), ContentLength: -1}, wantErr: ErrMaxSent},
+		{name: "a declared body that does not come", out: Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader(""), ContentLength: 5},
+			wantErr: io.ErrUnexpectedEOF},
+		{name: "a declared body that ends early", out: Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader("hel"), ContentLength: 5},
+			wantErr: io.ErrUnexpectedEOF},
 		{name: "HTTP/1.0 and a body of unknown length not at hand", up: func(u *Upstream) { u.HTTP10 = true },
 			out: Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader(big), ContentLength: -1}, wantErr: ErrLengthRequired},
 	}
@@ -583,5 +599,179 @@ func TestForwardStaleRetryOnce(t *testing.T) {
 				t.Errorf("got %d dials, want %d", dials, tc.wantDials)
 			}
 		})
+	}
+}
+
+// partsReader returns one part per Read (an empty part: 0, nil), then EOF.
+type partsReader struct{ parts []string }
+
+func (p *partsReader) Read(b []byte) (int, error) {
+	if len(p.parts) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(b, p.parts[0])
+	p.parts[0] = p.parts[0][n:]
+	if p.parts[0] == "" {
+		p.parts = p.parts[1:]
+	}
+	return n, nil
+}
+
+// TestForwardKeepsConnection: a connection goes back to the pool only when
+// its response allows it: not after Connection: close, an HTTP/1.0
+// response without keep-alive, or with pooling off or HTTP/1.0 upstream.
+func TestForwardKeepsConnection(t *testing.T) {
+	cases := []struct {
+		name  string
+		up    func(u *Upstream)
+		resp  string
+		dials int64
+	}{
+		{"a length", nil, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 1},
+		{"chunked", nil, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", 1},
+		{"connection close", nil, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", 2},
+		{"HTTP/1.0", nil, "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", 2},
+		{"HTTP/1.0 keep-alive", nil, "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", 1},
+		{"pooling off", func(u *Upstream) { u.MaxIdle = 0 }, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 2},
+		{"HTTP/1.0 upstream", func(u *Upstream) { u.HTTP10 = true }, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			// The upstream answers every request and never closes first.
+			u, _ := recordingUpstream(t, tc.resp)
+			if tc.up != nil {
+				tc.up(u)
+			}
+			for i := range 2 {
+				rec := newRecorder()
+				res, err := forwardWithin(t, u, rec, &Outgoing{Method: []byte("GET"), Path: []byte("/")})
+				if err != nil || rec.body.String() != "ok" {
+					t.Fatalf("request %d: got %v %q", i, err, rec.body.String())
+				}
+				if res.Reused != (i == 1 && tc.dials == 1) {
+					t.Errorf("request %d: Reused %v", i, res.Reused)
+				}
+			}
+			if open, dials := u.Stats(); dials != tc.dials || open != min(1, 2-tc.dials+1)-(tc.dials-1) {
+				t.Errorf("got %d dials and %d open, want %d dials", dials, open, tc.dials)
+			}
+		})
+	}
+}
+
+// TestForwardModifyResponse: ModifyResponse sees the upstream's status and
+// end-to-end fields before the head goes out, and what it changes is what
+// the client gets.
+func TestForwardModifyResponse(t *testing.T) {
+	u, _ := recordingUpstream(t, "HTTP/1.1 201 Created\r\nX-A: 1\r\nConnection: X-B\r\nX-B: 2\r\nContent-Length: 2\r\n\r\nok")
+	var seen string
+	rec := newRecorder()
+	_, err := forwardWithin(t, u, rec, &Outgoing{Method: []byte("GET"), Path: []byte("/"), ModifyResponse: func(status int, h *Header) {
+		seen = fmt.Sprintf("%d %s", status, headerString(h))
+		h.Del("X-A")
+		h.SetString("X-New", "n")
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "201 X-A: 1\nContent-Length: 2\n"; seen != want {
+		t.Errorf("ModifyResponse saw %q, want %q", seen, want)
+	}
+	if got := headerString(&rec.hdr); rec.status != 201 || got != "Content-Length: 2\nX-New: n\n" || rec.body.String() != "ok" {
+		t.Errorf("the client got %d %q %q", rec.status, got, rec.body.String())
+	}
+}
+
+// TestForwardTimeouts: each of the Upstream's timeouts ends a wait on the
+// upstream by itself (well before the context's deadline), as ErrTimeout;
+// after the head went to the client the response is aborted (Responded).
+func TestForwardTimeouts(t *testing.T) {
+	cases := []struct {
+		name      string
+		up        func(u *Upstream)
+		resp      string // then the upstream stalls
+		responded bool
+		received  bool
+	}{
+		{"ResponseHeaderTimeout, nothing sent", func(u *Upstream) { u.ResponseHeaderTimeout = 100 * time.Millisecond }, "", false, false},
+		{"ResponseHeaderTimeout, half a head", func(u *Upstream) { u.ResponseHeaderTimeout = 100 * time.Millisecond }, "HTTP/1.1 200 OK\r\n", false, true},
+		{"the smallest ResponseHeaderTimeout", func(u *Upstream) { u.ResponseHeaderTimeout = 1 }, "", false, false},
+		{"ActiveTimeout, the head", func(u *Upstream) { u.ActiveTimeout = 100 * time.Millisecond }, "", false, false},
+		{"the smallest ActiveTimeout", func(u *Upstream) { u.ActiveTimeout = 1 }, "", false, false},
+		{"ActiveTimeout, a length body", func(u *Upstream) { u.ActiveTimeout = 100 * time.Millisecond }, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", true, true},
+		{"ActiveTimeout, a chunked body", func(u *Upstream) { u.ActiveTimeout = 100 * time.Millisecond }, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n", true, true},
+		{"TransactionTimeout, the head", func(u *Upstream) { u.TransactionTimeout = 100 * time.Millisecond }, "", false, false},
+		{"TransactionTimeout, the body", func(u *Upstream) { u.TransactionTimeout = 100 * time.Millisecond }, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", true, true},
+		{"TransactionTimeout within a longer ActiveTimeout", func(u *Upstream) {
+			u.TransactionTimeout, u.ActiveTimeout = 100*time.Millisecond, time.Minute
+		}, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", true, true},
+		{"TransactionTimeout within a longer ResponseHeaderTimeout", func(u *Upstream) {
+			u.TransactionTimeout, u.ResponseHeaderTimeout = 100*time.Millisecond, time.Minute
+		}, "", false, false},
+		{"TransactionTimeout after the head within a longer ResponseHeaderTimeout", func(u *Upstream) {
+			u.TransactionTimeout, u.ResponseHeaderTimeout = 100*time.Millisecond, time.Minute
+		}, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", true, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			release := make(chan struct{})
+			defer close(release)
+			u := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+				readRequestHead(br)
+				io.WriteString(c, tc.resp)
+				<-release
+			})
+			tc.up(u)
+			ctx := within(t)
+			start := time.Now()
+			rec := newRecorder()
+			res, err := Forward(ctx, u, rec, &Outgoing{Method: []byte("GET"), Path: []byte("/")})
+			var fe *ForwardError
+			if !errors.As(err, &fe) || fe.Kind != ErrTimeout || fe.Responded != tc.responded || ctx.Err() != nil {
+				t.Fatalf("got %v (%+v) after %v (context: %v), want ErrTimeout, responded %v, from the upstream's timeout", err, fe, time.Since(start), ctx.Err(), tc.responded)
+			}
+			if !res.Sent || res.Received != tc.received {
+				t.Errorf("got %+v, want sent, received %v", res, tc.received)
+			}
+		})
+	}
+}
+
+// TestForwardUpgradeCancel: cancelling the context of an upgraded exchange
+// closes both connections and ends Forward.
+func TestForwardUpgradeCancel(t *testing.T) {
+	u := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		c.SetDeadline(soon(t))
+		readRequestHead(br)
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\nhi")
+		io.Copy(io.Discard, br)
+	})
+	ctx, cancel := context.WithCancel(within(t))
+	done := make(chan Result, 1)
+	s := &Server{Handler: HandlerFunc(func(w ResponseWriter, r *Request) {
+		res, _ := Forward(ctx, u, w, &Outgoing{Method: r.Method, Path: r.Path, Upgrade: r.Upgrade})
+		done <- res
+	})}
+	addr := startServer(t, s)
+	c := dial(t, addr)
+	c.SetDeadline(soon(t))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n")
+	br := bufio.NewReader(c)
+	r := readResponse(t, br, false)
+	if hi := make([]byte, 2); r.status != 101 || func() bool { _, err := io.ReadFull(br, hi); return err != nil || string(hi) != "hi" }() {
+		t.Fatalf("got %q, want 101 and hi", r.raw)
+	}
+	io.WriteString(c, "ping")
+	cancel()
+	if rest, err := io.ReadAll(br); len(rest) != 0 || err != nil && !isConnReset(err) {
+		t.Errorf("after the cancel: got %q %v, want the close", rest, err)
+	}
+	select {
+	case res := <-done:
+		if !res.Upgraded || res.BytesIn != 2 {
+			t.Errorf("got %+v, want upgraded, 2 bytes in", res)
+		}
+	case <-time.After(time.Until(soon(t))):
+		t.Fatal("Forward did not return after the cancel")
 	}
 }

@@ -28,7 +28,7 @@ type runtime struct {
 	forwarders []*proxy.Forwarder // indexed by route.Route.Index
 	backends   []*proxy.Backend
 	hosts      *remotehost.Set // the back ends' remote hosts (state kept by the instance's registry)
-	chains     []policy.Chain // indexed by route.Route.Index: each API's policies
+	chains     []policy.Chain  // indexed by route.Route.Index: each API's policies
 	clients    *clientResolver // trusted proxies, client-certificate header
 	apiMetrics []*metrics.API  // indexed by route.Route.Index; set by Instance.resolveMetrics
 }
