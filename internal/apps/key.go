@@ -1,0 +1,88 @@
+package apps
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/hex"
+	"errors"
+	"strings"
+
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
+)
+
+// An API key is
+//
+//	gk_<id>_<secret>
+//
+// id is 12 characters of lower-case base32 (60 random bits): the key's
+// public name, kept in clear in the store and shown in listings, logs and
+// the access log (gk_<id>). secret is 26 characters of lower-case base32
+// (130 random bits): it exists only in the key the client holds. The store
+// keeps only HMAC-SHA256(group hashing key, whole key) (Hash), compared in
+// constant time (Verify): a copy of the store gives neither the keys nor a
+// way to test guesses without the hashing key.
+const (
+	KeyPrefix    = "gk_"
+	idChars      = 12
+	secretChars  = 26
+	KeyLength    = len(KeyPrefix) + idChars + 1 + secretChars
+	HashKeyBytes = 32
+)
+
+// encoding is base32 in lower case without padding: keys are easy to read
+// aloud, select with a double click and put in a URL or a header.
+var encoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// ErrMalformed: the value is not an API key of this form (wrong length,
+// prefix or characters).
+var ErrMalformed = errors.New("not a Gatehouse API key")
+
+// NewKey generates a key: its id (gk_…, the public part) and the whole
+// key, which is shown once and never stored.
+func NewKey() (id string, key secret.Value) {
+	b := make([]byte, 25) // 200 bits: 60 for the id, 130 for the secret, the rest dropped
+	rand.Read(b)          // never fails (crypto/rand, since Go 1.24)
+	s := encoding.EncodeToString(b)
+	id = KeyPrefix + s[:idChars]
+	whole := id + "_" + s[idChars:idChars+secretChars]
+	secret.New(b).Wipe()
+	return id, secret.FromString(whole)
+}
+
+// ParseKey checks the form of a presented key and returns its id.
+func ParseKey(key string) (id string, err error) {
+	if len(key) != KeyLength || !strings.HasPrefix(key, KeyPrefix) || key[len(KeyPrefix)+idChars] != '_' {
+		return "", ErrMalformed
+	}
+	for i := len(KeyPrefix); i < len(key); i++ {
+		c := key[i]
+		if i == len(KeyPrefix)+idChars {
+			continue
+		}
+		if !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
+			return "", ErrMalformed
+		}
+	}
+	return key[:len(KeyPrefix)+idChars], nil
+}
+
+// Hash is the stored form of key: hex HMAC-SHA256 under the group's
+// hashing key.
+func Hash(hashKey []byte, key string) string {
+	m := hmac.New(sha256.New, hashKey)
+	m.Write([]byte(key))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// Verify reports, in constant time, whether key hashes to stored.
+func Verify(hashKey []byte, key, stored string) bool {
+	want, err := hex.DecodeString(stored)
+	if err != nil || len(want) != sha256.Size {
+		return false
+	}
+	m := hmac.New(sha256.New, hashKey)
+	m.Write([]byte(key))
+	return hmac.Equal(m.Sum(nil), want)
+}
