@@ -19,6 +19,7 @@ import (
 // The policies of an API apply in their order to every request that
 // matched it; the gateway builds them once per configuration.
 type Policy struct {
+	APIKey  *APIKeyPolicy  `yaml:"apiKey" doc:"Require an API key of a client application allowed to use this API (docs/policies.md#apikey)."`
 	CORS    *CORSPolicy    `yaml:"cors" doc:"Cross-origin resource sharing: the gateway answers preflight requests and adds the CORS fields to responses (docs/policies.md#cors)."`
 	Headers *HeadersPolicy `yaml:"headers" doc:"Set or remove request fields before forwarding and response fields before answering (docs/policies.md#headers)."`
 }
@@ -26,6 +27,9 @@ type Policy struct {
 // Type is the policy's type name ("" when none or several keys are set).
 func (p Policy) Type() string {
 	var names []string
+	if p.APIKey != nil {
+		names = append(names, "apiKey")
+	}
 	if p.CORS != nil {
 		names = append(names, "cors")
 	}
@@ -40,6 +44,35 @@ func (p Policy) Type() string {
 
 // PolicyTypes are the policy type names, in the schema's order.
 func PolicyTypes() []string { return yamlNames(policyType) }
+
+// APIKeyPolicy is the apiKey policy.
+type APIKeyPolicy struct {
+	Header                string `yaml:"header" doc:"The request field that carries the key; default KeyId. It is removed before forwarding."`
+	Query                 string `yaml:"query" doc:"A query parameter that may carry the key instead (the field wins when both are given); empty: not accepted in the query. It is removed before forwarding."`
+	ApplicationIDHeader   string `yaml:"applicationIdHeader" doc:"The field that tells the back end the client application's id; default X-Gatehouse-Application-Id."`
+	ApplicationNameHeader string `yaml:"applicationNameHeader" doc:"The field that tells the back end the application's name; default X-Gatehouse-Application-Name."`
+}
+
+// Defaults of the apiKey policy.
+const (
+	DefaultAPIKeyHeader     = "KeyId"
+	DefaultApplicationIDHdr = "X-Gatehouse-Application-Id"
+	DefaultApplicationName  = "X-Gatehouse-Application-Name"
+)
+
+// WithDefaults is p with its defaults filled in.
+func (p APIKeyPolicy) WithDefaults() APIKeyPolicy {
+	if p.Header == "" {
+		p.Header = DefaultAPIKeyHeader
+	}
+	if p.ApplicationIDHeader == "" {
+		p.ApplicationIDHeader = DefaultApplicationIDHdr
+	}
+	if p.ApplicationNameHeader == "" {
+		p.ApplicationNameHeader = DefaultApplicationName
+	}
+	return p
+}
 
 // CORSPolicy is the cors policy.
 type CORSPolicy struct {
@@ -99,6 +132,8 @@ func (c *Config) validatePolicies(i int, a API, add func(error)) {
 			continue
 		}
 		switch {
+		case p.APIKey != nil:
+			c.validateAPIKey(k+".apiKey", *p.APIKey, add)
 		case p.CORS != nil:
 			c.validateCORS(k+".cors", a, *p.CORS, add)
 		case p.Headers != nil:
@@ -140,6 +175,24 @@ func (c *Config) validateCORS(k string, a API, p CORSPolicy, add func(error)) {
 	}
 	if time.Duration(p.MaxAge) > MaxCORSMaxAge { // a negative duration does not load
 		add(c.errAt(k+".maxAge", "%s: want 0 to 24h", time.Duration(p.MaxAge)))
+	}
+}
+
+func (c *Config) validateAPIKey(k string, p APIKeyPolicy, add func(error)) {
+	p = p.WithDefaults()
+	for _, f := range []struct{ key, name string }{{"header", p.Header}, {"applicationIdHeader", p.ApplicationIDHeader}, {"applicationNameHeader", p.ApplicationNameHeader}} {
+		switch {
+		case !isToken(f.name):
+			add(c.errAt(k+"."+f.key, "%q is not a field name", f.name))
+		case slices.ContainsFunc(gatewayFields, func(g string) bool { return strings.EqualFold(g, f.name) }):
+			add(c.errAt(k+"."+f.key, "%q is the gateway's own field", f.name))
+		}
+	}
+	if strings.EqualFold(p.Header, p.ApplicationIDHeader) || strings.EqualFold(p.Header, p.ApplicationNameHeader) || strings.EqualFold(p.ApplicationIDHeader, p.ApplicationNameHeader) {
+		add(c.errAt(k, "header, applicationIdHeader and applicationNameHeader must be three different fields"))
+	}
+	if p.Query != "" && (strings.ContainsAny(p.Query, "&=#?% +") || len(p.Query) > 64) {
+		add(c.errAt(k+".query", "%q is not a plain query parameter name", p.Query))
 	}
 }
 

@@ -18,7 +18,12 @@ func TestPolicyErrors(t *testing.T) {
 		name, yaml string
 		want       []string
 	}{
-		{"unknown type", "      - apikey: {}\n", []string{"g.yaml:10", `unknown key "apikey"`, "accepted under apis[0].policies[0]: cors, headers"}},
+		{"unknown type", "      - apikey: {}\n", []string{"g.yaml:10", `unknown key "apikey"`, "accepted under apis[0].policies[0]: apiKey, cors, headers", `did you mean "apiKey"`}},
+		{"apiKey header not a field name", "      - apiKey: {header: \"Key Id\"}\n", []string{"apis[0].policies[0].apiKey.header", `"Key Id" is not a field name`}},
+		{"apiKey header the gateway's", "      - apiKey: {applicationIdHeader: X-Forwarded-For}\n", []string{"apiKey.applicationIdHeader", "gateway's own field"}},
+		{"apiKey headers the same", "      - apiKey: {header: X-Gatehouse-Application-Name}\n", []string{"three different fields"}},
+		{"apiKey query with =", "      - apiKey: {query: \"a=b\"}\n", []string{"apiKey.query", "not a plain query parameter name"}},
+		{"apiKey unknown key", "      - apiKey: {headr: X}\n", []string{"g.yaml:10", `did you mean "header"`}},
 		{"two types in one item", "      - cors: {origins: [\"*\"]}\n        headers: {}\n", []string{"g.yaml:10", "apis[0].policies[0]", "exactly one key"}},
 		{"empty item", "      - {}\n", []string{"g.yaml:10", "exactly one key"}},
 		{"unknown cors key", "      - cors: {origins: [\"*\"], maxage: 5m}\n", []string{"g.yaml:10", `unknown key "maxage"`, `did you mean "maxAge"`}},
@@ -99,7 +104,7 @@ func TestPoliciesLoad(t *testing.T) {
 			t.Errorf("RouteMethods(%v, cors %v): got %q, want %q", tc.methods, tc.cors, got, tc.want)
 		}
 	}
-	if got := strings.Join(PolicyTypes(), ","); got != "cors,headers" {
+	if got := strings.Join(PolicyTypes(), ","); got != "apiKey,cors,headers" {
 		t.Errorf("PolicyTypes: %s", got)
 	}
 }

@@ -235,11 +235,11 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 	}
 	res.Sent = true
 	if cl != 0 && len(first) > 0 {
-		if cl < 0 {
+		if cl < 0 { // mutate:equivalent boundary,const cl is not 0 here (inside cl != 0): < 0, <= 0 and < 1 agree
 			pc.bw.Write(appendChunkHeader(pc.scratch[:0], len(first)))
 		}
 		pc.bw.Write(first)
-		if cl < 0 {
+		if cl < 0 { // mutate:equivalent boundary,const cl is not 0 here (inside cl != 0): < 0, <= 0 and < 1 agree
 			pc.bw.WriteString("\r\n")
 		}
 		res.BytesOut = int64(len(first))
@@ -520,7 +520,7 @@ func (pc *upConn) writeRest(body io.Reader, cl, sent int64) bodyResult {
 	var hdr [20]byte
 	for {
 		want := buf
-		if cl >= 0 {
+		if cl >= 0 { // mutate:equivalent boundary,const cl is never 0 in writeRest (a body of length 0 ends in Begin: bodyEOF): the comparisons with 0 and 1 agree
 			left := cl - sent - r.n
 			if left == 0 {
 				break
@@ -535,11 +535,11 @@ func (pc *upConn) writeRest(body io.Reader, cl, sent int64) bodyResult {
 		}
 		if n > 0 {
 			var werr error
-			if cl < 0 {
+			if cl < 0 { // mutate:equivalent boundary,const cl is never 0 in writeRest (a body of length 0 ends in Begin: bodyEOF): the comparisons with 0 and 1 agree
 				pc.bw.Write(appendChunkHeader(hdr[:0], n))
 			}
 			pc.bw.Write(want[:n])
-			if cl < 0 {
+			if cl < 0 { // mutate:equivalent boundary,const cl is never 0 in writeRest (a body of length 0 ends in Begin: bodyEOF): the comparisons with 0 and 1 agree
 				pc.bw.WriteString("\r\n")
 			}
 			pc.armWrite()
@@ -552,7 +552,7 @@ func (pc *upConn) writeRest(body io.Reader, cl, sent int64) bodyResult {
 			r.n += int64(n)
 		}
 		if errors.Is(err, io.EOF) {
-			if cl >= 0 {
+			if cl >= 0 { // mutate:equivalent boundary,const cl is never 0 in writeRest (a body of length 0 ends in Begin: bodyEOF): the comparisons with 0 and 1 agree
 				r.err, r.clientErr = fmt.Errorf("reading request body: %w", io.ErrUnexpectedEOF), true
 				pc.clientGaveUp()
 				return r
@@ -565,7 +565,7 @@ func (pc *upConn) writeRest(body io.Reader, cl, sent int64) bodyResult {
 			return r
 		}
 	}
-	if cl < 0 {
+	if cl < 0 { // mutate:equivalent boundary,const cl is never 0 in writeRest (a body of length 0 ends in Begin: bodyEOF): the comparisons with 0 and 1 agree
 		pc.bw.WriteString("0\r\n\r\n")
 	}
 	pc.armWrite()

@@ -207,3 +207,19 @@ func TestPoliciesSwap(t *testing.T) {
 		t.Errorf("after the swap: %v", r.header)
 	}
 }
+
+// TestAPIKeyWithoutStore: until the instance opens the group's Key
+// Property Store, a configuration with an apiKey policy is refused (never
+// served without its keys), and the running configuration stays.
+func TestAPIKeyWithoutStore(t *testing.T) {
+	p := newPorts(t)
+	ti := startInstance(t, quickstartYAML(p, sampleAPI))
+	withKey := strings.Replace(sampleAPI, "    backend: sample\n", "    backend: sample\n    policies:\n      - apiKey: {}\n", 1)
+	err := ti.Swap(loadConfig(t, quickstartYAML(p, withKey)))
+	if err == nil || !strings.Contains(err.Error(), "no Key Property Store") {
+		t.Fatalf("swap to an apiKey policy: got %v", err)
+	}
+	if r := do(t, nil, "GET", ti.base+"/sample/echo", nil); r.status != 200 {
+		t.Errorf("the running configuration: got %d", r.status)
+	}
+}

@@ -61,7 +61,7 @@ func buildRuntime(cfg *groupconf.Config, log *slog.Logger, reg *remotehost.Regis
 			return nil, fmt.Errorf("API %q: back end %q is not defined", r.Name, r.Backend)
 		}
 		rt.forwarders[r.Index] = proxy.NewForwarder(be, r, opts)
-		if rt.chains[r.Index], err = build.Chain(cfg.APIs[r.Index]); err != nil {
+		if rt.chains[r.Index], err = build.Chain(cfg.APIs[r.Index], build.Deps{}); err != nil {
 			return nil, err
 		}
 	}

@@ -34,6 +34,10 @@ type Exchange struct {
 	CorrelationID string       // the request's X-CorrelationID, already validated or generated (valid during the exchange)
 	ClientAddr    netip.Addr   // the client's IP address (from the connection, not from headers)
 	Params        route.Params // values of the matched route's {name} segments (valid during the exchange)
+	// Application is the id of the client application that an apiKey
+	// policy identified ("" when none): for the access log and later
+	// policies.
+	Application string
 }
 
 // Policy is one step of the chain. Implementations must be safe for

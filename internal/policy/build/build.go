@@ -8,15 +8,29 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
+	"github.com/gatehouse-gw/gatehouse/internal/policy/apikey"
 	"github.com/gatehouse-gw/gatehouse/internal/policy/cors"
 	"github.com/gatehouse-gw/gatehouse/internal/policy/headers"
 )
 
+// Deps are what policies need besides their settings: the group's
+// services, opened once per instance.
+type Deps struct {
+	// APIKeys checks API keys (the group's client applications in its
+	// KPS); nil: the apiKey policy cannot be built.
+	APIKeys apikey.Checker
+}
+
 // Chain is the chain of api's policies (validated by groupconf).
-func Chain(api groupconf.API) (policy.Chain, error) {
+func Chain(api groupconf.API, deps Deps) (policy.Chain, error) {
 	var c policy.Chain
 	for i, p := range api.Policies {
 		switch {
+		case p.APIKey != nil:
+			if deps.APIKeys == nil {
+				return nil, fmt.Errorf("API %q, policy %d (apiKey): this instance has no Key Property Store for the group's API keys", api.Name, i)
+			}
+			c = append(c, apikey.New(*p.APIKey, api.Name, deps.APIKeys))
 		case p.CORS != nil:
 			c = append(c, cors.New(*p.CORS, api.Methods))
 		case p.Headers != nil:
