@@ -374,6 +374,7 @@ func TestForwardResponseWire(t *testing.T) {
 		resp      string // the upstream's answer (then it closes)
 		want      string // what the client gets, up to the close
 		wantKind  ErrKind
+		wantIs    error // errors.Is target of the error (nil: any)
 		responded bool
 		wantIn    int64
 	}{
@@ -431,6 +432,7 @@ func TestForwardResponseWire(t *testing.T) {
 			resp:      "HTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 10\r\n\r\nabc",
 			want:      "HTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 10\r\nConnection: close\r\n\r\nabc",
 			wantKind:  ErrUpstreamProtocol,
+			wantIs:    io.ErrUnexpectedEOF,
 			responded: true,
 			wantIn:    3,
 		},
@@ -495,8 +497,9 @@ func TestForwardResponseWire(t *testing.T) {
 			switch {
 			case tc.wantKind == 0 && r.err != nil:
 				t.Errorf("got %v, want no error", r.err)
-			case tc.wantKind != 0 && (!errors.As(r.err, &fe) || fe.Kind != tc.wantKind || fe.Responded != tc.responded):
-				t.Errorf("got %v (%+v), want kind %v, responded %v", r.err, fe, tc.wantKind, tc.responded)
+			case tc.wantKind != 0 && (!errors.As(r.err, &fe) || fe.Kind != tc.wantKind || fe.Responded != tc.responded ||
+				tc.wantIs != nil && !errors.Is(r.err, tc.wantIs)):
+				t.Errorf("got %v (%+v), want kind %v (%v), responded %v", r.err, fe, tc.wantKind, tc.wantIs, tc.responded)
 			}
 			if r.res.BytesIn != tc.wantIn || !r.res.Received || !r.res.Sent {
 				t.Errorf("got %+v, want %d bytes in, sent and received", r.res, tc.wantIn)
@@ -726,7 +729,8 @@ func TestForwardTimeouts(t *testing.T) {
 				<-release
 			})
 			tc.up(u)
-			ctx := within(t)
+			ctx, cancel := context.WithTimeout(within(t), 2*time.Second)
+			defer cancel()
 			start := time.Now()
 			rec := newRecorder()
 			res, err := Forward(ctx, u, rec, &Outgoing{Method: []byte("GET"), Path: []byte("/")})
@@ -777,5 +781,52 @@ func TestForwardUpgradeCancel(t *testing.T) {
 		}
 	case <-time.After(time.Until(soon(t))):
 		t.Fatal("Forward did not return after the cancel")
+	}
+}
+
+// hijackHook is a ResponseWriter that runs a function when the connection
+// is taken.
+type hijackHook struct {
+	ResponseWriter
+	onHijack func()
+}
+
+func (h hijackHook) Hijack() (net.Conn, *bufio.Reader, error) {
+	c, br, err := h.ResponseWriter.Hijack()
+	h.onHijack()
+	return c, br, err
+}
+
+// TestForwardUpgradeCancelledWhileSplicing: a context cancelled while the
+// 101 is being passed on (before the copying starts) still ends the
+// upgraded exchange at once.
+func TestForwardUpgradeCancelledWhileSplicing(t *testing.T) {
+	u := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		c.SetDeadline(soon(t))
+		readRequestHead(br)
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n")
+		io.Copy(io.Discard, br)
+	})
+	ctx, cancel := context.WithCancel(within(t))
+	took := make(chan time.Duration, 1)
+	s := &Server{Handler: HandlerFunc(func(w ResponseWriter, r *Request) {
+		start := time.Now()
+		// The cancel's own effects (the exchange's waits cut) are over
+		// before the splice starts: only the splice can end it now.
+		hook := func() { cancel(); time.Sleep(50 * time.Millisecond) }
+		Forward(ctx, u, hijackHook{w, hook}, &Outgoing{Method: r.Method, Path: r.Path, Upgrade: r.Upgrade})
+		took <- time.Since(start)
+	})}
+	addr := startServer(t, s)
+	c := dial(t, addr)
+	c.SetDeadline(soon(t))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n")
+	select {
+	case d := <-took:
+		if d > 2*time.Second {
+			t.Errorf("Forward took %v after the cancel, want it to end at once", d)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Forward did not end after the cancel")
 	}
 }
