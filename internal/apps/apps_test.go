@@ -3,11 +3,14 @@ package apps
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
 	"github.com/gatehouse-gw/gatehouse/internal/kps/sqlite"
 	"github.com/gatehouse-gw/gatehouse/internal/policy/apikey"
@@ -216,5 +219,53 @@ func TestChecker(t *testing.T) {
 	s.Close()
 	if _, err := ck.Check(ctx, key.RevealString()); err == nil || errors.Is(err, apikey.ErrInvalidKey) {
 		t.Errorf("store closed: %v, want an error that is not ErrInvalidKey", err)
+	}
+}
+
+func TestHashKeyFile(t *testing.T) {
+	h := home.Home{Dir: t.TempDir()}
+	k1, err := LoadOrCreateHashKey(h, "group-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(HashKeyFile(h, "group-2"))
+	if err != nil || fi.Mode().Perm() != 0o600 || len(k1.Reveal()) != HashKeyBytes {
+		t.Fatalf("key file: %v %v", fi, err)
+	}
+	k2, err := LoadOrCreateHashKey(h, "group-2")
+	if err != nil || string(k2.Reveal()) != string(k1.Reveal()) {
+		t.Errorf("a second load made another key: %v", err)
+	}
+	k3, _ := LoadOrCreateHashKey(h, "group-3")
+	if string(k3.Reveal()) == string(k1.Reveal()) {
+		t.Error("two groups share a key")
+	}
+	// Many at once on a fresh group: one key for all.
+	var wg sync.WaitGroup
+	keys := make([]string, 8)
+	for i := range keys {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			k, err := LoadOrCreateHashKey(h, "group-4")
+			if err != nil {
+				t.Error(err)
+			}
+			keys[i] = string(k.Reveal())
+		}()
+	}
+	wg.Wait()
+	for _, k := range keys {
+		if k != keys[0] {
+			t.Fatal("concurrent creators ended with different keys")
+		}
+	}
+	if m, _ := filepath.Glob(filepath.Join(filepath.Dir(HashKeyFile(h, "group-4")), "*.tmp")); len(m) != 0 {
+		t.Errorf("temporary files left: %v", m)
+	}
+	// A damaged file is an error naming it, not a new key.
+	os.WriteFile(HashKeyFile(h, "group-2"), []byte("short"), 0o600)
+	if _, err := LoadOrCreateHashKey(h, "group-2"); err == nil || !strings.Contains(err.Error(), "apikeys.key has 5 bytes") {
+		t.Errorf("damaged key file: %v", err)
 	}
 }

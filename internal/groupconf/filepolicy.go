@@ -45,6 +45,8 @@ func (p FilePolicy) Check(cfg *Config) error {
 	for i, r := range cfg.RemoteHosts {
 		check(fmt.Sprintf("remoteHosts[%d].caFile", i), r.CAFile)
 	}
+	check("kps.postgres.passwordFile", cfg.KPS.Postgres.PasswordFile)
+	check("kps.postgres.sslRootCert", cfg.KPS.Postgres.SSLRootCert)
 	return errors.Join(errs...)
 }
 
@@ -70,6 +72,15 @@ func (p FilePolicy) CheckFile(key, file string) error {
 		rule += " (or under a directory listed in allowedConfigDirs of nodemanager.yaml)"
 	}
 	return fmt.Errorf("%s: %q: %w: %s", key, file, ErrFileNotAllowed, rule)
+}
+
+// Abs is the absolute path of a file a group configuration names
+// (relative paths are relative to the install directory); "" stays "".
+func (p FilePolicy) Abs(f string) string {
+	if f == "" {
+		return ""
+	}
+	return p.abs(f)
 }
 
 func (p FilePolicy) abs(f string) string {

@@ -248,3 +248,35 @@ func isToken(s string) bool {
 	}
 	return true
 }
+
+func (c *Config) validateKPS(add func(error)) {
+	k := c.KPS
+	switch k.Backend {
+	case "sqlite":
+	case "postgres":
+		if k.Postgres.Host == "" || k.Postgres.Database == "" || k.Postgres.User == "" {
+			add(c.errAt("kps.postgres", "give host, database and user of the PostgreSQL database"))
+		}
+		if k.Postgres.Port < 0 || k.Postgres.Port > 65535 {
+			add(c.errAt("kps.postgres.port", "%d is not a TCP port", k.Postgres.Port))
+		}
+		switch k.Postgres.SSLMode {
+		case "", "disable", "allow", "prefer", "require", "verify-ca", "verify-full":
+		default:
+			add(c.errAt("kps.postgres.sslMode", "%q: want disable, allow, prefer, require, verify-ca or verify-full", k.Postgres.SSLMode))
+		}
+	default:
+		add(c.errAt("kps.backend", "%q: want sqlite or postgres (cassandra is not available; docs/kps.md)", k.Backend))
+	}
+	for _, d := range []struct {
+		key string
+		v   Duration
+	}{{"kps.cache.ttl", k.Cache.TTL}, {"kps.cache.negativeTTL", k.Cache.NegativeTTL}} {
+		if time.Duration(d.v) < 100*time.Millisecond || time.Duration(d.v) > 10*time.Minute {
+			add(c.errAt(d.key, "%s: want 0.1s to 10m", time.Duration(d.v)))
+		}
+	}
+	if k.Cache.MaxBytes < 64<<10 || k.Cache.MaxBytes > 1<<30 {
+		add(c.errAt("kps.cache.maxBytes", "%d: want 65536 (64 KiB) to 1073741824 (1 GiB)", k.Cache.MaxBytes))
+	}
+}

@@ -38,6 +38,33 @@ type Settings struct {
 	RemoteHosts  []RemoteHost `yaml:"remoteHosts" doc:"Remote Host Settings: how to reach a back-end host name (addresses instead of DNS, priorities, load balancing, timeouts, limits, TLS, watchdog)." layer:"group"`
 	APIs         []API        `yaml:"apis" doc:"APIs: which requests go to which back end." layer:"group"`
 	NodeManager  NodeManager  `yaml:"nodeManager" doc:"How the node manager of the instance's host supervises it (docs/nodemanager.md)." layer:"group"`
+	KPS          KPS          `yaml:"kps" doc:"The group's Key Property Store: client applications, API keys and custom collections (docs/kps.md)." layer:"group"`
+}
+
+// KPS is where the group's Key Property Store lives.
+type KPS struct {
+	Backend  string      `yaml:"backend" doc:"sqlite: an embedded store, groups/<group-id>/conf/kps/kps.db, shared by the group's instances on one host; postgres: one PostgreSQL database for a group whose instances are on several hosts."`
+	Postgres KPSPostgres `yaml:"postgres" doc:"The PostgreSQL database (backend postgres)."`
+	Cache    KPSCache    `yaml:"cache" doc:"The instance's cache of look-ups on the request path."`
+}
+
+// KPSPostgres is the PostgreSQL database of a group's KPS.
+type KPSPostgres struct {
+	Host         string `yaml:"host" doc:"Host name or address, or a unix socket directory (starting with /)."`
+	Port         int    `yaml:"port" doc:"Port; 0: 5432."`
+	Database     string `yaml:"database" doc:"Database name."`
+	User         string `yaml:"user" doc:"User name."`
+	PasswordFile string `yaml:"passwordFile" doc:"File holding the password (its first line), absolute or relative to the install directory; empty: no password."`
+	SSLMode      string `yaml:"sslMode" doc:"disable, require, verify-ca or verify-full (libpq's meanings); empty: prefer over TCP."`
+	SSLRootCert  string `yaml:"sslRootCert" doc:"PEM file of the CAs that verify the server (verify-ca, verify-full)."`
+	Schema       string `yaml:"schema" doc:"Schema of Gatehouse's tables; empty: public."`
+}
+
+// KPSCache is the look-up cache of an instance.
+type KPSCache struct {
+	TTL         Duration `yaml:"ttl" doc:"How long a row found is used without asking the store: a change made elsewhere (a key disabled) is seen within this (0.1s to 10m)."`
+	NegativeTTL Duration `yaml:"negativeTTL" doc:"How long a row not found is remembered (0.1s to 10m)."`
+	MaxBytes    int64    `yaml:"maxBytes" doc:"Memory the cache may hold, in bytes (64 KiB to 1 GiB); the least recently used rows go first."`
 }
 
 // NodeManager is how a node manager supervises the group's instances.
@@ -269,6 +296,7 @@ func Defaults() Settings {
 		Startup:     Startup{Timeout: Seconds(60)},
 		Log:         Log{Level: "info", MaxSizeMB: 50, MaxBackups: 10, MaxAgeDays: 30},
 		AccessLog:   AccessLog{Enabled: true},
+		KPS:         KPS{Backend: "sqlite", Cache: KPSCache{TTL: Duration(5 * time.Second), NegativeTTL: Duration(time.Second), MaxBytes: 16 << 20}},
 		NodeManager: NodeManager{RestartOnFailure: false, RestartBackoff: Seconds(1), RestartBackoffMax: Seconds(60)},
 	}
 }

@@ -109,6 +109,7 @@ func (c *Config) validate() error {
 		add(c.errAt("traffic.clientCertHeader", "%q is not a header name", h))
 	}
 	add(c.validateRemoteHosts())
+	c.validateKPS(add)
 	apis := map[string]bool{}
 	var routes pattern.Seen
 	for i, a := range c.APIs {

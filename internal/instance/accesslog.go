@@ -86,12 +86,14 @@ type accessEntry struct {
 	route  *route.Route
 	err    error
 	client netip.Addr // as transparent load balancing decided; the peer when invalid
+	app    string     // the client application an apiKey policy identified
 }
 
 // log appends e's line. Fields: time, correlationId, client, method, path
 // (without the query string, which may hold secrets), status (499 when the
 // client went away before an answer), bytes (body bytes sent), durationMs,
-// api, backend. No header is logged.
+// api, backend, and application (the id of the client application an
+// apiKey policy identified) when there is one. No header is logged.
 func (a *accessLog) log(e *accessEntry) {
 	now := time.Now()
 	status := e.status
@@ -135,6 +137,10 @@ func (a *accessLog) log(e *accessEntry) {
 		b = appendJSONString(b, e.route.Backend)
 	} else {
 		b = append(b, `""`...)
+	}
+	if e.app != "" {
+		b = append(b, `,"application":`...)
+		b = appendJSONString(b, e.app)
 	}
 	b = append(b, "}\n"...)
 	a.buf = b

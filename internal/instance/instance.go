@@ -174,8 +174,14 @@ func New(opts Options) (*Instance, error) {
 		}
 		return dst
 	})
-	rt, err := buildRuntime(cfg, i.proxyLog, i.remoteHosts)
+	gs, _, err := i.groupStoreFor(cfg, nil)
 	if err != nil {
+		lg.close()
+		return nil, fmt.Errorf("creating instance: %w", err)
+	}
+	rt, err := buildRuntime(cfg, i.proxyLog, i.remoteHosts, gs)
+	if err != nil {
+		gs.close()
 		lg.close()
 		return nil, fmt.Errorf("creating instance: %w", err)
 	}
@@ -577,6 +583,7 @@ func (i *Instance) finish() {
 		i.serveWG.Wait()
 		i.remoteHosts.Close()
 		i.rt.Load().closeIdle()
+		i.rt.Load().kps.close()
 		i.setPhase(PhaseStopped)
 		i.log.Info("instance stopped")
 		i.logs.close()

@@ -1,12 +1,20 @@
 package instance
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/apps"
+	"github.com/gatehouse-gw/gatehouse/internal/kps"
+	"github.com/gatehouse-gw/gatehouse/internal/kps/sqlite"
 )
 
 // policyBackend is a back end that answers with CORS and other fields of
@@ -208,18 +216,115 @@ func TestPoliciesSwap(t *testing.T) {
 	}
 }
 
-// TestAPIKeyWithoutStore: until the instance opens the group's Key
-// Property Store, a configuration with an apiKey policy is refused (never
-// served without its keys), and the running configuration stays.
-func TestAPIKeyWithoutStore(t *testing.T) {
+// TestAPIKeyPolicy: an API protected by an API key through a real
+// instance and its embedded KPS: the application and key made with the
+// apps Manager on the same store (as the management API does), requests
+// without, with a wrong and with the right key, the application's fields
+// at the back end and not the key, a key disabled seen within the cache's
+// lifetime, and a KPS file that is not a database refusing the start.
+func TestAPIKeyPolicy(t *testing.T) {
+	be := policyBackend(t)
 	p := newPorts(t)
-	ti := startInstance(t, quickstartYAML(p, sampleAPI))
-	withKey := strings.Replace(sampleAPI, "    backend: sample\n", "    backend: sample\n    policies:\n      - apiKey: {}\n", 1)
-	err := ti.Swap(loadConfig(t, quickstartYAML(p, withKey)))
-	if err == nil || !strings.Contains(err.Error(), "no Key Property Store") {
-		t.Fatalf("swap to an apiKey policy: got %v", err)
+	yaml := quickstartYAML(p, fmt.Sprintf(`
+kps: {cache: {ttl: 300ms, negativeTTL: 300ms}}
+backends:
+  - name: be
+    url: %s
+apis:
+  - name: orders
+    pathPrefix: /orders
+    backend: be
+    policies:
+      - apiKey: {query: api_key}
+  - name: stock
+    pathPrefix: /stock
+    backend: be
+    policies:
+      - apiKey: {}
+`, be.URL))
+	ti := startInstance(t, yaml)
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, kps.SQLiteConfig{Path: sqlite.GroupPath(ti.home, groupID)})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if r := do(t, nil, "GET", ti.base+"/sample/echo", nil); r.status != 200 {
-		t.Errorf("the running configuration: got %d", r.status)
+	defer store.Close()
+	hk, err := apps.LoadOrCreateHashKey(ti.home, groupID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := apps.NewManager(ctx, store, hk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := m.CreateApp(ctx, apps.App{Name: "Shop", Enabled: true, APIs: []string{"orders"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, key, err := m.CreateKey(ctx, app.ID, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := do(t, nil, "GET", ti.base+"/orders/1", nil)
+	if r.status != 401 || r.header.Get("WWW-Authenticate") != `APIKey realm="gatehouse", header="KeyId", query="api_key"` || strings.Contains(r.body, `"method"`) {
+		t.Errorf("no key: %d %v %s", r.status, r.header, r.body)
+	}
+	_, other := apps.NewKey()
+	if r := do(t, nil, "GET", ti.base+"/orders/1", http.Header{"Keyid": {other.RevealString()}}); r.status != 401 {
+		t.Errorf("unknown key: %d %s", r.status, r.body)
+	}
+	for name, req := range map[string]func() response{
+		"field": func() response {
+			return do(t, nil, "GET", ti.base+"/orders/1", http.Header{"Keyid": {key.RevealString()}, "X-Gatehouse-Application-Id": {"spoofed"}})
+		},
+		"query": func() response {
+			return do(t, nil, "GET", ti.base+"/orders/1?api_key="+key.RevealString()+"&page=2", nil)
+		},
+	} {
+		r := req()
+		if r.status != 200 {
+			t.Fatalf("%s: %d %s", name, r.status, r.body)
+		}
+		if strings.Contains(r.body, key.RevealString()) || strings.Contains(r.body, "spoofed") || !strings.Contains(r.body, app.ID) || !strings.Contains(r.body, `"Shop"`) {
+			t.Errorf("%s: the back end saw: %s", name, r.body)
+		}
+	}
+	if r := do(t, nil, "GET", ti.base+"/stock/1", http.Header{"Keyid": {key.RevealString()}}); r.status != 403 {
+		t.Errorf("an API the application may not use: %d %s", r.status, r.body)
+	}
+	// The access log names the application, never the key.
+	ti.logs.access.mu.Lock()
+	ti.logs.access.flushLocked()
+	ti.logs.access.mu.Unlock()
+	logData, _ := os.ReadFile(filepath.Join(ti.home.InstanceLogsDir(groupID, instanceID), "access.log"))
+	if !strings.Contains(string(logData), `"application":"`+app.ID+`"`) || strings.Contains(string(logData), key.RevealString()[len(k.ID):]) {
+		t.Errorf("access log:\n%s", logData)
+	}
+	// Disabled: 401 within the cache's lifetime (300 ms here).
+	if _, err := m.SetKey(ctx, k.ID, false, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	changed := time.Now()
+	for {
+		r := do(t, nil, "GET", ti.base+"/orders/1", http.Header{"Keyid": {key.RevealString()}})
+		if r.status == 401 {
+			break
+		}
+		if time.Since(changed) > 5*time.Second {
+			t.Fatalf("the disabled key still opens the API after %v: %d", time.Since(changed), r.status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// A KPS file that is not a database: the instance does not start.
+	ti.Close()
+	if err := os.WriteFile(sqlite.GroupPath(ti.home, groupID), []byte(strings.Repeat("not a database ", 500)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, suffix := range []string{"-wal", "-shm"} {
+		os.Remove(sqlite.GroupPath(ti.home, groupID) + suffix)
+	}
+	_, err = New(Options{Home: ti.home, GroupID: groupID, InstanceID: instanceID, Config: loadConfig(t, yaml), Quiet: true})
+	if err == nil || !strings.Contains(err.Error(), "kps.db") {
+		t.Errorf("start with a corrupt KPS file: %v, want an error naming the file", err)
 	}
 }

@@ -31,14 +31,15 @@ type runtime struct {
 	chains     []policy.Chain  // indexed by route.Route.Index: each API's policies
 	clients    *clientResolver // trusted proxies, client-certificate header
 	apiMetrics []*metrics.API  // indexed by route.Route.Index; set by Instance.resolveMetrics
+	kps        *groupStore     // the group's KPS, when a policy needs it (shared with the next runtime while its settings stay)
 }
 
-func buildRuntime(cfg *groupconf.Config, log *slog.Logger, reg *remotehost.Registry) (*runtime, error) {
+func buildRuntime(cfg *groupconf.Config, log *slog.Logger, reg *remotehost.Registry, gs *groupStore) (*runtime, error) {
 	table, err := route.Compile(cfg.APIs)
 	if err != nil {
 		return nil, fmt.Errorf("compiling routes: %w", err)
 	}
-	rt := &runtime{cfg: cfg, loadedAt: time.Now(), table: table, forwarders: make([]*proxy.Forwarder, len(cfg.APIs)), chains: make([]policy.Chain, len(cfg.APIs))}
+	rt := &runtime{cfg: cfg, loadedAt: time.Now(), table: table, forwarders: make([]*proxy.Forwarder, len(cfg.APIs)), chains: make([]policy.Chain, len(cfg.APIs)), kps: gs}
 	if rt.clients, err = newClientResolver(cfg.Traffic); err != nil {
 		return nil, err
 	}
@@ -61,7 +62,7 @@ func buildRuntime(cfg *groupconf.Config, log *slog.Logger, reg *remotehost.Regis
 			return nil, fmt.Errorf("API %q: back end %q is not defined", r.Name, r.Backend)
 		}
 		rt.forwarders[r.Index] = proxy.NewForwarder(be, r, opts)
-		if rt.chains[r.Index], err = build.Chain(cfg.APIs[r.Index], build.Deps{}); err != nil {
+		if rt.chains[r.Index], err = build.Chain(cfg.APIs[r.Index], gs.deps()); err != nil {
 			return nil, err
 		}
 	}
@@ -141,7 +142,17 @@ func (i *Instance) swap(cfg *groupconf.Config) (changed []string, err error) {
 	if stopping {
 		return nil, fmt.Errorf("swapping configuration: %w", ErrStopping)
 	}
-	rt, err := buildRuntime(cfg, i.proxyLog, i.remoteHosts)
+	gs, freshStore, err := i.groupStoreFor(cfg, i.rt.Load().kps)
+	if err != nil {
+		return nil, withKind(ErrConfig, fmt.Errorf("swapping configuration: %w", err))
+	}
+	keep := false // the new store is kept once the runtime is swapped in
+	defer func() {
+		if freshStore && !keep {
+			gs.close()
+		}
+	}()
+	rt, err := buildRuntime(cfg, i.proxyLog, i.remoteHosts, gs)
 	if err != nil {
 		return nil, withKind(ErrConfig, fmt.Errorf("swapping configuration: %w", err))
 	}
@@ -176,6 +187,13 @@ func (i *Instance) swap(cfg *groupconf.Config) (changed []string, err error) {
 	i.mu.Unlock()
 
 	prev := i.rt.Swap(rt)
+	keep = true
+	if prev.kps != nil && prev.kps != rt.kps {
+		// Requests that started with the old runtime may still look keys
+		// up: close its store once they have drained.
+		old := prev.kps
+		time.AfterFunc(cfg.ZeroDowntime.Shutdown.DrainTimeout.D()+5*time.Second, old.close)
+	}
 	i.remoteHosts.Activate(rt.hosts) // address state kept; watchdogs follow
 	i.logs.apply(cfg.Log, level)
 	prev.closeIdle()

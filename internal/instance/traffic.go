@@ -86,7 +86,7 @@ func (h trafficHandler) ServeH1(w h1.ResponseWriter, r *h1.Request) {
 		}
 		if rt.cfg.AccessLog.Enabled {
 			e := &x.entry
-			*e = accessEntry{start: start, id: x.id, r: r, status: w.Status(), bytes: w.Written(), route: matched, err: fwdErr, client: client.addr}
+			*e = accessEntry{start: start, id: x.id, r: r, status: w.Status(), bytes: w.Written(), route: matched, err: fwdErr, client: client.addr, app: x.ex.Application}
 			i.logs.access.log(e)
 		}
 		x.ex = policy.Exchange{}

@@ -1,0 +1,116 @@
+package instance
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/apps"
+	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
+	"github.com/gatehouse-gw/gatehouse/internal/kps"
+	"github.com/gatehouse-gw/gatehouse/internal/kps/sqlite" // the embedded backend (registers itself)
+	"github.com/gatehouse-gw/gatehouse/internal/policy/build"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
+)
+
+// kpsOpenTimeout bounds opening the group's KPS when a configuration is
+// loaded.
+const kpsOpenTimeout = 15 * time.Second
+
+// groupStore is the group's Key Property Store as this instance opened it:
+// opened by the first configuration that needs it (an apiKey policy), and
+// shared by the next runtimes while the kps settings stay the same.
+type groupStore struct {
+	conf    groupconf.KPS
+	store   kps.Store
+	cache   *kps.Cache
+	checker *apps.Checker
+}
+
+func (g *groupStore) deps() build.Deps {
+	if g == nil {
+		return build.Deps{}
+	}
+	return build.Deps{APIKeys: g.checker}
+}
+
+func (g *groupStore) close() {
+	if g != nil {
+		g.store.Close()
+	}
+}
+
+// needsKPS reports whether cfg has a policy that reads the KPS.
+func needsKPS(cfg *groupconf.Config) bool {
+	for _, a := range cfg.APIs {
+		for _, p := range a.Policies {
+			if p.APIKey != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// groupStoreFor returns the store cfg needs: cur when its settings are the
+// same, nil when cfg needs none, or a newly opened one (fresh is true:
+// the caller closes it if the configuration is not taken). A store that
+// cannot be opened (a corrupt file, a database that refuses) is an error
+// naming it: the instance does not serve without its keys.
+func (i *Instance) groupStoreFor(cfg *groupconf.Config, cur *groupStore) (gs *groupStore, fresh bool, err error) {
+	if !needsKPS(cfg) {
+		return nil, false, nil
+	}
+	if cur != nil && kpsSame(cur.conf, cfg.KPS) {
+		return cur, false, nil
+	}
+	h, gid := i.opts.Home, i.opts.GroupID
+	files := groupconf.FilePolicy{Home: h, GroupID: gid}
+	kc := kps.Config{Backend: cfg.KPS.Backend, SQLite: kps.SQLiteConfig{Path: sqlite.GroupPath(h, gid)}, Logger: i.logs.instance.With("component", "kps")}
+	if cfg.KPS.Backend == "postgres" {
+		p := cfg.KPS.Postgres
+		kc.Postgres = kps.PostgresConfig{Host: p.Host, Port: p.Port, Database: p.Database, User: p.User, SSLMode: p.SSLMode, SSLRootCert: files.Abs(p.SSLRootCert), Schema: p.Schema}
+		if p.PasswordFile != "" {
+			pw, err := readPasswordFile(files.Abs(p.PasswordFile))
+			if err != nil {
+				return nil, false, fmt.Errorf("kps.postgres.passwordFile: %w", err)
+			}
+			kc.Postgres.Password = pw
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), kpsOpenTimeout)
+	defer cancel()
+	store, err := kps.Open(ctx, kc)
+	if err != nil {
+		return nil, false, fmt.Errorf("the group's key property store: %w", err)
+	}
+	if err := store.Define(ctx, apps.Tables()...); err != nil {
+		store.Close()
+		return nil, false, fmt.Errorf("the group's key property store: %w", err)
+	}
+	hk, err := apps.LoadOrCreateHashKey(h, gid)
+	if err != nil {
+		store.Close()
+		return nil, false, fmt.Errorf("the group's API key hashing key: %w", err)
+	}
+	c := cfg.KPS.Cache
+	cache := kps.NewCache(store, kps.CacheOptions{TTL: c.TTL.D(), NegativeTTL: c.NegativeTTL.D(), MaxBytes: c.MaxBytes})
+	i.log.Info("key property store opened", "backend", cfg.KPS.Backend, "cacheTTL", c.TTL.D().String())
+	return &groupStore{conf: cfg.KPS, store: store, cache: cache, checker: apps.NewChecker(cache, hk)}, true, nil
+}
+
+func kpsSame(a, b groupconf.KPS) bool { return a == b }
+
+// readPasswordFile reads the first line of a password file.
+func readPasswordFile(path string) (secret.Value, error) {
+	data, err := os.ReadFile(filepath.Clean(path))
+	if err != nil {
+		return secret.Value{}, err
+	}
+	defer secret.New(data).Wipe()
+	line, _, _ := strings.Cut(string(data), "\n")
+	return secret.FromString(strings.TrimRight(line, "\r")), nil
+}
