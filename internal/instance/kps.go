@@ -3,17 +3,12 @@ package instance
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apps"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
-	"github.com/gatehouse-gw/gatehouse/internal/kps/sqlite" // the embedded backend (registers itself)
 	"github.com/gatehouse-gw/gatehouse/internal/policy/build"
-	"github.com/gatehouse-gw/gatehouse/internal/secret"
 )
 
 // kpsOpenTimeout bounds opening the group's KPS when a configuration is
@@ -68,28 +63,11 @@ func (i *Instance) groupStoreFor(cfg *groupconf.Config, cur *groupStore) (gs *gr
 		return cur, false, nil
 	}
 	h, gid := i.opts.Home, i.opts.GroupID
-	files := groupconf.FilePolicy{Home: h, GroupID: gid}
-	kc := kps.Config{Backend: cfg.KPS.Backend, SQLite: kps.SQLiteConfig{Path: sqlite.GroupPath(h, gid)}, Logger: i.logs.instance.With("component", "kps")}
-	if cfg.KPS.Backend == "postgres" {
-		p := cfg.KPS.Postgres
-		kc.Postgres = kps.PostgresConfig{Host: p.Host, Port: p.Port, Database: p.Database, User: p.User, SSLMode: p.SSLMode, SSLRootCert: files.Abs(p.SSLRootCert), Schema: p.Schema}
-		if p.PasswordFile != "" {
-			pw, err := readPasswordFile(files.Abs(p.PasswordFile))
-			if err != nil {
-				return nil, false, fmt.Errorf("kps.postgres.passwordFile: %w", err)
-			}
-			kc.Postgres.Password = pw
-		}
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), kpsOpenTimeout)
 	defer cancel()
-	store, err := kps.Open(ctx, kc)
+	store, err := apps.OpenGroupStore(ctx, h, gid, cfg.KPS, i.logs.instance.With("component", "kps"))
 	if err != nil {
-		return nil, false, fmt.Errorf("the group's key property store: %w", err)
-	}
-	if err := store.Define(ctx, apps.Tables()...); err != nil {
-		store.Close()
-		return nil, false, fmt.Errorf("the group's key property store: %w", err)
+		return nil, false, err
 	}
 	hk, err := apps.LoadOrCreateHashKey(h, gid)
 	if err != nil {
@@ -103,14 +81,3 @@ func (i *Instance) groupStoreFor(cfg *groupconf.Config, cur *groupStore) (gs *gr
 }
 
 func kpsSame(a, b groupconf.KPS) bool { return a == b }
-
-// readPasswordFile reads the first line of a password file.
-func readPasswordFile(path string) (secret.Value, error) {
-	data, err := os.ReadFile(filepath.Clean(path))
-	if err != nil {
-		return secret.Value{}, err
-	}
-	defer secret.New(data).Wipe()
-	line, _, _ := strings.Cut(string(data), "\n")
-	return secret.FromString(strings.TrimRight(line, "\r")), nil
-}

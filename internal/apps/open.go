@@ -1,0 +1,58 @@
+package apps
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/kps"
+	"github.com/gatehouse-gw/gatehouse/internal/kps/sqlite" // the embedded backend (registers itself)
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
+)
+
+// OpenGroupStore opens the Key Property Store of group groupID of h as its
+// configuration's kps section says (the embedded store's file is
+// sqlite.GroupPath), and defines the applications' tables in it. The
+// instances, the Admin Node Manager and kpsadmin open a group's store
+// with it, so that they all find the same one. The program must import
+// the backends it offers besides the embedded one (kps/postgres).
+func OpenGroupStore(ctx context.Context, h home.Home, groupID string, cfg groupconf.KPS, log *slog.Logger) (kps.Store, error) {
+	files := groupconf.FilePolicy{Home: h, GroupID: groupID}
+	kc := kps.Config{Backend: cfg.Backend, SQLite: kps.SQLiteConfig{Path: sqlite.GroupPath(h, groupID)}, Logger: log}
+	if cfg.Backend == "postgres" {
+		p := cfg.Postgres
+		kc.Postgres = kps.PostgresConfig{Host: p.Host, Port: p.Port, Database: p.Database, User: p.User, SSLMode: p.SSLMode, SSLRootCert: files.Abs(p.SSLRootCert), Schema: p.Schema}
+		if p.PasswordFile != "" {
+			pw, err := readPasswordFile(files.Abs(p.PasswordFile))
+			if err != nil {
+				return nil, fmt.Errorf("kps.postgres.passwordFile: %w", err)
+			}
+			kc.Postgres.Password = pw
+		}
+	}
+	store, err := kps.Open(ctx, kc)
+	if err != nil {
+		return nil, fmt.Errorf("the key property store of %s: %w", groupID, err)
+	}
+	if err := store.Define(ctx, Tables()...); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("the key property store of %s: %w", groupID, err)
+	}
+	return store, nil
+}
+
+// readPasswordFile reads the first line of a password file.
+func readPasswordFile(path string) (secret.Value, error) {
+	data, err := os.ReadFile(filepath.Clean(path))
+	if err != nil {
+		return secret.Value{}, err
+	}
+	defer secret.New(data).Wipe()
+	line, _, _ := strings.Cut(string(data), "\n")
+	return secret.FromString(strings.TrimRight(line, "\r")), nil
+}
