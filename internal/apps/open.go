@@ -17,7 +17,8 @@ import (
 
 // OpenGroupStore opens the Key Property Store of group groupID of h as its
 // configuration's kps section says (the embedded store's file is
-// sqlite.GroupPath), and defines the applications' tables in it. The
+// sqlite.GroupPath), and defines the applications' tables and the
+// configuration's custom tables (kps.tables) in it. The
 // instances, the Admin Node Manager and kpsadmin open a group's store
 // with it, so that they all find the same one. The program must import
 // the backends it offers besides the embedded one (kps/postgres).
@@ -39,7 +40,7 @@ func OpenGroupStore(ctx context.Context, h home.Home, groupID string, cfg groupc
 	if err != nil {
 		return nil, fmt.Errorf("the key property store of %s: %w", groupID, err)
 	}
-	if err := store.Define(ctx, Tables()...); err != nil {
+	if err := store.Define(ctx, append(Tables(), cfg.KPSTables()...)...); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("the key property store of %s: %w", groupID, err)
 	}

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/kps"
 )
 
 // Policy is one item of apis[].policies: exactly one of its keys, naming
@@ -20,6 +22,7 @@ import (
 // matched it; the gateway builds them once per configuration.
 type Policy struct {
 	APIKey  *APIKeyPolicy  `yaml:"apiKey" doc:"Require an API key of a client application allowed to use this API (docs/policies.md#apikey)."`
+	Lookup  *LookupPolicy  `yaml:"lookup" doc:"Find a row of a custom KPS table and give its properties to the later policies (docs/policies.md#lookup)."`
 	CORS    *CORSPolicy    `yaml:"cors" doc:"Cross-origin resource sharing: the gateway answers preflight requests and adds the CORS fields to responses (docs/policies.md#cors)."`
 	Headers *HeadersPolicy `yaml:"headers" doc:"Set or remove request fields before forwarding and response fields before answering (docs/policies.md#headers)."`
 }
@@ -29,6 +32,9 @@ func (p Policy) Type() string {
 	var names []string
 	if p.APIKey != nil {
 		names = append(names, "apiKey")
+	}
+	if p.Lookup != nil {
+		names = append(names, "lookup")
 	}
 	if p.CORS != nil {
 		names = append(names, "cors")
@@ -72,6 +78,57 @@ func (p APIKeyPolicy) WithDefaults() APIKeyPolicy {
 		p.ApplicationNameHeader = DefaultApplicationName
 	}
 	return p
+}
+
+// LookupPolicy is the lookup policy.
+type LookupPolicy struct {
+	Table          string `yaml:"table" doc:"The alias of a table of kps.tables."`
+	Key            string `yaml:"key" doc:"Where the row's key comes from: header:NAME, query:NAME, param:NAME (a {name} segment of the API's path), or application (the id of the client application an earlier apiKey policy found)."`
+	By             string `yaml:"by" doc:"primary (default) or secondary: the table's key the value is compared with."`
+	As             string `yaml:"as" doc:"The name later policies find the row under: ${as.property} in a headers value. Letters, digits and _."`
+	Required       bool   `yaml:"required" doc:"Refuse the request when there is no key or no row (notFoundStatus); otherwise go on without the row's properties."`
+	NotFoundStatus int    `yaml:"notFoundStatus" doc:"The status of a refusal by a required lookup: 403 or 404; 0: 403."`
+}
+
+// LookupKey is a parsed lookup key source.
+type LookupKey struct {
+	From string // header, query, param or application
+	Name string // the field, parameter or segment name ("" for application)
+}
+
+// ParseLookupKey parses a lookup's key setting.
+func ParseLookupKey(s string) (LookupKey, error) {
+	if s == "application" {
+		return LookupKey{From: "application"}, nil
+	}
+	from, name, ok := strings.Cut(s, ":")
+	switch {
+	case !ok || name == "":
+		return LookupKey{}, fmt.Errorf("%q: want header:NAME, query:NAME, param:NAME or application", s)
+	case from == "header" && !isToken(name):
+		return LookupKey{}, fmt.Errorf("%q: %q is not a field name", s, name)
+	case from == "query" && (strings.ContainsAny(name, "&=#?% +") || len(name) > 64):
+		return LookupKey{}, fmt.Errorf("%q: %q is not a plain query parameter name", s, name)
+	case from == "param" && !isVarName(name):
+		return LookupKey{}, fmt.Errorf("%q: %q is not a path segment name", s, name)
+	case from != "header" && from != "query" && from != "param":
+		return LookupKey{}, fmt.Errorf("%q: want header:NAME, query:NAME, param:NAME or application", s)
+	}
+	return LookupKey{From: from, Name: name}, nil
+}
+
+// isVarName: letters, digits and '_', a letter or '_' first.
+func isVarName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // CORSPolicy is the cors policy.
@@ -123,8 +180,12 @@ const MaxCORSMaxAge = 24 * time.Hour
 var gatewayFields = []string{"Host", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "Upgrade", "Te", "Trailer", "Proxy-Connection",
 	"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "X-Correlationid"}
 
-// validatePolicies checks apis[i].policies.
+// validatePolicies checks apis[i].policies, and that every ${variable}
+// of a headers value is given by an earlier policy of the API.
 func (c *Config) validatePolicies(i int, a API, add func(error)) {
+	vars := map[string]bool{}
+	lookups := map[string]bool{}
+	apiKey := false
 	for j, p := range a.Policies {
 		k := fmt.Sprintf("apis[%d].policies[%d]", i, j)
 		if p.Type() == "" {
@@ -134,13 +195,70 @@ func (c *Config) validatePolicies(i int, a API, add func(error)) {
 		switch {
 		case p.APIKey != nil:
 			c.validateAPIKey(k+".apiKey", *p.APIKey, add)
+			apiKey = true
+			vars["application.id"], vars["application.name"] = true, true
+		case p.Lookup != nil:
+			c.validateLookup(k+".lookup", a, *p.Lookup, apiKey, lookups, vars, add)
 		case p.CORS != nil:
 			c.validateCORS(k+".cors", a, *p.CORS, add)
 		case p.Headers != nil:
-			c.validateHeaderEdits(k+".headers.request", p.Headers.Request, add)
-			c.validateHeaderEdits(k+".headers.response", p.Headers.Response, add)
+			c.validateHeaderEdits(k+".headers.request", p.Headers.Request, vars, add)
+			c.validateHeaderEdits(k+".headers.response", p.Headers.Response, vars, add)
 		}
 	}
+}
+
+func (c *Config) validateLookup(k string, a API, p LookupPolicy, apiKey bool, lookups, vars map[string]bool, add func(error)) {
+	t, ok := c.kpsTable(p.Table)
+	if !ok {
+		var aliases []string
+		for _, t := range c.KPS.Tables {
+			aliases = append(aliases, t.Alias)
+		}
+		add(c.errAt(k+".table", "%q is not a table of kps.tables (defined: %s)", p.Table, strings.Join(aliases, ", ")))
+	}
+	key, err := ParseLookupKey(p.Key)
+	switch {
+	case err != nil:
+		add(c.errAt(k+".key", "%v", err))
+	case key.From == "application" && !apiKey:
+		add(c.errAt(k+".key", "application needs an apiKey policy before this lookup"))
+	case key.From == "param" && !strings.Contains(a.Path, "{"+key.Name+"}"):
+		add(c.errAt(k+".key", "the API's path %q has no {%s} segment", a.Path, key.Name))
+	}
+	switch p.By {
+	case "", "primary":
+	case "secondary":
+		if ok && t.SecondaryKey == "" {
+			add(c.errAt(k+".by", "table %q has no secondary key", p.Table))
+		}
+	default:
+		add(c.errAt(k+".by", "%q: want primary or secondary", p.By))
+	}
+	switch {
+	case !isVarName(p.As) || p.As == "application":
+		add(c.errAt(k+".as", "%q: want a name of letters, digits and _ (not application)", p.As))
+	case lookups[p.As]:
+		add(c.errAt(k+".as", "%q is the name of an earlier lookup of this API", p.As))
+	}
+	lookups[p.As] = true
+	if p.NotFoundStatus != 0 && p.NotFoundStatus != 403 && p.NotFoundStatus != 404 {
+		add(c.errAt(k+".notFoundStatus", "%d: want 403 or 404", p.NotFoundStatus))
+	}
+	if ok {
+		for _, prop := range t.Properties {
+			vars[p.As+"."+prop.Name] = true
+		}
+	}
+}
+
+func (c *Config) kpsTable(alias string) (KPSTable, bool) {
+	for _, t := range c.KPS.Tables {
+		if t.Alias == alias {
+			return t, true
+		}
+	}
+	return KPSTable{}, false
 }
 
 func (c *Config) validateCORS(k string, a API, p CORSPolicy, add func(error)) {
@@ -213,7 +331,7 @@ func checkOrigin(o string) error {
 	return nil
 }
 
-func (c *Config) validateHeaderEdits(k string, e HeaderEdits, add func(error)) {
+func (c *Config) validateHeaderEdits(k string, e HeaderEdits, vars map[string]bool, add func(error)) {
 	check := func(name string) bool {
 		switch {
 		case !isToken(name):
@@ -228,6 +346,16 @@ func (c *Config) validateHeaderEdits(k string, e HeaderEdits, add func(error)) {
 	for name, v := range e.Set {
 		if check(name) && (strings.ContainsAny(v, "\r\n\x00") || len(v) > 8<<10 || v != strings.TrimSpace(v)) {
 			add(c.errAt(k+".set", "the value of %q must be one line of at most 8 KiB without leading or trailing spaces", name))
+		}
+		parts, err := ParseTemplate(v)
+		if err != nil {
+			add(c.errAt(k+".set", "the value of %q: %v", name, err))
+			continue
+		}
+		for _, p := range parts {
+			if p.Var != "" && !vars[p.Var] {
+				add(c.errAt(k+".set", "the value of %q uses ${%s}, which no earlier policy of this API gives (an apiKey policy gives application.id and application.name; a lookup gives AS.PROPERTY)", name, p.Var))
+			}
 		}
 	}
 	for _, name := range e.Remove {
@@ -276,7 +404,102 @@ func (c *Config) validateKPS(add func(error)) {
 			add(c.errAt(d.key, "%s: want 0.1s to 10m", time.Duration(d.v)))
 		}
 	}
+	seen := map[string]bool{}
+	for i, t := range k.KPSTables() {
+		key := fmt.Sprintf("kps.tables[%d]", i)
+		switch {
+		case slices.Contains(reservedAliases, t.Alias):
+			add(c.errAt(key+".alias", "%q is a table of Gatehouse's own (client applications and keys)", t.Alias))
+		case seen[t.Alias]:
+			add(c.errAt(key+".alias", "%q is defined twice", t.Alias))
+		}
+		seen[t.Alias] = true
+		if err := t.Validate(); err != nil {
+			add(c.errAt(key, "%v", err))
+		}
+	}
 	if k.Cache.MaxBytes < 64<<10 || k.Cache.MaxBytes > 1<<30 {
 		add(c.errAt("kps.cache.maxBytes", "%d: want 65536 (64 KiB) to 1073741824 (1 GiB)", k.Cache.MaxBytes))
 	}
 }
+
+// TemplatePart is a piece of a headers value: literal text, or a
+// variable (${name}) given by an earlier policy.
+type TemplatePart struct {
+	Lit string
+	Var string
+}
+
+// ParseTemplate splits a headers value into literal text and ${variables}
+// (names of letters, digits, '_' and '.'); "$$" is a literal "$".
+func ParseTemplate(s string) ([]TemplatePart, error) {
+	var parts []TemplatePart
+	var lit strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '$' {
+			lit.WriteByte(s[i])
+			continue
+		}
+		switch {
+		case i+1 < len(s) && s[i+1] == '$':
+			lit.WriteByte('$')
+			i++
+		case i+1 < len(s) && s[i+1] == '{':
+			end := strings.IndexByte(s[i+2:], '}')
+			if end < 0 {
+				return nil, fmt.Errorf("\"${\" without \"}\" in %q", s)
+			}
+			name := s[i+2 : i+2+end]
+			if !validVar(name) {
+				return nil, fmt.Errorf("${%s}: a variable is NAME.PROPERTY (letters, digits, _)", name)
+			}
+			if lit.Len() > 0 {
+				parts = append(parts, TemplatePart{Lit: lit.String()})
+				lit.Reset()
+			}
+			parts = append(parts, TemplatePart{Var: name})
+			i += 2 + end
+		default:
+			lit.WriteByte('$')
+		}
+	}
+	if lit.Len() > 0 {
+		parts = append(parts, TemplatePart{Lit: lit.String()})
+	}
+	return parts, nil
+}
+
+func validVar(name string) bool {
+	head, tail, ok := strings.Cut(name, ".")
+	return ok && isVarName(head) && tail != "" && isPropName(tail)
+}
+
+// isPropName: a KPS property name (letters, digits, '_', '-', '.').
+func isPropName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || i > 0 && (c >= '0' && c <= '9' || c == '-' || c == '.')) {
+			return false
+		}
+	}
+	return true
+}
+
+// KPSTables are the custom tables as the KPS defines them.
+func (k KPS) KPSTables() []kps.Table {
+	out := make([]kps.Table, 0, len(k.Tables))
+	for _, t := range k.Tables {
+		kt := kps.Table{Collection: t.Collection, Name: t.Name, Alias: t.Alias, PrimaryKey: t.PrimaryKey, SecondaryKey: t.SecondaryKey, Indexes: t.Indexes}
+		for _, p := range t.Properties {
+			kt.Properties = append(kt.Properties, kps.Property{Name: p.Name, Type: kps.Type(p.Type), Generated: p.Generated})
+		}
+		out = append(out, kt)
+	}
+	return out
+}
+
+// reservedAliases are the tables Gatehouse defines itself (internal/apps).
+var reservedAliases = []string{"applications", "apikeys"}

@@ -18,7 +18,7 @@ func TestPolicyErrors(t *testing.T) {
 		name, yaml string
 		want       []string
 	}{
-		{"unknown type", "      - apikey: {}\n", []string{"g.yaml:10", `unknown key "apikey"`, "accepted under apis[0].policies[0]: apiKey, cors, headers", `did you mean "apiKey"`}},
+		{"unknown type", "      - apikey: {}\n", []string{"g.yaml:10", `unknown key "apikey"`, "accepted under apis[0].policies[0]: apiKey, lookup, cors, headers", `did you mean "apiKey"`}},
 		{"apiKey header not a field name", "      - apiKey: {header: \"Key Id\"}\n", []string{"apis[0].policies[0].apiKey.header", `"Key Id" is not a field name`}},
 		{"apiKey header the gateway's", "      - apiKey: {applicationIdHeader: X-Forwarded-For}\n", []string{"apiKey.applicationIdHeader", "gateway's own field"}},
 		{"apiKey headers the same", "      - apiKey: {header: X-Gatehouse-Application-Name}\n", []string{"three different fields"}},
@@ -104,7 +104,113 @@ func TestPoliciesLoad(t *testing.T) {
 			t.Errorf("RouteMethods(%v, cors %v): got %q, want %q", tc.methods, tc.cors, got, tc.want)
 		}
 	}
-	if got := strings.Join(PolicyTypes(), ","); got != "apiKey,cors,headers" {
+	if got := strings.Join(PolicyTypes(), ","); got != "apiKey,lookup,cors,headers" {
 		t.Errorf("PolicyTypes: %s", got)
+	}
+}
+
+// lookupConfig is a configuration with a custom table "customers" and an
+// API "a" on path /a/{customer} with the given policies.
+func lookupConfig(tables, policies string) Layer {
+	if tables == "" {
+		tables = "    - {collection: C, name: Customers, alias: customers, primaryKey: id, secondaryKey: email, properties: [{name: id, type: string}, {name: email, type: string}, {name: tier, type: string}]}\n"
+	}
+	return Layer{Name: "g.yaml", YAML: []byte("kps:\n  tables:\n" + tables + "backends:\n  - name: b\n    url: http://127.0.0.1:1\napis:\n  - name: a\n    path: /a/{customer}\n    backend: b\n    policies:\n" + policies)}
+}
+
+func TestLookupAndVariableErrors(t *testing.T) {
+	cases := []struct {
+		name, tables, policies string
+		want                   []string
+	}{
+		{"unknown table", "", "      - lookup: {table: nope, key: \"param:customer\", as: c}\n", []string{`"nope" is not a table of kps.tables (defined: customers)`}},
+		{"bad key source", "", "      - lookup: {table: customers, key: \"cookie:x\", as: c}\n", []string{"want header:NAME, query:NAME, param:NAME or application"}},
+		{"key without name", "", "      - lookup: {table: customers, key: \"header:\", as: c}\n", []string{"want header:NAME"}},
+		{"bad header name", "", "      - lookup: {table: customers, key: \"header:a b\", as: c}\n", []string{`"a b" is not a field name`}},
+		{"bad query name", "", "      - lookup: {table: customers, key: \"query:a=b\", as: c}\n", []string{"not a plain query parameter name"}},
+		{"param not in the path", "", "      - lookup: {table: customers, key: \"param:id\", as: c}\n", []string{"has no {id} segment"}},
+		{"application without apiKey", "", "      - lookup: {table: customers, key: application, as: c}\n", []string{"application needs an apiKey policy before this lookup"}},
+		{"by secondary without one", "    - {collection: C, name: T, alias: customers, primaryKey: id, properties: [{name: id, type: string}]}\n", "      - lookup: {table: customers, key: \"param:customer\", by: secondary, as: c}\n", []string{"has no secondary key"}},
+		{"bad by", "", "      - lookup: {table: customers, key: \"param:customer\", by: third, as: c}\n", []string{`"third": want primary or secondary`}},
+		{"bad as", "", "      - lookup: {table: customers, key: \"param:customer\", as: \"c.d\"}\n", []string{"want a name of letters"}},
+		{"as application", "", "      - lookup: {table: customers, key: \"param:customer\", as: application}\n", []string{"(not application)"}},
+		{"as twice", "", "      - lookup: {table: customers, key: \"param:customer\", as: c}\n      - lookup: {table: customers, key: \"header:X-C\", as: c}\n", []string{"name of an earlier lookup"}},
+		{"bad status", "", "      - lookup: {table: customers, key: \"param:customer\", as: c, notFoundStatus: 401}\n", []string{"401: want 403 or 404"}},
+		{"variable not given", "", "      - headers: {request: {set: {X-T: \"${c.tier}\"}}}\n      - lookup: {table: customers, key: \"param:customer\", as: c}\n", []string{"uses ${c.tier}, which no earlier policy of this API gives"}},
+		{"unknown property", "", "      - lookup: {table: customers, key: \"param:customer\", as: c}\n      - headers: {request: {set: {X-T: \"${c.plan}\"}}}\n", []string{"${c.plan}"}},
+		{"application without apiKey in a value", "", "      - headers: {response: {set: {X-A: \"${application.id}\"}}}\n", []string{"${application.id}"}},
+		{"unclosed variable", "", "      - headers: {request: {set: {X-T: \"${c.tier\"}}}\n", []string{`without "}"`}},
+		{"variable without property", "", "      - headers: {request: {set: {X-T: \"${tier}\"}}}\n", []string{"a variable is NAME.PROPERTY"}},
+		{"reserved alias", "    - {collection: C, name: T, alias: apikeys, primaryKey: id, properties: [{name: id, type: string}]}\n", "      - headers: {}\n", []string{`"apikeys" is a table of Gatehouse's own`}},
+		{"alias twice", "    - {collection: C, name: T, alias: t, primaryKey: id, properties: [{name: id, type: string}]}\n    - {collection: C, name: U, alias: t, primaryKey: id, properties: [{name: id, type: string}]}\n", "      - headers: {}\n", []string{`"t" is defined twice`}},
+		{"bad table", "    - {collection: C, name: T, alias: t, primaryKey: nope, properties: [{name: id, type: string}]}\n", "      - headers: {}\n", []string{"kps.tables[0]", `primary key "nope" is not a property`}},
+		{"bad property type", "    - {collection: C, name: T, alias: t, primaryKey: id, properties: [{name: id, type: text}]}\n", "      - headers: {}\n", []string{`type "text"`}},
+		{"unknown table key", "    - {collection: C, name: T, alias: t, primarykey: id, properties: [{name: id, type: string}]}\n", "      - headers: {}\n", []string{"g.yaml:3", `did you mean "primaryKey"`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(lookupConfig(tc.tables, tc.policies))
+			if err == nil {
+				t.Fatalf("got no error, want one containing %q", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("got %q, want it to contain %q", err, w)
+				}
+			}
+		})
+	}
+	// Valid: variables after their policies, $$ kept, a secondary lookup.
+	cfg, err := Load(lookupConfig("", "      - apiKey: {}\n      - lookup: {table: customers, key: \"header:X-Email\", by: secondary, as: c, required: true, notFoundStatus: 404}\n"+
+		"      - headers: {request: {set: {X-T: \"tier ${c.tier} for ${application.name} costs $$5\"}}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.KPS.KPSTables(); len(got) != 1 || got[0].Alias != "customers" || got[0].SecondaryKey != "email" || got[0].Properties[2].Name != "tier" {
+		t.Errorf("KPSTables: %+v", got)
+	}
+}
+
+func TestParseTemplate(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want []TemplatePart
+	}{
+		{"plain", []TemplatePart{{Lit: "plain"}}},
+		{"", nil},
+		{"${a.b}", []TemplatePart{{Var: "a.b"}}},
+		{"x ${a.b}-${c.d_e} y", []TemplatePart{{Lit: "x "}, {Var: "a.b"}, {Lit: "-"}, {Var: "c.d_e"}, {Lit: " y"}}},
+		{"$$ and $x and $", []TemplatePart{{Lit: "$ and $x and $"}}},
+		{"$${a.b}", []TemplatePart{{Lit: "${a.b}"}}},
+		{"${a.b.c}", []TemplatePart{{Var: "a.b.c"}}},
+	} {
+		got, err := ParseTemplate(c.in)
+		if err != nil || len(got) != len(c.want) {
+			t.Errorf("ParseTemplate(%q): %v %v, want %v", c.in, got, err, c.want)
+			continue
+		}
+		for i := range got {
+			if got[i] != c.want[i] {
+				t.Errorf("ParseTemplate(%q)[%d]: %v, want %v", c.in, i, got[i], c.want[i])
+			}
+		}
+	}
+	for _, bad := range []string{"${", "${a.b", "${}", "${a}", "${.b}", "${a.}", "${1a.b}", "${a b.c}"} {
+		if _, err := ParseTemplate(bad); err == nil {
+			t.Errorf("ParseTemplate(%q): no error", bad)
+		}
+	}
+}
+
+func TestParseLookupKey(t *testing.T) {
+	for in, want := range map[string]LookupKey{"application": {From: "application"}, "header:X-A": {"header", "X-A"}, "query:q": {"query", "q"}, "param:id": {"param", "id"}} {
+		if got, err := ParseLookupKey(in); err != nil || got != want {
+			t.Errorf("ParseLookupKey(%q): %v %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"", "app", "header", "param:1a", "param:a-b", "query:" + strings.Repeat("q", 65), "Header:X"} {
+		if _, err := ParseLookupKey(bad); err == nil {
+			t.Errorf("ParseLookupKey(%q): no error", bad)
+		}
 	}
 }

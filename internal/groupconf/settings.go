@@ -46,6 +46,25 @@ type KPS struct {
 	Backend  string      `yaml:"backend" doc:"sqlite: an embedded store, groups/<group-id>/conf/kps/kps.db, shared by the group's instances on one host; postgres: one PostgreSQL database for a group whose instances are on several hosts."`
 	Postgres KPSPostgres `yaml:"postgres" doc:"The PostgreSQL database (backend postgres)."`
 	Cache    KPSCache    `yaml:"cache" doc:"The instance's cache of look-ups on the request path."`
+	Tables   []KPSTable  `yaml:"tables" doc:"Custom tables of the group's store, defined (or extended) when a process opens it: read by lookup policies, written through the management API (docs/kps.md)."`
+}
+
+// KPSTable is a custom table of the group's KPS (kps.Table).
+type KPSTable struct {
+	Collection   string        `yaml:"collection" doc:"The collection it belongs to (a label)."`
+	Name         string        `yaml:"name" doc:"Its name (a label)."`
+	Alias        string        `yaml:"alias" doc:"Its alias: how policies, the API and kpsadmin name it (letters, digits, _ - .)."`
+	Properties   []KPSProperty `yaml:"properties" doc:"Its typed properties."`
+	PrimaryKey   string        `yaml:"primaryKey" doc:"The property that identifies a row (string, integer or long)."`
+	SecondaryKey string        `yaml:"secondaryKey" doc:"Another unique property rows can be found by; empty: none."`
+	Indexes      []string      `yaml:"indexes" doc:"Properties rows can be queried by."`
+}
+
+// KPSProperty is a property of a custom table.
+type KPSProperty struct {
+	Name      string `yaml:"name" doc:"Its name."`
+	Type      string `yaml:"type" doc:"string, boolean, integer, long, double, list or map."`
+	Generated bool   `yaml:"generated" doc:"A string filled with a random UUID when a row is inserted without it."`
 }
 
 // KPSPostgres is the PostgreSQL database of a group's KPS.

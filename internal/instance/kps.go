@@ -3,6 +3,7 @@ package instance
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apps"
@@ -29,7 +30,7 @@ func (g *groupStore) deps() build.Deps {
 	if g == nil {
 		return build.Deps{}
 	}
-	return build.Deps{APIKeys: g.checker}
+	return build.Deps{APIKeys: g.checker, KPS: g.cache, Tables: g.conf.KPSTables()}
 }
 
 func (g *groupStore) close() {
@@ -42,7 +43,7 @@ func (g *groupStore) close() {
 func needsKPS(cfg *groupconf.Config) bool {
 	for _, a := range cfg.APIs {
 		for _, p := range a.Policies {
-			if p.APIKey != nil {
+			if p.APIKey != nil || p.Lookup != nil {
 				return true
 			}
 		}
@@ -80,4 +81,4 @@ func (i *Instance) groupStoreFor(cfg *groupconf.Config, cur *groupStore) (gs *gr
 	return &groupStore{conf: cfg.KPS, store: store, cache: cache, checker: apps.NewChecker(cache, hk)}, true, nil
 }
 
-func kpsSame(a, b groupconf.KPS) bool { return a == b }
+func kpsSame(a, b groupconf.KPS) bool { return reflect.DeepEqual(a, b) }

@@ -89,7 +89,7 @@ func (h trafficHandler) ServeH1(w h1.ResponseWriter, r *h1.Request) {
 			*e = accessEntry{start: start, id: x.id, r: r, status: w.Status(), bytes: w.Written(), route: matched, err: fwdErr, client: client.addr, app: x.ex.Application}
 			i.logs.access.log(e)
 		}
-		x.ex = policy.Exchange{}
+		x.ex = policy.Exchange{Vars: x.ex.Vars[:0]} // the variables' memory is kept with the pooled exchange
 		x.chain, x.scratch.Edit = nil, nil
 		exchangePool.Put(x)
 	}()
@@ -130,7 +130,7 @@ func (h trafficHandler) ServeH1(w h1.ResponseWriter, r *h1.Request) {
 	}
 	if chain := rt.chains[rt2.Index]; len(chain) > 0 {
 		x.chain = chain
-		x.ex = policy.Exchange{W: w, R: r, Route: rt2, CorrelationID: b2s(x.id), ClientAddr: client.addr, Params: x.ex.Params}
+		x.ex = policy.Exchange{W: w, R: r, Route: rt2, CorrelationID: b2s(x.id), ClientAddr: client.addr, Params: x.ex.Params, Vars: x.ex.Vars[:0]}
 		if err := chain.Apply(&x.ex); err != nil {
 			var pe *policy.Error
 			switch {

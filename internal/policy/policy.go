@@ -38,6 +38,34 @@ type Exchange struct {
 	// policy identified ("" when none): for the access log and later
 	// policies.
 	Application string
+	// Vars are the values earlier policies give later ones (the ${name}
+	// of a headers value): application.id after an apiKey policy,
+	// AS.PROPERTY after a lookup. Set with SetVar, read with Var.
+	Vars []Var
+}
+
+// Var is a named value of an exchange.
+type Var struct{ Name, Value string }
+
+// SetVar sets the variable name.
+func (ex *Exchange) SetVar(name, value string) {
+	for i := range ex.Vars {
+		if ex.Vars[i].Name == name {
+			ex.Vars[i].Value = value
+			return
+		}
+	}
+	ex.Vars = append(ex.Vars, Var{name, value})
+}
+
+// Var returns the variable name and whether it is set.
+func (ex *Exchange) Var(name string) (string, bool) {
+	for _, v := range ex.Vars {
+		if v.Name == name {
+			return v.Value, true
+		}
+	}
+	return "", false
 }
 
 // Policy is one step of the chain. Implementations must be safe for

@@ -120,6 +120,8 @@ func (p *Policy) Apply(ex *policy.Exchange) error {
 		return &policy.Error{Status: http.StatusServiceUnavailable, Message: "the API key cannot be checked now; try again later", Err: err, Fields: [][2]string{{"Retry-After", "1"}}}
 	}
 	ex.Application = app.ID
+	ex.SetVar("application.id", app.ID)
+	ex.SetVar("application.name", app.Name)
 	if !app.Allows(p.api) {
 		return &policy.Error{Status: http.StatusForbidden, Message: "this application may not use this API", Err: errors.New("application " + app.ID + " is not allowed API " + p.api)}
 	}

@@ -5,12 +5,15 @@ package build
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
+	"github.com/gatehouse-gw/gatehouse/internal/kps"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
 	"github.com/gatehouse-gw/gatehouse/internal/policy/apikey"
 	"github.com/gatehouse-gw/gatehouse/internal/policy/cors"
 	"github.com/gatehouse-gw/gatehouse/internal/policy/headers"
+	"github.com/gatehouse-gw/gatehouse/internal/policy/lookup"
 )
 
 // Deps are what policies need besides their settings: the group's
@@ -19,6 +22,11 @@ type Deps struct {
 	// APIKeys checks API keys (the group's client applications in its
 	// KPS); nil: the apiKey policy cannot be built.
 	APIKeys apikey.Checker
+	// KPS reads rows of the group's custom tables (the instance's
+	// kps.Cache); nil: the lookup policy cannot be built.
+	KPS lookup.Rows
+	// Tables are the custom tables' definitions (kps.tables).
+	Tables []kps.Table
 }
 
 // Chain is the chain of api's policies (validated by groupconf).
@@ -31,6 +39,16 @@ func Chain(api groupconf.API, deps Deps) (policy.Chain, error) {
 				return nil, fmt.Errorf("API %q, policy %d (apiKey): this instance has no Key Property Store for the group's API keys", api.Name, i)
 			}
 			c = append(c, apikey.New(*p.APIKey, api.Name, deps.APIKeys))
+		case p.Lookup != nil:
+			ti := slices.IndexFunc(deps.Tables, func(t kps.Table) bool { return t.Alias == p.Lookup.Table })
+			if deps.KPS == nil || ti < 0 {
+				return nil, fmt.Errorf("API %q, policy %d (lookup): this instance has no Key Property Store table %q", api.Name, i, p.Lookup.Table)
+			}
+			lp, err := lookup.New(*p.Lookup, deps.Tables[ti], deps.KPS)
+			if err != nil {
+				return nil, fmt.Errorf("API %q, policy %d: %w", api.Name, i, err)
+			}
+			c = append(c, lp)
 		case p.CORS != nil:
 			c = append(c, cors.New(*p.CORS, api.Methods))
 		case p.Headers != nil:
