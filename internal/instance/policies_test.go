@@ -328,3 +328,99 @@ apis:
 		t.Errorf("start with a corrupt KPS file: %v, want an error naming the file", err)
 	}
 }
+
+// TestLookupPolicy: rows of a custom table found by a path segment, a
+// field (by the secondary key) and an integer key, their properties in
+// request fields through variables; a required lookup without a row
+// refused with its status; a row value with a line break never set as a
+// field.
+func TestLookupPolicy(t *testing.T) {
+	be := policyBackend(t)
+	p := newPorts(t)
+	ti := startInstance(t, quickstartYAML(p, fmt.Sprintf(`
+kps:
+  cache: {ttl: 200ms, negativeTTL: 200ms}
+  tables:
+    - collection: Customers
+      name: Customer tiers
+      alias: customers
+      properties: [{name: id, type: string}, {name: email, type: string}, {name: tier, type: string}, {name: tags, type: list}]
+      primaryKey: id
+      secondaryKey: email
+    - {collection: Customers, name: Plans, alias: plans, primaryKey: n, properties: [{name: n, type: long}, {name: label, type: string}]}
+backends:
+  - name: be
+    url: %s
+apis:
+  - name: by-path
+    path: /c/{customer}
+    backend: be
+    policies:
+      - lookup: {table: customers, key: "param:customer", as: cust, required: true}
+      - headers: {request: {set: {X-Tier: "${cust.tier}", X-Tags: "[${cust.tags}]"}}, response: {set: {X-Served-Tier: "${cust.tier}"}}}
+  - name: by-email
+    pathPrefix: /e
+    backend: be
+    policies:
+      - lookup: {table: customers, key: "header:X-Email", by: secondary, as: cust, notFoundStatus: 404}
+      - headers: {request: {set: {X-Tier: "${cust.tier}"}}}
+  - name: by-plan
+    pathPrefix: /p
+    backend: be
+    policies:
+      - lookup: {table: plans, key: "query:plan", as: plan, required: true, notFoundStatus: 404}
+      - headers: {request: {set: {X-Plan: "${plan.label}"}}}
+`, be.URL)))
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, kps.SQLiteConfig{Path: sqlite.GroupPath(ti.home, groupID)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	for _, row := range []map[string]any{
+		{"id": "c1", "email": "a@example.com", "tier": "gold", "tags": []string{"eu", "vip"}},
+		{"id": "c2", "email": "b@example.com", "tier": "silver\r\nX-Evil: injected"},
+	} {
+		if _, err := store.Insert(ctx, "customers", row); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := store.Insert(ctx, "plans", map[string]any{"n": int64(7), "label": "Pro"}); err != nil {
+		t.Fatal(err)
+	}
+	seen := func(r response) http.Header {
+		t.Helper()
+		var got struct{ Headers http.Header }
+		if err := json.Unmarshal([]byte(r.body), &got); err != nil {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+		return got.Headers
+	}
+	r := do(t, nil, "GET", ti.base+"/c/c1", http.Header{"X-Tier": {"spoofed"}})
+	if h := seen(r); r.status != 200 || h.Get("X-Tier") != "gold" || len(h.Values("X-Tier")) != 1 || h.Get("X-Tags") != "[eu, vip]" || r.header.Get("X-Served-Tier") != "gold" {
+		t.Errorf("by path: %d %v %v", r.status, h, r.header)
+	}
+	if r := do(t, nil, "GET", ti.base+"/c/nobody", nil); r.status != 403 || strings.Contains(r.body, `"headers"`) {
+		t.Errorf("required, no row: %d %s", r.status, r.body)
+	}
+	r = do(t, nil, "GET", ti.base+"/c/c2", http.Header{"X-Tier": {"spoofed"}})
+	if h := seen(r); r.status != 200 || h.Get("X-Tier") != "" || h.Get("X-Evil") != "" || r.header.Get("X-Evil") != "" || r.header.Get("X-Served-Tier") != "" {
+		t.Errorf("a value with a line break: %d %v %v", r.status, h, r.header)
+	}
+	r = do(t, nil, "GET", ti.base+"/e/x", http.Header{"X-Email": {"a@example.com"}})
+	if h := seen(r); h.Get("X-Tier") != "gold" {
+		t.Errorf("by the secondary key: %v", h)
+	}
+	r = do(t, nil, "GET", ti.base+"/e/x", http.Header{"X-Email": {"nobody@example.com"}, "X-Tier": {"spoofed"}})
+	if h := seen(r); r.status != 200 || h.Get("X-Tier") != "" {
+		t.Errorf("not required, no row: the field must be removed, not kept: %d %v", r.status, h)
+	}
+	if r := do(t, nil, "GET", ti.base+"/p/x?plan=7", nil); r.status != 200 || seen(r).Get("X-Plan") != "Pro" {
+		t.Errorf("an integer key: %d %s", r.status, r.body)
+	}
+	for _, q := range []string{"plan=8", "plan=seven", "other=7", ""} {
+		if r := do(t, nil, "GET", ti.base+"/p/x?"+q, nil); r.status != 404 {
+			t.Errorf("plan %q: %d, want 404", q, r.status)
+		}
+	}
+}
