@@ -83,6 +83,7 @@ func (l *Live) stat() ([3]fileStamp, error) {
 	for i, f := range []string{l.certFile, l.keyFile, l.caFile} {
 		fi, err := os.Stat(f)
 		if err != nil {
+			// mutate:equivalent err-return a file that cannot be stat'ed cannot be loaded either: Load keeps the last identity both ways
 			return st, err
 		}
 		st[i] = fileStamp{size: fi.Size(), mod: fi.ModTime()}

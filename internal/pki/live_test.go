@@ -1,7 +1,10 @@
 package pki
 
 import (
+	"bytes"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"os"
 	"testing"
@@ -105,5 +108,55 @@ func TestLiveFollowsFiles(t *testing.T) {
 	}
 	if id2, _ := live.Load(); id2 != id {
 		t.Errorf("Load with unchanged files made a new identity")
+	}
+}
+
+// TestLiveSendsIntermediate: a domain CA that another CA signed is sent
+// after the certificate; a self-signed one is not.
+func TestLiveSendsIntermediate(t *testing.T) {
+	h := newHome(t)
+	root, _ := NewCA("Root")
+	inter, _ := NewCA("D")
+	csrPEM, err := inter.CSR()
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := ParseCSR(csrPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := *inter.Cert
+	tmpl.RawSubjectPublicKeyInfo, tmpl.PublicKey = nil, csr.PublicKey
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, root.Cert, csr.PublicKey, root.signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signedCert, _ := x509.ParseCertificate(der)
+	chained, err := inter.WithCert(signedCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		ca   *CA
+		want int
+	}{{inter, 1}, {chained, 2}} {
+		if err := c.ca.Save(h); err != nil {
+			t.Fatal(err)
+		}
+		kp, _ := c.ca.IssueKeyPair("leaf", []string{"localhost"}, nil, true)
+		if err := kp.Save(NodeManagerCertFile(h), NodeManagerKeyFile(h)); err != nil {
+			t.Fatal(err)
+		}
+		live, err := NewLive(NodeManagerCertFile(h), NodeManagerKeyFile(h), CertFile(h))
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := live.Load()
+		if len(id.Cert.Certificate) != c.want {
+			t.Errorf("CA %q issued by %q: %d certificates sent, want %d", c.ca.Cert.Subject.CommonName, c.ca.Cert.Issuer.CommonName, len(id.Cert.Certificate), c.want)
+		}
+		if c.want == 2 && !bytes.Equal(id.Cert.Certificate[1], signedCert.Raw) {
+			t.Error("the second certificate sent is not the domain CA")
+		}
 	}
 }

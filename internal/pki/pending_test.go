@@ -74,6 +74,23 @@ func TestPendingCommit(t *testing.T) {
 	if err != nil || !nm || len(insts) != 1 || insts[0] != "instance-1" {
 		t.Errorf("Summary: %v %v %v", nm, insts, err)
 	}
+	// Modes: keys 0600 in 0700 directories, certificates 0644.
+	for _, c := range []struct {
+		path string
+		mode os.FileMode
+	}{
+		{p.caFile(), 0o644}, {p.caKeyFile(), 0o600}, {p.nmKeyFile(), 0o600}, {p.nmCertFile(), 0o644},
+		{filepath.Join(p.instanceDir("group-2", "instance-1"), InstanceKeyName), 0o600},
+		{filepath.Join(p.instanceDir("group-2", "instance-1"), InstanceCertName), 0o644},
+		{p.instanceDir("group-2", "instance-1"), 0o700 | os.ModeDir},
+	} {
+		if fi, err := os.Stat(c.path); err != nil || fi.Mode() != c.mode {
+			t.Errorf("%s: mode %v (%v), want %v", c.path, fi.Mode(), err, c.mode)
+		}
+	}
+	// The instance's own directories do not exist yet: the commit makes
+	// them (0755 for the certificate's, 0700 for the key's).
+	os.RemoveAll(h.InstanceDir("group-2", "instance-1"))
 	if fi, err := os.Stat(p.Dir()); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("pending directory: %v %v", fi, err)
 	}
@@ -97,6 +114,9 @@ func TestPendingCommit(t *testing.T) {
 	}
 	if fi, err := os.Stat(InstanceKeyFile(h, "group-2", "instance-1")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("instance key mode: %v %v", fi, err)
+	}
+	if fi, err := os.Stat(filepath.Dir(InstanceCertFile(h, "group-2", "instance-1"))); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("instance certificate directory: %v %v", fi, err)
 	}
 	if err := p.Commit(); err == nil || !strings.Contains(err.Error(), "no certificates are pending") {
 		t.Errorf("a second commit: %v", err)
@@ -271,5 +291,47 @@ func TestCheckOperatorCA(t *testing.T) {
 	pub, _ := x509.MarshalPKIXPublicKey(csr.PublicKey)
 	if csr.Subject.CommonName != ca.Cert.Subject.CommonName || !bytes.Equal(pub, ca.Cert.RawSubjectPublicKeyInfo) {
 		t.Errorf("CSR: subject %q, key of the CA %v", csr.Subject, bytes.Equal(pub, ca.Cert.RawSubjectPublicKeyInfo))
+	}
+}
+
+// TestPendingFilesInTheWay: a pending directory that cannot be made, or a
+// key that cannot be written, is an error, and nothing is left half-made.
+func TestPendingFilesInTheWay(t *testing.T) {
+	h := newHome(t)
+	ca, _ := NewCA("D")
+	p := PendingFor(h)
+	// A file where the pending directory's parent should be.
+	if err := os.MkdirAll(filepath.Dir(filepath.Dir(p.Dir())), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Dir(p.Dir()), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Begin(ca.CertPEM()); err == nil {
+		t.Error("Begin with a file in the way: no error")
+	}
+	os.Remove(filepath.Dir(p.Dir()))
+	if err := p.Begin(ca.CertPEM()); err != nil {
+		t.Fatal(err)
+	}
+	// A directory where the node manager's key is to be written.
+	if err := os.MkdirAll(p.nmKeyFile(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.NodeManagerCSR("Gatehouse Node Manager nodemanager-1 (host-1)", nil, nil); err == nil {
+		t.Error("NodeManagerCSR with a directory in the way: no error")
+	}
+	// A file where an instance's pending directory is to be made.
+	if err := os.WriteFile(filepath.Join(p.Dir(), "instances"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.InstanceCSR("group-2", "instance-1", nil, nil); err == nil {
+		t.Error("InstanceCSR with a file in the way: no error")
+	}
+	if _, _, err := p.Summary(); err == nil {
+		t.Error("Summary with a file where the instances' directory is: no error")
+	}
+	if err := p.Commit(); err == nil {
+		t.Error("Commit of a set it cannot list: no error")
 	}
 }

@@ -205,6 +205,9 @@ func TestIssueClient(t *testing.T) {
 	if _, err := ca.IssueClient("scraper", key.Public(), CertValidity); err != nil {
 		t.Errorf("the longest validity: %v", err)
 	}
+	if _, err := ca.IssueClient("scraper", key.Public(), time.Nanosecond); err != nil {
+		t.Errorf("the shortest validity: %v", err)
+	}
 	for _, c := range []struct {
 		cn string
 		ok bool
