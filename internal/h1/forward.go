@@ -45,7 +45,7 @@ type Result struct {
 
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
-var aLongTimeAgo = time.Unix(1, 0)
+var aLongTimeAgo = time.Unix(1, 0) // mutate:equivalent const any instant long past cuts a wait at once
 
 // Forward sends out to u and streams the response to w: status, end-to-end
 // fields (hop-by-hop removed), body with the framing chosen by w, flushing
@@ -129,7 +129,7 @@ func (a *Attempt) Begin(out *Outgoing) error {
 // End releases what Begin took. The Attempt may be reused after it.
 func (a *Attempt) End() {
 	if a.bufp != nil {
-		copyBufPool.Put(a.bufp)
+		copyBufPool.Put(a.bufp) // mutate:equivalent delete-stmt giving the buffer back to the pool only saves an allocation
 	}
 	*a = Attempt{}
 }
@@ -197,7 +197,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 	}
 	// Deadlines set during this exchange (here, or by armHead and armWrite
 	// in the body goroutine) are cleared at the start of the next one.
-	pc.deadlined = u.TransactionTimeout > 0 || u.ActiveTimeout > 0 || u.ResponseHeaderTimeout > 0
+	pc.deadlined = u.TransactionTimeout > 0 || u.ActiveTimeout > 0 || u.ResponseHeaderTimeout > 0 // mutate:equivalent boundary deadlined true for no timeout only clears deadlines that are not set
 	armRead := func() {
 		if u.ActiveTimeout > 0 {
 			d := time.Now().Add(u.ActiveTimeout)
@@ -856,7 +856,7 @@ func (pc *upConn) readHead(isHead bool) (respHead, error) {
 		if len(line) < 2 || line[len(line)-2] != '\r' {
 			return respHead{}, protoErr(502, "bare lf in response head")
 		}
-		if statusEnd < 0 {
+		if statusEnd < 0 { // mutate:equivalent boundary,const statusEnd is -1 or the end of a line of at least 2 bytes: < 0, <= 0 and < 1 agree
 			statusEnd = len(pc.scratch)
 			continue
 		}
@@ -932,7 +932,7 @@ func parseResponseHead(statusLine, fields []byte, h *Header, isHead bool) (respH
 	switch {
 	case rh.status < 200 || rh.status == 204 || rh.status == 304 || isHead:
 		rh.framing = frameNone
-		if rh.status < 200 || rh.status == 204 {
+		if rh.status < 200 || rh.status == 204 { // mutate:equivalent bool the length of a 1xx or 204 is used nowhere (no length is passed on for a 204, a 101 is spliced)
 			rh.cl = -1
 		}
 	case te.present:

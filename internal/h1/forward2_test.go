@@ -96,6 +96,19 @@ func TestForwardBadUpstream(t *testing.T) {
 		{"gzip te", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"},
 		{"nothing", ""},
 		{"101 unasked", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n"},
+		{"first status digit not a digit", "HTTP/1.1 x00 OK\r\nContent-Length: 0\r\n\r\n"},
+		{"last status digit not a digit", "HTTP/1.1 20x OK\r\nContent-Length: 0\r\n\r\n"},
+		{"status under 100", "HTTP/1.1 099 OK\r\nContent-Length: 0\r\n\r\n"},
+		{"status too long", "HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n"},
+		{"status too short", "HTTP/1.1 20\r\nContent-Length: 0\r\n\r\n"},
+		{"http/1.2", "HTTP/1.2 200 OK\r\nContent-Length: 0\r\n\r\n"},
+		{"no space after the version", "HTTP/1.1\t200 OK\r\nContent-Length: 0\r\n\r\n"},
+		{"a control byte in the reason", "HTTP/1.1 200 O\x01K\r\nContent-Length: 0\r\n\r\n"},
+		{"a negative content-length", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n"},
+		{"transfer-encoding in http/1.0", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+		{"chunked not last", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n"},
+		{"bare lf ending the head", "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\n"},
+		{"a field without a colon", "HTTP/1.1 200 OK\r\nX\r\nContent-Length: 0\r\n\r\n"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -111,6 +124,11 @@ func TestForwardBadUpstream(t *testing.T) {
 			}
 			if e := fe.Load(); e == nil || e.Kind != ErrUpstreamProtocol {
 				t.Fatalf("got %v, want ErrUpstreamProtocol", e)
+			}
+			// A malformed response is a ProtocolError answered with 502.
+			var pe *ProtocolError
+			if e := fe.Load(); tc.name != "nothing" && tc.name != "101 unasked" && (!errors.As(e, &pe) || pe.Status != 502) {
+				t.Errorf("got %v, want a ProtocolError with status 502", e)
 			}
 		})
 	}
@@ -218,7 +236,7 @@ func TestForwardStaleRetry(t *testing.T) {
 		// Answer once, then close as if the idle connection timed out.
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 	})
-	ctx := context.Background()
+	ctx := within(t)
 	for i := range 2 {
 		rec := newRecorder()
 		res, err := Forward(ctx, u, rec, &Outgoing{Method: []byte("GET"), Path: []byte("/")})
@@ -275,29 +293,45 @@ func TestForwardMaxConns(t *testing.T) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 	})
 	u.MaxConns, u.ConnWait = 1, 50*time.Millisecond
-	done := make(chan error)
+	// Every wait is bounded: a pool that lets a second connection through
+	// (or never hands one over) fails the test instead of hanging it.
+	recv := func(ch <-chan error, what string) error {
+		t.Helper()
+		select {
+		case err := <-ch:
+			return err
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: Forward did not return", what)
+		}
+		return nil
+	}
+	done := make(chan error, 1)
 	go func() {
-		_, err := Forward(context.Background(), u, newRecorder(), &Outgoing{Method: []byte("GET"), Path: []byte("/")})
+		_, err := Forward(within(t), u, newRecorder(), &Outgoing{Method: []byte("GET"), Path: []byte("/")})
 		done <- err
 	}()
-	<-entered
-	_, err := Forward(context.Background(), u, newRecorder(), &Outgoing{Method: []byte("GET"), Path: []byte("/")})
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first request did not reach the upstream")
+	}
+	_, err := Forward(within(t), u, newRecorder(), &Outgoing{Method: []byte("GET"), Path: []byte("/")})
 	var fe *ForwardError
 	if !errors.As(err, &fe) || fe.Kind != ErrNoConnAvailable || !errors.Is(err, ErrNoConn) {
 		t.Fatalf("got %v, want ErrNoConnAvailable", err)
 	}
 	// A waiter gets the connection when it is released.
 	u.ConnWait = time.Minute
-	second := make(chan error)
+	second := make(chan error, 1)
 	go func() {
-		_, err := Forward(context.Background(), u, newRecorder(), &Outgoing{Method: []byte("GET"), Path: []byte("/")})
+		_, err := Forward(within(t), u, newRecorder(), &Outgoing{Method: []byte("GET"), Path: []byte("/")})
 		second <- err
 	}()
 	close(release)
-	if err := <-done; err != nil {
+	if err := recv(done, "first"); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-second; err != nil {
+	if err := recv(second, "second"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -157,6 +157,24 @@ func TestForwardRequestWire(t *testing.T) {
 			wantOut: 5,
 		},
 		{
+			name:    "a declared length of 1",
+			out:     Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader("x"), ContentLength: 1},
+			want:    "POST / HTTP/1.1\r\nHost: ADDR\r\nContent-Length: 1\r\n\r\nx",
+			wantOut: 1,
+		},
+		{
+			name:    "one byte of unknown length, at its end",
+			out:     Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: iotest.DataErrReader(strings.NewReader("x")), ContentLength: -1},
+			want:    "POST / HTTP/1.1\r\nHost: ADDR\r\nContent-Length: 1\r\n\r\nx",
+			wantOut: 1,
+		},
+		{
+			name:    "one byte of unknown length, more to come",
+			out:     Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader("x"), ContentLength: -1},
+			want:    "POST / HTTP/1.1\r\nHost: ADDR\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n",
+			wantOut: 1,
+		},
+		{
 			name:    "an unknown length whose end is at hand gets a length",
 			out:     Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: iotest.DataErrReader(strings.NewReader("hello")), ContentLength: -1},
 			want:    "POST / HTTP/1.1\r\nHost: ADDR\r\nContent-Length: 5\r\n\r\nhello",
@@ -289,6 +307,10 @@ func TestForwardRefusesBeforeSending(t *testing.T) {
 			out: Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: iotest.DataErrReader(strings.NewReader("hello")), ContentLength: -1}, wantErr: ErrMaxSent},
 		{name: "a declared body that does not come", out: Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader(""), ContentLength: 5},
 			wantErr: io.ErrUnexpectedEOF},
+		{name: "a body of unknown length that fails", out: Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: iotest.ErrReader(errBoom), ContentLength: -1},
+			wantErr: errBoom},
+		{name: "a body of declared length that fails", out: Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: iotest.ErrReader(errBoom), ContentLength: 5},
+			wantErr: errBoom},
 		{name: "a declared body that ends early", out: Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader("hel"), ContentLength: 5},
 			wantErr: io.ErrUnexpectedEOF},
 		{name: "HTTP/1.0 and a body of unknown length not at hand", up: func(u *Upstream) { u.HTTP10 = true },
@@ -635,6 +657,7 @@ func TestForwardKeepsConnection(t *testing.T) {
 		{"connection close", nil, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", 2},
 		{"HTTP/1.0", nil, "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", 2},
 		{"HTTP/1.0 keep-alive", nil, "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", 1},
+		{"one byte too many", nil, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokX", 2},
 		{"pooling off", func(u *Upstream) { u.MaxIdle = 0 }, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 2},
 		{"HTTP/1.0 upstream", func(u *Upstream) { u.HTTP10 = true }, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 2},
 	}
@@ -647,7 +670,12 @@ func TestForwardKeepsConnection(t *testing.T) {
 			}
 			for i := range 2 {
 				rec := newRecorder()
-				res, err := forwardWithin(t, u, rec, &Outgoing{Method: []byte("GET"), Path: []byte("/")})
+				// The first request's body is long: sent by the body goroutine.
+				out := &Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader(strings.Repeat("b", 40<<10)), ContentLength: 40 << 10}
+				if i == 1 {
+					out = &Outgoing{Method: []byte("GET"), Path: []byte("/")}
+				}
+				res, err := forwardWithin(t, u, rec, out)
 				if err != nil || rec.body.String() != "ok" {
 					t.Fatalf("request %d: got %v %q", i, err, rec.body.String())
 				}
@@ -661,6 +689,9 @@ func TestForwardKeepsConnection(t *testing.T) {
 			}
 			if open, dials := u.Stats(); dials != tc.dials || open != wantOpen {
 				t.Errorf("got %d dials and %d open, want %d and %d", dials, open, tc.dials, wantOpen)
+			}
+			if n, want := u.Unsolicited(), 2*int64(strings.Count(tc.resp, "okX")); n != want {
+				t.Errorf("Unsolicited() = %d, want %d", n, want)
 			}
 		})
 	}
@@ -707,6 +738,7 @@ func TestForwardTimeouts(t *testing.T) {
 		{"the smallest ActiveTimeout", func(u *Upstream) { u.ActiveTimeout = 1 }, "", false, false},
 		{"ActiveTimeout, a length body", func(u *Upstream) { u.ActiveTimeout = 100 * time.Millisecond }, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", true, true},
 		{"ActiveTimeout, a chunked body", func(u *Upstream) { u.ActiveTimeout = 100 * time.Millisecond }, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n", true, true},
+		{"the smallest TransactionTimeout", func(u *Upstream) { u.TransactionTimeout = 1 }, "", false, false},
 		{"TransactionTimeout, the head", func(u *Upstream) { u.TransactionTimeout = 100 * time.Millisecond }, "", false, false},
 		{"TransactionTimeout, the body", func(u *Upstream) { u.TransactionTimeout = 100 * time.Millisecond }, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", true, true},
 		{"TransactionTimeout within a longer ActiveTimeout", func(u *Upstream) {
@@ -721,6 +753,7 @@ func TestForwardTimeouts(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each waits for a timeout
 			release := make(chan struct{})
 			defer close(release)
 			u := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
@@ -829,4 +862,195 @@ func TestForwardUpgradeCancelledWhileSplicing(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("Forward did not end after the cancel")
 	}
+}
+
+var errBoom = errors.New("boom")
+
+// TestAttemptReplayable: an Attempt can be tried again while its body is
+// all in memory; once the body goroutine read past it, it cannot, and
+// another Try refuses before sending anything.
+func TestAttemptReplayable(t *testing.T) {
+	big := strings.Repeat("b", 40<<10)
+	for _, c := range []struct {
+		name       string
+		out        Outgoing
+		replayable bool
+	}{
+		{"no body", Outgoing{Method: []byte("GET"), Path: []byte("/")}, true},
+		{"a body in memory", Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader("hello"), ContentLength: 5}, true},
+		{"a body longer than the first part", Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader(big), ContentLength: int64(len(big))}, false},
+		{"a body of unknown length not at hand", Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader("hello"), ContentLength: -1}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			u, reqs := recordingUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			var a Attempt
+			if err := a.Begin(&c.out); err != nil {
+				t.Fatal(err)
+			}
+			defer a.End()
+			if !a.Replayable() {
+				t.Fatal("not replayable before any Try")
+			}
+			if _, err := a.Try(within(t), u, newRecorder()); err != nil {
+				t.Fatal(err)
+			}
+			<-reqs
+			if a.Replayable() != c.replayable {
+				t.Fatalf("Replayable() = %v after a Try, want %v", a.Replayable(), c.replayable)
+			}
+			res, err := a.Try(within(t), u, newRecorder())
+			if c.replayable {
+				if err != nil {
+					t.Fatalf("second Try: %v", err)
+				}
+				if got := <-reqs; !strings.HasPrefix(got, string(c.out.Method)) {
+					t.Errorf("second Try sent %q", got)
+				}
+				return
+			}
+			var fe *ForwardError
+			if !errors.As(err, &fe) || fe.Kind != ErrClient || res.Sent {
+				t.Errorf("second Try: got %v %+v, want ErrClient, nothing sent", err, res)
+			}
+		})
+	}
+}
+
+// failWriter is a ResponseWriter whose Write or Flush fails.
+type failWriter struct {
+	recorder
+	failWrite, failFlush bool
+	aborted              bool
+}
+
+func (f *failWriter) Write(p []byte) (int, error) {
+	if f.failWrite {
+		return 0, errBoom
+	}
+	return f.recorder.Write(p)
+}
+
+func (f *failWriter) Flush() error {
+	if f.failFlush {
+		return errBoom
+	}
+	return nil
+}
+
+func (f *failWriter) Abort() { f.aborted = true }
+
+// TestForwardClientGone: a client that cannot take the response ends the
+// exchange as the client's fault, the response aborted, the upstream
+// connection closed.
+func TestForwardClientGone(t *testing.T) {
+	for _, c := range []struct {
+		name                 string
+		resp                 string
+		failWrite, failFlush bool
+	}{
+		{"write, a length", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", true, false},
+		{"flush, a length", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", false, true},
+		{"write, chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n", true, false},
+		{"flush, chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n", false, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			release := make(chan struct{})
+			defer close(release)
+			u := rawUpstream(t, func(conn net.Conn, br *bufio.Reader) {
+				readRequestHead(br)
+				io.WriteString(conn, c.resp) // then the rest never comes
+				<-release
+			})
+			w := &failWriter{failWrite: c.failWrite, failFlush: c.failFlush}
+			res, err := forwardWithin(t, u, w, &Outgoing{Method: []byte("GET"), Path: []byte("/")})
+			var fe *ForwardError
+			if !errors.As(err, &fe) || fe.Kind != ErrClient || !fe.Responded || !errors.Is(err, errBoom) {
+				t.Errorf("got %v, want ErrClient, responded, the writer's error", err)
+			}
+			if !w.aborted || w.status != 200 {
+				t.Errorf("the response: status %d, aborted %v, want 200 aborted", w.status, w.aborted)
+			}
+			if open, _ := u.Stats(); open != 0 || !res.Received {
+				t.Errorf("got %d connections open, %+v, want the connection closed", open, res)
+			}
+		})
+	}
+}
+
+// TestForwardSlowSteadyBody: ActiveTimeout bounds each wait for the next
+// bytes of the body, not the whole body: an upstream sending a piece a
+// little more often than ActiveTimeout is never cut off.
+func TestForwardSlowSteadyBody(t *testing.T) {
+	const active, every, pieces = 250 * time.Millisecond, 100 * time.Millisecond, 4
+	for _, c := range []struct{ name, head, piece, end string }{
+		{"a length", fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", pieces), "x", ""},
+		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "1\r\nx\r\n", "0\r\n\r\n"},
+		{"close-delimited", "HTTP/1.1 200 OK\r\n\r\n", "x", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel() // each takes a while
+			u := rawUpstream(t, func(conn net.Conn, br *bufio.Reader) {
+				readRequestHead(br)
+				io.WriteString(conn, c.head)
+				for range pieces {
+					time.Sleep(every)
+					io.WriteString(conn, c.piece)
+				}
+				io.WriteString(conn, c.end)
+			})
+			u.ActiveTimeout = active
+			rec := newRecorder()
+			if _, err := forwardWithin(t, u, rec, &Outgoing{Method: []byte("GET"), Path: []byte("/")}); err != nil || rec.body.String() != strings.Repeat("x", pieces) {
+				t.Errorf("got %v %q, want the whole body", err, rec.body.String())
+			}
+		})
+	}
+}
+
+// headerHook is a ResponseWriter that runs a function when the head is
+// written.
+type headerHook struct {
+	*recorder
+	onHeader func()
+}
+
+func (h headerHook) WriteHeader(s int) {
+	h.recorder.WriteHeader(s)
+	h.onHeader()
+}
+
+// TestForwardEarlyResponseBodyNotTimed: an upstream that answers before it
+// has the whole request body has its response head timed, but not the
+// response body: the body goroutine finishing later does not arm the
+// head's timeout again.
+func TestForwardEarlyResponseBodyNotTimed(t *testing.T) {
+	first := strings.Repeat("a", copyBufSize)
+	headSent := make(chan struct{})
+	u := rawUpstream(t, func(conn net.Conn, br *bufio.Reader) {
+		conn.SetDeadline(soon(t))
+		readRequestHead(br)
+		io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
+		io.CopyN(io.Discard, br, int64(len(first)+5)) // the whole body, sent after the head arrived
+		time.Sleep(300 * time.Millisecond)            // over ResponseHeaderTimeout
+		io.WriteString(conn, "cd")
+	})
+	u.ResponseHeaderTimeout = 100 * time.Millisecond
+	rest := &gatedReader{gate: headSent, r: strings.NewReader("hello")}
+	rec := newRecorder()
+	w := headerHook{rec, func() { close(headSent) }}
+	out := &Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: io.MultiReader(strings.NewReader(first), rest), ContentLength: int64(len(first) + 5)}
+	if _, err := forwardWithin(t, u, w, out); err != nil || rec.body.String() != "abcd" {
+		t.Errorf("got %v %q, want the whole response", err, rec.body.String())
+	}
+}
+
+// gatedReader reads from r once gate is closed.
+type gatedReader struct {
+	gate chan struct{}
+	r    io.Reader
+}
+
+func (g *gatedReader) Read(p []byte) (int, error) {
+	<-g.gate
+	return g.r.Read(p)
 }
