@@ -123,7 +123,7 @@ func (u *Upstream) init() {
 			if u.tlsConf.ServerName == "" {
 				host, _, err := net.SplitHostPort(u.Addr)
 				if err != nil {
-					host = u.Addr
+					host = u.Addr // mutate:equivalent delete-stmt an address without a port cannot be dialled: no handshake uses this name
 				}
 				u.tlsConf.ServerName = host
 			}
@@ -421,11 +421,11 @@ func (pc *upConn) close() {
 func (pc *upConn) initPeek(tcp net.Conn) {
 	sc, ok := tcp.(syscall.Conn)
 	if !ok {
-		return
+		return // mutate:equivalent delete-stmt unreachable: dial gives a *net.TCPConn, a syscall.Conn
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return
+		return // mutate:equivalent delete-stmt unreachable: a just-dialled TCP connection gives its RawConn
 	}
 	pc.raw = raw
 	pc.peek = func(fd uintptr) bool {
