@@ -126,6 +126,7 @@ func (l *Live) ServerConfig(base *tls.Config) *tls.Config {
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			id, err := l.Load()
 			if err != nil {
+				// mutate:equivalent * a Live from NewLive has loaded once: Load keeps that identity, it never fails
 				return nil, err
 			}
 			c := base.Clone()

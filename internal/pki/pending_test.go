@@ -335,3 +335,96 @@ func TestPendingFilesInTheWay(t *testing.T) {
 		t.Error("Commit of a set it cannot list: no error")
 	}
 }
+
+// TestPendingErrors: each step refuses what it cannot do and says so.
+func TestPendingErrors(t *testing.T) {
+	h := newHome(t)
+	ca, _ := NewCA("D")
+	p := PendingFor(h)
+	if err := p.PutNodeManagerCert("x", ca.CertPEM()); err == nil {
+		t.Error("PutNodeManagerCert without a pending set: no error")
+	}
+	if err := p.PutCAKey(ca); err == nil {
+		t.Error("PutCAKey without a pending set: no error")
+	}
+	nmCert, _ := pendingSet(t, p, ca, nil)
+	const cn = "Gatehouse Node Manager nodemanager-1 (host-1)"
+	if err := p.PutNodeManagerCert(cn, []byte("not PEM")); err == nil {
+		t.Error("PutNodeManagerCert of garbage: no error")
+	}
+	// A directory where the certificate is to be written.
+	if err := os.MkdirAll(filepath.Join(p.nmCertFile(), "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.PutNodeManagerCert(cn, nmCert); err == nil {
+		t.Error("PutNodeManagerCert with a directory in the way: no error")
+	}
+	os.RemoveAll(p.nmCertFile())
+	if err := p.PutNodeManagerCert(cn, nmCert); err != nil {
+		t.Fatal(err)
+	}
+	// A directory where the marker is to be written.
+	if err := os.MkdirAll(filepath.Join(p.marker(), "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Commit(); err == nil {
+		t.Error("Commit with a directory where its marker goes: no error")
+	}
+	os.RemoveAll(p.marker())
+	// A file where a group of the pending instances should be a directory.
+	if err := os.WriteFile(filepath.Join(p.Dir(), "instances", "group-9"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := p.Summary(); err == nil {
+		t.Error("Summary with a file among the groups: no error")
+	}
+	os.Remove(filepath.Join(p.Dir(), "instances", "group-9"))
+	// The node manager's certificate cannot be moved: a non-empty
+	// directory is where it goes. The commit fails and says which, after
+	// the key moved: the node manager's start finishes it once the way is
+	// clear, and the pair in place is the new one (key and certificate).
+	if err := os.MkdirAll(filepath.Join(NodeManagerCertFile(h), "x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Commit(); err == nil || !strings.Contains(err.Error(), "putting") {
+		t.Errorf("Commit onto a directory: %v", err)
+	}
+	os.RemoveAll(NodeManagerCertFile(h))
+	if done, err := FinishPendingCommit(h); !done || err != nil {
+		t.Fatalf("FinishPendingCommit once the way is clear: %v %v", done, err)
+	}
+	kp, err := LoadKeyPair(NodeManagerCertFile(h), NodeManagerKeyFile(h))
+	if err != nil || !bytes.Equal(kp.Certificate[0], mustDER(t, nmCert)) {
+		t.Errorf("after a commit cut between key and certificate: %v", err)
+	}
+	// A directory that cannot be made: a file where the instance's
+	// conf directory goes.
+	nmCert, instCert := pendingSet(t, p, ca, nil)
+	if err := p.PutNodeManagerCert(cn, nmCert); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.PutInstanceCert("group-2", "instance-1", instCert); err != nil {
+		t.Fatal(err)
+	}
+	confDir := filepath.Join(h.InstanceDir("group-2", "instance-1"), "conf")
+	os.RemoveAll(confDir)
+	if err := os.MkdirAll(filepath.Dir(confDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(confDir, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Commit(); err == nil {
+		t.Error("Commit with a file where the instance's directory goes: no error")
+	}
+	if done, err := FinishPendingCommit(h); !done || err == nil {
+		t.Errorf("FinishPendingCommit with the file still in the way: %v %v", done, err)
+	}
+	os.Remove(confDir)
+	if done, err := FinishPendingCommit(h); !done || err != nil {
+		t.Errorf("FinishPendingCommit once the way is clear: %v %v", done, err)
+	}
+	if _, err := LoadKeyPair(InstanceCertFile(h, "group-2", "instance-1"), InstanceKeyFile(h, "group-2", "instance-1")); err != nil {
+		t.Errorf("the instance's pair after the commit: %v", err)
+	}
+}
