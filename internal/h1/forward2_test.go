@@ -259,7 +259,7 @@ func TestForwardConnectRefused(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	_, err = Forward(context.Background(), &Upstream{Addr: addr}, newRecorder(), &Outgoing{Method: []byte("GET"), Path: []byte("/")})
+	_, err = forwardWithin(t, &Upstream{Addr: addr}, newRecorder(), &Outgoing{Method: []byte("GET"), Path: []byte("/")})
 	var fe *ForwardError
 	if !errors.As(err, &fe) || fe.Kind != ErrConnect || fe.Responded {
 		t.Fatalf("got %v, want ErrConnect", err)

@@ -440,14 +440,14 @@ func (pc *upConn) initPeek(tcp net.Conn) {
 // (counted: see OnUnsolicited); either way the connection must not be
 // reused, or the next client would read it as its answer.
 func (pc *upConn) idleClean() bool {
-	if pc.br.Buffered() > 0 {
-		pc.u.noteUnsolicited()
+	if pc.br.Buffered() > 0 { // mutate:equivalent const roundTrip pools no connection with bytes buffered, and nothing reads an idle one: Buffered() is 0 here
+		pc.u.noteUnsolicited() // mutate:equivalent delete-stmt roundTrip pools no connection with bytes buffered, and nothing reads an idle one: Buffered() is 0 here
 		return false
 	}
 	if pc.raw == nil {
 		return true
 	}
-	pc.peekN = -1
+	pc.peekN = -1 // mutate:equivalent const raw.Read either runs the peek, which sets peekN, or fails (and peekN is not read)
 	if err := pc.raw.Read(pc.peek); err != nil {
 		return false
 	}

@@ -150,6 +150,14 @@ func TestUpstreamIdleTimeout(t *testing.T) {
 		if open, dials := u.Stats(); open != 0 || dials != 3 {
 			t.Errorf("got %d open of %d dialled, want none of 3", open, dials)
 		}
+		// The pool is empty now: the next request dials again (and no
+		// connection is closed twice).
+		if _, res, err := get(t, u); err != nil || res.Reused {
+			t.Fatalf("got %v %+v, want a new connection", err, res)
+		}
+		if open, dials := u.Stats(); open != 0 || dials != 4 {
+			t.Errorf("got %d open of %d dialled, want none of 4", open, dials)
+		}
 	})
 	t.Run("young enough", func(t *testing.T) {
 		u := idUpstream(t, nil)
@@ -255,7 +263,7 @@ func TestUpstreamMaxConns(t *testing.T) {
 			_, err := Forward(ctx, u, newRecorder(), &Outgoing{Method: []byte("GET"), Path: []byte("/")})
 			cancel()
 			var fe *ForwardError
-			if !errors.As(err, &fe) || fe.Kind != c.kind || time.Since(start) > 2*time.Second {
+			if !errors.As(err, &fe) || fe.Kind != c.kind || time.Since(start) > 2*time.Second || strings.Contains(err.Error(), "%!") {
 				t.Errorf("%s: got %v after %v, want %v", c.name, err, time.Since(start), c.kind)
 			}
 		}
@@ -302,15 +310,20 @@ func TestUpstreamDialErrors(t *testing.T) {
 		{"context cancelled", cancelled, ErrClient},
 		{"context expired", expired, ErrTimeout},
 		{"DialTimeout", context.Background(), ErrTimeout},
+		{"refused, no MaxConns", context.Background(), ErrConnect},
 	} {
 		u := &Upstream{Addr: refused, MaxConns: 1}
+		if c.name == "refused, no MaxConns" {
+			u.MaxConns = 0
+		}
 		if c.name == "DialTimeout" {
 			u.Addr, u.DialTimeout = listening, 1
 		}
-		res, err := Forward(c.ctx, u, newRecorder(), &Outgoing{Method: []byte("GET"), Path: []byte("/")})
+		res, err := forwardCtx(t, c.ctx, u, newRecorder(), &Outgoing{Method: []byte("GET"), Path: []byte("/")})
 		var fe *ForwardError
-		if !errors.As(err, &fe) || fe.Kind != c.kind || res.Sent {
-			t.Errorf("%s: got %v %+v, want %v, nothing sent", c.name, err, res, c.kind)
+		var oe *net.OpError
+		if !errors.As(err, &fe) || fe.Kind != c.kind || res.Sent || !errors.As(err, &oe) {
+			t.Errorf("%s: got %v %+v, want %v wrapping the dial's error, nothing sent", c.name, err, res, c.kind)
 		}
 		if open, dials := u.Stats(); open != 0 || dials != 0 {
 			t.Errorf("%s: got %d open, %d dials, want none", c.name, open, dials)
@@ -554,4 +567,25 @@ func TestUpstreamBufferSizes(t *testing.T) {
 		}
 		pc.close()
 	}
+}
+
+// forwardCtx is forwardWithin with the caller's context.
+func forwardCtx(t *testing.T, ctx context.Context, u *Upstream, w ResponseWriter, out *Outgoing) (Result, error) {
+	t.Helper()
+	type ret struct {
+		res Result
+		err error
+	}
+	done := make(chan ret, 1)
+	go func() {
+		res, err := Forward(ctx, u, w, out)
+		done <- ret{res, err}
+	}()
+	select {
+	case r := <-done:
+		return r.res, r.err
+	case <-time.After(time.Until(soon(t))):
+		t.Fatal("Forward did not return")
+	}
+	return Result{}, nil
 }
