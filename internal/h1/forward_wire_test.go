@@ -548,7 +548,7 @@ func TestForwardStaleRetryOnce(t *testing.T) {
 		received  bool
 	}{
 		{"one stale connection: retried on the other", func() *Outgoing {
-			return &Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader("hello"), ContentLength: 5}
+			return &Outgoing{Method: []byte("PUT"), Path: []byte("/"), Body: strings.NewReader("hello"), ContentLength: 5}
 		},
 			"close-first", false, 2, 2, true},
 		{"two stale connections: the failure is reported", func() *Outgoing { return &Outgoing{Method: []byte("GET"), Path: []byte("/")} },
@@ -670,12 +670,7 @@ func TestForwardKeepsConnection(t *testing.T) {
 			}
 			for i := range 2 {
 				rec := newRecorder()
-				// The first request's body is long: sent by the body goroutine.
-				out := &Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader(strings.Repeat("b", 40<<10)), ContentLength: 40 << 10}
-				if i == 1 {
-					out = &Outgoing{Method: []byte("GET"), Path: []byte("/")}
-				}
-				res, err := forwardWithin(t, u, rec, out)
+				res, err := forwardWithin(t, u, rec, &Outgoing{Method: []byte("GET"), Path: []byte("/")})
 				if err != nil || rec.body.String() != "ok" {
 					t.Fatalf("request %d: got %v %q", i, err, rec.body.String())
 				}
@@ -730,26 +725,29 @@ func TestForwardTimeouts(t *testing.T) {
 		resp      string // then the upstream stalls
 		responded bool
 		received  bool
+		longBody  bool // the request has a body sent by the body goroutine (the upstream takes it all)
 	}{
-		{"ResponseHeaderTimeout, nothing sent", func(u *Upstream) { u.ResponseHeaderTimeout = 100 * time.Millisecond }, "", false, false},
-		{"ResponseHeaderTimeout, half a head", func(u *Upstream) { u.ResponseHeaderTimeout = 100 * time.Millisecond }, "HTTP/1.1 200 OK\r\n", false, true},
-		{"the smallest ResponseHeaderTimeout", func(u *Upstream) { u.ResponseHeaderTimeout = 1 }, "", false, false},
-		{"ActiveTimeout, the head", func(u *Upstream) { u.ActiveTimeout = 100 * time.Millisecond }, "", false, false},
-		{"the smallest ActiveTimeout", func(u *Upstream) { u.ActiveTimeout = 1 }, "", false, false},
-		{"ActiveTimeout, a length body", func(u *Upstream) { u.ActiveTimeout = 100 * time.Millisecond }, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", true, true},
-		{"ActiveTimeout, a chunked body", func(u *Upstream) { u.ActiveTimeout = 100 * time.Millisecond }, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n", true, true},
-		{"the smallest TransactionTimeout", func(u *Upstream) { u.TransactionTimeout = 1 }, "", false, false},
-		{"TransactionTimeout, the head", func(u *Upstream) { u.TransactionTimeout = 100 * time.Millisecond }, "", false, false},
-		{"TransactionTimeout, the body", func(u *Upstream) { u.TransactionTimeout = 100 * time.Millisecond }, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", true, true},
+		{name: "ResponseHeaderTimeout after a long body", up: func(u *Upstream) { u.ResponseHeaderTimeout = 100 * time.Millisecond }, longBody: true},
+		{name: "ActiveTimeout after a long body", up: func(u *Upstream) { u.ActiveTimeout = 100 * time.Millisecond }, longBody: true},
+		{"ResponseHeaderTimeout, nothing sent", func(u *Upstream) { u.ResponseHeaderTimeout = 100 * time.Millisecond }, "", false, false, false},
+		{"ResponseHeaderTimeout, half a head", func(u *Upstream) { u.ResponseHeaderTimeout = 100 * time.Millisecond }, "HTTP/1.1 200 OK\r\n", false, true, false},
+		{"the smallest ResponseHeaderTimeout", func(u *Upstream) { u.ResponseHeaderTimeout = 1 }, "", false, false, false},
+		{"ActiveTimeout, the head", func(u *Upstream) { u.ActiveTimeout = 100 * time.Millisecond }, "", false, false, false},
+		{"the smallest ActiveTimeout", func(u *Upstream) { u.ActiveTimeout = 1 }, "", false, false, false},
+		{"ActiveTimeout, a length body", func(u *Upstream) { u.ActiveTimeout = 100 * time.Millisecond }, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", true, true, false},
+		{"ActiveTimeout, a chunked body", func(u *Upstream) { u.ActiveTimeout = 100 * time.Millisecond }, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n", true, true, false},
+		{"the smallest TransactionTimeout", func(u *Upstream) { u.TransactionTimeout = 1 }, "", false, false, false},
+		{"TransactionTimeout, the head", func(u *Upstream) { u.TransactionTimeout = 100 * time.Millisecond }, "", false, false, false},
+		{"TransactionTimeout, the body", func(u *Upstream) { u.TransactionTimeout = 100 * time.Millisecond }, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", true, true, false},
 		{"TransactionTimeout within a longer ActiveTimeout", func(u *Upstream) {
 			u.TransactionTimeout, u.ActiveTimeout = 100*time.Millisecond, time.Minute
-		}, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", true, true},
+		}, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", true, true, false},
 		{"TransactionTimeout within a longer ResponseHeaderTimeout", func(u *Upstream) {
 			u.TransactionTimeout, u.ResponseHeaderTimeout = 100*time.Millisecond, time.Minute
-		}, "", false, false},
+		}, "", false, false, false},
 		{"TransactionTimeout after the head within a longer ResponseHeaderTimeout", func(u *Upstream) {
 			u.TransactionTimeout, u.ResponseHeaderTimeout = 100*time.Millisecond, time.Minute
-		}, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", true, true},
+		}, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", true, true, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -758,6 +756,9 @@ func TestForwardTimeouts(t *testing.T) {
 			defer close(release)
 			u := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
 				readRequestHead(br)
+				if tc.longBody {
+					io.CopyN(io.Discard, br, 40<<10)
+				}
 				io.WriteString(c, tc.resp)
 				<-release
 			})
@@ -766,7 +767,11 @@ func TestForwardTimeouts(t *testing.T) {
 			defer cancel()
 			start := time.Now()
 			rec := newRecorder()
-			res, err := Forward(ctx, u, rec, &Outgoing{Method: []byte("GET"), Path: []byte("/")})
+			out := &Outgoing{Method: []byte("GET"), Path: []byte("/")}
+			if tc.longBody {
+				out = &Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader(strings.Repeat("b", 40<<10)), ContentLength: 40 << 10}
+			}
+			res, err := Forward(ctx, u, rec, out)
 			var fe *ForwardError
 			if !errors.As(err, &fe) || fe.Kind != ErrTimeout || fe.Responded != tc.responded || ctx.Err() != nil {
 				t.Fatalf("got %v (%+v) after %v (context: %v), want ErrTimeout, responded %v, from the upstream's timeout", err, fe, time.Since(start), ctx.Err(), tc.responded)
