@@ -463,7 +463,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 	if r, ok := waitBody(); !ok {
 		// The upstream answered before taking the whole body: the
 		// connection cannot carry another request.
-		keep = false
+		keep = false // mutate:equivalent delete-stmt finishBody, deferred after the pooling and so run before it, sets keep = false while the body goroutine runs
 	} else if r.err != nil {
 		keep = false
 		if r.clientErr {
@@ -483,7 +483,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 
 func finishBodyIfClientErr(wdone chan bodyResult, finish func() bodyResult) *ForwardError {
 	if wdone == nil {
-		return nil
+		return nil // mutate:equivalent delete-stmt with wdone nil the select below takes its default and returns nil too
 	}
 	select {
 	case r := <-wdone:
@@ -933,7 +933,7 @@ func parseResponseHead(statusLine, fields []byte, h *Header, isHead bool) (respH
 	case rh.status < 200 || rh.status == 204 || rh.status == 304 || isHead:
 		rh.framing = frameNone
 		if rh.status < 200 || rh.status == 204 { // mutate:equivalent bool the length of a 1xx or 204 is used nowhere (no length is passed on for a 204, a 101 is spliced)
-			rh.cl = -1
+			rh.cl = -1 // mutate:equivalent const only a 1xx or a 204 get here, whose length is used nowhere (see the mark above)
 		}
 	case te.present:
 		if clSeen {

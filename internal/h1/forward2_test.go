@@ -125,6 +125,9 @@ func TestForwardBadUpstream(t *testing.T) {
 			if e := fe.Load(); e == nil || e.Kind != ErrUpstreamProtocol {
 				t.Fatalf("got %v, want ErrUpstreamProtocol", e)
 			}
+			if open, _ := u.Stats(); open != 0 {
+				t.Errorf("%d upstream connections open after a bad response, want it closed", open)
+			}
 			// A malformed response is a ProtocolError answered with 502.
 			var pe *ProtocolError
 			if e := fe.Load(); tc.name != "nothing" && tc.name != "101 unasked" && (!errors.As(e, &pe) || pe.Status != 502) {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/iotest"
 	"time"
@@ -817,6 +818,9 @@ func TestForwardUpgradeCancel(t *testing.T) {
 		if !res.Upgraded || res.BytesIn != 2 {
 			t.Errorf("got %+v, want upgraded, 2 bytes in", res)
 		}
+		if open, _ := u.Stats(); open != 0 {
+			t.Errorf("%d upstream connections open after the upgraded exchange, want none (never pooled)", open)
+		}
 	case <-time.After(time.Until(soon(t))):
 		t.Fatal("Forward did not return after the cancel")
 	}
@@ -1058,4 +1062,69 @@ type gatedReader struct {
 func (g *gatedReader) Read(p []byte) (int, error) {
 	<-g.gate
 	return g.r.Read(p)
+}
+
+// TestForwardMaxReceived: a response body over MaxReceivedBytes is refused
+// before the head goes out when its length says so, and aborted when it
+// grows past the limit; a body at the limit passes.
+func TestForwardMaxReceived(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		limit     int64
+		resp      string
+		fail      bool
+		responded bool
+	}{
+		{"a length at the limit", 2, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false, false},
+		{"a length over the limit", 1, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true, false},
+		{"chunked, at the limit", 2, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", false, false},
+		{"chunked, over the limit", 1, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", true, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			u, _ := recordingUpstream(t, c.resp)
+			u.MaxReceivedBytes = c.limit
+			rec := newRecorder()
+			_, err := forwardWithin(t, u, rec, &Outgoing{Method: []byte("GET"), Path: []byte("/")})
+			var fe *ForwardError
+			switch {
+			case !c.fail && (err != nil || rec.body.String() != "ok"):
+				t.Errorf("got %v %q, want ok", err, rec.body.String())
+			case c.fail && (!errors.As(err, &fe) || !errors.Is(err, ErrMaxReceived) || fe.Responded != c.responded):
+				t.Errorf("got %v, want ErrMaxReceived, responded %v", err, c.responded)
+			}
+		})
+	}
+}
+
+// TestForwardTimeoutOnPooledNotRetried: a pooled connection whose upstream
+// takes the request and does not answer in time is a timeout, not a stale
+// connection: the request is not sent again.
+func TestForwardTimeoutOnPooledNotRetried(t *testing.T) {
+	var reqs atomic.Int64
+	release := make(chan struct{})
+	defer close(release)
+	u := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			if _, err := readRequestHead(br); err != nil {
+				return
+			}
+			if reqs.Add(1) > 1 {
+				<-release
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	if _, err := forwardWithin(t, u, newRecorder(), &Outgoing{Method: []byte("GET"), Path: []byte("/")}); err != nil {
+		t.Fatal(err)
+	}
+	u.ResponseHeaderTimeout = 100 * time.Millisecond
+	res, err := forwardWithin(t, u, newRecorder(), &Outgoing{Method: []byte("GET"), Path: []byte("/")})
+	var fe *ForwardError
+	if !errors.As(err, &fe) || fe.Kind != ErrTimeout || !res.Reused {
+		t.Errorf("got %v %+v, want ErrTimeout on the pooled connection", err, res)
+	}
+	if _, dials := u.Stats(); dials != 1 || reqs.Load() != 2 {
+		t.Errorf("got %d dials and %d requests, want 1 and 2 (no retry)", dials, reqs.Load())
+	}
 }
