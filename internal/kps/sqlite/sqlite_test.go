@@ -1,8 +1,17 @@
 package sqlite
 
 import (
+	"bytes"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/home"
 
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
 	"github.com/gatehouse-gw/gatehouse/internal/kps/kpstest"
@@ -12,4 +21,210 @@ func TestConformance(t *testing.T) {
 	kpstest.Run(t, kpstest.Harness{New: func(t *testing.T) kps.Config {
 		return kps.Config{SQLite: kps.SQLiteConfig{Path: filepath.Join(t.TempDir(), "kps", "kps.db")}}
 	}})
+}
+
+func openAt(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), kps.SQLiteConfig{Path: path})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestCorrupt: a damaged file fails Open, naming the file; the damage is not
+// repaired by overwriting it.
+func TestCorrupt(t *testing.T) {
+	for name, damage := range map[string]func(path string) error{
+		"garbage": func(path string) error {
+			return os.WriteFile(path, bytes.Repeat([]byte("not a database "), 1000), 0o600)
+		},
+		"header": func(path string) error {
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = f.WriteAt([]byte("SQLite format 2\x00"), 0)
+			return err
+		},
+		"pages": func(path string) error {
+			f, err := os.OpenFile(path, os.O_RDWR, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			st, _ := f.Stat()
+			junk := bytes.Repeat([]byte{0xa5}, int(st.Size())-4096)
+			_, err = f.WriteAt(junk, 4096) // every page after the first
+			return err
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "kps.db")
+			s := openAt(t, path)
+			if err := s.Define(t.Context(), kpstest.Things); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 200 {
+				if _, err := s.Insert(t.Context(), "things", map[string]any{"name": strings.Repeat("x", i)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.Close()
+			os.Remove(path + "-wal")
+			os.Remove(path + "-shm")
+			if err := damage(path); err != nil {
+				t.Fatal(err)
+			}
+			before, _ := os.ReadFile(path)
+			_, err := Open(t.Context(), kps.SQLiteConfig{Path: path})
+			if err == nil || !strings.Contains(err.Error(), path) || !errors.Is(err, kps.ErrUnavailable) {
+				t.Errorf("open a damaged file: got %v, want ErrUnavailable naming %s", err, path)
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+				t.Errorf("open changed the damaged file")
+			}
+		})
+	}
+}
+
+// TestSettings: every connection is in WAL mode, synchronous FULL, with the
+// busy timeout; the file and its directory are private.
+func TestSettings(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "kps")
+	s, err := Open(t.Context(), kps.SQLiteConfig{Path: filepath.Join(dir, "kps.db"), BusyTimeout: 1234 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var conns []*sql.Conn
+	for range 3 { // distinct connections of the pool
+		c, err := s.db.Conn(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		var mode string
+		var sync, busy int
+		if err := c.QueryRowContext(t.Context(), "PRAGMA journal_mode").Scan(&mode); err != nil {
+			t.Fatal(err)
+		}
+		c.QueryRowContext(t.Context(), "PRAGMA synchronous").Scan(&sync)
+		c.QueryRowContext(t.Context(), "PRAGMA busy_timeout").Scan(&busy)
+		if mode != "wal" || sync != 2 || busy != 1234 {
+			t.Errorf("connection: journal_mode %s synchronous %d busy_timeout %d, want wal 2 (FULL) 1234", mode, sync, busy)
+		}
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	st, err := os.Stat(dir)
+	if err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("directory: %v %v, want 0700", st.Mode(), err)
+	}
+	if s.Path() != filepath.Join(dir, "kps.db") {
+		t.Errorf("Path: got %s", s.Path())
+	}
+	var v int
+	s.db.QueryRow("PRAGMA user_version").Scan(&v)
+	if v != len(migrations) {
+		t.Errorf("user_version: got %d, want %d", v, len(migrations))
+	}
+	d, _ := Open(t.Context(), kps.SQLiteConfig{Path: filepath.Join(t.TempDir(), "d.db")})
+	defer d.Close()
+	d.db.QueryRow("PRAGMA busy_timeout").Scan(&v)
+	if v != int(DefaultBusyTimeout.Milliseconds()) {
+		t.Errorf("default busy_timeout: got %d, want %d", v, DefaultBusyTimeout.Milliseconds())
+	}
+}
+
+// TestBusy: while another process holds the write lock past the busy timeout
+// a write is ErrUnavailable; reads go on (WAL).
+func TestBusy(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kps.db")
+	s, err := Open(t.Context(), kps.SQLiteConfig{Path: path, BusyTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Define(t.Context(), kpstest.Counters); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Insert(t.Context(), "counters", map[string]any{"name": "a"}); err != nil {
+		t.Fatal(err)
+	}
+	other, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	c, err := other.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(t.Context(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = s.Insert(t.Context(), "counters", map[string]any{"name": "b"})
+	if !errors.Is(err, kps.ErrUnavailable) {
+		t.Errorf("insert while locked: got %v, want ErrUnavailable", err)
+	}
+	if d := time.Since(start); d < 150*time.Millisecond {
+		t.Errorf("insert while locked gave up after %v, want the busy timeout (200ms)", d)
+	}
+	if _, err := s.Get(t.Context(), "counters", "a"); err != nil {
+		t.Errorf("get while another process writes: %v", err)
+	}
+	c.ExecContext(t.Context(), "ROLLBACK")
+	if _, err := s.Insert(t.Context(), "counters", map[string]any{"name": "b"}); err != nil {
+		t.Errorf("insert after the lock: %v", err)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, p := range []string{"", filepath.Join(dir, "a?b.db"), filepath.Join(dir, "a#b.db")} {
+		if _, err := Open(t.Context(), kps.SQLiteConfig{Path: p}); !errors.Is(err, kps.ErrInvalid) {
+			t.Errorf("open %q: got %v, want ErrInvalid", p, err)
+		}
+	}
+	// A newer schema than this program knows is refused.
+	path := filepath.Join(dir, "new.db")
+	s := openAt(t, path)
+	s.db.Exec(fmt.Sprintf("PRAGMA user_version = %d", len(migrations)+1))
+	s.Close()
+	_, err := Open(t.Context(), kps.SQLiteConfig{Path: path})
+	if err == nil || !strings.Contains(err.Error(), "newer") || !strings.Contains(err.Error(), path) {
+		t.Errorf("open a newer schema: got %v", err)
+	}
+	// A directory that cannot be made.
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o600)
+	if _, err := Open(t.Context(), kps.SQLiteConfig{Path: filepath.Join(file, "kps.db")}); !errors.Is(err, kps.ErrUnavailable) {
+		t.Errorf("open under a file: got %v, want ErrUnavailable", err)
+	}
+	// Through the registry, as the default backend.
+	st, err := kps.Open(t.Context(), kps.Config{SQLite: kps.SQLiteConfig{Path: filepath.Join(dir, "reg.db")}})
+	if err != nil {
+		t.Fatalf("kps.Open with the default backend: %v", err)
+	}
+	if _, ok := st.(*Store); !ok {
+		t.Errorf("kps.Open: got %T, want *sqlite.Store", st)
+	}
+	st.Close()
+}
+
+func TestGroupPath(t *testing.T) {
+	h, err := home.At(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(h.Dir, "groups", "group-2", "conf", "kps", "kps.db")
+	if got := GroupPath(h, "group-2"); got != want {
+		t.Errorf("GroupPath: got %s, want %s", got, want)
+	}
 }

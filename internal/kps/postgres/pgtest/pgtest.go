@@ -57,9 +57,12 @@ type Server struct {
 	dbs  int
 }
 
+// binGlob finds initdb in Debian's layout (one directory per major version).
+var binGlob = "/usr/lib/postgresql/*/bin/initdb"
+
 // BinDir finds the newest /usr/lib/postgresql/*/bin holding initdb.
 func BinDir() (string, error) {
-	found, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
+	found, _ := filepath.Glob(binGlob)
 	if len(found) == 0 {
 		return "", fmt.Errorf("%s", Install)
 	}
@@ -241,7 +244,7 @@ func (s *Server) writeTLS() error {
 	}
 	s.CAFile = filepath.Join(s.Dir, "ca.crt")
 	files := map[string][]byte{
-		s.CAFile:                          pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		s.CAFile:                           pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
 		filepath.Join(s.Dir, "server.crt"): pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		filepath.Join(s.Dir, "server.key"): pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
 	}
