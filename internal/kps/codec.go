@@ -273,6 +273,9 @@ func decodeValue(t Type, msg json.RawMessage) (any, error) {
 		if err := dec.Decode(&n); err != nil {
 			return nil, err
 		}
+		if bytes.HasPrefix(bytes.TrimSpace(msg), []byte(`"`)) {
+			return nil, fmt.Errorf("a %s is a string", t)
+		}
 		switch t {
 		case Integer:
 			i, err := strconv.ParseInt(n.String(), 10, 32)
