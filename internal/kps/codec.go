@@ -270,6 +270,7 @@ func decodeValue(t Type, msg json.RawMessage) (any, error) {
 		return b, err
 	case Integer, Long, Double:
 		var n json.Number
+		// mutate:equivalent delete-stmt an empty json.Number fails the ParseInt or ParseFloat below
 		if err := dec.Decode(&n); err != nil {
 			return nil, err
 		}

@@ -44,6 +44,9 @@ func TestValidate(t *testing.T) {
 		{"alias dot first", func(t *Table) { t.Alias = ".a" }, "alias"},
 		{"alias underscore first", func(t *Table) { t.Alias = "_a1-b.c" }, ""},
 		{"alias upper", func(t *Table) { t.Alias = "Zz" }, ""},
+		{"alias digit second", func(t *Table) { t.Alias = "a1" }, ""},
+		{"alias dash second", func(t *Table) { t.Alias = "a-" }, ""},
+		{"alias 65", func(t *Table) { t.Alias = strings.Repeat("b", 65) }, "alias"},
 		{"alias space", func(t *Table) { t.Alias = "a b" }, "alias"},
 		{"alias slash", func(t *Table) { t.Alias = "a/b" }, "alias"},
 		{"alias colon", func(t *Table) { t.Alias = "a:" }, "alias"},
@@ -150,6 +153,19 @@ func TestParseTables(t *testing.T) {
 	exact := "[" + strings.Repeat(" ", maxTableDefLen-2) + "]"
 	if _, err := ParseTables([]byte(exact)); err != nil {
 		t.Errorf("input of exactly the limit: %v", err)
+	}
+}
+
+// TestLimits pins the documented limits (docs/kps.md).
+func TestLimits(t *testing.T) {
+	for name, c := range map[string][2]int{
+		"MaxNameLen": {MaxNameLen, 64}, "MaxLabelLen": {MaxLabelLen, 128}, "MaxProperties": {MaxProperties, 256},
+		"MaxKeyLen": {MaxKeyLen, 1024}, "MaxRowBytes": {MaxRowBytes, 8 << 20}, "maxTableDefLen": {maxTableDefLen, 1 << 20},
+		"DefaultLimit": {DefaultLimit, 100}, "MaxLimit": {MaxLimit, 1000},
+	} {
+		if c[0] != c[1] {
+			t.Errorf("%s: got %d, want %d", name, c[0], c[1])
+		}
 	}
 }
 

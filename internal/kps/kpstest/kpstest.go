@@ -45,7 +45,7 @@ type Harness struct {
 	// New returns the configuration of a new, empty store of the backend
 	// (registered in kps), for this test only; the suite opens it with
 	// kps.Open, possibly several times and from child processes.
-	New func(t *testing.T) kps.Config
+	New func(t testing.TB) kps.Config
 }
 
 // Tables used by the suite.

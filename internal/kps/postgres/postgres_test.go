@@ -25,15 +25,19 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
-func newConfig(t *testing.T) kps.PostgresConfig {
+func newConfig(t testing.TB) kps.PostgresConfig {
 	return pgtest.Shared(t).NewDatabase(t)
 }
 
 func TestConformance(t *testing.T) {
-	kpstest.Run(t, kpstest.Harness{New: func(t *testing.T) kps.Config {
-		return kps.Config{Backend: Name, Postgres: newConfig(t)}
-	}})
+	kpstest.Run(t, harness)
 }
+
+var harness = kpstest.Harness{New: func(t testing.TB) kps.Config {
+	return kps.Config{Backend: Name, Postgres: newConfig(t)}
+}}
+
+func BenchmarkPostgres(b *testing.B) { kpstest.Bench(b, harness) }
 
 func open(t *testing.T, c kps.PostgresConfig) *Store {
 	t.Helper()

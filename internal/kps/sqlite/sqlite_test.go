@@ -18,10 +18,14 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	kpstest.Run(t, kpstest.Harness{New: func(t *testing.T) kps.Config {
-		return kps.Config{SQLite: kps.SQLiteConfig{Path: filepath.Join(t.TempDir(), "kps", "kps.db")}}
-	}})
+	kpstest.Run(t, harness)
 }
+
+var harness = kpstest.Harness{New: func(t testing.TB) kps.Config {
+	return kps.Config{SQLite: kps.SQLiteConfig{Path: filepath.Join(t.TempDir(), "kps", "kps.db")}}
+}}
+
+func BenchmarkSQLite(b *testing.B) { kpstest.Bench(b, harness) }
 
 func openAt(t *testing.T, path string) *Store {
 	t.Helper()
