@@ -53,6 +53,14 @@ func (f *fakeStore) set(key any, secondary bool, r Row) {
 	f.rows[fmt.Sprint("t", secondary, key)] = r
 }
 
+// watchdog fails the test binary if the test hangs (a lock never released):
+// a hang must fail, not time out.
+func watchdog(t *testing.T) {
+	name := t.Name()
+	tm := time.AfterFunc(10*time.Second, func() { panic(name + " hung for 10 s") })
+	t.Cleanup(func() { tm.Stop() })
+}
+
 type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time      { return c.t }
@@ -69,6 +77,7 @@ func expect(t *testing.T, what string, got, want any) {
 }
 
 func TestCacheTTL(t *testing.T) {
+	watchdog(t)
 	f := newFake()
 	f.set("a", false, row("1"))
 	clk := &clock{t: time.Unix(1000, 0)}
@@ -111,12 +120,17 @@ func TestCacheTTL(t *testing.T) {
 }
 
 func TestCacheDefaults(t *testing.T) {
+	watchdog(t)
 	c := NewCache(newFake(), CacheOptions{})
 	if c.opt.TTL != DefaultCacheTTL || c.opt.NegativeTTL != DefaultCacheNegativeTTL || c.opt.MaxBytes != DefaultCacheMaxBytes || c.opt.Now == nil {
 		t.Errorf("defaults: got %+v", c.opt)
 	}
 	if DefaultCacheTTL != 5*time.Second || DefaultCacheNegativeTTL != time.Second || DefaultCacheMaxBytes != 16<<20 {
 		t.Errorf("documented defaults changed")
+	}
+	c = NewCache(newFake(), CacheOptions{TTL: 1, NegativeTTL: 1, MaxBytes: 1})
+	if c.opt.TTL != 1 || c.opt.NegativeTTL != 1 || c.opt.MaxBytes != 1 {
+		t.Errorf("the smallest options: got %+v", c.opt)
 	}
 	c = NewCache(newFake(), CacheOptions{TTL: -1, NegativeTTL: -1, MaxBytes: -1})
 	if c.opt.TTL != DefaultCacheTTL || c.opt.NegativeTTL != DefaultCacheNegativeTTL || c.opt.MaxBytes != DefaultCacheMaxBytes {
@@ -127,6 +141,7 @@ func TestCacheDefaults(t *testing.T) {
 // TestCacheUnavailable: an outage is never cached: every look-up asks again,
 // and the answer after it is fresh.
 func TestCacheUnavailable(t *testing.T) {
+	watchdog(t)
 	f := newFake()
 	f.set("a", false, row("1"))
 	c := NewCache(f, CacheOptions{})
@@ -145,9 +160,20 @@ func TestCacheUnavailable(t *testing.T) {
 	if r, err := c.Get(t.Context(), "t", "a"); err != nil || value(r) != "1" {
 		t.Errorf("after the outage: %v %v", r, err)
 	}
+	// An entry that expires during an outage is dropped, not kept.
+	clk := &clock{t: time.Unix(0, 0)}
+	c = NewCache(f, CacheOptions{Now: clk.now})
+	c.Get(t.Context(), "t", "a")
+	clk.add(time.Hour)
+	f.err = Unavailable(errors.New("down"))
+	c.Get(t.Context(), "t", "a")
+	if st := c.Stats(); st.Entries != 0 || st.Bytes != 0 {
+		t.Errorf("an expired entry during an outage: %+v, want none", st)
+	}
 }
 
 func TestCacheKeys(t *testing.T) {
+	watchdog(t)
 	f := newFake()
 	f.set(5, false, row("five"))
 	f.set("5", false, row("string"))
@@ -186,6 +212,7 @@ func TestCacheKeys(t *testing.T) {
 }
 
 func TestCacheInvalidate(t *testing.T) {
+	watchdog(t)
 	f := newFake()
 	f.set("a", false, row("1"))
 	f.set("b", false, row("b"))
@@ -226,6 +253,7 @@ func TestCacheInvalidate(t *testing.T) {
 }
 
 func TestCacheBound(t *testing.T) {
+	watchdog(t)
 	f := newFake()
 	for _, k := range []string{"a", "b", "c", "d"} {
 		f.set(k, false, row(strings.Repeat(k, 100)))
@@ -255,6 +283,9 @@ func TestCacheBound(t *testing.T) {
 	c.Get(ctx, "t", "huge")
 	c.Get(ctx, "t", "huge")
 	expect(t, "a huge row is fetched each time", f.n(), n+3)
+	c.Get(ctx, "t", "d")
+	c.Get(ctx, "t", "b")
+	expect(t, "a huge row evicts nothing", f.n(), n+3)
 	if st := c.Stats(); st.Bytes > 3*one {
 		t.Errorf("bytes over the bound: %+v", st)
 	}
@@ -274,6 +305,7 @@ func TestCacheBound(t *testing.T) {
 }
 
 func TestEntrySize(t *testing.T) {
+	watchdog(t)
 	r := Row{Values: map[string]any{
 		"s": "abcd",                                // 48+1+4
 		"l": []string{"x", "yz"},                   // 48+1 + 24+1 + 24+2
@@ -287,6 +319,7 @@ func TestEntrySize(t *testing.T) {
 
 // TestCacheSingleflight: concurrent misses of one key make one store call.
 func TestCacheSingleflight(t *testing.T) {
+	watchdog(t)
 	f := newFake()
 	f.set("a", false, row("1"))
 	f.gate = make(chan struct{})
@@ -322,6 +355,7 @@ func TestCacheSingleflight(t *testing.T) {
 // TestCacheWaiterGivesUp: a caller whose context ends stops waiting (with
 // ErrUnavailable); the shared fetch goes on and fills the cache.
 func TestCacheWaiterGivesUp(t *testing.T) {
+	watchdog(t)
 	f := newFake()
 	f.set("a", false, row("1"))
 	f.gate = make(chan struct{})

@@ -1,6 +1,7 @@
 package kps
 
 import (
+	"encoding/json"
 	"errors"
 	"math"
 	"reflect"
@@ -85,6 +86,9 @@ func TestNormalize(t *testing.T) {
 		if _, err := tb.Normalize(vals); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `table "apikeys"`) {
 			t.Errorf("Normalize %s: got %v, want ErrInvalid naming the table", name, err)
 		}
+	}
+	if _, err := tb.Normalize(map[string]any{"zz": "a"}); err == nil || !strings.Contains(err.Error(), `table "apikeys" has no property "zz"`) {
+		t.Errorf("Normalize of an unknown property: got %v", err)
 	}
 	bad := Property{Name: "x", Type: "weird"}
 	if _, err := normalize(bad, "a"); err == nil || !strings.Contains(err.Error(), "unknown type") {
@@ -200,12 +204,45 @@ func TestGenerated(t *testing.T) {
 		t.Errorf("KeepGenerated(nil): got %#v", out)
 	}
 	seen := map[string]bool{}
-	for range 1000 {
+	const n = 2000
+	var ids []string
+	for range n {
 		u := NewUUID()
 		if seen[u] || !uuid.MatchString(u) {
 			t.Fatalf("NewUUID: %q (seen %v)", u, seen[u])
 		}
 		seen[u] = true
+		ids = append(ids, strings.ReplaceAll(u, "-", ""))
+	}
+	// Every random hex digit takes all its values, independently of the
+	// others: the fixed bits are only the version (digit 12) and the two
+	// top bits of the variant (digit 16).
+	for i := range 32 {
+		values := map[byte]bool{}
+		for _, id := range ids {
+			values[id[i]] = true
+		}
+		want := 16
+		switch i {
+		case 12:
+			want = 1
+		case 16:
+			want = 4
+		}
+		if len(values) != want {
+			t.Errorf("UUID digit %d takes %d values, want %d", i, len(values), want)
+		}
+		for j := i + 1; j < 32 && want > 1; j++ {
+			same := 0
+			for _, id := range ids {
+				if id[i] == id[j] {
+					same++
+				}
+			}
+			if same > n/4 {
+				t.Errorf("UUID digits %d and %d are equal in %d of %d", i, j, same, n)
+			}
+		}
 	}
 }
 
@@ -223,7 +260,7 @@ func TestCursor(t *testing.T) {
 	if got, err := DecodeCursor(""); got != "" || err != nil {
 		t.Errorf("DecodeCursor(\"\"): got %q, %v", got, err)
 	}
-	for _, c := range []string{"!", "a", "YQ==", EncodeCursor(strings.Repeat("z", MaxKeyLen+1))} {
+	for _, c := range []string{"!", "a", "YQ==", "YWJj!", "YWJjZA=", EncodeCursor(strings.Repeat("z", MaxKeyLen+1))} {
 		if _, err := DecodeCursor(c); !errors.Is(err, ErrInvalid) {
 			t.Errorf("DecodeCursor(%.20q): got %v, want ErrInvalid", c, err)
 		}
@@ -295,7 +332,8 @@ func TestDefs(t *testing.T) {
 	if err != nil || !back.Equal(&a) {
 		t.Errorf("UnmarshalTable(MarshalTable): got %v, %v", back, err)
 	}
-	if _, err := UnmarshalTable([]byte("{")); err == nil || !strings.Contains(err.Error(), "stored table definition") {
+	var syn *json.SyntaxError
+	if _, err := UnmarshalTable([]byte("{")); !errors.As(err, &syn) || !strings.Contains(err.Error(), "stored table definition") {
 		t.Errorf("UnmarshalTable of bad JSON: got %v", err)
 	}
 	if _, err := UnmarshalTable([]byte(`{"alias":"x"}`)); !errors.Is(err, ErrInvalid) {

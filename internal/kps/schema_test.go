@@ -45,6 +45,12 @@ func TestValidate(t *testing.T) {
 		{"alias underscore first", func(t *Table) { t.Alias = "_a1-b.c" }, ""},
 		{"alias upper", func(t *Table) { t.Alias = "Zz" }, ""},
 		{"alias digit second", func(t *Table) { t.Alias = "a1" }, ""},
+		{"alias letters and digits", func(t *Table) { t.Alias = "Aa09zZ" }, ""},
+		{"alias A", func(t *Table) { t.Alias = "A" }, ""},
+		{"alias Z", func(t *Table) { t.Alias = "Z" }, ""},
+		{"alias z", func(t *Table) { t.Alias = "z" }, ""},
+		{"alias slash second", func(t *Table) { t.Alias = "a/" }, "alias"},
+		{"alias colon second", func(t *Table) { t.Alias = "a:" }, "alias"},
 		{"alias dash second", func(t *Table) { t.Alias = "a-" }, ""},
 		{"alias 65", func(t *Table) { t.Alias = strings.Repeat("b", 65) }, "alias"},
 		{"alias space", func(t *Table) { t.Alias = "a b" }, "alias"},
@@ -161,7 +167,7 @@ func TestLimits(t *testing.T) {
 	for name, c := range map[string][2]int{
 		"MaxNameLen": {MaxNameLen, 64}, "MaxLabelLen": {MaxLabelLen, 128}, "MaxProperties": {MaxProperties, 256},
 		"MaxKeyLen": {MaxKeyLen, 1024}, "MaxRowBytes": {MaxRowBytes, 8 << 20}, "maxTableDefLen": {maxTableDefLen, 1 << 20},
-		"DefaultLimit": {DefaultLimit, 100}, "MaxLimit": {MaxLimit, 1000},
+		"DefaultLimit": {DefaultLimit, 100}, "MaxLimit": {MaxLimit, 1000}, "AnyVersion": {int(AnyVersion), 0},
 	} {
 		if c[0] != c[1] {
 			t.Errorf("%s: got %d, want %d", name, c[0], c[1])
@@ -170,6 +176,9 @@ func TestLimits(t *testing.T) {
 }
 
 func TestLineAt(t *testing.T) {
+	if got := lineAt([]byte("\nb"), 0); got != 1 {
+		t.Errorf("lineAt of a leading newline at 0: got %d, want 1", got)
+	}
 	data := []byte("a\nb\nc")
 	for off, want := range map[int64]int{-1: 1, 0: 1, 1: 1, 2: 2, 4: 3, 5: 3, 99: 3} {
 		if got := lineAt(data, off); got != want {
