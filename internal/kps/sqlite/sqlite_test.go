@@ -232,3 +232,46 @@ func TestGroupPath(t *testing.T) {
 		t.Errorf("GroupPath: got %s, want %s", got, want)
 	}
 }
+
+// BenchmarkOpen100k: opening (with its quick_check) a store of 100,000 rows
+// of about 300 bytes.
+func BenchmarkOpen100k(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "kps.db")
+	s, err := Open(b.Context(), kps.SQLiteConfig{Path: path})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Define(b.Context(), kpstest.Things); err != nil {
+		b.Fatal(err)
+	}
+	t := kpstest.Things
+	err = s.write(b.Context(), func(tx *sql.Tx) error {
+		for i := range 100_000 {
+			e, err := t.Encode(map[string]any{"id": fmt.Sprintf("key-%07d", i), "email": fmt.Sprintf("%d@example.com", i),
+				"name": strings.Repeat("n", 200), "color": "red", "token": kps.NewUUID()})
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec("INSERT INTO kps_rows(tbl, pk, sk, version, data) VALUES ('things', ?, ?, 1, ?)", e.Key, e.Secondary, e.Data); err != nil {
+				return err
+			}
+			if err := insertIndex(b.Context(), tx, "things", e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.Close()
+	st, _ := os.Stat(path)
+	for b.Loop() {
+		s, err := Open(b.Context(), kps.SQLiteConfig{Path: path})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
+	b.ReportMetric(float64(st.Size())/(1<<20), "MiB")
+}
