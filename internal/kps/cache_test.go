@@ -349,7 +349,11 @@ func TestCacheSingleflight(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	expect(t, "store calls for 20 concurrent misses", f.n(), int64(1))
+	// One call, or two if the scheduler let a goroutine that had counted its
+	// miss reach singleflight only after the first call had ended.
+	if calls := f.n(); calls > 2 {
+		t.Errorf("store calls for 20 concurrent misses: got %d, want 1", calls)
+	}
 }
 
 // TestCacheWaiterGivesUp: a caller whose context ends stops waiting (with
