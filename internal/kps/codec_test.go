@@ -333,10 +333,11 @@ func TestDefs(t *testing.T) {
 		t.Errorf("UnmarshalTable(MarshalTable): got %v, %v", back, err)
 	}
 	var syn *json.SyntaxError
-	if _, err := UnmarshalTable([]byte("{")); !errors.As(err, &syn) || !strings.Contains(err.Error(), "stored table definition") {
+	if _, err := UnmarshalTable([]byte("{")); !errors.As(err, &syn) || !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "stored table definition") {
 		t.Errorf("UnmarshalTable of bad JSON: got %v", err)
 	}
-	if _, err := UnmarshalTable([]byte(`{"alias":"x"}`)); !errors.Is(err, ErrInvalid) {
-		t.Errorf("UnmarshalTable of an invalid table: got %v", err)
+	_, err = UnmarshalTable([]byte(`{"alias":"x"}`))
+	if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrInvalid) || err.Error() != `kps: store unavailable: stored table definition: kps: invalid: table "x": collection "": want 1 to 128 bytes of text without control characters` {
+		t.Errorf("UnmarshalTable of an invalid table: got %v, want ErrUnavailable only", err)
 	}
 }

@@ -62,14 +62,16 @@ func MarshalTable(t *Table) []byte {
 	return b
 }
 
-// UnmarshalTable reads a stored definition and validates it.
+// UnmarshalTable reads a stored definition and validates it. A definition
+// that does not read is damage in the store: its error wraps ErrUnavailable
+// (and not ErrInvalid, which would blame the caller).
 func UnmarshalTable(b []byte) (*Table, error) {
 	var t Table
 	if err := json.Unmarshal(b, &t); err != nil {
-		return nil, fmt.Errorf("stored table definition: %w", err)
+		return nil, fmt.Errorf("%w: stored table definition: %w", ErrUnavailable, err)
 	}
 	if err := t.Validate(); err != nil {
-		return nil, fmt.Errorf("stored table definition: %w", err)
+		return nil, fmt.Errorf("%w: stored table definition: %v", ErrUnavailable, err)
 	}
 	return &t, nil
 }

@@ -33,9 +33,14 @@ func TestConformance(t *testing.T) {
 	kpstest.Run(t, harness)
 }
 
-var harness = kpstest.Harness{New: func(t testing.TB) kps.Config {
-	return kps.Config{Backend: Name, Postgres: newConfig(t)}
-}}
+var harness = kpstest.Harness{
+	New: func(t testing.TB) kps.Config { return kps.Config{Backend: Name, Postgres: newConfig(t)} },
+	Exec: func(t testing.TB, cfg kps.Config, stmt string) {
+		if _, err := direct(t, cfg.Postgres).Exec(context.Background(), stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	},
+}
 
 func BenchmarkPostgres(b *testing.B) { kpstest.Bench(b, harness) }
 
@@ -50,14 +55,14 @@ func open(t *testing.T, c kps.PostgresConfig) *Store {
 }
 
 // direct is a superuser connection to the store's database.
-func direct(t *testing.T, c kps.PostgresConfig) *pgx.Conn {
+func direct(t testing.TB, c kps.PostgresConfig) *pgx.Conn {
 	t.Helper()
 	cc, err := pgx.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=%s sslmode=disable", c.Port, c.User, c.Database))
 	if err != nil {
 		t.Fatal(err)
 	}
 	cc.Password = c.Password.RevealString()
-	conn, err := pgx.ConnectConfig(t.Context(), cc)
+	conn, err := pgx.ConnectConfig(context.Background(), cc)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,9 +22,21 @@ func TestConformance(t *testing.T) {
 	kpstest.Run(t, harness)
 }
 
-var harness = kpstest.Harness{New: func(t testing.TB) kps.Config {
-	return kps.Config{SQLite: kps.SQLiteConfig{Path: filepath.Join(t.TempDir(), "kps", "kps.db")}}
-}}
+var harness = kpstest.Harness{
+	New: func(t testing.TB) kps.Config {
+		return kps.Config{SQLite: kps.SQLiteConfig{Path: filepath.Join(t.TempDir(), "kps", "kps.db")}}
+	},
+	Exec: func(t testing.TB, cfg kps.Config, stmt string) {
+		db, err := sql.Open("sqlite", cfg.SQLite.Path+"?_pragma=busy_timeout(5000)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	},
+}
 
 func BenchmarkSQLite(b *testing.B) { kpstest.Bench(b, harness) }
 
@@ -40,6 +53,7 @@ func openAt(t *testing.T, path string) *Store {
 // TestCorrupt: a damaged file fails Open, naming the file; the damage is not
 // repaired by overwriting it.
 func TestCorrupt(t *testing.T) {
+	want := map[string]string{"garbage": "not a database", "header": "not a database", "pages": "damaged: "}
 	for name, damage := range map[string]func(path string) error{
 		"garbage": func(path string) error {
 			return os.WriteFile(path, bytes.Repeat([]byte("not a database "), 1000), 0o600)
@@ -87,8 +101,20 @@ func TestCorrupt(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), path) || !errors.Is(err, kps.ErrUnavailable) {
 				t.Errorf("open a damaged file: got %v, want ErrUnavailable naming %s", err, path)
 			}
+			if !strings.Contains(fmt.Sprint(err), want[name]) {
+				t.Errorf("open a damaged file: got %v, want %q", err, want[name])
+			}
 			if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
 				t.Errorf("open changed the damaged file")
+			}
+			// A failed Open leaves no file open.
+			fds := func() int { e, _ := os.ReadDir("/proc/self/fd"); return len(e) }
+			n := fds()
+			for range 5 {
+				Open(t.Context(), kps.SQLiteConfig{Path: path})
+			}
+			if got := fds(); got > n {
+				t.Errorf("5 failed opens left %d more files open", got-n)
 			}
 		})
 	}
@@ -139,8 +165,14 @@ func TestSettings(t *testing.T) {
 	d, _ := Open(t.Context(), kps.SQLiteConfig{Path: filepath.Join(t.TempDir(), "d.db")})
 	defer d.Close()
 	d.db.QueryRow("PRAGMA busy_timeout").Scan(&v)
-	if v != int(DefaultBusyTimeout.Milliseconds()) {
-		t.Errorf("default busy_timeout: got %d, want %d", v, DefaultBusyTimeout.Milliseconds())
+	if v != 5000 {
+		t.Errorf("default busy_timeout: got %d, want 5000 (5 s, as documented)", v)
+	}
+	z, _ := Open(t.Context(), kps.SQLiteConfig{Path: filepath.Join(t.TempDir(), "z.db"), BusyTimeout: time.Nanosecond})
+	defer z.Close()
+	z.db.QueryRow("PRAGMA busy_timeout").Scan(&v)
+	if v != 0 {
+		t.Errorf("busy_timeout of 1ns: got %d, want 0 (not the default)", v)
 	}
 }
 
@@ -208,8 +240,10 @@ func TestOpenErrors(t *testing.T) {
 	// A directory that cannot be made.
 	file := filepath.Join(dir, "file")
 	os.WriteFile(file, nil, 0o600)
-	if _, err := Open(t.Context(), kps.SQLiteConfig{Path: filepath.Join(file, "kps.db")}); !errors.Is(err, kps.ErrUnavailable) {
-		t.Errorf("open under a file: got %v, want ErrUnavailable", err)
+	_, err = Open(t.Context(), kps.SQLiteConfig{Path: filepath.Join(file, "kps.db")})
+	var pe *fs.PathError
+	if !errors.Is(err, kps.ErrUnavailable) || !errors.As(err, &pe) || pe.Op != "mkdir" {
+		t.Errorf("open under a file: got %v, want ErrUnavailable from mkdir", err)
 	}
 	// Through the registry, as the default backend.
 	st, err := kps.Open(t.Context(), kps.Config{SQLite: kps.SQLiteConfig{Path: filepath.Join(dir, "reg.db")}})
@@ -274,4 +308,25 @@ func BenchmarkOpen100k(b *testing.B) {
 		s.Close()
 	}
 	b.ReportMetric(float64(st.Size())/(1<<20), "MiB")
+}
+
+// TestDefineSame: defining the tables already defined changes nothing, not
+// even the generation (other processes do not reload for nothing).
+func TestDefineSame(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "kps.db"))
+	if err := s.Define(t.Context(), kpstest.Things, kpstest.Counters); err != nil {
+		t.Fatal(err)
+	}
+	gen := s.defs.Gen()
+	if gen != 1 {
+		t.Errorf("generation after a first Define: got %d, want 1", gen)
+	}
+	if err := s.Define(t.Context(), kpstest.Counters, kpstest.Things); err != nil {
+		t.Fatal(err)
+	}
+	var stored int64
+	s.db.QueryRow("SELECT value FROM kps_meta WHERE name = 'defs_gen'").Scan(&stored)
+	if s.defs.Gen() != gen || stored != gen {
+		t.Errorf("generation after the same Define: got %d (stored %d), want %d", s.defs.Gen(), stored, gen)
+	}
 }
