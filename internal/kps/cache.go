@@ -133,7 +133,7 @@ func cacheKey(table string, key any, secondary bool) string {
 	if secondary {
 		kind = 's'
 	}
-	b := make([]byte, 0, len(table)+24)
+	b := make([]byte, 0, len(table)+24) // mutate:equivalent const a capacity: append grows it as needed
 	b = append(b, table...)
 	b = append(b, 0, kind)
 	switch k := key.(type) {
@@ -220,6 +220,7 @@ func (c *Cache) put(k string, row Row, found bool, gen uint64) {
 		return // invalidated while fetching: the row may be older than the invalidation
 	}
 	if el, ok := c.items[k]; ok {
+		// mutate:equivalent delete-stmt defensive: lookup removed k's entry before the fetch and singleflight runs one fetch per key
 		c.remove(el)
 	}
 	c.items[k] = c.lru.PushFront(e)

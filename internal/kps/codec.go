@@ -226,6 +226,7 @@ func (t *Table) Encode(values map[string]any) (Encoded, error) {
 		e.Index = append(e.Index, IndexEntry{Property: name, Value: s})
 	}
 	if e.Data, err = json.Marshal(vals); err != nil {
+		// mutate:equivalent * normalized values (strings, integers, finite floats, lists and maps of strings) always marshal
 		return Encoded{}, Invalid("table %q: %v", t.Alias, err)
 	}
 	if len(e.Data) > MaxRowBytes {
@@ -271,7 +272,10 @@ func decodeValue(t Type, msg json.RawMessage) (any, error) {
 	case Integer, Long, Double:
 		var n json.Number
 		if err := dec.Decode(&n); err != nil {
-			return nil, err
+			return nil, err // mutate:equivalent delete-stmt an empty json.Number fails the ParseInt or ParseFloat below
+		}
+		if bytes.HasPrefix(bytes.TrimSpace(msg), []byte(`"`)) {
+			return nil, fmt.Errorf("a %s is a string", t)
 		}
 		switch t {
 		case Integer:
@@ -280,7 +284,7 @@ func decodeValue(t Type, msg json.RawMessage) (any, error) {
 		case Long:
 			return strconv.ParseInt(n.String(), 10, 64)
 		}
-		return strconv.ParseFloat(n.String(), 64)
+		return strconv.ParseFloat(n.String(), 64) // mutate:equivalent const ParseFloat treats every size but 32 as 64
 	case List:
 		l := []string{}
 		err := dec.Decode(&l)
@@ -335,17 +339,8 @@ func NewUUID() string {
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
-	var s [36]byte
-	hex.Encode(s[0:8], b[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], b[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], b[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], b[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], b[10:])
-	return string(s[:])
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 // EncodeCursor makes the opaque cursor that resumes a listing after the row

@@ -45,7 +45,12 @@ type Harness struct {
 	// New returns the configuration of a new, empty store of the backend
 	// (registered in kps), for this test only; the suite opens it with
 	// kps.Open, possibly several times and from child processes.
-	New func(t *testing.T) kps.Config
+	New func(t testing.TB) kps.Config
+	// Exec runs one SQL statement on the database of the store that cfg
+	// describes, behind the store's back: the Sabotage subtest breaks the
+	// storage with it (drops a table, damages a row or a definition). A
+	// backend that is not SQL leaves it nil and the subtest is not run.
+	Exec func(t testing.TB, cfg kps.Config, stmt string)
 }
 
 // Tables used by the suite.
@@ -128,6 +133,9 @@ func Run(t *testing.T, h Harness) {
 			t.Errorf("get after close: got %v, want ErrUnavailable", err)
 		}
 	})
+	if h.Exec != nil {
+		t.Run("Sabotage", func(t *testing.T) { testSabotage(t, h, open) })
+	}
 	t.Run("ConcurrentWriters", func(t *testing.T) { testConcurrent(t, fresh(t)) })
 	t.Run("Processes", func(t *testing.T) {
 		cfg := h.New(t)
@@ -140,10 +148,20 @@ func Run(t *testing.T, h Harness) {
 	})
 }
 
+var sentinels = []error{kps.ErrNotFound, kps.ErrExists, kps.ErrConflict, kps.ErrUnavailable, kps.ErrInvalid}
+
+// is checks that err wraps want and no other sentinel: a missing row that
+// also says "unavailable", or a conflict that also says "invalid", is a bug.
 func is(t *testing.T, what string, err, want error) {
 	t.Helper()
 	if !errors.Is(err, want) {
 		t.Errorf("%s: got %v, want %v", what, err, want)
+		return
+	}
+	for _, s := range sentinels {
+		if s != want && errors.Is(err, s) {
+			t.Errorf("%s: got %v, which is %v as well as %v", what, err, s, want)
+		}
 	}
 }
 
@@ -286,6 +304,9 @@ func testKeys(t *testing.T, s kps.Store) {
 	is(t, "get by secondary missing", err, kps.ErrNotFound)
 	_, err = s.GetBySecondary(ctx, "counters", "x")
 	is(t, "get by secondary without one", err, kps.ErrInvalid)
+	if err == nil || !strings.Contains(err.Error(), "no secondary key") {
+		t.Errorf("get by secondary without one: got %v, want it to say the table has no secondary key", err)
+	}
 	_, err = s.Get(ctx, "nosuch", "x")
 	is(t, "get from an unknown table", err, kps.ErrNotFound)
 	_, err = s.Insert(ctx, "numbered", map[string]any{"n": int64(0), "code": int32(77)})
@@ -620,12 +641,18 @@ func testCountClear(t *testing.T, s kps.Store) {
 	// The keys are free again.
 	_, err = s.Insert(ctx, "things", map[string]any{"id": "1", "email": "2@x"})
 	must(t, "insert after clear", err)
-	_, err = s.Count(ctx, "nosuch")
+	n, err = s.Count(ctx, "nosuch")
 	is(t, "count an unknown table", err, kps.ErrNotFound)
+	if n != 0 {
+		t.Errorf("count an unknown table: got %d, want 0 with the error", n)
+	}
 	is(t, "clear an unknown table", s.Clear(ctx, "nosuch"), kps.ErrNotFound)
 	is(t, "delete from an unknown table", s.Delete(ctx, "nosuch", "x", 0), kps.ErrNotFound)
 	_, err = s.Insert(ctx, "nosuch", map[string]any{"x": "y"})
 	is(t, "insert into an unknown table", err, kps.ErrNotFound)
+	if err == nil || err.Error() != "kps insert nosuch: kps: not found: no table with this alias" {
+		t.Errorf("insert into an unknown table: got %q", err)
+	}
 	_, err = s.Update(ctx, "nosuch", kps.Row{Values: map[string]any{"x": "y"}})
 	is(t, "update an unknown table", err, kps.ErrNotFound)
 }
@@ -687,18 +714,99 @@ func testDefine(t *testing.T, s kps.Store, reopen func() kps.Store) {
 	if _, err := other.Get(ctx, "late", "v"); err != nil {
 		t.Errorf("get elsewhere: %v", err)
 	}
-	// A secondary key added over rows that share its value is refused.
-	dup := Numbered.Clone()
-	dup.Properties = append(dup.Properties, kps.Property{Name: "same", Type: kps.String})
-	_, err = s.Insert(ctx, "numbered", map[string]any{"n": int64(1), "label": "a"})
-	must(t, "insert", err)
-	_, err = s.Insert(ctx, "numbered", map[string]any{"n": int64(2), "label": "a"})
-	must(t, "insert", err)
-	dup.SecondaryKey = "label"
-	is(t, "a secondary key over duplicates", s.Define(ctx, dup), kps.ErrExists)
-	if _, err := s.GetBySecondary(ctx, "numbered", int32(1)); !errors.Is(err, kps.ErrNotFound) {
+	// A secondary key added over rows with distinct values indexes them.
+	for n, label := range map[int64]string{1: "one", 2: "two"} {
+		_, err = s.Insert(ctx, "numbered", map[string]any{"n": n, "label": label})
+		must(t, "insert", err)
+	}
+	byLabel := Numbered.Clone()
+	byLabel.SecondaryKey = "label"
+	must(t, "a secondary key over distinct values", s.Define(ctx, byLabel))
+	got, err = s.GetBySecondary(ctx, "numbered", "two")
+	must(t, "get by the new secondary key", err)
+	if got.Values["n"] != int64(2) {
+		t.Errorf("get by the new secondary key: got %v", got.Values)
+	}
+	_, err = s.Update(ctx, "numbered", kps.Row{Values: map[string]any{"n": int64(2), "label": "one"}, Version: 1})
+	is(t, "update onto a taken new secondary key", err, kps.ErrExists)
+	// Back to the old one; then a secondary key over rows that share its
+	// value is refused, and the definition in force stays.
+	must(t, "define back", s.Define(ctx, Numbered))
+	_, err = s.Update(ctx, "numbered", kps.Row{Values: map[string]any{"n": int64(2), "label": "one"}, Version: 1})
+	must(t, "update to a shared label", err)
+	is(t, "a secondary key over duplicates", s.Define(ctx, byLabel), kps.ErrExists)
+	if _, err := s.GetBySecondary(ctx, "numbered", "one"); !errors.Is(err, kps.ErrInvalid) {
 		t.Errorf("the refused definition is in force: %v", err)
 	}
+}
+
+// testSabotage breaks the storage behind the store's back: every operation
+// that touches the broken part fails with ErrUnavailable, and nothing else:
+// never ErrNotFound, never a success.
+func testSabotage(t *testing.T, h Harness, open func(t *testing.T, cfg kps.Config) kps.Store) {
+	withIndex := Things.Clone()
+	withIndex.Indexes = append(withIndex.Indexes, "name")
+	ops := map[string]func(ctx context.Context, s kps.Store) error{
+		"get": func(ctx context.Context, s kps.Store) error { _, err := s.Get(ctx, "things", "a"); return err },
+		"secondary": func(ctx context.Context, s kps.Store) error {
+			_, err := s.GetBySecondary(ctx, "things", "a@x")
+			return err
+		},
+		"query": func(ctx context.Context, s kps.Store) error {
+			_, err := s.Query(ctx, "things", "color", "red", kps.Page{})
+			return err
+		},
+		"list":  func(ctx context.Context, s kps.Store) error { _, err := s.List(ctx, "things", kps.Page{}); return err },
+		"count": func(ctx context.Context, s kps.Store) error { _, err := s.Count(ctx, "things"); return err },
+		"insert": func(ctx context.Context, s kps.Store) error {
+			_, err := s.Insert(ctx, "things", map[string]any{"id": "n", "email": "n@x", "color": "red"})
+			return err
+		},
+		"update": func(ctx context.Context, s kps.Store) error {
+			_, err := s.Update(ctx, "things", kps.Row{Values: map[string]any{"id": "a", "email": "a@x", "color": "blue"}, Version: 1})
+			return err
+		},
+		"delete": func(ctx context.Context, s kps.Store) error { return s.Delete(ctx, "things", "a", 1) },
+		"clear":  func(ctx context.Context, s kps.Store) error { return s.Clear(ctx, "things") },
+		"define": func(ctx context.Context, s kps.Store) error { return s.Define(ctx, withIndex) },
+		"tables": func(ctx context.Context, s kps.Store) error { _, err := s.Tables(ctx); return err },
+	}
+	for _, c := range []struct {
+		stmts []string
+		fail  []string
+	}{
+		{[]string{"DROP TABLE kps_index"}, []string{"query", "insert", "update", "delete", "clear", "define"}},
+		{[]string{"DROP TABLE kps_rows"}, []string{"get", "secondary", "query", "list", "count", "insert", "update", "delete", "clear", "define"}},
+		{[]string{"DROP TABLE kps_meta"}, []string{"insert", "update", "delete", "clear", "define", "tables"}},
+		{[]string{"DROP TABLE kps_tables"}, []string{"define"}},
+		{[]string{`UPDATE kps_rows SET data = '{"id":5}'`}, []string{"get", "secondary", "query", "list", "update", "define"}},
+		{[]string{`UPDATE kps_tables SET def = '{'`, "UPDATE kps_meta SET value = value + 1"}, []string{"insert", "update", "delete", "clear", "define", "tables"}},
+	} {
+		t.Run(c.stmts[0], func(t *testing.T) {
+			cfg := h.New(t)
+			s := open(t, cfg)
+			ctx := t.Context()
+			for _, vals := range []map[string]any{{"id": "a", "email": "a@x", "color": "red"}, {"id": "b", "color": "red"}} {
+				_, err := s.Insert(ctx, "things", vals)
+				must(t, "insert", err)
+			}
+			for _, stmt := range c.stmts {
+				h.Exec(t, cfg, stmt)
+			}
+			for _, name := range c.fail {
+				is(t, name, ops[name](ctx, s), kps.ErrUnavailable)
+			}
+		})
+	}
+	// A damaged definition fails Open too.
+	cfg := h.New(t)
+	open(t, cfg).Close()
+	h.Exec(t, cfg, `UPDATE kps_tables SET def = '{"alias": "things"}'`)
+	s, err := kps.Open(t.Context(), cfg)
+	if err == nil {
+		s.Close()
+	}
+	is(t, "open with a damaged definition", err, kps.ErrUnavailable)
 }
 
 func testConcurrent(t *testing.T, s kps.Store) {

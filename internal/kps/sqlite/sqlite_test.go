@@ -1,15 +1,332 @@
 package sqlite
 
 import (
+	"bytes"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/home"
 
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
 	"github.com/gatehouse-gw/gatehouse/internal/kps/kpstest"
 )
 
 func TestConformance(t *testing.T) {
-	kpstest.Run(t, kpstest.Harness{New: func(t *testing.T) kps.Config {
+	kpstest.Run(t, harness)
+}
+
+var harness = kpstest.Harness{
+	New: func(t testing.TB) kps.Config {
 		return kps.Config{SQLite: kps.SQLiteConfig{Path: filepath.Join(t.TempDir(), "kps", "kps.db")}}
-	}})
+	},
+	Exec: func(t testing.TB, cfg kps.Config, stmt string) {
+		db, err := sql.Open("sqlite", cfg.SQLite.Path+"?_pragma=busy_timeout(5000)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if _, err := db.Exec(stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	},
+}
+
+func BenchmarkSQLite(b *testing.B) { kpstest.Bench(b, harness) }
+
+func openAt(t *testing.T, path string) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), kps.SQLiteConfig{Path: path})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestCorrupt: a damaged file fails Open, naming the file; the damage is not
+// repaired by overwriting it.
+func TestCorrupt(t *testing.T) {
+	want := map[string]string{"garbage": "not a database", "header": "not a database", "pages": "damaged: "}
+	for name, damage := range map[string]func(path string) error{
+		"garbage": func(path string) error {
+			return os.WriteFile(path, bytes.Repeat([]byte("not a database "), 1000), 0o600)
+		},
+		"header": func(path string) error {
+			f, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = f.WriteAt([]byte("SQLite format 2\x00"), 0)
+			return err
+		},
+		"pages": func(path string) error {
+			f, err := os.OpenFile(path, os.O_RDWR, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			st, _ := f.Stat()
+			junk := bytes.Repeat([]byte{0xa5}, int(st.Size())-4096)
+			_, err = f.WriteAt(junk, 4096) // every page after the first
+			return err
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "kps.db")
+			s := openAt(t, path)
+			if err := s.Define(t.Context(), kpstest.Things); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 200 {
+				if _, err := s.Insert(t.Context(), "things", map[string]any{"name": strings.Repeat("x", i)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.Close()
+			os.Remove(path + "-wal")
+			os.Remove(path + "-shm")
+			if err := damage(path); err != nil {
+				t.Fatal(err)
+			}
+			before, _ := os.ReadFile(path)
+			_, err := Open(t.Context(), kps.SQLiteConfig{Path: path})
+			if err == nil || !strings.Contains(err.Error(), path) || !errors.Is(err, kps.ErrUnavailable) {
+				t.Errorf("open a damaged file: got %v, want ErrUnavailable naming %s", err, path)
+			}
+			if !strings.Contains(fmt.Sprint(err), want[name]) {
+				t.Errorf("open a damaged file: got %v, want %q", err, want[name])
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+				t.Errorf("open changed the damaged file")
+			}
+			// A failed Open leaves no file open.
+			fds := func() int { e, _ := os.ReadDir("/proc/self/fd"); return len(e) }
+			n := fds()
+			for range 5 {
+				Open(t.Context(), kps.SQLiteConfig{Path: path})
+			}
+			if got := fds(); got > n {
+				t.Errorf("5 failed opens left %d more files open", got-n)
+			}
+		})
+	}
+}
+
+// TestSettings: every connection is in WAL mode, synchronous FULL, with the
+// busy timeout; the file and its directory are private.
+func TestSettings(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "kps")
+	s, err := Open(t.Context(), kps.SQLiteConfig{Path: filepath.Join(dir, "kps.db"), BusyTimeout: 1234 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var conns []*sql.Conn
+	for range 3 { // distinct connections of the pool
+		c, err := s.db.Conn(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		var mode string
+		var sync, busy int
+		if err := c.QueryRowContext(t.Context(), "PRAGMA journal_mode").Scan(&mode); err != nil {
+			t.Fatal(err)
+		}
+		c.QueryRowContext(t.Context(), "PRAGMA synchronous").Scan(&sync)
+		c.QueryRowContext(t.Context(), "PRAGMA busy_timeout").Scan(&busy)
+		if mode != "wal" || sync != 2 || busy != 1234 {
+			t.Errorf("connection: journal_mode %s synchronous %d busy_timeout %d, want wal 2 (FULL) 1234", mode, sync, busy)
+		}
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	st, err := os.Stat(dir)
+	if err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("directory: %v %v, want 0700", st.Mode(), err)
+	}
+	if s.Path() != filepath.Join(dir, "kps.db") {
+		t.Errorf("Path: got %s", s.Path())
+	}
+	var v int
+	s.db.QueryRow("PRAGMA user_version").Scan(&v)
+	if v != len(migrations) {
+		t.Errorf("user_version: got %d, want %d", v, len(migrations))
+	}
+	d, _ := Open(t.Context(), kps.SQLiteConfig{Path: filepath.Join(t.TempDir(), "d.db")})
+	defer d.Close()
+	d.db.QueryRow("PRAGMA busy_timeout").Scan(&v)
+	if v != 5000 {
+		t.Errorf("default busy_timeout: got %d, want 5000 (5 s, as documented)", v)
+	}
+	z, _ := Open(t.Context(), kps.SQLiteConfig{Path: filepath.Join(t.TempDir(), "z.db"), BusyTimeout: time.Nanosecond})
+	defer z.Close()
+	z.db.QueryRow("PRAGMA busy_timeout").Scan(&v)
+	if v != 0 {
+		t.Errorf("busy_timeout of 1ns: got %d, want 0 (not the default)", v)
+	}
+}
+
+// TestBusy: while another process holds the write lock past the busy timeout
+// a write is ErrUnavailable; reads go on (WAL).
+func TestBusy(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kps.db")
+	s, err := Open(t.Context(), kps.SQLiteConfig{Path: path, BusyTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Define(t.Context(), kpstest.Counters); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Insert(t.Context(), "counters", map[string]any{"name": "a"}); err != nil {
+		t.Fatal(err)
+	}
+	other, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	c, err := other.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.ExecContext(t.Context(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = s.Insert(t.Context(), "counters", map[string]any{"name": "b"})
+	if !errors.Is(err, kps.ErrUnavailable) {
+		t.Errorf("insert while locked: got %v, want ErrUnavailable", err)
+	}
+	if d := time.Since(start); d < 150*time.Millisecond {
+		t.Errorf("insert while locked gave up after %v, want the busy timeout (200ms)", d)
+	}
+	if _, err := s.Get(t.Context(), "counters", "a"); err != nil {
+		t.Errorf("get while another process writes: %v", err)
+	}
+	c.ExecContext(t.Context(), "ROLLBACK")
+	if _, err := s.Insert(t.Context(), "counters", map[string]any{"name": "b"}); err != nil {
+		t.Errorf("insert after the lock: %v", err)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	dir := t.TempDir()
+	for _, p := range []string{"", filepath.Join(dir, "a?b.db"), filepath.Join(dir, "a#b.db")} {
+		if _, err := Open(t.Context(), kps.SQLiteConfig{Path: p}); !errors.Is(err, kps.ErrInvalid) {
+			t.Errorf("open %q: got %v, want ErrInvalid", p, err)
+		}
+	}
+	// A newer schema than this program knows is refused.
+	path := filepath.Join(dir, "new.db")
+	s := openAt(t, path)
+	s.db.Exec(fmt.Sprintf("PRAGMA user_version = %d", len(migrations)+1))
+	s.Close()
+	_, err := Open(t.Context(), kps.SQLiteConfig{Path: path})
+	if err == nil || !strings.Contains(err.Error(), "newer") || !strings.Contains(err.Error(), path) {
+		t.Errorf("open a newer schema: got %v", err)
+	}
+	// A directory that cannot be made.
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o600)
+	_, err = Open(t.Context(), kps.SQLiteConfig{Path: filepath.Join(file, "kps.db")})
+	var pe *fs.PathError
+	if !errors.Is(err, kps.ErrUnavailable) || !errors.As(err, &pe) || pe.Op != "mkdir" {
+		t.Errorf("open under a file: got %v, want ErrUnavailable from mkdir", err)
+	}
+	// Through the registry, as the default backend.
+	st, err := kps.Open(t.Context(), kps.Config{SQLite: kps.SQLiteConfig{Path: filepath.Join(dir, "reg.db")}})
+	if err != nil {
+		t.Fatalf("kps.Open with the default backend: %v", err)
+	}
+	if _, ok := st.(*Store); !ok {
+		t.Errorf("kps.Open: got %T, want *sqlite.Store", st)
+	}
+	st.Close()
+}
+
+func TestGroupPath(t *testing.T) {
+	h, err := home.At(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(h.Dir, "groups", "group-2", "conf", "kps", "kps.db")
+	if got := GroupPath(h, "group-2"); got != want {
+		t.Errorf("GroupPath: got %s, want %s", got, want)
+	}
+}
+
+// BenchmarkOpen100k: opening (with its quick_check) a store of 100,000 rows
+// of about 300 bytes.
+func BenchmarkOpen100k(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "kps.db")
+	s, err := Open(b.Context(), kps.SQLiteConfig{Path: path})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Define(b.Context(), kpstest.Things); err != nil {
+		b.Fatal(err)
+	}
+	t := kpstest.Things
+	err = s.write(b.Context(), func(tx *sql.Tx) error {
+		for i := range 100_000 {
+			e, err := t.Encode(map[string]any{"id": fmt.Sprintf("key-%07d", i), "email": fmt.Sprintf("%d@example.com", i),
+				"name": strings.Repeat("n", 200), "color": "red", "token": kps.NewUUID()})
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec("INSERT INTO kps_rows(tbl, pk, sk, version, data) VALUES ('things', ?, ?, 1, ?)", e.Key, e.Secondary, e.Data); err != nil {
+				return err
+			}
+			if err := insertIndex(b.Context(), tx, "things", e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.Close()
+	st, _ := os.Stat(path)
+	for b.Loop() {
+		s, err := Open(b.Context(), kps.SQLiteConfig{Path: path})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
+	b.ReportMetric(float64(st.Size())/(1<<20), "MiB")
+}
+
+// TestDefineSame: defining the tables already defined changes nothing, not
+// even the generation (other processes do not reload for nothing).
+func TestDefineSame(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "kps.db"))
+	if err := s.Define(t.Context(), kpstest.Things, kpstest.Counters); err != nil {
+		t.Fatal(err)
+	}
+	gen := s.defs.Gen()
+	if gen != 1 {
+		t.Errorf("generation after a first Define: got %d, want 1", gen)
+	}
+	if err := s.Define(t.Context(), kpstest.Counters, kpstest.Things); err != nil {
+		t.Fatal(err)
+	}
+	var stored int64
+	s.db.QueryRow("SELECT value FROM kps_meta WHERE name = 'defs_gen'").Scan(&stored)
+	if s.defs.Gen() != gen || stored != gen {
+		t.Errorf("generation after the same Define: got %d (stored %d), want %d", s.defs.Gen(), stored, gen)
+	}
 }
