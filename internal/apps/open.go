@@ -11,7 +11,8 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
-	"github.com/gatehouse-gw/gatehouse/internal/kps/sqlite" // the embedded backend (registers itself)
+	_ "github.com/gatehouse-gw/gatehouse/internal/kps/postgres" // the PostgreSQL backend (registers itself)
+	"github.com/gatehouse-gw/gatehouse/internal/kps/sqlite"     // the embedded backend (registers itself)
 	"github.com/gatehouse-gw/gatehouse/internal/secret"
 )
 
@@ -20,8 +21,7 @@ import (
 // sqlite.GroupPath), and defines the applications' tables and the
 // configuration's custom tables (kps.tables) in it. The
 // instances, the Admin Node Manager and kpsadmin open a group's store
-// with it, so that they all find the same one. The program must import
-// the backends it offers besides the embedded one (kps/postgres).
+// with it, so that they all find the same one; both backends are linked in.
 func OpenGroupStore(ctx context.Context, h home.Home, groupID string, cfg groupconf.KPS, log *slog.Logger) (kps.Store, error) {
 	files := groupconf.FilePolicy{Home: h, GroupID: groupID}
 	kc := kps.Config{Backend: cfg.Backend, SQLite: kps.SQLiteConfig{Path: sqlite.GroupPath(h, groupID)}, Logger: log}

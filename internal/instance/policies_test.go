@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/apps"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
+	"github.com/gatehouse-gw/gatehouse/internal/kps/postgres/pgtest"
 	"github.com/gatehouse-gw/gatehouse/internal/kps/sqlite"
 )
 
@@ -422,5 +423,95 @@ apis:
 		if r := do(t, nil, "GET", ti.base+"/p/x?"+q, nil); r.status != 404 {
 			t.Errorf("plan %q: %d, want 404", q, r.status)
 		}
+	}
+}
+
+// TestAPIKeyPostgres: the apiKey policy on a group whose KPS is a real
+// PostgreSQL (TLS verified, a password from a file). When the database
+// goes down the API answers 503 (never 401, never through) once the
+// cache's lifetime is over, and it answers 200 again by itself when the
+// database is back, without a restart or a reload.
+func TestAPIKeyPostgres(t *testing.T) {
+	srv := pgtest.Start(t)
+	pc := srv.NewDatabase(t)
+	be := policyBackend(t)
+	p := newPorts(t)
+	pwFile := filepath.Join(t.TempDir(), "kps-password")
+	if err := os.WriteFile(pwFile, []byte(pc.Password.RevealString()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	yaml := quickstartYAML(p, fmt.Sprintf(`
+kps:
+  backend: postgres
+  postgres: {host: 127.0.0.1, port: %d, database: %s, user: %s, passwordFile: %s, sslMode: verify-full, sslRootCert: %s}
+  cache: {ttl: 300ms, negativeTTL: 300ms}
+backends:
+  - name: be
+    url: %s
+apis:
+  - name: orders
+    pathPrefix: /orders
+    backend: be
+    policies:
+      - apiKey: {}
+`, pc.Port, pc.Database, pc.User, pwFile, pc.SSLRootCert, be.URL))
+	inst := startInstance(t, yaml)
+	ti := inst.home
+	ctx := context.Background()
+	store, err := kps.Open(ctx, kps.Config{Backend: "postgres", Postgres: pc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	hk, err := apps.LoadOrCreateHashKey(ti, groupID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := apps.NewManager(ctx, store, hk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, _ := m.CreateApp(ctx, apps.App{Name: "Shop", Enabled: true, APIs: []string{"orders"}})
+	_, key, err := m.CreateKey(ctx, app.ID, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func() response {
+		return do(t, nil, "GET", inst.base+"/orders/1", http.Header{"Keyid": {key.RevealString()}})
+	}
+	if r := get(); r.status != 200 {
+		t.Fatalf("with the key: %d %s", r.status, r.body)
+	}
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(400 * time.Millisecond) // past the cache's lifetime
+	for i := 0; i < 3; i++ {
+		start := time.Now()
+		r := get()
+		if r.status != 503 || r.header.Get("Retry-After") != "1" || strings.Contains(r.body, "127.0.0.1") {
+			t.Fatalf("database down: %d %v %s, want 503", r.status, r.header, r.body)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("database down: the answer took %v", d)
+		}
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r := get()
+		if r.status == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("database back: still %d %s", r.status, r.body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	logData, _ := os.ReadFile(filepath.Join(ti.InstanceLogsDir(groupID, instanceID), "instance.log"))
+	if !strings.Contains(string(logData), `"policy":"apiKey","status":503`) {
+		t.Errorf("no log line for the 503:\n%s", logData)
 	}
 }
