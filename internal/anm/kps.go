@@ -210,10 +210,8 @@ func (a *API) defineTable(w http.ResponseWriter, r *http.Request) {
 	gid := r.PathValue("groupID")
 	var t kps.Table
 	var created bool
-	err := apihttp.ReadBody(w, r, &t, `"collection", "name", "alias", "properties" ([{"name","type","generated"}]), "primaryKey", "secondaryKey", "indexes"`)
-	if err == nil {
-		err = kpsError(t.Validate())
-	}
+	// ReadBody validates the definition (kps.Table is a Validator).
+	err := kpsError(apihttp.ReadBody(w, r, &t, `"collection", "name", "alias", "properties" ([{"name","type","generated"}]), "primaryKey", "secondaryKey", "indexes"`))
 	if err == nil {
 		err = writable(t)
 	}
