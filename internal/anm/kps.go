@@ -158,17 +158,41 @@ func rowValues(t kps.Table, raw map[string]json.RawMessage) (map[string]any, err
 			}
 			return nil, &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("table %q has no property %q; its properties: %s", t.Alias, name, strings.Join(names, ", "))}
 		}
-		if bytes.Equal(bytes.TrimSpace(msg), []byte("null")) {
+		msg = bytes.TrimSpace(msg)
+		if bytes.Equal(msg, []byte("null")) {
 			continue
 		}
 		one, _ := json.Marshal(map[string]json.RawMessage{name: msg})
 		v, err := t.Decode(one)
+		if err == nil && !jsonKindFits(p.Type, msg) {
+			err = fmt.Errorf("a JSON %c… for a %s", msg[0], p.Type)
+		}
 		if err != nil {
 			return nil, &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("table %q: property %q is a %s: %s is not one", t.Alias, name, p.Type, truncateText(string(msg), 100)), Err: err}
 		}
 		out[name] = v[name]
 	}
 	return out, nil
+}
+
+// jsonKindFits says whether a JSON value (not null) is of the kind a
+// property of type t takes: the store's decoder is lenient (a number in a
+// string), the API is not.
+func jsonKindFits(t kps.Type, msg []byte) bool {
+	c := msg[0]
+	switch t {
+	case kps.String:
+		return c == '"'
+	case kps.Boolean:
+		return c == 't' || c == 'f'
+	case kps.Integer, kps.Long, kps.Double:
+		return c == '-' || c >= '0' && c <= '9'
+	case kps.List:
+		return c == '['
+	case kps.Map:
+		return c == '{'
+	}
+	return false
 }
 
 func truncateText(s string, n int) string {
