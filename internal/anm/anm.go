@@ -4,7 +4,9 @@
 // (conf/acl.json), the audit entries of what it changes, and its areas:
 // the API's description (OpenAPI), sessions, topology, management of
 // instances, the router, the audit log, admin users, deployment and
-// rollouts.
+// rollouts, client applications and their API keys, and the groups' key
+// property stores (opened as each group's configuration says and kept
+// until Close, kpsstores.go).
 //
 // A new API area is one new file with a method that returns its area (its
 // routes, and for each operation the OpenAPI operationId, the RBAC

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/apps"
 	"github.com/gatehouse-gw/gatehouse/internal/audit"
+	"github.com/gatehouse-gw/gatehouse/internal/deploy"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/gwtest"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
@@ -441,9 +442,18 @@ func TestKPSWhereTheStoreIs(t *testing.T) {
 	e.do("GET", "/api/applications/group-3", "").WantError(t, 409, "no instance on the Admin Node Manager's host (host-1)", "kps.backend postgres", "group.yaml")
 	e.do("GET", "/api/kps/Empty", "").WantError(t, 409, "no instance on the Admin Node Manager's host")
 	e.do("GET", "/api/kps/group-9", "").WantError(t, 404, "group-9")
+	// With a stored archive, the group's newest archive is its configuration.
+	arch, err := deploy.Normalize([]byte("kps: {backend: sqlite}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.a.archives.Add("group-3", arch, deploy.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	e.do("GET", "/api/kps/group-3", "").WantError(t, 409, "(kps.backend sqlite, archive 1)")
 
 	// An instance of group-2 on another host: refused, naming it.
-	_, err := e.store.Update(context.Background(), topology.Actor{User: "test"}, "test", 0, func(tp *topology.Topology) (string, error) {
+	_, err = e.store.Update(context.Background(), topology.Actor{User: "test"}, "test", 0, func(tp *topology.Topology) (string, error) {
 		tp.Hosts = append(tp.Hosts, topology.Host{ID: tp.NextID(topology.KindHost), Name: "far"}) // host-2
 		g, err := tp.Group("group-2")
 		if err != nil {
@@ -460,8 +470,9 @@ func TestKPSWhereTheStoreIs(t *testing.T) {
 	// A PostgreSQL group is not refused for where its instances are; its
 	// store is opened (here it cannot be: this build has no postgres
 	// backend, 503).
-	os.WriteFile(e.h.GroupConfFile("group-3"), []byte("kps:\n  backend: postgres\n  postgres: {host: 127.0.0.1, database: gh, user: gh}\n"), 0o644)
-	e.do("GET", "/api/applications/group-3", "").WantError(t, 503, "cannot be opened")
+	e.do("POST", "/api/topology/groups", `{"name":"Far"}`).MustCode(t, 201) // group-4
+	os.WriteFile(e.h.GroupConfFile("group-4"), []byte("kps:\n  backend: postgres\n  postgres: {host: 127.0.0.1, database: gh, user: gh}\n"), 0o644)
+	e.do("GET", "/api/applications/group-4", "").WantError(t, 503, "cannot be opened")
 }
 
 // TestKPSStores: one open store per group and settings, shared by the
