@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -229,6 +230,7 @@ func TestApplicationsAPI(t *testing.T) {
 
 	// Disable, enable, expiry.
 	e.do("PUT", "/api/applications/group-2/Shop/keys/"+id, `{}`).WantError(t, 400, "nothing to change")
+	e.do("PUT", "/api/applications/group-2/Shop/keys/"+id, `{"expiresAt":"soon"}`).WantError(t, 400, "RFC 3339")
 	a = e.do("PUT", "/api/applications/group-2/Shop/keys/"+id, `{"enabled":false}`)
 	a.MustCode(t, 200)
 	var k apps.Key
@@ -272,6 +274,18 @@ func TestApplicationsAPI(t *testing.T) {
 		t.Errorf("default grace: the old key expires in %v, want 24h", d)
 	}
 	rotatedValue := rot.Value
+	e.do("POST", "/api/applications/group-2/Nobody/keys/"+id+"/rotate", "").WantError(t, 404, "Nobody")
+	// A grace of 0s: the old key stops now.
+	a = e.do("POST", "/api/applications/group-2/Shop/keys/"+rot.Key.ID+"/rotate", `{"grace":"0s"}`)
+	a.MustCode(t, 201)
+	var rot0 rotated
+	a.Decode(t, &rot0)
+	if d := time.Since(rot0.Old.ExpiresAt); d < 0 || d > time.Minute {
+		t.Errorf("grace 0s: the old key expires at %v", rot0.Old.ExpiresAt)
+	}
+	// A key that expired cannot be rotated (its successor would be born expired).
+	e.do("PUT", "/api/applications/group-2/Shop/keys/"+rot0.Key.ID, `{"expiresAt":"2001-01-01T00:00:00Z"}`).MustCode(t, 200)
+	e.do("POST", "/api/applications/group-2/Shop/keys/"+rot0.Key.ID+"/rotate", "").WantError(t, 400, "not in the future")
 
 	// Delete a key, then the application with its keys.
 	e.do("DELETE", "/api/applications/group-2/Other/keys/"+id, "").WantError(t, 404, "has no key")
@@ -281,7 +295,7 @@ func TestApplicationsAPI(t *testing.T) {
 	e.do("DELETE", "/api/applications/group-2/Shop?version=x", "").WantError(t, 400, "application's version")
 	a = e.do("DELETE", "/api/applications/group-2/Shop", "")
 	a.MustCode(t, 200)
-	if !strings.Contains(a.Body, `"deletedKeys":3`) {
+	if !strings.Contains(a.Body, `"deletedKeys":4`) {
 		t.Errorf("delete: %s", a.Body)
 	}
 	e.do("GET", "/api/applications/group-2/Shop", "").WantError(t, 404, "Shop")
@@ -290,8 +304,11 @@ func TestApplicationsAPI(t *testing.T) {
 	// The audit log: every change, refused ones too, never a key's value.
 	es := auditEntries(t, e)
 	wantEntry(t, es, "create application", "ok", "group-2", shop.ID, `"Shop"`, "APIs orders")
-	wantEntry(t, es, "create application", "error", "group-2", `"Shop"`, "already")
+	wantEntry(t, es, "create application", "error", "group-2", `application "Shop"`, "already")
 	wantEntry(t, es, "change application", "ok", shop.ID, "enabled false", "(was: ")
+	wantTargets(t, es, "change application", "group-2", shop.ID) // named "Shop" in the request
+	wantEntry(t, es, "create api key", "error", `application `+shop.ID+` ("Shop")`, "not in the future")
+	wantEntry(t, es, "rotate api key", "ok", "replaced by "+firstRotated)
 	wantEntry(t, es, "change application", "error", "no longer at version 7")
 	wantEntry(t, es, "create api key", "ok", shop.ID, id)
 	wantEntry(t, es, "disable api key", "ok", id, "enabled false")
@@ -300,7 +317,7 @@ func TestApplicationsAPI(t *testing.T) {
 	wantEntry(t, es, "rotate api key", "ok", id, firstRotated, "grace 1h0m0s")
 	wantEntry(t, es, "delete api key", "ok", id)
 	wantEntry(t, es, "delete api key", "error", id, "has no key")
-	wantEntry(t, es, "delete application", "ok", shop.ID, "3 key(s)")
+	wantEntry(t, es, "delete application", "ok", shop.ID, "4 key(s)")
 	logData, err := os.ReadFile(e.h.Path("conf", "audit", "audit.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -310,6 +327,17 @@ func TestApplicationsAPI(t *testing.T) {
 			t.Errorf("the audit log holds a key's secret %q", v)
 		}
 	}
+}
+
+// wantTargets finds an entry of action whose targets are exactly targets.
+func wantTargets(t *testing.T, es []audit.Entry, action string, targets ...string) {
+	t.Helper()
+	for _, en := range es {
+		if en.Action == action && strings.Join(en.Targets, " ") == strings.Join(targets, " ") {
+			return
+		}
+	}
+	t.Errorf("no audit entry %q with the targets %q", action, targets)
 }
 
 // TestKPSAPI: tables, a custom table defined and its rows written with
@@ -352,6 +380,13 @@ func TestKPSAPI(t *testing.T) {
 	e.do("POST", "/api/kps/group-2/prices", `{"values":{"sku":"c-1"},"version":2}`).WantError(t, 400, "version")
 	e.do("POST", "/api/kps/group-2/nothing", `{"values":{"sku":"c-1"}}`).WantError(t, 404, `no table "nothing"`, "prices")
 	e.do("POST", "/api/kps/group-2/prices", `{"values":{"sku":"a-1","amount":null}}`).MustCode(t, 201)
+	e.do("POST", "/api/kps/group-2/prices", `{"values":{"sku":"z-0","amount":0,"live":false}}`).MustCode(t, 201)
+	e.do("POST", "/api/kps/group-2/prices", `{"values":{"sku":"z-1","live":"true"}}`).WantError(t, 400, `property "live" is a boolean`)
+	long := strings.Repeat("x", 150)
+	if a := e.do("POST", "/api/kps/group-2/prices", `{"values":{"sku":"z-2","amount":"`+long+`"}}`); a.Code != 400 || !strings.Contains(a.Body, `"`+long[:99]+`…`) || strings.Contains(a.Body, long[:100]) {
+		t.Errorf("a long wrong value: the message quotes it cut at 100 bytes: %s", a.Body)
+	}
+	e.do("DELETE", "/api/kps/group-2/prices/z-0", "").MustCode(t, 200)
 
 	a = e.do("GET", "/api/kps/group-2/prices?limit=1", "")
 	a.MustCode(t, 200)
@@ -376,7 +411,8 @@ func TestKPSAPI(t *testing.T) {
 	e.do("PUT", "/api/kps/group-2/prices/b-1", `{"values":{"amount":1}}`, "If-Match", `"4"`).WantError(t, 409, "send its version")
 	e.do("PUT", "/api/kps/group-2/prices/b-1", `{"values":{"sku":"other","amount":1}}`).WantError(t, 400, "does not change")
 	e.do("PUT", "/api/kps/group-2/prices/b-1", `{"values":{"amount":1},"version":1}`, "If-Match", `"2"`).WantError(t, 400, "send one")
-	e.do("PUT", "/api/kps/group-2/prices/zz", `{"values":{"amount":1}}`).WantError(t, 404, "")
+	e.do("PUT", "/api/kps/group-2/prices/zz", `{"values":{"amount":1}}`).WantError(t, 404, `kps get prices "zz"`)
+	e.do("PUT", "/api/kps/group-2/prices/b-1", `{"values":{"price":1}}`).WantError(t, 400, `no property "price"`)
 	a = e.do("PUT", "/api/kps/group-2/prices/b-1", `{"values":{"amount":7},"version":1}`)
 	a.MustCode(t, 200)
 	row = rowView{}
@@ -401,6 +437,20 @@ func TestKPSAPI(t *testing.T) {
 	e.do("GET", "/api/kps/group-2/counters/42", "").MustCode(t, 200)
 	e.do("GET", "/api/kps/group-2/counters/abc", "").WantError(t, 400, "is an integer")
 	e.do("GET", "/api/kps/group-2/counters/99999999999", "").WantError(t, 400, "is an integer")
+	e.do("PUT", "/api/kps/group-2/counters/abc", `{"values":{"v":"y"}}`).WantError(t, 400, "is an integer")
+	e.do("DELETE", "/api/kps/group-2/counters/abc", "").WantError(t, 400, "is an integer")
+	e.do("POST", "/api/kps/group-2", `{"collection":"Shop","name":"Big counters","alias":"big","properties":[{"name":"n","type":"long"}],"primaryKey":"n"}`).MustCode(t, 201)
+	e.do("POST", "/api/kps/group-2/big", `{"values":{"n":99999999999}}`).MustCode(t, 201)
+	e.do("GET", "/api/kps/group-2/big/99999999999", "").MustCode(t, 200)
+	e.do("GET", "/api/kps/group-2/big/99999999999999999999", "").WantError(t, 400, "is an long")
+	a = e.do("POST", "/api/kps/group-2", `{"collection":"Shop","name":"Spaced","alias":"spaced","properties":[{"name":"k","type":"string"}],"primaryKey":"k"}`)
+	a.MustCode(t, 201)
+	a = e.do("POST", "/api/kps/group-2/spaced", `{"values":{"k":"a b/c"}}`)
+	a.MustCode(t, 201)
+	if loc := a.Header.Get("Location"); loc != "/api/kps/group-2/spaced/a%20b%2Fc" {
+		t.Errorf("Location %q", loc)
+	}
+	e.do("GET", "/api/kps/group-2/spaced/a%20b%2Fc", "").MustCode(t, 200)
 
 	// The applications' tables: readable, never writable here, no hash.
 	e.do("POST", "/api/applications/group-2", `{"name":"Shop"}`).MustCode(t, 201)
@@ -442,15 +492,31 @@ func TestKPSWhereTheStoreIs(t *testing.T) {
 	e.do("GET", "/api/applications/group-3", "").WantError(t, 409, "no instance on the Admin Node Manager's host (host-1)", "kps.backend postgres", "group.yaml")
 	e.do("GET", "/api/kps/Empty", "").WantError(t, 409, "no instance on the Admin Node Manager's host")
 	e.do("GET", "/api/kps/group-9", "").WantError(t, 404, "group-9")
+	// A configuration that cannot be read: 500 naming it.
+	os.WriteFile(e.h.GroupConfFile("group-3"), []byte("kps: {backnd: x}\n"), 0o644)
+	e.do("GET", "/api/kps/group-3", "").WantError(t, 500, "conf/group.yaml cannot be read")
+	os.WriteFile(e.h.GroupConfFile("group-2"), []byte("kps: {backnd: x}\n"), 0o644)
+	e.do("GET", "/api/kps/group-2", "").WantError(t, 500, "the configuration of the group's instances on this host cannot be read", "instance-1")
+	os.WriteFile(e.h.GroupConfFile("group-2"), []byte(appsGroupYAML), 0o644)
+	// A stored archive that was damaged on disk.
+	first, err := deploy.Normalize([]byte("log: {level: info}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.a.archives.Add("group-3", first, deploy.Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(e.h.GroupDeploymentsDir("group-3"), "1.tar.gz"), []byte("damaged"), 0o644)
+	e.do("GET", "/api/kps/group-3", "").WantError(t, 500, "archive 1 of group-3 cannot be read")
 	// With a stored archive, the group's newest archive is its configuration.
-	arch, err := deploy.Normalize([]byte("kps: {backend: sqlite}\n"))
+	arch, err := deploy.Normalize([]byte("kps: {backend: sqlite}\nlog: {level: info}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.a.archives.Add("group-3", arch, deploy.Meta{}); err != nil {
 		t.Fatal(err)
 	}
-	e.do("GET", "/api/kps/group-3", "").WantError(t, 409, "(kps.backend sqlite, archive 1)")
+	e.do("GET", "/api/kps/group-3", "").WantError(t, 409, "(kps.backend sqlite, archive 2)")
 
 	// An instance of group-2 on another host: refused, naming it.
 	_, err = e.store.Update(context.Background(), topology.Actor{User: "test"}, "test", 0, func(tp *topology.Topology) (string, error) {
@@ -479,6 +545,9 @@ func TestKPSWhereTheStoreIs(t *testing.T) {
 // requests; replaced when the settings change (the old one closed when its
 // last request is done); Close closes them and refuses more.
 func TestKPSStores(t *testing.T) {
+	// A lock left held would hang the test: fail it instead.
+	stop := time.AfterFunc(20*time.Second, func() { panic("TestKPSStores: a get or a release did not return within 20 s (a lock left held)") })
+	defer stop.Stop()
 	h, err := home.At(t.TempDir())
 	if err != nil {
 		t.Fatal(err)

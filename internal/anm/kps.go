@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -360,7 +361,7 @@ func (a *API) insertRow(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	w.Header().Set("Location", "/api/kps/"+gid+"/"+alias+"/"+out.Key)
+	w.Header().Set("Location", "/api/kps/"+gid+"/"+alias+"/"+url.PathEscape(out.Key))
 	writeVersioned(w, http.StatusCreated, out, out.Version)
 }
 
