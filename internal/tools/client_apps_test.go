@@ -246,3 +246,81 @@ func TestClientAppsUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestApplicationsDocExample runs the worked example of docs/applications.md
+// as written: the install directory a temporary one, the admin password the
+// one quickstart printed, and the key keys create printed in place of the
+// one shown. It uses the documented default ports (8080, 8081, 8085, 8090).
+func TestApplicationsDocExample(t *testing.T) {
+	root := repoRoot(t)
+	r := newDocRunner(t, t.TempDir())
+	blocks := docBlocks(t, filepath.Join(root, "docs", "applications.md"), "## A worked example")
+	t.Cleanup(func() {
+		r.run("nodemanager -k -q", "")
+		r.run(`startinstance -k -n "QuickStart Server" -g "QuickStart Group"`, "")
+	})
+	const docKey, docID = "gk_qv3fjnx2mpt5_mrctyexgi3xwyzrhrhfwk6oyl5", "gk_qv3fjnx2mpt5"
+	var password, key string
+	lines := blocks[0]
+	ran := 0
+	for i := 0; i < len(lines); i++ {
+		raw := lines[i]
+		l := r.line(raw)
+		if strings.Contains(raw, "<<'EOF'") { // a here-document: the lines up to EOF, as they are
+			for i++; i < len(lines) && lines[i] != "EOF"; i++ {
+				l += "\n" + lines[i]
+			}
+			l += "\nEOF"
+		}
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		if key != "" {
+			l = strings.ReplaceAll(strings.ReplaceAll(l, docKey, key), docID, key[:15])
+		}
+		out, err := r.run(l, password+"\n")
+		t.Logf("$ %s\n%s", l, out)
+		ran++
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", raw, err, out)
+		}
+		switch {
+		case strings.Contains(l, "quickstart -d"):
+			m := regexp.MustCompile(`password: (\S+)`).FindStringSubmatch(out)
+			if m == nil {
+				t.Fatalf("quickstart printed no password: %s", out)
+			}
+			password = m[1]
+		case strings.Contains(l, "keys create"):
+			ls := strings.Split(strings.TrimSpace(out), "\n")
+			if len(ls) != 3 || len(ls[1]) != len(docKey) {
+				t.Fatalf("keys create: %s", out)
+			}
+			key = ls[1]
+		case strings.HasPrefix(l, "curl -i http"):
+			if !strings.Contains(out, "401 Unauthorized") || !strings.Contains(out, `WWW-Authenticate: APIKey realm="gatehouse", header="KeyId"`) {
+				t.Errorf("%s: want 401 with WWW-Authenticate: %s", l, out)
+			}
+		case strings.HasPrefix(l, "curl -H"):
+			if !strings.Contains(out, `"X-Gatehouse-Application-Name":["My App"]`) || strings.Contains(out, key[15:]) {
+				t.Errorf("%s: want the application and not the key at the back end: %s", l, out)
+			}
+		case strings.HasPrefix(l, "curl -i -H"):
+			// The documented bound: within kps.cache.ttl (1 s here).
+			for deadline := time.Now().Add(appsTTL + appsMargin); !strings.Contains(out, "401 Unauthorized") && time.Now().Before(deadline); {
+				time.Sleep(100 * time.Millisecond)
+				out, _ = r.run(l, "")
+			}
+			if !strings.Contains(out, "401 Unauthorized") {
+				t.Errorf("%s: the disabled key still opens the API: %s", l, out)
+			}
+		case strings.Contains(l, "client audit"):
+			if !strings.Contains(out, "create api key") || !strings.Contains(out, "disable api key") || strings.Contains(out, key[15:]) {
+				t.Errorf("%s: %s", l, out)
+			}
+		}
+	}
+	if ran < 12 || key == "" {
+		t.Errorf("only %d commands of the example ran (key %q)", ran, key)
+	}
+}
