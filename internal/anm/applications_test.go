@@ -154,6 +154,7 @@ func TestApplicationsAPI(t *testing.T) {
 	}
 	e.do("GET", "/api/applications/group-2?limit=0", "").WantError(t, 400, "limit")
 	e.do("GET", "/api/applications/group-2?limit=1001", "").WantError(t, 400, "limit")
+	e.do("GET", "/api/applications/group-2?limit=1000", "").MustCode(t, 200)
 
 	// Change: a stale version, a version in the body and If-Match that
 	// disagree, then a partial change.
@@ -161,6 +162,8 @@ func TestApplicationsAPI(t *testing.T) {
 	e.do("PUT", "/api/applications/group-2/Shop", `{"enabled":false,"version":2}`, "If-Match", `"1"`).WantError(t, 400, "send one")
 	e.do("PUT", "/api/applications/group-2/Shop", `{"apis":["orders","gone"]}`).WantError(t, 400, `has no API "gone"`)
 	e.do("PUT", "/api/applications/group-2/Shop", `{"name":"Other"}`).WantError(t, 409, `called "Other" already`)
+	e.do("PUT", "/api/applications/group-2/Shop", `{"name":" Other"}`).WantError(t, 400, "name")
+	e.do("PUT", "/api/applications/group-2/Nobody", `{"contact":"x"}`).WantError(t, 404, "Nobody")
 	a = e.do("PUT", "/api/applications/group-2/Shop", `{"enabled":false,"description":"changed"}`, "If-Match", `"1"`)
 	a.MustCode(t, 200)
 	var changed apps.App
@@ -182,6 +185,8 @@ func TestApplicationsAPI(t *testing.T) {
 	e.do("PUT", "/api/applications/group-2/Shop", `{"contact":"new@example.com"}`).MustCode(t, 200)
 	e.do("PUT", "/api/applications/group-2/Shop", `{"apis":["orders","stock"]}`).MustCode(t, 200)
 	e.do("PUT", "/api/applications/group-2/Other", `{"apis":["orders"]}`).WantError(t, 400, `has no API "orders"`)
+	os.WriteFile(e.h.GroupConfFile("group-2"), []byte(""), 0o644)
+	e.do("PUT", "/api/applications/group-2/Other", `{"apis":["orders"]}`).WantError(t, 400, `has no API "orders"; its APIs: none`)
 	os.WriteFile(e.h.GroupConfFile("group-2"), []byte(appsGroupYAML), 0o644)
 
 	// Keys: the value once, with no-store; lists and reads without it.
@@ -250,6 +255,10 @@ func TestApplicationsAPI(t *testing.T) {
 	if !k.Enabled || !k.ExpiresAt.IsZero() {
 		t.Errorf("never expires: %+v", k)
 	}
+	e.do("PUT", "/api/applications/group-2/Shop/keys/"+id, `{"enabled":true}`).MustCode(t, 200)
+	if es := auditEntries(t, e); es[len(es)-1].Action != "change api key" {
+		t.Errorf("enabling an enabled key is recorded as %q, want change api key", es[len(es)-1].Action)
+	}
 
 	// Rotation: a new key; the old one expires after the grace period.
 	e.do("POST", "/api/applications/group-2/Shop/keys/"+id+"/rotate", `{"grace":"soon"}`).WantError(t, 400, "grace")
@@ -315,7 +324,8 @@ func TestApplicationsAPI(t *testing.T) {
 	wantEntry(t, es, "enable api key", "ok", id, "enabled true")
 	wantEntry(t, es, "change api key", "ok", id, "never expires")
 	wantEntry(t, es, "rotate api key", "ok", id, firstRotated, "grace 1h0m0s")
-	wantEntry(t, es, "delete api key", "ok", id)
+	wantEntry(t, es, "delete api key", "ok", "key "+id+", enabled true")
+	wantTargets(t, es, "change application", "group-2", "Nobody")
 	wantEntry(t, es, "delete api key", "error", id, "has no key")
 	wantEntry(t, es, "delete application", "ok", shop.ID, "4 key(s)")
 	logData, err := os.ReadFile(e.h.Path("conf", "audit", "audit.log"))
@@ -408,6 +418,7 @@ func TestKPSAPI(t *testing.T) {
 		t.Errorf("row: %s", a.Body)
 	}
 	e.do("GET", "/api/kps/group-2/prices/zz", "").WantError(t, 404, "not found")
+	e.do("GET", "/api/kps/group-2/nothing/zz", "").WantError(t, 404, `no table "nothing"`)
 	e.do("PUT", "/api/kps/group-2/prices/b-1", `{"values":{"amount":1}}`, "If-Match", `"4"`).WantError(t, 409, "send its version")
 	e.do("PUT", "/api/kps/group-2/prices/b-1", `{"values":{"sku":"other","amount":1}}`).WantError(t, 400, "does not change")
 	e.do("PUT", "/api/kps/group-2/prices/b-1", `{"values":{"amount":1},"version":1}`, "If-Match", `"2"`).WantError(t, 400, "send one")
@@ -437,11 +448,14 @@ func TestKPSAPI(t *testing.T) {
 	e.do("GET", "/api/kps/group-2/counters/42", "").MustCode(t, 200)
 	e.do("GET", "/api/kps/group-2/counters/abc", "").WantError(t, 400, "is an integer")
 	e.do("GET", "/api/kps/group-2/counters/99999999999", "").WantError(t, 400, "is an integer")
+	e.do("GET", "/api/kps/group-2/counters/2147483648", "").WantError(t, 400, "is an integer")
 	e.do("PUT", "/api/kps/group-2/counters/abc", `{"values":{"v":"y"}}`).WantError(t, 400, "is an integer")
 	e.do("DELETE", "/api/kps/group-2/counters/abc", "").WantError(t, 400, "is an integer")
 	e.do("POST", "/api/kps/group-2", `{"collection":"Shop","name":"Big counters","alias":"big","properties":[{"name":"n","type":"long"}],"primaryKey":"n"}`).MustCode(t, 201)
 	e.do("POST", "/api/kps/group-2/big", `{"values":{"n":99999999999}}`).MustCode(t, 201)
 	e.do("GET", "/api/kps/group-2/big/99999999999", "").MustCode(t, 200)
+	e.do("POST", "/api/kps/group-2/big", `{"values":{"n":9223372036854775807}}`).MustCode(t, 201)
+	e.do("GET", "/api/kps/group-2/big/9223372036854775807", "").MustCode(t, 200)
 	e.do("GET", "/api/kps/group-2/big/99999999999999999999", "").WantError(t, 400, "is an long")
 	a = e.do("POST", "/api/kps/group-2", `{"collection":"Shop","name":"Spaced","alias":"spaced","properties":[{"name":"k","type":"string"}],"primaryKey":"k"}`)
 	a.MustCode(t, 201)
@@ -476,6 +490,11 @@ func TestKPSAPI(t *testing.T) {
 	wantEntry(t, es, "update kps row", "ok", "b-1", "version 2")
 	wantEntry(t, es, "delete kps row", "ok", "b-1", "version 3")
 	wantEntry(t, es, "insert kps row", "error", "apikeys", "written only through")
+	for _, en := range es {
+		if en.Action == "insert kps row" && en.Outcome == "error" && en.Detail != `table "apikeys"` && strings.Contains(en.Detail, "apikeys") {
+			t.Errorf("a refused insert's detail: %q, want only the table", en.Detail)
+		}
+	}
 	for _, en := range es {
 		if strings.Contains(en.Detail, "1200") {
 			t.Errorf("an audit entry holds a row's value: %+v", en)

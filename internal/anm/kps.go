@@ -139,6 +139,7 @@ func keyValue(t kps.Table, s string) (any, error) {
 			return nil, &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("key %q: the primary key %q of table %q is an %s", s, p.Name, t.Alias, p.Type)}
 		}
 		if p.Type == kps.Integer {
+			// mutate:equivalent delete-stmt the store takes an int64 for an integer property too (kps normalize), within range as ParseInt checked
 			return int32(n), nil
 		}
 		return n, nil

@@ -53,6 +53,7 @@ func (a *API) groupKPSOf(arg string) (groupKPS, error) {
 	var local, remote []string
 	for _, s := range g.Services {
 		if s.Type != topology.TypeGateway {
+			// mutate:equivalent delete-stmt a gateway group (the node managers' one was refused above) has only gateway services
 			continue
 		}
 		if s.HostID == a.conf.HostID {
