@@ -4,7 +4,9 @@
 // (conf/acl.json), the audit entries of what it changes, and its areas:
 // the API's description (OpenAPI), sessions, topology, management of
 // instances, the router, the audit log, admin users, deployment and
-// rollouts.
+// rollouts, client applications and their API keys, and the groups' key
+// property stores (opened as each group's configuration says and kept
+// until Close, kpsstores.go).
 //
 // A new API area is one new file with a method that returns its area (its
 // routes, and for each operation the OpenAPI operationId, the RBAC
@@ -75,8 +77,11 @@ type API struct {
 	acl        *rbac.ACL // users.go; set by LoadAccess before serving
 
 	archives *deploy.Store // deployment.go: the domain's deployment archives
-	jobs     *jobs         // rollout.go: rollouts run by this ANM
-	uploads  chan struct{} // deployment.go: a token per upload being read and validated
+	// kpsStores are the groups' key property stores opened by the
+	// applications and kps areas (kpsstores.go).
+	kpsStores *kpsStores
+	jobs      *jobs         // rollout.go: rollouts run by this ANM
+	uploads   chan struct{} // deployment.go: a token per upload being read and validated
 	// rolloutLease is the out-of-service lease of a rollout step (0:
 	// rolloutLease; tests shorten it).
 	rolloutLease time.Duration
@@ -86,7 +91,7 @@ type API struct {
 func New(c Config) *API {
 	a := &API{h: c.Home, conf: c.Conf, admin: c.Admin, store: c.Store, audit: c.Audit, log: c.Logger,
 		sup: c.Instances, net: c.Net, router: c.Router, auth: newAuthenticator(c.Home, c.Logger), switchPort: c.SwitchPort,
-		archives: deploy.NewStore(c.Home), jobs: newJobs(), uploads: make(chan struct{}, maxUploadsAtOnce)}
+		archives: deploy.NewStore(c.Home), kpsStores: newKPSStores(c.Home, c.Logger), jobs: newJobs(), uploads: make(chan struct{}, maxUploadsAtOnce)}
 	a.jobs.journal = newJournal(c.Home, c.Logger)
 	a.rolloutLease, _ = c.Conf.Rollout.Lease() // checked by LoadJobs, before serving
 	return a
@@ -141,7 +146,12 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 // expectedVersion is the topology version a change is based on: the
 // If-Match header ("5", 5 or *) or the version query parameter. 0 means
 // none was sent (or *): the change applies to the current version.
-func expectedVersion(r *http.Request) (int64, error) {
+func expectedVersion(r *http.Request) (int64, error) { return requestVersion(r, "topology version") }
+
+// requestVersion is the version of what (the topology, an application, a
+// row) a change is based on: If-Match or the version query parameter, as
+// expectedVersion; 0 when none was sent.
+func requestVersion(r *http.Request, of string) (int64, error) {
 	parse := func(what, s string) (int64, error) {
 		s = strings.TrimSpace(s)
 		if s == "*" && what == "If-Match" {
@@ -150,7 +160,7 @@ func expectedVersion(r *http.Request) (int64, error) {
 		u := strings.TrimSuffix(strings.TrimPrefix(s, `"`), `"`)
 		v, err := strconv.ParseInt(u, 10, 64)
 		if err != nil || v < 1 {
-			return 0, &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("%s %q: want the topology version, a positive integer (e.g. %s: \"5\")", what, s, what)}
+			return 0, &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("%s %q: want the %s, a positive integer (e.g. %s: \"5\")", what, s, of, what)}
 		}
 		return v, nil
 	}
@@ -158,7 +168,7 @@ func expectedVersion(r *http.Request) (int64, error) {
 	var err error
 	if hv := r.Header.Values("If-Match"); len(hv) > 0 {
 		if len(hv) > 1 || strings.Contains(hv[0], ",") {
-			return 0, &apihttp.Error{Code: http.StatusBadRequest, Msg: "If-Match: want one topology version"}
+			return 0, &apihttp.Error{Code: http.StatusBadRequest, Msg: "If-Match: want one " + of}
 		}
 		if fromHeader, err = parse("If-Match", hv[0]); err != nil {
 			return 0, err

@@ -23,14 +23,16 @@ type area struct {
 // its area method and a line here.
 func (a *API) areas() []area {
 	return []area{
-		a.openAPIArea(),    // openapi.go
-		a.sessionArea(),    // session.go
-		a.topologyArea(),   // topology.go
-		a.managementArea(), // management.go
-		a.routerArea(),     // router.go
-		a.auditArea(),      // audit.go
-		a.usersArea(),      // users.go
-		a.deploymentArea(), // deployment.go
+		a.openAPIArea(),      // openapi.go
+		a.sessionArea(),      // session.go
+		a.topologyArea(),     // topology.go
+		a.managementArea(),   // management.go
+		a.routerArea(),       // router.go
+		a.auditArea(),        // audit.go
+		a.usersArea(),        // users.go
+		a.deploymentArea(),   // deployment.go
+		a.applicationsArea(), // applications.go
+		a.kpsArea(),          // kps.go
 	}
 }
 

@@ -50,7 +50,8 @@ func TestOpenAPIEveryRouteAnswered(t *testing.T) {
 	e.do("POST", "/api/topology/groups", `{"name":"OpenAPI Group"}`).MustCode(t, 201)
 	e.do("POST", "/api/topology/services/group-2", fmt.Sprintf(`{"name":"openapi-1","trafficPort":%d,"managementPort":%d}`, gwtest.FreePort(t), gwtest.FreePort(t))).MustCode(t, 201)
 	apitest.CallEveryOperation(t, doc, "/api/", e.url, http.DefaultClient,
-		map[string]string{"hostID": "host-2", "groupID": "group-2", "serviceID": "instance-1", "action": "status", "path": "healthcheck", "name": "openapi-user", "archiveID": "1", "jobID": "1"},
+		map[string]string{"hostID": "host-2", "groupID": "group-2", "serviceID": "instance-1", "action": "status", "path": "healthcheck", "name": "openapi-user", "archiveID": "1", "jobID": "1",
+			"appID": "openapi-app", "keyID": "gk_aaaaaaaaaaaa", "alias": "openapi", "key": "k1"},
 		openAPIBodies(t), "no management API resource")
 }
 
@@ -67,6 +68,14 @@ func openAPIBodies(t *testing.T) map[string]string {
 		"updateUser":           `{"roles":["Deployer","Policy Developer"]}`,
 		"uploadConfiguration":  "{}\n",
 		"setArchiveProperties": `{"comment":"openapi"}`,
+		"createApplication":    `{"name":"openapi-app"}`,
+		"updateApplication":    `{"description":"openapi"}`,
+		"createKey":            `{"expiresIn":"720h"}`,
+		"updateKey":            `{"enabled":false}`,
+		"rotateKey":            `{"grace":"1h"}`,
+		"defineKPSTable":       `{"collection":"OpenAPI","name":"OpenAPI","alias":"openapi","properties":[{"name":"k","type":"string"}],"primaryKey":"k"}`,
+		"insertKPSRow":         `{"values":{"k":"k1"}}`,
+		"updateKPSRow":         `{"values":{"k":"k1"}}`,
 		"createService":        fmt.Sprintf(`{"name":"openapi-2","trafficPort":%d,"managementPort":%d}`, gwtest.FreePort(t), gwtest.FreePort(t)),
 	}
 }

@@ -42,6 +42,9 @@ func (a *API) LoadAccess() error {
 		return fmt.Errorf("loading the access control list: %w", err)
 	}
 	a.acl = acl
+	if missing := acl.MissingDefaults(); len(missing) > 0 {
+		a.log.Warn("conf/acl.json lacks permissions of the built-in default ACL; the areas they cover are open to administrators only until they are added (docs/rbac.md, \"Permissions added by a release\")", "missing", missing)
+	}
 	if err := a.auth.sessions.configure(a.conf.Sessions); err != nil {
 		return fmt.Errorf("session lifetimes: %w", err)
 	}

@@ -154,6 +154,7 @@ func (n *NodeManager) Shutdown(ctx context.Context) error {
 	n.mu.Unlock()
 	n.net.Push.Stop()
 	err := errors.Join(n.srv.shutdown(ctx), n.api.Wait(ctx), n.sup.Stop(ctx))
+	n.api.Close() // the groups' key property stores the API opened
 	n.net.Close()
 	n.log.Info("node manager stopped")
 	n.mu.Lock()

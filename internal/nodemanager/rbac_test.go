@@ -34,18 +34,20 @@ var rbacAreas = []rbacArea{
 	{"deployment change", "POST", "/api/deployment/group/configuration/file/group-9", ""},
 	{"KPS read", "GET", "/api/kps/collections", ""},
 	{"KPS change", "POST", "/api/kps/collections", `{}`},
+	{"applications read", "GET", "/api/applications/group-9", ""},
+	{"applications change", "POST", "/api/applications/group-9", `{}`},
 }
 
 // rbacMatrix is the table of docs/rbac.md, written out independently of
 // the ACL: for each role, the areas it may use (in rbacAreas order).
 var rbacMatrix = map[string]string{
-	//                   topo    inst    router  audit users   deploy  KPS
-	//                   r  w    st ctl  r  w    r     r  w    r  w    r  w
-	rbac.RoleAdmin:           "1 1  1 1  1 1  1  1 1  1 1  1 1",
-	rbac.RoleOperator:        "1 0  1 1  1 0  1  1 0  1 0  1 0",
-	rbac.RoleDeployer:        "1 0  0 0  0 0  0  0 0  1 1  0 0",
-	rbac.RoleKPSAdmin:        "1 0  0 0  0 0  0  0 0  0 0  1 1",
-	rbac.RolePolicyDeveloper: "1 0  0 0  1 0  0  0 0  0 0  0 0",
+	//                   topo    inst    router  audit users   deploy  KPS   apps
+	//                   r  w    st ctl  r  w    r     r  w    r  w    r  w  r  w
+	rbac.RoleAdmin:           "1 1  1 1  1 1  1  1 1  1 1  1 1  1 1",
+	rbac.RoleOperator:        "1 0  1 1  1 0  1  1 0  1 0  1 0  1 0",
+	rbac.RoleDeployer:        "1 0  0 0  0 0  0  0 0  1 1  0 0  0 0",
+	rbac.RoleKPSAdmin:        "1 0  0 0  0 0  0  0 0  0 0  1 1  1 1",
+	rbac.RolePolicyDeveloper: "1 0  0 0  1 0  0  0 0  0 0  0 0  0 0",
 }
 
 // TestRBACMatrix runs every role against every API area on a real Admin

@@ -60,28 +60,30 @@ func DefaultACL() *ACL {
 	return &ACL{
 		Roles: map[string][]string{
 			RoleAdmin:           {"all", "metrics.read"},
-			RoleOperator:        {"session", "topology.read", "instances.status", "instances.control", "router.read", "audit.read", "users.read", "deployment.read", "kps.read", "metrics.read"},
+			RoleOperator:        {"session", "topology.read", "instances.status", "instances.control", "router.read", "audit.read", "users.read", "deployment.read", "kps.read", "applications.read", "metrics.read"},
 			RoleDeployer:        {"session", "topology.read", "deployment.read", "deployment.write"},
-			RoleKPSAdmin:        {"session", "topology.read", "kps.read", "kps.write"},
+			RoleKPSAdmin:        {"session", "topology.read", "kps.read", "kps.write", "applications.read", "applications.write"},
 			RolePolicyDeveloper: {"session", "topology.read", "router.read"},
 		},
 		Permissions: map[string]Permission{
-			"all":               {Description: "every method on every management API path", Rules: []Rule{{anyMethod, []string{"/api/**"}}}},
-			"session":           {Description: "log in and out, read the current user", Rules: []Rule{{anyMethod, []string{"/api/rbac/login", "/api/rbac/logout", "/api/rbac/currentuser"}}}},
-			"topology.read":     {Description: "read hosts, groups and instances", Rules: []Rule{{readMethods, []string{"/api/topology/**"}}}},
-			"topology.write":    {Description: "create, rename and delete hosts, groups and instances", Rules: []Rule{{[]string{"POST", "PUT", "DELETE"}, []string{"/api/topology/**"}}}},
-			"instances.status":  {Description: "read an instance's process state", Rules: []Rule{{[]string{"POST"}, []string{"/api/management/status/*/*"}}}},
-			"instances.control": {Description: "start and stop instances", Rules: []Rule{{[]string{"POST"}, []string{"/api/management/start/*/*", "/api/management/stop/*/*"}}}},
-			"router.read":       {Description: "read an instance's management API through the router", Rules: []Rule{{readMethods, []string{"/api/router/service/**"}}}},
-			"router.write":      {Description: "change an instance through the router", Rules: []Rule{{anyMethod, []string{"/api/router/service/**"}}}},
-			"audit.read":        {Description: "read the domain audit log", Rules: []Rule{{readMethods, []string{"/api/audit/**"}}}},
-			"users.read":        {Description: "list the admin users and their roles", Rules: []Rule{{readMethods, []string{"/api/rbac/users/**"}}}},
-			"users.write":       {Description: "create, change and delete admin users", Rules: []Rule{{[]string{"POST", "PUT", "DELETE"}, []string{"/api/rbac/users/**"}}}},
-			"deployment.read":   {Description: "list deployments, download archives", Rules: []Rule{{readMethods, []string{"/api/deployment/**"}}}},
-			"deployment.write":  {Description: "upload and deploy configurations", Rules: []Rule{{anyMethod, []string{"/api/deployment/**"}}}},
-			"kps.read":          {Description: "read KPS collections, tables and rows", Rules: []Rule{{readMethods, []string{"/api/kps/**"}}}},
-			"kps.write":         {Description: "change KPS collections, tables and rows", Rules: []Rule{{anyMethod, []string{"/api/kps/**"}}}},
-			"metrics.read":      {Description: "read the Admin Node Manager's Prometheus metrics (GET /metrics on its port, when on)", Rules: []Rule{{readMethods, []string{"/metrics"}}}},
+			"all":                {Description: "every method on every management API path", Rules: []Rule{{anyMethod, []string{"/api/**"}}}},
+			"session":            {Description: "log in and out, read the current user", Rules: []Rule{{anyMethod, []string{"/api/rbac/login", "/api/rbac/logout", "/api/rbac/currentuser"}}}},
+			"topology.read":      {Description: "read hosts, groups and instances", Rules: []Rule{{readMethods, []string{"/api/topology/**"}}}},
+			"topology.write":     {Description: "create, rename and delete hosts, groups and instances", Rules: []Rule{{[]string{"POST", "PUT", "DELETE"}, []string{"/api/topology/**"}}}},
+			"instances.status":   {Description: "read an instance's process state", Rules: []Rule{{[]string{"POST"}, []string{"/api/management/status/*/*"}}}},
+			"instances.control":  {Description: "start and stop instances", Rules: []Rule{{[]string{"POST"}, []string{"/api/management/start/*/*", "/api/management/stop/*/*"}}}},
+			"router.read":        {Description: "read an instance's management API through the router", Rules: []Rule{{readMethods, []string{"/api/router/service/**"}}}},
+			"router.write":       {Description: "change an instance through the router", Rules: []Rule{{anyMethod, []string{"/api/router/service/**"}}}},
+			"audit.read":         {Description: "read the domain audit log", Rules: []Rule{{readMethods, []string{"/api/audit/**"}}}},
+			"users.read":         {Description: "list the admin users and their roles", Rules: []Rule{{readMethods, []string{"/api/rbac/users/**"}}}},
+			"users.write":        {Description: "create, change and delete admin users", Rules: []Rule{{[]string{"POST", "PUT", "DELETE"}, []string{"/api/rbac/users/**"}}}},
+			"deployment.read":    {Description: "list deployments, download archives", Rules: []Rule{{readMethods, []string{"/api/deployment/**"}}}},
+			"deployment.write":   {Description: "upload and deploy configurations", Rules: []Rule{{anyMethod, []string{"/api/deployment/**"}}}},
+			"kps.read":           {Description: "read KPS collections, tables and rows", Rules: []Rule{{readMethods, []string{"/api/kps/**"}}}},
+			"kps.write":          {Description: "add, change and delete rows of custom KPS tables", Rules: []Rule{{[]string{"POST", "PUT", "DELETE"}, []string{"/api/kps/**"}}}},
+			"applications.read":  {Description: "read client applications and their API keys (never a key's value or hash)", Rules: []Rule{{readMethods, []string{"/api/applications/**"}}}},
+			"applications.write": {Description: "create, change and delete client applications; create, disable, rotate and delete API keys", Rules: []Rule{{[]string{"POST", "PUT", "DELETE"}, []string{"/api/applications/**"}}}},
+			"metrics.read":       {Description: "read the Admin Node Manager's Prometheus metrics (GET /metrics on its port, when on)", Rules: []Rule{{readMethods, []string{"/metrics"}}}},
 		},
 	}
 }
@@ -278,4 +280,19 @@ func matchPath(pat, segs []string) bool {
 		}
 	}
 	return len(pat) == len(segs)
+}
+
+// MissingDefaults lists, sorted, the permissions of DefaultACL that a is
+// without: a conf/acl.json written by an older release lacks the
+// permissions of areas added since (applications.read, …). LoadACL never
+// adds them by itself: an operator's file is the operator's (docs/rbac.md
+// says how to add them); the Admin Node Manager logs the list at start.
+func (a *ACL) MissingDefaults() []string {
+	var out []string
+	for _, n := range DefaultACL().permissionNames() {
+		if _, ok := a.Permissions[n]; !ok {
+			out = append(out, n)
+		}
+	}
+	return out
 }

@@ -2,8 +2,10 @@ package rbac
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -211,5 +213,37 @@ func wantMode(t *testing.T, path string, want os.FileMode) {
 	}
 	if got := fi.Mode() & (os.ModeDir | os.ModePerm); got != want {
 		t.Errorf("%s: got mode %v, want %v", path, got, want)
+	}
+}
+
+// MissingDefaults names the permissions of the built-in default that an
+// older file lacks, and nothing for the default itself; the file is not
+// changed by loading it.
+func TestMissingDefaults(t *testing.T) {
+	if got := DefaultACL().MissingDefaults(); len(got) != 0 {
+		t.Errorf("the default ACL: got %v, want none", got)
+	}
+	def := DefaultACL()
+	delete(def.Permissions, "applications.read")
+	delete(def.Permissions, "applications.write")
+	for r, perms := range def.Roles {
+		def.Roles[r] = slices.DeleteFunc(perms, func(p string) bool { return strings.HasPrefix(p, "applications.") })
+	}
+	data, _ := json.Marshal(def)
+	old, err := ParseACL("acl.json", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := old.MissingDefaults(); !slices.Equal(got, []string{"applications.read", "applications.write"}) {
+		t.Errorf("an older file: got %v, want [applications.read applications.write]", got)
+	}
+	if old.Allowed([]string{RoleKPSAdmin}, "GET", "/api/applications/group-2") {
+		t.Error("an older file grants the new area: the defaults were merged into it")
+	}
+	if !DefaultACL().Allowed([]string{RoleKPSAdmin}, "POST", "/api/applications/group-2/x/keys") ||
+		!DefaultACL().Allowed([]string{RoleOperator}, "GET", "/api/applications/group-2") ||
+		DefaultACL().Allowed([]string{RoleOperator}, "PUT", "/api/applications/group-2/x") ||
+		DefaultACL().Allowed([]string{RoleKPSAdmin}, "GET", "/api/deployment/jobs") {
+		t.Error("the default ACL's applications permissions are not as docs/rbac.md says")
 	}
 }

@@ -22,7 +22,7 @@ import (
 )
 
 var clientTool = Tool{
-	Name: "client", Summary: "talk to the management API: login, topology, host/group/instance create, start/stop/status, users, audit, deployments",
+	Name: "client", Summary: "talk to the management API: login, topology, host/group/instance create, start/stop/status, users, audit, deployments, client applications and API keys",
 	Linked: true,
 	Run:    runClient,
 }
@@ -238,6 +238,7 @@ type clientOpts struct {
 	// (managedomain --deploy); zero: newAPIClient reads it.
 	password   secret.Value
 	deployOpts // the deployment verbs' options (client_deploy.go)
+	appsOpts   // the apps and keys verbs' options (client_apps.go)
 }
 
 // clientSession is the session kept in the session file.
@@ -442,6 +443,9 @@ func clientOptsFrom(verb *clientVerb, vals map[string][]string) (*clientOpts, er
 		}
 	}
 	if err := deployOptsFrom(verb, o, vals); err != nil {
+		return nil, err
+	}
+	if err := appsOptsFrom(verb, o, vals); err != nil {
 		return nil, err
 	}
 	if o.passwordFile != "" && o.username == "" {

@@ -90,8 +90,11 @@ func (c *apiClient) statusText(se *apiclient.StatusError) string {
 		return fmt.Sprintf("forbidden (403): %s; an administrator can give the user a role that holds it (gatehouse client user update)", msg)
 	case http.StatusNotFound:
 		hint := "gatehouse client topology (or users) lists what there is"
-		if strings.HasPrefix(se.Path, "/deployment/") {
+		switch {
+		case strings.HasPrefix(se.Path, "/deployment/"):
 			hint = "gatehouse deployments lists the archives and the recent jobs"
+		case strings.HasPrefix(se.Path, "/applications/"):
+			hint = "gatehouse client apps list -g GROUP lists the applications, keys list -g GROUP --app APP their keys"
 		}
 		return fmt.Sprintf("not found (404): %s; %s", msg, hint)
 	case http.StatusConflict:
