@@ -157,15 +157,17 @@ func TestResealed(t *testing.T) {
 	}
 	row := func(s string) string { return `{"row":{"table":"people","version":1,"values":` + s + `}}` }
 	for name, change := range map[string]func([]string) []string{
-		"unknown property":       func(l []string) []string { return ins(l, 3, row(`{"id":"c","colour":"red"}`)) },
-		"wrong type":             func(l []string) []string { return ins(l, 3, row(`{"id":"c","age":"old"}`)) },
-		"integer out of range":   func(l []string) []string { return ins(l, 3, row(`{"id":"c","age":4294967296}`)) },
-		"null value":             func(l []string) []string { return ins(l, 3, row(`{"id":"c","email":null}`)) },
-		"no primary key":         func(l []string) []string { return ins(l, 3, row(`{"email":"c@x"}`)) },
-		"primary key twice":      func(l []string) []string { return ins(l, 3, row(`{"id":"a"}`)) },
-		"secondary key twice":    func(l []string) []string { return ins(l, 3, row(`{"id":"c","email":"a@x"}`)) },
-		"values not an object":   func(l []string) []string { return ins(l, 3, row(`[1]`)) },
-		"version 0":              func(l []string) []string { return ins(l, 3, strings.Replace(row(`{"id":"c"}`), `"version":1`, `"version":0`, 1)) },
+		"unknown property":     func(l []string) []string { return ins(l, 3, row(`{"id":"c","colour":"red"}`)) },
+		"wrong type":           func(l []string) []string { return ins(l, 3, row(`{"id":"c","age":"old"}`)) },
+		"integer out of range": func(l []string) []string { return ins(l, 3, row(`{"id":"c","age":4294967296}`)) },
+		"null value":           func(l []string) []string { return ins(l, 3, row(`{"id":"c","email":null}`)) },
+		"no primary key":       func(l []string) []string { return ins(l, 3, row(`{"email":"c@x"}`)) },
+		"primary key twice":    func(l []string) []string { return ins(l, 3, row(`{"id":"a"}`)) },
+		"secondary key twice":  func(l []string) []string { return ins(l, 3, row(`{"id":"c","email":"a@x"}`)) },
+		"values not an object": func(l []string) []string { return ins(l, 3, row(`[1]`)) },
+		"version 0": func(l []string) []string {
+			return ins(l, 3, strings.Replace(row(`{"id":"c"}`), `"version":1`, `"version":0`, 1))
+		},
 		"undeclared table":       func(l []string) []string { return ins(l, 1, row(`{"id":"c"}`)) },
 		"table twice":            func(l []string) []string { return ins(l, 4, l[1]) },
 		"invalid table":          func(l []string) []string { return ins(l, 4, `{"table":{"alias":"x"}}`) },
@@ -179,9 +181,11 @@ func TestResealed(t *testing.T) {
 		"unknown record":         func(l []string) []string { return ins(l, 3, `{"comment":"hi"}`) },
 		"format again":           func(l []string) []string { return ins(l, 3, l[0]) },
 		"other format":           func(l []string) []string { return append([]string{`{"format":"tar","version":1}`}, l[1:]...) },
-		"version 2":              func(l []string) []string { return append([]string{`{"format":"gatehouse-kps-backup","version":2}`}, l[1:]...) },
-		"two objects a line":     func(l []string) []string { return ins(l, 3, row(`{"id":"c"}`)+` {}`) },
-		"empty line":             func(l []string) []string { return ins(l, 3, ``) },
+		"version 2": func(l []string) []string {
+			return append([]string{`{"format":"gatehouse-kps-backup","version":2}`}, l[1:]...)
+		},
+		"two objects a line": func(l []string) []string { return ins(l, 3, row(`{"id":"c"}`)+` {}`) },
+		"empty line":         func(l []string) []string { return ins(l, 3, ``) },
 	} {
 		if _, err := Parse(bytes.NewReader(reseal(t, change(append([]string(nil), lines...))))); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("%s: got %v, want ErrCorrupt", name, err)
