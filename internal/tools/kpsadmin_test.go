@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
 	"github.com/gatehouse-gw/gatehouse/internal/kps/kpsbackup"
+	"github.com/gatehouse-gw/gatehouse/internal/tools"
 )
 
 // kpsadmin against the real binary (run under its own name): a domain
@@ -127,9 +128,28 @@ func snapshot(t *testing.T, h *gwtest.Home) map[string][]kps.Row {
 	return out
 }
 
-func kpsadmin(h *gwtest.Home, stdin string, args ...string) gwtest.Result {
-	h.T.Helper()
-	return h.RunAs("kpsadmin", stdin, args...)
+// kpsRunner runs kpsadmin with stdin and args.
+type kpsRunner func(stdin string, args ...string) gwtest.Result
+
+// binaryRunner runs the real binary under the name kpsadmin.
+func binaryRunner(h *gwtest.Home) kpsRunner {
+	return func(stdin string, args ...string) gwtest.Result {
+		h.T.Helper()
+		return h.RunAs("kpsadmin", stdin, args...)
+	}
+}
+
+// inProcessRunner runs tools.Main in the test process: the same tests then
+// see the mutation tester's mutants (docs/testing.md), which the binary,
+// built without its overlay, does not hold.
+func inProcessRunner(t *testing.T, h *gwtest.Home) kpsRunner {
+	t.Setenv("GATEHOUSE_HOME", h.Dir)
+	return func(stdin string, args ...string) gwtest.Result {
+		var out, errb bytes.Buffer
+		env := &tools.Env{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb, Exe: gwtest.Binary(t)}
+		code := tools.Main(context.Background(), append([]string{"kpsadmin"}, args...), env)
+		return gwtest.Result{Stdout: out.String(), Stderr: errb.String(), Code: code}
+	}
 }
 
 func wantCode(t *testing.T, what string, r gwtest.Result, code int, stderr ...string) {
@@ -157,6 +177,15 @@ func backupUUID(t *testing.T, r gwtest.Result) string {
 
 func TestKpsadmin(t *testing.T) {
 	h := kpsDomain(t)
+	testKpsadmin(t, h, binaryRunner(h))
+}
+
+func TestKpsadminInProcess(t *testing.T) {
+	h := kpsDomain(t)
+	testKpsadmin(t, h, inProcessRunner(t, h))
+}
+
+func testKpsadmin(t *testing.T, h *gwtest.Home, kpsadmin kpsRunner) {
 	dbPath := h.Path("groups", "group-2", "conf", "kps", "kps.db")
 	backupDir := h.Path("groups", "group-2", "instance-1", "conf", "kps", "backup")
 	orig := snapshot(t, h)
@@ -165,7 +194,13 @@ func TestKpsadmin(t *testing.T) {
 	}
 
 	t.Run("details", func(t *testing.T) {
-		r := kpsadmin(h, "", "details")
+		// By its link in posix/bin, as the operator runs it.
+		cmd := h.Command(context.Background(), "", "details")
+		cmd.Path, cmd.Args[0] = h.Path("posix", "bin", "kpsadmin"), h.Path("posix", "bin", "kpsadmin")
+		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "Table apikeys") {
+			t.Errorf("posix/bin/kpsadmin details: %v\n%s", err, out)
+		}
+		r := kpsadmin("", "details")
 		wantCode(t, "details", r, 0)
 		for _, s := range []string{`group "group1" (group-2)`, "backend:  sqlite", "location: " + dbPath, "tables:   3",
 			`Table apikeys: "API keys" in collection "Gatehouse", 3 rows`, `Table applications: "Client applications" in collection "Gatehouse", 2 rows`,
@@ -174,7 +209,7 @@ func TestKpsadmin(t *testing.T) {
 				t.Errorf("details does not say %q:\n%s", s, r.Stdout)
 			}
 		}
-		r = kpsadmin(h, "", "details", "-c", "Custom", "-g", "group1", "-n", "server1")
+		r = kpsadmin("", "details", "-c", "Custom", "-g", "group1", "-n", "server1")
 		wantCode(t, "details -c Custom", r, 0)
 		if !strings.Contains(r.Stdout, "Table colours") || strings.Contains(r.Stdout, "Table apikeys") || !strings.Contains(r.Stdout, "tables:   1") {
 			t.Errorf("details -c Custom:\n%s", r.Stdout)
@@ -182,14 +217,14 @@ func TestKpsadmin(t *testing.T) {
 	})
 
 	t.Run("list_rows", func(t *testing.T) {
-		r := kpsadmin(h, "", "list_rows", "-t", "apikeys", "--limit", "2")
+		r := kpsadmin("", "list_rows", "-t", "apikeys", "--limit", "2")
 		wantCode(t, "list_rows --limit 2", r, 0, "--cursor ")
 		lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
 		if len(lines) != 2 {
 			t.Fatalf("list_rows --limit 2 printed %d rows:\n%s", len(lines), r.Stdout)
 		}
 		cursor := regexp.MustCompile(`--cursor (\S+)`).FindStringSubmatch(r.Stderr)[1]
-		r2 := kpsadmin(h, "", "list_rows", "-t", "apikeys", "--limit", "2", "--cursor", cursor)
+		r2 := kpsadmin("", "list_rows", "-t", "apikeys", "--limit", "2", "--cursor", cursor)
 		wantCode(t, "list_rows next page", r2, 0)
 		if r2.Stderr != "" {
 			t.Errorf("the last page says more rows follow: %s", r2.Stderr)
@@ -210,24 +245,24 @@ func TestKpsadmin(t *testing.T) {
 				t.Errorf("row %d: got %s, want %v", i, l, want)
 			}
 		}
-		r = kpsadmin(h, "", "list_rows", "-t", "colours", "-v")
+		r = kpsadmin("", "list_rows", "-t", "colours", "-v")
 		wantCode(t, "list_rows colours", r, 0, `table "colours": 3 rows in all`)
 		if !strings.Contains(r.Stdout, `{"version":2,"values":{"attrs":{"k":"v"},"big":1152921504606846976,`) {
 			t.Errorf("list_rows colours:\n%s", r.Stdout)
 		}
-		wantCode(t, "an unknown table", kpsadmin(h, "", "list_rows", "-t", "apikey"), 1, `no table "apikey"`, `did you mean "apikeys"?`, `"applications"`)
-		wantCode(t, "a bad cursor", kpsadmin(h, "", "list_rows", "-t", "apikeys", "--cursor", "!!"), 1, "--cursor")
+		wantCode(t, "an unknown table", kpsadmin("", "list_rows", "-t", "apikey"), 1, `no table "apikey"`, `did you mean "apikeys"?`, `"applications"`)
+		wantCode(t, "a bad cursor", kpsadmin("", "list_rows", "-t", "apikeys", "--cursor", "!!"), 1, "--cursor")
 	})
 
 	t.Run("names", func(t *testing.T) {
-		wantCode(t, "an unknown group", kpsadmin(h, "", "details", "-g", "grup1"), 1, `no group "grup1"`, `did you mean "group1"?`)
-		wantCode(t, "an unknown instance", kpsadmin(h, "", "details", "-g", "group1", "-n", "server2"), 1, `no instance "server2"`, `did you mean "server1"?`, `"server1"`)
-		wantCode(t, "by ids", kpsadmin(h, "", "details", "-g", "group-2", "-n", "instance-1"), 0)
+		wantCode(t, "an unknown group", kpsadmin("", "details", "-g", "grup1"), 1, `no group "grup1"`, `did you mean "group1"?`)
+		wantCode(t, "an unknown instance", kpsadmin("", "details", "-g", "group1", "-n", "server2"), 1, `no instance "server2"`, `did you mean "server1"?`, `"server1"`)
+		wantCode(t, "by ids", kpsadmin("", "details", "-g", "group-2", "-n", "instance-1"), 0)
 	})
 
 	var full, only string
 	t.Run("backup", func(t *testing.T) {
-		r := kpsadmin(h, "", "backup")
+		r := kpsadmin("", "backup")
 		wantCode(t, "backup", r, 0)
 		full = backupUUID(t, r)
 		path := filepath.Join(backupDir, full+".jsonl")
@@ -266,7 +301,7 @@ func TestKpsadmin(t *testing.T) {
 		if !reflect.DeepEqual(m.Tables, want) {
 			t.Errorf("manifest tables: got %v, want %v", m.Tables, want)
 		}
-		r = kpsadmin(h, "", "backup", "-t", "colours")
+		r = kpsadmin("", "backup", "-t", "colours")
 		wantCode(t, "backup -t colours", r, 0)
 		only = backupUUID(t, r)
 		if only == full {
@@ -281,19 +316,19 @@ func TestKpsadmin(t *testing.T) {
 	})
 
 	t.Run("restore refuses a table with rows", func(t *testing.T) {
-		wantCode(t, "restore into tables with rows", kpsadmin(h, "", "restore", "--uuid", full), 1, "nothing was written", `"apikeys" holds 3 rows`, "--force")
+		wantCode(t, "restore into tables with rows", kpsadmin("", "restore", "--uuid", full), 1, "nothing was written", `"apikeys" holds 3 rows`, "--force")
 		if got := snapshot(t, h); !reflect.DeepEqual(got, orig) {
 			t.Errorf("a refused restore changed the store")
 		}
 	})
 
 	t.Run("clear", func(t *testing.T) {
-		wantCode(t, "clear without --yes off a terminal", kpsadmin(h, "", "clear", "-t", "colours"), 2, "--yes")
-		wantCode(t, "clear a Gatehouse table without --force", kpsadmin(h, "", "clear", "-t", "apikeys", "--yes"), 2, "--force", "kpsadmin backup")
+		wantCode(t, "clear without --yes off a terminal", kpsadmin("", "clear", "-t", "colours"), 2, "--yes")
+		wantCode(t, "clear a Gatehouse table without --force", kpsadmin("", "clear", "-t", "apikeys", "--yes"), 2, "--force", "kpsadmin backup")
 		if got := snapshot(t, h); !reflect.DeepEqual(got, orig) {
 			t.Fatalf("a refused clear changed the store")
 		}
-		r := kpsadmin(h, "", "clear", "-t", "colours", "--yes")
+		r := kpsadmin("", "clear", "-t", "colours", "--yes")
 		wantCode(t, "clear", r, 0)
 		if !strings.Contains(r.Stdout, "3 rows removed") {
 			t.Errorf("clear: %s", r.Stdout)
@@ -304,7 +339,7 @@ func TestKpsadmin(t *testing.T) {
 	})
 
 	t.Run("restore", func(t *testing.T) {
-		r := kpsadmin(h, "", "restore", "--uuid", only)
+		r := kpsadmin("", "restore", "--uuid", only)
 		wantCode(t, "restore into the empty table", r, 0)
 		if !strings.Contains(r.Stdout, `table "colours": 3 rows`) {
 			t.Errorf("restore: %s", r.Stdout)
@@ -321,7 +356,7 @@ func TestKpsadmin(t *testing.T) {
 			t.Fatal(err)
 		}
 		st.Close()
-		r = kpsadmin(h, "", "restore", "--uuid", full, "--force")
+		r = kpsadmin("", "restore", "--uuid", full, "--force")
 		wantCode(t, "restore --force", r, 0)
 		if !strings.Contains(r.Stdout, `table "colours": 3 rows (replacing 4)`) {
 			t.Errorf("restore --force: %s", r.Stdout)
@@ -329,7 +364,7 @@ func TestKpsadmin(t *testing.T) {
 		if got := snapshot(t, h); !reflect.DeepEqual(got, orig) {
 			t.Errorf("after restore --force: the store differs from the backup")
 		}
-		wantCode(t, "a table the backup lacks", kpsadmin(h, "", "restore", "--uuid", only, "-t", "apikeys"), 1, `holds no table "apikeys"`, `"colours"`)
+		wantCode(t, "a table the backup lacks", kpsadmin("", "restore", "--uuid", only, "-t", "apikeys"), 1, `holds no table "apikeys"`, `"colours"`)
 	})
 
 	t.Run("corrupt backups are refused, nothing written", func(t *testing.T) {
@@ -364,15 +399,15 @@ func TestKpsadmin(t *testing.T) {
 			if err := os.WriteFile(path, c.data, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			r := kpsadmin(h, "", "restore", "--uuid", full, "--force")
+			r := kpsadmin("", "restore", "--uuid", full, "--force")
 			wantCode(t, name, r, 1, "refused, nothing was written", c.says, path)
 			if got := snapshot(t, h); !reflect.DeepEqual(got, before) {
 				t.Fatalf("%s: a refused restore changed the store", name)
 			}
 		}
 		os.WriteFile(path, good, 0o600)
-		wantCode(t, "an unknown uuid", kpsadmin(h, "", "restore", "--uuid", "00000000-0000-4000-8000-000000000000"), 1, "no backup 00000000-", full, only)
-		wantCode(t, "not a uuid", kpsadmin(h, "", "restore", "--uuid", "../../kps"), 2, "not a backup's UUID")
+		wantCode(t, "an unknown uuid", kpsadmin("", "restore", "--uuid", "00000000-0000-4000-8000-000000000000"), 1, "no backup 00000000-", full, only)
+		wantCode(t, "not a uuid", kpsadmin("", "restore", "--uuid", "../../kps"), 2, "not a backup's UUID")
 	})
 
 	t.Run("a damaged store", func(t *testing.T) {
@@ -381,13 +416,50 @@ func TestKpsadmin(t *testing.T) {
 		if err := os.WriteFile(dbPath, []byte("this is not a database, not at all: "+strings.Repeat("x", 4096)), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		wantCode(t, "details of a damaged store", kpsadmin(h, "", "details"), 1, dbPath)
+		wantCode(t, "details of a damaged store", kpsadmin("", "details"), 1, dbPath)
+	})
+
+	t.Run("restore into a new store", func(t *testing.T) {
+		for _, suffix := range []string{"", "-wal", "-shm"} {
+			os.Remove(dbPath + suffix)
+		}
+		wantCode(t, "details without a store", kpsadmin("", "details"), 1, dbPath+" does not exist")
+		if _, err := os.Stat(dbPath); !os.IsNotExist(err) {
+			t.Fatalf("details created the store: %v", err)
+		}
+		r := kpsadmin("", "restore", "--uuid", full, "-v")
+		wantCode(t, "restore into a new store", r, 0, `table "colours" defined from the backup`)
+		if got := snapshot(t, h); !reflect.DeepEqual(got, orig) {
+			t.Errorf("the store restored from nothing differs from the backup")
+		}
+	})
+
+	t.Run("two instances here", func(t *testing.T) {
+		h.MustRun("", "managedomain", "-c", "-n", "server2", "-g", "group1")
+		wantCode(t, "backup without -n", kpsadmin("", "backup"), 2, "give the instance with -n", `"server1", "server2"`)
+		wantCode(t, "details without -n", kpsadmin("", "details"), 0)
+		r := kpsadmin("", "backup", "-n", "server2", "-t", "colours")
+		wantCode(t, "backup -n server2", r, 0)
+		id := backupUUID(t, r)
+		if _, err := os.Stat(h.Path("groups", "group-2", "instance-2", "conf", "kps", "backup", id+".jsonl")); err != nil {
+			t.Errorf("the backup of server2: %v", err)
+		}
+		wantCode(t, "server2's backup from server1", kpsadmin("", "restore", "-n", "server1", "--uuid", id), 1, "no backup "+id)
 	})
 }
 
 // The menu, driven through standard input.
 func TestKpsadminMenu(t *testing.T) {
 	h := kpsDomain(t)
+	testKpsadminMenu(t, h, binaryRunner(h))
+}
+
+func TestKpsadminMenuInProcess(t *testing.T) {
+	h := kpsDomain(t)
+	testKpsadminMenu(t, h, inProcessRunner(t, h))
+}
+
+func testKpsadminMenu(t *testing.T, h *gwtest.Home, kpsadmin kpsRunner) {
 	orig := snapshot(t, h)
 	in := strings.Join([]string{
 		"5",            // details
@@ -400,7 +472,7 @@ func TestKpsadminMenu(t *testing.T) {
 		"3", "", "colours", "n", // restore the newest backup's colours
 		"q",
 	}, "\n") + "\n"
-	r := kpsadmin(h, in)
+	r := kpsadmin(in)
 	wantCode(t, "the menu", r, 0)
 	for _, s := range []string{
 		`kpsadmin menu: group "group1", instance "server1"`, "  6) list_rows", "  4) reencrypt", "(not available yet)",
@@ -417,7 +489,7 @@ func TestKpsadminMenu(t *testing.T) {
 		t.Errorf("after clear and restore through the menu, the store differs")
 	}
 	// End of input in the middle of an operation: not performed, exit 0.
-	r = kpsadmin(h, "1\ncolours\n")
+	r = kpsadmin("1\ncolours\n")
 	wantCode(t, "the menu cut short", r, 0)
 	if !strings.Contains(r.Stdout, "End of input: clear not performed") {
 		t.Errorf("the menu cut short:\n%s", r.Stdout)
@@ -429,7 +501,16 @@ func TestKpsadminMenu(t *testing.T) {
 
 func TestKpsadminUsage(t *testing.T) {
 	h := gwtest.NewHome(t)
-	r := kpsadmin(h, "", "--help")
+	testKpsadminUsage(t, h, binaryRunner(h))
+}
+
+func TestKpsadminUsageInProcess(t *testing.T) {
+	h := gwtest.NewHome(t)
+	testKpsadminUsage(t, h, inProcessRunner(t, h))
+}
+
+func testKpsadminUsage(t *testing.T, h *gwtest.Home, kpsadmin kpsRunner) {
+	r := kpsadmin("", "--help")
 	wantCode(t, "--help", r, 0)
 	for _, s := range []string{"list_rows", "details", "clear", "backup", "restore", "reencrypt", "--uuid UUID", "-t, --table TABLE", "--force", "-n, --instance", "exit status: 0"} {
 		if !strings.Contains(r.Stdout, s) {
@@ -460,9 +541,9 @@ func TestKpsadminUsage(t *testing.T) {
 		{[]string{"reencrypt", "--passphrase", "x"}, "passphrase"},
 		{[]string{"reencrypt"}, "not available yet"},
 	} {
-		r := kpsadmin(h, "", c.args...)
+		r := kpsadmin("", c.args...)
 		wantCode(t, strings.Join(c.args, " "), r, 2, c.says)
 	}
 	// No domain here: a failure (1), not a usage error.
-	wantCode(t, "details without a domain", kpsadmin(h, "", "details"), 1)
+	wantCode(t, "details without a domain", kpsadmin("", "details"), 1)
 }
