@@ -123,6 +123,7 @@ type Writer struct {
 
 // NewWriter starts a backup on w (the first line is written at once).
 func NewWriter(w io.Writer) *Writer {
+	// mutate:equivalent const the buffer's size changes no output
 	bw := &Writer{w: bufio.NewWriterSize(w, 64<<10), h: sha256.New(), defs: map[string]*kps.Table{}}
 	bw.line(record{Format: Format, Version: Version})
 	return bw
@@ -133,9 +134,9 @@ func (w *Writer) line(r record) {
 		return
 	}
 	b, err := json.Marshal(r)
+	// mutate:equivalent * a record is strings, numbers, a validated table and values json.Marshal made: it marshals
 	if err != nil {
-		w.err = err
-		return
+		panic("kpsbackup: marshalling a record: " + err.Error()) // mutate:equivalent * as above
 	}
 	b = append(b, '\n')
 	w.h.Write(b)
@@ -206,6 +207,7 @@ func ValidUUID(s string) bool { return uuidRE.MatchString(s) }
 // Parse reads and checks a whole backup (see the package comment). Its
 // errors wrap ErrCorrupt (or the reader's error) and name the line.
 func Parse(r io.Reader) (*Backup, error) {
+	// mutate:equivalent const the buffer's size changes no result (readLine joins fragments)
 	br := bufio.NewReaderSize(r, 64<<10)
 	h := sha256.New()
 	b := &Backup{}

@@ -3,9 +3,12 @@ package kpsbackup
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
@@ -114,6 +117,22 @@ func TestFlippedBytes(t *testing.T) {
 
 func TestTruncated(t *testing.T) {
 	data := write(t, sample())
+	for n, says := range map[int]string{0: "empty file", len(data) - 1: "no line end", len(data) - 5: "no line end"} {
+		if _, err := Parse(bytes.NewReader(data[:n])); err == nil || !strings.Contains(err.Error(), says) {
+			t.Errorf("cut at %d of %d bytes: got %v, want an error saying %q", n, len(data), err, says)
+		}
+	}
+	last := bytes.LastIndexByte(data[:len(data)-1], '\n') + 1
+	if _, err := Parse(bytes.NewReader(data[:last])); err == nil || !strings.Contains(err.Error(), "no checksum line: the file ends at line 6") {
+		t.Errorf("without the checksum line: got %v", err)
+	}
+	manifest := bytes.LastIndexByte(data[:last-1], '\n') + 1
+	if _, err := Parse(bytes.NewReader(data[:manifest])); err == nil || !strings.Contains(err.Error(), "no manifest: the file ends at line 5") {
+		t.Errorf("without the manifest: got %v", err)
+	}
+	if _, err := Parse(bytes.NewReader(append(bytes.Clone(data), "\n"...))); err == nil || !strings.Contains(err.Error(), "line 8: data after the checksum line") {
+		t.Errorf("an empty line after the checksum: got %v", err)
+	}
 	for n := 0; n < len(data); n++ {
 		if _, err := Parse(bytes.NewReader(data[:n])); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("cut at %d of %d bytes: got %v, want ErrCorrupt", n, len(data), err)
@@ -156,39 +175,50 @@ func TestResealed(t *testing.T) {
 		t.Fatalf("resealed unchanged: %v", err)
 	}
 	row := func(s string) string { return `{"row":{"table":"people","version":1,"values":` + s + `}}` }
-	for name, change := range map[string]func([]string) []string{
-		"unknown property":     func(l []string) []string { return ins(l, 3, row(`{"id":"c","colour":"red"}`)) },
-		"wrong type":           func(l []string) []string { return ins(l, 3, row(`{"id":"c","age":"old"}`)) },
-		"integer out of range": func(l []string) []string { return ins(l, 3, row(`{"id":"c","age":4294967296}`)) },
-		"null value":           func(l []string) []string { return ins(l, 3, row(`{"id":"c","email":null}`)) },
-		"no primary key":       func(l []string) []string { return ins(l, 3, row(`{"email":"c@x"}`)) },
-		"primary key twice":    func(l []string) []string { return ins(l, 3, row(`{"id":"a"}`)) },
-		"secondary key twice":  func(l []string) []string { return ins(l, 3, row(`{"id":"c","email":"a@x"}`)) },
-		"values not an object": func(l []string) []string { return ins(l, 3, row(`[1]`)) },
-		"version 0": func(l []string) []string {
+	for _, c := range []struct {
+		name, says string
+		change     func([]string) []string
+	}{
+		{"unknown property", `no property "colour"`, func(l []string) []string { return ins(l, 3, row(`{"id":"c","colour":"red"}`)) }},
+		{"wrong type", `property "age"`, func(l []string) []string { return ins(l, 3, row(`{"id":"c","age":"old"}`)) }},
+		{"integer out of range", `property "age"`, func(l []string) []string { return ins(l, 3, row(`{"id":"c","age":4294967296}`)) }},
+		{"null value", `property "email" is null`, func(l []string) []string { return ins(l, 3, row(`{"id":"c","email":null}`)) }},
+		{"no primary key", `primary key "id" is missing`, func(l []string) []string { return ins(l, 3, row(`{"email":"c@x"}`)) }},
+		{"primary key twice", `primary key "a" given twice`, func(l []string) []string { return ins(l, 3, row(`{"id":"a"}`)) }},
+		{"secondary key twice", `secondary key "a@x" given twice`, func(l []string) []string { return ins(l, 3, row(`{"id":"c","email":"a@x"}`)) }},
+		{"values not an object", "want a JSON object", func(l []string) []string { return ins(l, 3, row(`[1]`)) }},
+		{"values null", "want a JSON object", func(l []string) []string { return ins(l, 3, row(`null`)) }},
+		{"version 0", "version 0: want 1 or more", func(l []string) []string {
 			return ins(l, 3, strings.Replace(row(`{"id":"c"}`), `"version":1`, `"version":0`, 1))
-		},
-		"undeclared table":       func(l []string) []string { return ins(l, 1, row(`{"id":"c"}`)) },
-		"table twice":            func(l []string) []string { return ins(l, 4, l[1]) },
-		"invalid table":          func(l []string) []string { return ins(l, 4, `{"table":{"alias":"x"}}`) },
-		"no manifest":            func(l []string) []string { return l[:len(l)-1] },
-		"manifest twice":         func(l []string) []string { return append(l, l[len(l)-1]) },
-		"row after the manifest": func(l []string) []string { return ins(l, len(l), row(`{"id":"c"}`)) },
-		"count differs":          func(l []string) []string { return replaceLast(l, `"rows":2`, `"rows":3`) },
-		"tables differ":          func(l []string) []string { return replaceLast(l, `"alias":"empty"`, `"alias":"other"`) },
-		"bad uuid":               func(l []string) []string { return replaceLast(l, testUUID, "x") },
-		"two kinds in a record":  func(l []string) []string { return ins(l, 3, `{"sha256":"00","table":{}}`) },
-		"unknown record":         func(l []string) []string { return ins(l, 3, `{"comment":"hi"}`) },
-		"format again":           func(l []string) []string { return ins(l, 3, l[0]) },
-		"other format":           func(l []string) []string { return append([]string{`{"format":"tar","version":1}`}, l[1:]...) },
-		"version 2": func(l []string) []string {
+		}},
+		{"undeclared table", "line 2: a row of table \"people\", which is not declared", func(l []string) []string { return ins(l, 1, row(`{"id":"c"}`)) }},
+		{"table twice", `table "people" declared twice`, func(l []string) []string { return ins(l, 4, l[1]) }},
+		{"invalid table", `alias ""`, func(l []string) []string { return ins(l, 4, `{"table":{"alias":""}}`) }},
+		{"no manifest", "the checksum line comes before the manifest", func(l []string) []string { return l[:len(l)-1] }},
+		{"manifest twice", "line 7: a record after the manifest", func(l []string) []string { return append(l, l[len(l)-1]) }},
+		{"row after the manifest", "a record after the manifest", func(l []string) []string { return ins(l, len(l), row(`{"id":"c"}`)) }},
+		{"count differs", `table "people": 3 rows, the file holds 2`, func(l []string) []string { return replaceLast(l, `"rows":2`, `"rows":3`) }},
+		{"tables differ", `table 2 is "other", the file's is "empty"`, func(l []string) []string { return replaceLast(l, `"alias":"empty"`, `"alias":"other"`) }},
+		{"a table less", "lists 1 tables, the file holds 2", func(l []string) []string { return replaceLast(l, `,{"alias":"empty","rows":0}`, ``) }},
+		{"bad uuid", `uuid "x" is not a UUID`, func(l []string) []string { return replaceLast(l, testUUID, "x") }},
+		{"no time", "no creation time", func(l []string) []string { return replaceLast(l, `"2026-12-06T10:00:00Z"`, `"0001-01-01T00:00:00Z"`) }},
+		{"two kinds in a record", "exactly one of", func(l []string) []string { return ins(l, 3, `{"sha256":"00","table":{}}`) }},
+		{"unknown record", "not a record", func(l []string) []string { return ins(l, 3, `{"comment":"hi"}`) }},
+		{"format again", "line 4: the format line again", func(l []string) []string { return ins(l, 3, l[0]) }},
+		{"version alone", "the format line again", func(l []string) []string { return ins(l, 3, `{"version":1}`) }},
+		{"format alone", "the format line again", func(l []string) []string { return ins(l, 3, `{"format":"x"}`) }},
+		{"checksum before the manifest", "comes before the manifest", func(l []string) []string { return ins(l, 3, `{"sha256":"00"}`) }},
+		{"other format", `want the first line gatehouse-kps-backup version 1, got "tar"`, func(l []string) []string { return append([]string{`{"format":"tar","version":1}`}, l[1:]...) }},
+		{"version 2", "version 2", func(l []string) []string {
 			return append([]string{`{"format":"gatehouse-kps-backup","version":2}`}, l[1:]...)
-		},
-		"two objects a line": func(l []string) []string { return ins(l, 3, row(`{"id":"c"}`)+` {}`) },
-		"empty line":         func(l []string) []string { return ins(l, 3, ``) },
+		}},
+		{"first line a table", "want the first line", func(l []string) []string { return l[1:] }},
+		{"two objects a line", "after the record", func(l []string) []string { return ins(l, 3, row(`{"id":"c"}`)+` {}`) }},
+		{"empty line", "not a record", func(l []string) []string { return ins(l, 3, ``) }},
 	} {
-		if _, err := Parse(bytes.NewReader(reseal(t, change(append([]string(nil), lines...))))); !errors.Is(err, ErrCorrupt) {
-			t.Errorf("%s: got %v, want ErrCorrupt", name, err)
+		_, err := Parse(bytes.NewReader(reseal(t, c.change(append([]string(nil), lines...)))))
+		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("%s: got %v, want ErrCorrupt saying %q", c.name, err, c.says)
 		}
 	}
 }
@@ -200,6 +230,106 @@ func ins(l []string, at int, s string) []string {
 func replaceLast(l []string, old, new string) []string {
 	l[len(l)-1] = strings.Replace(l[len(l)-1], old, new, 1)
 	return l
+}
+
+// Lines up to maxLine bytes are read; longer ones are refused as such.
+func TestLongLines(t *testing.T) {
+	head := `{"format":"gatehouse-kps-backup","version":1}` + "\n"
+	for n, tooLong := range map[int]bool{maxLine: false, maxLine + 1: true} {
+		line := `{"x":"` + strings.Repeat("a", n-len(`{"x":""}`+"\n")) + `"}` + "\n"
+		_, err := Parse(strings.NewReader(head + line))
+		if got := err != nil && strings.Contains(err.Error(), "longer than"); got != tooLong || !errors.Is(err, ErrCorrupt) {
+			t.Errorf("a line of %d bytes: got %v, want refused as too long %v", n, err, tooLong)
+		}
+	}
+}
+
+// A reader that fails: its error, not ErrCorrupt.
+func TestReadError(t *testing.T) {
+	data := write(t, sample())
+	boom := errors.New("disk on fire")
+	_, err := Parse(io.MultiReader(bytes.NewReader(data[:100]), iotest.ErrReader(boom)))
+	if !errors.Is(err, boom) || errors.Is(err, ErrCorrupt) {
+		t.Errorf("a failing reader: got %v, want its error", err)
+	}
+}
+
+// failAfter accepts n bytes, then fails.
+type failAfter struct{ n int }
+
+var errFull = errors.New("disk full")
+
+func (f *failAfter) Write(p []byte) (int, error) {
+	if len(p) > f.n {
+		n := f.n
+		f.n = 0
+		return n, errFull
+	}
+	f.n -= len(p)
+	return len(p), nil
+}
+
+func TestWriterFails(t *testing.T) {
+	big := kps.Row{Values: map[string]any{"id": "big", "tags": []string{strings.Repeat("x", 100<<10)}}}
+	// The buffer fills and the write fails: every later call says so.
+	w := NewWriter(&failAfter{n: 1000})
+	if err := w.Table(people); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Row(big); !errors.Is(err, errFull) {
+		t.Errorf("Row on a full disk: got %v, want errFull", err)
+	}
+	if err := w.Row(sample()[0].Rows[0]); !errors.Is(err, errFull) {
+		t.Errorf("Row after a failure: got %v, want errFull", err)
+	}
+	if err := w.Table(empty); !errors.Is(err, errFull) {
+		t.Errorf("Table after a failure: got %v, want errFull", err)
+	}
+	if _, err := w.Close(Manifest{UUID: testUUID}); !errors.Is(err, errFull) {
+		t.Errorf("Close after a failure: got %v, want errFull", err)
+	}
+	// Failing at the flush in Close, and at a table that fills the buffer.
+	w = NewWriter(&failAfter{n: 10})
+	if _, err := w.Close(Manifest{UUID: testUUID}); !errors.Is(err, errFull) {
+		t.Errorf("Close on a full disk: got %v, want errFull", err)
+	}
+	wide := people.Clone()
+	wide.Name = strings.Repeat("n", kps.MaxLabelLen)
+	for i := 0; i < 240; i++ {
+		wide.Properties = append(wide.Properties, kps.Property{Name: fmt.Sprintf("p%03d_%s", i, strings.Repeat("q", 50)), Type: kps.String})
+	}
+	wide.Alias = "wide"
+	w = NewWriter(&failAfter{n: 10})
+	w.Table(people)
+	if err := w.Row(kps.Row{Values: map[string]any{"id": "a", "tags": []string{strings.Repeat("x", 60<<10)}}}); err != nil {
+		t.Fatalf("a row that the buffer holds: %v", err)
+	}
+	if err := w.Table(wide); !errors.Is(err, errFull) {
+		t.Errorf("Table on a full disk: got %v, want errFull", err)
+	}
+}
+
+// A version below 1 is written as 1; a backup without tables is one.
+func TestWriterEdges(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewWriter(&buf)
+	w.Table(empty)
+	w.Row(kps.Row{Values: map[string]any{"n": int64(7)}})
+	if _, err := w.Close(Manifest{UUID: testUUID, Created: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Parse(&buf)
+	if err != nil || b.Tables[0].Rows[0].Version != 1 {
+		t.Errorf("a row of version 0: %v, %+v; want version 1", err, b)
+	}
+	buf.Reset()
+	m, err := NewWriter(&buf).Close(Manifest{UUID: testUUID, Created: time.Now()})
+	if err != nil || m.Tables == nil || !strings.Contains(buf.String(), `"tables":[]`) {
+		t.Errorf("a backup without tables: %v, %+v\n%s", err, m, buf.String())
+	}
+	if _, err := Parse(&buf); err != nil {
+		t.Errorf("a backup without tables: %v", err)
+	}
 }
 
 func TestWriterRefuses(t *testing.T) {
