@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apps"
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
@@ -83,6 +84,8 @@ type kpsVerb struct {
 	Required []string
 	// Later says why the verb is not available yet ("" when it is).
 	Later string
+	// Audit is the domain audit log's action for a run ("" records nothing).
+	Audit string
 	Run   func(ctx context.Context, s *kpsSession) error
 	// Ask prompts for the verb's options in the menu.
 	Ask func(ctx context.Context, s *kpsSession) error
@@ -95,13 +98,13 @@ func init() {
 	kpsVerbs = []*kpsVerb{
 		{Name: "clear", Menu: 1, Title: "remove every row of a table (its definition stays)",
 			Help:  "Asks to type the alias on a terminal unless --yes; refused when standard input is not a\nterminal and --yes is missing. The Gatehouse tables (applications, apikeys) also need --force.",
-			Flags: []string{"table", "yes", "force"}, Required: []string{"table"}, Run: kpsClear, Ask: kpsAskClear},
+			Flags: []string{"table", "yes", "force"}, Required: []string{"table"}, Run: kpsClear, Ask: kpsAskClear, Audit: "clear kps table"},
 		{Name: "backup", Menu: 2, Title: "write the tables' definitions and rows to a checksummed file",
 			Help:  "Writes <instance dir>/conf/kps/backup/<UUID>.jsonl (0600) and prints the UUID; all\ntables, or only -t TABLE, or only the tables of -c COLLECTION.",
-			Flags: []string{"table", "collection"}, Run: kpsBackup, Ask: kpsAskBackup},
+			Flags: []string{"table", "collection"}, Run: kpsBackup, Ask: kpsAskBackup, Audit: "back up kps"},
 		{Name: "restore", Menu: 3, Title: "load a backup's rows into the store",
 			Help:  "Verifies the whole file first (nothing is written from a corrupt or truncated backup);\nfills only empty tables unless --force, which replaces their rows. All tables of the\nbackup, or only -t TABLE.",
-			Flags: []string{"uuid", "table", "force"}, Required: []string{"uuid"}, Run: kpsRestore, Ask: kpsAskRestore},
+			Flags: []string{"uuid", "table", "force"}, Required: []string{"uuid"}, Run: kpsRestore, Ask: kpsAskRestore, Audit: "restore kps"},
 		{Name: "reencrypt", Menu: 4, Title: "re-encrypt the encrypted fields with a new passphrase",
 			Later: "KPS fields are not encrypted in this version; re-encryption arrives with group passphrases (the passphrase issue)"},
 		{Name: "details", Menu: 5, Title: "the store: backend, location, tables with their definitions and row counts, backups",
@@ -369,6 +372,8 @@ type kpsSession struct {
 	cfg     *groupconf.Config
 	store   kps.Store
 	verbose bool
+	// summary is what the verb did, for the audit log.
+	summary string
 }
 
 func (s *kpsSession) out(format string, args ...any) { fmt.Fprintf(s.env.Stdout, format, args...) }
@@ -420,7 +425,39 @@ func runKpsadmin(ctx context.Context, env *Env, args []string) error {
 	if err := s.resolve(o.verb.Name == "backup" || o.verb.Name == "restore"); err != nil {
 		return err
 	}
-	return o.verb.Run(ctx, s)
+	return s.run(ctx, o.verb)
+}
+
+// run runs vb and records it in the domain audit log when it changes
+// something (clear, restore) or writes a file of the store's data (backup).
+// Wrong usage and a clear not confirmed record nothing. A log that cannot
+// be written is reported, not fatal: the store's state matters more.
+func (s *kpsSession) run(ctx context.Context, vb *kpsVerb) error {
+	s.summary = ""
+	err := vb.Run(ctx, s)
+	var ue *UsageError
+	if vb.Audit == "" || errors.As(err, &ue) || errors.Is(err, errNotConfirmed) || err == errInputEnded {
+		return err
+	}
+	e := audit.Entry{User: osUser(), Via: kpsName, Remote: "local", Action: vb.Audit, Targets: []string{s.t.gid, s.t.iid}, Outcome: audit.OutcomeOK}
+	var args []string
+	for _, f := range kpsFlags {
+		if v, ok := s.o.vals[f.Long]; ok && f.Long != "group" && f.Long != "instance" && f.Long != "verbose" {
+			if f.Arg == "" {
+				args = append(args, "--"+f.Long)
+			} else {
+				args = append(args, "--"+f.Long, shellWord(v))
+			}
+		}
+	}
+	e.Detail = strings.TrimSpace(s.cmd(vb.Name, args...) + "; " + s.summary)
+	if err != nil {
+		e.Outcome, e.Error = audit.OutcomeError, err.Error()
+	}
+	if _, aerr := audit.Open(s.h).Record(context.Background(), e); aerr != nil {
+		fmt.Fprintf(s.env.Stderr, "kpsadmin: warning: the audit log could not be written: %v\n", aerr)
+	}
+	return err
 }
 
 func (s *kpsSession) loadTopology() error {

@@ -164,7 +164,7 @@ func runKpsMenu(ctx context.Context, s *kpsSession) error {
 				continue
 			}
 		}
-		if err := vb.Run(ctx, s); err != nil {
+		if err := s.run(ctx, vb); err != nil {
 			if err == errInputEnded {
 				s.out("\n")
 				return nil

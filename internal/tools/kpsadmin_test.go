@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -162,6 +163,29 @@ func wantCode(t *testing.T, what string, r gwtest.Result, code int, stderr ...st
 			t.Errorf("%s: stderr does not say %q:\n%s", what, s, r.Stderr)
 		}
 	}
+}
+
+// kpsAudit returns the details of the audit log's entries with action.
+func kpsAudit(t *testing.T, h *gwtest.Home, action string) []string {
+	t.Helper()
+	data, err := os.ReadFile(h.Path("conf", "audit", "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var e struct {
+			Via, Action, Detail, Outcome string
+			Targets                      []string
+		}
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatal(err)
+		}
+		if e.Action == action && e.Via == "kpsadmin" && slices.Equal(e.Targets, []string{"group-2", "instance-1"}) {
+			out = append(out, e.Outcome+" "+e.Detail)
+		}
+	}
+	return out
 }
 
 var uuidRE = regexp.MustCompile(`Backup ([0-9a-f-]{36}) written`)
@@ -336,6 +360,13 @@ func testKpsadmin(t *testing.T, h *gwtest.Home, kpsadmin kpsRunner) {
 		if got := snapshot(t, h); len(got["colours"]) != 0 || len(got["apikeys"]) != 3 {
 			t.Errorf("after clear: %v", got)
 		}
+		// Recorded once (the refusals are not).
+		if got := kpsAudit(t, h, "clear kps table"); len(got) != 1 || got[0] != "ok kpsadmin clear -g group1 -n server1 --table colours --yes; 3 rows removed" {
+			t.Errorf("the audit log's clears: %q", got)
+		}
+		if r := h.Run("", "audit", "verify"); r.Code != 0 {
+			t.Errorf("audit verify after kpsadmin's entries: %s", r)
+		}
 	})
 
 	t.Run("restore", func(t *testing.T) {
@@ -363,6 +394,9 @@ func testKpsadmin(t *testing.T, h *gwtest.Home, kpsadmin kpsRunner) {
 		}
 		if got := snapshot(t, h); !reflect.DeepEqual(got, orig) {
 			t.Errorf("after restore --force: the store differs from the backup")
+		}
+		if got := kpsAudit(t, h, "restore kps"); len(got) < 2 || !strings.Contains(got[len(got)-1], `--uuid `+full+` --force; table "apikeys": 3 rows (replacing 2)`) {
+			t.Errorf("the audit log's restores: %q", got)
 		}
 		wantCode(t, "a table the backup lacks", kpsadmin("", "restore", "--uuid", only, "-t", "apikeys"), 1, `holds no table "apikeys"`, `"colours"`)
 	})

@@ -219,6 +219,7 @@ func kpsClear(ctx context.Context, s *kpsSession) error {
 		return err
 	}
 	s.out("Table %q cleared: %d rows removed.\n", alias, n)
+	s.summary = fmt.Sprintf("%d rows removed", n)
 	return nil
 }
 
@@ -309,6 +310,7 @@ func kpsBackup(ctx context.Context, s *kpsSession) (err error) {
 		total += tc.Rows
 	}
 	s.out("Backup %s written: %d tables, %d rows\n", id, len(m.Tables), total)
+	s.summary = fmt.Sprintf("backup %s: %d tables, %d rows", id, len(m.Tables), total)
 	s.out("  %s\n", path)
 	s.out("Restore it with: %s\n", s.cmd("restore", "--uuid", id))
 	return nil
@@ -424,13 +426,16 @@ func kpsRestore(ctx context.Context, s *kpsSession) error {
 		return fmt.Errorf("restore failed part way (the %s backend has no transactional load): %w", s.backend(), err)
 	}
 	s.out("Backup %s restored into group %q:\n", id, s.t.gname)
+	var sum []string
 	for _, bt := range chosen {
-		s.out("  table %q: %d rows", bt.Def.Alias, len(bt.Rows))
+		line := fmt.Sprintf("table %q: %d rows", bt.Def.Alias, len(bt.Rows))
 		if n := before[bt.Def.Alias]; n > 0 {
-			s.out(" (replacing %d)", n)
+			line += fmt.Sprintf(" (replacing %d)", n)
 		}
-		s.out("\n")
+		s.out("  %s\n", line)
+		sum = append(sum, line)
 	}
+	s.summary = strings.Join(sum, ", ")
 	if !atomic {
 		s.out("  (table by table: the %s backend has no transactional load; versions start again at 1)\n", s.backend())
 	}
