@@ -6,7 +6,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -22,6 +25,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
 	"github.com/gatehouse-gw/gatehouse/internal/kps/kpsbackup"
 	"github.com/gatehouse-gw/gatehouse/internal/tools"
+	"golang.org/x/sys/unix"
 )
 
 // kpsadmin against the real binary (run under its own name): a domain
@@ -580,4 +584,64 @@ func testKpsadminUsage(t *testing.T, h *gwtest.Home, kpsadmin kpsRunner) {
 	}
 	// No domain here: a failure (1), not a usage error.
 	wantCode(t, "details without a domain", kpsadmin("", "details"), 1)
+}
+
+// openPTY opens a pseudo-terminal: the master, and the slave to give a
+// process as its standard input.
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Skipf("unlockpt: %v", err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Skipf("ptsname: %v", err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("opening the slave: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return m, s
+}
+
+// clear on a terminal asks to type the alias: a wrong answer clears
+// nothing (exit 1), the alias clears.
+func TestKpsadminClearOnATerminal(t *testing.T) {
+	h := kpsDomain(t)
+	for _, c := range []struct {
+		answer string
+		code   int
+		rows   int
+	}{{"red\n", 1, 3}, {"colours\n", 0, 0}} {
+		master, slave := openPTY(t)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		cmd := h.Command(ctx, "kpsadmin", "clear", "-t", "colours")
+		var out bytes.Buffer
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go io.Copy(io.Discard, master) // the terminal's echo
+		master.Write([]byte(c.answer))
+		err := cmd.Wait()
+		cancel()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != c.code || !strings.Contains(out.String(), `Clear the 3 rows of table "colours"`) {
+			t.Errorf("answer %q: exit %d, want %d\n%s", c.answer, code, c.code, out.String())
+		}
+		if got := snapshot(t, h); len(got["colours"]) != c.rows {
+			t.Errorf("answer %q: %d rows left, want %d", c.answer, len(got["colours"]), c.rows)
+		}
+	}
 }
