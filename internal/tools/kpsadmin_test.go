@@ -405,6 +405,37 @@ func testKpsadmin(t *testing.T, h *gwtest.Home, kpsadmin kpsRunner) {
 		wantCode(t, "a table the backup lacks", kpsadmin("", "restore", "--uuid", only, "-t", "apikeys"), 1, `holds no table "apikeys"`, `"colours"`)
 	})
 
+	t.Run("a definition changed since the backup", func(t *testing.T) {
+		define := func(tb kps.Table) {
+			st := kpsStore(t, h)
+			defer st.Close()
+			if err := st.Define(context.Background(), tb); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wider := colours.Clone()
+		wider.Properties = append(wider.Properties, kps.Property{Name: "extra", Type: kps.String})
+		define(wider)
+		wantCode(t, "restore into a wider table", kpsadmin("", "restore", "--uuid", only, "--force"), 0)
+		if got := snapshot(t, h); !reflect.DeepEqual(got, orig) {
+			t.Errorf("after a restore into a wider table: the store differs from the backup")
+		}
+		narrower := colours.Clone()
+		narrower.Properties = slices.DeleteFunc(narrower.Properties, func(p kps.Property) bool { return p.Name == "weight" })
+		define(narrower)
+		before := snapshot(t, h)
+		wantCode(t, "restore into a narrower table", kpsadmin("", "restore", "--uuid", only, "--force"), 1,
+			"nothing was written", `row 1 of table "colours" does not fit the store's definition`, `"weight"`)
+		if got := snapshot(t, h); !reflect.DeepEqual(got, before) {
+			t.Errorf("a refused restore changed the store")
+		}
+		define(colours)
+		wantCode(t, "restore after the definition is back", kpsadmin("", "restore", "--uuid", only, "--force"), 0)
+		if got := snapshot(t, h); !reflect.DeepEqual(got, orig) {
+			t.Errorf("after the definition is back: the store differs from the backup")
+		}
+	})
+
 	t.Run("corrupt backups are refused, nothing written", func(t *testing.T) {
 		path := filepath.Join(backupDir, full+".jsonl")
 		good, err := os.ReadFile(path)
