@@ -131,7 +131,7 @@ func NewWriter(w io.Writer) *Writer {
 
 func (w *Writer) line(r record) {
 	if w.err != nil {
-		return
+		return // mutate:equivalent delete-stmt a bufio.Writer's error is sticky: the Write below sets the same error again
 	}
 	b, err := json.Marshal(r)
 	// mutate:equivalent * a record is strings, numbers, a validated table and values json.Marshal made: it marshals
@@ -188,12 +188,12 @@ func (w *Writer) Close(m Manifest) (Manifest, error) {
 	}
 	w.line(record{Manifest: &m})
 	if w.err != nil {
-		return m, w.err
+		return m, w.err // mutate:equivalent delete-stmt a bufio.Writer's error is sticky: the Write and Flush below return it
 	}
 	sum := hex.EncodeToString(w.h.Sum(nil))
 	b, _ := json.Marshal(record{SHA256: sum})
 	if _, err := w.w.Write(append(b, '\n')); err != nil {
-		return m, err
+		return m, err // mutate:equivalent * a bufio.Writer's error is sticky: Flush returns it
 	}
 	return m, w.w.Flush()
 }
