@@ -80,6 +80,9 @@ func TestLoadWithoutLoader(t *testing.T) {
 	if got := ids(t, s); got != "c:1" {
 		t.Errorf("after Load with replace: got %s, want c:1", got)
 	}
+	if _, err := kps.Load(ctx, s, false, kps.TableRows{Table: "people"}); !errors.Is(err, kps.ErrExists) {
+		t.Errorf("Load into a table with one row: got %v, want ErrExists", err)
+	}
 	// A failure part way: what was written stays, and the error says how much.
 	_, err = kps.Load(ctx, s, true, kps.TableRows{Table: "people", Rows: []kps.Row{row("d", "d@x", 1), row("e", "d@x", 1)}})
 	var le *kps.LoadError

@@ -119,20 +119,38 @@ func TestLoadAtomic(t *testing.T) {
 	if _, err := s.Insert(ctx, "people", person("old", "old@x", "red", 0).Values); err != nil {
 		t.Fatal(err)
 	}
-	for name, bad := range map[string]kps.Row{
-		"same primary key":   person("a", "z@x", "red", 1),
-		"same secondary key": person("z", "a@x", "red", 1),
-		"wrong type":         {Values: map[string]any{"id": "z", "n": "many"}},
-		"unknown property":   {Values: map[string]any{"id": "z", "colour": "red"}},
+	for _, c := range []struct {
+		name string
+		bad  kps.Row
+		want error
+	}{
+		{"same primary key", person("a", "z@x", "red", 1), kps.ErrExists},
+		{"same secondary key", person("z", "a@x", "red", 1), kps.ErrExists},
+		{"wrong type", kps.Row{Values: map[string]any{"id": "z", "n": "many"}}, kps.ErrInvalid},
+		{"unknown property", kps.Row{Values: map[string]any{"id": "z", "colour": "red"}}, kps.ErrInvalid},
 	} {
-		tr := kps.TableRows{Table: "people", Rows: []kps.Row{person("a", "a@x", "red", 1), bad}}
-		err := s.Load(ctx, true, tr)
-		if err == nil {
-			t.Errorf("%s: Load succeeded", name)
+		tr := kps.TableRows{Table: "people", Rows: []kps.Row{person("a", "a@x", "red", 1), c.bad}}
+		if err := s.Load(ctx, true, tr); !errors.Is(err, c.want) {
+			t.Errorf("%s: Load: got %v, want %v", c.name, err, c.want)
 		}
 		if got := rows(t, s); len(got) != 1 || got["old"] != 1 {
-			t.Errorf("%s: after a failed Load: got %v, want the old row only", name, got)
+			t.Errorf("%s: after a failed Load: got %v, want the old row only", c.name, got)
 		}
+	}
+	// One row is enough to refuse a Load without replace.
+	if err := s.Load(ctx, false, kps.TableRows{Table: "people", Rows: []kps.Row{person("b", "b@x", "red", 1)}}); !errors.Is(err, kps.ErrExists) {
+		t.Errorf("Load into a table with one row: got %v, want ErrExists", err)
+	}
+	// Replacing twice with the same rows: nothing of the first is left
+	// behind (its index entries would collide).
+	same := kps.TableRows{Table: "people", Rows: []kps.Row{person("a", "a@x", "red", 1)}}
+	for i := 0; i < 2; i++ {
+		if err := s.Load(ctx, true, same); err != nil {
+			t.Fatalf("replace %d: %v", i+1, err)
+		}
+	}
+	if res, err := s.Query(ctx, "people", "team", "red", kps.Page{}); err != nil || len(res.Rows) != 1 {
+		t.Errorf("the index after two replaces: %d rows, %v; want 1", len(res.Rows), err)
 	}
 	_, err := kps.Load(ctx, noLoader{s}, true, kps.TableRows{Table: "people", Rows: []kps.Row{person("a", "a@x", "red", 1), person("a", "b@x", "red", 1)}})
 	var le *kps.LoadError
