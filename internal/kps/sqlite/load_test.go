@@ -158,3 +158,33 @@ func TestLoadAtomic(t *testing.T) {
 		t.Errorf("fallback Load with a key twice: got %v, want a LoadError with 1 row written wrapping ErrExists", err)
 	}
 }
+
+// A statement of the load that fails (a trigger raises an error) fails the
+// whole Load, and nothing of it stays.
+func TestLoadFaults(t *testing.T) {
+	ctx := context.Background()
+	for _, fault := range []string{
+		"BEFORE DELETE ON kps_rows", "BEFORE DELETE ON kps_index", "BEFORE INSERT ON kps_rows", "BEFORE INSERT ON kps_index",
+	} {
+		s := openLoad(t)
+		if _, err := s.Insert(ctx, "people", person("old", "old@x", "blue", 0).Values); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.db.ExecContext(ctx, "CREATE TRIGGER fault "+fault+" BEGIN SELECT RAISE(ABORT, 'injected fault'); END"); err != nil {
+			t.Fatal(err)
+		}
+		err := s.Load(ctx, true, kps.TableRows{Table: "people", Rows: []kps.Row{person("a", "a@x", "red", 1)}})
+		if !errors.Is(err, kps.ErrUnavailable) {
+			t.Errorf("%s: Load: got %v, want ErrUnavailable", fault, err)
+		}
+		if _, err := s.db.ExecContext(ctx, "DROP TRIGGER fault"); err != nil {
+			t.Fatal(err)
+		}
+		if got := rows(t, s); len(got) != 1 || got["old"] != 1 {
+			t.Errorf("%s: after a failed Load: got %v, want the old row only", fault, got)
+		}
+		if res, err := s.Query(ctx, "people", "team", "blue", kps.Page{}); err != nil || len(res.Rows) != 1 {
+			t.Errorf("%s: the old row's index after a failed Load: %d rows, %v", fault, len(res.Rows), err)
+		}
+	}
+}
