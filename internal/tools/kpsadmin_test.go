@@ -279,6 +279,15 @@ func testKpsadmin(t *testing.T, h *gwtest.Home, kpsadmin kpsRunner) {
 			t.Errorf("list_rows colours:\n%s", r.Stdout)
 		}
 		wantCode(t, "an unknown table", kpsadmin("", "list_rows", "-t", "apikey"), 1, `no table "apikey"`, `did you mean "apikeys"?`, `"applications"`)
+		// Two edits away is close; three is not.
+		wantCode(t, "two letters too many", kpsadmin("", "list_rows", "-t", "colourrss"), 1, `did you mean "colours"?`)
+		wantCode(t, "two letters missing", kpsadmin("", "list_rows", "-t", "colrs"), 1, `did you mean "colours"?`)
+		wantCode(t, "two letters wrong", kpsadmin("", "list_rows", "-t", "cilourz"), 1, `did you mean "colours"?`)
+		for _, far := range []string{"clrs", "xyz"} {
+			if r := kpsadmin("", "list_rows", "-t", far); r.Code != 1 || strings.Contains(r.Stderr, "did you mean") {
+				t.Errorf("%q, far from every name: %s", far, r)
+			}
+		}
 		wantCode(t, "a bad cursor", kpsadmin("", "list_rows", "-t", "apikeys", "--cursor", "!!"), 1, "--cursor")
 	})
 
@@ -515,6 +524,25 @@ func testKpsadmin(t *testing.T, h *gwtest.Home, kpsadmin kpsRunner) {
 		}
 		wantCode(t, "server2's backup from server1", kpsadmin("", "restore", "-n", "server1", "--uuid", id), 1, "no backup "+id)
 	})
+
+	t.Run("a PostgreSQL store that does not answer", func(t *testing.T) {
+		path := h.Path("groups", "group-2", "conf", "group.yaml")
+		orig, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.WriteFile(path, orig, 0o644)
+		for port, loc := range map[string]string{"1": "postgres://gate@127.0.0.1:1/gh (schema gs)", "": "postgres://gate@127.0.0.1:5432/gh (schema public)"} {
+			kpsConf := "\nkps:\n  backend: postgres\n  postgres:\n    host: 127.0.0.1\n    database: gh\n    user: gate\n"
+			if port != "" {
+				kpsConf += "    port: " + port + "\n    schema: gs\n"
+			}
+			if err := os.WriteFile(path, append(bytes.Clone(orig), kpsConf...), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			wantCode(t, "details of an unreachable PostgreSQL store", kpsadmin("", "details", "-n", "server1"), 1, loc)
+		}
+	})
 }
 
 // The menu, driven through standard input.
@@ -565,6 +593,27 @@ func testKpsadminMenu(t *testing.T, h *gwtest.Home, kpsadmin kpsRunner) {
 	}
 	if got := snapshot(t, h); !reflect.DeepEqual(got, orig) {
 		t.Errorf("a clear cut short changed the store")
+	}
+	// Two instances here: the menu asks which; a restore that replaces.
+	h.MustRun("", "managedomain", "-c", "-n", "server2", "-g", "group1")
+	st := kpsStore(t, h)
+	if _, err := st.Insert(context.Background(), "colours", map[string]any{"name": "pink"}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	r = kpsadmin("server1\n3\n\ncolours\ny\nq\n")
+	wantCode(t, "the menu with two instances", r, 0)
+	for _, s := range []string{`Instances of group "group1" on this host: "server1", "server2"`, "Instance [server1]: ", `table "colours": 3 rows (replacing 4)`} {
+		if !strings.Contains(r.Stdout, s) {
+			t.Errorf("the menu with two instances does not say %q:\n%s", s, r.Stdout)
+		}
+	}
+	if got := snapshot(t, h); !reflect.DeepEqual(got, orig) {
+		t.Errorf("after a replacing restore through the menu, the store differs")
+	}
+	r = kpsadmin("server2\n3\nq\n")
+	if !strings.Contains(r.Stdout, `No backups in `+h.Path("groups", "group-2", "instance-2", "conf", "kps", "backup")) {
+		t.Errorf("the menu of server2, which has no backups:\n%s", r.Stdout)
 	}
 }
 
