@@ -91,3 +91,41 @@ func TestDocsClientTable(t *testing.T) {
 		t.Errorf("docs/client.md lists %q, the client has %q", docVerbs, codeVerbs)
 	}
 }
+
+// docs/kpsadmin.md's verb table is kpsVerbs (numbers, names, "not
+// available yet" exactly for the later ones), and its options table is
+// kpsFlags.
+func TestDocsKpsadminTables(t *testing.T) {
+	doc := readDoc(t, "kpsadmin.md")
+	row := regexp.MustCompile("(?m)^\\| (\\d+) \\| `([a-z_]+)` \\| ([^|]+) \\|$")
+	var got []string
+	for _, m := range row.FindAllStringSubmatch(doc, -1) {
+		n, _ := strconv.Atoi(m[1])
+		vb := kpsFindVerb(m[2])
+		switch {
+		case vb == nil:
+			t.Errorf("the docs list verb %q, the code has none", m[2])
+			continue
+		case vb.Menu != n:
+			t.Errorf("verb %s: the docs say menu %d, the code %d", vb.Name, n, vb.Menu)
+		}
+		if na := strings.Contains(m[3], "not available yet"); na != (vb.Later != "") {
+			t.Errorf("verb %s: docs say not available %v, the code %q", vb.Name, na, vb.Later)
+		}
+		got = append(got, m[2])
+	}
+	if want := kpsVerbNames(); !slices.Equal(got, want) {
+		t.Errorf("the docs' verbs: got %v, want %v (menu order)", got, want)
+	}
+	opt := regexp.MustCompile("(?m)^\\| `(?:-([a-z]), )?--([a-z_]+)(?: [A-Z]+)?` \\|")
+	var docFlags, codeFlags []string
+	for _, m := range opt.FindAllStringSubmatch(doc, -1) {
+		docFlags = append(docFlags, m[1]+"/"+m[2])
+	}
+	for _, f := range kpsFlags {
+		codeFlags = append(codeFlags, f.Short+"/"+f.Long)
+	}
+	if !slices.Equal(docFlags, codeFlags) {
+		t.Errorf("the docs' options: got %v, want %v", docFlags, codeFlags)
+	}
+}

@@ -583,7 +583,7 @@ func TestQuickstartDeploy(t *testing.T) {
 	if !strings.Contains(r.Stdout, "export PATH="+bin+":$PATH") {
 		t.Errorf("quickstart does not print the PATH line: %s", r.Stdout)
 	}
-	for _, tool := range []string{"gatehouse", "managedomain", "startinstance", "nodemanager", "quickstart", "client", "deploy", "rollback", "deployments", "archive", "audit"} {
+	for _, tool := range []string{"gatehouse", "managedomain", "startinstance", "nodemanager", "quickstart", "client", "deploy", "rollback", "deployments", "archive", "audit", "kpsadmin"} {
 		if _, err := os.Stat(filepath.Join(bin, tool)); err != nil {
 			t.Errorf("posix/bin/%s: %v", tool, err)
 		}

@@ -1,0 +1,443 @@
+package tools
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/kps"
+	"github.com/gatehouse-gw/gatehouse/internal/kps/kpsbackup"
+)
+
+// The run functions of kpsadmin's verbs (kpsadmin.go has the table).
+
+// backupDir is the instance's conf/kps/backup.
+func (s *kpsSession) backupDir() string {
+	return filepath.Join(s.t.dir(), "conf", "kps", "backup")
+}
+
+// cmd is a kpsadmin command line for the resolved group and instance.
+func (s *kpsSession) cmd(verb string, rest ...string) string {
+	parts := append([]string{"kpsadmin", verb, "-g", shellWord(s.t.gname), "-n", shellWord(s.t.iname)}, rest...)
+	return strings.Join(parts, " ")
+}
+
+// --- details -------------------------------------------------------------
+
+func kpsDetails(ctx context.Context, s *kpsSession) error {
+	st, err := s.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	tables, err := s.selected(ctx, st)
+	if err != nil {
+		return err
+	}
+	src := s.h.GroupConfFile(s.t.gid)
+	if s.cfg.Deployment != nil {
+		src = fmt.Sprintf("deployment archive %d", s.cfg.Deployment.Archive)
+	}
+	s.out("Key Property Store of group %q (%s)\n", s.t.gname, s.t.gid)
+	s.out("  configuration: %s (as instance %q, %s, loads it)\n", src, s.t.iname, s.t.iid)
+	s.out("  backend:  %s\n", s.backend())
+	s.out("  location: %s\n", s.location())
+	s.out("  tables:   %d\n", len(tables))
+	for _, t := range tables {
+		n, err := st.Count(ctx, t.Alias)
+		if err != nil {
+			return err
+		}
+		s.out("\nTable %s: %q in collection %q, %d rows\n", t.Alias, t.Name, t.Collection, n)
+		var props []string
+		for _, p := range t.Properties {
+			d := p.Name + " " + string(p.Type)
+			if p.Generated {
+				d += " (generated)"
+			}
+			props = append(props, d)
+		}
+		s.out("  properties:    %s\n", strings.Join(props, ", "))
+		s.out("  primary key:   %s\n", t.PrimaryKey)
+		s.out("  secondary key: %s\n", orNone(t.SecondaryKey))
+		s.out("  indexes:       %s\n", orNone(strings.Join(t.Indexes, ", ")))
+	}
+	backups, err := s.backups()
+	if err != nil {
+		return err
+	}
+	s.out("\nBackups of instance %q (%s): %d\n", s.t.iname, s.backupDir(), len(backups))
+	for _, b := range backups {
+		s.out("  %s  %s  %d bytes\n", b.uuid, b.mod.UTC().Format(time.RFC3339), b.size)
+	}
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+type backupFile struct {
+	uuid string
+	mod  time.Time
+	size int64
+}
+
+// backups lists the instance's backup files, newest first.
+func (s *kpsSession) backups() ([]backupFile, error) {
+	ents, err := os.ReadDir(s.backupDir())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []backupFile
+	for _, e := range ents {
+		id, ok := strings.CutSuffix(e.Name(), kpsbackup.Ext)
+		if !ok || !kpsbackup.ValidUUID(id) || !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
+		out = append(out, backupFile{uuid: id, mod: info.ModTime(), size: info.Size()})
+	}
+	slices.SortFunc(out, func(a, b backupFile) int { return b.mod.Compare(a.mod) })
+	return out, nil
+}
+
+// --- list_rows -----------------------------------------------------------
+
+// listRow is how list_rows prints a row.
+type listRow struct {
+	Version int64          `json:"version"`
+	Values  map[string]any `json:"values"`
+}
+
+func kpsListRows(ctx context.Context, s *kpsSession) error {
+	for {
+		next, err := s.listPage(ctx)
+		if err != nil || next == "" || !s.menu {
+			return err
+		}
+		more, err := s.yes("More rows follow. Show the next page?")
+		if err != nil || !more {
+			return err
+		}
+		s.o.vals["cursor"] = next
+	}
+}
+
+// listPage prints one page and returns the next page's cursor ("" at the end).
+func (s *kpsSession) listPage(ctx context.Context) (string, error) {
+	st, err := s.open(ctx, false)
+	if err != nil {
+		return "", err
+	}
+	alias := s.o.vals["table"]
+	if _, err := s.table(ctx, st, alias); err != nil {
+		return "", err
+	}
+	limit := kps.DefaultLimit
+	if v, ok := s.o.vals["limit"]; ok {
+		limit, _ = strconv.Atoi(v) // checked by parseKpsadmin
+	}
+	res, err := st.List(ctx, alias, kps.Page{Limit: limit, Cursor: s.o.vals["cursor"]})
+	if errors.Is(err, kps.ErrInvalid) {
+		return "", fmt.Errorf("--cursor %q is not one that list_rows printed for table %q", s.o.vals["cursor"], alias)
+	}
+	if err != nil {
+		return "", err
+	}
+	if s.verbose {
+		if n, err := st.Count(ctx, alias); err == nil {
+			s.note("table %q: %d rows in all; this page: %d", alias, n, len(res.Rows))
+		}
+	}
+	for _, r := range res.Rows {
+		b, err := json.Marshal(listRow{Version: r.Version, Values: r.Values})
+		if err != nil {
+			return "", err
+		}
+		s.out("%s\n", b)
+	}
+	if res.Next != "" && !s.menu {
+		fmt.Fprintf(s.env.Stderr, "kpsadmin: more rows follow: %s\n", s.cmd("list_rows", "-t", shellWord(alias), "--limit", strconv.Itoa(limit), "--cursor", res.Next))
+	}
+	return res.Next, nil
+}
+
+// --- clear ---------------------------------------------------------------
+
+var errNotConfirmed = errors.New("not confirmed: nothing was cleared")
+
+func kpsClear(ctx context.Context, s *kpsSession) error {
+	st, err := s.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	alias := s.o.vals["table"]
+	t, err := s.table(ctx, st, alias)
+	if err != nil {
+		return err
+	}
+	if builtin(alias) && !s.o.has("force") {
+		return usagef(kpsName, "table %q (%q) is one of Gatehouse's own: clearing it stops every client application's API keys at once; "+
+			"back it up first (%s) and give --force", alias, t.Name, s.cmd("backup", "-t", alias))
+	}
+	n, err := st.Count(ctx, alias)
+	if err != nil {
+		return err
+	}
+	if !s.o.has("yes") {
+		if !s.stdinTerminal() {
+			return usagef(kpsName, "clear asks for confirmation on a terminal; standard input is not one: give --yes to clear table %q (%d rows) without asking", alias, n)
+		}
+		s.out("Clear the %d rows of table %q (%q in collection %q)? Type the alias to confirm: ", n, alias, t.Name, t.Collection)
+		line, err := s.readLine()
+		if err != nil && err != io.EOF {
+			return err
+		}
+		if strings.TrimSpace(line) != alias {
+			return &ExitError{Code: 1, Err: errNotConfirmed}
+		}
+	}
+	if err := st.Clear(ctx, alias); err != nil {
+		return err
+	}
+	s.out("Table %q cleared: %d rows removed.\n", alias, n)
+	s.summary = fmt.Sprintf("%d rows removed", n)
+	return nil
+}
+
+// --- backup --------------------------------------------------------------
+
+func kpsBackup(ctx context.Context, s *kpsSession) (err error) {
+	st, err := s.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	tables, err := s.selected(ctx, st)
+	if err != nil {
+		return err
+	}
+	dir := s.backupDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	id := kps.NewUUID()
+	path := filepath.Join(dir, id+kpsbackup.Ext)
+	f, err := os.CreateTemp(dir, "."+id+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(0o600); err != nil {
+		return err
+	}
+	w := kpsbackup.NewWriter(f)
+	for _, t := range tables {
+		if err := w.Table(t); err != nil {
+			return fmt.Errorf("table %q: %w", t.Alias, err)
+		}
+		rows := 0
+		for page := (kps.Page{Limit: kps.MaxLimit}); ; {
+			res, err := st.List(ctx, t.Alias, page)
+			if err != nil {
+				return err
+			}
+			for _, r := range res.Rows {
+				if err := w.Row(r); err != nil {
+					return fmt.Errorf("table %q: %w", t.Alias, err)
+				}
+			}
+			rows += len(res.Rows)
+			if res.Next == "" {
+				break
+			}
+			page.Cursor = res.Next
+		}
+		s.note("table %q: %d rows", t.Alias, rows)
+	}
+	m, err := w.Close(kpsbackup.Manifest{
+		UUID: id, Gatehouse: Version, Created: time.Now().UTC().Truncate(time.Second),
+		GroupID: s.t.gid, GroupName: s.t.gname, InstanceID: s.t.iid, InstanceName: s.t.iname, Backend: s.backend(),
+	})
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", tmp, err)
+	}
+	// Read back before it gets its name: a backup that restore would
+	// refuse is never offered.
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if _, err := kpsbackup.Parse(f); err != nil {
+		return fmt.Errorf("the backup written does not read back (%s): %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if err := home.SyncDir(dir); err != nil {
+		return err
+	}
+	total := int64(0)
+	for _, tc := range m.Tables {
+		total += tc.Rows
+	}
+	s.out("Backup %s written: %d tables, %d rows\n", id, len(m.Tables), total)
+	s.summary = fmt.Sprintf("backup %s: %d tables, %d rows", id, len(m.Tables), total)
+	s.out("  %s\n", path)
+	s.out("Restore it with: %s\n", s.cmd("restore", "--uuid", id))
+	return nil
+}
+
+// --- restore -------------------------------------------------------------
+
+func kpsRestore(ctx context.Context, s *kpsSession) error {
+	id := s.o.vals["uuid"]
+	if !kpsbackup.ValidUUID(id) {
+		return usagef(kpsName, "--uuid %q is not a backup's UUID (as backup printed it: 8-4-4-4-12 lowercase hex digits)", id)
+	}
+	path := filepath.Join(s.backupDir(), id+kpsbackup.Ext)
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		backups, _ := s.backups()
+		var ids []string
+		for _, b := range backups {
+			ids = append(ids, b.uuid)
+		}
+		if len(ids) == 0 {
+			return fmt.Errorf("no backup %s: %s holds no backups of instance %q", id, s.backupDir(), s.t.iname)
+		}
+		return fmt.Errorf("no backup %s in %s; the backups there (newest first): %s", id, s.backupDir(), strings.Join(ids, ", "))
+	}
+	if err != nil {
+		return err
+	}
+	b, err := kpsbackup.Parse(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("backup %s is refused, nothing was written: %s: %w", id, path, err)
+	}
+	if b.Manifest.UUID != id {
+		return fmt.Errorf("backup %s is refused, nothing was written: %s: its manifest names backup %s", id, path, b.Manifest.UUID)
+	}
+	s.note("backup %s verified: taken %s by Gatehouse %s from group %q (%s), instance %q, %s store",
+		id, b.Manifest.Created.Format(time.RFC3339), b.Manifest.Gatehouse, b.Manifest.GroupName, b.Manifest.GroupID, b.Manifest.InstanceName, b.Manifest.Backend)
+	if b.Manifest.GroupID != s.t.gid {
+		fmt.Fprintf(s.env.Stderr, "kpsadmin: note: backup %s was taken from group %q (%s); restoring into group %q (%s)\n", id, b.Manifest.GroupName, b.Manifest.GroupID, s.t.gname, s.t.gid)
+	}
+	chosen := b.Tables
+	if alias, ok := s.o.vals["table"]; ok {
+		t, found := b.Table(alias)
+		if !found {
+			var aliases []string
+			for _, t := range b.Tables {
+				aliases = append(aliases, t.Def.Alias)
+			}
+			return kpsNotFound(fmt.Errorf("backup %s holds no table %q", id, alias), alias, aliases, "tables in the backup")
+		}
+		chosen = []kpsbackup.Table{*t}
+	}
+	st, err := s.open(ctx, true)
+	if err != nil {
+		return err
+	}
+	defined, err := st.Tables(ctx)
+	if err != nil {
+		return err
+	}
+	force := s.o.has("force")
+	var define []kps.Table
+	var nonEmpty []string
+	before := map[string]int64{}
+	for _, bt := range chosen {
+		i := slices.IndexFunc(defined, func(t kps.Table) bool { return t.Alias == bt.Def.Alias })
+		if i < 0 {
+			define = append(define, bt.Def)
+			continue
+		}
+		cur := defined[i]
+		if !cur.Equal(&bt.Def) {
+			// The table changed since the backup: its rows must fit the
+			// definition the store has now.
+			for j, r := range bt.Rows {
+				if _, err := cur.Encode(r.Values); err != nil {
+					return fmt.Errorf("backup %s is refused, nothing was written: row %d of table %q does not fit the store's definition of the table, which differs from the backup's: %w", id, j+1, bt.Def.Alias, err)
+				}
+			}
+			s.note("table %q: the store's definition differs from the backup's; every row fits it", bt.Def.Alias)
+		}
+		n, err := st.Count(ctx, bt.Def.Alias)
+		if err != nil {
+			return err
+		}
+		before[bt.Def.Alias] = n
+		if n > 0 && !force {
+			nonEmpty = append(nonEmpty, fmt.Sprintf("%q holds %d rows", bt.Def.Alias, n))
+		}
+	}
+	if len(nonEmpty) > 0 {
+		return fmt.Errorf("not restored, nothing was written: restore fills only empty tables, and %s; "+
+			"--force replaces their rows (back them up first to keep them: %s)", strings.Join(nonEmpty, ", "), s.cmd("backup"))
+	}
+	if len(define) > 0 {
+		if err := st.Define(ctx, define...); err != nil {
+			return fmt.Errorf("defining the backup's tables: %w", err)
+		}
+		for _, t := range define {
+			s.note("table %q defined from the backup", t.Alias)
+		}
+	}
+	var load []kps.TableRows
+	for _, bt := range chosen {
+		load = append(load, kps.TableRows{Table: bt.Def.Alias, Rows: bt.Rows})
+	}
+	atomic, err := kps.Load(ctx, st, force, load...)
+	if err != nil {
+		if atomic {
+			return fmt.Errorf("restore failed, nothing was written: %w", err)
+		}
+		return fmt.Errorf("restore failed part way (the %s backend has no transactional load): %w", s.backend(), err)
+	}
+	s.out("Backup %s restored into group %q:\n", id, s.t.gname)
+	var sum []string
+	for _, bt := range chosen {
+		line := fmt.Sprintf("table %q: %d rows", bt.Def.Alias, len(bt.Rows))
+		if n := before[bt.Def.Alias]; n > 0 {
+			line += fmt.Sprintf(" (replacing %d)", n)
+		}
+		s.out("  %s\n", line)
+		sum = append(sum, line)
+	}
+	s.summary = strings.Join(sum, ", ")
+	if !atomic {
+		s.out("  (table by table: the %s backend has no transactional load; versions start again at 1)\n", s.backend())
+	}
+	return nil
+}
