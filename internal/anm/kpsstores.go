@@ -191,7 +191,7 @@ func (s *kpsStores) useLocked(gid string, conf groupconf.KPS) (*groupStore, erro
 	if s.closed {
 		return nil, &apihttp.Error{Code: http.StatusServiceUnavailable, Msg: "the Admin Node Manager is stopping"}
 	}
-	if gs := s.open[gid]; gs != nil && gs.conf == conf {
+	if gs := s.open[gid]; gs != nil && gs.conf.Equal(conf) {
 		gs.users++
 		return gs, nil
 	}

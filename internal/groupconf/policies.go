@@ -503,3 +503,7 @@ func (k KPS) KPSTables() []kps.Table {
 
 // reservedAliases are the tables Gatehouse defines itself (internal/apps).
 var reservedAliases = []string{"applications", "apikeys"}
+
+// Equal reports whether k and o are the same settings (the store to open
+// and how it is cached).
+func (k KPS) Equal(o KPS) bool { return reflect.DeepEqual(k, o) }

@@ -3,7 +3,6 @@ package instance
 import (
 	"context"
 	"fmt"
-	"reflect"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apps"
@@ -60,7 +59,7 @@ func (i *Instance) groupStoreFor(cfg *groupconf.Config, cur *groupStore) (gs *gr
 	if !needsKPS(cfg) {
 		return nil, false, nil
 	}
-	if cur != nil && kpsSame(cur.conf, cfg.KPS) {
+	if cur != nil && cur.conf.Equal(cfg.KPS) {
 		return cur, false, nil
 	}
 	h, gid := i.opts.Home, i.opts.GroupID
@@ -81,4 +80,3 @@ func (i *Instance) groupStoreFor(cfg *groupconf.Config, cur *groupStore) (gs *gr
 	return &groupStore{conf: cfg.KPS, store: store, cache: cache, checker: apps.NewChecker(cache, hk)}, true, nil
 }
 
-func kpsSame(a, b groupconf.KPS) bool { return reflect.DeepEqual(a, b) }
