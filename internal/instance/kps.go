@@ -79,4 +79,3 @@ func (i *Instance) groupStoreFor(cfg *groupconf.Config, cur *groupStore) (gs *gr
 	i.log.Info("key property store opened", "backend", cfg.KPS.Backend, "cacheTTL", c.TTL.D().String())
 	return &groupStore{conf: cfg.KPS, store: store, cache: cache, checker: apps.NewChecker(cache, hk)}, true, nil
 }
-
