@@ -861,7 +861,15 @@ func increment(ctx context.Context, s kps.Store, name string) (int, error) {
 func childCommand(t *testing.T, top string, cfg kps.Config, task string) *exec.Cmd {
 	b, err := json.Marshal(cfg)
 	must(t, "config", err)
-	cmd := exec.Command(os.Args[0], "-test.run=^"+regexp.QuoteMeta(top)+"$", "-test.count=1")
+	// A child that hangs is killed: the test fails instead of waiting forever.
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^"+regexp.QuoteMeta(top)+"$", "-test.count=1")
+	cmd.WaitDelay = time.Second
+	timer := time.AfterFunc(2*time.Minute, func() {
+		if cmd.Process != nil {
+			cmd.Process.Kill()
+		}
+	})
+	t.Cleanup(func() { timer.Stop() })
 	cmd.Env = append(os.Environ(), envChild+"="+task, envConfig+"="+string(b), envPassword+"="+cfg.Postgres.Password.RevealString())
 	cmd.Stderr = os.Stderr
 	return cmd

