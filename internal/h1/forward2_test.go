@@ -318,7 +318,7 @@ func TestForwardMaxConns(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the first request did not reach the upstream")
 	}
-	_, err := Forward(within(t), u, newRecorder(), &Outgoing{Method: []byte("GET"), Path: []byte("/")})
+	_, err := forwardWithin(t, u, newRecorder(), &Outgoing{Method: []byte("GET"), Path: []byte("/")})
 	var fe *ForwardError
 	if !errors.As(err, &fe) || fe.Kind != ErrNoConnAvailable || !errors.Is(err, ErrNoConn) {
 		t.Fatalf("got %v, want ErrNoConnAvailable", err)

@@ -278,7 +278,7 @@ func (u *Upstream) popIdle() *upConn {
 	u.idle[n-1] = nil
 	u.idle = u.idle[:n-1]
 	u.mu.Unlock()
-	if time.Since(pc.idleAt) > u.idleTimeout() {
+	if time.Since(pc.idleAt) > u.idleTimeout() { // mutate:equivalent boundary an idle time equal to IdleTimeout to the nanosecond cannot be arranged
 		// The top is the youngest: all the others are older still.
 		u.mu.Lock()
 		old := u.idle
@@ -296,7 +296,7 @@ func (u *Upstream) popIdle() *upConn {
 
 // put returns a connection whose exchange ended cleanly to the pool.
 func (u *Upstream) put(pc *upConn) {
-	if u.MaxIdle <= 0 || u.HTTP10 {
+	if u.MaxIdle <= 0 || u.HTTP10 { // mutate:equivalent bool,boundary roundTrip puts a connection back only with MaxIdle > 0 and not HTTP10 (keep is false otherwise)
 		pc.close()
 		return
 	}
@@ -442,10 +442,10 @@ func (pc *upConn) initPeek(tcp net.Conn) {
 func (pc *upConn) idleClean() bool {
 	if pc.br.Buffered() > 0 { // mutate:equivalent const roundTrip pools no connection with bytes buffered, and nothing reads an idle one: Buffered() is 0 here
 		pc.u.noteUnsolicited() // mutate:equivalent delete-stmt roundTrip pools no connection with bytes buffered, and nothing reads an idle one: Buffered() is 0 here
-		return false
+		return false           // mutate:equivalent delete-stmt roundTrip pools no connection with bytes buffered, and nothing reads an idle one: Buffered() is 0 here
 	}
 	if pc.raw == nil {
-		return true
+		return true // mutate:equivalent delete-stmt unreachable: initPeek sets raw for every dialled TCP connection
 	}
 	pc.peekN = -1 // mutate:equivalent const raw.Read either runs the peek, which sets peekN, or fails (and peekN is not read)
 	if err := pc.raw.Read(pc.peek); err != nil {

@@ -589,3 +589,31 @@ func forwardCtx(t *testing.T, ctx context.Context, u *Upstream, w ResponseWriter
 	}
 	return Result{}, nil
 }
+
+// TestUpstreamClosedIdleNotUsed: a pooled connection the upstream closed
+// is noticed when it leaves the pool, so that a request that could not be
+// sent again (a body longer than what Begin keeps) goes on a new one.
+func TestUpstreamClosedIdleNotUsed(t *testing.T) {
+	var conns atomic.Int64
+	u := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		c.SetDeadline(soon(t))
+		conns.Add(1)
+		if _, err := readRawRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") // then close
+	})
+	if _, _, err := get(t, u); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // the upstream's FIN arrives (as in TestUpstreamClosedWhileIdle)
+	big := strings.Repeat("b", 40<<10)
+	rec := newRecorder()
+	res, err := forwardWithin(t, u, rec, &Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader(big), ContentLength: int64(len(big))})
+	if err != nil || rec.body.String() != "ok" || res.Reused {
+		t.Errorf("got %v %q %+v, want ok on a new connection", err, rec.body.String(), res)
+	}
+	if n := u.Unsolicited(); n != 0 {
+		t.Errorf("Unsolicited() = %d, want 0 for a close", n)
+	}
+}
