@@ -2,6 +2,7 @@ package anm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,12 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
 	"github.com/gatehouse-gw/gatehouse/internal/apps"
 	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/deploy"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/gwtest"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/kps"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
 )
 
@@ -611,5 +614,35 @@ func TestKPSStores(t *testing.T) {
 	}
 	if _, _, err := s.get(ctx, "group-2", groupconf.KPS{}); err == nil || !strings.Contains(err.Error(), "stopping") {
 		t.Errorf("get after Close: %v", err)
+	}
+}
+
+// TestKPSError: each kind of the store's errors has its status; a store
+// that cannot answer does not tell the client why.
+func TestKPSError(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		code int
+	}{
+		{fmt.Errorf("x: %w", kps.ErrNotFound), 404},
+		{fmt.Errorf("x: %w", kps.ErrExists), 409},
+		{fmt.Errorf("x: %w", kps.ErrConflict), 409},
+		{fmt.Errorf("x: %w", kps.ErrInvalid), 400},
+		{kps.Unavailable(errors.New("dial tcp 10.0.0.9:5432: refused")), 503},
+		{&apihttp.Error{Code: 418, Msg: "kept"}, 418},
+	} {
+		code, msg := apihttp.Classify(kpsError(c.err))
+		if code != c.code {
+			t.Errorf("%v: got %d, want %d", c.err, code, c.code)
+		}
+		if code == 503 && (strings.Contains(msg, "10.0.0.9") || !strings.Contains(msg, "retry later")) {
+			t.Errorf("503 message %q: want no cause, and retry later", msg)
+		}
+	}
+	if kpsError(nil) != nil {
+		t.Error("kpsError(nil) is not nil")
+	}
+	if code, _ := apihttp.Classify(kpsError(errors.New("other"))); code != 500 {
+		t.Errorf("an unclassified error: got %d, want 500", code)
 	}
 }
