@@ -413,6 +413,20 @@ func TestKPSAPI(t *testing.T) {
 		t.Errorf("page 2: %+v", rp)
 	}
 	e.do("GET", "/api/kps/group-2/prices?cursor=@@@", "").WantError(t, 400, "cursor")
+	// A query of an indexed property.
+	e.do("POST", "/api/kps/group-2/prices", `{"values":{"sku":"c-1","live":false}}`).MustCode(t, 201)
+	for q, want := range map[string]string{"live=true": "b-1", "live=false": "c-1"} {
+		var qp rowsPage
+		e.do("GET", "/api/kps/group-2/prices?property=live&value="+strings.TrimPrefix(q, "live="), "").Decode(t, &qp)
+		if len(qp.Rows) != 1 || qp.Rows[0].Key != want {
+			t.Errorf("query %s: %+v, want row %s", q, qp, want)
+		}
+	}
+	e.do("GET", "/api/kps/group-2/prices?property=live&value=maybe", "").WantError(t, 400, `value "maybe"`, "is a boolean")
+	e.do("GET", "/api/kps/group-2/prices?property=amount&value=1", "").WantError(t, 400, `"amount" of table "prices" is not indexed`, "live")
+	e.do("GET", "/api/kps/group-2/prices?property=live", "").WantError(t, 400, "together")
+	e.do("GET", "/api/kps/group-2/prices?value=x", "").WantError(t, 400, "together")
+	e.do("DELETE", "/api/kps/group-2/prices/c-1", "").MustCode(t, 200)
 
 	// Read, update with versions, delete.
 	a = e.do("GET", "/api/kps/group-2/prices/b-1", "")
@@ -457,9 +471,21 @@ func TestKPSAPI(t *testing.T) {
 	e.do("POST", "/api/kps/group-2", `{"collection":"Shop","name":"Big counters","alias":"big","properties":[{"name":"n","type":"long"}],"primaryKey":"n"}`).MustCode(t, 201)
 	e.do("POST", "/api/kps/group-2/big", `{"values":{"n":99999999999}}`).MustCode(t, 201)
 	e.do("GET", "/api/kps/group-2/big/99999999999", "").MustCode(t, 200)
+
 	e.do("POST", "/api/kps/group-2/big", `{"values":{"n":9223372036854775807}}`).MustCode(t, 201)
+	e.do("POST", "/api/kps/group-2", `{"collection":"Shop","name":"Stock","alias":"stock","properties":[{"name":"sku","type":"string"},{"name":"qty","type":"integer"},{"name":"total","type":"long"}],"primaryKey":"sku","indexes":["qty","total"]}`).MustCode(t, 201)
+	e.do("POST", "/api/kps/group-2/stock", `{"values":{"sku":"s1","qty":3,"total":9999999999}}`).MustCode(t, 201)
+	for _, q := range []string{"property=qty&value=3", "property=total&value=9999999999"} {
+		var sp rowsPage
+		e.do("GET", "/api/kps/group-2/stock?"+q, "").Decode(t, &sp)
+		if len(sp.Rows) != 1 || sp.Rows[0].Key != "s1" {
+			t.Errorf("query %s: %+v", q, sp)
+		}
+	}
+	e.do("GET", "/api/kps/group-2/stock?property=qty&value=9999999999", "").WantError(t, 400, "is an integer")
+	e.do("GET", "/api/kps/group-2/stock?property=total&value=x", "").WantError(t, 400, "is a long")
 	e.do("GET", "/api/kps/group-2/big/9223372036854775807", "").MustCode(t, 200)
-	e.do("GET", "/api/kps/group-2/big/99999999999999999999", "").WantError(t, 400, "is an long")
+	e.do("GET", "/api/kps/group-2/big/99999999999999999999", "").WantError(t, 400, "is a long")
 	a = e.do("POST", "/api/kps/group-2", `{"collection":"Shop","name":"Spaced","alias":"spaced","properties":[{"name":"k","type":"string"}],"primaryKey":"k"}`)
 	a.MustCode(t, 201)
 	a = e.do("POST", "/api/kps/group-2/spaced", `{"values":{"k":"a b/c"}}`)
@@ -479,6 +505,10 @@ func TestKPSAPI(t *testing.T) {
 		if strings.Contains(a.Body, "hash") || strings.Contains(a.Body, nk.Value[len(nk.Key.ID):]) || !strings.Contains(a.Body, nk.Key.ID) || !strings.Contains(a.Body, `"enabled":true`) {
 			t.Errorf("GET %s: %s", p, a.Body)
 		}
+	}
+	a = e.do("GET", "/api/kps/group-2/apikeys?property=appId&value="+nk.Key.AppID, "")
+	if a.Code != 200 || !strings.Contains(a.Body, nk.Key.ID) || strings.Contains(a.Body, "hash") {
+		t.Errorf("the keys of an application through a query: %s", a.Body)
 	}
 	e.do("POST", "/api/kps/group-2/apikeys", `{"values":{"id":"gk_x"}}`).WantError(t, 400, "written only through /api/applications")
 	e.do("PUT", "/api/kps/group-2/apikeys/"+nk.Key.ID, `{"values":{"enabled":false}}`).WantError(t, 400, "read-only")
