@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,6 +47,9 @@ func appsEnv(t *testing.T) *apiEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.a.Close)
+	// A lock left held would hang the requests: fail instead.
+	stop := time.AfterFunc(2*time.Minute, func() { panic(t.Name() + ": still running after 2 minutes (a lock left held?)") })
+	t.Cleanup(func() { stop.Stop() })
 	return e
 }
 
@@ -219,6 +224,9 @@ func TestApplicationsAPI(t *testing.T) {
 	e.do("POST", "/api/applications/group-2/Shop/keys", `{"expiresIn":"1h","expiresAt":""}`).WantError(t, 400, "not both")
 	e.do("POST", "/api/applications/group-2/Shop/keys", `{"enabled":false}`).WantError(t, 400, "enabled")
 	e.do("POST", "/api/applications/group-2/Nobody/keys", "").WantError(t, 404, "Nobody")
+	if a := e.do("POST", "/api/applications/group-2/Shop/keys", `{"expiresIn":"1h"}`, "Content-Type", ""); a.Code != 415 {
+		t.Errorf("a body without Content-Type: got %d, want 415: %s", a.Code, a.Body)
+	}
 
 	a = e.do("GET", "/api/applications/group-2/Shop/keys", "")
 	a.MustCode(t, 200)
@@ -301,6 +309,7 @@ func TestApplicationsAPI(t *testing.T) {
 
 	// Delete a key, then the application with its keys.
 	e.do("DELETE", "/api/applications/group-2/Other/keys/"+id, "").WantError(t, 404, "has no key")
+	e.do("DELETE", "/api/applications/group-2/Nobody/keys/"+id, "").WantError(t, 404, "Nobody")
 	e.do("DELETE", "/api/applications/group-2/Shop/keys/"+id, "").MustCode(t, 200)
 	e.do("GET", "/api/applications/group-2/Shop/keys/"+id, "").WantError(t, 404, "has no key")
 	e.do("DELETE", "/api/applications/group-2/Shop", "", "If-Match", `"1"`).WantError(t, 409, "not 1")
@@ -318,7 +327,14 @@ func TestApplicationsAPI(t *testing.T) {
 	wantEntry(t, es, "create application", "ok", "group-2", shop.ID, `"Shop"`, "APIs orders")
 	wantEntry(t, es, "create application", "error", "group-2", `application "Shop"`, "already")
 	wantEntry(t, es, "change application", "ok", shop.ID, "enabled false", "(was: ")
-	wantTargets(t, es, "change application", "group-2", shop.ID) // named "Shop" in the request
+	wantTargets(t, es, "change application", "group-2", shop.ID)
+	for _, en := range es {
+		if en.Action == "change application" && en.Outcome == "ok" && slices.Contains(en.Targets, "Shop") {
+			t.Errorf("a change of the application named in the request by its name is recorded with the name, not the id: %v", en.Targets)
+		}
+	}
+	wantEntry(t, es, "create application", "ok", `("Other")`, "no API")
+	wantEntry(t, es, "disable api key", "error", id, "has no key")
 	wantEntry(t, es, "create api key", "error", `application `+shop.ID+` ("Shop")`, "not in the future")
 	wantEntry(t, es, "rotate api key", "ok", "replaced by "+firstRotated)
 	wantEntry(t, es, "change application", "error", "no longer at version 7")
@@ -474,8 +490,8 @@ func TestKPSAPI(t *testing.T) {
 
 	e.do("POST", "/api/kps/group-2/big", `{"values":{"n":9223372036854775807}}`).MustCode(t, 201)
 	e.do("POST", "/api/kps/group-2", `{"collection":"Shop","name":"Stock","alias":"stock","properties":[{"name":"sku","type":"string"},{"name":"qty","type":"integer"},{"name":"total","type":"long"}],"primaryKey":"sku","indexes":["qty","total"]}`).MustCode(t, 201)
-	e.do("POST", "/api/kps/group-2/stock", `{"values":{"sku":"s1","qty":3,"total":9999999999}}`).MustCode(t, 201)
-	for _, q := range []string{"property=qty&value=3", "property=total&value=9999999999"} {
+	e.do("POST", "/api/kps/group-2/stock", `{"values":{"sku":"s1","qty":9,"total":9223372036854775807}}`).MustCode(t, 201)
+	for _, q := range []string{"property=qty&value=9", "property=total&value=9223372036854775807"} {
 		var sp rowsPage
 		e.do("GET", "/api/kps/group-2/stock?"+q, "").Decode(t, &sp)
 		if len(sp.Rows) != 1 || sp.Rows[0].Key != "s1" {
@@ -681,4 +697,37 @@ func TestKPSError(t *testing.T) {
 	if code, _ := apihttp.Classify(kpsError(errors.New("other"))); code != 500 {
 		t.Errorf("an unclassified error: got %d, want 500", code)
 	}
+}
+
+// TestKPSStoresConcurrent: requests that get and release a group's store
+// while its settings flip never see it closed under them (run with -race
+// by scripts/test).
+func TestKPSStoresConcurrent(t *testing.T) {
+	h, err := home.At(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newKPSStores(h, slog.New(slog.DiscardHandler))
+	defer s.Close()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 15 {
+				conf := groupconf.KPS{Backend: []string{"", "sqlite"}[(i+j)%2]}
+				gs, release, err := s.get(ctx, "group-2", conf)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := gs.store.Tables(ctx); err != nil {
+					t.Errorf("a store in use was closed: %v", err)
+				}
+				release()
+			}
+		}()
+	}
+	wg.Wait()
 }
