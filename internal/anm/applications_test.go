@@ -2,20 +2,25 @@ package anm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
 	"github.com/gatehouse-gw/gatehouse/internal/apps"
 	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/deploy"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/gwtest"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/kps"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
 )
 
@@ -42,6 +47,9 @@ func appsEnv(t *testing.T) *apiEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.a.Close)
+	// A lock left held would hang the requests: fail instead.
+	stop := time.AfterFunc(2*time.Minute, func() { panic(t.Name() + ": still running after 2 minutes (a lock left held?)") })
+	t.Cleanup(func() { stop.Stop() })
 	return e
 }
 
@@ -216,6 +224,9 @@ func TestApplicationsAPI(t *testing.T) {
 	e.do("POST", "/api/applications/group-2/Shop/keys", `{"expiresIn":"1h","expiresAt":""}`).WantError(t, 400, "not both")
 	e.do("POST", "/api/applications/group-2/Shop/keys", `{"enabled":false}`).WantError(t, 400, "enabled")
 	e.do("POST", "/api/applications/group-2/Nobody/keys", "").WantError(t, 404, "Nobody")
+	if a := e.do("POST", "/api/applications/group-2/Shop/keys", `{"expiresIn":"1h"}`, "Content-Type", ""); a.Code != 415 {
+		t.Errorf("a body without Content-Type: got %d, want 415: %s", a.Code, a.Body)
+	}
 
 	a = e.do("GET", "/api/applications/group-2/Shop/keys", "")
 	a.MustCode(t, 200)
@@ -298,6 +309,7 @@ func TestApplicationsAPI(t *testing.T) {
 
 	// Delete a key, then the application with its keys.
 	e.do("DELETE", "/api/applications/group-2/Other/keys/"+id, "").WantError(t, 404, "has no key")
+	e.do("DELETE", "/api/applications/group-2/Nobody/keys/"+id, "").WantError(t, 404, "Nobody")
 	e.do("DELETE", "/api/applications/group-2/Shop/keys/"+id, "").MustCode(t, 200)
 	e.do("GET", "/api/applications/group-2/Shop/keys/"+id, "").WantError(t, 404, "has no key")
 	e.do("DELETE", "/api/applications/group-2/Shop", "", "If-Match", `"1"`).WantError(t, 409, "not 1")
@@ -315,7 +327,14 @@ func TestApplicationsAPI(t *testing.T) {
 	wantEntry(t, es, "create application", "ok", "group-2", shop.ID, `"Shop"`, "APIs orders")
 	wantEntry(t, es, "create application", "error", "group-2", `application "Shop"`, "already")
 	wantEntry(t, es, "change application", "ok", shop.ID, "enabled false", "(was: ")
-	wantTargets(t, es, "change application", "group-2", shop.ID) // named "Shop" in the request
+	wantTargets(t, es, "change application", "group-2", shop.ID)
+	for _, en := range es {
+		if en.Action == "change application" && en.Outcome == "ok" && slices.Contains(en.Targets, "Shop") {
+			t.Errorf("a change of the application named in the request by its name is recorded with the name, not the id: %v", en.Targets)
+		}
+	}
+	wantEntry(t, es, "create application", "ok", `("Other")`, "no API")
+	wantEntry(t, es, "disable api key", "error", id, "has no key")
 	wantEntry(t, es, "create api key", "error", `application `+shop.ID+` ("Shop")`, "not in the future")
 	wantEntry(t, es, "rotate api key", "ok", "replaced by "+firstRotated)
 	wantEntry(t, es, "change application", "error", "no longer at version 7")
@@ -410,6 +429,20 @@ func TestKPSAPI(t *testing.T) {
 		t.Errorf("page 2: %+v", rp)
 	}
 	e.do("GET", "/api/kps/group-2/prices?cursor=@@@", "").WantError(t, 400, "cursor")
+	// A query of an indexed property.
+	e.do("POST", "/api/kps/group-2/prices", `{"values":{"sku":"c-1","live":false}}`).MustCode(t, 201)
+	for q, want := range map[string]string{"live=true": "b-1", "live=false": "c-1"} {
+		var qp rowsPage
+		e.do("GET", "/api/kps/group-2/prices?property=live&value="+strings.TrimPrefix(q, "live="), "").Decode(t, &qp)
+		if len(qp.Rows) != 1 || qp.Rows[0].Key != want {
+			t.Errorf("query %s: %+v, want row %s", q, qp, want)
+		}
+	}
+	e.do("GET", "/api/kps/group-2/prices?property=live&value=maybe", "").WantError(t, 400, `value "maybe"`, "is a boolean")
+	e.do("GET", "/api/kps/group-2/prices?property=amount&value=1", "").WantError(t, 400, `"amount" of table "prices" is not indexed`, "live")
+	e.do("GET", "/api/kps/group-2/prices?property=live", "").WantError(t, 400, "together")
+	e.do("GET", "/api/kps/group-2/prices?value=x", "").WantError(t, 400, "together")
+	e.do("DELETE", "/api/kps/group-2/prices/c-1", "").MustCode(t, 200)
 
 	// Read, update with versions, delete.
 	a = e.do("GET", "/api/kps/group-2/prices/b-1", "")
@@ -454,9 +487,21 @@ func TestKPSAPI(t *testing.T) {
 	e.do("POST", "/api/kps/group-2", `{"collection":"Shop","name":"Big counters","alias":"big","properties":[{"name":"n","type":"long"}],"primaryKey":"n"}`).MustCode(t, 201)
 	e.do("POST", "/api/kps/group-2/big", `{"values":{"n":99999999999}}`).MustCode(t, 201)
 	e.do("GET", "/api/kps/group-2/big/99999999999", "").MustCode(t, 200)
+
 	e.do("POST", "/api/kps/group-2/big", `{"values":{"n":9223372036854775807}}`).MustCode(t, 201)
+	e.do("POST", "/api/kps/group-2", `{"collection":"Shop","name":"Stock","alias":"stock","properties":[{"name":"sku","type":"string"},{"name":"qty","type":"integer"},{"name":"total","type":"long"}],"primaryKey":"sku","indexes":["qty","total"]}`).MustCode(t, 201)
+	e.do("POST", "/api/kps/group-2/stock", `{"values":{"sku":"s1","qty":9,"total":9223372036854775807}}`).MustCode(t, 201)
+	for _, q := range []string{"property=qty&value=9", "property=total&value=9223372036854775807"} {
+		var sp rowsPage
+		e.do("GET", "/api/kps/group-2/stock?"+q, "").Decode(t, &sp)
+		if len(sp.Rows) != 1 || sp.Rows[0].Key != "s1" {
+			t.Errorf("query %s: %+v", q, sp)
+		}
+	}
+	e.do("GET", "/api/kps/group-2/stock?property=qty&value=9999999999", "").WantError(t, 400, "is an integer")
+	e.do("GET", "/api/kps/group-2/stock?property=total&value=x", "").WantError(t, 400, "is a long")
 	e.do("GET", "/api/kps/group-2/big/9223372036854775807", "").MustCode(t, 200)
-	e.do("GET", "/api/kps/group-2/big/99999999999999999999", "").WantError(t, 400, "is an long")
+	e.do("GET", "/api/kps/group-2/big/99999999999999999999", "").WantError(t, 400, "is a long")
 	a = e.do("POST", "/api/kps/group-2", `{"collection":"Shop","name":"Spaced","alias":"spaced","properties":[{"name":"k","type":"string"}],"primaryKey":"k"}`)
 	a.MustCode(t, 201)
 	a = e.do("POST", "/api/kps/group-2/spaced", `{"values":{"k":"a b/c"}}`)
@@ -476,6 +521,10 @@ func TestKPSAPI(t *testing.T) {
 		if strings.Contains(a.Body, "hash") || strings.Contains(a.Body, nk.Value[len(nk.Key.ID):]) || !strings.Contains(a.Body, nk.Key.ID) || !strings.Contains(a.Body, `"enabled":true`) {
 			t.Errorf("GET %s: %s", p, a.Body)
 		}
+	}
+	a = e.do("GET", "/api/kps/group-2/apikeys?property=appId&value="+nk.Key.AppID, "")
+	if a.Code != 200 || !strings.Contains(a.Body, nk.Key.ID) || strings.Contains(a.Body, "hash") {
+		t.Errorf("the keys of an application through a query: %s", a.Body)
 	}
 	e.do("POST", "/api/kps/group-2/apikeys", `{"values":{"id":"gk_x"}}`).WantError(t, 400, "written only through /api/applications")
 	e.do("PUT", "/api/kps/group-2/apikeys/"+nk.Key.ID, `{"values":{"enabled":false}}`).WantError(t, 400, "read-only")
@@ -557,6 +606,12 @@ func TestKPSWhereTheStoreIs(t *testing.T) {
 	// backend, 503).
 	e.do("POST", "/api/topology/groups", `{"name":"Far"}`).MustCode(t, 201) // group-4
 	os.WriteFile(e.h.GroupConfFile("group-4"), []byte("kps:\n  backend: postgres\n  postgres: {host: 127.0.0.1, database: gh, user: gh}\n"), 0o644)
+	e.do("GET", "/api/applications/group-4", "").WantError(t, 409, "groups/group-4/conf/kps/apikeys.key, is not on the Admin Node Manager's host", "Copy the file")
+	if _, err := os.Stat(apps.HashKeyFile(e.h, "group-4")); err == nil {
+		t.Error("the ANM created a hashing key for a group without an instance on its host")
+	}
+	os.MkdirAll(filepath.Dir(apps.HashKeyFile(e.h, "group-4")), 0o700)
+	os.WriteFile(apps.HashKeyFile(e.h, "group-4"), make([]byte, apps.HashKeyBytes), 0o600)
 	e.do("GET", "/api/applications/group-4", "").WantError(t, 503, "cannot be opened")
 }
 
@@ -612,4 +667,67 @@ func TestKPSStores(t *testing.T) {
 	if _, _, err := s.get(ctx, "group-2", groupconf.KPS{}); err == nil || !strings.Contains(err.Error(), "stopping") {
 		t.Errorf("get after Close: %v", err)
 	}
+}
+
+// TestKPSError: each kind of the store's errors has its status; a store
+// that cannot answer does not tell the client why.
+func TestKPSError(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		code int
+	}{
+		{fmt.Errorf("x: %w", kps.ErrNotFound), 404},
+		{fmt.Errorf("x: %w", kps.ErrExists), 409},
+		{fmt.Errorf("x: %w", kps.ErrConflict), 409},
+		{fmt.Errorf("x: %w", kps.ErrInvalid), 400},
+		{kps.Unavailable(errors.New("dial tcp 10.0.0.9:5432: refused")), 503},
+		{&apihttp.Error{Code: 418, Msg: "kept"}, 418},
+	} {
+		code, msg := apihttp.Classify(kpsError(c.err))
+		if code != c.code {
+			t.Errorf("%v: got %d, want %d", c.err, code, c.code)
+		}
+		if code == 503 && (strings.Contains(msg, "10.0.0.9") || !strings.Contains(msg, "retry later")) {
+			t.Errorf("503 message %q: want no cause, and retry later", msg)
+		}
+	}
+	if kpsError(nil) != nil {
+		t.Error("kpsError(nil) is not nil")
+	}
+	if code, _ := apihttp.Classify(kpsError(errors.New("other"))); code != 500 {
+		t.Errorf("an unclassified error: got %d, want 500", code)
+	}
+}
+
+// TestKPSStoresConcurrent: requests that get and release a group's store
+// while its settings flip never see it closed under them (run with -race
+// by scripts/test).
+func TestKPSStoresConcurrent(t *testing.T) {
+	h, err := home.At(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newKPSStores(h, slog.New(slog.DiscardHandler))
+	defer s.Close()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 15 {
+				conf := groupconf.KPS{Backend: []string{"", "sqlite"}[(i+j)%2]}
+				gs, release, err := s.get(ctx, "group-2", conf)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := gs.store.Tables(ctx); err != nil {
+					t.Errorf("a store in use was closed: %v", err)
+				}
+				release()
+			}
+		}()
+	}
+	wg.Wait()
 }

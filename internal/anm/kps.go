@@ -136,7 +136,7 @@ func keyValue(t kps.Table, s string) (any, error) {
 		}
 		n, err := strconv.ParseInt(s, 10, bits)
 		if err != nil {
-			return nil, &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("key %q: the primary key %q of table %q is an %s", s, p.Name, t.Alias, p.Type)}
+			return nil, &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("key %q: the primary key %q of table %q is %s", s, p.Name, t.Alias, aType(p.Type))}
 		}
 		if p.Type == kps.Integer {
 			// mutate:equivalent delete-stmt the store takes an int64 for an integer property too (kps normalize), within range as ParseInt checked
@@ -145,6 +145,34 @@ func keyValue(t kps.Table, s string) (any, error) {
 		return n, nil
 	}
 	return s, nil
+}
+
+// whereValue is the value of ?property=&value= as property's type: only
+// an indexed property can be queried.
+func whereValue(t kps.Table, property, value string, hasValue bool) (any, error) {
+	p, ok := t.Property(property)
+	switch {
+	case !ok || !hasValue:
+		return nil, &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("give property=NAME and value=V together, NAME an indexed property of table %q (%s)", t.Alias, strings.Join(t.Indexes, ", "))}
+	case !t.Indexed(property):
+		return nil, &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("property %q of table %q is not indexed; its indexed properties: %s (use the primary key's path for %q)", property, t.Alias, strings.Join(t.Indexes, ", "), t.PrimaryKey)}
+	}
+	var v any = value
+	var err error
+	switch p.Type {
+	case kps.Boolean:
+		v, err = strconv.ParseBool(value)
+	case kps.Integer:
+		var n int64
+		n, err = strconv.ParseInt(value, 10, 32)
+		v = int32(n)
+	case kps.Long:
+		v, err = strconv.ParseInt(value, 10, 64)
+	}
+	if err != nil {
+		return nil, &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("value %q: property %q of table %q is %s", value, property, t.Alias, aType(p.Type))}
+	}
+	return v, nil
 }
 
 // rowValues checks the values of a body against t and gives them their
@@ -170,7 +198,7 @@ func rowValues(t kps.Table, raw map[string]json.RawMessage) (map[string]any, err
 			err = fmt.Errorf("a JSON %c… for a %s", msg[0], p.Type)
 		}
 		if err != nil {
-			return nil, &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("table %q: property %q is a %s: %s is not one", t.Alias, name, p.Type, truncateText(string(msg), 100)), Err: err}
+			return nil, &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("table %q: property %q is %s: %s is not one", t.Alias, name, aType(p.Type), truncateText(string(msg), 100)), Err: err}
 		}
 		out[name] = v[name]
 	}
@@ -195,6 +223,14 @@ func jsonKindFits(t kps.Type, msg []byte) bool {
 		return c == '{'
 	}
 	return false
+}
+
+// aType is a property type with its article: "an integer", "a long".
+func aType(t kps.Type) string {
+	if t == kps.Integer {
+		return "an integer"
+	}
+	return "a " + string(t)
 }
 
 func truncateText(s string, n int) string {
@@ -278,7 +314,8 @@ func (a *API) defineTable(w http.ResponseWriter, r *http.Request) {
 	apihttp.WriteResult(w, code, tableView{Table: t})
 }
 
-// GET /api/kps/{groupID}/{alias}?limit=&cursor=
+// GET /api/kps/{groupID}/{alias}?limit=&cursor=[&property=&value=]: with
+// property and value, the rows whose indexed property has that value.
 func (a *API) listRows(w http.ResponseWriter, r *http.Request) {
 	page, err := pageOf(r)
 	out := rowsPage{Rows: []rowView{}}
@@ -288,7 +325,16 @@ func (a *API) listRows(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				return err
 			}
-			res, err := gs.store.List(r.Context(), t.Alias, page)
+			var res kps.Result
+			if q := r.URL.Query(); q.Has("property") || q.Has("value") {
+				v, err := whereValue(t, q.Get("property"), q.Get("value"), q.Has("value"))
+				if err != nil {
+					return err
+				}
+				res, err = gs.store.Query(r.Context(), t.Alias, q.Get("property"), v, page)
+			} else {
+				res, err = gs.store.List(r.Context(), t.Alias, page)
+			}
 			for _, row := range res.Rows {
 				out.Rows = append(out.Rows, view(t, row))
 			}

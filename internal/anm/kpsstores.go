@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 
@@ -35,6 +36,9 @@ type groupKPS struct {
 	kps    groupconf.KPS
 	apis   []string // the names of the configuration's APIs
 	source string   // where the settings were read, for messages
+	// local: the group has an instance on the ANM's host, which shares
+	// the ANM's hashing key file (the ANM may create it).
+	local bool
 }
 
 // groupKPSOf finds the group arg names (id or name) and its KPS settings.
@@ -66,7 +70,7 @@ func (a *API) groupKPSOf(arg string) (groupKPS, error) {
 	if err != nil {
 		return groupKPS{}, err
 	}
-	out := groupKPS{group: g, kps: cfg.KPS, source: source}
+	out := groupKPS{group: g, kps: cfg.KPS, source: source, local: len(local) > 0}
 	for _, api := range cfg.APIs {
 		out.apis = append(out.apis, api.Name)
 	}
@@ -283,6 +287,13 @@ func (a *API) withGroupStore(r *http.Request, f func(g groupKPS, gs *groupStore)
 	g, err := a.groupKPSOf(r.PathValue("groupID"))
 	if err != nil {
 		return err
+	}
+	if !g.local {
+		// The instances elsewhere hash keys with the file of their own
+		// hosts: a key made with a new file here would open nothing.
+		if _, err := os.Stat(apps.HashKeyFile(a.h, g.group.ID)); err != nil {
+			return &apihttp.Error{Code: http.StatusConflict, Msg: fmt.Sprintf("the API key hashing key of group %s, %s, is not on the Admin Node Manager's host, and the group has no instance here: a key made with a new one would open nothing on the group's instances. Copy the file from a host of the group's instances (they create it when they first open the store) to the same path here, mode 0600 (docs/applications.md)", g.group.ID, a.h.Rel(apps.HashKeyFile(a.h, g.group.ID)))}
+		}
 	}
 	gs, release, err := a.kpsStores.get(r.Context(), g.group.ID, g.kps)
 	if err != nil {

@@ -143,6 +143,33 @@ apis:
 		t.Errorf("a wrong secret: %d", code)
 	}
 
+	// await polls path with key until it answers want, within the
+	// cache's lifetime and the margin.
+	await := func(what, path, key string, want int) {
+		t.Helper()
+		since := time.Now()
+		for {
+			code, _, _ := call(path, http.Header{"Keyid": {key}})
+			if code == want {
+				return
+			}
+			if time.Since(since) > appsTTL+appsMargin {
+				t.Fatalf("%s: %s answers %d %v after the change, want %d", what, path, code, time.Since(since), want)
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+	}
+	// The application changed with the CLI: another API, then disabled and
+	// enabled again.
+	wantClient(t, "apps update", h.Run("", "client", "apps", "update", "-g", "group-2", "Shop", "--api", "orders", "--api", "stock", "--description", "the shop"), 0,
+		"changed application "+appID+" (Shop): enabled true, APIs: orders, stock (version 2)")
+	await("another API", "/stock/1", key, 200)
+	wantClient(t, "apps update --disable", h.Run("", "client", "apps", "update", "-g", "group-2", appID, "--disable"), 0, "enabled false")
+	await("the application disabled", "/orders/1", key, 401)
+	wantClient(t, "apps update --enable", h.Run("", "client", "apps", "update", "-g", "group-2", appID, "--enable"), 0, "enabled true")
+	await("the application enabled", "/orders/1", key, 200)
+	wantClient(t, "apps show after the changes", h.Run("", "client", "apps", "show", "-g", "group-2", "Shop"), 0, "version 4", "the shop", "orders, stock")
+
 	// Disabled with the CLI: refused within the cache's lifetime.
 	wantClient(t, "keys disable", h.Run("", "client", "keys", "disable", "-g", "Apps Group", "--app", "Shop", keyID), 0, "disabled key "+keyID, "kps.cache.ttl")
 	disabled := time.Now()
