@@ -172,6 +172,18 @@ func (a *Attempt) Try(ctx context.Context, u *Upstream, w ResponseWriter) (Resul
 	}
 }
 
+// idempotent reports whether the request may be sent twice: its method is
+// idempotent (RFC 9110, 9.2.2: GET, HEAD, OPTIONS, TRACE, PUT, DELETE), or
+// it carries an Idempotency-Key (or X-Idempotency-Key) field, as net/http
+// decides which requests to retry.
+func (o *Outgoing) idempotent() bool {
+	switch string(o.Method) {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return o.Header != nil && (o.Header.Has("Idempotency-Key") || o.Header.Has("X-Idempotency-Key"))
+}
+
 // errStale marks a reused connection that the upstream had closed.
 var errStale = errors.New("pooled connection closed by the upstream")
 
@@ -322,7 +334,9 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 			if br := finishBodyIfClientErr(wdone, finishBody); br != nil {
 				return res, false, br
 			}
-			return res, errors.Is(err, errStale) && pc.reused && bodyEOF, pc.upErr(ctx, ErrUpstreamProtocol, err)
+			// The whole request went out: the upstream may have acted on it
+			// before closing. Only a request that may be sent twice is.
+			return res, errors.Is(err, errStale) && pc.reused && bodyEOF && out.idempotent(), pc.upErr(ctx, ErrUpstreamProtocol, err)
 		}
 		if rh.status >= 200 || rh.status == 101 {
 			break

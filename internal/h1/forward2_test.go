@@ -255,6 +255,68 @@ func TestForwardStaleRetry(t *testing.T) {
 	}
 }
 
+// TestForwardStaleNotIdempotent: a POST whose pooled connection turns out
+// closed after the whole request went out is not sent again (the upstream
+// may have acted on it): 502-class ErrUpstreamProtocol, one upstream
+// request. With an Idempotency-Key it is sent again on a new connection.
+func TestForwardStaleNotIdempotent(t *testing.T) {
+	var requests atomic.Int64
+	u := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			if _, err := readRequestHead(br); err != nil {
+				return
+			}
+			n := requests.Add(1)
+			if n%2 == 0 {
+				return // the second request on a connection: closed without an answer
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	ctx := within(t)
+	post := func(key string) (Result, error) {
+		var h Header
+		if key != "" {
+			h.AddString("Idempotency-Key", key)
+		}
+		return Forward(ctx, u, newRecorder(), &Outgoing{Method: []byte("POST"), Path: []byte("/"), Header: &h})
+	}
+	if _, err := post(""); err != nil {
+		t.Fatal(err)
+	}
+	before := requests.Load()
+	_, err := post("")
+	var fe *ForwardError
+	if !errors.As(err, &fe) || fe.Kind != ErrUpstreamProtocol || requests.Load() != before+1 {
+		t.Fatalf("POST on a stale connection: %v after %d upstream requests, want ErrUpstreamProtocol after 1", err, requests.Load()-before)
+	}
+	if _, err := post(""); err != nil { // a fresh connection
+		t.Fatal(err)
+	}
+	before = requests.Load()
+	res, err := post("k-1")
+	if err != nil || res.Status != 200 || requests.Load() != before+2 {
+		t.Fatalf("POST with an Idempotency-Key on a stale connection: %v %d after %d upstream requests, want 200 after 2", err, res.Status, requests.Load()-before)
+	}
+	for _, c := range []struct {
+		method, field string
+		want          bool
+	}{{"GET", "", true}, {"HEAD", "", true}, {"OPTIONS", "", true}, {"TRACE", "", true}, {"PUT", "", true}, {"DELETE", "", true},
+		{"POST", "", false}, {"PATCH", "", false}, {"CONNECT", "", false}, {"POST", "X-Idempotency-Key", true}, {"PATCH", "Idempotency-Key", true}} {
+		var h Header
+		if c.field != "" {
+			h.AddString(c.field, "x")
+		}
+		o := &Outgoing{Method: []byte(c.method), Header: &h}
+		if o.idempotent() != c.want {
+			t.Errorf("%s with %q: idempotent %v, want %v", c.method, c.field, !c.want, c.want)
+		}
+	}
+	if (&Outgoing{Method: []byte("POST")}).idempotent() {
+		t.Error("a POST without a header: idempotent")
+	}
+}
+
 func TestForwardConnectRefused(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
