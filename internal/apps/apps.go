@@ -352,14 +352,14 @@ func (m *Manager) DeleteKey(ctx context.Context, id string) error {
 // change is seen by an instance within the cache's lifetime (kps.Cache's
 // TTL). It implements apikey.Checker and is safe for concurrent use.
 type Checker struct {
-	cache   *kps.Cache
-	hashKey []byte
-	now     func() time.Time
+	cache  *kps.Cache
+	verify *Verifier
+	now    func() time.Time
 }
 
 // NewChecker checks keys against cache's store with hashKey.
 func NewChecker(cache *kps.Cache, hashKey secret.Value) *Checker {
-	return &Checker{cache: cache, hashKey: hashKey.Reveal(), now: time.Now}
+	return &Checker{cache: cache, verify: NewVerifier(hashKey.Reveal()), now: time.Now}
 }
 
 var _ apikey.Checker = (*Checker)(nil)
@@ -382,7 +382,7 @@ func (c *Checker) Check(ctx context.Context, key string) (apikey.App, error) {
 	}
 	k, hash := keyOf(r)
 	switch {
-	case !Verify(c.hashKey, key, hash):
+	case !c.verify.Verify(key, hash):
 		return apikey.App{}, fmt.Errorf("%w: key %s: the secret part does not match", apikey.ErrInvalidKey, id)
 	case !k.Enabled:
 		return apikey.App{}, fmt.Errorf("%w: key %s is disabled", apikey.ErrInvalidKey, id)

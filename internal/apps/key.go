@@ -7,7 +7,11 @@ import (
 	"encoding/base32"
 	"encoding/hex"
 	"errors"
+	"hash"
+	"io"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/gatehouse-gw/gatehouse/internal/secret"
 )
@@ -78,11 +82,46 @@ func Hash(hashKey []byte, key string) string {
 
 // Verify reports, in constant time, whether key hashes to stored.
 func Verify(hashKey []byte, key, stored string) bool {
-	want, err := hex.DecodeString(stored)
-	if err != nil || len(want) != sha256.Size {
+	var want, got [sha256.Size]byte
+	if len(stored) != 2*sha256.Size {
+		return false
+	}
+	if _, err := hex.Decode(want[:], []byte(stored)); err != nil {
 		return false
 	}
 	m := hmac.New(sha256.New, hashKey)
 	m.Write([]byte(key))
-	return hmac.Equal(m.Sum(nil), want)
+	return hmac.Equal(m.Sum(got[:0]), want[:])
+}
+
+// Verifier is Verify with the hashing key's HMAC state made once and
+// reused (the request path checks a key per request). It is safe for
+// concurrent use.
+type Verifier struct {
+	pool sync.Pool
+}
+
+// NewVerifier checks keys hashed under hashKey.
+func NewVerifier(hashKey []byte) *Verifier {
+	k := slices.Clone(hashKey)
+	v := &Verifier{}
+	v.pool.New = func() any { return hmac.New(sha256.New, k) }
+	return v
+}
+
+// Verify reports, in constant time, whether key hashes to stored.
+func (v *Verifier) Verify(key, stored string) bool {
+	var want, got [sha256.Size]byte
+	if len(stored) != 2*sha256.Size {
+		return false
+	}
+	if _, err := hex.Decode(want[:], []byte(stored)); err != nil {
+		return false
+	}
+	m := v.pool.Get().(hash.Hash)
+	m.Reset()
+	io.WriteString(m, key)
+	ok := hmac.Equal(m.Sum(got[:0]), want[:])
+	v.pool.Put(m)
+	return ok
 }

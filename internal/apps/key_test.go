@@ -78,6 +78,12 @@ func TestHashVerify(t *testing.T) {
 	if !Verify(k1, key.RevealString(), h) {
 		t.Error("Verify: the key does not match its own hash")
 	}
+	v1 := NewVerifier(k1)
+	for i := 0; i < 3; i++ { // the pooled state is reset between uses
+		if !v1.Verify(key.RevealString(), h) {
+			t.Error("Verifier: the key does not match its own hash")
+		}
+	}
 	_, other := NewKey()
 	for _, c := range []struct {
 		name, key, stored string
@@ -91,6 +97,9 @@ func TestHashVerify(t *testing.T) {
 	} {
 		if Verify(c.hashKey, c.key, c.stored) {
 			t.Errorf("%s: verified", c.name)
+		}
+		if NewVerifier(c.hashKey).Verify(c.key, c.stored) {
+			t.Errorf("%s: verified by a Verifier", c.name)
 		}
 	}
 	if Hash(k1, key.RevealString()) != h || Hash(k2, key.RevealString()) == h {

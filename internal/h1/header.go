@@ -52,6 +52,17 @@ func (h *Header) Get(name string) []byte {
 }
 
 // Has reports whether a field named name is present.
+// Count returns how many fields are named name.
+func (h *Header) Count(name string) int {
+	n := 0
+	for i := range h.f {
+		if equalFoldString(h.f[i].name, name) {
+			n++
+		}
+	}
+	return n
+}
+
 func (h *Header) Has(name string) bool {
 	for i := range h.f {
 		if equalFoldString(h.f[i].name, name) {

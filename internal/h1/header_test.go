@@ -36,3 +36,19 @@ func TestRemoveConnectionNamed(t *testing.T) {
 		}
 	}
 }
+
+func TestHeaderCount(t *testing.T) {
+	var h Header
+	if h.Count("KeyId") != 0 {
+		t.Error("empty header: count not 0")
+	}
+	h.AddString("KeyId", "a")
+	h.AddString("Other", "b")
+	h.AddString("keyid", "c")
+	if got := h.Count("KEYID"); got != 2 {
+		t.Errorf("Count: got %d, want 2 (names without case)", got)
+	}
+	if got := h.Count("Other"); got != 1 {
+		t.Errorf("Count(Other): got %d", got)
+	}
+}

@@ -86,14 +86,10 @@ func (p *Policy) unauthorized(msg string, cause error) *policy.Error {
 func (p *Policy) Apply(ex *policy.Exchange) error {
 	r := ex.R
 	var key string
-	n := 0
-	r.Header.Each(func(name, value []byte) bool {
-		if strings.EqualFold(string(name), p.spec.Header) {
-			n++
-			key = string(value)
-		}
-		return true
-	})
+	n := r.Header.Count(p.spec.Header)
+	if n == 1 {
+		key = string(r.Header.Get(p.spec.Header))
+	}
 	r.Header.Del(p.spec.Header)
 	fromQuery := ""
 	if p.spec.Query != "" && len(r.Query) > 0 {
