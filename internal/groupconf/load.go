@@ -379,6 +379,11 @@ func yamlNames(t reflect.Type) []string {
 	return names
 }
 
+// Suggest returns the name of names closest to s (without case) when it is
+// two edits away or less, else "": the did-you-mean of every refusal that
+// lists accepted names (configuration keys, kpsadmin's verbs and names).
+func Suggest(s string, names []string) string { return suggest(s, names) }
+
 // suggest returns the accepted name closest to s when it is close enough.
 func suggest(s string, names []string) string {
 	best, bestD := "", 3

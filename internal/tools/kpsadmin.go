@@ -328,36 +328,9 @@ func kpsVerbFlags(vb *kpsVerb) string {
 	return strings.Join(fs, " ")
 }
 
-// didYouMean returns the name closest to s when it is close enough.
-func didYouMean(s string, names []string) string {
-	best, bestD := "", 3
-	for _, n := range names {
-		if d := levenshtein(strings.ToLower(s), strings.ToLower(n)); d < bestD {
-			best, bestD = n, d
-		}
-	}
-	return best
-}
-
-func levenshtein(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
-}
+// didYouMean returns the name closest to s when it is close enough (the
+// configuration's rule: groupconf.Suggest).
+func didYouMean(s string, names []string) string { return groupconf.Suggest(s, names) }
 
 // kpsSession is one run of kpsadmin.
 type kpsSession struct {
