@@ -19,7 +19,9 @@ import (
 
 var testHashKey = secret.FromString(strings.Repeat("h", HashKeyBytes))
 
-func openStore(t *testing.T) kps.Store {
+func openStore(t *testing.T) kps.Store { return openStoreB(t) }
+
+func openStoreB(t testing.TB) kps.Store {
 	t.Helper()
 	s, err := sqlite.Open(context.Background(), kps.SQLiteConfig{Path: filepath.Join(t.TempDir(), "kps.db")})
 	if err != nil {

@@ -111,17 +111,26 @@ func NewVerifier(hashKey []byte) *Verifier {
 
 // Verify reports, in constant time, whether key hashes to stored.
 func (v *Verifier) Verify(key, stored string) bool {
-	var want, got [sha256.Size]byte
-	if len(stored) != 2*sha256.Size {
-		return false
-	}
-	if _, err := hex.Decode(want[:], []byte(stored)); err != nil {
-		return false
-	}
+	var want [sha256.Size]byte
+	return decodeHash(stored, &want) && v.VerifySum(key, &want)
+}
+
+// VerifySum reports, in constant time, whether key's HMAC is sum.
+func (v *Verifier) VerifySum(key string, sum *[sha256.Size]byte) bool {
+	var got [sha256.Size]byte
 	m := v.pool.Get().(hash.Hash)
 	m.Reset()
 	io.WriteString(m, key)
-	ok := hmac.Equal(m.Sum(got[:0]), want[:])
+	ok := hmac.Equal(m.Sum(got[:0]), sum[:])
 	v.pool.Put(m)
 	return ok
+}
+
+// decodeHash decodes a stored hash (hex HMAC-SHA256) into sum.
+func decodeHash(stored string, sum *[sha256.Size]byte) bool {
+	if len(stored) != 2*sha256.Size {
+		return false
+	}
+	_, err := hex.Decode(sum[:], []byte(stored))
+	return err == nil
 }

@@ -88,6 +88,13 @@ type CacheStats struct {
 	Bytes        int64
 }
 
+// MaxBytes is the bound of the cache's memory (CacheOptions.MaxBytes, or
+// its default).
+func (c *Cache) MaxBytes() int64 { return c.opt.MaxBytes }
+
+// Now is the cache's clock (CacheOptions.Now).
+func (c *Cache) Now() time.Time { return c.opt.Now() }
+
 // Stats returns the counters.
 func (c *Cache) Stats() CacheStats {
 	c.mu.Lock()
@@ -97,12 +104,22 @@ func (c *Cache) Stats() CacheStats {
 
 // Get is Store.Get through the cache.
 func (c *Cache) Get(ctx context.Context, table string, key any) (Row, error) {
+	row, _, err := c.lookup(ctx, table, key, false)
+	return row, err
+}
+
+// GetUntil is Get that also tells until when the row may be served from
+// memory (the cache entry's expiry): what a caller derives from the row
+// and keeps must not be kept longer, so that a change is still seen within
+// the TTL. A row that could not be cached expires at once (the zero time).
+func (c *Cache) GetUntil(ctx context.Context, table string, key any) (Row, time.Time, error) {
 	return c.lookup(ctx, table, key, false)
 }
 
 // GetBySecondary is Store.GetBySecondary through the cache.
 func (c *Cache) GetBySecondary(ctx context.Context, table string, key any) (Row, error) {
-	return c.lookup(ctx, table, key, true)
+	row, _, err := c.lookup(ctx, table, key, true)
+	return row, err
 }
 
 // Invalidate forgets the entry for a primary key (call it after writing
@@ -155,10 +172,11 @@ func cacheKey(table string, key any, secondary bool) string {
 	return string(b)
 }
 
-func (c *Cache) lookup(ctx context.Context, table string, key any, secondary bool) (Row, error) {
+func (c *Cache) lookup(ctx context.Context, table string, key any, secondary bool) (Row, time.Time, error) {
 	k := cacheKey(table, key, secondary)
 	if k == "" {
-		return c.fetch(ctx, table, key, secondary)
+		row, err := c.fetch(ctx, table, key, secondary)
+		return row, time.Time{}, err
 	}
 	now := c.opt.Now()
 	c.mu.Lock()
@@ -169,9 +187,9 @@ func (c *Cache) lookup(ctx context.Context, table string, key any, secondary boo
 			c.mu.Unlock()
 			c.hits.Add(1)
 			if !e.found {
-				return Row{}, &Error{Op: "get", Table: table, Key: k[len(table)+3:], Err: ErrNotFound}
+				return Row{}, e.expires, &Error{Op: "get", Table: table, Key: k[len(table)+3:], Err: ErrNotFound}
 			}
-			return e.row, nil
+			return e.row, e.expires, nil
 		}
 		c.remove(el)
 	}
@@ -182,20 +200,28 @@ func (c *Cache) lookup(ctx context.Context, table string, key any, secondary boo
 	ch := c.sf.DoChan(k, func() (any, error) {
 		// The store call outlives a waiter that gives up: it is shared.
 		row, err := c.fetch(context.WithoutCancel(ctx), table, key, secondary)
+		var until time.Time
 		switch {
 		case err == nil:
-			c.put(k, row, true, gen)
+			until = c.put(k, row, true, gen)
 		case errors.Is(err, ErrNotFound):
 			c.put(k, Row{}, false, gen)
 		}
-		return row, err
+		return fetched{row, until}, err
 	})
 	select {
 	case r := <-ch:
-		return r.Val.(Row), r.Err
+		f := r.Val.(fetched)
+		return f.row, f.until, r.Err
 	case <-ctx.Done():
-		return Row{}, &Error{Op: "get", Table: table, Err: Unavailable(ctx.Err())}
+		return Row{}, time.Time{}, &Error{Op: "get", Table: table, Err: Unavailable(ctx.Err())}
 	}
+}
+
+// fetched is a store answer shared by the waiters of one fetch.
+type fetched struct {
+	row   Row
+	until time.Time // the cache entry's expiry; zero when it was not kept
 }
 
 func (c *Cache) fetch(ctx context.Context, table string, key any, secondary bool) (Row, error) {
@@ -205,19 +231,20 @@ func (c *Cache) fetch(ctx context.Context, table string, key any, secondary bool
 	return c.store.Get(ctx, table, key)
 }
 
-func (c *Cache) put(k string, row Row, found bool, gen uint64) {
+// put keeps an answer and returns its expiry (zero when it is not kept).
+func (c *Cache) put(k string, row Row, found bool, gen uint64) time.Time {
 	ttl := c.opt.TTL
 	if !found {
 		ttl = c.opt.NegativeTTL
 	}
 	e := &cacheEntry{key: k, row: row, found: found, expires: c.opt.Now().Add(ttl), size: EntrySize(k, row)}
 	if e.size > c.opt.MaxBytes {
-		return
+		return time.Time{}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen {
-		return // invalidated while fetching: the row may be older than the invalidation
+		return time.Time{} // invalidated while fetching: the row may be older than the invalidation
 	}
 	if el, ok := c.items[k]; ok {
 		// mutate:equivalent delete-stmt defensive: lookup removed k's entry before the fetch and singleflight runs one fetch per key
@@ -228,6 +255,7 @@ func (c *Cache) put(k string, row Row, found bool, gen uint64) {
 	for c.bytes > c.opt.MaxBytes {
 		c.remove(c.lru.Back())
 	}
+	return e.expires
 }
 
 // remove drops an element; c.mu is held.

@@ -383,3 +383,36 @@ func TestCacheWaiterGivesUp(t *testing.T) {
 		t.Errorf("after: %v %v, %d store calls", r, err, f.n())
 	}
 }
+
+// TestCacheGetUntil: the expiry GetUntil reports is the entry's (from the
+// fetch, not from the look-up), and zero for what is not kept.
+func TestCacheGetUntil(t *testing.T) {
+	watchdog(t)
+	f := newFake()
+	f.set("a", false, row("1"))
+	clk := &clock{t: time.Unix(1000, 0)}
+	c := NewCache(f, CacheOptions{TTL: 10 * time.Second, MaxBytes: 1 << 20, Now: clk.now})
+	ctx := t.Context()
+	want := clk.t.Add(10 * time.Second)
+	r, until, err := c.GetUntil(ctx, "t", "a")
+	if err != nil || value(r) != "1" || !until.Equal(want) {
+		t.Fatalf("fetched: %v %v %v, want until %v", r, until, err, want)
+	}
+	clk.add(3 * time.Second)
+	if _, until, _ = c.GetUntil(ctx, "t", "a"); !until.Equal(want) {
+		t.Errorf("from the cache: until %v, want %v", until, want)
+	}
+	if c.MaxBytes() != 1<<20 || !c.Now().Equal(clk.t) {
+		t.Errorf("MaxBytes %d, Now %v", c.MaxBytes(), c.Now())
+	}
+	// Not cacheable (a key of another type): asked every time, kept for no time.
+	if _, until, _ = c.GetUntil(ctx, "t", 1.5); !until.IsZero() {
+		t.Errorf("a key the cache cannot hold: until %v, want zero", until)
+	}
+	// Too big for the cache: not kept.
+	big := Row{Values: map[string]any{"v": strings.Repeat("x", 2<<20)}}
+	f.set("big", false, big)
+	if _, until, err = c.GetUntil(ctx, "t", "big"); err != nil || !until.IsZero() {
+		t.Errorf("a row larger than the cache: until %v, %v; want zero", until, err)
+	}
+}
