@@ -271,6 +271,53 @@ func (m *Manager) CreateKey(ctx context.Context, appID string, expires time.Time
 	return k, key, nil
 }
 
+// bulkBatch is how many keys CreateKeys inserts per transaction.
+const bulkBatch = 5000
+
+// CreateKeys makes n keys for application appID that never expire, a bulk
+// load (a migration, the benchmark of a million keys): in transactions of
+// bulkBatch keys when the store implements kps.Bulk, one by one otherwise.
+// Each batch's keys are given to out once they are stored; an error of out
+// stops the load (what was stored stays).
+func (m *Manager) CreateKeys(ctx context.Context, appID string, n int, out func(Key, secret.Value) error) error {
+	app, err := m.App(ctx, appID)
+	if err != nil {
+		return err
+	}
+	bulk, _ := m.store.(kps.Bulk)
+	now := m.now().UTC().Truncate(time.Millisecond)
+	keys := make([]Key, 0, min(n, bulkBatch))
+	values := make([]secret.Value, 0, cap(keys))
+	rows := make([]map[string]any, 0, cap(keys))
+	for done := 0; done < n; done += len(keys) {
+		keys, values, rows = keys[:0], values[:0], rows[:0]
+		for range min(n-done, bulkBatch) {
+			id, key := NewKey()
+			k := Key{ID: id, AppID: app.ID, Enabled: true, CreatedAt: now}
+			keys, values = append(keys, k), append(values, key)
+			rows = append(rows, keyValues(k, Hash(m.hashKey.Reveal(), key.RevealString())))
+		}
+		if bulk != nil {
+			err = bulk.InsertMany(ctx, KeysTable, rows)
+		} else {
+			for _, r := range rows {
+				if _, err = m.store.Insert(ctx, KeysTable, r); err != nil {
+					break
+				}
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("creating keys (%d stored): %w", done, err)
+		}
+		for i := range keys {
+			if err := out(keys[i], values[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // Keys lists an application's keys (never their values).
 func (m *Manager) Keys(ctx context.Context, appID string) ([]Key, error) {
 	var out []Key

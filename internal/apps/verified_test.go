@@ -8,6 +8,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
 	"github.com/gatehouse-gw/gatehouse/internal/policy/apikey"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
 )
 
 // TestCheckerVerifiedKeys: a key that passed is answered from memory,
@@ -115,5 +116,59 @@ func TestVerifiedCacheBounded(t *testing.T) {
 	none.put("gk_zzzzzzzzzzzz", fresh, later)
 	if none.len() != 0 {
 		t.Error("a cache of size 0 kept an entry")
+	}
+}
+
+// plainStore hides the store's kps.Bulk: keys are inserted one by one.
+type plainStore struct{ kps.Store }
+
+// TestCreateKeys: a bulk load makes working keys, in batches on a store
+// that takes them and one by one on one that does not.
+func TestCreateKeys(t *testing.T) {
+	ctx := context.Background()
+	for _, bulk := range []bool{true, false} {
+		s := openStore(t)
+		var store kps.Store = s
+		if !bulk {
+			store = plainStore{s}
+		}
+		if _, ok := store.(kps.Bulk); ok != bulk {
+			t.Fatalf("bulk %v: the store's kps.Bulk is %v", bulk, ok)
+		}
+		c := &clock{t: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
+		m := newManager(t, store, c)
+		a, _ := m.CreateApp(ctx, App{Name: "Shop", Enabled: true, APIs: []string{"orders"}})
+		if err := m.CreateKeys(ctx, "nobody", 3, nil); !errors.Is(err, kps.ErrNotFound) {
+			t.Errorf("bulk %v: an unknown application: %v", bulk, err)
+		}
+		n := bulkBatch + 7
+		if !bulk {
+			n = 9
+		}
+		var got []string
+		err := m.CreateKeys(ctx, a.ID, n, func(k Key, key secret.Value) error {
+			if k.AppID != a.ID || !k.Enabled || !k.ExpiresAt.IsZero() {
+				t.Errorf("key %+v", k)
+			}
+			got = append(got, key.RevealString())
+			return nil
+		})
+		if err != nil || len(got) != n {
+			t.Fatalf("bulk %v: %d keys, %v; want %d", bulk, len(got), err, n)
+		}
+		if cnt, _ := s.Count(ctx, KeysTable); cnt != int64(n) {
+			t.Errorf("bulk %v: %d rows stored, want %d", bulk, cnt, n)
+		}
+		ck := NewChecker(kps.NewCache(s, kps.CacheOptions{}), testHashKey)
+		for _, i := range []int{0, n / 2, n - 1} {
+			if app, err := ck.Check(ctx, got[i]); err != nil || app.ID != a.ID {
+				t.Errorf("bulk %v: key %d: %+v %v", bulk, i, app, err)
+			}
+		}
+		stop := errors.New("enough")
+		calls := 0
+		if err := m.CreateKeys(ctx, a.ID, 3, func(Key, secret.Value) error { calls++; return stop }); !errors.Is(err, stop) || calls != 1 {
+			t.Errorf("bulk %v: out's error: %v after %d calls", bulk, err, calls)
+		}
 	}
 }

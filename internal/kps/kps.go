@@ -129,6 +129,14 @@ type Store interface {
 	Close() error
 }
 
+// Bulk is implemented by stores that can insert many rows of a table in
+// one transaction (a bulk load: a restore, a migration, a benchmark's
+// million keys). InsertMany inserts all of rows or none; the error of a
+// refused row names it, as Insert's would.
+type Bulk interface {
+	InsertMany(ctx context.Context, table string, rows []map[string]any) error
+}
+
 // Error is the error of one operation: what was done, on which table and key,
 // and why. Err wraps one of the sentinels.
 type Error struct {

@@ -515,35 +515,61 @@ func (s *Store) Insert(ctx context.Context, alias string, values map[string]any)
 	var row kps.Row
 	var key string
 	err := s.writeTable(ctx, "insert", alias, func(tx *sql.Tx, t *kps.Table) error {
-		e, err := t.Encode(t.FillGenerated(values))
-		if err != nil {
-			return err
-		}
-		key = e.Key
-		var one int
-		err = tx.QueryRowContext(ctx, "SELECT 1 FROM kps_rows WHERE tbl = ? AND pk = ?", alias, e.Key).Scan(&one)
-		if err == nil {
-			return kps.ErrExists
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		if err := checkSecondary(ctx, tx, t, e); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO kps_rows(tbl, pk, sk, version, data) VALUES (?, ?, ?, 1, ?)", alias, e.Key, secondary(e), e.Data); err != nil {
-			return err
-		}
-		if err := insertIndex(ctx, tx, alias, e); err != nil {
-			return err
-		}
-		row = kps.Row{Values: e.Values, Version: 1}
-		return nil
+		var err error
+		row, key, err = insertTx(ctx, tx, t, alias, values)
+		return err
 	})
 	if err != nil {
 		return kps.Row{}, opError("insert", alias, key, err)
 	}
 	return row, nil
+}
+
+// InsertMany inserts rows into one table in one transaction (kps.Bulk): all
+// of them, or none when one is refused (the error names it).
+func (s *Store) InsertMany(ctx context.Context, alias string, rows []map[string]any) error {
+	var key string
+	err := s.writeTable(ctx, "insert", alias, func(tx *sql.Tx, t *kps.Table) error {
+		for _, values := range rows {
+			var err error
+			if _, key, err = insertTx(ctx, tx, t, alias, values); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return opError("insert", alias, key, err)
+	}
+	return nil
+}
+
+var _ kps.Bulk = (*Store)(nil)
+
+// insertTx inserts one row in tx and returns it as stored with its key.
+func insertTx(ctx context.Context, tx *sql.Tx, t *kps.Table, alias string, values map[string]any) (kps.Row, string, error) {
+	e, err := t.Encode(t.FillGenerated(values))
+	if err != nil {
+		return kps.Row{}, "", err
+	}
+	var one int
+	err = tx.QueryRowContext(ctx, "SELECT 1 FROM kps_rows WHERE tbl = ? AND pk = ?", alias, e.Key).Scan(&one)
+	if err == nil {
+		return kps.Row{}, e.Key, kps.ErrExists
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return kps.Row{}, e.Key, err
+	}
+	if err := checkSecondary(ctx, tx, t, e); err != nil {
+		return kps.Row{}, e.Key, err
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO kps_rows(tbl, pk, sk, version, data) VALUES (?, ?, ?, 1, ?)", alias, e.Key, secondary(e), e.Data); err != nil {
+		return kps.Row{}, e.Key, err
+	}
+	if err := insertIndex(ctx, tx, alias, e); err != nil {
+		return kps.Row{}, e.Key, err
+	}
+	return kps.Row{Values: e.Values, Version: 1}, e.Key, nil
 }
 
 func opError(op, alias, key string, err error) error {

@@ -330,3 +330,50 @@ func TestDefineSame(t *testing.T) {
 		t.Errorf("generation after the same Define: got %d (stored %d), want %d", s.defs.Gen(), stored, gen)
 	}
 }
+
+// TestInsertMany: a bulk insert stores every row, in one transaction: a
+// refused row (a taken key) leaves none of the batch, and the error names
+// the row; the rows are found by primary, secondary key and index.
+func TestInsertMany(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "kps.db"))
+	ctx := t.Context()
+	if err := s.Define(ctx, kpstest.Things); err != nil {
+		t.Fatal(err)
+	}
+	rows := func(from, n int) []map[string]any {
+		var r []map[string]any
+		for i := from; i < from+n; i++ {
+			r = append(r, map[string]any{"id": fmt.Sprintf("k%03d", i), "email": fmt.Sprintf("%d@example.com", i), "color": "red"})
+		}
+		return r
+	}
+	if err := s.InsertMany(ctx, "things", rows(0, 50)); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.Count(ctx, "things"); n != 50 {
+		t.Errorf("%d rows, want 50", n)
+	}
+	if r, err := s.GetBySecondary(ctx, "things", "49@example.com"); err != nil || r.Values["id"] != "k049" || r.Version != 1 {
+		t.Errorf("by secondary key: %+v %v", r, err)
+	}
+	if res, err := s.Query(ctx, "things", "color", "red", kps.Page{Limit: 100}); err != nil || len(res.Rows) != 50 {
+		t.Errorf("by index: %d rows, %v", len(res.Rows), err)
+	}
+	// k050..k059 are new, k049 is taken: nothing of the batch is stored.
+	err := s.InsertMany(ctx, "things", append(rows(50, 10), rows(49, 1)...))
+	if !errors.Is(err, kps.ErrExists) || !strings.Contains(err.Error(), "k049") {
+		t.Errorf("a taken key: %v, want ErrExists naming k049", err)
+	}
+	if n, _ := s.Count(ctx, "things"); n != 50 {
+		t.Errorf("after a refused batch: %d rows, want 50", n)
+	}
+	if _, err := s.Get(ctx, "things", "k050"); !errors.Is(err, kps.ErrNotFound) {
+		t.Errorf("a row of the refused batch: %v", err)
+	}
+	if err := s.InsertMany(ctx, "nothing", rows(0, 1)); !errors.Is(err, kps.ErrNotFound) {
+		t.Errorf("an unknown table: %v", err)
+	}
+	if err := s.InsertMany(ctx, "things", []map[string]any{{"id": "x", "small": "not a number"}}); !errors.Is(err, kps.ErrInvalid) {
+		t.Errorf("a bad value: %v", err)
+	}
+}
