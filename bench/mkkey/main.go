@@ -2,12 +2,15 @@
 // gatehouse-apikey target calls its API with: an application "bench"
 // allowed API "bench" in the group's embedded Key Property Store (the same
 // store and hashing key its instance uses), and a new key, printed on
-// standard output.
+// standard output. With -n, that many keys (a bulk load in transactions of
+// 5,000), one per line on standard output or in -out.
 //
 //	mkkey -home DIR -group group-3
+//	mkkey -home DIR -group group-3 -n 1000000 -out keys.txt
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -19,24 +22,27 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
 )
 
 func main() {
 	dir := flag.String("home", "", "the install directory")
 	group := flag.String("group", "", "the group's id")
+	n := flag.Int("n", 1, "how many keys to make")
+	out := flag.String("out", "", "write the keys to this file (default: standard output)")
 	flag.Parse()
-	if *dir == "" || *group == "" {
-		fmt.Fprintln(os.Stderr, "usage: mkkey -home DIR -group GROUP-ID")
+	if *dir == "" || *group == "" || *n < 1 {
+		fmt.Fprintln(os.Stderr, "usage: mkkey -home DIR -group GROUP-ID [-n N] [-out FILE]")
 		os.Exit(2)
 	}
-	if err := run(*dir, *group); err != nil {
+	if err := run(*dir, *group, *n, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "mkkey:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dir, group string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+func run(dir, group string, n int, out string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	h := home.Home{Dir: dir}
 	store, err := apps.OpenGroupStore(ctx, h, group, groupconf.Defaults().KPS, nil)
@@ -59,10 +65,21 @@ func run(dir, group string) error {
 	if err != nil {
 		return err
 	}
-	_, key, err := m.CreateKey(ctx, app.ID, time.Time{})
+	w := bufio.NewWriter(os.Stdout)
+	if out != "" {
+		f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		w = bufio.NewWriter(f)
+	}
+	err = m.CreateKeys(ctx, app.ID, n, func(_ apps.Key, key secret.Value) error {
+		_, err := fmt.Fprintln(w, key.RevealString())
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	fmt.Println(key.RevealString())
-	return nil
+	return w.Flush()
 }
