@@ -178,10 +178,21 @@ apis:
 	if bound == 0 {
 		bound = 16 << 20
 	}
-	fmt.Printf("difference: %+.1f MiB; kps.cache.maxBytes %.1f MiB (rows), verified keys %.1f MiB\n",
-		mib(rss2-rss1), mib(bound), mib(bound/4))
+	limit := RSSBound(bound)
+	fmt.Printf("difference: %+.1f MiB; kps.cache.maxBytes %.1f MiB; the documented bound 3.5 × maxBytes + 16 MiB = %.1f MiB\n",
+		mib(rss2-rss1), mib(bound), mib(limit))
+	if rss2-rss1 > limit {
+		return fmt.Errorf("the instance's RSS grew by %.1f MiB, more than the documented bound (%.1f MiB)", mib(rss2-rss1), mib(limit))
+	}
+	fmt.Println("within the documented bound")
 	return nil
 }
+
+// RSSBound is docs/kps.md#memory's bound on what a store's keys add to an
+// instance's RSS: the caches' live heap (maxBytes of rows, a quarter of it
+// in verified keys), about doubled by Go's collector (GOGC=100), and the
+// embedded store's page caches (8 connections × 512 KiB) and buffers.
+func RSSBound(maxBytes int64) int64 { return maxBytes*7/2 + 16<<20 }
 
 // measure starts the instance, sends n requests (key(i) in KeyId), checks
 // that each was answered 200, waits 2 s and returns the instance's VmRSS,

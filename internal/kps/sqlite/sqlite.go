@@ -102,6 +102,7 @@ func Open(ctx context.Context, cfg kps.SQLiteConfig) (*Store, error) {
 	q.Add("_pragma", "busy_timeout("+strconv.FormatInt(busy.Milliseconds(), 10)+")")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "cache_size(-512)") // KiB per connection: the instance's memory bound counts 8 of them (docs/kps.md#memory)
 	q.Set("_txlock", "immediate")
 	db, err := sql.Open("sqlite", path+"?"+q.Encode())
 	if err != nil {

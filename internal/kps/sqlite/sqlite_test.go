@@ -121,7 +121,8 @@ func TestCorrupt(t *testing.T) {
 }
 
 // TestSettings: every connection is in WAL mode, synchronous FULL, with the
-// busy timeout; the file and its directory are private.
+// busy timeout and a page cache of 512 KiB (the instance's memory bound
+// counts it: docs/kps.md#memory); the file and its directory are private.
 func TestSettings(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a", "kps")
 	s, err := Open(t.Context(), kps.SQLiteConfig{Path: filepath.Join(dir, "kps.db"), BusyTimeout: 1234 * time.Millisecond})
@@ -137,14 +138,15 @@ func TestSettings(t *testing.T) {
 		}
 		conns = append(conns, c)
 		var mode string
-		var sync, busy int
+		var sync, busy, cacheSize int
 		if err := c.QueryRowContext(t.Context(), "PRAGMA journal_mode").Scan(&mode); err != nil {
 			t.Fatal(err)
 		}
 		c.QueryRowContext(t.Context(), "PRAGMA synchronous").Scan(&sync)
 		c.QueryRowContext(t.Context(), "PRAGMA busy_timeout").Scan(&busy)
-		if mode != "wal" || sync != 2 || busy != 1234 {
-			t.Errorf("connection: journal_mode %s synchronous %d busy_timeout %d, want wal 2 (FULL) 1234", mode, sync, busy)
+		c.QueryRowContext(t.Context(), "PRAGMA cache_size").Scan(&cacheSize)
+		if mode != "wal" || sync != 2 || busy != 1234 || cacheSize != -512 {
+			t.Errorf("connection: journal_mode %s synchronous %d busy_timeout %d cache_size %d, want wal 2 (FULL) 1234 -512 (KiB)", mode, sync, busy, cacheSize)
 		}
 	}
 	for _, c := range conns {
