@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 
@@ -208,7 +207,7 @@ func (s *kpsStores) openStore(ctx context.Context, gid string, conf groupconf.KP
 	if err != nil {
 		return nil, &apihttp.Error{Code: http.StatusServiceUnavailable, Msg: "the key property store cannot be opened: " + err.Error(), Err: err}
 	}
-	hk, err := apps.LoadOrCreateHashKey(s.h, gid)
+	hk, err := apps.GroupHashKey(ctx, s.h, gid, store)
 	if err != nil {
 		store.Close()
 		return nil, &apihttp.Error{Code: http.StatusInternalServerError, Msg: "the group's API key hashing key: " + err.Error(), Err: err}
@@ -288,13 +287,9 @@ func (a *API) withGroupStore(r *http.Request, f func(g groupKPS, gs *groupStore)
 	if err != nil {
 		return err
 	}
-	if !g.local {
-		// The instances elsewhere hash keys with the file of their own
-		// hosts: a key made with a new file here would open nothing.
-		if _, err := os.Stat(apps.HashKeyFile(a.h, g.group.ID)); err != nil {
-			return &apihttp.Error{Code: http.StatusConflict, Msg: fmt.Sprintf("the API key hashing key of group %s, %s, is not on the Admin Node Manager's host, and the group has no instance here: a key made with a new one would open nothing on the group's instances. Copy the file from a host of the group's instances (they create it when they first open the store) to the same path here, mode 0600 (docs/applications.md)", g.group.ID, a.h.Rel(apps.HashKeyFile(a.h, g.group.ID)))}
-		}
-	}
+	// A group without an instance here has a store that hosts share
+	// (an embedded one was refused by groupKPSOf): its hashing key is in
+	// the store (apps.GroupHashKey), the same for the ANM and every host.
 	gs, release, err := a.kpsStores.get(r.Context(), g.group.ID, g.kps)
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package apps
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/kps"
 	"github.com/gatehouse-gw/gatehouse/internal/secret"
 )
 
@@ -17,6 +19,43 @@ import (
 // instances of the group on this host and the Admin Node Manager.
 func HashKeyFile(h home.Home, groupID string) string {
 	return filepath.Join(h.GroupConfDir(groupID), "kps", "apikeys.key")
+}
+
+// HashKeySecret is the name of the hashing key among a shared store's
+// secrets (kps.SharedSecrets).
+const HashKeySecret = "apikeys.hashkey"
+
+// GroupHashKey is the group's API-key hashing key for store. A store that
+// several hosts share (kps.SharedSecrets: PostgreSQL) keeps it: every
+// instance and the Admin Node Manager, wherever they run, use the one it
+// holds; the first to ask stores it, offering this host's file when there
+// is one (a group that ran before kept its key there) and a new random key
+// otherwise. A store of one host (the embedded one) has it in the file
+// beside it (LoadOrCreateHashKey).
+func GroupHashKey(ctx context.Context, h home.Home, groupID string, store kps.Store) (secret.Value, error) {
+	shared, ok := store.(kps.SharedSecrets)
+	if !ok {
+		return LoadOrCreateHashKey(h, groupID)
+	}
+	offer, err := readHashKey(HashKeyFile(h, groupID))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		b := make([]byte, HashKeyBytes)
+		rand.Read(b) // never fails (crypto/rand, since Go 1.24)
+		offer = secret.New(b)
+	case err != nil:
+		return secret.Value{}, err
+	}
+	defer offer.Wipe()
+	b, err := shared.SharedSecret(ctx, HashKeySecret, offer.Reveal())
+	if err != nil {
+		return secret.Value{}, fmt.Errorf("the group's hashing key in its store: %w", err)
+	}
+	if len(b) != HashKeyBytes {
+		secret.New(b).Wipe()
+		return secret.Value{}, fmt.Errorf("the group's hashing key in its store has %d bytes, want %d: it is damaged", len(b), HashKeyBytes)
+	}
+	return secret.New(b), nil
 }
 
 // LoadOrCreateHashKey reads the group's hashing key, creating it when

@@ -69,7 +69,7 @@ func (i *Instance) groupStoreFor(cfg *groupconf.Config, cur *groupStore) (gs *gr
 	if err != nil {
 		return nil, false, err
 	}
-	hk, err := apps.LoadOrCreateHashKey(h, gid)
+	hk, err := apps.GroupHashKey(ctx, h, gid, store)
 	if err != nil {
 		store.Close()
 		return nil, false, fmt.Errorf("the group's API key hashing key: %w", err)

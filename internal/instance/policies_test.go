@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apps"
+	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
 	"github.com/gatehouse-gw/gatehouse/internal/kps/postgres/pgtest"
 	"github.com/gatehouse-gw/gatehouse/internal/kps/sqlite"
@@ -463,9 +464,20 @@ apis:
 		t.Fatal(err)
 	}
 	defer store.Close()
-	hk, err := apps.LoadOrCreateHashKey(ti, groupID)
+	hk, err := apps.GroupHashKey(ctx, ti, groupID, store)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The hashing key is the database's: another host, without the file
+	// and with another file, gets the same one (nothing to copy).
+	other := home.Home{Dir: t.TempDir()}
+	if k, err := apps.GroupHashKey(ctx, other, groupID, store); err != nil || !k.Equal(hk) {
+		t.Errorf("another host: %v, a different hashing key", err)
+	}
+	os.MkdirAll(filepath.Dir(apps.HashKeyFile(other, groupID)), 0o700)
+	os.WriteFile(apps.HashKeyFile(other, groupID), []byte(strings.Repeat("x", apps.HashKeyBytes)), 0o600)
+	if k, err := apps.GroupHashKey(ctx, other, groupID, store); err != nil || !k.Equal(hk) {
+		t.Errorf("a host with another file: %v, a different hashing key", err)
 	}
 	m, err := apps.NewManager(ctx, store, hk)
 	if err != nil {

@@ -137,6 +137,17 @@ type Bulk interface {
 	InsertMany(ctx context.Context, table string, rows []map[string]any) error
 }
 
+// SharedSecrets is implemented by stores that several hosts share (the
+// PostgreSQL backend): they keep the group's secrets that every instance
+// must hold alike, such as the API-key hashing key, so that no file has to
+// be copied between hosts. SharedSecret returns the secret stored under
+// name, storing offer first when there is none; the first offer wins.
+// The secrets are not rows of any table: the KPS API and kpsadmin do not
+// show them.
+type SharedSecrets interface {
+	SharedSecret(ctx context.Context, name string, offer []byte) ([]byte, error)
+}
+
 // Error is the error of one operation: what was done, on which table and key,
 // and why. Err wraps one of the sentinels.
 type Error struct {

@@ -84,6 +84,8 @@ var migrations = []string{
 		pk text COLLATE "C" NOT NULL,
 		PRIMARY KEY(tbl, prop, val, pk));
 	CREATE INDEX kps_index_pk ON kps_index(tbl, pk);`,
+	// 2: secrets every instance of the group shares (kps.SharedSecrets).
+	`CREATE TABLE kps_secrets(name text PRIMARY KEY, value bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now());`,
 }
 
 // quote makes a libpq key=value connection string value.
@@ -565,6 +567,26 @@ func (s *Store) Count(ctx context.Context, alias string) (int64, error) {
 		return 0, &kps.Error{Op: "count", Table: alias, Err: classify(err)}
 	}
 	return n, nil
+}
+
+var _ kps.SharedSecrets = (*Store)(nil)
+
+// SharedSecret returns the secret stored under name, storing offer first
+// when there is none (the first offer wins; concurrent callers all get it).
+func (s *Store) SharedSecret(ctx context.Context, name string, offer []byte) ([]byte, error) {
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
+	if len(offer) == 0 {
+		return nil, kps.Invalid("shared secret %q: an empty offer", name)
+	}
+	if _, err := s.pool.Exec(ctx, "INSERT INTO kps_secrets(name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING", name, offer); err != nil {
+		return nil, &kps.Error{Op: "shared secret", Key: name, Err: classify(err)}
+	}
+	var v []byte
+	if err := s.pool.QueryRow(ctx, "SELECT value FROM kps_secrets WHERE name = $1", name).Scan(&v); err != nil {
+		return nil, &kps.Error{Op: "shared secret", Key: name, Err: classify(err)}
+	}
+	return v, nil
 }
 
 func opError(op, alias, key string, err error) error {

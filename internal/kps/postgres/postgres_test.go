@@ -354,3 +354,40 @@ func TestPoolConfig(t *testing.T) {
 		t.Errorf("quote: got %s", got)
 	}
 }
+
+// TestSharedSecret: the first offer is stored and every caller, on any
+// connection and after a reopen, gets it; an empty offer is refused.
+func TestSharedSecret(t *testing.T) {
+	c := newConfig(t)
+	s := open(t, c)
+	ctx := t.Context()
+	if _, err := s.SharedSecret(ctx, "k", nil); !errors.Is(err, kps.ErrInvalid) {
+		t.Errorf("an empty offer: %v, want ErrInvalid", err)
+	}
+	var wg sync.WaitGroup
+	got := make([][]byte, 8)
+	for i := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v, err := s.SharedSecret(ctx, "k", []byte{byte('a' + i)})
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = v
+		}()
+	}
+	wg.Wait()
+	for _, v := range got {
+		if len(v) != 1 || string(v) != string(got[0]) {
+			t.Fatalf("concurrent offers ended with different secrets: %q", got)
+		}
+	}
+	s2 := open(t, c)
+	if v, err := s2.SharedSecret(ctx, "k", []byte("other")); err != nil || string(v) != string(got[0]) {
+		t.Errorf("another store on the database: %q %v, want %q", v, err, got[0])
+	}
+	if v, err := s2.SharedSecret(ctx, "k2", []byte("two")); err != nil || string(v) != "two" {
+		t.Errorf("another name: %q %v", v, err)
+	}
+}
