@@ -180,6 +180,20 @@ func TestPolicyNoKid(t *testing.T) {
 	wantStatus(t, p.Apply(request("GET", "Authorization", "Bearer "+mint(t, signer{"a", jose.RS256, rs1}, claimsAt(clk.Now(), nil)))), 0)
 }
 
+// TestPolicyRuntimeAlgorithmCheck: even with HS256 or none slipped into
+// the list the parser is given, such a token is refused (two checks, not
+// one).
+func TestPolicyRuntimeAlgorithmCheck(t *testing.T) {
+	rs1, _, _ := testKeys(t)
+	clk := newClock()
+	p, _ := New(testSpec(), staticOf(signer{"rsa-1", jose.RS256, rs1}), Options{Now: clk.Now})
+	p.algs = append(p.algs, jose.HS256, "none")
+	pubDER, _ := x509.MarshalPKIXPublicKey(&rs1.PublicKey)
+	for _, tok := range []string{hmacWith(t, pubDER, "rsa-1", claimsAt(clk.Now(), nil)), unsigned(claimsAt(clk.Now(), nil), "rsa-1")} {
+		wantStatus(t, p.Apply(request("GET", "Authorization", "Bearer "+tok)), 401)
+	}
+}
+
 // TestPolicyAlgorithmsRefused: none and HMAC cannot be configured past
 // validation, and New refuses them too.
 func TestPolicyAlgorithmsRefused(t *testing.T) {
