@@ -28,7 +28,7 @@ type jwtIssuer struct {
 	fetch atomic.Int64
 }
 
-func newJWTIssuer(t *testing.T) *jwtIssuer {
+func newJWTIssuer(t testing.TB) *jwtIssuer {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -55,7 +55,7 @@ func newJWTIssuer(t *testing.T) *jwtIssuer {
 }
 
 // token is an access token of the issuer for audience orders.
-func (is *jwtIssuer) token(t *testing.T, scope string) string {
+func (is *jwtIssuer) token(t testing.TB, scope string) string {
 	t.Helper()
 	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: is.key}, (&jose.SignerOptions{}).WithType("at+jwt").WithHeader("kid", "k1"))
 	if err != nil {

@@ -230,3 +230,18 @@ func staticOf(ss ...signer) *staticKeys {
 	}
 	return &staticKeys{set: keySet{keys: keys}}
 }
+
+// embedded is a token signed by key with the key itself in the header
+// (jwk), kid rsa-1: the policy never trusts a key a token brings.
+func embedded(t testing.TB, key *rsa.PrivateKey, claims map[string]any) string {
+	t.Helper()
+	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: "rsa-1"}}, &jose.SignerOptions{EmbedJWK: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := josejwt.Signed(sig).Claims(claims).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}

@@ -112,6 +112,11 @@ func New(spec groupconf.JWTPolicy, keys Keys, opts Options) (*Policy, error) {
 		}
 		p.byMethod[m] = mkNeed(all)
 	}
+	if g, ok := p.byMethod["GET"]; ok {
+		if _, ok := p.byMethod["HEAD"]; !ok {
+			p.byMethod["HEAD"] = g // a HEAD answers what a GET would, less the body
+		}
+	}
 	if spec.TokenCacheTTL > 0 {
 		p.cache = &tokenCache{m: map[[32]byte]*verified{}, ttl: spec.TokenCacheTTL.D()}
 	}

@@ -132,6 +132,7 @@ func TestPolicyChecks(t *testing.T) {
 		{"no scope claim", "GET", []string{"Authorization", "Bearer " + tok(good, map[string]any{"scope": nil})}, 403, `Bearer realm="gatehouse", error="insufficient_scope", scope="orders:read"`},
 		{"method scope missing", "POST", []string{"Authorization", "Bearer " + tok(good, nil)}, 403, `Bearer realm="gatehouse", error="insufficient_scope", scope="orders:read orders:write"`},
 		{"method scope there", "POST", []string{"Authorization", "Bearer " + tok(good, map[string]any{"scope": "orders:write orders:read"})}, 0, ""},
+		{"embedded jwk header", "GET", []string{"Authorization", "Bearer " + embedded(t, rs2, claimsAt(now, nil))}, 401, invalid},
 		{"scp list", "POST", []string{"Authorization", "Bearer " + tok(good, map[string]any{"scope": nil, "scp": []string{"orders:read", "orders:write"}})}, 0, ""},
 		{"scope a prefix of the needed one", "GET", []string{"Authorization", "Bearer " + tok(good, map[string]any{"scope": "orders:rea orders"})}, 403, `Bearer realm="gatehouse", error="insufficient_scope", scope="orders:read"`},
 		{"scope not a string", "GET", []string{"Authorization", "Bearer " + tok(good, map[string]any{"scope": 7})}, 401, invalid},
@@ -191,6 +192,31 @@ func TestPolicyRuntimeAlgorithmCheck(t *testing.T) {
 	pubDER, _ := x509.MarshalPKIXPublicKey(&rs1.PublicKey)
 	for _, tok := range []string{hmacWith(t, pubDER, "rsa-1", claimsAt(clk.Now(), nil)), unsigned(claimsAt(clk.Now(), nil), "rsa-1")} {
 		wantStatus(t, p.Apply(request("GET", "Authorization", "Bearer "+tok)), 401)
+	}
+}
+
+// TestPolicyHeadScopes: HEAD takes GET's scopes unless it has its own.
+func TestPolicyHeadScopes(t *testing.T) {
+	rs1, _, _ := testKeys(t)
+	good := signer{"k", jose.RS256, rs1}
+	clk := newClock()
+	s := testSpec()
+	s.Scopes = nil
+	s.MethodScopes = map[string][]string{"GET": {"orders:list"}}
+	p, _ := New(s, staticOf(good), Options{Now: clk.Now})
+	tok := mint(t, good, claimsAt(clk.Now(), map[string]any{"scope": "profile"}))
+	for _, m := range []string{"GET", "HEAD"} {
+		pe := wantStatus(t, p.Apply(request(m, "Authorization", "Bearer "+tok)), 403)
+		if got := authField(pe); got != `Bearer realm="gatehouse", error="insufficient_scope", scope="orders:list"` {
+			t.Errorf("%s: %q", m, got)
+		}
+	}
+	wantStatus(t, p.Apply(request("DELETE", "Authorization", "Bearer "+tok)), 0)
+	s.MethodScopes["HEAD"] = []string{"orders:head"}
+	p, _ = New(s, staticOf(good), Options{Now: clk.Now})
+	pe := wantStatus(t, p.Apply(request("HEAD", "Authorization", "Bearer "+tok)), 403)
+	if got := authField(pe); !strings.Contains(got, `scope="orders:head"`) {
+		t.Errorf("HEAD with its own scopes: %q", got)
 	}
 }
 
@@ -318,4 +344,3 @@ func TestBearer(t *testing.T) {
 		}
 	}
 }
-
