@@ -20,7 +20,7 @@ type JWTPolicy struct {
 	Algorithms          []string            `yaml:"algorithms" doc:"Signature algorithms accepted (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA); empty: RS256 and ES256. none and the HMAC algorithms (HS256…) are refused: the keys are public."`
 	Leeway              Duration            `yaml:"leeway" doc:"Clock skew allowed on exp, nbf and iat, up to 5m; 0: 30s."`
 	Scopes              []string            `yaml:"scopes" doc:"Scopes every request must have (all of them), from the token's space-separated scope claim or its scp list; empty: none."`
-	MethodScopes        map[string][]string `yaml:"methodScopes" doc:"More scopes required by method (GET: [orders:read], POST: [orders:write]), besides scopes."`
+	MethodScopes        map[string][]string `yaml:"methodScopes" doc:"More scopes required by method (GET: [orders:read], POST: [orders:write]), besides scopes; HEAD takes GET's unless it is listed."`
 	SubjectClaim        string              `yaml:"subjectClaim" doc:"The claim naming the user or client the token is for; default sub."`
 	ClientIDClaim       string              `yaml:"clientIdClaim" doc:"The claim naming the client application; empty: client_id, else azp."`
 	SubjectHeader       string              `yaml:"subjectHeader" doc:"The field that tells the back end the subject (in place of any the client sent); default X-Gatehouse-Subject."`
