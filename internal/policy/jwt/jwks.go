@@ -326,6 +326,9 @@ func (s *KeySource) Run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if ks := s.set.Load(); ks != nil && backoff == 0 && s.opts.Now().Before(ks.fetchedAt.Add(s.opts.TTL-s.opts.TTL/5)) {
+			continue // fetched meanwhile (a new kid): wait from that fetch
+		}
 		err := s.Refresh(ctx)
 		switch {
 		case ctx.Err() != nil:

@@ -231,6 +231,19 @@ func TestKeySourceRun(t *testing.T) {
 	if tk.d != 8*time.Minute {
 		t.Errorf("after a good fetch again: got %v, want 8m", tk.d)
 	}
+	// A fetch on demand meanwhile (a new kid, 5 minutes later): the loop
+	// waits from that fetch, it does not fetch again when its timer fires.
+	clk.Add(5 * time.Minute)
+	if _, err := ks.Key("new-kid", jose.RS256); !errors.Is(err, ErrUnknownKey) {
+		t.Fatal(err)
+	}
+	hits := is.jwksHits.Load()
+	clk.Add(3 * time.Minute)
+	tk.ch <- clk.Now()
+	tk = <-ticks
+	if tk.d != 5*time.Minute || is.jwksHits.Load() != hits {
+		t.Errorf("after a fetch on demand: wait %v, fetches %d; want 5m, %d", tk.d, is.jwksHits.Load(), hits)
+	}
 	cancel()
 	<-done
 }

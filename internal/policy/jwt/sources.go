@@ -19,7 +19,8 @@ import (
 // key sets are taken over so that a hot swap does not begin without keys)
 // → For, for each jwt policy → Start(ctx) once the configuration is in
 // use → cancel ctx when it is replaced or the instance stops → Wait. Safe
-// for concurrent use.
+// for concurrent use. Lock order: a Sources' mu, then its Previous's mu,
+// then a KeySource's mu (one at a time).
 type Sources struct {
 	dir   string // the install directory: a relative caFile is taken from it
 	log   *slog.Logger
