@@ -1,11 +1,14 @@
 package jwt
 
 import (
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	josejwt "github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 )
@@ -43,6 +46,65 @@ func FuzzJWTAuthorization(f *testing.F) {
 		if err := p.Apply(ex); err == nil {
 			if string(ex.R.Header.Get("X-Gatehouse-Subject")) != "user-42" {
 				t.Fatalf("let through without the issuer's claims: %q", value)
+			}
+		}
+	})
+}
+
+// FuzzJWTClaims: any payload, signed by the issuer's key (so that the
+// claims are read), is refused or let through without a panic; what is let
+// through has the configured issuer and audience, a future exp and fields
+// safe to set.
+func FuzzJWTClaims(f *testing.F) {
+	_, _, ec := testKeys(f)
+	clk := newClock()
+	now := clk.Now().Unix()
+	good := fmt.Sprintf(`{"iss":%q,"aud":"orders","exp":%d,"sub":"u","scope":"a b"}`, testIssuer, now+60)
+	for _, s := range []string{
+		good, good[:len(good)-1], good[:10], "", "{", "}", "{}", "null", "[]", `"x"`, "0",
+		fmt.Sprintf(`{"iss":%q,"aud":["orders",7],"exp":%d}`, testIssuer, now+60),
+		fmt.Sprintf(`{"iss":%q,"aud":"orders","exp":1e300}`, testIssuer),
+		fmt.Sprintf(`{"iss":%q,"aud":"orders","exp":-1e300}`, testIssuer),
+		fmt.Sprintf(`{"iss":%q,"aud":"orders","exp":%d.999,"nbf":"x"}`, testIssuer, now+60),
+		fmt.Sprintf(`{"iss":%q,"aud":"orders","exp":%d,"scp":[1,2],"sub":7}`, testIssuer, now+60),
+		fmt.Sprintf(`{"iss":%q,"aud":"orders","exp":%d,"sub":"a\u0000b"}`, testIssuer, now+60),
+		fmt.Sprintf(`{"iss":%q,"iss":"other","aud":"orders","exp":%d}`, testIssuer, now+60),
+	} {
+		f.Add([]byte(s))
+	}
+	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: ec}, (&jose.SignerOptions{}).WithHeader("kid", "ec-1"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	spec := groupconf.JWTPolicy{Issuer: testIssuer, Audience: "orders", JWKSURL: "https://id.example.com/keys", TokenCacheTTL: groupconf.Duration(time.Nanosecond)}
+	p, err := New(spec, staticOf(signer{"ec-1", jose.ES256, ec}), Options{Now: clk.Now})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		jws, err := sig.Sign(payload)
+		if err != nil {
+			t.Skip()
+		}
+		tok, err := jws.CompactSerialize()
+		if err != nil {
+			t.Skip()
+		}
+		ex := request("GET", "Authorization", "Bearer "+tok)
+		if p.Apply(ex) != nil {
+			return
+		}
+		var c struct {
+			Iss string           `json:"iss"`
+			Aud josejwt.Audience `json:"aud"`
+			Exp float64          `json:"exp"`
+		}
+		if err := json.Unmarshal(payload, &c); err != nil || c.Iss != testIssuer || !c.Aud.Contains("orders") || c.Exp < float64(now) {
+			t.Fatalf("let through: %s (%v)", payload, err)
+		}
+		for _, f := range []string{"X-Gatehouse-Subject", "X-Gatehouse-Client-Id"} {
+			if strings.ContainsAny(string(ex.R.Header.Get(f)), "\r\n\x00") {
+				t.Fatalf("%s: %q", f, ex.R.Header.Get(f))
 			}
 		}
 	})
