@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -375,16 +376,22 @@ func (s *KeySource) fetch(ctx context.Context) error {
 	for _, sk := range skipped {
 		s.log.Warn("jwt: a key of the issuer's key set is not used", "reason", sk)
 	}
-	first := s.set.Load() == nil
-	s.set.Store(&keySet{keys: keys, fetchedAt: s.opts.Now()})
-	if first {
-		kids := make([]string, 0, len(keys))
-		for _, k := range keys {
-			kids = append(kids, k.KeyID)
-		}
-		s.log.Info("jwt: the issuer's keys fetched", "url", u, "kids", kids)
+	old := s.set.Swap(&keySet{keys: keys, fetchedAt: s.opts.Now()})
+	switch {
+	case old == nil:
+		s.log.Info("jwt: the issuer's keys fetched", "url", u, "kids", kidsOf(keys))
+	case !slices.Equal(kidsOf(old.keys), kidsOf(keys)):
+		s.log.Info("jwt: the issuer's key set changed", "url", u, "kids", kidsOf(keys), "before", kidsOf(old.keys))
 	}
 	return nil
+}
+
+func kidsOf(keys []jose.JSONWebKey) []string {
+	kids := make([]string, 0, len(keys))
+	for _, k := range keys {
+		kids = append(kids, k.KeyID)
+	}
+	return kids
 }
 
 // discover reads the issuer's metadata: OpenID Connect Discovery first,
