@@ -18,6 +18,7 @@ type JWTPolicy struct {
 	JWKSURL             string              `yaml:"jwksUrl" doc:"The URL of the issuer's JSON Web Key Set; give it or discovery."`
 	Discovery           bool                `yaml:"discovery" doc:"Find the key set's URL (jwks_uri) in the issuer's metadata: {issuer}/.well-known/openid-configuration, else RFC 8414's /.well-known/oauth-authorization-server; its issuer must be the configured one."`
 	Algorithms          []string            `yaml:"algorithms" doc:"Signature algorithms accepted (RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA); empty: RS256 and ES256. none and the HMAC algorithms (HS256…) are refused: the keys are public."`
+	Types               []string            `yaml:"types" doc:"Token types accepted in the typ header (RFC 8725 §3.11), compared without case and without an application/ prefix: [at+jwt] accepts only RFC 9068 access tokens (not ID tokens); empty: typ is not checked."`
 	Leeway              Duration            `yaml:"leeway" doc:"Clock skew allowed on exp, nbf and iat, up to 5m; 0: 30s."`
 	Scopes              []string            `yaml:"scopes" doc:"Scopes every request must have (all of them), from the token's space-separated scope claim or its scp list; empty: none."`
 	MethodScopes        map[string][]string `yaml:"methodScopes" doc:"More scopes required by method (GET: [orders:read], POST: [orders:write]), besides scopes; HEAD takes GET's unless it is listed."`
@@ -176,6 +177,11 @@ func (c *Config) validateJWT(k string, p JWTPolicy, add func(error)) {
 			add(c.errAt(k+".algorithms", "%q is listed twice", a))
 		}
 		seen[a] = true
+	}
+	for _, t := range p.Types {
+		if !isScopeToken(t) || strings.ContainsAny(t, ",;") {
+			add(c.errAt(k+".types", "%q is not a media type name (at+jwt, JWT)", t))
+		}
 	}
 	bounds := []struct {
 		key      string

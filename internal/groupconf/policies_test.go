@@ -73,6 +73,7 @@ func TestPolicyErrors(t *testing.T) {
 		{"jwt header the gateway's", "      - jwt: {issuer: \"https://id.example\", audience: a, discovery: true, clientIdHeader: X-Forwarded-For}\n", []string{"gateway's own field"}},
 		{"jwt same headers", "      - jwt: {issuer: \"https://id.example\", audience: a, discovery: true, clientIdHeader: X-Gatehouse-Subject}\n", []string{"two different fields"}},
 		{"jwt realm with a quote", "      - jwt: {issuer: \"https://id.example\", audience: a, discovery: true, realm: \"a\\\"b\"}\n", []string{"jwt.realm"}},
+		{"jwt bad type", "      - jwt: {issuer: \"https://id.example\", audience: a, discovery: true, types: [\"at+jwt, JWT\"]}\n", []string{"jwt.types", "not a media type name"}},
 		{"jwt unknown key", "      - jwt: {issuer: \"https://id.example\", audience: a, discovery: true, audiences: [b]}\n", []string{"g.yaml:10", `unknown key "audiences"`, `did you mean "audience"`}},
 	}
 	for _, tc := range cases {

@@ -288,6 +288,12 @@ func (p *Policy) verify(tok string, now time.Time) (*verified, error) {
 		// go-jose refuses these already; never rely on one check only.
 		return nil, p.invalid(fmt.Errorf("algorithm %q not accepted", trunc(h.Algorithm)))
 	}
+	if len(p.spec.Types) > 0 {
+		typ, _ := h.ExtraHeaders[jose.HeaderType].(string)
+		if !typeAccepted(p.spec.Types, typ) {
+			return nil, p.invalid(fmt.Errorf("typ %q is not one of %s", trunc(typ), strings.Join(p.spec.Types, ", ")))
+		}
+	}
 	key, err := p.keys.Key(h.KeyID, alg)
 	switch {
 	case errors.Is(err, ErrKeysUnavailable):
@@ -346,6 +352,24 @@ func (p *Policy) verify(tok string, now time.Time) (*verified, error) {
 	v.scope = strings.Join(v.scopes, " ")
 	v.until = c.Expiry.Time().Add(l)
 	return v, nil
+}
+
+// typeAccepted compares a typ header with the accepted types, without
+// case and without an "application/" prefix (RFC 7515 §4.1.9).
+func typeAccepted(types []string, typ string) bool {
+	norm := func(t string) string {
+		if len(t) > len("application/") && strings.EqualFold(t[:len("application/")], "application/") {
+			t = t[len("application/"):]
+		}
+		return strings.ToLower(t)
+	}
+	typ = norm(typ)
+	for _, t := range types {
+		if norm(t) == typ {
+			return true
+		}
+	}
+	return false
 }
 
 // stringClaim reads the string claim name of a JSON object ("" when

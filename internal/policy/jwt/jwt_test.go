@@ -11,6 +11,7 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	josejwt "github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
@@ -218,6 +219,41 @@ func TestPolicyHeadScopes(t *testing.T) {
 	if got := authField(pe); !strings.Contains(got, `scope="orders:head"`) {
 		t.Errorf("HEAD with its own scopes: %q", got)
 	}
+}
+
+// TestPolicyTypes: with types set, the typ header must be one of them
+// (without case, with or without application/); without, it is not read.
+func TestPolicyTypes(t *testing.T) {
+	rs1, _, _ := testKeys(t)
+	good := signer{"k", jose.RS256, rs1}
+	clk := newClock()
+	s := testSpec()
+	s.Types = []string{"at+jwt"}
+	p, _ := New(s, staticOf(good), Options{Now: clk.Now})
+	withTyp := func(typ string) string {
+		opts := (&jose.SignerOptions{}).WithHeader("kid", "k")
+		if typ != "" {
+			opts = opts.WithType(jose.ContentType(typ))
+		}
+		sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: rs1}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := josejwt.Signed(sig).Claims(claimsAt(clk.Now(), nil)).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	for _, c := range []struct {
+		typ    string
+		status int
+	}{{"at+jwt", 0}, {"AT+JWT", 0}, {"application/at+jwt", 0}, {"JWT", 401}, {"", 401}, {"application/", 401}} {
+		wantStatus(t, p.Apply(request("GET", "Authorization", "Bearer "+withTyp(c.typ))), c.status)
+	}
+	s.Types = nil
+	p, _ = New(s, staticOf(good), Options{Now: clk.Now})
+	wantStatus(t, p.Apply(request("GET", "Authorization", "Bearer "+withTyp("JWT"))), 0)
 }
 
 // TestPolicyAlgorithmsRefused: none and HMAC cannot be configured past
