@@ -46,6 +46,13 @@ func (p FilePolicy) Check(cfg *Config) error {
 		check(fmt.Sprintf("remoteHosts[%d].caFile", i), r.CAFile)
 	}
 	check("kps.postgres.passwordFile", cfg.KPS.Postgres.PasswordFile)
+	for i, a := range cfg.APIs {
+		for j, pol := range a.Policies {
+			if pol.JWT != nil {
+				check(fmt.Sprintf("apis[%d].policies[%d].jwt.caFile", i, j), pol.JWT.CAFile)
+			}
+		}
+	}
 	check("kps.postgres.sslRootCert", cfg.KPS.Postgres.SSLRootCert)
 	return errors.Join(errs...)
 }

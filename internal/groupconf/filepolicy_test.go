@@ -72,8 +72,10 @@ func TestFilePolicy(t *testing.T) {
 	cfg.Traffic.TLS.CertFile = own
 	cfg.Traffic.TLS.KeyFile = caKey
 	cfg.RemoteHosts = []RemoteHost{{CAFile: "/etc/ssl/x.pem"}, {CAFile: ""}}
+	cfg.APIs = []API{{Policies: []Policy{{CORS: &CORSPolicy{}}, {JWT: &JWTPolicy{CAFile: caKey}}}}}
 	err := strict.Check(cfg)
-	if err == nil || !strings.Contains(err.Error(), "traffic.tls.keyFile") || !strings.Contains(err.Error(), "remoteHosts[0].caFile") || strings.Contains(err.Error(), "certFile") {
-		t.Errorf("Check: got %v, want keyFile and remoteHosts[0].caFile refused, certFile allowed", err)
+	if err == nil || !strings.Contains(err.Error(), "traffic.tls.keyFile") || !strings.Contains(err.Error(), "remoteHosts[0].caFile") || strings.Contains(err.Error(), "certFile") ||
+		!strings.Contains(err.Error(), "apis[0].policies[1].jwt.caFile") {
+		t.Errorf("Check: got %v, want keyFile, remoteHosts[0].caFile and the jwt policy's caFile refused, certFile allowed", err)
 	}
 }

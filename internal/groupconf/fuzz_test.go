@@ -10,6 +10,7 @@ func FuzzLoad(f *testing.F) {
 		"apis:\n  - name: a\n    pathPrefix: /a\n    backend: b\nbackends:\n  - name: b\n    url: http://x\n",
 		"zeroDowntime: {shutdown: {enabled: true, delay: 1.5}}",
 		"a: &x 1\nb: *x\n",
+		"apis:\n  - name: a\n    pathPrefix: /a\n    backend: b\n    policies:\n      - jwt: {issuer: \"https://id.example\", audience: a, discovery: true, methodScopes: {GET: [r]}, leeway: 1m}\nbackends:\n  - name: b\n    url: http://x\n",
 		"[1, 2]",
 		"",
 	} {

@@ -22,6 +22,7 @@ import (
 // matched it; the gateway builds them once per configuration.
 type Policy struct {
 	APIKey  *APIKeyPolicy  `yaml:"apiKey" doc:"Require an API key of a client application allowed to use this API (docs/policies.md#apikey)."`
+	JWT     *JWTPolicy     `yaml:"jwt" doc:"Require a bearer JWT of an external issuer, checked with the issuer's published keys (JWKS), its claims and scopes (docs/policies.md#jwt)."`
 	Lookup  *LookupPolicy  `yaml:"lookup" doc:"Find a row of a custom KPS table and give its properties to the later policies (docs/policies.md#lookup)."`
 	CORS    *CORSPolicy    `yaml:"cors" doc:"Cross-origin resource sharing: the gateway answers preflight requests and adds the CORS fields to responses (docs/policies.md#cors)."`
 	Headers *HeadersPolicy `yaml:"headers" doc:"Set or remove request fields before forwarding and response fields before answering (docs/policies.md#headers)."`
@@ -32,6 +33,9 @@ func (p Policy) Type() string {
 	var names []string
 	if p.APIKey != nil {
 		names = append(names, "apiKey")
+	}
+	if p.JWT != nil {
+		names = append(names, "jwt")
 	}
 	if p.Lookup != nil {
 		names = append(names, "lookup")
@@ -197,6 +201,11 @@ func (c *Config) validatePolicies(i int, a API, add func(error)) {
 			c.validateAPIKey(k+".apiKey", *p.APIKey, add)
 			apiKey = true
 			vars["application.id"], vars["application.name"] = true, true
+		case p.JWT != nil:
+			c.validateJWT(k+".jwt", *p.JWT, add)
+			for _, v := range JWTVars {
+				vars[v] = true
+			}
 		case p.Lookup != nil:
 			c.validateLookup(k+".lookup", a, *p.Lookup, apiKey, lookups, vars, add)
 		case p.CORS != nil:

@@ -18,7 +18,7 @@ func TestPolicyErrors(t *testing.T) {
 		name, yaml string
 		want       []string
 	}{
-		{"unknown type", "      - apikey: {}\n", []string{"g.yaml:10", `unknown key "apikey"`, "accepted under apis[0].policies[0]: apiKey, lookup, cors, headers", `did you mean "apiKey"`}},
+		{"unknown type", "      - apikey: {}\n", []string{"g.yaml:10", `unknown key "apikey"`, "accepted under apis[0].policies[0]: apiKey, jwt, lookup, cors, headers", `did you mean "apiKey"`}},
 		{"apiKey header not a field name", "      - apiKey: {header: \"Key Id\"}\n", []string{"apis[0].policies[0].apiKey.header", `"Key Id" is not a field name`}},
 		{"apiKey header the gateway's", "      - apiKey: {applicationIdHeader: X-Forwarded-For}\n", []string{"apiKey.applicationIdHeader", "gateway's own field"}},
 		{"apiKey headers the same", "      - apiKey: {header: X-Gatehouse-Application-Name}\n", []string{"three different fields"}},
@@ -50,6 +50,31 @@ func TestPolicyErrors(t *testing.T) {
 		{"value with spaces around", "      - headers: {response: {set: {X-A: \" a\"}}}\n", []string{"without leading or trailing spaces"}},
 		{"bad name", "      - headers: {request: {remove: [\"a b\"]}}\n", []string{`"a b" is not a field name`}},
 		{"long value", "      - headers: {request: {set: {X-A: " + strings.Repeat("a", 8<<10+1) + "}}}\n", []string{"at most 8 KiB"}},
+		{"jwt without issuer", "      - jwt: {audience: orders, jwksUrl: \"https://id.example/jwks\"}\n", []string{"g.yaml:10", "apis[0].policies[0].jwt: issuer: give the issuer"}},
+		{"jwt http issuer", "      - jwt: {issuer: \"http://id.example\", audience: a, discovery: true}\n", []string{"jwt.issuer", "http:// is refused"}},
+		{"jwt http issuer not loopback", "      - jwt: {issuer: \"http://id.example\", audience: a, discovery: true, allowHttp: true}\n", []string{"jwt.issuer", "loopback host only"}},
+		{"jwt issuer with a query", "      - jwt: {issuer: \"https://id.example/?a=1\", audience: a, discovery: true}\n", []string{"jwt.issuer", "without user, query or fragment"}},
+		{"jwt without audience", "      - jwt: {issuer: \"https://id.example\", discovery: true}\n", []string{"g.yaml:10", "audience: give the audience"}},
+		{"jwt without keys", "      - jwt: {issuer: \"https://id.example\", audience: a}\n", []string{"g.yaml:10", "give jwksUrl", "discovery: true"}},
+		{"jwt both key sources", "      - jwt: {issuer: \"https://id.example\", audience: a, discovery: true, jwksUrl: \"https://id.example/k\"}\n", []string{"jwt.jwksUrl", "not both"}},
+		{"jwt http jwks", "      - jwt: {issuer: \"https://id.example\", audience: a, jwksUrl: \"http://id.example/k\"}\n", []string{"jwt.jwksUrl", "http:// is refused"}},
+		{"jwt alg none", "      - jwt: {issuer: \"https://id.example\", audience: a, discovery: true, algorithms: [RS256, none]}\n", []string{"jwt.algorithms", `"none" is refused`}},
+		{"jwt alg HMAC", "      - jwt: {issuer: \"https://id.example\", audience: a, discovery: true, algorithms: [HS256]}\n", []string{"jwt.algorithms", `"HS256" is refused`, "HMAC"}},
+		{"jwt alg unknown", "      - jwt: {issuer: \"https://id.example\", audience: a, discovery: true, algorithms: [rs256]}\n", []string{"jwt.algorithms", `"rs256" is not an algorithm`, "RS256"}},
+		{"jwt alg twice", "      - jwt: {issuer: \"https://id.example\", audience: a, discovery: true, algorithms: [ES256, ES256]}\n", []string{"listed twice"}},
+		{"jwt leeway too long", "      - jwt: {issuer: \"https://id.example\", audience: a, discovery: true, leeway: 6m}\n", []string{"jwt.leeway", "want 0 to 5m"}},
+		{"jwt keys ttl too short", "      - jwt: {issuer: \"https://id.example\", audience: a, discovery: true, keysTtl: 10s}\n", []string{"jwt.keysTtl", "want 1m to 24h"}},
+		{"jwt refetch too short", "      - jwt: {issuer: \"https://id.example\", audience: a, discovery: true, refetchInterval: 100ms}\n", []string{"jwt.refetchInterval", "want 1s to 1h"}},
+		{"jwt token too long", "      - jwt: {issuer: \"https://id.example\", audience: a, discovery: true, maxTokenBytes: 100000}\n", []string{"jwt.maxTokenBytes"}},
+		{"jwt bad scope", "      - jwt: {issuer: \"https://id.example\", audience: a, discovery: true, scopes: [\"a b\"]}\n", []string{"jwt.scopes", `"a b" is not a scope`}},
+		{"jwt bad method", "      - jwt: {issuer: \"https://id.example\", audience: a, discovery: true, methodScopes: {get: [x]}}\n", []string{"jwt.methodScopes", `"get" is not a method`}},
+		{"jwt bad header", "      - jwt: {issuer: \"https://id.example\", audience: a, discovery: true, subjectHeader: \"X Sub\"}\n", []string{"jwt.subjectHeader", "not a field name"}},
+		{"jwt header Authorization", "      - jwt: {issuer: \"https://id.example\", audience: a, discovery: true, clientIdHeader: authorization}\n", []string{"jwt.clientIdHeader", "carries the token"}},
+		{"jwt header the gateway's", "      - jwt: {issuer: \"https://id.example\", audience: a, discovery: true, clientIdHeader: X-Forwarded-For}\n", []string{"gateway's own field"}},
+		{"jwt same headers", "      - jwt: {issuer: \"https://id.example\", audience: a, discovery: true, clientIdHeader: X-Gatehouse-Subject}\n", []string{"two different fields"}},
+		{"jwt realm with a quote", "      - jwt: {issuer: \"https://id.example\", audience: a, discovery: true, realm: \"a\\\"b\"}\n", []string{"jwt.realm"}},
+		{"jwt bad type", "      - jwt: {issuer: \"https://id.example\", audience: a, discovery: true, types: [\"at+jwt, JWT\"]}\n", []string{"jwt.types", "not a media type name"}},
+		{"jwt unknown key", "      - jwt: {issuer: \"https://id.example\", audience: a, discovery: true, audiences: [b]}\n", []string{"g.yaml:10", `unknown key "audiences"`, `did you mean "audience"`}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -104,7 +129,7 @@ func TestPoliciesLoad(t *testing.T) {
 			t.Errorf("RouteMethods(%v, cors %v): got %q, want %q", tc.methods, tc.cors, got, tc.want)
 		}
 	}
-	if got := strings.Join(PolicyTypes(), ","); got != "apiKey,lookup,cors,headers" {
+	if got := strings.Join(PolicyTypes(), ","); got != "apiKey,jwt,lookup,cors,headers" {
 		t.Errorf("PolicyTypes: %s", got)
 	}
 }
@@ -212,5 +237,28 @@ func TestParseLookupKey(t *testing.T) {
 		if _, err := ParseLookupKey(bad); err == nil {
 			t.Errorf("ParseLookupKey(%q): no error", bad)
 		}
+	}
+}
+
+// TestJWTPolicyLoad: a jwt policy loads with its defaults, loopback http
+// is accepted with allowHttp, and its variables can be used by a later
+// headers policy.
+func TestJWTPolicyLoad(t *testing.T) {
+	cfg, err := Load(policyConfig("      - jwt: {issuer: \"http://127.0.0.1:8080/realms/a\", audience: orders, discovery: true, allowHttp: true, methodScopes: {POST: [orders:write]}}\n" +
+		"      - headers: {request: {set: {X-User: \"${jwt.sub}\", X-Client: \"${jwt.clientId}\"}}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.APIs[0].Policies[0]
+	if p.Type() != "jwt" {
+		t.Fatalf("type: %q", p.Type())
+	}
+	d := p.JWT.WithDefaults()
+	if strings.Join(d.Algorithms, ",") != "RS256,ES256" || d.Leeway.D() != DefaultJWTLeeway || d.SubjectHeader != "X-Gatehouse-Subject" ||
+		d.ClientIDHeader != "X-Gatehouse-Client-Id" || d.MaxTokenBytes != 8192 || d.Realm != "gatehouse" || d.RefetchInterval.D() != DefaultJWTRefetchInterval {
+		t.Errorf("defaults: %+v", d)
+	}
+	if _, err := Load(policyConfig("      - headers: {request: {set: {X-User: \"${jwt.sub}\"}}}\n")); err == nil || !strings.Contains(err.Error(), "${jwt.sub}") {
+		t.Errorf("${jwt.sub} without a jwt policy: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
@@ -17,8 +18,9 @@ import (
 
 // benchGateway starts an instance in front of a minimal h1 back end (which
 // allocates nothing), with routing, correlation ids and the access log on,
-// and returns the traffic address.
-func benchGateway(b *testing.B) string {
+// and returns the traffic address. policies, when not empty, are YAML lines
+// added under the API (its policies: list).
+func benchGateway(b *testing.B, policies ...string) string {
 	b.Helper()
 	backendBody := bytes.Repeat([]byte("x"), 100)
 	bln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -55,6 +57,9 @@ apis:
     pathPrefix: /api
     backend: be
 `, ports[0], ports[1], bln.Addr())
+	if len(policies) > 0 {
+		yaml += "    policies:\n" + strings.Join(policies, "")
+	}
 	cfg, err := groupconf.Load(groupconf.Layer{Name: "bench.yaml", YAML: []byte(yaml)})
 	if err != nil {
 		b.Fatal(err)
@@ -74,14 +79,19 @@ apis:
 
 // client is a keep-alive HTTP/1.1 client that allocates nothing per request.
 type client struct {
-	c  net.Conn
-	br *bufio.Reader
+	c   net.Conn
+	br  *bufio.Reader
+	req []byte // nil: benchRequest
 }
 
 var benchRequest = []byte("GET /api/items/42?x=1 HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
 
 func (c *client) do() error {
-	if _, err := c.c.Write(benchRequest); err != nil {
+	req := c.req
+	if req == nil {
+		req = benchRequest
+	}
+	if _, err := c.c.Write(req); err != nil {
 		return err
 	}
 	length := -1

@@ -85,6 +85,7 @@ type Instance struct {
 	logs     *logs
 	log      *slog.Logger // component=instance
 	proxyLog *slog.Logger // component=proxy
+	jwtLog   *slog.Logger // component=jwt (the jwt policies' key sources)
 	ids      *idSource
 
 	remoteHosts *remotehost.Registry // per-address state across configurations; watchdogs
@@ -160,6 +161,7 @@ func New(opts Options) (*Instance, error) {
 		logs:     lg,
 		log:      base.With("component", "instance"),
 		proxyLog: base.With("component", "proxy"),
+		jwtLog:   base.With("component", "jwt"),
 		ids:      ids,
 		abort:    make(chan struct{}),
 		done:     make(chan struct{}),
@@ -179,7 +181,7 @@ func New(opts Options) (*Instance, error) {
 		lg.close()
 		return nil, fmt.Errorf("creating instance: %w", err)
 	}
-	rt, err := buildRuntime(cfg, i.proxyLog, i.remoteHosts, gs)
+	rt, err := buildRuntime(cfg, i.proxyLog, i.remoteHosts, gs, i.jwtOptions(nil))
 	if err != nil {
 		gs.close()
 		lg.close()
@@ -584,6 +586,10 @@ func (i *Instance) finish() {
 		i.remoteHosts.Close()
 		i.rt.Load().closeIdle()
 		i.rt.Load().kps.close()
+		i.rt.Load().stopPolicies()
+		if s := i.rt.Load().jwt; s != nil {
+			s.Wait()
+		}
 		i.setPhase(PhaseStopped)
 		i.log.Info("instance stopped")
 		i.logs.close()

@@ -12,6 +12,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/metrics"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
 	"github.com/gatehouse-gw/gatehouse/internal/policy/build"
+	"github.com/gatehouse-gw/gatehouse/internal/policy/jwt"
 	"github.com/gatehouse-gw/gatehouse/internal/proxy"
 	"github.com/gatehouse-gw/gatehouse/internal/remotehost"
 	"github.com/gatehouse-gw/gatehouse/internal/route"
@@ -32,9 +33,27 @@ type runtime struct {
 	clients    *clientResolver // trusted proxies, client-certificate header
 	apiMetrics []*metrics.API  // indexed by route.Route.Index; set by Instance.resolveMetrics
 	kps        *groupStore     // the group's KPS, when a policy needs it (shared with the next runtime while its settings stay)
+	// jwt are the key sources of the jwt policies, their background
+	// fetches running until stopJWT (called when the runtime is replaced,
+	// not taken, or the instance stops); requests in flight on a replaced
+	// runtime still find its cached keys.
+	jwt     *jwt.Sources
+	stopJWT context.CancelFunc
 }
 
-func buildRuntime(cfg *groupconf.Config, log *slog.Logger, reg *remotehost.Registry, gs *groupStore) (*runtime, error) {
+// stopPolicies stops the background work of the runtime's policies (the
+// jwt key sources' refreshes).
+func (rt *runtime) stopPolicies() {
+	if rt != nil && rt.stopJWT != nil {
+		rt.stopJWT()
+	}
+}
+
+// buildRuntime compiles cfg. The jwt key sources it makes (jo; with
+// jo.Previous, the replaced runtime's, whose key sets they take over)
+// start fetching at once: the caller calls stopPolicies on a runtime it
+// does not take.
+func buildRuntime(cfg *groupconf.Config, log *slog.Logger, reg *remotehost.Registry, gs *groupStore, jo jwt.SourcesOptions) (*runtime, error) {
 	table, err := route.Compile(cfg.APIs)
 	if err != nil {
 		return nil, fmt.Errorf("compiling routes: %w", err)
@@ -56,15 +75,22 @@ func buildRuntime(cfg *groupconf.Config, log *slog.Logger, reg *remotehost.Regis
 		rt.backends = append(rt.backends, be)
 	}
 	opts := proxy.Options{Logger: log}
+	deps := gs.deps()
+	deps.JWT = jwt.NewSources(jo)
 	for _, r := range table.Routes() {
 		be := byName[r.Backend]
 		if be == nil {
 			return nil, fmt.Errorf("API %q: back end %q is not defined", r.Name, r.Backend)
 		}
 		rt.forwarders[r.Index] = proxy.NewForwarder(be, r, opts)
-		if rt.chains[r.Index], err = build.Chain(cfg.APIs[r.Index], gs.deps()); err != nil {
+		if rt.chains[r.Index], err = build.Chain(cfg.APIs[r.Index], deps); err != nil {
 			return nil, err
 		}
+	}
+	if deps.JWT.Len() > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		rt.jwt, rt.stopJWT = deps.JWT, cancel
+		deps.JWT.Start(ctx)
 	}
 	return rt, nil
 }
@@ -152,10 +178,15 @@ func (i *Instance) swap(cfg *groupconf.Config) (changed []string, err error) {
 			gs.close()
 		}
 	}()
-	rt, err := buildRuntime(cfg, i.proxyLog, i.remoteHosts, gs)
+	rt, err := buildRuntime(cfg, i.proxyLog, i.remoteHosts, gs, i.jwtOptions(i.rt.Load()))
 	if err != nil {
 		return nil, withKind(ErrConfig, fmt.Errorf("swapping configuration: %w", err))
 	}
+	defer func() {
+		if !keep {
+			rt.stopPolicies() // not taken: its key sources stop
+		}
+	}()
 	var next, fresh, old []*server
 	if started { // before Start, Start binds what the configuration says
 		if next, fresh, old, err = i.plan(cfg, cur); err != nil {
@@ -188,6 +219,7 @@ func (i *Instance) swap(cfg *groupconf.Config) (changed []string, err error) {
 
 	prev := i.rt.Swap(rt)
 	keep = true
+	prev.stopPolicies() // the old key sources' refreshes stop; in-flight requests keep their cached keys
 	if prev.kps != nil && prev.kps != rt.kps {
 		// Requests that started with the old runtime may still look keys
 		// up: close its store once they have drained.
@@ -273,4 +305,14 @@ func (i *Instance) drainOld(g *server, drain time.Duration) {
 		return
 	}
 	i.log.Info("previous listener drained", "listener", g.name, "port", g.port(), "durationMs", time.Since(start).Milliseconds())
+}
+
+// jwtOptions are the settings of a new runtime's jwt key sources; prev is
+// the runtime it replaces (nil at start), whose key sets they take over.
+func (i *Instance) jwtOptions(prev *runtime) jwt.SourcesOptions {
+	o := jwt.SourcesOptions{Dir: i.opts.Home.Dir, Logger: i.jwtLog}
+	if prev != nil {
+		o.Previous = prev.jwt
+	}
+	return o
 }

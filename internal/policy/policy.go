@@ -2,7 +2,7 @@
 // policies applied, in order, to every request that matched an API. Each
 // API has its own chain (apis[].policies, built by internal/policy/build
 // once per configuration); each policy type is a package under
-// internal/policy (cors, headers; API keys, OAuth bearer tokens, look-ups,
+// internal/policy (apikey, jwt, lookup, cors, headers; the oauth policy,
 // caching and rate limits come with later issues). docs/policies.md.
 //
 // A policy either lets the exchange go on (Apply returns nil), ends it with a

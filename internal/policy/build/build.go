@@ -13,6 +13,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/policy/apikey"
 	"github.com/gatehouse-gw/gatehouse/internal/policy/cors"
 	"github.com/gatehouse-gw/gatehouse/internal/policy/headers"
+	"github.com/gatehouse-gw/gatehouse/internal/policy/jwt"
 	"github.com/gatehouse-gw/gatehouse/internal/policy/lookup"
 )
 
@@ -27,6 +28,10 @@ type Deps struct {
 	KPS lookup.Rows
 	// Tables are the custom tables' definitions (kps.tables).
 	Tables []kps.Table
+	// JWT are the issuers' key sources of the configuration being built
+	// (one per distinct issuer setting, started and stopped with it);
+	// nil: the jwt policy cannot be built.
+	JWT *jwt.Sources
 }
 
 // Chain is the chain of api's policies (validated by groupconf).
@@ -39,6 +44,19 @@ func Chain(api groupconf.API, deps Deps) (policy.Chain, error) {
 				return nil, fmt.Errorf("API %q, policy %d (apiKey): this instance has no Key Property Store for the group's API keys", api.Name, i)
 			}
 			c = append(c, apikey.New(*p.APIKey, api.Name, deps.APIKeys))
+		case p.JWT != nil:
+			if deps.JWT == nil {
+				return nil, fmt.Errorf("API %q, policy %d (jwt): this instance has no key sources for issuers", api.Name, i)
+			}
+			ks, err := deps.JWT.For(*p.JWT)
+			if err != nil {
+				return nil, fmt.Errorf("API %q, policy %d (jwt): %w", api.Name, i, err)
+			}
+			jp, err := jwt.New(*p.JWT, ks, jwt.Options{})
+			if err != nil {
+				return nil, fmt.Errorf("API %q, policy %d: %w", api.Name, i, err)
+			}
+			c = append(c, jp)
 		case p.Lookup != nil:
 			ti := slices.IndexFunc(deps.Tables, func(t kps.Table) bool { return t.Alias == p.Lookup.Table })
 			if deps.KPS == nil || ti < 0 {
