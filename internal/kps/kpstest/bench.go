@@ -3,6 +3,7 @@ package kpstest
 import (
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -50,6 +51,22 @@ func Bench(b *testing.B, h Harness) {
 		timed(b, func(i int) error {
 			_, err := s.Insert(b.Context(), "counters", map[string]any{"name": fmt.Sprintf("c-%d-%d", run, i), "n": int64(i)})
 			return err
+		})
+	})
+	// InsertParallel: 64 writers at once (the token endpoint under load):
+	// what a backend's commits cost when writers can share them.
+	b.Run("InsertParallel", func(b *testing.B) {
+		run++
+		var n atomic.Int64
+		b.SetParallelism(32)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				i := n.Add(1)
+				if _, err := s.Insert(b.Context(), "counters", map[string]any{"name": fmt.Sprintf("p-%d-%d", run, i), "n": i}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
 		})
 	})
 }

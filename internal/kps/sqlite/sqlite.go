@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/home"
@@ -57,7 +58,11 @@ type Store struct {
 	db   *sql.DB
 	path string
 	defs kps.Defs
-	wmu  sync.Mutex // serializes this process's write transactions
+
+	qmu     sync.Mutex      // guards queue and leading
+	queue   []*pendingWrite // writes waiting for a commit
+	leading bool            // a caller is committing batches
+	commits atomic.Int64    // transactions committed by write (tests)
 }
 
 var _ kps.Store = (*Store)(nil)
@@ -206,17 +211,122 @@ func (s *Store) loadDefs(ctx context.Context, q querier, always bool) error {
 
 // write runs fn in a write transaction (BEGIN IMMEDIATE) and commits.
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	tx, err := s.db.BeginTx(ctx, nil)
+	w := &pendingWrite{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	s.qmu.Lock()
+	s.queue = append(s.queue, w)
+	if s.leading {
+		s.qmu.Unlock()
+		return <-w.done
+	}
+	s.leading = true
+	s.qmu.Unlock()
+	// This caller leads: it commits batches until no write is waiting.
+	for {
+		s.qmu.Lock()
+		n := min(len(s.queue), maxBatch)
+		batch := s.queue[:n:n]
+		s.queue = s.queue[n:]
+		if n == 0 {
+			s.leading = false
+			s.queue = nil
+			s.qmu.Unlock()
+			break
+		}
+		s.qmu.Unlock()
+		s.commit(batch)
+	}
+	return <-w.done
+}
+
+// pendingWrite is one write waiting for its batch's commit.
+type pendingWrite struct {
+	ctx  context.Context
+	fn   func(tx *sql.Tx) error
+	done chan error
+}
+
+// maxBatch bounds the writes committed together.
+const maxBatch = 256
+
+// commit runs a batch of writes in one transaction, each inside a savepoint
+// of its own: a write that fails is rolled back alone and gets its error;
+// the others are committed together (one fsync for all) and get nil, or the
+// commit's error. Concurrent writers thus share the cost of a durable
+// commit (group commit), and each single write stays atomic and durable.
+func (s *Store) commit(batch []*pendingWrite) {
+	results := make([]error, len(batch))
+	live := 0
+	for i, w := range batch {
+		if err := w.ctx.Err(); err != nil {
+			results[i] = kps.Unavailable(err)
+			continue
+		}
+		live++
+	}
+	if live == 0 {
+		deliver(batch, results)
+		return
+	}
+	tx, err := s.db.BeginTx(context.Background(), nil)
 	if err != nil {
-		return classify(err)
+		for i := range batch {
+			if results[i] == nil {
+				results[i] = classify(err)
+			}
+		}
+		deliver(batch, results)
+		return
 	}
-	if err := fn(tx); err != nil {
+	ok := 0
+	for i, w := range batch {
+		if results[i] != nil {
+			continue
+		}
+		if _, err := tx.Exec("SAVEPOINT w"); err != nil {
+			results[i] = classify(err)
+			continue
+		}
+		if err := w.fn(tx); err != nil {
+			results[i] = classify(err)
+			if _, rerr := tx.Exec("ROLLBACK TO w"); rerr != nil {
+				// The transaction cannot go on: nothing of it is committed.
+				tx.Rollback()
+				for j := range batch {
+					if results[j] == nil {
+						results[j] = classify(rerr)
+					}
+				}
+				deliver(batch, results)
+				return
+			}
+		}
+		if _, err := tx.Exec("RELEASE w"); err != nil && results[i] == nil {
+			results[i] = classify(err)
+		}
+		if results[i] == nil {
+			ok++
+		}
+	}
+	if ok == 0 {
 		tx.Rollback()
-		return classify(err)
+		deliver(batch, results)
+		return
 	}
-	return classify(tx.Commit())
+	s.commits.Add(1)
+	if err := tx.Commit(); err != nil {
+		for i := range batch {
+			if results[i] == nil {
+				results[i] = classify(err)
+			}
+		}
+	}
+	deliver(batch, results)
+}
+
+func deliver(batch []*pendingWrite, results []error) {
+	for i, w := range batch {
+		w.done <- results[i]
+	}
 }
 
 // writeTable is write with the table's current definition.

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -377,5 +379,94 @@ func TestInsertMany(t *testing.T) {
 	}
 	if err := s.InsertMany(ctx, "things", []map[string]any{{"id": "x", "small": "not a number"}}); !errors.Is(err, kps.ErrInvalid) {
 		t.Errorf("a bad value: %v", err)
+	}
+}
+
+// TestGroupCommit: writes waiting together are committed in one
+// transaction, each in a savepoint of its own: one that fails is rolled
+// back alone (what it did before failing too) and gets its error; one whose
+// context has ended is not run; the others are committed.
+func TestGroupCommit(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "kps.db"))
+	ctx := t.Context()
+	if err := s.Define(ctx, kpstest.Counters); err != nil {
+		t.Fatal(err)
+	}
+	insert := func(name string) func(tx *sql.Tx) error {
+		return func(tx *sql.Tx) error {
+			t, _ := s.defs.Lookup("counters")
+			_, _, err := insertTx(ctx, tx, t, "counters", map[string]any{"name": name, "n": int64(1)})
+			return err
+		}
+	}
+	if err := s.write(ctx, insert("taken")); err != nil {
+		t.Fatal(err)
+	}
+	half := func(tx *sql.Tx) error { // inserts, then fails
+		if err := insert("half")(tx); err != nil {
+			return err
+		}
+		return errors.New("failed after a write")
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	ran := false
+	batch := []*pendingWrite{
+		{ctx: ctx, fn: insert("a"), done: make(chan error, 1)},
+		{ctx: ctx, fn: insert("taken"), done: make(chan error, 1)},
+		{ctx: ctx, fn: half, done: make(chan error, 1)},
+		{ctx: cancelled, fn: func(*sql.Tx) error { ran = true; return nil }, done: make(chan error, 1)},
+		{ctx: ctx, fn: insert("b"), done: make(chan error, 1)},
+	}
+	before := s.commits.Load()
+	s.commit(batch)
+	errs := make([]error, len(batch))
+	for i, w := range batch {
+		errs[i] = <-w.done
+	}
+	if errs[0] != nil || !errors.Is(errs[1], kps.ErrExists) || errs[2] == nil || !errors.Is(errs[3], kps.ErrUnavailable) || errs[4] != nil {
+		t.Errorf("results: %v", errs)
+	}
+	if ran {
+		t.Error("a write whose context had ended was run")
+	}
+	if got := s.commits.Load() - before; got != 1 {
+		t.Errorf("%d commits for the batch, want 1", got)
+	}
+	for name, want := range map[string]bool{"a": true, "b": true, "half": false, "taken": true} {
+		_, err := s.Get(ctx, "counters", name)
+		if (err == nil) != want {
+			t.Errorf("row %s: %v, want present %v", name, err, want)
+		}
+	}
+	// A batch in which every write fails commits nothing.
+	before = s.commits.Load()
+	w := &pendingWrite{ctx: ctx, fn: insert("taken"), done: make(chan error, 1)}
+	s.commit([]*pendingWrite{w})
+	if err := <-w.done; !errors.Is(err, kps.ErrExists) || s.commits.Load() != before {
+		t.Errorf("a failed batch: %v, %d commits", err, s.commits.Load()-before)
+	}
+
+	// Concurrent writers share commits.
+	before = s.commits.Load()
+	var wg sync.WaitGroup
+	const n = 200
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.Insert(ctx, "counters", map[string]any{"name": fmt.Sprintf("c%03d", i), "n": int64(i)}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if c, _ := s.Count(ctx, "counters"); c != n+3 {
+		t.Errorf("%d rows, want %d", c, n+3)
+	}
+	commits := s.commits.Load() - before
+	t.Logf("%d concurrent inserts in %d commits", n, commits)
+	if commits < 1 || commits >= n {
+		t.Errorf("%d commits for %d inserts", commits, n)
 	}
 }
