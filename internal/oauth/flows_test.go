@@ -3,7 +3,6 @@ package oauth
 import (
 	"context"
 	"errors"
-	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -348,5 +347,4 @@ func TestUnsupportedGrants(t *testing.T) {
 			t.Errorf("%s: got %d %v, want unsupported_grant_type", gt, resp.StatusCode, m)
 		}
 	}
-	_ = http.StatusOK
 }

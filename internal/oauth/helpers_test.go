@@ -94,25 +94,29 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	o := Options{
+		Config: Config{Issuer: e.issuer, Scopes: []string{"read", "write", "profile", "admin"}},
+		Store:  e.store, HashKey: testHashKey, Keys: e.keys, Now: e.clock.Now,
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	hk := o.HashKey
 	e.clients = NewMemClients(
-		Client{ID: "svc", Name: "Service", Enabled: true, SecretHashes: []string{HashSecret(testHashKey, "old-secret"), HashSecret(testHashKey, svcSecret)},
+		Client{ID: "svc", Name: "Service", Enabled: true, SecretHashes: []string{HashSecret(hk, "old-secret"), HashSecret(hk, svcSecret)},
 			GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"read", "write"}},
-		Client{ID: "web", Name: "Web app", Enabled: true, SecretHashes: []string{HashSecret(testHashKey, webSecret)},
+		Client{ID: "web", Name: "Web app", Enabled: true, SecretHashes: []string{HashSecret(hk, webSecret)},
 			GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken}, Scopes: []string{"read", "write", "profile"},
 			RedirectURIs: []string{redirectURI}},
 		Client{ID: "spa", Name: "Single page app", Enabled: true, Public: true,
 			GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken}, Scopes: []string{"read"},
 			RedirectURIs: []string{"http://127.0.0.1/cb"}},
-		Client{ID: "rs", Name: "Resource server", Enabled: true, SecretHashes: []string{HashSecret(testHashKey, rsSecret)}},
-		Client{ID: "off", Name: "Disabled", Enabled: false, SecretHashes: []string{HashSecret(testHashKey, svcSecret)},
+		Client{ID: "rs", Name: "Resource server", Enabled: true, SecretHashes: []string{HashSecret(hk, rsSecret)}},
+		Client{ID: "off", Name: "Disabled", Enabled: false, SecretHashes: []string{HashSecret(hk, svcSecret)},
 			GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"read"}},
 	)
-	o := Options{
-		Config: Config{Issuer: e.issuer, Scopes: []string{"read", "write", "profile", "admin"}},
-		Store:  e.store, HashKey: testHashKey, Clients: e.clients, Keys: e.keys, Now: e.clock.Now,
-	}
-	for _, f := range opts {
-		f(&o)
+	if o.Clients == nil {
+		o.Clients = e.clients
 	}
 	e.srv, err = New(context.Background(), o)
 	if err != nil {
