@@ -90,7 +90,8 @@ func (s *Server) verifyOpaque(ctx context.Context, token string) (Claims, error)
 	if sub == "" {
 		sub = rec.ClientID
 	}
-	return Claims{Format: FormatOpaque, ClientID: rec.ClientID, UserID: rec.UserID, Subject: sub, Scopes: rec.Scopes,
+	// The row may be shared (a cache's): the claims get their own scopes.
+	return Claims{Format: FormatOpaque, ClientID: rec.ClientID, UserID: rec.UserID, Subject: sub, Scopes: slices.Clone(rec.Scopes),
 		IssuedAt: rec.IssuedAt, ExpiresAt: rec.ExpiresAt, FamilyID: rec.FamilyID}, nil
 }
 
