@@ -82,4 +82,3 @@ func FuzzVerifyJWT(f *testing.F) {
 		}
 	})
 }
-

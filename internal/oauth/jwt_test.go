@@ -308,3 +308,45 @@ func provider2(t *testing.T, e *env) (any, map[string]any) {
 	json.NewDecoder(resp.Body).Decode(&m)
 	return nil, m
 }
+
+// TestJWTCache: a token verified once is served from the cache, and the
+// cache still refuses it once expired, once its key is gone and once its
+// grant is revoked.
+func TestJWTCache(t *testing.T) {
+	e := newEnv(t, jwtFormat)
+	ctx := context.Background()
+	tok := ccToken(t, e, "svc", svcSecret)
+	if _, err := e.srv.Verify(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.srv.jwts.get(tok); !ok {
+		t.Fatal("a verified token is not cached")
+	}
+	e.clock.Advance(time.Hour + jwtLeeway)
+	if _, err := e.srv.Verify(ctx, tok); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("a cached token after its expiry: got %v, want ErrInvalidToken", err)
+	}
+	// A key removed from the directory (a compromised key deleted by hand).
+	tok = ccToken(t, e, "svc", svcSecret)
+	if _, err := e.srv.Verify(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	kid, _ := e.keys.Current()
+	if _, err := e.keys.Rotate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(e.keys.dir, kid+".json")); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.keys.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.srv.Verify(ctx, tok); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("a cached token of a removed key: got %v, want ErrInvalidToken", err)
+	}
+	// Garbage is not cached.
+	e.srv.Verify(ctx, "a.b.c")
+	if _, ok := e.srv.jwts.get("a.b.c"); ok {
+		t.Error("a refused token was cached")
+	}
+}

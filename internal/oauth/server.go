@@ -77,6 +77,8 @@ type Server struct {
 	log       *slog.Logger
 	now       func() time.Time
 	authorize func(ctx context.Context, r *Request) *Response
+	jwts      jwtCache
+	noCache   bool // benchmarks: measure the JWT verification itself
 
 	tokenURL, introspectURL, revokeURL, jwksURL, authorizeURL string
 	wellKnown                                                 string

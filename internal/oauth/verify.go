@@ -118,27 +118,39 @@ func (s *Server) checkFamily(ctx context.Context, id string) error {
 const jwtLeeway = 5 * time.Second
 
 func (s *Server) verifyJWT(ctx context.Context, token string) (Claims, error) {
-	tok, err := jwt.ParseSigned(token, s.keys.algs())
-	if err != nil || len(tok.Headers) != 1 {
-		return Claims{}, invalid("not a JWT signed with an algorithm of this server")
-	}
-	h := tok.Headers[0]
-	if typ, _ := h.ExtraHeaders["typ"].(string); !strings.EqualFold(typ, "at+jwt") && !strings.EqualFold(typ, "application/at+jwt") {
-		return Claims{}, invalid("typ is not at+jwt (RFC 9068 §4)")
-	}
-	k, ok := s.keys.key(h.KeyID)
-	if !ok || string(k.alg) != h.Algorithm {
-		return Claims{}, invalid("unknown kid")
-	}
+	now := s.now()
 	var c jwtClaims
-	if err := tok.Claims(k.public.Key, &c); err != nil {
-		return Claims{}, invalid("bad signature")
+	if e, ok := s.jwts.get(token); ok && !s.noCache {
+		if _, ok := s.keys.key(e.kid); !ok {
+			return Claims{}, invalid("unknown kid")
+		}
+		c = e.claims
+	} else {
+		tok, err := jwt.ParseSigned(token, s.keys.algs())
+		if err != nil || len(tok.Headers) != 1 {
+			return Claims{}, invalid("not a JWT signed with an algorithm of this server")
+		}
+		h := tok.Headers[0]
+		if typ, _ := h.ExtraHeaders["typ"].(string); !strings.EqualFold(typ, "at+jwt") && !strings.EqualFold(typ, "application/at+jwt") {
+			return Claims{}, invalid("typ is not at+jwt (RFC 9068 §4)")
+		}
+		k, ok := s.keys.key(h.KeyID)
+		if !ok || string(k.alg) != h.Algorithm {
+			return Claims{}, invalid("unknown kid")
+		}
+		if err := tok.Claims(k.public.Key, &c); err != nil {
+			return Claims{}, invalid("bad signature")
+		}
+		if c.Expiry == nil || c.IssuedAt == nil || c.Subject == "" || c.ClientID == "" {
+			return Claims{}, invalid("exp, iat, sub and client_id are required")
+		}
+		if err := c.ValidateWithLeeway(jwt.Expected{Issuer: s.cfg.Issuer, AnyAudience: jwt.Audience{s.cfg.Audience}, Time: now}, jwtLeeway); err != nil {
+			return Claims{}, invalid("%v", err)
+		}
+		s.jwts.put(token, cachedJWT{claims: c, kid: k.kid, exp: c.Expiry.Time().Add(jwtLeeway)}, now)
 	}
-	if err := c.ValidateWithLeeway(jwt.Expected{Issuer: s.cfg.Issuer, AnyAudience: jwt.Audience{s.cfg.Audience}, Time: s.now()}, jwtLeeway); err != nil {
-		return Claims{}, invalid("%v", err)
-	}
-	if c.Expiry == nil || c.IssuedAt == nil || c.Subject == "" || c.ClientID == "" {
-		return Claims{}, invalid("exp, iat, sub and client_id are required")
+	if !now.Before(c.Expiry.Time().Add(jwtLeeway)) {
+		return Claims{}, invalid("expired")
 	}
 	if err := s.checkFamily(ctx, c.FamilyID); err != nil {
 		return Claims{}, err
@@ -152,7 +164,7 @@ func (s *Server) verifyJWT(ctx context.Context, token string) (Claims, error) {
 		user = c.Subject
 	}
 	return Claims{Format: FormatJWT, ClientID: c.ClientID, UserID: user, Subject: c.Subject, Scopes: scopes,
-		Audience: c.Audience, IssuedAt: c.IssuedAt.Time(), ExpiresAt: c.Expiry.Time(), TokenID: c.ID, FamilyID: c.FamilyID}, nil
+		Audience: slices.Clone([]string(c.Audience)), IssuedAt: c.IssuedAt.Time(), ExpiresAt: c.Expiry.Time(), TokenID: c.ID, FamilyID: c.FamilyID}, nil
 }
 
 // signAccess makes a JWT access token (RFC 9068): typ at+jwt, kid of the
