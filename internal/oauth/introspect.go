@@ -57,7 +57,7 @@ func (s *Server) introspect(ctx context.Context, r *Request, form url.Values) *R
 		return jsonResponse(200, introspection{Active: true, Scope: strings.Join(rec.Scopes, " "), ClientID: rec.ClientID,
 			Exp: rec.ExpiresAt.Unix(), Iat: rec.IssuedAt.Unix(), Sub: sub, Iss: s.cfg.Issuer})
 	}
-	cl, err := s.Verify(ctx, tok)
+	cl, err := s.verify(ctx, tok, s.store)
 	if errors.Is(err, ErrInvalidToken) {
 		return jsonResponse(200, inactive)
 	}
@@ -138,7 +138,7 @@ func (s *Server) revoke(ctx context.Context, r *Request, form url.Values) *Respo
 		}
 		return ok
 	case strings.Count(tok, ".") == 2 && s.keys != nil:
-		cl, err := s.Verify(ctx, tok)
+		cl, err := s.verify(ctx, tok, s.store)
 		if errors.Is(err, ErrInvalidToken) {
 			return ok
 		}

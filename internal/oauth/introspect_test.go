@@ -257,3 +257,35 @@ func TestStoreUnavailable(t *testing.T) {
 		t.Errorf("registry down: got %d %v, want 503", resp.StatusCode, m)
 	}
 }
+
+// countingReader counts the reads Verify makes through Options.Reader.
+type countingReader struct {
+	RowGetter
+	n atomic.Int64
+}
+
+func (c *countingReader) Get(ctx context.Context, table string, key any) (kps.Row, error) {
+	c.n.Add(1)
+	return c.RowGetter.Get(ctx, table, key)
+}
+
+// TestReader: Verify reads through Options.Reader (the policy's cache);
+// introspection reads the store itself, so it is authoritative.
+func TestReader(t *testing.T) {
+	var cr *countingReader
+	e := newEnv(t, func(o *Options) {
+		cr = &countingReader{RowGetter: o.Store}
+		o.Reader = cr
+	})
+	tok := ccToken(t, e, "svc", svcSecret)
+	if _, err := e.srv.Verify(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+	if cr.n.Load() != 1 {
+		t.Errorf("Verify: %d reads through the Reader, want 1", cr.n.Load())
+	}
+	e.active(tok)
+	if cr.n.Load() != 1 {
+		t.Errorf("introspection read through the Reader")
+	}
+}

@@ -56,20 +56,28 @@ func invalid(format string, a ...any) error {
 // issued for a grant (authorization_code) is also checked against its
 // family's revocation. Errors: ErrInvalidToken, or kps.ErrUnavailable.
 func (s *Server) Verify(ctx context.Context, token string) (Claims, error) {
+	return s.verify(ctx, token, s.reader)
+}
+
+// verify checks an access token, reading the store through r: Verify
+// reads through Options.Reader (a cache, on the request path);
+// introspection and revocation read the store itself, so that they are
+// authoritative.
+func (s *Server) verify(ctx context.Context, token string, r RowGetter) (Claims, error) {
 	if strings.HasPrefix(token, PrefixAccessToken) {
-		return s.verifyOpaque(ctx, token)
+		return s.verifyOpaque(ctx, token, r)
 	}
 	if strings.Count(token, ".") == 2 && s.keys != nil {
-		return s.verifyJWT(ctx, token)
+		return s.verifyJWT(ctx, token, r)
 	}
 	return Claims{}, invalid("not an access token of this server")
 }
 
-func (s *Server) verifyOpaque(ctx context.Context, token string) (Claims, error) {
+func (s *Server) verifyOpaque(ctx context.Context, token string, r RowGetter) (Claims, error) {
 	if len(token) != len(PrefixAccessToken)+randomChars {
 		return Claims{}, invalid("malformed")
 	}
-	row, err := s.reader.Get(ctx, TokensTable, s.hash.hash(token))
+	row, err := r.Get(ctx, TokensTable, s.hash.hash(token))
 	if errors.Is(err, kps.ErrNotFound) {
 		return Claims{}, invalid("unknown or revoked")
 	}
@@ -83,7 +91,7 @@ func (s *Server) verifyOpaque(ctx context.Context, token string) (Claims, error)
 	if !s.now().Before(rec.ExpiresAt) {
 		return Claims{}, invalid("expired")
 	}
-	if err := s.checkFamily(ctx, rec.FamilyID); err != nil {
+	if err := s.checkFamily(ctx, rec.FamilyID, r); err != nil {
 		return Claims{}, err
 	}
 	sub := rec.UserID
@@ -96,11 +104,11 @@ func (s *Server) verifyOpaque(ctx context.Context, token string) (Claims, error)
 }
 
 // checkFamily refuses a token whose grant family was revoked.
-func (s *Server) checkFamily(ctx context.Context, id string) error {
+func (s *Server) checkFamily(ctx context.Context, id string, r RowGetter) error {
 	if id == "" {
 		return nil
 	}
-	row, err := s.reader.Get(ctx, FamiliesTable, id)
+	row, err := r.Get(ctx, FamiliesTable, id)
 	if errors.Is(err, kps.ErrNotFound) {
 		return invalid("its grant is gone")
 	}
@@ -117,7 +125,7 @@ func (s *Server) checkFamily(ctx context.Context, id string) error {
 // issued by another instance of the group.
 const jwtLeeway = 5 * time.Second
 
-func (s *Server) verifyJWT(ctx context.Context, token string) (Claims, error) {
+func (s *Server) verifyJWT(ctx context.Context, token string, r RowGetter) (Claims, error) {
 	now := s.now()
 	var c jwtClaims
 	if e, ok := s.jwts.get(token); ok && !s.noCache {
@@ -152,7 +160,7 @@ func (s *Server) verifyJWT(ctx context.Context, token string) (Claims, error) {
 	if !now.Before(c.Expiry.Time().Add(jwtLeeway)) {
 		return Claims{}, invalid("expired")
 	}
-	if err := s.checkFamily(ctx, c.FamilyID); err != nil {
+	if err := s.checkFamily(ctx, c.FamilyID, r); err != nil {
 		return Claims{}, err
 	}
 	var scopes []string
