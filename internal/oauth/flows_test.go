@@ -127,8 +127,11 @@ func TestAuthorizationCodeAndRefresh(t *testing.T) {
 				t.Fatalf("Verify: got %+v, %v", cl, err)
 			}
 			// The refresh token is active (to its client's resource server too).
-			if !e.active(tok.RefreshToken) {
+			if !e.activeTo(tok.RefreshToken, "web", webSecret) {
 				t.Error("the refresh token is not active")
+			}
+			if e.active(tok.RefreshToken) {
+				t.Error("a refresh token is active to a client that is not its own")
 			}
 			// Refresh through the library: the access token has expired.
 			// (x/oauth2 decides by the real clock whether to refresh.)
@@ -141,10 +144,10 @@ func TestAuthorizationCodeAndRefresh(t *testing.T) {
 			if tok2.AccessToken == tok.AccessToken || tok2.RefreshToken == tok.RefreshToken || tok2.RefreshToken == "" {
 				t.Fatal("refresh did not rotate both tokens")
 			}
-			if e.active(tok.RefreshToken) {
+			if e.activeTo(tok.RefreshToken, "web", webSecret) {
 				t.Error("a used refresh token is still active")
 			}
-			if !e.active(tok2.AccessToken) || !e.active(tok2.RefreshToken) {
+			if !e.active(tok2.AccessToken) || !e.activeTo(tok2.RefreshToken, "web", webSecret) {
 				t.Error("the new tokens are not active")
 			}
 			// Narrowing the scope on refresh; widening is refused.
@@ -171,7 +174,7 @@ func TestAuthorizationCodeAndRefresh(t *testing.T) {
 				t.Errorf("reuse: got %s %d, want invalid_grant 400", re.ErrorCode, re.Response.StatusCode)
 			}
 			for name, tk := range map[string]string{"the latest refresh token": tok4, "the latest access token": at4, "an earlier access token": at3, "the first access token": tok2.AccessToken} {
-				if e.active(tk) {
+				if e.activeTo(tk, "web", webSecret) {
 					t.Errorf("after reuse, %s is still active", name)
 				}
 				if name != "the latest refresh token" {
@@ -233,14 +236,14 @@ func TestCodeReplayRevokesTokens(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !e.active(tok.AccessToken) || !e.active(tok.RefreshToken) {
+			if !e.active(tok.AccessToken) || !e.activeTo(tok.RefreshToken, "web", webSecret) {
 				t.Fatal("tokens not active")
 			}
 			_, err = conf.Exchange(ctx, code, oauth2.VerifierOption(verifier))
 			if re := retrieveErr(t, err); re.ErrorCode != "invalid_grant" {
 				t.Errorf("replay: got %s, want invalid_grant", re.ErrorCode)
 			}
-			if e.active(tok.AccessToken) || e.active(tok.RefreshToken) {
+			if e.active(tok.AccessToken) || e.activeTo(tok.RefreshToken, "web", webSecret) {
 				t.Error("the tokens of a replayed code are still active")
 			}
 			if _, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token(); err == nil {

@@ -169,7 +169,17 @@ func (e *env) introspect(tok string) map[string]any {
 
 func (e *env) active(tok string) bool {
 	e.t.Helper()
-	m := e.introspect(tok)
+	return e.activeTo(tok, "rs", rsSecret)
+}
+
+// activeTo asks as the given client (a refresh token is active only to its
+// own client).
+func (e *env) activeTo(tok, client, sec string) bool {
+	e.t.Helper()
+	resp, m := e.post("/oauth/introspect", url.Values{"token": {tok}}, client, sec)
+	if resp.StatusCode != 200 {
+		e.t.Fatalf("introspection: status %d %v", resp.StatusCode, m)
+	}
 	a, _ := m["active"].(bool)
 	if !a && len(m) != 1 {
 		e.t.Errorf("an inactive token's introspection: got %v, want only active false", m)

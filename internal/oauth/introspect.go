@@ -27,7 +27,7 @@ var inactive = map[string]bool{"active": false}
 
 // introspect is the introspection endpoint (RFC 7662). The caller must
 // authenticate as a confidential client (a resource server registered as
-// one). Any token that is not active here — unknown, expired, revoked, of
+// one); a refresh token is active only to the client it was issued to. Any token that is not active here — unknown, expired, revoked, of
 // another group, a used refresh token — is {"active":false} and nothing
 // more. A store that does not answer is 503, not inactive.
 func (s *Server) introspect(ctx context.Context, r *Request, form url.Values) *Response {
@@ -43,8 +43,10 @@ func (s *Server) introspect(ctx context.Context, r *Request, form url.Values) *R
 		return s.fail(ctx, errRequest("token is missing"))
 	}
 	if strings.HasPrefix(tok, PrefixRefreshToken) {
+		// A refresh token is shown only to its own client: a resource
+		// server never legitimately holds one.
 		rec, err := s.activeRefresh(ctx, tok)
-		if errors.Is(err, ErrInvalidToken) {
+		if errors.Is(err, ErrInvalidToken) || err == nil && rec.ClientID != c.ID {
 			return jsonResponse(200, inactive)
 		}
 		if err != nil {
@@ -111,7 +113,7 @@ func (s *Server) revoke(ctx context.Context, r *Request, form url.Values) *Respo
 	if tok == "" {
 		return s.fail(ctx, errRequest("token is missing"))
 	}
-	ok := &Response{Status: 200, Header: map[string][]string{"Cache-Control": noStore}}
+	ok := &Response{Status: 200, Header: map[string][]string{"Cache-Control": {"no-store"}}}
 	switch {
 	case strings.HasPrefix(tok, PrefixRefreshToken), strings.HasPrefix(tok, PrefixAccessToken):
 		row, err := s.store.Get(ctx, TokensTable, s.hash.hash(tok))

@@ -135,8 +135,11 @@ func TestRevocation(t *testing.T) {
 			if resp, _ := e.post("/oauth/revoke", url.Values{"token": {rt}, "client_id": {"spa"}}, "", ""); resp.StatusCode != 200 {
 				t.Errorf("revoking a refresh token: %d", resp.StatusCode)
 			}
-			if e.active(at) || e.active(rt) {
-				t.Error("the family of a revoked refresh token is still active")
+			if e.active(at) {
+				t.Error("the access token of a revoked refresh token is still active")
+			}
+			if resp, m := e.post("/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {"spa"}}, "", ""); resp.StatusCode != 400 || m["error"] != "invalid_grant" {
+				t.Errorf("a revoked refresh token: got %d %v, want invalid_grant", resp.StatusCode, m)
 			}
 			// An access token of a grant, as JWT, revokes its grant.
 			code, verifier = e.code("web", redirectURI, "read")
@@ -148,7 +151,7 @@ func TestRevocation(t *testing.T) {
 			if e.active(at) {
 				t.Error("a revoked access token is still active")
 			}
-			if format == FormatJWT && e.active(rt) {
+			if format == FormatJWT && e.activeTo(rt, "web", webSecret) {
 				t.Error("revoking a JWT access token of a grant left its refresh token")
 			}
 		})

@@ -151,12 +151,36 @@ func TestJWTAccessTokensAndRotation(t *testing.T) {
 		t.Errorf("a token of a key made by another process: %v", err)
 	}
 
+	// And this process signs with it too.
+	if k, _ := e.keys.Current(); k != kid3 {
+		t.Errorf("after another process rotated: current key %s, want %s", k, kid3)
+	}
+	if h := header(t, ccToken(t, e, "svc", svcSecret)); h["kid"] != kid3 {
+		t.Errorf("after another process rotated: signed with %v, want %s", h["kid"], kid3)
+	}
+	// A directory emptied behind its back: the keys held stay.
+	for _, k := range []string{kid2, kid3} {
+		os.Remove(filepath.Join(e.keys.dir, k+".json"))
+	}
+	if err := e.keys.Reload(); err == nil {
+		t.Error("Reload of an empty directory: no error")
+	}
+	if _, err := e.srv.Verify(context.Background(), tok3); err != nil {
+		t.Errorf("after an empty reload: %v", err)
+	}
+
 	// Files: one per key, 0600, in a 0700 directory.
 	st, _ := os.Stat(e.keys.dir)
 	if st.Mode().Perm() != 0o700 {
 		t.Errorf("key directory mode: got %o, want 700", st.Mode().Perm())
 	}
+	if _, err := ks2.Rotate(); err != nil {
+		t.Fatal(err)
+	}
 	ents, _ := os.ReadDir(e.keys.dir)
+	if len(ents) != 1 {
+		t.Errorf("%d files in the key directory, want 1", len(ents))
+	}
 	for _, en := range ents {
 		fi, _ := en.Info()
 		if fi.Mode().Perm() != 0o600 || !strings.HasSuffix(en.Name(), ".json") {

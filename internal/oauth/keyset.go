@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -63,6 +64,7 @@ type KeySet struct {
 	mu         sync.RWMutex
 	keys       []*signingKey // oldest first
 	lastReload time.Time
+	reloading  atomic.Bool
 }
 
 const reloadInterval = 10 * time.Second
@@ -99,8 +101,12 @@ func LoadKeySet(dir, alg string, now func() time.Time) (*KeySet, error) {
 }
 
 // Reload reads the directory again: keys added or removed by another
-// process are seen.
+// process are seen. A directory without any key is refused (the keys held
+// stay): a key set never becomes empty.
 func (ks *KeySet) Reload() error {
+	ks.mu.Lock()
+	ks.lastReload = ks.now()
+	ks.mu.Unlock()
 	ents, err := os.ReadDir(ks.dir)
 	if err != nil {
 		return fmt.Errorf("reading the key directory: %w", err)
@@ -131,10 +137,30 @@ func (ks *KeySet) Reload() error {
 		return strings.Compare(a.kid, b.kid)
 	})
 	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	if len(keys) == 0 {
+		if len(ks.keys) == 0 {
+			return nil // LoadKeySet makes the first key
+		}
+		return fmt.Errorf("the key directory %s holds no signing key: keeping the %d keys loaded", ks.dir, len(ks.keys))
+	}
 	ks.keys = keys
-	ks.lastReload = ks.now()
-	ks.mu.Unlock()
 	return nil
+}
+
+// refresh reloads the directory when the last reload is older than
+// reloadInterval, in one goroutine at a time (the others go on with the
+// keys held). So a process sees a key another process made, and signs
+// with it, within reloadInterval.
+func (ks *KeySet) refresh() {
+	ks.mu.RLock()
+	stale := ks.now().Sub(ks.lastReload) >= reloadInterval
+	ks.mu.RUnlock()
+	if !stale || !ks.reloading.CompareAndSwap(false, true) {
+		return
+	}
+	defer ks.reloading.Store(false)
+	ks.Reload() // on failure the keys held stay; the next interval tries again
 }
 
 func parseKeyFile(b []byte) (*signingKey, error) {
@@ -189,7 +215,14 @@ func (ks *KeySet) Rotate() (string, error) {
 		return "", fmt.Errorf("generating a signing key: %w", err)
 	}
 	kid := random("")[:22] // 110 random bits: unique, not secret
+	// The newest key signs: a new key is strictly newer than every key
+	// held, even when the clock has not moved (or went back).
 	created := ks.now().UTC()
+	ks.mu.RLock()
+	if n := len(ks.keys); n > 0 && !created.After(ks.keys[n-1].created) {
+		created = ks.keys[n-1].created.Add(time.Millisecond)
+	}
+	ks.mu.RUnlock()
 	jwk, err := jose.JSONWebKey{Key: priv, KeyID: kid, Algorithm: ks.alg, Use: "sig"}.MarshalJSON()
 	if err != nil {
 		return "", fmt.Errorf("encoding the signing key: %w", err)
@@ -241,8 +274,9 @@ func (ks *KeySet) Prune(maxTokenLifetime time.Duration) ([]string, error) {
 	return removed, nil
 }
 
-// current is the signing key.
+// current is the signing key (the newest, after a refresh).
 func (ks *KeySet) current() *signingKey {
+	ks.refresh()
 	ks.mu.RLock()
 	defer ks.mu.RUnlock()
 	return ks.keys[len(ks.keys)-1]
@@ -259,14 +293,11 @@ func (ks *KeySet) Current() (kid, alg string) {
 func (ks *KeySet) key(kid string) (*signingKey, bool) {
 	ks.mu.RLock()
 	k, ok := ks.find(kid)
-	stale := ks.now().Sub(ks.lastReload) >= reloadInterval
 	ks.mu.RUnlock()
-	if ok || !stale {
+	if ok {
 		return k, ok
 	}
-	if err := ks.Reload(); err != nil {
-		return nil, false
-	}
+	ks.refresh()
 	ks.mu.RLock()
 	defer ks.mu.RUnlock()
 	return ks.find(kid)

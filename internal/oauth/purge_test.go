@@ -48,7 +48,7 @@ func TestPurge(t *testing.T) {
 	if count(t, e.store, TokensTable) != 1 || count(t, e.store, CodesTable) != 0 || count(t, e.store, FamiliesTable) != 1 {
 		t.Errorf("after purge: tokens %d codes %d families %d; want 1 0 1", count(t, e.store, TokensTable), count(t, e.store, CodesTable), count(t, e.store, FamiliesTable))
 	}
-	if !e.active(rt) || e.active(short) {
+	if !e.activeTo(rt, "web", webSecret) || e.active(short) {
 		t.Error("purge took the wrong rows")
 	}
 	// 31 days on: everything is gone, through the background loop.

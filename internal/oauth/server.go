@@ -250,14 +250,12 @@ func errStore(err error) *Error {
 	return &Error{Code: ErrCodeServerError, Description: "internal error", Status: 500, cause: err}
 }
 
-var noStore = []string{"no-store"}
-
 func errorResponse(e *Error) *Response {
 	b, _ := json.Marshal(struct {
 		Error       string `json:"error"`
 		Description string `json:"error_description,omitempty"`
 	}{e.Code, e.Description})
-	h := http.Header{"Content-Type": {"application/json"}, "Cache-Control": noStore, "Pragma": {"no-cache"}}
+	h := http.Header{"Content-Type": {"application/json"}, "Cache-Control": {"no-store"}, "Pragma": {"no-cache"}}
 	if e.Status == 401 {
 		h.Set("WWW-Authenticate", `Basic realm="oauth", charset="UTF-8"`)
 	}
@@ -285,7 +283,7 @@ func jsonResponse(status int, v any) *Response {
 		return errorResponse(&Error{Code: ErrCodeServerError, Description: "internal error", Status: 500})
 	}
 	return &Response{Status: status, Header: http.Header{
-		"Content-Type": {"application/json"}, "Cache-Control": noStore, "Pragma": {"no-cache"},
+		"Content-Type": {"application/json"}, "Cache-Control": {"no-store"}, "Pragma": {"no-cache"},
 	}, Body: b}
 }
 
@@ -294,7 +292,7 @@ func document(b []byte, ctype, cache string) *Response {
 }
 
 func notFound() *Response {
-	return &Response{Status: 404, Header: http.Header{"Content-Type": {"text/plain; charset=utf-8"}, "Cache-Control": noStore}, Body: []byte("not found\n")}
+	return &Response{Status: 404, Header: http.Header{"Content-Type": {"text/plain; charset=utf-8"}, "Cache-Control": {"no-store"}}, Body: []byte("not found\n")}
 }
 
 // HTTPHandler adapts the server to net/http (tests, tools). Paths that are
