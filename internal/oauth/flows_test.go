@@ -351,3 +351,21 @@ func TestUnsupportedGrants(t *testing.T) {
 		}
 	}
 }
+
+// TestCodeWithoutRefresh: a client not allowed refresh_token gets no
+// refresh token from a code.
+func TestCodeWithoutRefresh(t *testing.T) {
+	e := newEnv(t)
+	e.clients.Put(Client{ID: "web3", Enabled: true, SecretHashes: []string{HashSecret(testHashKey, webSecret)},
+		GrantTypes: []string{GrantAuthorizationCode}, Scopes: []string{"read"}, RedirectURIs: []string{redirectURI}})
+	code, verifier := e.code("web3", redirectURI, "read")
+	conf := webConfig(e)
+	conf.ClientID = "web3"
+	tok, err := conf.Exchange(oauthCtx(e), code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.RefreshToken != "" || !e.active(tok.AccessToken) {
+		t.Errorf("got refresh token %q, access active %v; want none and active", tok.RefreshToken, e.active(tok.AccessToken))
+	}
+}

@@ -26,7 +26,7 @@ type Request struct {
 	Method     string
 	Path       string // the path, not decoded
 	RawQuery   string
-	Header     http.Header
+	Header     http.Header // canonical keys (http.CanonicalHeaderKey)
 	Body       []byte
 	RemoteAddr netip.Addr
 	TLS        bool
