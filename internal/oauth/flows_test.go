@@ -2,7 +2,9 @@ package oauth
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -367,5 +369,49 @@ func TestCodeWithoutRefresh(t *testing.T) {
 	}
 	if tok.RefreshToken != "" || !e.active(tok.AccessToken) {
 		t.Errorf("got refresh token %q, access active %v; want none and active", tok.RefreshToken, e.active(tok.AccessToken))
+	}
+}
+
+// TestRefreshWrongToken: an access token, or another client's refresh
+// token, is not a refresh token for this client.
+func TestRefreshWrongToken(t *testing.T) {
+	e := newEnv(t)
+	e.clients.Put(Client{ID: "web2", Enabled: true, SecretHashes: []string{HashSecret(testHashKey, webSecret)},
+		GrantTypes: []string{GrantAuthorizationCode, GrantRefreshToken}, Scopes: []string{"read"}, RedirectURIs: []string{redirectURI}})
+	code, verifier := e.code("web", redirectURI, "read")
+	_, m := e.post("/oauth/token", url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {verifier}, "redirect_uri": {redirectURI}}, "web", webSecret)
+	at, rt := m["access_token"].(string), m["refresh_token"].(string)
+	for name, c := range map[string]struct{ client, tok string }{
+		"an access token":  {"web", at},
+		"another client's": {"web2", rt},
+		"a code":           {"web", code},
+	} {
+		resp, m := e.post("/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {c.tok}}, c.client, webSecret)
+		if resp.StatusCode != 400 || m["error"] != "invalid_grant" {
+			t.Errorf("%s: got %d %v, want invalid_grant", name, resp.StatusCode, m)
+		}
+	}
+	// None of these burnt the real one.
+	resp, m := e.post("/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, "web", webSecret)
+	if resp.StatusCode != 200 {
+		t.Errorf("the real refresh token afterwards: got %d %v", resp.StatusCode, m)
+	}
+}
+
+// TestHandleStatuses: the statuses as Handle returns them (an HTTP client
+// would not see a 1xx, say).
+func TestHandleStatuses(t *testing.T) {
+	e := newEnv(t)
+	req := func(path string, form url.Values) *Request {
+		return &Request{Method: "POST", Path: path, Body: []byte(form.Encode()), Header: http.Header{
+			"Content-Type":  {"application/x-www-form-urlencoded"},
+			"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte("rs:"+rsSecret))},
+		}}
+	}
+	for _, tok := range []string{"nothing", PrefixRefreshToken + "x", ccToken(t, e, "svc", svcSecret)} {
+		resp, ok := e.srv.Handle(context.Background(), req("/oauth/introspect", url.Values{"token": {tok}}))
+		if !ok || resp.Status != 200 || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("introspection of %q: got %v %+v", tok, ok, resp)
+		}
 	}
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
@@ -159,37 +161,140 @@ func TestRevocation(t *testing.T) {
 }
 
 // failing is a store whose operations fail with ErrUnavailable while down.
+// When only is set ("get families", "update", …: an operation, and
+// optionally a table), only the matching operations fail.
 type failing struct {
 	kps.Store
 	down atomic.Bool
+	only atomic.Value // string
+}
+
+func (f *failing) fails(op, table string) bool {
+	if !f.down.Load() {
+		return false
+	}
+	only, _ := f.only.Load().(string)
+	return only == "" || only == op || only == op+" "+table
 }
 
 func (f *failing) err(op string) error {
 	return &kps.Error{Op: op, Err: fmt.Errorf("%w: connection refused", kps.ErrUnavailable)}
 }
 func (f *failing) Get(ctx context.Context, table string, key any) (kps.Row, error) {
-	if f.down.Load() {
+	if f.fails("get", table) {
 		return kps.Row{}, f.err("get")
 	}
 	return f.Store.Get(ctx, table, key)
 }
 func (f *failing) Insert(ctx context.Context, table string, v map[string]any) (kps.Row, error) {
-	if f.down.Load() {
+	if f.fails("insert", table) {
 		return kps.Row{}, f.err("insert")
 	}
 	return f.Store.Insert(ctx, table, v)
 }
 func (f *failing) Update(ctx context.Context, table string, r kps.Row) (kps.Row, error) {
-	if f.down.Load() {
+	if f.fails("update", table) {
 		return kps.Row{}, f.err("update")
 	}
 	return f.Store.Update(ctx, table, r)
 }
+func (f *failing) Delete(ctx context.Context, table string, key any, version int64) error {
+	if f.fails("delete", table) {
+		return f.err("delete")
+	}
+	return f.Store.Delete(ctx, table, key, version)
+}
 func (f *failing) Query(ctx context.Context, table, p string, v any, page kps.Page) (kps.Result, error) {
-	if f.down.Load() {
+	if f.fails("query", table) {
 		return kps.Result{}, f.err("query")
 	}
 	return f.Store.Query(ctx, table, p, v, page)
+}
+func (f *failing) List(ctx context.Context, table string, page kps.Page) (kps.Result, error) {
+	if f.fails("list", table) {
+		return kps.Result{}, f.err("list")
+	}
+	return f.Store.List(ctx, table, page)
+}
+
+// TestPartialOutages: a store that fails one kind of operation in the
+// middle of a flow: 503 (or kps.ErrUnavailable), never a token, never 401.
+func TestPartialOutages(t *testing.T) {
+	var f *failing
+	e := newEnv(t, func(o *Options) {
+		f = &failing{Store: o.Store}
+		o.Store = f
+	})
+	ctx := context.Background()
+	redeem := func() (*http.Response, map[string]any) {
+		code, verifier := e.code("web", redirectURI, "read")
+		f.down.Store(true)
+		defer f.down.Store(false)
+		return e.post("/oauth/token", url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {verifier}, "redirect_uri": {redirectURI}}, "web", webSecret)
+	}
+	for _, only := range []string{"update oauth_codes", "insert oauth_families", "insert oauth_tokens"} {
+		f.only.Store(only)
+		if resp, m := redeem(); resp.StatusCode != 503 {
+			t.Errorf("code redemption with %q failing: got %d %v, want 503", only, resp.StatusCode, m)
+		}
+	}
+	f.only.Store("")
+	code, verifier := e.code("web", redirectURI, "read")
+	_, m := e.post("/oauth/token", url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {verifier}, "redirect_uri": {redirectURI}}, "web", webSecret)
+	at, rt := m["access_token"].(string), m["refresh_token"].(string)
+	f.down.Store(true)
+	f.only.Store("get oauth_families")
+	if _, err := e.srv.Verify(ctx, at); !errors.Is(err, kps.ErrUnavailable) {
+		t.Errorf("Verify with the families unreadable: got %v, want kps.ErrUnavailable", err)
+	}
+	for _, only := range []string{"get oauth_families", "update oauth_tokens", "update oauth_families"} {
+		f.only.Store(only)
+		resp, m := e.post("/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, "web", webSecret)
+		if resp.StatusCode != 503 {
+			t.Errorf("refresh with %q failing: got %d %v, want 503", only, resp.StatusCode, m)
+		}
+		if only == "update oauth_tokens" {
+			continue // the token was not marked used: still usable
+		}
+		break // the token is now used: what follows is a reuse
+	}
+	// Revocation and purge with deletions failing.
+	f.only.Store("query")
+	if resp, _ := e.post("/oauth/revoke", url.Values{"token": {at}}, "web", webSecret); resp.StatusCode != 200 {
+		// deleting an opaque access token does not query
+		t.Errorf("revoking an access token with queries failing: got %d", resp.StatusCode)
+	}
+	// The first purge scans; later ones query buckets.
+	for _, only := range []string{"list", "get oauth_meta"} {
+		f.only.Store(only)
+		if _, err := e.srv.Purge(ctx); !errors.Is(err, kps.ErrUnavailable) {
+			t.Errorf("the first Purge with %q failing: got %v, want kps.ErrUnavailable", only, err)
+		}
+	}
+	f.only.Store("delete oauth_codes")
+	e.clock.Advance(time.Hour)
+	if _, err := e.srv.Purge(ctx); !errors.Is(err, kps.ErrUnavailable) {
+		t.Errorf("the first Purge with deletions failing: got %v, want kps.ErrUnavailable", err)
+	}
+	f.only.Store("insert oauth_meta")
+	if _, err := e.srv.Purge(ctx); !errors.Is(err, kps.ErrUnavailable) {
+		t.Errorf("Purge with the watermark unwritable: got %v, want kps.ErrUnavailable", err)
+	}
+	f.only.Store("")
+	f.down.Store(false)
+	if _, err := e.srv.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.code("web", redirectURI) // a row for the next purge to delete
+	f.down.Store(true)
+	e.clock.Advance(time.Hour)
+	for _, only := range []string{"query", "delete oauth_codes"} {
+		f.only.Store(only)
+		if _, err := e.srv.Purge(ctx); !errors.Is(err, kps.ErrUnavailable) {
+			t.Errorf("Purge with %q failing: got %v, want kps.ErrUnavailable", only, err)
+		}
+	}
+	f.down.Store(false)
 }
 
 // downClients is a registry that cannot answer.

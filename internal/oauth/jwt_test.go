@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -372,5 +373,89 @@ func TestJWTCache(t *testing.T) {
 	e.srv.Verify(ctx, "a.b.c")
 	if _, ok := e.srv.jwts.get("a.b.c"); ok {
 		t.Error("a refused token was cached")
+	}
+}
+
+func TestJWTCacheBound(t *testing.T) {
+	c := jwtCache{max: 8}
+	now := time.Unix(1000, 0)
+	for i := range 20 {
+		exp := now.Add(time.Hour)
+		if i < 4 {
+			exp = now.Add(-time.Second) // expired: dropped first
+		}
+		c.put(fmt.Sprint("tok", i), cachedJWT{exp: exp}, now)
+		if len(c.m) > 8 {
+			t.Fatalf("after %d puts: %d entries, bound 8", i+1, len(c.m))
+		}
+	}
+	if _, ok := c.get("tok19"); !ok {
+		t.Error("the newest entry is not there")
+	}
+	if len(c.m) < 4 {
+		t.Errorf("the cache emptied itself: %d entries", len(c.m))
+	}
+}
+
+func TestKeySetErrors(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := LoadKeySet(dir, "HS256", nil); err == nil {
+		t.Error("LoadKeySet took HS256")
+	}
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o600)
+	if _, err := LoadKeySet(file, "", nil); err == nil {
+		t.Error("LoadKeySet took a file as its directory")
+	}
+	kd := filepath.Join(dir, "keys")
+	ks, err := LoadKeySet(kd, "EdDSA", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, alg := ks.Current(); alg != "EdDSA" {
+		t.Errorf("alg: got %s, want EdDSA", alg)
+	}
+	for name, content := range map[string]string{
+		"garbage":     "not json",
+		"public key":  `{"kid":"p","alg":"ES256","created":"2026-01-01T00:00:00Z","jwk":{"kty":"EC","crv":"P-256","kid":"p","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}}`,
+		"kid differs": `{"kid":"a","alg":"ES256","created":"2026-01-01T00:00:00Z","jwk":{"kty":"OKP","crv":"Ed25519","kid":"b","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}}`,
+	} {
+		path := filepath.Join(kd, "bad.json")
+		os.WriteFile(path, []byte(content), 0o600)
+		if err := ks.Reload(); err == nil || !strings.Contains(err.Error(), path) {
+			t.Errorf("%s: Reload: got %v, want an error naming the file", name, err)
+		}
+		if _, err := LoadKeySet(kd, "EdDSA", nil); err == nil {
+			t.Errorf("%s: LoadKeySet: no error", name)
+		}
+		os.Remove(path)
+	}
+	// Every algorithm makes keys that sign and verify.
+	for _, alg := range signingAlgs {
+		ks, err := LoadKeySet(filepath.Join(dir, alg), alg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := ks.current()
+		tok, err := jwt.Signed(k.signer).Claims(jwt.Claims{Subject: "x"}).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		parsed, err := jwt.ParseSigned(tok, ks.algs())
+		if err != nil {
+			t.Fatalf("%s: %v", alg, err)
+		}
+		var c jwt.Claims
+		if err := parsed.Claims(k.public.Key, &c); err != nil || c.Subject != "x" {
+			t.Errorf("%s: %v", alg, err)
+		}
+		// A second LoadKeySet reads the key back.
+		ks2, err := LoadKeySet(filepath.Join(dir, alg), alg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, _ := ks.Current(); a != func() string { k, _ := ks2.Current(); return k }() {
+			t.Errorf("%s: the key did not read back", alg)
+		}
 	}
 }

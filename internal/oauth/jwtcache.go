@@ -15,8 +15,9 @@ import (
 // for its grant's revocation. At most jwtCacheMax entries: when full, the
 // expired ones are dropped, then an arbitrary half.
 type jwtCache struct {
-	mu sync.RWMutex
-	m  map[[sha256.Size]byte]cachedJWT
+	mu  sync.RWMutex
+	m   map[[sha256.Size]byte]cachedJWT
+	max int // 0: jwtCacheMax
 }
 
 type cachedJWT struct {
@@ -42,14 +43,18 @@ func (c *jwtCache) put(tok string, e cachedJWT, now time.Time) {
 	if c.m == nil {
 		c.m = map[[sha256.Size]byte]cachedJWT{}
 	}
-	if len(c.m) >= jwtCacheMax {
+	max := c.max
+	if max == 0 {
+		max = jwtCacheMax
+	}
+	if len(c.m) >= max {
 		for k, v := range c.m {
 			if !now.Before(v.exp) {
 				delete(c.m, k)
 			}
 		}
 		for k := range c.m {
-			if len(c.m) < jwtCacheMax/2 {
+			if len(c.m) < max/2 {
 				break
 			}
 			delete(c.m, k)
