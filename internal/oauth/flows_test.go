@@ -413,5 +413,25 @@ func TestHandleStatuses(t *testing.T) {
 		if !ok || resp.Status != 200 || resp.Header.Get("Content-Type") != "application/json" {
 			t.Errorf("introspection of %q: got %v %+v", tok, ok, resp)
 		}
+		resp, ok = e.srv.Handle(context.Background(), req("/oauth/revoke", url.Values{"token": {tok}}))
+		if !ok || resp.Status != 200 || resp.Header.Get("Cache-Control") != "no-store" {
+			t.Errorf("revocation of %q: got %v %+v", tok, ok, resp)
+		}
+	}
+}
+
+// TestVerifierLengths: RFC 7636 §4.1's 43 to 128 characters, at the edges.
+func TestVerifierLengths(t *testing.T) {
+	e := newEnv(t)
+	for n, want := range map[int]int{42: 400, 43: 200, 128: 200, 129: 400} {
+		verifier := strings.Repeat("a", n-2) + "-~"
+		code, err := e.srv.IssueCode(context.Background(), CodeGrant{ClientID: "web", UserID: "u", RedirectURI: redirectURI, CodeChallenge: S256Challenge(verifier)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, m := e.post("/oauth/token", url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {verifier}, "redirect_uri": {redirectURI}}, "web", webSecret)
+		if resp.StatusCode != want {
+			t.Errorf("a verifier of %d characters: got %d %v, want %d", n, resp.StatusCode, m, want)
+		}
 	}
 }

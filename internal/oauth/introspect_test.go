@@ -258,6 +258,22 @@ func TestPartialOutages(t *testing.T) {
 		}
 		break // the token is now used: what follows is a reuse
 	}
+	// A replayed code whose tokens cannot be revoked now: 503, so that
+	// the client retries (and the replay is revoked then).
+	code, verifier = e.code("web", redirectURI, "read")
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {verifier}, "redirect_uri": {redirectURI}}
+	f.down.Store(false)
+	e.post("/oauth/token", form, "web", webSecret)
+	f.down.Store(true)
+	f.only.Store("get oauth_families")
+	if resp, m := e.post("/oauth/token", form, "web", webSecret); resp.StatusCode != 503 {
+		t.Errorf("a replay with the families unreadable: got %d %v, want 503", resp.StatusCode, m)
+	}
+	// Revoking a JWT-less grant token with the families unreadable.
+	f.only.Store("query oauth_tokens")
+	if resp, _ := e.post("/oauth/revoke", url.Values{"token": {rt}}, "web", webSecret); resp.StatusCode != 503 {
+		t.Errorf("revoking a refresh token with its family's tokens unlistable: got %d, want 503", resp.StatusCode)
+	}
 	// Revocation and purge with deletions failing.
 	f.only.Store("query")
 	if resp, _ := e.post("/oauth/revoke", url.Values{"token": {at}}, "web", webSecret); resp.StatusCode != 200 {

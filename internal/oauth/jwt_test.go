@@ -377,6 +377,13 @@ func TestJWTCache(t *testing.T) {
 }
 
 func TestJWTCacheBound(t *testing.T) {
+	var big jwtCache // the server's: jwtCacheMax
+	for i := range 1000 {
+		big.put(fmt.Sprint("tok", i), cachedJWT{exp: time.Unix(2000, 0)}, time.Unix(1000, 0))
+	}
+	if len(big.m) != 1000 {
+		t.Errorf("the default cache holds %d of 1,000 entries", len(big.m))
+	}
 	c := jwtCache{max: 8}
 	now := time.Unix(1000, 0)
 	for i := range 20 {

@@ -3,6 +3,7 @@ package oauth
 import (
 	"context"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,6 +109,21 @@ func TestConfigValidate(t *testing.T) {
 		f(&c)
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+	edge := good
+	edge.Scopes = []string{"!", "~", "a:b/c", "#[]{}", strings.Repeat("s", 128)}
+	if err := edge.Validate(); err != nil {
+		t.Errorf("scopes at the edges of the grammar: %v", err)
+	}
+	edge.Scopes = []string{strings.Repeat("s", 129)}
+	if err := edge.Validate(); err == nil {
+		t.Error("a scope of 129 characters accepted")
+	}
+	for _, sc := range []string{"a\\b", "\x7f", "é", "a\tb"} {
+		edge.Scopes = []string{sc}
+		if err := edge.Validate(); err == nil {
+			t.Errorf("scope %q accepted", sc)
 		}
 	}
 	loop := Config{Issuer: "http://127.0.0.1:8080"}.WithDefaults()
