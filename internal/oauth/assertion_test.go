@@ -128,6 +128,13 @@ func TestPrivateKeyJWT(t *testing.T) {
 			}
 		})
 	}
+	// A key of the client's set marked for encryption does not sign.
+	e.clients.Put(Client{ID: "enc", Enabled: true, GrantTypes: []string{GrantClientCredentials},
+		JWKS: &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.priv.PublicKey, KeyID: "k1", Use: "enc"}}}})
+	encTok := key.sign(t, jwt.Claims{Issuer: "enc", Subject: "enc", Audience: jwt.Audience{e.issuer}, Expiry: jwt.NewNumericDate(now.Add(time.Minute)), ID: "e1"})
+	if resp, m := e.post("/oauth/token", url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {JWTBearerAssertion}, "client_assertion": {encTok}}, "", ""); resp.StatusCode != 401 {
+		t.Errorf("an assertion signed with a use:enc key: got %d %v, want 401", resp.StatusCode, m)
+	}
 	// A client limited to private_key_jwt may not use its secret.
 	resp, m := e.post("/oauth/token", url.Values{"grant_type": {"client_credentials"}}, "pkj", svcSecret)
 	if resp.StatusCode != 401 || m["error"] != "invalid_client" {

@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -63,6 +64,9 @@ func TestTokenEndpointErrors(t *testing.T) {
 		{name: "basic and post", authz: []string{basic("svc", svcSecret)}, body: cc + "&client_id=svc&client_secret=" + svcSecret, status: 400, err: "invalid_request"},
 		{name: "basic and another client_id", authz: []string{basic("svc", svcSecret)}, body: cc + "&client_id=web", status: 400, err: "invalid_request"},
 		{name: "basic and an assertion", authz: []string{basic("svc", svcSecret)}, body: cc + "&client_assertion_type=" + url.QueryEscape(JWTBearerAssertion) + "&client_assertion=a.b.c", status: 400, err: "invalid_request"},
+		{name: "assertion type without assertion", body: cc + "&client_assertion_type=" + url.QueryEscape(JWTBearerAssertion), status: 400, err: "invalid_request"},
+		{name: "too many parameters", authz: []string{basic("svc", svcSecret)}, body: cc + strings.Repeat("&p", 1) + manyParams(64), status: 400, err: "invalid_request"},
+		{name: "as many parameters as allowed", authz: []string{basic("svc", svcSecret)}, body: cc + manyParams(63), status: 200},
 		{name: "grant not allowed", authz: []string{basic("web", webSecret)}, body: cc, status: 400, err: "unauthorized_client"},
 		{name: "client with no grants", authz: []string{basic("rs", rsSecret)}, body: cc, status: 400, err: "unauthorized_client"},
 		{name: "unknown scope", authz: []string{basic("svc", svcSecret)}, body: cc + "&scope=read+nope", status: 400, err: "invalid_scope"},
@@ -163,4 +167,12 @@ func mustReq(t *testing.T, method, u string) *http.Request {
 		t.Fatal(err)
 	}
 	return req
+}
+
+func manyParams(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "&p%d=x", i)
+	}
+	return b.String()
 }

@@ -435,3 +435,23 @@ func TestVerifierLengths(t *testing.T) {
 		}
 	}
 }
+
+// TestRefreshExpired: a refresh token past its lifetime (not purged yet).
+func TestRefreshExpired(t *testing.T) {
+	e := newEnv(t)
+	code, verifier := e.code("web", redirectURI, "read")
+	_, m := e.post("/oauth/token", url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {verifier}, "redirect_uri": {redirectURI}}, "web", webSecret)
+	rt := m["refresh_token"].(string)
+	e.clock.Advance(30*24*time.Hour - time.Second)
+	if !e.activeTo(rt, "web", webSecret) {
+		t.Fatal("the refresh token expired early")
+	}
+	e.clock.Advance(time.Second)
+	if e.activeTo(rt, "web", webSecret) {
+		t.Error("an expired refresh token is active")
+	}
+	resp, m := e.post("/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}, "web", webSecret)
+	if resp.StatusCode != 400 || m["error"] != "invalid_grant" {
+		t.Errorf("an expired refresh token: got %d %v, want invalid_grant", resp.StatusCode, m)
+	}
+}

