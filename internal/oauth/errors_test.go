@@ -1,12 +1,16 @@
 package oauth
 
 import (
+	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/gatehouse-gw/gatehouse/internal/kps"
 )
 
 // TestTokenEndpointErrors sends hand-made requests for every refusal of
@@ -175,4 +179,67 @@ func manyParams(n int) string {
 		fmt.Fprintf(&b, "&p%d=x", i)
 	}
 	return b.String()
+}
+
+// TestMisconfiguredClients: what a registry may hold by mistake does not
+// widen what the server gives.
+func TestMisconfiguredClients(t *testing.T) {
+	e := newEnv(t)
+	// A scope the client was given that this server does not know (any more).
+	e.clients.Put(Client{ID: "legacy", Enabled: true, SecretHashes: []string{HashSecret(testHashKey, svcSecret)},
+		GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"read", "retired"}})
+	resp, m := e.post("/oauth/token", url.Values{"grant_type": {"client_credentials"}, "scope": {"retired"}}, "legacy", svcSecret)
+	if resp.StatusCode != 400 || m["error"] != "invalid_scope" {
+		t.Errorf("an unknown scope the client holds: got %d %v, want invalid_scope", resp.StatusCode, m)
+	}
+	resp, m = e.post("/oauth/token", url.Values{"grant_type": {"client_credentials"}}, "legacy", svcSecret)
+	if resp.StatusCode != 200 || m["scope"] != "read" {
+		t.Errorf("the default scope leaves out the unknown one: got %d %v", resp.StatusCode, m)
+	}
+	// A public client listing client_credentials.
+	e.clients.Put(Client{ID: "pub", Enabled: true, Public: true, GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"read"}})
+	resp, m = e.post("/oauth/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {"pub"}}, "", "")
+	if resp.StatusCode != 400 || m["error"] != "unauthorized_client" {
+		t.Errorf("a public client with client_credentials: got %d %v, want unauthorized_client", resp.StatusCode, m)
+	}
+	// A public client that also has a secret hash cannot use it.
+	e.clients.Put(Client{ID: "pub2", Enabled: true, Public: true, SecretHashes: []string{HashSecret(testHashKey, svcSecret)}, GrantTypes: []string{GrantAuthorizationCode}})
+	resp, m = e.post("/oauth/token", url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "code_verifier": {strings.Repeat("a", 43)}}, "pub2", svcSecret)
+	if resp.StatusCode != 401 {
+		t.Errorf("a public client with a secret: got %d %v, want 401", resp.StatusCode, m)
+	}
+	// A registry answering a client under another id.
+	e.clients.Put(Client{ID: "other", Enabled: true, SecretHashes: []string{HashSecret(testHashKey, svcSecret)}, GrantTypes: []string{GrantClientCredentials}})
+	e.clients.mu.Lock()
+	e.clients.m["alias"] = e.clients.m["other"]
+	e.clients.mu.Unlock()
+	resp, m = e.post("/oauth/token", url.Values{"grant_type": {"client_credentials"}}, "alias", svcSecret)
+	if resp.StatusCode != 401 {
+		t.Errorf("a client answered under another id: got %d %v, want 401", resp.StatusCode, m)
+	}
+}
+
+// defineFails is a store whose Define fails.
+type defineFails struct{ kps.Store }
+
+func (defineFails) Define(context.Context, ...kps.Table) error {
+	return fmt.Errorf("%w: disk full", kps.ErrUnavailable)
+}
+
+func TestNewRefusals(t *testing.T) {
+	cfg := Config{Issuer: "https://gw.example.com"}
+	st := openStore(t)
+	for name, o := range map[string]Options{
+		"no store":     {Config: cfg, HashKey: testHashKey, Clients: NewMemClients()},
+		"no clients":   {Config: cfg, Store: st, HashKey: testHashKey},
+		"bad config":   {Config: Config{}, Store: st, HashKey: testHashKey, Clients: NewMemClients()},
+		"define fails": {Config: cfg, Store: defineFails{st}, HashKey: testHashKey, Clients: NewMemClients()},
+	} {
+		if _, err := New(context.Background(), o); err == nil {
+			t.Errorf("%s: New accepted", name)
+		}
+	}
+	if _, err := New(context.Background(), Options{Config: cfg, Store: defineFails{st}, HashKey: testHashKey, Clients: NewMemClients()}); !errors.Is(err, kps.ErrUnavailable) {
+		t.Errorf("Define failing: got %v, want kps.ErrUnavailable", err)
+	}
 }

@@ -274,6 +274,23 @@ func TestPartialOutages(t *testing.T) {
 	if resp, _ := e.post("/oauth/revoke", url.Values{"token": {rt}}, "web", webSecret); resp.StatusCode != 503 {
 		t.Errorf("revoking a refresh token with its family's tokens unlistable: got %d, want 503", resp.StatusCode)
 	}
+	// Introspecting a refresh token with the tokens unreadable; revoking
+	// one whose family's tokens cannot be deleted.
+	code, verifier = e.code("web", redirectURI, "read")
+	f.down.Store(false)
+	_, m = e.post("/oauth/token", url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {verifier}, "redirect_uri": {redirectURI}}, "web", webSecret)
+	rt2 := m["refresh_token"].(string)
+	f.down.Store(true)
+	for _, only := range []string{"get oauth_tokens", "get oauth_families"} {
+		f.only.Store(only)
+		if resp, m := e.post("/oauth/introspect", url.Values{"token": {rt2}}, "web", webSecret); resp.StatusCode != 503 {
+			t.Errorf("introspecting a refresh token with %q failing: got %d %v, want 503", only, resp.StatusCode, m)
+		}
+	}
+	f.only.Store("delete oauth_tokens")
+	if resp, _ := e.post("/oauth/revoke", url.Values{"token": {rt2}}, "web", webSecret); resp.StatusCode != 503 {
+		t.Errorf("revoking a refresh token with its tokens undeletable: got %d, want 503", resp.StatusCode)
+	}
 	// Revocation and purge with deletions failing.
 	f.only.Store("query")
 	if resp, _ := e.post("/oauth/revoke", url.Values{"token": {at}}, "web", webSecret); resp.StatusCode != 200 {
