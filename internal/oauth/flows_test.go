@@ -420,6 +420,22 @@ func TestHandleStatuses(t *testing.T) {
 	}
 }
 
+// TestHandleBareRequest: a request with no header and no body, as an
+// engine might pass one.
+func TestHandleBareRequest(t *testing.T) {
+	e := newEnv(t)
+	for _, path := range []string{"/oauth/token", "/oauth/introspect", "/oauth/revoke"} {
+		resp, ok := e.srv.Handle(context.Background(), &Request{Method: "POST", Path: path})
+		if !ok || resp.Status != 400 {
+			t.Errorf("a bare POST %s: got %v %+v, want 400", path, ok, resp)
+		}
+	}
+	resp, ok := e.srv.Handle(context.Background(), &Request{Method: "GET", Path: "/oauth/jwks"})
+	if !ok || resp.Status != 200 {
+		t.Errorf("a bare GET of the JWKS: got %v %+v", ok, resp)
+	}
+}
+
 // TestVerifierLengths: RFC 7636 §4.1's 43 to 128 characters, at the edges.
 func TestVerifierLengths(t *testing.T) {
 	e := newEnv(t)

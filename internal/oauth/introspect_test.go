@@ -430,3 +430,29 @@ func TestReader(t *testing.T) {
 		t.Errorf("introspection read through the Reader")
 	}
 }
+
+// TestJWTRevocationOutage: revoking a grant's JWT while the store cannot
+// record it is 503, and the token stays what it was.
+func TestJWTRevocationOutage(t *testing.T) {
+	var f *failing
+	e := newEnv(t, jwtFormat, func(o *Options) {
+		f = &failing{Store: o.Store}
+		o.Store = f
+	})
+	code, verifier := e.code("web", redirectURI, "read")
+	_, m := e.post("/oauth/token", url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {verifier}, "redirect_uri": {redirectURI}}, "web", webSecret)
+	at := m["access_token"].(string)
+	f.down.Store(true)
+	f.only.Store("update oauth_families")
+	if resp, m := e.post("/oauth/revoke", url.Values{"token": {at}}, "web", webSecret); resp.StatusCode != 503 {
+		t.Errorf("revoking a JWT with the families unwritable: got %d %v, want 503", resp.StatusCode, m)
+	}
+	f.only.Store("get oauth_families")
+	if resp, m := e.post("/oauth/revoke", url.Values{"token": {at}}, "web", webSecret); resp.StatusCode != 503 {
+		t.Errorf("revoking a JWT with the families unreadable: got %d %v, want 503", resp.StatusCode, m)
+	}
+	f.down.Store(false)
+	if !e.active(at) {
+		t.Error("the token changed state in a failed revocation")
+	}
+}

