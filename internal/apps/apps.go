@@ -3,6 +3,7 @@ package apps
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -35,6 +36,7 @@ func Tables() []kps.Table {
 				{Name: "enabled", Type: kps.Boolean},
 				{Name: "apis", Type: kps.List},
 				{Name: "createdAt", Type: kps.Long},
+				{Name: "oauth", Type: kps.String}, // OAuthClient as JSON; absent: not an OAuth client
 			},
 			PrimaryKey: "id", SecondaryKey: "name",
 		},
@@ -45,6 +47,17 @@ func Tables() []kps.Table {
 				{Name: "hash", Type: kps.String},
 				{Name: "appId", Type: kps.String},
 				{Name: "enabled", Type: kps.Boolean},
+				{Name: "expiresAt", Type: kps.Long}, // Unix milliseconds; 0: never
+				{Name: "createdAt", Type: kps.Long},
+			},
+			PrimaryKey: "id", Indexes: []string{"appId"},
+		},
+		{
+			Collection: Collection, Name: "OAuth client secrets", Alias: ClientSecretsTable,
+			Properties: []kps.Property{
+				{Name: "id", Type: kps.String, Generated: true},
+				{Name: "hash", Type: kps.String},
+				{Name: "appId", Type: kps.String},
 				{Name: "expiresAt", Type: kps.Long}, // Unix milliseconds; 0: never
 				{Name: "createdAt", Type: kps.Long},
 			},
@@ -63,6 +76,9 @@ type App struct {
 	APIs        []string  `json:"apis"` // names of the APIs it may use
 	CreatedAt   time.Time `json:"createdAt"`
 	Version     int64     `json:"version"`
+	// OAuth makes it an OAuth client of the group's authorization server
+	// (client_id: its id); nil: it is not one.
+	OAuth *OAuthClient `json:"oauth,omitempty"`
 }
 
 // Key is an API key as stored: never the key itself.
@@ -100,7 +116,7 @@ func (a App) check() error {
 			return fmt.Errorf("%w: an API name is 1 to %d bytes", errInvalid, MaxNameLen)
 		}
 	}
-	return nil
+	return a.OAuth.check()
 }
 
 func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
@@ -112,6 +128,10 @@ func appValues(a App) map[string]any {
 	}
 	if a.ID != "" {
 		v["id"] = a.ID
+	}
+	if a.OAuth != nil {
+		b, _ := json.Marshal(a.OAuth) // plain data: cannot fail
+		v["oauth"] = string(b)
 	}
 	return v
 }
@@ -127,6 +147,12 @@ func appOf(r kps.Row) App {
 	a.APIs, _ = v["apis"].([]string)
 	if ms, ok := v["createdAt"].(int64); ok {
 		a.CreatedAt = time.UnixMilli(ms).UTC()
+	}
+	if js, ok := v["oauth"].(string); ok && js != "" {
+		var c OAuthClient
+		if json.Unmarshal([]byte(js), &c) == nil {
+			a.OAuth = &c
+		}
 	}
 	return a
 }
@@ -242,6 +268,15 @@ func (m *Manager) DeleteApp(ctx context.Context, id string, version int64) error
 	}
 	for _, k := range keys {
 		if err := m.store.Delete(ctx, KeysTable, k.ID, kps.AnyVersion); err != nil && !errors.Is(err, kps.ErrNotFound) {
+			return err
+		}
+	}
+	secrets, err := m.ClientSecrets(ctx, id)
+	if err != nil {
+		return err
+	}
+	for _, cs := range secrets {
+		if err := m.store.Delete(ctx, ClientSecretsTable, cs.ID, kps.AnyVersion); err != nil && !errors.Is(err, kps.ErrNotFound) {
 			return err
 		}
 	}

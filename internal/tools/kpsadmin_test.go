@@ -238,7 +238,7 @@ func testKpsadmin(t *testing.T, h *gwtest.Home, kpsadmin kpsRunner) {
 		}
 		r := kpsadmin("", "details")
 		wantCode(t, "details", r, 0)
-		for _, s := range []string{`group "group1" (group-2)`, "backend:  sqlite", "location: " + dbPath, "tables:   3",
+		for _, s := range []string{`group "group1" (group-2)`, "backend:  sqlite", "location: " + dbPath, "tables:   4",
 			`Table apikeys: "API keys" in collection "Gatehouse", 3 rows`, `Table applications: "Client applications" in collection "Gatehouse", 2 rows`,
 			`Table colours: "Colours" in collection "Custom", 3 rows`, "secondary key: hex", "indexes:       warm", "uid string (generated)", "primary key:   name"} {
 			if !strings.Contains(r.Stdout, s) {
@@ -350,7 +350,7 @@ func testKpsadmin(t *testing.T, h *gwtest.Home, kpsadmin kpsRunner) {
 		if m.UUID != full || m.GroupID != "group-2" || m.GroupName != "group1" || m.InstanceID != "instance-1" || m.Backend != "sqlite" || m.Gatehouse == "" || time.Since(m.Created) > time.Minute {
 			t.Errorf("manifest: %+v", m)
 		}
-		want := []kpsbackup.TableCount{{Alias: "apikeys", Rows: 3}, {Alias: "applications", Rows: 2}, {Alias: "colours", Rows: 3}}
+		want := []kpsbackup.TableCount{{Alias: "apikeys", Rows: 3}, {Alias: "applications", Rows: 2}, {Alias: "colours", Rows: 3}, {Alias: "oauth_client_secrets", Rows: 0}}
 		if !reflect.DeepEqual(m.Tables, want) {
 			t.Errorf("manifest tables: got %v, want %v", m.Tables, want)
 		}
