@@ -511,7 +511,7 @@ func (k KPS) KPSTables() []kps.Table {
 }
 
 // reservedAliases are the tables Gatehouse defines itself (internal/apps).
-var reservedAliases = []string{"applications", "apikeys"}
+var reservedAliases = []string{"applications", "apikeys", "oauth_client_secrets", "oauth_users", "oauth_tokens", "oauth_codes", "oauth_families", "oauth_assertions", "oauth_meta"}
 
 // Equal reports whether k and o are the same settings (the store to open
 // and how it is cached).

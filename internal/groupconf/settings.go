@@ -39,6 +39,23 @@ type Settings struct {
 	APIs         []API        `yaml:"apis" doc:"APIs: which requests go to which back end." layer:"group"`
 	NodeManager  NodeManager  `yaml:"nodeManager" doc:"How the node manager of the instance's host supervises it (docs/nodemanager.md)." layer:"group"`
 	KPS          KPS          `yaml:"kps" doc:"The group's Key Property Store: client applications, API keys and custom collections (docs/kps.md)." layer:"group"`
+	OAuth        OAuth        `yaml:"oauth" doc:"The group's OAuth 2.0 authorization server, on the traffic port (docs/oauth.md)." layer:"group"`
+}
+
+// OAuth is the group's authorization server (internal/oauth's Config, with
+// the configuration's own types; the instance converts it).
+type OAuth struct {
+	Enabled               bool     `yaml:"enabled" doc:"Serve the authorization server: the token, introspection, revocation, JWKS and authorization endpoints under pathPrefix, and the metadata at /.well-known/oauth-authorization-server."`
+	Issuer                string   `yaml:"issuer" doc:"The issuer identifier (RFC 8414): the https URL clients reach the gateway at, without path query or fragment beyond the gateway's; iss of JWT access tokens. Required when enabled."`
+	PathPrefix            string   `yaml:"pathPrefix" doc:"Where the endpoints are: <prefix>/token, /introspect, /revoke, /jwks and /authorize. Default /oauth."`
+	AccessTokenFormat     string   `yaml:"accessTokenFormat" doc:"opaque (random, stored as a keyed hash, checked against the store) or jwt (RFC 9068, signed with the group's key, groups/<group-id>/conf/oauth/keys)."`
+	SigningAlgorithm      string   `yaml:"signingAlgorithm" doc:"The JWT signing algorithm of the group's keys: ES256, ES384, EdDSA or RS256."`
+	AccessTokenLifetime   Duration `yaml:"accessTokenLifetime" doc:"Lifetime of an access token (1m to 24h)."`
+	RefreshTokenLifetime  Duration `yaml:"refreshTokenLifetime" doc:"Lifetime of a refresh token; each use rotates it (1h to 8760h)."`
+	CodeLifetime          Duration `yaml:"codeLifetime" doc:"Lifetime of an authorization code (10s to 10m)."`
+	Scopes                []string `yaml:"scopes" doc:"The scopes this server knows; a request for another is refused with invalid_scope."`
+	Audience              string   `yaml:"audience" doc:"aud of JWT access tokens; empty: the issuer."`
+	ClientAssertionMaxAge Duration `yaml:"clientAssertionMaxAge" doc:"Longest lifetime accepted for a private_key_jwt client assertion (10s to 1h)."`
 }
 
 // KPS is where the group's Key Property Store lives.
@@ -316,6 +333,8 @@ func Defaults() Settings {
 		Log:         Log{Level: "info", MaxSizeMB: 50, MaxBackups: 10, MaxAgeDays: 30},
 		AccessLog:   AccessLog{Enabled: true},
 		KPS:         KPS{Backend: "sqlite", Cache: KPSCache{TTL: Duration(5 * time.Second), NegativeTTL: Duration(time.Second), MaxBytes: 16 << 20}},
+		OAuth: OAuth{PathPrefix: "/oauth", AccessTokenFormat: "opaque", SigningAlgorithm: "ES256", AccessTokenLifetime: Duration(time.Hour),
+			RefreshTokenLifetime: Duration(720 * time.Hour), CodeLifetime: Duration(time.Minute), ClientAssertionMaxAge: Duration(5 * time.Minute)},
 		NodeManager: NodeManager{RestartOnFailure: false, RestartBackoff: Seconds(1), RestartBackoffMax: Seconds(60)},
 	}
 }
