@@ -193,12 +193,25 @@ func (c *Config) validateJWT(k string, p JWTPolicy, add func(error)) {
 		{"keysMaxStale", p.KeysMaxStale, 0, 7 * 24 * time.Hour},
 		{"refetchInterval", p.RefetchInterval, time.Second, time.Hour},
 		{"fetchTimeout", p.FetchTimeout, time.Second, time.Minute},
-		{"tokenCacheTtl", p.TokenCacheTTL, 0, 5 * time.Minute},
 	}
 	for _, b := range bounds {
 		if b.v != 0 && (b.v.D() < b.min || b.v.D() > b.max) {
 			add(c.errAt(k+"."+b.key, "%s: want %s to %s (0: the default)", b.v.D(), fmtDur(b.min), fmtDur(b.max)))
 		}
+	}
+	for _, f := range []struct{ key, name string }{{"subjectClaim", p.SubjectClaim}, {"clientIdClaim", p.ClientIDClaim}} {
+		if f.name != "" && !isClaimName(f.name) {
+			add(c.errAt(k+"."+f.key, "%q is not a claim name (printable ASCII without spaces, quotes or backslash, at most 64 bytes)", f.name))
+		}
+	}
+	c.validateBearer(k, p, add)
+}
+
+// validateBearer checks the settings a jwt and an oauth policy share: how
+// the token is taken, the scopes required, the fields to the back end.
+func (c *Config) validateBearer(k string, p JWTPolicy, add func(error)) {
+	if p.TokenCacheTTL != 0 && (p.TokenCacheTTL.D() < 0 || p.TokenCacheTTL.D() > 5*time.Minute) {
+		add(c.errAt(k+".tokenCacheTtl", "%s: want 0s to 5m (0: the default)", p.TokenCacheTTL.D()))
 	}
 	if p.MaxTokenBytes != 0 && (p.MaxTokenBytes < 1024 || p.MaxTokenBytes > 64<<10) {
 		add(c.errAt(k+".maxTokenBytes", "%d: want 1024 to 65536 (0: 8192)", p.MaxTokenBytes))
@@ -221,11 +234,6 @@ func (c *Config) validateJWT(k string, p JWTPolicy, add func(error)) {
 			if !isScopeToken(s) {
 				add(c.errAt(k+".methodScopes", "%s: %q is not a scope (printable ASCII without spaces, quotes or backslash)", m, s))
 			}
-		}
-	}
-	for _, f := range []struct{ key, name string }{{"subjectClaim", p.SubjectClaim}, {"clientIdClaim", p.ClientIDClaim}} {
-		if f.name != "" && !isClaimName(f.name) {
-			add(c.errAt(k+"."+f.key, "%q is not a claim name (printable ASCII without spaces, quotes or backslash, at most 64 bytes)", f.name))
 		}
 	}
 	d := p.WithDefaults()
@@ -255,4 +263,40 @@ func fmtDur(d time.Duration) string {
 	s = strings.TrimSuffix(s, "0s")
 	s = strings.TrimSuffix(s, "0m")
 	return s
+}
+
+// OAuthPolicy is the oauth policy: a bearer access token issued by the
+// group's own authorization server (oauth: in the group configuration;
+// docs/policies.md#oauth).
+type OAuthPolicy struct {
+	Scopes              []string            `yaml:"scopes" doc:"Scopes every request must have (all of them); empty: none."`
+	MethodScopes        map[string][]string `yaml:"methodScopes" doc:"More scopes required by method (GET: [orders:read], POST: [orders:write]), besides scopes; HEAD takes GET's unless it is listed."`
+	SubjectHeader       string              `yaml:"subjectHeader" doc:"The field that tells the back end the subject: the user, or the client for a client_credentials token (in place of any the client sent); default X-Gatehouse-Subject."`
+	ClientIDHeader      string              `yaml:"clientIdHeader" doc:"The field that tells the back end the client id (in place of any the client sent); default X-Gatehouse-Client-Id."`
+	RemoveAuthorization bool                `yaml:"removeAuthorization" doc:"Remove the Authorization field before forwarding; by default it is forwarded unchanged."`
+	Realm               string              `yaml:"realm" doc:"The realm of the WWW-Authenticate field of a 401 or 403; default gatehouse."`
+	MaxTokenBytes       int                 `yaml:"maxTokenBytes" doc:"Longest token accepted, 1024 to 65536 bytes; 0: 8192."`
+	TokenCacheTTL       Duration            `yaml:"tokenCacheTtl" doc:"How long a verified token is remembered (by its SHA-256), so that a revoked token may still pass that long besides kps.cache.ttl; never past its expiry; up to 5m; 0: 30s."`
+}
+
+// OAuthVars are the variables an oauth policy gives later policies.
+var OAuthVars = []string{"oauth.sub", "oauth.clientId", "oauth.scope"}
+
+// Bearer is p as the bearer settings of a jwt policy (the policy shares
+// its code).
+func (p OAuthPolicy) Bearer() JWTPolicy {
+	return JWTPolicy{Scopes: p.Scopes, MethodScopes: p.MethodScopes, SubjectHeader: p.SubjectHeader, ClientIDHeader: p.ClientIDHeader,
+		RemoveAuthorization: p.RemoveAuthorization, Realm: p.Realm, MaxTokenBytes: p.MaxTokenBytes, TokenCacheTTL: p.TokenCacheTTL}
+}
+
+func (c *Config) validateOAuthPolicy(k string, p OAuthPolicy, add func(error)) {
+	if !c.OAuth.Enabled {
+		add(c.errAt(k, "the group has no authorization server: set oauth.enabled and oauth.issuer (docs/oauth.md)"))
+	}
+	c.validateBearer(k, p.Bearer(), add)
+	for _, s := range p.Scopes {
+		if len(c.OAuth.Scopes) > 0 && !slices.Contains(c.OAuth.Scopes, s) {
+			add(c.errAt(k+".scopes", "%q is not one of oauth.scopes: no token could carry it", s))
+		}
+	}
 }

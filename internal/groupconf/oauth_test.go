@@ -60,3 +60,35 @@ func TestOAuthSection(t *testing.T) {
 		t.Errorf("a custom table named oauth_tokens: %v", err)
 	}
 }
+
+// TestOAuthPolicy: the oauth policy needs the group's server, scopes the
+// server knows, and the bearer settings the jwt policy takes.
+func TestOAuthPolicy(t *testing.T) {
+	cfgYAML := func(server, policy string) Layer {
+		return Layer{Name: "g.yaml", YAML: []byte("backends:\n  - name: b\n    url: http://127.0.0.1:1\napis:\n  - name: a\n    pathPrefix: /a\n    backend: b\n    policies:\n      - oauth: " + policy + "\n" + server)}
+	}
+	server := "oauth: {enabled: true, issuer: \"https://gw.example.com\", scopes: [read, write]}\n"
+	cfg, err := Load(cfgYAML(server, "{scopes: [read], methodScopes: {POST: [write]}, removeAuthorization: true}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := cfg.APIs[0].Policies[0].OAuth.Bearer()
+	if cfg.APIs[0].Policies[0].Type() != "oauth" || b.Scopes[0] != "read" || b.MethodScopes["POST"][0] != "write" || !b.RemoveAuthorization {
+		t.Errorf("loaded: %+v", b)
+	}
+	for _, c := range []struct{ name, server, policy, want string }{
+		{"no server", "", "{}", "apis[0].policies[0].oauth: the group has no authorization server"},
+		{"unknown scope", server, "{scopes: [admin]}", `oauth.scopes: "admin" is not one of oauth.scopes`},
+		{"bad header", server, "{clientIdHeader: \"X Y\"}", `"X Y" is not a field name`},
+		{"cache too long", server, "{tokenCacheTtl: 10m}", "oauth.tokenCacheTtl: 10m0s: want 0s to 5m"},
+		{"unknown key", server, "{issuer: x}", `unknown key "issuer"`},
+	} {
+		if _, err := Load(cfgYAML(c.server, c.policy)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.name, err, c.want)
+		}
+	}
+	// ${oauth.sub} is a variable later policies may use.
+	if _, err := Load(Layer{Name: "g.yaml", YAML: []byte("backends:\n  - name: b\n    url: http://127.0.0.1:1\napis:\n  - name: a\n    pathPrefix: /a\n    backend: b\n    policies:\n      - oauth: {}\n      - headers: {request: {set: {X-User: \"${oauth.sub}\"}}}\n" + server)}); err != nil {
+		t.Errorf("${oauth.sub} after an oauth policy: %v", err)
+	}
+}

@@ -25,6 +25,7 @@ type Policy struct {
 	JWT     *JWTPolicy     `yaml:"jwt" doc:"Require a bearer JWT of an external issuer, checked with the issuer's published keys (JWKS), its claims and scopes (docs/policies.md#jwt)."`
 	Lookup  *LookupPolicy  `yaml:"lookup" doc:"Find a row of a custom KPS table and give its properties to the later policies (docs/policies.md#lookup)."`
 	CORS    *CORSPolicy    `yaml:"cors" doc:"Cross-origin resource sharing: the gateway answers preflight requests and adds the CORS fields to responses (docs/policies.md#cors)."`
+	OAuth   *OAuthPolicy   `yaml:"oauth" doc:"Require a bearer access token of the group's own authorization server, with the scopes this API needs (docs/policies.md#oauth)."`
 	Headers *HeadersPolicy `yaml:"headers" doc:"Set or remove request fields before forwarding and response fields before answering (docs/policies.md#headers)."`
 }
 
@@ -42,6 +43,9 @@ func (p Policy) Type() string {
 	}
 	if p.CORS != nil {
 		names = append(names, "cors")
+	}
+	if p.OAuth != nil {
+		names = append(names, "oauth")
 	}
 	if p.Headers != nil {
 		names = append(names, "headers")
@@ -210,6 +214,11 @@ func (c *Config) validatePolicies(i int, a API, add func(error)) {
 			c.validateLookup(k+".lookup", a, *p.Lookup, apiKey, lookups, vars, add)
 		case p.CORS != nil:
 			c.validateCORS(k+".cors", a, *p.CORS, add)
+		case p.OAuth != nil:
+			c.validateOAuthPolicy(k+".oauth", *p.OAuth, add)
+			for _, v := range OAuthVars {
+				vars[v] = true
+			}
 		case p.Headers != nil:
 			c.validateHeaderEdits(k+".headers.request", p.Headers.Request, vars, add)
 			c.validateHeaderEdits(k+".headers.response", p.Headers.Response, vars, add)

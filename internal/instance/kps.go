@@ -3,12 +3,15 @@ package instance
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apps"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
 	"github.com/gatehouse-gw/gatehouse/internal/policy/build"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
 )
 
 // kpsOpenTimeout bounds opening the group's KPS when a configuration is
@@ -23,6 +26,9 @@ type groupStore struct {
 	store   kps.Store
 	cache   *kps.Cache
 	checker *apps.Checker
+	hashKey secret.Value // the group's hashing key (apps.GroupHashKey)
+	keysDir string       // the group's OAuth signing keys (groups/<group-id>/conf/oauth/keys)
+	log     *slog.Logger
 }
 
 func (g *groupStore) deps() build.Deps {
@@ -40,9 +46,12 @@ func (g *groupStore) close() {
 
 // needsKPS reports whether cfg has a policy that reads the KPS.
 func needsKPS(cfg *groupconf.Config) bool {
+	if cfg.OAuth.Enabled {
+		return true
+	}
 	for _, a := range cfg.APIs {
 		for _, p := range a.Policies {
-			if p.APIKey != nil || p.Lookup != nil {
+			if p.APIKey != nil || p.Lookup != nil || p.OAuth != nil {
 				return true
 			}
 		}
@@ -77,5 +86,6 @@ func (i *Instance) groupStoreFor(cfg *groupconf.Config, cur *groupStore) (gs *gr
 	c := cfg.KPS.Cache
 	cache := kps.NewCache(store, kps.CacheOptions{TTL: c.TTL.D(), NegativeTTL: c.NegativeTTL.D(), MaxBytes: c.MaxBytes})
 	i.log.Info("key property store opened", "backend", cfg.KPS.Backend, "cacheTTL", c.TTL.D().String())
-	return &groupStore{conf: cfg.KPS, store: store, cache: cache, checker: apps.NewChecker(cache, hk)}, true, nil
+	return &groupStore{conf: cfg.KPS, store: store, cache: cache, checker: apps.NewChecker(cache, hk), hashKey: hk,
+		keysDir: filepath.Join(h.GroupConfDir(gid), "oauth", "keys"), log: i.logs.instance.With("component", "oauth")}, true, nil
 }

@@ -39,6 +39,10 @@ type runtime struct {
 	// runtime still find its cached keys.
 	jwt     *jwt.Sources
 	stopJWT context.CancelFunc
+	// oauth is the group's authorization server (oauth.enabled), its
+	// purge running until stopOAuth.
+	oauth     *oauthServer
+	stopOAuth context.CancelFunc
 }
 
 // stopPolicies stops the background work of the runtime's policies (the
@@ -46,6 +50,9 @@ type runtime struct {
 func (rt *runtime) stopPolicies() {
 	if rt != nil && rt.stopJWT != nil {
 		rt.stopJWT()
+	}
+	if rt != nil && rt.stopOAuth != nil {
+		rt.stopOAuth()
 	}
 }
 
@@ -75,8 +82,12 @@ func buildRuntime(cfg *groupconf.Config, log *slog.Logger, reg *remotehost.Regis
 		rt.backends = append(rt.backends, be)
 	}
 	opts := proxy.Options{Logger: log}
+	if rt.oauth, err = buildOAuth(cfg, gs); err != nil {
+		return nil, err
+	}
 	deps := gs.deps()
 	deps.JWT = jwt.NewSources(jo)
+	deps.OAuth = rt.oauth.verifier()
 	for _, r := range table.Routes() {
 		be := byName[r.Backend]
 		if be == nil {
@@ -91,6 +102,11 @@ func buildRuntime(cfg *groupconf.Config, log *slog.Logger, reg *remotehost.Regis
 		ctx, cancel := context.WithCancel(context.Background())
 		rt.jwt, rt.stopJWT = deps.JWT, cancel
 		deps.JWT.Start(ctx)
+	}
+	if rt.oauth != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		rt.stopOAuth = cancel
+		rt.oauth.start(ctx, cfg.OAuth.AccessTokenLifetime.D())
 	}
 	return rt, nil
 }

@@ -104,6 +104,9 @@ func (h trafficHandler) ServeH1(w h1.ResponseWriter, r *h1.Request) {
 	case bytes.Equal(r.Path, pathHealthLB):
 		healthCheck(w, r, i.Phase() == PhaseServing && i.inService.Load())
 		return
+	case rt.oauth.serves(r.Path):
+		rt.oauth.serve(w, r)
+		return
 	}
 
 	rt2, err := rt.table.Match(b2s(r.Method), b2s(r.Host), b2s(r.Path), &x.ex.Params)

@@ -26,6 +26,9 @@ type Deps struct {
 	// KPS reads rows of the group's custom tables (the instance's
 	// kps.Cache); nil: the lookup policy cannot be built.
 	KPS lookup.Rows
+	// OAuth checks the access tokens of the group's authorization server;
+	// nil: the oauth policy cannot be built.
+	OAuth jwt.TokenVerifier
 	// Tables are the custom tables' definitions (kps.tables).
 	Tables []kps.Table
 	// JWT are the issuers' key sources of the configuration being built
@@ -67,6 +70,15 @@ func Chain(api groupconf.API, deps Deps) (policy.Chain, error) {
 				return nil, fmt.Errorf("API %q, policy %d: %w", api.Name, i, err)
 			}
 			c = append(c, lp)
+		case p.OAuth != nil:
+			if deps.OAuth == nil {
+				return nil, fmt.Errorf("API %q, policy %d (oauth): this instance has no authorization server for the group (oauth.enabled)", api.Name, i)
+			}
+			op, err := jwt.NewBearer("oauth", p.OAuth.Bearer(), deps.OAuth, jwt.Options{})
+			if err != nil {
+				return nil, fmt.Errorf("API %q, policy %d: %w", api.Name, i, err)
+			}
+			c = append(c, op)
 		case p.CORS != nil:
 			c = append(c, cors.New(*p.CORS, api.Methods))
 		case p.Headers != nil:

@@ -27,6 +27,7 @@ package jwt
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -60,6 +61,9 @@ type Options struct {
 // Policy is one API's jwt policy. It is immutable (but for its cache of
 // verified tokens) and safe for concurrent use.
 type Policy struct {
+	name   string // "jwt", or the name NewBearer was given
+	vars   [3]string
+	ext    TokenVerifier // NewBearer's verifier; nil: JWTs of an external issuer
 	spec   groupconf.JWTPolicy
 	keys   Keys
 	algs   []jose.SignatureAlgorithm
@@ -85,7 +89,7 @@ func New(spec groupconf.JWTPolicy, keys Keys, opts Options) (*Policy, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	p := &Policy{spec: spec, keys: keys, now: opts.Now, leeway: spec.Leeway.D()}
+	p := &Policy{name: "jwt", vars: [3]string{"jwt.sub", "jwt.clientId", "jwt.scope"}, spec: spec, keys: keys, now: opts.Now, leeway: spec.Leeway.D()}
 	for _, a := range spec.Algorithms {
 		if !slices.Contains(groupconf.JWTAlgorithms, a) {
 			return nil, fmt.Errorf("jwt policy: algorithm %q is not accepted", a)
@@ -123,8 +127,60 @@ func New(spec groupconf.JWTPolicy, keys Keys, opts Options) (*Policy, error) {
 	return p, nil
 }
 
-// Name is "jwt".
-func (p *Policy) Name() string { return "jwt" }
+// Name is "jwt", or the name given to NewBearer.
+func (p *Policy) Name() string { return p.name }
+
+// Token is what a TokenVerifier found in a good token.
+type Token struct {
+	Subject, ClientID string
+	Scopes            []string
+	ExpiresAt         time.Time
+}
+
+// ErrInvalidToken is a TokenVerifier's answer for a token that is not
+// valid (401); any other error means it could not be checked (503).
+var ErrInvalidToken = errors.New("invalid token")
+
+// TokenVerifier checks a bearer token the policy does not verify itself.
+type TokenVerifier func(ctx context.Context, token string) (Token, error)
+
+// NewBearer is a policy named name that takes bearer tokens as the jwt
+// policy does (the Authorization field, RFC 6750's answers, scopes per
+// method, the fields to the back end, the cache of tokens seen), checked
+// by verify instead of by an issuer's keys: the oauth policy, with the
+// group's own authorization server. Its variables are name.sub,
+// name.clientId and name.scope. spec's issuer and key settings are unused.
+func NewBearer(name string, spec groupconf.JWTPolicy, verify TokenVerifier, opts Options) (*Policy, error) {
+	spec.Algorithms = []string{"ES256"} // unused; keeps New's checks
+	p, err := New(spec, nil, opts)
+	if err != nil {
+		return nil, err
+	}
+	p.name, p.ext = name, verify
+	p.vars = [3]string{name + ".sub", name + ".clientId", name + ".scope"}
+	return p, nil
+}
+
+// verifyExt checks tok with the policy's TokenVerifier.
+func (p *Policy) verifyExt(tok string, now time.Time) (*verified, error) {
+	t, err := p.ext(context.Background(), tok)
+	switch {
+	case errors.Is(err, ErrInvalidToken):
+		return nil, p.invalid(err)
+	case err != nil:
+		return nil, &policy.Error{Status: http.StatusServiceUnavailable, Message: "the token cannot be checked now; try again later",
+			Fields: [][2]string{{"Retry-After", "1"}}, Err: err}
+	case !now.Before(t.ExpiresAt):
+		return nil, p.invalid(errors.New("the token has expired"))
+	case !fieldSafe(t.Subject) || !fieldSafe(t.ClientID):
+		return nil, p.invalid(errors.New("the token's subject or client id cannot be passed on"))
+	}
+	until := now.Add(p.spec.TokenCacheTTL.D())
+	if t.ExpiresAt.Before(until) {
+		until = t.ExpiresAt
+	}
+	return &verified{sub: t.Subject, clientID: t.ClientID, scope: strings.Join(t.Scopes, " "), scopes: t.Scopes, until: until}, nil
+}
 
 // verified is what a good token gives.
 type verified struct {
@@ -174,7 +230,12 @@ func (p *Policy) Apply(ex *policy.Exchange) error {
 	}
 	if v == nil {
 		var err error
-		if v, err = p.verify(string(tok), now); err != nil {
+		if p.ext != nil {
+			v, err = p.verifyExt(string(tok), now)
+		} else {
+			v, err = p.verify(string(tok), now)
+		}
+		if err != nil {
 			return err
 		}
 		if p.cache != nil {
@@ -204,9 +265,9 @@ func (p *Policy) Apply(ex *policy.Exchange) error {
 	if p.spec.RemoveAuthorization {
 		r.Header.Del("Authorization")
 	}
-	ex.SetVar("jwt.sub", v.sub)
-	ex.SetVar("jwt.clientId", v.clientID)
-	ex.SetVar("jwt.scope", v.scope)
+	ex.SetVar(p.vars[0], v.sub)
+	ex.SetVar(p.vars[1], v.clientID)
+	ex.SetVar(p.vars[2], v.scope)
 	if ex.Application == "" {
 		ex.Application = v.clientID
 	}
