@@ -22,6 +22,13 @@ import (
 // added under the API (its policies: list).
 func benchGateway(b *testing.B, policies ...string) string {
 	b.Helper()
+	addr, _ := benchGatewayHome(b, policies...)
+	return addr
+}
+
+// benchGatewayHome is benchGateway that also gives the install directory.
+func benchGatewayHome(b *testing.B, policies ...string) (string, home.Home) {
+	b.Helper()
 	backendBody := bytes.Repeat([]byte("x"), 100)
 	bln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -74,7 +81,7 @@ apis:
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { inst.Close() })
-	return fmt.Sprintf("127.0.0.1:%d", ports[0])
+	return fmt.Sprintf("127.0.0.1:%d", ports[0]), h
 }
 
 // client is a keep-alive HTTP/1.1 client that allocates nothing per request.
