@@ -154,6 +154,7 @@ func TestCutParam(t *testing.T) {
 		{"a=%zz&k=v", "a=%zz", "v"},
 		{"kk=v&k=%41", "kk=v", "A"},
 		{"a=1", "a=1", ""},
+		{"a&k=v&b", "a&b", "v"},
 	} {
 		rest, v, _ := cutParam([]byte(c.q), "k")
 		if string(rest) != c.rest || v != c.value {
@@ -162,5 +163,58 @@ func TestCutParam(t *testing.T) {
 	}
 	if _, _, found := cutParam([]byte("a=1"), "k"); found {
 		t.Error("found a parameter that is not there")
+	}
+}
+
+// TestAPIKeyEdges: the limits stated at their edges and what each refusal
+// says.
+func TestAPIKeyEdges(t *testing.T) {
+	atMax := strings.Repeat("k", 256) // the documented limit (docs/policies.md), not MaxKeyBytes: a changed constant must fail
+	ck := &fakeChecker{apps: map[string]App{"good-key": {ID: "app-1", Name: "Shop", APIs: []string{"orders"}}, atMax: {ID: "app-3", Name: "Long", APIs: []string{"orders"}}}}
+	p := New(groupconf.APIKeyPolicy{Query: "k"}, "orders", ck)
+	msg := func(err error) string {
+		var pe *policy.Error
+		if !errors.As(err, &pe) {
+			return ""
+		}
+		return fmt.Sprintf("%d %s", pe.Status, pe.Message)
+	}
+	// A key of MaxKeyBytes is looked up; one byte more is refused without.
+	ck.calls = 0
+	if ex := request("", "KeyId", atMax); p.Apply(ex) != nil || ex.Application != "app-3" || ck.calls != 1 {
+		t.Errorf("a key of %d bytes: application %q, %d look-ups", MaxKeyBytes, ex.Application, ck.calls)
+	}
+	ck.calls = 0
+	if err := p.Apply(request("", "KeyId", atMax+"k")); msg(err) != "401 invalid API key" || ck.calls != 0 {
+		t.Errorf("a key of %d bytes: %v after %d look-ups", MaxKeyBytes+1, err, ck.calls)
+	}
+	for name, c := range map[string]struct {
+		ex   *policy.Exchange
+		want string
+	}{
+		"none":            {request(""), "401 an API key is required"},
+		"two fields":      {request("", "KeyId", "good-key", "KeyId", "good-key"), "401 give one API key"},
+		"one-byte query":  {request("k"), "401 invalid API key"},
+		"an empty value":  {request("k="), "401 invalid API key"},
+		"field and query": {request("k=x", "KeyId", "good-key", "KeyId", "y"), "401 give one API key"},
+	} {
+		if got := msg(p.Apply(c.ex)); got != c.want {
+			t.Errorf("%s: got %q, want %q", name, got, c.want)
+		}
+		if len(c.ex.R.Query) != 0 {
+			t.Errorf("%s: the key parameter was left in the query %q", name, c.ex.R.Query)
+		}
+	}
+	// No query: the request's query stays absent (not made empty: an
+	// empty one would be forwarded as a lone "?").
+	ex := request("", "KeyId", "good-key")
+	if err := p.Apply(ex); err != nil || ex.R.Query != nil {
+		t.Errorf("no query: %v, query %q (nil: %v)", err, ex.R.Query, ex.R.Query == nil)
+	}
+	// Without a query setting, a parameter with an empty name is not a key.
+	q := New(groupconf.APIKeyPolicy{}, "orders", ck)
+	ex = request("=good-key")
+	if err := q.Apply(ex); msg(err) != "401 an API key is required" || string(ex.R.Query) != "=good-key" {
+		t.Errorf("an empty-named parameter without a query setting: %v, query %q", err, ex.R.Query)
 	}
 }
