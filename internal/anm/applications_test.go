@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/gatehouse-gw/gatehouse/internal/kps/sqlite"
+	"github.com/gatehouse-gw/gatehouse/internal/oauth"
+	"github.com/gatehouse-gw/gatehouse/internal/oauth/authorize"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -377,7 +381,8 @@ func TestKPSAPI(t *testing.T) {
 	a.MustCode(t, 200)
 	var tables []tableView
 	a.Decode(t, &tables)
-	if len(tables) != 2 || tables[0].Alias != apps.KeysTable || tables[1].Alias != apps.AppsTable || tables[0].ManagedBy != "/api/applications" || tables[1].ManagedBy != "/api/applications" {
+	if len(tables) != 3 || tables[0].Alias != apps.KeysTable || tables[1].Alias != apps.AppsTable || tables[2].Alias != apps.ClientSecretsTable ||
+		tables[0].ManagedBy != "/api/applications" || tables[1].ManagedBy != "/api/applications" || tables[2].ManagedBy != "/api/applications" {
 		t.Errorf("tables: %s", a.Body)
 	}
 
@@ -727,4 +732,39 @@ func TestKPSStoresConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestKPSAPIOAuthTables: the authorization server's tables are neither
+// readable nor writable through /api/kps (their keys are hashes of live
+// credentials), and the hashes of client secrets and users' passwords are
+// never answered.
+func TestKPSAPIOAuthTables(t *testing.T) {
+	e := appsEnv(t)
+	e.do("GET", "/api/kps/group-2", "").MustCode(t, 200) // opens the store: the applications' tables
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, kps.SQLiteConfig{Path: sqlite.GroupPath(e.h, "group-2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if err := store.Define(ctx, append(oauth.Tables(), authorize.UsersTableDef())...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Insert(ctx, oauth.TokensTable, map[string]any{"hash": "h1", "kind": "access", "clientId": "c"}); err != nil {
+		t.Fatal(err)
+	}
+	users, _ := authorize.NewUsers(ctx, store)
+	if _, err := users.Create(ctx, "alice", "Alice", secret.FromString("correct horse battery")); err != nil {
+		t.Fatal(err)
+	}
+	e.do("GET", "/api/kps/group-2/"+oauth.TokensTable, "").WantError(t, 400, "rows are not shown here")
+	e.do("GET", "/api/kps/group-2/"+oauth.TokensTable+"/h1", "").WantError(t, 400, "rows are not shown here")
+	e.do("POST", "/api/kps/group-2/"+oauth.TokensTable, `{"values":{"hash":"h2","kind":"access","clientId":"c"}}`).WantError(t, 400, "read-only here")
+	e.do("DELETE", "/api/kps/group-2/"+oauth.TokensTable+"/h1", "").WantError(t, 400, "read-only here")
+	e.do("POST", "/api/kps/group-2", `{"collection":"OAuth","name":"Mine","alias":"mine","properties":[{"name":"k","type":"string"}],"primaryKey":"k"}`).WantError(t, 400, "read-only here")
+	a := e.do("GET", "/api/kps/group-2/"+authorize.UsersTable, "")
+	a.MustCode(t, 200)
+	if strings.Contains(a.Body, "passwordHash") || strings.Contains(a.Body, "pbkdf2") || !strings.Contains(a.Body, "alice") {
+		t.Errorf("users: %s", a.Body)
+	}
 }

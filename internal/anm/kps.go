@@ -14,6 +14,8 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
 	"github.com/gatehouse-gw/gatehouse/internal/apps"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
+	"github.com/gatehouse-gw/gatehouse/internal/oauth"
+	"github.com/gatehouse-gw/gatehouse/internal/oauth/authorize"
 )
 
 // The Key Property Store of a group, table by table (docs/applications.md,
@@ -30,7 +32,18 @@ import (
 
 // hiddenProperties are the properties of a table whose values the API
 // never answers.
-var hiddenProperties = map[string][]string{apps.KeysTable: {"hash"}}
+var hiddenProperties = map[string][]string{apps.KeysTable: {"hash"}, apps.ClientSecretsTable: {"hash"}, authorize.UsersTable: {"passwordHash"}}
+
+// sealed refuses reading the rows of the authorization server's tables
+// (tokens, codes, grant families, assertions): their primary keys are the
+// hashes of live credentials. An application's tokens are listed, without
+// them, through /api/applications.
+func sealed(t kps.Table) error {
+	if t.Collection == oauth.Collection {
+		return &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("table %q (%s) holds the authorization server's tokens, codes and grants, keyed by hashes of live credentials: its rows are not shown here (docs/oauth.md)", t.Alias, t.Collection)}
+	}
+	return nil
+}
 
 // kpsArea is /api/kps. Row writes are recorded in the audit log
 // (recordKPS), refused ones too; the entries name the row, not its values.
@@ -85,7 +98,7 @@ const rowFields = `"values" (an object: property → value) and in PUT "version"
 
 // managedBy says which API writes a table, "" for /api/kps.
 func managedBy(t kps.Table) string {
-	if t.Collection == apps.Collection {
+	if t.Collection == apps.Collection || t.Collection == oauth.Collection {
 		return "/api/applications"
 	}
 	return ""
@@ -325,6 +338,9 @@ func (a *API) listRows(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				return err
 			}
+			if err := sealed(t); err != nil {
+				return err
+			}
 			var res kps.Result
 			if q := r.URL.Query(); q.Has("property") || q.Has("value") {
 				v, err := whereValue(t, q.Get("property"), q.Get("value"), q.Has("value"))
@@ -355,6 +371,9 @@ func (a *API) getRow(w http.ResponseWriter, r *http.Request) {
 	err := a.withGroupStore(r, func(g groupKPS, gs *groupStore) error {
 		t, err := findTable(r.Context(), g, gs, r.PathValue("alias"))
 		if err != nil {
+			return err
+		}
+		if err := sealed(t); err != nil {
 			return err
 		}
 		key, err := keyValue(t, r.PathValue("key"))
