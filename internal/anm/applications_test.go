@@ -377,7 +377,8 @@ func TestKPSAPI(t *testing.T) {
 	a.MustCode(t, 200)
 	var tables []tableView
 	a.Decode(t, &tables)
-	if len(tables) != 2 || tables[0].Alias != apps.KeysTable || tables[1].Alias != apps.AppsTable || tables[0].ManagedBy != "/api/applications" || tables[1].ManagedBy != "/api/applications" {
+	if len(tables) != 3 || tables[0].Alias != apps.KeysTable || tables[1].Alias != apps.AppsTable || tables[2].Alias != apps.ClientSecretsTable ||
+		tables[0].ManagedBy != "/api/applications" || tables[1].ManagedBy != "/api/applications" || tables[2].ManagedBy != "/api/applications" {
 		t.Errorf("tables: %s", a.Body)
 	}
 
