@@ -505,7 +505,7 @@ func (a *API) deleteOAuthUser(w http.ResponseWriter, r *http.Request) {
 type rotatedSigningKey struct {
 	Kid  string   `json:"kid"`  // the new signing key
 	Alg  string   `json:"alg"`  // its algorithm
-	Kids []string `json:"kids"` // every key in the set, the older ones kept for verification
+	Kids []string `json:"kids"` // every key in the set, newest first: the older ones kept for verification
 	Note string   `json:"note"`
 }
 
@@ -519,33 +519,41 @@ func (a *API) rotateSigningKey(w http.ResponseWriter, r *http.Request) {
 	gid := r.PathValue("groupID")
 	var out rotatedSigningKey
 	err := func() error {
-		g, err := a.groupKPSOf(gid)
+		t, err := a.store.Load()
 		if err != nil {
 			return err
 		}
-		gid = g.group.ID
+		g, err := t.FindGroup(gid)
+		if err != nil {
+			return err
+		}
+		gid = g.ID
+		if hasNodeManager(g) {
+			return &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("group %s (%q) is the node managers' group: it has no authorization server; give a gateway group", g.ID, g.Name)}
+		}
 		var remote []string
-		for _, s := range g.group.Services {
+		for _, s := range g.Services {
 			if s.Type == topology.TypeGateway && s.HostID != a.conf.HostID {
 				remote = append(remote, fmt.Sprintf("%s on %s", s.ID, s.HostID))
 			}
 		}
+		local := a.localInstances(g)
 		switch {
-		case !g.local:
-			return &apihttp.Error{Code: http.StatusConflict, Msg: fmt.Sprintf("group %s (%q) has no instance on the Admin Node Manager's host (%s): its signing keys (groups/%s/conf/oauth/keys) are on the hosts of its instances. Rotate them there (docs/oauth.md)", g.group.ID, g.group.Name, a.conf.HostID, g.group.ID)}
+		case len(local) == 0:
+			return &apihttp.Error{Code: http.StatusConflict, Msg: fmt.Sprintf("group %s (%q) has no instance on the Admin Node Manager's host (%s): its signing keys (groups/%s/conf/oauth/keys) are on the hosts of its instances. Rotate them there (docs/oauth.md)", g.ID, g.Name, a.conf.HostID, g.ID)}
 		case len(remote) > 0:
-			return &apihttp.Error{Code: http.StatusConflict, Msg: fmt.Sprintf("group %s (%q) has instances on other hosts (%s): its signing keys (groups/%s/conf/oauth/keys) are one directory per host, and a key made here would reach only the instances of the Admin Node Manager's host (docs/oauth.md)", g.group.ID, g.group.Name, strings.Join(remote, ", "), g.group.ID)}
+			return &apihttp.Error{Code: http.StatusConflict, Msg: fmt.Sprintf("group %s (%q) has instances on other hosts (%s): its signing keys (groups/%s/conf/oauth/keys) are one directory per host, and a key made here would reach only the instances of the Admin Node Manager's host (docs/oauth.md)", g.ID, g.Name, strings.Join(remote, ", "), g.ID)}
 		}
-		cfg, source, err := a.groupConfig(g.group.ID, a.localInstances(g.group))
+		cfg, source, err := a.groupConfig(g.ID, local)
 		if err != nil {
 			return err
 		}
 		if !cfg.OAuth.Enabled || cfg.OAuth.ServerConfig().WithDefaults().AccessTokenFormat != oauth.FormatJWT {
-			return &apihttp.Error{Code: http.StatusConflict, Msg: fmt.Sprintf("group %s's configuration (%s) issues no JWT access tokens (oauth.enabled and oauth.accessTokenFormat jwt): it has no signing key to rotate", g.group.ID, source)}
+			return &apihttp.Error{Code: http.StatusConflict, Msg: fmt.Sprintf("group %s's configuration (%s) issues no JWT access tokens (oauth.enabled and oauth.accessTokenFormat jwt): it has no signing key to rotate", g.ID, source)}
 		}
-		dir := filepath.Join(a.h.GroupConfDir(g.group.ID), "oauth", "keys")
+		dir := filepath.Join(a.h.GroupConfDir(g.ID), "oauth", "keys")
 		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-			return &apihttp.Error{Code: http.StatusConflict, Msg: fmt.Sprintf("group %s has no signing keys yet (%s): its instances make the first one when they start with accessTokenFormat jwt", g.group.ID, a.h.Rel(dir))}
+			return &apihttp.Error{Code: http.StatusConflict, Msg: fmt.Sprintf("group %s has no signing keys yet (%s): its instances make the first one when they start with accessTokenFormat jwt", g.ID, a.h.Rel(dir))}
 		}
 		ks, err := oauth.LoadKeySet(dir, cfg.OAuth.SigningAlgorithm, nil)
 		if err != nil {
