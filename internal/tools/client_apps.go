@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apps"
+	"github.com/gatehouse-gw/gatehouse/internal/oauth"
 )
 
 // The client applications and API keys verbs of the operator's client
@@ -422,13 +423,17 @@ func (c *apiClient) appsDelete(ctx context.Context, app string) error {
 		return err
 	}
 	var d struct {
-		ID          string `json:"id"`
-		DeletedKeys int    `json:"deletedKeys"`
+		ID            string        `json:"id"`
+		DeletedKeys   int           `json:"deletedKeys"`
+		RevokedTokens oauth.Revoked `json:"revokedTokens"`
 	}
 	if err := json.Unmarshal(raw, &d); err != nil {
 		return fmt.Errorf("apps delete answer: %w", err)
 	}
 	fmt.Fprintf(c.env.Stdout, "deleted application %s and its %d key(s)\n", d.ID, d.DeletedKeys)
+	if rv := d.RevokedTokens; rv != (oauth.Revoked{}) {
+		fmt.Fprintf(c.env.Stdout, "revoked its OAuth tokens: %d grant(s), %d code(s) not redeemed, %d token(s) without a grant\n", rv.Families, rv.Codes, rv.Tokens)
+	}
 	return nil
 }
 
