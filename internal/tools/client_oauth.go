@@ -95,11 +95,15 @@ var oauthVerbs = []clientVerb{
 	{name: "oauth-users enable", args: []string{"USERNAME"}, opts: []string{"group"}, required: []string{"group"},
 		api: "PUT /api/applications/{groupID}/oauth/users/{username}", summary: "let a disabled OAuth user log in again",
 		help: groupHelp,
-		run:  func(ctx context.Context, c *apiClient, a []string) error { return c.oauthUserSetEnabled(ctx, a[0], true) }},
+		run: func(ctx context.Context, c *apiClient, a []string) error {
+			return c.oauthUserSetEnabled(ctx, a[0], true)
+		}},
 	{name: "oauth-users disable", args: []string{"USERNAME"}, opts: []string{"group"}, required: []string{"group"},
 		api: "PUT /api/applications/{groupID}/oauth/users/{username}", summary: "stop an OAuth user from logging in (tokens granted before stay until revoked)",
 		help: groupHelp,
-		run:  func(ctx context.Context, c *apiClient, a []string) error { return c.oauthUserSetEnabled(ctx, a[0], false) }},
+		run: func(ctx context.Context, c *apiClient, a []string) error {
+			return c.oauthUserSetEnabled(ctx, a[0], false)
+		}},
 	{name: "oauth-users delete", args: []string{"USERNAME"}, opts: []string{"group"}, required: []string{"group"},
 		api: "DELETE /api/applications/{groupID}/oauth/users/{username}", summary: "delete an OAuth user",
 		help: groupHelp,
