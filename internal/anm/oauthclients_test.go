@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
 	"github.com/gatehouse-gw/gatehouse/internal/apitest"
 	"github.com/gatehouse-gw/gatehouse/internal/apps"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
@@ -513,4 +514,44 @@ func TestRotateSigningKey(t *testing.T) {
 	e.do("POST", path, "").WantError(t, 409, "instances on other hosts (instance-2 on host-2)", "one directory per host")
 	e.do("POST", "/api/topology/groups", `{"name":"Empty"}`).MustCode(t, 201) // group-3
 	e.do("POST", "/api/applications/group-3/oauth/signing-keys/rotate", "").WantError(t, 409, "no instance on the Admin Node Manager's host")
+}
+
+// FuzzOAuthBodies feeds the OAuth bodies of the management API (an
+// application's "oauth" field, a user's body): none panics; each either
+// decodes or is refused with a 400/413 *apihttp.Error.
+func FuzzOAuthBodies(f *testing.F) {
+	for _, s := range []string{
+		`{"name":"W","oauth":{"grantTypes":["authorization_code"],"redirectUris":["https://a.example/cb"]}}`,
+		`{"oauth":null}`, `{"oauth":"x"}`, `{"oauth":{"public":"yes"}}`, `{"oauth":{"jwks":{"keys":[]}}}`,
+		`{"oauth":{"grantTypes":["client_credentials"],"colour":1}}`, `{"oauth":{}}{}`, `{"oauth":[1]}`,
+		`{"username":"alice","password":"pw","enabled":true}`, `{"username":5}`, "",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		refused := func(what string, err error) {
+			var ae *apihttp.Error
+			if !errors.As(err, &ae) || (ae.Code != http.StatusBadRequest && ae.Code != http.StatusRequestEntityTooLarge) || ae.Msg == "" {
+				t.Fatalf("%s: got %#v, want a 400 or 413 *apihttp.Error", what, err)
+			}
+		}
+		var b appBody
+		if err := apihttp.DecodeJSON(bytes.NewReader(body), &b, appFields); err != nil {
+			refused("application", err)
+		} else {
+			c, set, err := oauthOf(b)
+			switch {
+			case err != nil:
+				refused("oauth", err)
+			case set != (b.OAuth != nil):
+				t.Fatalf("oauth %q: set %t", b.OAuth, set)
+			case c != nil && string(b.OAuth) == "null":
+				t.Fatal("oauth null gave settings")
+			}
+		}
+		var u oauthUserBody
+		if err := apihttp.DecodeJSON(bytes.NewReader(body), &u, oauthUserFields); err != nil {
+			refused("user", err)
+		}
+	})
 }
