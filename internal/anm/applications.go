@@ -1,7 +1,9 @@
 package anm
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
 	"github.com/gatehouse-gw/gatehouse/internal/apps"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
+	"github.com/gatehouse-gw/gatehouse/internal/oauth"
 )
 
 // The client applications of a group and their API keys
@@ -20,14 +23,16 @@ import (
 // apps.Manager:
 //
 //	GET|POST        /api/applications/{groupID}                               list (paged), create
-//	GET|PUT|DELETE  /api/applications/{groupID}/{appID}                       one application (id or name)
+//	GET|PUT|DELETE  /api/applications/{groupID}/{appID}                       one application (id or name; "oauth": its OAuth client settings)
 //	GET|POST        /api/applications/{groupID}/{appID}/keys                  its keys (never values), a new key
 //	GET|PUT|DELETE  /api/applications/{groupID}/{appID}/keys/{keyID}         one key: enable, disable, expiry
 //	POST            /api/applications/{groupID}/{appID}/keys/{keyID}/rotate  a new key, the old one expiring
 //
 // A key's value is in the answer of its creation (and of a rotation) and
 // nowhere else: not in the store (only its keyed hash), not in the audit
-// log, not in the node manager's log. Its id (gk_…) is public.
+// log, not in the node manager's log. Its id (gk_…) is public. The OAuth
+// routes (client secrets, tokens, users, signing keys) are in
+// oauthclients.go.
 
 // DefaultRotationGrace is how long a rotated key keeps working when the
 // request does not say.
@@ -38,7 +43,7 @@ const DefaultRotationGrace = 24 * time.Hour
 func (a *API) applicationsArea() area {
 	rd, wr := "applications.read", "applications.write"
 	by := recorded("recordKPS, refused changes too; never a key's value")
-	return area{name: "applications", routes: []route{
+	return area{name: "applications", routes: append([]route{
 		{pattern: "/api/applications/{groupID}", ops: map[string]op{
 			http.MethodGet:  read(a.listApps, "listApplications", rd),
 			http.MethodPost: change(a.createApp, "createApplication", by, wr),
@@ -60,7 +65,7 @@ func (a *API) applicationsArea() area {
 		{pattern: "/api/applications/{groupID}/{appID}/keys/{keyID}/rotate", ops: map[string]op{
 			http.MethodPost: change(a.rotateKey, "rotateKey", by, wr),
 		}},
-	}}
+	}, a.oauthRoutes(rd, wr)...)}
 }
 
 // appsPage is the answer of GET /api/applications/{groupID}.
@@ -77,10 +82,34 @@ type appBody struct {
 	Contact     *string   `json:"contact"`
 	Enabled     *bool     `json:"enabled"`
 	APIs        *[]string `json:"apis"`
-	Version     int64     `json:"version"` // PUT: the version the change is based on (or If-Match)
+	// OAuth is the application's settings as an OAuth client
+	// (apps.OAuthClient); null in a PUT: it is no longer one.
+	OAuth   json.RawMessage `json:"oauth"`
+	Version int64           `json:"version"` // PUT: the version the change is based on (or If-Match)
 }
 
-const appFields = `"name", "description", "contact", "enabled", "apis" (and in PUT "version")`
+const appFields = `"name", "description", "contact", "enabled", "apis", "oauth" (and in PUT "version")`
+
+const oauthFields = `in "oauth": "public", "redirectUris", "grantTypes", "scopes", "authMethod", "jwks"`
+
+// oauthOf reads b's "oauth": set when it was given, nil c for null.
+func oauthOf(b appBody) (c *apps.OAuthClient, set bool, err error) {
+	if b.OAuth == nil {
+		return nil, false, nil
+	}
+	if string(b.OAuth) == "null" {
+		return nil, true, nil
+	}
+	c = new(apps.OAuthClient)
+	if err := apihttp.DecodeJSON(bytes.NewReader(b.OAuth), c, oauthFields); err != nil {
+		var ae *apihttp.Error
+		if errors.As(err, &ae) {
+			ae.Msg = `"oauth": ` + ae.Msg
+		}
+		return nil, false, err
+	}
+	return c, true, nil
+}
 
 // keyBody is the body of POST .../keys and PUT .../keys/{keyID}.
 // ExpiresAt is an RFC 3339 time ("" in a PUT: never); ExpiresIn a
@@ -194,7 +223,22 @@ func appDetail(app apps.App) string {
 	if len(app.APIs) > 0 {
 		apis = "APIs " + strings.Join(app.APIs, ", ")
 	}
-	return fmt.Sprintf("%s, enabled %t, %s, version %d", appText(app), app.Enabled, apis, app.Version)
+	oc := ""
+	if c := app.OAuth; c != nil {
+		kind := "confidential"
+		if c.Public {
+			kind = "public"
+		}
+		oc = fmt.Sprintf(", OAuth client (%s; grants %s; scopes %s; redirect URIs %s", kind, strings.Join(c.GrantTypes, " "), orNone(c.Scopes), orNone(c.RedirectURIs))
+		if c.AuthMethod != "" {
+			oc += "; auth method " + c.AuthMethod
+		}
+		if len(c.JWKS) > 0 {
+			oc += "; with public keys"
+		}
+		oc += ")"
+	}
+	return fmt.Sprintf("%s, enabled %t, %s%s, version %d", appText(app), app.Enabled, apis, oc, app.Version)
 }
 
 func keyDetail(k apps.Key) string {
@@ -244,7 +288,9 @@ func (a *API) createApp(w http.ResponseWriter, r *http.Request) {
 				return &apihttp.Error{Code: http.StatusBadRequest, Msg: `a new application has no "version" yet; leave it out`}
 			}
 			app := apps.App{Name: *b.Name, Enabled: true}
-			fillApp(&app, b)
+			if err := fillApp(&app, b); err != nil {
+				return err
+			}
 			if err := checkAPIs(g, app.APIs, nil); err != nil {
 				return err
 			}
@@ -273,7 +319,7 @@ func (a *API) createApp(w http.ResponseWriter, r *http.Request) {
 }
 
 // fillApp sets the fields b gives.
-func fillApp(app *apps.App, b appBody) {
+func fillApp(app *apps.App, b appBody) error {
 	if b.Name != nil {
 		app.Name = *b.Name
 	}
@@ -289,6 +335,11 @@ func fillApp(app *apps.App, b appBody) {
 	if b.APIs != nil {
 		app.APIs = *b.APIs
 	}
+	c, set, err := oauthOf(b)
+	if set {
+		app.OAuth = c
+	}
+	return err
 }
 
 // GET /api/applications/{groupID}/{appID}
@@ -328,7 +379,9 @@ func (a *API) updateApp(w http.ResponseWriter, r *http.Request) {
 				return err
 			}
 			app := before
-			fillApp(&app, b)
+			if err := fillApp(&app, b); err != nil {
+				return err
+			}
 			if err := checkAPIs(g, app.APIs, before.APIs); err != nil {
 				return err
 			}
@@ -369,12 +422,13 @@ func cmpOr(s, alt string) string {
 	return alt
 }
 
-// DELETE /api/applications/{groupID}/{appID}: the application and its
-// keys; with a version (If-Match or ?version) only if it is still at it.
+// DELETE /api/applications/{groupID}/{appID}: the application, its keys
+// and its OAuth tokens (revoked); with a version (If-Match or ?version) only if it is still at it.
 func (a *API) deleteApp(w http.ResponseWriter, r *http.Request) {
 	gid, arg := r.PathValue("groupID"), r.PathValue("appID")
 	var app apps.App
 	var keys []apps.Key
+	var revoked oauth.Revoked
 	expect, err := requestVersion(r, "application's version")
 	if err == nil {
 		err = a.withGroupStore(r, func(g groupKPS, gs *groupStore) error {
@@ -389,6 +443,11 @@ func (a *API) deleteApp(w http.ResponseWriter, r *http.Request) {
 			if keys, err = gs.apps.Keys(r.Context(), app.ID); err != nil {
 				return err
 			}
+			// Its OAuth tokens first: the authorization server checks a
+			// token, not the client, on each request.
+			if revoked, err = oauth.RevokeClient(r.Context(), gs.store, app.ID, time.Now()); err != nil {
+				return err
+			}
 			return gs.apps.DeleteApp(r.Context(), app.ID, expect)
 		})
 	}
@@ -399,6 +458,9 @@ func (a *API) deleteApp(w http.ResponseWriter, r *http.Request) {
 			ids[i] = k.ID
 		}
 		detail = appDetail(app) + fmt.Sprintf(", with %d key(s) %s", len(keys), strings.Join(ids, " "))
+		if revoked != (oauth.Revoked{}) {
+			detail += "; OAuth tokens revoked: " + revokedDetail(revoked)
+		}
 	}
 	a.recordKPS(r, "delete application", []string{gid, cmpOr(app.ID, arg)}, detail, err)
 	if err != nil {
@@ -406,7 +468,7 @@ func (a *API) deleteApp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.log.Info("application deleted", "user", apihttp.UserOf(r.Context()), "group", gid, "application", app.ID, "keys", len(keys))
-	apihttp.WriteResult(w, http.StatusOK, map[string]any{"id": app.ID, "deletedKeys": len(keys)})
+	apihttp.WriteResult(w, http.StatusOK, map[string]any{"id": app.ID, "deletedKeys": len(keys), "revokedTokens": revoked})
 }
 
 // ---- keys -------------------------------------------------------------

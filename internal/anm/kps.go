@@ -96,7 +96,10 @@ type rowBody struct {
 
 const rowFields = `"values" (an object: property → value) and in PUT "version"`
 
-// managedBy says which API writes a table, "" for /api/kps.
+// managedBy says which API writes a table, "" for /api/kps. The
+// authorization server's tables (collection OAuth) are written by the
+// server and revoked through /api/applications: a row changed by hand
+// could revive a revoked grant.
 func managedBy(t kps.Table) string {
 	if t.Collection == apps.Collection || t.Collection == oauth.Collection {
 		return "/api/applications"
@@ -256,7 +259,7 @@ func truncateText(s string, n int) string {
 // writable refuses writes to a table that another API manages.
 func writable(t kps.Table) error {
 	if by := managedBy(t); by != "" {
-		return &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("table %q (%s) is written only through %s, which keeps API keys hashed and applications consistent with their keys; it is read-only here", t.Alias, t.Collection, by)}
+		return &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("table %q (%s) is written only through %s, which keeps keys, secrets and passwords hashed and applications consistent with them; it is read-only here", t.Alias, t.Collection, by)}
 	}
 	return nil
 }

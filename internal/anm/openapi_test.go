@@ -51,7 +51,8 @@ func TestOpenAPIEveryRouteAnswered(t *testing.T) {
 	e.do("POST", "/api/topology/services/group-2", fmt.Sprintf(`{"name":"openapi-1","trafficPort":%d,"managementPort":%d}`, gwtest.FreePort(t), gwtest.FreePort(t))).MustCode(t, 201)
 	apitest.CallEveryOperation(t, doc, "/api/", e.url, http.DefaultClient,
 		map[string]string{"hostID": "host-2", "groupID": "group-2", "serviceID": "instance-1", "action": "status", "path": "healthcheck", "name": "openapi-user", "archiveID": "1", "jobID": "1",
-			"appID": "openapi-app", "keyID": "gk_aaaaaaaaaaaa", "alias": "openapi", "key": "k1"},
+			"appID": "openapi-app", "keyID": "gk_aaaaaaaaaaaa", "alias": "openapi", "key": "k1",
+			"secretID": "openapi-secret", "familyID": "openapi-family", "username": "openapi-oauth-user"},
 		openAPIBodies(t), "no management API resource")
 }
 
@@ -73,6 +74,9 @@ func openAPIBodies(t *testing.T) map[string]string {
 		"createKey":            `{"expiresIn":"720h"}`,
 		"updateKey":            `{"enabled":false}`,
 		"rotateKey":            `{"grace":"1h"}`,
+		"createClientSecret":   `{"expiresIn":"720h"}`,
+		"createOAuthUser":      `{"username":"openapi-oauth-user","password":"openapi-pass-1"}`,
+		"updateOAuthUser":      `{"enabled":false}`,
 		"defineKPSTable":       `{"collection":"OpenAPI","name":"OpenAPI","alias":"openapi","properties":[{"name":"k","type":"string"}],"primaryKey":"k"}`,
 		"insertKPSRow":         `{"values":{"k":"k1"}}`,
 		"updateKPSRow":         `{"values":{"k":"k1"}}`,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
@@ -225,22 +226,29 @@ func familyOf(r kps.Row) familyRec {
 // cannot create it afterwards) and then deletes its tokens. The mark is
 // what makes them inactive; the deletion only frees the rows early.
 func (s *Server) revokeFamily(ctx context.Context, id, clientID string, until time.Time) error {
+	return revokeFamily(ctx, s.store, s.log, s.now(), id, clientID, until)
+}
+
+// revokeFamily is Server.revokeFamily on store, for the server and for the
+// management functions of admin.go; now is the revoked row's creation
+// time when there was no row.
+func revokeFamily(ctx context.Context, store kps.Store, log *slog.Logger, now time.Time, id, clientID string, until time.Time) error {
 	for range 5 {
-		r, err := s.store.Get(ctx, FamiliesTable, id)
+		r, err := store.Get(ctx, FamiliesTable, id)
 		switch {
 		case errors.Is(err, kps.ErrNotFound):
-			f := familyRec{ID: id, ClientID: clientID, Revoked: true, CreatedAt: s.now(), ExpiresAt: until}
-			_, err = s.store.Insert(ctx, FamiliesTable, f.values())
+			f := familyRec{ID: id, ClientID: clientID, Revoked: true, CreatedAt: now, ExpiresAt: until}
+			_, err = store.Insert(ctx, FamiliesTable, f.values())
 			if errors.Is(err, kps.ErrExists) {
 				continue
 			}
 		case err == nil:
 			f := familyOf(r)
 			if f.Revoked {
-				return s.deleteFamilyTokens(ctx, id)
+				return deleteFamilyTokens(ctx, store, id)
 			}
 			f.Revoked = true
-			_, err = s.store.Update(ctx, FamiliesTable, kps.Row{Values: f.values(), Version: f.version})
+			_, err = store.Update(ctx, FamiliesTable, kps.Row{Values: f.values(), Version: f.version})
 			if errors.Is(err, kps.ErrConflict) {
 				continue
 			}
@@ -248,21 +256,21 @@ func (s *Server) revokeFamily(ctx context.Context, id, clientID string, until ti
 		if err != nil {
 			return fmt.Errorf("revoking grant family: %w", err)
 		}
-		s.log.Info("grant family revoked", "family", id, "client", clientID)
-		return s.deleteFamilyTokens(ctx, id)
+		log.Info("grant family revoked", "family", id, "client", clientID)
+		return deleteFamilyTokens(ctx, store, id)
 	}
 	return fmt.Errorf("revoking grant family: %w: too many concurrent changes", kps.ErrUnavailable)
 }
 
-func (s *Server) deleteFamilyTokens(ctx context.Context, id string) error {
+func deleteFamilyTokens(ctx context.Context, store kps.Store, id string) error {
 	page := kps.Page{Limit: kps.MaxLimit}
 	for {
-		res, err := s.store.Query(ctx, TokensTable, "familyId", id, page)
+		res, err := store.Query(ctx, TokensTable, "familyId", id, page)
 		if err != nil {
 			return fmt.Errorf("deleting the tokens of a revoked family: %w", err)
 		}
 		for _, r := range res.Rows {
-			if err := s.store.Delete(ctx, TokensTable, str(r, "hash"), kps.AnyVersion); err != nil && !errors.Is(err, kps.ErrNotFound) {
+			if err := store.Delete(ctx, TokensTable, str(r, "hash"), kps.AnyVersion); err != nil && !errors.Is(err, kps.ErrNotFound) {
 				return fmt.Errorf("deleting the tokens of a revoked family: %w", err)
 			}
 		}

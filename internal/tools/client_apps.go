@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apps"
+	"github.com/gatehouse-gw/gatehouse/internal/oauth"
 )
 
 // The client applications and API keys verbs of the operator's client
@@ -30,6 +31,7 @@ type appsOpts struct {
 	noAPIs                          bool
 	disabled, enable, disable       bool
 	expires, grace                  string
+	oauthOpts                       // the OAuth options (client_oauth.go)
 }
 
 const (
@@ -131,8 +133,12 @@ func appsOptsFrom(verb *clientVerb, o *clientOpts, vals map[string][]string) err
 		return usagef("client", "give --enable or --disable, not both")
 	case p.noAPIs && len(p.apis) > 0:
 		return usagef("client", "give --api NAME or --no-apis, not both")
-	case verb.name == "apps update" && vals["name"] == nil && !p.hasDescription && !p.hasContact && p.apis == nil && !p.noAPIs && !p.enable && !p.disable:
-		return usagef("client", "apps update wants something to change: --name, --description, --contact, --api, --no-apis, --enable or --disable")
+	}
+	if err := oauthOptsFrom(verb, &p.oauthOpts, vals); err != nil {
+		return err
+	}
+	if verb.name == "apps update" && vals["name"] == nil && !p.hasDescription && !p.hasContact && p.apis == nil && !p.noAPIs && !p.enable && !p.disable && !p.hasOAuth && !p.noOAuth {
+		return usagef("client", "apps update wants something to change: --name, --description, --contact, --api, --no-apis, --enable, --disable or an OAuth setting (--grant-type, --redirect-uri, --scope, --public, --confidential, --auth-method, --jwks-file, --no-oauth)")
 	}
 	if vals["name"] != nil && strings.TrimSpace(p.name) == "" {
 		return usagef("client", "--name wants a name, got an empty one")
@@ -269,8 +275,8 @@ func (c *apiClient) appsShow(ctx context.Context, app string) error {
 	}
 	w := c.env.Stdout
 	fmt.Fprintf(w, "application %s (%s), version %d\n", a.ID, a.Name, a.Version)
-	fmt.Fprintf(w, "  enabled:     %t\n  APIs:        %s\n  description: %s\n  contact:     %s\n  created:     %s\n",
-		a.Enabled, orDash(strings.Join(a.APIs, ", ")), orDash(a.Description), orDash(a.Contact), a.CreatedAt.Format(time.RFC3339))
+	fmt.Fprintf(w, "  enabled:     %t\n  APIs:        %s\n  description: %s\n  contact:     %s\n  created:     %s\n  OAuth:       %s\n",
+		a.Enabled, orDash(strings.Join(a.APIs, ", ")), orDash(a.Description), orDash(a.Contact), a.CreatedAt.Format(time.RFC3339), oauthText(a.OAuth))
 	if len(kl.Keys) == 0 {
 		fmt.Fprintln(w, "  keys:        none")
 		return nil
@@ -308,8 +314,10 @@ func expiresText(k apps.Key) string {
 	return k.ExpiresAt.Format(time.RFC3339)
 }
 
-// appBodyOf is the body of apps create and update from the options.
-func (c *apiClient) appBodyOf(create bool, name string) map[string]any {
+// appBodyOf is the body of apps create and update from the options; cur
+// is the application's current OAuth settings (update), which the OAuth
+// options change.
+func (c *apiClient) appBodyOf(create bool, name string, cur *apps.OAuthClient) (map[string]any, error) {
 	p := c.o.appsOpts
 	b := map[string]any{}
 	if create {
@@ -332,7 +340,17 @@ func (c *apiClient) appBodyOf(create bool, name string) map[string]any {
 	if p.enable || p.disable {
 		b["enabled"] = p.enable
 	}
-	return b
+	switch {
+	case p.noOAuth:
+		b["oauth"] = nil
+	case p.hasOAuth:
+		o, err := c.oauthSettings(cur)
+		if err != nil {
+			return nil, err
+		}
+		b["oauth"] = o
+	}
+	return b, nil
 }
 
 func (c *apiClient) appsCreate(ctx context.Context, name string) error {
@@ -340,7 +358,11 @@ func (c *apiClient) appsCreate(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	raw, _, done, err := c.change(ctx, apiRequest{Method: http.MethodPost, Path: path, JSON: c.appBodyOf(true, name)})
+	body, err := c.appBodyOf(true, name, nil)
+	if err != nil {
+		return err
+	}
+	raw, _, done, err := c.change(ctx, apiRequest{Method: http.MethodPost, Path: path, JSON: body})
 	if err != nil || done {
 		return err
 	}
@@ -349,6 +371,9 @@ func (c *apiClient) appsCreate(ctx context.Context, name string) error {
 		return fmt.Errorf("apps create answer: %w", err)
 	}
 	fmt.Fprintf(c.env.Stdout, "created application %s (%s) in %s, enabled %t, APIs: %s\n", a.ID, a.Name, gid, a.Enabled, orDash(strings.Join(a.APIs, ", ")))
+	if a.OAuth != nil {
+		fmt.Fprintf(c.env.Stdout, "OAuth client_id %s: %s\n", a.ID, oauthText(a.OAuth))
+	}
 	return nil
 }
 
@@ -357,7 +382,23 @@ func (c *apiClient) appsUpdate(ctx context.Context, app string) error {
 	if err != nil {
 		return err
 	}
-	raw, _, done, err := c.change(ctx, apiRequest{Method: http.MethodPut, Path: path, JSON: c.appBodyOf(false, "")})
+	// The OAuth options change the current settings: read them, and send
+	// the version read, so that a change made meanwhile is not lost.
+	var cur apps.App
+	if c.o.hasOAuth {
+		raw, _, err := c.send(ctx, apiRequest{Method: http.MethodGet, Path: path})
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal(raw, &cur); err != nil {
+			return fmt.Errorf("apps update: reading the application: %w", err)
+		}
+	}
+	body, err := c.appBodyOf(false, "", cur.OAuth)
+	if err != nil {
+		return err
+	}
+	raw, _, done, err := c.change(ctx, apiRequest{Method: http.MethodPut, Path: path, JSON: body, Version: cur.Version})
 	if err != nil || done {
 		return err
 	}
@@ -366,6 +407,9 @@ func (c *apiClient) appsUpdate(ctx context.Context, app string) error {
 		return fmt.Errorf("apps update answer: %w", err)
 	}
 	fmt.Fprintf(c.env.Stdout, "changed application %s (%s): enabled %t, APIs: %s (version %d)\n", a.ID, a.Name, a.Enabled, orDash(strings.Join(a.APIs, ", ")), a.Version)
+	if c.o.hasOAuth || c.o.noOAuth {
+		fmt.Fprintf(c.env.Stdout, "OAuth: %s\n", oauthText(a.OAuth))
+	}
 	return nil
 }
 
@@ -379,13 +423,17 @@ func (c *apiClient) appsDelete(ctx context.Context, app string) error {
 		return err
 	}
 	var d struct {
-		ID          string `json:"id"`
-		DeletedKeys int    `json:"deletedKeys"`
+		ID            string        `json:"id"`
+		DeletedKeys   int           `json:"deletedKeys"`
+		RevokedTokens oauth.Revoked `json:"revokedTokens"`
 	}
 	if err := json.Unmarshal(raw, &d); err != nil {
 		return fmt.Errorf("apps delete answer: %w", err)
 	}
 	fmt.Fprintf(c.env.Stdout, "deleted application %s and its %d key(s)\n", d.ID, d.DeletedKeys)
+	if rv := d.RevokedTokens; rv != (oauth.Revoked{}) {
+		fmt.Fprintf(c.env.Stdout, "revoked its OAuth tokens: %d grant(s), %d code(s) not redeemed, %d token(s) without a grant\n", rv.Families, rv.Codes, rv.Tokens)
+	}
 	return nil
 }
 

@@ -147,6 +147,20 @@ func (u *Users) Get(ctx context.Context, username string) (User, error) {
 	return userOf(r), nil
 }
 
+// List returns a page of the users (in the order of their ids) and the
+// cursor of the next page ("" on the last).
+func (u *Users) List(ctx context.Context, page kps.Page) ([]User, string, error) {
+	res, err := u.store.List(ctx, UsersTable, page)
+	if err != nil {
+		return nil, "", err
+	}
+	out := make([]User, 0, len(res.Rows))
+	for _, r := range res.Rows {
+		out = append(out, userOf(r))
+	}
+	return out, res.Next, nil
+}
+
 // dummy is checked for unknown users, so that the time taken does not tell
 // whether a user exists.
 var dummy = func() string {

@@ -86,3 +86,33 @@ func TestUsers(t *testing.T) {
 		t.Errorf("store closed: %v, want an error that is not ErrBadLogin", err)
 	}
 }
+
+func TestUsersList(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	pw := secret.FromString("correct horse battery")
+	for _, n := range []string{"bob", "carol"} {
+		if _, err := e.users.Create(ctx, n, "", pw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, next, err := e.users.List(ctx, kps.Page{})
+	if err != nil || next != "" {
+		t.Fatalf("List: next %q, %v", next, err)
+	}
+	names := map[string]bool{}
+	for _, u := range all {
+		names[u.Username] = true
+	}
+	if len(all) != 3 || !names["alice"] || !names["bob"] || !names["carol"] {
+		t.Errorf("List: got %+v, want alice, bob and carol", all)
+	}
+	p1, next, err := e.users.List(ctx, kps.Page{Limit: 2})
+	if err != nil || len(p1) != 2 || next == "" {
+		t.Fatalf("page 1: %d users, next %q, %v", len(p1), next, err)
+	}
+	p2, next, err := e.users.List(ctx, kps.Page{Limit: 2, Cursor: next})
+	if err != nil || len(p2) != 1 || next != "" || p2[0].ID == p1[0].ID || p2[0].ID == p1[1].ID {
+		t.Errorf("page 2: got %+v, next %q, %v", p2, next, err)
+	}
+}
