@@ -64,13 +64,32 @@ func (s *Server) Verify(ctx context.Context, token string) (Claims, error) {
 // introspection and revocation read the store itself, so that they are
 // authoritative.
 func (s *Server) verify(ctx context.Context, token string, r RowGetter) (Claims, error) {
-	if strings.HasPrefix(token, PrefixAccessToken) {
-		return s.verifyOpaque(ctx, token, r)
+	var c Claims
+	var err error
+	switch {
+	case strings.HasPrefix(token, PrefixAccessToken):
+		c, err = s.verifyOpaque(ctx, token, r)
+	case strings.Count(token, ".") == 2 && s.keys != nil:
+		c, err = s.verifyJWT(ctx, token, r)
+	default:
+		return Claims{}, invalid("not an access token of this server")
 	}
-	if strings.Count(token, ".") == 2 && s.keys != nil {
-		return s.verifyJWT(ctx, token, r)
+	if err != nil {
+		return Claims{}, err
 	}
-	return Claims{}, invalid("not an access token of this server")
+	// A token dies with its client: an application disabled, deleted or
+	// no longer an OAuth client has no valid tokens (its rows may stay
+	// until they expire or are revoked).
+	cl, err := s.clients.Client(ctx, c.ClientID)
+	switch {
+	case errors.Is(err, ErrUnknownClient):
+		return Claims{}, invalid("the token's client is gone")
+	case err != nil:
+		return Claims{}, fmt.Errorf("looking up the token's client: %w", err)
+	case !cl.Enabled:
+		return Claims{}, invalid("the token's client is disabled")
+	}
+	return c, nil
 }
 
 func (s *Server) verifyOpaque(ctx context.Context, token string, r RowGetter) (Claims, error) {
