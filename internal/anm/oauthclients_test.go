@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
 	"github.com/gatehouse-gw/gatehouse/internal/apitest"
@@ -481,13 +482,21 @@ func TestRotateSigningKey(t *testing.T) {
 	if out.Kid == "" || out.Kid == first || out.Alg != "EdDSA" || len(out.Kids) != 2 || out.Kids[0] != out.Kid || out.Kids[1] != first {
 		t.Fatalf("rotated: %s (first key %s)", a.Body, first)
 	}
-	// The instances' key set signs with the new key once it reloads; the
-	// old one still verifies.
+	// The instances' key set publishes the new key at once and signs with
+	// it once it has been published for oauth.PublishDelay; the old one
+	// still verifies.
 	if err := ks.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if kid, alg := ks.Current(); kid != out.Kid || alg != "EdDSA" {
-		t.Errorf("after a reload the instance signs with %s (%s), want %s", kid, alg, out.Kid)
+	if kid, _ := ks.Current(); kid != first {
+		t.Errorf("just after the rotation the instance signs with %s, want %s until the new key is published", kid, first)
+	}
+	later, err := oauth.LoadKeySet(dir, "EdDSA", func() time.Time { return time.Now().Add(oauth.PublishDelay) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kid, alg := later.Current(); kid != out.Kid || alg != "EdDSA" {
+		t.Errorf("after PublishDelay the instance signs with %s (%s), want %s", kid, alg, out.Kid)
 	}
 	if n := len(ks.JWKS().Keys); n != 2 {
 		t.Errorf("the JWKS has %d keys, want 2 (the old one kept for verification)", n)

@@ -140,6 +140,17 @@ func TestJWTAccessTokensAndRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A new key is published before it signs: until PublishDelay has
+	// passed, the previous key signs (the other instances may not know
+	// the new one yet).
+	if k, _ := ks2.Current(); k != kid2 {
+		t.Errorf("just after the rotation: signing with %s, want %s (the new key is only published)", k, kid2)
+	}
+	e.clock.Advance(PublishDelay - time.Millisecond)
+	if k, _ := ks2.Current(); k != kid2 {
+		t.Errorf("a millisecond before PublishDelay: signing with %s, want %s", k, kid2)
+	}
+	e.clock.Advance(time.Millisecond)
 	tok3, err := srv2.signAccess(grantInfo{clientID: "svc", scopes: []string{"read"}}, e.clock.Now(), e.clock.Now().Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)

@@ -274,12 +274,26 @@ func (ks *KeySet) Prune(maxTokenLifetime time.Duration) ([]string, error) {
 	return removed, nil
 }
 
-// current is the signing key (the newest, after a refresh).
+// PublishDelay is how long a new key is published (in the JWKS, and to the
+// other instances, which reload the directory every reloadInterval) before
+// it signs: a token it signs is then never met by an instance that does
+// not know it yet.
+const PublishDelay = 2 * reloadInterval
+
+// current is the signing key, after a refresh: the newest key published
+// for PublishDelay, or the oldest when none is that old (a key set just
+// made).
 func (ks *KeySet) current() *signingKey {
 	ks.refresh()
+	now := ks.now()
 	ks.mu.RLock()
 	defer ks.mu.RUnlock()
-	return ks.keys[len(ks.keys)-1]
+	for i := len(ks.keys) - 1; i >= 0; i-- {
+		if !ks.keys[i].created.Add(PublishDelay).After(now) {
+			return ks.keys[i]
+		}
+	}
+	return ks.keys[0]
 }
 
 // Current returns the kid and algorithm of the signing key.
