@@ -87,6 +87,10 @@ func TestOAuthPolicy(t *testing.T) {
 			t.Errorf("%s: %v, want %q", c.name, err, c.want)
 		}
 	}
+	// A lookup by the application after an oauth policy (the token's client id).
+	if _, err := Load(Layer{Name: "g.yaml", YAML: []byte("kps:\n  tables:\n    - {collection: c, name: n, alias: customers, properties: [{name: id, type: string}, {name: tier, type: string}], primaryKey: id}\nbackends:\n  - name: b\n    url: http://127.0.0.1:1\napis:\n  - name: a\n    pathPrefix: /a\n    backend: b\n    policies:\n      - oauth: {}\n      - lookup: {table: customers, key: application, as: c}\n" + server)}); err != nil {
+		t.Errorf("lookup by application after oauth: %v", err)
+	}
 	// ${oauth.sub} is a variable later policies may use.
 	if _, err := Load(Layer{Name: "g.yaml", YAML: []byte("backends:\n  - name: b\n    url: http://127.0.0.1:1\napis:\n  - name: a\n    pathPrefix: /a\n    backend: b\n    policies:\n      - oauth: {}\n      - headers: {request: {set: {X-User: \"${oauth.sub}\"}}}\n" + server)}); err != nil {
 		t.Errorf("${oauth.sub} after an oauth policy: %v", err)

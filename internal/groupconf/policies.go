@@ -91,7 +91,7 @@ func (p APIKeyPolicy) WithDefaults() APIKeyPolicy {
 // LookupPolicy is the lookup policy.
 type LookupPolicy struct {
 	Table          string `yaml:"table" doc:"The alias of a table of kps.tables."`
-	Key            string `yaml:"key" doc:"Where the row's key comes from: header:NAME, query:NAME, param:NAME (a {name} segment of the API's path), or application (the id of the client application an earlier apiKey policy found)."`
+	Key            string `yaml:"key" doc:"Where the row's key comes from: header:NAME, query:NAME, param:NAME (a {name} segment of the API's path), or application (the client application an earlier apiKey policy found, or the client id of an earlier jwt or oauth policy's token)."`
 	By             string `yaml:"by" doc:"primary (default) or secondary: the table's key the value is compared with."`
 	As             string `yaml:"as" doc:"The name later policies find the row under: ${as.property} in a headers value. Letters, digits and _."`
 	Required       bool   `yaml:"required" doc:"Refuse the request when there is no key or no row (notFoundStatus); otherwise go on without the row's properties."`
@@ -207,6 +207,7 @@ func (c *Config) validatePolicies(i int, a API, add func(error)) {
 			vars["application.id"], vars["application.name"] = true, true
 		case p.JWT != nil:
 			c.validateJWT(k+".jwt", *p.JWT, add)
+			apiKey = true // the token's client id is the exchange's application
 			for _, v := range JWTVars {
 				vars[v] = true
 			}
@@ -216,6 +217,7 @@ func (c *Config) validatePolicies(i int, a API, add func(error)) {
 			c.validateCORS(k+".cors", a, *p.CORS, add)
 		case p.OAuth != nil:
 			c.validateOAuthPolicy(k+".oauth", *p.OAuth, add)
+			apiKey = true // the token's client id is the exchange's application
 			for _, v := range OAuthVars {
 				vars[v] = true
 			}
@@ -240,7 +242,7 @@ func (c *Config) validateLookup(k string, a API, p LookupPolicy, apiKey bool, lo
 	case err != nil:
 		add(c.errAt(k+".key", "%v", err))
 	case key.From == "application" && !apiKey:
-		add(c.errAt(k+".key", "application needs an apiKey policy before this lookup"))
+		add(c.errAt(k+".key", "application needs an apiKey, jwt or oauth policy before this lookup (the policy that finds the client application)"))
 	case key.From == "param" && !strings.Contains(a.Path, "{"+key.Name+"}"):
 		add(c.errAt(k+".key", "the API's path %q has no {%s} segment", a.Path, key.Name))
 	}

@@ -154,7 +154,7 @@ func TestLookupAndVariableErrors(t *testing.T) {
 		{"bad header name", "", "      - lookup: {table: customers, key: \"header:a b\", as: c}\n", []string{`"a b" is not a field name`}},
 		{"bad query name", "", "      - lookup: {table: customers, key: \"query:a=b\", as: c}\n", []string{"not a plain query parameter name"}},
 		{"param not in the path", "", "      - lookup: {table: customers, key: \"param:id\", as: c}\n", []string{"has no {id} segment"}},
-		{"application without apiKey", "", "      - lookup: {table: customers, key: application, as: c}\n", []string{"application needs an apiKey policy before this lookup"}},
+		{"application without apiKey", "", "      - lookup: {table: customers, key: application, as: c}\n", []string{"application needs an apiKey, jwt or oauth policy before this lookup"}},
 		{"by secondary without one", "    - {collection: C, name: T, alias: customers, primaryKey: id, properties: [{name: id, type: string}]}\n", "      - lookup: {table: customers, key: \"param:customer\", by: secondary, as: c}\n", []string{"has no secondary key"}},
 		{"bad by", "", "      - lookup: {table: customers, key: \"param:customer\", by: third, as: c}\n", []string{`"third": want primary or secondary`}},
 		{"bad as", "", "      - lookup: {table: customers, key: \"param:customer\", as: \"c.d\"}\n", []string{"want a name of letters"}},
