@@ -300,7 +300,8 @@ func (s *Supervisor) StopInstance(ctx context.Context, instanceID string) (Insta
 	}
 	si.op.Lock()
 	defer si.op.Unlock()
-	rf := s.h.RunFiles(si.ref.Service.ID)
+	ref := s.refOf(si) // refresh may replace si.ref (under mu)
+	rf := s.h.RunFiles(ref.Service.ID)
 	s.mu.Lock()
 	s.cancelRestart(si)
 	prev := si.st.Status
@@ -314,7 +315,7 @@ func (s *Supervisor) StopInstance(ctx context.Context, instanceID string) (Insta
 		s.mu.Unlock()
 	}()
 
-	out, runErr := s.runTool(ctx, "-k", si)
+	out, runErr := s.runTool(ctx, "-k", ref)
 	if runErr == nil && watchEnd != nil {
 		// The watcher reaps the process and records how it ended; it sees
 		// the end at once (pidfd), so this wait is short.
@@ -338,7 +339,7 @@ func (s *Supervisor) StopInstance(ctx context.Context, instanceID string) (Insta
 		s.log.Info("instance stopped", s.attrs(si)...)
 		return si.st, nil
 	case runErr == nil:
-		runErr = fmt.Errorf("%s still runs after startinstance -k", label(si.ref))
+		runErr = fmt.Errorf("%s still runs after startinstance -k", label(ref))
 	}
 	if perr == nil && st.Running {
 		si.st.Status = StatusRunning
@@ -346,16 +347,17 @@ func (s *Supervisor) StopInstance(ctx context.Context, instanceID string) (Insta
 		si.st.Status = StatusUnknown
 	}
 	if out != "" {
-		return si.st, fmt.Errorf("stopping %s: %s: %w", label(si.ref), out, runErr)
+		return si.st, fmt.Errorf("stopping %s: %s: %w", label(ref), out, runErr)
 	}
-	return si.st, fmt.Errorf("stopping %s: %w", label(si.ref), runErr)
+	return si.st, fmt.Errorf("stopping %s: %w", label(ref), runErr)
 }
 
 // startLocked starts si (its op lock is held). restart is true for a
 // restart after a failure: finding the instance already running is then
 // success.
 func (s *Supervisor) startLocked(ctx context.Context, si *supervised, restart bool) (InstanceState, error) {
-	rf := s.h.RunFiles(si.ref.Service.ID)
+	ref := s.refOf(si) // refresh may replace si.ref (under mu)
+	rf := s.h.RunFiles(ref.Service.ID)
 	if st, err := home.Probe(rf); err == nil && st.Running {
 		s.mu.Lock()
 		if st.Record != nil {
@@ -368,16 +370,16 @@ func (s *Supervisor) startLocked(ctx context.Context, si *supervised, restart bo
 			return state, nil
 		}
 		if st.Record != nil {
-			return state, fmt.Errorf("%s is %w (pid %d)", label(si.ref), home.ErrRunning, st.Record.PID)
+			return state, fmt.Errorf("%s is %w (pid %d)", label(ref), home.ErrRunning, st.Record.PID)
 		}
-		return state, fmt.Errorf("%s is %w", label(si.ref), home.ErrRunning)
+		return state, fmt.Errorf("%s is %w", label(ref), home.ErrRunning)
 	}
 	s.mu.Lock()
 	prev := si.st.Status
 	si.st.Status = nextStatus(prev, evStarting)
 	s.mu.Unlock()
 
-	out, runErr := s.runTool(ctx, "-d", si)
+	out, runErr := s.runTool(ctx, "-d", ref)
 	st, perr := home.Probe(rf)
 	s.mu.Lock()
 	if perr == nil && st.Running && st.Record != nil {
@@ -408,14 +410,21 @@ func (s *Supervisor) startLocked(ctx context.Context, si *supervised, restart bo
 	return state, fmt.Errorf("%w: %s", ErrNotStarted, out)
 }
 
-// runTool runs startinstance with op (-d or -k) on si's directory and
+// refOf is si.ref, read under mu (refresh replaces it).
+func (s *Supervisor) refOf(si *supervised) topology.InstanceRef {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return si.ref
+}
+
+// runTool runs startinstance with op (-d or -k) on ref's directory and
 // returns its reason on failure (the tool's message without its prefix).
 // Cancelling ctx sends SIGTERM to the tool.
-func (s *Supervisor) runTool(ctx context.Context, op string, si *supervised) (string, error) {
+func (s *Supervisor) runTool(ctx context.Context, op string, ref topology.InstanceRef) (string, error) {
 	if s.exe == "" {
 		return "", errors.New("no gatehouse binary to run startinstance with (Options.Exe)")
 	}
-	dir := s.h.InstanceDir(si.ref.Group.ID, si.ref.Service.ID)
+	dir := s.h.InstanceDir(ref.Group.ID, ref.Service.ID)
 	cmd := exec.Command(s.exe, "startinstance", op, "-h", dir)
 	cmd.Args[0] = "gatehouse"
 	cmd.Env = append(os.Environ(), home.EnvHome+"="+s.h.Dir, home.EnvBy+"=the node manager of "+s.hostID)
@@ -512,7 +521,7 @@ func (s *Supervisor) probeIdle(si *supervised) {
 		return
 	}
 	defer si.op.Unlock()
-	st, err := home.Probe(s.h.RunFiles(si.ref.Service.ID))
+	st, err := home.Probe(s.h.RunFiles(s.refOf(si).Service.ID))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
