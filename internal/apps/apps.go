@@ -148,6 +148,7 @@ func appOf(r kps.Row) App {
 	if ms, ok := v["createdAt"].(int64); ok {
 		a.CreatedAt = time.UnixMilli(ms).UTC()
 	}
+	// mutate:equivalent bool an absent and an empty value both fail to unmarshal: no settings either way
 	if js, ok := v["oauth"].(string); ok && js != "" {
 		var c OAuthClient
 		if json.Unmarshal([]byte(js), &c) == nil {
@@ -307,6 +308,7 @@ func (m *Manager) CreateKey(ctx context.Context, appID string, expires time.Time
 }
 
 // bulkBatch is how many keys CreateKeys inserts per transaction.
+// mutate:equivalent const the batch size only sets how many keys share a transaction (TestCreateKeys crosses a batch either way)
 const bulkBatch = 5000
 
 // CreateKeys makes n keys for application appID that never expire, a bulk
@@ -321,8 +323,11 @@ func (m *Manager) CreateKeys(ctx context.Context, appID string, n int, out func(
 	}
 	bulk, _ := m.store.(kps.Bulk)
 	now := m.now().UTC().Truncate(time.Millisecond)
+	// mutate:equivalent const a capacity: append grows it as needed
 	keys := make([]Key, 0, min(n, bulkBatch))
+	// mutate:equivalent const a capacity: append grows it as needed
 	values := make([]secret.Value, 0, cap(keys))
+	// mutate:equivalent const a capacity: append grows it as needed
 	rows := make([]map[string]any, 0, cap(keys))
 	for done := 0; done < n; done += len(keys) {
 		keys, values, rows = keys[:0], values[:0], rows[:0]

@@ -93,6 +93,7 @@ func readHashKey(path string) (secret.Value, error) {
 		return secret.Value{}, err
 	}
 	if len(b) != HashKeyBytes {
+		// mutate:equivalent delete-stmt memory hygiene: the damaged bytes are not used after this
 		secret.New(b).Wipe()
 		return secret.Value{}, fmt.Errorf("%s has %d bytes, want %d: it is damaged (restore it from a backup; a new one would invalidate every API key of the group)", path, len(b), HashKeyBytes)
 	}
