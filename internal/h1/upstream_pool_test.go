@@ -266,6 +266,11 @@ func TestUpstreamMaxConns(t *testing.T) {
 			if !errors.As(err, &fe) || fe.Kind != c.kind || time.Since(start) > 2*time.Second || strings.Contains(err.Error(), "%!") {
 				t.Errorf("%s: got %v after %v, want %v", c.name, err, time.Since(start), c.kind)
 			}
+			// The waiter that gave up took no place: the busy connection
+			// still holds the only one, so nothing is dialled past MaxConns.
+			if open, dials := u.Stats(); open != 1 || dials != 1 || len(u.sem) != 1 {
+				t.Errorf("%s: got %d open, %d dialled, %d places taken, want 1, 1, 1 (MaxConns 1, busy)", c.name, open, dials, len(u.sem))
+			}
 		}
 		gate <- struct{}{}
 		<-done
@@ -406,6 +411,60 @@ func TestUpstreamTLS(t *testing.T) {
 		if c.conf.ServerName != name || len(c.conf.NextProtos) != protos {
 			t.Errorf("%s: the caller's tls.Config was changed instead of a copy", c.name)
 		}
+	}
+}
+
+// TestUpstreamTLSHandshakeFailureCloses: when the TLS handshake fails, the
+// TCP connection under it is closed at once (the upstream reads its end),
+// and no place is kept for it.
+func TestUpstreamTLSHandshakeFailureCloses(t *testing.T) {
+	ts := httptest.NewUnstartedServer(nil)
+	ts.StartTLS() // for its certificate
+	ts.Close()
+	cert := ts.TLS.Certificates[0]
+	for _, c := range []struct {
+		name  string
+		serve func(c net.Conn) // the upstream's side of the handshake
+	}{
+		{"the upstream does not speak TLS", func(c net.Conn) {
+			var rec [5]byte // the ClientHello's record header, then its body
+			if _, err := io.ReadFull(c, rec[:]); err != nil {
+				return
+			}
+			io.CopyN(io.Discard, c, int64(rec[3])<<8|int64(rec[4]))
+			io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+		}},
+		{"the upstream's certificate is refused", func(c net.Conn) {
+			tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}}).Handshake()
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			after := make(chan error, 1) // what the upstream read after the handshake
+			u := rawUpstream(t, func(conn net.Conn, _ *bufio.Reader) {
+				conn.SetDeadline(soon(t))
+				c.serve(conn)
+				_, err := io.Copy(io.Discard, conn)
+				after <- err
+			})
+			u.TLS = &tls.Config{RootCAs: x509.NewCertPool(), ServerName: "example.com"}
+			u.MaxConns = 1
+			res, err := forwardWithin(t, u, newRecorder(), &Outgoing{Method: []byte("GET"), Path: []byte("/")})
+			var fe *ForwardError
+			if !errors.As(err, &fe) || fe.Kind != ErrConnect || !strings.Contains(err.Error(), "tls handshake") || res.Sent {
+				t.Fatalf("got %v %+v, want ErrConnect from the handshake, nothing sent", err, res)
+			}
+			if open, dials := u.Stats(); open != 0 || dials != 0 || len(u.sem) != 0 {
+				t.Errorf("got %d open, %d dials, %d places taken, want none", open, dials, len(u.sem))
+			}
+			select {
+			case err := <-after:
+				if err != nil && !isConnReset(err) {
+					t.Errorf("the upstream read %v, want the connection closed (EOF or reset)", err)
+				}
+			case <-time.After(time.Until(soon(t)) + time.Second):
+				t.Fatal("the upstream's read did not end")
+			}
+		})
 	}
 }
 
