@@ -355,8 +355,10 @@ func TestForwardBodyLimits(t *testing.T) {
 	if !errors.As(err, &fe) || fe.Kind != ErrClient || !errors.Is(err, ErrMaxSent) || fe.Responded {
 		t.Fatalf("got %v, want ErrClient ErrMaxSent", err)
 	}
-	if res.BytesOut != copyBufSize || !res.Sent {
-		t.Errorf("got %+v, want the first %d bytes sent", res, copyBufSize)
+	// The first read of a body of unknown length is 32 KiB (documented
+	// with Upstream.HTTP10): that much is sent before the limit is seen.
+	if res.BytesOut != 32<<10 || !res.Sent {
+		t.Errorf("got %+v, want the first 32 KiB sent", res)
 	}
 	got := <-reqs
 	if strings.HasSuffix(got, "0\r\n\r\n") {
