@@ -159,6 +159,45 @@ func TestUpstreamIdleTimeout(t *testing.T) {
 			t.Errorf("got %d open of %d dialled, want none of 4", open, dials)
 		}
 	})
+	// The reaper is a timer: it may fire when the pool is empty (every
+	// connection taken) or hold younger connections than the one it was
+	// armed for. Its runs are made here by hand, so that nothing waits on
+	// the clock but the re-armed timer.
+	t.Run("reaper, every connection taken", func(t *testing.T) {
+		u := idUpstream(t, nil)
+		u.MaxIdle, u.IdleTimeout = 1, time.Hour
+		get(t, u)
+		pc := u.popIdle()
+		if pc == nil {
+			t.Fatal("no pooled connection")
+		}
+		u.reap() // finds nothing: closes nothing
+		if open, _ := u.Stats(); open != 1 {
+			t.Fatalf("got %d open, want the taken connection left alone", open)
+		}
+		u.put(pc)
+		if _, res, err := get(t, u); err != nil || !res.Reused {
+			t.Errorf("got %v %+v, want the connection reused", err, res)
+		}
+	})
+	t.Run("reaper, a younger connection left", func(t *testing.T) {
+		gate := make(chan struct{})
+		u := idUpstream(t, gate)
+		u.MaxIdle, u.IdleTimeout = 2, 100*time.Millisecond
+		fillPool(t, u, gate, 2)
+		close(gate)
+		u.mu.Lock()
+		u.reaper.Stop()
+		u.idle[0].idleAt = time.Now().Add(-time.Hour) // the oldest has expired
+		u.idle[1].idleAt = time.Now()
+		u.mu.Unlock()
+		u.reap()
+		if open, _ := u.Stats(); open != 1 {
+			t.Fatalf("got %d open, want the expired one closed, the younger kept", open)
+		}
+		// The reaper is armed again for the younger one.
+		waitFor(t, "the younger one reaped", func() bool { open, _ := u.Stats(); return open == 0 })
+	})
 	t.Run("young enough", func(t *testing.T) {
 		u := idUpstream(t, nil)
 		u.IdleTimeout = time.Minute
@@ -613,6 +652,7 @@ func TestUpstreamBufferSizes(t *testing.T) {
 	for _, c := range []struct{ read, write, wantRead, wantWrite int }{
 		{0, 0, 8 << 10, 4 << 10},
 		{1000, 2000, 1000, 2000},
+		{1, 1, 16, 1}, // bufio's least reader; a writer of 1 byte
 	} {
 		u := idUpstream(t, nil)
 		u.MaxIdle, u.ReadBufferSize, u.WriteBufferSize = 1, c.read, c.write
