@@ -616,6 +616,7 @@ func TestUpstreamHandoffLeftOver(t *testing.T) {
 func TestUpstreamUnsolicitedCallback(t *testing.T) {
 	for _, late := range []bool{false, true} {
 		var calls, conns atomic.Int64
+		pooled, sent := make(chan struct{}), make(chan struct{})
 		u := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
 			c.SetDeadline(soon(t))
 			readRequestHead(br)
@@ -624,8 +625,12 @@ func TestUpstreamUnsolicitedCallback(t *testing.T) {
 				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 			case late:
 				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				time.Sleep(50 * time.Millisecond)
+				select { // the byte comes once the connection is in the pool
+				case <-pooled:
+				case <-time.After(time.Until(soon(t))):
+				}
 				io.WriteString(c, "X")
+				close(sent)
 			default:
 				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokX")
 			}
@@ -634,7 +639,12 @@ func TestUpstreamUnsolicitedCallback(t *testing.T) {
 		u.OnUnsolicited = func() { calls.Add(1) }
 		get(t, u)
 		if late {
-			time.Sleep(100 * time.Millisecond) // the late byte is on the pooled socket
+			close(pooled)
+			select { // the late byte is on the pooled socket (loopback: once written)
+			case <-sent:
+			case <-time.After(time.Until(soon(t))):
+				t.Fatal("the upstream did not send the late byte")
+			}
 		}
 		_, res, err := get(t, u)
 		if err != nil || res.Reused {
