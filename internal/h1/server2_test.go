@@ -329,3 +329,22 @@ func TestHandlerPanic(t *testing.T) {
 		t.Fatalf("got %q, want a closed connection", got)
 	}
 }
+
+// TestServerDefaults: the limits of a Server without settings are the
+// documented defaults, and a setting replaces its default.
+func TestServerDefaults(t *testing.T) {
+	if DefaultReadHeaderTimeout != 10*time.Second || DefaultBodyIdleTimeout != 30*time.Second || DefaultIdleTimeout != 60*time.Second ||
+		DefaultMaxHeaderBytes != 32<<10 || DefaultMaxHeaderCount != 100 {
+		t.Errorf("defaults %v, %v, %v, %d, %d, want 10s, 30s, 60s, 32 KiB, 100 as documented",
+			DefaultReadHeaderTimeout, DefaultBodyIdleTimeout, DefaultIdleTimeout, DefaultMaxHeaderBytes, DefaultMaxHeaderCount)
+	}
+	var s Server
+	if s.readHeaderTimeout() != DefaultReadHeaderTimeout || s.bodyIdleTimeout() != DefaultBodyIdleTimeout || s.idleTimeout() != DefaultIdleTimeout ||
+		s.maxHeaderBytes() != DefaultMaxHeaderBytes || s.maxHeaderCount() != DefaultMaxHeaderCount {
+		t.Errorf("a Server without settings: %v, %v, %v, %d, %d", s.readHeaderTimeout(), s.bodyIdleTimeout(), s.idleTimeout(), s.maxHeaderBytes(), s.maxHeaderCount())
+	}
+	s = Server{ReadHeaderTimeout: 1, BodyIdleTimeout: 2, IdleTimeout: 3, MaxHeaderBytes: 4, MaxHeaderCount: 5}
+	if s.readHeaderTimeout() != 1 || s.bodyIdleTimeout() != 2 || s.idleTimeout() != 3 || s.maxHeaderBytes() != 4 || s.maxHeaderCount() != 5 {
+		t.Errorf("a Server with settings: %v, %v, %v, %d, %d", s.readHeaderTimeout(), s.bodyIdleTimeout(), s.idleTimeout(), s.maxHeaderBytes(), s.maxHeaderCount())
+	}
+}

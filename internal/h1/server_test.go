@@ -13,7 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 )
 
 // startServer serves s on a fresh loopback listener and returns its address.
@@ -42,7 +41,7 @@ func dial(t testing.TB, addr string) net.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.SetDeadline(time.Now().Add(20 * time.Second))
+	c.SetDeadline(soon(t))
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -233,6 +232,8 @@ func TestRefused(t *testing.T) {
 		{"connection names transfer-encoding", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: transfer-encoding\r\n\r\n0\r\n\r\n", 400},
 		{"connection names host", "GET / HTTP/1.1\r\nHost: a\r\nConnection: HOST\r\n\r\n", 400},
 		{"request line too long", "GET /" + long + " HTTP/1.1\r\nHost: a\r\n\r\n", 414},
+		{"request line of 8 KiB and a byte", "GET /" + strings.Repeat("a", 8<<10-14+1) + " HTTP/1.1\r\nHost: a\r\n\r\n", 414},
+		{"101 fields", "GET / HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("X-A: b\r\n", 100) + "\r\n", 431},
 		{"too many fields", "GET / HTTP/1.1\r\nHost: a\r\n" + manyFields + "\r\n", 431},
 		{"head too large", "GET / HTTP/1.1\r\nHost: a\r\n" + bigField + "\r\n", 431},
 		{"unknown expectation", "GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n", 417},
@@ -298,6 +299,8 @@ func TestAccepted(t *testing.T) {
 		{"leading crlf", "\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", "/", "", "h", "", false},
 		{"eight leading empty lines, crlf and lf", "\r\n\n\r\n\n\r\n\n\r\n\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", "/", "", "h", "", false},
 		{"http/1.2 read as 1.1", "GET / HTTP/1.2\r\nHost: h\r\n\r\n", "/", "", "h", "", false},
+		{"a request line of 8 KiB", "GET /" + strings.Repeat("a", 8<<10-14) + " HTTP/1.1\r\nHost: h\r\n\r\n", "/" + strings.Repeat("a", 8<<10-14), "", "h", "", false},
+		{"100 fields", "GET / HTTP/1.1\r\nHost: h\r\n" + strings.Repeat("X-A: b\r\n", 99) + "\r\n", "/", "", "h", "", false},
 		{"http/1.9 read as 1.1", "POST / HTTP/1.9\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", "/", "", "h", "ok", true},
 		{"connection names an end-to-end field", "GET / HTTP/1.1\r\nHost: h\r\nConnection: x-foo, close\r\nX-Foo: 1\r\n\r\n", "/", "", "h", "", false},
 		{"identical cl", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello", "/", "", "h", "hello", false},
