@@ -194,6 +194,36 @@ func TestUnreadBody(t *testing.T) {
 			}
 		}
 	})
+	// Up to 256 KiB of a declared length are drained to keep the
+	// connection; one byte more is not read, and the connection closes.
+	for _, c := range []struct {
+		name string
+		n    int
+		kept bool
+	}{
+		{"256 KiB drained, connection kept", 256 << 10, true},
+		{"256 KiB and a byte, connection closed", 256<<10 + 1, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn := dial(t, addr)
+			br := bufio.NewReader(conn)
+			go func() { // written while the server answers
+				fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%sGET / HTTP/1.1\r\nHost: a\r\n\r\n", c.n, strings.Repeat("b", c.n))
+			}()
+			if r := readResponse(t, br, false); r.status != 200 {
+				t.Fatalf("got %d, want 200", r.status)
+			}
+			if !c.kept {
+				if _, err := br.ReadByte(); err == nil {
+					t.Fatal("got more bytes, want the connection closed")
+				}
+				return
+			}
+			if r := readResponse(t, br, false); r.status != 200 || r.body != "ok" {
+				t.Fatalf("second request: got %d %q, want 200 ok on the same connection", r.status, r.body)
+			}
+		})
+	}
 	t.Run("large body closes", func(t *testing.T) {
 		c := dial(t, addr)
 		br := bufio.NewReader(c)
