@@ -73,7 +73,7 @@ const (
 // bytes are fixed; the client reads until the server closes.
 func TestResponseWire(t *testing.T) {
 	fill := func(n int) string { return strings.Repeat("z", n) }
-	fits := writeBufSize - 512 // the largest body kept back to get a length
+	fits := 4<<10 - 512 // the largest body kept back to get a length (3.5 KiB)
 	cases := []struct {
 		name     string
 		server   func(s *Server)

@@ -31,13 +31,13 @@ const (
 	maxRequestLine  = 8 << 10   // longer request lines get 414
 	maxLeadingCRLF  = 8         // empty lines (CRLF or LF) tolerated before a request line
 	maxDrain        = 256 << 10 // unread body bytes drained to keep a connection
-	smallBufSize    = 4 << 10
+	smallBufSize    = 4 << 10   // mutate:equivalent const a buffer size: a head that outgrows it moves to the big buffer (bigSize, at least twice as large), a Read as large goes to the socket: what is read does not change
 	writeBufSize    = 4 << 10
 	lingerTimeout   = 500 * time.Millisecond
 	lingerTotal     = 5 * time.Second // longest lingering close
 	maxLinger       = 64 << 20        // most bytes discarded by a lingering close
 	rejectTimeout   = 5 * time.Second
-	minBodyReadRoom = 512
+	minBodyReadRoom = 512 // mutate:equivalent const the least room for a body read: another one changes when the buffer is compacted or moved, not what is read
 )
 
 // Server serves HTTP/1.x connections. Set its fields before the first Serve or
