@@ -1,0 +1,211 @@
+package h1
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// boundedErr runs f and fails the test if it does not return in time.
+func boundedErr(t *testing.T, what string, f func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(time.Until(soon(t))):
+		t.Fatalf("%s did not return", what)
+	}
+	return nil
+}
+
+// scriptedListener's Accept returns its script's errors in turn (a nil
+// error: a connection, whose other end is closed), then errEnd.
+type scriptedListener struct {
+	net.Listener
+	mu     sync.Mutex
+	script []error
+	calls  int
+}
+
+var errEnd = errors.New("listener broken")
+
+func (l *scriptedListener) Accept() (net.Conn, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.calls++
+	if len(l.script) == 0 {
+		return nil, errEnd
+	}
+	err := l.script[0]
+	l.script = l.script[1:]
+	if err != nil {
+		return nil, err
+	}
+	a, b := net.Pipe()
+	b.Close()
+	return a, nil
+}
+
+func (l *scriptedListener) Close() error   { return nil }
+func (l *scriptedListener) Addr() net.Addr { return &net.TCPAddr{} }
+
+// lockedBuffer is a bytes.Buffer safe for the server's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestServeAcceptErrors: Serve retries an Accept that failed for a passing
+// reason (a timeout, too many open files, an aborted connection), logging
+// each retry with its delay (5 ms, doubling, back to 5 ms after a success),
+// and returns any other error wrapped.
+func TestServeAcceptErrors(t *testing.T) {
+	timeout := &net.OpError{Op: "accept", Net: "tcp", Err: os.ErrDeadlineExceeded}
+	sys := func(e syscall.Errno) error { return &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept", e)} }
+	for _, c := range []struct {
+		name   string
+		script []error
+		delays []string // logged, in turn
+	}{
+		{"a timeout", []error{timeout}, []string{"5ms"}},
+		{"EMFILE", []error{sys(syscall.EMFILE)}, []string{"5ms"}},
+		{"ENFILE", []error{sys(syscall.ENFILE)}, []string{"5ms"}},
+		{"ECONNABORTED", []error{sys(syscall.ECONNABORTED)}, []string{"5ms"}},
+		{"two in a row", []error{timeout, sys(syscall.EMFILE)}, []string{"5ms", "10ms"}},
+		{"a success between", []error{timeout, nil, timeout}, []string{"5ms", "5ms"}},
+		{"another error at once", nil, nil},
+		{"a refused connection is not passing", []error{sys(syscall.ECONNREFUSED)}, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var log lockedBuffer
+			ln := &scriptedListener{script: c.script}
+			s := &Server{Handler: HandlerFunc(func(ResponseWriter, *Request) {}), Logger: slog.New(slog.NewTextHandler(&log, nil))}
+			err := boundedErr(t, "Serve", func() error { return s.Serve(ln) })
+			wantEnd, wantCalls := errEnd, len(c.script)+1
+			if c.name == "a refused connection is not passing" {
+				wantEnd, wantCalls = syscall.ECONNREFUSED, 1
+			}
+			if !errors.Is(err, wantEnd) || !strings.HasPrefix(err.Error(), "accepting connections: ") {
+				t.Errorf("got %v, want %v wrapped", err, wantEnd)
+			}
+			if ln.calls != wantCalls {
+				t.Errorf("got %d calls of Accept, want %d", ln.calls, wantCalls)
+			}
+			var delays []string
+			for _, l := range strings.Split(log.String(), "\n") {
+				if strings.Contains(l, `msg="accept failed; retrying"`) && strings.Contains(l, "level=WARN") {
+					_, d, _ := strings.Cut(l, " delay=")
+					delays = append(delays, d)
+				}
+			}
+			if strings.Join(delays, " ") != strings.Join(c.delays, " ") {
+				t.Errorf("logged retries with delays %q, want %q", delays, c.delays)
+			}
+		})
+	}
+}
+
+// TestServerLifecycle: Serve and ServeConn refuse to start after Close;
+// Serve returns ErrServerClosed when the server is shut down; Shutdown
+// returns at once when nothing is open, and ctx's error (closing what is
+// left) when a request outlives ctx.
+func TestServerLifecycle(t *testing.T) {
+	t.Run("Serve after Close", func(t *testing.T) {
+		s := &Server{}
+		s.Close()
+		ln := &scriptedListener{}
+		if err := boundedErr(t, "Serve", func() error { return s.Serve(ln) }); err != ErrServerClosed || ln.calls != 0 {
+			t.Errorf("got %v after %d Accepts, want ErrServerClosed and none", err, ln.calls)
+		}
+	})
+	t.Run("ServeConn after Close", func(t *testing.T) {
+		s := &Server{Handler: HandlerFunc(func(ResponseWriter, *Request) {})}
+		s.Close()
+		a, b := net.Pipe()
+		defer b.Close()
+		b.SetDeadline(soon(t))
+		boundedErr(t, "ServeConn", func() error { s.ServeConn(a); return nil })
+		if _, err := b.Read(make([]byte, 1)); err != io.EOF {
+			t.Errorf("got %v, want the connection closed", err)
+		}
+		if err := boundedErr(t, "ActiveConns", func() error {
+			if n := s.ActiveConns(); n != 0 {
+				return fmt.Errorf("%d open", n)
+			}
+			return nil
+		}); err != nil {
+			t.Errorf("got %v, want none open", err)
+		}
+	})
+	t.Run("Serve returns ErrServerClosed after Shutdown", func(t *testing.T) {
+		s := &Server{Handler: HandlerFunc(func(ResponseWriter, *Request) {})}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- s.Serve(ln) }()
+		// A request answered: Serve is accepting.
+		if got := roundTripRaw(t, ln.Addr().String(), "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 200 ") {
+			t.Fatalf("got %q, want 200", got)
+		}
+		if err := boundedErr(t, "Shutdown", func() error { return s.Shutdown(t.Context()) }); err != nil {
+			t.Errorf("Shutdown: got %v, want nil", err)
+		}
+		if err := boundedErr(t, "Serve", func() error { return <-served }); err != ErrServerClosed {
+			t.Errorf("Serve: got %v, want ErrServerClosed", err)
+		}
+	})
+	t.Run("Shutdown with nothing open", func(t *testing.T) {
+		s := &Server{}
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		if err := boundedErr(t, "Shutdown", func() error { return s.Shutdown(ctx) }); err != nil {
+			t.Errorf("got %v, want nil at once", err)
+		}
+	})
+	t.Run("Shutdown outlived by a request", func(t *testing.T) {
+		entered, release := make(chan struct{}), make(chan struct{})
+		defer close(release)
+		s := &Server{Handler: HandlerFunc(func(ResponseWriter, *Request) {
+			close(entered)
+			<-release
+		})}
+		addr := startServer(t, s)
+		c := dial(t, addr)
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		<-entered
+		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		defer cancel()
+		if err := boundedErr(t, "Shutdown", func() error { return s.Shutdown(ctx) }); err != context.DeadlineExceeded {
+			t.Errorf("got %v, want context.DeadlineExceeded", err)
+		}
+		if _, err := c.Read(make([]byte, 1)); err == nil {
+			t.Error("the busy connection is still open, want it closed")
+		}
+	})
+}
