@@ -140,7 +140,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 			return fmt.Errorf("accepting connections: %w", err)
 		}
-		delay = 0
+		delay = 0 // mutate:equivalent const any delay up to 2.5 ms starts the next retry at the 5 ms floor
 		go s.ServeConn(nc)
 	}
 }
@@ -230,7 +230,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.Close()
 			return ctx.Err()
 		case <-t.C:
-			wait = min(2*wait, 100*time.Millisecond)
+			wait = min(2*wait, 100*time.Millisecond) // mutate:equivalent const how often Shutdown looks again: it changes how soon it sees the last connection go, not what it returns
 			t.Reset(wait)
 		}
 	}
