@@ -85,7 +85,9 @@ func (b *lockedBuffer) String() string {
 // and returns any other error wrapped.
 func TestServeAcceptErrors(t *testing.T) {
 	timeout := &net.OpError{Op: "accept", Net: "tcp", Err: os.ErrDeadlineExceeded}
-	sys := func(e syscall.Errno) error { return &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept", e)} }
+	sys := func(e syscall.Errno) error {
+		return &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept", e)}
+	}
 	for _, c := range []struct {
 		name   string
 		script []error
