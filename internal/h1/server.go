@@ -274,8 +274,8 @@ func (s *Server) getExchange(c *conn) *exchange {
 	if ex == nil {
 		ex = &exchange{s: s, small: make([]byte, smallBufSize), wbuf: make([]byte, 0, writeBufSize)}
 		ex.rbuf = ex.small
-		ex.req.Header.f = make([]field, 0, 16)
-		ex.resp.hdr.f = make([]field, 0, 16)
+		ex.req.Header.f = make([]field, 0, 16) // mutate:equivalent const,delete-stmt a capacity: the fields are parsed after Header.Reset, appended to whatever slice is here
+		ex.resp.hdr.f = make([]field, 0, 16)   // mutate:equivalent const,delete-stmt a capacity: the response resets its fields before a handler sees them
 		ex.resp.ex = ex
 		ex.body.ex = ex
 	}
@@ -286,11 +286,11 @@ func (s *Server) getExchange(c *conn) *exchange {
 
 func (s *Server) putExchange(ex *exchange) {
 	if ex.oldBuf != nil {
-		s.putBig(ex.oldBuf)
+		s.putBig(ex.oldBuf) // mutate:equivalent delete-stmt giving the buffer back to the pool only saves an allocation
 		ex.oldBuf = nil
 	}
 	if len(ex.rbuf) != len(ex.small) {
-		s.putBig(ex.rbuf)
+		s.putBig(ex.rbuf) // mutate:equivalent delete-stmt giving the buffer back to the pool only saves an allocation
 		ex.rbuf = ex.small
 	}
 	ex.r, ex.w, ex.base = 0, 0, 0
