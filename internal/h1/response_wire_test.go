@@ -238,9 +238,10 @@ func TestResponseWire(t *testing.T) {
 				w.Header().SetString("Date", "d")
 				hijackAndSend(w, c, "raw")
 				w.WriteHeader(500)
+				c.note("status %d", w.Status())
 			},
 			want:     "raw",
-			wantCall: []string{"hijack nil", "write 0 hijacked", "flush hijacked", "hijack again hijacked"},
+			wantCall: []string{"hijack nil", "write 0 hijacked", "flush hijacked", "hijack again hijacked", "status 0"},
 		},
 		{
 			name: "no Hijack after a final status other than 101",
@@ -277,9 +278,11 @@ func TestResponseWire(t *testing.T) {
 				w.(Aborter).Abort()
 				c.flush(w)
 				c.write(w, "b")
+				w.WriteHeader(500) // chooses nothing after an abort
+				c.note("status %d", w.Status())
 			},
 			want:     "",
-			wantCall: []string{"flush aborted", "write 0 aborted"},
+			wantCall: []string{"flush aborted", "write 0 aborted", "status 0"},
 		},
 		{
 			name: "an abort after a chunk: no last chunk, and the close",
