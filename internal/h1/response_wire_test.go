@@ -113,6 +113,19 @@ func TestResponseWire(t *testing.T) {
 				"HTTP/1.1 204 No Content\r\nDate: d\r\nConnection: close\r\n\r\n",
 		},
 		{
+			name: "199 is interim, 200 final",
+			req:  "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+			handler: func(w ResponseWriter, r *Request, c *calls) {
+				w.Header().SetString("Date", "d")
+				w.WriteHeader(199)
+				c.note("status %d", w.Status())
+				w.WriteHeader(200)
+				c.write(w, "x")
+			},
+			want:     "HTTP/1.1 199 \r\nDate: d\r\n\r\nHTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx",
+			wantCall: []string{"status 0", "write 1 nil"},
+		},
+		{
 			name: "no interim response after the final status",
 			req:  "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
 			handler: func(w ResponseWriter, r *Request, c *calls) {
