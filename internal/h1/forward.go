@@ -90,7 +90,7 @@ func (a *Attempt) Begin(out *Outgoing) error {
 	}
 	a.bufp = copyBufPool.Get().(*[]byte)
 	buf := *a.bufp
-	if out.ContentLength > 0 {
+	if out.ContentLength > 0 { // mutate:equivalent boundary a length of 0 returned above
 		// The client promised these bytes: wait for them.
 		buf = buf[:min(out.ContentLength, int64(len(buf)))]
 		n, err := io.ReadFull(out.Body, buf)

@@ -142,6 +142,17 @@ func TestForwardRequestWire(t *testing.T) {
 			want: "PUT / HTTP/1.1\r\nHost: ADDR\r\nContent-Length: 0\r\n\r\n",
 		},
 		{
+			name: "a declared length of 0: the body is not read",
+			out:  Outgoing{Method: []byte("PUT"), Path: []byte("/"), Body: strings.NewReader("junk"), ContentLength: 0},
+			want: "PUT / HTTP/1.1\r\nHost: ADDR\r\nContent-Length: 0\r\n\r\n",
+		},
+		{
+			name:    "a declared length of 1: one byte is read, whatever follows",
+			out:     Outgoing{Method: []byte("PUT"), Path: []byte("/"), Body: strings.NewReader("xy"), ContentLength: 1},
+			want:    "PUT / HTTP/1.1\r\nHost: ADDR\r\nContent-Length: 1\r\n\r\nx",
+			wantOut: 1,
+		},
+		{
 			name: "PATCH with an unknown length and no bytes says Content-Length: 0",
 			out:  Outgoing{Method: []byte("PATCH"), Path: []byte("/"), Body: strings.NewReader(""), ContentLength: -1},
 			want: "PATCH / HTTP/1.1\r\nHost: ADDR\r\nContent-Length: 0\r\n\r\n",
