@@ -204,14 +204,14 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 	}
 	pc.txDeadline = txDeadline // before the body goroutine reads it
 	pc.cutW, pc.cutR = false, false
-	if u.TransactionTimeout > 0 || pc.deadlined {
+	if u.TransactionTimeout > 0 || pc.deadlined { // mutate:equivalent boundary at 0 txDeadline is zero and, deadlined false, no deadline is set: clearing them changes nothing
 		pc.c.SetDeadline(txDeadline)
 	}
 	// Deadlines set during this exchange (here, or by armHead and armWrite
 	// in the body goroutine) are cleared at the start of the next one.
 	pc.deadlined = u.TransactionTimeout > 0 || u.ActiveTimeout > 0 || u.ResponseHeaderTimeout > 0 // mutate:equivalent boundary deadlined true for no timeout only clears deadlines that are not set
 	armRead := func() {
-		if u.ActiveTimeout > 0 {
+		if u.ActiveTimeout > 0 { // mutate:equivalent const with an ActiveTimeout of 1 ns the head's read (armed with it) has timed out before any body read
 			d := time.Now().Add(u.ActiveTimeout)
 			if !txDeadline.IsZero() && txDeadline.Before(d) {
 				d = txDeadline

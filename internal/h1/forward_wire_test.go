@@ -1143,3 +1143,42 @@ func TestForwardTimeoutOnPooledNotRetried(t *testing.T) {
 		t.Errorf("got %d dials and %d requests, want 1 and 2 (no retry)", dials, reqs.Load())
 	}
 }
+
+// TestForwardCancelledWhileWaiting: a context cancelled while Forward waits
+// for a stalled upstream (for the head, or for the rest of the body once the
+// head is passed on) ends the wait at once, as the client's error.
+func TestForwardCancelledWhileWaiting(t *testing.T) {
+	for _, c := range []struct {
+		name, resp string // sent, then the upstream stalls
+		responded  bool
+	}{
+		{"waiting for the head", "", false},
+		{"waiting for the body", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			waiting, release := make(chan struct{}), make(chan struct{})
+			defer close(release)
+			u := rawUpstream(t, func(conn net.Conn, br *bufio.Reader) {
+				readRequestHead(br)
+				io.WriteString(conn, c.resp)
+				close(waiting)
+				<-release
+			})
+			ctx, cancel := context.WithCancel(within(t))
+			var w ResponseWriter = newRecorder()
+			if c.responded {
+				w = headerHook{newRecorder(), cancel} // cancelled once the head is passed on
+			} else {
+				go func() {
+					<-waiting
+					cancel()
+				}()
+			}
+			_, err := forwardCtx(t, ctx, u, w, &Outgoing{Method: []byte("GET"), Path: []byte("/")})
+			var fe *ForwardError
+			if !errors.As(err, &fe) || fe.Kind != ErrClient || fe.Responded != c.responded {
+				t.Errorf("got %v (%+v), want ErrClient, responded %v", err, fe, c.responded)
+			}
+		})
+	}
+}
