@@ -298,6 +298,19 @@ func TestResponseWire(t *testing.T) {
 			wantCall: []string{"flush aborted", "write 0 aborted", "status 0"},
 		},
 		{
+			name: "an empty write sends no chunk (a chunk of 0 would end the body)",
+			req:  "GET / HTTP/1.1\r\nHost: a\r\n\r\n" + nextReq,
+			handler: func(w ResponseWriter, r *Request, c *calls) {
+				w.Header().SetString("Date", "d")
+				c.write(w, "a")
+				c.flush(w)
+				c.write(w, "")
+				c.write(w, "b")
+			},
+			want:     "HTTP/1.1 200 OK\r\nDate: d\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n1\r\nb\r\n0\r\n\r\n" + nextResp,
+			wantCall: []string{"write 1 nil", "flush nil", "write 0 nil", "write 1 nil"},
+		},
+		{
 			name: "an abort after a chunk: no last chunk, and the close",
 			req:  "GET / HTTP/1.1\r\nHost: a\r\n\r\n" + nextReq,
 			handler: func(w ResponseWriter, r *Request, c *calls) {
