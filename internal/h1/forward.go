@@ -242,7 +242,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 		cl = int64(len(first))
 	}
 	if perr := pc.writeHead(out, cl); perr != nil {
-		keep = false
+		keep = false // mutate:equivalent delete-stmt writeHead refuses before it writes anything: the connection is clean either way
 		return res, false, perr
 	}
 	res.Sent = true

@@ -344,10 +344,27 @@ func TestForwardRefusesBeforeSending(t *testing.T) {
 			if res.Sent || res.Received || res.Status != 0 || rec.status != 0 {
 				t.Errorf("got %+v and status %d, want nothing sent and nothing answered", res, rec.status)
 			}
+			// The next request is the first thing the upstream gets: nothing
+			// of the refused one is left in a pooled connection's buffer.
+			if _, err := Forward(within(t), u, newRecorder(), &Outgoing{Method: []byte("GET"), Path: []byte("/next")}); err != nil {
+				t.Fatalf("the next request: %v", err)
+			}
+			select {
+			case got := <-reqs:
+				want := "GET /next HTTP/1.1\r\nHost: " + u.Addr + "\r\n\r\n"
+				if u.HTTP10 {
+					want = "GET /next HTTP/1.0\r\nHost: " + u.Addr + "\r\nConnection: close\r\n\r\n"
+				}
+				if got != want {
+					t.Errorf("the upstream got %q first, want %q", got, want)
+				}
+			case <-time.After(time.Until(soon(t))):
+				t.Fatal("the upstream got nothing")
+			}
 			u.CloseIdle()
 			select {
 			case got := <-reqs:
-				t.Errorf("the upstream got %q, want nothing", got)
+				t.Errorf("the upstream got %q, want nothing more", got)
 			case <-time.After(20 * time.Millisecond):
 			}
 		})
