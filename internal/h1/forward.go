@@ -257,7 +257,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 		res.BytesOut = int64(len(first))
 	}
 	if bodyEOF && cl < 0 {
-		pc.bw.WriteString("0\r\n\r\n")
+		pc.bw.WriteString("0\r\n\r\n") // mutate:equivalent delete-stmt unreachable: with bodyEOF, cl is len(first) (set above)
 	}
 	if err := pc.bw.Flush(); err != nil {
 		keep = false
