@@ -307,7 +307,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 	// request: while the body goroutine still sends a long body, a slow
 	// client must not make the upstream look slow; the goroutine arms the
 	// head's deadline when the body is sent (see headArmed).
-	headTimeout := u.ResponseHeaderTimeout > 0 && u.ActiveTimeout <= 0
+	headTimeout := u.ResponseHeaderTimeout > 0 && u.ActiveTimeout <= 0 // mutate:equivalent bool,const with an ActiveTimeout armRead times each body read anyway, a 1 ns timeout ends the head's read first, and clearing no deadline changes nothing
 	var rh respHead
 	for interim := 0; ; interim++ {
 		if wdone == nil {

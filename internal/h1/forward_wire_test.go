@@ -1199,3 +1199,29 @@ func TestForwardCancelledWhileWaiting(t *testing.T) {
 		})
 	}
 }
+
+// TestForwardHeaderTimeoutNotOnBody: ResponseHeaderTimeout alone times the
+// head only: a body that comes well after it has passed is not cut.
+func TestForwardHeaderTimeoutNotOnBody(t *testing.T) {
+	const rht = 50 * time.Millisecond
+	headPassed := make(chan struct{})
+	u := rawUpstream(t, func(conn net.Conn, br *bufio.Reader) {
+		readRequestHead(br)
+		io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
+		select {
+		case <-headPassed:
+		case <-time.After(time.Until(soon(t))):
+			return
+		}
+		io.WriteString(conn, "ok")
+	})
+	u.ResponseHeaderTimeout = rht
+	rec := newRecorder()
+	w := headerHook{rec, func() {
+		<-time.After(4 * rht) // the time being tested: the body comes after ResponseHeaderTimeout
+		close(headPassed)
+	}}
+	if _, err := forwardWithin(t, u, w, &Outgoing{Method: []byte("GET"), Path: []byte("/")}); err != nil || rec.body.String() != "ok" {
+		t.Errorf("got %v %q, want the whole body", err, rec.body.String())
+	}
+}
