@@ -1225,3 +1225,18 @@ func TestForwardHeaderTimeoutNotOnBody(t *testing.T) {
 		t.Errorf("got %v %q, want the whole body", err, rec.body.String())
 	}
 }
+
+// TestForwardReceivedOneByte: one byte of a response head is a response
+// received (Result.Received: the request must not go to another upstream),
+// even when the upstream closes right after it.
+func TestForwardReceivedOneByte(t *testing.T) {
+	u := rawUpstream(t, func(conn net.Conn, br *bufio.Reader) {
+		readRequestHead(br)
+		io.WriteString(conn, "H")
+	})
+	res, err := forwardWithin(t, u, newRecorder(), &Outgoing{Method: []byte("GET"), Path: []byte("/")})
+	var fe *ForwardError
+	if !errors.As(err, &fe) || fe.Kind != ErrUpstreamProtocol || !res.Sent || !res.Received {
+		t.Errorf("got %v %+v, want ErrUpstreamProtocol, sent and received", err, res)
+	}
+}
