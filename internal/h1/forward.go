@@ -146,7 +146,7 @@ func (a *Attempt) Try(ctx context.Context, u *Upstream, w ResponseWriter) (Resul
 	if u.MaxSentBytes > 0 && out.Body != nil && (out.ContentLength > u.MaxSentBytes || int64(len(a.first)) > u.MaxSentBytes) {
 		return Result{}, &ForwardError{Kind: ErrClient, Err: ErrMaxSent}
 	}
-	if u.HTTP10 && out.Body != nil && !a.bodyEOF && out.ContentLength < 0 {
+	if u.HTTP10 && out.Body != nil && !a.bodyEOF && out.ContentLength < 0 { // mutate:equivalent boundary,const a length of 0 has bodyEOF (Begin takes nothing)
 		return Result{}, &ForwardError{Kind: ErrClient, Err: ErrLengthRequired}
 	}
 	if a.consumed {

@@ -315,6 +315,8 @@ func TestForwardRefusesBeforeSending(t *testing.T) {
 		{name: "an invalid host", out: Outgoing{Method: []byte("GET"), Path: []byte("/"), Host: []byte("a b")}},
 		{name: "a declared length over MaxSentBytes", up: func(u *Upstream) { u.MaxSentBytes = 4 },
 			out: Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader("hello"), ContentLength: 5}, wantErr: ErrMaxSent},
+		{name: "a declared length over the least MaxSentBytes", up: func(u *Upstream) { u.MaxSentBytes = 1 },
+			out: Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader("hi"), ContentLength: 2}, wantErr: ErrMaxSent},
 		{name: "a body at hand over MaxSentBytes", up: func(u *Upstream) { u.MaxSentBytes = 4 },
 			out: Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: iotest.DataErrReader(strings.NewReader("hello")), ContentLength: -1}, wantErr: ErrMaxSent},
 		{name: "a declared body that does not come", out: Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader(""), ContentLength: 5},
@@ -1238,5 +1240,25 @@ func TestForwardReceivedOneByte(t *testing.T) {
 	var fe *ForwardError
 	if !errors.As(err, &fe) || fe.Kind != ErrUpstreamProtocol || !res.Sent || !res.Received {
 		t.Errorf("got %v %+v, want ErrUpstreamProtocol, sent and received", err, res)
+	}
+}
+
+// TestForwardChunkedBodyAtHand: a client's chunked body that has wholly
+// arrived with its head, in several chunks, goes upstream with a
+// Content-Length (Begin reads on while the server has bytes at hand).
+func TestForwardChunkedBodyAtHand(t *testing.T) {
+	u, reqs := recordingUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	addr := proxyServer(t, u, nil)
+	got := roundTripRaw(t, addr, "POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n2\r\nde\r\n1\r\nf\r\n0\r\n\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.1 200 ") {
+		t.Fatalf("got %q, want 200", got)
+	}
+	select {
+	case req := <-reqs:
+		if want := "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\n\r\nabcdef"; req != want {
+			t.Errorf("the upstream got %q, want %q", req, want)
+		}
+	case <-time.After(time.Until(soon(t))):
+		t.Fatal("the upstream got nothing")
 	}
 }
