@@ -238,3 +238,28 @@ func TestServeConnWithoutSocket(t *testing.T) {
 	client.Close()
 	boundedErr(t, "ServeConn", func() error { return <-served })
 }
+
+// TestReadTimeoutBoundsTheBody: ReadTimeout bounds the whole request, the
+// body included, down to the least (1 ns): a body that does not come fails
+// the handler's read instead of waiting for BodyIdleTimeout.
+func TestReadTimeoutBoundsTheBody(t *testing.T) {
+	for _, rt := range []time.Duration{1, 100 * time.Millisecond} {
+		t.Run(rt.String(), func(t *testing.T) {
+			got := make(chan error, 1)
+			s := &Server{ReadTimeout: rt, Handler: HandlerFunc(func(w ResponseWriter, r *Request) {
+				_, err := io.ReadAll(r.Body)
+				got <- err
+			})}
+			c := dial(t, startServer(t, s))
+			io.WriteString(c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab")
+			select {
+			case err := <-got:
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Errorf("the handler read %v, want a timeout", err)
+				}
+			case <-time.After(time.Until(soon(t))):
+				t.Fatal("the body's read still waits")
+			}
+		})
+	}
+}
