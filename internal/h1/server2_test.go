@@ -159,6 +159,9 @@ func TestChunkedResponse(t *testing.T) {
 	}
 }
 
+// TestMaxBodyBytes: a body longer than MaxBodyBytes fails the handler's
+// read with ErrBodyTooLarge and gets the server's 413; a body of exactly
+// MaxBodyBytes is read whole.
 func TestMaxBodyBytes(t *testing.T) {
 	errs := make(chan error, 2)
 	s := &Server{Handler: HandlerFunc(func(w ResponseWriter, r *Request) {
@@ -167,16 +170,22 @@ func TestMaxBodyBytes(t *testing.T) {
 		errs <- err
 	})}
 	addr := startServer(t, s)
-	for _, raw := range []string{
-		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
-		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n",
+	for _, c := range []struct {
+		raw     string
+		tooLong bool
+	}{
+		{"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello", true},
+		{"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n", true},
+		{"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nConnection: close\r\n\r\nhell", false},
+		{"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n1\r\nd\r\n0\r\n\r\n", false},
 	} {
-		got := roundTripRaw(t, addr, raw)
-		if err := <-errs; !errors.Is(err, ErrBodyTooLarge) {
-			t.Errorf("got %v, want ErrBodyTooLarge", err)
-		}
-		if !strings.HasPrefix(got, "HTTP/1.1 413 ") {
-			t.Errorf("got %q, want 413 from the server", got)
+		got := roundTripRaw(t, addr, c.raw)
+		err := <-errs
+		switch {
+		case c.tooLong && (!errors.Is(err, ErrBodyTooLarge) || !strings.HasPrefix(got, "HTTP/1.1 413 ")):
+			t.Errorf("%q: got %v and %q, want ErrBodyTooLarge and 413 from the server", c.raw, err, got)
+		case !c.tooLong && (err != nil || !strings.HasPrefix(got, "HTTP/1.1 200 ")):
+			t.Errorf("%q: got %v and %q, want the body read and 200", c.raw, err, got)
 		}
 	}
 }
