@@ -263,3 +263,35 @@ func TestReadTimeoutBoundsTheBody(t *testing.T) {
 		})
 	}
 }
+
+// TestHijackedConnLeftAlone: once the handler has hijacked the connection
+// and returned, the server reads nothing more from it: what the client
+// sends next is the hijacker's.
+func TestHijackedConnLeftAlone(t *testing.T) {
+	hijacked := make(chan net.Conn, 1)
+	// IdleTimeout bounds a server that, wrongly, waits on the hijacked
+	// connection for another request (the test then ends in seconds).
+	s := &Server{IdleTimeout: time.Second, Handler: HandlerFunc(func(w ResponseWriter, r *Request) {
+		conn, _, err := w.Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		hijacked <- conn
+	})}
+	c := dial(t, startServer(t, s))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	var conn net.Conn
+	select {
+	case conn = <-hijacked:
+	case <-time.After(time.Until(soon(t))):
+		t.Fatal("the handler did not hijack")
+	}
+	defer conn.Close()
+	conn.SetDeadline(soon(t))
+	io.WriteString(c, "GET /mine HTTP/1.1\r\nHost: a\r\n\r\n")
+	b := make([]byte, len("GET /mine"))
+	if _, err := io.ReadFull(conn, b); err != nil || string(b) != "GET /mine" {
+		t.Errorf("the hijacker read %q %v, want the client's next bytes", b, err)
+	}
+}
