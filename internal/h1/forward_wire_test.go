@@ -1262,3 +1262,31 @@ func TestForwardChunkedBodyAtHand(t *testing.T) {
 		t.Fatal("the upstream got nothing")
 	}
 }
+
+// TestForwardTooManyInterim: after the ninth interim response Forward gives
+// up, and that connection is not reused: the rest of its answer must never
+// be read as the answer to another request.
+func TestForwardTooManyInterim(t *testing.T) {
+	var conns atomic.Int64
+	u := rawUpstream(t, func(conn net.Conn, br *bufio.Reader) {
+		conn.SetDeadline(soon(t))
+		if conns.Add(1) == 1 {
+			readRequestHead(br)
+			io.WriteString(conn, strings.Repeat("HTTP/1.1 103 Early Hints\r\n\r\n", 9))
+			readRequestHead(br) // only if the connection is reused
+			io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nold")
+			return
+		}
+		readRequestHead(br)
+		io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nnew")
+	})
+	_, err := forwardWithin(t, u, newRecorder(), &Outgoing{Method: []byte("GET"), Path: []byte("/")})
+	var fe *ForwardError
+	if !errors.As(err, &fe) || fe.Kind != ErrUpstreamProtocol || !strings.Contains(err.Error(), "too many interim responses") {
+		t.Fatalf("got %v, want ErrUpstreamProtocol: too many interim responses", err)
+	}
+	rec := newRecorder()
+	if res, err := forwardWithin(t, u, rec, &Outgoing{Method: []byte("GET"), Path: []byte("/")}); err != nil || rec.body.String() != "new" || res.Reused {
+		t.Errorf("got %v %q %+v, want new on a new connection", err, rec.body.String(), res)
+	}
+}
