@@ -1126,6 +1126,11 @@ func TestForwardMaxReceived(t *testing.T) {
 			case c.fail && (!errors.As(err, &fe) || !errors.Is(err, ErrMaxReceived) || fe.Responded != c.responded):
 				t.Errorf("got %v, want ErrMaxReceived, responded %v", err, c.responded)
 			}
+			// A connection whose response was not read whole is closed,
+			// not pooled.
+			if open, _ := u.Stats(); open != 1 && !c.fail || open != 0 && c.fail {
+				t.Errorf("got %d open after the exchange, want %d", open, map[bool]int{false: 1, true: 0}[c.fail])
+			}
 		})
 	}
 }

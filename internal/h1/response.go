@@ -242,7 +242,7 @@ func (r *response) finish() {
 	if r.chunked {
 		r.ex.wbuf = append(r.ex.wbuf, "0\r\n\r\n"...)
 	}
-	if r.cl >= 0 && r.written < r.cl && !r.noBody {
+	if r.cl >= 0 && r.written < r.cl && !r.noBody { // mutate:equivalent boundary,const with cl 0, written < cl cannot hold
 		r.closeAfter = true // the client sees a truncated body and a close
 	}
 	r.flushBuf()
