@@ -1295,3 +1295,15 @@ func TestForwardTooManyInterim(t *testing.T) {
 		t.Errorf("got %v %q %+v, want new on a new connection", err, rec.body.String(), res)
 	}
 }
+
+// TestForwardHeadLength: the Content-Length of an upstream's answer to HEAD
+// is passed on, 0 included (the client cannot learn it from a body).
+func TestForwardHeadLength(t *testing.T) {
+	for _, n := range []string{"0", "5"} {
+		u, _ := recordingUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: "+n+"\r\n\r\n")
+		got := roundTripRaw(t, proxyServer(t, u, nil), "HEAD / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+		if !strings.HasPrefix(got, "HTTP/1.1 200 ") || !strings.Contains(got, "\r\nContent-Length: "+n+"\r\n") || !strings.HasSuffix(got, "\r\n\r\n") {
+			t.Errorf("length %s: got %q, want 200 with Content-Length: %s and no body", n, got, n)
+		}
+	}
+}
