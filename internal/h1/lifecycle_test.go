@@ -295,3 +295,28 @@ func TestHijackedConnLeftAlone(t *testing.T) {
 		t.Errorf("the hijacker read %q %v, want the client's next bytes", b, err)
 	}
 }
+
+// TestBodyCutShortNoAnswer: a client that stops sending in the middle of its
+// body (and half-closes) gets no answer from the server when the handler
+// wrote none: the body's error is no refusal of the server's (unlike a bad
+// chunk, a body too large or a timeout), the connection just closes.
+func TestBodyCutShortNoAnswer(t *testing.T) {
+	got := make(chan error, 1)
+	s := &Server{Handler: HandlerFunc(func(w ResponseWriter, r *Request) {
+		_, err := io.ReadAll(r.Body)
+		got <- err
+	})}
+	c := dial(t, startServer(t, s))
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhello")
+	c.(*net.TCPConn).CloseWrite()
+	b, err := io.ReadAll(c)
+	if err != nil && !isConnReset(err) {
+		t.Fatalf("reading: %v", err)
+	}
+	if len(b) != 0 {
+		t.Errorf("got %q, want nothing and the close", b)
+	}
+	if err := <-got; !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("the handler read %v, want io.ErrUnexpectedEOF", err)
+	}
+}
