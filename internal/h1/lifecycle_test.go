@@ -320,3 +320,59 @@ func TestBodyCutShortNoAnswer(t *testing.T) {
 		t.Errorf("the handler read %v, want io.ErrUnexpectedEOF", err)
 	}
 }
+
+// TestRejectWire: the bytes of the server's own refusal: the status, a
+// text body naming it (or ErrorBody's), its exact length, the close.
+func TestRejectWire(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		errorBody func(int, string) (string, []byte)
+		want      string // DATE for the Date field's value
+	}{
+		{"the default body", nil,
+			"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\nConnection: close\r\nDate: DATE\r\n\r\n400 Bad Request\n"},
+		{"ErrorBody", func(status int, reason string) (string, []byte) {
+			return "application/json", []byte(fmt.Sprintf(`{"status":%d,"reason":%q}`, status, reason))
+		}, "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: 44\r\nConnection: close\r\nDate: DATE\r\n\r\n" +
+			`{"status":400,"reason":"missing host field"}`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := &Server{ErrorBody: c.errorBody, Handler: HandlerFunc(func(ResponseWriter, *Request) {})}
+			got := roundTripRaw(t, startServer(t, s), "GET / HTTP/1.1\r\n\r\n")
+			head, body, _ := strings.Cut(got, "\r\n\r\n")
+			var lines []string
+			for _, l := range strings.Split(head, "\r\n") {
+				if strings.HasPrefix(l, "Date: ") {
+					l = "Date: DATE"
+				}
+				lines = append(lines, l)
+			}
+			if got := strings.Join(lines, "\r\n") + "\r\n\r\n" + body; got != c.want {
+				t.Errorf("got\n%q\nwant\n%q", got, c.want)
+			}
+		})
+	}
+}
+
+// TestHandlerPanicLogged: a handler's panic is logged at error level, with
+// the panic's value; a panic with ErrAbortHandler is not logged. Either
+// way the connection closes with nothing sent.
+func TestHandlerPanicLogged(t *testing.T) {
+	for _, c := range []struct {
+		value  any
+		logged bool
+	}{
+		{"boom", true},
+		{ErrAbortHandler, false},
+	} {
+		var log lockedBuffer
+		s := &Server{Logger: slog.New(slog.NewTextHandler(&log, nil)), Handler: HandlerFunc(func(ResponseWriter, *Request) { panic(c.value) })}
+		if got := roundTripRaw(t, startServer(t, s), "GET / HTTP/1.1\r\nHost: a\r\n\r\n"); got != "" {
+			t.Errorf("panic %v: got %q, want nothing and the close", c.value, got)
+		}
+		logged := strings.Contains(log.String(), `level=ERROR msg="handler panicked" panic=boom`)
+		if logged != c.logged || !c.logged && log.String() != "" {
+			t.Errorf("panic %v: logged %q, want logged %v", c.value, log.String(), c.logged)
+		}
+	}
+}
