@@ -126,6 +126,17 @@ func TestResponseWire(t *testing.T) {
 			wantCall: []string{"status 0", "write 1 nil"},
 		},
 		{
+			name: "a head larger than the write buffer, before a body kept back",
+			req:  "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+			handler: func(w ResponseWriter, r *Request, c *calls) {
+				w.Header().SetString("Date", "d")
+				w.Header().SetString("X-Big", fill(6<<10))
+				c.write(w, "ok")
+			},
+			want:     "HTTP/1.1 200 OK\r\nDate: d\r\nX-Big: " + fill(6<<10) + "\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+			wantCall: []string{"write 2 nil"},
+		},
+		{
 			name: "no interim response after the final status",
 			req:  "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
 			handler: func(w ResponseWriter, r *Request, c *calls) {
