@@ -418,7 +418,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 				buf := getBuf()
 				armRead()
 				n, err := pc.br.Read(buf[:min(int64(len(buf)), remaining)])
-				if n == 0 && err != nil { // mutate:equivalent bool bufio.Reader.Read into a non-empty buffer returns bytes or an error, never both, never neither
+				if n == 0 && err != nil {
 					if errors.Is(err, io.EOF) {
 						err = io.ErrUnexpectedEOF
 					}
