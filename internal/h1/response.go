@@ -415,8 +415,8 @@ func appendDate(dst []byte, now time.Time) []byte {
 	sec := now.Unix()
 	d := cachedDate.Load()
 	if d == nil || d.sec != sec {
-		d = &dateCache{sec: sec, b: now.UTC().AppendFormat(make([]byte, 0, 29), http.TimeFormat)}
-		cachedDate.Store(d)
+		d = &dateCache{sec: sec, b: now.UTC().AppendFormat(make([]byte, 0, 29), http.TimeFormat)} // mutate:equivalent const a capacity: AppendFormat grows the slice
+		cachedDate.Store(d)                                                                       // mutate:equivalent delete-stmt the cache only saves formatting: without it each call formats the date
 	}
 	return append(dst, d.b...)
 }
