@@ -452,7 +452,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 				armRead()
 			}
 			n, err := src.Read(buf)
-			if n > 0 {
+			if n > 0 { // mutate:equivalent boundary with n 0 nothing is counted or written (a Write of no bytes sends nothing, no chunk either)
 				if u.MaxReceivedBytes > 0 && res.BytesIn+int64(n) > u.MaxReceivedBytes {
 					return abort(ErrUpstreamProtocol, fmt.Errorf("%w (more than %d bytes)", ErrMaxReceived, u.MaxReceivedBytes))
 				}
