@@ -157,7 +157,7 @@ func (a *Attempt) Try(ctx context.Context, u *Upstream, w ResponseWriter) (Resul
 		if err != nil {
 			var fe *ForwardError
 			if !errors.As(err, &fe) {
-				fe = &ForwardError{Kind: ErrConnect, Err: err}
+				fe = &ForwardError{Kind: ErrConnect, Err: err} // mutate:equivalent delete-stmt unreachable: every error of get is a *ForwardError (dialError, ctxError, noConn)
 			}
 			return Result{}, fe
 		}
