@@ -298,6 +298,9 @@ func TestAccepted(t *testing.T) {
 		{"plain", "GET /a?b=c HTTP/1.1\r\nHost: h\r\n\r\n", "/a", "b=c", "h", "", false},
 		{"empty query", "GET /a? HTTP/1.1\r\nHost: h\r\n\r\n", "/a", "", "h", "", false},
 		{"leading crlf", "\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", "/", "", "h", "", false},
+		{"eight leading crlf", strings.Repeat("\r\n", 8) + "GET / HTTP/1.1\r\nHost: h\r\n\r\n", "/", "", "h", "", false},
+		{"leading empty lines (the last crlf) before a head larger than the first buffer", "\r\n\n\r\nGET /big HTTP/1.1\r\nHost: h\r\nX-Big: " + strings.Repeat("b", 6<<10) + "\r\n\r\n", "/big", "", "h", "", false},
+		{"leading empty lines (the last lf) before a head larger than the first buffer", "\r\n\nGET /big HTTP/1.1\r\nHost: h\r\nX-Big: " + strings.Repeat("b", 6<<10) + "\r\n\r\n", "/big", "", "h", "", false},
 		{"eight leading bare lf", strings.Repeat("\n", 8) + "GET / HTTP/1.1\r\nHost: h\r\n\r\n", "/", "", "h", "", false},
 		{"eight leading empty lines, crlf and lf", "\r\n\n\r\n\n\r\n\n\r\n\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", "/", "", "h", "", false},
 		{"http/1.2 read as 1.1", "GET / HTTP/1.2\r\nHost: h\r\n\r\n", "/", "", "h", "", false},
@@ -318,9 +321,9 @@ func TestAccepted(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			type seen struct {
-				path, query, host, body string
-				chunked                 bool
-				cl                      int64
+				method, path, query, host, body string
+				chunked                         bool
+				cl                              int64
 			}
 			got := make(chan seen, 1)
 			s := &Server{Handler: HandlerFunc(func(w ResponseWriter, r *Request) {
@@ -328,7 +331,7 @@ func TestAccepted(t *testing.T) {
 				if err != nil {
 					t.Errorf("reading body: %v", err)
 				}
-				got <- seen{string(r.Path), string(r.Query), string(r.Host), string(b), r.Chunked, r.ContentLength}
+				got <- seen{string(r.Method), string(r.Path), string(r.Query), string(r.Host), string(b), r.Chunked, r.ContentLength}
 				w.Header().SetString("Connection", "close")
 			})}
 			addr := startServer(t, s)
@@ -337,8 +340,9 @@ func TestAccepted(t *testing.T) {
 				t.Fatalf("got %q, want 200", resp)
 			}
 			g := <-got
-			if g.path != tc.path || g.query != tc.query || g.host != tc.host || g.body != tc.body || g.chunked != tc.chunked {
-				t.Errorf("got %+v, want path %q query %q host %q body %q chunked %v", g, tc.path, tc.query, tc.host, tc.body, tc.chunked)
+			method := strings.Fields(strings.TrimLeft(tc.raw, "\r\n"))[0] // the request line's first word
+			if g.method != method || g.path != tc.path || g.query != tc.query || g.host != tc.host || g.body != tc.body || g.chunked != tc.chunked {
+				t.Errorf("got %+v, want method %q path %q query %q host %q body %q chunked %v", g, method, tc.path, tc.query, tc.host, tc.body, tc.chunked)
 			}
 			if tc.chunked && g.cl != -1 {
 				t.Errorf("got ContentLength %d, want -1 for chunked", g.cl)
