@@ -665,13 +665,13 @@ func (ex *exchange) readHead() (*ProtocolError, error) {
 				return protoErr(400, "bare cr in request head"), nil
 			}
 			switch {
-			case reqEnd < 0 && n == 0:
+			case reqEnd < 0 && n == 0: // mutate:equivalent boundary reqEnd is -1 or the index of the CR after a non-empty request line, never 0
 				leading++
 				if leading > maxLeadingCRLF {
 					return protoErr(400, "too many empty lines before the request line"), nil
 				}
 				start = lf + 1
-			case reqEnd < 0:
+			case reqEnd < 0: // mutate:equivalent boundary,const reqEnd is -1 or the index of the CR after a non-empty request line, never 0
 				if n > maxLine {
 					return protoErr(414, "request line too long"), nil
 				}
