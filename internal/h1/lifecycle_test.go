@@ -376,3 +376,30 @@ func TestHandlerPanicLogged(t *testing.T) {
 		}
 	}
 }
+
+// TestHeadSizeLimit: a request head of exactly MaxHeaderBytes (its final
+// CRLF included) is read, one byte more is refused with 431.
+func TestHeadSizeLimit(t *testing.T) {
+	const limit = 100
+	head := func(n int) string {
+		h := "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\nX: \r\n\r\n"
+		return strings.Replace(h, "X: ", "X: "+strings.Repeat("x", n-len(h)), 1)
+	}
+	s := &Server{MaxHeaderBytes: limit, Handler: HandlerFunc(func(w ResponseWriter, r *Request) {})}
+	addr := startServer(t, s)
+	for _, c := range []struct {
+		size   int
+		status string
+	}{
+		{limit, "HTTP/1.1 200 "},
+		{limit + 1, "HTTP/1.1 431 "},
+	} {
+		h := head(c.size)
+		if len(h) != c.size {
+			t.Fatalf("built a head of %d bytes, want %d", len(h), c.size)
+		}
+		if got := roundTripRaw(t, addr, h); !strings.HasPrefix(got, c.status) {
+			t.Errorf("a head of %d bytes: got %q, want %s", c.size, got, c.status)
+		}
+	}
+}
