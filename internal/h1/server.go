@@ -699,7 +699,7 @@ func (ex *exchange) readHead() (*ProtocolError, error) {
 				}
 			}
 			pos, lineStart = lf+1, lf+1
-			if pos-start > maxHead { // mutate:equivalent boundary a head whose lines reach maxHead exactly is refused at its end anyway (the empty line adds 2), with the same 431
+			if pos-start > maxHead {
 				return protoErr(431, "request head too large"), nil
 			}
 		}
