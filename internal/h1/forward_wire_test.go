@@ -223,6 +223,19 @@ func TestForwardRequestWire(t *testing.T) {
 			wantOut: int64(len(big)),
 		},
 		{
+			name:    "a long body of declared length with more behind it: not a byte more",
+			out:     Outgoing{Method: []byte("PUT"), Path: []byte("/"), Body: strings.NewReader(big + "GET /smuggled HTTP/1.1\r\n\r\n"), ContentLength: int64(len(big))},
+			want:    fmt.Sprintf("PUT / HTTP/1.1\r\nHost: ADDR\r\nContent-Length: %d\r\n\r\n%s", len(big), big),
+			wantOut: int64(len(big)),
+		},
+		{
+			name:    "a long body of unknown length of exactly MaxSentBytes",
+			up:      func(u *Upstream) { u.MaxSentBytes = int64(len(big)) },
+			out:     Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: strings.NewReader(big), ContentLength: -1},
+			want:    fmt.Sprintf("POST / HTTP/1.1\r\nHost: ADDR\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n", len(first), first, len(big)-len(first), big[len(first):]),
+			wantOut: int64(len(big)),
+		},
+		{
 			name: "an upgrade",
 			out:  Outgoing{Method: []byte("GET"), Path: []byte("/ws"), Upgrade: []byte("websocket"), Header: hdr("Upgrade", "other", "Connection", "upgrade")},
 			want: "GET /ws HTTP/1.1\r\nHost: ADDR\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
