@@ -402,4 +402,9 @@ func TestHeadSizeLimit(t *testing.T) {
 			t.Errorf("a head of %d bytes: got %q, want %s", c.size, got, c.status)
 		}
 	}
+	// A field line that has not ended yet is refused as soon as the head
+	// is past the limit, not when the line ends (or the client gives up).
+	if got := roundTripRaw(t, addr, "GET / HTTP/1.1\r\nHost: h\r\nX: "+strings.Repeat("x", limit)); !strings.HasPrefix(got, "HTTP/1.1 431 ") {
+		t.Errorf("an unfinished field past the limit: got %q, want 431", got)
+	}
 }
