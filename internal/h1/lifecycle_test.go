@@ -408,3 +408,31 @@ func TestHeadSizeLimit(t *testing.T) {
 		t.Errorf("an unfinished field past the limit: got %q, want 431", got)
 	}
 }
+
+// TestSlowHeadOnKeepAlive: on a kept-alive connection the next request's
+// head is timed from its first byte by ReadHeaderTimeout, or by a shorter
+// ReadTimeout, not by IdleTimeout: a head that stalls gets 408.
+func TestSlowHeadOnKeepAlive(t *testing.T) {
+	for _, c := range []struct {
+		name                           string
+		readHeaderTimeout, readTimeout time.Duration
+	}{
+		{"ReadHeaderTimeout", 100 * time.Millisecond, 0},
+		{"ReadTimeout", 0, 100 * time.Millisecond},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := &Server{ReadHeaderTimeout: c.readHeaderTimeout, ReadTimeout: c.readTimeout, IdleTimeout: time.Minute,
+				Handler: HandlerFunc(func(w ResponseWriter, r *Request) {})}
+			conn := dial(t, startServer(t, s))
+			br := bufio.NewReader(conn)
+			io.WriteString(conn, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+			if r := readResponse(t, br, false); r.status != 200 {
+				t.Fatalf("first request: got %d", r.status)
+			}
+			io.WriteString(conn, "GET / HTTP/1.1\r\nHo") // then nothing
+			if r := readResponse(t, br, false); r.status != 408 {
+				t.Errorf("a stalled head: got %d, want 408", r.status)
+			}
+		})
+	}
+}
