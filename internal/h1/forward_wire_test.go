@@ -1320,3 +1320,20 @@ func TestForwardHeadLength(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardLongBodyEndsEarly: a client body of declared length that ends
+// early after the first read (in the body goroutine) is the client's fault,
+// io.ErrUnexpectedEOF, and Forward does not wait for the upstream.
+func TestForwardLongBodyEndsEarly(t *testing.T) {
+	u := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		c.SetDeadline(soon(t))
+		readRequestHead(br)
+		io.Copy(io.Discard, br) // waits for the rest of the body
+	})
+	body := strings.Repeat("b", 35<<10)
+	_, err := forwardWithin(t, u, newRecorder(), &Outgoing{Method: []byte("PUT"), Path: []byte("/"), Body: strings.NewReader(body), ContentLength: 40 << 10})
+	var fe *ForwardError
+	if !errors.As(err, &fe) || fe.Kind != ErrClient || !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("got %v, want ErrClient: io.ErrUnexpectedEOF", err)
+	}
+}
