@@ -621,7 +621,7 @@ func (pc *upConn) armHead() {
 // takes no bytes for ActiveTimeout has stalled.
 func (pc *upConn) armWrite() {
 	u := pc.u
-	if u.ActiveTimeout <= 0 { // mutate:equivalent const with an ActiveTimeout of 1 ns the head's read times out at once and ends the exchange, body goroutine included (finishBody cuts it)
+	if u.ActiveTimeout <= 0 {
 		return
 	}
 	d := time.Now().Add(u.ActiveTimeout)
