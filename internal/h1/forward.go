@@ -211,7 +211,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 	// in the body goroutine) are cleared at the start of the next one.
 	pc.deadlined = u.TransactionTimeout > 0 || u.ActiveTimeout > 0 || u.ResponseHeaderTimeout > 0 // mutate:equivalent boundary deadlined true for no timeout only clears deadlines that are not set
 	armRead := func() {
-		if u.ActiveTimeout > 0 { // mutate:equivalent const with an ActiveTimeout of 1 ns the head's read (armed with it) has timed out before any body read
+		if u.ActiveTimeout > 0 {
 			d := time.Now().Add(u.ActiveTimeout)
 			if !txDeadline.IsZero() && txDeadline.Before(d) {
 				d = txDeadline
