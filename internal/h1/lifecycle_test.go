@@ -436,3 +436,53 @@ func TestSlowHeadOnKeepAlive(t *testing.T) {
 		})
 	}
 }
+
+// TestBodyAfterLargeHead: a body is read whole, whatever room the head left
+// in the first read buffer (none, little, or a head that outgrew it), by
+// length or chunked, and a pipelined request after it is read too.
+func TestBodyAfterLargeHead(t *testing.T) {
+	s := &Server{Handler: HandlerFunc(func(w ResponseWriter, r *Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Errorf("reading the body: %v", err)
+		}
+		w.Write(b)
+	})}
+	addr := startServer(t, s)
+	body := make([]byte, 10<<10)
+	for i := range body {
+		body[i] = 'a' + byte(i%26)
+	}
+	var chunked strings.Builder
+	for i := 0; i < len(body); i += 1000 {
+		part := body[i:min(i+1000, len(body))]
+		fmt.Fprintf(&chunked, "%x\r\n%s\r\n", len(part), part)
+	}
+	chunked.WriteString("0\r\n\r\n")
+	for _, headSize := range []int{3500, 3700, 4000, 4096, 5000} {
+		for _, framing := range []string{"length", "chunked"} {
+			head := "POST / HTTP/1.1\r\nHost: a\r\nX-Pad: \r\n"
+			if framing == "length" {
+				head += fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body))
+			} else {
+				head += "Transfer-Encoding: chunked\r\n\r\n"
+			}
+			head = strings.Replace(head, "X-Pad: ", "X-Pad: "+strings.Repeat("p", headSize-len(head)), 1)
+			req := head
+			if framing == "length" {
+				req += string(body)
+			} else {
+				req += chunked.String()
+			}
+			c := dial(t, addr)
+			br := bufio.NewReader(c)
+			go io.WriteString(c, req+"POST /next HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+			if r := readResponse(t, br, false); r.status != 200 || r.body != string(body) {
+				t.Errorf("head of %d, %s: got %d and %d bytes, want 200 and the body", headSize, framing, r.status, len(r.body))
+			}
+			if r := readResponse(t, br, false); r.status != 200 || r.body != "ok" {
+				t.Errorf("head of %d, %s, the next request: got %d %q, want 200 ok", headSize, framing, r.status, r.body)
+			}
+		}
+	}
+}
