@@ -243,7 +243,7 @@ func TestServeConnWithoutSocket(t *testing.T) {
 // body included, down to the least (1 ns): a body that does not come fails
 // the handler's read instead of waiting for BodyIdleTimeout.
 func TestReadTimeoutBoundsTheBody(t *testing.T) {
-	for _, rt := range []time.Duration{1, 100 * time.Millisecond} {
+	for _, rt := range []time.Duration{1, 300 * time.Millisecond} {
 		t.Run(rt.String(), func(t *testing.T) {
 			got := make(chan error, 1)
 			s := &Server{ReadTimeout: rt, Handler: HandlerFunc(func(w ResponseWriter, r *Request) {
@@ -417,8 +417,8 @@ func TestSlowHeadOnKeepAlive(t *testing.T) {
 		name                           string
 		readHeaderTimeout, readTimeout time.Duration
 	}{
-		{"ReadHeaderTimeout", 100 * time.Millisecond, 0},
-		{"ReadTimeout", 0, 100 * time.Millisecond},
+		{"ReadHeaderTimeout", 300 * time.Millisecond, 0},
+		{"ReadTimeout", 0, 300 * time.Millisecond},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := &Server{ReadHeaderTimeout: c.readHeaderTimeout, ReadTimeout: c.readTimeout, IdleTimeout: time.Minute,
