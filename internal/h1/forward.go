@@ -90,7 +90,7 @@ func (a *Attempt) Begin(out *Outgoing) error {
 	}
 	a.bufp = copyBufPool.Get().(*[]byte)
 	buf := *a.bufp
-	if out.ContentLength > 0 {
+	if out.ContentLength > 0 { // mutate:equivalent boundary a length of 0 returned above
 		// The client promised these bytes: wait for them.
 		buf = buf[:min(out.ContentLength, int64(len(buf)))]
 		n, err := io.ReadFull(out.Body, buf)
@@ -146,7 +146,7 @@ func (a *Attempt) Try(ctx context.Context, u *Upstream, w ResponseWriter) (Resul
 	if u.MaxSentBytes > 0 && out.Body != nil && (out.ContentLength > u.MaxSentBytes || int64(len(a.first)) > u.MaxSentBytes) {
 		return Result{}, &ForwardError{Kind: ErrClient, Err: ErrMaxSent}
 	}
-	if u.HTTP10 && out.Body != nil && !a.bodyEOF && out.ContentLength < 0 {
+	if u.HTTP10 && out.Body != nil && !a.bodyEOF && out.ContentLength < 0 { // mutate:equivalent boundary,const a length of 0 has bodyEOF (Begin takes nothing)
 		return Result{}, &ForwardError{Kind: ErrClient, Err: ErrLengthRequired}
 	}
 	if a.consumed {
@@ -157,7 +157,7 @@ func (a *Attempt) Try(ctx context.Context, u *Upstream, w ResponseWriter) (Resul
 		if err != nil {
 			var fe *ForwardError
 			if !errors.As(err, &fe) {
-				fe = &ForwardError{Kind: ErrConnect, Err: err}
+				fe = &ForwardError{Kind: ErrConnect, Err: err} // mutate:equivalent delete-stmt unreachable: every error of get is a *ForwardError (dialError, ctxError, noConn)
 			}
 			return Result{}, fe
 		}
@@ -204,7 +204,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 	}
 	pc.txDeadline = txDeadline // before the body goroutine reads it
 	pc.cutW, pc.cutR = false, false
-	if u.TransactionTimeout > 0 || pc.deadlined {
+	if u.TransactionTimeout > 0 || pc.deadlined { // mutate:equivalent boundary at 0 txDeadline is zero and, deadlined false, no deadline is set: clearing them changes nothing
 		pc.c.SetDeadline(txDeadline)
 	}
 	// Deadlines set during this exchange (here, or by armHead and armWrite
@@ -242,7 +242,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 		cl = int64(len(first))
 	}
 	if perr := pc.writeHead(out, cl); perr != nil {
-		keep = false
+		keep = false // mutate:equivalent delete-stmt writeHead refuses before it writes anything: the connection is clean either way
 		return res, false, perr
 	}
 	res.Sent = true
@@ -257,7 +257,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 		res.BytesOut = int64(len(first))
 	}
 	if bodyEOF && cl < 0 {
-		pc.bw.WriteString("0\r\n\r\n")
+		pc.bw.WriteString("0\r\n\r\n") // mutate:equivalent delete-stmt unreachable: with bodyEOF, cl is len(first) (set above)
 	}
 	if err := pc.bw.Flush(); err != nil {
 		keep = false
@@ -307,7 +307,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 	// request: while the body goroutine still sends a long body, a slow
 	// client must not make the upstream look slow; the goroutine arms the
 	// head's deadline when the body is sent (see headArmed).
-	headTimeout := u.ResponseHeaderTimeout > 0 && u.ActiveTimeout <= 0
+	headTimeout := u.ResponseHeaderTimeout > 0 && u.ActiveTimeout <= 0 // mutate:equivalent bool,const with an ActiveTimeout armRead times each body read anyway, a 1 ns timeout ends the head's read first, and clearing no deadline changes nothing
 	var rh respHead
 	for interim := 0; ; interim++ {
 		if wdone == nil {
@@ -411,7 +411,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 		for remaining := rh.cl; remaining > 0; {
 			var chunk []byte
 			peeked := false
-			if n := pc.br.Buffered(); n > 0 {
+			if n := pc.br.Buffered(); n > 0 { // mutate:equivalent const with one byte buffered br.Read below returns it: the same bytes pass
 				chunk, _ = pc.br.Peek(int(min(int64(n), remaining)))
 				peeked = true
 			} else {
@@ -452,7 +452,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 				armRead()
 			}
 			n, err := src.Read(buf)
-			if n > 0 {
+			if n > 0 { // mutate:equivalent boundary with n 0 nothing is counted or written (a Write of no bytes sends nothing, no chunk either)
 				if u.MaxReceivedBytes > 0 && res.BytesIn+int64(n) > u.MaxReceivedBytes {
 					return abort(ErrUpstreamProtocol, fmt.Errorf("%w (more than %d bytes)", ErrMaxReceived, u.MaxReceivedBytes))
 				}

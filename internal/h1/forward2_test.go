@@ -459,3 +459,35 @@ func (r *recorder) Flush() error                             { return nil }
 func (r *recorder) Hijack() (net.Conn, *bufio.Reader, error) { return nil, nil, errors.New("no") }
 func (r *recorder) Written() int64                           { return int64(r.body.Len()) }
 func (r *recorder) Status() int                              { return r.status }
+
+// TestForwardStreamingLength: a body of declared length is passed on as it
+// comes, down to all but its last byte: what the upstream has sent reaches
+// the client before the rest is sent.
+func TestForwardStreamingLength(t *testing.T) {
+	next := make(chan struct{})
+	u := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
+		readRequestHead(br)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nabc")
+		select {
+		case <-next: // the client has received abc
+		case <-time.After(time.Until(soon(t))):
+			return
+		}
+		io.WriteString(c, "d")
+	})
+	c := dial(t, proxyServer(t, u, nil))
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	if _, err := readRequestHead(br); err != nil { // the response head
+		t.Fatal(err)
+	}
+	for _, want := range []string{"abc", "d"} {
+		buf := make([]byte, len(want))
+		if _, err := io.ReadFull(br, buf); err != nil || string(buf) != want {
+			t.Fatalf("got %q %v, want %q", buf, err, want)
+		}
+		if want == "abc" {
+			close(next)
+		}
+	}
+}

@@ -242,7 +242,7 @@ func (r *response) finish() {
 	if r.chunked {
 		r.ex.wbuf = append(r.ex.wbuf, "0\r\n\r\n"...)
 	}
-	if r.cl >= 0 && r.written < r.cl && !r.noBody {
+	if r.cl >= 0 && r.written < r.cl && !r.noBody { // mutate:equivalent const with cl 0, written < cl cannot hold
 		r.closeAfter = true // the client sees a truncated body and a close
 	}
 	r.flushBuf()
@@ -416,7 +416,7 @@ func appendDate(dst []byte, now time.Time) []byte {
 	d := cachedDate.Load()
 	if d == nil || d.sec != sec {
 		d = &dateCache{sec: sec, b: now.UTC().AppendFormat(make([]byte, 0, 29), http.TimeFormat)}
-		cachedDate.Store(d)
+		cachedDate.Store(d) // mutate:equivalent delete-stmt the cache only saves formatting: without it each call formats the date
 	}
 	return append(dst, d.b...)
 }

@@ -73,7 +73,7 @@ const (
 // bytes are fixed; the client reads until the server closes.
 func TestResponseWire(t *testing.T) {
 	fill := func(n int) string { return strings.Repeat("z", n) }
-	fits := writeBufSize - 512 // the largest body kept back to get a length
+	fits := 4<<10 - 512 // the largest body kept back to get a length (3.5 KiB)
 	cases := []struct {
 		name     string
 		server   func(s *Server)
@@ -111,6 +111,30 @@ func TestResponseWire(t *testing.T) {
 			want: "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" +
 				"HTTP/1.1 103 Early Hints\r\nLink: </b>\r\n\r\n" +
 				"HTTP/1.1 204 No Content\r\nDate: d\r\nConnection: close\r\n\r\n",
+		},
+		{
+			name: "199 is interim, 200 final",
+			req:  "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+			handler: func(w ResponseWriter, r *Request, c *calls) {
+				w.Header().SetString("Date", "d")
+				w.WriteHeader(199)
+				c.note("status %d", w.Status())
+				w.WriteHeader(200)
+				c.write(w, "x")
+			},
+			want:     "HTTP/1.1 199 \r\nDate: d\r\n\r\nHTTP/1.1 200 OK\r\nDate: d\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx",
+			wantCall: []string{"status 0", "write 1 nil"},
+		},
+		{
+			name: "a head larger than the write buffer, before a body kept back",
+			req:  "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+			handler: func(w ResponseWriter, r *Request, c *calls) {
+				w.Header().SetString("Date", "d")
+				w.Header().SetString("X-Big", fill(6<<10))
+				c.write(w, "ok")
+			},
+			want:     "HTTP/1.1 200 OK\r\nDate: d\r\nX-Big: " + fill(6<<10) + "\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+			wantCall: []string{"write 2 nil"},
 		},
 		{
 			name: "no interim response after the final status",
@@ -238,9 +262,10 @@ func TestResponseWire(t *testing.T) {
 				w.Header().SetString("Date", "d")
 				hijackAndSend(w, c, "raw")
 				w.WriteHeader(500)
+				c.note("status %d", w.Status())
 			},
 			want:     "raw",
-			wantCall: []string{"hijack nil", "write 0 hijacked", "flush hijacked", "hijack again hijacked"},
+			wantCall: []string{"hijack nil", "write 0 hijacked", "flush hijacked", "hijack again hijacked", "status 0"},
 		},
 		{
 			name: "no Hijack after a final status other than 101",
@@ -277,9 +302,24 @@ func TestResponseWire(t *testing.T) {
 				w.(Aborter).Abort()
 				c.flush(w)
 				c.write(w, "b")
+				w.WriteHeader(500) // chooses nothing after an abort
+				c.note("status %d", w.Status())
 			},
 			want:     "",
-			wantCall: []string{"flush aborted", "write 0 aborted"},
+			wantCall: []string{"flush aborted", "write 0 aborted", "status 0"},
+		},
+		{
+			name: "an empty write sends no chunk (a chunk of 0 would end the body)",
+			req:  "GET / HTTP/1.1\r\nHost: a\r\n\r\n" + nextReq,
+			handler: func(w ResponseWriter, r *Request, c *calls) {
+				w.Header().SetString("Date", "d")
+				c.write(w, "a")
+				c.flush(w)
+				c.write(w, "")
+				c.write(w, "b")
+			},
+			want:     "HTTP/1.1 200 OK\r\nDate: d\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n1\r\nb\r\n0\r\n\r\n" + nextResp,
+			wantCall: []string{"write 1 nil", "flush nil", "write 0 nil", "write 1 nil"},
 		},
 		{
 			name: "an abort after a chunk: no last chunk, and the close",

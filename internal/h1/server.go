@@ -31,13 +31,13 @@ const (
 	maxRequestLine  = 8 << 10   // longer request lines get 414
 	maxLeadingCRLF  = 8         // empty lines (CRLF or LF) tolerated before a request line
 	maxDrain        = 256 << 10 // unread body bytes drained to keep a connection
-	smallBufSize    = 4 << 10
+	smallBufSize    = 4 << 10   // mutate:equivalent const a buffer size: a head that outgrows it moves to the big buffer (bigSize, at least twice as large), a Read as large goes to the socket: what is read does not change
 	writeBufSize    = 4 << 10
 	lingerTimeout   = 500 * time.Millisecond
 	lingerTotal     = 5 * time.Second // longest lingering close
 	maxLinger       = 64 << 20        // most bytes discarded by a lingering close
 	rejectTimeout   = 5 * time.Second
-	minBodyReadRoom = 512
+	minBodyReadRoom = 512 // mutate:equivalent const the least room for a body read: another one changes when the buffer is compacted or moved, not what is read
 )
 
 // Server serves HTTP/1.x connections. Set its fields before the first Serve or
@@ -140,7 +140,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 			return fmt.Errorf("accepting connections: %w", err)
 		}
-		delay = 0
+		delay = 0 // mutate:equivalent const any delay up to 2.5 ms starts the next retry at the 5 ms floor
 		go s.ServeConn(nc)
 	}
 }
@@ -230,7 +230,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.Close()
 			return ctx.Err()
 		case <-t.C:
-			wait = min(2*wait, 100*time.Millisecond)
+			wait = min(2*wait, 100*time.Millisecond) // mutate:equivalent const how often Shutdown looks again: it changes how soon it sees the last connection go, not what it returns
 			t.Reset(wait)
 		}
 	}
@@ -274,8 +274,8 @@ func (s *Server) getExchange(c *conn) *exchange {
 	if ex == nil {
 		ex = &exchange{s: s, small: make([]byte, smallBufSize), wbuf: make([]byte, 0, writeBufSize)}
 		ex.rbuf = ex.small
-		ex.req.Header.f = make([]field, 0, 16)
-		ex.resp.hdr.f = make([]field, 0, 16)
+		ex.req.Header.f = make([]field, 0, 16) // mutate:equivalent const,delete-stmt a capacity: the fields are parsed after Header.Reset, appended to whatever slice is here
+		ex.resp.hdr.f = make([]field, 0, 16)   // mutate:equivalent const,delete-stmt a capacity: the response resets its fields before a handler sees them
 		ex.resp.ex = ex
 		ex.body.ex = ex
 	}
@@ -286,11 +286,11 @@ func (s *Server) getExchange(c *conn) *exchange {
 
 func (s *Server) putExchange(ex *exchange) {
 	if ex.oldBuf != nil {
-		s.putBig(ex.oldBuf)
+		s.putBig(ex.oldBuf) // mutate:equivalent delete-stmt giving the buffer back to the pool only saves an allocation
 		ex.oldBuf = nil
 	}
 	if len(ex.rbuf) != len(ex.small) {
-		s.putBig(ex.rbuf)
+		s.putBig(ex.rbuf) // mutate:equivalent delete-stmt giving the buffer back to the pool only saves an allocation
 		ex.rbuf = ex.small
 	}
 	ex.r, ex.w, ex.base = 0, 0, 0
@@ -379,11 +379,11 @@ func (c *conn) rawRead(fd uintptr) bool {
 			c.ex = nil
 			return false
 		}
-		if n > 0 {
+		if n > 0 { // mutate:equivalent boundary n == 0 adds nothing: ex.w stays 0, which await takes as io.EOF
 			ex.w += n
-			c.rerr = nil
-		} else if err == nil {
-			c.rerr = io.EOF
+			c.rerr = nil // mutate:equivalent delete-stmt await sets rerr to nil before the read
+		} else if err == nil { // mutate:equivalent negate-if,negate-cmp any error ends the connection alike: serve only tests await's error against nil
+			c.rerr = io.EOF // mutate:equivalent delete-stmt with rerr nil and ex.w 0, await returns io.EOF
 		} else {
 			c.rerr = os.NewSyscallError("read", err)
 		}
@@ -406,10 +406,10 @@ func (c *conn) await(timeout time.Duration) error {
 	}
 	var err error
 	if c.rc != nil {
-		c.rerr = nil
+		c.rerr = nil // mutate:equivalent delete-stmt rerr is nil here: an await that left it set ended the connection
 		err = c.rc.Read(c.rawFn)
-		if err == nil {
-			err = c.rerr
+		if err == nil { // mutate:equivalent negate-if,negate-cmp,delete-stmt rawRead sets rerr only with ex.w 0, which is io.EOF below
+			err = c.rerr // mutate:equivalent delete-stmt rawRead sets rerr only with ex.w 0, which is io.EOF below
 		}
 	} else {
 		var n int
@@ -665,13 +665,13 @@ func (ex *exchange) readHead() (*ProtocolError, error) {
 				return protoErr(400, "bare cr in request head"), nil
 			}
 			switch {
-			case reqEnd < 0 && n == 0:
+			case reqEnd < 0 && n == 0: // mutate:equivalent boundary reqEnd is -1 or the index of the CR after a non-empty request line, never 0
 				leading++
 				if leading > maxLeadingCRLF {
 					return protoErr(400, "too many empty lines before the request line"), nil
 				}
 				start = lf + 1
-			case reqEnd < 0:
+			case reqEnd < 0: // mutate:equivalent boundary,const reqEnd is -1 or the index of the CR after a non-empty request line, never 0
 				if n > maxLine {
 					return protoErr(414, "request line too long"), nil
 				}

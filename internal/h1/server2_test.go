@@ -159,6 +159,9 @@ func TestChunkedResponse(t *testing.T) {
 	}
 }
 
+// TestMaxBodyBytes: a body longer than MaxBodyBytes fails the handler's
+// read with ErrBodyTooLarge and gets the server's 413; a body of exactly
+// MaxBodyBytes is read whole.
 func TestMaxBodyBytes(t *testing.T) {
 	errs := make(chan error, 2)
 	s := &Server{Handler: HandlerFunc(func(w ResponseWriter, r *Request) {
@@ -167,16 +170,22 @@ func TestMaxBodyBytes(t *testing.T) {
 		errs <- err
 	})}
 	addr := startServer(t, s)
-	for _, raw := range []string{
-		"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
-		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n",
+	for _, c := range []struct {
+		raw     string
+		tooLong bool
+	}{
+		{"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello", true},
+		{"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n", true},
+		{"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nConnection: close\r\n\r\nhell", false},
+		{"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n1\r\nd\r\n0\r\n\r\n", false},
 	} {
-		got := roundTripRaw(t, addr, raw)
-		if err := <-errs; !errors.Is(err, ErrBodyTooLarge) {
-			t.Errorf("got %v, want ErrBodyTooLarge", err)
-		}
-		if !strings.HasPrefix(got, "HTTP/1.1 413 ") {
-			t.Errorf("got %q, want 413 from the server", got)
+		got := roundTripRaw(t, addr, c.raw)
+		err := <-errs
+		switch {
+		case c.tooLong && (!errors.Is(err, ErrBodyTooLarge) || !strings.HasPrefix(got, "HTTP/1.1 413 ")):
+			t.Errorf("%q: got %v and %q, want ErrBodyTooLarge and 413 from the server", c.raw, err, got)
+		case !c.tooLong && (err != nil || !strings.HasPrefix(got, "HTTP/1.1 200 ")):
+			t.Errorf("%q: got %v and %q, want the body read and 200", c.raw, err, got)
 		}
 	}
 }
@@ -194,6 +203,36 @@ func TestUnreadBody(t *testing.T) {
 			}
 		}
 	})
+	// Up to 256 KiB of a declared length are drained to keep the
+	// connection; one byte more is not read, and the connection closes.
+	for _, c := range []struct {
+		name string
+		n    int
+		kept bool
+	}{
+		{"256 KiB drained, connection kept", 256 << 10, true},
+		{"256 KiB and a byte, connection closed", 256<<10 + 1, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn := dial(t, addr)
+			br := bufio.NewReader(conn)
+			go func() { // written while the server answers
+				fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n%sGET / HTTP/1.1\r\nHost: a\r\n\r\n", c.n, strings.Repeat("b", c.n))
+			}()
+			if r := readResponse(t, br, false); r.status != 200 {
+				t.Fatalf("got %d, want 200", r.status)
+			}
+			if !c.kept {
+				if _, err := br.ReadByte(); err == nil {
+					t.Fatal("got more bytes, want the connection closed")
+				}
+				return
+			}
+			if r := readResponse(t, br, false); r.status != 200 || r.body != "ok" {
+				t.Fatalf("second request: got %d %q, want 200 ok on the same connection", r.status, r.body)
+			}
+		})
+	}
 	t.Run("large body closes", func(t *testing.T) {
 		c := dial(t, addr)
 		br := bufio.NewReader(c)
@@ -327,5 +366,24 @@ func TestHandlerPanic(t *testing.T) {
 	got := roundTripRaw(t, addr, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 	if got != "" || n.Load() != 1 {
 		t.Fatalf("got %q, want a closed connection", got)
+	}
+}
+
+// TestServerDefaults: the limits of a Server without settings are the
+// documented defaults, and a setting replaces its default.
+func TestServerDefaults(t *testing.T) {
+	if DefaultReadHeaderTimeout != 10*time.Second || DefaultBodyIdleTimeout != 30*time.Second || DefaultIdleTimeout != 60*time.Second ||
+		DefaultMaxHeaderBytes != 32<<10 || DefaultMaxHeaderCount != 100 {
+		t.Errorf("defaults %v, %v, %v, %d, %d, want 10s, 30s, 60s, 32 KiB, 100 as documented",
+			DefaultReadHeaderTimeout, DefaultBodyIdleTimeout, DefaultIdleTimeout, DefaultMaxHeaderBytes, DefaultMaxHeaderCount)
+	}
+	var s Server
+	if s.readHeaderTimeout() != DefaultReadHeaderTimeout || s.bodyIdleTimeout() != DefaultBodyIdleTimeout || s.idleTimeout() != DefaultIdleTimeout ||
+		s.maxHeaderBytes() != DefaultMaxHeaderBytes || s.maxHeaderCount() != DefaultMaxHeaderCount {
+		t.Errorf("a Server without settings: %v, %v, %v, %d, %d", s.readHeaderTimeout(), s.bodyIdleTimeout(), s.idleTimeout(), s.maxHeaderBytes(), s.maxHeaderCount())
+	}
+	s = Server{ReadHeaderTimeout: 1, BodyIdleTimeout: 1, IdleTimeout: 1, MaxHeaderBytes: 1, MaxHeaderCount: 1} // the least settings
+	if s.readHeaderTimeout() != 1 || s.bodyIdleTimeout() != 1 || s.idleTimeout() != 1 || s.maxHeaderBytes() != 1 || s.maxHeaderCount() != 1 {
+		t.Errorf("a Server with settings: %v, %v, %v, %d, %d", s.readHeaderTimeout(), s.bodyIdleTimeout(), s.idleTimeout(), s.maxHeaderBytes(), s.maxHeaderCount())
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 )
 
 // startServer serves s on a fresh loopback listener and returns its address.
@@ -42,7 +41,7 @@ func dial(t testing.TB, addr string) net.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.SetDeadline(time.Now().Add(20 * time.Second))
+	c.SetDeadline(soon(t))
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -228,11 +227,14 @@ func TestRefused(t *testing.T) {
 		{"h2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505},
 		{"too many empty lines", strings.Repeat("\r\n", 9) + "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 		{"too many empty lines, lf", strings.Repeat("\r\n\n", 5) + "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+		{"too many empty lines, all bare lf", strings.Repeat("\n", 9) + "GET / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 		{"empty line of a bare cr", "\r\rGET / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 		{"connection names content-length", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close, Content-Length\r\n\r\nhello", 400},
 		{"connection names transfer-encoding", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: transfer-encoding\r\n\r\n0\r\n\r\n", 400},
 		{"connection names host", "GET / HTTP/1.1\r\nHost: a\r\nConnection: HOST\r\n\r\n", 400},
 		{"request line too long", "GET /" + long + " HTTP/1.1\r\nHost: a\r\n\r\n", 414},
+		{"request line of 8 KiB and a byte", "GET /" + strings.Repeat("a", 8<<10-14+1) + " HTTP/1.1\r\nHost: a\r\n\r\n", 414},
+		{"101 fields", "GET / HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("X-A: b\r\n", 100) + "\r\n", 431},
 		{"too many fields", "GET / HTTP/1.1\r\nHost: a\r\n" + manyFields + "\r\n", 431},
 		{"head too large", "GET / HTTP/1.1\r\nHost: a\r\n" + bigField + "\r\n", 431},
 		{"unknown expectation", "GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n", 417},
@@ -296,8 +298,14 @@ func TestAccepted(t *testing.T) {
 		{"plain", "GET /a?b=c HTTP/1.1\r\nHost: h\r\n\r\n", "/a", "b=c", "h", "", false},
 		{"empty query", "GET /a? HTTP/1.1\r\nHost: h\r\n\r\n", "/a", "", "h", "", false},
 		{"leading crlf", "\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", "/", "", "h", "", false},
+		{"eight leading crlf", strings.Repeat("\r\n", 8) + "GET / HTTP/1.1\r\nHost: h\r\n\r\n", "/", "", "h", "", false},
+		{"leading empty lines (the last crlf) before a head larger than the first buffer", "\r\n\n\r\nGET /big HTTP/1.1\r\nHost: h\r\nX-Big: " + strings.Repeat("b", 6<<10) + "\r\n\r\n", "/big", "", "h", "", false},
+		{"leading empty lines (the last lf) before a head larger than the first buffer", "\r\n\nGET /big HTTP/1.1\r\nHost: h\r\nX-Big: " + strings.Repeat("b", 6<<10) + "\r\n\r\n", "/big", "", "h", "", false},
+		{"eight leading bare lf", strings.Repeat("\n", 8) + "GET / HTTP/1.1\r\nHost: h\r\n\r\n", "/", "", "h", "", false},
 		{"eight leading empty lines, crlf and lf", "\r\n\n\r\n\n\r\n\n\r\n\nGET / HTTP/1.1\r\nHost: h\r\n\r\n", "/", "", "h", "", false},
 		{"http/1.2 read as 1.1", "GET / HTTP/1.2\r\nHost: h\r\n\r\n", "/", "", "h", "", false},
+		{"a request line of 8 KiB", "GET /" + strings.Repeat("a", 8<<10-14) + " HTTP/1.1\r\nHost: h\r\n\r\n", "/" + strings.Repeat("a", 8<<10-14), "", "h", "", false},
+		{"100 fields", "GET / HTTP/1.1\r\nHost: h\r\n" + strings.Repeat("X-A: b\r\n", 99) + "\r\n", "/", "", "h", "", false},
 		{"http/1.9 read as 1.1", "POST / HTTP/1.9\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", "/", "", "h", "ok", true},
 		{"connection names an end-to-end field", "GET / HTTP/1.1\r\nHost: h\r\nConnection: x-foo, close\r\nX-Foo: 1\r\n\r\n", "/", "", "h", "", false},
 		{"identical cl", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello", "/", "", "h", "hello", false},
@@ -313,9 +321,9 @@ func TestAccepted(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			type seen struct {
-				path, query, host, body string
-				chunked                 bool
-				cl                      int64
+				method, path, query, host, body string
+				chunked                         bool
+				cl                              int64
 			}
 			got := make(chan seen, 1)
 			s := &Server{Handler: HandlerFunc(func(w ResponseWriter, r *Request) {
@@ -323,7 +331,7 @@ func TestAccepted(t *testing.T) {
 				if err != nil {
 					t.Errorf("reading body: %v", err)
 				}
-				got <- seen{string(r.Path), string(r.Query), string(r.Host), string(b), r.Chunked, r.ContentLength}
+				got <- seen{string(r.Method), string(r.Path), string(r.Query), string(r.Host), string(b), r.Chunked, r.ContentLength}
 				w.Header().SetString("Connection", "close")
 			})}
 			addr := startServer(t, s)
@@ -332,8 +340,9 @@ func TestAccepted(t *testing.T) {
 				t.Fatalf("got %q, want 200", resp)
 			}
 			g := <-got
-			if g.path != tc.path || g.query != tc.query || g.host != tc.host || g.body != tc.body || g.chunked != tc.chunked {
-				t.Errorf("got %+v, want path %q query %q host %q body %q chunked %v", g, tc.path, tc.query, tc.host, tc.body, tc.chunked)
+			method := strings.Fields(strings.TrimLeft(tc.raw, "\r\n"))[0] // the request line's first word
+			if g.method != method || g.path != tc.path || g.query != tc.query || g.host != tc.host || g.body != tc.body || g.chunked != tc.chunked {
+				t.Errorf("got %+v, want method %q path %q query %q host %q body %q chunked %v", g, method, tc.path, tc.query, tc.host, tc.body, tc.chunked)
 			}
 			if tc.chunked && g.cl != -1 {
 				t.Errorf("got ContentLength %d, want -1 for chunked", g.cl)

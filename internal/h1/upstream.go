@@ -297,8 +297,8 @@ func (u *Upstream) popIdle() *upConn {
 // put returns a connection whose exchange ended cleanly to the pool.
 func (u *Upstream) put(pc *upConn) {
 	if u.MaxIdle <= 0 || u.HTTP10 { // mutate:equivalent bool,boundary roundTrip puts a connection back only with MaxIdle > 0 and not HTTP10 (keep is false otherwise)
-		pc.close()
-		return
+		pc.close() // mutate:equivalent delete-stmt unreachable: roundTrip puts a connection back only with MaxIdle > 0 and not HTTP10
+		return     // mutate:equivalent delete-stmt unreachable: roundTrip puts a connection back only with MaxIdle > 0 and not HTTP10
 	}
 	pc.hdr.Reset()
 	u.mu.Lock()
@@ -449,7 +449,7 @@ func (pc *upConn) idleClean() bool {
 	}
 	pc.peekN = -1 // mutate:equivalent const raw.Read either runs the peek, which sets peekN, or fails (and peekN is not read)
 	if err := pc.raw.Read(pc.peek); err != nil {
-		return false
+		return false // mutate:equivalent delete-stmt unreachable: raw.Read fails only on a closed socket, and a connection is closed only after it has left the pool
 	}
 	switch {
 	case pc.peekN > 0:

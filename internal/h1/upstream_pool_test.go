@@ -159,6 +159,45 @@ func TestUpstreamIdleTimeout(t *testing.T) {
 			t.Errorf("got %d open of %d dialled, want none of 4", open, dials)
 		}
 	})
+	// The reaper is a timer: it may fire when the pool is empty (every
+	// connection taken) or hold younger connections than the one it was
+	// armed for. Its runs are made here by hand, so that nothing waits on
+	// the clock but the re-armed timer.
+	t.Run("reaper, every connection taken", func(t *testing.T) {
+		u := idUpstream(t, nil)
+		u.MaxIdle, u.IdleTimeout = 1, time.Hour
+		get(t, u)
+		pc := u.popIdle()
+		if pc == nil {
+			t.Fatal("no pooled connection")
+		}
+		u.reap() // finds nothing: closes nothing
+		if open, _ := u.Stats(); open != 1 {
+			t.Fatalf("got %d open, want the taken connection left alone", open)
+		}
+		u.put(pc)
+		if _, res, err := get(t, u); err != nil || !res.Reused {
+			t.Errorf("got %v %+v, want the connection reused", err, res)
+		}
+	})
+	t.Run("reaper, a younger connection left", func(t *testing.T) {
+		gate := make(chan struct{})
+		u := idUpstream(t, gate)
+		u.MaxIdle, u.IdleTimeout = 2, 100*time.Millisecond
+		fillPool(t, u, gate, 2)
+		close(gate)
+		u.mu.Lock()
+		u.reaper.Stop()
+		u.idle[0].idleAt = time.Now().Add(-time.Hour) // the oldest has expired
+		u.idle[1].idleAt = time.Now()
+		u.mu.Unlock()
+		u.reap()
+		if open, _ := u.Stats(); open != 1 {
+			t.Fatalf("got %d open, want the expired one closed, the younger kept", open)
+		}
+		// The reaper is armed again for the younger one.
+		waitFor(t, "the younger one reaped", func() bool { open, _ := u.Stats(); return open == 0 })
+	})
 	t.Run("young enough", func(t *testing.T) {
 		u := idUpstream(t, nil)
 		u.IdleTimeout = time.Minute
@@ -265,6 +304,11 @@ func TestUpstreamMaxConns(t *testing.T) {
 			var fe *ForwardError
 			if !errors.As(err, &fe) || fe.Kind != c.kind || time.Since(start) > 2*time.Second || strings.Contains(err.Error(), "%!") {
 				t.Errorf("%s: got %v after %v, want %v", c.name, err, time.Since(start), c.kind)
+			}
+			// The waiter that gave up took no place: the busy connection
+			// still holds the only one, so nothing is dialled past MaxConns.
+			if open, dials := u.Stats(); open != 1 || dials != 1 || len(u.sem) != 1 {
+				t.Errorf("%s: got %d open, %d dialled, %d places taken, want 1, 1, 1 (MaxConns 1, busy)", c.name, open, dials, len(u.sem))
 			}
 		}
 		gate <- struct{}{}
@@ -409,6 +453,60 @@ func TestUpstreamTLS(t *testing.T) {
 	}
 }
 
+// TestUpstreamTLSHandshakeFailureCloses: when the TLS handshake fails, the
+// TCP connection under it is closed at once (the upstream reads its end),
+// and no place is kept for it.
+func TestUpstreamTLSHandshakeFailureCloses(t *testing.T) {
+	ts := httptest.NewUnstartedServer(nil)
+	ts.StartTLS() // for its certificate
+	ts.Close()
+	cert := ts.TLS.Certificates[0]
+	for _, c := range []struct {
+		name  string
+		serve func(c net.Conn) // the upstream's side of the handshake
+	}{
+		{"the upstream does not speak TLS", func(c net.Conn) {
+			var rec [5]byte // the ClientHello's record header, then its body
+			if _, err := io.ReadFull(c, rec[:]); err != nil {
+				return
+			}
+			io.CopyN(io.Discard, c, int64(rec[3])<<8|int64(rec[4]))
+			io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+		}},
+		{"the upstream's certificate is refused", func(c net.Conn) {
+			tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}}).Handshake()
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			after := make(chan error, 1) // what the upstream read after the handshake
+			u := rawUpstream(t, func(conn net.Conn, _ *bufio.Reader) {
+				conn.SetDeadline(soon(t))
+				c.serve(conn)
+				_, err := io.Copy(io.Discard, conn)
+				after <- err
+			})
+			u.TLS = &tls.Config{RootCAs: x509.NewCertPool(), ServerName: "example.com"}
+			u.MaxConns = 1
+			res, err := forwardWithin(t, u, newRecorder(), &Outgoing{Method: []byte("GET"), Path: []byte("/")})
+			var fe *ForwardError
+			if !errors.As(err, &fe) || fe.Kind != ErrConnect || !strings.Contains(err.Error(), "tls handshake") || res.Sent {
+				t.Fatalf("got %v %+v, want ErrConnect from the handshake, nothing sent", err, res)
+			}
+			if open, dials := u.Stats(); open != 0 || dials != 0 || len(u.sem) != 0 {
+				t.Errorf("got %d open, %d dials, %d places taken, want none", open, dials, len(u.sem))
+			}
+			select {
+			case err := <-after:
+				if err != nil && !isConnReset(err) {
+					t.Errorf("the upstream read %v, want the connection closed (EOF or reset)", err)
+				}
+			case <-time.After(time.Until(soon(t)) + time.Second):
+				t.Fatal("the upstream's read did not end")
+			}
+		})
+	}
+}
+
 func certPool(t *testing.T, cert tls.Certificate) *x509.CertPool {
 	c, err := x509.ParseCertificate(cert.Certificate[0])
 	if err != nil {
@@ -518,6 +616,7 @@ func TestUpstreamHandoffLeftOver(t *testing.T) {
 func TestUpstreamUnsolicitedCallback(t *testing.T) {
 	for _, late := range []bool{false, true} {
 		var calls, conns atomic.Int64
+		pooled, sent := make(chan struct{}), make(chan struct{})
 		u := rawUpstream(t, func(c net.Conn, br *bufio.Reader) {
 			c.SetDeadline(soon(t))
 			readRequestHead(br)
@@ -526,8 +625,12 @@ func TestUpstreamUnsolicitedCallback(t *testing.T) {
 				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 			case late:
 				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				time.Sleep(50 * time.Millisecond)
+				select { // the byte comes once the connection is in the pool
+				case <-pooled:
+				case <-time.After(time.Until(soon(t))):
+				}
 				io.WriteString(c, "X")
+				close(sent)
 			default:
 				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokX")
 			}
@@ -536,7 +639,12 @@ func TestUpstreamUnsolicitedCallback(t *testing.T) {
 		u.OnUnsolicited = func() { calls.Add(1) }
 		get(t, u)
 		if late {
-			time.Sleep(100 * time.Millisecond) // the late byte is on the pooled socket
+			close(pooled)
+			select { // the late byte is on the pooled socket (loopback: once written)
+			case <-sent:
+			case <-time.After(time.Until(soon(t))):
+				t.Fatal("the upstream did not send the late byte")
+			}
 		}
 		_, res, err := get(t, u)
 		if err != nil || res.Reused {
@@ -554,6 +662,7 @@ func TestUpstreamBufferSizes(t *testing.T) {
 	for _, c := range []struct{ read, write, wantRead, wantWrite int }{
 		{0, 0, 8 << 10, 4 << 10},
 		{1000, 2000, 1000, 2000},
+		{1, 1, 16, 1}, // bufio's least reader; a writer of 1 byte
 	} {
 		u := idUpstream(t, nil)
 		u.MaxIdle, u.ReadBufferSize, u.WriteBufferSize = 1, c.read, c.write

@@ -168,6 +168,15 @@ func Unused(n int) int {
 	}
 	return 0
 }
+
+// Sign is 1 or -1: the case's expression runs, its body does not.
+func Sign(n int) int {
+	switch {
+	case n < 0:
+		return -1
+	}
+	return 1
+}
 `)
 	write("m_test.go", `package m
 
@@ -182,6 +191,12 @@ func TestClamp(t *testing.T) {
 func TestSpin(t *testing.T) {
 	if Spin(3) != 3 {
 		t.Fatal("spin")
+	}
+}
+
+func TestSign(t *testing.T) {
+	if Sign(0) != 1 {
+		t.Fatal("sign")
 	}
 }
 `)
@@ -204,14 +219,16 @@ func TestSpin(t *testing.T) {
 		"18 const 1 → 0":                 TimedOut, // i += 0: the loop never ends
 		"18 const 1 → 2":                 Killed,
 		"25 boundary > → >=":             Survived, // not covered: not run
+		"34 boundary < → <=":             Killed,   // the case's expression runs, its body does not
 	} {
 		if got := status[k]; got != want {
 			t.Errorf("%s: got %q, want %q", k, got, want)
 		}
 	}
 	for _, r := range results {
-		if notRun := r.Failed == "not covered"; notRun != (r.Line >= 24) {
-			t.Errorf("%s: not covered %v, want %v", r.Mutant, notRun, r.Line >= 24)
+		want := r.Line >= 24 && r.Line <= 29 || r.Line == 35 // Unused, Sign's case body
+		if notRun := r.Failed == "not covered"; notRun != want {
+			t.Errorf("%s: not covered %v, want %v", r.Mutant, notRun, want)
 		}
 	}
 	if t.Failed() {

@@ -422,11 +422,20 @@ func readCoverage(path string, pi pkgInfo) (coverage, error) {
 }
 
 // unrun reports whether m lies in a block that no test executed. Mutants
-// outside every block (package-level declarations) are run.
+// outside every block (package-level declarations, and the expressions of
+// case clauses, which the cover tool counts in no block) are run.
+//
+// The position compared is the first edit's, line and column: a block of
+// the profile may start in the middle of a line (a case clause's body starts
+// after its colon), and the expression before it on that line is not in it.
 func (c coverage) unrun(m Mutant) bool {
+	line, col := m.Line, 0
+	if len(m.Edits) > 0 && m.src != nil && m.Edits[0].Start <= len(m.src) {
+		line, col = position(m.src, m.Edits[0].Start)
+	}
 	seen := false
 	for _, b := range c[m.File] {
-		if m.Line < b.startLine || m.Line > b.endLine {
+		if !b.contains(line, col) {
 			continue
 		}
 		if b.count > 0 {
@@ -435,4 +444,30 @@ func (c coverage) unrun(m Mutant) bool {
 		seen = true
 	}
 	return seen
+}
+
+// contains reports whether the position line:col (col 0: anywhere on the
+// line) lies in b.
+func (b coverBlock) contains(line, col int) bool {
+	if line < b.startLine || line > b.endLine {
+		return false
+	}
+	if col == 0 {
+		return true
+	}
+	if line == b.startLine && col < b.startCol {
+		return false
+	}
+	if line == b.endLine && col >= b.endCol {
+		return false
+	}
+	return true
+}
+
+// position is the 1-based line and byte column of offset off in src, as
+// the cover tool counts them.
+func position(src []byte, off int) (line, col int) {
+	line = 1 + bytes.Count(src[:off], []byte("\n"))
+	col = off - bytes.LastIndexByte(src[:off], '\n')
+	return line, col
 }
