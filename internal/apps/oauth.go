@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -273,11 +274,31 @@ type Registry struct {
 	cache *kps.Cache
 	store kps.Store
 	now   func() time.Time
+
+	mu      sync.RWMutex
+	clients map[string]registered // Client's answers, for RegistryTTL
 }
+
+// registered is a client as Client answered it, and until when.
+type registered struct {
+	c     oauth.Client
+	until time.Time
+}
+
+// RegistryTTL is how long Client's answer (the application and its
+// secrets) is reused: a secret made or deleted, an application changed,
+// counts for the token endpoint at most this late (and never later than
+// the application's row in the cache). The token and introspection
+// endpoints authenticate a client on every request; without it each
+// would read the client's secrets from the store.
+const RegistryTTL = time.Second
+
+// maxRegistered bounds the clients remembered.
+const maxRegistered = 10000
 
 // NewRegistry reads applications through cache and secrets from store.
 func NewRegistry(cache *kps.Cache, store kps.Store) *Registry {
-	return &Registry{cache: cache, store: store, now: cache.Now}
+	return &Registry{cache: cache, store: store, now: cache.Now, clients: map[string]registered{}}
 }
 
 var (
@@ -302,11 +323,47 @@ func (g *Registry) app(ctx context.Context, id string) (App, error) {
 
 // Client implements oauth.Clients.
 func (g *Registry) Client(ctx context.Context, id string) (oauth.Client, error) {
-	a, err := g.app(ctx, id)
+	now := g.now()
+	g.mu.RLock()
+	r, ok := g.clients[id]
+	g.mu.RUnlock()
+	if ok && now.Before(r.until) {
+		return r.c, nil
+	}
+	row, until, err := g.cache.GetUntil(ctx, AppsTable, id)
+	if errors.Is(err, kps.ErrNotFound) || errors.Is(err, kps.ErrInvalid) {
+		return oauth.Client{}, oauth.ErrUnknownClient
+	}
 	if err != nil {
 		return oauth.Client{}, err
 	}
-	c := oauth.Client{ID: a.ID, Name: a.Name, Enabled: a.Enabled, Public: a.OAuth.Public, AuthMethod: a.OAuth.AuthMethod,
+	a := appOf(row)
+	if a.OAuth == nil {
+		return oauth.Client{}, oauth.ErrUnknownClient
+	}
+	c, expires, err := g.client(ctx, a, now)
+	if err != nil {
+		return oauth.Client{}, err
+	}
+	until = earliest(until, now.Add(RegistryTTL))
+	if !expires.IsZero() {
+		until = earliest(until, expires) // a secret expiring is not offered a moment longer
+	}
+	if now.Before(until) {
+		g.mu.Lock()
+		if len(g.clients) >= maxRegistered {
+			clear(g.clients)
+		}
+		g.clients[id] = registered{c: c, until: until}
+		g.mu.Unlock()
+	}
+	return c, nil
+}
+
+// client is a's settings and its secrets valid at now, with the first of
+// their expiries (zero: none expires).
+func (g *Registry) client(ctx context.Context, a App, now time.Time) (c oauth.Client, expires time.Time, err error) {
+	c = oauth.Client{ID: a.ID, Name: a.Name, Enabled: a.Enabled, Public: a.OAuth.Public, AuthMethod: a.OAuth.AuthMethod,
 		RedirectURIs: a.OAuth.RedirectURIs, GrantTypes: a.OAuth.GrantTypes, Scopes: a.OAuth.Scopes}
 	// mutate:equivalent * an empty key set never passes check(): testing its length only spares parsing nothing
 	if len(a.OAuth.JWKS) > 0 {
@@ -318,17 +375,19 @@ func (g *Registry) Client(ctx context.Context, id string) (oauth.Client, error) 
 		// mutate:equivalent const a page larger than the most secrets an application may have: any larger page reads the same rows
 		res, err := g.store.Query(ctx, ClientSecretsTable, "appId", a.ID, kps.Page{Limit: MaxClientSecrets + 10})
 		if err != nil {
-			return oauth.Client{}, err
+			return oauth.Client{}, time.Time{}, err
 		}
-		now := g.now()
 		for _, r := range res.Rows {
 			cs, h := secretOf(r)
 			if cs.ExpiresAt.IsZero() || now.Before(cs.ExpiresAt) {
 				c.SecretHashes = append(c.SecretHashes, h)
+				if !cs.ExpiresAt.IsZero() && (expires.IsZero() || cs.ExpiresAt.Before(expires)) {
+					expires = cs.ExpiresAt
+				}
 			}
 		}
 	}
-	return c, nil
+	return c, expires, nil
 }
 
 // AuthorizeClient implements authorize.Clients.

@@ -2,6 +2,7 @@ package apps
 
 import (
 	"context"
+	"fmt"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -173,5 +174,62 @@ func TestDerivedKeys(t *testing.T) {
 	}
 	if OAuthHashKey(secret.FromString(strings.Repeat("x", 32))).Equal(a) {
 		t.Error("another group key derives the same OAuth key")
+	}
+}
+
+// TestRegistryReuse: a client's answer is reused for RegistryTTL, never
+// past its application row's cache entry nor a secret's expiry; the
+// remembered clients are bounded.
+func TestRegistryReuse(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	c := &clock{t: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
+	m := newManager(t, s, c)
+	a, _ := m.CreateApp(ctx, App{Name: "svc", Enabled: true, OAuth: &OAuthClient{GrantTypes: []string{"client_credentials"}}})
+	m.CreateClientSecret(ctx, a.ID, time.Time{})
+	reg := NewRegistry(kps.NewCache(s, kps.CacheOptions{TTL: time.Minute, Now: c.now}), s)
+	first, err := reg.Client(ctx, a.ID)
+	if err != nil || len(first.SecretHashes) != 1 {
+		t.Fatalf("first: %+v %v", first, err)
+	}
+	// A second secret: not seen within RegistryTTL, seen after it.
+	m.CreateClientSecret(ctx, a.ID, c.t.Add(RegistryTTL+500*time.Millisecond))
+	c.t = c.t.Add(RegistryTTL - time.Millisecond)
+	if got, _ := reg.Client(ctx, a.ID); len(got.SecretHashes) != 1 {
+		t.Errorf("within RegistryTTL: %d secrets, want the 1 remembered", len(got.SecretHashes))
+	}
+	c.t = c.t.Add(time.Millisecond)
+	got, _ := reg.Client(ctx, a.ID)
+	if len(got.SecretHashes) != 2 {
+		t.Fatalf("after RegistryTTL: %d secrets, want 2", len(got.SecretHashes))
+	}
+	// The second secret expires 500 ms later: the answer is not reused past it.
+	c.t = c.t.Add(500 * time.Millisecond)
+	if got, _ := reg.Client(ctx, a.ID); len(got.SecretHashes) != 1 {
+		t.Errorf("after a secret's expiry: %d secrets, want 1", len(got.SecretHashes))
+	}
+	// Bounded: a full table is emptied before a new client is kept.
+	reg.mu.Lock()
+	for i := range maxRegistered {
+		reg.clients[fmt.Sprint("c", i)] = registered{until: c.t.Add(time.Hour)}
+	}
+	reg.mu.Unlock()
+	c.t = c.t.Add(2 * RegistryTTL)
+	if _, err := reg.Client(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(reg.clients); n != 1 {
+		t.Errorf("%d clients remembered after a full table, want 1", n)
+	}
+	// The application row's cache entry bounds it too: a cache whose TTL
+	// is shorter than RegistryTTL.
+	short := NewRegistry(kps.NewCache(s, kps.CacheOptions{TTL: 100 * time.Millisecond, Now: c.now}), s)
+	short.Client(ctx, a.ID)
+	a2, _ := m.App(ctx, a.ID)
+	a2.Enabled = false
+	m.UpdateApp(ctx, a2)
+	c.t = c.t.Add(100 * time.Millisecond)
+	if got, _ := short.Client(ctx, a.ID); got.Enabled {
+		t.Error("a disabled application is still enabled after its row's cache entry expired")
 	}
 }
