@@ -1,10 +1,7 @@
 package instance
 
 import (
-	"bufio"
 	"context"
-	"net"
-	"strings"
 	"testing"
 	"time"
 
@@ -32,27 +29,7 @@ func BenchmarkProxyAPIKey(b *testing.B) {
 			} else {
 				addr = benchGateway(b)
 			}
-			conn, err := net.Dial("tcp", addr)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer conn.Close()
-			req := strings.Replace(string(benchRequest), "\r\n\r\n", "\r\nKeyId: "+benchKey+"\r\n\r\n", 1)
-			cl := &client{c: conn, br: bufio.NewReaderSize(conn, 16<<10), req: []byte(req)}
-			for range 100 {
-				if err := cl.do(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			cpu0 := processCPU()
-			for i := 0; i < b.N; i++ {
-				if err := cl.do(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+			benchWithField(b, addr, "KeyId: "+benchKey)
 		})
 	}
 }

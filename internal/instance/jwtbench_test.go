@@ -1,10 +1,7 @@
 package instance
 
 import (
-	"bufio"
 	"fmt"
-	"net"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -39,29 +36,7 @@ func BenchmarkProxyJWT(b *testing.B) {
 				addr = benchGateway(b, fmt.Sprintf("      - jwt: {issuer: %q, audience: orders, jwksUrl: %q, allowHttp: true, scopes: [orders:read], tokenCacheTtl: %s}\n",
 					is.srv.URL, is.srv.URL+"/jwks", c.ttl))
 			}
-			conn, err := net.Dial("tcp", addr)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer conn.Close()
-			req := strings.Replace(string(benchRequest), "\r\n\r\n", "\r\nAuthorization: Bearer "+is.token(b, "orders:read")+"\r\n\r\n", 1)
-			cl := &client{c: conn, br: bufio.NewReaderSize(conn, 16<<10), req: []byte(req)}
-			for i := 0; i < 100; i++ { // warm the pools, fetch the keys
-				if err := cl.do(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			cpu0 := processCPU()
-			for i := 0; i < b.N; i++ {
-				if err := cl.do(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			// CPU time of the whole process (gateway, client, back end) per
-			// request: steadier than ns/op on a shared machine.
-			b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+			benchWithField(b, addr, "Authorization: Bearer "+is.token(b, "orders:read"))
 		})
 	}
 }

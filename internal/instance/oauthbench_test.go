@@ -1,11 +1,8 @@
 package instance
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
-	"strings"
 	"testing"
 	"time"
 
@@ -51,27 +48,7 @@ func BenchmarkProxyOAuth(b *testing.B) {
 			if tok == "" {
 				b.Fatal("no token")
 			}
-			conn, err := net.Dial("tcp", addr)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer conn.Close()
-			req := strings.Replace(string(benchRequest), "\r\n\r\n", "\r\nAuthorization: Bearer "+tok+"\r\n\r\n", 1)
-			cl := &client{c: conn, br: bufio.NewReaderSize(conn, 16<<10), req: []byte(req)}
-			for range 100 {
-				if err := cl.do(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			cpu0 := processCPU()
-			for i := 0; i < b.N; i++ {
-				if err := cl.do(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+			benchWithField(b, addr, "Authorization: Bearer "+tok)
 		})
 	}
 }
