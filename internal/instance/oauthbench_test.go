@@ -1,8 +1,12 @@
 package instance
 
 import (
+	"bufio"
 	"context"
+	"encoding/base64"
 	"fmt"
+	"net"
+	goruntime "runtime"
 	"testing"
 	"time"
 
@@ -51,4 +55,69 @@ func BenchmarkProxyOAuth(b *testing.B) {
 			benchWithField(b, addr, "Authorization: Bearer "+tok)
 		})
 	}
+}
+
+// BenchmarkTokenEndpoint: client_credentials grants over HTTP (each a
+// stored opaque token), from 64 keep-alive connections at once as
+// bench/run's wrk sends them. grants/s is what the gateway's engine and
+// store achieve with the CPUs the benchmark is given (-cpu):
+//
+//	go test ./internal/instance -run '^$' -bench TokenEndpoint -cpu 1,2 -count 5
+func BenchmarkTokenEndpoint(b *testing.B) {
+	addr, h := benchGatewayHome(b, "      - oauth: {scopes: [read]}\noauth: {enabled: true, issuer: \"http://127.0.0.1\", scopes: [read]}\n")
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, kps.SQLiteConfig{Path: sqlite.GroupPath(h, groupID)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	hk, _ := apps.GroupHashKey(ctx, h, groupID, store)
+	m, _ := apps.NewManager(ctx, store, hk)
+	app, err := m.CreateApp(ctx, apps.App{Name: "bench", Enabled: true, OAuth: &apps.OAuthClient{GrantTypes: []string{"client_credentials"}, Scopes: []string{"read"}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, sec, _ := m.CreateClientSecret(ctx, app.ID, time.Time{})
+	store.Close()
+	body := "grant_type=client_credentials&scope=read"
+	req := []byte(fmt.Sprintf("POST /oauth/token HTTP/1.1\r\nHost: bench\r\nAuthorization: Basic %s\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s",
+		base64.StdEncoding.EncodeToString([]byte(app.ID+":"+sec.RevealString())), len(body), body))
+	var ready bool
+	for range 50 {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cl := &client{c: conn, br: bufio.NewReader(conn), req: req}
+		err = cl.do()
+		conn.Close()
+		if err == nil {
+			ready = true
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !ready {
+		b.Fatal("the token endpoint never granted")
+	}
+	b.SetParallelism(64 / goruntime.GOMAXPROCS(0))
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := processCPU()
+	b.RunParallel(func(pb *testing.PB) {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer conn.Close()
+		cl := &client{c: conn, br: bufio.NewReaderSize(conn, 16<<10), req: req}
+		for pb.Next() {
+			if err := cl.do(); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "grants/s")
+	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 }

@@ -16,7 +16,7 @@ var _ kps.Loader = (*Store)(nil)
 // rows until it commits.
 func (s *Store) Load(ctx context.Context, replace bool, tables ...kps.TableRows) error {
 	var alias, key string
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *wtx) error {
 		if err := s.loadDefs(ctx, tx, false); err != nil {
 			return err
 		}

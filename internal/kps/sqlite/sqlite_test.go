@@ -283,7 +283,7 @@ func BenchmarkOpen100k(b *testing.B) {
 		b.Fatal(err)
 	}
 	t := kpstest.Things
-	err = s.write(b.Context(), func(tx *sql.Tx) error {
+	err = s.write(b.Context(), func(tx *wtx) error {
 		for i := range 100_000 {
 			e, err := t.Encode(map[string]any{"id": fmt.Sprintf("key-%07d", i), "email": fmt.Sprintf("%d@example.com", i),
 				"name": strings.Repeat("n", 200), "color": "red", "token": kps.NewUUID()})
@@ -392,8 +392,8 @@ func TestGroupCommit(t *testing.T) {
 	if err := s.Define(ctx, kpstest.Counters); err != nil {
 		t.Fatal(err)
 	}
-	insert := func(name string) func(tx *sql.Tx) error {
-		return func(tx *sql.Tx) error {
+	insert := func(name string) func(tx *wtx) error {
+		return func(tx *wtx) error {
 			t, _ := s.defs.Lookup("counters")
 			_, _, err := insertTx(ctx, tx, t, "counters", map[string]any{"name": name, "n": int64(1)})
 			return err
@@ -402,7 +402,7 @@ func TestGroupCommit(t *testing.T) {
 	if err := s.write(ctx, insert("taken")); err != nil {
 		t.Fatal(err)
 	}
-	half := func(tx *sql.Tx) error { // inserts, then fails
+	half := func(tx *wtx) error { // inserts, then fails
 		if err := insert("half")(tx); err != nil {
 			return err
 		}
@@ -415,7 +415,7 @@ func TestGroupCommit(t *testing.T) {
 		{ctx: ctx, fn: insert("a"), done: make(chan error, 1)},
 		{ctx: ctx, fn: insert("taken"), done: make(chan error, 1)},
 		{ctx: ctx, fn: half, done: make(chan error, 1)},
-		{ctx: cancelled, fn: func(*sql.Tx) error { ran = true; return nil }, done: make(chan error, 1)},
+		{ctx: cancelled, fn: func(*wtx) error { ran = true; return nil }, done: make(chan error, 1)},
 		{ctx: ctx, fn: insert("b"), done: make(chan error, 1)},
 	}
 	before := s.commits.Load()
