@@ -2,8 +2,13 @@ package sqlite
 
 import (
 	"database/sql"
+	"fmt"
+	"net"
 	"path/filepath"
+	"runtime"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
 	"github.com/gatehouse-gw/gatehouse/internal/kps/kpstest"
@@ -116,5 +121,87 @@ func TestMigrationDropsRowIndex(t *testing.T) {
 	}
 	if got := entries(t, s, "counters", "x"); len(got) != 0 {
 		t.Errorf("entries of the migrated row after its delete: %v", got)
+	}
+}
+
+// TestGroupCommitOnOneCPU: with one CPU, 32 writers that each wait for the
+// network between writes (as the token endpoint's requests do) are
+// committed in batches, not one transaction (and one fsync) each: the
+// leader yields before taking a batch, so that the writers its last commit
+// woke, and those whose network read completed, queue up first.
+func TestGroupCommitOnOneCPU(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "kps.db"))
+	ctx := t.Context()
+	if err := s.Define(ctx, kpstest.Counters); err != nil {
+		t.Fatal(err)
+	}
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	const writers, each = 32, 20
+	before := s.commits.Load()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // an echo server: a byte back for a byte
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				b := make([]byte, 1)
+				for {
+					if _, err := c.Read(b); err != nil {
+						return
+					}
+					if _, err := c.Write(b); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(30 * time.Second))
+			b := []byte{1}
+			for i := range each {
+				if _, err := c.Write(b); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := c.Read(b); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := s.Insert(ctx, "counters", map[string]any{"name": fmt.Sprintf("w%d-%d", w, i), "n": int64(i)}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	commits := s.commits.Load() - before
+	avg := float64(writers*each) / float64(commits)
+	t.Logf("%d writes in %d commits: %.1f per commit", writers*each, commits, avg)
+	if avg < 8 {
+		t.Errorf("%d writes in %d commits: %.1f per commit, want at least 8", writers*each, commits, avg)
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -229,7 +230,14 @@ func (s *Store) write(ctx context.Context, fn func(tx *wtx) error) error {
 	s.leading = true
 	s.qmu.Unlock()
 	// This caller leads: it commits batches until no write is waiting.
+	// Before taking each batch it yields, so that the writers woken by the
+	// last commit, and requests waiting for a CPU, reach the queue first:
+	// with one CPU (GOMAXPROCS=1) a leader going straight on committed
+	// batches of 1.9 writes on average under 64 concurrent token grants,
+	// 27 with the yield, and a grant's CPU fell by a third (fewer fsyncs,
+	// WAL frames and checkpoints per write).
 	for {
+		runtime.Gosched()
 		s.qmu.Lock()
 		n := min(len(s.queue), maxBatch)
 		batch := s.queue[:n:n]
