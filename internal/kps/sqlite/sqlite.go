@@ -349,8 +349,14 @@ func deliver(batch []*pendingWrite, results []error) {
 // writeTable is write with the table's current definition.
 func (s *Store) writeTable(ctx context.Context, op, alias string, fn func(tx *wtx, t *kps.Table) error) error {
 	return s.write(ctx, func(tx *wtx) error {
-		if err := s.loadDefs(ctx, tx, false); err != nil {
-			return err
+		// Once per transaction: it holds the write lock, so no other
+		// process changes the definitions before it ends (after a Define
+		// in the same transaction the next write reads them again).
+		if !tx.defsRead {
+			if err := s.loadDefs(ctx, tx, false); err != nil {
+				return err
+			}
+			tx.defsRead = true
 		}
 		t, ok := s.defs.Lookup(alias)
 		if !ok {
@@ -380,6 +386,7 @@ func (s *Store) Define(ctx context.Context, tables ...kps.Table) error {
 		return &kps.Error{Op: "define", Err: err}
 	}
 	err := s.write(ctx, func(tx *wtx) error {
+		tx.defsRead = false
 		changed := false
 		for i := range tables {
 			t := tables[i].Clone()

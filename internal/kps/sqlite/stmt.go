@@ -15,7 +15,8 @@ import (
 // own uncommitted migration made) runs on the transaction unprepared.
 type wtx struct {
 	*sql.Tx
-	s *Store
+	s        *Store
+	defsRead bool // the definitions' generation was checked in this transaction
 }
 
 // stmts caches the write path's prepared statements by their text.
