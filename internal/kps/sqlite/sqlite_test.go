@@ -140,15 +140,16 @@ func TestSettings(t *testing.T) {
 		}
 		conns = append(conns, c)
 		var mode string
-		var sync, busy, cacheSize int
+		var sync, busy, cacheSize, checkpoint int
 		if err := c.QueryRowContext(t.Context(), "PRAGMA journal_mode").Scan(&mode); err != nil {
 			t.Fatal(err)
 		}
 		c.QueryRowContext(t.Context(), "PRAGMA synchronous").Scan(&sync)
 		c.QueryRowContext(t.Context(), "PRAGMA busy_timeout").Scan(&busy)
 		c.QueryRowContext(t.Context(), "PRAGMA cache_size").Scan(&cacheSize)
-		if mode != "wal" || sync != 2 || busy != 1234 || cacheSize != -512 {
-			t.Errorf("connection: journal_mode %s synchronous %d busy_timeout %d cache_size %d, want wal 2 (FULL) 1234 -512 (KiB)", mode, sync, busy, cacheSize)
+		c.QueryRowContext(t.Context(), "PRAGMA wal_autocheckpoint").Scan(&checkpoint)
+		if mode != "wal" || sync != 2 || busy != 1234 || cacheSize != -512 || checkpoint != 8000 {
+			t.Errorf("connection: journal_mode %s synchronous %d busy_timeout %d cache_size %d wal_autocheckpoint %d, want wal 2 (FULL) 1234 -512 (KiB) 8000 (pages)", mode, sync, busy, cacheSize, checkpoint)
 		}
 	}
 	for _, c := range conns {
