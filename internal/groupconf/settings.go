@@ -30,6 +30,7 @@ type Settings struct {
 	Traffic      Traffic      `yaml:"traffic" doc:"The traffic listener (API requests)." layer:"instance"`
 	Management   Listener     `yaml:"management" doc:"The instance management listener (status, health); loopback only." layer:"instance"`
 	Sample       Sample       `yaml:"sample" doc:"The sample back-end service served by the instance on a listener of its own." layer:"instance"`
+	Profiling    Profiling    `yaml:"profiling" doc:"Go's profiles (net/http/pprof) on the management listener, for finding where the time goes (docs/performance.md)." layer:"instance"`
 	ZeroDowntime ZeroDowntime `yaml:"zeroDowntime" doc:"Zero-downtime shutdown and deployment." layer:"group"`
 	Startup      Startup      `yaml:"startup" doc:"Start-up behaviour." layer:"instance"`
 	Log          Log          `yaml:"log" doc:"The instance log (logs/instance.log)." layer:"group"`
@@ -242,6 +243,11 @@ type Sample struct {
 	Enabled bool   `yaml:"enabled" doc:"Serve the sample back end (echo, delay, status)."`
 	Address string `yaml:"address" doc:"IP address of the sample back-end listener."`
 	Port    int    `yaml:"port" doc:"TCP port of the sample back-end listener."`
+}
+
+// Profiling serves the runtime's profiles on the management listener.
+type Profiling struct {
+	Enabled bool `yaml:"enabled" doc:"Serve /debug/pprof/ on the management listener (GET; with the domain's mutual TLS, only to this host's node manager's certificate). Off by default."`
 }
 
 // ZeroDowntime holds the zero-downtime settings.

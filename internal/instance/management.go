@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strconv"
 	"strings"
@@ -78,6 +79,10 @@ func (i *Instance) Status() Status {
 type managementHandler struct{ i *Instance }
 
 func (h managementHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
+		h.profile(w, r)
+		return
+	}
 	switch r.URL.Path {
 	case "/deployment/reload":
 		if !h.postFromNodeManager(w, r) {
@@ -172,6 +177,43 @@ func (h managementHandler) postFromNodeManager(w http.ResponseWriter, r *http.Re
 		writeJSONError(w, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed here; use POST")
 		return false
 	}
+	return h.fromNodeManager(w, r)
+}
+
+// profile serves Go's profiles under /debug/pprof/ when profiling.enabled
+// is set (404 otherwise): GET only, and with the domain's mutual TLS only
+// to this host's node manager's certificate, as the changes are (a
+// goroutine dump shows the instance's internals).
+func (h managementHandler) profile(w http.ResponseWriter, r *http.Request) {
+	if !h.i.rt.Load().cfg.Profiling.Enabled {
+		writeJSONError(w, http.StatusNotFound, "profiling is off: set profiling.enabled in the instance's configuration (docs/performance.md#profiling)")
+		return
+	}
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET")
+		writeJSONError(w, http.StatusMethodNotAllowed, "method "+r.Method+" is not allowed here; use GET")
+		return
+	}
+	if !h.fromNodeManager(w, r) {
+		return
+	}
+	switch strings.TrimPrefix(r.URL.Path, "/debug/pprof/") {
+	case "cmdline":
+		pprof.Cmdline(w, r)
+	case "profile":
+		pprof.Profile(w, r)
+	case "symbol":
+		pprof.Symbol(w, r)
+	case "trace":
+		pprof.Trace(w, r)
+	default:
+		pprof.Index(w, r) // the index, and the named profiles (heap, goroutine, allocs, block, mutex, threadcreate)
+	}
+}
+
+// fromNodeManager: with the domain's mutual TLS, the client certificate
+// must be this host's node manager's (403 otherwise).
+func (h managementHandler) fromNodeManager(w http.ResponseWriter, r *http.Request) bool {
 	if h.i.opts.ManagementTLS == nil {
 		return true
 	}
