@@ -1,0 +1,182 @@
+package secret
+
+import (
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// testKDF is cheap: the tests make many keyrings.
+var testKDF = KDF{Algorithm: "argon2id", Time: 1, MemoryKiB: minMemoryKiB, Threads: 1}
+
+// TestKeyringUnlock: the passphrase that made a keyring opens its data
+// key; any other is ErrWrongPassphrase; what the data key sealed opens with
+// the unlocked key.
+func TestKeyringUnlock(t *testing.T) {
+	pass := FromString("correct horse battery")
+	r, dk, err := NewKeyring("group group-1", pass, testKDF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, _ := Seal(dk, Binding{Purpose: "p", Name: "n"}, []byte("api secret"))
+	got, err := r.Unlock(FromString("correct horse battery"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt, err := Open(got, Binding{Purpose: "p", Name: "n"}, sealed); err != nil || string(pt) != "api secret" {
+		t.Errorf("the unlocked key opens: %q %v", pt, err)
+	}
+	for _, wrong := range []string{"correct horse batterx", "correct horse battery ", "", "Correct horse battery"} {
+		if _, err := r.Unlock(FromString(wrong)); !errors.Is(err, ErrWrongPassphrase) {
+			t.Errorf("Unlock(%q): got %v, want ErrWrongPassphrase", wrong, err)
+		}
+	}
+	// The data key is bound to the scope: a keyring whose scope was edited
+	// does not open.
+	moved := *r
+	moved.Scope = "group group-2"
+	if _, err := moved.Unlock(pass); !errors.Is(err, ErrWrongPassphrase) {
+		t.Errorf("a keyring moved to another scope: got %v", err)
+	}
+	if strings.Contains(r.DataKey, string(dk.b[:])) {
+		t.Error("the data key is in the keyring in clear")
+	}
+}
+
+// TestKeyringRewrap: a new passphrase opens the same data key; the old one
+// does not open the new keyring; the salt is new.
+func TestKeyringRewrap(t *testing.T) {
+	r, dk, _ := NewKeyring("nodemanagers", FromString("old passphrase 1"), testKDF)
+	n, err := r.Rewrap(FromString("new passphrase 2"), dk, testKDF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := n.Unlock(FromString("new passphrase 2"))
+	if err != nil || got.b != dk.b {
+		t.Fatalf("the new passphrase: %v, same key %v", err, err == nil && got.b == dk.b)
+	}
+	if _, err := n.Unlock(FromString("old passphrase 1")); !errors.Is(err, ErrWrongPassphrase) {
+		t.Errorf("the old passphrase opens the new keyring: %v", err)
+	}
+	if string(n.KDF.Salt) == string(r.KDF.Salt) || n.Scope != r.Scope {
+		t.Error("a rewrap keeps the salt or changes the scope")
+	}
+	if _, err := r.Rewrap(FromString("short"), dk, testKDF); err == nil || !strings.Contains(err.Error(), "at least 10") {
+		t.Errorf("a short new passphrase: %v", err)
+	}
+}
+
+// TestCheckNewPassphrase: the length bounds at their edges, in characters.
+func TestCheckNewPassphrase(t *testing.T) {
+	for _, c := range []struct {
+		p  string
+		ok bool
+	}{
+		{strings.Repeat("a", MinPassphrase-1), false},
+		{strings.Repeat("a", MinPassphrase), true},
+		{strings.Repeat("é", MinPassphrase), true}, // 20 bytes, 10 characters
+		{strings.Repeat("é", MinPassphrase-1), false},
+		{strings.Repeat("a", MaxPassphrase), true},
+		{strings.Repeat("a", MaxPassphrase+1), false},
+		{"abcdefghij\xff", false},
+	} {
+		if err := CheckNewPassphrase(FromString(c.p)); (err == nil) != c.ok {
+			t.Errorf("%d bytes: got %v, want ok=%v", len(c.p), err, c.ok)
+		}
+	}
+	if _, _, err := NewKeyring("s", FromString("short"), testKDF); err == nil {
+		t.Error("NewKeyring with a short passphrase: no error")
+	}
+}
+
+// TestKeyringBounds: parameters out of bounds are refused, not obeyed (a
+// keyring altered to ask for terabytes of memory), at their edges.
+func TestKeyringBounds(t *testing.T) {
+	r, _, _ := NewKeyring("s", FromString("a passphrase 1"), testKDF)
+	for _, c := range []struct {
+		name string
+		edit func(*Keyring)
+		ok   bool
+	}{
+		{"as made", func(*Keyring) {}, true},
+		{"scrypt", func(k *Keyring) { k.KDF.Algorithm = "scrypt" }, false},
+		{"time 0", func(k *Keyring) { k.KDF.Time = 0 }, false},
+		{"time max", func(k *Keyring) { k.KDF.Time = maxTime }, true},
+		{"time max+1", func(k *Keyring) { k.KDF.Time = maxTime + 1 }, false},
+		{"memory min-1", func(k *Keyring) { k.KDF.MemoryKiB = minMemoryKiB - 1 }, false},
+		{"memory max", func(k *Keyring) { k.KDF.MemoryKiB = maxMemoryKiB }, true},
+		{"memory max+1", func(k *Keyring) { k.KDF.MemoryKiB = maxMemoryKiB + 1 }, false},
+		{"threads 0", func(k *Keyring) { k.KDF.Threads = 0 }, false},
+		{"salt min", func(k *Keyring) { k.KDF.Salt = k.KDF.Salt[:minSaltBytes] }, true},
+		{"salt min-1", func(k *Keyring) { k.KDF.Salt = k.KDF.Salt[:minSaltBytes-1] }, false},
+		{"salt max", func(k *Keyring) { k.KDF.Salt = make([]byte, maxSaltBytes) }, true},
+		{"salt max+1", func(k *Keyring) { k.KDF.Salt = make([]byte, maxSaltBytes+1) }, false},
+		{"version 2", func(k *Keyring) { k.Version = 2 }, false},
+		{"another format", func(k *Keyring) { k.Format = "x" }, false},
+		{"no data key", func(k *Keyring) { k.DataKey = "" }, false},
+	} {
+		k := *r
+		k.KDF.Salt = append([]byte(nil), r.KDF.Salt...)
+		c.edit(&k)
+		b, _ := json.Marshal(&k)
+		_, err := ParseKeyring(b)
+		if (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrCorrupt)) {
+			t.Errorf("%s: got %v, want ok=%v (else ErrCorrupt)", c.name, err, c.ok)
+		}
+	}
+	if _, err := ParseKeyring([]byte("{")); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("broken JSON: %v", err)
+	}
+	if _, err := ParseKeyring(make([]byte, keyringMax+1)); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("an over-long keyring: %v", err)
+	}
+	// A sealed data key of the wrong length is refused after opening.
+	kek := r.KDF.derive(FromString("a passphrase 1"))
+	short := *r
+	short.DataKey, _ = Seal(kek, r.binding(), make([]byte, 31))
+	if _, err := short.Unlock(FromString("a passphrase 1")); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("a data key of 31 bytes: %v", err)
+	}
+}
+
+// TestKeyringSaveLoad: saved with mode 0600, loaded back equal; a missing
+// file is fs.ErrNotExist; a damaged one names the file.
+func TestKeyringSaveLoad(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "keyring.json")
+	r, _, _ := NewKeyring("ca", FromString("a passphrase 1"), testKDF)
+	if err := r.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(path)
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", st.Mode().Perm())
+	}
+	got, err := LoadKeyring(path)
+	if err != nil || got.DataKey != r.DataKey || got.Scope != "ca" || string(got.KDF.Salt) != string(r.KDF.Salt) {
+		t.Fatalf("loaded %+v %v", got, err)
+	}
+	if _, err := got.Unlock(FromString("a passphrase 1")); err != nil {
+		t.Error(err)
+	}
+	if _, err := LoadKeyring(filepath.Join(dir, "none.json")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing: %v", err)
+	}
+	os.WriteFile(path, []byte("{}"), 0o600)
+	if _, err := LoadKeyring(path); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), path) {
+		t.Errorf("damaged: %v", err)
+	}
+}
+
+// TestDefaultKDF: the documented parameters, within the bounds.
+func TestDefaultKDF(t *testing.T) {
+	k := DefaultKDF
+	k.Salt = make([]byte, 32)
+	if err := k.check(); err != nil || k.Time != 3 || k.MemoryKiB != 64<<10 || k.Threads != 4 {
+		t.Errorf("DefaultKDF %+v: %v", DefaultKDF, err)
+	}
+}

@@ -1,0 +1,118 @@
+package secret
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// openPTY opens a pseudo-terminal pair (master, slave).
+func openPTY(t *testing.T) (*os.File, *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close(); m.Close() })
+	return m, s
+}
+
+// TestFromTerminal: typed on a real pseudo-terminal, not echoed; asked
+// twice to set one, and a mismatch refused.
+func TestFromTerminal(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		typed   string
+		confirm bool
+		want    string
+		err     string
+	}{
+		{"once", "typed secret 1\r", false, "typed secret 1", ""},
+		{"confirmed", "typed secret 1\rtyped secret 1\r", true, "typed secret 1", ""},
+		{"mismatch", "typed secret 1\rtyped secret 2\r", true, "", "differ"},
+		{"empty", "\r", false, "", "empty"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m, s := openPTY(t)
+			var mu sync.Mutex
+			var out bytes.Buffer // what the terminal showed
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				buf := make([]byte, 1024)
+				for {
+					n, err := m.Read(buf)
+					mu.Lock()
+					out.Write(buf[:n])
+					mu.Unlock()
+					if err != nil {
+						return
+					}
+				}
+			}()
+			shown := func(prompt string) bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return strings.Contains(out.String(), prompt)
+			}
+			go func() {
+				// Each line typed once its prompt is out and the terminal
+				// no longer echoes.
+				prompts := []string{"Passphrase: ", "Again: "}
+				for i, line := range strings.SplitAfter(c.typed, "\r") {
+					if line == "" || i >= len(prompts) {
+						continue
+					}
+					for deadline := time.Now().Add(5 * time.Second); !shown(prompts[i]) && time.Now().Before(deadline); {
+						time.Sleep(2 * time.Millisecond)
+					}
+					waitEcho(s, false)
+					m.Write([]byte(line))
+				}
+			}()
+			v, err := FromTerminal(s, s, "Passphrase: ", c.confirm)
+			if c.err != "" {
+				if err == nil || !strings.Contains(err.Error(), c.err) {
+					t.Fatalf("got %v, want %q", err, c.err)
+				}
+			} else if err != nil || v.RevealString() != c.want {
+				t.Fatalf("got %q %v, want %q", v.RevealString(), err, c.want)
+			}
+			s.Close() // the master's read ends (EIO) once the terminal is closed
+			<-done
+			mu.Lock()
+			shownAll := out.String()
+			mu.Unlock()
+			if !strings.Contains(shownAll, "Passphrase: ") || strings.Contains(shownAll, "typed secret") {
+				t.Errorf("the terminal showed %q: want the prompt and no passphrase", shownAll)
+			}
+		})
+	}
+}
+
+// waitEcho waits (at most 5 s) until the terminal's echo is on or off.
+func waitEcho(f *os.File, on bool) {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+		tio, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+		if err == nil && (tio.Lflag&unix.ECHO != 0) == on {
+			return
+		}
+	}
+}
