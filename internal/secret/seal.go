@@ -36,7 +36,9 @@ var (
 )
 
 // Key is a 256-bit data key. It never prints (String, GoString).
-type Key struct{ b [chacha20poly1305.KeySize]byte }
+type Key struct {
+	b [chacha20poly1305.KeySize]byte
+}
 
 // NewKey returns a random key.
 func NewKey() (*Key, error) {

@@ -27,7 +27,7 @@ func TestSealRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.HasPrefix(s, SealedPrefix) || !IsSealed(s) || (len(pt) > 0 && strings.Contains(s, string(pt))) {
+		if !strings.HasPrefix(s, SealedPrefix) || !IsSealed(s) || (len(pt) > 8 && strings.Contains(s, string(pt))) { // a short plaintext may occur in base64 by chance
 			t.Fatalf("sealed text %.60q: want the prefix and no plaintext", s)
 		}
 		raw, err := base64.RawURLEncoding.DecodeString(s[len(SealedPrefix):])
