@@ -91,22 +91,23 @@ func NewKeyring(scope string, passphrase Value, kdf KDF) (*Keyring, *Key, error)
 	if err := CheckNewPassphrase(passphrase); err != nil {
 		return nil, nil, err
 	}
-	kdf.Salt = make([]byte, 32)
-	if _, err := rand.Read(kdf.Salt); err != nil {
-		return nil, nil, fmt.Errorf("keyring: %w", err)
-	}
+	kdf.Salt = newSalt()
 	if err := kdf.check(); err != nil {
 		return nil, nil, err
 	}
-	dk, err := NewKey()
-	if err != nil {
-		return nil, nil, err
-	}
+	dk := NewKey()
 	r := &Keyring{Format: keyringFormat, Version: 1, Scope: scope, KDF: kdf}
-	if err := r.wrap(passphrase, dk); err != nil {
-		return nil, nil, err
-	}
+	r.wrap(passphrase, dk)
 	return r, dk, nil
+}
+
+// SaltBytes is the length of a new keyring's salt.
+const SaltBytes = 32
+
+func newSalt() []byte {
+	b := make([]byte, SaltBytes)
+	rand.Read(b) // never fails (see NewKey)
+	return b
 }
 
 // Rewrap seals data key dk under a new passphrase with a new salt (kdf's
@@ -115,28 +116,21 @@ func (r *Keyring) Rewrap(passphrase Value, dk *Key, kdf KDF) (*Keyring, error) {
 	if err := CheckNewPassphrase(passphrase); err != nil {
 		return nil, err
 	}
-	kdf.Salt = make([]byte, 32)
-	if _, err := rand.Read(kdf.Salt); err != nil {
-		return nil, fmt.Errorf("keyring: %w", err)
-	}
+	kdf.Salt = newSalt()
 	if err := kdf.check(); err != nil {
 		return nil, err
 	}
 	n := &Keyring{Format: keyringFormat, Version: 1, Scope: r.Scope, KDF: kdf}
-	return n, n.wrap(passphrase, dk)
+	n.wrap(passphrase, dk)
+	return n, nil
 }
 
 func (r *Keyring) binding() Binding { return Binding{Purpose: "data key", Name: r.Scope} }
 
-func (r *Keyring) wrap(passphrase Value, dk *Key) error {
+func (r *Keyring) wrap(passphrase Value, dk *Key) {
 	kek := r.KDF.derive(passphrase)
 	defer kek.Wipe()
-	s, err := Seal(kek, r.binding(), dk.b[:])
-	if err != nil {
-		return err
-	}
-	r.DataKey = s
-	return nil
+	r.DataKey = Seal(kek, r.binding(), dk.b[:])
 }
 
 // Unlock derives the key from passphrase and opens the data key:

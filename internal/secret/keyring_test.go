@@ -1,6 +1,7 @@
 package secret
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io/fs"
@@ -22,7 +23,7 @@ func TestKeyringUnlock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sealed, _ := Seal(dk, Binding{Purpose: "p", Name: "n"}, []byte("api secret"))
+	sealed := Seal(dk, Binding{Purpose: "p", Name: "n"}, []byte("api secret"))
 	got, err := r.Unlock(FromString("correct horse battery"))
 	if err != nil {
 		t.Fatal(err)
@@ -76,12 +77,12 @@ func TestCheckNewPassphrase(t *testing.T) {
 		p  string
 		ok bool
 	}{
-		{strings.Repeat("a", MinPassphrase-1), false},
-		{strings.Repeat("a", MinPassphrase), true},
-		{strings.Repeat("é", MinPassphrase), true}, // 20 bytes, 10 characters
-		{strings.Repeat("é", MinPassphrase-1), false},
-		{strings.Repeat("a", MaxPassphrase), true},
-		{strings.Repeat("a", MaxPassphrase+1), false},
+		{strings.Repeat("a", 9), false},
+		{strings.Repeat("a", 10), true},
+		{strings.Repeat("é", 10), true}, // 20 bytes, 10 characters
+		{strings.Repeat("é", 9), false},
+		{strings.Repeat("a", 1024), true},
+		{strings.Repeat("a", 1025), false},
 		{"abcdefghij\xff", false},
 	} {
 		if err := CheckNewPassphrase(FromString(c.p)); (err == nil) != c.ok {
@@ -105,16 +106,20 @@ func TestKeyringBounds(t *testing.T) {
 		{"as made", func(*Keyring) {}, true},
 		{"scrypt", func(k *Keyring) { k.KDF.Algorithm = "scrypt" }, false},
 		{"time 0", func(k *Keyring) { k.KDF.Time = 0 }, false},
-		{"time max", func(k *Keyring) { k.KDF.Time = maxTime }, true},
-		{"time max+1", func(k *Keyring) { k.KDF.Time = maxTime + 1 }, false},
-		{"memory min-1", func(k *Keyring) { k.KDF.MemoryKiB = minMemoryKiB - 1 }, false},
-		{"memory max", func(k *Keyring) { k.KDF.MemoryKiB = maxMemoryKiB }, true},
-		{"memory max+1", func(k *Keyring) { k.KDF.MemoryKiB = maxMemoryKiB + 1 }, false},
+		// the documented bounds (docs/passphrase.md): t 1-64, 8 MiB-4 GiB, a salt of 16-64 bytes
+		{"time 1", func(k *Keyring) { k.KDF.Time = 1 }, true},
+		{"time 64", func(k *Keyring) { k.KDF.Time = 64 }, true},
+		{"time 65", func(k *Keyring) { k.KDF.Time = 65 }, false},
+		{"memory 8 MiB", func(k *Keyring) { k.KDF.MemoryKiB = 8192 }, true},
+		{"memory 8 MiB - 1 KiB", func(k *Keyring) { k.KDF.MemoryKiB = 8191 }, false},
+		{"memory 4 GiB", func(k *Keyring) { k.KDF.MemoryKiB = 4 << 20 }, true},
+		{"memory 4 GiB + 1 KiB", func(k *Keyring) { k.KDF.MemoryKiB = 4<<20 + 1 }, false},
 		{"threads 0", func(k *Keyring) { k.KDF.Threads = 0 }, false},
-		{"salt min", func(k *Keyring) { k.KDF.Salt = k.KDF.Salt[:minSaltBytes] }, true},
-		{"salt min-1", func(k *Keyring) { k.KDF.Salt = k.KDF.Salt[:minSaltBytes-1] }, false},
-		{"salt max", func(k *Keyring) { k.KDF.Salt = make([]byte, maxSaltBytes) }, true},
-		{"salt max+1", func(k *Keyring) { k.KDF.Salt = make([]byte, maxSaltBytes+1) }, false},
+		{"threads 1", func(k *Keyring) { k.KDF.Threads = 1 }, true},
+		{"salt 16", func(k *Keyring) { k.KDF.Salt = k.KDF.Salt[:16] }, true},
+		{"salt 15", func(k *Keyring) { k.KDF.Salt = k.KDF.Salt[:15] }, false},
+		{"salt 64", func(k *Keyring) { k.KDF.Salt = make([]byte, 64) }, true},
+		{"salt 65", func(k *Keyring) { k.KDF.Salt = make([]byte, 65) }, false},
 		{"version 2", func(k *Keyring) { k.Version = 2 }, false},
 		{"another format", func(k *Keyring) { k.Format = "x" }, false},
 		{"no data key", func(k *Keyring) { k.DataKey = "" }, false},
@@ -131,13 +136,30 @@ func TestKeyringBounds(t *testing.T) {
 	if _, err := ParseKeyring([]byte("{")); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("broken JSON: %v", err)
 	}
-	if _, err := ParseKeyring(make([]byte, keyringMax+1)); !errors.Is(err, ErrCorrupt) {
-		t.Errorf("an over-long keyring: %v", err)
+	// A keyring file is at most 64 KiB: one of exactly that (white space
+	// after the JSON) is read, one byte more is refused for its length.
+	good, _ := json.Marshal(r)
+	padded := append(good, bytes.Repeat([]byte(" "), 64<<10-len(good))...)
+	if _, err := ParseKeyring(padded); err != nil {
+		t.Errorf("a keyring of 64 KiB: %v", err)
+	}
+	if _, err := ParseKeyring(append(padded, ' ')); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "at most") {
+		t.Errorf("a keyring of 64 KiB + 1: %v", err)
+	}
+	// Something after the JSON object is not a keyring, even if the object is one.
+	if _, err := ParseKeyring(append(good, 'x')); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("a keyring with trailing garbage: %v", err)
+	}
+	// A data key whose seal is damaged is ErrCorrupt, not a wrong passphrase.
+	damaged := *r
+	damaged.DataKey = SealedPrefix + "!!!!"
+	if _, err := damaged.Unlock(FromString("a passphrase 1")); !errors.Is(err, ErrCorrupt) || errors.Is(err, ErrWrongPassphrase) || !strings.Contains(err.Error(), "keyring of s") {
+		t.Errorf("a damaged data key: %v", err)
 	}
 	// A sealed data key of the wrong length is refused after opening.
 	kek := r.KDF.derive(FromString("a passphrase 1"))
 	short := *r
-	short.DataKey, _ = Seal(kek, r.binding(), make([]byte, 31))
+	short.DataKey = Seal(kek, r.binding(), make([]byte, 31))
 	if _, err := short.Unlock(FromString("a passphrase 1")); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("a data key of 31 bytes: %v", err)
 	}
@@ -178,5 +200,17 @@ func TestDefaultKDF(t *testing.T) {
 	k.Salt = make([]byte, 32)
 	if err := k.check(); err != nil || k.Time != 3 || k.MemoryKiB != 64<<10 || k.Threads != 4 {
 		t.Errorf("DefaultKDF %+v: %v", DefaultKDF, err)
+	}
+	r, _, err := NewKeyring("s", FromString("a passphrase 1"), testKDF)
+	if err != nil || len(r.KDF.Salt) != 32 {
+		t.Errorf("a new keyring's salt: %d bytes (%v), want 32", len(r.KDF.Salt), err)
+	}
+	bad := testKDF
+	bad.MemoryKiB = 1
+	if _, _, err := NewKeyring("s", FromString("a passphrase 1"), bad); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("NewKeyring with parameters out of bounds: %v", err)
+	}
+	if _, err := r.Rewrap(FromString("a passphrase 2"), NewKey(), bad); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("Rewrap with parameters out of bounds: %v", err)
 	}
 }

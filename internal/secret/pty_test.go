@@ -87,6 +87,10 @@ func TestFromTerminal(t *testing.T) {
 					m.Write([]byte(line))
 				}
 			}()
+			// A watchdog: a read that waits for input never typed gets
+			// empty lines (a wrong answer), not a hung test.
+			watchdog := time.AfterFunc(10*time.Second, func() { m.Write([]byte("\r\r")) })
+			defer watchdog.Stop()
 			v, err := FromTerminal(s, s, "Passphrase: ", c.confirm)
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {
@@ -114,5 +118,45 @@ func waitEcho(f *os.File, on bool) {
 		if err == nil && (tio.Lflag&unix.ECHO != 0) == on {
 			return
 		}
+	}
+}
+
+// TestFromTerminalClosed: a terminal that goes away while the passphrase
+// is asked for (or asked again) is an error, not an empty passphrase.
+func TestFromTerminalClosed(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		confirm bool
+		typed   string
+	}{{"first read", false, ""}, {"second read", true, "typed secret 1\r"}} {
+		t.Run(c.name, func(t *testing.T) {
+			m, s := openPTY(t)
+			// Nothing reads the master (the prompts fit in the terminal's
+			// buffer): a read in progress would keep it open after Close.
+			go func() {
+				waitEcho(s, false)
+				if c.typed != "" {
+					m.Write([]byte(c.typed))
+					// Until the second prompt is out (read here, in the
+					// goroutine that closes the master, so no read is left
+					// in progress), then no echo again.
+					var seen []byte
+					buf := make([]byte, 256)
+					for !bytes.Contains(seen, []byte("Again: ")) {
+						n, err := m.Read(buf)
+						if err != nil {
+							break
+						}
+						seen = append(seen, buf[:n]...)
+					}
+					waitEcho(s, false)
+				}
+				m.Close() // the terminal hangs up
+			}()
+			v, err := FromTerminal(s, s, "Passphrase: ", c.confirm)
+			if err == nil || !strings.Contains(err.Error(), "reading the passphrase") {
+				t.Errorf("got %q %v, want a read error", v.RevealString(), err)
+			}
+		})
 	}
 }

@@ -21,9 +21,12 @@ import (
 // password pasted into another key of a configuration, does not open.
 const SealedPrefix = "gh-sealed:1:"
 
-// MaxSealed bounds the text Open accepts (a sealed value of 1 MiB of
-// plaintext): anything longer is refused before it is decoded.
-const MaxSealed = len(SealedPrefix) + (chacha20poly1305.NonceSizeX+1<<20+chacha20poly1305.Overhead+2)/3*4
+// MaxPlaintext is the most a sealed value holds (1 MiB).
+const MaxPlaintext = 1 << 20
+
+// MaxSealed is the length of the text of a sealed value of MaxPlaintext
+// bytes: anything longer is refused before it is decoded.
+var MaxSealed = len(SealedPrefix) + base64.RawURLEncoding.EncodedLen(chacha20poly1305.NonceSizeX+MaxPlaintext+chacha20poly1305.Overhead)
 
 // Errors of Open. ErrNotSealed: the text is not a sealed value at all (a
 // file in clear). ErrCorrupt: it says it is, but is not well formed.
@@ -41,12 +44,10 @@ type Key struct {
 }
 
 // NewKey returns a random key.
-func NewKey() (*Key, error) {
+func NewKey() *Key {
 	k := new(Key)
-	if _, err := rand.Read(k.b[:]); err != nil {
-		return nil, fmt.Errorf("new key: %w", err)
-	}
-	return k, nil
+	rand.Read(k.b[:]) // never fails (crypto/rand, Go 1.24 and later: it crashes the program instead)
+	return k
 }
 
 // String implements fmt.Stringer without the key.
@@ -71,19 +72,17 @@ func (b Binding) aad() []byte {
 	return fmt.Appendf(nil, "gatehouse sealed v1\x00%d:%s\x00%d:%s", len(b.Purpose), b.Purpose, len(b.Name), b.Name)
 }
 
-// Seal encrypts plaintext under k, bound to b.
-func Seal(k *Key, b Binding, plaintext []byte) (string, error) {
-	aead, err := chacha20poly1305.NewX(k.b[:])
-	if err != nil {
-		// mutate:equivalent err-return the key is always KeySize bytes
-		return "", err
+// Seal encrypts plaintext (at most MaxPlaintext bytes: more panics, a
+// programming error) under k, bound to b.
+func Seal(k *Key, b Binding, plaintext []byte) string {
+	if len(plaintext) > MaxPlaintext {
+		panic(fmt.Sprintf("secret.Seal: %d bytes, at most %d", len(plaintext), MaxPlaintext))
 	}
+	aead, _ := chacha20poly1305.NewX(k.b[:]) // fails only for a key of another size
 	out := make([]byte, chacha20poly1305.NonceSizeX, chacha20poly1305.NonceSizeX+len(plaintext)+chacha20poly1305.Overhead)
-	if _, err := rand.Read(out); err != nil {
-		return "", fmt.Errorf("seal: %w", err)
-	}
+	rand.Read(out) // the nonce; never fails (see NewKey)
 	out = aead.Seal(out, out, plaintext, b.aad())
-	return SealedPrefix + base64.RawURLEncoding.EncodeToString(out), nil
+	return SealedPrefix + base64.RawURLEncoding.EncodeToString(out)
 }
 
 // IsSealed reports whether s has the form of a sealed value (without
@@ -107,11 +106,7 @@ func Open(k *Key, b Binding, sealed string) ([]byte, error) {
 	if len(raw) < chacha20poly1305.NonceSizeX+chacha20poly1305.Overhead {
 		return nil, fmt.Errorf("%w: %d bytes, shorter than a nonce and a tag", ErrCorrupt, len(raw))
 	}
-	aead, err := chacha20poly1305.NewX(k.b[:])
-	if err != nil {
-		// mutate:equivalent err-return the key is always KeySize bytes
-		return nil, err
-	}
+	aead, _ := chacha20poly1305.NewX(k.b[:]) // fails only for a key of another size
 	nonce, ct := raw[:chacha20poly1305.NonceSizeX], raw[chacha20poly1305.NonceSizeX:]
 	pt, err := aead.Open(nil, nonce, ct, b.aad())
 	if err != nil {

@@ -10,11 +10,7 @@ import (
 
 func mustKey(t testing.TB) *Key {
 	t.Helper()
-	k, err := NewKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
+	return NewKey()
 }
 
 // TestSealRoundTrip: what is sealed opens with the same key and binding,
@@ -23,10 +19,7 @@ func TestSealRoundTrip(t *testing.T) {
 	k := mustKey(t)
 	b := Binding{Purpose: "private key", Name: "groups/certs/private/domainkey.pem"}
 	for _, pt := range [][]byte{nil, []byte("x"), []byte("-----BEGIN PRIVATE KEY-----\nsecret material\n"), make([]byte, 1<<20)} {
-		s, err := Seal(k, b, pt)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := Seal(k, b, pt)
 		if !strings.HasPrefix(s, SealedPrefix) || !IsSealed(s) || (len(pt) > 8 && strings.Contains(s, string(pt))) { // a short plaintext may occur in base64 by chance
 			t.Fatalf("sealed text %.60q: want the prefix and no plaintext", s)
 		}
@@ -40,8 +33,8 @@ func TestSealRoundTrip(t *testing.T) {
 		}
 	}
 	// Two seals of the same value differ (random nonces).
-	s1, _ := Seal(k, b, []byte("same"))
-	s2, _ := Seal(k, b, []byte("same"))
+	s1 := Seal(k, b, []byte("same"))
+	s2 := Seal(k, b, []byte("same"))
 	if s1 == s2 {
 		t.Error("two seals of the same value are equal: the nonce is not random")
 	}
@@ -52,7 +45,7 @@ func TestSealRoundTrip(t *testing.T) {
 func TestSealBinding(t *testing.T) {
 	k := mustKey(t)
 	b := Binding{Purpose: "private key", Name: "a.pem"}
-	s, _ := Seal(k, b, []byte("secret"))
+	s := Seal(k, b, []byte("secret"))
 	for _, c := range []struct {
 		name string
 		k    *Key
@@ -96,11 +89,33 @@ func TestOpenRefuses(t *testing.T) {
 		{SealedPrefix + base64.RawURLEncoding.EncodeToString(make([]byte, 39)), ErrCorrupt},
 		{SealedPrefix + base64.RawURLEncoding.EncodeToString(make([]byte, 40)), ErrNotOpened},
 		{SealedPrefix + strings.Repeat("A", MaxSealed), ErrCorrupt},
+		// base64 broken after enough good text to pass for a nonce and a tag
+		{SealedPrefix + strings.Repeat("A", 100) + "!" + strings.Repeat("A", 3), ErrCorrupt},
 	} {
 		if _, err := Open(k, b, c.in); !errors.Is(err, c.want) {
 			t.Errorf("Open(%.40q): got %v, want %v", c.in, err, c.want)
 		}
 	}
+	// The most a sealed value holds, 1 MiB, opens; its text is MaxSealed
+	// long; one character more is refused before decoding.
+	biggest := Seal(k, b, make([]byte, 1<<20))
+	if len(biggest) != MaxSealed {
+		t.Errorf("a sealed MiB is %d characters, MaxSealed %d", len(biggest), MaxSealed)
+	}
+	if pt, err := Open(k, b, biggest); err != nil || len(pt) != 1<<20 {
+		t.Errorf("open a sealed MiB: %d bytes, %v", len(pt), err)
+	}
+	if _, err := Open(k, b, biggest+"A"); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "at most") {
+		t.Errorf("one character more: %v, want refused for its length", err)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("Seal of 1 MiB + 1 did not panic")
+			}
+		}()
+		Seal(k, b, make([]byte, 1<<20+1))
+	}()
 	if IsSealed("gh-sealed:1") || !IsSealed("  "+SealedPrefix) {
 		t.Error("IsSealed: wrong on the prefix's edges")
 	}
@@ -122,9 +137,9 @@ func TestKeyNeverPrints(t *testing.T) {
 // FuzzOpen: the decoder of sealed values never panics, and accepts only
 // what Seal made with the same key and binding.
 func FuzzOpen(f *testing.F) {
-	k, _ := NewKey()
+	k := NewKey()
 	b := Binding{Purpose: "fuzz", Name: "n"}
-	good, _ := Seal(k, b, []byte("plaintext"))
+	good := Seal(k, b, []byte("plaintext"))
 	for _, s := range []string{good, "", SealedPrefix, SealedPrefix + "A", SealedPrefix + "AA", SealedPrefix + "AAA", good[:len(good)-1], good + "A", " " + good + "\n", "gh-sealed:1:" + strings.Repeat("_", 60)} {
 		f.Add(s)
 	}

@@ -24,3 +24,18 @@ func TestValueNeverPrints(t *testing.T) {
 		t.Errorf("got %q, want hunter2", v.RevealString())
 	}
 }
+
+// TestValueMethods: IsZero, Equal (by content) and Wipe.
+func TestValueMethods(t *testing.T) {
+	if !(Value{}).IsZero() || !FromString("").IsZero() || FromString("x").IsZero() {
+		t.Error("IsZero: wrong")
+	}
+	if !FromString("abc").Equal(FromString("abc")) || FromString("abc").Equal(FromString("abd")) || FromString("abc").Equal(FromString("ab")) {
+		t.Error("Equal: wrong")
+	}
+	b := []byte("wipe me")
+	New(b).Wipe()
+	if string(b) != "\x00\x00\x00\x00\x00\x00\x00" {
+		t.Errorf("Wipe left %q", b)
+	}
+}

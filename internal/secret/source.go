@@ -40,15 +40,14 @@ func FromReader(r io.Reader, what string) (Value, error) {
 		return Value{}, fmt.Errorf("passphrase from %s: %w", what, err)
 	}
 	if len(b) > MaxPassphraseBytes {
-		clear(b)
+		clear(b) // mutate:equivalent delete-stmt wiping a buffer no one reads again: hygiene, not observable
 		return Value{}, fmt.Errorf("passphrase from %s: longer than %d bytes", what, MaxPassphraseBytes)
 	}
 	if i := bytes.IndexByte(b, '\n'); i >= 0 {
-		if rest := b[i+1:]; len(bytes.TrimSpace(rest)) > 0 {
-			clear(b)
+		if len(bytes.TrimSpace(b[i:])) > 0 {
+			clear(b) // mutate:equivalent delete-stmt wiping a buffer no one reads again: hygiene, not observable
 			return Value{}, fmt.Errorf("passphrase from %s: more than one line", what)
 		}
-		clear(b[i:])
 		b = bytes.TrimSuffix(b[:i], []byte("\r"))
 	}
 	if len(b) == 0 {
@@ -152,13 +151,13 @@ func FromTerminal(f *os.File, w io.Writer, prompt string, confirm bool) (Value, 
 	if confirm {
 		again, err := read("Again: ")
 		if err != nil {
-			clear(b)
+			clear(b) // mutate:equivalent delete-stmt wiping a buffer no one reads again: hygiene, not observable
 			return Value{}, fmt.Errorf("reading the passphrase: %w", err)
 		}
 		same := bytes.Equal(b, again)
 		clear(again)
 		if !same {
-			clear(b)
+			clear(b) // mutate:equivalent delete-stmt wiping a buffer no one reads again: hygiene, not observable
 			return Value{}, errors.New("the two passphrases differ")
 		}
 	}

@@ -2,10 +2,14 @@ package secret
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -22,13 +26,14 @@ func TestFromReader(t *testing.T) {
 		{" spaces kept \n", " spaces kept ", ""},
 		{"", "", "empty"},
 		{"\n", "", "empty"},
-		{"one\ntwo\n", "", "more than one line"},
-		{strings.Repeat("a", MaxPassphraseBytes), strings.Repeat("a", MaxPassphraseBytes), ""},
-		{strings.Repeat("a", MaxPassphraseBytes+1), "", "longer than"},
+		{"first\nsecond\n", "", "more than one line"},
+		{"first\nt", "", "more than one line"},
+		{strings.Repeat("a", 4096), strings.Repeat("a", 4096), ""}, // 4 KiB at most
+		{strings.Repeat("a", 4097), "", "longer than 4096 bytes"},
 	} {
 		v, err := FromReader(strings.NewReader(c.in), "test")
 		if c.err != "" {
-			if err == nil || !strings.Contains(err.Error(), c.err) || strings.Contains(err.Error(), "two") {
+			if err == nil || !strings.Contains(err.Error(), c.err) || strings.Contains(err.Error(), "first") {
 				t.Errorf("%.20q: got %v, want %q (and no passphrase in it)", c.in, err, c.err)
 			}
 			continue
@@ -36,6 +41,14 @@ func TestFromReader(t *testing.T) {
 		if err != nil || v.RevealString() != c.want {
 			t.Errorf("%.20q: got %.20q %v", c.in, v.RevealString(), err)
 		}
+	}
+}
+
+// TestFromReaderError: a read error is the passphrase's error.
+func TestFromReaderError(t *testing.T) {
+	_, err := FromReader(io.MultiReader(strings.NewReader("abc"), iotest.ErrReader(errors.New("pipe broke"))), "fd 3")
+	if err == nil || !strings.Contains(err.Error(), "passphrase from fd 3: pipe broke") {
+		t.Errorf("got %v", err)
 	}
 }
 
@@ -80,8 +93,17 @@ func TestFromExec(t *testing.T) {
 		t.Errorf("printf: %q %v", v.RevealString(), err)
 	}
 	_, err := FromExec(ctx, []string{"sh", "-c", "echo vault sealed >&2; exit 3"}, 5*time.Second)
-	if err == nil || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "vault sealed") {
+	if err == nil || err.Error() != "passphraseExec sh: exit status 3: vault sealed" {
 		t.Errorf("a failing program: %v", err)
+	}
+	_, err = FromExec(ctx, []string{"sh", "-c", "exit 4"}, 5*time.Second)
+	if err == nil || err.Error() != "passphraseExec sh: exit status 4" {
+		t.Errorf("a failing program that says nothing: %v", err)
+	}
+	// Its standard error is quoted up to 1 KiB.
+	_, err = FromExec(ctx, []string{"sh", "-c", "head -c 3000 /dev/zero | tr '\\0' e >&2; exit 1"}, 5*time.Second)
+	if err == nil || strings.Count(err.Error(), "e") != 1024+strings.Count("passphraseExec sh: exit status 1: ", "e") {
+		t.Errorf("a long standard error: %d e's in the error", strings.Count(fmt.Sprint(err), "e"))
 	}
 	start := time.Now()
 	_, err = FromExec(ctx, []string{"sleep", "30"}, 200*time.Millisecond)
@@ -93,6 +115,13 @@ func TestFromExec(t *testing.T) {
 	}
 	if _, err := FromExec(ctx, []string{"sh", "-c", "head -c 5000 /dev/zero | tr '\\0' a"}, 5*time.Second); err == nil || !strings.Contains(err.Error(), "longer than") {
 		t.Errorf("an over-long answer: %v", err)
+	}
+	// 4 KiB is the most; one byte more is refused.
+	if v, err := FromExec(ctx, []string{"sh", "-c", "head -c 4096 /dev/zero | tr '\\0' a"}, 5*time.Second); err != nil || len(v.Reveal()) != 4096 {
+		t.Errorf("an answer of 4 KiB: %d bytes, %v", len(v.Reveal()), err)
+	}
+	if _, err := FromExec(ctx, []string{"sh", "-c", "head -c 4097 /dev/zero | tr '\\0' a"}, 5*time.Second); err == nil || !strings.Contains(err.Error(), "longer than") {
+		t.Errorf("an answer of 4 KiB + 1: %v", err)
 	}
 	if _, err := FromExec(ctx, []string{"true"}, 5*time.Second); err == nil || !strings.Contains(err.Error(), "empty") {
 		t.Errorf("an empty answer: %v", err)
