@@ -224,7 +224,7 @@ func LoadKeyring(path string) (*Keyring, error) {
 func (r *Keyring) Save(path string) error {
 	b, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
-		// mutate:equivalent err-return a Keyring of strings, integers and bytes always marshals
+		// mutate:equivalent * a Keyring of strings, integers and bytes always marshals
 		return err
 	}
 	return home.WriteFileAtomic(path, append(b, '\n'), 0o600)

@@ -153,8 +153,24 @@ func TestKeyringBounds(t *testing.T) {
 	// A data key whose seal is damaged is ErrCorrupt, not a wrong passphrase.
 	damaged := *r
 	damaged.DataKey = SealedPrefix + "!!!!"
-	if _, err := damaged.Unlock(FromString("a passphrase 1")); !errors.Is(err, ErrCorrupt) || errors.Is(err, ErrWrongPassphrase) || !strings.Contains(err.Error(), "keyring of s") {
+	if _, err := damaged.Unlock(FromString("a passphrase 1")); !errors.Is(err, ErrCorrupt) || errors.Is(err, ErrWrongPassphrase) || !strings.Contains(err.Error(), "keyring of s: sealed value damaged: illegal base64") {
 		t.Errorf("a damaged data key: %v", err)
+	}
+	// A field of the wrong type is not a keyring, even if the rest is one.
+	var m map[string]any
+	json.Unmarshal(good, &m)
+	m["scope"] = 5
+	typed, _ := json.Marshal(m)
+	if _, err := ParseKeyring(typed); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("a scope that is a number: %v", err)
+	}
+	// Unlock checks the parameters too, before deriving anything: a
+	// keyring altered in memory (or built by hand) asking for 1 TiB is
+	// refused at once.
+	greedy := *r
+	greedy.KDF.MemoryKiB = 1 << 30
+	if _, err := greedy.Unlock(FromString("a passphrase 1")); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "memory") {
+		t.Errorf("Unlock of a keyring asking for 1 TiB: %v", err)
 	}
 	// A sealed data key of the wrong length is refused after opening.
 	kek := r.KDF.derive(FromString("a passphrase 1"))

@@ -35,6 +35,7 @@ const MaxPassphraseBytes = 4 << 10
 // end, at most MaxPassphraseBytes; one trailing "\n" or "\r\n" is dropped.
 // An empty passphrase is an error.
 func FromReader(r io.Reader, what string) (Value, error) {
+	// mutate:equivalent const one byte more than the limit tells an over-long input; two would too
 	b, err := io.ReadAll(io.LimitReader(r, MaxPassphraseBytes+1))
 	if err != nil {
 		return Value{}, fmt.Errorf("passphrase from %s: %w", what, err)
@@ -67,6 +68,7 @@ func FromFile(path string) (Value, error) {
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
+		// mutate:equivalent * fstat of a file just opened does not fail
 		return Value{}, fmt.Errorf("passphrase file %s: %w", path, err)
 	}
 	if !st.Mode().IsRegular() {
@@ -94,6 +96,7 @@ func FromExec(ctx context.Context, argv []string, timeout time.Duration) (Value,
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	var out limitedBuffer
 	var stderr limitedBuffer
+	// mutate:equivalent const one byte more than the limit tells an over-long answer; two would too
 	out.max, stderr.max = MaxPassphraseBytes+1, 1<<10
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	cmd.WaitDelay = time.Second
@@ -124,7 +127,7 @@ type limitedBuffer struct {
 }
 
 func (l *limitedBuffer) Write(p []byte) (int, error) {
-	if room := l.max - len(l.b); room > 0 {
+	if room := l.max - len(l.b); room > 0 { // mutate:equivalent boundary with no room, p[:0] adds nothing
 		l.b = append(l.b, p[:min(room, len(p))]...)
 	}
 	return len(p), nil

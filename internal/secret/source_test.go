@@ -73,8 +73,8 @@ func TestFromFile(t *testing.T) {
 	if _, err := FromFile(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Errorf("a directory: %v", err)
 	}
-	if _, err := FromFile(filepath.Join(dir, "none")); err == nil {
-		t.Error("a missing file: no error")
+	if _, err := FromFile(filepath.Join(dir, "none")); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("a missing file: %v", err)
 	}
 	if os.Geteuid() == 0 {
 		os.Chmod(p, 0o600)
@@ -107,7 +107,7 @@ func TestFromExec(t *testing.T) {
 	}
 	start := time.Now()
 	_, err = FromExec(ctx, []string{"sleep", "30"}, 200*time.Millisecond)
-	if err == nil || !strings.Contains(err.Error(), "no answer within") || time.Since(start) > 10*time.Second {
+	if err == nil || !strings.Contains(err.Error(), "passphraseExec sleep: no answer within 200ms") || time.Since(start) > 10*time.Second {
 		t.Errorf("a program that does not answer: %v after %v", err, time.Since(start))
 	}
 	if _, err := FromExec(ctx, nil, time.Second); err == nil {
@@ -122,6 +122,10 @@ func TestFromExec(t *testing.T) {
 	}
 	if _, err := FromExec(ctx, []string{"sh", "-c", "head -c 4097 /dev/zero | tr '\\0' a"}, 5*time.Second); err == nil || !strings.Contains(err.Error(), "longer than") {
 		t.Errorf("an answer of 4 KiB + 1: %v", err)
+	}
+	// The same, the last byte written on its own.
+	if _, err := FromExec(ctx, []string{"sh", "-c", "head -c 4096 /dev/zero | tr '\\0' a; sleep 0.05; printf b"}, 5*time.Second); err == nil || !strings.Contains(err.Error(), "longer than") {
+		t.Errorf("an answer of 4 KiB + 1 in two writes: %v", err)
 	}
 	if _, err := FromExec(ctx, []string{"true"}, 5*time.Second); err == nil || !strings.Contains(err.Error(), "empty") {
 		t.Errorf("an empty answer: %v", err)
