@@ -13,7 +13,7 @@ import (
 )
 
 // openPTY opens a pseudo-terminal pair (master, slave).
-func openPTY(t *testing.T) (*os.File, *os.File) {
+func openPTY(t *testing.T) (*os.File, *os.File, int) {
 	t.Helper()
 	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
 	if err != nil {
@@ -31,7 +31,7 @@ func openPTY(t *testing.T) (*os.File, *os.File) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close(); m.Close() })
-	return m, s
+	return m, s, int(s.Fd())
 }
 
 // TestFromTerminal: typed on a real pseudo-terminal, not echoed; asked
@@ -50,7 +50,7 @@ func TestFromTerminal(t *testing.T) {
 		{"empty", "\r", false, "", "empty"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			m, s := openPTY(t)
+			m, s, sfd := openPTY(t)
 			var mu sync.Mutex
 			var out bytes.Buffer // what the terminal showed
 			done := make(chan struct{})
@@ -83,7 +83,7 @@ func TestFromTerminal(t *testing.T) {
 					for deadline := time.Now().Add(5 * time.Second); !shown(prompts[i]) && time.Now().Before(deadline); {
 						time.Sleep(2 * time.Millisecond)
 					}
-					waitEcho(s, false)
+					waitEcho(sfd, false)
 					m.Write([]byte(line))
 				}
 			}()
@@ -111,10 +111,12 @@ func TestFromTerminal(t *testing.T) {
 	}
 }
 
-// waitEcho waits (at most 5 s) until the terminal's echo is on or off.
-func waitEcho(f *os.File, on bool) {
+// waitEcho waits (at most 5 s) until the terminal fd's echo is on or off.
+// It takes the descriptor's number, read before any goroutine starts: the
+// *os.File is closed by the test meanwhile.
+func waitEcho(fd int, on bool) {
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
-		tio, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+		tio, err := unix.IoctlGetTermios(fd, unix.TCGETS)
 		if err == nil && (tio.Lflag&unix.ECHO != 0) == on {
 			return
 		}
@@ -130,11 +132,11 @@ func TestFromTerminalClosed(t *testing.T) {
 		typed   string
 	}{{"first read", false, ""}, {"second read", true, "typed secret 1\r"}} {
 		t.Run(c.name, func(t *testing.T) {
-			m, s := openPTY(t)
+			m, s, sfd := openPTY(t)
 			// Nothing reads the master (the prompts fit in the terminal's
 			// buffer): a read in progress would keep it open after Close.
 			go func() {
-				waitEcho(s, false)
+				waitEcho(sfd, false)
 				if c.typed != "" {
 					m.Write([]byte(c.typed))
 					// Until the second prompt is out (read here, in the
@@ -149,7 +151,7 @@ func TestFromTerminalClosed(t *testing.T) {
 						}
 						seen = append(seen, buf[:n]...)
 					}
-					waitEcho(s, false)
+					waitEcho(sfd, false)
 				}
 				m.Close() // the terminal hangs up
 			}()
