@@ -708,35 +708,8 @@ func TestReloadWithoutLoad(t *testing.T) {
 // (or any other domain certificate) reads the status but gets 403 on the
 // POST endpoints.
 func TestDeploymentEndpointsNodeManagersOnly(t *testing.T) {
-	var ca *pki.CA
-	ti := startInstance(t, quickstartYAML(newPorts(t), sampleAPI), func(o *Options) {
-		var err error
-		if ca, err = pki.NewCA("D"); err != nil {
-			t.Fatal(err)
-		}
-		if err := ca.Save(o.Home); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := ca.IssueInstance(o.Home, o.GroupID, o.InstanceID, "127.0.0.1"); err != nil {
-			t.Fatal(err)
-		}
-		if o.ManagementTLS, err = LoadManagementTLS(o.Home, o.GroupID, o.InstanceID); err != nil {
-			t.Fatal(err)
-		}
-	})
-	base := strings.Replace(ti.mgmt, "http://", "https://", 1)
-	client := func(cn string) *http.Client {
-		kp, err := ca.IssueKeyPair(cn, []string{"localhost"}, nil, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := tls.X509KeyPair(kp.CertPEM, kp.KeyPEM.Reveal())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
-			TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS12}}}
-	}
+	ti, ca, base := startDomainTLSInstance(t, quickstartYAML(newPorts(t), sampleAPI))
+	client := func(cn string) *http.Client { return domainClient(t, ca, cn) }
 	nm := client("Gatehouse Node Manager nodemanager-1 (host-1)")
 	for _, cn := range []string{pki.InstanceCommonName("group-9", "instance-9"), "gwtest client"} {
 		c := client(cn)

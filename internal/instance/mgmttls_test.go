@@ -10,11 +10,14 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/pki"
 )
 
-// The management listener with LoadManagementTLS: mutual TLS with the
-// domain CA. Only a client with a certificate signed by that CA is served.
-func TestManagementMutualTLS(t *testing.T) {
+// startDomainTLSInstance starts an instance whose management listener has
+// the domain's mutual TLS (a new domain CA in its install directory, the
+// instance's certificate, LoadManagementTLS), with more options after.
+// It returns the instance, the CA and the listener's https base URL.
+func startDomainTLSInstance(t *testing.T, yaml string, mod ...func(*Options)) (*testInstance, *pki.CA, string) {
+	t.Helper()
 	var ca *pki.CA
-	ti := startInstance(t, quickstartYAML(newPorts(t), sampleAPI), func(o *Options) {
+	ti := startInstance(t, yaml, append([]func(*Options){func(o *Options) {
 		var err error
 		if ca, err = pki.NewCA("D"); err != nil {
 			t.Fatal(err)
@@ -28,8 +31,31 @@ func TestManagementMutualTLS(t *testing.T) {
 		if o.ManagementTLS, err = LoadManagementTLS(o.Home, o.GroupID, o.InstanceID); err != nil {
 			t.Fatal(err)
 		}
-	})
-	url := strings.Replace(ti.mgmt, "http://", "https://", 1) + "/status"
+	}}, mod...)...)
+	return ti, ca, strings.Replace(ti.mgmt, "http://", "https://", 1)
+}
+
+// domainClient is an HTTPS client trusting ca and presenting a client
+// certificate of ca for common name cn.
+func domainClient(t *testing.T, ca *pki.CA, cn string) *http.Client {
+	t.Helper()
+	kp, err := ca.IssueKeyPair(cn, []string{"localhost"}, nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tls.X509KeyPair(kp.CertPEM, kp.KeyPEM.Reveal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS12}}}
+}
+
+// The management listener with LoadManagementTLS: mutual TLS with the
+// domain CA. Only a client with a certificate signed by that CA is served.
+func TestManagementMutualTLS(t *testing.T) {
+	ti, ca, base := startDomainTLSInstance(t, quickstartYAML(newPorts(t), sampleAPI))
+	url := base + "/status"
 
 	other, err := pki.NewCA("Other")
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apps"
+	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
 	"github.com/gatehouse-gw/gatehouse/internal/kps/sqlite"
 )
@@ -28,21 +29,10 @@ func BenchmarkProxyOAuth(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			addr, h := benchGatewayHome(b, fmt.Sprintf("      - oauth: {scopes: [read], tokenCacheTtl: %s}\noauth: {enabled: true, issuer: \"http://127.0.0.1\", scopes: [read]}\n", c.ttl))
 			ctx := context.Background()
-			store, err := sqlite.Open(ctx, kps.SQLiteConfig{Path: sqlite.GroupPath(h, groupID)})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer store.Close()
-			hk, _ := apps.GroupHashKey(ctx, h, groupID, store)
-			m, _ := apps.NewManager(ctx, store, hk)
-			app, err := m.CreateApp(ctx, apps.App{Name: "bench", Enabled: true, OAuth: &apps.OAuthClient{GrantTypes: []string{"client_credentials"}, Scopes: []string{"read"}}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			_, sec, _ := m.CreateClientSecret(ctx, app.ID, time.Time{})
+			id, sec := benchOAuthClient(b, h)
 			var tok string
 			for range 50 {
-				t, err := (&clientcredentials.Config{ClientID: app.ID, ClientSecret: sec.RevealString(), TokenURL: "http://" + addr + "/oauth/token", Scopes: []string{"read"}}).Token(ctx)
+				t, err := (&clientcredentials.Config{ClientID: id, ClientSecret: sec, TokenURL: "http://" + addr + "/oauth/token", Scopes: []string{"read"}}).Token(ctx)
 				if err == nil {
 					tok = t.AccessToken
 					break
@@ -65,22 +55,10 @@ func BenchmarkProxyOAuth(b *testing.B) {
 //	go test ./internal/instance -run '^$' -bench TokenEndpoint -cpu 1,2 -count 5
 func BenchmarkTokenEndpoint(b *testing.B) {
 	addr, h := benchGatewayHome(b, "      - oauth: {scopes: [read]}\noauth: {enabled: true, issuer: \"http://127.0.0.1\", scopes: [read]}\n")
-	ctx := context.Background()
-	store, err := sqlite.Open(ctx, kps.SQLiteConfig{Path: sqlite.GroupPath(h, groupID)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	hk, _ := apps.GroupHashKey(ctx, h, groupID, store)
-	m, _ := apps.NewManager(ctx, store, hk)
-	app, err := m.CreateApp(ctx, apps.App{Name: "bench", Enabled: true, OAuth: &apps.OAuthClient{GrantTypes: []string{"client_credentials"}, Scopes: []string{"read"}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	_, sec, _ := m.CreateClientSecret(ctx, app.ID, time.Time{})
-	store.Close()
+	id, sec := benchOAuthClient(b, h)
 	body := "grant_type=client_credentials&scope=read"
 	req := []byte(fmt.Sprintf("POST /oauth/token HTTP/1.1\r\nHost: bench\r\nAuthorization: Basic %s\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s",
-		base64.StdEncoding.EncodeToString([]byte(app.ID+":"+sec.RevealString())), len(body), body))
+		base64.StdEncoding.EncodeToString([]byte(id+":"+sec)), len(body), body))
 	var ready bool
 	for range 50 {
 		conn, err := net.Dial("tcp", addr)
@@ -120,4 +98,27 @@ func BenchmarkTokenEndpoint(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "grants/s")
 	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+}
+
+// benchOAuthClient makes a client_credentials client (scope read) in the
+// group's store of the install directory h: its id and a secret.
+func benchOAuthClient(b *testing.B, h home.Home) (id, secret string) {
+	b.Helper()
+	ctx := context.Background()
+	store, err := sqlite.Open(ctx, kps.SQLiteConfig{Path: sqlite.GroupPath(h, groupID)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	hk, _ := apps.GroupHashKey(ctx, h, groupID, store)
+	m, _ := apps.NewManager(ctx, store, hk)
+	app, err := m.CreateApp(ctx, apps.App{Name: "bench", Enabled: true, OAuth: &apps.OAuthClient{GrantTypes: []string{"client_credentials"}, Scopes: []string{"read"}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, sec, err := m.CreateClientSecret(ctx, app.ID, time.Time{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return app.ID, sec.RevealString()
 }

@@ -1,12 +1,10 @@
 package instance
 
 import (
-	"crypto/tls"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/pki"
 )
@@ -21,38 +19,9 @@ func TestManagementProfiling(t *testing.T) {
 		t.Errorf("profiling off: got %d %s, want 404 naming profiling.enabled", r.status, r.body)
 	}
 
-	var ca *pki.CA
 	const nm = pki.NodeManagerCNPrefix + "nm-1 (host-1)"
-	ti := startInstance(t, quickstartYAML(newPorts(t), sampleAPI+"profiling: {enabled: true}\n"), func(o *Options) {
-		var err error
-		if ca, err = pki.NewCA("D"); err != nil {
-			t.Fatal(err)
-		}
-		if err := ca.Save(o.Home); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := ca.IssueInstance(o.Home, o.GroupID, o.InstanceID, "127.0.0.1"); err != nil {
-			t.Fatal(err)
-		}
-		if o.ManagementTLS, err = LoadManagementTLS(o.Home, o.GroupID, o.InstanceID); err != nil {
-			t.Fatal(err)
-		}
-		o.NodeManager = nm
-	})
-	base := strings.Replace(ti.mgmt, "http://", "https://", 1)
-	client := func(cn string) *http.Client {
-		kp, err := ca.IssueKeyPair(cn, []string{"localhost"}, nil, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, err := tls.X509KeyPair(kp.CertPEM, kp.KeyPEM.Reveal())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{
-			TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS12},
-		}}
-	}
+	_, ca, base := startDomainTLSInstance(t, quickstartYAML(newPorts(t), sampleAPI+"profiling: {enabled: true}\n"), func(o *Options) { o.NodeManager = nm })
+	client := func(cn string) *http.Client { return domainClient(t, ca, cn) }
 	get := func(c *http.Client, method, path string) (int, string) {
 		t.Helper()
 		req, _ := http.NewRequest(method, base+path, nil)
