@@ -397,7 +397,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 	var bufp *[]byte
 	defer func() {
 		if bufp != nil {
-			copyBufPool.Put(bufp)
+			copyBufPool.Put(bufp) // mutate:equivalent delete-stmt a buffer not given back to the pool is only an allocation more
 		}
 	}()
 	getBuf := func() []byte {
@@ -947,7 +947,7 @@ func parseResponseHead(statusLine, fields []byte, h *Header, isHead bool) (respH
 	case rh.status < 200 || rh.status == 204 || rh.status == 304 || isHead:
 		rh.framing = frameNone
 		if rh.status < 200 || rh.status == 204 { // mutate:equivalent bool the length of a 1xx or 204 is used nowhere (no length is passed on for a 204, a 101 is spliced)
-			rh.cl = -1 // mutate:equivalent const only a 1xx or a 204 get here, whose length is used nowhere (see the mark above)
+			rh.cl = -1 // mutate:equivalent const,delete-stmt only a 1xx or a 204 get here, whose length is used nowhere (see the mark above)
 		}
 	case te.present:
 		if clSeen {
@@ -992,14 +992,14 @@ func (pc *upConn) splice(ctx context.Context, w ResponseWriter, rh *respHead, re
 		stop := context.AfterFunc(ctx, closeBoth)
 		defer stop()
 	}
-	done := make(chan int64, 1)
+	done := make(chan int64, 1) // mutate:equivalent const the one value is always received (after the copy below): the capacity only lets the goroutine end sooner
 	go func() {
 		n, _ := io.Copy(uc, cbr)
 		closeBoth()
 		done <- n
 	}()
 	var in int64
-	if n := pc.br.Buffered(); n > 0 {
+	if n := pc.br.Buffered(); n > 0 { // mutate:equivalent boundary with nothing buffered, Peek(0) and a Write of no bytes send nothing
 		b, _ := pc.br.Peek(n)
 		m, _ := cc.Write(b)
 		in += int64(m)
