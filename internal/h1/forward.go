@@ -365,7 +365,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 		}
 		return pc.splice(ctx, w, &rh, res)
 	}
-	if rh.close || u.MaxIdle <= 0 || u.HTTP10 || rh.framing == frameClose {
+	if rh.close || u.MaxIdle <= 0 || u.HTTP10 || rh.framing == frameClose { // mutate:equivalent boundary with MaxIdle 0 a connection kept here is closed by put (MaxIdle <= 0 there)
 		keep = false
 	}
 	if u.MaxReceivedBytes > 0 && rh.cl > u.MaxReceivedBytes && rh.framing == frameLength {
@@ -783,7 +783,7 @@ func connectionNamed(h *Header, name []byte) bool {
 
 func hasConnectionField(h *Header) bool {
 	for i := range h.f {
-		if len(h.f[i].name) == 10 && equalFoldString(h.f[i].name, "connection") {
+		if len(h.f[i].name) == 10 && equalFoldString(h.f[i].name, "connection") { // mutate:equivalent bool true for more fields only spares less: connectionNamed still finds only what a Connection field names, and RemoveConnectionNamed's loops keep every field when none is a Connection field
 			return true
 		}
 	}

@@ -103,7 +103,7 @@ func (s *Server) maxHeaderCount() int {
 	return DefaultMaxHeaderCount
 }
 
-func (s *Server) bigSize() int { return max(s.maxHeaderBytes()+1024, 2*smallBufSize) }
+func (s *Server) bigSize() int { return max(s.maxHeaderBytes()+1024, 2*smallBufSize) } // mutate:equivalent const the big buffer's size: each of these holds a head of MaxHeaderBytes with its leading empty lines (a fuller buffer is refused first), and with MaxHeaderBytes up to 3 KiB no big buffer is ever taken (a head leaves 1 KiB of the small one): how much a read takes changes, not what is read
 
 // Serve accepts connections on ln and serves each in its own goroutine. It
 // returns ErrServerClosed after Shutdown or Close, or the listener's error.
@@ -638,14 +638,14 @@ func (ex *exchange) readHead() (*ProtocolError, error) {
 	leading, count := 0, 0
 	moved, deadlineSet := false, false
 	for {
-		for pos < ex.w {
+		for pos < ex.w { // mutate:equivalent boundary with pos == ex.w the search finds no LF in no bytes and breaks with pos = ex.w
 			i := bytes.IndexByte(ex.rbuf[pos:ex.w], '\n')
 			if i < 0 {
-				pos = ex.w
+				pos = ex.w // mutate:equivalent delete-stmt the next search starts again at the old pos: the same bytes are searched again and the same LF found
 				break
 			}
 			lf := pos + i
-			if reqEnd < 0 && lf == lineStart {
+			if reqEnd < 0 && lf == lineStart { // mutate:equivalent boundary,const reqEnd is -1 or the index of the CR after a non-empty request line, never 0
 				// An empty line ended by a bare LF before the request
 				// line: ignored like CRLF (RFC 9112 §2.2; it carries
 				// nothing that could be read two ways).
@@ -750,7 +750,7 @@ func (ex *exchange) readHead() (*ProtocolError, error) {
 // pipelined bytes move to the front.
 func (ex *exchange) endRequest() {
 	if ex.oldBuf != nil {
-		ex.s.putBig(ex.oldBuf)
+		ex.s.putBig(ex.oldBuf) // mutate:equivalent delete-stmt a buffer not given back to the pool is only an allocation more
 		ex.oldBuf = nil
 	}
 	n := ex.w - ex.r

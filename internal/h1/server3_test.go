@@ -581,13 +581,22 @@ func TestHeadKeptWhileBodyRead(t *testing.T) {
 		{"a head filling the buffer", "", 4096, 4096},
 		{"a head filling the buffer after empty lines", "\r\n\r\n", 4500, 4096},
 		{"a head outgrowing the buffer", "", 4500, 4096},
+		{"two heads leaving 1 byte", "", 4095, 4095},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			head := "POST /path?q HTTP/1.1\r\nHost: a\r\nX-A: first\r\nX-Pad: \r\nX-B: last\r\nContent-Length: 2000\r\n\r\n"
 			pad := strings.Repeat("p", c.size-len(head))
 			head = strings.Replace(head, "X-Pad: ", "X-Pad: "+pad, 1)
 			in := c.leading + head + body + "GET /next HTTP/1.1\r\nHost: a\r\n\r\n"
-			fc := newFakeConn(fakeRead{data: in[:c.split]}, fakeRead{data: in[c.split:]})
+			script := []fakeRead{{data: in[:c.split]}, {data: in[c.split:]}}
+			twice := strings.HasPrefix(c.name, "two")
+			if twice {
+				// The same request again after the first, in the same
+				// way: its head fills the buffer the first one left.
+				in = c.leading + head + body + c.leading + head + body + "GET /next HTTP/1.1\r\nHost: a\r\n\r\n"
+				script = []fakeRead{{data: in[:c.split]}, {data: body}, {data: head}, {data: in[2*c.split+len(body):]}}
+			}
+			fc := newFakeConn(script...)
 			var got []string
 			s := &Server{Handler: HandlerFunc(func(w ResponseWriter, r *Request) {
 				b, err := io.ReadAll(r.Body)
@@ -600,11 +609,14 @@ func TestHeadKeptWhileBodyRead(t *testing.T) {
 			})}
 			out := serveFake(t, s, fc)()
 			want := []string{fmt.Sprintf("POST /path first last %d", len(pad)), "GET /next   0"}
+			if twice {
+				want = append(want[:1], want...)
+			}
 			if strings.Join(got, "\n") != strings.Join(want, "\n") {
 				t.Errorf("the handler saw\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 			}
-			if st := statuses(t, out); !sameInts(st, []int{200, 200}) {
-				t.Errorf("answered %v, want [200 200]", st)
+			if st := statuses(t, out); len(st) != len(want) {
+				t.Errorf("answered %v, want %d times 200", st, len(want))
 			}
 		})
 	}
@@ -640,5 +652,30 @@ func TestPooledExchangeKeepsNothing(t *testing.T) {
 					len(ex.rbuf), &ex.rbuf[0] == &small[0], ex.oldBuf != nil, ex.r, ex.w, ex.base, ex.c != nil)
 			}
 		})
+	}
+}
+
+// TestHijackPendingBytes: the bytes the client sent after the head of the
+// request whose handler hijacks the connection come first from the reader
+// Hijack returns, once each, then what the client sends next; a single
+// pending byte too.
+func TestHijackPendingBytes(t *testing.T) {
+	for _, pending := range []string{"X", "XY"} {
+		fc := newFakeConn(fakeRead{data: "GET / HTTP/1.1\r\nHost: a\r\n\r\n" + pending}, fakeRead{data: "Z"})
+		var got string
+		var err error
+		s := &Server{Handler: HandlerFunc(func(w ResponseWriter, r *Request) {
+			var br io.Reader
+			_, br, err = w.Hijack()
+			if err == nil {
+				var b []byte
+				b, err = io.ReadAll(io.LimitReader(br, 10)) // a reader that repeats stops at 10
+				got = string(b)
+			}
+		})}
+		serveFake(t, s, fc)()
+		if err != nil || got != pending+"Z" {
+			t.Errorf("pending %q: read %q (%v), want %q", pending, got, err, pending+"Z")
+		}
 	}
 }
