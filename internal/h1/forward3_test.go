@@ -3,6 +3,7 @@ package h1
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -50,16 +51,18 @@ func TestForwardHeadTooLarge(t *testing.T) {
 	}
 }
 
-// TestForward204KeepAlive: a 204 without a length ends with its head: it is
-// passed on at once and its connection is reused (nothing waits for the
-// upstream to close).
+// TestForward204KeepAlive: a 204 or a 304 without a length ends with its
+// head: it is passed on at once and its connection is reused (nothing waits
+// for the upstream to close).
 func TestForward204KeepAlive(t *testing.T) {
-	u, _ := recordingUpstream(t, "HTTP/1.1 204 No Content\r\n\r\n")
-	for i := range 2 {
-		rec := newRecorder()
-		res, err := forwardWithin(t, u, rec, &Outgoing{Method: []byte("GET"), Path: []byte("/")})
-		if err != nil || rec.status != 204 || res.Reused != (i == 1) {
-			t.Errorf("request %d: got %d %v %+v, want 204, reused the second time", i, rec.status, err, res)
+	for _, status := range []int{204, 304} {
+		u, _ := recordingUpstream(t, fmt.Sprintf("HTTP/1.1 %d %s\r\n\r\n", status, statusText(status)))
+		for i := range 2 {
+			rec := newRecorder()
+			res, err := forwardWithin(t, u, rec, &Outgoing{Method: []byte("GET"), Path: []byte("/")})
+			if err != nil || rec.status != status || res.Reused != (i == 1) {
+				t.Errorf("%d, request %d: got %d %v %+v, want %d, reused the second time", status, i, rec.status, err, res, status)
+			}
 		}
 	}
 }
