@@ -209,9 +209,9 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 	}
 	// Deadlines set during this exchange (here, or by armHead and armWrite
 	// in the body goroutine) are cleared at the start of the next one.
-	pc.deadlined = u.TransactionTimeout > 0 || u.ActiveTimeout > 0 || u.ResponseHeaderTimeout > 0 // mutate:equivalent boundary deadlined true for no timeout only clears deadlines that are not set
+	pc.deadlined = u.TransactionTimeout > 0 || u.ActiveTimeout > 0 || u.ResponseHeaderTimeout > 0 // mutate:equivalent boundary,const deadlined true for no timeout only clears deadlines that are not set; a timeout of 1 ns fails this exchange (its first wait), so its connection carries no next one
 	armRead := func() {
-		if u.ActiveTimeout > 0 {
+		if u.ActiveTimeout > 0 { // mutate:equivalent const a 1 ns ActiveTimeout ends the head's read first (armHead, before any body read is armed): the exchange fails either way
 			d := time.Now().Add(u.ActiveTimeout)
 			if !txDeadline.IsZero() && txDeadline.Before(d) {
 				d = txDeadline

@@ -726,7 +726,7 @@ func (ex *exchange) readHead() (*ProtocolError, error) {
 				ex.w = copy(big, ex.rbuf[:ex.w])
 				ex.rbuf = big
 			default:
-				return protoErr(431, "request head too large"), nil
+				return protoErr(431, "request head too large"), nil // mutate:equivalent const unreachable: a full big buffer from start 0 holds more than maxHead bytes, refused by the 414/431 checks above
 			}
 			moved = true
 		}
@@ -756,7 +756,7 @@ func (ex *exchange) endRequest() {
 	n := ex.w - ex.r
 	if len(ex.rbuf) != len(ex.small) && n <= len(ex.small) { // mutate:equivalent boundary a buffer of exactly 4 KiB pending fits the small buffer or stays in the big one: the same bytes, only which buffer
 		copy(ex.small, ex.rbuf[ex.r:ex.w])
-		ex.s.putBig(ex.rbuf)
+		ex.s.putBig(ex.rbuf) // mutate:equivalent delete-stmt a buffer not given back to the pool is only an allocation more
 		ex.rbuf = ex.small
 	} else {
 		copy(ex.rbuf, ex.rbuf[ex.r:ex.w])
