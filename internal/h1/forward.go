@@ -626,7 +626,7 @@ func (pc *upConn) armWrite() {
 	}
 	d := time.Now().Add(u.ActiveTimeout)
 	if !pc.txDeadline.IsZero() && pc.txDeadline.Before(d) {
-		d = pc.txDeadline
+		d = pc.txDeadline // mutate:equivalent delete-stmt the reads for the response are bounded by the transaction deadline too (set at the start; armHead and armRead cap at it) and their end cuts the writes (finishBody): a write deadline past it ends nothing later
 	}
 	pc.setWrite(d)
 }

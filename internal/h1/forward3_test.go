@@ -214,3 +214,45 @@ func TestForwardConnectionNamed(t *testing.T) {
 		t.Errorf("the client got %d with Upgrade %q, X-Gone %v, X-Kept %q: want 101, x, none and 3", rec.status, rec.hdr.Get("Upgrade"), rec.hdr.Has("X-Gone"), rec.hdr.Get("X-Kept"))
 	}
 }
+
+// TestForwardUpgradeClientFails: a 101 whose client cannot take it (the
+// flush fails, or the connection cannot be taken) is the client's fault,
+// after the response was handed over.
+func TestForwardUpgradeClientFails(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		w    ResponseWriter
+		want string
+	}{
+		{"the flush fails", &failWriter{failFlush: true}, "writing 101 response: "},
+		{"no hijack", newRecorder(), "taking the client connection: "},
+	} {
+		u, _ := recordingUpstream(t, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: x\r\n\r\n")
+		_, err := forwardWithin(t, u, c.w, &Outgoing{Method: []byte("GET"), Path: []byte("/"), Upgrade: []byte("x")})
+		var fe *ForwardError
+		if !errors.As(err, &fe) || fe.Kind != ErrClient || !fe.Responded || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want ErrClient, responded: %s…", c.name, err, c.want)
+		}
+	}
+}
+
+// TestForwardResponseHeadEdges: a response head line longer than the
+// connection's read buffer is read whole; a head cut off by the upstream's
+// close is io.ErrUnexpectedEOF, the upstream's protocol error.
+func TestForwardResponseHeadEdges(t *testing.T) {
+	long := strings.Repeat("v", 3*upReadBufSize)
+	u, _ := recordingUpstream(t, "HTTP/1.1 200 OK\r\nX-Long: "+long+"\r\nContent-Length: 2\r\n\r\nok")
+	rec := newRecorder()
+	if _, err := forwardWithin(t, u, rec, &Outgoing{Method: []byte("GET"), Path: []byte("/")}); err != nil || string(rec.hdr.Get("X-Long")) != long || rec.body.String() != "ok" {
+		t.Errorf("a long field line: got %v, %d bytes of it and %q", err, len(rec.hdr.Get("X-Long")), rec.body.String())
+	}
+	u = rawUpstream(t, func(conn net.Conn, br *bufio.Reader) {
+		readRequestHead(br)
+		io.WriteString(conn, "HTTP/1.1 200 OK\r\nX-A: 1")
+	})
+	_, err := forwardWithin(t, u, newRecorder(), &Outgoing{Method: []byte("GET"), Path: []byte("/")})
+	var fe *ForwardError
+	if !errors.As(err, &fe) || fe.Kind != ErrUpstreamProtocol || !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("a head cut off: got %v, want ErrUpstreamProtocol with io.ErrUnexpectedEOF", err)
+	}
+}
