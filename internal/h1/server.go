@@ -402,7 +402,7 @@ func (c *conn) await(timeout time.Duration) error {
 		return err
 	}
 	if !c.state.CompareAndSwap(stateNew, stateIdle) && !c.state.CompareAndSwap(stateActive, stateIdle) {
-		return net.ErrClosed
+		return net.ErrClosed // mutate:equivalent delete-stmt only Close and Shutdown set the state to closed, and they close the connection too: the read fails and the check after it returns net.ErrClosed
 	}
 	var err error
 	if c.rc != nil {
