@@ -582,6 +582,7 @@ func TestHeadKeptWhileBodyRead(t *testing.T) {
 		{"a head filling the buffer after empty lines", "\r\n\r\n", 4500, 4096},
 		{"a head outgrowing the buffer", "", 4500, 4096},
 		{"two heads leaving 1 byte", "", 4095, 4095},
+		{"two heads filling the buffer", "", 4096, 4096},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			head := "POST /path?q HTTP/1.1\r\nHost: a\r\nX-A: first\r\nX-Pad: \r\nX-B: last\r\nContent-Length: 2000\r\n\r\n"
