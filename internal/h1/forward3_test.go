@@ -13,7 +13,8 @@ import (
 
 // TestForwardStatusLines: the status an upstream sends reaches the client
 // as it is (every digit counts); a reason phrase with a control byte, its
-// first included, is refused as the upstream's fault.
+// first included, and an empty line where the status line should be, are
+// refused as the upstream's fault.
 func TestForwardStatusLines(t *testing.T) {
 	for _, c := range []struct {
 		resp   string
@@ -23,6 +24,7 @@ func TestForwardStatusLines(t *testing.T) {
 		{"HTTP/1.1 299 x\r\nContent-Length: 0\r\n\r\n", 299},
 		{"HTTP/1.1 299 \x01x\r\nContent-Length: 0\r\n\r\n", 0},
 		{"HTTP/1.1 299 x\x01\r\nContent-Length: 0\r\n\r\n", 0},
+		{"\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 0}, // an empty line first is no status line
 	} {
 		u, _ := recordingUpstream(t, c.resp)
 		rec := newRecorder()
