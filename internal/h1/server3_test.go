@@ -371,13 +371,13 @@ func TestLingerCloseTotal(t *testing.T) {
 	fc := newFakeConn(fakeRead{data: "GET / HTTP/1.1\r\nHost: a\r\nX\r\n\r\n"})
 	var first time.Time
 	fc.after = func(p []byte) (int, error) {
-		// Called with fc.mu held: a byte every 100 ms, within each read's
+		// Called with fc.mu held: a byte every 50 ms, within each read's
 		// deadline, until the deadline set for this read has passed.
 		d := fc.rdl[len(fc.rdl)-1]
 		if first.IsZero() {
 			first = d.at
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 		if time.Now().After(d.d) {
 			return 0, errTimeoutFake
 		}
