@@ -586,7 +586,7 @@ func (c *conn) reject(status int, reason string) {
 	w = appendDate(w, time.Now())
 	w = append(w, "\r\n\r\n"...)
 	w = append(w, body...)
-	ex.wbuf = w[:0]
+	ex.wbuf = w[:0] // mutate:equivalent const the connection closes after a refusal and putExchange empties wbuf before the exchange is used again
 	c.c.SetWriteDeadline(time.Now().Add(rejectTimeout))
 	c.c.Write(w)
 	c.lingerClose()
