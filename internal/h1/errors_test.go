@@ -21,3 +21,18 @@ func TestErrKindString(t *testing.T) {
 		}
 	}
 }
+
+// TestErrKindValues: the kinds are numbered from 1 in the order of their
+// declaration, and stay so (a caller may have logged or stored a kind as
+// its number); a number past the last kind is no kind and is shown as a
+// number.
+func TestErrKindValues(t *testing.T) {
+	for i, k := range []ErrKind{ErrConnect, ErrTimeout, ErrUpstreamProtocol, ErrClient, ErrNoConnAvailable} {
+		if int(k) != i+1 {
+			t.Errorf("%v = %d, want %d", k, int(k), i+1)
+		}
+	}
+	if got := ErrKind(6).String(); got != "ErrKind(6)" {
+		t.Errorf("ErrKind(6).String() = %q, want ErrKind(6)", got)
+	}
+}

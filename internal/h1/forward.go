@@ -209,9 +209,9 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 	}
 	// Deadlines set during this exchange (here, or by armHead and armWrite
 	// in the body goroutine) are cleared at the start of the next one.
-	pc.deadlined = u.TransactionTimeout > 0 || u.ActiveTimeout > 0 || u.ResponseHeaderTimeout > 0 // mutate:equivalent boundary deadlined true for no timeout only clears deadlines that are not set
+	pc.deadlined = u.TransactionTimeout > 0 || u.ActiveTimeout > 0 || u.ResponseHeaderTimeout > 0 // mutate:equivalent boundary,const deadlined true for no timeout only clears deadlines that are not set; a timeout of 1 ns fails this exchange (its first wait), so its connection carries no next one
 	armRead := func() {
-		if u.ActiveTimeout > 0 {
+		if u.ActiveTimeout > 0 { // mutate:equivalent const a 1 ns ActiveTimeout ends the head's read first (armHead, before any body read is armed): the exchange fails either way
 			d := time.Now().Add(u.ActiveTimeout)
 			if !txDeadline.IsZero() && txDeadline.Before(d) {
 				d = txDeadline
@@ -365,7 +365,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 		}
 		return pc.splice(ctx, w, &rh, res)
 	}
-	if rh.close || u.MaxIdle <= 0 || u.HTTP10 || rh.framing == frameClose {
+	if rh.close || u.MaxIdle <= 0 || u.HTTP10 || rh.framing == frameClose { // mutate:equivalent boundary with MaxIdle 0 a connection kept here is closed by put (MaxIdle <= 0 there)
 		keep = false
 	}
 	if u.MaxReceivedBytes > 0 && rh.cl > u.MaxReceivedBytes && rh.framing == frameLength {
@@ -397,7 +397,7 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 	var bufp *[]byte
 	defer func() {
 		if bufp != nil {
-			copyBufPool.Put(bufp)
+			copyBufPool.Put(bufp) // mutate:equivalent delete-stmt a buffer not given back to the pool is only an allocation more
 		}
 	}()
 	getBuf := func() []byte {
@@ -626,7 +626,7 @@ func (pc *upConn) armWrite() {
 	}
 	d := time.Now().Add(u.ActiveTimeout)
 	if !pc.txDeadline.IsZero() && pc.txDeadline.Before(d) {
-		d = pc.txDeadline
+		d = pc.txDeadline // mutate:equivalent delete-stmt the reads for the response are bounded by the transaction deadline too (set at the start; armHead and armRead cap at it) and their end cuts the writes (finishBody): a write deadline past it ends nothing later
 	}
 	pc.setWrite(d)
 }
@@ -783,7 +783,7 @@ func connectionNamed(h *Header, name []byte) bool {
 
 func hasConnectionField(h *Header) bool {
 	for i := range h.f {
-		if len(h.f[i].name) == 10 && equalFoldString(h.f[i].name, "connection") {
+		if len(h.f[i].name) == 10 && equalFoldString(h.f[i].name, "connection") { // mutate:equivalent bool true for more fields only spares less: connectionNamed still finds only what a Connection field names, and RemoveConnectionNamed's loops keep every field when none is a Connection field
 			return true
 		}
 	}
@@ -947,7 +947,7 @@ func parseResponseHead(statusLine, fields []byte, h *Header, isHead bool) (respH
 	case rh.status < 200 || rh.status == 204 || rh.status == 304 || isHead:
 		rh.framing = frameNone
 		if rh.status < 200 || rh.status == 204 { // mutate:equivalent bool the length of a 1xx or 204 is used nowhere (no length is passed on for a 204, a 101 is spliced)
-			rh.cl = -1 // mutate:equivalent const only a 1xx or a 204 get here, whose length is used nowhere (see the mark above)
+			rh.cl = -1 // mutate:equivalent const,delete-stmt only a 1xx or a 204 get here, whose length is used nowhere (see the mark above)
 		}
 	case te.present:
 		if clSeen {
@@ -992,14 +992,14 @@ func (pc *upConn) splice(ctx context.Context, w ResponseWriter, rh *respHead, re
 		stop := context.AfterFunc(ctx, closeBoth)
 		defer stop()
 	}
-	done := make(chan int64, 1)
+	done := make(chan int64, 1) // mutate:equivalent const the one value is always received (after the copy below): the capacity only lets the goroutine end sooner
 	go func() {
 		n, _ := io.Copy(uc, cbr)
 		closeBoth()
 		done <- n
 	}()
 	var in int64
-	if n := pc.br.Buffered(); n > 0 {
+	if n := pc.br.Buffered(); n > 0 { // mutate:equivalent boundary with nothing buffered, Peek(0) and a Write of no bytes send nothing
 		b, _ := pc.br.Peek(n)
 		m, _ := cc.Write(b)
 		in += int64(m)

@@ -17,6 +17,7 @@ func TestRemoveConnectionNamed(t *testing.T) {
 		{"two connection fields", [][2]string{{"connection", "a"}, {"A", "1"}, {"B", "2"}, {"CONNECTION", " b ,"}}, ""},
 		{"other ten-byte names stay", [][2]string{{"Connection", "x"}, {"Keep-Alive", "1"}, {"X-Ten-Char", "2"}, {"x", "3"}}, "Keep-Alive,X-Ten-Char"},
 		{"only tokens", [][2]string{{"Connection", "keep-alive, upgrade"}, {"Upgrade", "websocket"}, {"K", "v"}}, "K"},
+		{"only connection fields", [][2]string{{"Connection", "close"}, {"connection", "keep-alive"}}, ""},
 	}
 	for _, tt := range tests {
 		var h Header

@@ -107,7 +107,9 @@ func TestServeAcceptErrors(t *testing.T) {
 			var log lockedBuffer
 			ln := &scriptedListener{script: c.script}
 			s := &Server{Handler: HandlerFunc(func(ResponseWriter, *Request) {}), Logger: slog.New(slog.NewTextHandler(&log, nil))}
+			start := time.Now()
 			err := boundedErr(t, "Serve", func() error { return s.Serve(ln) })
+			elapsed := time.Since(start)
 			wantEnd, wantCalls := errEnd, len(c.script)+1
 			if c.name == "a refused connection is not passing" {
 				wantEnd, wantCalls = syscall.ECONNREFUSED, 1
@@ -128,6 +130,15 @@ func TestServeAcceptErrors(t *testing.T) {
 			if strings.Join(delays, " ") != strings.Join(c.delays, " ") {
 				t.Errorf("logged retries with delays %q, want %q", delays, c.delays)
 			}
+			// Each retry waited its delay.
+			var total time.Duration
+			for _, d := range c.delays {
+				dd, _ := time.ParseDuration(d)
+				total += dd
+			}
+			if elapsed < total {
+				t.Errorf("Serve returned after %v, want the retries' %v at least", elapsed, total)
+			}
 		})
 	}
 }
@@ -143,6 +154,10 @@ func TestServerLifecycle(t *testing.T) {
 		ln := &scriptedListener{}
 		if err := boundedErr(t, "Serve", func() error { return s.Serve(ln) }); err != ErrServerClosed || ln.calls != 0 {
 			t.Errorf("got %v after %d Accepts, want ErrServerClosed and none", err, ln.calls)
+		}
+		// The server is left usable (its lock free).
+		if err := boundedErr(t, "ActiveConns", func() error { s.ActiveConns(); return nil }); err != nil {
+			t.Error(err)
 		}
 	})
 	t.Run("ServeConn after Close", func(t *testing.T) {

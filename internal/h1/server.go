@@ -103,7 +103,7 @@ func (s *Server) maxHeaderCount() int {
 	return DefaultMaxHeaderCount
 }
 
-func (s *Server) bigSize() int { return max(s.maxHeaderBytes()+1024, 2*smallBufSize) }
+func (s *Server) bigSize() int { return max(s.maxHeaderBytes()+1024, 2*smallBufSize) } // mutate:equivalent const the big buffer's size: each of these holds a head of MaxHeaderBytes with its leading empty lines (a fuller buffer is refused first), and with MaxHeaderBytes up to 3 KiB no big buffer is ever taken (a head leaves 1 KiB of the small one): how much a read takes changes, not what is read
 
 // Serve accepts connections on ln and serves each in its own goroutine. It
 // returns ErrServerClosed after Shutdown or Close, or the listener's error.
@@ -305,14 +305,14 @@ func (s *Server) putExchange(ex *exchange) {
 
 func (s *Server) getBig() []byte {
 	if p, _ := s.bigPool.Get().(*[]byte); p != nil {
-		return *p
+		return *p // mutate:equivalent delete-stmt without the pooled buffer getBig makes a new one of the same size: only an allocation
 	}
 	return make([]byte, s.bigSize())
 }
 
 func (s *Server) putBig(b []byte) {
 	if len(b) == s.bigSize() {
-		s.bigPool.Put(&b)
+		s.bigPool.Put(&b) // mutate:equivalent delete-stmt a buffer not given back to the pool is only an allocation more
 	}
 }
 
@@ -375,7 +375,7 @@ func (c *conn) rawRead(fd uintptr) bool {
 			continue
 		}
 		if err == syscall.EAGAIN {
-			c.s.putExchange(ex)
+			c.s.putExchange(ex) // mutate:equivalent delete-stmt the exchange is dropped (c.ex = nil) instead of pooled: only an allocation more
 			c.ex = nil
 			return false
 		}
@@ -402,7 +402,7 @@ func (c *conn) await(timeout time.Duration) error {
 		return err
 	}
 	if !c.state.CompareAndSwap(stateNew, stateIdle) && !c.state.CompareAndSwap(stateActive, stateIdle) {
-		return net.ErrClosed
+		return net.ErrClosed // mutate:equivalent delete-stmt only Close and Shutdown set the state to closed, and they close the connection too: the read fails and the check after it returns net.ErrClosed
 	}
 	var err error
 	if c.rc != nil {
@@ -433,8 +433,8 @@ func (c *conn) await(timeout time.Duration) error {
 func (c *conn) serve() {
 	defer func() {
 		if c.ex != nil {
-			c.s.putExchange(c.ex)
-			c.ex = nil
+			c.s.putExchange(c.ex) // mutate:equivalent delete-stmt the exchange is dropped instead of pooled: only an allocation more (the connection is done)
+			c.ex = nil            // mutate:equivalent delete-stmt the connection is done: nothing reads c.ex after serve returns
 		}
 		if !c.hijacked {
 			c.c.Close()
@@ -586,7 +586,7 @@ func (c *conn) reject(status int, reason string) {
 	w = appendDate(w, time.Now())
 	w = append(w, "\r\n\r\n"...)
 	w = append(w, body...)
-	ex.wbuf = w[:0]
+	ex.wbuf = w[:0] // mutate:equivalent const the connection closes after a refusal and putExchange empties wbuf before the exchange is used again
 	c.c.SetWriteDeadline(time.Now().Add(rejectTimeout))
 	c.c.Write(w)
 	c.lingerClose()
@@ -638,14 +638,14 @@ func (ex *exchange) readHead() (*ProtocolError, error) {
 	leading, count := 0, 0
 	moved, deadlineSet := false, false
 	for {
-		for pos < ex.w {
+		for pos < ex.w { // mutate:equivalent boundary with pos == ex.w the search finds no LF in no bytes and breaks with pos = ex.w
 			i := bytes.IndexByte(ex.rbuf[pos:ex.w], '\n')
 			if i < 0 {
-				pos = ex.w
+				pos = ex.w // mutate:equivalent delete-stmt the next search starts again at the old pos: the same bytes are searched again and the same LF found
 				break
 			}
 			lf := pos + i
-			if reqEnd < 0 && lf == lineStart {
+			if reqEnd < 0 && lf == lineStart { // mutate:equivalent boundary,const reqEnd is -1 or the index of the CR after a non-empty request line, never 0
 				// An empty line ended by a bare LF before the request
 				// line: ignored like CRLF (RFC 9112 §2.2; it carries
 				// nothing that could be read two ways).
@@ -707,17 +707,17 @@ func (ex *exchange) readHead() (*ProtocolError, error) {
 			return protoErr(414, "request line too long"), nil
 		}
 		if ex.w-start > maxHead {
-			if reqEnd < 0 {
-				return protoErr(414, "request line too long"), nil
+			if reqEnd < 0 { // mutate:equivalent delete-stmt,boundary,const unreachable with reqEnd < 0: lineStart is start then and maxLine <= maxHead, so the 414 check above has refused already; reqEnd is never 0
+				return protoErr(414, "request line too long"), nil // mutate:equivalent * unreachable: see the mark above (reqEnd < 0 here is refused by the 414 check before)
 			}
 			return protoErr(431, "request head too large"), nil
 		}
 		if ex.w == len(ex.rbuf) {
 			switch {
-			case start > 0:
+			case start > 0: // mutate:equivalent const start 1 moves the head to the big buffer instead of the front of this one: the same bytes are read (in the big buffer, start > 0 cannot be reached: the head would be over maxHead)
 				n := copy(ex.rbuf, ex.rbuf[start:ex.w])
 				pos, lineStart = pos-start, lineStart-start
-				if reqEnd >= 0 {
+				if reqEnd >= 0 { // mutate:equivalent boundary,const reqEnd is -1 or the index of the CR after a non-empty request line, never 0
 					reqEnd -= start
 				}
 				start, ex.r, ex.w = 0, 0, n
@@ -726,7 +726,7 @@ func (ex *exchange) readHead() (*ProtocolError, error) {
 				ex.w = copy(big, ex.rbuf[:ex.w])
 				ex.rbuf = big
 			default:
-				return protoErr(431, "request head too large"), nil
+				return protoErr(431, "request head too large"), nil // mutate:equivalent const unreachable: a full big buffer from start 0 holds more than maxHead bytes, refused by the 414/431 checks above
 			}
 			moved = true
 		}
@@ -736,7 +736,7 @@ func (ex *exchange) readHead() (*ProtocolError, error) {
 				d = ex.readDeadline
 			}
 			ex.c.c.SetReadDeadline(d)
-			deadlineSet = true
+			deadlineSet = true // mutate:equivalent delete-stmt setting the same absolute deadline again at each read changes nothing
 		}
 		n, err := ex.c.c.Read(ex.rbuf[ex.w:])
 		ex.w += n
@@ -750,13 +750,13 @@ func (ex *exchange) readHead() (*ProtocolError, error) {
 // pipelined bytes move to the front.
 func (ex *exchange) endRequest() {
 	if ex.oldBuf != nil {
-		ex.s.putBig(ex.oldBuf)
+		ex.s.putBig(ex.oldBuf) // mutate:equivalent delete-stmt a buffer not given back to the pool is only an allocation more
 		ex.oldBuf = nil
 	}
 	n := ex.w - ex.r
-	if len(ex.rbuf) != len(ex.small) && n <= len(ex.small) {
+	if len(ex.rbuf) != len(ex.small) && n <= len(ex.small) { // mutate:equivalent boundary a buffer of exactly 4 KiB pending fits the small buffer or stays in the big one: the same bytes, only which buffer
 		copy(ex.small, ex.rbuf[ex.r:ex.w])
-		ex.s.putBig(ex.rbuf)
+		ex.s.putBig(ex.rbuf) // mutate:equivalent delete-stmt a buffer not given back to the pool is only an allocation more
 		ex.rbuf = ex.small
 	} else {
 		copy(ex.rbuf, ex.rbuf[ex.r:ex.w])
@@ -778,15 +778,15 @@ func (ex *exchange) bodyRead(p []byte) (int, error) {
 
 // fill reads more body bytes into the buffer, above ex.base.
 func (ex *exchange) fill() error {
-	if ex.r == ex.w {
-		ex.r, ex.w = ex.base, ex.base
+	if ex.r == ex.w { // mutate:equivalent negate-if,negate-cmp fill is called only with r == w: without this reset the compaction below or the next read keeps the same bytes
+		ex.r, ex.w = ex.base, ex.base // mutate:equivalent delete-stmt fill is called only with r == w: without this reset the compaction below or the next read keeps the same bytes
 	}
-	if len(ex.rbuf)-ex.w < minBodyReadRoom {
-		if ex.r > ex.base {
-			ex.w = ex.base + copy(ex.rbuf[ex.base:], ex.rbuf[ex.r:ex.w])
-			ex.r = ex.base
+	if len(ex.rbuf)-ex.w < minBodyReadRoom { // mutate:equivalent boundary the least room for a body read (see minBodyReadRoom): one byte more room changes which buffer, not what is read
+		if ex.r > ex.base { // mutate:equivalent * r == base here (fill is called with r == w, reset above): there is nothing to move
+			ex.w = ex.base + copy(ex.rbuf[ex.base:], ex.rbuf[ex.r:ex.w]) // mutate:equivalent delete-stmt r == base here (fill is called with r == w, reset above): there is nothing to move
+			ex.r = ex.base                                               // mutate:equivalent delete-stmt r == base here (fill is called with r == w, reset above): there is nothing to move
 		}
-		if len(ex.rbuf)-ex.w < minBodyReadRoom && ex.oldBuf == nil {
+		if len(ex.rbuf)-ex.w < minBodyReadRoom && ex.oldBuf == nil { // mutate:equivalent bool,boundary which buffer the body is read into, not what is read: the old one is kept for the head either way
 			// The head fills the buffer: move the unread bytes to a new
 			// one and keep the old one, which the fields point into.
 			big := ex.s.getBig()
@@ -813,7 +813,7 @@ func (ex *exchange) Buffered() int { return ex.w - ex.r }
 func (ex *exchange) ReadByte() (byte, error) {
 	if ex.r == ex.w {
 		if err := ex.fill(); err != nil {
-			return 0, err
+			return 0, err // mutate:equivalent const the byte returned with an error is never looked at
 		}
 	}
 	b := ex.rbuf[ex.r]
@@ -877,7 +877,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 			b.err = ErrBodyTooLarge
 			return 0, b.err
 		}
-		if int64(len(p)) > b.remaining {
+		if int64(len(p)) > b.remaining { // mutate:equivalent boundary p[:b.remaining] with len(p) == b.remaining is p
 			p = p[:b.remaining]
 		}
 		n, err := ex.Read(p)
@@ -900,8 +900,8 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		b.read += int64(n)
 		if max > 0 && b.read > max {
 			n -= int(b.read - max)
-			if n < 0 {
-				n = 0
+			if n < 0 { // mutate:equivalent delete-stmt,boundary,const n is never below 0: the read before this one was within max (or the error would be sticky), so b.read - max <= n
+				n = 0 // mutate:equivalent * unreachable: n is never below 0 (see the mark above)
 			}
 			b.err = ErrBodyTooLarge
 			return n, b.err

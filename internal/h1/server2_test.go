@@ -351,7 +351,7 @@ func TestDrainingAndShutdown(t *testing.T) {
 	if !strings.HasPrefix(string(got2), "HTTP/1.1 200 ") || !strings.Contains(string(got2), "Connection: close") {
 		t.Errorf("busy connection: got %q", got2)
 	}
-	if err := <-done; err != nil {
+	if err := boundedErr(t, "Shutdown", func() error { return <-done }); err != nil {
 		t.Errorf("Shutdown: %v", err)
 	}
 }

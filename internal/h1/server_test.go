@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // startServer serves s on a fresh loopback listener and returns its address.
@@ -28,8 +29,19 @@ func startServer(t testing.TB, s *Server) string {
 		s.Serve(ln)
 	}()
 	t.Cleanup(func() {
-		s.Close()
-		<-done
+		// Bounded: a connection goroutine stuck in a read (one that never
+		// gives its socket back) fails the test instead of hanging it.
+		closed := make(chan struct{})
+		go func() {
+			s.Close()
+			<-done
+			close(closed)
+		}()
+		select {
+		case <-closed:
+		case <-time.After(5 * time.Second):
+			t.Error("the server did not close within 5s")
+		}
 	})
 	return ln.Addr().String()
 }
