@@ -276,16 +276,40 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 			ch <- pc.writeRest(body, cl, sent)
 		}(wdone, out.Body, cl, int64(len(first)))
 	}
+	// waitBody takes the body goroutine's result once the response is
+	// read, so that an upstream that answered as soon as it had the whole
+	// body leaves a connection that can be pooled: at once if the result
+	// is there; by waiting for it if the goroutine has sent everything
+	// (bodySent: it is returning); else for at most bodyReportWait, the
+	// moment between the last write reaching the upstream and the
+	// goroutine noting it. A goroutine still sending after that means the
+	// upstream answered before taking the whole body: no result.
 	waitBody := func() (bodyResult, bool) {
 		if wdone == nil {
 			return bodyResult{}, true
 		}
-		select {
-		case r := <-wdone:
+		take := func(r bodyResult) (bodyResult, bool) {
 			wdone = nil
 			res.BytesOut += r.n
 			return r, true
+		}
+		select {
+		case r := <-wdone:
+			return take(r)
 		default:
+		}
+		pc.dmu.Lock()
+		sent := pc.bodySent
+		pc.dmu.Unlock()
+		if sent {
+			return take(<-wdone)
+		}
+		t := time.NewTimer(bodyReportWait)
+		defer t.Stop()
+		select {
+		case r := <-wdone:
+			return take(r)
+		case <-t.C:
 			return bodyResult{}, false
 		}
 	}
@@ -494,6 +518,10 @@ func (pc *upConn) roundTrip(ctx context.Context, w ResponseWriter, a *Attempt) (
 	}
 	return res, false, nil
 }
+
+// bodyReportWait bounds how long a complete response waits for the body
+// goroutine to report (see waitBody).
+const bodyReportWait = 5 * time.Millisecond
 
 func finishBodyIfClientErr(wdone chan bodyResult, finish func() bodyResult) *ForwardError {
 	if wdone == nil {

@@ -2,6 +2,7 @@ package h1
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -1335,5 +1336,36 @@ func TestForwardLongBodyEndsEarly(t *testing.T) {
 	var fe *ForwardError
 	if !errors.As(err, &fe) || fe.Kind != ErrClient || !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Errorf("got %v, want ErrClient: io.ErrUnexpectedEOF", err)
+	}
+}
+
+// TestForwardStreamedBodyReused: after a body too long to go out with the
+// head (sent by the body goroutine), an upstream that answers as soon as it
+// has read the whole body leaves a connection that is reused: Forward
+// waits for the goroutine that has sent everything rather than closing.
+func TestForwardStreamedBodyReused(t *testing.T) {
+	for _, active := range []time.Duration{0, 5 * time.Second} {
+		t.Run(fmt.Sprint("ActiveTimeout ", active), func(t *testing.T) {
+			u, reqs := recordingUpstream(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			u.ActiveTimeout = active
+			const n = 12
+			body := bytes.Repeat([]byte("b"), 256<<10)
+			for i := range n {
+				rec := newRecorder()
+				res, err := forwardWithin(t, u, rec, &Outgoing{Method: []byte("POST"), Path: []byte("/"), Body: bytes.NewReader(body), ContentLength: int64(len(body))})
+				if err != nil || rec.body.String() != "ok" {
+					t.Fatalf("request %d: %v %q", i, err, rec.body.String())
+				}
+				if got := <-reqs; !strings.HasSuffix(got, string(body[:100])) {
+					t.Fatalf("request %d: the upstream got %d bytes", i, len(got))
+				}
+				if res.Reused != (i > 0) {
+					t.Errorf("request %d: Reused %v, want %v", i, res.Reused, i > 0)
+				}
+			}
+			if _, dials := u.Stats(); dials != 1 {
+				t.Errorf("%d requests took %d connections, want 1", n, dials)
+			}
+		})
 	}
 }
