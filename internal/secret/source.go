@@ -158,7 +158,7 @@ func FromTerminal(f *os.File, w io.Writer, prompt string, confirm bool) (Value, 
 			return Value{}, fmt.Errorf("reading the passphrase: %w", err)
 		}
 		same := bytes.Equal(b, again)
-		clear(again)
+		clear(again) // mutate:equivalent delete-stmt wiping a buffer no one reads again: hygiene, not observable
 		if !same {
 			clear(b) // mutate:equivalent delete-stmt wiping a buffer no one reads again: hygiene, not observable
 			return Value{}, errors.New("the two passphrases differ")
