@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 )
 
 // ReplaceFiles replaces several files all or none, also when the process
@@ -147,7 +148,9 @@ func finish(journal string, paths []string, step func(string)) error {
 func undo(journal string, paths []string) error {
 	dirs := map[string]bool{}
 	for _, p := range paths {
-		if err := os.Remove(p + ReplaceSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// ENOTDIR: its directory is not one, so the file cannot be there
+		// either (a write that failed for that reason).
+		if err := os.Remove(p + ReplaceSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
 			return fmt.Errorf("undoing the change of %s: %w", p, err)
 		}
 		removeTemps(p + ReplaceSuffix)

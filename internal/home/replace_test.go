@@ -1,6 +1,7 @@
 package home
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -217,6 +218,140 @@ func TestRecoverRemovesTemps(t *testing.T) {
 		}
 		if b, _ := os.ReadFile(p); string(b) != "old" {
 			t.Errorf("%s: the file (whose .replace never got written) is %q", state, b)
+		}
+	}
+}
+
+// TestReplaceFilesFaults: each way the file system can refuse a step
+// gives an error naming it, and leaves the files all old (before the
+// journal said "prepared") or all new (after), with nothing beside them
+// where the step allowed cleaning up.
+func TestReplaceFilesFaults(t *testing.T) {
+	t.Run("journal not writable", func(t *testing.T) {
+		dir := t.TempDir()
+		old, files := replaceSet(dir)
+		setUp(t, dir, old)
+		err := ReplaceFiles(filepath.Join(dir, "no", "such", "journal"), files)
+		if err == nil || !strings.Contains(err.Error(), "journal") {
+			t.Errorf("got %v", err)
+		}
+		if s, litter := state(t, dir, old, files); s != "old" || len(litter) > 0 {
+			t.Errorf("%s, left %v", s, litter)
+		}
+	})
+	t.Run("a new file not writable", func(t *testing.T) {
+		dir := t.TempDir()
+		old, files := replaceSet(dir)
+		setUp(t, dir, old)
+		os.WriteFile(filepath.Join(dir, "afile"), nil, 0o600)
+		files = append(files, NewFile{Path: filepath.Join(dir, "afile", "x"), Data: []byte("x"), Perm: 0o600}) // its directory is a file
+		journal := filepath.Join(dir, "journal")
+		err := ReplaceFiles(journal, files)
+		if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "afile", "x")) {
+			t.Errorf("got %v", err)
+		}
+		if s, litter := state(t, dir, old, files[:3]); s != "old" || len(litter) > 0 {
+			t.Errorf("%s, left %v", s, litter)
+		}
+	})
+	t.Run("the journal's directory gone before prepared", func(t *testing.T) {
+		dir := t.TempDir()
+		old, files := replaceSet(dir)
+		setUp(t, dir, old)
+		jdir := filepath.Join(dir, "j")
+		os.Mkdir(jdir, 0o700)
+		err := replaceFiles(filepath.Join(jdir, "journal"), files, func(step string) {
+			if step == "wrote "+files[2].Path+ReplaceSuffix {
+				os.RemoveAll(jdir)
+			}
+		})
+		if err == nil || !strings.Contains(err.Error(), jdir) {
+			t.Errorf("got %v", err)
+		}
+		if s, litter := state(t, dir, old, files); s != "old" || len(litter) > 0 {
+			t.Errorf("%s, left %v", s, litter)
+		}
+	})
+	t.Run("the journal removed under it", func(t *testing.T) {
+		dir := t.TempDir()
+		old, files := replaceSet(dir)
+		setUp(t, dir, old)
+		journal := filepath.Join(dir, "journal")
+		var mode os.FileMode
+		err := replaceFiles(journal, files, func(step string) {
+			switch step {
+			case "journal preparing":
+				if st, err := os.Stat(journal); err == nil {
+					mode = st.Mode().Perm()
+				}
+			case "renamed " + files[2].Path:
+				os.Remove(journal)
+			}
+		})
+		if err == nil || !strings.Contains(err.Error(), "removing the journal") {
+			t.Errorf("got %v", err)
+		}
+		if mode != 0o600 {
+			t.Errorf("the journal's mode: %v, want 0600", mode)
+		}
+		if s, _ := state(t, dir, old, files); s != "new" {
+			t.Errorf("%s, want new (the change was prepared)", s)
+		}
+	})
+	t.Run("the journal's directory gone at the end", func(t *testing.T) {
+		dir := t.TempDir()
+		old, files := replaceSet(dir)
+		setUp(t, dir, old)
+		jdir := filepath.Join(dir, "j")
+		os.Mkdir(jdir, 0o700)
+		err := replaceFiles(filepath.Join(jdir, "journal"), files, func(step string) {
+			if step == "journal removed" {
+				os.Remove(jdir)
+			}
+		})
+		if err == nil || !strings.Contains(err.Error(), jdir) {
+			t.Errorf("got %v", err)
+		}
+	})
+}
+
+// TestRecoverFaults: a recovery that cannot finish or undo says so, naming
+// the file, and leaves the journal for the next try.
+func TestRecoverFaults(t *testing.T) {
+	dir := t.TempDir()
+	journal := filepath.Join(dir, "journal")
+	write := func(state string, paths ...string) {
+		b, _ := json.Marshal(replaceJournal{State: state, Paths: paths})
+		os.WriteFile(journal, b, 0o600)
+	}
+	os.Mkdir(filepath.Join(dir, "isdir"), 0o700)
+	if _, err := RecoverReplace(filepath.Join(dir, "isdir")); err == nil || !strings.Contains(err.Error(), "reading the journal") {
+		t.Errorf("a journal that is a directory: %v", err)
+	}
+	// Finishing: PATH is a directory with something in it.
+	busy := filepath.Join(dir, "busy")
+	os.MkdirAll(filepath.Join(busy, "x"), 0o700)
+	os.WriteFile(busy+ReplaceSuffix, []byte("new"), 0o600)
+	write("prepared", busy)
+	if _, err := RecoverReplace(journal); err == nil || !strings.Contains(err.Error(), "replacing "+busy) {
+		t.Errorf("finish over a directory: %v", err)
+	}
+	// Undoing: PATH.replace is a directory with something in it.
+	os.Remove(busy + ReplaceSuffix)
+	os.MkdirAll(filepath.Join(busy+ReplaceSuffix, "y"), 0o700)
+	write("preparing", busy)
+	if _, err := RecoverReplace(journal); err == nil || !strings.Contains(err.Error(), "undoing the change of "+busy) {
+		t.Errorf("undo of a directory: %v", err)
+	}
+	if _, err := os.Stat(journal); err != nil {
+		t.Errorf("the journal is gone after a failed recovery: %v", err)
+	}
+	// A file whose directory is gone: its directory cannot be synced.
+	gone := filepath.Join(dir, "gone", "f")
+	for _, state := range []string{"preparing", "prepared"} {
+		write(state, gone)
+		if _, err := RecoverReplace(journal); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "gone")) {
+			t.Errorf("%s, a directory gone: %v", state, err)
 		}
 	}
 }
