@@ -231,9 +231,10 @@ func TestReplaceFilesFaults(t *testing.T) {
 		dir := t.TempDir()
 		old, files := replaceSet(dir)
 		setUp(t, dir, old)
-		err := ReplaceFiles(filepath.Join(dir, "no", "such", "journal"), files)
-		if err == nil || !strings.Contains(err.Error(), "journal") {
-			t.Errorf("got %v", err)
+		var steps []string
+		err := replaceFiles(filepath.Join(dir, "no", "such", "journal"), files, func(s string) { steps = append(steps, s) })
+		if err == nil || !strings.Contains(err.Error(), "journal") || len(steps) > 0 {
+			t.Errorf("got %v after steps %v, want an error before any", err, steps)
 		}
 		if s, litter := state(t, dir, old, files); s != "old" || len(litter) > 0 {
 			t.Errorf("%s, left %v", s, litter)
@@ -265,11 +266,60 @@ func TestReplaceFilesFaults(t *testing.T) {
 				os.RemoveAll(jdir)
 			}
 		})
-		if err == nil || !strings.Contains(err.Error(), jdir) {
+		// Both failures are told: the journal's write, and the undo's sync
+		// of the journal's directory.
+		if err == nil || !strings.Contains(err.Error(), "writing "+filepath.Join(jdir, "journal")) || !strings.Contains(err.Error(), "opening "+jdir) {
 			t.Errorf("got %v", err)
 		}
 		if s, litter := state(t, dir, old, files); s != "old" || len(litter) > 0 {
 			t.Errorf("%s, left %v", s, litter)
+		}
+	})
+	t.Run("the prepared journal not writable, undone", func(t *testing.T) {
+		dir := t.TempDir()
+		old, files := replaceSet(dir)
+		setUp(t, dir, old)
+		journal := filepath.Join(dir, "journal")
+		err := replaceFiles(journal, files, func(step string) {
+			if step == "wrote "+files[2].Path+ReplaceSuffix {
+				os.Remove(journal)
+				os.Mkdir(journal, 0o700) // the rename of the new journal over it fails; the undo removes it
+			}
+		})
+		if err == nil || !strings.Contains(err.Error(), "renaming into "+journal) || strings.Contains(err.Error(), "undoing") {
+			t.Errorf("got %v", err)
+		}
+		if s, litter := state(t, dir, old, files); s != "old" || len(litter) > 0 {
+			t.Errorf("%s, left %v", s, litter)
+		}
+	})
+	t.Run("a write refused and its undo refused", func(t *testing.T) {
+		dir := t.TempDir()
+		old, files := replaceSet(dir)
+		setUp(t, dir, old)
+		// Something in the way of the first new file: a directory where its
+		// .replace goes, not empty. Its write fails, and so does its undo.
+		os.MkdirAll(filepath.Join(files[0].Path+ReplaceSuffix, "x"), 0o700)
+		err := ReplaceFiles(filepath.Join(dir, "journal"), files)
+		if err == nil || !strings.Contains(err.Error(), "renaming into "+files[0].Path+ReplaceSuffix) || !strings.Contains(err.Error(), "undoing the change of "+files[0].Path) {
+			t.Errorf("got %v", err)
+		}
+	})
+	t.Run("a write refused and the journal not removable", func(t *testing.T) {
+		dir := t.TempDir()
+		old, files := replaceSet(dir)
+		setUp(t, dir, old)
+		os.WriteFile(filepath.Join(dir, "afile"), nil, 0o600)
+		files = append(files, NewFile{Path: filepath.Join(dir, "afile", "x"), Data: []byte("x"), Perm: 0o600})
+		journal := filepath.Join(dir, "journal")
+		err := replaceFiles(journal, files, func(step string) {
+			if step == "journal preparing" {
+				os.Remove(journal)
+				os.MkdirAll(filepath.Join(journal, "x"), 0o700)
+			}
+		})
+		if err == nil || !strings.Contains(err.Error(), "removing the journal "+journal) {
+			t.Errorf("got %v", err)
 		}
 	})
 	t.Run("the journal removed under it", func(t *testing.T) {
