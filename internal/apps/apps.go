@@ -315,7 +315,8 @@ const bulkBatch = 5000
 // load (a migration, the benchmark of a million keys): in transactions of
 // bulkBatch keys when the store implements kps.Bulk, one by one otherwise.
 // Each batch's keys are given to out once they are stored; an error of out
-// stops the load (what was stored stays).
+// stops the load (what was stored stays). When the store fails, every key
+// it stored has been given to out, and the error counts them.
 func (m *Manager) CreateKeys(ctx context.Context, appID string, n int, out func(Key, secret.Value) error) error {
 	app, err := m.App(ctx, appID)
 	if err != nil {
@@ -337,22 +338,26 @@ func (m *Manager) CreateKeys(ctx context.Context, appID string, n int, out func(
 			keys, values = append(keys, k), append(values, key)
 			rows = append(rows, keyValues(k, Hash(m.hashKey.Reveal(), key.RevealString())))
 		}
+		stored := len(rows) // of this batch
 		if bulk != nil {
-			err = bulk.InsertMany(ctx, KeysTable, rows)
+			if err = bulk.InsertMany(ctx, KeysTable, rows); err != nil {
+				stored = 0 // all or none
+			}
 		} else {
-			for _, r := range rows {
+			for i, r := range rows {
 				if _, err = m.store.Insert(ctx, KeysTable, r); err != nil {
+					stored = i
 					break
 				}
 			}
 		}
-		if err != nil {
-			return fmt.Errorf("creating keys (%d stored): %w", done, err)
-		}
-		for i := range keys {
+		for i := range stored {
 			if err := out(keys[i], values[i]); err != nil {
 				return err
 			}
+		}
+		if err != nil {
+			return fmt.Errorf("creating keys (%d stored): %w", done+stored, err)
 		}
 	}
 	return nil
@@ -406,7 +411,8 @@ func (m *Manager) SetKey(ctx context.Context, id string, enabled bool, expires t
 
 // RotateKey makes a new key for the application of key id and lets the
 // old one expire after grace (sooner when it expired sooner already): both
-// open the application's APIs until then.
+// open the application's APIs until then. When it fails, the new key is
+// deleted again (the old one is as it was).
 func (m *Manager) RotateKey(ctx context.Context, id string, grace time.Duration) (old, fresh Key, key secret.Value, err error) {
 	if grace < 0 {
 		return Key{}, Key{}, secret.Value{}, fmt.Errorf("%w: a negative grace period", errInvalid)
@@ -425,7 +431,11 @@ func (m *Manager) RotateKey(ctx context.Context, id string, grace time.Duration)
 	}
 	old, err = m.SetKey(ctx, id, cur.Enabled, end)
 	if err != nil {
+		// The new key was never shown: delete it, so that a rotation that
+		// failed leaves the keys as they were (unless the store fails
+		// that too) and its retry does not leave a key nobody holds.
 		key.Wipe()
+		m.store.Delete(ctx, KeysTable, fresh.ID, fresh.Version)
 		return Key{}, Key{}, secret.Value{}, err
 	}
 	return old, fresh, key, nil
