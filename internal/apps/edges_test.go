@@ -154,3 +154,66 @@ func TestOAuthClientEdges(t *testing.T) {
 		t.Errorf("secrets: %+v", list)
 	}
 }
+
+// TestAppWithoutAPIs: an application without APIs has an empty list, not
+// none: the API answers "apis": [] (never null) for it.
+func TestAppWithoutAPIs(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	m := newManager(t, s, &clock{t: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)})
+	a, err := m.CreateApp(ctx, App{Name: "none", Enabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := m.App(ctx, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []App{a, got} {
+		if b, _ := json.Marshal(a); a.APIs == nil || !strings.Contains(string(b), `"apis":[]`) {
+			t.Errorf("an application without APIs: %s", b)
+		}
+	}
+}
+
+// TestCheckerRowPath: a key checked against its rows (not yet verified):
+// a wrong secret for a known id, a stored hash that is damaged, an
+// application that is gone are each an invalid key, and nothing of them is
+// remembered as verified.
+func TestCheckerRowPath(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	c := &clock{t: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
+	m := newManager(t, s, c)
+	a, _ := m.CreateApp(ctx, App{Name: "Shop", Enabled: true, APIs: []string{"orders"}})
+	k, key, _ := m.CreateKey(ctx, a.ID, time.Time{})
+	ck := NewChecker(kps.NewCache(s, kps.CacheOptions{TTL: time.Minute, Now: c.now}), testHashKey)
+	ck.now = c.now
+	_, other := NewKey()
+	forged := k.ID + other.RevealString()[len(k.ID):]
+	if _, err := ck.Check(ctx, forged); !errors.Is(err, apikey.ErrInvalidKey) || !strings.Contains(err.Error(), "the secret part does not match") {
+		t.Errorf("a known id with another secret: %v", err)
+	}
+	// A stored hash that does not decode, of the right length.
+	r, _ := s.Get(ctx, KeysTable, k.ID)
+	r.Values["hash"] = strings.Repeat("z", 64)
+	if _, err := s.Update(ctx, KeysTable, r); err != nil {
+		t.Fatal(err)
+	}
+	ck = NewChecker(kps.NewCache(s, kps.CacheOptions{TTL: time.Minute, Now: c.now}), testHashKey)
+	if _, err := ck.Check(ctx, key.RevealString()); !errors.Is(err, apikey.ErrInvalidKey) || !strings.Contains(err.Error(), "the secret part does not match") {
+		t.Errorf("a damaged stored hash: %v", err)
+	}
+	// Its application deleted behind the Manager's back.
+	k2, key2, _ := m.CreateKey(ctx, a.ID, time.Time{})
+	if err := s.Delete(ctx, AppsTable, a.ID, kps.AnyVersion); err != nil {
+		t.Fatal(err)
+	}
+	ck = NewChecker(kps.NewCache(s, kps.CacheOptions{TTL: time.Minute, Now: c.now}), testHashKey)
+	if _, err := ck.Check(ctx, key2.RevealString()); !errors.Is(err, apikey.ErrInvalidKey) || !strings.Contains(err.Error(), "key "+k2.ID+": its application "+a.ID+" is gone") {
+		t.Errorf("its application gone: %v", err)
+	}
+	if n := ck.verified.len(); n != 0 {
+		t.Errorf("%d keys remembered as verified, want none", n)
+	}
+}

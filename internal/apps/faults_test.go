@@ -377,8 +377,11 @@ func TestFaultsKeys(t *testing.T) {
 func TestFaultsKeysPages(t *testing.T) {
 	ctx := context.Background()
 	x := newFaultFixture(t)
-	if err := x.m.CreateKeys(ctx, x.app.ID, kps.MaxLimit, func(Key, secret.Value) error { return nil }); err != nil {
-		t.Fatal(err)
+	// Fewer keys than a batch: one read and one insert (a third call
+	// fails, so that a load that never ends fails instead).
+	x.f.Fail(kpstest.From(3))
+	if err := x.m.CreateKeys(ctx, x.app.ID, kps.MaxLimit, func(Key, secret.Value) error { return nil }); err != nil || len(x.f.Calls()) != 2 {
+		t.Fatalf("a load of %d keys: %v, calls %v", kps.MaxLimit, err, x.f.Calls())
 	}
 	x.f.Reset()
 	keys, err := x.m.Keys(ctx, x.app.ID)
@@ -409,6 +412,12 @@ func TestFaultsCreateKeys(t *testing.T) {
 			m = newManager(t, x.f.Plain(), x.c)
 			x.f.Reset()
 		}
+		// No key: no insert.
+		x.f.Fail(kpstest.From(2))
+		if err := m.CreateKeys(ctx, x.app.ID, 0, nil); err != nil || len(x.f.Calls()) != 1 {
+			t.Errorf("bulk %v: no key: %v, calls %v", bulk, err, x.f.Calls())
+		}
+		x.f.Reset()
 		var given []string
 		out := func(k Key, v secret.Value) error {
 			if k.AppID != x.app.ID || !strings.HasPrefix(v.RevealString(), k.ID+"_") {
