@@ -64,7 +64,8 @@ func TestCheckerEdges(t *testing.T) {
 	m := newManager(t, s, c)
 	cache := kps.NewCache(s, kps.CacheOptions{MaxBytes: 16 << 20, Now: c.now})
 	ck := NewChecker(cache, testHashKey)
-	if want := (16 << 20) / 4 / (VerifiedEntryBytes + 64) / verifiedShards; ck.verified.max != want {
+	// docs/kps.md: a quarter of maxBytes, 320 bytes counted per entry.
+	if want := (16 << 20) / 4 / 320 / verifiedShards; ck.verified.max != want {
 		t.Errorf("verified keys per shard: %d, want %d (a quarter of maxBytes)", ck.verified.max, want)
 	}
 	if _, err := ck.Check(ctx, "hello"); !errors.Is(err, apikey.ErrInvalidKey) || !strings.Contains(err.Error(), "not a Gatehouse API key") {
@@ -121,6 +122,7 @@ func TestOAuthClientEdges(t *testing.T) {
 		{"a redirect URI of 2048 bytes", OAuthClient{GrantTypes: cc, RedirectURIs: []string{long}}, true},
 		{"a redirect URI of 2049 bytes", OAuthClient{GrantTypes: cc, RedirectURIs: []string{long + "p"}}, false},
 		{"a redirect URI without host", OAuthClient{GrantTypes: cc, RedirectURIs: []string{"https:///cb"}}, false},
+		{"a redirect URI that does not parse", OAuthClient{GrantTypes: cc, RedirectURIs: []string{"https://a.example.com/%zz"}}, false},
 		{"a scope of 128 bytes", OAuthClient{GrantTypes: cc, Scopes: []string{strings.Repeat("s", 128)}}, true},
 		{"a scope of 129 bytes", OAuthClient{GrantTypes: cc, Scopes: []string{strings.Repeat("s", 129)}}, false},
 		{"an empty scope", OAuthClient{GrantTypes: cc, Scopes: []string{""}}, false},
@@ -132,6 +134,7 @@ func TestOAuthClientEdges(t *testing.T) {
 		{"keys of 64 KiB", OAuthClient{GrantTypes: cc, JWKS: padded(64 << 10)}, true},
 		{"keys of 64 KiB + 1", OAuthClient{GrantTypes: cc, JWKS: padded(64<<10 + 1)}, false},
 		{"a private key", OAuthClient{GrantTypes: cc, JWKS: json.RawMessage(private)}, false},
+		{"keys of one byte", OAuthClient{GrantTypes: cc, JWKS: json.RawMessage("1")}, false},
 	} {
 		err := create(tc.o)
 		switch {

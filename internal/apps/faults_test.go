@@ -551,6 +551,10 @@ func TestFaultsRegistry(t *testing.T) {
 		if err != nil || c.ID != x.app.ID || len(c.SecretHashes) != 2 {
 			t.Errorf("failing, then answering: %+v %v", c, err)
 		}
+		if !reg.mu.TryLock() {
+			t.Fatal("Client left the registry locked")
+		}
+		reg.mu.Unlock()
 	}
 	x := newFaultFixture(t)
 	reg := NewRegistry(kps.NewCache(x.f, kps.CacheOptions{}), x.f)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/gatehouse-gw/gatehouse/internal/home"
@@ -90,5 +92,51 @@ func TestGroupHashKey(t *testing.T) {
 	shared.secrets[HashKeySecret] = []byte("short")
 	if _, err := GroupHashKey(ctx, other, "group-3", shared); err == nil || !strings.Contains(err.Error(), "has 5 bytes, want 32: it is damaged") {
 		t.Errorf("a damaged secret in the store: %v", err)
+	}
+}
+
+// TestHashKeyNotStored: a hashing key that cannot be stored is an error,
+// never a key (a key that is not in the file would be another key for the
+// next process: every API key of the group invalid). Root writes
+// anywhere, so the file is made unwritable by its place: a directory that
+// is a dangling symbolic link, and a path whose temporary file's name is
+// longer than the system allows (PATH_MAX, 4096 on Linux).
+func TestHashKeyNotStored(t *testing.T) {
+	h := home.Home{Dir: t.TempDir()}
+	dir := filepath.Dir(HashKeyFile(h, "group-2"))
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(h.Dir, "nowhere"), dir); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := LoadOrCreateHashKey(h, "group-2"); err == nil || !strings.HasPrefix(err.Error(), "creating "+dir+": ") || !k.IsZero() {
+		t.Errorf("its directory a dangling link: %v", err)
+	}
+
+	// The key file's path is 4080 bytes long: it can be read (it is not
+	// there), but a temporary file beside it cannot be made.
+	deep := t.TempDir()
+	want := 4080 - len("/"+HashKeyFile(home.Home{}, "g")) // the length of the home directory
+	for len(deep) < want {
+		n := min(200, want-len(deep)-1) // "/" and n bytes
+		if want-len(deep)-1-n == 1 {
+			n-- // never one byte left: a name has one at least, after its "/"
+		}
+		deep = filepath.Join(deep, strings.Repeat("d", n))
+	}
+	h = home.Home{Dir: deep}
+	if n := len(HashKeyFile(h, "g")); n != 4080 {
+		t.Fatalf("the key file's path has %d bytes", n)
+	}
+	if err := os.MkdirAll(deep, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	k, err := LoadOrCreateHashKey(h, "g")
+	if err == nil || !errors.Is(err, syscall.ENAMETOOLONG) || !k.IsZero() {
+		t.Errorf("a key file that cannot be written: %v", err)
+	}
+	if _, err := os.Stat(HashKeyFile(h, "g")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the key file: %v, want none", err)
 	}
 }
