@@ -265,6 +265,29 @@ func TestFaultsApps(t *testing.T) {
 	})
 }
 
+// TestFaultsDeleteAppMeanwhile: a key or secret that someone else deleted
+// between DeleteApp's listing and its delete is no error.
+func TestFaultsDeleteAppMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	for _, table := range []string{KeysTable, ClientSecretsTable} {
+		x := newFaultFixture(t)
+		id := x.keys[0].ID
+		if table == ClientSecretsTable {
+			id = x.secrets[0].ID
+		}
+		x.f.Before(kpstest.Op("delete", table), func(kpstest.Call) error {
+			x.f.Inner().Delete(ctx, table, id, kps.AnyVersion)
+			return nil
+		})
+		if err := x.m.DeleteApp(ctx, x.app.ID, kps.AnyVersion); err != nil {
+			t.Errorf("%s: a row deleted meanwhile: %v", table, err)
+		}
+		if _, err := x.f.Inner().Get(ctx, AppsTable, x.app.ID); !errors.Is(err, kps.ErrNotFound) {
+			t.Errorf("%s: a row deleted meanwhile: the application: %v", table, err)
+		}
+	}
+}
+
 func TestFaultsKeys(t *testing.T) {
 	ctx := context.Background()
 	t.Run("CreateKey", func(t *testing.T) {
