@@ -220,3 +220,21 @@ func TestCheckerRowPath(t *testing.T) {
 		t.Errorf("%d keys remembered as verified, want none", n)
 	}
 }
+
+// TestUpdateAppRefused: a change that breaks a limit is refused (400) and
+// the application stays as it was.
+func TestUpdateAppRefused(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	m := newManager(t, s, &clock{t: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)})
+	a, _ := m.CreateApp(ctx, App{Name: "Shop", Enabled: true, APIs: []string{"orders"}})
+	for _, bad := range []App{{Name: ""}, {Name: "Shop", APIs: []string{""}}, {Name: "Shop", OAuth: &OAuthClient{}}} {
+		bad.ID, bad.Version = a.ID, a.Version
+		if _, err := m.UpdateApp(ctx, bad); !errors.Is(err, kps.ErrInvalid) {
+			t.Errorf("UpdateApp(%+v): %v, want ErrInvalid", bad, err)
+		}
+	}
+	if got, err := m.App(ctx, a.ID); err != nil || got.Version != 1 || got.Name != "Shop" || len(got.APIs) != 1 || got.OAuth != nil {
+		t.Errorf("after refused changes: %+v %v", got, err)
+	}
+}
