@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
+	"github.com/gatehouse-gw/gatehouse/internal/kps/kpstest"
 	"github.com/gatehouse-gw/gatehouse/internal/kps/sqlite"
 	"github.com/gatehouse-gw/gatehouse/internal/policy/apikey"
 	"github.com/gatehouse-gw/gatehouse/internal/secret"
@@ -19,7 +20,20 @@ import (
 
 var testHashKey = secret.FromString(strings.Repeat("h", HashKeyBytes))
 
-func openStore(t *testing.T) kps.Store { return openStoreB(t) }
+// callBudget bounds the store calls of a test: from the next one on, every
+// call fails (kpstest.ErrInjected, "call 5001"), so that a loop that never
+// ends (a listing that reads its first page again and again) fails its test
+// within a second or two instead of running until the test binary's
+// deadline. No test makes a third as many.
+const callBudget = 5000
+
+// openStore is an embedded store for one test, behind a kpstest.Faulty
+// that fails every call past callBudget.
+func openStore(t *testing.T) kps.Store {
+	f := kpstest.NewFaulty(openStoreB(t))
+	f.Fail(kpstest.From(callBudget + 1))
+	return f
+}
 
 func openStoreB(t testing.TB) kps.Store {
 	t.Helper()

@@ -64,7 +64,8 @@ func TestCheckerEdges(t *testing.T) {
 	m := newManager(t, s, c)
 	cache := kps.NewCache(s, kps.CacheOptions{MaxBytes: 16 << 20, Now: c.now})
 	ck := NewChecker(cache, testHashKey)
-	if want := (16 << 20) / 4 / (VerifiedEntryBytes + 64) / verifiedShards; ck.verified.max != want {
+	// docs/kps.md: a quarter of maxBytes, 320 bytes counted per entry.
+	if want := (16 << 20) / 4 / 320 / verifiedShards; ck.verified.max != want {
 		t.Errorf("verified keys per shard: %d, want %d (a quarter of maxBytes)", ck.verified.max, want)
 	}
 	if _, err := ck.Check(ctx, "hello"); !errors.Is(err, apikey.ErrInvalidKey) || !strings.Contains(err.Error(), "not a Gatehouse API key") {
@@ -121,6 +122,7 @@ func TestOAuthClientEdges(t *testing.T) {
 		{"a redirect URI of 2048 bytes", OAuthClient{GrantTypes: cc, RedirectURIs: []string{long}}, true},
 		{"a redirect URI of 2049 bytes", OAuthClient{GrantTypes: cc, RedirectURIs: []string{long + "p"}}, false},
 		{"a redirect URI without host", OAuthClient{GrantTypes: cc, RedirectURIs: []string{"https:///cb"}}, false},
+		{"a redirect URI that does not parse", OAuthClient{GrantTypes: cc, RedirectURIs: []string{"https://a.example.com/%zz"}}, false},
 		{"a scope of 128 bytes", OAuthClient{GrantTypes: cc, Scopes: []string{strings.Repeat("s", 128)}}, true},
 		{"a scope of 129 bytes", OAuthClient{GrantTypes: cc, Scopes: []string{strings.Repeat("s", 129)}}, false},
 		{"an empty scope", OAuthClient{GrantTypes: cc, Scopes: []string{""}}, false},
@@ -132,6 +134,7 @@ func TestOAuthClientEdges(t *testing.T) {
 		{"keys of 64 KiB", OAuthClient{GrantTypes: cc, JWKS: padded(64 << 10)}, true},
 		{"keys of 64 KiB + 1", OAuthClient{GrantTypes: cc, JWKS: padded(64<<10 + 1)}, false},
 		{"a private key", OAuthClient{GrantTypes: cc, JWKS: json.RawMessage(private)}, false},
+		{"keys of one byte", OAuthClient{GrantTypes: cc, JWKS: json.RawMessage("1")}, false},
 	} {
 		err := create(tc.o)
 		switch {
@@ -152,5 +155,86 @@ func TestOAuthClientEdges(t *testing.T) {
 	list, _ := m.ClientSecrets(ctx, a.ID)
 	if len(list) != 5 || !list[0].CreatedAt.Equal(c.t) {
 		t.Errorf("secrets: %+v", list)
+	}
+}
+
+// TestAppWithoutAPIs: an application without APIs has an empty list, not
+// none: the API answers "apis": [] (never null) for it.
+func TestAppWithoutAPIs(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	m := newManager(t, s, &clock{t: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)})
+	a, err := m.CreateApp(ctx, App{Name: "none", Enabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := m.App(ctx, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []App{a, got} {
+		if b, _ := json.Marshal(a); a.APIs == nil || !strings.Contains(string(b), `"apis":[]`) {
+			t.Errorf("an application without APIs: %s", b)
+		}
+	}
+}
+
+// TestCheckerRowPath: a key checked against its rows (not yet verified):
+// a wrong secret for a known id, a stored hash that is damaged, an
+// application that is gone are each an invalid key, and nothing of them is
+// remembered as verified.
+func TestCheckerRowPath(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	c := &clock{t: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
+	m := newManager(t, s, c)
+	a, _ := m.CreateApp(ctx, App{Name: "Shop", Enabled: true, APIs: []string{"orders"}})
+	k, key, _ := m.CreateKey(ctx, a.ID, time.Time{})
+	ck := NewChecker(kps.NewCache(s, kps.CacheOptions{TTL: time.Minute, Now: c.now}), testHashKey)
+	ck.now = c.now
+	_, other := NewKey()
+	forged := k.ID + other.RevealString()[len(k.ID):]
+	if _, err := ck.Check(ctx, forged); !errors.Is(err, apikey.ErrInvalidKey) || !strings.Contains(err.Error(), "the secret part does not match") {
+		t.Errorf("a known id with another secret: %v", err)
+	}
+	// A stored hash that does not decode, of the right length.
+	r, _ := s.Get(ctx, KeysTable, k.ID)
+	r.Values["hash"] = strings.Repeat("z", 64)
+	if _, err := s.Update(ctx, KeysTable, r); err != nil {
+		t.Fatal(err)
+	}
+	ck = NewChecker(kps.NewCache(s, kps.CacheOptions{TTL: time.Minute, Now: c.now}), testHashKey)
+	if _, err := ck.Check(ctx, key.RevealString()); !errors.Is(err, apikey.ErrInvalidKey) || !strings.Contains(err.Error(), "the secret part does not match") {
+		t.Errorf("a damaged stored hash: %v", err)
+	}
+	// Its application deleted behind the Manager's back.
+	k2, key2, _ := m.CreateKey(ctx, a.ID, time.Time{})
+	if err := s.Delete(ctx, AppsTable, a.ID, kps.AnyVersion); err != nil {
+		t.Fatal(err)
+	}
+	ck = NewChecker(kps.NewCache(s, kps.CacheOptions{TTL: time.Minute, Now: c.now}), testHashKey)
+	if _, err := ck.Check(ctx, key2.RevealString()); !errors.Is(err, apikey.ErrInvalidKey) || !strings.Contains(err.Error(), "key "+k2.ID+": its application "+a.ID+" is gone") {
+		t.Errorf("its application gone: %v", err)
+	}
+	if n := ck.verified.len(); n != 0 {
+		t.Errorf("%d keys remembered as verified, want none", n)
+	}
+}
+
+// TestUpdateAppRefused: a change that breaks a limit is refused (400) and
+// the application stays as it was.
+func TestUpdateAppRefused(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	m := newManager(t, s, &clock{t: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)})
+	a, _ := m.CreateApp(ctx, App{Name: "Shop", Enabled: true, APIs: []string{"orders"}})
+	for _, bad := range []App{{Name: ""}, {Name: "Shop", APIs: []string{""}}, {Name: "Shop", OAuth: &OAuthClient{}}} {
+		bad.ID, bad.Version = a.ID, a.Version
+		if _, err := m.UpdateApp(ctx, bad); !errors.Is(err, kps.ErrInvalid) {
+			t.Errorf("UpdateApp(%+v): %v, want ErrInvalid", bad, err)
+		}
+	}
+	if got, err := m.App(ctx, a.ID); err != nil || got.Version != 1 || got.Name != "Shop" || len(got.APIs) != 1 || got.OAuth != nil {
+		t.Errorf("after refused changes: %+v %v", got, err)
 	}
 }

@@ -52,6 +52,7 @@ func GroupHashKey(ctx context.Context, h home.Home, groupID string, store kps.St
 		return secret.Value{}, fmt.Errorf("the group's hashing key in its store: %w", err)
 	}
 	if len(b) != HashKeyBytes {
+		// mutate:equivalent delete-stmt memory hygiene: the damaged bytes are not used after this
 		secret.New(b).Wipe()
 		return secret.Value{}, fmt.Errorf("the group's hashing key in its store has %d bytes, want %d: it is damaged", len(b), HashKeyBytes)
 	}

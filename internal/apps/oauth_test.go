@@ -233,3 +233,62 @@ func TestRegistryReuse(t *testing.T) {
 		t.Error("a disabled application is still enabled after its row's cache entry expired")
 	}
 }
+
+// TestRegistryBound: at most 10,000 clients are remembered: the 10,000th
+// is kept beside the others, the next one empties the table first.
+func TestRegistryBound(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	c := &clock{t: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
+	m := newManager(t, s, c)
+	cc := &OAuthClient{GrantTypes: []string{"client_credentials"}}
+	a, _ := m.CreateApp(ctx, App{Name: "a", Enabled: true, OAuth: cc})
+	b, _ := m.CreateApp(ctx, App{Name: "b", Enabled: true, OAuth: cc})
+	reg := NewRegistry(kps.NewCache(s, kps.CacheOptions{Now: c.now}), s)
+	reg.now = c.now
+	for i := range 9999 {
+		reg.clients[fmt.Sprint("c", i)] = registered{until: c.t.Add(time.Hour)}
+	}
+	if _, err := reg.Client(ctx, a.ID); err != nil || len(reg.clients) != 10000 {
+		t.Errorf("the 10,000th client: %d remembered, %v", len(reg.clients), err)
+	}
+	if _, err := reg.Client(ctx, b.ID); err != nil || len(reg.clients) != 1 {
+		t.Errorf("the 10,001st client: %d remembered, %v", len(reg.clients), err)
+	}
+}
+
+// TestRegistrySecretExpiry: a client's answer is not reused past the first
+// expiry of its secrets, whatever their order (a secret that never expires
+// read after one that does).
+func TestRegistrySecretExpiry(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t)
+	c := &clock{t: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)}
+	m := newManager(t, s, c)
+	a, _ := m.CreateApp(ctx, App{Name: "svc", Enabled: true, OAuth: &OAuthClient{GrantTypes: []string{"client_credentials"}}})
+	for _, cs := range []struct {
+		id  string
+		exp time.Time
+	}{{"s1", c.t.Add(500 * time.Millisecond)}, {"s2", time.Time{}}, {"s3", c.t.Add(800 * time.Millisecond)}} {
+		var exp int64
+		if !cs.exp.IsZero() {
+			exp = cs.exp.UnixMilli()
+		}
+		if _, err := s.Insert(ctx, ClientSecretsTable, map[string]any{"id": cs.id, "appId": a.ID, "hash": "h-" + cs.id, "createdAt": c.t.UnixMilli(), "expiresAt": exp}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := NewRegistry(kps.NewCache(s, kps.CacheOptions{TTL: time.Minute, Now: c.now}), s)
+	reg.now = c.now
+	if got, err := reg.Client(ctx, a.ID); err != nil || strings.Join(got.SecretHashes, " ") != "h-s1 h-s2 h-s3" {
+		t.Fatalf("first: %v %v", got.SecretHashes, err)
+	}
+	c.t = c.t.Add(500 * time.Millisecond)
+	if got, _ := reg.Client(ctx, a.ID); strings.Join(got.SecretHashes, " ") != "h-s2 h-s3" {
+		t.Errorf("at the first secret's expiry: %v, want h-s2 h-s3", got.SecretHashes)
+	}
+	c.t = c.t.Add(300 * time.Millisecond)
+	if got, _ := reg.Client(ctx, a.ID); strings.Join(got.SecretHashes, " ") != "h-s2" {
+		t.Errorf("at the third secret's expiry: %v, want h-s2", got.SecretHashes)
+	}
+}

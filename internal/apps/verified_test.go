@@ -117,6 +117,35 @@ func TestVerifiedCacheBounded(t *testing.T) {
 	if none.len() != 0 {
 		t.Error("a cache of size 0 kept an entry")
 	}
+	// One per shard: one is kept.
+	one := newVerifiedCache(verifiedShards * (VerifiedEntryBytes + 64))
+	one.put("gk_zzzzzzzzzzzz", fresh, later)
+	if one.max != 1 || one.len() != 1 {
+		t.Errorf("a cache of one per shard: max %d, %d kept, want 1", one.max, one.len())
+	}
+	// A key kept already is replaced even when its shard is full of live
+	// entries (only a new key is refused then).
+	v = newVerifiedCache(4 * verifiedShards * (VerifiedEntryBytes + 64))
+	var full []string
+	for _, id := range ids {
+		if v.shard(id) == v.shard(ids[0]) && len(full) < 4 {
+			full = append(full, id)
+		}
+	}
+	for _, id := range full {
+		v.put(id, live, now)
+	}
+	v.put("gk_zzzzzzzzzzzz", live, now) // refused, or kept in another shard
+	longer := &verifiedKey{until: now.Add(time.Hour)}
+	v.put(full[0], longer, now)
+	if e, ok := v.get(full[0], now); !ok || e != longer {
+		t.Errorf("a kept key's entry in a full shard: %v %v, want it replaced", e, ok)
+	}
+	for _, id := range full[1:] {
+		if e, ok := v.get(id, now); !ok || e != live {
+			t.Errorf("%s: %v %v, want it kept", id, e, ok)
+		}
+	}
 }
 
 // plainStore hides the store's kps.Bulk: keys are inserted one by one.

@@ -9,6 +9,11 @@
 // The multi-process cases re-execute the test binary (os.Args[0]) with
 // -test.run naming that top-level test and the environment variables below:
 // the child finds them in Run, does its part and exits.
+//
+// Faulty wraps a real store for the tests of code that uses one: it fails
+// the calls a test chooses (the n-th, from the n-th on, those of an
+// operation or a table), so that the test can say what that code does when
+// the store fails in the middle of an operation.
 package kpstest
 
 import (
