@@ -110,6 +110,11 @@ func TestKeySourceSettings(t *testing.T) {
 		tr.MaxIdleConns != 2 || tr.IdleConnTimeout != 90*time.Second || tr.TLSClientConfig.MinVersion != tls.VersionTLS12 || tr.TLSClientConfig.RootCAs != nil {
 		t.Errorf("client: timeout %v, transport %+v", ks.client.Timeout, tr)
 	}
+	// Settings are kept as given down to 1 ns (only 0 or less is the default).
+	if ks, err := NewKeySource(SourceOptions{JWKSURL: "https://id.example.com/keys", MinRefetch: 1, TTL: 1, FetchTimeout: 1}); err != nil ||
+		ks.opts.MinRefetch != 1 || ks.opts.TTL != 1 || ks.opts.FetchTimeout != 1 || ks.client.Timeout != 1 {
+		t.Errorf("settings of 1 ns: %v %+v", err, ks.opts)
+	}
 	// A client given is used as given.
 	given := &http.Client{}
 	if ks, err := NewKeySource(SourceOptions{JWKSURL: "https://id.example.com/keys", Client: given}); err != nil || ks.client != given {
@@ -340,7 +345,11 @@ func TestKeySourceSharedFetch(t *testing.T) {
 	ks := plainSource(t, srv.URL+"/keys", clk, nil)
 	first := make(chan error, 1)
 	go func() { _, err := ks.Key("k1", jose.RS256); first <- err }()
-	<-entered
+	select {
+	case <-entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no fetch")
+	}
 	call := ks.startFetch(clk.Now(), true)
 	ks.mu.Lock()
 	shared := call != nil && call == ks.inflight
@@ -426,7 +435,8 @@ func TestKeySourceRunStops(t *testing.T) {
 }
 
 // TestKeySourceSeed: a source seeded from the previous configuration's
-// takes its key set and its last fetch time (no fetch on demand at once).
+// takes its key set and its last fetch time (no fetch on demand at once),
+// and both stay usable.
 func TestKeySourceSeed(t *testing.T) {
 	rs1, _, _ := testKeys(t)
 	is := newIssuer(t, false, signer{"k1", jose.RS256, rs1})
@@ -437,8 +447,20 @@ func TestKeySourceSeed(t *testing.T) {
 	}
 	ks := sourceFor(t, is, clk, nil)
 	ks.seed(old)
-	if _, err := ks.Key("other", jose.RS256); !errors.Is(err, ErrUnknownKey) || is.jwksHits.Load() != 1 {
+	key := func(s *KeySource, kid string) (err error) {
+		done := make(chan struct{})
+		go func() { _, err = s.Key(kid, jose.RS256); close(done) }()
+		soon(t, "Key", done)
+		return err
+	}
+	if err := key(ks, "other"); !errors.Is(err, ErrUnknownKey) || is.jwksHits.Load() != 1 {
 		t.Errorf("an unknown kid just after the seed: %v, %d fetches (want 1: the previous source's)", err, is.jwksHits.Load())
+	}
+	if err := key(old, "other"); !errors.Is(err, ErrUnknownKey) {
+		t.Errorf("the previous source after the seed: %v", err)
+	}
+	if err := key(ks, "k1"); err != nil {
+		t.Errorf("the seeded key: %v", err)
 	}
 	empty := sourceFor(t, is, clk, nil)
 	ks2 := sourceFor(t, is, clk, nil)
