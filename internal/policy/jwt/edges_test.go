@@ -120,7 +120,10 @@ func TestKeySourceSettings(t *testing.T) {
 	if ks, err := NewKeySource(SourceOptions{JWKSURL: "https://id.example.com/keys", Client: given}); err != nil || ks.client != given {
 		t.Errorf("a given client: %v", err)
 	}
-	// A CA file without a certificate.
+	// A CA file that cannot be read; one without a certificate.
+	if _, err := NewKeySource(SourceOptions{JWKSURL: "https://id.example.com/keys", CAFile: filepath.Join(t.TempDir(), "missing.pem")}); err == nil || !strings.Contains(err.Error(), "reading caFile") {
+		t.Errorf("a missing CA file: %v", err)
+	}
 	empty := filepath.Join(t.TempDir(), "empty.pem")
 	os.WriteFile(empty, []byte("not a certificate\n"), 0o600)
 	if _, err := NewKeySource(SourceOptions{JWKSURL: "https://id.example.com/keys", CAFile: empty}); err == nil || !strings.Contains(err.Error(), "no PEM certificate") {
@@ -128,7 +131,7 @@ func TestKeySourceSettings(t *testing.T) {
 	}
 }
 
-// TestKeySourceRedirects: the key set may be behind up to 4 redirects, each
+// TestKeySourceRedirects: the key set may be behind up to 5 redirects, each
 // to a URL a key set URL could be (https; not http without allowHttp).
 func TestKeySourceRedirects(t *testing.T) {
 	rs1, _, _ := testKeys(t)
@@ -166,11 +169,11 @@ func TestKeySourceRedirects(t *testing.T) {
 		}
 		return ks.Refresh(t.Context())
 	}
-	if err := fetch("/hop/4"); err != nil {
-		t.Errorf("4 redirects: %v", err)
-	}
-	if err := fetch("/hop/5"); err == nil || !strings.Contains(err.Error(), "more than 5 redirects") {
+	if err := fetch("/hop/5"); err != nil {
 		t.Errorf("5 redirects: %v", err)
+	}
+	if err := fetch("/hop/6"); err == nil || !strings.Contains(err.Error(), "more than 5 redirects") {
+		t.Errorf("6 redirects: %v", err)
 	}
 	if err := fetch("/to-http"); err == nil || !strings.Contains(err.Error(), "http:// is refused") {
 		t.Errorf("a redirect to http: %v", err)
@@ -300,6 +303,11 @@ func TestKeySourceEdges(t *testing.T) {
 	ks.Key("nope", jose.RS256)
 	if hits() != 2 {
 		t.Errorf("an unknown kid at MinRefetch: %d fetches", hits())
+	}
+	// A known kid for another algorithm: refused without a fetch.
+	clk.Add(time.Minute)
+	if _, err := ks.Key("k1", jose.ES256); !errors.Is(err, ErrUnknownKey) || hits() != 2 {
+		t.Errorf("a known kid for another algorithm: %v, %d fetches (want no new one)", err, hits())
 	}
 	is.down.Store(true)
 	fetched := ks.FetchedAt()
