@@ -552,10 +552,32 @@ func TestSourcesEdges(t *testing.T) {
 	if !strings.Contains(lg.String(), "the issuer's keys fetched") {
 		t.Errorf("the sources' logger is not the key sources':\n%s", lg.String())
 	}
+	// No caFile, or an absolute one: not taken from the directory.
+	for _, ca := range []string{"", filepath.Join(dir, "ca.pem")} {
+		sp := spec
+		sp.CAFile, sp.KeysTTL = ca, groupconf.Duration(time.Hour)
+		if _, err := s.For(sp); err != nil {
+			t.Errorf("caFile %q: %v", ca, err)
+		}
+	}
 	spec.CAFile = "missing.pem"
 	if _, err := s.For(spec); err == nil {
 		t.Error("a missing caFile: no error")
 	}
+	// The next configuration's sources look at this one's, again and again.
+	next := NewSources(SourcesOptions{Dir: dir, Previous: s})
+	done = make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, ttl := range []time.Duration{time.Hour, 2 * time.Hour} {
+			sp := spec
+			sp.CAFile, sp.KeysTTL = "ca.pem", groupconf.Duration(ttl)
+			if _, err := next.For(sp); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	soon(t, "two sources of the next configuration", done)
 }
 
 // TestKeySourceRunRefreshPoint: a timer that fires before four fifths of
@@ -592,7 +614,13 @@ func TestKeySourceRunRefreshPoint(t *testing.T) {
 	defer func() { cancel(); soon(t, "Run after cancel", done) }()
 	tk := next()
 	start := ks.FetchedAt()
-	clk.Add(8*time.Minute - 6*time.Second) // 7m54s: before 8m (and after 7m30s)
+	clk.Add(8*time.Minute - 1) // 1 ns before the refresh point: a wait of 1 ns
+	tk.ch <- clk.Now()
+	tk = next()
+	if n := is.jwksHits.Load(); n != 1 || tk.d != 1 {
+		t.Errorf("a timer 1 ns before the refresh point: %d fetches, wait %v; want 1, 1ns", n, tk.d)
+	}
+	clk.Add(-6*time.Second + 1) // 7m54s: before 8m (and after 7m30s)
 	tk.ch <- clk.Now()
 	tk = next()
 	if n := is.jwksHits.Load(); n != 1 || tk.d != 6*time.Second {
@@ -603,5 +631,63 @@ func TestKeySourceRunRefreshPoint(t *testing.T) {
 	tk = next()
 	if n := is.jwksHits.Load(); n != 2 || tk.d != 8*time.Minute || !ks.FetchedAt().After(start) {
 		t.Errorf("a timer at 8m06s: %d fetches, wait %v; want 2, 8m", n, tk.d)
+	}
+}
+
+// TestKeySourceErrorBodyDrained: an error answer's body of up to 4 KiB is
+// read to its end, so that its connection serves the next fetch.
+func TestKeySourceErrorBodyDrained(t *testing.T) {
+	var mu sync.Mutex
+	conns := 0
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "4096")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		w.Write([]byte(strings.Repeat("x", 4096)))
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			mu.Lock()
+			conns++
+			mu.Unlock()
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	ks := plainSource(t, srv.URL+"/keys", newClock(), nil)
+	for range 3 {
+		if err := ks.Refresh(t.Context()); err == nil || !strings.Contains(err.Error(), "status 503") {
+			t.Fatalf("a 503: %v", err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if conns != 1 {
+		t.Errorf("%d connections for three fetches answered 503 with 4 KiB, want 1", conns)
+	}
+}
+
+func TestParseKeySetErrors(t *testing.T) {
+	for in, want := range map[string]string{
+		`[]`:          "not a JWK set: json: cannot unmarshal array",
+		`{}`:          "not a JWK set: no keys member",
+		`{"keys":{}}`: "not a JWK set: json: cannot unmarshal object",
+	} {
+		if _, _, err := parseKeySet([]byte(in)); err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("parseKeySet(%s): %v, want %q…", in, err, want)
+		}
+	}
+}
+
+// TestFindWithoutKid: a token without kid is refused when more than one
+// key fits its algorithm, and takes the only one that does.
+func TestFindWithoutKid(t *testing.T) {
+	rs1, rs2, ec := testKeys(t)
+	keys, _, _ := parseKeySet(jwksOf(signer{"a", jose.RS256, rs1}, signer{"b", jose.RS256, rs2}, signer{"c", jose.ES256, ec}))
+	ks := &keySet{keys: keys}
+	if k, err := ks.find("", jose.RS256); k != nil || !errors.Is(err, ErrUnknownKey) {
+		t.Errorf("no kid, two RS256 keys: %v %v", k, err)
+	}
+	if k, err := ks.find("", jose.ES256); err != nil || k.KeyID != "c" {
+		t.Errorf("no kid, one ES256 key: %v %v", k, err)
 	}
 }

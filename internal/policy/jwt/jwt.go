@@ -100,7 +100,7 @@ func New(spec groupconf.JWTPolicy, keys Keys, opts Options) (*Policy, error) {
 	p.authInvalid = p.authNone + `, error="invalid_token"`
 	mkNeed := func(scopes []string) need {
 		n := need{scopes: scopes, auth: p.authNone + `, error="insufficient_scope"`}
-		if len(scopes) > 0 {
+		if len(scopes) > 0 { // mutate:equivalent boundary a need without scopes never refuses a request: its WWW-Authenticate is never sent
 			n.auth += `, scope="` + strings.Join(scopes, " ") + `"`
 		}
 		return n
@@ -347,9 +347,10 @@ func (p *Policy) verify(tok string, now time.Time) (*verified, error) {
 	}
 	h := jws.Signatures[0].Header
 	alg := jose.SignatureAlgorithm(h.Algorithm)
+	// mutate:equivalent bool defence in depth: ParseSignedCompact refuses an algorithm not in p.algs and fits gives no key for none or HS*, so this check is never the only refusal
 	if !slices.Contains(p.algs, alg) || strings.EqualFold(h.Algorithm, "none") || strings.HasPrefix(strings.ToUpper(h.Algorithm), "HS") {
 		// go-jose refuses these already; never rely on one check only.
-		return nil, p.invalid(fmt.Errorf("algorithm %q not accepted", trunc(h.Algorithm)))
+		return nil, p.invalid(fmt.Errorf("algorithm %q not accepted", trunc(h.Algorithm))) // mutate:equivalent delete-stmt defence in depth, as above
 	}
 	if len(p.spec.Types) > 0 {
 		typ, _ := h.ExtraHeaders[jose.HeaderType].(string)

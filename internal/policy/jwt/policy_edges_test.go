@@ -110,13 +110,16 @@ func TestFieldSafe(t *testing.T) {
 		"~":                       true,
 		"À":                       true, // 0xC3 0x80
 		"":                        true,
+		"\nabc":                   false,
 	} {
 		if got := fieldSafe(s); got != want {
 			t.Errorf("fieldSafe(%.20q…): %v", s, got)
 		}
 	}
-	if tok, ok := bearer([]byte("Bearerx")); ok {
-		t.Errorf("Bearerx: %q is a bearer token", tok)
+	for _, v := range []string{"Bearerx", "Digest abc", "Beaver abc", "bearez abc"} {
+		if tok, ok := bearer([]byte(v)); ok {
+			t.Errorf("%s: %q is a bearer token", v, tok)
+		}
 	}
 }
 
@@ -143,10 +146,45 @@ func TestTokenCacheBound(t *testing.T) {
 	}
 	// Half have an until of now: expired at now.
 	c.put(key(-3), &verified{until: now.Add(time.Hour)}, now)
-	if len(c.m) != 5001 {
-		t.Errorf("%d cached after a put into a full cache with 5,000 expired, want 5,001", len(c.m))
+	if len(c.m) != 5001 || c.get(key(1), now) == nil {
+		t.Errorf("%d cached after a put into a full cache with 5,000 expired, want 5,001 (the unexpired kept)", len(c.m))
 	}
 	if v := c.get(key(-3), now); v == nil || !v.until.Equal(now.Add(time.Minute)) {
 		t.Errorf("cached until %v, want the cache's minute", v)
+	}
+}
+
+// TestPolicyEmptyAndTinyTokens: an empty bearer token is refused as such,
+// a one-character one as a token that does not parse; a cache of 1 ns
+// still serves a second request at the same instant.
+func TestPolicyEmptyAndTinyTokens(t *testing.T) {
+	rs1, _, _ := testKeys(t)
+	good := signer{"k", jose.RS256, rs1}
+	clk := newClock()
+	keys := staticOf(good)
+	p, _ := New(testSpec(), keys, Options{Now: clk.Now})
+	for tok, want := range map[string]string{"": "empty bearer token", "x": "parsing the token"} {
+		pe := wantStatus(t, p.Apply(request("GET", "Authorization", "Bearer "+tok)), 401)
+		if pe.Err == nil || !strings.Contains(pe.Err.Error(), want) {
+			t.Errorf("token %q: %v, want %q", tok, pe.Err, want)
+		}
+	}
+	tok := mint(t, good, claimsAt(clk.Now(), nil))
+	wantStatus(t, p.Apply(request("GET", "Authorization", "Bearer "+tok)), 0)
+	wantStatus(t, p.Apply(request("GET", "Authorization", "Bearer "+tok)), 0)
+	if n := keys.hits.Load(); n != 1 {
+		t.Errorf("two requests at the same instant with a cache of 1 ns: %d key look-ups, want 1", n)
+	}
+}
+
+// TestPolicyBadSignature: a token signed by another key with a known kid
+// is refused for its signature.
+func TestPolicyBadSignature(t *testing.T) {
+	rs1, rs2, _ := testKeys(t)
+	clk := newClock()
+	p, _ := New(testSpec(), staticOf(signer{"k", jose.RS256, rs1}), Options{Now: clk.Now})
+	pe := wantStatus(t, p.Apply(request("GET", "Authorization", "Bearer "+mint(t, signer{"k", jose.RS256, rs2}, claimsAt(clk.Now(), nil)))), 401)
+	if pe.Err == nil || !strings.HasPrefix(pe.Err.Error(), `signature (kid "k", RS256)`) {
+		t.Errorf("another key: %v", pe.Err)
 	}
 }
