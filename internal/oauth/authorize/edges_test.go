@@ -210,6 +210,24 @@ func TestAuthorizeForgedFlows(t *testing.T) {
 	if r := login(signed(base64.RawURLEncoding.EncodeToString([]byte(good)))); r.status != 200 {
 		t.Fatalf("a well-formed flow signed here: %d %s", r.status, r.body)
 	}
+	// A consent form forged without the key: refused, no code.
+	u, _ := e.users.Get(t.Context(), "alice")
+	consent := base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf(`{"st":"consent","c":"shop","r":%q,"cc":%q,"u":%q,"un":"alice","e":%d,"b":%q}`,
+		cb, challenge, u.ID, exp, binding(nonce))))
+	for what, sig := range map[string]string{
+		"a wrong signature":       base64.RawURLEncoding.EncodeToString(make([]byte, 32)),
+		"a signature not base64":  "!!",
+		"an empty signature":      "",
+		"the signature of a flow": strings.SplitN(page.flow(t), ".", 2)[1],
+	} {
+		if r := e.post(url.Values{"flow": {consent + "." + sig}, "decision": {"allow"}}); r.status != 400 || len(e.codes.got) != 0 {
+			t.Errorf("a consent forged with %s: %d, codes %v", what, r.status, e.codes.got)
+		}
+	}
+	if q := location(t, e.post(url.Values{"flow": {signed(consent)}, "decision": {"allow"}}), cb); q.Get("code") == "" {
+		t.Errorf("the same consent signed with the key: %v", q)
+	}
+	e.codes.got = nil
 	for what, field := range map[string]string{
 		"not base64":                signed("not+base64"),
 		"not JSON":                  signed(base64.RawURLEncoding.EncodeToString([]byte("not JSON"))),
@@ -249,8 +267,8 @@ func TestServeHTTPBodyError(t *testing.T) {
 	}
 }
 
-// failingStore fails Define and List (the other operations' failures are
-// a closed store's, in TestUsers).
+// failingStore fails Define, List and Update (the other operations'
+// failures are a closed store's, in TestUsers).
 type failingStore struct{ kps.Store }
 
 func (failingStore) Define(context.Context, ...kps.Table) error {
@@ -258,6 +276,9 @@ func (failingStore) Define(context.Context, ...kps.Table) error {
 }
 func (failingStore) List(context.Context, string, kps.Page) (kps.Result, error) {
 	return kps.Result{}, fmt.Errorf("%w: connection refused", kps.ErrUnavailable)
+}
+func (failingStore) Update(context.Context, string, kps.Row) (kps.Row, error) {
+	return kps.Row{}, fmt.Errorf("%w: connection refused", kps.ErrUnavailable)
 }
 
 func TestUsersStoreFails(t *testing.T) {
@@ -268,6 +289,9 @@ func TestUsersStoreFails(t *testing.T) {
 	u := &Users{store: failingStore{e.store}, now: time.Now}
 	if l, next, err := u.List(t.Context(), kps.Page{}); l != nil || next != "" || !errors.Is(err, kps.ErrUnavailable) {
 		t.Errorf("List failing: %v %q %v", l, next, err)
+	}
+	if err := u.SetEnabled(t.Context(), "alice", false); !errors.Is(err, kps.ErrUnavailable) {
+		t.Errorf("SetEnabled with updates failing: %v", err)
 	}
 }
 
@@ -357,5 +381,64 @@ func TestAuthenticateBadHash(t *testing.T) {
 	}
 	if _, err := e.users.Authenticate(t.Context(), "eve", secret.FromString("correct horse battery")); !errors.Is(err, ErrBadLogin) {
 		t.Errorf("a bad stored hash: %v", err)
+	}
+	// An unknown user with the password of the hash checked in its place.
+	if _, err := e.users.Authenticate(t.Context(), "mallory", secret.FromString("not anybody's password")); !errors.Is(err, ErrBadLogin) {
+		t.Errorf("an unknown user with the dummy's password: %v", err)
+	}
+}
+
+// TestAuthorizeFailuresForgotten: a name whose failures have all left the
+// window is forgotten when it is next looked at; the table holds 10,000
+// names, and a new one past them clears it when none has expired.
+func TestAuthorizeFailuresForgotten(t *testing.T) {
+	e := newEnv(t)
+	a, _ := New(Config{Key: secret.FromString(strings.Repeat("k", 32)), Clients: e.clients, Users: e.users, Codes: e.codes, Now: e.clock.now})
+	a.fail("x")
+	e.clock.add(5 * time.Minute)
+	if a.locked("x") || len(a.failures) != 0 {
+		t.Errorf("a name whose failures expired: still tracked (%d)", len(a.failures))
+	}
+	for i := range 10000 {
+		a.fail(fmt.Sprint("user", i))
+	}
+	if len(a.failures) != 10000 {
+		t.Fatalf("%d tracked after 10,000 names", len(a.failures))
+	}
+	a.fail("user0") // a name already there: nothing cleared
+	if len(a.failures) != 10000 || len(a.failures["user0"]) != 2 {
+		t.Errorf("%d tracked after a known name's second failure", len(a.failures))
+	}
+	a.fail("one more")
+	if len(a.failures) != 1 {
+		t.Errorf("%d tracked after the 10,001st name, want 1", len(a.failures))
+	}
+	// Half of a full table expired: only those are dropped for a new name.
+	clear(a.failures)
+	for i := range 5000 {
+		a.fail(fmt.Sprint("old", i))
+	}
+	e.clock.add(5 * time.Minute)
+	for i := range 5000 {
+		a.fail(fmt.Sprint("new", i))
+	}
+	a.fail("newest")
+	if len(a.failures) != 5001 {
+		t.Errorf("%d tracked after a new name in a full table half expired, want 5,001", len(a.failures))
+	}
+}
+
+// TestAuthorizeCookieSecure: the flow cookie is Secure when the page came
+// over TLS, and only then.
+func TestAuthorizeCookieSecure(t *testing.T) {
+	e := newEnv(t)
+	a, _ := New(Config{Key: secret.FromString(strings.Repeat("k", 32)), Clients: e.clients, Users: e.users, Codes: e.codes, Now: e.clock.now})
+	for url, secure := range map[string]bool{"https://gw.example.com/oauth/authorize?": true, "http://gw.example.com/oauth/authorize?": false} {
+		w := httptest.NewRecorder()
+		a.ServeHTTP(w, httptest.NewRequest("GET", url+good(), nil))
+		c := w.Header().Get("Set-Cookie")
+		if w.Code != 200 || strings.Contains(c, "; Secure") != secure {
+			t.Errorf("%s: %d, cookie %q", url, w.Code, c)
+		}
 	}
 }
