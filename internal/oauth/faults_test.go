@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 
@@ -13,10 +15,11 @@ import (
 
 // fault makes the matching calls of a faulty store fail: op ("get",
 // "insert", "update", "delete", "query") and table, after skip matching
-// calls have passed.
+// calls have passed, times times (0: every one after).
 type fault struct {
 	op, table string
 	skip      int
+	times     int // failures before the calls pass again; 0: no end
 	err       error
 }
 
@@ -42,6 +45,15 @@ func (f *faulty) check(op, table string) error {
 			if x.skip > 0 {
 				x.skip--
 				return nil
+			}
+			if x.times < 0 {
+				return nil
+			}
+			if x.times > 0 {
+				x.times--
+				if x.times == 0 {
+					x.times = -1
+				}
 			}
 			return x.err
 		}
@@ -223,6 +235,16 @@ func TestRefreshFaults(t *testing.T) {
 	rt, _ = pair()
 	f.set(&fault{op: "update", table: TokensTable, err: errConflict}, &fault{op: "get", table: FamiliesTable, skip: 1, err: errDown})
 	want("a refresh token used meanwhile, the revocation failing", rt, 503, ErrCodeUnavailable)
+	// The token's update failing: 503.
+	rt, _ = pair()
+	f.set(&fault{op: "update", table: TokensTable, err: errDown})
+	want("the token's update failing", rt, 503, ErrCodeUnavailable)
+	// Without a scope: the grant's scopes.
+	rt, _ = pair()
+	f.set()
+	if st, _, m := e.tokenAs("web", webSecret, refreshForm(rt)); st != 200 || m["scope"] != "read write" {
+		t.Errorf("a refresh without scope: %d %v, want the grant's scopes", st, m)
+	}
 	// The token row gone meanwhile.
 	rt, _ = pair()
 	f.set(&fault{op: "update", table: TokensTable, err: fmt.Errorf("%w: gone", kps.ErrNotFound)})
@@ -235,6 +257,10 @@ func TestRefreshFaults(t *testing.T) {
 	rt, _ = pair()
 	f.set(&fault{op: "update", table: FamiliesTable, err: errDown})
 	want("the family's update failing", rt, 503, ErrCodeUnavailable)
+	// The new access token not stored (the refresh token would be): 503, no token.
+	rt, _ = pair()
+	f.set(&fault{op: "insert", table: TokensTable, times: 1, err: errDown})
+	want("the new access token not stored", rt, 503, ErrCodeUnavailable)
 	// The new refresh token not stored: 503.
 	rt, _ = pair()
 	f.set(&fault{op: "insert", table: TokensTable, skip: 1, err: errDown})
@@ -291,5 +317,53 @@ func TestIntrospectRevokeEdges(t *testing.T) {
 	f.set()
 	if !e.active(at) {
 		t.Error("the access token was deleted by a failed revocation")
+	}
+}
+
+// TestHandleIntrospectRefresh: an active refresh token's introspection is
+// 200 as Handle returns it (an HTTP client would read a 1xx as 200).
+func TestHandleIntrospectRefresh(t *testing.T) {
+	e := newEnv(t)
+	code, verifier := e.code("web", redirectURI, "read")
+	_, _, m := e.tokenAs("web", webSecret, redeemForm(code, verifier))
+	rt, _ := m["refresh_token"].(string)
+	resp, ok := e.srv.Handle(context.Background(), &Request{Method: "POST", Path: "/oauth/introspect",
+		Body:   []byte(url.Values{"token": {rt}, "client_id": {"web"}, "client_secret": {webSecret}}.Encode()),
+		Header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}})
+	if !ok || resp.Status != 200 || !strings.Contains(string(resp.Body), `"active":true`) {
+		t.Errorf("introspection of an active refresh token: %v %d %s", ok, resp.Status, resp.Body)
+	}
+}
+
+// TestIntrospectRevokedFamily: a refresh token of a revoked grant is
+// inactive even while its row is still there (revocation marks the family
+// first, then deletes its tokens).
+func TestIntrospectRevokedFamily(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	code, verifier := e.code("web", redirectURI, "read")
+	_, _, m := e.tokenAs("web", webSecret, redeemForm(code, verifier))
+	rt, _ := m["refresh_token"].(string)
+	row, err := e.store.Get(ctx, TokensTable, e.srv.hash.hash(rt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fam, err := e.store.Get(ctx, FamiliesTable, str(row, "familyId"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fam.Values["revoked"] = true
+	if _, err := e.store.Update(ctx, FamiliesTable, fam); err != nil {
+		t.Fatal(err)
+	}
+	if e.activeTo(rt, "web", webSecret) {
+		t.Error("a refresh token of a revoked grant is active")
+	}
+	// Handle's status for a token request.
+	resp, ok := e.srv.Handle(ctx, &Request{Method: "POST", Path: "/oauth/token",
+		Body:   []byte(url.Values{"grant_type": {"client_credentials"}, "client_id": {"svc"}, "client_secret": {svcSecret}}.Encode()),
+		Header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}})
+	if !ok || resp.Status != 200 {
+		t.Errorf("a token request: %v %d %s", ok, resp.Status, resp.Body)
 	}
 }

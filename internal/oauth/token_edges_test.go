@@ -3,6 +3,7 @@ package oauth
 import (
 	"context"
 	"net/url"
+	"strings"
 	"testing"
 )
 
@@ -13,8 +14,10 @@ func TestPKCEChars(t *testing.T) {
 		t.Errorf("the unreserved characters refused")
 	}
 	for _, c := range "@[`{/:+ !%\"\\\x00\x7f\xc3" {
-		if s := "abc" + string(c); pkceChars(s) {
-			t.Errorf("%q accepted", s)
+		for _, s := range []string{"abc" + string(c), string(c) + "abc"} {
+			if pkceChars(s) {
+				t.Errorf("%q accepted", s)
+			}
 		}
 	}
 }
@@ -47,5 +50,15 @@ func TestClientCredentialsEdges(t *testing.T) {
 		GrantTypes: []string{GrantClientCredentials}, Scopes: []string{"old:scope", "read"}})
 	if _, _, m := e.tokenAs("legacy", svcSecret, url.Values{"grant_type": {"client_credentials"}}); m["scope"] != "read" {
 		t.Errorf("the default scope of a client with a scope the server does not know: %v", m)
+	}
+}
+
+// TestScopeTokenRefused: a scope that is not a scope token (RFC 6749 §3.3)
+// is refused as such, before it is looked up.
+func TestScopeTokenRefused(t *testing.T) {
+	e := newEnv(t)
+	st, ec, m := e.tokenAs("svc", svcSecret, url.Values{"grant_type": {"client_credentials"}, "scope": {`read a"b`}})
+	if d, _ := m["error_description"].(string); st != 400 || ec != ErrCodeInvalidScope || !strings.HasSuffix(d, "is not a valid scope token") {
+		t.Errorf("a scope with a quote: %d %v", st, m)
 	}
 }
