@@ -54,6 +54,14 @@ func TestAuthEdges(t *testing.T) {
 			t.Errorf("%s: %v, want %q", what, m, c.desc)
 		}
 	}
+	// A key restricted to another algorithm does not verify, though it could.
+	es := newAssertionKey(t, "k384")
+	e.clients.Put(Client{ID: "pk3", Enabled: true, GrantTypes: []string{GrantClientCredentials},
+		JWKS: &jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &es.priv.PublicKey, KeyID: "k384", Algorithm: "ES384"}}}})
+	a3 := es.sign(t, jwt.Claims{Issuer: "pk3", Subject: "pk3", Audience: jwt.Audience{e.issuer}, Expiry: jwt.NewNumericDate(now.Add(time.Minute)), ID: "p3"})
+	if st, _, m := e.tokenAs("", "", url.Values{"grant_type": {"client_credentials"}, "client_assertion_type": {JWTBearerAssertion}, "client_assertion": {a3}}); st != 401 {
+		t.Errorf("an ES256 assertion and a key for ES384: %d %v", st, m)
+	}
 	// A private key registered by mistake verifies with its public part.
 	priv := newAssertionKey(t, "kp")
 	e.clients.Put(Client{ID: "pk2", Enabled: true, GrantTypes: []string{GrantClientCredentials},

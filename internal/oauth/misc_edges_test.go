@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
 )
@@ -76,7 +77,8 @@ func TestHasherVerify(t *testing.T) {
 // at each step: an error (an outage), never a partial success reported as
 // done; a token deleted meanwhile is not counted.
 func TestAdminStoreFaults(t *testing.T) {
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // a listing that never ends fails
+	defer cancel()
 	e, f := faultyEnv(t)
 	setup := func() {
 		t.Helper()
@@ -98,16 +100,17 @@ func TestAdminStoreFaults(t *testing.T) {
 	}{
 		{"families unlistable", &fault{op: "query", table: FamiliesTable, err: errDown}},
 		{"a family unreadable", &fault{op: "get", table: FamiliesTable, err: errDown}},
+		{"one family unreadable", &fault{op: "get", table: FamiliesTable, times: 1, err: errDown}},
 		{"codes unlistable", &fault{op: "query", table: CodesTable, err: errDown}},
 		{"a pending code's family unwritable", &fault{op: "insert", table: FamiliesTable, err: errDown}},
-		{"tokens unlistable", &fault{op: "query", table: TokensTable, skip: 1, err: errDown}},
+		{"tokens unlistable", &fault{op: "query", table: TokensTable, err: errDown}},
 		{"a token undeletable", &fault{op: "delete", table: TokensTable, err: errDown}},
 	} {
 		setup()
 		ccToken(t, e, "svc", svcSecret)
 		f.set(c.f)
 		client := "web"
-		if c.what == "a token undeletable" {
+		if c.what == "a token undeletable" || c.what == "tokens unlistable" {
 			client = "svc"
 		}
 		if _, err := RevokeClient(ctx, f, client, e.clock.Now()); !errors.Is(err, kps.ErrUnavailable) {
@@ -124,5 +127,36 @@ func TestAdminStoreFaults(t *testing.T) {
 	f.set(&fault{op: "get", table: FamiliesTable, err: errDown})
 	if err := RevokeGrant(ctx, f, "web", "some-family"); !errors.Is(err, kps.ErrUnavailable) || errors.Is(err, ErrNoGrant) {
 		t.Errorf("RevokeGrant, families unreadable: %v", err)
+	}
+}
+
+// TestConfigLimits: each lifetime accepted at both ends of its range and
+// refused one nanosecond outside; an issuer with a fragment or user refused.
+func TestConfigLimits(t *testing.T) {
+	base := Config{Issuer: "https://gw.example.com"}.WithDefaults()
+	for _, c := range []struct {
+		what     string
+		set      func(*Config, time.Duration)
+		min, max time.Duration
+	}{
+		{"accessTokenLifetime", func(c *Config, d time.Duration) { c.AccessTokenLifetime = d }, time.Minute, 24 * time.Hour},
+		{"refreshTokenLifetime", func(c *Config, d time.Duration) { c.RefreshTokenLifetime = d }, time.Hour, 8760 * time.Hour},
+		{"codeLifetime", func(c *Config, d time.Duration) { c.CodeLifetime = d }, 10 * time.Second, 10 * time.Minute},
+		{"clientAssertionMaxAge", func(c *Config, d time.Duration) { c.ClientAssertionMaxAge = d }, 10 * time.Second, time.Hour},
+	} {
+		for d, ok := range map[time.Duration]bool{c.min: true, c.max: true, c.min - 1: false, c.max + 1: false} {
+			cfg := base
+			c.set(&cfg, d)
+			if err := cfg.Validate(); (err == nil) != ok {
+				t.Errorf("%s %v: %v", c.what, d, err)
+			}
+		}
+	}
+	for _, iss := range []string{"https://gw.example.com#f", "https://u@gw.example.com", "https://gw.example.com?q=1", "https://", "ftp://gw.example.com"} {
+		cfg := base
+		cfg.Issuer = iss
+		if err := cfg.Validate(); err == nil {
+			t.Errorf("issuer %q accepted", iss)
+		}
 	}
 }

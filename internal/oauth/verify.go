@@ -170,7 +170,7 @@ func (s *Server) verifyJWT(ctx context.Context, token string, r RowGetter) (Clai
 			return Claims{}, invalid("bad signature") // mutate:equivalent * defence in depth: deleted, c stays zero and the required claims refuse it; a zero Claims returned names no client and is refused below
 		}
 		if c.Expiry == nil || c.IssuedAt == nil || c.Subject == "" || c.ClientID == "" {
-			return Claims{}, invalid("exp, iat, sub and client_id are required")
+			return Claims{}, invalid("exp, iat, sub and client_id are required") // mutate:equivalent err-return a zero Claims names no client: refused below as a token whose client is gone
 		}
 		if err := c.ValidateWithLeeway(jwt.Expected{Issuer: s.cfg.Issuer, AnyAudience: jwt.Audience{s.cfg.Audience}, Time: now}, jwtLeeway); err != nil {
 			return Claims{}, invalid("%v", err) // mutate:equivalent err-return a zero Claims names no client: refused below as a token whose client is gone
@@ -210,6 +210,7 @@ func (s *Server) signAccess(g grantInfo, now, exp time.Time) (string, error) {
 	}
 	tok, err := jwt.Signed(s.keys.current().signer).Claims(c).Serialize()
 	if err != nil {
+		// mutate:equivalent * unreachable: the claims are plain strings and dates, the signer the key set's own, made and checked with its key
 		return "", fmt.Errorf("signing an access token: %w", err)
 	}
 	return tok, nil

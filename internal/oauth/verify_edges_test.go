@@ -81,3 +81,21 @@ func TestJWTRequiredClaims(t *testing.T) {
 		}
 	}
 }
+
+// TestJWTUserAndID: a JWT of a grant names its user even when the user's
+// id is the client's; its jti is 26 characters (130 random bits).
+func TestJWTUserAndID(t *testing.T) {
+	e := newEnv(t, jwtFormat)
+	ctx := context.Background()
+	verifier := strings.Repeat("v", 43)
+	code, err := e.srv.IssueCode(ctx, CodeGrant{ClientID: "web", UserID: "web", RedirectURI: redirectURI, Scopes: []string{"read"}, CodeChallenge: S256Challenge(verifier)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, m := e.tokenAs("web", webSecret, redeemForm(code, verifier))
+	at, _ := m["access_token"].(string)
+	cl, err := e.srv.Verify(ctx, at)
+	if err != nil || cl.UserID != "web" || cl.Subject != "web" || len(cl.TokenID) != 26 {
+		t.Errorf("a grant of user web to client web: %+v %v", cl, err)
+	}
+}
