@@ -85,6 +85,12 @@ func (f *faulty) Delete(ctx context.Context, table string, key any, version int6
 	}
 	return f.Store.Delete(ctx, table, key, version)
 }
+func (f *faulty) List(ctx context.Context, table string, page kps.Page) (kps.Result, error) {
+	if err := f.check("list", table); err != nil {
+		return kps.Result{}, err
+	}
+	return f.Store.List(ctx, table, page)
+}
 func (f *faulty) Query(ctx context.Context, table, p string, v any, page kps.Page) (kps.Result, error) {
 	if err := f.check("query", table); err != nil {
 		return kps.Result{}, err

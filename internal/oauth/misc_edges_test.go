@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
 )
 
 type errReader struct{}
@@ -124,10 +125,74 @@ func TestAdminStoreFaults(t *testing.T) {
 	if r, err := RevokeClient(ctx, f, "svc", e.clock.Now()); err != nil || r.Tokens != 0 {
 		t.Errorf("RevokeClient, tokens deleted meanwhile: %+v %v", r, err)
 	}
-	f.set(&fault{op: "get", table: FamiliesTable, err: errDown})
+	f.set(&fault{op: "get", table: FamiliesTable, times: 1, err: errDown})
 	if err := RevokeGrant(ctx, f, "web", "some-family"); !errors.Is(err, kps.ErrUnavailable) || errors.Is(err, ErrNoGrant) {
-		t.Errorf("RevokeGrant, families unreadable: %v", err)
+		t.Errorf("RevokeGrant, the family unreadable: %v", err)
 	}
+	// A store error that names no key is not "no table".
+	f.set(&fault{op: "query", table: TokensTable, err: &kps.Error{Op: "query", Err: fmt.Errorf("%w: connection refused", kps.ErrUnavailable)}})
+	if _, _, err := ListClientTokens(ctx, f, "web", kps.Page{}); !errors.Is(err, kps.ErrUnavailable) {
+		t.Errorf("ListClientTokens, a kps.Error of an outage: %v", err)
+	}
+	f.set()
+}
+
+// TestRevokeClientLastBucket: a code of the longest lifetime (10 min),
+// issued at the moment of the revocation, is in the last bucket scanned.
+func TestRevokeClientLastBucket(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Config.CodeLifetime = 10 * time.Minute })
+	e.code("web", redirectURI, "read")
+	r, err := RevokeClient(context.Background(), e.store, "web", e.clock.Now())
+	if err != nil || r.Codes != 1 {
+		t.Errorf("a code of 10 minutes: %+v %v", r, err)
+	}
+}
+
+// TestHasherCorruptHash: a stored hash whose last pair is not hex matches
+// nothing, even when the secret's hash ends in 00 (what a decoder stopped
+// short would leave).
+func TestHasherCorruptHash(t *testing.T) {
+	h := newHasher(testHashKey)
+	for i := 0; ; i++ {
+		sec := fmt.Sprint("secret-", i)
+		good := HashSecret(testHashKey, sec)
+		if !strings.HasSuffix(good, "00") {
+			continue
+		}
+		if h.verify(sec, []string{good[:62] + "zz"}) {
+			t.Errorf("a corrupt stored hash matched %q", sec)
+		}
+		if h.verify(sec, []string{good + "0000"}) || !h.verify(sec, []string{good + "0000", good}) {
+			t.Error("a stored hash of 68 characters")
+		}
+		return
+	}
+}
+
+// TestPurgeBucketLimit: up to 2,000 buckets to catch up on are queried one
+// by one; more, and the tables are scanned.
+func TestPurgeBucketLimit(t *testing.T) {
+	e, f := faultyEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // a purge that never ends fails
+	defer cancel()
+	if _, err := e.srv.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.set(&fault{op: "list", table: TokensTable, err: errDown})
+	e.clock.Advance(2000 * 10 * time.Minute)
+	if _, err := e.srv.Purge(ctx); err != nil {
+		t.Errorf("2,000 buckets behind: %v (scanned?)", err)
+	}
+	e.clock.Advance(2001 * 10 * time.Minute)
+	if _, err := e.srv.Purge(ctx); !errors.Is(err, kps.ErrUnavailable) {
+		t.Errorf("2,001 buckets behind: %v (not scanned?)", err)
+	}
+	// The watermark unreadable: nothing deleted, and said so.
+	f.set(&fault{op: "get", table: MetaTable, err: errDown})
+	if n, err := e.srv.Purge(ctx); n != 0 || !errors.Is(err, kps.ErrUnavailable) {
+		t.Errorf("the watermark unreadable: %d deleted, %v", n, err)
+	}
+	f.set()
 }
 
 // TestConfigLimits: each lifetime accepted at both ends of its range and
@@ -158,5 +223,104 @@ func TestConfigLimits(t *testing.T) {
 		if err := cfg.Validate(); err == nil {
 			t.Errorf("issuer %q accepted", iss)
 		}
+	}
+}
+
+// TestFormLimits: ParseForm's limits at their edges and its refusals.
+func TestFormLimits(t *testing.T) {
+	const ct = "application/x-www-form-urlencoded"
+	params := func(n int) string {
+		p := make([]string, n)
+		for i := range p {
+			p[i] = fmt.Sprintf("p%d=v", i)
+		}
+		return strings.Join(p, "&")
+	}
+	for _, c := range []struct {
+		what, ctype, body string
+		ok                bool
+	}{
+		{"64 parameters", ct, params(64), true},
+		{"65 parameters", ct, params(65), false},
+		{"a body of 64 KiB", ct, "a=" + strings.Repeat("x", 64<<10-2), true},
+		{"a body of 64 KiB + 1", ct, "a=" + strings.Repeat("x", 64<<10-1), false},
+		{"another media type", "application/json", "a=b", false},
+		{"an empty pair", ct, "a=1&&b=2", true},
+		{"invalid UTF-8", ct, "a=%FF", false},
+		{"a control character first", ct, "%01a=b", false},
+		{"US (0x1f)", ct, "a=b%1F", false},
+		{"DEL", ct, "a=b%7F", false},
+		{"a space and a tilde", ct, "a=b+c~", true},
+	} {
+		_, oe := ParseForm(c.ctype, []byte(c.body))
+		if (oe == nil) != c.ok {
+			t.Errorf("%s: %v", c.what, oe)
+		}
+	}
+}
+
+// TestJWTCacheLimits: the verified-JWT cache holds up to 100,000 tokens; a
+// put into a full one drops the expired, then others down to half.
+func TestJWTCacheLimits(t *testing.T) {
+	now := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	var c jwtCache
+	for i := range 99_999 {
+		c.put(fmt.Sprint(i), cachedJWT{exp: now.Add(time.Hour)}, now)
+	}
+	c.put("one more", cachedJWT{exp: now.Add(time.Hour)}, now)
+	if len(c.m) != 100_000 {
+		t.Fatalf("%d cached after 100,000 puts", len(c.m))
+	}
+	c.put("overflow", cachedJWT{exp: now.Add(time.Hour)}, now)
+	if _, ok := c.get("overflow"); len(c.m) != 50_000 || !ok {
+		t.Errorf("%d cached after a put into a full cache, want 50,000", len(c.m))
+	}
+	small := jwtCache{max: 100}
+	for i := range 100 {
+		exp := now.Add(time.Hour)
+		if i < 60 {
+			exp = now // expired at now
+		}
+		small.put(fmt.Sprint(i), cachedJWT{exp: exp}, now)
+	}
+	small.put("new", cachedJWT{exp: now.Add(time.Hour)}, now)
+	if len(small.m) != 41 {
+		t.Errorf("%d cached after a put into a full cache with 60 expired, want 41", len(small.m))
+	}
+	if _, ok := small.get("99"); !ok {
+		t.Error("an unexpired token was dropped")
+	}
+}
+
+// TestNewEdges: the hash key needs 32 bytes; without a clock the real one
+// is used; HEAD of the metadata has its length and no body.
+func TestNewEdges(t *testing.T) {
+	ctx := context.Background()
+	for n, ok := range map[int]bool{31: false, 32: true} {
+		_, err := New(ctx, Options{Config: Config{Issuer: "https://gw.example.com"}, Store: openStore(t), HashKey: secret.FromString(strings.Repeat("k", n)), Clients: NewMemClients()})
+		if (err == nil) != ok {
+			t.Errorf("a hash key of %d bytes: %v", n, err)
+		}
+	}
+	e := newEnv(t, func(o *Options) { o.Now = nil })
+	tok := ccToken(t, e, "svc", svcSecret)
+	if _, err := e.srv.Verify(ctx, tok); err != nil {
+		t.Errorf("with the real clock: %v", err)
+	}
+	resp, ok := e.srv.Handle(ctx, &Request{Method: "HEAD", Path: "/.well-known/oauth-authorization-server"})
+	if !ok || resp.Status != 200 || resp.Body != nil || resp.Header.Get("Content-Length") == "" || resp.Header.Get("Content-Length") == "0" {
+		t.Errorf("HEAD of the metadata: %v %+v", ok, resp)
+	}
+}
+
+// TestMetadataWithAuthorize: with the authorization endpoint, the metadata
+// lists response type code.
+func TestMetadataWithAuthorize(t *testing.T) {
+	e := newEnv(t, func(o *Options) {
+		o.Authorize = func(context.Context, *Request) *Response { return &Response{Status: 200} }
+	})
+	resp, ok := e.srv.Handle(context.Background(), &Request{Method: "GET", Path: "/.well-known/oauth-authorization-server"})
+	if !ok || !strings.Contains(string(resp.Body), `"response_types_supported":["code"]`) {
+		t.Errorf("metadata: %v %s", ok, resp.Body)
 	}
 }
