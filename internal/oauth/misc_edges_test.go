@@ -324,3 +324,24 @@ func TestMetadataWithAuthorize(t *testing.T) {
 		t.Errorf("metadata: %v %s", ok, resp.Body)
 	}
 }
+
+// TestFirstPurgeScan: the first purge of a store (a scan) deletes the rows
+// expired by now, exactly at their expiry included, and nothing else.
+func TestFirstPurgeScan(t *testing.T) {
+	e := newEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	old := ccToken(t, e, "svc", svcSecret)
+	e.clock.Advance(time.Hour) // old expires exactly now
+	fresh := ccToken(t, e, "svc", svcSecret)
+	n, err := e.srv.Purge(ctx)
+	if err != nil || n != 1 {
+		t.Errorf("the first purge: %d deleted, %v; want 1", n, err)
+	}
+	if _, err := e.store.Get(ctx, TokensTable, e.srv.hash.hash(old)); !errors.Is(err, kps.ErrNotFound) {
+		t.Errorf("a token expired at the purge: %v", err)
+	}
+	if !e.active(fresh) {
+		t.Error("the first purge deleted an unexpired token")
+	}
+}
