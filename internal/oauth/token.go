@@ -80,7 +80,7 @@ func (s *Server) grantScopes(c Client, form url.Values) ([]string, *Error) {
 				req = append(req, sc)
 			}
 		}
-		return req, nil
+		return req, nil // mutate:equivalent delete-stmt the default scopes are the client's scopes the server knows: the checks below pass each of them
 	}
 	for _, sc := range req {
 		if !slices.Contains(s.cfg.Scopes, sc) {
@@ -131,7 +131,7 @@ func (s *Server) issueAccess(ctx context.Context, g grantInfo) (string, time.Dur
 	rec := tokenRec{Hash: s.hash.hash(tok), Kind: kindAccess, ClientID: g.clientID, UserID: g.userID,
 		FamilyID: g.familyID, Scopes: g.scopes, IssuedAt: now, ExpiresAt: now.Add(life)}
 	if _, err := s.store.Insert(ctx, TokensTable, rec.values()); err != nil {
-		return "", 0, fmt.Errorf("storing an access token: %w", err)
+		return "", 0, fmt.Errorf("storing an access token: %w", err) // mutate:equivalent const the lifetime returned with an error is never read
 	}
 	return tok, life, nil
 }
@@ -260,6 +260,7 @@ func (s *Server) authorizationCode(ctx context.Context, c authenticated, form ur
 		if err := s.revokeFamily(ctx, rec.FamilyID, rec.ClientID, now.Add(s.cfg.RefreshTokenLifetime)); err != nil {
 			return nil, errStore(err)
 		}
+		// mutate:equivalent delete-stmt the family was just revoked (its row written): the redemption below fails on inserting it, with the same invalid_grant
 		return nil, errGrant("the code is invalid, expired or used")
 	}
 	if !now.Before(rec.ExpiresAt) {
@@ -351,7 +352,7 @@ func (s *Server) refresh(ctx context.Context, c authenticated, form url.Values) 
 		if err := s.revokeFamily(ctx, rec.FamilyID, rec.ClientID, rec.ExpiresAt); err != nil {
 			return nil, errStore(err)
 		}
-		return nil, invalid
+		return nil, invalid // mutate:equivalent delete-stmt its family was just revoked: the family check below refuses it
 	}
 	if !now.Before(rec.ExpiresAt) {
 		return nil, invalid

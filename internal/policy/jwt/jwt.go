@@ -100,7 +100,7 @@ func New(spec groupconf.JWTPolicy, keys Keys, opts Options) (*Policy, error) {
 	p.authInvalid = p.authNone + `, error="invalid_token"`
 	mkNeed := func(scopes []string) need {
 		n := need{scopes: scopes, auth: p.authNone + `, error="insufficient_scope"`}
-		if len(scopes) > 0 {
+		if len(scopes) > 0 { // mutate:equivalent boundary a need without scopes never refuses a request: its WWW-Authenticate is never sent
 			n.auth += `, scope="` + strings.Join(scopes, " ") + `"`
 		}
 		return n
@@ -121,7 +121,7 @@ func New(spec groupconf.JWTPolicy, keys Keys, opts Options) (*Policy, error) {
 			p.byMethod["HEAD"] = g // a HEAD answers what a GET would, less the body
 		}
 	}
-	if spec.TokenCacheTTL > 0 {
+	if spec.TokenCacheTTL > 0 { // mutate:equivalent boundary WithDefaults makes 0 the 30 s default: TokenCacheTTL is never 0 here
 		p.cache = &tokenCache{m: map[[32]byte]*verified{}, ttl: spec.TokenCacheTTL.D()}
 	}
 	return p, nil
@@ -154,6 +154,7 @@ func NewBearer(name string, spec groupconf.JWTPolicy, verify TokenVerifier, opts
 	spec.Algorithms = []string{"ES256"} // unused; keeps New's checks
 	p, err := New(spec, nil, opts)
 	if err != nil {
+		// mutate:equivalent * New fails only for an algorithm it does not accept, and the list was just set to ES256: never reached
 		return nil, err
 	}
 	p.name, p.ext = name, verify
@@ -243,7 +244,7 @@ func (p *Policy) Apply(ex *policy.Exchange) error {
 		}
 	}
 	n := p.base
-	if len(p.byMethod) > 0 {
+	if len(p.byMethod) > 0 { // mutate:equivalent boundary a look-up in an empty map finds nothing: the test only saves it
 		if m, ok := p.byMethod[string(r.Method)]; ok {
 			n = m
 		}
@@ -341,13 +342,15 @@ func (p *Policy) verify(tok string, now time.Time) (*verified, error) {
 		return nil, p.invalid(fmt.Errorf("parsing the token: %w", err))
 	}
 	if len(jws.Signatures) != 1 {
+		// mutate:equivalent * ParseSignedCompact gives exactly one signature (a compact JWS has one): never reached
 		return nil, p.invalid(errors.New("not one signature"))
 	}
 	h := jws.Signatures[0].Header
 	alg := jose.SignatureAlgorithm(h.Algorithm)
+	// mutate:equivalent bool defence in depth: ParseSignedCompact refuses an algorithm not in p.algs and fits gives no key for none or HS*, so this check is never the only refusal
 	if !slices.Contains(p.algs, alg) || strings.EqualFold(h.Algorithm, "none") || strings.HasPrefix(strings.ToUpper(h.Algorithm), "HS") {
 		// go-jose refuses these already; never rely on one check only.
-		return nil, p.invalid(fmt.Errorf("algorithm %q not accepted", trunc(h.Algorithm)))
+		return nil, p.invalid(fmt.Errorf("algorithm %q not accepted", trunc(h.Algorithm))) // mutate:equivalent delete-stmt defence in depth, as above
 	}
 	if len(p.spec.Types) > 0 {
 		typ, _ := h.ExtraHeaders[jose.HeaderType].(string)
@@ -438,6 +441,7 @@ func typeAccepted(types []string, typ string) bool {
 func stringClaim(payload []byte, name string) (string, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(payload, &m); err != nil {
+		// mutate:equivalent * verify unmarshalled this payload into the claims struct and found an iss: it is a JSON object, never reached
 		return "", fmt.Errorf("claims: %w", err)
 	}
 	raw, ok := m[name]
