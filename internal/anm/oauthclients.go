@@ -555,7 +555,7 @@ func (a *API) rotateSigningKey(w http.ResponseWriter, r *http.Request) {
 		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 			return &apihttp.Error{Code: http.StatusConflict, Msg: fmt.Sprintf("group %s has no signing keys yet (%s): its instances make the first one when they start with accessTokenFormat jwt", g.ID, a.h.Rel(dir))}
 		}
-		ks, err := oauth.LoadKeySet(dir, cfg.OAuth.SigningAlgorithm, nil)
+		ks, err := oauth.LoadKeySet(a.h, dir, cfg.OAuth.SigningAlgorithm, nil)
 		if err != nil {
 			return &apihttp.Error{Code: http.StatusInternalServerError, Msg: "the group's signing keys: " + err.Error(), Err: err}
 		}

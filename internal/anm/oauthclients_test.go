@@ -470,7 +470,7 @@ func TestRotateSigningKey(t *testing.T) {
 	e.do("POST", path, "").WantError(t, 409, "no signing keys yet", "groups/group-2/conf/oauth/keys")
 	dir := filepath.Join(e.h.GroupConfDir("group-2"), "oauth", "keys")
 	// The instance made the first key when it started.
-	ks, err := oauth.LoadKeySet(dir, "EdDSA", nil)
+	ks, err := oauth.LoadKeySet(e.h, dir, "EdDSA", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -491,7 +491,7 @@ func TestRotateSigningKey(t *testing.T) {
 	if kid, _ := ks.Current(); kid != first {
 		t.Errorf("just after the rotation the instance signs with %s, want %s until the new key is published", kid, first)
 	}
-	later, err := oauth.LoadKeySet(dir, "EdDSA", func() time.Time { return time.Now().Add(oauth.PublishDelay) })
+	later, err := oauth.LoadKeySet(e.h, dir, "EdDSA", func() time.Time { return time.Now().Add(oauth.PublishDelay) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,7 @@ func fakeInstanceOn(t *testing.T, e *apiEnv, ca *pki.CA, handler http.Handler, p
 	}
 	var cert tls.Certificate
 	if ca == nil {
-		if cert, err = pki.LoadKeyPair(pki.InstanceCertFile(e.h, "group-2", "instance-1"), pki.InstanceKeyFile(e.h, "group-2", "instance-1")); err != nil {
+		if cert, err = pki.LoadKeyPair(e.h, pki.InstanceCertFile(e.h, "group-2", "instance-1"), pki.InstanceKeyFile(e.h, "group-2", "instance-1")); err != nil {
 			t.Fatal(err)
 		}
 	} else {

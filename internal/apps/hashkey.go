@@ -37,7 +37,7 @@ func GroupHashKey(ctx context.Context, h home.Home, groupID string, store kps.St
 	if !ok {
 		return LoadOrCreateHashKey(h, groupID)
 	}
-	offer, err := readHashKey(HashKeyFile(h, groupID))
+	offer, err := readHashKey(h, HashKeyFile(h, groupID))
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		b := make([]byte, HashKeyBytes)
@@ -65,7 +65,7 @@ func GroupHashKey(ctx context.Context, h home.Home, groupID string, store kps.St
 // place, and the one that finds it there already reads it.
 func LoadOrCreateHashKey(h home.Home, groupID string) (secret.Value, error) {
 	path := HashKeyFile(h, groupID)
-	if b, err := readHashKey(path); !errors.Is(err, os.ErrNotExist) {
+	if b, err := readHashKey(h, path); !errors.Is(err, os.ErrNotExist) {
 		return b, err
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -76,7 +76,12 @@ func LoadOrCreateHashKey(h home.Home, groupID string) (secret.Value, error) {
 	var nonce [8]byte
 	rand.Read(nonce[:])
 	tmp := fmt.Sprintf("%s.%x.tmp", path, nonce)
-	if err := home.WriteFileAtomic(tmp, key, 0o600); err != nil {
+	// Sealed for path (its name is bound into the seal), written under tmp.
+	data, err := secret.Sealed(h, path, key)
+	if err != nil {
+		return secret.Value{}, err
+	}
+	if err := home.WriteFileAtomic(tmp, data, 0o600); err != nil {
 		return secret.Value{}, err
 	}
 	defer os.Remove(tmp)
@@ -85,11 +90,11 @@ func LoadOrCreateHashKey(h home.Home, groupID string) (secret.Value, error) {
 		return secret.Value{}, fmt.Errorf("creating %s: %w", path, err)
 	}
 	home.SyncDir(filepath.Dir(path))
-	return readHashKey(path)
+	return readHashKey(h, path)
 }
 
-func readHashKey(path string) (secret.Value, error) {
-	b, err := os.ReadFile(path)
+func readHashKey(h home.Home, path string) (secret.Value, error) {
+	b, err := secret.ReadFile(h, path)
 	if err != nil {
 		return secret.Value{}, err
 	}

@@ -38,7 +38,7 @@ func EnsureInstanceCert(h home.Home, groupID, instanceID, managementAddress stri
 	}
 	certFile, keyFile := pki.InstanceCertFile(h, groupID, instanceID), pki.InstanceKeyFile(h, groupID, instanceID)
 	dns, ips := pki.InstanceCertNames(managementAddress)
-	cur, lerr := pki.LoadKeyPair(certFile, keyFile)
+	cur, lerr := pki.LoadKeyPair(h, certFile, keyFile)
 	var why string
 	switch {
 	case errors.Is(lerr, os.ErrNotExist):

@@ -79,7 +79,7 @@ func TestCreateInstanceIssuesCert(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tc, err := pki.LoadKeyPair(pki.InstanceCertFile(h, c.GroupID, c.InstanceID), pki.InstanceKeyFile(h, c.GroupID, c.InstanceID))
+	tc, err := pki.LoadKeyPair(h, pki.InstanceCertFile(h, c.GroupID, c.InstanceID), pki.InstanceKeyFile(h, c.GroupID, c.InstanceID))
 	if err != nil {
 		t.Fatalf("instance certificate: %v", err)
 	}

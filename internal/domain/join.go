@@ -106,7 +106,7 @@ func Join(ctx context.Context, h home.Home, o JoinOptions) (err error) {
 	}
 	certFile, keyFile := pki.NodeManagerCertFile(h), pki.NodeManagerKeyFile(h)
 	track(filepath.Dir(certFile), filepath.Dir(keyFile), keyFile, certFile)
-	if err := (&pki.KeyPair{Cert: leaf, CertPEM: o.CertPEM, KeyPEM: o.KeyPEM}).Save(certFile, keyFile); err != nil {
+	if err := (&pki.KeyPair{Cert: leaf, CertPEM: o.CertPEM, KeyPEM: o.KeyPEM}).Save(h, certFile, keyFile); err != nil {
 		return fmt.Errorf("saving node manager certificate: %w", err)
 	}
 	track(h.NodeManagerConf())

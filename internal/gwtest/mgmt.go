@@ -44,7 +44,7 @@ func (h *Home) ClientCert() (certFile, keyFile string) {
 	}
 	dir := h.T.TempDir()
 	certFile, keyFile = filepath.Join(dir, "client.pem"), filepath.Join(dir, "private", "client-key.pem")
-	if err := kp.Save(certFile, keyFile); err != nil {
+	if err := kp.Save(home.Home{Dir: dir}, certFile, keyFile); err != nil {
 		h.T.Fatalf("client certificate: %v", err)
 	}
 	h.clientCert, h.clientKey = certFile, keyFile

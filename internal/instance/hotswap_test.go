@@ -22,6 +22,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
+	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/pki"
 )
 
@@ -775,7 +776,7 @@ func TestHotSwapTLS(t *testing.T) {
 	}
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "private", "key.pem")
-	if err := kp.Save(certFile, keyFile); err != nil {
+	if err := kp.Save(home.Home{Dir: dir}, certFile, keyFile); err != nil {
 		t.Fatal(err)
 	}
 	p := newPorts(t)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/apps"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
+	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
 	"github.com/gatehouse-gw/gatehouse/internal/policy/build"
 	"github.com/gatehouse-gw/gatehouse/internal/secret"
@@ -27,6 +28,7 @@ type groupStore struct {
 	cache   *kps.Cache
 	checker *apps.Checker
 	hashKey secret.Value // the group's hashing key (apps.GroupHashKey)
+	home    home.Home    // the install directory (the signing keys are its secret files)
 	keysDir string       // the group's OAuth signing keys (groups/<group-id>/conf/oauth/keys)
 	log     *slog.Logger
 }
@@ -87,5 +89,5 @@ func (i *Instance) groupStoreFor(cfg *groupconf.Config, cur *groupStore) (gs *gr
 	cache := kps.NewCache(store, kps.CacheOptions{TTL: c.TTL.D(), NegativeTTL: c.NegativeTTL.D(), MaxBytes: c.MaxBytes})
 	i.log.Info("key property store opened", "backend", cfg.KPS.Backend, "cacheTTL", c.TTL.D().String())
 	return &groupStore{conf: cfg.KPS, store: store, cache: cache, checker: apps.NewChecker(cache, hk), hashKey: hk,
-		keysDir: filepath.Join(h.GroupConfDir(gid), "oauth", "keys"), log: i.logs.instance.With("component", "oauth")}, true, nil
+		home: h, keysDir: filepath.Join(h.GroupConfDir(gid), "oauth", "keys"), log: i.logs.instance.With("component", "oauth")}, true, nil
 }

@@ -24,7 +24,7 @@ func LoadManagementTLS(h home.Home, groupID, instanceID string) (*tls.Config, er
 	if _, err := pki.LoadCACert(h); err != nil {
 		return nil, fmt.Errorf("management listener TLS: %w", err)
 	}
-	live, err := pki.NewLive(pki.InstanceCertFile(h, groupID, instanceID), pki.InstanceKeyFile(h, groupID, instanceID), pki.CertFile(h))
+	live, err := pki.NewLive(h, pki.InstanceCertFile(h, groupID, instanceID), pki.InstanceKeyFile(h, groupID, instanceID), pki.CertFile(h))
 	if err != nil {
 		return nil, fmt.Errorf("management listener TLS: instance certificate: %w", err)
 	}

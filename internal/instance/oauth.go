@@ -49,7 +49,7 @@ func buildOAuth(cfg *groupconf.Config, gs *groupStore) (*oauthServer, error) {
 	var keys *oauth.KeySet
 	if sc.AccessTokenFormat == oauth.FormatJWT {
 		var err error
-		if keys, err = oauth.LoadKeySet(gs.keysDir, cfg.OAuth.SigningAlgorithm, nil); err != nil {
+		if keys, err = oauth.LoadKeySet(gs.home, gs.keysDir, cfg.OAuth.SigningAlgorithm, nil); err != nil {
 			return nil, fmt.Errorf("the authorization server's signing keys: %w", err)
 		}
 	}

@@ -55,7 +55,7 @@ func NewNodeClient(h home.Home) (*NodeClient, error) {
 	if _, err := pki.LoadCACert(h); err != nil {
 		return nil, err
 	}
-	live, err := pki.NewLive(pki.NodeManagerCertFile(h), pki.NodeManagerKeyFile(h), pki.CertFile(h))
+	live, err := pki.NewLive(h, pki.NodeManagerCertFile(h), pki.NodeManagerKeyFile(h), pki.CertFile(h))
 	if err != nil {
 		return nil, fmt.Errorf("this host's node manager certificate: %w (the node manager issues it on its first start on the Admin Node Manager's host; managedomain -a brings it elsewhere)", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/pki"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
 )
 
@@ -49,7 +50,7 @@ func instanceCSR(h home.Home, gid, iid string) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(keyFile), 0o700); err != nil {
 		return "", fmt.Errorf("creating %s: %w", filepath.Dir(keyFile), err)
 	}
-	if err := home.WriteFileAtomic(keyFile, keyPEM.Reveal(), 0o600); err != nil {
+	if err := secret.WriteFile(h, keyFile, keyPEM.Reveal(), 0o600); err != nil {
 		return "", fmt.Errorf("saving the key of %s: %w", iid, err)
 	}
 	return string(csrPEM), nil
@@ -108,7 +109,7 @@ func (s *Server) putInstanceCert(w http.ResponseWriter, r *http.Request) {
 		apihttp.WriteError(w, r, s.log, err)
 		return
 	}
-	if _, err := pki.LoadKeyPair(certFile, pki.InstanceKeyFile(h, gid, id)); err != nil {
+	if _, err := pki.LoadKeyPair(h, certFile, pki.InstanceKeyFile(h, gid, id)); err != nil {
 		os.Remove(certFile)
 		apihttp.WriteError(w, r, s.log, &apihttp.Error{Code: http.StatusBadRequest, Msg: "the certificate does not fit the instance's key on this host: " + err.Error()})
 		return

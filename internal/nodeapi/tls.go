@@ -73,7 +73,7 @@ func NodeManagerCert(h home.Home, log *slog.Logger, commonName string, dns []str
 		return tls.Certificate{}, nil, err
 	}
 	certFile, keyFile := pki.NodeManagerCertFile(h), pki.NodeManagerKeyFile(h)
-	cur, err := pki.LoadKeyPair(certFile, keyFile)
+	cur, err := pki.LoadKeyPair(h, certFile, keyFile)
 	var why string
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -100,11 +100,11 @@ func NodeManagerCert(h home.Home, log *slog.Logger, commonName string, dns []str
 		return tls.Certificate{}, nil, err
 	}
 	defer kp.KeyPEM.Wipe()
-	if err := kp.Save(certFile, keyFile); err != nil {
+	if err := kp.Save(h, certFile, keyFile); err != nil {
 		return tls.Certificate{}, nil, fmt.Errorf("saving node manager certificate: %w", err)
 	}
 	log.Info("node manager certificate issued by the domain CA", "reason", why, "file", h.Rel(certFile), "dnsNames", dns, "ips", fmt.Sprint(ips), "notAfter", kp.Cert.NotAfter)
-	c, err := pki.LoadKeyPair(certFile, keyFile)
+	c, err := pki.LoadKeyPair(h, certFile, keyFile)
 	if err != nil {
 		return tls.Certificate{}, nil, err
 	}
@@ -119,7 +119,7 @@ func NodeManagerLive(h home.Home, log *slog.Logger, commonName string, dns []str
 	if _, _, err := NodeManagerCert(h, log, commonName, dns, ips); err != nil {
 		return nil, err
 	}
-	return pki.NewLive(pki.NodeManagerCertFile(h), pki.NodeManagerKeyFile(h), pki.CertFile(h))
+	return pki.NewLive(h, pki.NodeManagerCertFile(h), pki.NodeManagerKeyFile(h), pki.CertFile(h))
 }
 
 // ServerTLSConfig is the listener's TLS: TLS 1.2 or newer, the node

@@ -14,7 +14,7 @@ import (
 func TestOpenAPIEveryNodeRouteAnswered(t *testing.T) {
 	doc := apitest.LoadOpenAPI(t)
 	n, ca := startNM(t)
-	cert, err := pki.LoadKeyPair(pki.NodeManagerCertFile(n.opts.Home), pki.NodeManagerKeyFile(n.opts.Home))
+	cert, err := pki.LoadKeyPair(n.opts.Home, pki.NodeManagerCertFile(n.opts.Home), pki.NodeManagerKeyFile(n.opts.Home))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,7 +61,7 @@ func TestTLSListener(t *testing.T) {
 
 	// The certificate: issued on first start, signed by the domain CA, with
 	// the expected names; the key 0600.
-	tc, err := pki.LoadKeyPair(pki.NodeManagerCertFile(h), pki.NodeManagerKeyFile(h))
+	tc, err := pki.LoadKeyPair(h, pki.NodeManagerCertFile(h), pki.NodeManagerKeyFile(h))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestTLSListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n2.Shutdown(t.Context())
-	tc2, _ := pki.LoadKeyPair(pki.NodeManagerCertFile(h), pki.NodeManagerKeyFile(h))
+	tc2, _ := pki.LoadKeyPair(h, pki.NodeManagerCertFile(h), pki.NodeManagerKeyFile(h))
 	if tc2.Leaf.SerialNumber.Cmp(serial) != 0 {
 		t.Errorf("restart issued a new certificate")
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
 	"github.com/gatehouse-gw/gatehouse/internal/kps/sqlite"
 	"github.com/gatehouse-gw/gatehouse/internal/secret"
@@ -90,7 +91,7 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 	t.Cleanup(e.http.Close)
 	e.issuer = e.http.URL
 	var err error
-	e.keys, err = LoadKeySet(filepath.Join(t.TempDir(), "keys"), "", e.clock.Now)
+	e.keys, err = LoadKeySet(home.Home{}, filepath.Join(t.TempDir(), "keys"), "", e.clock.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 package oauth
 
 import (
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -124,7 +126,7 @@ func TestJWTAccessTokensAndRotation(t *testing.T) {
 
 	// Another process rotates in the same directory: its tokens verify
 	// here after a reload on the unknown kid.
-	ks2, err := LoadKeySet(e.keys.dir, "", e.clock.Now)
+	ks2, err := LoadKeySet(home.Home{}, e.keys.dir, "", e.clock.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -423,16 +425,16 @@ func TestJWTCacheBound(t *testing.T) {
 
 func TestKeySetErrors(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := LoadKeySet(dir, "HS256", nil); err == nil {
+	if _, err := LoadKeySet(home.Home{}, dir, "HS256", nil); err == nil {
 		t.Error("LoadKeySet took HS256")
 	}
 	file := filepath.Join(dir, "file")
 	os.WriteFile(file, nil, 0o600)
-	if _, err := LoadKeySet(file, "", nil); err == nil {
+	if _, err := LoadKeySet(home.Home{}, file, "", nil); err == nil {
 		t.Error("LoadKeySet took a file as its directory")
 	}
 	kd := filepath.Join(dir, "keys")
-	ks, err := LoadKeySet(kd, "EdDSA", nil)
+	ks, err := LoadKeySet(home.Home{}, kd, "EdDSA", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,14 +451,14 @@ func TestKeySetErrors(t *testing.T) {
 		if err := ks.Reload(); err == nil || !strings.Contains(err.Error(), path) {
 			t.Errorf("%s: Reload: got %v, want an error naming the file", name, err)
 		}
-		if _, err := LoadKeySet(kd, "EdDSA", nil); err == nil {
+		if _, err := LoadKeySet(home.Home{}, kd, "EdDSA", nil); err == nil {
 			t.Errorf("%s: LoadKeySet: no error", name)
 		}
 		os.Remove(path)
 	}
 	// Every algorithm makes keys that sign and verify.
 	for _, alg := range signingAlgs {
-		ks, err := LoadKeySet(filepath.Join(dir, alg), alg, nil)
+		ks, err := LoadKeySet(home.Home{}, filepath.Join(dir, alg), alg, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -474,7 +476,7 @@ func TestKeySetErrors(t *testing.T) {
 			t.Errorf("%s: %v", alg, err)
 		}
 		// A second LoadKeySet reads the key back.
-		ks2, err := LoadKeySet(filepath.Join(dir, alg), alg, nil)
+		ks2, err := LoadKeySet(home.Home{}, filepath.Join(dir, alg), alg, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

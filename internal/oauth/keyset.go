@@ -21,6 +21,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
 )
 
 // Signing algorithms a KeySet can make keys for. ES256 is the default: small
@@ -57,6 +58,7 @@ type signingKey struct {
 // The private keys are in clear in their files (as the TLS keys of the
 // instance are): encryption with the group passphrase comes with it.
 type KeySet struct {
+	h   home.Home // the install directory: its key files are secret files (secret.ReadFile)
 	dir string
 	alg string
 	now func() time.Time
@@ -72,7 +74,7 @@ const reloadInterval = 10 * time.Second
 // LoadKeySet opens the key set in dir, creating dir and a first key of
 // algorithm alg ("" means ES256) when it holds none. now is the clock (nil:
 // time.Now).
-func LoadKeySet(dir, alg string, now func() time.Time) (*KeySet, error) {
+func LoadKeySet(h home.Home, dir, alg string, now func() time.Time) (*KeySet, error) {
 	if alg == "" {
 		alg = "ES256"
 	}
@@ -85,7 +87,7 @@ func LoadKeySet(dir, alg string, now func() time.Time) (*KeySet, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the key directory: %w", err)
 	}
-	ks := &KeySet{dir: dir, alg: alg, now: now}
+	ks := &KeySet{h: h, dir: dir, alg: alg, now: now}
 	if err := ks.Reload(); err != nil {
 		return nil, err
 	}
@@ -117,7 +119,7 @@ func (ks *KeySet) Reload() error {
 			continue
 		}
 		path := filepath.Join(ks.dir, e.Name())
-		b, err := os.ReadFile(path)
+		b, err := secret.ReadFile(ks.h, path)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) { // pruned meanwhile
 				continue
@@ -231,7 +233,7 @@ func (ks *KeySet) Rotate() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("encoding the signing key: %w", err) // mutate:equivalent * unreachable: strings, a time and JSON just made always encode
 	}
-	if err := home.WriteFileAtomic(filepath.Join(ks.dir, kid+".json"), b, 0o600); err != nil {
+	if err := secret.WriteFile(ks.h, filepath.Join(ks.dir, kid+".json"), b, 0o600); err != nil {
 		return "", fmt.Errorf("storing the signing key: %w", err)
 	}
 	k, err := newSigningKey(kid, ks.alg, created, priv)

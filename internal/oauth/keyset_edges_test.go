@@ -1,6 +1,8 @@
 package oauth
 
 import (
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,12 +17,12 @@ import (
 func TestKeySetEdges(t *testing.T) {
 	clk := newClock()
 	dir := filepath.Join(t.TempDir(), "keys")
-	ks, err := LoadKeySet(dir, "", clk.Now)
+	ks, err := LoadKeySet(home.Home{}, dir, "", clk.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	first, _ := ks.Current()
-	other, err := LoadKeySet(dir, "", clk.Now) // another process
+	other, err := LoadKeySet(home.Home{}, dir, "", clk.Now) // another process
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,12 +64,12 @@ func TestKeySetEdges(t *testing.T) {
 		}
 		os.Remove(bad)
 	}
-	if _, err := LoadKeySet(dir, "HS256", clk.Now); err == nil || !strings.Contains(err.Error(), "signing algorithm") {
+	if _, err := LoadKeySet(home.Home{}, dir, "HS256", clk.Now); err == nil || !strings.Contains(err.Error(), "signing algorithm") {
 		t.Errorf("HS256: %v", err)
 	}
 	file := filepath.Join(t.TempDir(), "file")
 	os.WriteFile(file, nil, 0o600)
-	if _, err := LoadKeySet(filepath.Join(file, "keys"), "", clk.Now); err == nil || !strings.Contains(err.Error(), "creating the key directory") {
+	if _, err := LoadKeySet(home.Home{}, filepath.Join(file, "keys"), "", clk.Now); err == nil || !strings.Contains(err.Error(), "creating the key directory") {
 		t.Errorf("a key directory under a file: %v", err)
 	}
 	os.RemoveAll(dir)
@@ -84,7 +86,7 @@ func TestKeySetEdges(t *testing.T) {
 func TestKeySetRotation(t *testing.T) {
 	clk := newClock()
 	dir := filepath.Join(t.TempDir(), "keys")
-	ks, err := LoadKeySet(dir, "", clk.Now)
+	ks, err := LoadKeySet(home.Home{}, dir, "", clk.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -453,7 +453,7 @@ func TestKeyPairSave(t *testing.T) {
 	dir := t.TempDir()
 	cf := filepath.Join(dir, "c1", "c2", "cert.pem")
 	kf := filepath.Join(dir, "k1", "k2", "key.pem")
-	if err := kp.Save(cf, kf); err != nil {
+	if err := kp.Save(home.Home{}, cf, kf); err != nil {
 		t.Fatal(err)
 	}
 	want755 := dirMode(t, 0o755)
@@ -468,7 +468,7 @@ func TestKeyPairSave(t *testing.T) {
 	}
 	// The usual layout, certs/private under certs: certs is 0755.
 	h, _ := home.At(t.TempDir())
-	if err := kp.Save(NodeManagerCertFile(h), NodeManagerKeyFile(h)); err != nil {
+	if err := kp.Save(h, NodeManagerCertFile(h), NodeManagerKeyFile(h)); err != nil {
 		t.Fatal(err)
 	}
 	if d, want := filepath.Dir(NodeManagerCertFile(h)), dirMode(t, 0o755); mode(t, d) != want {
@@ -488,7 +488,7 @@ func TestKeyPairSave(t *testing.T) {
 		dir := t.TempDir()
 		cf, kf := filepath.Join(dir, "c", "cert.pem"), filepath.Join(dir, "k", "key.pem")
 		tt.setup(cf, kf)
-		wantErr(t, tt.name, kp.Save(cf, kf), tt.want)
+		wantErr(t, tt.name, kp.Save(home.Home{}, cf, kf), tt.want)
 	}
 	h2 := newHome(t)
 	blockFile(t, h2.InstanceDir("group-1", "instance-1"))
@@ -502,20 +502,20 @@ func TestLoadKeyPairErrors(t *testing.T) {
 	b, _ := ca.IssueKeyPair("b", nil, nil, true)
 	dir := t.TempDir()
 	acf, akf := filepath.Join(dir, "a.pem"), filepath.Join(dir, "a-key.pem")
-	if err := a.Save(acf, akf); err != nil {
+	if err := a.Save(home.Home{}, acf, akf); err != nil {
 		t.Fatal(err)
 	}
 	bcf, bkf := filepath.Join(dir, "b.pem"), filepath.Join(dir, "b-key.pem")
-	if err := b.Save(bcf, bkf); err != nil {
+	if err := b.Save(home.Home{}, bcf, bkf); err != nil {
 		t.Fatal(err)
 	}
-	_, err := LoadKeyPair(filepath.Join(dir, "missing.pem"), akf)
+	_, err := LoadKeyPair(home.Home{}, filepath.Join(dir, "missing.pem"), akf)
 	wantErr(t, "certificate missing", err, "reading certificate")
-	_, err = LoadKeyPair(acf, filepath.Join(dir, "missing.pem"))
+	_, err = LoadKeyPair(home.Home{}, acf, filepath.Join(dir, "missing.pem"))
 	wantErr(t, "key missing", err, "reading key")
-	_, err = LoadKeyPair(acf, bkf)
+	_, err = LoadKeyPair(home.Home{}, acf, bkf)
 	wantErr(t, "another key", err, "loading "+acf)
-	if c, err := LoadKeyPair(acf, akf); err != nil || c.Leaf == nil || c.Leaf.Subject.CommonName != "a" {
+	if c, err := LoadKeyPair(home.Home{}, acf, akf); err != nil || c.Leaf == nil || c.Leaf.Subject.CommonName != "a" {
 		t.Errorf("matching pair: got %v, want it loaded with its leaf", err)
 	}
 }

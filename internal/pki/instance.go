@@ -67,7 +67,7 @@ func (ca *CA) IssueInstance(h home.Home, groupID, instanceID, managementAddress 
 	if err != nil {
 		return nil, err
 	}
-	if err := kp.Save(InstanceCertFile(h, groupID, instanceID), InstanceKeyFile(h, groupID, instanceID)); err != nil {
+	if err := kp.Save(h, InstanceCertFile(h, groupID, instanceID), InstanceKeyFile(h, groupID, instanceID)); err != nil {
 		kp.KeyPEM.Wipe() // mutate:equivalent delete-stmt kp is dropped on this path: wiping its key is defence in depth that no caller can see
 		return nil, fmt.Errorf("saving the certificate of %s: %w", instanceID, err)
 	}

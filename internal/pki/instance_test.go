@@ -71,7 +71,7 @@ func TestIssueInstance(t *testing.T) {
 	if !strings.Contains(kp.Cert.Subject.CommonName, "instance-1") {
 		t.Errorf("CN: got %q, want it to name instance-1", kp.Cert.Subject.CommonName)
 	}
-	tc, err := LoadKeyPair(cf, kf)
+	tc, err := LoadKeyPair(h, cf, kf)
 	if err != nil {
 		t.Fatal(err)
 	}

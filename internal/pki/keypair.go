@@ -101,7 +101,7 @@ func (ca *CA) IssueKeyPair(commonName string, dnsNames []string, ips []net.IP, s
 // Save writes the key (0600, its directory made 0700, and directories made
 // above it 0700 too) and then the certificate (0644, directories made for it
 // 0755), each atomically.
-func (kp *KeyPair) Save(certFile, keyFile string) error {
+func (kp *KeyPair) Save(h home.Home, certFile, keyFile string) error {
 	// The certificate's directory first: when the key's is inside it (as
 	// certs/private), it is made 0755, not 0700 with the key's.
 	if err := os.MkdirAll(filepath.Dir(certFile), 0o755); err != nil {
@@ -114,7 +114,7 @@ func (kp *KeyPair) Save(certFile, keyFile string) error {
 	if err := os.Chmod(kdir, 0o700); err != nil {
 		return fmt.Errorf("setting mode of %s: %w", kdir, err)
 	}
-	if err := home.WriteFileAtomic(keyFile, kp.KeyPEM.Reveal(), 0o600); err != nil {
+	if err := secret.WriteFile(h, keyFile, kp.KeyPEM.Reveal(), 0o600); err != nil {
 		return fmt.Errorf("saving key: %w", err)
 	}
 	if err := home.WriteFileAtomic(certFile, kp.CertPEM, 0o644); err != nil {
@@ -124,13 +124,14 @@ func (kp *KeyPair) Save(certFile, keyFile string) error {
 }
 
 // LoadKeyPair reads a certificate and its key as a tls.Certificate (Leaf
-// set). A missing file gives an error wrapping os.ErrNotExist.
-func LoadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
+// set). A missing file gives an error wrapping os.ErrNotExist. A key in
+// install directory h is read with secret.ReadFile (opened when sealed).
+func LoadKeyPair(h home.Home, certFile, keyFile string) (tls.Certificate, error) {
 	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("reading certificate: %w", err)
 	}
-	keyPEM, err := os.ReadFile(keyFile)
+	keyPEM, err := secret.ReadFile(h, keyFile)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("reading key: %w", err)
 	}

@@ -28,7 +28,7 @@ func TestIssueKeyPairSaveLoad(t *testing.T) {
 		t.Errorf("key prints itself")
 	}
 	cf, kf := NodeManagerCertFile(h), NodeManagerKeyFile(h)
-	if err := kp.Save(cf, kf); err != nil {
+	if err := kp.Save(h, cf, kf); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
@@ -43,7 +43,7 @@ func TestIssueKeyPairSaveLoad(t *testing.T) {
 			t.Errorf("%s: got mode %v, want %v", c.path, fi.Mode(), c.mode)
 		}
 	}
-	tc, err := LoadKeyPair(cf, kf)
+	tc, err := LoadKeyPair(h, cf, kf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestLoadCACertMissing(t *testing.T) {
 	if _, err := LoadCACert(h); err == nil || !strings.Contains(err.Error(), "no domain CA") {
 		t.Errorf("got %v, want ErrNoCA", err)
 	}
-	if _, err := LoadKeyPair(NodeManagerCertFile(h), NodeManagerKeyFile(h)); !errors.Is(err, os.ErrNotExist) {
+	if _, err := LoadKeyPair(h, NodeManagerCertFile(h), NodeManagerKeyFile(h)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("LoadKeyPair missing: got %v", err)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/home"
 )
 
 // Live is a process's TLS identity read from files and read again when
@@ -24,6 +26,7 @@ import (
 // load: the last identity that loaded stays in use, and the next handshake
 // tries again. It is safe for concurrent use.
 type Live struct {
+	h                         home.Home
 	certFile, keyFile, caFile string
 
 	mu    sync.Mutex
@@ -50,8 +53,8 @@ type fileStamp struct {
 // NewLive loads certFile, keyFile and caFile (the domain CA certificate)
 // once, so that a missing or broken file is an error at start, and
 // returns a Live that keeps them current.
-func NewLive(certFile, keyFile, caFile string) (*Live, error) {
-	l := &Live{certFile: certFile, keyFile: keyFile, caFile: caFile}
+func NewLive(h home.Home, certFile, keyFile, caFile string) (*Live, error) {
+	l := &Live{h: h, certFile: certFile, keyFile: keyFile, caFile: caFile}
 	if _, err := l.Load(); err != nil {
 		return nil, err
 	}
@@ -67,7 +70,7 @@ func (l *Live) Load() (*Identity, error) {
 	if statErr == nil && l.cur != nil && st == l.stamp {
 		return l.cur, nil
 	}
-	id, err := loadIdentity(l.certFile, l.keyFile, l.caFile)
+	id, err := loadIdentity(l.h, l.certFile, l.keyFile, l.caFile)
 	if err != nil {
 		if l.cur != nil {
 			return l.cur, nil // half-replaced or gone: keep what works
@@ -93,12 +96,12 @@ func (l *Live) stat() ([3]fileStamp, error) {
 
 // loadIdentity reads a key pair and the CA certificate and checks that the
 // certificate is the CA's.
-func loadIdentity(certFile, keyFile, caFile string) (*Identity, error) {
+func loadIdentity(h home.Home, certFile, keyFile, caFile string) (*Identity, error) {
 	ca, err := loadCACertFile(caFile)
 	if err != nil {
 		return nil, err
 	}
-	cert, err := LoadKeyPair(certFile, keyFile)
+	cert, err := LoadKeyPair(h, certFile, keyFile)
 	if err != nil {
 		return nil, err
 	}

@@ -29,16 +29,16 @@ func TestLiveFollowsFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := kp1.Save(cf, kf); err != nil {
+	if err := kp1.Save(h, cf, kf); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewLive(cf+".missing", kf, CertFile(h)); err == nil {
+	if _, err := NewLive(h, cf+".missing", kf, CertFile(h)); err == nil {
 		t.Fatal("NewLive with a missing certificate: no error")
 	}
-	if _, err := NewLive(cf, kf, CertFile(h)+".missing"); err == nil {
+	if _, err := NewLive(h, cf, kf, CertFile(h)+".missing"); err == nil {
 		t.Fatal("NewLive with a missing CA certificate: no error")
 	}
-	live, err := NewLive(cf, kf, CertFile(h))
+	live, err := NewLive(h, cf, kf, CertFile(h))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestLiveFollowsFiles(t *testing.T) {
 	if got := served(ca1); got != "one" {
 		t.Errorf("half-replaced files: got %q, want the old identity (one)", got)
 	}
-	if err := kp2.Save(cf, kf); err != nil {
+	if err := kp2.Save(h, cf, kf); err != nil {
 		t.Fatal(err)
 	}
 	if got := served(ca1); got != "one" {
@@ -147,10 +147,10 @@ func TestLiveSendsIntermediate(t *testing.T) {
 			t.Fatal(err)
 		}
 		kp, _ := c.ca.IssueKeyPair("leaf", []string{"localhost"}, nil, true)
-		if err := kp.Save(NodeManagerCertFile(h), NodeManagerKeyFile(h)); err != nil {
+		if err := kp.Save(h, NodeManagerCertFile(h), NodeManagerKeyFile(h)); err != nil {
 			t.Fatal(err)
 		}
-		live, err := NewLive(NodeManagerCertFile(h), NodeManagerKeyFile(h), CertFile(h))
+		live, err := NewLive(h, NodeManagerCertFile(h), NodeManagerKeyFile(h), CertFile(h))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -122,7 +122,7 @@ func (p Pending) putCert(certFile, keyFile, commonName string, certPEM []byte) e
 	if err := home.WriteFileAtomic(certFile, certPEM, 0o644); err != nil {
 		return err
 	}
-	if _, err := LoadKeyPair(certFile, keyFile); err != nil {
+	if _, err := LoadKeyPair(p.h, certFile, keyFile); err != nil {
 		os.Remove(certFile)
 		return fmt.Errorf("the certificate for %q does not fit the key generated here: %w", commonName, err)
 	}

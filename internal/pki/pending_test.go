@@ -104,11 +104,11 @@ func TestPendingCommit(t *testing.T) {
 	if err != nil || !got.Cert.Equal(ca.Cert) {
 		t.Fatalf("the CA in place: %v", err)
 	}
-	kp, err := LoadKeyPair(NodeManagerCertFile(h), NodeManagerKeyFile(h))
+	kp, err := LoadKeyPair(h, NodeManagerCertFile(h), NodeManagerKeyFile(h))
 	if err != nil || !bytes.Equal(kp.Certificate[0], mustDER(t, nmCert)) {
 		t.Errorf("node manager pair in place: %v", err)
 	}
-	kp, err = LoadKeyPair(InstanceCertFile(h, "group-2", "instance-1"), InstanceKeyFile(h, "group-2", "instance-1"))
+	kp, err = LoadKeyPair(h, InstanceCertFile(h, "group-2", "instance-1"), InstanceKeyFile(h, "group-2", "instance-1"))
 	if err != nil || !bytes.Equal(kp.Certificate[0], mustDER(t, instCert)) {
 		t.Errorf("instance pair in place: %v", err)
 	}
@@ -205,7 +205,7 @@ func TestPendingRefuses(t *testing.T) {
 	if !done || err != nil {
 		t.Fatalf("FinishPendingCommit: %v %v", done, err)
 	}
-	kp, err := LoadKeyPair(NodeManagerCertFile(h), NodeManagerKeyFile(h))
+	kp, err := LoadKeyPair(h, NodeManagerCertFile(h), NodeManagerKeyFile(h))
 	if err != nil || !bytes.Equal(kp.Certificate[0], mustDER(t, nmCert)) {
 		t.Errorf("after FinishPendingCommit the node manager pair is not the pending one: %v", err)
 	}
@@ -393,7 +393,7 @@ func TestPendingErrors(t *testing.T) {
 	if done, err := FinishPendingCommit(h); !done || err != nil {
 		t.Fatalf("FinishPendingCommit once the way is clear: %v %v", done, err)
 	}
-	kp, err := LoadKeyPair(NodeManagerCertFile(h), NodeManagerKeyFile(h))
+	kp, err := LoadKeyPair(h, NodeManagerCertFile(h), NodeManagerKeyFile(h))
 	if err != nil || !bytes.Equal(kp.Certificate[0], mustDER(t, nmCert)) {
 		t.Errorf("after a commit cut between key and certificate: %v", err)
 	}
@@ -424,7 +424,7 @@ func TestPendingErrors(t *testing.T) {
 	if done, err := FinishPendingCommit(h); !done || err != nil {
 		t.Errorf("FinishPendingCommit once the way is clear: %v %v", done, err)
 	}
-	if _, err := LoadKeyPair(InstanceCertFile(h, "group-2", "instance-1"), InstanceKeyFile(h, "group-2", "instance-1")); err != nil {
+	if _, err := LoadKeyPair(h, InstanceCertFile(h, "group-2", "instance-1"), InstanceKeyFile(h, "group-2", "instance-1")); err != nil {
 		t.Errorf("the instance's pair after the commit: %v", err)
 	}
 }

@@ -142,7 +142,7 @@ func (ca *CA) Save(h home.Home) error {
 	}
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: ca.key.Reveal()})
 	defer secret.New(keyPEM).Wipe()
-	if err := home.WriteFileAtomic(KeyFile(h), keyPEM, 0o600); err != nil {
+	if err := secret.WriteFile(h, KeyFile(h), keyPEM, 0o600); err != nil {
 		return fmt.Errorf("saving CA key: %w", err)
 	}
 	if err := home.WriteFileAtomic(CertFile(h), ca.CertPEM(), 0o644); err != nil {
@@ -161,7 +161,7 @@ func LoadCA(h home.Home) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading CA certificate: %w", err)
 	}
-	keyPEM, err := os.ReadFile(KeyFile(h))
+	keyPEM, err := secret.ReadFile(h, KeyFile(h))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s is missing", ErrNoCA, KeyFile(h))
 	}

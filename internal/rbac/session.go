@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
 )
 
 // Session lifetimes (docs/sessions.md): the defaults, and the bounds a
@@ -170,12 +171,12 @@ func CreateSessionKey(h home.Home) error {
 	if err := os.MkdirAll(h.ConfDir(), 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", h.ConfDir(), err)
 	}
-	return home.WriteFileAtomic(SessionKeyFile(h), []byte(hex.EncodeToString(k)+"\n"), 0o600)
+	return secret.WriteFile(h, SessionKeyFile(h), []byte(hex.EncodeToString(k)+"\n"), 0o600)
 }
 
 // LoadSessionKey reads conf/sessionKey.
 func LoadSessionKey(h home.Home) ([]byte, error) {
-	data, err := os.ReadFile(SessionKeyFile(h))
+	data, err := secret.ReadFile(h, SessionKeyFile(h))
 	if err != nil {
 		return nil, fmt.Errorf("reading session key: %w", err)
 	}

@@ -222,10 +222,15 @@ func LoadKeyring(path string) (*Keyring, error) {
 // Save writes the keyring to path atomically (temporary file, fsync,
 // rename), mode 0600.
 func (r *Keyring) Save(path string) error {
-	b, err := json.MarshalIndent(r, "", "  ")
+	b, err := r.marshal()
 	if err != nil {
 		// mutate:equivalent * a Keyring of strings, integers and bytes always marshals
 		return err
 	}
-	return home.WriteFileAtomic(path, append(b, '\n'), 0o600)
+	return home.WriteFileAtomic(path, b, 0o600)
+}
+
+func (r *Keyring) marshal() ([]byte, error) {
+	b, err := json.MarshalIndent(r, "", "  ")
+	return append(b, '\n'), err
 }

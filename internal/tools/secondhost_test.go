@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/gwtest"
+	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/pki"
 )
 
@@ -305,7 +306,7 @@ func TestSecondHost(t *testing.T) {
 	}
 	dir := t.TempDir()
 	rc, rk := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
-	kp.Save(rc, rk)
+	kp.Save(home.Home{Dir: dir}, rc, rk)
 	if r := second.curl(anm.h, "--cert", rc, "--key", rk, "/nm/status"); r.exit == 0 {
 		t.Errorf("a node manager certificate from another CA was let in: %d %s", r.code, r.body)
 	}

@@ -1,0 +1,271 @@
+package secret
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+)
+
+// Secret files of an install directory. Each lies in a scope — a group,
+// the domain's node managers, the domain CA — found from its path alone
+// (ScopeOf). A scope whose keyring file exists has a passphrase: its
+// secret files are sealed under the keyring's data key, bound to their
+// path relative to the install directory, and a process reads or writes
+// them only once it has unlocked that scope (Unlock). A scope with no
+// keyring keeps them in clear, as before any passphrase is set.
+
+// Scope names a passphrase's scope: ScopeCA, ScopeNodeManagers or
+// GroupScope(id). It is also the keyring's Scope field.
+type Scope string
+
+const (
+	ScopeCA           Scope = "domain CA"
+	ScopeNodeManagers Scope = "node managers"
+	groupScopePrefix        = "group "
+)
+
+// GroupScope is the scope of a group's secrets.
+func GroupScope(groupID string) Scope { return Scope(groupScopePrefix + groupID) }
+
+// GroupID returns the group of a group scope ("" otherwise).
+func (s Scope) GroupID() string {
+	id, ok := strings.CutPrefix(string(s), groupScopePrefix)
+	if !ok {
+		return ""
+	}
+	return id
+}
+
+// KeyringFile is where the scope's keyring lives in install directory h:
+//
+//	domain CA      groups/certs/private/domain.keyring
+//	node managers  system/conf/passphrase.keyring
+//	group ID       groups/ID/conf/passphrase.keyring
+func (s Scope) KeyringFile(h home.Home) string {
+	switch s {
+	case ScopeCA:
+		return filepath.Join(h.CertsPrivateDir(), "domain.keyring")
+	case ScopeNodeManagers:
+		return filepath.Join(h.SystemConfDir(), "passphrase.keyring")
+	}
+	return filepath.Join(h.GroupConfDir(s.GroupID()), "passphrase.keyring")
+}
+
+// JournalFile is the journal of a change of the scope's passphrase
+// (home.ReplaceFiles): beside the keyring.
+func (s Scope) JournalFile(h home.Home) string { return s.KeyringFile(h) + ".journal" }
+
+// Protected reports whether the scope has a passphrase in h (its keyring
+// file exists).
+func (s Scope) Protected(h home.Home) bool {
+	_, err := os.Lstat(s.KeyringFile(h))
+	return err == nil
+}
+
+// ScopeOf is the scope of the file at path in h: groups/certs/… is the
+// CA's, groups/ID/… group ID's, system/… and conf/… the node managers'.
+// Anything else has no scope (ok false).
+func ScopeOf(h home.Home, path string) (s Scope, rel string, ok bool) {
+	rel, err := filepath.Rel(h.Dir, path)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") || filepath.IsAbs(rel) {
+		return "", "", false
+	}
+	rel = filepath.ToSlash(rel)
+	parts := strings.Split(rel, "/")
+	if len(parts) < 2 {
+		return "", rel, false
+	}
+	switch {
+	case parts[0] == "groups" && parts[1] == "certs":
+		return ScopeCA, rel, true
+	case parts[0] == "groups" && len(parts) > 2:
+		return GroupScope(parts[1]), rel, true
+	case parts[0] == "system" || parts[0] == "conf":
+		return ScopeNodeManagers, rel, true
+	}
+	return "", rel, false
+}
+
+// The data keys this process has unlocked, by install directory and scope.
+var unlocked = struct {
+	sync.RWMutex
+	m map[string]*Key
+}{m: map[string]*Key{}}
+
+func unlockedKey(h home.Home, s Scope) *Key {
+	unlocked.RLock()
+	defer unlocked.RUnlock()
+	return unlocked.m[h.Dir+"\x00"+string(s)]
+}
+
+// Remember makes key the data key of scope s in h for this process's
+// secret files (what Unlock does once the passphrase opened the keyring).
+func Remember(h home.Home, s Scope, key *Key) {
+	unlocked.Lock()
+	defer unlocked.Unlock()
+	unlocked.m[h.Dir+"\x00"+string(s)] = key
+}
+
+// Forget drops what Remember kept for s in h.
+func Forget(h home.Home, s Scope) {
+	unlocked.Lock()
+	defer unlocked.Unlock()
+	delete(unlocked.m, h.Dir+"\x00"+string(s))
+}
+
+// Unlocked reports whether this process holds the data key of s in h.
+func Unlocked(h home.Home, s Scope) bool { return unlockedKey(h, s) != nil }
+
+// LockedError: a secret file of a scope with a passphrase, and this process
+// was not given it.
+type LockedError struct {
+	Scope Scope
+	Path  string
+}
+
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("%s is protected by the passphrase of the %s, which this process was not given (-P, --passphrase_file, --passphrase_fd or passphraseExec: docs/passphrase.md)", e.Path, e.Scope)
+}
+
+// ErrClearInProtected: a secret file is in clear although its scope has a
+// passphrase (copied in by hand, or left by a tool that did not seal it).
+// It is refused rather than used, so that the mistake is seen.
+var ErrClearInProtected = errors.New("is in clear although its scope has a passphrase")
+
+// Unlock opens the keyring of s in h with passphrase and remembers the
+// data key for this process: ErrWrongPassphrase when it does not open. A
+// change of the passphrase that a killed process left half done is first
+// finished or undone (home.RecoverReplace).
+func Unlock(h home.Home, s Scope, passphrase Value) error {
+	if _, err := home.RecoverReplace(s.JournalFile(h)); err != nil {
+		return fmt.Errorf("completing an interrupted passphrase change of the %s: %w", s, err)
+	}
+	r, err := LoadKeyring(s.KeyringFile(h))
+	if err != nil {
+		return err
+	}
+	if r.Scope != string(s) {
+		return fmt.Errorf("keyring %s: %w: it belongs to the %s, not the %s", s.KeyringFile(h), ErrCorrupt, r.Scope, s)
+	}
+	k, err := r.Unlock(passphrase)
+	if err != nil {
+		return fmt.Errorf("the %s: %w", s, err)
+	}
+	Remember(h, s, k)
+	return nil
+}
+
+func fileBinding(rel string) Binding { return Binding{Purpose: "install file", Name: rel} }
+
+// ReadFile reads the secret file at path in h: opened with its scope's
+// data key when it is sealed; as it is when in clear and the scope has no
+// passphrase. A sealed file this process cannot open is a *LockedError;
+// a file in clear in a protected scope wraps ErrClearInProtected.
+func ReadFile(h home.Home, path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	s, rel, ok := ScopeOf(h, path)
+	sealed := IsSealed(string(b))
+	switch {
+	case sealed && !ok:
+		return nil, fmt.Errorf("%s: sealed, but outside every passphrase's scope", path)
+	case sealed:
+		k := unlockedKey(h, s)
+		if k == nil {
+			return nil, &LockedError{Scope: s, Path: path}
+		}
+		out, err := Open(k, fileBinding(rel), string(b))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return out, nil
+	case ok && s.Protected(h):
+		clear(b)
+		return nil, fmt.Errorf("%s %w (the %s): seal it again with managedomain --change_passphrase, or restore it from a backup", path, ErrClearInProtected, s)
+	}
+	return b, nil
+}
+
+// Sealed returns what WriteFile would store for data at path: sealed when
+// the scope has a passphrase (a *LockedError when this process does not
+// hold its key), data itself otherwise.
+func Sealed(h home.Home, path string, data []byte) ([]byte, error) {
+	s, rel, ok := ScopeOf(h, path)
+	if !ok {
+		return data, nil
+	}
+	if k := unlockedKey(h, s); k != nil {
+		return []byte(Seal(k, fileBinding(rel), data) + "\n"), nil
+	}
+	if s.Protected(h) {
+		return nil, &LockedError{Scope: s, Path: path}
+	}
+	return data, nil
+}
+
+// WriteFile writes the secret file at path in h atomically with mode
+// perm: sealed when its scope has a passphrase, in clear otherwise.
+func WriteFile(h home.Home, path string, data []byte, perm fs.FileMode) error {
+	out, err := Sealed(h, path, data)
+	if err != nil {
+		return err
+	}
+	return home.WriteFileAtomic(path, out, perm)
+}
+
+// The secret files of each scope, as patterns relative to the install
+// directory (filepath.Match; GROUP stands for the group's id). Every
+// writer of a secret file uses WriteFile; these are what a passphrase
+// change re-seals. A test checks that a domain with every kind of secret
+// has no secret outside them.
+var scopeFiles = map[string][]string{
+	string(ScopeCA):           {"groups/certs/private/domainkey.pem"},
+	string(ScopeNodeManagers): {"system/conf/certs/private/nodemanager-key.pem", "conf/sessionKey"},
+	groupScopePrefix: {
+		"groups/GROUP/*/conf/certs/private/instance-key.pem",
+		"groups/GROUP/conf/kps/apikeys.key",
+		"groups/GROUP/conf/oauth/keys/*.json",
+	},
+}
+
+// Files lists the secret files of s that exist in h, sorted.
+func (s Scope) Files(h home.Home) ([]string, error) {
+	pats := scopeFiles[string(s)]
+	if gid := s.GroupID(); gid != "" {
+		for _, p := range scopeFiles[groupScopePrefix] {
+			pats = append(pats, strings.Replace(p, "GROUP", gid, 1))
+		}
+	}
+	var out []string
+	for _, p := range pats {
+		m, err := filepath.Glob(filepath.Join(h.Dir, filepath.FromSlash(p)))
+		if err != nil {
+			return nil, err // mutate:equivalent * the patterns are constants that compile
+		}
+		out = append(out, m...)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// IsSealedFile reports whether the file at path holds a sealed value.
+func IsSealedFile(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	buf := make([]byte, len(SealedPrefix))
+	n, _ := f.Read(buf)
+	return bytes.Equal(buf[:n], []byte(SealedPrefix))
+}

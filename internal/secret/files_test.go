@@ -1,0 +1,376 @@
+package secret
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+)
+
+func TestScopeOf(t *testing.T) {
+	h := home.Home{Dir: "/opt/gw"}
+	for _, c := range []struct {
+		path  string
+		scope Scope
+		rel   string
+		ok    bool
+	}{
+		{"/opt/gw/groups/certs/private/domainkey.pem", ScopeCA, "groups/certs/private/domainkey.pem", true},
+		{"/opt/gw/groups/certs/x", ScopeCA, "groups/certs/x", true},
+		{"/opt/gw/groups/group-2/conf/kps/apikeys.key", GroupScope("group-2"), "groups/group-2/conf/kps/apikeys.key", true},
+		{"/opt/gw/groups/group-2/instance-1/conf/certs/private/instance-key.pem", GroupScope("group-2"), "groups/group-2/instance-1/conf/certs/private/instance-key.pem", true},
+		{"/opt/gw/groups/topology.json", "", "groups/topology.json", false},
+		{"/opt/gw/system/conf/certs/private/nodemanager-key.pem", ScopeNodeManagers, "system/conf/certs/private/nodemanager-key.pem", true},
+		{"/opt/gw/conf/sessionKey", ScopeNodeManagers, "conf/sessionKey", true},
+		{"/opt/gw/ext/x", "", "ext/x", false},
+		{"/opt/gw/x", "", "x", false},
+		{"/opt/other/conf/sessionKey", "", "", false},
+		{"/opt/gw", "", "", false},
+	} {
+		s, rel, ok := ScopeOf(h, c.path)
+		if s != c.scope || ok != c.ok || (ok && rel != c.rel) {
+			t.Errorf("ScopeOf(%s) = %q %q %v, want %q %q %v", c.path, s, rel, ok, c.scope, c.rel, c.ok)
+		}
+	}
+	if got := GroupScope("group-7").GroupID(); got != "group-7" {
+		t.Errorf("GroupID: %q", got)
+	}
+	if got := ScopeCA.GroupID(); got != "" {
+		t.Errorf("GroupID of the CA scope: %q", got)
+	}
+	for s, want := range map[Scope]string{
+		ScopeCA:               "/opt/gw/groups/certs/private/domain.keyring",
+		ScopeNodeManagers:     "/opt/gw/system/conf/passphrase.keyring",
+		GroupScope("group-2"): "/opt/gw/groups/group-2/conf/passphrase.keyring",
+	} {
+		if got := s.KeyringFile(h); got != want {
+			t.Errorf("KeyringFile(%s) = %s, want %s", s, got, want)
+		}
+	}
+}
+
+// secretHome makes an install directory with a secret file of every kind.
+func secretHome(t *testing.T) (home.Home, map[string][]byte) {
+	t.Helper()
+	h := home.Home{Dir: t.TempDir()}
+	files := map[string][]byte{
+		"groups/certs/private/domainkey.pem":                            []byte("CA KEY 0123456789\n"),
+		"system/conf/certs/private/nodemanager-key.pem":                 []byte("NM KEY 0123456789\n"),
+		"conf/sessionKey":                                               []byte("SESSION KEY 0123456789\n"),
+		"groups/group-2/instance-1/conf/certs/private/instance-key.pem": []byte("INSTANCE KEY 1\n"),
+		"groups/group-2/instance-2/conf/certs/private/instance-key.pem": []byte("INSTANCE KEY 2\n"),
+		"groups/group-2/conf/kps/apikeys.key":                           []byte("HASH KEY of group-2"),
+		"groups/group-2/conf/oauth/keys/abc.json":                       []byte(`{"kid":"abc"}`),
+		"groups/group-3/conf/kps/apikeys.key":                           []byte("HASH KEY of group-3"),
+	}
+	for rel, b := range files {
+		p := filepath.Join(h.Dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteFile(h, p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return h, files
+}
+
+func TestScopeFiles(t *testing.T) {
+	h, _ := secretHome(t)
+	got, err := GroupScope("group-2").Files(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"groups/group-2/conf/kps/apikeys.key",
+		"groups/group-2/conf/oauth/keys/abc.json",
+		"groups/group-2/instance-1/conf/certs/private/instance-key.pem",
+		"groups/group-2/instance-2/conf/certs/private/instance-key.pem",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("files of group-2: %v", got)
+	}
+	for i := range want {
+		if got[i] != filepath.Join(h.Dir, want[i]) {
+			t.Errorf("file %d: %s, want %s", i, got[i], want[i])
+		}
+	}
+	nm, _ := ScopeNodeManagers.Files(h)
+	ca, _ := ScopeCA.Files(h)
+	if len(nm) != 2 || len(ca) != 1 {
+		t.Errorf("node managers %v, CA %v", nm, ca)
+	}
+}
+
+func TestFilesInClearWithoutPassphrase(t *testing.T) {
+	h, files := secretHome(t)
+	for rel, want := range files {
+		p := filepath.Join(h.Dir, rel)
+		raw, _ := os.ReadFile(p)
+		got, err := ReadFile(h, p)
+		if err != nil || !bytes.Equal(got, want) || !bytes.Equal(raw, want) {
+			t.Errorf("%s: %q %q %v", rel, raw, got, err)
+		}
+		if IsSealedFile(p) {
+			t.Errorf("%s: sealed without a passphrase", rel)
+		}
+	}
+}
+
+func TestChangePassphrase(t *testing.T) {
+	h, files := secretHome(t)
+	g2 := GroupScope("group-2")
+	first, second := FromString("first passphrase"), FromString("second passphrase")
+	if err := ChangePassphrase(h, g2, Value{}, FromString("short"), testKDF); err == nil {
+		t.Fatal("a 5-character passphrase was accepted")
+	}
+	if g2.Protected(h) {
+		t.Fatal("a refused passphrase left a keyring")
+	}
+	if err := ChangePassphrase(h, g2, Value{}, first, testKDF); err != nil {
+		t.Fatal(err)
+	}
+	if !g2.Protected(h) || !Unlocked(h, g2) {
+		t.Fatal("no keyring, or the key not kept")
+	}
+	for rel, want := range files {
+		p := filepath.Join(h.Dir, rel)
+		raw, _ := os.ReadFile(p)
+		inG2 := strings.HasPrefix(rel, "groups/group-2/")
+		if inG2 == bytes.Contains(raw, want) || inG2 != IsSealedFile(p) {
+			t.Errorf("%s: sealed %v, want %v: %q", rel, IsSealedFile(p), inG2, raw)
+		}
+		if got, err := ReadFile(h, p); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: read %q %v", rel, got, err)
+		}
+		if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v", rel, fi.Mode())
+		}
+	}
+	// Another process: nothing opens without the passphrase.
+	Forget(h, g2)
+	key := filepath.Join(h.Dir, "groups/group-2/conf/kps/apikeys.key")
+	var le *LockedError
+	if _, err := ReadFile(h, key); !errors.As(err, &le) || le.Scope != g2 || !strings.Contains(err.Error(), "group group-2") {
+		t.Errorf("read without the key: %v", err)
+	}
+	if err := WriteFile(h, key, []byte("x"), 0o600); !errors.As(err, &le) {
+		t.Errorf("write without the key: %v", err)
+	}
+	if err := Unlock(h, g2, second); !errors.Is(err, ErrWrongPassphrase) {
+		t.Errorf("a wrong passphrase: %v", err)
+	}
+	if err := Unlock(h, g2, first); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ReadFile(h, key); err != nil || !bytes.Equal(got, files["groups/group-2/conf/kps/apikeys.key"]) {
+		t.Errorf("after Unlock: %q %v", got, err)
+	}
+	// A sealed file copied over another does not open.
+	other := filepath.Join(h.Dir, "groups/group-2/instance-2/conf/certs/private/instance-key.pem")
+	saved, _ := os.ReadFile(other)
+	b, _ := os.ReadFile(filepath.Join(h.Dir, "groups/group-2/instance-1/conf/certs/private/instance-key.pem"))
+	os.WriteFile(other, b, 0o600)
+	if _, err := ReadFile(h, other); !errors.Is(err, ErrNotOpened) {
+		t.Errorf("a sealed file copied over another: %v", err)
+	}
+	// A file in clear in a protected scope is refused.
+	os.WriteFile(other, []byte("INSTANCE KEY 2\n"), 0o600)
+	if _, err := ReadFile(h, other); !errors.Is(err, ErrClearInProtected) {
+		t.Errorf("a file in clear: %v", err)
+	}
+	if err := ChangePassphrase(h, g2, first, second, testKDF); !errors.Is(err, ErrClearInProtected) {
+		t.Errorf("a change over a file in clear: %v", err)
+	}
+	os.WriteFile(other, saved, 0o600)
+	// A wrong old passphrase changes nothing.
+	before := snapshot(t, h.Dir)
+	if err := ChangePassphrase(h, g2, FromString("not the passphrase"), second, testKDF); !errors.Is(err, ErrWrongPassphrase) {
+		t.Errorf("change with a wrong passphrase: %v", err)
+	}
+	if after := snapshot(t, h.Dir); !equalSnapshots(before, after) {
+		t.Error("a refused change altered files")
+	}
+	// The change: a new data key, the old passphrase opens nothing.
+	if err := ChangePassphrase(h, g2, first, second, testKDF); err != nil {
+		t.Fatal(err)
+	}
+	after := snapshot(t, h.Dir)
+	for rel := range files {
+		if strings.HasPrefix(rel, "groups/group-2/") && bytes.Equal(before[rel], after[rel]) {
+			t.Errorf("%s: not sealed anew", rel)
+		}
+	}
+	Forget(h, g2)
+	if err := Unlock(h, g2, first); !errors.Is(err, ErrWrongPassphrase) {
+		t.Errorf("the old passphrase after a change: %v", err)
+	}
+	if err := Unlock(h, g2, second); err != nil {
+		t.Fatal(err)
+	}
+	for rel, want := range files {
+		if got, err := ReadFile(h, filepath.Join(h.Dir, rel)); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s after the change: %q %v", rel, got, err)
+		}
+	}
+	// A keyring of another scope put in its place does not open it.
+	if err := ChangePassphrase(h, GroupScope("group-3"), Value{}, second, testKDF); err != nil {
+		t.Fatal(err)
+	}
+	kr, _ := os.ReadFile(GroupScope("group-3").KeyringFile(h))
+	os.WriteFile(g2.KeyringFile(h), kr, 0o600)
+	if err := Unlock(h, g2, second); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("another scope's keyring: %v", err)
+	}
+}
+
+func snapshot(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	m := map[string][]byte{}
+	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			rel, _ := filepath.Rel(dir, p)
+			if !strings.HasPrefix(rel, "var/") {
+				m[filepath.ToSlash(rel)], _ = os.ReadFile(p)
+			}
+		}
+		return nil
+	})
+	return m
+}
+
+func equalSnapshots(a, b map[string][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if !bytes.Equal(v, b[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+const changeChildEnv = "GATEHOUSE_TEST_CHANGE_CHILD"
+
+// TestChangeChild is the process TestChangeKilled kills: it changes the
+// passphrase of group-2 in the directory it is given, from "old" to "new".
+func TestChangeChild(t *testing.T) {
+	dir := os.Getenv(changeChildEnv)
+	if dir == "" {
+		t.Skip("run by TestChangeKilled")
+	}
+	h := home.Home{Dir: dir}
+	if err := ChangePassphrase(h, GroupScope("group-2"), FromString("old passphrase"), FromString("new passphrase"), testKDF); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(3)
+	}
+}
+
+// TestChangeKilled kills a real change of a group's passphrase with
+// SIGKILL at random points, many times: afterwards exactly one of the old
+// and the new passphrase opens the scope, and every file opens with it.
+func TestChangeKilled(t *testing.T) {
+	runs := 30
+	if testing.Short() {
+		runs = 8
+	}
+	h0, files := secretHome(t)
+	// Many files, so that a kill lands among them as often as not.
+	for i := range 40 {
+		rel := fmt.Sprintf("groups/group-2/instance-%d/conf/certs/private/instance-key.pem", i+10)
+		files[rel] = []byte(fmt.Sprintf("INSTANCE KEY %d", i+10))
+		p := filepath.Join(h0.Dir, rel)
+		os.MkdirAll(filepath.Dir(p), 0o700)
+		if err := WriteFile(h0, p, files[rel], 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g2 := GroupScope("group-2")
+	if err := ChangePassphrase(h0, g2, Value{}, FromString("old passphrase"), testKDF); err != nil {
+		t.Fatal(err)
+	}
+	Forget(h0, g2)
+	template := snapshot(t, h0.Dir)
+	// How long a whole change takes, to spread the kills over it.
+	full := measureChange(t, template)
+	var oldWins, newWins int
+	for run := range runs {
+		h := home.Home{Dir: t.TempDir()}
+		restore(t, h.Dir, template)
+		cmd := exec.Command(os.Args[0], "-test.run", "^TestChangeChild$")
+		cmd.Env = append(os.Environ(), changeChildEnv+"="+h.Dir)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(rand.Int64N(int64(full) + 1)))
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		errOld, errNew := Unlock(h, g2, FromString("old passphrase")), Unlock(h, g2, FromString("new passphrase"))
+		switch {
+		case errOld == nil && errNew == nil:
+			t.Fatalf("run %d: both passphrases open the scope", run)
+		case errOld == nil:
+			oldWins++
+		case errNew == nil:
+			newWins++
+		default:
+			t.Fatalf("run %d: neither passphrase opens the scope: %v / %v", run, errOld, errNew)
+		}
+		for rel, want := range files {
+			got, err := ReadFile(h, filepath.Join(h.Dir, rel))
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("run %d (old opens: %v): %s: %q %v", run, errOld == nil, rel, got, err)
+			}
+		}
+		filepath.Walk(h.Dir, func(p string, fi os.FileInfo, err error) error {
+			if err == nil && (strings.HasSuffix(p, home.ReplaceSuffix) || strings.HasSuffix(p, ".journal")) {
+				t.Errorf("run %d: %s left behind", run, p)
+			}
+			return nil
+		})
+		Forget(h, g2)
+	}
+	t.Logf("%d runs: the old passphrase opened %d, the new one %d (a change takes about %v)", runs, oldWins, newWins, full)
+}
+
+func measureChange(t *testing.T, template map[string][]byte) time.Duration {
+	t.Helper()
+	var best time.Duration
+	for range 3 {
+		dir := t.TempDir()
+		restore(t, dir, template)
+		cmd := exec.Command(os.Args[0], "-test.run", "^TestChangeChild$")
+		cmd.Env = append(os.Environ(), changeChildEnv+"="+dir)
+		start := time.Now()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("the change: %v\n%s", err, out)
+		}
+		if d := time.Since(start); best == 0 || d < best {
+			best = d
+		}
+	}
+	return best
+}
+
+func restore(t *testing.T, dir string, files map[string][]byte) {
+	t.Helper()
+	for rel, b := range files {
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
