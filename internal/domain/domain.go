@@ -91,6 +91,13 @@ type NodeManagerConf struct {
 	// Audit is the audit log's rotation (docs/audit.md): audit.maxFileBytes,
 	// read by every appender of this install directory. Set by hand.
 	Audit audit.Conf `yaml:"audit,omitempty"`
+	// PassphraseExec is a program and its arguments (no shell) whose
+	// standard output is a passphrase (docs/passphrase.md): the node manager
+	// runs it with the scope appended ("nodemanager", "ca", or "group" and
+	// the group's id) to unlock its own secrets, the CA's and those of the
+	// groups whose instances it starts. Set by hand; an absolute path,
+	// writable by its owner only.
+	PassphraseExec []string `yaml:"passphraseExec,omitempty"`
 }
 
 // FilePolicy is where a configuration of group groupID may name files on
@@ -318,7 +325,32 @@ func LoadNodeManagerConf(h home.Home) (NodeManagerConf, error) {
 	if c.HostID == "" {
 		return c, fmt.Errorf("parsing %s: no hostID", h.NodeManagerConf())
 	}
+	if err := checkPassphraseExec(c.PassphraseExec); err != nil {
+		return c, fmt.Errorf("%s: passphraseExec: %w", h.NodeManagerConf(), err)
+	}
 	return c, nil
+}
+
+// checkPassphraseExec refuses a passphraseExec that anyone but its owner
+// could replace: the node manager runs it and trusts what it prints.
+func checkPassphraseExec(argv []string) error {
+	if len(argv) == 0 {
+		return nil
+	}
+	if !filepath.IsAbs(argv[0]) {
+		return fmt.Errorf("%q is not an absolute path", argv[0])
+	}
+	fi, err := os.Stat(argv[0])
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%s is not an executable file", argv[0])
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("%s is writable by others than its owner (mode %v)", argv[0], fi.Mode().Perm())
+	}
+	return nil
 }
 
 // LocalHost returns the topology id of this host, from

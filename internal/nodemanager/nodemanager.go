@@ -88,7 +88,10 @@ func New(opts Options) (*NodeManager, error) {
 		n.admin = true
 	}
 	n.mgmt = supervisor.NewMgmtClient()
-	n.sup = supervisor.New(supervisor.Config{Home: opts.Home, HostID: conf.HostID, Exe: opts.Exe, Topology: n.store, Logger: log, Client: n.mgmt})
+	n.sup = supervisor.New(supervisor.Config{Home: opts.Home, HostID: conf.HostID, Exe: opts.Exe, Topology: n.store, Logger: log, Client: n.mgmt, Passphrase: n.groupPassphrase})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*PassphraseExecTimeout)
+	n.unlockScopes(ctx)
+	cancel()
 	n.net = nodeapi.NewNet(opts.Home, conf.HostID, n.store, log)
 	apiLog := log.With("subsystem", "api")
 	router := nodeapi.NewRouter(apiLog, n.mgmt, n.store, conf.HostID)

@@ -29,6 +29,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
 	"golang.org/x/sys/unix"
 )
@@ -112,6 +113,8 @@ type Supervisor struct {
 	topo   TopologySource
 	log    *slog.Logger
 	mgmt   *MgmtClient // the node manager's
+	// passphrase gives a group's passphrase to the instances it starts (Config.Passphrase).
+	passphrase func(ctx context.Context, groupID string) (secret.Value, error)
 
 	quit      chan struct{} // closed by stop
 	wg        sync.WaitGroup
@@ -157,13 +160,16 @@ type Config struct {
 	// Client calls the instances' management listeners (GET /status,
 	// reloads); it gets its identity from the node manager.
 	Client *MgmtClient
+	// Passphrase returns the passphrase of a group for the instances it
+	// starts (zero when the group has none); nil: none is ever given.
+	Passphrase func(ctx context.Context, groupID string) (secret.Value, error)
 }
 
 // New makes the supervisor of c.HostID's instances. It watches nothing
 // until Start.
 func New(c Config) *Supervisor {
 	return &Supervisor{
-		h: c.Home, hostID: c.HostID, exe: c.Exe, topo: c.Topology,
+		h: c.Home, hostID: c.HostID, exe: c.Exe, topo: c.Topology, passphrase: c.Passphrase,
 		log:   c.Logger.With("subsystem", "supervisor"),
 		mgmt:  c.Client,
 		quit:  make(chan struct{}),
@@ -427,6 +433,26 @@ func (s *Supervisor) runTool(ctx context.Context, op string, ref topology.Instan
 	dir := s.h.InstanceDir(ref.Group.ID, ref.Service.ID)
 	cmd := exec.Command(s.exe, "startinstance", op, "-h", dir)
 	cmd.Args[0] = "gatehouse"
+	if op == "-d" && s.passphrase != nil && secret.GroupScope(ref.Group.ID).Protected(s.h) {
+		// The group's passphrase reaches startinstance through a pipe
+		// (descriptor 3): never on disk, in its arguments or environment.
+		p, err := s.passphrase(ctx, ref.Group.ID)
+		if err != nil {
+			return err.Error(), err
+		}
+		r, w, err := os.Pipe()
+		if err != nil {
+			p.Wipe()
+			return "", err
+		}
+		w.Write(p.Reveal())
+		w.Write([]byte("\n"))
+		w.Close()
+		p.Wipe()
+		defer r.Close()
+		cmd.ExtraFiles = []*os.File{r}
+		cmd.Args = append(cmd.Args, "--passphrase_fd", "3")
+	}
 	cmd.Env = append(os.Environ(), home.EnvHome+"="+s.h.Dir, home.EnvBy+"=the node manager of "+s.hostID)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -273,8 +273,10 @@ func init() {
 				"(conf/adminUsers.json), this host as host-1 with the Admin Node Manager nodemanager-1 in the\n" +
 				"\"Node Manager Group\", and copies this binary into posix/bin with a link per tool.\n" +
 				"Without --password or --password_file it asks for the password (twice on a terminal;\n" +
-				"otherwise one line of standard input). A second -i on the same directory is refused.",
-			Synopsis: "--domain_name NAME --username U [--password P | --password_file F] [--port N] [--host_name H] [--nm_address IP] [--domain_cert F --domain_key F]",
+				"otherwise one line of standard input). A second -i on the same directory is refused.\n" +
+				"--domain_passphrase protects the domain CA's key with a passphrase from the start (asked twice on\n" +
+				"the terminal; --domain_passphrase_file F reads it from a file only its owner can read).",
+			Synopsis: "--domain_name NAME --username U [--password P | --password_file F] [--port N] [--host_name H] [--nm_address IP] [--domain_cert F --domain_key F] [--domain_passphrase | --domain_passphrase_file F]",
 			Params: []mdParam{
 				{Long: "domain_name", Arg: "NAME", Help: "the domain name", Required: true},
 				{Long: "username", Arg: "U", Help: "the first admin user", Required: true},
@@ -285,6 +287,8 @@ func init() {
 				{Long: "nm_address", Arg: "IP", Help: "the IP the node manager listens on (default: every interface)"},
 				{Long: "domain_cert", Arg: "F", Help: "use your own CA as the domain CA: its certificate (PEM; with --domain_key)"},
 				{Long: "domain_key", Arg: "F", Help: "its private key (PEM, unencrypted: PKCS#8, or SEC 1 / PKCS#1)"},
+				{Long: "domain_passphrase", Help: "protect the domain CA's key with a passphrase, asked on the terminal (docs/passphrase.md)"},
+				{Long: "domain_passphrase_file", Arg: "F", Help: "the same, the passphrase read from file F (mode 0600 or 0400)"},
 			},
 			Run: mdInitialize,
 		},
@@ -626,7 +630,7 @@ func verbHelp(w io.Writer, vb *mdVerb) {
 
 // --- run functions -------------------------------------------------------
 
-func mdInitialize(ctx context.Context, s *mdSession, v mdValues) error {
+func mdInitialize(ctx context.Context, s *mdSession, v mdValues) (err error) {
 	port, err := v.port("port")
 	if err != nil {
 		return err
@@ -659,6 +663,24 @@ func mdInitialize(ctx context.Context, s *mdSession, v mdValues) error {
 		}
 	}
 	defer pw.Wipe()
+	if v.has("domain_passphrase") || v.has("domain_passphrase_file") {
+		// The keyring first: the CA's key is sealed as it is first written,
+		// never on disk in clear.
+		p, err := s.passphrase(v, "domain_passphrase_file", "Passphrase of the domain CA", true)
+		if err != nil {
+			return err
+		}
+		err = secret.ChangePassphrase(s.home, secret.ScopeCA, secret.Value{}, p, secret.DefaultKDF)
+		p.Wipe()
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err != nil {
+				os.Remove(secret.ScopeCA.KeyringFile(s.home))
+			}
+		}()
+	}
 	exe := s.env.Exe
 	if exe != "" {
 		if real, err := filepath.EvalSymlinks(exe); err == nil {

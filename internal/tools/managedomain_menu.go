@@ -42,9 +42,7 @@ var vendorMenu = []string{
 }
 
 // menuLater says why an option of the vendor's menu is not there yet.
-var menuLater = map[int]string{
-	23: "group passphrases come with the encryption of the install directory's secrets (docs/managedomain.md)",
-}
+var menuLater = map[int]string{}
 
 // errInputEnded ends the menu when standard input ends in the middle of an
 // operation's prompts; the operation is not performed.

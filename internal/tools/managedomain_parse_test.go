@@ -93,7 +93,7 @@ func TestMenuNumbers(t *testing.T) {
 	want := map[int][]string{1: {"add_host"}, 2: {"edit_host"}, 3: {"delete_host"}, 4: {"change_credentials"}, 5: {"create_instance"}, 6: {"edit_instance"},
 		7: {"delete_instance"}, 8: {"add_tag"}, 9: {"delete_tag"}, 10: {"add_service", "remove_service", "add_nm_service", "remove_nm_service"},
 		11: {"rename_group"}, 12: {"delete_group"}, 13: {"print_topology"}, 14: {"check_topology"}, 15: {"compare_topology"}, 16: {"sync_topology"},
-		17: {"reset_topology"}, 18: {"deploy"}, 19: {"list_deployments"}, 20: {"create_archive"}, 21: {"download_archive"}, 22: {"update_archive"}, 24: {"regen_certs"}, 25: {"sign_csr"}, 26: {"domain_csr", "submit_cert"}}
+		17: {"reset_topology"}, 18: {"deploy"}, 19: {"list_deployments"}, 20: {"create_archive"}, 21: {"download_archive"}, 22: {"update_archive"}, 23: {"change_passphrase"}, 24: {"regen_certs"}, 25: {"sign_csr"}, 26: {"domain_csr", "submit_cert"}}
 	for n := 1; n <= 26; n++ {
 		var got []string
 		for _, vb := range menuVerbs(n) {

@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/nodemanager"
 	"github.com/gatehouse-gw/gatehouse/internal/portinfo"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
 	"golang.org/x/sys/unix"
 	"gopkg.in/natefinch/lumberjack.v2"
 )
@@ -26,7 +27,7 @@ var nodemanagerTool = Tool{
 	Run: runNodemanager,
 }
 
-const nodemanagerHelp = `usage: nodemanager [-d | -k | -s] [-q]
+const nodemanagerHelp = `usage: nodemanager [-d | -k | -s] [-q] [-P | --passphrase_file F | --passphrase_fd N]
 
 Runs this host's node manager in the foreground (Ctrl-C stops it), or as a
 daemon with -d; stops it with -k; tells whether it runs with -s. The node
@@ -40,8 +41,15 @@ nodeManager.restartOnFailure. Instances keep running when it stops.
            (SIGTERM; SIGKILL after its stop budget + 15 s)
   -s       status: exit 0 when running, 1 otherwise
   -q       quiet: no console log, no messages
-  -P       prompt for the passphrase (arrives with the passphrase issue)
   --help   this help
+
+When the node manager's secrets have a passphrase (managedomain
+--change_passphrase --node_manager), it is taken from:
+` + passphraseFlagsHelp + `
+or, without these, from the passphraseExec program of
+system/conf/nodemanager.yaml, or asked on the terminal. passphraseExec also
+gives the passphrases of the domain CA and of the groups whose instances it
+starts (docs/passphrase.md).
 
 Signals: SIGTERM or SIGINT stop it gracefully; a second one, or SIGQUIT,
 stops it at once.
@@ -62,11 +70,19 @@ const nmStartTimeout = 60 * time.Second
 
 type nmOpts struct {
 	daemon, kill, status, quiet, help bool
+	pass                              passphraseSource
 }
 
 func parseNodemanager(args []string) (*nmOpts, error) {
-	o := &nmOpts{}
-	for _, a := range args {
+	o := &nmOpts{pass: newPassphraseSource()}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if ok, err := o.pass.parse("nodemanager", args, &i); ok {
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
 		switch a {
 		case "--help", "-help", "-?":
 			o.help = true
@@ -78,10 +94,8 @@ func parseNodemanager(args []string) (*nmOpts, error) {
 			o.status = true
 		case "-q":
 			o.quiet = true
-		case "-P":
-			return nil, usagef("nodemanager", "-P (passphrase prompt) is not available yet: configuration is not encrypted in this version")
 		default:
-			return nil, usagef("nodemanager", "unknown argument %q; accepted: -d -k -s -q -P --help", a)
+			return nil, usagef("nodemanager", "unknown argument %q; accepted: -d -k -s -q -P --passphrase_file --passphrase_fd --help", a)
 		}
 	}
 	n := 0
@@ -127,10 +141,28 @@ func runNodemanager(ctx context.Context, env *Env, args []string) error {
 		return nodemanagerStatus(env, rf, label, o.quiet)
 	case o.kill:
 		return nodemanagerStop(ctx, env, rf, label, o.quiet)
-	case o.daemon:
-		return nodemanagerDaemon(ctx, env, h, rf, label, o.quiet)
+	}
+	// Its own secrets' passphrase first: a wrong one stops here.
+	pass, err := nodemanagerPassphrase(ctx, env, h, conf, o.pass)
+	if err != nil {
+		return fmt.Errorf("%s does not start: %w", label, err)
+	}
+	defer pass.Wipe()
+	if o.daemon {
+		return nodemanagerDaemon(ctx, env, h, rf, label, o.quiet, pass)
 	}
 	return nodemanagerForeground(ctx, env, h, conf, rf, label, o.quiet)
+}
+
+// nodemanagerPassphrase unlocks the node managers' scope when it has a
+// passphrase: from -P, --passphrase_file or --passphrase_fd; else from
+// passphraseExec; else asked on the terminal.
+func nodemanagerPassphrase(ctx context.Context, env *Env, h home.Home, conf domain.NodeManagerConf, src passphraseSource) (secret.Value, error) {
+	s := secret.ScopeNodeManagers
+	if s.Protected(h) && !src.given() && len(conf.PassphraseExec) > 0 {
+		return nodemanager.ExecPassphrase(ctx, h, conf, s)
+	}
+	return unlockScope(env, h, s, src)
 }
 
 func nodemanagerStatus(env *Env, rf home.RunFiles, label string, quiet bool) error {
@@ -213,7 +245,7 @@ func nodemanagerStop(ctx context.Context, env *Env, rf home.RunFiles, label stri
 // nodemanagerDaemon runs the node manager as a new session with the
 // readiness pipe of startinstance -d (GATEHOUSE_READY_FD=3) and returns once
 // it reports READY, or its reason.
-func nodemanagerDaemon(ctx context.Context, env *Env, h home.Home, rf home.RunFiles, label string, quiet bool) error {
+func nodemanagerDaemon(ctx context.Context, env *Env, h home.Home, rf home.RunFiles, label string, quiet bool, pass secret.Value) error {
 	if st, err := home.Probe(rf); err == nil && st.Running {
 		if st.Record != nil {
 			return fmt.Errorf("%s is already running (pid %d)", label, st.Record.PID)
@@ -224,8 +256,17 @@ func nodemanagerDaemon(ctx context.Context, env *Env, h home.Home, rf home.RunFi
 	if quiet {
 		args = append(args, "-q")
 	}
+	var passFile *os.File
+	if !pass.IsZero() {
+		var err error
+		if passFile, err = passphrasePipe(pass); err != nil {
+			return err
+		}
+		defer passFile.Close()
+		args = append(args, "--passphrase_fd", "4")
+	}
 	return spawnDaemon(ctx, env, daemonSpec{
-		Label: label, Exe: env.Exe, Args: args, Home: h,
+		Label: label, Exe: env.Exe, Args: args, Home: h, Passphrase: passFile,
 		Boot: filepath.Join(nodemanagerLogDir(h), "boot.log"), Header: "nodemanager -d",
 		Timeout: nmStartTimeout, Quiet: quiet,
 	})

@@ -89,8 +89,8 @@ func TestNodemanagerUsage(t *testing.T) {
 	if r := h.Run("", "nodemanager", "--help"); r.Code != 0 || !strings.Contains(r.Stdout, "usage: nodemanager") {
 		t.Errorf("--help: %s", r)
 	}
-	if r := h.Run("", "nodemanager", "-P"); r.Code != 2 || !strings.Contains(r.Stderr, "not available yet") {
-		t.Errorf("-P: %s", r)
+	if r := h.Run("", "nodemanager", "-P", "--passphrase_file", "f"); r.Code != 2 || !strings.Contains(r.Stderr, "exclude each other") {
+		t.Errorf("-P --passphrase_file: %s", r)
 	}
 	if r := h.Run("", "nodemanager", "-x"); r.Code != 2 || !strings.Contains(r.Stderr, "-d -k -s") {
 		t.Errorf("-x: %s", r)

@@ -213,7 +213,7 @@ Put the tools on your PATH (gatehouse, and each tool by its name: managedomain, 
 		}
 		denv := *env
 		denv.Exe = exe
-		if err := startDaemon(ctx, &denv, t, o, cfg); err != nil {
+		if err := startDaemon(ctx, &denv, t, o, cfg, secret.Value{}); err != nil {
 			return err
 		}
 		tryIt()

@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/instance"
 	"github.com/gatehouse-gw/gatehouse/internal/pki"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
 	"golang.org/x/sys/unix"
 )
@@ -56,7 +57,15 @@ instances registered on this host, or starts the only one.
                  -DzeroDowntime.shutdown.delay=2 (also -D KEY=VAL); a key
                  without a value is set to true
   -e             end of options: what follows is a directory
-  -P             prompt for the passphrase (arrives with the passphrase issue)
+  -P             ask for the group's passphrase on the terminal (no echo)
+  --passphrase_file FILE
+                 read the group's passphrase from FILE (mode 0600 or 0400,
+                 owned by the user running startinstance; systemd's
+                 LoadCredential= makes one)
+  --passphrase_fd N
+                 read it from inherited file descriptor N (a pipe)
+                 Without any, a group with a passphrase asks on the terminal
+                 when there is one, and refuses to start otherwise.
   --help         this help
 
 Signals: SIGTERM or SIGINT start a graceful shutdown (zero-downtime when
@@ -79,10 +88,11 @@ type siOpts struct {
 	props            map[string]string
 	propOrder        []string
 	help             bool
+	pass             passphraseSource
 }
 
 func parseStartinstance(args []string) (*siOpts, error) {
-	o := &siOpts{props: map[string]string{}}
+	o := &siOpts{props: map[string]string{}, pass: newPassphraseSource()}
 	need := func(i *int, flag string) (string, error) {
 		if *i+1 >= len(args) {
 			return "", usagef("startinstance", "%s needs a value", flag)
@@ -112,6 +122,12 @@ func parseStartinstance(args []string) (*siOpts, error) {
 	var err error
 	for i := 0; i < len(args); i++ {
 		a := args[i]
+		if ok, err := o.pass.parse("startinstance", args, &i); ok {
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
 		switch {
 		case a == "--help" || a == "-help" || a == "-?":
 			o.help = true
@@ -141,8 +157,6 @@ func parseStartinstance(args []string) (*siOpts, error) {
 			o.quiet = true
 		case a == "-v":
 			o.chdir = true
-		case a == "-P":
-			return nil, usagef("startinstance", "-P (passphrase prompt) is not available yet: configuration is not encrypted in this version")
 		case a == "-D":
 			kv, err := need(&i, a)
 			if err != nil {
@@ -159,7 +173,7 @@ func parseStartinstance(args []string) (*siOpts, error) {
 			positional = append(positional, args[i+1:]...)
 			i = len(args)
 		case strings.HasPrefix(a, "-") && a != "-":
-			return nil, usagef("startinstance", "unknown option %q; accepted: -n -g -h -d -k -s -q -v -b -D -e -P --help", a)
+			return nil, usagef("startinstance", "unknown option %q; accepted: -n -g -h -d -k -s -q -v -b -D -e -P --passphrase_file --passphrase_fd --help", a)
 		default:
 			positional = append(positional, a)
 		}
@@ -259,12 +273,20 @@ func runStartinstance(ctx context.Context, env *Env, args []string) error {
 		auditInstance(env, t, "stop instance", "startinstance -k", err)
 		return err
 	}
+	// The group's passphrase, when it has one, opens its secrets before
+	// anything reads them; a wrong one stops here.
+	pass, err := unlockScope(env, h, secret.GroupScope(t.gid), o.pass)
+	if err != nil {
+		auditInstance(env, t, "start instance", "startinstance", err)
+		return fmt.Errorf("%s does not start: %w", t.label(), err)
+	}
+	defer pass.Wipe()
 	cfg, err := o.loadConfig(t)
 	if err != nil {
 		return fmt.Errorf("%s does not start: %w", t.label(), err)
 	}
 	if o.daemon {
-		err := startDaemon(ctx, env, t, o, cfg)
+		err := startDaemon(ctx, env, t, o, cfg, pass)
 		auditInstance(env, t, "start instance", "startinstance -d", err)
 		return err
 	}
@@ -479,7 +501,7 @@ func stopInstance(ctx context.Context, env *Env, t target, quiet bool) error {
 	return nil
 }
 
-func startDaemon(ctx context.Context, env *Env, t target, o *siOpts, cfg *groupconf.Config) error {
+func startDaemon(ctx context.Context, env *Env, t target, o *siOpts, cfg *groupconf.Config, pass secret.Value) error {
 	if st, err := home.Probe(t.h.RunFiles(t.iid)); err == nil && st.Running {
 		if st.Record != nil {
 			return fmt.Errorf("%s is already running (pid %d)", t.label(), st.Record.PID)
@@ -500,8 +522,19 @@ func startDaemon(ctx context.Context, env *Env, t target, o *siOpts, cfg *groupc
 	for _, k := range o.propOrder {
 		args = append(args, "-D"+k+"="+o.props[k])
 	}
+	var passFile *os.File
+	if !pass.IsZero() {
+		// The child reads it from a pipe (descriptor 4): never on disk,
+		// never in its arguments or environment.
+		var err error
+		if passFile, err = passphrasePipe(pass); err != nil {
+			return err
+		}
+		defer passFile.Close()
+		args = append(args, "--passphrase_fd", "4")
+	}
 	return spawnDaemon(ctx, env, daemonSpec{
-		Label: t.label(), Exe: env.Exe, Args: args, Home: t.h,
+		Label: t.label(), Exe: env.Exe, Args: args, Home: t.h, Passphrase: passFile,
 		Boot: boot, Header: "startinstance -d " + t.label(),
 		Timeout: cfg.Startup.Timeout.D(), TimeoutHint: "startup.timeout", Quiet: o.quiet,
 	})

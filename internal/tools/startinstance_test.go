@@ -329,7 +329,9 @@ func TestBadInput(t *testing.T) {
 		{"unknown flag", []string{"startinstance", "-x"}, 2, []string{`unknown option "-x"`, "accepted"}},
 		{"-n without -g", []string{"startinstance", "-n", "Server One"}, 2, []string{"-n and -g go together"}},
 		{"unknown property", []string{"startinstance", "-d", "-n", "Server One", "-g", "Group A", "-Dtraffic.prot=1"}, 1, []string{`unknown property "traffic.prot"`, "traffic.port"}},
-		{"-P not yet", []string{"startinstance", "-P"}, 2, []string{"not available yet"}},
+		{"two passphrase sources", []string{"startinstance", "-P", "--passphrase_fd", "0"}, 2, []string{"exclude each other"}},
+		{"--passphrase_fd not a number", []string{"startinstance", "--passphrase_fd", "x"}, 2, []string{"file descriptor number"}},
+		{"--passphrase_file without value", []string{"startinstance", "--passphrase_file"}, 2, []string{"needs a value"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

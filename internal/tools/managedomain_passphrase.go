@@ -1,0 +1,162 @@
+package tools
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
+	"github.com/gatehouse-gw/gatehouse/internal/domain"
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
+)
+
+// managedomain --change_passphrase (menu 23): set or change the passphrase
+// of a group, of this host's node manager, or of the domain CA
+// (docs/passphrase.md). Every secret file of the scope is sealed anew, all
+// or none (secret.ChangePassphrase).
+
+var changePassphraseVerb = &mdVerb{
+	Name: "change_passphrase", Menu: 23, Title: "set or change a passphrase: a group's, the node manager's, or the domain CA's",
+	Help: "Seals every secret of the scope (a group: its instances' keys, its KPS hashing key, its OAuth\n" +
+		"signing keys; the node manager: its key and the session key; the domain CA: its key) under a new\n" +
+		"key, kept under the new passphrase, all files or none, also when the command is killed half-way.\n" +
+		"Refused while a process of the scope runs on this host (the group's instances; the node manager\n" +
+		"for the node manager's and the CA's): stop them, change, start them with the new passphrase.\n" +
+		"The passphrases are asked on the terminal (the new one twice), or read from files that only\n" +
+		"their owner can read (--old_passphrase_file, --new_passphrase_file); never from an argument.",
+	Synopsis: "(-g GROUP | --node_manager | --domain) [--old_passphrase_file F] [--new_passphrase_file F]",
+	Params: []mdParam{
+		{Long: "group", Short: "g", Arg: "GROUP", Help: "the group (name or id) whose passphrase changes", Prompt: "Group", Choices: chooseGroup},
+		{Long: "node_manager", Help: "the passphrase of this host's node manager instead"},
+		{Long: "domain", Help: "the passphrase of the domain CA instead (on the host that holds its key)"},
+		{Long: "old_passphrase_file", Arg: "F", Help: "the current passphrase, from file F (mode 0600 or 0400)"},
+		{Long: "new_passphrase_file", Arg: "F", Help: "the new passphrase, from file F (mode 0600 or 0400)"},
+	},
+	Run: mdChangePassphrase,
+}
+
+func init() {
+	i := slices.IndexFunc(mdVerbs, func(vb *mdVerb) bool { return vb.Name == "regen_certs" })
+	mdVerbs = slices.Insert(mdVerbs, i, changePassphraseVerb)
+}
+
+func mdChangePassphrase(ctx context.Context, s *mdSession, v mdValues) error {
+	if btoi(v.has("group"))+btoi(v.has("node_manager"))+btoi(v.has("domain")) != 1 {
+		return usagef(mdName, "--change_passphrase needs one of -g GROUP, --node_manager, --domain")
+	}
+	if err := s.home.CheckDomain(); err != nil {
+		return err
+	}
+	var scope secret.Scope
+	switch {
+	case v.has("group"):
+		t, err := s.topology()
+		if err != nil {
+			return err
+		}
+		g, err := t.FindGroup(v["group"])
+		if err != nil {
+			return err
+		}
+		scope = secret.GroupScope(g.ID)
+		hostID, err := domain.LocalHost(s.home)
+		if err != nil {
+			return err
+		}
+		for _, ref := range t.Instances(hostID) {
+			if ref.Group.ID != g.ID {
+				continue
+			}
+			if st, err := home.Probe(s.home.RunFiles(ref.Service.ID)); err == nil && st.Running {
+				return fmt.Errorf("instance %q of group %q is running: stop the group's instances on this host first (startinstance -k -n %q -g %q); nothing was changed", ref.Service.Name, g.Name, ref.Service.Name, g.Name)
+			}
+		}
+	default:
+		scope = secret.ScopeNodeManagers
+		if v.has("domain") {
+			scope = secret.ScopeCA
+			if _, err := os.Stat(secret.ScopeCA.KeyringFile(s.home)); err != nil {
+				if _, err := os.Stat(s.home.Path("groups", "certs", "private", "domainkey.pem")); err != nil {
+					return errors.New("this host does not hold the domain CA's key (groups/certs/private/domainkey.pem): change the CA's passphrase on the host that does")
+				}
+			}
+		}
+		if c, err := domain.LoadNodeManagerConf(s.home); err == nil {
+			if st, err := home.Probe(s.home.RunFiles(c.NodeManagerID)); err == nil && st.Running {
+				return fmt.Errorf("the node manager %s is running: stop it first (nodemanager -k), then start it with the new passphrase; nothing was changed", c.NodeManagerID)
+			}
+		}
+	}
+	var old secret.Value
+	if scope.Protected(s.home) {
+		var err error
+		if old, err = s.passphrase(v, "old_passphrase_file", fmt.Sprintf("Current passphrase of the %s", scope), false); err != nil {
+			return err
+		}
+		defer old.Wipe()
+	}
+	newPass, err := s.passphrase(v, "new_passphrase_file", fmt.Sprintf("New passphrase of the %s", scope), true)
+	if err != nil {
+		return err
+	}
+	defer newPass.Wipe()
+	start := time.Now()
+	err = secret.ChangePassphrase(s.home, scope, old, newPass, secret.DefaultKDF)
+	if errors.Is(err, secret.ErrWrongPassphrase) {
+		time.Sleep(time.Second - min(time.Since(start), time.Second))
+		err = fmt.Errorf("wrong passphrase for the %s: nothing was changed", scope)
+	}
+	s.audit("change passphrase", string(scope), err)
+	if err != nil {
+		return err
+	}
+	files, _ := scope.Files(s.home)
+	s.out("The passphrase of the %s is set: %d secret files sealed with it (%s).\n", scope, len(files), s.home.Rel(scope.KeyringFile(s.home)))
+	switch {
+	case scope.GroupID() != "":
+		s.out("Start the group's instances with it: startinstance -P (or --passphrase_file, or the node manager's passphraseExec).\n")
+	default:
+		s.out("Start the node manager with it: nodemanager -P (or --passphrase_file, or passphraseExec).\n")
+	}
+	return nil
+}
+
+// passphrase reads a passphrase from the file named by flag, or asks on
+// the terminal (twice when confirm), or reads one line of standard input.
+func (s *mdSession) passphrase(v mdValues, flag, prompt string, confirm bool) (secret.Value, error) {
+	if v.has(flag) {
+		return secret.FromFile(v[flag])
+	}
+	if f, ok := s.env.Stdin.(*os.File); ok && isTerminal(f) {
+		return secret.FromTerminal(f, s.env.Stderr, prompt+": ", confirm)
+	}
+	fmt.Fprintf(s.env.Stderr, "%s (one line of standard input): ", prompt)
+	line, err := s.readLine()
+	fmt.Fprintln(s.env.Stderr)
+	if err == io.EOF && line == "" {
+		return secret.Value{}, fmt.Errorf("no passphrase given (end of input); use --%s F or type it when asked", flag)
+	}
+	if err != nil && err != io.EOF {
+		return secret.Value{}, fmt.Errorf("reading the passphrase: %w", err)
+	}
+	if line == "" {
+		return secret.Value{}, errors.New("empty passphrase")
+	}
+	return secret.FromString(line), nil
+}
+
+// audit records one managedomain action in the domain's audit log.
+func (s *mdSession) audit(action, target string, err error) {
+	e := audit.Entry{User: osUser(), Via: "managedomain", Remote: "local", Action: action, Targets: []string{target}, Outcome: audit.OutcomeOK}
+	if err != nil {
+		e.Outcome, e.Error = audit.OutcomeError, err.Error()
+	}
+	if _, aerr := audit.Open(s.home).Record(context.Background(), e); aerr != nil {
+		fmt.Fprintf(s.env.Stderr, "managedomain: warning: the audit log could not be written: %v\n", aerr)
+	}
+}
