@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -29,7 +28,7 @@ func OpenGroupStore(ctx context.Context, h home.Home, groupID string, cfg groupc
 		p := cfg.Postgres
 		kc.Postgres = kps.PostgresConfig{Host: p.Host, Port: p.Port, Database: p.Database, User: p.User, SSLMode: p.SSLMode, SSLRootCert: files.Abs(p.SSLRootCert), Schema: p.Schema}
 		if p.PasswordFile != "" {
-			pw, err := readPasswordFile(files.Abs(p.PasswordFile))
+			pw, err := readPasswordFile(h, files.Abs(p.PasswordFile))
 			if err != nil {
 				return nil, fmt.Errorf("kps.postgres.passwordFile: %w", err)
 			}
@@ -47,9 +46,11 @@ func OpenGroupStore(ctx context.Context, h home.Home, groupID string, cfg groupc
 	return store, nil
 }
 
-// readPasswordFile reads the first line of a password file.
-func readPasswordFile(path string) (secret.Value, error) {
-	data, err := os.ReadFile(filepath.Clean(path))
+// readPasswordFile reads the first line of a password file: opened with
+// the group's passphrase when it is sealed (a file under
+// groups/<group-id>/conf/secrets/ of a group that has one).
+func readPasswordFile(h home.Home, path string) (secret.Value, error) {
+	data, err := secret.ReadFile(h, filepath.Clean(path))
 	if err != nil {
 		return secret.Value{}, err
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/h2bridge"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/pki"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
 )
 
 // tlsFront serves the traffic listener with TLS: it accepts connections,
@@ -46,7 +48,18 @@ func loadTLS(h home.Home, t groupconf.Traffic) (*tls.Config, error) {
 		}
 		return h.Path(p)
 	}
-	cert, err := tls.LoadX509KeyPair(path(t.TLS.CertFile), path(t.TLS.KeyFile))
+	// The key is opened with the group's passphrase when it is sealed (a
+	// file under groups/<group-id>/conf/secrets/ of a group that has one).
+	certPEM, err := os.ReadFile(path(t.TLS.CertFile))
+	if err != nil {
+		return nil, fmt.Errorf("traffic listener: loading traffic.tls certificate: %w", err)
+	}
+	keyPEM, err := secret.ReadFile(h, path(t.TLS.KeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("traffic listener: loading traffic.tls key: %w", err)
+	}
+	defer secret.New(keyPEM).Wipe()
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return nil, fmt.Errorf("traffic listener: loading traffic.tls certificate and key: %w", err)
 	}

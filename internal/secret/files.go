@@ -235,6 +235,7 @@ var scopeFiles = map[string][]string{
 		"groups/GROUP/*/conf/certs/private/instance-key.pem",
 		"groups/GROUP/conf/kps/apikeys.key",
 		"groups/GROUP/conf/oauth/keys/*.json",
+		"groups/GROUP/conf/secrets/*", // what the configuration names: a database password file, a TLS key
 	},
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -40,9 +41,84 @@ var changePassphraseVerb = &mdVerb{
 	Run: mdChangePassphrase,
 }
 
+var sealFileVerb = &mdVerb{
+	Name: "seal_file", Title: "seal a file of a group's secrets (a database password, a TLS key) with the group's passphrase",
+	Help: "The files a group configuration names that hold secrets (kps.postgres.passwordFile,\n" +
+		"traffic.tls.keyFile) belong in groups/<group-id>/conf/secrets/: there, --change_passphrase seals\n" +
+		"them, and the instances open them with the group's passphrase. A file put there after the\n" +
+		"passphrase was set is sealed with this (in place, atomically; the file in clear is gone).",
+	Synopsis: "-g GROUP --file F [--passphrase_file P]",
+	Params: []mdParam{
+		{Long: "group", Short: "g", Arg: "GROUP", Help: "the group (name or id)", Required: true, Prompt: "Group", Choices: chooseGroup},
+		{Long: "file", Arg: "F", Help: "the file, in groups/<group-id>/conf/secrets/", Required: true, Prompt: "File"},
+		{Long: "passphrase_file", Arg: "P", Help: "the group's passphrase, from file P (mode 0600 or 0400); else asked"},
+	},
+	Run: mdSealFile,
+}
+
 func init() {
 	i := slices.IndexFunc(mdVerbs, func(vb *mdVerb) bool { return vb.Name == "regen_certs" })
-	mdVerbs = slices.Insert(mdVerbs, i, changePassphraseVerb)
+	mdVerbs = slices.Insert(mdVerbs, i, changePassphraseVerb, sealFileVerb)
+}
+
+func mdSealFile(ctx context.Context, s *mdSession, v mdValues) error {
+	t, err := s.topology()
+	if err != nil {
+		return err
+	}
+	g, err := t.FindGroup(v["group"])
+	if err != nil {
+		return err
+	}
+	scope := secret.GroupScope(g.ID)
+	dir := filepath.Join(s.home.GroupConfDir(g.ID), "secrets")
+	path, err := filepath.Abs(v["file"])
+	if err != nil {
+		return err
+	}
+	if filepath.Dir(path) != dir {
+		return fmt.Errorf("%s is not in %s: move it there first (only the files there are sealed anew when the passphrase changes)", v["file"], dir)
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	if !scope.Protected(s.home) {
+		return fmt.Errorf("group %q has no passphrase: set one with managedomain --change_passphrase -g %q, which seals every file of %s", g.Name, g.Name, s.home.Rel(dir))
+	}
+	if secret.IsSealedFile(path) {
+		s.out("%s is sealed already.\n", s.home.Rel(path))
+		return nil
+	}
+	p, err := s.passphrase(v, "passphrase_file", fmt.Sprintf("Passphrase of the %s", scope), false)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	err = secret.Unlock(s.home, scope, p)
+	p.Wipe()
+	if errors.Is(err, secret.ErrWrongPassphrase) {
+		time.Sleep(time.Second - min(time.Since(start), time.Second))
+		return fmt.Errorf("wrong passphrase for the %s: nothing was changed", scope)
+	}
+	if err != nil {
+		return err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	defer secret.New(b).Wipe()
+	err = secret.WriteFile(s.home, path, b, 0o600)
+	s.audit("seal file", s.home.Rel(path), err)
+	if err != nil {
+		return err
+	}
+	s.out("Sealed %s with the passphrase of the %s.\n", s.home.Rel(path), scope)
+	return nil
 }
 
 func mdChangePassphrase(ctx context.Context, s *mdSession, v mdValues) error {
