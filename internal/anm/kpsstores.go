@@ -203,7 +203,7 @@ func (s *kpsStores) useLocked(gid string, conf groupconf.KPS) (*groupStore, erro
 
 func (s *kpsStores) openStore(ctx context.Context, gid string, conf groupconf.KPS) (*groupStore, error) {
 	log := s.log.With("component", "kps", "group", gid)
-	store, err := apps.OpenGroupStore(ctx, s.h, gid, conf, log)
+	store, err := apps.OpenGroupStoreMode(ctx, s.h, gid, conf, log, apps.SealWrites)
 	if err != nil {
 		return nil, &apihttp.Error{Code: http.StatusServiceUnavailable, Msg: "the key property store cannot be opened: " + err.Error(), Err: err}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
+	"github.com/gatehouse-gw/gatehouse/internal/kps/fieldcrypt"
 	_ "github.com/gatehouse-gw/gatehouse/internal/kps/postgres" // the PostgreSQL backend (registers itself)
 	"github.com/gatehouse-gw/gatehouse/internal/kps/sqlite"     // the embedded backend (registers itself)
 	"github.com/gatehouse-gw/gatehouse/internal/secret"
@@ -22,6 +23,28 @@ import (
 // instances, the Admin Node Manager and kpsadmin open a group's store
 // with it, so that they all find the same one; both backends are linked in.
 func OpenGroupStore(ctx context.Context, h home.Home, groupID string, cfg groupconf.KPS, log *slog.Logger) (kps.Store, error) {
+	return OpenGroupStoreMode(ctx, h, groupID, cfg, log, Plain)
+}
+
+// Mode is how OpenGroupStoreMode presents the encrypted properties of the
+// custom tables (kps/fieldcrypt) when the group has a passphrase.
+type Mode int
+
+const (
+	// Plain: sealed when written, opened when read (the instances).
+	Plain Mode = iota
+	// SealWrites: sealed when written, read as stored (the management API).
+	SealWrites
+	// Raw: as stored, both ways (kpsadmin: backups keep them sealed).
+	Raw
+)
+
+// OpenGroupStoreMode is OpenGroupStore with the encrypted properties
+// presented as mode says. Plain and SealWrites need the group's passphrase
+// in this process when it has one (secret.Unlock) and refuse a store whose
+// encrypted fields it does not open (fieldcrypt.ErrWrongPassphrase: after a
+// passphrase change, kpsadmin reencrypt).
+func OpenGroupStoreMode(ctx context.Context, h home.Home, groupID string, cfg groupconf.KPS, log *slog.Logger, mode Mode) (kps.Store, error) {
 	files := groupconf.FilePolicy{Home: h, GroupID: groupID}
 	kc := kps.Config{Backend: cfg.Backend, SQLite: kps.SQLiteConfig{Path: sqlite.GroupPath(h, groupID)}, Logger: log}
 	if cfg.Backend == "postgres" {
@@ -39,11 +62,34 @@ func OpenGroupStore(ctx context.Context, h home.Home, groupID string, cfg groupc
 	if err != nil {
 		return nil, fmt.Errorf("the key property store of %s: %w", groupID, err)
 	}
-	if err := store.Define(ctx, append(Tables(), cfg.KPSTables()...)...); err != nil {
+	custom := cfg.KPSTables()
+	defs := append(Tables(), custom...)
+	if fieldcrypt.Needs(custom) {
+		defs = append(defs, fieldcrypt.MetaTable())
+	}
+	if err := store.Define(ctx, defs...); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("the key property store of %s: %w", groupID, err)
 	}
-	return store, nil
+	if mode == Raw || !fieldcrypt.Needs(custom) {
+		return store, nil
+	}
+	scope := secret.GroupScope(groupID)
+	pass, ok := secret.Passphrase(h, scope)
+	if !ok && scope.Protected(h) {
+		store.Close()
+		return nil, fmt.Errorf("the key property store of %s has encrypted properties and the %s has a passphrase, which this process was not given", groupID, scope)
+	}
+	defer pass.Wipe()
+	keys, err := fieldcrypt.Open(ctx, store, custom, pass)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("the key property store of %s: %w", groupID, err)
+	}
+	if mode == SealWrites {
+		return fieldcrypt.WrapWrites(store, keys, custom), nil
+	}
+	return fieldcrypt.Wrap(store, keys, custom), nil
 }
 
 // readPasswordFile reads the first line of a password file: opened with

@@ -514,7 +514,7 @@ func (k KPS) KPSTables() []kps.Table {
 	for _, t := range k.Tables {
 		kt := kps.Table{Collection: t.Collection, Name: t.Name, Alias: t.Alias, PrimaryKey: t.PrimaryKey, SecondaryKey: t.SecondaryKey, Indexes: t.Indexes}
 		for _, p := range t.Properties {
-			kt.Properties = append(kt.Properties, kps.Property{Name: p.Name, Type: kps.Type(p.Type), Generated: p.Generated})
+			kt.Properties = append(kt.Properties, kps.Property{Name: p.Name, Type: kps.Type(p.Type), Generated: p.Generated, Encrypted: p.Encrypted})
 		}
 		out = append(out, kt)
 	}

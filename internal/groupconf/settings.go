@@ -83,6 +83,7 @@ type KPSProperty struct {
 	Name      string `yaml:"name" doc:"Its name."`
 	Type      string `yaml:"type" doc:"string, boolean, integer, long, double, list or map."`
 	Generated bool   `yaml:"generated" doc:"A string filled with a random UUID when a row is inserted without it."`
+	Encrypted bool   `yaml:"encrypted" doc:"A string kept sealed in the store with the group's passphrase, when the group has one (never a key or an index; kpsadmin reencrypt after a passphrase change)."`
 }
 
 // KPSPostgres is the PostgreSQL database of a group's KPS.

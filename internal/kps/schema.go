@@ -39,6 +39,9 @@ type Property struct {
 	// Generated: a string property filled with a random UUID on insert
 	// when the row does not have it.
 	Generated bool `json:"generated,omitempty"`
+	// Encrypted: a string property kept sealed with the group's passphrase
+	// when the group has one (kps/fieldcrypt); never a key or an index.
+	Encrypted bool `json:"encrypted,omitempty"`
 }
 
 // Table is a table's definition. Alias is its identity in the store (what
@@ -140,6 +143,9 @@ func (t *Table) Validate() error {
 		if p.Generated && p.Type != String {
 			return errf("property %q: only a string property can be generated (a UUID), not a %s", p.Name, p.Type)
 		}
+		if p.Encrypted && (p.Type != String || p.Generated) {
+			return errf("property %q: only a string property that is not generated can be encrypted", p.Name)
+		}
 	}
 	pk, ok := t.Property(t.PrimaryKey)
 	if !ok {
@@ -148,9 +154,14 @@ func (t *Table) Validate() error {
 	if !keyType(pk.Type) {
 		return errf("primary key %q is a %s: want a string, integer or long", pk.Name, pk.Type)
 	}
+	if pk.Encrypted {
+		return errf("primary key %q cannot be encrypted (rows are found by it)", pk.Name)
+	}
 	if t.SecondaryKey != "" {
 		sk, ok := t.Property(t.SecondaryKey)
 		switch {
+		case sk.Encrypted:
+			return errf("secondary key %q cannot be encrypted (rows are found by it)", sk.Name)
 		case !ok:
 			return errf("secondary key %q is not a property", t.SecondaryKey)
 		case sk.Name == pk.Name:
@@ -171,6 +182,8 @@ func (t *Table) Validate() error {
 			return errf("index %q is a key already (use Get or GetBySecondary)", name)
 		case !indexType(p.Type):
 			return errf("index %q is a %s: want a string, boolean, integer or long", name, p.Type)
+		case p.Encrypted:
+			return errf("index %q cannot be encrypted (rows are found by it)", name)
 		}
 		indexed[name] = true
 	}
@@ -183,6 +196,17 @@ func typeList() string {
 		s[i] = string(t)
 	}
 	return strings.Join(s, ", ")
+}
+
+// Encrypted lists the table's encrypted properties.
+func (t *Table) Encrypted() []string {
+	var out []string
+	for _, p := range t.Properties {
+		if p.Encrypted {
+			out = append(out, p.Name)
+		}
+	}
+	return out
 }
 
 // Indexed reports whether property is one of the table's indexes.

@@ -86,6 +86,7 @@ func ChangePassphrase(h home.Home, s Scope, old, newPass Value, kdf KDF) error {
 		return fmt.Errorf("changing the passphrase of the %s: %w", s, err)
 	}
 	Remember(h, s, newKey)
+	rememberPassphrase(h, s, newPass)
 	return nil
 }
 

@@ -94,11 +94,32 @@ func ScopeOf(h home.Home, path string) (s Scope, rel string, ok bool) {
 	return "", rel, false
 }
 
-// The data keys this process has unlocked, by install directory and scope.
+// The data keys this process has unlocked, and the passphrases that
+// unlocked them, by install directory and scope.
 var unlocked = struct {
 	sync.RWMutex
-	m map[string]*Key
-}{m: map[string]*Key{}}
+	m    map[string]*Key
+	pass map[string]Value
+}{m: map[string]*Key{}, pass: map[string]Value{}}
+
+// Passphrase returns (a copy of) the passphrase that unlocked s in h in
+// this process: the key of the group's encrypted KPS fields is derived
+// from it (kps/fieldcrypt), and the node manager hands it to instances.
+func Passphrase(h home.Home, s Scope) (Value, bool) {
+	unlocked.RLock()
+	defer unlocked.RUnlock()
+	p, ok := unlocked.pass[h.Dir+"\x00"+string(s)]
+	if !ok {
+		return Value{}, false
+	}
+	return New(append([]byte(nil), p.b...)), true
+}
+
+func rememberPassphrase(h home.Home, s Scope, p Value) {
+	unlocked.Lock()
+	defer unlocked.Unlock()
+	unlocked.pass[h.Dir+"\x00"+string(s)] = New(append([]byte(nil), p.b...))
+}
 
 func unlockedKey(h home.Home, s Scope) *Key {
 	unlocked.RLock()
@@ -119,6 +140,10 @@ func Forget(h home.Home, s Scope) {
 	unlocked.Lock()
 	defer unlocked.Unlock()
 	delete(unlocked.m, h.Dir+"\x00"+string(s))
+	if p, ok := unlocked.pass[h.Dir+"\x00"+string(s)]; ok {
+		p.Wipe()
+		delete(unlocked.pass, h.Dir+"\x00"+string(s))
+	}
 }
 
 // Unlocked reports whether this process holds the data key of s in h.
@@ -160,6 +185,7 @@ func Unlock(h home.Home, s Scope, passphrase Value) error {
 		return fmt.Errorf("the %s: %w", s, err)
 	}
 	Remember(h, s, k)
+	rememberPassphrase(h, s, passphrase)
 	return nil
 }
 

@@ -157,6 +157,22 @@ func (r *Keyring) Unlock(passphrase Value) (*Key, error) {
 	return k, nil
 }
 
+// DeriveKey derives a key from passphrase with kdf, whose parameters must
+// lie within the keyrings' bounds (ErrCorrupt otherwise).
+func DeriveKey(passphrase Value, kdf KDF) (*Key, error) {
+	if err := kdf.check(); err != nil {
+		return nil, err
+	}
+	return kdf.derive(passphrase), nil
+}
+
+// NewKDF is DefaultKDF with a new random salt.
+func NewKDF() KDF {
+	k := DefaultKDF
+	k.Salt = newSalt()
+	return k
+}
+
 func (k KDF) derive(passphrase Value) *Key {
 	out := new(Key)
 	copy(out.b[:], argon2.IDKey(passphrase.Reveal(), k.Salt, k.Time, k.MemoryKiB, k.Threads, uint32(len(out.b))))

@@ -58,6 +58,8 @@ var kpsFlags = []kpsFlag{
 	{Long: "uuid", Arg: "UUID", Help: "the backup to restore (as backup printed it)"},
 	{Long: "limit", Arg: "N", Help: fmt.Sprintf("rows per page (default %d, at most %d)", kps.DefaultLimit, kps.MaxLimit)},
 	{Long: "cursor", Arg: "CURSOR", Help: "the page after the one that printed this cursor"},
+	{Long: "passphrase_file", Arg: "F", Help: "reencrypt: the group's passphrase, from file F (mode 0600 or 0400); else asked on the terminal"},
+	{Long: "old_passphrase_file", Arg: "F", Help: "reencrypt: the passphrase the encrypted fields are sealed with now, from file F; else asked"},
 	{Long: "yes", Help: "clear without asking (needed when standard input is not a terminal)"},
 	{Long: "force", Help: "restore: replace the rows of tables that have some; clear: also the Gatehouse tables (applications, apikeys)"},
 	{Long: "verbose", Short: "v", Help: "say what is done, step by step"},
@@ -70,7 +72,7 @@ var kpsCommon = []string{"group", "instance", "verbose", "help"}
 // kpsRefused are the vendor's options that Gatehouse does not take, and why.
 var kpsRefused = map[string]string{
 	"-u": "credentials", "--username": "credentials", "-p": "credentials", "--password": "credentials", "--password_file": "credentials",
-	"--passphrase": "passphrase",
+	"--passphrase": "passphrase", "-P": "passphrase",
 }
 
 // kpsVerb is one operation.
@@ -105,8 +107,12 @@ func init() {
 		{Name: "restore", Menu: 3, Title: "load a backup's rows into the store",
 			Help:  "Verifies the whole file first (nothing is written from a corrupt or truncated backup);\nfills only empty tables unless --force, which replaces their rows. All tables of the\nbackup, or only -t TABLE.",
 			Flags: []string{"uuid", "table", "force"}, Required: []string{"uuid"}, Run: kpsRestore, Ask: kpsAskRestore, Audit: "restore kps"},
-		{Name: "reencrypt", Menu: 4, Title: "re-encrypt the encrypted fields with a new passphrase",
-			Later: "KPS fields are not encrypted in this version; re-encryption arrives with group passphrases (the passphrase issue)"},
+		{Name: "reencrypt", Menu: 4, Title: "re-encrypt the encrypted fields with the group's passphrase",
+			Help: "After the group's passphrase was set or changed (managedomain --change_passphrase), the\n" +
+				"encrypted properties of its custom tables are sealed under the old one and the instances refuse to\n" +
+				"start. This moves them to the group's passphrase now (or to clear when it has none), restartable\n" +
+				"when cut short. Refused while an instance of the group runs on this host.",
+			Flags: []string{"passphrase_file", "old_passphrase_file"}, Run: kpsReencrypt, Audit: "reencrypt kps"},
 		{Name: "details", Menu: 5, Title: "the store: backend, location, tables with their definitions and row counts, backups",
 			Flags: []string{"table", "collection"}, Run: kpsDetails},
 		{Name: "list_rows", Menu: 6, Title: "the rows of a table, one JSON object a line, a page at a time",
@@ -253,7 +259,7 @@ func parseKpsadmin(args []string) (*kpsOpts, error) {
 		}
 		if why, ok := kpsRefused[name]; ok {
 			if why == "passphrase" {
-				return nil, usagef(kpsName, "%s: KPS fields are not encrypted in this version; passphrases arrive with the passphrase issue", name)
+				return nil, usagef(kpsName, "%s: a passphrase is never taken on the command line: reencrypt asks for it on the terminal, or reads --passphrase_file F / --old_passphrase_file F (docs/kpsadmin.md)", name)
 			}
 			return nil, usagef(kpsName, "%s: kpsadmin takes no credentials: it works on this host's files, whose permissions are its access control (docs/kpsadmin.md)", name)
 		}
@@ -616,7 +622,7 @@ func (s *kpsSession) open(ctx context.Context, create bool) (kps.Store, error) {
 	if s.verbose {
 		log = slog.New(slog.NewTextHandler(s.env.Stderr, nil))
 	}
-	st, err := apps.OpenGroupStore(ctx, s.h, s.t.gid, s.cfg.KPS, log)
+	st, err := apps.OpenGroupStoreMode(ctx, s.h, s.t.gid, s.cfg.KPS, log, apps.Raw)
 	if err != nil {
 		return nil, fmt.Errorf("%w (store: %s)", err, s.location())
 	}

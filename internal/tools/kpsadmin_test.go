@@ -710,8 +710,10 @@ func testKpsadminUsage(t *testing.T, h *gwtest.Home, kpsadmin kpsRunner) {
 		{[]string{"-t", "colours"}, "needs a verb"},
 		{[]string{"details", "-u", "admin"}, "takes no credentials"},
 		{[]string{"details", "--password_file", "f"}, "takes no credentials"},
-		{[]string{"reencrypt", "--passphrase", "x"}, "passphrase"},
-		{[]string{"reencrypt"}, "not available yet"},
+		{[]string{"reencrypt", "--passphrase", "x"}, "never taken on the command line"},
+		{[]string{"reencrypt", "-P"}, "never taken on the command line"},
+		{[]string{"reencrypt", "-t", "x"}, "reencrypt does not take -t"},
+		{[]string{"details", "--old_passphrase_file", "f"}, "details does not take --old_passphrase_file"},
 	} {
 		r := kpsadmin("", c.args...)
 		wantCode(t, strings.Join(c.args, " "), r, 2, c.says)

@@ -15,7 +15,9 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
+	"github.com/gatehouse-gw/gatehouse/internal/kps/fieldcrypt"
 	"github.com/gatehouse-gw/gatehouse/internal/kps/kpsbackup"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
 )
 
 // The run functions of kpsadmin's verbs (kpsadmin.go has the table).
@@ -440,4 +442,83 @@ func kpsRestore(ctx context.Context, s *kpsSession) error {
 		s.out("  (table by table: the %s backend has no transactional load; versions start again at 1)\n", s.backend())
 	}
 	return nil
+}
+
+// kpsReencrypt moves the encrypted properties of the group's custom tables
+// to the group's passphrase (fieldcrypt.Reencrypt).
+func kpsReencrypt(ctx context.Context, s *kpsSession) error {
+	custom := s.cfg.KPS.KPSTables()
+	if !fieldcrypt.Needs(custom) {
+		s.out("No table of group %q has encrypted properties: nothing to re-encrypt.\n", s.t.gname)
+		s.summary = "nothing to re-encrypt"
+		return nil
+	}
+	g, err := s.topo.Group(s.t.gid)
+	if err != nil {
+		return err
+	}
+	for _, ref := range s.localInstances(g) {
+		if st, err := home.Probe(s.h.RunFiles(ref.Service.ID)); err == nil && st.Running {
+			return fmt.Errorf("instance %q of group %q is running: stop the group's instances on this host first (they hold the old key); nothing was changed", ref.Service.Name, s.t.gname)
+		}
+	}
+	scope := secret.GroupScope(s.t.gid)
+	var newPass secret.Value
+	if scope.Protected(s.h) {
+		p, err := s.askPassphrase("passphrase_file", fmt.Sprintf("Passphrase of the %s", scope))
+		if err != nil {
+			return err
+		}
+		if err := secret.Unlock(s.h, scope, p); err != nil {
+			p.Wipe()
+			if errors.Is(err, secret.ErrWrongPassphrase) {
+				time.Sleep(time.Second)
+				return fmt.Errorf("wrong passphrase for the %s: nothing was changed", scope)
+			}
+			return err
+		}
+		newPass = p
+		defer newPass.Wipe()
+	}
+	st, err := s.open(ctx, false)
+	if err != nil {
+		return err
+	}
+	var old secret.Value
+	sealed, err := fieldcrypt.Sealed(ctx, st)
+	if err != nil {
+		return err
+	}
+	if sealed {
+		if old, err = s.askPassphrase("old_passphrase_file", "Passphrase the encrypted fields are sealed with now (the group's previous one)"); err != nil {
+			return err
+		}
+		defer old.Wipe()
+	}
+	if err := fieldcrypt.Reencrypt(ctx, st, custom, old, newPass, func(line string) { s.note("%s", line) }); err != nil {
+		if errors.Is(err, fieldcrypt.ErrWrongPassphrase) {
+			time.Sleep(time.Second)
+		}
+		return err
+	}
+	to := "the group's passphrase"
+	if newPass.IsZero() {
+		to = "clear (the group has no passphrase)"
+	}
+	s.out("The encrypted properties of group %q are sealed with %s.\n", s.t.gname, to)
+	s.summary = "encrypted properties moved to " + to
+	return nil
+}
+
+// askPassphrase reads a passphrase from the file of option flag, or asks on
+// the terminal.
+func (s *kpsSession) askPassphrase(flag, prompt string) (secret.Value, error) {
+	if v, ok := s.o.vals[flag]; ok {
+		return secret.FromFile(v)
+	}
+	f, ok := s.env.Stdin.(*os.File)
+	if !ok || !s.stdinTerminal() {
+		return secret.Value{}, fmt.Errorf("%s: standard input is not a terminal; give --%s F", prompt, flag)
+	}
+	return secret.FromTerminal(f, s.env.Stderr, prompt+": ", false)
 }
