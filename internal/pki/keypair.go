@@ -127,11 +127,17 @@ func (kp *KeyPair) Save(h home.Home, certFile, keyFile string) error {
 // set). A missing file gives an error wrapping os.ErrNotExist. A key in
 // install directory h is read with secret.ReadFile (opened when sealed).
 func LoadKeyPair(h home.Home, certFile, keyFile string) (tls.Certificate, error) {
+	return loadKeyPairAs(h, certFile, keyFile, keyFile)
+}
+
+// loadKeyPairAs is LoadKeyPair of a key sealed for the path keyAs (a key
+// of a pending set, sealed for its place).
+func loadKeyPairAs(h home.Home, certFile, keyFile, keyAs string) (tls.Certificate, error) {
 	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("reading certificate: %w", err)
 	}
-	keyPEM, err := secret.ReadFile(h, keyFile)
+	keyPEM, err := secret.ReadFileAs(h, keyFile, keyAs)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("reading key: %w", err)
 	}

@@ -75,8 +75,9 @@ func (p Pending) Begin(caPEM []byte) error {
 // CA is the pending set's CA certificate.
 func (p Pending) CA() (*x509.Certificate, error) { return loadCACertFile(p.caFile()) }
 
-// newKey generates a key into keyFile and returns a CSR for it.
-func newKey(keyFile, commonName string, dns []string, ips []net.IP) (string, error) {
+// newKey generates a key into keyFile, sealed for its place dest when its
+// scope has a passphrase, and returns a CSR for it.
+func (p Pending) newKey(keyFile, dest, commonName string, dns []string, ips []net.IP) (string, error) {
 	csrPEM, keyPEM, err := NewKeyAndCSR(commonName, dns, ips)
 	if err != nil {
 		return "", err
@@ -86,7 +87,11 @@ func newKey(keyFile, commonName string, dns []string, ips []net.IP) (string, err
 		// mutate:equivalent delete-stmt the key cannot be written where its directory cannot be made: the write below fails too
 		return "", err
 	}
-	if err := home.WriteFileAtomic(keyFile, keyPEM.Reveal(), 0o600); err != nil {
+	data, err := secret.SealedFor(p.h, dest, keyPEM.Reveal())
+	if err != nil {
+		return "", err
+	}
+	if err := home.WriteFileAtomic(keyFile, data, 0o600); err != nil {
 		return "", err
 	}
 	return string(csrPEM), nil
@@ -94,17 +99,17 @@ func newKey(keyFile, commonName string, dns []string, ips []net.IP) (string, err
 
 // NodeManagerCSR generates the node manager's new key and returns its CSR.
 func (p Pending) NodeManagerCSR(commonName string, dns []string, ips []net.IP) (string, error) {
-	return newKey(p.nmKeyFile(), commonName, dns, ips)
+	return p.newKey(p.nmKeyFile(), NodeManagerKeyFile(p.h), commonName, dns, ips)
 }
 
 // InstanceCSR generates instance iid's new key and returns its CSR.
 func (p Pending) InstanceCSR(gid, iid string, dns []string, ips []net.IP) (string, error) {
-	return newKey(filepath.Join(p.instanceDir(gid, iid), InstanceKeyName), InstanceCommonName(gid, iid), dns, ips)
+	return p.newKey(filepath.Join(p.instanceDir(gid, iid), InstanceKeyName), InstanceKeyFile(p.h, gid, iid), InstanceCommonName(gid, iid), dns, ips)
 }
 
 // putCert checks that certPEM is signed by the pending CA, carries
 // commonName and fits the key in keyFile, and saves it as certFile.
-func (p Pending) putCert(certFile, keyFile, commonName string, certPEM []byte) error {
+func (p Pending) putCert(certFile, keyFile, keyDest, commonName string, certPEM []byte) error {
 	ca, err := p.CA()
 	if err != nil {
 		return err
@@ -122,7 +127,7 @@ func (p Pending) putCert(certFile, keyFile, commonName string, certPEM []byte) e
 	if err := home.WriteFileAtomic(certFile, certPEM, 0o644); err != nil {
 		return err
 	}
-	if _, err := LoadKeyPair(p.h, certFile, keyFile); err != nil {
+	if _, err := loadKeyPairAs(p.h, certFile, keyFile, keyDest); err != nil {
 		os.Remove(certFile)
 		return fmt.Errorf("the certificate for %q does not fit the key generated here: %w", commonName, err)
 	}
@@ -131,13 +136,13 @@ func (p Pending) putCert(certFile, keyFile, commonName string, certPEM []byte) e
 
 // PutNodeManagerCert stores the node manager's new certificate.
 func (p Pending) PutNodeManagerCert(commonName string, certPEM []byte) error {
-	return p.putCert(p.nmCertFile(), p.nmKeyFile(), commonName, certPEM)
+	return p.putCert(p.nmCertFile(), p.nmKeyFile(), NodeManagerKeyFile(p.h), commonName, certPEM)
 }
 
 // PutInstanceCert stores instance iid's new certificate.
 func (p Pending) PutInstanceCert(gid, iid string, certPEM []byte) error {
 	d := p.instanceDir(gid, iid)
-	return p.putCert(filepath.Join(d, InstanceCertName), filepath.Join(d, InstanceKeyName), InstanceCommonName(gid, iid), certPEM)
+	return p.putCert(filepath.Join(d, InstanceCertName), filepath.Join(d, InstanceKeyName), InstanceKeyFile(p.h, gid, iid), InstanceCommonName(gid, iid), certPEM)
 }
 
 // PutCAKey stores the key of the pending CA (on the CA's host, for a new
@@ -152,7 +157,11 @@ func (p Pending) PutCAKey(ca *CA) error {
 	}
 	keyPEM := secret.New(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: ca.key.Reveal()}))
 	defer keyPEM.Wipe()
-	return home.WriteFileAtomic(p.caKeyFile(), keyPEM.Reveal(), 0o600)
+	data, err := secret.SealedFor(p.h, KeyFile(p.h), keyPEM.Reveal())
+	if err != nil {
+		return err
+	}
+	return home.WriteFileAtomic(p.caKeyFile(), data, 0o600)
 }
 
 // move is one file of a commit: from the pending set to its place.

@@ -6,10 +6,13 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
 )
 
 // pendingSet begins a set on h for ca with a node manager key and one
@@ -426,5 +429,66 @@ func TestPendingErrors(t *testing.T) {
 	}
 	if _, err := LoadKeyPair(h, InstanceCertFile(h, "group-2", "instance-1"), InstanceKeyFile(h, "group-2", "instance-1")); err != nil {
 		t.Errorf("the instance's pair after the commit: %v", err)
+	}
+}
+
+// TestPendingCommitSealed: with passphrases on the CA, the node managers
+// and the group, every key of a pending set is sealed as it is written
+// (for its place: it opens there once moved), never in clear; a process
+// without a scope's key cannot make the set.
+func TestPendingCommitSealed(t *testing.T) {
+	h := newHome(t)
+	old, _ := NewCA("D")
+	if err := old.Save(h); err != nil {
+		t.Fatal(err)
+	}
+	kdf := secret.KDF{Algorithm: "argon2id", Time: 1, MemoryKiB: 8 << 10, Threads: 1}
+	for _, s := range []secret.Scope{secret.ScopeCA, secret.ScopeNodeManagers, secret.GroupScope("group-2")} {
+		if err := secret.ChangePassphrase(h, s, secret.Value{}, secret.FromString("passphrase of "+string(s)), kdf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ca, _ := NewCA("D")
+	p := PendingFor(h)
+	nmCert, instCert := pendingSet(t, p, ca, nil)
+	if err := p.PutNodeManagerCert("Gatehouse Node Manager nodemanager-1 (host-1)", nmCert); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.PutInstanceCert("group-2", "instance-1", instCert); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.PutCAKey(ca); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{p.caKeyFile(), p.nmKeyFile(), filepath.Join(p.instanceDir("group-2", "instance-1"), InstanceKeyName)} {
+		if !secret.IsSealedFile(f) {
+			t.Errorf("%s is not sealed", f)
+		}
+	}
+	if err := p.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := LoadCA(h); err != nil || !got.Cert.Equal(ca.Cert) {
+		t.Fatalf("the CA in place: %v", err)
+	}
+	if _, err := LoadKeyPair(h, NodeManagerCertFile(h), NodeManagerKeyFile(h)); err != nil {
+		t.Errorf("node manager pair in place: %v", err)
+	}
+	if _, err := LoadKeyPair(h, InstanceCertFile(h, "group-2", "instance-1"), InstanceKeyFile(h, "group-2", "instance-1")); err != nil {
+		t.Errorf("instance pair in place: %v", err)
+	}
+	for _, f := range []string{KeyFile(h), NodeManagerKeyFile(h), InstanceKeyFile(h, "group-2", "instance-1")} {
+		if !secret.IsSealedFile(f) {
+			t.Errorf("%s is not sealed in place", f)
+		}
+	}
+	// Without the group's key, its instance's new key cannot be made.
+	secret.Forget(h, secret.GroupScope("group-2"))
+	if err := p.Begin(ca.CertPEM()); err != nil {
+		t.Fatal(err)
+	}
+	var le *secret.LockedError
+	if _, err := p.InstanceCSR("group-2", "instance-1", []string{"localhost"}, nil); !errors.As(err, &le) {
+		t.Errorf("an instance key without the group's passphrase: %v", err)
 	}
 }

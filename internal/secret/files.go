@@ -195,12 +195,17 @@ func fileBinding(rel string) Binding { return Binding{Purpose: "install file", N
 // data key when it is sealed; as it is when in clear and the scope has no
 // passphrase. A sealed file this process cannot open is a *LockedError;
 // a file in clear in a protected scope wraps ErrClearInProtected.
-func ReadFile(h home.Home, path string) ([]byte, error) {
+func ReadFile(h home.Home, path string) ([]byte, error) { return ReadFileAs(h, path, path) }
+
+// ReadFileAs is ReadFile of the file at path, sealed for the path as
+// (its scope and name): a file waiting beside its place, as the keys of a
+// certificate regeneration do before they are moved (SealedFor).
+func ReadFileAs(h home.Home, path, as string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	s, rel, ok := ScopeOf(h, path)
+	s, rel, ok := ScopeOf(h, as)
 	sealed := IsSealed(string(b))
 	switch {
 	case sealed && !ok:
@@ -225,7 +230,11 @@ func ReadFile(h home.Home, path string) ([]byte, error) {
 // Sealed returns what WriteFile would store for data at path: sealed when
 // the scope has a passphrase (a *LockedError when this process does not
 // hold its key), data itself otherwise.
-func Sealed(h home.Home, path string, data []byte) ([]byte, error) {
+func Sealed(h home.Home, path string, data []byte) ([]byte, error) { return SealedFor(h, path, data) }
+
+// SealedFor is Sealed for the file that will be at path (written
+// elsewhere first; ReadFileAs reads it there).
+func SealedFor(h home.Home, path string, data []byte) ([]byte, error) {
 	s, rel, ok := ScopeOf(h, path)
 	if !ok {
 		return data, nil
