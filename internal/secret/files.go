@@ -157,7 +157,11 @@ type LockedError struct {
 }
 
 func (e *LockedError) Error() string {
-	return fmt.Sprintf("%s is protected by the passphrase of the %s, which this process was not given (-P, --passphrase_file, --passphrase_fd or passphraseExec: docs/passphrase.md)", e.Path, e.Scope)
+	how := "-P, --passphrase_file, --passphrase_fd or passphraseExec"
+	if e.Scope == ScopeCA {
+		how = "nodemanager --ca_passphrase_file or -P, managedomain --ca_passphrase_file, or passphraseExec"
+	}
+	return fmt.Sprintf("%s is protected by the passphrase of the %s, which this process was not given (%s: docs/passphrase.md)", e.Path, e.Scope, how)
 }
 
 // ErrClearInProtected: a secret file is in clear although its scope has a

@@ -35,7 +35,7 @@ type daemonSpec struct {
 	Timeout     time.Duration // how long to wait for READY
 	TimeoutHint string        // the setting that bounds it, for the message ("startup.timeout")
 	Quiet       bool
-	Passphrase  *os.File // when not nil: given to the child as descriptor 4 (--passphrase_fd 4)
+	Passphrases []*os.File // given to the child as descriptors 4, 5, … (--passphrase_fd 4)
 }
 
 // spawnDaemon starts d and waits for its readiness line. It returns nil once
@@ -70,9 +70,7 @@ func spawnDaemon(ctx context.Context, env *Env, d daemonSpec) error {
 	cmd.Env = append(os.Environ(), home.EnvHome+"="+d.Home.Dir, readyFDEnv+"=3")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, bootf, bootf
 	cmd.ExtraFiles = []*os.File{w}
-	if d.Passphrase != nil {
-		cmd.ExtraFiles = append(cmd.ExtraFiles, d.Passphrase)
-	}
+	cmd.ExtraFiles = append(cmd.ExtraFiles, d.Passphrases...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		w.Close()

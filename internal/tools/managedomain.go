@@ -302,6 +302,8 @@ func init() {
 				{Long: "group", Short: "g", Arg: "GROUP", Help: "the group name (created when new)", Required: true, Prompt: "Group (an existing one, or a new name)", Choices: chooseGroup},
 				{Long: "traffic_port", Arg: "N", Help: "the traffic port (default: the lowest free from 8080)", Prompt: "Traffic port", Default: freePortDefault(domain.DefaultTrafficPort)},
 				{Long: "management_port", Arg: "M", Help: "the instance management port (default: the lowest free from 8085)", Prompt: "Management port", Default: freePortDefault(domain.DefaultManagementPort, "traffic_port")},
+				{Long: "ca_passphrase_file", Arg: "F", Help: "when the domain CA has a passphrase: it, from file F (else asked)"},
+				{Long: "group_passphrase_file", Arg: "F", Help: "when the group has a passphrase: it, from file F (else asked)"},
 			},
 			Run: onANM(mdCreateInstance),
 		},
@@ -754,6 +756,18 @@ func mdCreateInstance(ctx context.Context, s *mdSession, v mdValues) error {
 	tp, mp, err := v.instancePorts()
 	if err != nil {
 		return err
+	}
+	// The instance's key is sealed with its group's passphrase and signed
+	// with the CA's key: both scopes open first when they have one.
+	if err := s.unlock(v, secret.ScopeCA, "ca_passphrase_file"); err != nil {
+		return err
+	}
+	if t, err := s.topology(); err == nil {
+		if g, err := t.FindGroup(v["group"]); err == nil {
+			if err := s.unlock(v, secret.GroupScope(g.ID), "group_passphrase_file"); err != nil {
+				return err
+			}
+		}
 	}
 	c, err := domain.CreateInstance(ctx, s.home, s.actor, domain.InstanceSpec{Group: v["group"], Name: v["name"], TrafficPort: tp, ManagementPort: mp})
 	if err != nil {

@@ -202,6 +202,28 @@ func mdChangePassphrase(ctx context.Context, s *mdSession, v mdValues) error {
 	return nil
 }
 
+// unlock opens scope s for this run when it has a passphrase (from the
+// file of flag, or asked): a wrong one is an error, after a second.
+func (s *mdSession) unlock(v mdValues, scope secret.Scope, flag string) error {
+	if !scope.Protected(s.home) || secret.Unlocked(s.home, scope) {
+		return nil
+	}
+	p, err := s.passphrase(v, flag, fmt.Sprintf("Passphrase of the %s", scope), false)
+	if err != nil {
+		return err
+	}
+	defer p.Wipe()
+	start := time.Now()
+	if err := secret.Unlock(s.home, scope, p); err != nil {
+		if errors.Is(err, secret.ErrWrongPassphrase) {
+			time.Sleep(time.Second - min(time.Since(start), time.Second))
+			return fmt.Errorf("wrong passphrase for the %s: nothing was changed", scope)
+		}
+		return err
+	}
+	return nil
+}
+
 // passphrase reads a passphrase from the file named by flag, or asks on
 // the terminal (twice when confirm), or reads one line of standard input.
 func (s *mdSession) passphrase(v mdValues, flag, prompt string, confirm bool) (secret.Value, error) {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -46,6 +47,9 @@ nodeManager.restartOnFailure. Instances keep running when it stops.
 When the node manager's secrets have a passphrase (managedomain
 --change_passphrase --node_manager), it is taken from:
 ` + passphraseFlagsHelp + `
+  --ca_passphrase_file F, --ca_passphrase_fd N
+                       the domain CA's passphrase, on the host that holds its
+                       key (asked with -P too): to issue certificates
 or, without these, from the passphraseExec program of
 system/conf/nodemanager.yaml, or asked on the terminal. passphraseExec also
 gives the passphrases of the domain CA and of the groups whose instances it
@@ -71,6 +75,7 @@ const nmStartTimeout = 60 * time.Second
 type nmOpts struct {
 	daemon, kill, status, quiet, help bool
 	pass                              passphraseSource
+	caPass                            passphraseSource // --ca_passphrase_file, --ca_passphrase_fd
 }
 
 func parseNodemanager(args []string) (*nmOpts, error) {
@@ -81,6 +86,19 @@ func parseNodemanager(args []string) (*nmOpts, error) {
 			if err != nil {
 				return nil, err
 			}
+			continue
+		}
+		if a == "--ca_passphrase_file" || a == "--ca_passphrase_fd" {
+			// The same options for the domain CA's passphrase.
+			ca := []string{strings.Replace(a, "--ca_", "--", 1)}
+			if i+1 < len(args) {
+				ca = append(ca, args[i+1])
+			}
+			j := 0
+			if _, err := o.caPass.parse("nodemanager", ca, &j); err != nil {
+				return nil, usagef("nodemanager", "%s needs a value", a)
+			}
+			i += j
 			continue
 		}
 		switch a {
@@ -143,24 +161,40 @@ func runNodemanager(ctx context.Context, env *Env, args []string) error {
 		return nodemanagerStop(ctx, env, rf, label, o.quiet)
 	}
 	// Its own secrets' passphrase first: a wrong one stops here.
-	pass, err := nodemanagerPassphrase(ctx, env, h, conf, o.pass)
+	pass, err := nodemanagerPassphrase(ctx, env, h, conf, secret.ScopeNodeManagers, o.pass, o.pass.prompt)
 	if err != nil {
 		return fmt.Errorf("%s does not start: %w", label, err)
 	}
 	defer pass.Wipe()
+	// The domain CA's, on the host that holds its key: to issue the node
+	// manager's certificate and sign those of joining hosts.
+	caPass, err := nodemanagerPassphrase(ctx, env, h, conf, secret.ScopeCA, o.caPass, o.pass.prompt)
+	if err != nil {
+		return fmt.Errorf("%s does not start: %w", label, err)
+	}
+	defer caPass.Wipe()
 	if o.daemon {
-		return nodemanagerDaemon(ctx, env, h, rf, label, o.quiet, pass)
+		return nodemanagerDaemon(ctx, env, h, rf, label, o.quiet, pass, caPass)
 	}
 	return nodemanagerForeground(ctx, env, h, conf, rf, label, o.quiet)
 }
 
-// nodemanagerPassphrase unlocks the node managers' scope when it has a
-// passphrase: from -P, --passphrase_file or --passphrase_fd; else from
-// passphraseExec; else asked on the terminal.
-func nodemanagerPassphrase(ctx context.Context, env *Env, h home.Home, conf domain.NodeManagerConf, src passphraseSource) (secret.Value, error) {
-	s := secret.ScopeNodeManagers
-	if s.Protected(h) && !src.given() && len(conf.PassphraseExec) > 0 {
+// nodemanagerPassphrase unlocks scope s when it has a passphrase: from
+// src; else from passphraseExec; else asked on the terminal (the CA's only
+// with -P: a node manager without it still runs, and what needs the CA's
+// key says so).
+func nodemanagerPassphrase(ctx context.Context, env *Env, h home.Home, conf domain.NodeManagerConf, s secret.Scope, src passphraseSource, prompt bool) (secret.Value, error) {
+	if !s.Protected(h) {
+		return unlockScope(env, h, s, src)
+	}
+	if !src.given() && len(conf.PassphraseExec) > 0 {
 		return nodemanager.ExecPassphrase(ctx, h, conf, s)
+	}
+	if s == secret.ScopeCA && !src.given() {
+		if !prompt {
+			return secret.Value{}, nil
+		}
+		src.prompt = true
 	}
 	return unlockScope(env, h, s, src)
 }
@@ -245,7 +279,7 @@ func nodemanagerStop(ctx context.Context, env *Env, rf home.RunFiles, label stri
 // nodemanagerDaemon runs the node manager as a new session with the
 // readiness pipe of startinstance -d (GATEHOUSE_READY_FD=3) and returns once
 // it reports READY, or its reason.
-func nodemanagerDaemon(ctx context.Context, env *Env, h home.Home, rf home.RunFiles, label string, quiet bool, pass secret.Value) error {
+func nodemanagerDaemon(ctx context.Context, env *Env, h home.Home, rf home.RunFiles, label string, quiet bool, pass, caPass secret.Value) error {
 	if st, err := home.Probe(rf); err == nil && st.Running {
 		if st.Record != nil {
 			return fmt.Errorf("%s is already running (pid %d)", label, st.Record.PID)
@@ -256,17 +290,30 @@ func nodemanagerDaemon(ctx context.Context, env *Env, h home.Home, rf home.RunFi
 	if quiet {
 		args = append(args, "-q")
 	}
-	var passFile *os.File
-	if !pass.IsZero() {
-		var err error
-		if passFile, err = passphrasePipe(pass); err != nil {
+	// The passphrases reach the child through pipes (descriptors 4 and
+	// on): never on disk, in its arguments or environment.
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	for _, p := range []struct {
+		v    secret.Value
+		flag string
+	}{{pass, "--passphrase_fd"}, {caPass, "--ca_passphrase_fd"}} {
+		if p.v.IsZero() {
+			continue
+		}
+		f, err := passphrasePipe(p.v)
+		if err != nil {
 			return err
 		}
-		defer passFile.Close()
-		args = append(args, "--passphrase_fd", "4")
+		files = append(files, f)
+		args = append(args, p.flag, strconv.Itoa(3+len(files)))
 	}
 	return spawnDaemon(ctx, env, daemonSpec{
-		Label: label, Exe: env.Exe, Args: args, Home: h, Passphrase: passFile,
+		Label: label, Exe: env.Exe, Args: args, Home: h, Passphrases: files,
 		Boot: filepath.Join(nodemanagerLogDir(h), "boot.log"), Header: "nodemanager -d",
 		Timeout: nmStartTimeout, Quiet: quiet,
 	})

@@ -174,3 +174,99 @@ func TestKPSEncryptedFields(t *testing.T) {
 	}
 	h.MustRun("", "startinstance", "-k", "-n", "S", "-g", "G")
 }
+
+// TestPassphraseTools: managedomain -i --domain_passphrase_file seals the
+// CA's key as it is first written; creating an instance needs the CA's and
+// then the group's passphrase (a wrong one changes nothing); the change is
+// refused while the group runs and with a wrong current passphrase; a
+// node manager and an instance refuse a wrong passphrase and start with
+// the right one.
+func TestPassphraseTools(t *testing.T) {
+	h := gwtest.NewHome(t)
+	hh := home.Home{Dir: h.Dir}
+	pw := passFile(t, "changeme-Secret1")
+	ca, grp, nm, wrong := passFile(t, "CA passphrase 1"), passFile(t, "group passphrase 1"), passFile(t, "node manager passphrase"), passFile(t, "not the passphrase")
+	port := gwtest.FreePort(t)
+	h.MustRun("", "managedomain", "-i", "--domain_name", "D", "--username", "admin", "--password_file", pw, "--port", strconv.Itoa(port), "--domain_passphrase_file", ca)
+	if !secret.IsSealedFile(filepath.Join(h.Dir, "groups", "certs", "private", "domainkey.pem")) {
+		t.Fatal("the CA's key is not sealed")
+	}
+	create := func(name string, extra ...string) gwtest.Result {
+		args := append([]string{"managedomain", "-c", "-n", name, "-g", "G", "--traffic_port", strconv.Itoa(gwtest.FreePort(t)), "--management_port", strconv.Itoa(gwtest.FreePort(t))}, extra...)
+		return h.Run("", args...)
+	}
+	if r := create("A", "--ca_passphrase_file", wrong); r.Code != 1 || !strings.Contains(r.Stderr, "wrong passphrase for the domain CA") {
+		t.Errorf("create with a wrong CA passphrase: %s", r)
+	}
+	if _, err := os.Stat(hh.GroupDir("group-2")); err == nil {
+		t.Error("a refused creation left the group's directory")
+	}
+	if r := create("A"); r.Code != 1 || !strings.Contains(r.Stderr, "domain CA") {
+		t.Errorf("create without the CA's passphrase off a terminal: %s", r)
+	}
+	h.MustRun("", "managedomain", "-c", "-n", "A", "-g", "G", "--traffic_port", strconv.Itoa(gwtest.FreePort(t)), "--management_port", strconv.Itoa(gwtest.FreePort(t)), "--ca_passphrase_file", ca)
+	h.MustRun("", "managedomain", "--change_passphrase", "-g", "G", "--new_passphrase_file", grp)
+	key := pkiInstanceKey(hh, "group-2", "instance-1")
+	if !secret.IsSealedFile(key) {
+		t.Fatal("the instance's key is not sealed")
+	}
+	if r := create("B", "--ca_passphrase_file", ca, "--group_passphrase_file", wrong); r.Code != 1 || !strings.Contains(r.Stderr, "wrong passphrase for the group group-2") {
+		t.Errorf("create with a wrong group passphrase: %s", r)
+	}
+	if r := create("B", "--ca_passphrase_file", ca, "--group_passphrase_file", grp); r.Code != 0 || !secret.IsSealedFile(pkiInstanceKey(hh, "group-2", "instance-2")) {
+		t.Errorf("create with both passphrases: %s", r)
+	}
+	// The change: refused with a wrong current passphrase (nothing
+	// changes) and while an instance of the group runs.
+	before, _ := os.ReadFile(key)
+	if r := h.Run("", "managedomain", "--change_passphrase", "-g", "G", "--old_passphrase_file", wrong, "--new_passphrase_file", ca); r.Code != 1 || !strings.Contains(r.Stderr, "wrong passphrase") {
+		t.Errorf("change with a wrong passphrase: %s", r)
+	}
+	if after, _ := os.ReadFile(key); string(after) != string(before) {
+		t.Error("a refused change altered the instance's key")
+	}
+	if r := h.Run("", "startinstance", "-d", "-n", "A", "-g", "G", "--passphrase_file", wrong); r.Code != 1 || !strings.Contains(r.Stderr, "wrong passphrase for the group group-2") {
+		t.Errorf("start with a wrong passphrase: %s", r)
+	}
+	if r := h.Run("", "startinstance", "-d", "-n", "A", "-g", "G"); r.Code != 1 || !strings.Contains(r.Stderr, "has a passphrase") {
+		t.Errorf("start without a passphrase off a terminal: %s", r)
+	}
+	h.MustRun("", "startinstance", "-d", "-n", "A", "-g", "G", "--passphrase_file", grp)
+	t.Cleanup(func() { h.Run("", "startinstance", "-k", "-n", "A", "-g", "G") })
+	if r := h.Run("", "managedomain", "--change_passphrase", "-g", "G", "--old_passphrase_file", grp, "--new_passphrase_file", ca); r.Code != 1 || !strings.Contains(r.Stderr, "is running") {
+		t.Errorf("change while the group runs: %s", r)
+	}
+	h.MustRun("", "startinstance", "-k", "-n", "A", "-g", "G")
+	// The node manager's own passphrase.
+	h.MustRun("", "managedomain", "--change_passphrase", "--node_manager", "--new_passphrase_file", nm)
+	if !secret.IsSealedFile(filepath.Join(h.Dir, "conf", "sessionKey")) {
+		t.Error("the session key is not sealed")
+	}
+	if r := h.Run("", "nodemanager", "-d", "--passphrase_file", wrong); r.Code != 1 || !strings.Contains(r.Stderr, "wrong passphrase for the node managers") {
+		t.Errorf("node manager with a wrong passphrase: %s", r)
+	}
+	t.Cleanup(func() { h.Run("", "nodemanager", "-k", "-q") })
+	// Its first start issues its certificate: it needs the CA's key.
+	if r := h.Run("", "nodemanager", "-d", "--passphrase_file", nm); r.Code != 1 || !strings.Contains(r.Stderr, "--ca_passphrase_file") {
+		t.Errorf("node manager without the CA's passphrase, no certificate yet: %s", r)
+	}
+	if r := h.Run("", "nodemanager", "-d", "--passphrase_file", nm, "--ca_passphrase_file", wrong); r.Code != 1 || !strings.Contains(r.Stderr, "wrong passphrase for the domain CA") {
+		t.Errorf("node manager with a wrong CA passphrase: %s", r)
+	}
+	if r := h.Run("", "nodemanager", "-d", "--passphrase_file", nm, "--ca_passphrase_file", ca); r.Code != 0 {
+		t.Fatalf("node manager with its passphrase: %s", r)
+	}
+	if !secret.IsSealedFile(filepath.Join(h.Dir, "system", "conf", "certs", "private", "nodemanager-key.pem")) {
+		t.Error("the node manager's key is not sealed")
+	}
+	// It serves its API with its sealed key and session key.
+	h.Env = append(h.Env, "XDG_CONFIG_HOME="+t.TempDir())
+	r := h.Run("", "client", "--url", fmt.Sprintf("https://localhost:%d/api", port), "--username", "admin", "--password-file", pw, "login")
+	if r.Code != 0 {
+		t.Errorf("login against the node manager with sealed keys: %s", r)
+	}
+}
+
+func pkiInstanceKey(h home.Home, gid, iid string) string {
+	return filepath.Join(h.InstanceDir(gid, iid), "conf", "certs", "private", "instance-key.pem")
+}

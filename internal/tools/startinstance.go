@@ -522,19 +522,20 @@ func startDaemon(ctx context.Context, env *Env, t target, o *siOpts, cfg *groupc
 	for _, k := range o.propOrder {
 		args = append(args, "-D"+k+"="+o.props[k])
 	}
-	var passFile *os.File
+	var files []*os.File
 	if !pass.IsZero() {
 		// The child reads it from a pipe (descriptor 4): never on disk,
 		// never in its arguments or environment.
-		var err error
-		if passFile, err = passphrasePipe(pass); err != nil {
+		passFile, err := passphrasePipe(pass)
+		if err != nil {
 			return err
 		}
 		defer passFile.Close()
+		files = append(files, passFile)
 		args = append(args, "--passphrase_fd", "4")
 	}
 	return spawnDaemon(ctx, env, daemonSpec{
-		Label: t.label(), Exe: env.Exe, Args: args, Home: t.h, Passphrase: passFile,
+		Label: t.label(), Exe: env.Exe, Args: args, Home: t.h, Passphrases: files,
 		Boot: boot, Header: "startinstance -d " + t.label(),
 		Timeout: cfg.Startup.Timeout.D(), TimeoutHint: "startup.timeout", Quiet: o.quiet,
 	})
