@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 )
@@ -27,7 +26,7 @@ func ChangePassphrase(h home.Home, s Scope, old, newPass Value, kdf KDF) error {
 	if err := os.MkdirAll(h.RunDir(), 0o755); err != nil {
 		return err
 	}
-	lock, err := home.TryLock(filepath.Join(h.RunDir(), "passphrase-"+strings.ReplaceAll(string(s), " ", "-")+".lock"))
+	lock, err := home.TryLock(s.lockFile(h))
 	if errors.Is(err, home.ErrLocked) {
 		return fmt.Errorf("another change of the %s's passphrase is running", s)
 	}
@@ -39,7 +38,7 @@ func ChangePassphrase(h home.Home, s Scope, old, newPass Value, kdf KDF) error {
 		return fmt.Errorf("completing an interrupted passphrase change of the %s: %w", s, err)
 	}
 	var oldKey *Key
-	if s.Protected(h) {
+	if _, err := os.Lstat(s.KeyringFile(h)); err == nil {
 		r, err := LoadKeyring(s.KeyringFile(h))
 		if err != nil {
 			return err

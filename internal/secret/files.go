@@ -2,6 +2,7 @@ package secret
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 )
@@ -64,10 +66,40 @@ func (s Scope) KeyringFile(h home.Home) string {
 func (s Scope) JournalFile(h home.Home) string { return s.KeyringFile(h) + ".journal" }
 
 // Protected reports whether the scope has a passphrase in h (its keyring
-// file exists).
+// file exists), once a change that a killed process left half done is
+// finished or undone (s.Recover).
 func (s Scope) Protected(h home.Home) bool {
+	s.Recover(h)
 	_, err := os.Lstat(s.KeyringFile(h))
 	return err == nil
+}
+
+func (s Scope) lockFile(h home.Home) string {
+	return filepath.Join(h.RunDir(), "passphrase-"+strings.ReplaceAll(string(s), " ", "-")+".lock")
+}
+
+// Recover finishes or undoes a change of the scope's passphrase that a
+// killed process left half done (its journal is there; home.RecoverReplace),
+// under the lock the change holds: a change still running is waited for
+// (up to a minute), never undone under its feet.
+func (s Scope) Recover(h home.Home) error {
+	if _, err := os.Lstat(s.JournalFile(h)); err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := os.MkdirAll(h.RunDir(), 0o755); err != nil {
+		return err
+	}
+	lock, err := home.LockWait(ctx, s.lockFile(h))
+	if err != nil {
+		return fmt.Errorf("waiting for a passphrase change of the %s: %w", s, err)
+	}
+	defer lock.Unlock()
+	if _, err := home.RecoverReplace(s.JournalFile(h)); err != nil {
+		return fmt.Errorf("completing an interrupted passphrase change of the %s: %w", s, err)
+	}
+	return nil
 }
 
 // ScopeOf is the scope of the file at path in h: groups/certs/… is the
@@ -174,8 +206,8 @@ var ErrClearInProtected = errors.New("is in clear although its scope has a passp
 // change of the passphrase that a killed process left half done is first
 // finished or undone (home.RecoverReplace).
 func Unlock(h home.Home, s Scope, passphrase Value) error {
-	if _, err := home.RecoverReplace(s.JournalFile(h)); err != nil {
-		return fmt.Errorf("completing an interrupted passphrase change of the %s: %w", s, err)
+	if err := s.Recover(h); err != nil {
+		return err
 	}
 	r, err := LoadKeyring(s.KeyringFile(h))
 	if err != nil {
@@ -205,6 +237,11 @@ func ReadFile(h home.Home, path string) ([]byte, error) { return ReadFileAs(h, p
 // (its scope and name): a file waiting beside its place, as the keys of a
 // certificate regeneration do before they are moved (SealedFor).
 func ReadFileAs(h home.Home, path, as string) ([]byte, error) {
+	if s, _, ok := ScopeOf(h, as); ok {
+		if err := s.Recover(h); err != nil {
+			return nil, err
+		}
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err

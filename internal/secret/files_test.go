@@ -1,6 +1,7 @@
 package secret
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -270,19 +271,38 @@ func TestChangeChild(t *testing.T) {
 		t.Skip("run by TestChangeKilled")
 	}
 	h := home.Home{Dir: dir}
-	if err := ChangePassphrase(h, GroupScope("group-2"), FromString("old passphrase"), FromString("new passphrase"), testKDF); err != nil {
+	old := FromString("old passphrase")
+	if os.Getenv(changeChildEnv+"_FROM_CLEAR") != "" {
+		old = Value{}
+	}
+	fmt.Println("ready")
+	start := time.Now()
+	if err := ChangePassphrase(h, GroupScope("group-2"), old, FromString("new passphrase"), testKDF); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(3)
 	}
+	fmt.Println("took", time.Since(start).Nanoseconds())
 }
 
 // TestChangeKilled kills a real change of a group's passphrase with
 // SIGKILL at random points, many times: afterwards exactly one of the old
 // and the new passphrase opens the scope, and every file opens with it.
 func TestChangeKilled(t *testing.T) {
+	t.Run("from a passphrase", func(t *testing.T) { testChangeKilled(t, false) })
+	t.Run("from clear", func(t *testing.T) { testChangeKilled(t, true) })
+}
+
+// testChangeKilled: fromClear sets the first passphrase (the files were
+// in clear): afterwards, either they still are, and no keyring is there,
+// or all are sealed and the new passphrase opens them.
+func testChangeKilled(t *testing.T, fromClear bool) {
 	runs := 30
 	if testing.Short() {
 		runs = 8
+	}
+	childEnv := []string{}
+	if fromClear {
+		childEnv = append(childEnv, changeChildEnv+"_FROM_CLEAR=1")
 	}
 	h0, files := secretHome(t)
 	// Many files, so that a kill lands among them as often as not.
@@ -296,26 +316,48 @@ func TestChangeKilled(t *testing.T) {
 		}
 	}
 	g2 := GroupScope("group-2")
-	if err := ChangePassphrase(h0, g2, Value{}, FromString("old passphrase"), testKDF); err != nil {
-		t.Fatal(err)
+	if !fromClear {
+		if err := ChangePassphrase(h0, g2, Value{}, FromString("old passphrase"), testKDF); err != nil {
+			t.Fatal(err)
+		}
+		Forget(h0, g2)
 	}
-	Forget(h0, g2)
 	template := snapshot(t, h0.Dir)
 	// How long a whole change takes, to spread the kills over it.
-	full := measureChange(t, template)
+	full := measureChange(t, template, childEnv)
 	var oldWins, newWins int
 	for run := range runs {
 		h := home.Home{Dir: t.TempDir()}
 		restore(t, h.Dir, template)
 		cmd := exec.Command(os.Args[0], "-test.run", "^TestChangeChild$")
-		cmd.Env = append(os.Environ(), changeChildEnv+"="+h.Dir)
+		cmd.Env = append(append(os.Environ(), childEnv...), changeChildEnv+"="+h.Dir)
+		out, _ := cmd.StdoutPipe()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
+		}
+		// The kill lands within the change itself, not the process's start.
+		line, _ := bufio.NewReader(out).ReadString('\n')
+		if line != "ready\n" {
+			t.Fatalf("run %d: the child said %q", run, line)
 		}
 		time.Sleep(time.Duration(rand.Int64N(int64(full) + 1)))
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
-		errOld, errNew := Unlock(h, g2, FromString("old passphrase")), Unlock(h, g2, FromString("new passphrase"))
+		var errOld, errNew error
+		if fromClear {
+			// Protected finishes or undoes the change; "old" is no keyring.
+			errOld = errors.New("a keyring")
+			if !g2.Protected(h) {
+				errOld = nil
+			} else {
+				errNew = Unlock(h, g2, FromString("new passphrase"))
+			}
+			if errOld == nil {
+				errNew = errors.New("no keyring")
+			}
+		} else {
+			errOld, errNew = Unlock(h, g2, FromString("old passphrase")), Unlock(h, g2, FromString("new passphrase"))
+		}
 		switch {
 		case errOld == nil && errNew == nil:
 			t.Fatalf("run %d: both passphrases open the scope", run)
@@ -343,19 +385,23 @@ func TestChangeKilled(t *testing.T) {
 	t.Logf("%d runs: the old passphrase opened %d, the new one %d (a change takes about %v)", runs, oldWins, newWins, full)
 }
 
-func measureChange(t *testing.T, template map[string][]byte) time.Duration {
+func measureChange(t *testing.T, template map[string][]byte, childEnv []string) time.Duration {
 	t.Helper()
 	var best time.Duration
 	for range 3 {
 		dir := t.TempDir()
 		restore(t, dir, template)
 		cmd := exec.Command(os.Args[0], "-test.run", "^TestChangeChild$")
-		cmd.Env = append(os.Environ(), changeChildEnv+"="+dir)
-		start := time.Now()
-		if out, err := cmd.CombinedOutput(); err != nil {
+		cmd.Env = append(append(os.Environ(), childEnv...), changeChildEnv+"="+dir)
+		out, err := cmd.Output()
+		if err != nil {
 			t.Fatalf("the change: %v\n%s", err, out)
 		}
-		if d := time.Since(start); best == 0 || d < best {
+		var ns int64
+		if _, err := fmt.Sscanf(strings.TrimPrefix(string(out), "ready\n"), "took %d", &ns); err != nil {
+			t.Fatalf("the child said %q", out)
+		}
+		if d := time.Duration(ns); best == 0 || d < best {
 			best = d
 		}
 	}
