@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -264,6 +265,86 @@ func TestPassphraseTools(t *testing.T) {
 	r := h.Run("", "client", "--url", fmt.Sprintf("https://localhost:%d/api", port), "--username", "admin", "--password-file", pw, "login")
 	if r.Code != 0 {
 		t.Errorf("login against the node manager with sealed keys: %s", r)
+	}
+}
+
+// TestChangePassphraseKilled kills the real managedomain
+// --change_passphrase with SIGKILL at random points, again and again:
+// afterwards exactly one of the old and the new passphrase opens the
+// group, and every secret file of the group opens with it.
+func TestChangePassphraseKilled(t *testing.T) {
+	h := gwtest.NewHome(t)
+	h.InitDomain()
+	hh := home.Home{Dir: h.Dir}
+	for _, n := range []string{"A", "B", "C"} {
+		h.MustRun("", "managedomain", "-c", "-n", n, "-g", "G", "--traffic_port", strconv.Itoa(gwtest.FreePort(t)), "--management_port", strconv.Itoa(gwtest.FreePort(t)))
+	}
+	scope := secret.GroupScope("group-2")
+	// Files of every kind: the API-key hashing key, a signing key, a TLS key.
+	for rel, b := range map[string]string{"kps/apikeys.key": strings.Repeat("k", 32), "oauth/keys/kid1.json": `{"kid":"kid1"}`, "secrets/tls-key.pem": "TLS KEY"} {
+		p := filepath.Join(hh.GroupConfDir("group-2"), filepath.FromSlash(rel))
+		os.MkdirAll(filepath.Dir(p), 0o700)
+		if err := os.WriteFile(p, []byte(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, _ := scope.Files(hh)
+	want := map[string][]byte{}
+	for _, f := range files {
+		want[f], _ = os.ReadFile(f)
+	}
+	if len(files) != 6 {
+		t.Fatalf("the group's secret files: %v", files)
+	}
+	pass := []string{"passphrase number 0", "passphrase number 1"}
+	pf := []string{passFile(t, pass[0]), passFile(t, pass[1])}
+	h.MustRun("", "managedomain", "--change_passphrase", "-g", "G", "--new_passphrase_file", pf[0])
+	cur := 0
+	// How long a whole change takes, to spread the kills over it.
+	start := time.Now()
+	h.MustRun("", "managedomain", "--change_passphrase", "-g", "G", "--old_passphrase_file", pf[0], "--new_passphrase_file", pf[1])
+	full, cur := time.Since(start), 1
+	runs, changed, completed := 12, 0, 0
+	for run := range runs {
+		cmd := h.Command(context.Background(), "", "managedomain", "--change_passphrase", "-g", "G", "--old_passphrase_file", pf[cur], "--new_passphrase_file", pf[1-cur])
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// The files are written last (after two key derivations): the kills
+		// land from 60 % of the change's time to 150 %.
+		time.Sleep(full*6/10 + time.Duration(rand.Int64N(int64(full)*9/10)))
+		cmd.Process.Kill()
+		if err := cmd.Wait(); err == nil {
+			completed++
+		}
+		opens := []bool{}
+		for _, p := range pass {
+			secret.Forget(hh, scope)
+			err := secret.Unlock(hh, scope, secret.FromString(p))
+			if err != nil && !errors.Is(err, secret.ErrWrongPassphrase) {
+				t.Fatalf("run %d: %v", run, err)
+			}
+			opens = append(opens, err == nil)
+		}
+		if opens[0] == opens[1] {
+			t.Fatalf("run %d: the passphrases open %v: never both, never neither", run, opens)
+		}
+		if opens[1-cur] {
+			cur, changed = 1-cur, changed+1
+		}
+		secret.Forget(hh, scope)
+		secret.Unlock(hh, scope, secret.FromString(pass[cur]))
+		for _, f := range files {
+			if b, err := secret.ReadFile(hh, f); err != nil || string(b) != string(want[f]) {
+				t.Fatalf("run %d: %s: %q %v", run, f, b, err)
+			}
+		}
+	}
+	t.Logf("%d kills of a change taking about %v: %d ended changed (%d of them had finished), %d not", runs, full, changed, completed, runs-changed)
+	// The kills straddle the decision (home.TestReplaceFilesKilled kills
+	// at each step of the protocol in turn, deterministically).
+	if changed == 0 || changed == runs {
+		t.Errorf("every kill ended the same way (%d of %d changed): the kills do not straddle the change", changed, runs)
 	}
 }
 
