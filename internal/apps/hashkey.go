@@ -10,6 +10,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
+	"github.com/gatehouse-gw/gatehouse/internal/kps/fieldcrypt"
 	"github.com/gatehouse-gw/gatehouse/internal/secret"
 )
 
@@ -47,9 +48,35 @@ func GroupHashKey(ctx context.Context, h home.Home, groupID string, store kps.St
 		return secret.Value{}, err
 	}
 	defer offer.Wipe()
-	b, err := shared.SharedSecret(ctx, HashKeySecret, offer.Reveal())
+	// With the group's passphrase, the store's copy is sealed too
+	// (kps/fieldcrypt, with the key its encrypted properties use).
+	scope := secret.GroupScope(groupID)
+	var keys *fieldcrypt.Keys
+	if scope.Protected(h) {
+		pass, ok := secret.Passphrase(h, scope)
+		if !ok {
+			return secret.Value{}, fmt.Errorf("the group's hashing key in its store is sealed with the passphrase of the %s, which this process was not given", scope)
+		}
+		defer pass.Wipe()
+		if err := store.Define(ctx, fieldcrypt.MetaTable()); err != nil {
+			return secret.Value{}, fmt.Errorf("the group's hashing key in its store: %w", err)
+		}
+		if keys, err = fieldcrypt.OpenKey(ctx, store, pass); err != nil {
+			return secret.Value{}, fmt.Errorf("the group's hashing key in its store: %w", err)
+		}
+	}
+	offered := offer.Reveal()
+	if keys != nil {
+		offered = keys.SealShared(HashKeySecret, offered)
+	}
+	b, err := shared.SharedSecret(ctx, HashKeySecret, offered)
 	if err != nil {
 		return secret.Value{}, fmt.Errorf("the group's hashing key in its store: %w", err)
+	}
+	if keys != nil {
+		if b, err = keys.OpenShared(HashKeySecret, b); err != nil {
+			return secret.Value{}, fmt.Errorf("the group's hashing key: %w", err)
+		}
 	}
 	if len(b) != HashKeyBytes {
 		// mutate:equivalent delete-stmt memory hygiene: the damaged bytes are not used after this

@@ -13,6 +13,8 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
+	"github.com/gatehouse-gw/gatehouse/internal/kps/fieldcrypt"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
 )
 
 // sharedStore is an embedded store with kps.SharedSecrets as a store that
@@ -37,6 +39,93 @@ func (s *sharedStore) SharedSecret(_ context.Context, name string, offer []byte)
 	}
 	s.secrets[name] = slices.Clone(offer)
 	return slices.Clone(offer), nil
+}
+
+func (s *sharedStore) LookupSharedSecret(_ context.Context, name string) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b, ok := s.secrets[name]; ok {
+		return slices.Clone(b), nil
+	}
+	return nil, kps.ErrNotFound
+}
+
+func (s *sharedStore) ReplaceSharedSecret(_ context.Context, name string, old, value []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b, ok := s.secrets[name]
+	switch {
+	case !ok:
+		return kps.ErrNotFound
+	case string(b) != string(old):
+		return kps.ErrConflict
+	}
+	s.secrets[name] = slices.Clone(value)
+	return nil
+}
+
+// TestGroupHashKeySealed: with the group's passphrase the shared store's
+// copy of the hashing key is sealed (never in clear in the database); a
+// process with another passphrase is refused; a copy stored in clear
+// before the passphrase is refused until kpsadmin reencrypt seals it;
+// after a passphrase change reencrypt moves it and the key stays the same.
+func TestGroupHashKeySealed(t *testing.T) {
+	ctx := context.Background()
+	h := home.Home{Dir: t.TempDir()}
+	scope := secret.GroupScope("group-2")
+	kdf := secret.KDF{Algorithm: "argon2id", Time: 1, MemoryKiB: 8 << 10, Threads: 1}
+	// A copy in clear, from before the passphrase.
+	shared := &sharedStore{Store: openStore(t), secrets: map[string][]byte{}}
+	clearKey, err := GroupHashKey(ctx, h, "group-2", shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p1, p2 := secret.FromString("first passphrase"), secret.FromString("second passphrase")
+	if err := secret.ChangePassphrase(h, scope, secret.Value{}, p1, kdf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := GroupHashKey(ctx, h, "group-2", shared); !errors.Is(err, fieldcrypt.ErrNeedsSealing) {
+		t.Fatalf("a copy in clear under a passphrase: %v", err)
+	}
+	shared.Define(ctx, fieldcrypt.MetaTable())
+	if err := fieldcrypt.Reencrypt(ctx, shared, nil, []string{HashKeySecret}, secret.Value{}, p1, nil); err != nil {
+		t.Fatal(err)
+	}
+	stored := shared.secrets[HashKeySecret]
+	if !secret.IsSealed(string(stored)) || strings.Contains(string(stored), string(clearKey.Reveal())) {
+		t.Fatalf("the copy is not sealed: %q", stored)
+	}
+	k, err := GroupHashKey(ctx, h, "group-2", shared)
+	if err != nil || !k.Equal(clearKey) {
+		t.Fatalf("after sealing: %v (the same key: %v)", err, k.Equal(clearKey))
+	}
+	// Another group, sealed from the start.
+	s3 := &sharedStore{Store: openStore(t), secrets: map[string][]byte{}}
+	if err := secret.ChangePassphrase(h, secret.GroupScope("group-3"), secret.Value{}, p1, kdf); err != nil {
+		t.Fatal(err)
+	}
+	k3, err := GroupHashKey(ctx, h, "group-3", s3)
+	if err != nil || len(k3.Reveal()) != HashKeyBytes || !secret.IsSealed(string(s3.secrets[HashKeySecret])) {
+		t.Fatalf("sealed from the start: %v %q", err, s3.secrets[HashKeySecret])
+	}
+	// A new passphrase: refused until reencrypt, then the same key.
+	if err := secret.ChangePassphrase(h, scope, p1, p2, kdf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := GroupHashKey(ctx, h, "group-2", shared); !errors.Is(err, fieldcrypt.ErrWrongPassphrase) {
+		t.Fatalf("after a passphrase change: %v", err)
+	}
+	if err := fieldcrypt.Reencrypt(ctx, shared, nil, []string{HashKeySecret}, p1, p2, nil); err != nil {
+		t.Fatal(err)
+	}
+	if k, err := GroupHashKey(ctx, h, "group-2", shared); err != nil || !k.Equal(clearKey) {
+		t.Fatalf("after reencrypt: %v (the same key: %v)", err, k.Equal(clearKey))
+	}
+	// Without the passphrase in this process: refused.
+	secret.Forget(h, scope)
+	if _, err := GroupHashKey(ctx, h, "group-2", shared); err == nil || !strings.Contains(err.Error(), "was not given") {
+		t.Errorf("without the passphrase: %v", err)
+	}
 }
 
 // TestGroupHashKey: the embedded store's key is the file beside it; a

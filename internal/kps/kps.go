@@ -146,6 +146,13 @@ type Bulk interface {
 // show them.
 type SharedSecrets interface {
 	SharedSecret(ctx context.Context, name string, offer []byte) ([]byte, error)
+	// LookupSharedSecret returns the secret stored under name, or an error
+	// wrapping ErrNotFound (nothing is stored).
+	LookupSharedSecret(ctx context.Context, name string) ([]byte, error)
+	// ReplaceSharedSecret stores value under name if what is stored is old
+	// (an error wrapping ErrConflict otherwise, ErrNotFound when nothing is):
+	// a passphrase change seals it anew (kps/fieldcrypt).
+	ReplaceSharedSecret(ctx context.Context, name string, old, value []byte) error
 }
 
 // Error is the error of one operation: what was done, on which table and key,

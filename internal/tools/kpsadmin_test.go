@@ -580,7 +580,7 @@ func testKpsadminMenu(t *testing.T, h *gwtest.Home, kpsadmin kpsRunner) {
 		"2", "", // backup: every table
 		"1", "colours", "", // clear, cancelled
 		"1", "colours", "colours", // clear, confirmed
-		"4",                     // reencrypt: later
+		"4",                     // reencrypt: nothing encrypted here
 		"9",                     // no such option
 		"3", "", "colours", "n", // restore the newest backup's colours
 		"q",
@@ -588,10 +588,10 @@ func testKpsadminMenu(t *testing.T, h *gwtest.Home, kpsadmin kpsRunner) {
 	r := kpsadmin(in)
 	wantCode(t, "the menu", r, 0)
 	for _, s := range []string{
-		`kpsadmin menu: group "group1", instance "server1"`, "  6) list_rows", "  4) reencrypt", "(not available yet)",
+		`kpsadmin menu: group "group1", instance "server1"`, "  6) list_rows", "  4) reencrypt",
 		"Table colours:", // details
 		`{"version":2,"values":{"attrs":{"k":"v"}`, // list_rows
-		"Backup ", "Not cleared.", "3 rows removed", "reencrypt is not available yet",
+		"Backup ", "Not cleared.", "3 rows removed", "nothing to re-encrypt",
 		`There is no option "9"`, `table "colours": 3 rows`,
 	} {
 		if !strings.Contains(r.Stdout, s) {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/apps"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
 	"github.com/gatehouse-gw/gatehouse/internal/kps/fieldcrypt"
@@ -448,8 +449,9 @@ func kpsRestore(ctx context.Context, s *kpsSession) error {
 // to the group's passphrase (fieldcrypt.Reencrypt).
 func kpsReencrypt(ctx context.Context, s *kpsSession) error {
 	custom := s.cfg.KPS.KPSTables()
-	if !fieldcrypt.Needs(custom) {
-		s.out("No table of group %q has encrypted properties: nothing to re-encrypt.\n", s.t.gname)
+	shared := s.backend() == "postgres" // its copy of the API-key hashing key (kps.SharedSecrets)
+	if !fieldcrypt.Needs(custom) && !shared {
+		s.out("No table of group %q has encrypted properties and its store keeps no shared secret: nothing to re-encrypt.\n", s.t.gname)
 		s.summary = "nothing to re-encrypt"
 		return nil
 	}
@@ -484,18 +486,25 @@ func kpsReencrypt(ctx context.Context, s *kpsSession) error {
 	if err != nil {
 		return err
 	}
+	if err := st.Define(ctx, fieldcrypt.MetaTable()); err != nil {
+		return err
+	}
+	var names []string
+	if shared {
+		names = []string{apps.HashKeySecret}
+	}
 	var old secret.Value
-	sealed, err := fieldcrypt.Sealed(ctx, st)
+	needOld, err := fieldcrypt.NeedsOld(ctx, st, newPass)
 	if err != nil {
 		return err
 	}
-	if sealed {
+	if needOld {
 		if old, err = s.askPassphrase("old_passphrase_file", "Passphrase the encrypted fields are sealed with now (the group's previous one)"); err != nil {
 			return err
 		}
 		defer old.Wipe()
 	}
-	if err := fieldcrypt.Reencrypt(ctx, st, custom, old, newPass, func(line string) { s.note("%s", line) }); err != nil {
+	if err := fieldcrypt.Reencrypt(ctx, st, custom, names, old, newPass, func(line string) { s.note("%s", line) }); err != nil {
 		if errors.Is(err, fieldcrypt.ErrWrongPassphrase) {
 			time.Sleep(time.Second)
 		}
@@ -505,7 +514,7 @@ func kpsReencrypt(ctx context.Context, s *kpsSession) error {
 	if newPass.IsZero() {
 		to = "clear (the group has no passphrase)"
 	}
-	s.out("The encrypted properties of group %q are sealed with %s.\n", s.t.gname, to)
+	s.out("The encrypted properties and shared secrets of group %q are sealed with %s.\n", s.t.gname, to)
 	s.summary = "encrypted properties moved to " + to
 	return nil
 }

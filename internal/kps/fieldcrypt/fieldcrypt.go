@@ -50,7 +50,7 @@ const (
 var (
 	ErrWrongPassphrase = errors.New("the group's passphrase does not open the encrypted fields of its key property store: they were sealed with another passphrase (after a passphrase change, run kpsadmin reencrypt with the old and the new one)")
 	ErrInterrupted     = errors.New("a kpsadmin reencrypt of the key property store was cut short: run it again with the same passphrases")
-	ErrNeedsSealing    = errors.New("the key property store has encrypted properties in clear and the group now has a passphrase: seal them with kpsadmin reencrypt")
+	ErrNeedsSealing    = errors.New("the key property store holds encrypted properties or secrets in clear and the group now has a passphrase: seal them with kpsadmin reencrypt")
 	ErrNoPassphrase    = errors.New("the encrypted fields of the key property store are sealed with a passphrase, and the group has none: give it, or run kpsadmin reencrypt to store them in clear")
 )
 
@@ -62,13 +62,6 @@ func Needs(tables []kps.Table) bool {
 		}
 	}
 	return false
-}
-
-// Sealed reports whether st's encrypted fields are sealed with a
-// passphrase (its key's salt and check are there).
-func Sealed(ctx context.Context, st kps.Store) (bool, error) {
-	m, err := getMeta(ctx, st, rowCurrent)
-	return m != nil, err
 }
 
 // Keys is the key of a store's encrypted fields. A nil *Keys keeps them
@@ -137,6 +130,18 @@ func Open(ctx context.Context, st kps.Store, tables []kps.Table, passphrase secr
 	if !Needs(tables) {
 		return nil, nil
 	}
+	return open(ctx, st, tables, passphrase)
+}
+
+// OpenKey is Open for a store's shared secrets (kps.SharedSecrets: the
+// API-key hashing key of a PostgreSQL store), whatever its tables: the
+// group's key for SealShared and OpenShared (nil when passphrase is zero
+// and nothing is sealed). st must have MetaTable defined.
+func OpenKey(ctx context.Context, st kps.Store, passphrase secret.Value) (*Keys, error) {
+	return open(ctx, st, nil, passphrase)
+}
+
+func open(ctx context.Context, st kps.Store, tables []kps.Table, passphrase secret.Value) (*Keys, error) {
 	cur, err := getMeta(ctx, st, rowCurrent)
 	if err != nil {
 		return nil, err
@@ -180,12 +185,35 @@ func Open(ctx context.Context, st kps.Store, tables []kps.Table, passphrase secr
 	if _, err := st.Insert(ctx, MetaAlias, vals); errors.Is(err, kps.ErrExists) {
 		// Another instance made it first: use its salt.
 		k.Wipe()
-		return Open(ctx, st, tables, passphrase)
+		return open(ctx, st, tables, passphrase)
 	} else if err != nil {
 		k.Wipe()
 		return nil, err
 	}
 	return &Keys{cur: k}, nil
+}
+
+func sharedBinding(name string) secret.Binding {
+	return secret.Binding{Purpose: "kps shared secret", Name: name}
+}
+
+// SealShared seals the value of shared secret name for the store.
+func (k *Keys) SealShared(name string, plain []byte) []byte {
+	return []byte(secret.Seal(k.cur, sharedBinding(name), plain))
+}
+
+// OpenShared opens the stored value of shared secret name: one in clear
+// (stored before the group had a passphrase) wraps ErrNeedsSealing, one
+// sealed under another passphrase ErrWrongPassphrase.
+func (k *Keys) OpenShared(name string, stored []byte) ([]byte, error) {
+	if !secret.IsSealed(string(stored)) {
+		return nil, fmt.Errorf("the store's shared secret %q: %w", name, ErrNeedsSealing)
+	}
+	b, err := secret.Open(k.cur, sharedBinding(name), string(stored))
+	if err != nil {
+		return nil, fmt.Errorf("the store's shared secret %q: %w", name, ErrWrongPassphrase)
+	}
+	return b, nil
 }
 
 func fieldBinding(alias, prop string) secret.Binding {

@@ -157,7 +157,7 @@ func TestOpenRefusesClearRows(t *testing.T) {
 	if _, err := fieldcrypt.Open(ctx, st, tables(), pass1); !errors.Is(err, fieldcrypt.ErrNeedsSealing) {
 		t.Fatalf("clear rows under a new passphrase: %v", err)
 	}
-	if err := fieldcrypt.Reencrypt(ctx, st, tables(), secret.Value{}, pass1, nil); err != nil {
+	if err := fieldcrypt.Reencrypt(ctx, st, tables(), nil, secret.Value{}, pass1, nil); err != nil {
 		t.Fatal(err)
 	}
 	if !secret.IsSealed(raw(t, st, "c1")) {
@@ -184,12 +184,12 @@ func TestReencrypt(t *testing.T) {
 		}
 	}
 	before := raw(t, st, "c7")
-	if err := fieldcrypt.Reencrypt(ctx, st, tables(), pass2, pass2, nil); !errors.Is(err, fieldcrypt.ErrWrongPassphrase) {
+	if err := fieldcrypt.Reencrypt(ctx, st, tables(), nil, pass2, pass2, nil); !errors.Is(err, fieldcrypt.ErrWrongPassphrase) {
 		t.Fatalf("a wrong old passphrase: %v", err)
 	}
 	// The refused run recorded its new key: the same new passphrase goes on.
 	var notes []string
-	if err := fieldcrypt.Reencrypt(ctx, st, tables(), pass1, pass2, func(s string) { notes = append(notes, s) }); err != nil {
+	if err := fieldcrypt.Reencrypt(ctx, st, tables(), nil, pass1, pass2, func(s string) { notes = append(notes, s) }); err != nil {
 		t.Fatal(err)
 	}
 	if len(notes) != 1 || !strings.Contains(notes[0], fmt.Sprintf("%d rows", n)) {
@@ -212,7 +212,7 @@ func TestReencrypt(t *testing.T) {
 		}
 	}
 	// To clear: no passphrase any more.
-	if err := fieldcrypt.Reencrypt(ctx, st, tables(), pass2, secret.Value{}, nil); err != nil {
+	if err := fieldcrypt.Reencrypt(ctx, st, tables(), nil, pass2, secret.Value{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if raw(t, st, "c7") != "s3cret-7" {
@@ -259,7 +259,7 @@ func TestReencryptCutShort(t *testing.T) {
 		for i := range n {
 			w.Insert(ctx, "creds", row(i))
 		}
-		err := fieldcrypt.Reencrypt(ctx, &faultyStore{Store: st, left: cut}, tables(), pass1, pass2, nil)
+		err := fieldcrypt.Reencrypt(ctx, &faultyStore{Store: st, left: cut}, tables(), nil, pass1, pass2, nil)
 		if err == nil {
 			continue // the cut came after the end
 		}
@@ -269,7 +269,7 @@ func TestReencryptCutShort(t *testing.T) {
 		if _, err := fieldcrypt.Open(ctx, st, tables(), pass2); !errors.Is(err, fieldcrypt.ErrInterrupted) && err != nil {
 			t.Errorf("cut %d: open before the second run: %v", cut, err)
 		}
-		if err := fieldcrypt.Reencrypt(ctx, st, tables(), pass1, pass2, nil); err != nil {
+		if err := fieldcrypt.Reencrypt(ctx, st, tables(), nil, pass1, pass2, nil); err != nil {
 			t.Fatalf("cut %d: second run: %v", cut, err)
 		}
 		k2, err := fieldcrypt.Open(ctx, st, tables(), pass2)

@@ -17,7 +17,10 @@ import (
 // first (row "next" of MetaTable), each row is moved on its own (a value
 // already under the new key is left alone), and the new key becomes the
 // current one last. note, when not nil, is told each table's count.
-func Reencrypt(ctx context.Context, st kps.Store, tables []kps.Table, old, newPass secret.Value, note func(string)) error {
+//
+// shared names the store's shared secrets (kps.SharedSecrets) to move too,
+// when st has them: the API-key hashing key of a PostgreSQL store.
+func Reencrypt(ctx context.Context, st kps.Store, tables []kps.Table, shared []string, old, newPass secret.Value, note func(string)) error {
 	if note == nil {
 		note = func(string) {}
 	}
@@ -28,6 +31,14 @@ func Reencrypt(ctx context.Context, st kps.Store, tables []kps.Table, old, newPa
 	next, err := getMeta(ctx, st, rowNext)
 	if err != nil {
 		return err
+	}
+	if cur != nil && next == nil && !newPass.IsZero() {
+		if k, err := cur.derive(newPass); err == nil {
+			// The store's key is the new passphrase's already: only what
+			// is in clear (stored before the passphrase) is left to seal.
+			defer k.Wipe()
+			return moveAll(ctx, st, tables, shared, k, k, note)
+		}
 	}
 	var newKey *secret.Key
 	switch {
@@ -66,16 +77,8 @@ func Reencrypt(ctx context.Context, st kps.Store, tables []kps.Table, old, newPa
 		}
 		defer oldKey.Wipe()
 	}
-	for i := range tables {
-		t := &tables[i]
-		if len(t.Encrypted()) == 0 {
-			continue
-		}
-		n, err := reencryptTable(ctx, st, t, oldKey, newKey)
-		if err != nil {
-			return err
-		}
-		note(fmt.Sprintf("table %q: %d rows sealed anew", t.Alias, n))
+	if err := moveAll(ctx, st, tables, shared, oldKey, newKey, note); err != nil {
+		return err
 	}
 	// The switch: the new key becomes the current one, then "next" goes.
 	if newKey == nil {
@@ -101,6 +104,87 @@ func Reencrypt(ctx context.Context, st kps.Store, tables []kps.Table, old, newPa
 		return err
 	}
 	return st.Delete(ctx, MetaAlias, rowNext, kps.AnyVersion)
+}
+
+// moveAll moves the encrypted properties of tables and the shared secrets
+// named from oldKey to newKey (nil: clear).
+func moveAll(ctx context.Context, st kps.Store, tables []kps.Table, shared []string, oldKey, newKey *secret.Key, note func(string)) error {
+	for i := range tables {
+		t := &tables[i]
+		if len(t.Encrypted()) == 0 {
+			continue
+		}
+		n, err := reencryptTable(ctx, st, t, oldKey, newKey)
+		if err != nil {
+			return err
+		}
+		note(fmt.Sprintf("table %q: %d rows sealed anew", t.Alias, n))
+	}
+	if ss, ok := st.(kps.SharedSecrets); ok {
+		for _, name := range shared {
+			if err := moveShared(ctx, ss, name, oldKey, newKey); err != nil {
+				return err
+			}
+			note(fmt.Sprintf("shared secret %q sealed anew", name))
+		}
+	}
+	return nil
+}
+
+// NeedsOld reports whether Reencrypt to newPass needs the old passphrase:
+// the store's fields are sealed under another one than newPass.
+func NeedsOld(ctx context.Context, st kps.Store, newPass secret.Value) (bool, error) {
+	cur, err := getMeta(ctx, st, rowCurrent)
+	if err != nil || cur == nil {
+		return false, err
+	}
+	if newPass.IsZero() {
+		return true, nil
+	}
+	k, err := cur.derive(newPass)
+	if err != nil {
+		return true, nil
+	}
+	k.Wipe()
+	return false, nil
+}
+
+// moveShared moves shared secret name from oldKey to newKey (nil: clear).
+func moveShared(ctx context.Context, ss kps.SharedSecrets, name string, oldKey, newKey *secret.Key) error {
+	v, err := ss.LookupSharedSecret(ctx, name)
+	if errors.Is(err, kps.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	b := sharedBinding(name)
+	var plain []byte
+	switch {
+	case !secret.IsSealed(string(v)):
+		if newKey == nil {
+			return nil
+		}
+		plain = append([]byte(nil), v...)
+	default:
+		if newKey != nil {
+			if _, err := secret.Open(newKey, b, string(v)); err == nil {
+				return nil // moved already
+			}
+		}
+		if oldKey == nil {
+			return fmt.Errorf("the store's shared secret %q is sealed with a key that is neither the old one nor the new one", name)
+		}
+		if plain, err = secret.Open(oldKey, b, string(v)); err != nil {
+			return fmt.Errorf("the store's shared secret %q does not open with the old passphrase: %w", name, err)
+		}
+	}
+	defer clear(plain)
+	nv := plain
+	if newKey != nil {
+		nv = []byte(secret.Seal(newKey, b, plain))
+	}
+	return ss.ReplaceSharedSecret(ctx, name, v, nv)
 }
 
 // reencryptTable moves every row of t from oldKey (nil: in clear) to newKey

@@ -589,6 +589,41 @@ func (s *Store) SharedSecret(ctx context.Context, name string, offer []byte) ([]
 	return v, nil
 }
 
+// LookupSharedSecret implements kps.SharedSecrets.
+func (s *Store) LookupSharedSecret(ctx context.Context, name string) ([]byte, error) {
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
+	var v []byte
+	err := s.pool.QueryRow(ctx, "SELECT value FROM kps_secrets WHERE name = $1", name).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, &kps.Error{Op: "shared secret", Key: name, Err: kps.ErrNotFound}
+	}
+	if err != nil {
+		return nil, &kps.Error{Op: "shared secret", Key: name, Err: classify(err)}
+	}
+	return v, nil
+}
+
+// ReplaceSharedSecret implements kps.SharedSecrets.
+func (s *Store) ReplaceSharedSecret(ctx context.Context, name string, old, value []byte) error {
+	ctx, cancel := s.opContext(ctx)
+	defer cancel()
+	if len(value) == 0 {
+		return kps.Invalid("shared secret %q: an empty value", name)
+	}
+	tag, err := s.pool.Exec(ctx, "UPDATE kps_secrets SET value = $3 WHERE name = $1 AND value = $2", name, old, value)
+	if err != nil {
+		return &kps.Error{Op: "shared secret", Key: name, Err: classify(err)}
+	}
+	if tag.RowsAffected() == 1 {
+		return nil
+	}
+	if _, err := s.LookupSharedSecret(ctx, name); err != nil {
+		return err
+	}
+	return &kps.Error{Op: "shared secret", Key: name, Err: kps.ErrConflict}
+}
+
 func opError(op, alias, key string, err error) error {
 	var ke *kps.Error
 	if errors.As(err, &ke) {

@@ -393,4 +393,26 @@ func TestSharedSecret(t *testing.T) {
 	if v, err := s2.SharedSecret(ctx, "k2", []byte("two")); err != nil || string(v) != "two" {
 		t.Errorf("another name: %q %v", v, err)
 	}
+	// Lookup and compare-and-swap replace.
+	if _, err := s.LookupSharedSecret(ctx, "absent"); !errors.Is(err, kps.ErrNotFound) {
+		t.Errorf("lookup of an absent secret: %v", err)
+	}
+	if err := s.ReplaceSharedSecret(ctx, "absent", []byte("x"), []byte("y")); !errors.Is(err, kps.ErrNotFound) {
+		t.Errorf("replace of an absent secret: %v", err)
+	}
+	if err := s.ReplaceSharedSecret(ctx, "k2", []byte("not it"), []byte("three")); !errors.Is(err, kps.ErrConflict) {
+		t.Errorf("replace with a stale value: %v", err)
+	}
+	if err := s.ReplaceSharedSecret(ctx, "k2", []byte("two"), nil); !errors.Is(err, kps.ErrInvalid) {
+		t.Errorf("replace with nothing: %v", err)
+	}
+	if err := s.ReplaceSharedSecret(ctx, "k2", []byte("two"), []byte("three")); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s2.LookupSharedSecret(ctx, "k2"); err != nil || string(v) != "three" {
+		t.Errorf("after replace: %q %v", v, err)
+	}
+	if v, err := s.SharedSecret(ctx, "k2", []byte("four")); err != nil || string(v) != "three" {
+		t.Errorf("an offer after replace: %q %v", v, err)
+	}
 }
