@@ -117,7 +117,7 @@ func TestDocsKpsadminTables(t *testing.T) {
 	if want := kpsVerbNames(); !slices.Equal(got, want) {
 		t.Errorf("the docs' verbs: got %v, want %v (menu order)", got, want)
 	}
-	opt := regexp.MustCompile("(?m)^\\| `(?:-([a-z]), )?--([a-z_]+)(?: [A-Z]+)?` \\|")
+	opt := regexp.MustCompile("(?m)^\\| `(?:-([a-zA-Z]), )?--([a-z_]+)(?: [A-Z]+)?` \\|")
 	var docFlags, codeFlags []string
 	for _, m := range opt.FindAllStringSubmatch(doc, -1) {
 		docFlags = append(docFlags, m[1]+"/"+m[2])

@@ -58,6 +58,7 @@ var kpsFlags = []kpsFlag{
 	{Long: "uuid", Arg: "UUID", Help: "the backup to restore (as backup printed it)"},
 	{Long: "limit", Arg: "N", Help: fmt.Sprintf("rows per page (default %d, at most %d)", kps.DefaultLimit, kps.MaxLimit)},
 	{Long: "cursor", Arg: "CURSOR", Help: "the page after the one that printed this cursor"},
+	{Long: "prompt", Short: "P", Help: "reencrypt: ask for the passphrases on the terminal, without echo (what it does without the two files)"},
 	{Long: "passphrase_file", Arg: "F", Help: "reencrypt: the group's passphrase, from file F (mode 0600 or 0400); else asked on the terminal"},
 	{Long: "old_passphrase_file", Arg: "F", Help: "reencrypt: the passphrase the encrypted fields are sealed with now, from file F; else asked"},
 	{Long: "yes", Help: "clear without asking (needed when standard input is not a terminal)"},
@@ -72,7 +73,7 @@ var kpsCommon = []string{"group", "instance", "verbose", "help"}
 // kpsRefused are the vendor's options that Gatehouse does not take, and why.
 var kpsRefused = map[string]string{
 	"-u": "credentials", "--username": "credentials", "-p": "credentials", "--password": "credentials", "--password_file": "credentials",
-	"--passphrase": "passphrase", "-P": "passphrase",
+	"--passphrase": "passphrase",
 }
 
 // kpsVerb is one operation.
@@ -112,7 +113,7 @@ func init() {
 				"encrypted properties of its custom tables are sealed under the old one and the instances refuse to\n" +
 				"start. This moves them to the group's passphrase now (or to clear when it has none), restartable\n" +
 				"when cut short. Refused while an instance of the group runs on this host.",
-			Flags: []string{"passphrase_file", "old_passphrase_file"}, Run: kpsReencrypt, Audit: "reencrypt kps"},
+			Flags: []string{"prompt", "passphrase_file", "old_passphrase_file"}, Run: kpsReencrypt, Audit: "reencrypt kps"},
 		{Name: "details", Menu: 5, Title: "the store: backend, location, tables with their definitions and row counts, backups",
 			Flags: []string{"table", "collection"}, Run: kpsDetails},
 		{Name: "list_rows", Menu: 6, Title: "the rows of a table, one JSON object a line, a page at a time",
@@ -308,6 +309,9 @@ func parseKpsadmin(args []string) (*kpsOpts, error) {
 			f := kpsFlagByLong(long)
 			return nil, usagef(kpsName, "%s needs %s %s", o.verb.Name, strings.Split(f.names(), ", ")[0], f.Arg)
 		}
+	}
+	if o.has("prompt") && (o.has("passphrase_file") || o.has("old_passphrase_file")) {
+		return nil, usagef(kpsName, "-P and the passphrase files exclude each other")
 	}
 	if v, ok := o.vals["limit"]; ok {
 		n, err := strconv.Atoi(v)

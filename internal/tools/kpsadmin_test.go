@@ -711,7 +711,7 @@ func testKpsadminUsage(t *testing.T, h *gwtest.Home, kpsadmin kpsRunner) {
 		{[]string{"details", "-u", "admin"}, "takes no credentials"},
 		{[]string{"details", "--password_file", "f"}, "takes no credentials"},
 		{[]string{"reencrypt", "--passphrase", "x"}, "never taken on the command line"},
-		{[]string{"reencrypt", "-P"}, "never taken on the command line"},
+		{[]string{"reencrypt", "-P", "--passphrase_file", "f"}, "-P and the passphrase files exclude each other"},
 		{[]string{"reencrypt", "-t", "x"}, "reencrypt does not take -t"},
 		{[]string{"details", "--old_passphrase_file", "f"}, "details does not take --old_passphrase_file"},
 	} {
