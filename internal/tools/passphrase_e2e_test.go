@@ -1,0 +1,745 @@
+package tools_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/gatehouse-gw/gatehouse/internal/gwtest"
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+)
+
+// TestPassphraseEndToEnd is issue 20's first "done means": a domain with an
+// Admin Node Manager, two groups (A: a KPS with API keys and an OAuth
+// server issuing JWT access tokens; B: a TLS traffic listener whose key is
+// in groups/<B>/conf/secrets/), every secret recorded in clear; then
+// passphrases set on both groups, the node managers and the domain CA; the
+// node manager started with passphraseExec, group A's instance started by
+// it (passphrase from the program), group B's from a file descriptor and
+// from a pseudo-terminal; the API key, the token and the TLS key working
+// again; a wrong passphrase refused changing nothing; and no secret in
+// clear in any file of the install directory (logs, traces, KPS backups
+// included) nor in /proc/<pid>/cmdline or environ of the processes
+// started. The same scan run before the passphrases are set finds the
+// secrets (a control: the scan can fail).
+func TestPassphraseEndToEnd(t *testing.T) {
+	started := time.Now()
+	a := startANM(t)
+	h := a.h
+	h.Env = append(h.Env, "XDG_CONFIG_HOME="+t.TempDir())
+	hh := home.Home{Dir: h.Dir}
+	apiURL := fmt.Sprintf("https://localhost:%d/api", a.port)
+	tmp := t.TempDir() // outside the install directory: the passphrase files and the program
+	writeSecret := func(name, content string) string {
+		p := filepath.Join(tmp, name)
+		if err := os.WriteFile(p, []byte(content+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const adminPassword = "changeme-Secret1" // startANM's
+	pw := writeSecret("pw", adminPassword)
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		fmt.Fprintln(w, "backend ok")
+	}))
+	t.Cleanup(be.Close)
+
+	// Two groups, one instance each.
+	wantClient(t, "login", h.Run("", "client", "--url", apiURL, "--username", "admin", "--password-file", pw, "login"), 0, "logged in")
+	createdID := regexp.MustCompile(`created (?:group|instance) ([\w-]+) `)
+	create := func(what string, args ...string) string {
+		t.Helper()
+		r := h.Run("", append([]string{"client"}, args...)...)
+		wantClient(t, what, r, 0, "created ")
+		m := createdID.FindStringSubmatch(r.Stdout)
+		if m == nil {
+			t.Fatalf("%s: no id in %s", what, r)
+		}
+		return m[1]
+	}
+	gA := create("group create A", "group", "create", "Group A")
+	gB := create("group create B", "group", "create", "Group B")
+	tpA, mpA, tpB, mpB := gwtest.FreePort(t), gwtest.FreePort(t), gwtest.FreePort(t), gwtest.FreePort(t)
+	iA := create("instance create A", "instance", "create", "Group A", "Server A", "--traffic-port", strconv.Itoa(tpA), "--management-port", strconv.Itoa(mpA))
+	iB := create("instance create B", "instance", "create", "Group B", "Server B", "--traffic-port", strconv.Itoa(tpB), "--management-port", strconv.Itoa(mpB))
+	wantClient(t, "start A", h.Run("", "client", "start", gA, iA), 0, ": running")
+	wantClient(t, "start B", h.Run("", "client", "start", gB, iB), 0, ": running")
+
+	// Group A: an API behind an API key, another behind the group's own
+	// OAuth server's JWT access tokens.
+	issuer := fmt.Sprintf("http://127.0.0.1:%d", tpA)
+	confA := filepath.Join(tmp, "groupA.yaml")
+	os.WriteFile(confA, []byte(fmt.Sprintf(`kps:
+  cache: {ttl: 1s, negativeTTL: 1s}
+nodeManager:
+  restartOnFailure: true
+  restartBackoff: 0.2
+oauth:
+  enabled: true
+  issuer: %s
+  accessTokenFormat: jwt
+  scopes: [orders:read]
+backends:
+  - name: be
+    url: %s
+apis:
+  - name: keyed
+    pathPrefix: /keyed
+    backend: be
+    policies:
+      - apiKey: {}
+  - name: orders
+    pathPrefix: /orders
+    backend: be
+    policies:
+      - oauth: {scopes: [orders:read], tokenCacheTtl: 100ms}
+`, issuer, be.URL)), 0o644)
+	wantClient(t, "deploy A", h.Run("", "deploy", "-g", "Group A", confA), 0, "succeeded")
+
+	// Group B: TLS on its traffic listener, the key among the group's
+	// secrets (groups/<B>/conf/secrets/).
+	cf, kf, tlsPool := selfSigned(t, tmp)
+	certPEM, _ := os.ReadFile(cf)
+	tlsKeyPEM, _ := os.ReadFile(kf)
+	os.Remove(kf) // the key's one place: the group's secrets
+	secretsDir := filepath.Join(hh.GroupConfDir(gB), "secrets")
+	os.MkdirAll(secretsDir, 0o700)
+	tlsKeyFile := filepath.Join(secretsDir, "tls-key.pem")
+	if err := os.WriteFile(tlsKeyFile, tlsKeyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(hh.GroupConfDir(gB), "tls-cert.pem"), certPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	confB := filepath.Join(tmp, "groupB.yaml")
+	os.WriteFile(confB, []byte(fmt.Sprintf(`traffic:
+  tls:
+    certFile: groups/%s/conf/tls-cert.pem
+    keyFile: groups/%s/conf/secrets/tls-key.pem
+backends:
+  - name: be
+    url: %s
+apis:
+  - name: plain
+    pathPrefix: /plain
+    backend: be
+`, gB, gB, be.URL)), 0o644)
+	wantClient(t, "deploy B", h.Run("", "deploy", "-g", "Group B", confB), 0, "succeeded")
+
+	// The application, its API key and its OAuth client secret.
+	r := h.Run("", "client", "apps", "create", "-g", "Group A", "Shop", "--api", "keyed", "--api", "orders", "--grant-type", "client_credentials", "--scope", "orders:read")
+	wantClient(t, "apps create", r, 0, "created application ")
+	m := regexp.MustCompile(`created application ([0-9a-f-]{36}) `).FindStringSubmatch(r.Stdout)
+	if m == nil {
+		t.Fatalf("apps create: no id in %s", r)
+	}
+	appID := m[1]
+	secondLine := func(what string, r gwtest.Result) string {
+		t.Helper()
+		wantClient(t, what, r, 0, "the only time")
+		ls := strings.Split(strings.TrimSpace(r.Stdout), "\n")
+		if len(ls) != 3 {
+			t.Fatalf("%s: %s", what, r)
+		}
+		return ls[1]
+	}
+	apiKey := secondLine("keys create", h.Run("", "client", "keys", "create", "-g", "Group A", "--app", "Shop"))
+	clientSecret := secondLine("secrets create", h.Run("", "client", "secrets", "create", "-g", "Group A", "--app", "Shop"))
+
+	// What the gateway must still do once the passphrases are set.
+	httpc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	call := func(u string, hdr ...string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", u, nil)
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := httpc.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	token := func() (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", issuer+"/oauth/token", strings.NewReader(url.Values{"grant_type": {"client_credentials"}, "scope": {"orders:read"}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(url.QueryEscape(appID), url.QueryEscape(clientSecret))
+		resp, err := httpc.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var tr struct {
+			AccessToken string `json:"access_token"`
+		}
+		json.Unmarshal(b, &tr)
+		if resp.StatusCode != 200 || strings.Count(tr.AccessToken, ".") != 2 {
+			return resp.StatusCode, string(b)
+		}
+		return 200, tr.AccessToken
+	}
+	// await retries f (the instances see new applications within
+	// kps.cache.ttl, and a started instance within its start).
+	await := func(what string, within time.Duration, f func() (int, string)) string {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for {
+			code, body := f()
+			if code == 200 {
+				return body
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: got %d %s, want 200", what, code, body)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	keyed := func() (int, string) { return call(fmt.Sprintf("http://127.0.0.1:%d/keyed/1", tpA), "KeyId", apiKey) }
+	tlsc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, TLSClientConfig: &tls.Config{RootCAs: tlsPool}}}
+	overTLS := func() (int, string) {
+		resp, err := tlsc.Get(fmt.Sprintf("https://127.0.0.1:%d/plain/1", tpB))
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	checkServing := func(when string, tok string) string {
+		t.Helper()
+		await(when+": the API key", 5*time.Second, keyed)
+		newTok := await(when+": a token from the token endpoint", 5*time.Second, token)
+		for _, tk := range []string{tok, newTok} {
+			if tk == "" {
+				continue
+			}
+			if code, body := call(issuer+"/orders/1", "Authorization", "Bearer "+tk); code != 200 {
+				t.Errorf("%s: a JWT access token of the group's signing key: %d %s", when, code, body)
+			}
+		}
+		await(when+": the TLS listener with the group's key", 10*time.Second, overTLS)
+		return newTok
+	}
+	tok := checkServing("before the passphrases", "")
+
+	// A backup of group A's KPS: part of what is scanned.
+	wantClient(t, "kpsadmin backup", h.Run("", "kpsadmin", "backup", "-g", "Group A", "-n", "Server A"), 0, "written")
+
+	// Every secret in clear, before the passphrases are set.
+	var secrets []knownSecret
+	add := func(name string, v []byte, file bool) {
+		if len(v) < 8 {
+			t.Fatalf("secret %s: too short to search for (%d bytes)", name, len(v))
+		}
+		secrets = append(secrets, knownSecret{name, v, file})
+	}
+	addPEM := func(name, path string) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		blk, _ := pem.Decode(b)
+		if blk == nil || !strings.Contains(blk.Type, "PRIVATE KEY") {
+			t.Fatalf("%s: %s holds no PEM private key", name, path)
+		}
+		add(name+" (PEM)", bytes.TrimSpace(b), true)
+		// The first line of the base64 body (64 characters), and the key's
+		// DER in base64 and hex: however it is laid out.
+		body := strings.Split(string(b), "\n")[1]
+		add(name+" (base64 line)", []byte(body), true)
+		add(name+" (DER, hex)", []byte(hex.EncodeToString(blk.Bytes)), false)
+	}
+	addPEM("the domain CA's key", hh.Path("groups", "certs", "private", "domainkey.pem"))
+	addPEM("the node manager's key", hh.Path("system", "conf", "certs", "private", "nodemanager-key.pem"))
+	addPEM("instance A's key", filepath.Join(hh.InstanceDir(gA, iA), "conf", "certs", "private", "instance-key.pem"))
+	addPEM("instance B's key", filepath.Join(hh.InstanceDir(gB, iB), "conf", "certs", "private", "instance-key.pem"))
+	addPEM("group B's TLS key", tlsKeyFile)
+	sk, err := os.ReadFile(hh.Path("conf", "sessionKey"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	add("the session key", bytes.TrimSpace(sk), true)
+	if raw, err := hex.DecodeString(string(bytes.TrimSpace(sk))); err == nil {
+		add("the session key (raw)", raw, false)
+		add("the session key (base64)", []byte(base64.RawStdEncoding.EncodeToString(raw)), false)
+	}
+	hk, err := os.ReadFile(filepath.Join(hh.GroupConfDir(gA), "kps", "apikeys.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	add("group A's API-key hashing key (raw)", hk, true)
+	add("group A's API-key hashing key (hex)", []byte(hex.EncodeToString(hk)), false)
+	add("group A's API-key hashing key (base64)", []byte(base64.RawStdEncoding.EncodeToString(hk)), false)
+	add("group A's API-key hashing key (base64url)", []byte(base64.RawURLEncoding.EncodeToString(hk)), false)
+	jwks, _ := filepath.Glob(filepath.Join(hh.GroupConfDir(gA), "oauth", "keys", "*.json"))
+	if len(jwks) == 0 {
+		t.Fatalf("group A has no OAuth signing key in %s", filepath.Join(hh.GroupConfDir(gA), "oauth", "keys"))
+	}
+	for _, p := range jwks {
+		b, _ := os.ReadFile(p)
+		var kf struct {
+			JWK struct {
+				D string `json:"d"`
+			} `json:"jwk"`
+		}
+		if err := json.Unmarshal(b, &kf); err != nil || kf.JWK.D == "" {
+			t.Fatalf("%s: no private d in %s (%v)", p, b, err)
+		}
+		add("OAuth signing key "+filepath.Base(p)+" (d)", []byte(kf.JWK.D), true)
+		if raw, err := base64.RawURLEncoding.DecodeString(kf.JWK.D); err == nil {
+			add("OAuth signing key "+filepath.Base(p)+" (d, hex)", []byte(hex.EncodeToString(raw)), false)
+		}
+	}
+	add("the API key's secret part", []byte(apiKey[15:]), false)
+	add("the OAuth client secret", []byte(strings.TrimPrefix(clientSecret, "gcs_")), false)
+	add("the admin password", []byte(adminPassword), false)
+	passA, passB, passNM, passCA := "group-A passphrase "+randHex(8), "group-B passphrase "+randHex(8), "node-manager passphrase "+randHex(8), "domain-CA passphrase "+randHex(8)
+	for n, p := range map[string]string{"group A's passphrase": passA, "group B's passphrase": passB, "the node manager's passphrase": passNM, "the CA's passphrase": passCA} {
+		add(n, []byte(p), false)
+	}
+	sort.SliceStable(secrets, func(i, j int) bool { return secrets[i].name < secrets[j].name })
+
+	// scan returns, for each secret, the files of the install directory
+	// that hold it, and the files holding a PEM private key's marker.
+	scan := func() (found map[string][]string, markers []string) {
+		found = map[string][]string{}
+		err := filepath.WalkDir(h.Dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if !d.Type().IsRegular() {
+				return nil
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(h.Dir, p)
+			for _, s := range secrets {
+				if bytes.Contains(b, s.value) {
+					found[s.name] = append(found[s.name], rel)
+				}
+			}
+			// The one allowed holder of the marker: the gatehouse binary
+			// copied into the install directory (posix/bin/), which has
+			// the PEM block types as constants in its code and no key.
+			// The secrets themselves are searched in it too (above).
+			if bytes.Contains(b, []byte("PRIVATE KEY")) && rel != filepath.Join("posix", "bin", "gatehouse") {
+				markers = append(markers, rel)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("scanning %s: %v", h.Dir, err)
+		}
+		return found, markers
+	}
+	// The control: in clear, the scan finds every secret file's content.
+	found, markers := scan()
+	for _, s := range secrets {
+		if s.file && len(found[s.name]) == 0 {
+			t.Errorf("control: before the passphrases, the scan does not find %s", s.name)
+		}
+	}
+	if len(markers) < 5 {
+		t.Errorf("control: before the passphrases, only %d files hold a PEM private key: %v", len(markers), markers)
+	}
+	for _, n := range []string{"the API key's secret part", "the OAuth client secret", "the admin password"} {
+		if f := found[n]; len(f) > 0 {
+			t.Errorf("before any passphrase, %s is in clear in %v", n, f)
+		}
+	}
+
+	// Stop everything, then set the four passphrases from files.
+	wantClient(t, "stop A", h.Run("", "client", "stop", gA, iA), 0, ": stopped")
+	wantClient(t, "stop B", h.Run("", "client", "stop", gB, iB), 0, ": stopped")
+	h.MustRun("", "nodemanager", "-k", "-q")
+	fileA, fileB, fileNM, fileCA := writeSecret("passA", passA), writeSecret("passB", passB), writeSecret("passNM", passNM), writeSecret("passCA", passCA)
+	for _, c := range []struct {
+		args []string
+		file string
+	}{{[]string{"-g", "Group A"}, fileA}, {[]string{"-g", gB}, fileB}, {[]string{"--node_manager"}, fileNM}, {[]string{"--domain"}, fileCA}} {
+		r := h.Run("", append(append([]string{"managedomain", "--change_passphrase"}, c.args...), "--new_passphrase_file", c.file)...)
+		wantClient(t, "change_passphrase "+strings.Join(c.args, " "), r, 0, "The passphrase of the", "is set")
+	}
+	for _, p := range []string{
+		hh.Path("groups", "certs", "private", "domainkey.pem"),
+		hh.Path("system", "conf", "certs", "private", "nodemanager-key.pem"),
+		hh.Path("conf", "sessionKey"),
+		filepath.Join(hh.InstanceDir(gA, iA), "conf", "certs", "private", "instance-key.pem"),
+		filepath.Join(hh.InstanceDir(gB, iB), "conf", "certs", "private", "instance-key.pem"),
+		filepath.Join(hh.GroupConfDir(gA), "kps", "apikeys.key"),
+		tlsKeyFile,
+	} {
+		if b, _ := os.ReadFile(p); !bytes.HasPrefix(b, []byte("gh-sealed:1:")) {
+			t.Errorf("%s is not sealed: %.40q", p, b)
+		}
+	}
+
+	// The node manager, without a flag: its passphrase, the CA's and the
+	// groups' from passphraseExec (a program that prints the one of the
+	// scope it is given).
+	prog := filepath.Join(tmp, "passphrase-exec")
+	os.WriteFile(prog, []byte(fmt.Sprintf(`#!/bin/sh
+case "$1 $2" in
+"nodemanager ") cat %q ;;
+"ca ") cat %q ;;
+"group %s") cat %q ;;
+"group %s") cat %q ;;
+*) echo "unknown scope $*" >&2; exit 1 ;;
+esac
+`, fileNM, fileCA, gA, fileA, gB, fileB)), 0o700)
+	nmConf, err := os.ReadFile(hh.NodeManagerConf())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(hh.NodeManagerConf(), append(nmConf, []byte(fmt.Sprintf("passphraseExec: [%q]\n", prog))...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.Run("", "nodemanager", "-d"); r.Code != 0 {
+		t.Fatalf("nodemanager -d with passphraseExec: %s", r)
+	}
+	// The ANM reaches group A's sealed key store: a second API key.
+	wantClient(t, "login after the passphrases", h.Run("", "client", "--url", apiURL, "--username", "admin", "--password-file", pw, "login"), 0, "logged in")
+	apiKey2 := secondLine("keys create after the passphrases", h.Run("", "client", "keys", "create", "-g", "Group A", "--app", "Shop"))
+	add("the second API key's secret part", []byte(apiKey2[15:]), false)
+	// Group A's instance, started by the node manager: its passphrase
+	// from the program, through a pipe.
+	wantClient(t, "start A through the node manager", h.Run("", "client", "start", gA, iA), 0, ": running")
+
+	// Group B's instance from a file descriptor (a pipe, descriptor 3).
+	startFD := func() {
+		t.Helper()
+		cmd := h.Command(t.Context(), "", "startinstance", "-d", "-n", "Server B", "-g", "Group B", "--passphrase_fd", "3")
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pw.Write([]byte(passB + "\n"))
+		pw.Close()
+		cmd.ExtraFiles = []*os.File{pr}
+		out, err := cmd.CombinedOutput()
+		pr.Close()
+		if err != nil {
+			t.Fatalf("startinstance -d --passphrase_fd 3: %v\n%s", err, out)
+		}
+	}
+	startFD()
+	tok2 := checkServing("after the passphrases (B from a descriptor)", tok)
+	if code, body := call(fmt.Sprintf("http://127.0.0.1:%d/keyed/1", tpA), "KeyId", apiKey2); code != 200 {
+		t.Errorf("the API key made after the passphrases: %d %s", code, body)
+	}
+	procs := pids(t, hh, []string{"nodemanager", iA, iB})
+	scanProcs(t, procs, secrets)
+
+	// Instance A killed: the node manager restarts it
+	// (nodeManager.restartOnFailure), the passphrase again from the program.
+	if err := syscall.Kill(procs[iA], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		st, _ := home.Probe(hh.RunFiles(iA))
+		if st.Running && st.Record != nil && st.Record.PID != procs[iA] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("instance A, killed, was not restarted by the node manager within 20s")
+		}
+	}
+	checkServing("after the node manager restarted A", tok2)
+
+	// A wrong passphrase: refused, saying so, and nothing changed.
+	h.MustRun("", "startinstance", "-k", "-n", "Server B", "-g", "Group B")
+	before := treeDigests(t, h.Dir)
+	wrong := writeSecret("wrong", "not the passphrase of B")
+	r = h.Run("", "startinstance", "-d", "-n", "Server B", "-g", "Group B", "--passphrase_file", wrong)
+	if r.Code == 0 || !strings.Contains(r.Stderr+r.Stdout, "wrong passphrase") {
+		t.Errorf("startinstance with a wrong passphrase: want a failure saying \"wrong passphrase\": %s", r)
+	}
+	after := treeDigests(t, h.Dir)
+	// What may change meanwhile: the audit log, which records the refused
+	// start (docs/audit.md), and the logs of the processes that run on
+	// (instance A's access log is written in the background; the node
+	// manager's log).
+	mayChange := func(p string) bool {
+		for _, d := range []string{"conf/audit/", "logs/", filepath.Join("groups", gA, iA, "logs") + "/"} {
+			if strings.HasPrefix(p, d) {
+				return true
+			}
+		}
+		return false
+	}
+	for p, sum := range before {
+		if after[p] != sum && !mayChange(p) {
+			t.Errorf("a refused start changed %s", p)
+		}
+	}
+	for p := range after {
+		if _, ok := before[p]; !ok && !mayChange(p) {
+			t.Errorf("a refused start made %s", p)
+		}
+	}
+	if st, _ := home.Probe(hh.RunFiles(iB)); st.Running {
+		t.Errorf("instance B runs after a wrong passphrase")
+	}
+
+	// Group B's instance from a pseudo-terminal (-P; the daemon child gets
+	// it through a pipe).
+	startPTY(t, h, passB, "startinstance", "-d", "-P", "-n", "Server B", "-g", "Group B")
+	checkServing("after the passphrases (B from a terminal)", tok2)
+
+	// Another KPS backup, now that the group is sealed.
+	wantClient(t, "kpsadmin backup after the passphrases", h.Run("", "kpsadmin", "backup", "-g", "Group A", "-n", "Server A"), 0, "written")
+
+	// No secret in clear: every file of the install directory, and the
+	// processes' command lines and environments.
+	found, markers = scan()
+	for _, s := range secrets {
+		if f := found[s.name]; len(f) > 0 {
+			t.Errorf("%s is in clear in %v", s.name, f)
+		}
+	}
+	if len(markers) > 0 {
+		t.Errorf("files hold a PEM private key after the passphrases: %v", markers)
+	}
+	// Group A's key store holds the keys' ids and keyed hashes, never a
+	// key (its -wal and -shm files were in the walk too).
+	if db, err := os.ReadFile(filepath.Join(hh.GroupConfDir(gA), "kps", "kps.db")); err != nil {
+		t.Errorf("group A's key store: %v", err)
+	} else {
+		for _, k := range []string{apiKey, apiKey2} {
+			if bytes.Contains(db, []byte(k[15:])) {
+				t.Errorf("group A's kps.db holds the API key %s…", k[:15])
+			}
+		}
+	}
+	procs = pids(t, hh, []string{"nodemanager", iA, iB})
+	scanProcs(t, procs, secrets)
+	t.Logf("%d secrets searched in %d processes and every file of %s; %v", len(secrets), len(procs), h.Dir, time.Since(started).Round(time.Millisecond))
+}
+
+// knownSecret is a secret searched for in clear.
+type knownSecret struct {
+	name  string
+	value []byte
+	file  bool // held by a secret file in clear before the passphrases: the control finds it
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// pids are the processes of ids (node manager: "nodemanager") running in
+// h, from their pid files; each must run.
+func pids(t *testing.T, h home.Home, ids []string) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	for _, id := range ids {
+		if id == "nodemanager" {
+			m, _ := filepath.Glob(filepath.Join(h.RunDir(), "nodemanager-*.pid"))
+			if len(m) != 1 {
+				t.Fatalf("node manager pid files: %v", m)
+			}
+			id = strings.TrimSuffix(filepath.Base(m[0]), ".pid")
+		}
+		st, err := home.Probe(h.RunFiles(id))
+		if err != nil || !st.Running || st.Record == nil {
+			t.Fatalf("%s is not running (%v)", id, err)
+		}
+		out[id] = st.Record.PID
+	}
+	return out
+}
+
+// scanProcs checks that no secret is in the command line or environment of
+// the processes, nor of their children.
+func scanProcs(t *testing.T, procs map[string]int, secrets []knownSecret) {
+	t.Helper()
+	all := map[int]string{}
+	for id, pid := range procs {
+		all[pid] = id
+		for _, c := range children(pid) {
+			all[c] = id + "'s child"
+		}
+	}
+	for pid, id := range all {
+		for _, f := range []string{"cmdline", "environ"} {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, f))
+			if err != nil {
+				t.Errorf("/proc/%d/%s (%s): %v", pid, f, id, err)
+				continue
+			}
+			if len(b) == 0 && f == "cmdline" {
+				t.Errorf("/proc/%d/cmdline (%s) is empty", pid, id)
+			}
+			for _, s := range secrets {
+				if bytes.Contains(b, s.value) {
+					t.Errorf("/proc/%d/%s of %s holds %s", pid, f, id, s.name)
+				}
+			}
+			if bytes.Contains(b, []byte("PRIVATE KEY")) || bytes.Contains(b, []byte("passphrase ")) {
+				t.Errorf("/proc/%d/%s of %s: %q", pid, f, id, b)
+			}
+		}
+	}
+}
+
+// children lists the descendants of pid (from /proc/*/stat).
+func children(pid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	parent := map[int]int{}
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) > 1 {
+			pp, _ := strconv.Atoi(f[1])
+			parent[p] = pp
+		}
+	}
+	var out []int
+	var walk func(int)
+	walk = func(q int) {
+		for c, pp := range parent {
+			if pp == q {
+				out = append(out, c)
+				walk(c)
+			}
+		}
+	}
+	walk(pid)
+	return out
+}
+
+// treeDigests maps each regular file under dir (relative) to its content's
+// digest and mode.
+func treeDigests(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil
+		}
+		fi, _ := d.Info()
+		rel, _ := filepath.Rel(dir, p)
+		out[rel] = fmt.Sprintf("%x %v", sha256.Sum256(b), fi.Mode())
+		return nil
+	})
+	return out
+}
+
+// startPTY runs gatehouse args with a pseudo-terminal as its standard
+// input, output and error, types passphrase once it asks for it, and fails
+// the test unless it exits 0; the terminal must not show the passphrase.
+func startPTY(t *testing.T, h *gwtest.Home, passphrase string, args ...string) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	defer m.Close()
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := h.Command(t.Context(), "", args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = s, s, s
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	var mu sync.Mutex
+	var shown bytes.Buffer
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 4096)
+		typed := false
+		for {
+			k, err := m.Read(buf)
+			mu.Lock()
+			shown.Write(buf[:k])
+			ask := !typed && strings.Contains(shown.String(), "Passphrase of the")
+			mu.Unlock()
+			if ask {
+				typed = true
+				time.Sleep(100 * time.Millisecond) // the terminal's echo off
+				m.Write([]byte(passphrase + "\r"))
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	werr := cmd.Wait()
+	m.SetReadDeadline(time.Now().Add(2 * time.Second))
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+	}
+	mu.Lock()
+	out := shown.String()
+	mu.Unlock()
+	if werr != nil {
+		t.Fatalf("%v under a pseudo-terminal: %v\n%s", args, werr, out)
+	}
+	if !strings.Contains(out, "Passphrase of the") {
+		t.Errorf("%v: no prompt on the terminal: %q", args, out)
+	}
+	if strings.Contains(out, passphrase) {
+		t.Errorf("%v: the terminal shows the passphrase", args)
+	}
+}
