@@ -16,8 +16,10 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -224,8 +226,8 @@ apis:
 	}
 	keyed := func() (int, string) { return call(fmt.Sprintf("http://127.0.0.1:%d/keyed/1", tpA), "KeyId", apiKey) }
 	tlsc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, TLSClientConfig: &tls.Config{RootCAs: tlsPool}}}
-	overTLS := func() (int, string) {
-		resp, err := tlsc.Get(fmt.Sprintf("https://127.0.0.1:%d/plain/1", tpB))
+	overTLSAt := func(port int) (int, string) {
+		resp, err := tlsc.Get(fmt.Sprintf("https://127.0.0.1:%d/plain/1", port))
 		if err != nil {
 			return 0, err.Error()
 		}
@@ -233,6 +235,7 @@ apis:
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
+	overTLS := func() (int, string) { return overTLSAt(tpB) }
 	checkServing := func(when string, tok string) string {
 		t.Helper()
 		await(when+": the API key", 5*time.Second, keyed)
@@ -255,11 +258,19 @@ apis:
 
 	// Every secret in clear, before the passphrases are set.
 	var secrets []knownSecret
+	var secretsMu sync.Mutex // secrets is added to while watchProcs reads it
 	add := func(name string, v []byte, file bool) {
 		if len(v) < 8 {
 			t.Fatalf("secret %s: too short to search for (%d bytes)", name, len(v))
 		}
+		secretsMu.Lock()
 		secrets = append(secrets, knownSecret{name, v, file})
+		secretsMu.Unlock()
+	}
+	current := func() []knownSecret {
+		secretsMu.Lock()
+		defer secretsMu.Unlock()
+		return slices.Clone(secrets)
 	}
 	addPEM := func(name, path string) {
 		b, err := os.ReadFile(path)
@@ -404,6 +415,34 @@ apis:
 		}
 	}
 
+	// From here on, every process of the install directory is watched, the
+	// short-lived ones too (the tools, the passphraseExec program). The
+	// watch is known to work: a process holding a passphrase in its
+	// arguments and another in its environment is found.
+	ctl := exec.Command("sleep", "60", passA)
+	ctl.Env = []string{"GATEHOUSE_HOME=" + h.Dir, "X=" + passB}
+	if err := ctl.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopCtl := make(chan struct{})
+	ctlWatch := watchProcs(h.Dir, current, stopCtl)
+	time.Sleep(100 * time.Millisecond)
+	close(stopCtl)
+	cw := <-ctlWatch
+	ctl.Process.Kill()
+	ctl.Wait()
+	if c := strings.Join(cw.found, "\n"); !strings.Contains(c, "cmdline holds group A's passphrase") || !strings.Contains(c, "environ holds group B's passphrase") {
+		t.Errorf("control: the watch of the processes does not find passphrases in a command line and an environment: %v", cw.found)
+	}
+	stopWatch := make(chan struct{})
+	watch := watchProcs(h.Dir, current, stopWatch)
+	var stopOnce sync.Once
+	stopWatching := func() procWatch {
+		stopOnce.Do(func() { close(stopWatch) })
+		return <-watch
+	}
+	t.Cleanup(func() { stopOnce.Do(func() { close(stopWatch) }) })
+
 	// The node manager, without a flag: its passphrase, the CA's and the
 	// groups' from passphraseExec (a program that prints the one of the
 	// scope it is given).
@@ -431,6 +470,20 @@ esac
 	wantClient(t, "login after the passphrases", h.Run("", "client", "--url", apiURL, "--username", "admin", "--password-file", pw, "login"), 0, "logged in")
 	apiKey2 := secondLine("keys create after the passphrases", h.Run("", "client", "keys", "create", "-g", "Group A", "--app", "Shop"))
 	add("the second API key's secret part", []byte(apiKey2[15:]), false)
+	// A new instance of sealed group B: its certificate signed with the
+	// sealed CA key, its key written sealed; started with the passphrase
+	// from a file, it serves TLS with the group's sealed key.
+	tpC, mpC := gwtest.FreePort(t), gwtest.FreePort(t)
+	iC := create("instance create C after the passphrases", "instance", "create", "Group B", "Server C", "--traffic-port", strconv.Itoa(tpC), "--management-port", strconv.Itoa(mpC))
+	keyC := filepath.Join(hh.InstanceDir(gB, iC), "conf", "certs", "private", "instance-key.pem")
+	if b, err := os.ReadFile(keyC); err != nil || !bytes.HasPrefix(b, []byte("gh-sealed:1:")) {
+		t.Errorf("the key of an instance created in a sealed group is not sealed (%v): %.40q", err, b)
+	}
+	if r := h.Run("", "startinstance", "-d", "-n", "Server C", "-g", "Group B", "--passphrase_file", fileB); r.Code != 0 {
+		t.Errorf("startinstance -d --passphrase_file of a new instance of a sealed group: %s", r)
+	} else {
+		await("instance C: the TLS listener with the group's key", 10*time.Second, func() (int, string) { return overTLSAt(tpC) })
+	}
 	// Group A's instance, started by the node manager: its passphrase
 	// from the program, through a pipe.
 	wantClient(t, "start A through the node manager", h.Run("", "client", "start", gA, iA), 0, ": running")
@@ -519,8 +572,22 @@ esac
 	// Another KPS backup, now that the group is sealed.
 	wantClient(t, "kpsadmin backup after the passphrases", h.Run("", "kpsadmin", "backup", "-g", "Group A", "-n", "Server A"), 0, "written")
 
-	// No secret in clear: every file of the install directory, and the
-	// processes' command lines and environments.
+	// No secret in clear: every process seen since the passphrases were
+	// set, every file of the install directory, and the command lines and
+	// environments of the processes that run.
+	w := stopWatching()
+	for _, f := range w.found {
+		t.Errorf("a process of the install directory: %s", f)
+	}
+	var seen []string
+	for c := range w.seen {
+		seen = append(seen, c)
+	}
+	sort.Strings(seen)
+	if j := strings.Join(seen, "\n"); !strings.Contains(j, "nodemanager") || !strings.Contains(j, "startinstance") {
+		t.Errorf("the watch of the processes saw neither a node manager nor startinstance: %v", seen)
+	}
+	t.Logf("%d processes of the install directory watched:\n%s", len(seen), strings.Join(seen, "\n"))
 	found, markers = scan()
 	for _, s := range secrets {
 		if f := found[s.name]; len(f) > 0 {
@@ -541,7 +608,7 @@ esac
 			}
 		}
 	}
-	procs = pids(t, hh, []string{"nodemanager", iA, iB})
+	procs = pids(t, hh, []string{"nodemanager", iA, iB, iC})
 	scanProcs(t, procs, secrets)
 	t.Logf("%d secrets searched in %d processes and every file of %s; %v", len(secrets), len(procs), h.Dir, time.Since(started).Round(time.Millisecond))
 }
@@ -593,25 +660,81 @@ func scanProcs(t *testing.T, procs map[string]int, secrets []knownSecret) {
 		}
 	}
 	for pid, id := range all {
-		for _, f := range []string{"cmdline", "environ"} {
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, f))
-			if err != nil {
-				t.Errorf("/proc/%d/%s (%s): %v", pid, f, id, err)
-				continue
-			}
-			if len(b) == 0 && f == "cmdline" {
-				t.Errorf("/proc/%d/cmdline (%s) is empty", pid, id)
-			}
-			for _, s := range secrets {
-				if bytes.Contains(b, s.value) {
-					t.Errorf("/proc/%d/%s of %s holds %s", pid, f, id, s.name)
-				}
-			}
-			if bytes.Contains(b, []byte("PRIVATE KEY")) || bytes.Contains(b, []byte("passphrase ")) {
-				t.Errorf("/proc/%d/%s of %s: %q", pid, f, id, b)
-			}
+		found, err := procFindings(pid, secrets)
+		if err != nil {
+			t.Errorf("%s: %v", id, err)
+		}
+		for _, f := range found {
+			t.Errorf("%s: %s", id, f)
 		}
 	}
+}
+
+// procFindings says which secrets /proc/<pid>/cmdline and environ hold
+// (and the generic markers: a PEM private key, a "passphrase " as the
+// test's passphrases all have).
+func procFindings(pid int, secrets []knownSecret) ([]string, error) {
+	var out []string
+	for _, f := range []string{"cmdline", "environ"} {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, f))
+		if err != nil {
+			return out, err
+		}
+		if len(b) == 0 && f == "cmdline" {
+			return out, fmt.Errorf("/proc/%d/cmdline is empty (a zombie?)", pid)
+		}
+		for _, s := range secrets {
+			if bytes.Contains(b, s.value) {
+				out = append(out, fmt.Sprintf("/proc/%d/%s holds %s", pid, f, s.name))
+			}
+		}
+		if bytes.Contains(b, []byte("PRIVATE KEY")) || bytes.Contains(b, []byte("passphrase ")) {
+			out = append(out, fmt.Sprintf("/proc/%d/%s: %q", pid, f, b))
+		}
+	}
+	return out, nil
+}
+
+// watchProcs samples, every few milliseconds until stop is closed, every
+// process whose environment names install directory dir (GATEHOUSE_HOME:
+// the tools, the instances, the node manager and what it runs, the
+// passphraseExec program included), short-lived ones too, and reports what
+// procFindings found and how many processes it saw.
+func watchProcs(dir string, secrets func() []knownSecret, stop <-chan struct{}) <-chan procWatch {
+	res := make(chan procWatch, 1)
+	go func() {
+		w := procWatch{seen: map[string]bool{}}
+		mark := []byte("GATEHOUSE_HOME=" + dir + "\x00")
+		for {
+			ents, _ := os.ReadDir("/proc")
+			for _, e := range ents {
+				pid, err := strconv.Atoi(e.Name())
+				if err != nil || pid == os.Getpid() {
+					continue
+				}
+				env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+				if err != nil || !bytes.Contains(env, mark) {
+					continue
+				}
+				cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+				w.seen[fmt.Sprintf("%d %s", pid, bytes.ReplaceAll(cmd, []byte{0}, []byte{' '}))] = true
+				found, _ := procFindings(pid, secrets())
+				w.found = append(w.found, found...)
+			}
+			select {
+			case <-stop:
+				res <- w
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	return res
+}
+
+type procWatch struct {
+	seen  map[string]bool // "pid command line"
+	found []string
 }
 
 // children lists the descendants of pid (from /proc/*/stat).
