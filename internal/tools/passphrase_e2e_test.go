@@ -419,11 +419,20 @@ apis:
 	// short-lived ones too (the tools, the passphraseExec program). The
 	// watch is known to work: a process holding a passphrase in its
 	// arguments and another in its environment is found.
-	ctl := exec.Command("sleep", "60", passA)
+	// (cat waits on its standard input, a pipe, before it would read the
+	// "file" named by the passphrase.)
+	ctlIn, ctlInW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl := exec.Command("cat", "-", passA)
 	ctl.Env = []string{"GATEHOUSE_HOME=" + h.Dir, "X=" + passB}
+	ctl.Stdin = ctlIn
 	if err := ctl.Start(); err != nil {
 		t.Fatal(err)
 	}
+	ctlIn.Close()
+	defer ctlInW.Close()
 	stopCtl := make(chan struct{})
 	ctlWatch := watchProcs(h.Dir, current, stopCtl)
 	time.Sleep(100 * time.Millisecond)
@@ -839,7 +848,13 @@ func startPTY(t *testing.T, h *gwtest.Home, passphrase string, args ...string) {
 			mu.Unlock()
 			if ask {
 				typed = true
-				time.Sleep(100 * time.Millisecond) // the terminal's echo off
+				// Typed once the terminal no longer echoes (the master
+				// reads the terminal's settings).
+				for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+					if tio, err := unix.IoctlGetTermios(int(m.Fd()), unix.TCGETS); err == nil && tio.Lflag&unix.ECHO == 0 {
+						break
+					}
+				}
 				m.Write([]byte(passphrase + "\r"))
 			}
 			if err != nil {
