@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -393,6 +395,11 @@ apis:
 	wantClient(t, "stop A", h.Run("", "client", "stop", gA, iA), 0, ": stopped")
 	wantClient(t, "stop B", h.Run("", "client", "stop", gB, iB), 0, ": stopped")
 	h.MustRun("", "nodemanager", "-k", "-q")
+	// Instance B's certificate now expires in 10 days: an instance
+	// starting renews one that close to its end on the host of the CA
+	// (domain.InstanceCertRenewBefore). Once the CA's key is sealed, the
+	// instance (which never holds the CA's passphrase) must still start.
+	nearExpiry(t, hh, gB, iB, 10*24*time.Hour)
 	fileA, fileB, fileNM, fileCA := writeSecret("passA", passA), writeSecret("passB", passB), writeSecret("passNM", passNM), writeSecret("passCA", passCA)
 	for _, c := range []struct {
 		args []string
@@ -513,6 +520,10 @@ esac
 		if err != nil {
 			t.Fatalf("startinstance -d --passphrase_fd 3: %v\n%s", err, out)
 		}
+		boot, _ := os.ReadFile(filepath.Join(hh.InstanceTraceDir(gB, iB), "boot.log"))
+		if !strings.Contains(string(out)+string(boot), "kept although it should be reissued") {
+			t.Errorf("instance B's certificate, close to its end, kept without a note: %s\n%s", out, boot)
+		}
 	}
 	startFD()
 	tok2 := checkServing("after the passphrases (B from a descriptor)", tok)
@@ -627,6 +638,47 @@ type knownSecret struct {
 	name  string
 	value []byte
 	file  bool // held by a secret file in clear before the passphrases: the control finds it
+}
+
+// nearExpiry re-signs the certificate of instance iid of group gid with
+// the domain CA (its key still in clear), same key and names, expiring in
+// d.
+func nearExpiry(t *testing.T, h home.Home, gid, iid string, d time.Duration) {
+	t.Helper()
+	parse := func(path string) *pem.Block {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blk, _ := pem.Decode(b)
+		if blk == nil {
+			t.Fatalf("%s: no PEM", path)
+		}
+		return blk
+	}
+	caCert, err := x509.ParseCertificate(parse(h.Path("groups", "certs", "domaincert.pem")).Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKey, err := x509.ParsePKCS8PrivateKey(parse(h.Path("groups", "certs", "private", "domainkey.pem")).Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile := filepath.Join(h.InstanceDir(gid, iid), "conf", "certs", "instance.pem")
+	cur, err := x509.ParseCertificate(parse(certFile).Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := *cur
+	tmpl.SerialNumber = new(big.Int).Add(cur.SerialNumber, big.NewInt(1))
+	tmpl.NotAfter = time.Now().Add(d)
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, caCert, cur.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func randHex(n int) string {
