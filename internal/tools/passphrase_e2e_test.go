@@ -584,10 +584,48 @@ esac
 		t.Errorf("instance B runs after a wrong passphrase")
 	}
 
+	// Group B's passphrase changed (old to new): refused while one of
+	// its instances (C) runs, done once it is stopped, with the node
+	// manager running on. The program then answers the new one.
+	passB2 := "group-B second passphrase " + randHex(8)
+	add("group B's second passphrase", []byte(passB2), false)
+	fileB2 := writeSecret("passB2", passB2)
+	change := func() gwtest.Result {
+		return h.Run("", "managedomain", "--change_passphrase", "-g", "Group B", "--old_passphrase_file", fileB, "--new_passphrase_file", fileB2)
+	}
+	wantClient(t, "change_passphrase of a group whose instance runs", change(), 1, "is running", "nothing was changed")
+	h.MustRun("", "startinstance", "-k", "-n", "Server C", "-g", "Group B")
+	wantClient(t, "change_passphrase -g B, old to new", change(), 0, "The passphrase of the group "+gB+" is set")
+	os.WriteFile(fileB, []byte(passB2+"\n"), 0o600) // what passphraseExec answers for B
+
 	// Group B's instance from a pseudo-terminal (-P; the daemon child gets
-	// it through a pipe).
-	startPTY(t, h, passB, "startinstance", "-d", "-P", "-n", "Server B", "-g", "Group B")
+	// it through a pipe), with the new passphrase; C from its file.
+	startPTY(t, h, passB2, "startinstance", "-d", "-P", "-n", "Server B", "-g", "Group B")
 	checkServing("after the passphrases (B from a terminal)", tok2)
+	if r := h.Run("", "startinstance", "-d", "-n", "Server C", "-g", "Group B", "--passphrase_file", fileB2); r.Code != 0 {
+		t.Errorf("instance C with group B's new passphrase: %s", r)
+	} else {
+		await("instance C after the change", 10*time.Second, func() (int, string) { return overTLSAt(tpC) })
+	}
+	// A secret the Admin Node Manager writes for group B after the
+	// change (a new instance's key) opens with the new passphrase.
+	tpD, mpD := gwtest.FreePort(t), gwtest.FreePort(t)
+	iD := create("instance create D after the change", "instance", "create", "Group B", "Server D", "--traffic-port", strconv.Itoa(tpD), "--management-port", strconv.Itoa(mpD))
+	running := []string{"nodemanager", iA, iB, iC}
+	if r := h.Run("", "startinstance", "-d", "-n", "Server D", "-g", "Group B", "--passphrase_file", fileB2); r.Code != 0 {
+		// The node manager unlocked group B with passphraseExec when it
+		// started and keeps that data key (secret.Remember) although
+		// managedomain --change_passphrase -g, another process, replaced
+		// the keyring meanwhile (it refuses only while the group's
+		// instances run, not while the node manager does): what it seals
+		// for the group afterwards (an instance's key, an OAuth signing
+		// key) opens with no passphrase.
+		t.Errorf("instance D, created by the Admin Node Manager after group B's passphrase changed, does not start with the new passphrase: "+
+			"the node manager sealed D's key with the group's old data key: %s", r)
+	} else {
+		await("instance D", 10*time.Second, func() (int, string) { return overTLSAt(tpD) })
+		running = append(running, iD)
+	}
 
 	// Another KPS backup, now that the group is sealed.
 	wantClient(t, "kpsadmin backup after the passphrases", h.Run("", "kpsadmin", "backup", "-g", "Group A", "-n", "Server A"), 0, "written")
@@ -628,7 +666,7 @@ esac
 			}
 		}
 	}
-	procs = pids(t, hh, []string{"nodemanager", iA, iB, iC})
+	procs = pids(t, hh, running)
 	scanProcs(t, procs, secrets)
 	t.Logf("%d secrets searched in %d processes and every file of %s; %v", len(secrets), len(procs), h.Dir, time.Since(started).Round(time.Millisecond))
 }
