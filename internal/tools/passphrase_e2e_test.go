@@ -627,6 +627,18 @@ esac
 		running = append(running, iD)
 	}
 
+	// The managedomain verbs that use the domain CA's key (here the one
+	// that changes nothing: domain_csr) on the CA's host, the CA sealed.
+	csr := filepath.Join(tmp, "domain.csr")
+	if r := h.Run("", "managedomain", "--domain_csr", "--csr_file", csr); r.Code != 0 {
+		// pki.LoadCA in managedomain_certs.go (sign_csr, regen_certs,
+		// domain_csr, submit_cert) reads the sealed key with no way to
+		// give managedomain the CA's passphrase (its LockedError names
+		// -P, --passphrase_file, --passphrase_fd, passphraseExec, which
+		// managedomain does not take).
+		t.Errorf("managedomain --domain_csr with the domain CA sealed: the CA's passphrase cannot be given to it: %s", r)
+	}
+
 	// Another KPS backup, now that the group is sealed.
 	wantClient(t, "kpsadmin backup after the passphrases", h.Run("", "kpsadmin", "backup", "-g", "Group A", "-n", "Server A"), 0, "written")
 
