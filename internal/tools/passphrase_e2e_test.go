@@ -486,6 +486,23 @@ esac
 	wantClient(t, "login after the passphrases", h.Run("", "client", "--url", apiURL, "--username", "admin", "--password-file", pw, "login"), 0, "logged in")
 	apiKey2 := secondLine("keys create after the passphrases", h.Run("", "client", "keys", "create", "-g", "Group A", "--app", "Shop"))
 	add("the second API key's secret part", []byte(apiKey2[15:]), false)
+	// A new OAuth signing key for group A, written (sealed) by the Admin
+	// Node Manager: instance A, started next, opens it.
+	keysBefore, _ := filepath.Glob(filepath.Join(hh.GroupConfDir(gA), "oauth", "keys", "*.json"))
+	wantClient(t, "signing-keys rotate after the passphrases", h.Run("", "client", "signing-keys", "rotate", "-g", "Group A"), 0)
+	keysAfter, _ := filepath.Glob(filepath.Join(hh.GroupConfDir(gA), "oauth", "keys", "*.json"))
+	newKid := ""
+	for _, k := range keysAfter {
+		if !slices.Contains(keysBefore, k) {
+			newKid = strings.TrimSuffix(filepath.Base(k), ".json")
+			if b, _ := os.ReadFile(k); !bytes.HasPrefix(b, []byte("gh-sealed:1:")) {
+				t.Errorf("the signing key made after the passphrases is not sealed: %s", k)
+			}
+		}
+	}
+	if newKid == "" {
+		t.Errorf("signing-keys rotate made no key file: %v then %v", keysBefore, keysAfter)
+	}
 	// A new instance of sealed group B: its certificate signed with the
 	// sealed CA key, its key written sealed; started with the passphrase
 	// from a file, it serves TLS with the group's sealed key.
@@ -527,6 +544,11 @@ esac
 	}
 	startFD()
 	tok2 := checkServing("after the passphrases (B from a descriptor)", tok)
+	// The key the ANM sealed opened in instance A: published in its JWKS
+	// (it signs once published for 20 s: docs/oauth.md).
+	if code, body := call(issuer + "/oauth/jwks"); code != 200 || newKid == "" || !strings.Contains(body, `"kid":"`+newKid+`"`) {
+		t.Errorf("instance A's JWKS after the rotation: %d %s, want the new key %s", code, body, newKid)
+	}
 	if code, body := call(fmt.Sprintf("http://127.0.0.1:%d/keyed/1", tpA), "KeyId", apiKey2); code != 200 {
 		t.Errorf("the API key made after the passphrases: %d %s", code, body)
 	}
