@@ -36,19 +36,35 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 )
 
-// TestPassphraseEndToEnd is issue 20's first "done means": a domain with an
-// Admin Node Manager, two groups (A: a KPS with API keys and an OAuth
-// server issuing JWT access tokens; B: a TLS traffic listener whose key is
-// in groups/<B>/conf/secrets/), every secret recorded in clear; then
-// passphrases set on both groups, the node managers and the domain CA; the
-// node manager started with passphraseExec, group A's instance started by
-// it (passphrase from the program), group B's from a file descriptor and
-// from a pseudo-terminal; the API key, the token and the TLS key working
-// again; a wrong passphrase refused changing nothing; and no secret in
-// clear in any file of the install directory (logs, traces, KPS backups
-// included) nor in /proc/<pid>/cmdline or environ of the processes
-// started. The same scan run before the passphrases are set finds the
-// secrets (a control: the scan can fail).
+// TestPassphraseEndToEnd is issue 20's first "done means". A domain with
+// an Admin Node Manager and two groups: A with a KPS holding an API key
+// and an OAuth server issuing JWT access tokens (client_credentials), B
+// with a TLS traffic listener whose key is in groups/<B>/conf/secrets/.
+// Every secret is recorded in clear (the keys' PEM, the session and
+// hashing keys, the JWKs' d, the API key, the client secret, the admin
+// password, the passphrases); the scan of the install directory is shown
+// to find them (a control). Then passphrases are set on both groups, the
+// node managers and the domain CA, all from files, and:
+//   - the node manager starts with none given (passphraseExec), creates an
+//     API key, rotates A's signing key and creates an instance of B (its
+//     certificate signed with the sealed CA key), all sealed;
+//   - instance A starts through it (passphrase from the program), and again
+//     when the node manager restarts it after a SIGKILL; B from a file
+//     descriptor with its certificate 10 days from its end (kept, as the CA
+//     is sealed), then from a pseudo-terminal; C from a file;
+//   - the API key, the token (an old one and a new one) and the TLS key
+//     work after each start;
+//   - a wrong passphrase is refused, saying so, and changes nothing;
+//   - B's passphrase changed (refused while C runs), the instances start
+//     with the new one; an instance the node manager creates afterwards too;
+//   - managedomain --domain_csr works with the CA sealed;
+//   - no secret in clear in any file of the install directory (logs,
+//     traces, KPS backups, the KPS itself included; "PRIVATE KEY" nowhere
+//     but in the gatehouse binary), nor in /proc/<pid>/cmdline or environ
+//     of the running processes, nor of any process of the install
+//     directory seen meanwhile (sampled every 2 ms: the tools, the
+//     instances' launchers, passphraseExec; a control shows the sampling
+//     finds a passphrase in arguments and environment).
 func TestPassphraseEndToEnd(t *testing.T) {
 	started := time.Now()
 	a := startANM(t)
@@ -241,6 +257,13 @@ apis:
 	checkServing := func(when string, tok string) string {
 		t.Helper()
 		await(when+": the API key", 5*time.Second, keyed)
+		// The policies hold: without the key, without a token, refused.
+		if code, _ := call(fmt.Sprintf("http://127.0.0.1:%d/keyed/1", tpA)); code != 401 {
+			t.Errorf("%s: the keyed API without a key: %d, want 401", when, code)
+		}
+		if code, _ := call(issuer + "/orders/1"); code != 401 {
+			t.Errorf("%s: the OAuth API without a token: %d, want 401", when, code)
+		}
 		newTok := await(when+": a token from the token endpoint", 5*time.Second, token)
 		for _, tk := range []string{tok, newTok} {
 			if tk == "" {
