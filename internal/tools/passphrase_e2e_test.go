@@ -439,6 +439,7 @@ apis:
 		filepath.Join(hh.InstanceDir(gB, iB), "conf", "certs", "private", "instance-key.pem"),
 		filepath.Join(hh.GroupConfDir(gA), "kps", "apikeys.key"),
 		tlsKeyFile,
+		jwks[0],
 	} {
 		if b, _ := os.ReadFile(p); !bytes.HasPrefix(b, []byte("gh-sealed:1:")) {
 			t.Errorf("%s is not sealed: %.40q", p, b)
@@ -605,10 +606,10 @@ esac
 	after := treeDigests(t, h.Dir)
 	// What may change meanwhile: the audit log, which records the refused
 	// start (docs/audit.md), and the logs of the processes that run on
-	// (instance A's access log is written in the background; the node
-	// manager's log).
+	// (instances A's and C's access logs are written in the background;
+	// the node manager's log). Nothing of instance B's or of the scopes'.
 	mayChange := func(p string) bool {
-		for _, d := range []string{"conf/audit/", "logs/", filepath.Join("groups", gA, iA, "logs") + "/"} {
+		for _, d := range []string{"conf/audit/", "logs/", filepath.Join("groups", gA, iA, "logs") + "/", filepath.Join("groups", gB, iC, "logs") + "/"} {
 			if strings.HasPrefix(p, d) {
 				return true
 			}
