@@ -8,6 +8,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/pki"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
 )
 
 // InstanceCertRenewBefore: an instance certificate closer than this to its
@@ -54,12 +55,24 @@ func EnsureInstanceCert(h home.Home, groupID, instanceID, managementAddress stri
 	}
 	ca, caErr := pki.LoadCA(h)
 	if caErr != nil {
-		if !errors.Is(caErr, pki.ErrNoCA) {
+		// The CA's key sealed with its passphrase, which this process
+		// (an instance: it gets its group's passphrase only) does not
+		// hold, is as good as no key here.
+		var locked *secret.LockedError
+		sealed := errors.As(caErr, &locked)
+		if !errors.Is(caErr, pki.ErrNoCA) && !sealed {
 			return "", fmt.Errorf("instance certificate of %s: %w", instanceID, caErr)
 		}
 		// A certificate that still verifies is kept: the instance can serve.
 		if cur.Leaf != nil && pki.CheckPeerLeaf(cur.Leaf, caCert, nil, nil, 0) == nil {
+			if sealed {
+				return fmt.Sprintf("instance certificate %s kept although it should be reissued (%s): the domain CA's key is sealed with its passphrase, which this process does not hold", h.Rel(certFile), why), nil
+			}
 			return fmt.Sprintf("instance certificate %s kept although it should be reissued (%s): this host has no domain CA key", h.Rel(certFile), why), nil
+		}
+		if sealed {
+			return "", fmt.Errorf("%w for %s: %s is not usable (%s) and this process cannot issue one: %w",
+				ErrNoInstanceCert, instanceID, h.Rel(certFile), why, caErr)
 		}
 		// Seam for the second-host work: a host without the CA key asks the
 		// Admin Node Manager to sign a request for the instance's key here.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/pki"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
 )
 
 func TestEnsureInstanceCert(t *testing.T) {
@@ -100,5 +101,56 @@ func TestCreateInstanceIssuesCert(t *testing.T) {
 	}
 	if _, err := os.Stat(pki.InstanceCertFile(h, c.GroupID, c.InstanceID)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("without the CA key: got %v, want no certificate", err)
+	}
+}
+
+// With the domain CA's key sealed (its passphrase set) and this process
+// not given it — an instance is given its group's passphrase only — the
+// key is as good as absent: a certificate that should be reissued but
+// still verifies is kept, with a note saying why; none at all is
+// ErrNoInstanceCert wrapping the key's *secret.LockedError (which
+// CreateInstance does not ignore). (Before, the start failed on
+// the sealed key, also with a certificate valid for days more.)
+func TestEnsureInstanceCertSealedCA(t *testing.T) {
+	h, err := home.At(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := pki.NewCA("D")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.Save(h); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := EnsureInstanceCert(h, "group-2", "instance-1", "127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	kdf := secret.KDF{Algorithm: "argon2id", Time: 1, MemoryKiB: 8 << 10, Threads: 1}
+	if err := secret.ChangePassphrase(h, secret.ScopeCA, secret.Value{}, secret.FromString("the CA's passphrase"), kdf); err != nil {
+		t.Fatal(err)
+	}
+	secret.Forget(h, secret.ScopeCA)
+	certFile := pki.InstanceCertFile(h, "group-2", "instance-1")
+	before, _ := os.ReadFile(certFile)
+	note, err := EnsureInstanceCert(h, "group-2", "instance-1", "10.9.9.9")
+	if err != nil || !strings.Contains(note, "kept") || !strings.Contains(note, "sealed") {
+		t.Errorf("sealed CA key, misnamed certificate: got %q, %v; want it kept, saying the CA key is sealed", note, err)
+	}
+	if after, _ := os.ReadFile(certFile); string(after) != string(before) {
+		t.Errorf("sealed CA key: the certificate changed")
+	}
+	_, err = EnsureInstanceCert(h, "group-2", "instance-2", "127.0.0.1")
+	var locked *secret.LockedError
+	if !errors.Is(err, ErrNoInstanceCert) || !errors.As(err, &locked) || !strings.Contains(err.Error(), "passphrase of the domain CA") || !strings.Contains(err.Error(), "instance-2") {
+		t.Errorf("sealed CA key, no certificate: got %v, want ErrNoInstanceCert and the *secret.LockedError of the CA key", err)
+	}
+	// Given the passphrase, the process issues again.
+	if err := secret.Unlock(h, secret.ScopeCA, secret.FromString("the CA's passphrase")); err != nil {
+		t.Fatal(err)
+	}
+	defer secret.Forget(h, secret.ScopeCA)
+	if note, err := EnsureInstanceCert(h, "group-2", "instance-2", "127.0.0.1"); err != nil || !strings.Contains(note, "issued") {
+		t.Errorf("CA unlocked: got %q, %v; want issued", note, err)
 	}
 }

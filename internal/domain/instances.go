@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/pki"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
 )
 
@@ -232,7 +233,10 @@ func CreateInstance(ctx context.Context, h home.Home, actor topology.Actor, spec
 		}
 		// The management listener's certificate, when this host holds the
 		// domain CA key; elsewhere startinstance gets it (EnsureInstanceCert).
-		if _, err := EnsureInstanceCert(h, g.ID, s.ID, mgmtAddr); err != nil && !errors.Is(err, ErrNoInstanceCert) && !errors.Is(err, pki.ErrNoCA) {
+		// A CA key sealed with a passphrase this process was not given is
+		// an error: no instance could issue the certificate later.
+		var locked *secret.LockedError
+		if _, err := EnsureInstanceCert(h, g.ID, s.ID, mgmtAddr); err != nil && (errors.As(err, &locked) || !errors.Is(err, ErrNoInstanceCert) && !errors.Is(err, pki.ErrNoCA)) {
 			return detail, err
 		}
 		return detail, nil
