@@ -3,6 +3,7 @@ package apps
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -74,14 +75,16 @@ func TestVerifiedCacheBounded(t *testing.T) {
 		t.Fatalf("max %d per shard, want 4", v.max)
 	}
 	live := &verifiedKey{until: now.Add(time.Minute)}
-	ids := make([]string, 0, 200)
-	for i := range 200 {
-		id := "gk_" + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + "aaaaaaaaaa"
+	// 1,000 ids: every shard (chosen by a hash with a random seed) gets
+	// more than 4 (with 200, one in forty runs left a shard short).
+	ids := make([]string, 0, 1000)
+	for i := range 1000 {
+		id := fmt.Sprintf("gk_%010d", i)
 		ids = append(ids, id)
 		v.put(id, live, now)
 	}
 	if n := v.len(); n != 4*verifiedShards {
-		t.Errorf("%d entries after 200 puts, want %d (4 per shard)", n, 4*verifiedShards)
+		t.Errorf("%d entries after 1,000 puts, want %d (4 per shard)", n, 4*verifiedShards)
 	}
 	kept := 0
 	for _, id := range ids {

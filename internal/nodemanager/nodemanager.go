@@ -22,12 +22,14 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/anm"
 	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/nodeapi"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
 	"github.com/gatehouse-gw/gatehouse/internal/supervisor"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
 )
@@ -92,6 +94,20 @@ func New(opts Options) (*NodeManager, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*PassphraseExecTimeout)
 	n.unlockScopes(ctx)
 	cancel()
+	if len(conf.PassphraseExec) > 0 {
+		// A scope whose key this process lacks, or whose passphrase another
+		// process changed meanwhile: passphraseExec is asked again.
+		secret.SetUnlocker(opts.Home, func(s secret.Scope) error {
+			ctx, cancel := context.WithTimeout(context.Background(), PassphraseExecTimeout+5*time.Second)
+			defer cancel()
+			p, err := ExecPassphrase(ctx, opts.Home, conf, s)
+			p.Wipe()
+			if err != nil {
+				log.Warn("a passphrase scope stays locked", "scope", string(s), "error", err.Error())
+			}
+			return err
+		})
+	}
 	n.net = nodeapi.NewNet(opts.Home, conf.HostID, n.store, log)
 	apiLog := log.With("subsystem", "api")
 	router := nodeapi.NewRouter(apiLog, n.mgmt, n.store, conf.HostID)

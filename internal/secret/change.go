@@ -84,8 +84,7 @@ func ChangePassphrase(h home.Home, s Scope, old, newPass Value, kdf KDF) error {
 		newKey.Wipe()
 		return fmt.Errorf("changing the passphrase of the %s: %w", s, err)
 	}
-	Remember(h, s, newKey)
-	rememberPassphrase(h, s, newPass)
+	remember(h, s, newKey, newPass, r.DataKey)
 	return nil
 }
 

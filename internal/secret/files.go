@@ -126,60 +126,123 @@ func ScopeOf(h home.Home, path string) (s Scope, rel string, ok bool) {
 	return "", rel, false
 }
 
-// The data keys this process has unlocked, and the passphrases that
-// unlocked them, by install directory and scope.
+// The data keys this process has unlocked, with the passphrases that
+// unlocked them and the keyring they came from, by install directory and
+// scope. A key whose keyring was replaced since (another process changed
+// the passphrase) is dropped when next asked for: what this process seals
+// afterwards is never sealed under a key that no passphrase opens.
 var unlocked = struct {
-	sync.RWMutex
-	m    map[string]*Key
-	pass map[string]Value
-}{m: map[string]*Key{}, pass: map[string]Value{}}
+	sync.Mutex
+	m         map[string]*held
+	unlockers map[string]func(Scope) error
+}{m: map[string]*held{}, unlockers: map[string]func(Scope) error{}}
+
+type held struct {
+	key  *Key
+	pass Value  // zero when only the key was given (Remember)
+	ring string // the keyring's sealed data key when it was unlocked
+}
+
+func heldKey(h home.Home, s Scope) string { return h.Dir + "\x00" + string(s) }
+
+// ringOf is the sealed data key of s's keyring in h now ("" without one).
+func ringOf(h home.Home, s Scope) string {
+	b, err := os.ReadFile(s.KeyringFile(h))
+	if err != nil {
+		return ""
+	}
+	r, err := ParseKeyring(b)
+	if err != nil {
+		return ""
+	}
+	return r.DataKey
+}
+
+func remember(h home.Home, s Scope, key *Key, pass Value, ring string) {
+	unlocked.Lock()
+	defer unlocked.Unlock()
+	if old := unlocked.m[heldKey(h, s)]; old != nil {
+		old.pass.Wipe()
+	}
+	e := &held{key: key, ring: ring}
+	if !pass.IsZero() {
+		e.pass = New(append([]byte(nil), pass.b...))
+	}
+	unlocked.m[heldKey(h, s)] = e
+}
+
+// current returns what this process holds for s in h, dropping it when its
+// keyring changed since; when it holds nothing, the unlocker set for h
+// (SetUnlocker) is asked once, if ask.
+func current(h home.Home, s Scope, ask bool) *held {
+	unlocked.Lock()
+	e := unlocked.m[heldKey(h, s)]
+	u := unlocked.unlockers[h.Dir]
+	unlocked.Unlock()
+	if e != nil && e.ring == ringOf(h, s) {
+		return e
+	}
+	if e != nil {
+		Forget(h, s)
+	}
+	if !ask || u == nil || !s.Protected(h) || u(s) != nil {
+		return nil
+	}
+	unlocked.Lock()
+	defer unlocked.Unlock()
+	return unlocked.m[heldKey(h, s)]
+}
+
+// SetUnlocker makes unlock what this process calls, for install directory
+// h, when a scope's key is needed and it holds none (or its keyring
+// changed): the node manager's, which runs passphraseExec. nil removes it.
+func SetUnlocker(h home.Home, unlock func(Scope) error) {
+	unlocked.Lock()
+	defer unlocked.Unlock()
+	if unlock == nil {
+		delete(unlocked.unlockers, h.Dir)
+		return
+	}
+	unlocked.unlockers[h.Dir] = unlock
+}
 
 // Passphrase returns (a copy of) the passphrase that unlocked s in h in
 // this process: the key of the group's encrypted KPS fields is derived
 // from it (kps/fieldcrypt), and the node manager hands it to instances.
 func Passphrase(h home.Home, s Scope) (Value, bool) {
-	unlocked.RLock()
-	defer unlocked.RUnlock()
-	p, ok := unlocked.pass[h.Dir+"\x00"+string(s)]
-	if !ok {
-		return Value{}, false
-	}
-	return New(append([]byte(nil), p.b...)), true
-}
-
-func rememberPassphrase(h home.Home, s Scope, p Value) {
+	e := current(h, s, true)
 	unlocked.Lock()
 	defer unlocked.Unlock()
-	unlocked.pass[h.Dir+"\x00"+string(s)] = New(append([]byte(nil), p.b...))
+	if e == nil || e.pass.IsZero() {
+		return Value{}, false
+	}
+	return New(append([]byte(nil), e.pass.b...)), true
 }
 
 func unlockedKey(h home.Home, s Scope) *Key {
-	unlocked.RLock()
-	defer unlocked.RUnlock()
-	return unlocked.m[h.Dir+"\x00"+string(s)]
+	if e := current(h, s, true); e != nil {
+		return e.key
+	}
+	return nil
 }
 
 // Remember makes key the data key of scope s in h for this process's
-// secret files (what Unlock does once the passphrase opened the keyring).
-func Remember(h home.Home, s Scope, key *Key) {
-	unlocked.Lock()
-	defer unlocked.Unlock()
-	unlocked.m[h.Dir+"\x00"+string(s)] = key
-}
+// secret files, as long as s's keyring stays the one there now.
+func Remember(h home.Home, s Scope, key *Key) { remember(h, s, key, Value{}, ringOf(h, s)) }
 
-// Forget drops what Remember kept for s in h.
+// Forget drops what this process holds for s in h.
 func Forget(h home.Home, s Scope) {
 	unlocked.Lock()
 	defer unlocked.Unlock()
-	delete(unlocked.m, h.Dir+"\x00"+string(s))
-	if p, ok := unlocked.pass[h.Dir+"\x00"+string(s)]; ok {
-		p.Wipe()
-		delete(unlocked.pass, h.Dir+"\x00"+string(s))
+	if e, ok := unlocked.m[heldKey(h, s)]; ok {
+		e.pass.Wipe()
+		delete(unlocked.m, heldKey(h, s))
 	}
 }
 
-// Unlocked reports whether this process holds the data key of s in h.
-func Unlocked(h home.Home, s Scope) bool { return unlockedKey(h, s) != nil }
+// Unlocked reports whether this process holds the data key of s in h (and
+// its keyring has not changed since).
+func Unlocked(h home.Home, s Scope) bool { return current(h, s, false) != nil }
 
 // LockedError: a secret file of a scope with a passphrase, and this process
 // was not given it.
@@ -220,8 +283,7 @@ func Unlock(h home.Home, s Scope, passphrase Value) error {
 	if err != nil {
 		return fmt.Errorf("the %s: %w", s, err)
 	}
-	Remember(h, s, k)
-	rememberPassphrase(h, s, passphrase)
+	remember(h, s, k, passphrase, r.DataKey)
 	return nil
 }
 

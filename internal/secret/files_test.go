@@ -234,6 +234,65 @@ func TestChangePassphrase(t *testing.T) {
 	}
 }
 
+// TestKeyringReplacedElsewhere: a key this process holds is dropped once
+// another process replaced the scope's keyring (a passphrase change):
+// nothing is sealed under a data key that no passphrase opens any more;
+// the unlocker (the node manager's passphraseExec) is asked instead.
+func TestKeyringReplacedElsewhere(t *testing.T) {
+	h, files := secretHome(t)
+	g2 := GroupScope("group-2")
+	if err := ChangePassphrase(h, g2, Value{}, FromString("first passphrase"), testKDF); err != nil {
+		t.Fatal(err)
+	}
+	if !Unlocked(h, g2) {
+		t.Fatal("not held after the change")
+	}
+	if p, ok := Passphrase(h, g2); !ok || p.RevealString() != "first passphrase" {
+		t.Errorf("Passphrase: %v", ok)
+	}
+	// Another process writes a new keyring (what its change does last).
+	r, _, err := NewKeyring(string(g2), FromString("second passphrase"), testKDF)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Save(g2.KeyringFile(h)); err != nil {
+		t.Fatal(err)
+	}
+	if Unlocked(h, g2) {
+		t.Error("the old key is still held after the keyring changed")
+	}
+	if _, ok := Passphrase(h, g2); ok {
+		t.Error("the old passphrase is still given after the keyring changed")
+	}
+	key := filepath.Join(h.Dir, "groups/group-2/conf/kps/apikeys.key")
+	var le *LockedError
+	if err := WriteFile(h, key, []byte("new"), 0o600); !errors.As(err, &le) {
+		t.Errorf("a write with a stale key: %v", err)
+	}
+	// With an unlocker: it is asked, and what it unlocks is used.
+	asked := 0
+	SetUnlocker(h, func(s Scope) error {
+		asked++
+		return Unlock(h, s, FromString("second passphrase"))
+	})
+	t.Cleanup(func() { SetUnlocker(h, nil) })
+	if err := WriteFile(h, key, []byte("new"), 0o600); err != nil || asked != 1 {
+		t.Fatalf("a write with the unlocker: %v (asked %d)", err, asked)
+	}
+	Forget(h, g2)
+	if err := Unlock(h, g2, FromString("second passphrase")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := ReadFile(h, key); err != nil || string(b) != "new" {
+		t.Errorf("the file written after the change opens with the new passphrase: %q %v", b, err)
+	}
+	// A scope without a passphrase never asks the unlocker.
+	asked = 0
+	if b, err := ReadFile(h, filepath.Join(h.Dir, "groups/group-3/conf/kps/apikeys.key")); err != nil || string(b) != string(files["groups/group-3/conf/kps/apikeys.key"]) || asked != 0 {
+		t.Errorf("a scope without a passphrase: %q %v (asked %d)", b, err, asked)
+	}
+}
+
 func snapshot(t *testing.T, dir string) map[string][]byte {
 	t.Helper()
 	m := map[string][]byte{}

@@ -87,11 +87,29 @@ func init() {
 			return s.regenCerts(ctx, true, cert)
 		},
 	}
+	// Each needs the domain CA's key: its passphrase first, when it has one.
+	for _, v := range []*mdVerb{vb, regen, csrVerb, submit} {
+		v.Params = append(v.Params, pCAPassphrase)
+		v.Run = withCA(v.Run)
+	}
 	i := slices.IndexFunc(mdVerbs, func(vb *mdVerb) bool { return vb.Name == "menu" })
 	if i < 0 {
 		i = len(mdVerbs)
 	}
 	mdVerbs = slices.Insert(mdVerbs, i, vb, regen, csrVerb, submit)
+}
+
+// pCAPassphrase gives the domain CA's passphrase to a verb that uses its key.
+var pCAPassphrase = mdParam{Long: "ca_passphrase_file", Arg: "F", Help: "when the domain CA has a passphrase: it, from file F (else asked)"}
+
+// withCA opens the domain CA's scope (when it has a passphrase) before run.
+func withCA(run func(context.Context, *mdSession, mdValues) error) func(context.Context, *mdSession, mdValues) error {
+	return func(ctx context.Context, s *mdSession, v mdValues) error {
+		if err := s.unlock(v, secret.ScopeCA, "ca_passphrase_file"); err != nil {
+			return err
+		}
+		return run(ctx, s, v)
+	}
 }
 
 // caHost checks that this host holds the domain CA's key and is the Admin

@@ -660,12 +660,10 @@ esac
 	running := []string{"nodemanager", iA, iB, iC}
 	if r := h.Run("", "startinstance", "-d", "-n", "Server D", "-g", "Group B", "--passphrase_file", fileB2); r.Code != 0 {
 		// The node manager unlocked group B with passphraseExec when it
-		// started and keeps that data key (secret.Remember) although
-		// managedomain --change_passphrase -g, another process, replaced
-		// the keyring meanwhile (it refuses only while the group's
-		// instances run, not while the node manager does): what it seals
-		// for the group afterwards (an instance's key, an OAuth signing
-		// key) opens with no passphrase.
+		// started; managedomain --change_passphrase -g, another process,
+		// replaced the keyring meanwhile: the node manager must notice
+		// (secret: a remembered key whose keyring changed is dropped) and
+		// ask passphraseExec again, not seal with the old data key.
 		t.Errorf("instance D, created by the Admin Node Manager after group B's passphrase changed, does not start with the new passphrase: "+
 			"the node manager sealed D's key with the group's old data key: %s", r)
 	} else {
@@ -674,15 +672,13 @@ esac
 	}
 
 	// The managedomain verbs that use the domain CA's key (here the one
-	// that changes nothing: domain_csr) on the CA's host, the CA sealed.
+	// that changes nothing: domain_csr) on the CA's host, the CA sealed:
+	// refused without its passphrase (off a terminal), done with it.
 	csr := filepath.Join(tmp, "domain.csr")
-	if r := h.Run("", "managedomain", "--domain_csr", "--csr_file", csr); r.Code != 0 {
-		// pki.LoadCA in managedomain_certs.go (sign_csr, regen_certs,
-		// domain_csr, submit_cert) reads the sealed key with no way to
-		// give managedomain the CA's passphrase (its LockedError names
-		// -P, --passphrase_file, --passphrase_fd, passphraseExec, which
-		// managedomain does not take).
-		t.Errorf("managedomain --domain_csr with the domain CA sealed: the CA's passphrase cannot be given to it: %s", r)
+	wantClient(t, "managedomain --domain_csr without the CA's passphrase", h.Run("", "managedomain", "--domain_csr", "--csr_file", csr), 1, "Passphrase of the domain CA")
+	wantClient(t, "managedomain --domain_csr with the CA's passphrase", h.Run("", "managedomain", "--domain_csr", "--csr_file", csr, "--ca_passphrase_file", fileCA), 0)
+	if b, err := os.ReadFile(csr); err != nil || !strings.Contains(string(b), "CERTIFICATE REQUEST") {
+		t.Errorf("the domain CA's request: %v %q", err, b)
 	}
 
 	// Another KPS backup, now that the group is sealed.
