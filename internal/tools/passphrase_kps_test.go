@@ -266,6 +266,30 @@ func TestPassphraseTools(t *testing.T) {
 	if r.Code != 0 {
 		t.Errorf("login against the node manager with sealed keys: %s", r)
 	}
+	// The CA's passphrase changes too: refused while the node manager runs,
+	// then the new one opens the CA's key and the old one does not.
+	ca2 := passFile(t, "CA passphrase 2")
+	if r := h.Run("", "managedomain", "--change_passphrase", "--domain", "--old_passphrase_file", ca, "--new_passphrase_file", ca2); r.Code != 1 || !strings.Contains(r.Stderr, "is running") {
+		t.Errorf("the CA's change while the node manager runs: %s", r)
+	}
+	h.MustRun("", "nodemanager", "-k")
+	h.MustRun("", "managedomain", "--change_passphrase", "--domain", "--old_passphrase_file", ca, "--new_passphrase_file", ca2)
+	csr := filepath.Join(t.TempDir(), "d.csr")
+	if r := h.Run("", "managedomain", "--domain_csr", "--csr_file", csr, "--ca_passphrase_file", ca); r.Code != 1 || !strings.Contains(r.Stderr, "wrong passphrase for the domain CA") {
+		t.Errorf("the CA's old passphrase after the change: %s", r)
+	}
+	if r := h.Run("", "managedomain", "--domain_csr", "--csr_file", csr, "--ca_passphrase_file", ca2); r.Code != 0 {
+		t.Errorf("the CA's new passphrase: %s", r)
+	}
+	// And the node manager's: the new one starts it.
+	nm2 := passFile(t, "node manager passphrase 2")
+	h.MustRun("", "managedomain", "--change_passphrase", "--node_manager", "--old_passphrase_file", nm, "--new_passphrase_file", nm2)
+	if r := h.Run("", "nodemanager", "-d", "--passphrase_file", nm, "--ca_passphrase_file", ca2); r.Code != 1 || !strings.Contains(r.Stderr, "wrong passphrase") {
+		t.Errorf("the node manager's old passphrase after the change: %s", r)
+	}
+	if r := h.Run("", "nodemanager", "-d", "--passphrase_file", nm2, "--ca_passphrase_file", ca2); r.Code != 0 {
+		t.Errorf("the node manager's new passphrase: %s", r)
+	}
 }
 
 // TestChangePassphraseKilled kills the real managedomain
