@@ -36,19 +36,23 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 )
 
-// TestPassphraseEndToEnd is issue 20's first "done means". A domain with
-// an Admin Node Manager and two groups: A with a KPS holding an API key
+// TestPassphraseEndToEnd is issue 20's first "done means". A QuickStart
+// domain (its admin password, printed once, among the secrets; its group
+// and instance serving the sample API) with an Admin Node Manager and two
+// more groups: A with a KPS holding an API key
 // and an OAuth server issuing JWT access tokens (client_credentials), B
 // with a TLS traffic listener whose key is in groups/<B>/conf/secrets/.
 // Every secret is recorded in clear (the keys' PEM, the session and
 // hashing keys, the JWKs' d, the API key, the client secret, the admin
-// password, the passphrases); the scan of the install directory is shown
-// to find them (a control). Then passphrases are set on both groups, the
-// node managers and the domain CA, all from files, and:
+// password, the passphrases, the QuickStart group's secret files); the
+// scan of the install directory is shown to find them (a control). Then
+// passphrases are set on the three groups (the QuickStart instance stopped
+// first), the node managers and the domain CA, all from files, and:
 //   - the node manager starts with none given (passphraseExec), creates an
 //     API key, rotates A's signing key and creates an instance of B (its
 //     certificate signed with the sealed CA key), all sealed;
-//   - instance A starts through it (passphrase from the program), and again
+//   - instance A and the QuickStart instance start through it (passphrase
+//     from the program; the sample API answers), A again
 //     when the node manager restarts it after a SIGKILL; B from a file
 //     descriptor with its certificate 10 days from its end (kept, as the CA
 //     is sealed), then from a pseudo-terminal; C from a file;
@@ -67,11 +71,29 @@ import (
 //     finds a passphrase in arguments and environment).
 func TestPassphraseEndToEnd(t *testing.T) {
 	started := time.Now()
-	a := startANM(t)
-	h := a.h
+	// The domain: QuickStart's (its group and instance, serving the
+	// sample API, and the admin user with a random password printed once).
+	h := gwtest.NewHome(t)
 	h.Env = append(h.Env, "XDG_CONFIG_HOME="+t.TempDir())
 	hh := home.Home{Dir: h.Dir}
-	apiURL := fmt.Sprintf("https://localhost:%d/api", a.port)
+	anmPort, tpQ, mpQ, spQ := gwtest.FreePort(t), gwtest.FreePort(t), gwtest.FreePort(t), gwtest.FreePort(t)
+	qs := h.MustRun("", "quickstart", "-d", "--traffic_port", strconv.Itoa(tpQ), "--management_port", strconv.Itoa(mpQ), "--sample_port", strconv.Itoa(spQ), "--port", strconv.Itoa(anmPort))
+	qsm := regexp.MustCompile(`Admin user: admin +password: (\S+)`).FindStringSubmatch(qs.Stdout)
+	if qsm == nil {
+		t.Fatalf("quickstart printed no admin password: %s", qs)
+	}
+	adminPassword := qsm[1]
+	// The QuickStart group's and instance's ids, from the logs' directory
+	// it prints (groups/<group>/<instance>/logs).
+	qsl := regexp.MustCompile(`logs in (\S+)/groups/([\w-]+)/([\w-]+)/logs\)`).FindStringSubmatch(qs.Stdout)
+	if qsl == nil {
+		t.Fatalf("quickstart printed no logs directory: %s", qs)
+	}
+	gQ, iQ := qsl[2], qsl[3]
+	// QuickStart does not start the node manager (it says how to).
+	t.Cleanup(func() { h.Run("", "nodemanager", "-k", "-q") })
+	h.MustRun("", "nodemanager", "-d")
+	apiURL := fmt.Sprintf("https://localhost:%d/api", anmPort)
 	tmp := t.TempDir() // outside the install directory: the passphrase files and the program
 	writeSecret := func(name, content string) string {
 		p := filepath.Join(tmp, name)
@@ -80,7 +102,6 @@ func TestPassphraseEndToEnd(t *testing.T) {
 		}
 		return p
 	}
-	const adminPassword = "changeme-Secret1" // startANM's
 	pw := writeSecret("pw", adminPassword)
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
@@ -277,6 +298,16 @@ apis:
 		return newTok
 	}
 	tok := checkServing("before the passphrases", "")
+	// The QuickStart instance's sample API (its own sample back end).
+	sampleEcho := func() (int, string) {
+		code, body := call(fmt.Sprintf("http://127.0.0.1:%d/sample/echo?q=1", tpQ))
+		var e struct{ Method, Path, Query string }
+		if code == 200 && (json.Unmarshal([]byte(body), &e) != nil || e.Method != "GET" || e.Path != "/echo" || e.Query != "q=1") {
+			return 0, "not the sample back end's echo: " + body
+		}
+		return code, body
+	}
+	await("before the passphrases: the QuickStart sample API", 5*time.Second, sampleEcho)
 
 	// A backup of group A's KPS: part of what is scanned.
 	wantClient(t, "kpsadmin backup", h.Run("", "kpsadmin", "backup", "-g", "Group A", "-n", "Server A"), 0, "written")
@@ -318,6 +349,24 @@ apis:
 	addPEM("instance A's key", filepath.Join(hh.InstanceDir(gA, iA), "conf", "certs", "private", "instance-key.pem"))
 	addPEM("instance B's key", filepath.Join(hh.InstanceDir(gB, iB), "conf", "certs", "private", "instance-key.pem"))
 	addPEM("group B's TLS key", tlsKeyFile)
+	// The QuickStart group's secret files (secret.Scope.Files' patterns):
+	// its instance's key at least.
+	var qsFiles []string
+	for _, pat := range []string{"*/conf/certs/private/instance-key.pem", "conf/kps/apikeys.key", "conf/oauth/keys/*.json", "conf/secrets/*"} {
+		m, _ := filepath.Glob(filepath.Join(hh.GroupDir(gQ), filepath.FromSlash(pat)))
+		qsFiles = append(qsFiles, m...)
+	}
+	if !slices.Contains(qsFiles, filepath.Join(hh.InstanceDir(gQ, iQ), "conf", "certs", "private", "instance-key.pem")) {
+		t.Fatalf("the QuickStart instance has no key among its group's secret files: %v", qsFiles)
+	}
+	for _, p := range qsFiles {
+		rel, _ := filepath.Rel(h.Dir, p)
+		if b, _ := os.ReadFile(p); bytes.Contains(b, []byte("PRIVATE KEY")) {
+			addPEM("the QuickStart group's "+rel, p)
+		} else {
+			add("the QuickStart group's "+rel, bytes.TrimSpace(b), true)
+		}
+	}
 	sk, err := os.ReadFile(hh.Path("conf", "sessionKey"))
 	if err != nil {
 		t.Fatal(err)
@@ -358,7 +407,8 @@ apis:
 	add("the OAuth client secret", []byte(strings.TrimPrefix(clientSecret, "gcs_")), false)
 	add("the admin password", []byte(adminPassword), false)
 	passA, passB, passNM, passCA := "group-A passphrase "+randHex(8), "group-B passphrase "+randHex(8), "node-manager passphrase "+randHex(8), "domain-CA passphrase "+randHex(8)
-	for n, p := range map[string]string{"group A's passphrase": passA, "group B's passphrase": passB, "the node manager's passphrase": passNM, "the CA's passphrase": passCA} {
+	passQ := "QuickStart-group passphrase " + randHex(8)
+	for n, p := range map[string]string{"group A's passphrase": passA, "group B's passphrase": passB, "the node manager's passphrase": passNM, "the CA's passphrase": passCA, "the QuickStart group's passphrase": passQ} {
 		add(n, []byte(p), false)
 	}
 	sort.SliceStable(secrets, func(i, j int) bool { return secrets[i].name < secrets[j].name })
@@ -405,7 +455,7 @@ apis:
 			t.Errorf("control: before the passphrases, the scan does not find %s", s.name)
 		}
 	}
-	if len(markers) < 5 {
+	if len(markers) < 6 {
 		t.Errorf("control: before the passphrases, only %d files hold a PEM private key: %v", len(markers), markers)
 	}
 	for _, n := range []string{"the API key's secret part", "the OAuth client secret", "the admin password"} {
@@ -414,9 +464,11 @@ apis:
 		}
 	}
 
-	// Stop everything, then set the four passphrases from files.
+	// Stop everything (the QuickStart instance as its output says), then
+	// set the five passphrases from files.
 	wantClient(t, "stop A", h.Run("", "client", "stop", gA, iA), 0, ": stopped")
 	wantClient(t, "stop B", h.Run("", "client", "stop", gB, iB), 0, ": stopped")
+	h.MustRun("", "startinstance", "-k", "-n", "QuickStart Server", "-g", "QuickStart Group")
 	h.MustRun("", "nodemanager", "-k", "-q")
 	// Instance B's certificate now expires in 10 days: an instance
 	// starting renews one that close to its end on the host of the CA
@@ -424,14 +476,15 @@ apis:
 	// instance (which never holds the CA's passphrase) must still start.
 	nearExpiry(t, hh, gB, iB, 10*24*time.Hour)
 	fileA, fileB, fileNM, fileCA := writeSecret("passA", passA), writeSecret("passB", passB), writeSecret("passNM", passNM), writeSecret("passCA", passCA)
+	fileQ := writeSecret("passQ", passQ)
 	for _, c := range []struct {
 		args []string
 		file string
-	}{{[]string{"-g", "Group A"}, fileA}, {[]string{"-g", gB}, fileB}, {[]string{"--node_manager"}, fileNM}, {[]string{"--domain"}, fileCA}} {
+	}{{[]string{"-g", "Group A"}, fileA}, {[]string{"-g", gB}, fileB}, {[]string{"-g", "QuickStart Group"}, fileQ}, {[]string{"--node_manager"}, fileNM}, {[]string{"--domain"}, fileCA}} {
 		r := h.Run("", append(append([]string{"managedomain", "--change_passphrase"}, c.args...), "--new_passphrase_file", c.file)...)
 		wantClient(t, "change_passphrase "+strings.Join(c.args, " "), r, 0, "The passphrase of the", "is set")
 	}
-	for _, p := range []string{
+	for _, p := range append([]string{
 		hh.Path("groups", "certs", "private", "domainkey.pem"),
 		hh.Path("system", "conf", "certs", "private", "nodemanager-key.pem"),
 		hh.Path("conf", "sessionKey"),
@@ -440,7 +493,7 @@ apis:
 		filepath.Join(hh.GroupConfDir(gA), "kps", "apikeys.key"),
 		tlsKeyFile,
 		jwks[0],
-	} {
+	}, qsFiles...) {
 		if b, _ := os.ReadFile(p); !bytes.HasPrefix(b, []byte("gh-sealed:1:")) {
 			t.Errorf("%s is not sealed: %.40q", p, b)
 		}
@@ -493,9 +546,10 @@ case "$1 $2" in
 "ca ") cat %q ;;
 "group %s") cat %q ;;
 "group %s") cat %q ;;
+"group %s") cat %q ;;
 *) echo "unknown scope $*" >&2; exit 1 ;;
 esac
-`, fileNM, fileCA, gA, fileA, gB, fileB)), 0o700)
+`, fileNM, fileCA, gA, fileA, gB, fileB, gQ, fileQ)), 0o700)
 	nmConf, err := os.ReadFile(hh.NodeManagerConf())
 	if err != nil {
 		t.Fatal(err)
@@ -544,6 +598,9 @@ esac
 	// Group A's instance, started by the node manager: its passphrase
 	// from the program, through a pipe.
 	wantClient(t, "start A through the node manager", h.Run("", "client", "start", gA, iA), 0, ": running")
+	// The QuickStart instance too: its sample API answers.
+	wantClient(t, "start the QuickStart instance through the node manager", h.Run("", "client", "start", gQ, iQ), 0, ": running")
+	await("after the passphrases: the QuickStart sample API", 10*time.Second, sampleEcho)
 
 	// Group B's instance from a file descriptor (a pipe, descriptor 3).
 	startFD := func() {
@@ -576,7 +633,7 @@ esac
 	if code, body := call(fmt.Sprintf("http://127.0.0.1:%d/keyed/1", tpA), "KeyId", apiKey2); code != 200 {
 		t.Errorf("the API key made after the passphrases: %d %s", code, body)
 	}
-	procs := pids(t, hh, []string{"nodemanager", iA, iB})
+	procs := pids(t, hh, []string{"nodemanager", iA, iB, iQ})
 	scanProcs(t, procs, secrets)
 
 	// Instance A killed: the node manager restarts it
@@ -609,7 +666,7 @@ esac
 	// (instances A's and C's access logs are written in the background;
 	// the node manager's log). Nothing of instance B's or of the scopes'.
 	mayChange := func(p string) bool {
-		for _, d := range []string{"conf/audit/", "logs/", filepath.Join("groups", gA, iA, "logs") + "/", filepath.Join("groups", gB, iC, "logs") + "/"} {
+		for _, d := range []string{"conf/audit/", "logs/", filepath.Join("groups", gA, iA, "logs") + "/", filepath.Join("groups", gB, iC, "logs") + "/", filepath.Join("groups", gQ, iQ, "logs") + "/"} {
 			if strings.HasPrefix(p, d) {
 				return true
 			}
@@ -657,7 +714,7 @@ esac
 	// change (a new instance's key) opens with the new passphrase.
 	tpD, mpD := gwtest.FreePort(t), gwtest.FreePort(t)
 	iD := create("instance create D after the change", "instance", "create", "Group B", "Server D", "--traffic-port", strconv.Itoa(tpD), "--management-port", strconv.Itoa(mpD))
-	running := []string{"nodemanager", iA, iB, iC}
+	running := []string{"nodemanager", iA, iB, iC, iQ}
 	if r := h.Run("", "startinstance", "-d", "-n", "Server D", "-g", "Group B", "--passphrase_file", fileB2); r.Code != 0 {
 		// The node manager unlocked group B with passphraseExec when it
 		// started; managedomain --change_passphrase -g, another process,
