@@ -1,0 +1,282 @@
+// Package backup writes, verifies and restores backups of an install
+// directory (docs/backup.md): one gzip-compressed tar archive holding what
+// the vendor's routine backs up by hand — conf (without conf/opsdb.d),
+// groups, ext, system/conf — with each group's embedded Key Property
+// Store as a consistent snapshot taken while instances write, and a
+// manifest of every entry (size, mode, owner, SHA-256) as its last entry.
+//
+// Secrets are archived as they are on disk: sealed when their scope has a
+// passphrase (docs/passphrase.md), so the archive restores only with the
+// passphrases.
+package backup
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/kps/sqlite"
+)
+
+// Format names the archive format in its manifest.
+const (
+	Format       = "gatehouse-backup"
+	Version      = 1
+	ManifestName = "manifest.json"
+)
+
+// Manifest is the archive's last entry.
+type Manifest struct {
+	Format          string    `json:"format"`
+	Version         int       `json:"version"`
+	Gatehouse       string    `json:"gatehouse"`
+	Created         time.Time `json:"created"`
+	Host            string    `json:"host,omitempty"`
+	TopologyVersion int64     `json:"topologyVersion,omitempty"`
+	WithLogs        bool      `json:"withLogs,omitempty"`
+	Entries         []Entry   `json:"entries"`
+}
+
+// Entry is one file or directory of the archive, by its path relative to
+// the install directory (slash-separated).
+type Entry struct {
+	Path   string      `json:"path"`
+	Dir    bool        `json:"dir,omitempty"`
+	Size   int64       `json:"size"`
+	Mode   fs.FileMode `json:"mode"` // permission bits
+	UID    int         `json:"uid"`
+	GID    int         `json:"gid"`
+	SHA256 string      `json:"sha256,omitempty"`
+	// KPS marks an embedded store taken as a snapshot.
+	KPS bool `json:"kps,omitempty"`
+}
+
+// Options of Write.
+type Options struct {
+	Gatehouse       string // the version writing it
+	Host            string
+	TopologyVersion int64
+	WithLogs        bool // logs/ and each instance's logs/ and trace/
+	// Progress, when not nil, is told each entry written.
+	Progress func(entries int, bytes int64)
+}
+
+// roots are the parts of the install directory a backup holds.
+var roots = []string{"conf", "groups", "ext", "system/conf"}
+
+// skipped reports whether rel (slash-separated) stays out of a backup.
+func skipped(rel string, withLogs bool) bool {
+	parts := strings.Split(rel, "/")
+	switch {
+	case rel == "conf/opsdb.d" || strings.HasPrefix(rel, "conf/opsdb.d/"):
+		return true // transient monitoring data
+	case strings.HasSuffix(rel, "-wal") || strings.HasSuffix(rel, "-shm") || strings.HasSuffix(rel, ".tmp"):
+		return true // a store's log (its snapshot holds it), temporary files
+	case !withLogs && len(parts) >= 4 && parts[0] == "groups" && (parts[3] == "logs" || parts[3] == "trace"):
+		return true // groups/<gid>/<iid>/logs, trace
+	}
+	return false
+}
+
+// Write writes a backup of h to w and returns its manifest. Nothing is
+// written to h.
+func Write(ctx context.Context, h home.Home, w io.Writer, o Options) (*Manifest, error) {
+	gz := gzip.NewWriter(w)
+	tw := tar.NewWriter(gz)
+	m := &Manifest{Format: Format, Version: Version, Gatehouse: o.Gatehouse, Created: time.Now().UTC().Truncate(time.Second),
+		Host: o.Host, TopologyVersion: o.TopologyVersion, WithLogs: o.WithLogs}
+	scratch, err := os.MkdirTemp("", "gatehouse-backup-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(scratch)
+	var total int64
+	add := func(rel string, fi fs.FileInfo, src string, kps bool) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		e := Entry{Path: rel, Mode: fi.Mode().Perm(), KPS: kps}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			e.UID, e.GID = int(st.Uid), int(st.Gid)
+		}
+		hdr := &tar.Header{Name: rel, Mode: int64(e.Mode), Uid: e.UID, Gid: e.GID, ModTime: fi.ModTime(), Format: tar.FormatPAX}
+		if fi.IsDir() {
+			e.Dir = true
+			hdr.Typeflag, hdr.Name = tar.TypeDir, rel+"/"
+			m.Entries = append(m.Entries, e)
+			return tw.WriteHeader(hdr)
+		}
+		f, err := os.Open(src)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		// The size when opened: files of the install directory are
+		// replaced by rename, so an open one does not change; a log that
+		// grows is archived up to it.
+		st, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		e.Size, hdr.Size, hdr.Typeflag = st.Size(), st.Size(), tar.TypeReg
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		sum := sha256.New()
+		n, err := io.CopyN(io.MultiWriter(tw, sum), f, e.Size)
+		if err != nil {
+			return fmt.Errorf("%s: %w (%d of %d bytes)", rel, err, n, e.Size)
+		}
+		e.SHA256 = hex.EncodeToString(sum.Sum(nil))
+		m.Entries = append(m.Entries, e)
+		total += e.Size
+		if o.Progress != nil {
+			o.Progress(len(m.Entries), total)
+		}
+		return nil
+	}
+	for _, root := range roots {
+		base := filepath.Join(h.Dir, filepath.FromSlash(root))
+		err := filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
+			if errors.Is(err, fs.ErrNotExist) && p == base {
+				return fs.SkipDir
+			}
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(h.Dir, p)
+			rel = filepath.ToSlash(rel)
+			if skipped(rel, o.WithLogs) {
+				if d.IsDir() {
+					return fs.SkipDir
+				}
+				return nil
+			}
+			fi, err := os.Lstat(p)
+			if err != nil {
+				return err
+			}
+			switch {
+			case fi.IsDir():
+				return add(rel, fi, p, false)
+			case !fi.Mode().IsRegular():
+				return nil // sockets, links: nothing Gatehouse keeps there
+			case path.Base(rel) == "kps.db":
+				// The embedded store: a snapshot, consistent while instances write.
+				snap := filepath.Join(scratch, fmt.Sprintf("kps-%d.db", len(m.Entries)))
+				if err := sqlite.Snapshot(ctx, p, snap); err != nil {
+					return err
+				}
+				sfi, err := os.Stat(snap)
+				if err != nil {
+					return err
+				}
+				return add(rel, modeOf(sfi, fi), snap, true)
+			}
+			return add(rel, fi, p, false)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("backing up %s: %w", root, err)
+		}
+	}
+	if o.WithLogs {
+		base := h.Path("logs")
+		if _, err := os.Stat(base); err == nil {
+			err := filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
+				if err != nil {
+					return err
+				}
+				fi, err := os.Lstat(p)
+				if err != nil || !(fi.IsDir() || fi.Mode().IsRegular()) {
+					return err
+				}
+				rel, _ := filepath.Rel(h.Dir, p)
+				return add(filepath.ToSlash(rel), fi, p, false)
+			})
+			if err != nil {
+				return nil, fmt.Errorf("backing up logs: %w", err)
+			}
+		}
+	}
+	mj, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err // mutate:equivalent * a Manifest of strings, numbers and times always marshals
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: ManifestName, Mode: 0o600, Size: int64(len(mj)), ModTime: m.Created, Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil {
+		return nil, err
+	}
+	if _, err := tw.Write(mj); err != nil {
+		return nil, err
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	if err := gz.Close(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// modeOf is the snapshot's file info with the original's mode, owner and time.
+func modeOf(snap, orig fs.FileInfo) fs.FileInfo { return snapInfo{snap, orig} }
+
+type snapInfo struct{ snap, orig fs.FileInfo }
+
+func (s snapInfo) Name() string       { return s.orig.Name() }
+func (s snapInfo) Size() int64        { return s.snap.Size() }
+func (s snapInfo) Mode() fs.FileMode  { return s.orig.Mode() }
+func (s snapInfo) ModTime() time.Time { return s.orig.ModTime() }
+func (s snapInfo) IsDir() bool        { return false }
+func (s snapInfo) Sys() any           { return s.orig.Sys() }
+
+// WriteFile writes a backup of h to path atomically: a temporary file in
+// its directory, fsynced, renamed only once complete (a failure, a full
+// disk included, removes it and leaves any previous file as it was).
+func WriteFile(ctx context.Context, h home.Home, path string, o Options) (*Manifest, error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".partial-*")
+	if err != nil {
+		return nil, err
+	}
+	tmp := f.Name()
+	done := false
+	defer func() {
+		if !done {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.Chmod(0o600); err != nil {
+		return nil, err
+	}
+	m, err := Write(ctx, h, f, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Sync(); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, err
+	}
+	done = true
+	home.SyncDir(dir)
+	return m, nil
+}

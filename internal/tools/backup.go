@@ -1,0 +1,225 @@
+package tools
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/gatehouse-gw/gatehouse/internal/backup"
+	"github.com/gatehouse-gw/gatehouse/internal/domain"
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/topology"
+)
+
+// gatehouse backup / backup verify / restore: internal/backup on this
+// host's install directory (docs/backup.md).
+
+var backupTool = Tool{
+	Name: "backup", Summary: "back up this host's install directory (one verified archive), or verify one", Linked: true,
+	Run: runBackup,
+}
+
+var restoreTool = Tool{
+	Name: "restore", Summary: "restore a backup into an empty install directory", Linked: true,
+	Run: runRestore,
+}
+
+const backupHelp = `usage: gatehouse backup -o FILE|- [--with-logs] [--no-verify]
+       gatehouse backup verify FILE|-
+
+Writes one archive (tar.gz) of this host's install directory ($GATEHOUSE_HOME):
+conf (without conf/opsdb.d), groups, ext and system/conf, each group's embedded
+Key Property Store as a consistent snapshot taken while instances write, and a
+manifest of every entry (size, mode, owner, SHA-256) as its last entry.
+Secrets are archived as they are on disk: sealed when a passphrase is set.
+The file is written under a temporary name and renamed once complete; a
+failure (a full disk) removes it and leaves a previous backup as it was.
+Then it is read back and verified (--no-verify skips that).
+
+  -o FILE       where to write it; - for standard output (for restic, rclone,
+                tape: then nothing is verified afterwards)
+  --with-logs   also logs/ and each instance's logs/ and trace/
+  --no-verify   do not read the file back
+
+backup verify FILE reads a backup and checks every entry against the
+manifest (sizes, SHA-256, modes, nothing missing or added): exit 0, or 1
+naming the first damaged entry.
+
+Exit codes: 0 done; 1 failed (the reason is printed); 2 wrong usage.
+Not yet: the domain's other hosts (run it on each), PostgreSQL stores
+(back them up with pg_dump), the management API's POST /api/backup, a
+restore into a scratch directory by verify (docs/backup.md).`
+
+const restoreHelp = `usage: gatehouse restore FILE|- [--force]
+
+Restores a backup (gatehouse backup) into the install directory
+($GATEHOUSE_HOME), which must be empty or missing. Everything is written
+into a directory beside it first and checked against the manifest; only a
+whole, unaltered backup is moved into place, in one rename: a damaged
+archive, or a restore cut short, leaves the target as it was.
+
+  --force       replace a target that is not empty: the directory there is
+                kept beside it, renamed <dir>.replaced-<time>
+
+Paths and modes are kept; owners too when run as root. Then copy the
+binary into posix/bin (managedomain -i does it on a new host; or cp) and
+start the node manager with its passphrase when it has one.
+
+Exit codes: 0 done; 1 failed (the reason is printed); 2 wrong usage.`
+
+func runBackup(ctx context.Context, env *Env, args []string) error {
+	var out string
+	var withLogs, noVerify, verify bool
+	var file string
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "--help" || a == "-h":
+			fmt.Fprintln(env.Stdout, backupHelp)
+			return nil
+		case a == "-o" || a == "--output":
+			if i+1 >= len(args) {
+				return usagef("backup", "%s needs a file (or - for standard output)", a)
+			}
+			i++
+			out = args[i]
+		case a == "--with-logs":
+			withLogs = true
+		case a == "--no-verify":
+			noVerify = true
+		case a == "verify" && i == 0:
+			verify = true
+		case verify && file == "" && (a == "-" || !strings.HasPrefix(a, "-")):
+			file = a
+		default:
+			return usagef("backup", "unknown argument %q; accepted: -o FILE, --with-logs, --no-verify, verify FILE", a)
+		}
+	}
+	if verify {
+		if file == "" {
+			return usagef("backup", "backup verify needs the file to verify")
+		}
+		if out != "" || withLogs || noVerify {
+			return usagef("backup", "backup verify takes only the file")
+		}
+		return verifyBackup(ctx, env, file)
+	}
+	if out == "" {
+		return usagef("backup", "-o FILE is needed (- for standard output)")
+	}
+	h, err := home.Resolve()
+	if err != nil {
+		return err
+	}
+	if err := h.CheckDomain(); err != nil {
+		return err
+	}
+	o := backup.Options{Gatehouse: Version, WithLogs: withLogs}
+	if c, err := domain.LoadNodeManagerConf(h); err == nil {
+		o.Host = c.HostID
+	}
+	if t, err := topology.NewStore(h, nil).Load(); err == nil {
+		o.TopologyVersion = t.Version
+	}
+	if out == "-" {
+		m, err := backup.Write(ctx, h, env.Stdout, o)
+		if err != nil {
+			return fmt.Errorf("backup: %w", err)
+		}
+		fmt.Fprintf(env.Stderr, "Backed up %d entries of %s to standard output (not verified: read it back with gatehouse backup verify -).\n", len(m.Entries), h.Dir)
+		return nil
+	}
+	abs, err := filepath.Abs(out)
+	if err != nil {
+		return err
+	}
+	if strings.HasPrefix(abs, h.Dir+string(filepath.Separator)) {
+		return fmt.Errorf("backup: %s is inside the install directory %s: write it elsewhere", abs, h.Dir)
+	}
+	m, err := backup.WriteFile(ctx, h, abs, o)
+	if err != nil {
+		return fmt.Errorf("backup: %w (nothing was written to %s)", err, abs)
+	}
+	var bytes int64
+	for _, e := range m.Entries {
+		bytes += e.Size
+	}
+	fmt.Fprintf(env.Stdout, "Backed up %d entries (%d bytes) of %s to %s.\n", len(m.Entries), bytes, h.Dir, abs)
+	if noVerify {
+		return nil
+	}
+	return verifyBackup(ctx, env, abs)
+}
+
+func verifyBackup(ctx context.Context, env *Env, file string) error {
+	in := os.Stdin
+	if f, ok := env.Stdin.(*os.File); ok {
+		in = f
+	}
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
+	}
+	m, err := backup.Verify(ctx, in)
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	fmt.Fprintf(env.Stdout, "Verified %s: %d entries, every checksum right (Gatehouse %s, host %s, made %s).\n", file, len(m.Entries), m.Gatehouse, m.Host, m.Created.Format("2006-01-02 15:04:05Z"))
+	return nil
+}
+
+func runRestore(ctx context.Context, env *Env, args []string) error {
+	var file string
+	var force bool
+	for _, a := range args {
+		switch {
+		case a == "--help" || a == "-h":
+			fmt.Fprintln(env.Stdout, restoreHelp)
+			return nil
+		case a == "--force":
+			force = true
+		case file == "" && (a == "-" || !strings.HasPrefix(a, "-")):
+			file = a
+		default:
+			return usagef("restore", "unknown argument %q; accepted: FILE, --force", a)
+		}
+	}
+	if file == "" {
+		return usagef("restore", "the backup file is needed (- for standard input)")
+	}
+	h, err := home.Resolve()
+	if err != nil {
+		return err
+	}
+	in := os.Stdin
+	if f, ok := env.Stdin.(*os.File); ok {
+		in = f
+	}
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
+	}
+	m, replaced, err := backup.Restore(ctx, in, h.Dir, backup.RestoreOptions{Force: force, Chown: os.Geteuid() == 0})
+	if err != nil {
+		if errors.Is(err, backup.ErrDamaged) {
+			return fmt.Errorf("%s: %w; nothing was written to %s", file, err, h.Dir)
+		}
+		return fmt.Errorf("restore: %w", err)
+	}
+	fmt.Fprintf(env.Stdout, "Restored %d entries into %s (backup of host %s, made %s).\n", len(m.Entries), h.Dir, m.Host, m.Created.Format("2006-01-02 15:04:05Z"))
+	if replaced != "" {
+		fmt.Fprintf(env.Stdout, "The directory that was there is kept as %s.\n", replaced)
+	}
+	fmt.Fprintf(env.Stdout, "Next: copy the gatehouse binary to %s, then start the node manager (nodemanager -d).\n", h.BinDir())
+	return nil
+}
