@@ -291,15 +291,17 @@ func TestManagedomainMenu(t *testing.T) {
 	h := gwtest.NewHome(t)
 	h.InitDomain()
 	input := strings.Join([]string{
-		"23",          // not available yet
 		"99",          // no such option
 		"5",           // create: name, group, traffic [8080], management [8085]
 		"Menu Server", //
 		"Menu Group",  //
 		"",            // default traffic port
 		"",            // default management port
-		"13",          // print
-		"7",           // delete: group, then instance (cut short by EOF)
+		"23",          // change a group passphrase: the group, then the new passphrase (one line each off a terminal)
+		"Menu Group",
+		"menu passphrase 1",
+		"13", // print
+		"7",  // delete: group, then instance (cut short by EOF)
 		"Menu Group",
 	}, "\n") + "\n"
 	r := h.Run(input, "managedomain", "--menu")
@@ -310,10 +312,10 @@ func TestManagedomainMenu(t *testing.T) {
 		" 5) Create a gateway instance\n",
 		" 1) Register a host in an existing domain\n",
 		" 2) Edit a host\n",
-		"23) Change a group passphrase (not available yet)",
+		"23) Change a group passphrase\n",
 		"24) Regenerate certificates\n",
 		"26) Submit a certificate\n",
-		"Option 23 (change a group passphrase) is not available yet in this version of Gatehouse: group passphrases come with",
+		"The passphrase of the group group-2 is set",
 		`There is no option "99"`,
 		"Traffic port [8080]:",
 		"Management port [8085]:",
@@ -328,7 +330,7 @@ func TestManagedomainMenu(t *testing.T) {
 		}
 	}
 	for _, line := range strings.Split(r.Stdout, "\n") {
-		for _, n := range []string{" 1)", " 2)", " 3)", " 4)", " 5)", " 6)", " 7)", " 8)", " 9)", "10)", "11)", "12)", "13)", "14)", "15)", "16)", "17)", "18)", "19)", "20)", "21)", "22)", "24)", "25)", "26)"} {
+		for _, n := range []string{" 1)", " 2)", " 3)", " 4)", " 5)", " 6)", " 7)", " 8)", " 9)", "10)", "11)", "12)", "13)", "14)", "15)", "16)", "17)", "18)", "19)", "20)", "21)", "22)", "23)", "24)", "25)", "26)"} {
 			if strings.HasPrefix(line, " "+n) && strings.Contains(line, "not available") {
 				t.Errorf("option marked not available: %q", line)
 			}
@@ -339,8 +341,10 @@ func TestManagedomainMenu(t *testing.T) {
 		t.Errorf("instance not created or deleted by the cut-short prompt: %v", err)
 	}
 
-	// Next free ports are offered; q quits; rename and delete group.
-	r = h.Run("5\nSecond\nMenu Group\n\n\n11\nMenu Group\nNew Name\n12\nNew Name\nq\nnot read\n", "managedomain", "--menu")
+	// Next free ports are offered (and, the group having a passphrase now,
+	// it is asked for: the new instance's key is sealed with it); q quits;
+	// rename and delete group.
+	r = h.Run("5\nSecond\nMenu Group\n\n\nmenu passphrase 1\n11\nMenu Group\nNew Name\n12\nNew Name\nq\nnot read\n", "managedomain", "--menu")
 	if r.Code != 0 {
 		t.Fatal(r)
 	}
