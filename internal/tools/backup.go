@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -153,19 +154,20 @@ func runBackup(ctx context.Context, env *Env, args []string) error {
 	return verifyBackup(ctx, env, abs)
 }
 
+// openInput opens file, or standard input for "-".
+func openInput(env *Env, file string) (io.ReadCloser, error) {
+	if file == "-" {
+		return io.NopCloser(env.Stdin), nil
+	}
+	return os.Open(file)
+}
+
 func verifyBackup(ctx context.Context, env *Env, file string) error {
-	in := os.Stdin
-	if f, ok := env.Stdin.(*os.File); ok {
-		in = f
+	in, err := openInput(env, file)
+	if err != nil {
+		return err
 	}
-	if file != "-" {
-		f, err := os.Open(file)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		in = f
-	}
+	defer in.Close()
 	m, err := backup.Verify(ctx, in)
 	if err != nil {
 		return fmt.Errorf("%s: %w", file, err)
@@ -197,18 +199,11 @@ func runRestore(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	in := os.Stdin
-	if f, ok := env.Stdin.(*os.File); ok {
-		in = f
+	in, err := openInput(env, file)
+	if err != nil {
+		return err
 	}
-	if file != "-" {
-		f, err := os.Open(file)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		in = f
-	}
+	defer in.Close()
 	m, replaced, err := backup.Restore(ctx, in, h.Dir, backup.RestoreOptions{Force: force, Chown: os.Geteuid() == 0})
 	if err != nil {
 		if errors.Is(err, backup.ErrDamaged) {

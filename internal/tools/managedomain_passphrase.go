@@ -93,18 +93,7 @@ func mdSealFile(ctx context.Context, s *mdSession, v mdValues) error {
 		s.out("%s is sealed already.\n", s.home.Rel(path))
 		return nil
 	}
-	p, err := s.passphrase(v, "passphrase_file", fmt.Sprintf("Passphrase of the %s", scope), false)
-	if err != nil {
-		return err
-	}
-	start := time.Now()
-	err = secret.Unlock(s.home, scope, p)
-	p.Wipe()
-	if errors.Is(err, secret.ErrWrongPassphrase) {
-		time.Sleep(time.Second - min(time.Since(start), time.Second))
-		return fmt.Errorf("wrong passphrase for the %s: nothing was changed", scope)
-	}
-	if err != nil {
+	if err := s.unlock(v, scope, "passphrase_file"); err != nil {
 		return err
 	}
 	b, err := os.ReadFile(path)

@@ -375,3 +375,57 @@ func TestChangePassphraseKilled(t *testing.T) {
 func pkiInstanceKey(h home.Home, gid, iid string) string {
 	return filepath.Join(h.InstanceDir(gid, iid), "conf", "certs", "private", "instance-key.pem")
 }
+
+// TestSealFile: managedomain --seal_file seals a file put into a group's
+// conf/secrets/ after its passphrase was set; refused elsewhere, for a
+// group without a passphrase, and with a wrong passphrase.
+func TestSealFile(t *testing.T) {
+	h := gwtest.NewHome(t)
+	h.InitDomain()
+	hh := home.Home{Dir: h.Dir}
+	for _, g := range []string{"G", "Other"} {
+		h.MustRun("", "managedomain", "-c", "-n", "S"+g, "-g", g, "--traffic_port", strconv.Itoa(gwtest.FreePort(t)), "--management_port", strconv.Itoa(gwtest.FreePort(t)))
+	}
+	pass, wrong := passFile(t, "group passphrase of G"), passFile(t, "not the passphrase")
+	h.MustRun("", "managedomain", "--change_passphrase", "-g", "G", "--new_passphrase_file", pass)
+	dir := filepath.Join(hh.GroupConfDir("group-2"), "secrets")
+	os.MkdirAll(dir, 0o700)
+	f := filepath.Join(dir, "db.password")
+	os.WriteFile(f, []byte("database password 42\n"), 0o600)
+	seal := func(args ...string) gwtest.Result {
+		return h.Run("", append([]string{"managedomain", "--seal_file"}, args...)...)
+	}
+	if r := seal("-g", "G", "--file", f, "--passphrase_file", wrong); r.Code != 1 || !strings.Contains(r.Stderr, "wrong passphrase") {
+		t.Errorf("a wrong passphrase: %s", r)
+	}
+	if secret.IsSealedFile(f) {
+		t.Fatal("sealed with a wrong passphrase")
+	}
+	outside := filepath.Join(hh.GroupConfDir("group-2"), "db.password")
+	os.WriteFile(outside, []byte("x"), 0o600)
+	if r := seal("-g", "G", "--file", outside, "--passphrase_file", pass); r.Code != 1 || !strings.Contains(r.Stderr, "is not in") {
+		t.Errorf("a file outside conf/secrets: %s", r)
+	}
+	other := filepath.Join(hh.GroupConfDir("group-3"), "secrets", "x")
+	os.MkdirAll(filepath.Dir(other), 0o700)
+	os.WriteFile(other, []byte("x"), 0o600)
+	if r := seal("-g", "Other", "--file", other, "--passphrase_file", pass); r.Code != 1 || !strings.Contains(r.Stderr, "has no passphrase") {
+		t.Errorf("a group without a passphrase: %s", r)
+	}
+	if r := seal("-g", "G", "--file", f, "--passphrase_file", pass); r.Code != 0 || !secret.IsSealedFile(f) {
+		t.Fatalf("seal: %s", r)
+	}
+	if b, _ := os.ReadFile(f); strings.Contains(string(b), "database password") {
+		t.Error("the password is still in clear")
+	}
+	if r := seal("-g", "G", "--file", f, "--passphrase_file", pass); r.Code != 0 || !strings.Contains(r.Stdout, "sealed already") {
+		t.Errorf("a second seal: %s", r)
+	}
+	secret.Forget(hh, secret.GroupScope("group-2"))
+	if err := secret.Unlock(hh, secret.GroupScope("group-2"), secret.FromString("group passphrase of G")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := secret.ReadFile(hh, f); err != nil || string(b) != "database password 42\n" {
+		t.Errorf("the sealed file opens: %q %v", b, err)
+	}
+}
