@@ -102,7 +102,7 @@ func (m *metaRow) derive(passphrase secret.Value) (*secret.Key, error) {
 	}
 	b, err := secret.Open(k, checkBinding(), m.check)
 	if err != nil || string(b) != checkText {
-		k.Wipe()
+		k.Wipe() // mutate:equivalent delete-stmt memory hygiene: the key is not used after this
 		return nil, ErrWrongPassphrase
 	}
 	return k, nil
@@ -130,7 +130,7 @@ func Open(ctx context.Context, st kps.Store, tables []kps.Table, passphrase secr
 	if !Needs(tables) {
 		return nil, nil
 	}
-	return open(ctx, st, tables, passphrase)
+	return open(ctx, st, tables, passphrase, false)
 }
 
 // OpenKey is Open for a store's shared secrets (kps.SharedSecrets: the
@@ -138,10 +138,12 @@ func Open(ctx context.Context, st kps.Store, tables []kps.Table, passphrase secr
 // group's key for SealShared and OpenShared (nil when passphrase is zero
 // and nothing is sealed). st must have MetaTable defined.
 func OpenKey(ctx context.Context, st kps.Store, passphrase secret.Value) (*Keys, error) {
-	return open(ctx, st, nil, passphrase)
+	return open(ctx, st, nil, passphrase, false)
 }
 
-func open(ctx context.Context, st kps.Store, tables []kps.Table, passphrase secret.Value) (*Keys, error) {
+// open is Open; retried says it lost the race to make the key once
+// already (it takes the winner's then, and never loops).
+func open(ctx context.Context, st kps.Store, tables []kps.Table, passphrase secret.Value, retried bool) (*Keys, error) {
 	cur, err := getMeta(ctx, st, rowCurrent)
 	if err != nil {
 		return nil, err
@@ -182,12 +184,12 @@ func open(ctx context.Context, st kps.Store, tables []kps.Table, passphrase secr
 		return nil, err
 	}
 	vals["id"] = rowCurrent
-	if _, err := st.Insert(ctx, MetaAlias, vals); errors.Is(err, kps.ErrExists) {
+	if _, err := st.Insert(ctx, MetaAlias, vals); errors.Is(err, kps.ErrExists) && !retried {
 		// Another instance made it first: use its salt.
-		k.Wipe()
-		return open(ctx, st, tables, passphrase)
+		k.Wipe() // mutate:equivalent delete-stmt memory hygiene: the key is not used after this
+		return open(ctx, st, tables, passphrase, true)
 	} else if err != nil {
-		k.Wipe()
+		k.Wipe() // mutate:equivalent delete-stmt memory hygiene: the key is not used after this
 		return nil, err
 	}
 	return &Keys{cur: k}, nil
@@ -223,15 +225,11 @@ func fieldBinding(alias, prop string) secret.Binding {
 // sealValues returns values with the encrypted properties of t sealed with
 // k (a copy; values is not changed).
 func sealValues(k *secret.Key, t *kps.Table, values map[string]any) map[string]any {
-	enc := t.Encrypted()
-	if k == nil || len(enc) == 0 {
-		return values
-	}
 	out := make(map[string]any, len(values))
 	for n, v := range values {
 		out[n] = v
 	}
-	for _, p := range enc {
+	for _, p := range t.Encrypted() {
 		if s, ok := out[p].(string); ok && s != "" && !secret.IsSealed(s) {
 			out[p] = secret.Seal(k, fieldBinding(t.Alias, p), []byte(s))
 		}
@@ -241,7 +239,7 @@ func sealValues(k *secret.Key, t *kps.Table, values map[string]any) map[string]a
 
 // openValues opens the encrypted properties of a row of t in place. A value
 // that does not open, or that is in clear, is an error naming it.
-func openValues(keys []*secret.Key, t *kps.Table, r *kps.Row) error {
+func openValues(k *secret.Key, t *kps.Table, r *kps.Row) error {
 	for _, p := range t.Encrypted() {
 		s, ok := r.Values[p].(string)
 		if !ok || s == "" {
@@ -250,17 +248,11 @@ func openValues(keys []*secret.Key, t *kps.Table, r *kps.Row) error {
 		if !secret.IsSealed(s) {
 			return fmt.Errorf("table %q: property %q of a row is in clear: %w", t.Alias, p, ErrNeedsSealing)
 		}
-		var opened bool
-		for _, k := range keys {
-			if b, err := secret.Open(k, fieldBinding(t.Alias, p), s); err == nil {
-				r.Values[p] = string(b)
-				opened = true
-				break
-			}
-		}
-		if !opened {
+		b, err := secret.Open(k, fieldBinding(t.Alias, p), s)
+		if err != nil {
 			return fmt.Errorf("table %q: property %q of a row does not open with the group's key: %w", t.Alias, p, ErrWrongPassphrase)
 		}
+		r.Values[p] = string(b)
 	}
 	return nil
 }

@@ -36,7 +36,7 @@ func Reencrypt(ctx context.Context, st kps.Store, tables []kps.Table, shared []s
 		if k, err := cur.derive(newPass); err == nil {
 			// The store's key is the new passphrase's already: only what
 			// is in clear (stored before the passphrase) is left to seal.
-			defer k.Wipe()
+			defer k.Wipe() // mutate:equivalent delete-stmt memory hygiene: the key is not used after this
 			return moveAll(ctx, st, tables, shared, k, k, note)
 		}
 	}
@@ -59,13 +59,13 @@ func Reencrypt(ctx context.Context, st kps.Store, tables []kps.Table, shared []s
 		}
 		vals["id"] = rowNext
 		if _, err := st.Insert(ctx, MetaAlias, vals); err != nil {
-			k.Wipe()
+			k.Wipe() // mutate:equivalent delete-stmt memory hygiene: the key is not used after this
 			return err
 		}
 		newKey = k
 	}
 	if newKey != nil {
-		defer newKey.Wipe()
+		defer newKey.Wipe() // mutate:equivalent delete-stmt memory hygiene: the key is not used after this
 	}
 	var oldKey *secret.Key
 	if cur != nil {
@@ -75,7 +75,7 @@ func Reencrypt(ctx context.Context, st kps.Store, tables []kps.Table, shared []s
 		if oldKey, err = cur.derive(old); err != nil {
 			return err
 		}
-		defer oldKey.Wipe()
+		defer oldKey.Wipe() // mutate:equivalent delete-stmt memory hygiene: the key is not used after this
 	}
 	if err := moveAll(ctx, st, tables, shared, oldKey, newKey, note); err != nil {
 		return err

@@ -78,7 +78,7 @@ func (s *Store) open(table string, r kps.Row, err error) (kps.Row, error) {
 		return r, err
 	}
 	if t := s.tables[table]; t != nil {
-		if err := openValues([]*secret.Key{s.key}, t, &r); err != nil {
+		if err := openValues(s.key, t, &r); err != nil {
 			return kps.Row{}, err
 		}
 	}
