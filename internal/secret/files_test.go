@@ -36,6 +36,10 @@ func TestScopeOf(t *testing.T) {
 		{"/opt/gw/x", "", "x", false},
 		{"/opt/other/conf/sessionKey", "", "", false},
 		{"/opt/gw", "", "", false},
+		{"/opt", "", "", false},             // the install directory's parent
+		{"/opt/gw/conf", "", "conf", false}, // a directory of a scope, not a file in it
+		{"/opt/gw/groups/group-2", "", "groups/group-2", false},
+		{"/opt/gw/groups/group-2/x", GroupScope("group-2"), "groups/group-2/x", true},
 	} {
 		s, rel, ok := ScopeOf(h, c.path)
 		if s != c.scope || ok != c.ok || (ok && rel != c.rel) {
@@ -83,6 +87,67 @@ func secretHome(t *testing.T) (home.Home, map[string][]byte) {
 		}
 	}
 	return h, files
+}
+
+// TestFilesEdges: the errors and answers of the file functions at their
+// edges.
+func TestFilesEdges(t *testing.T) {
+	h, _ := secretHome(t)
+	g2 := GroupScope("group-2")
+	var le *LockedError
+	if e := (&LockedError{Scope: ScopeCA, Path: "k"}).Error(); !strings.Contains(e, "--ca_passphrase_file") {
+		t.Errorf("the CA's locked message: %s", e)
+	}
+	if e := (&LockedError{Scope: g2, Path: "k"}).Error(); strings.Contains(e, "--ca_passphrase_file") || !strings.Contains(e, "--passphrase_file") {
+		t.Errorf("a group's locked message: %s", e)
+	}
+	if err := Unlock(h, g2, FromString("first passphrase")); err == nil {
+		t.Error("Unlock of a scope without a keyring")
+	}
+	if _, err := ReadFile(h, filepath.Join(h.Dir, "groups/group-2/conf/missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a missing file: %v", err)
+	}
+	if IsSealedFile(filepath.Join(h.Dir, "missing")) {
+		t.Error("a missing file is sealed")
+	}
+	elsewhere := filepath.Join(t.TempDir(), "sealed")
+	os.WriteFile(elsewhere, []byte(Seal(NewKey(), fileBinding("x"), []byte("x"))), 0o600)
+	if _, err := ReadFile(h, elsewhere); err == nil || !strings.Contains(err.Error(), "outside every passphrase's scope") {
+		t.Errorf("a sealed file outside the install directory: %v", err)
+	}
+	plain := filepath.Join(t.TempDir(), "plain")
+	if err := WriteFile(h, plain, []byte("clear"), 0o600); err != nil || IsSealedFile(plain) {
+		t.Errorf("a file outside every scope: %v", err)
+	}
+	// A held key whose keyring became unreadable: dropped, no panic.
+	if err := ChangePassphrase(h, g2, Value{}, FromString("first passphrase"), testKDF); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(g2.KeyringFile(h), []byte("{"), 0o600)
+	if Unlocked(h, g2) {
+		t.Error("a key held over a damaged keyring")
+	}
+	os.Remove(g2.KeyringFile(h))
+	if Unlocked(h, g2) {
+		t.Error("a key held over a removed keyring")
+	}
+	// Unlock over a damaged journal.
+	os.WriteFile(g2.JournalFile(h), []byte("{"), 0o600)
+	if err := Unlock(h, g2, FromString("first passphrase")); err == nil || !strings.Contains(err.Error(), "interrupted") {
+		t.Errorf("Unlock over a damaged journal: %v", err)
+	}
+	// An unlocker removed is not asked any more.
+	h2, _ := secretHome(t)
+	if err := ChangePassphrase(h2, g2, Value{}, FromString("first passphrase"), testKDF); err != nil {
+		t.Fatal(err)
+	}
+	Forget(h2, g2)
+	asked := 0
+	SetUnlocker(h2, func(Scope) error { asked++; return errors.New("no") })
+	SetUnlocker(h2, nil)
+	if err := WriteFile(h2, filepath.Join(h2.Dir, "groups/group-2/conf/kps/apikeys.key"), []byte("x"), 0o600); !errors.As(err, &le) || asked != 0 {
+		t.Errorf("after SetUnlocker(nil): %v, asked %d", err, asked)
+	}
 }
 
 func TestScopeFiles(t *testing.T) {
