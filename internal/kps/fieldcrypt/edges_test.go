@@ -450,3 +450,154 @@ func TestReencryptConflictAndErrors(t *testing.T) {
 		t.Errorf("a clear value sealed: %v %v", r.Values, err)
 	}
 }
+
+// always answers ErrConflict to every update of a table's rows, or, with
+// gone, deletes the row before answering; count counts the updates.
+type always struct {
+	kps.Store
+	gone, failGet bool
+	count         int
+}
+
+func (a *always) Update(ctx context.Context, table string, row kps.Row) (kps.Row, error) {
+	if table != "creds" {
+		return a.Store.Update(ctx, table, row)
+	}
+	a.count++
+	if a.gone {
+		a.Store.Delete(ctx, table, row.Values["client"], kps.AnyVersion)
+	}
+	return kps.Row{}, &kps.Error{Op: "update", Table: table, Err: kps.ErrConflict}
+}
+
+func (a *always) Get(ctx context.Context, table string, key any) (kps.Row, error) {
+	if a.failGet && table == "creds" {
+		return kps.Row{}, errFail
+	}
+	return a.Store.Get(ctx, table, key)
+}
+
+func TestReencryptRetries(t *testing.T) {
+	ctx := t.Context()
+	fresh := func() kps.Store {
+		st := openStore(t)
+		keys, _ := fieldcrypt.Open(ctx, st, tables(), pass1)
+		fieldcrypt.Wrap(st, keys, tables()).Insert(ctx, "creds", row(1))
+		return st
+	}
+	// A row that another writer changes every time: four tries, then the
+	// conflict is the answer (never a loop).
+	a := &always{Store: fresh()}
+	if err := fieldcrypt.Reencrypt(ctx, a, tables(), nil, pass1, pass2, nil); !errors.Is(err, kps.ErrConflict) || a.count != 4 {
+		t.Errorf("always a conflict: %v after %d updates, want ErrConflict after 4", err, a.count)
+	}
+	// A row deleted meanwhile: nothing to move, the reencrypt goes on.
+	g := &always{Store: fresh(), gone: true}
+	var notes []string
+	if err := fieldcrypt.Reencrypt(ctx, g, tables(), nil, pass1, pass2, func(s string) { notes = append(notes, s) }); err != nil || g.count != 1 {
+		t.Errorf("a row deleted meanwhile: %v (%d updates)", err, g.count)
+	}
+	if len(notes) != 1 || !strings.Contains(notes[0], "0 rows") {
+		t.Errorf("notes: %v", notes)
+	}
+	// Taking the row again fails: the failure is the answer.
+	f := &always{Store: fresh(), failGet: true}
+	if err := fieldcrypt.Reencrypt(ctx, f, tables(), nil, pass1, pass2, nil); !errors.Is(err, errFail) {
+		t.Errorf("the row cannot be taken again: %v", err)
+	}
+}
+
+func TestReencryptEdges(t *testing.T) {
+	ctx := t.Context()
+	// Clear to clear, nothing sealed: nothing to do, no error.
+	st := openStore(t)
+	st.Insert(ctx, "creds", row(1))
+	if err := fieldcrypt.Reencrypt(ctx, st, tables(), nil, secret.Value{}, secret.Value{}, nil); err != nil {
+		t.Errorf("clear to clear: %v", err)
+	}
+	// Sealed fields and no old passphrase: said so.
+	st2 := openStore(t)
+	fieldcrypt.Open(ctx, st2, tables(), pass1)
+	if err := fieldcrypt.Reencrypt(ctx, st2, tables(), nil, secret.Value{}, pass2, nil); err == nil || !strings.Contains(err.Error(), "give the current one") {
+		t.Errorf("no old passphrase: %v", err)
+	}
+	// Rows with nothing to seal are not counted (nor rewritten).
+	st3 := openStore(t)
+	k3, _ := fieldcrypt.Open(ctx, st3, tables(), pass1)
+	w := fieldcrypt.Wrap(st3, k3, tables())
+	w.Insert(ctx, "creds", row(1))
+	w.Insert(ctx, "creds", map[string]any{"client": "empty", "alt": "e", "tier": "t", "password": ""})
+	var notes []string
+	if err := fieldcrypt.Reencrypt(ctx, st3, tables(), nil, pass1, pass2, func(s string) { notes = append(notes, s) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(notes) != 1 || !strings.Contains(notes[0], "1 rows") {
+		t.Errorf("notes: %v", notes)
+	}
+	if r, _ := st3.Get(ctx, "creds", "empty"); r.Version != 1 {
+		t.Errorf("a row with nothing to seal was rewritten (version %d)", r.Version)
+	}
+	// A table without encrypted properties is not counted when the key is
+	// made: its rows do not make the store "in clear".
+	st4 := openStore(t)
+	st4.Insert(ctx, "plain", map[string]any{"id": "x", "v": "y"})
+	if _, err := fieldcrypt.Open(ctx, st4, tables(), pass1); err != nil {
+		t.Errorf("rows of a table without encrypted properties: %v", err)
+	}
+}
+
+// lookupFails is a sharedSt whose lookups fail, or whose replace of one
+// name fails.
+type lookupFails struct {
+	*sharedSt
+	lookup      bool
+	replaceName string
+}
+
+func (l lookupFails) LookupSharedSecret(ctx context.Context, name string) ([]byte, error) {
+	if l.lookup {
+		return nil, errFail
+	}
+	return l.sharedSt.LookupSharedSecret(ctx, name)
+}
+
+func (l lookupFails) ReplaceSharedSecret(ctx context.Context, name string, old, value []byte) error {
+	if name == l.replaceName {
+		return errFail
+	}
+	return l.sharedSt.ReplaceSharedSecret(ctx, name, old, value)
+}
+
+func TestReencryptSharedFaults(t *testing.T) {
+	ctx := t.Context()
+	st := &sharedSt{Store: openStore(t), m: map[string][]byte{}}
+	k1, _ := fieldcrypt.OpenKey(ctx, st, pass1)
+	st.m["a"] = k1.SealShared("a", []byte("A"))
+	st.m["b"] = k1.SealShared("b", []byte("B"))
+	if err := fieldcrypt.Reencrypt(ctx, lookupFails{sharedSt: st, lookup: true}, tables(), []string{"a"}, pass1, pass2, nil); !errors.Is(err, errFail) {
+		t.Errorf("a lookup that fails: %v", err)
+	}
+	// Cut short after "a" moved: the second run leaves "a" (under the new
+	// key already) and moves "b".
+	if err := fieldcrypt.Reencrypt(ctx, lookupFails{sharedSt: st, replaceName: "b"}, tables(), []string{"a", "b"}, pass1, pass2, nil); !errors.Is(err, errFail) {
+		t.Fatalf("a replace that fails: %v", err)
+	}
+	if err := fieldcrypt.Reencrypt(ctx, st, tables(), []string{"a", "b"}, pass1, pass2, nil); err != nil {
+		t.Fatalf("the second run: %v", err)
+	}
+	k2, err := fieldcrypt.OpenKey(ctx, st, pass2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"a": "A", "b": "B"} {
+		if b, err := k2.OpenShared(name, st.m[name]); err != nil || string(b) != want {
+			t.Errorf("%s: %q %v", name, b, err)
+		}
+	}
+	// A value sealed under an unknown key, and no old key at all.
+	st2 := &sharedSt{Store: openStore(t), m: map[string][]byte{}}
+	st2.m["stray"] = []byte(secret.Seal(secret.NewKey(), secret.Binding{Purpose: "kps shared secret", Name: "stray"}, []byte("x")))
+	if err := fieldcrypt.Reencrypt(ctx, st2, tables(), []string{"stray"}, secret.Value{}, pass1, nil); err == nil || !strings.Contains(err.Error(), "neither the old one nor the new one") {
+		t.Errorf("a stray value without an old key: %v", err)
+	}
+}

@@ -181,7 +181,7 @@ func open(ctx context.Context, st kps.Store, tables []kps.Table, passphrase secr
 	}
 	vals, k, err := newMeta(passphrase)
 	if err != nil {
-		return nil, err
+		return nil, err // mutate:equivalent * NewKDF's parameters are within the bounds
 	}
 	vals["id"] = rowCurrent
 	if _, err := st.Insert(ctx, MetaAlias, vals); errors.Is(err, kps.ErrExists) && !retried {

@@ -55,7 +55,7 @@ func Reencrypt(ctx context.Context, st kps.Store, tables []kps.Table, shared []s
 	case !newPass.IsZero():
 		vals, k, err := newMeta(newPass)
 		if err != nil {
-			return err
+			return err // mutate:equivalent * NewKDF's parameters are within the bounds
 		}
 		vals["id"] = rowNext
 		if _, err := st.Insert(ctx, MetaAlias, vals); err != nil {
@@ -139,7 +139,7 @@ func NeedsOld(ctx context.Context, st kps.Store, newPass secret.Value) (bool, er
 		return false, err
 	}
 	if newPass.IsZero() {
-		return true, nil
+		return true, nil // mutate:equivalent delete-stmt no passphrase derives the key either
 	}
 	k, err := cur.derive(newPass)
 	if err != nil {
@@ -163,7 +163,7 @@ func moveShared(ctx context.Context, ss kps.SharedSecrets, name string, oldKey, 
 	switch {
 	case !secret.IsSealed(string(v)):
 		if newKey == nil {
-			return nil
+			return nil // mutate:equivalent delete-stmt in clear to clear: the value would be replaced by itself
 		}
 		plain = append([]byte(nil), v...)
 	default:
@@ -197,36 +197,44 @@ func reencryptTable(ctx context.Context, st kps.Store, t *kps.Table, oldKey, new
 			return changed, err
 		}
 		for _, r := range res.Rows {
-			for attempt := 0; ; attempt++ {
-				vals, did, err := moveRow(t, r.Values, oldKey, newKey)
-				if err != nil {
-					return changed, err
-				}
-				if !did {
-					break
-				}
-				_, err = st.Update(ctx, t.Alias, kps.Row{Values: vals, Version: r.Version})
-				if err == nil {
-					changed++
-					break
-				}
-				if !errors.Is(err, kps.ErrConflict) || attempt == 3 {
-					return changed, err
-				}
-				// Changed meanwhile: take it again.
-				if r, err = st.Get(ctx, t.Alias, r.Values[t.PrimaryKey]); err != nil {
-					if errors.Is(err, kps.ErrNotFound) {
-						break
-					}
-					return changed, err
-				}
+			n, err := moveOne(ctx, st, t, r, oldKey, newKey)
+			if err != nil {
+				return changed, err
 			}
+			changed += n
 		}
 		if res.Next == "" {
 			return changed, nil
 		}
 		page.Cursor = res.Next
 	}
+}
+
+// moveOne moves row r of t, taking it again when another writer changed
+// it meanwhile (at most four tries); 1 when it changed it.
+func moveOne(ctx context.Context, st kps.Store, t *kps.Table, r kps.Row, oldKey, newKey *secret.Key) (int, error) {
+	for range 4 {
+		vals, did, err := moveRow(t, r.Values, oldKey, newKey)
+		if err != nil || !did {
+			return 0, err
+		}
+		_, err = st.Update(ctx, t.Alias, kps.Row{Values: vals, Version: r.Version})
+		if !errors.Is(err, kps.ErrConflict) {
+			if err != nil {
+				return 0, err
+			}
+			return 1, nil
+		}
+		// Changed meanwhile: take it again (gone: nothing to move).
+		r, err = st.Get(ctx, t.Alias, r.Values[t.PrimaryKey])
+		if errors.Is(err, kps.ErrNotFound) {
+			return 0, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+	return 0, fmt.Errorf("table %q: row %v changed by another writer four times in a row: %w", t.Alias, r.Values[t.PrimaryKey], kps.ErrConflict)
 }
 
 // moveRow returns the row's values with each encrypted property under
