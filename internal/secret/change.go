@@ -24,7 +24,7 @@ func ChangePassphrase(h home.Home, s Scope, old, newPass Value, kdf KDF) error {
 		return err // mutate:equivalent delete-stmt NewKeyring checks it too, before anything is written
 	}
 	if err := os.MkdirAll(h.RunDir(), 0o755); err != nil { // mutate:equivalent const the directory's mode is not a secret's
-		return err
+		return err // mutate:equivalent delete-stmt the lock cannot be taken there either: TryLock fails the same way
 	}
 	lock, err := home.TryLock(s.lockFile(h))
 	if errors.Is(err, home.ErrLocked) {

@@ -17,6 +17,9 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 )
 
+// A test that leaves a change's lock held must not wait a minute.
+func init() { recoverWait = 5 * time.Second }
+
 func TestScopeOf(t *testing.T) {
 	h := home.Home{Dir: "/opt/gw"}
 	for _, c := range []struct {
@@ -645,13 +648,15 @@ func TestChangeFaults(t *testing.T) {
 	h5 := home.Home{Dir: t.TempDir()}
 	os.MkdirAll(filepath.Join(h5.Dir, "groups/group-5"), 0o755)
 	os.WriteFile(h5.GroupConfDir("group-5"), []byte("a file"), 0o644)
-	if err := ChangePassphrase(h5, GroupScope("group-5"), Value{}, p1, testKDF); err == nil {
-		t.Error("a keyring whose directory cannot be made")
+	if err := ChangePassphrase(h5, GroupScope("group-5"), Value{}, p1, testKDF); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("a keyring whose directory cannot be made: %v", err)
 	}
 	h6 := home.Home{Dir: t.TempDir()}
-	os.MkdirAll(GroupScope("group-6").JournalFile(h6), 0o755) // a directory where the journal goes
-	if err := ChangePassphrase(h6, GroupScope("group-6"), Value{}, p1, testKDF); err == nil {
-		t.Error("a journal that cannot be written")
+	k6 := filepath.Join(h6.GroupConfDir("group-6"), "kps", "apikeys.key")
+	os.MkdirAll(k6+home.ReplaceSuffix, 0o755) // a directory where the key's new content goes
+	os.WriteFile(k6, []byte("a hashing key"), 0o600)
+	if err := ChangePassphrase(h6, GroupScope("group-6"), Value{}, p1, testKDF); err == nil || !strings.Contains(err.Error(), "changing the passphrase") {
+		t.Errorf("a journal that cannot be written: %v", err)
 	}
 	h7 := home.Home{Dir: t.TempDir()}
 	if err := ChangePassphrase(h7, GroupScope("group-7"), Value{}, p1, testKDF); err != nil {
