@@ -67,7 +67,7 @@ func (f *failing) Update(ctx context.Context, table string, row kps.Row) (kps.Ro
 // TestOpenErrors: a store that fails is an error, never a key made anew or
 // fields left in clear; a damaged key record is named.
 func TestOpenErrors(t *testing.T) {
-	ctx := t.Context()
+	ctx := deadline(t)
 	st := openStore(t)
 	for _, op := range []string{"get", "insert"} {
 		if k, err := fieldcrypt.Open(ctx, &failing{Store: st, op: op}, tables(), pass1); k != nil || !errors.Is(err, errFail) {
@@ -146,7 +146,7 @@ func (r *racing) Insert(ctx context.Context, table string, values map[string]any
 }
 
 func TestOpenRace(t *testing.T) {
-	ctx := t.Context()
+	ctx := deadline(t)
 	st := openStore(t)
 	k1, err := fieldcrypt.Open(ctx, &racing{Store: st, t: t}, tables(), pass1)
 	if err != nil || k1 == nil {
@@ -245,7 +245,7 @@ func TestWrapKeepsInterfaces(t *testing.T) {
 }
 
 func TestSharedSecrets(t *testing.T) {
-	ctx := t.Context()
+	ctx := deadline(t)
 	st := &sharedSt{Store: openStore(t), m: map[string][]byte{}}
 	k1, err := fieldcrypt.OpenKey(ctx, st, pass1)
 	if err != nil || k1 == nil {
@@ -308,7 +308,7 @@ func TestSharedSecrets(t *testing.T) {
 }
 
 func TestWrapWrites(t *testing.T) {
-	ctx := t.Context()
+	ctx := deadline(t)
 	st := openStore(t)
 	keys, _ := fieldcrypt.Open(ctx, st, tables(), pass1)
 	w := fieldcrypt.WrapWrites(st, keys, tables())
@@ -389,7 +389,7 @@ func (c *conflicting) Update(ctx context.Context, table string, row kps.Row) (kp
 }
 
 func TestReencryptConflictAndErrors(t *testing.T) {
-	ctx := t.Context()
+	ctx := deadline(t)
 	st := openStore(t)
 	keys, _ := fieldcrypt.Open(ctx, st, tables(), pass1)
 	w := fieldcrypt.Wrap(st, keys, tables())
@@ -478,7 +478,7 @@ func (a *always) Get(ctx context.Context, table string, key any) (kps.Row, error
 }
 
 func TestReencryptRetries(t *testing.T) {
-	ctx := t.Context()
+	ctx := deadline(t)
 	fresh := func() kps.Store {
 		st := openStore(t)
 		keys, _ := fieldcrypt.Open(ctx, st, tables(), pass1)
@@ -508,12 +508,23 @@ func TestReencryptRetries(t *testing.T) {
 }
 
 func TestReencryptEdges(t *testing.T) {
-	ctx := t.Context()
+	ctx := deadline(t)
 	// Clear to clear, nothing sealed: nothing to do, no error.
 	st := openStore(t)
 	st.Insert(ctx, "creds", row(1))
-	if err := fieldcrypt.Reencrypt(ctx, st, tables(), nil, secret.Value{}, secret.Value{}, nil); err != nil {
-		t.Errorf("clear to clear: %v", err)
+	var cn []string
+	if err := fieldcrypt.Reencrypt(ctx, st, tables(), nil, secret.Value{}, secret.Value{}, func(s string) { cn = append(cn, s) }); err != nil || len(cn) != 1 || !strings.Contains(cn[0], "0 rows") {
+		t.Errorf("clear to clear: %v %v", err, cn)
+	}
+	if r, _ := st.Get(ctx, "creds", "c1"); r.Version != 1 {
+		t.Errorf("clear to clear rewrote a row (version %d)", r.Version)
+	}
+	// A row sealed under a key that is neither, and no old key.
+	r1, _ := st.Get(ctx, "creds", "c1")
+	r1.Values["password"] = secret.Seal(secret.NewKey(), secret.Binding{Purpose: "kps field", Name: "creds.password"}, []byte("x"))
+	st.Update(ctx, "creds", r1)
+	if err := fieldcrypt.Reencrypt(ctx, st, tables(), nil, secret.Value{}, pass1, nil); err == nil || !strings.Contains(err.Error(), "neither the old one nor the new one") {
+		t.Errorf("a stray row without an old key: %v", err)
 	}
 	// Sealed fields and no old passphrase: said so.
 	st2 := openStore(t)
@@ -569,7 +580,7 @@ func (l lookupFails) ReplaceSharedSecret(ctx context.Context, name string, old, 
 }
 
 func TestReencryptSharedFaults(t *testing.T) {
-	ctx := t.Context()
+	ctx := deadline(t)
 	st := &sharedSt{Store: openStore(t), m: map[string][]byte{}}
 	k1, _ := fieldcrypt.OpenKey(ctx, st, pass1)
 	st.m["a"] = k1.SealShared("a", []byte("A"))

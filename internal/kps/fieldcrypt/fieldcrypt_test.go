@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
 	"github.com/gatehouse-gw/gatehouse/internal/kps/fieldcrypt"
@@ -25,6 +26,14 @@ var creds = kps.Table{
 var plain = kps.Table{Collection: "Other", Name: "Plain", Alias: "plain", PrimaryKey: "id", Properties: []kps.Property{{Name: "id", Type: kps.String}, {Name: "v", Type: kps.String}}}
 
 func tables() []kps.Table { return []kps.Table{creds, plain} }
+
+// deadline is the test's context with a deadline: code that would loop
+// (a mutant of a paging loop, of a retry) fails the test instead.
+func deadline(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
 
 func openStore(t *testing.T) kps.Store {
 	t.Helper()
@@ -59,7 +68,7 @@ func raw(t *testing.T, st kps.Store, key string) string {
 }
 
 func TestSealedRoundTrip(t *testing.T) {
-	ctx := t.Context()
+	ctx := deadline(t)
 	st := openStore(t)
 	if k, err := fieldcrypt.Open(ctx, st, []kps.Table{plain}, pass1); k != nil || err != nil {
 		t.Fatalf("no encrypted property: %v %v", k, err)
@@ -151,7 +160,7 @@ func TestSealedRoundTrip(t *testing.T) {
 }
 
 func TestOpenRefusesClearRows(t *testing.T) {
-	ctx := t.Context()
+	ctx := deadline(t)
 	st := openStore(t)
 	st.Insert(ctx, "creds", row(1)) // stored while the group had no passphrase
 	if _, err := fieldcrypt.Open(ctx, st, tables(), pass1); !errors.Is(err, fieldcrypt.ErrNeedsSealing) {
@@ -173,7 +182,7 @@ func TestOpenRefusesClearRows(t *testing.T) {
 }
 
 func TestReencrypt(t *testing.T) {
-	ctx := t.Context()
+	ctx := deadline(t)
 	st := openStore(t)
 	keys, _ := fieldcrypt.Open(ctx, st, tables(), pass1)
 	w := fieldcrypt.Wrap(st, keys, tables())
@@ -248,7 +257,7 @@ func (f *faultyStore) Delete(ctx context.Context, table string, key any, version
 }
 
 func TestReencryptCutShort(t *testing.T) {
-	ctx := t.Context()
+	ctx := deadline(t)
 	const n = 40
 	// Cut after every number of writes in turn: each time a second run
 	// finishes, and the new passphrase opens every row.

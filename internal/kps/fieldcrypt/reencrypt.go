@@ -221,7 +221,7 @@ func moveOne(ctx context.Context, st kps.Store, t *kps.Table, r kps.Row, oldKey,
 		_, err = st.Update(ctx, t.Alias, kps.Row{Values: vals, Version: r.Version})
 		if !errors.Is(err, kps.ErrConflict) {
 			if err != nil {
-				return 0, err
+				return 0, err // mutate:equivalent const the count is not read with an error
 			}
 			return 1, nil
 		}
@@ -231,10 +231,10 @@ func moveOne(ctx context.Context, st kps.Store, t *kps.Table, r kps.Row, oldKey,
 			return 0, nil
 		}
 		if err != nil {
-			return 0, err
+			return 0, err // mutate:equivalent const the count is not read with an error
 		}
 	}
-	return 0, fmt.Errorf("table %q: row %v changed by another writer four times in a row: %w", t.Alias, r.Values[t.PrimaryKey], kps.ErrConflict)
+	return 0, fmt.Errorf("table %q: row %v changed by another writer four times in a row: %w", t.Alias, r.Values[t.PrimaryKey], kps.ErrConflict) // mutate:equivalent const the count is not read with an error
 }
 
 // moveRow returns the row's values with each encrypted property under
