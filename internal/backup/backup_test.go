@@ -546,3 +546,51 @@ func TestWriteEdges(t *testing.T) {
 		t.Errorf("a cancelled backup: %v", err)
 	}
 }
+
+// TestManifestBound: a manifest over maxManifest is refused before it is
+// read; an empty directory of the install directory comes back; a target
+// holding one file is not empty; a truncated archive names the last
+// entry read.
+func TestManifestBound(t *testing.T) {
+	ctx := t.Context()
+	var buf bytes.Buffer
+	gz := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(gz)
+	tw.WriteHeader(&tar.Header{Name: ManifestName, Mode: 0o600, Size: maxManifest + 1, Typeflag: tar.TypeReg})
+	io.CopyN(tw, zeros{}, maxManifest+1)
+	tw.Close()
+	gz.Close()
+	if _, err := Verify(ctx, &buf); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "a manifest of") {
+		t.Errorf("a manifest over the bound: %v", err)
+	}
+	h, _ := installDir(t)
+	os.MkdirAll(h.Path("ext", "empty"), 0o750)
+	var b bytes.Buffer
+	if _, err := Write(ctx, h, &b, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(t.TempDir(), "x")
+	if _, _, err := Restore(ctx, bytes.NewReader(b.Bytes()), target, RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(target, "ext", "empty")); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o750 {
+		t.Errorf("an empty directory: %v %v", fi, err)
+	}
+	one := filepath.Join(t.TempDir(), "one")
+	os.MkdirAll(one, 0o755)
+	os.WriteFile(filepath.Join(one, "f"), []byte("x"), 0o644)
+	if _, _, err := Restore(ctx, bytes.NewReader(b.Bytes()), one, RestoreOptions{}); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Errorf("a target holding one file: %v", err)
+	}
+	good := b.Bytes()
+	if _, err := Verify(ctx, bytes.NewReader(good[:len(good)*2/3])); err == nil || !strings.Contains(err.Error(), "after ") || strings.Contains(err.Error(), "after the start") {
+		t.Errorf("a truncated archive names the last entry read: %v", err)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
