@@ -594,3 +594,38 @@ func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
 }
+
+// failingAt fails every write once n bytes went through (a disk that
+// fills).
+type failingAt struct{ n, done int }
+
+func (f *failingAt) Write(p []byte) (int, error) {
+	if f.done+len(p) > f.n {
+		return 0, errors.New("no space left on device")
+	}
+	f.done += len(p)
+	return len(p), nil
+}
+
+// TestDiskFills: a backup whose writer fails at any point fails, whatever
+// the point (entries, the store's snapshot, the manifest, the end).
+func TestDiskFills(t *testing.T) {
+	h, _ := installDir(t)
+	big := make([]byte, 2<<20)
+	for i := range big {
+		big[i] = byte(i*7 + i>>8) // compresses poorly enough to be written as it goes
+	}
+	os.WriteFile(h.Path("ext", "big.bin"), big, 0o644)
+	var whole bytes.Buffer
+	if _, err := Write(t.Context(), h, &whole, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{0, 1, 100, 10_000, whole.Len() / 4, whole.Len() / 2, whole.Len() - 100, whole.Len() - 1} {
+		if _, err := Write(t.Context(), h, &failingAt{n: n}, Options{}); err == nil {
+			t.Errorf("a writer failing after %d of %d bytes: no error", n, whole.Len())
+		}
+	}
+	if _, err := Write(t.Context(), h, &failingAt{n: whole.Len() + 1000}, Options{}); err != nil {
+		t.Errorf("a writer with room enough: %v", err)
+	}
+}
