@@ -45,18 +45,9 @@ const (
 // encrypted fields it does not open (fieldcrypt.ErrWrongPassphrase: after a
 // passphrase change, kpsadmin reencrypt).
 func OpenGroupStoreMode(ctx context.Context, h home.Home, groupID string, cfg groupconf.KPS, log *slog.Logger, mode Mode) (kps.Store, error) {
-	files := groupconf.FilePolicy{Home: h, GroupID: groupID}
-	kc := kps.Config{Backend: cfg.Backend, SQLite: kps.SQLiteConfig{Path: sqlite.GroupPath(h, groupID)}, Logger: log}
-	if cfg.Backend == "postgres" {
-		p := cfg.Postgres
-		kc.Postgres = kps.PostgresConfig{Host: p.Host, Port: p.Port, Database: p.Database, User: p.User, SSLMode: p.SSLMode, SSLRootCert: files.Abs(p.SSLRootCert), Schema: p.Schema}
-		if p.PasswordFile != "" {
-			pw, err := readPasswordFile(h, files.Abs(p.PasswordFile))
-			if err != nil {
-				return nil, fmt.Errorf("kps.postgres.passwordFile: %w", err)
-			}
-			kc.Postgres.Password = pw
-		}
+	kc, err := storeConfig(h, groupID, cfg, log)
+	if err != nil {
+		return nil, err
 	}
 	store, err := kps.Open(ctx, kc)
 	if err != nil {
@@ -103,4 +94,22 @@ func readPasswordFile(h home.Home, path string) (secret.Value, error) {
 	defer secret.New(data).Wipe()
 	line, _, _ := strings.Cut(string(data), "\n")
 	return secret.FromString(strings.TrimRight(line, "\r")), nil
+}
+
+// storeConfig is how the group's store is opened with cfg.
+func storeConfig(h home.Home, groupID string, cfg groupconf.KPS, log *slog.Logger) (kps.Config, error) {
+	files := groupconf.FilePolicy{Home: h, GroupID: groupID}
+	kc := kps.Config{Backend: cfg.Backend, SQLite: kps.SQLiteConfig{Path: sqlite.GroupPath(h, groupID)}, Logger: log}
+	if cfg.Backend == "postgres" {
+		p := cfg.Postgres
+		kc.Postgres = kps.PostgresConfig{Host: p.Host, Port: p.Port, Database: p.Database, User: p.User, SSLMode: p.SSLMode, SSLRootCert: files.Abs(p.SSLRootCert), Schema: p.Schema}
+		if p.PasswordFile != "" {
+			pw, err := readPasswordFile(h, files.Abs(p.PasswordFile))
+			if err != nil {
+				return kps.Config{}, fmt.Errorf("kps.postgres.passwordFile: %w", err)
+			}
+			kc.Postgres.Password = pw
+		}
+	}
+	return kc, nil
 }

@@ -62,6 +62,8 @@ func TestErrors(t *testing.T) {
 		{"section property", Layer{Name: "-D", Properties: map[string]string{"traffic": "1"}}, []string{"is a section", "traffic.port"}},
 		{"list property", Layer{Name: "-D", Properties: map[string]string{"apis": "1"}}, []string{"a list"}},
 		{"management not loopback", Layer{Name: "i.yaml", YAML: []byte("management:\n  address: 0.0.0.0\n")}, []string{"i.yaml:2", "loopback"}},
+		{"ticket rotation too short", Layer{Name: "i.yaml", YAML: []byte("traffic:\n  tls:\n    sessionTickets:\n      rotation: 30s\n")}, []string{"traffic.tls.sessionTickets.rotation", "30s", "from 1m to 24h"}},
+		{"ticket rotation too long", Layer{Name: "-D", Properties: map[string]string{"traffic.tls.sessionTickets.rotation": "25h"}}, []string{"traffic.tls.sessionTickets.rotation", "25h0m0s", "from 1m to 24h"}},
 		{"alias", Layer{Name: "g.yaml", YAML: []byte("traffic: &t\n  port: 1\nmanagement: *t\n")}, []string{"aliases"}},
 	}
 	for _, tc := range cases {
@@ -219,5 +221,20 @@ func TestLoadGroup(t *testing.T) {
 	}
 	if _, err := bad.LoadGroup(); err == nil || !strings.Contains(err.Error(), "either url or sample") {
 		t.Fatalf("LoadGroup of a wrong group: %v", err)
+	}
+}
+
+func TestTicketRotationBounds(t *testing.T) {
+	for _, r := range []string{"1m", "24h"} {
+		c, err := Load(Layer{Name: "-D", Properties: map[string]string{"traffic.tls.sessionTickets.rotation": r}})
+		if err != nil {
+			t.Fatalf("rotation %s: %v", r, err)
+		}
+		if got := c.Traffic.TLS.SessionTickets.Rotation.D().String(); got != map[string]string{"1m": "1m0s", "24h": "24h0m0s"}[r] {
+			t.Errorf("rotation %s: got %s", r, got)
+		}
+	}
+	if d := Defaults().Traffic.TLS.SessionTickets; !d.Enabled || !d.Shared || d.Rotation.D() != time.Hour {
+		t.Errorf("defaults: %+v, want on, shared, 1h", d)
 	}
 }

@@ -228,6 +228,15 @@ func RemoteHostDefaults() RemoteHost {
 type TLS struct {
 	CertFile string `yaml:"certFile" doc:"PEM certificate chain; a relative path is taken from the install directory; it must lie under the group's directory groups/<group-id>/ or a directory of allowedConfigDirs in nodemanager.yaml. Setting it turns TLS on."`
 	KeyFile  string `yaml:"keyFile" doc:"PEM private key of the certificate; a relative path is taken from the install directory; the same rule as certFile (the domain's and node managers' keys are never usable)."`
+	// SessionTickets: TLS session resumption (docs/instance.md#tls-session-resumption).
+	SessionTickets SessionTickets `yaml:"sessionTickets" doc:"TLS session resumption by tickets."`
+}
+
+// SessionTickets configures TLS session tickets (tlsticket).
+type SessionTickets struct {
+	Enabled  bool     `yaml:"enabled" doc:"Issue session tickets, so that a returning client resumes its TLS session without a full handshake."`
+	Shared   bool     `yaml:"shared" doc:"Keep the ticket keys in the group's key property store, so that a ticket issued by one instance resumes on every instance of the group (PostgreSQL: every host; the embedded store: the instances of one host); false keeps them in each process."`
+	Rotation Duration `yaml:"rotation" doc:"How often the ticket key changes (1m to 24h); a ticket resumes for one to two rotations, and a key is erased three rotations after it was made."`
 }
 
 // Enabled reports whether TLS is configured.
@@ -325,6 +334,7 @@ func Defaults() Settings {
 			Address: "", Port: 8080,
 			ReadHeaderTimeout: Seconds(10), BodyIdleTimeout: Seconds(30), IdleTimeout: Seconds(60),
 			MaxHeaderBytes: 32 << 10, MaxHeaderCount: 100, HTTP2: true,
+			TLS: TLS{SessionTickets: SessionTickets{Enabled: true, Shared: true, Rotation: Seconds(3600)}},
 		},
 		Management: Listener{
 			Address: "127.0.0.1", Port: 8085,

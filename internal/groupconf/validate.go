@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/route/pattern"
 )
@@ -29,6 +30,9 @@ func (c *Config) validate() error {
 	}
 	if c.Traffic.TLS.Enabled() != (c.Traffic.TLS.KeyFile != "") {
 		add(c.errAt("traffic.tls", "give both certFile and keyFile, or neither"))
+	}
+	if r := c.Traffic.TLS.SessionTickets.Rotation.D(); r < time.Minute || r > 24*time.Hour {
+		add(c.errAt("traffic.tls.sessionTickets.rotation", "%s is out of range: from 1m to 24h", r))
 	}
 	add(c.checkListener("management", c.Management))
 	if a, err := netip.ParseAddr(c.Management.Address); err != nil || !a.IsLoopback() {

@@ -118,6 +118,9 @@ type Instance struct {
 	done       chan struct{} // closed when stopped
 	finishOnce sync.Once
 
+	ticketsMu sync.Mutex
+	tickets   *ticketShare // the TLS session-ticket keys shared with the group (tickets.go)
+
 	// Test hooks, set before Start.
 	testHookRequest func(*h1.Request) // called as a traffic request enters
 	testHookPhase   func(Phase)       // called on each phase change
@@ -586,6 +589,7 @@ func (i *Instance) finish() {
 		i.remoteHosts.Close()
 		i.rt.Load().closeIdle()
 		i.rt.Load().kps.close()
+		i.stopTickets()
 		i.rt.Load().stopPolicies()
 		if s := i.rt.Load().jwt; s != nil {
 			s.Wait()
@@ -634,5 +638,12 @@ func (i *Instance) trafficServer(cfg *groupconf.Config) (servable, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newTLSFront(tc, s, h, t, i.lgWith("tls")), nil
+	f := newTLSFront(tc, s, h, t, i.lgWith("tls"))
+	switch st := t.TLS.SessionTickets; {
+	case !st.Enabled:
+		tc.SessionTicketsDisabled = true
+	case st.Shared:
+		f.onStop = i.ticketRotator(cfg).Attach(tc)
+	}
+	return f, nil
 }

@@ -38,6 +38,8 @@ type tlsFront struct {
 	closed  bool
 	h2wg    sync.WaitGroup
 	pending sync.WaitGroup // handshakes in progress
+	onStop  func()         // called once when it stops accepting (detaches the ticket keys); may be nil
+	stopped sync.Once
 }
 
 // loadTLS builds the server TLS configuration of the traffic listener.
@@ -185,6 +187,9 @@ func (f *tlsFront) stopAccepting() {
 	f.mu.Unlock()
 	if ln != nil {
 		_ = ln.Close()
+	}
+	if f.onStop != nil {
+		f.stopped.Do(f.onStop)
 	}
 }
 
