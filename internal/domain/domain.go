@@ -428,3 +428,7 @@ func newUUID() string {
 	b[8] = b[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
+
+// SaveNodeManagerConf writes system/conf/nodemanager.yaml atomically (a
+// restore that maps the host's ports or addresses).
+func SaveNodeManagerConf(h home.Home, c NodeManagerConf) error { return writeNodeManagerConf(h, c) }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,8 +29,8 @@ var restoreTool = Tool{
 	Run: runRestore,
 }
 
-const backupHelp = `usage: gatehouse backup -o FILE|- [--with-logs] [--no-verify]
-       gatehouse backup verify FILE|-
+const backupHelp = `usage: gatehouse backup -o FILE|- [--with-logs] [--no-verify] [VERIFY OPTIONS]
+       gatehouse backup verify FILE|- [--checksums-only] [VERIFY OPTIONS]
 
 Writes one archive (tar.gz) of this host's install directory ($GATEHOUSE_HOME):
 conf (without conf/opsdb.d), groups, ext and system/conf, each group's embedded
@@ -38,7 +39,9 @@ manifest of every entry (size, mode, owner, SHA-256) as its last entry.
 Secrets are archived as they are on disk: sealed when a passphrase is set.
 The file is written under a temporary name and renamed once complete; a
 failure (a full disk) removes it and leaves a previous backup as it was.
-Then it is read back and verified (--no-verify skips that).
+Then it is verified as backup verify does (--no-verify skips that); when
+the domain has passphrases and they are not given, only the checksums are
+verified, and it says so.
 
   -o FILE       where to write it; - for standard output (for restic, rclone,
                 tape: then nothing is verified afterwards)
@@ -46,15 +49,27 @@ Then it is read back and verified (--no-verify skips that).
   --no-verify   do not read the file back
 
 backup verify FILE reads a backup and checks every entry against the
-manifest (sizes, SHA-256, modes, nothing missing or added): exit 0, or 1
-naming the first damaged entry.
+manifest (sizes, SHA-256, modes, nothing missing or added), then restores
+it into a scratch directory, moves every port of the copy to a free
+loopback port (the live domain's hosts are out of its reach), starts its
+node manager and one instance of each group of the backed-up host, checks
+that each answers /healthcheck and that each group's embedded key property
+store opens, stops them and removes the copy. Exit 0 only then; 1 naming
+the first damaged entry, or what did not start.
+
+  --checksums-only            check the entries only; start nothing
+  --passphrase_file F         the node manager's passphrase, when the
+                              backup's node manager secrets have one
+  --group_passphrase_file F   the groups' passphrase, when they have one
+  --scratch DIR               make the scratch directory in DIR ($TMPDIR)
+  --keep-scratch              leave the scratch directory (for a look)
 
 Exit codes: 0 done; 1 failed (the reason is printed); 2 wrong usage.
 Not yet: the domain's other hosts (run it on each), PostgreSQL stores
-(back them up with pg_dump), the management API's POST /api/backup, a
-restore into a scratch directory by verify (docs/backup.md).`
+(back them up with pg_dump), the management API's POST /api/backup
+(docs/backup.md).`
 
-const restoreHelp = `usage: gatehouse restore FILE|- [--force]
+const restoreHelp = `usage: gatehouse restore FILE|- [--force] [--map-host OLD=NEW]... [--map-address OLD=NEW]...
 
 Restores a backup (gatehouse backup) into the install directory
 ($GATEHOUSE_HOME), which must be empty or missing. Everything is written
@@ -64,6 +79,13 @@ archive, or a restore cut short, leaves the target as it was.
 
   --force       replace a target that is not empty: the directory there is
                 kept beside it, renamed <dir>.replaced-<time>
+  --map-host OLD=NEW
+                a disaster-recovery site whose hosts have other names: the
+                topology's host OLD is renamed NEW (repeat for each host)
+  --map-address OLD=NEW
+                and other addresses: where the install directory names IP
+                OLD (the node manager's listening and Admin Node Manager
+                addresses, the instances' listening addresses), NEW
 
 Paths and modes are kept; owners too when run as root. Then copy the
 binary into posix/bin (managedomain -i does it on a new host; or cp) and
@@ -75,8 +97,18 @@ func runBackup(ctx context.Context, env *Env, args []string) error {
 	var out string
 	var withLogs, noVerify, verify bool
 	var file string
+	var so startOptions
 	for i := 0; i < len(args); i++ {
-		switch a := args[i]; {
+		a := args[i]
+		value := func() (string, error) {
+			if i+1 >= len(args) || args[i+1] == "" {
+				return "", usagef("backup", "%s needs a value", a)
+			}
+			i++
+			return args[i], nil
+		}
+		var err error
+		switch {
 		case a == "--help" || a == "-h":
 			fmt.Fprintln(env.Stdout, backupHelp)
 			return nil
@@ -90,12 +122,34 @@ func runBackup(ctx context.Context, env *Env, args []string) error {
 			withLogs = true
 		case a == "--no-verify":
 			noVerify = true
+		case a == "--checksums-only":
+			so.checksumsOnly = true
+		case a == "--keep-scratch":
+			so.keep = true
+		case a == "--scratch":
+			so.scratch, err = value()
+		case a == "--passphrase_file":
+			so.nmPassFile, err = value()
+		case a == "--group_passphrase_file":
+			so.groupPassFile, err = value()
 		case a == "verify" && i == 0:
 			verify = true
 		case verify && file == "" && (a == "-" || !strings.HasPrefix(a, "-")):
 			file = a
 		default:
-			return usagef("backup", "unknown argument %q; accepted: -o FILE, --with-logs, --no-verify, verify FILE", a)
+			return usagef("backup", "unknown argument %q; accepted: -o FILE, --with-logs, --no-verify, verify FILE, --checksums-only, --passphrase_file F, --group_passphrase_file F, --scratch DIR, --keep-scratch", a)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, f := range []*string{&so.nmPassFile, &so.groupPassFile, &so.scratch} {
+		if *f != "" {
+			abs, err := filepath.Abs(*f)
+			if err != nil {
+				return err
+			}
+			*f = abs
 		}
 	}
 	if verify {
@@ -103,12 +157,18 @@ func runBackup(ctx context.Context, env *Env, args []string) error {
 			return usagef("backup", "backup verify needs the file to verify")
 		}
 		if out != "" || withLogs || noVerify {
-			return usagef("backup", "backup verify takes only the file")
+			return usagef("backup", "backup verify takes the file and the verify options only")
 		}
-		return verifyBackup(ctx, env, file)
+		if so.checksumsOnly {
+			return verifyBackup(ctx, env, file)
+		}
+		return verifyStarted(ctx, env, file, so)
 	}
 	if out == "" {
 		return usagef("backup", "-o FILE is needed (- for standard output)")
+	}
+	if so.checksumsOnly {
+		return usagef("backup", "--checksums-only goes with backup verify")
 	}
 	h, err := home.Resolve()
 	if err != nil {
@@ -151,7 +211,11 @@ func runBackup(ctx context.Context, env *Env, args []string) error {
 	if noVerify {
 		return nil
 	}
-	return verifyBackup(ctx, env, abs)
+	so.fallbackToSums = true
+	if err := verifyStarted(ctx, env, abs, so); err != nil {
+		return fmt.Errorf("the backup %s was written, but did not verify: %w", abs, err)
+	}
+	return nil
 }
 
 // openInput opens file, or standard input for "-".
@@ -179,17 +243,37 @@ func verifyBackup(ctx context.Context, env *Env, file string) error {
 func runRestore(ctx context.Context, env *Env, args []string) error {
 	var file string
 	var force bool
-	for _, a := range args {
-		switch {
+	mp := backup.Map{Hosts: map[string]string{}, Addresses: map[string]string{}}
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
 		case a == "--help" || a == "-h":
 			fmt.Fprintln(env.Stdout, restoreHelp)
 			return nil
 		case a == "--force":
 			force = true
+		case a == "--map-host" || a == "--map-address":
+			if i+1 >= len(args) {
+				return usagef("restore", "%s needs OLD=NEW", a)
+			}
+			i++
+			old, nu, ok := strings.Cut(args[i], "=")
+			if !ok || old == "" || nu == "" {
+				return usagef("restore", "%s %q: want OLD=NEW", a, args[i])
+			}
+			if a == "--map-host" {
+				mp.Hosts[old] = nu
+				continue
+			}
+			for _, ip := range []string{old, nu} {
+				if _, err := netip.ParseAddr(ip); err != nil {
+					return usagef("restore", "--map-address %q: %q is not an IP address", args[i], ip)
+				}
+			}
+			mp.Addresses[old] = nu
 		case file == "" && (a == "-" || !strings.HasPrefix(a, "-")):
 			file = a
 		default:
-			return usagef("restore", "unknown argument %q; accepted: FILE, --force", a)
+			return usagef("restore", "unknown argument %q; accepted: FILE, --force, --map-host OLD=NEW, --map-address OLD=NEW", a)
 		}
 	}
 	if file == "" {
@@ -214,6 +298,18 @@ func runRestore(ctx context.Context, env *Env, args []string) error {
 	fmt.Fprintf(env.Stdout, "Restored %d entries into %s (backup of host %s, made %s).\n", len(m.Entries), h.Dir, m.Host, m.Created.Format("2006-01-02 15:04:05Z"))
 	if replaced != "" {
 		fmt.Fprintf(env.Stdout, "The directory that was there is kept as %s.\n", replaced)
+	}
+	if len(mp.Hosts)+len(mp.Addresses) > 0 {
+		changes, err := backup.Remap(ctx, h, mp)
+		if err != nil {
+			return fmt.Errorf("restored into %s, but the mapping failed: %w; restore again with --force and the right --map-host/--map-address", h.Dir, err)
+		}
+		for _, c := range changes {
+			fmt.Fprintf(env.Stdout, "  mapped %s\n", c)
+		}
+		if len(mp.Hosts) > 0 {
+			fmt.Fprintf(env.Stdout, "Host names changed: issue the node managers' certificates for the new names (managedomain --regen_certs) before starting them.\n")
+		}
 	}
 	fmt.Fprintf(env.Stdout, "Next: copy the gatehouse binary to %s, then start the node manager (nodemanager -d).\n", h.BinDir())
 	return nil

@@ -15,6 +15,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
 	"github.com/gatehouse-gw/gatehouse/internal/kps/sqlite"
+	"github.com/gatehouse-gw/gatehouse/internal/topology"
 )
 
 // TestBackupRestoreTools: gatehouse backup of a domain whose instance runs
@@ -60,8 +61,26 @@ func TestBackupRestoreTools(t *testing.T) {
 	if r.Code != 0 || !strings.Contains(r.Stdout, "Backed up") || !strings.Contains(r.Stdout, "Verified") {
 		t.Fatalf("backup: %s", r)
 	}
-	if r := h.Run("", "backup", "verify", out); r.Code != 0 || !strings.Contains(r.Stdout, "every checksum right") {
+	if !strings.Contains(r.Stdout, "answered /healthcheck") || !strings.Contains(r.Stdout, "started and answered") {
+		t.Errorf("backup's verification did not start the copy: %s", r)
+	}
+	// verify: restored into a scratch directory, started on other ports
+	// beside the live domain, stopped and removed.
+	scratch := t.TempDir()
+	r = h.Run("", "backup", "verify", out, "--scratch", scratch)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "every checksum right") || !strings.Contains(r.Stdout, `Instance "S" of group "G" started`) {
 		t.Errorf("verify: %s", r)
+	}
+	var rowsSeen int
+	if _, err := fmt.Sscanf(r.Stdout[strings.Index(r.Stdout, `Key property store of group "G" opened: `)+len(`Key property store of group "G" opened: `):], "%d rows", &rowsSeen); err != nil || rowsSeen < 200 {
+		t.Errorf("verify counted %d rows (%v), want at least the 200 written before", rowsSeen, err)
+	}
+	if ents, _ := os.ReadDir(scratch); len(ents) != 0 {
+		t.Errorf("verify left %v in its scratch directory", ents)
+	}
+	gwtest.AwaitHTTP(t, p.url("/healthcheck"), 200, 5*time.Second) // the live instance, untouched
+	if r := h.Run("", "backup", "verify", out, "--checksums-only"); r.Code != 0 || !strings.Contains(r.Stdout, "every checksum right") || strings.Contains(r.Stdout, "started") {
+		t.Errorf("verify --checksums-only: %s", r)
 	}
 	// To standard output, verified from standard input.
 	stream := h.Run("", "backup", "-o", "-")
@@ -128,4 +147,76 @@ func TestBackupRestoreTools(t *testing.T) {
 		t.Errorf("the restored instance's sample API: %d", code)
 	}
 	t.Logf("%d rows restored (200 before the backup, 400 by its end)", n)
+}
+
+// TestBackupThatDoesNotStart: a backup whose checksums are right but whose
+// domain does not start (here a group configuration that names a back end
+// it does not define) fails verification, naming what did not start; the
+// file is kept (it is what there is) and the copy leaves nothing running.
+func TestBackupThatDoesNotStart(t *testing.T) {
+	h := gwtest.NewHome(t)
+	newInstance(t, h, "G", "S", false)
+	if err := os.WriteFile(h.Path("groups", "group-2", "conf", "group.yaml"), []byte("apis:\n  - name: a\n    pathPrefix: /a\n    backend: nowhere\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "broken.backup")
+	r := h.Run("", "backup", "-o", out)
+	if r.Code != 1 || !strings.Contains(r.Stderr, "was written, but did not verify") || !strings.Contains(r.Stderr, `instance "S" of group "G" did not start`) || !strings.Contains(r.Stderr, "nowhere") {
+		t.Fatalf("backup of a domain that does not start: %s", r)
+	}
+	if _, err := os.Stat(out); err != nil {
+		t.Errorf("the backup file is gone: %v", err)
+	}
+	scratch := t.TempDir()
+	r = h.Run("", "backup", "verify", out, "--scratch", scratch, "--keep-scratch")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "did not start") {
+		t.Fatalf("verify: %s", r)
+	}
+	copies, _ := filepath.Glob(filepath.Join(scratch, "gatehouse-verify-*", "apigateway"))
+	if len(copies) != 1 {
+		t.Fatalf("--keep-scratch kept %v", copies)
+	}
+	c := &gwtest.Home{T: t, Dir: copies[0]}
+	if r := c.Run("", "nodemanager", "-s"); r.Code != 1 {
+		t.Errorf("the copy's node manager still runs after a failed verify: %s", r)
+	}
+	if r := c.Run("", "startinstance", "-s", "-n", "S", "-g", "G"); r.Code != 1 {
+		t.Errorf("the copy's instance runs after a failed verify: %s", r)
+	}
+	// Its ports were moved: the live domain's stay as they were.
+	live, _ := os.ReadFile(h.Path("system", "conf", "nodemanager.yaml"))
+	moved, _ := os.ReadFile(filepath.Join(copies[0], "system", "conf", "nodemanager.yaml"))
+	if bytes.Equal(live, moved) || !strings.Contains(string(moved), "address: 127.0.0.1") {
+		t.Errorf("the copy's node manager settings were not moved to loopback ports:\n%s", moved)
+	}
+	if r := h.Run("", "backup", "verify", "--checksums-only", out); r.Code != 0 {
+		t.Errorf("its checksums are right: %s", r)
+	}
+	if r := h.Run("", "backup", "verify", out, "--scratch"); r.Code != 2 || !strings.Contains(r.Stderr, "--scratch needs a value") {
+		t.Errorf("--scratch without a value: %s", r)
+	}
+	if r := h.Run("", "backup", "-o", out+"2", "--checksums-only"); r.Code != 2 {
+		t.Errorf("--checksums-only on a backup: %s", r)
+	}
+
+	// A cold site whose host has another name and address.
+	tp, err := topology.NewStore(home.Home{Dir: h.Dir}, nil).Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := tp.Hosts[0].Name
+	dr := &gwtest.Home{T: t, Dir: filepath.Join(t.TempDir(), "apigateway")}
+	if r := dr.Run("", "restore", out, "--map-address", "10.0.0.1=dr"); r.Code != 2 || !strings.Contains(r.Stderr, `"dr" is not an IP address`) {
+		t.Errorf("a bad --map-address: %s", r)
+	}
+	if r := dr.Run("", "restore", out, "--map-host", "nosuchhost=x"); r.Code != 1 || !strings.Contains(r.Stderr, `no host is named "nosuchhost"`) {
+		t.Errorf("--map-host of an unknown host: %s", r)
+	}
+	r = dr.Run("", "restore", out, "--force", "--map-host", name+"=dr-site", "--map-address", "127.0.0.1=127.0.0.2")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "name "+name+" → dr-site") || !strings.Contains(r.Stdout, "regen_certs") {
+		t.Fatalf("restore with --map-host: %s", r)
+	}
+	if tp, err := topology.NewStore(home.Home{Dir: dr.Dir}, nil).Load(); err != nil || tp.Hosts[0].Name != "dr-site" {
+		t.Errorf("the restored topology's host: %v %v", tp, err)
+	}
 }
