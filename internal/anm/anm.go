@@ -55,6 +55,8 @@ type Config struct {
 	// (PUT /api/topology/hosts/{hostID} with "nodeManagerPort" for the
 	// ANM's own host); nil: refused.
 	SwitchPort func(port int) (nodeapi.PortSwitch, error)
+	// Version is the Gatehouse version (written into backups).
+	Version string
 }
 
 // API is the management API under /api, served by the Admin Node Manager.
@@ -85,13 +87,16 @@ type API struct {
 	// rolloutLease is the out-of-service lease of a rollout step (0:
 	// rolloutLease; tests shorten it).
 	rolloutLease time.Duration
+	version      string
+	backups      chan struct{} // backup.go: one backup written at a time
 }
 
 // New makes the management API of c. Call LoadAccess before serving.
 func New(c Config) *API {
 	a := &API{h: c.Home, conf: c.Conf, admin: c.Admin, store: c.Store, audit: c.Audit, log: c.Logger,
 		sup: c.Instances, net: c.Net, router: c.Router, auth: newAuthenticator(c.Home, c.Logger), switchPort: c.SwitchPort,
-		archives: deploy.NewStore(c.Home), kpsStores: newKPSStores(c.Home, c.Logger), jobs: newJobs(), uploads: make(chan struct{}, maxUploadsAtOnce)}
+		archives: deploy.NewStore(c.Home), kpsStores: newKPSStores(c.Home, c.Logger), jobs: newJobs(), uploads: make(chan struct{}, maxUploadsAtOnce),
+		version: c.Version, backups: make(chan struct{}, 1)}
 	a.jobs.journal = newJournal(c.Home, c.Logger)
 	a.rolloutLease, _ = c.Conf.Rollout.Lease() // checked by LoadJobs, before serving
 	return a

@@ -33,6 +33,7 @@ func (a *API) areas() []area {
 		a.deploymentArea(),   // deployment.go
 		a.applicationsArea(), // applications.go
 		a.kpsArea(),          // kps.go
+		a.backupArea(),       // backup.go
 	}
 }
 

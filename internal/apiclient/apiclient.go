@@ -66,6 +66,9 @@ type Request struct {
 	// Long: no client timeout for this request (a synchronous rollout);
 	// the context bounds it.
 	Long bool
+	// Into, when not nil, receives a 2xx answer's body as it arrives,
+	// whatever its size (a backup); SendRaw then returns no body.
+	Into io.Writer
 }
 
 // Client sends requests to one management API. Set its fields before the
@@ -193,6 +196,13 @@ func (c *Client) SendRaw(ctx context.Context, r Request) ([]byte, *http.Response
 		return nil, nil, c.transportError(err)
 	}
 	defer resp.Body.Close()
+	if r.Into != nil && resp.StatusCode/100 == 2 {
+		c.renewCookie(resp)
+		if _, err := io.Copy(r.Into, resp.Body); err != nil {
+			return nil, resp, fmt.Errorf("reading the answer of %s: %w", c.Base, err)
+		}
+		return nil, resp, nil
+	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswer))
 	if err != nil {
 		return nil, resp, fmt.Errorf("reading the answer of %s: %w", c.Base, err)

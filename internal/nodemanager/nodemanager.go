@@ -42,6 +42,9 @@ type Options struct {
 	Exe string
 	// Console receives human-readable progress when not nil.
 	Console io.Writer
+	// Version is the Gatehouse version (the management API writes it into
+	// backups).
+	Version string
 }
 
 // NodeManager is one host's node manager. Its methods are safe for
@@ -113,7 +116,7 @@ func New(opts Options) (*NodeManager, error) {
 	router := nodeapi.NewRouter(apiLog, n.mgmt, n.store, conf.HostID)
 	switchPort := func(port int) (nodeapi.PortSwitch, error) { return n.srv.switchPort(port) }
 	n.api = anm.New(anm.Config{Home: opts.Home, Conf: conf, Admin: n.admin, Store: n.store, Audit: rec, Logger: apiLog,
-		Instances: n.sup, Net: n.net, Router: router, SwitchPort: switchPort})
+		Instances: n.sup, Net: n.net, Router: router, SwitchPort: switchPort, Version: opts.Version})
 	srvLog := log.With("subsystem", "server")
 	nm := nodeapi.NewServer(nodeapi.Config{Home: opts.Home, Conf: conf, Admin: n.admin, Store: n.store, Logger: srvLog,
 		Instances: n.sup, Net: n.net, Router: router, JoinAuth: n.api.AuthorizeJoin, Audit: rec, SwitchPort: switchPort})

@@ -65,9 +65,9 @@ the first damaged entry, or what did not start.
   --keep-scratch              leave the scratch directory (for a look)
 
 Exit codes: 0 done; 1 failed (the reason is printed); 2 wrong usage.
-Not yet: the domain's other hosts (run it on each), PostgreSQL stores
-(back them up with pg_dump), the management API's POST /api/backup
-(docs/backup.md).`
+Through the management API: gatehouse client backup -o FILE (POST
+/api/backup). Not yet: the domain's other hosts (run it on each),
+PostgreSQL stores (back them up with pg_dump) (docs/backup.md).`
 
 const restoreHelp = `usage: gatehouse restore FILE|- [--force] [--map-host OLD=NEW]... [--map-address OLD=NEW]...
 

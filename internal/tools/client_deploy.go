@@ -38,6 +38,7 @@ type deployOpts struct {
 	archive  int  // --archive N
 	job      int  // --job N
 	output   string
+	withLogs bool // backup --with-logs (client_backup.go)
 }
 
 var deployVerbs = []clientVerb{
@@ -106,6 +107,7 @@ func deployOptsFrom(verb *clientVerb, o *clientOpts, vals map[string][]string) e
 	}
 	o.group, o.comment, o.output = one("group"), one("comment"), one("output")
 	o.noDeploy, o.async, o.dryRun = vals["no-deploy"] != nil, vals["async"] != nil, vals["dry-run"] != nil
+	o.withLogs = vals["with-logs"] != nil
 	for _, p := range []struct {
 		name string
 		dst  *int

@@ -352,7 +352,7 @@ func nodemanagerForeground(ctx context.Context, env *Env, h home.Home, conf doma
 	}
 	log := slog.New(handler)
 
-	nm, err := nodemanager.New(nodemanager.Options{Home: h, Logger: log, Exe: env.Exe, Console: consoleUnless(quiet, env.Stdout)})
+	nm, err := nodemanager.New(nodemanager.Options{Home: h, Logger: log, Exe: env.Exe, Console: consoleUnless(quiet, env.Stdout), Version: Version})
 	if err != nil {
 		return err
 	}
