@@ -178,6 +178,8 @@ func runBackup(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	o := backup.Options{Gatehouse: Version, WithLogs: withLogs}
+	prog := newProgress(env.Stderr, "backup")
+	o.Progress = prog.update
 	if c, err := domain.LoadNodeManagerConf(h); err == nil {
 		o.Host = c.HostID
 	}
@@ -186,6 +188,7 @@ func runBackup(ctx context.Context, env *Env, args []string) error {
 	}
 	if out == "-" {
 		m, err := backup.Write(ctx, h, env.Stdout, o)
+		prog.done()
 		if err != nil {
 			return fmt.Errorf("backup: %w", err)
 		}
@@ -200,6 +203,7 @@ func runBackup(ctx context.Context, env *Env, args []string) error {
 		return fmt.Errorf("backup: %s is inside the install directory %s: write it elsewhere", abs, h.Dir)
 	}
 	m, err := backup.WriteFile(ctx, h, abs, o)
+	prog.done()
 	if err != nil {
 		return fmt.Errorf("backup: %w (nothing was written to %s)", err, abs)
 	}
