@@ -63,6 +63,9 @@ type Entry struct {
 	SHA256 string      `json:"sha256,omitempty"`
 	// KPS marks an embedded store taken as a snapshot.
 	KPS bool `json:"kps,omitempty"`
+	// Snapshot is when the store's snapshot began: every write committed
+	// before it is in the backup (its recovery point).
+	Snapshot time.Time `json:"snapshot,omitzero"`
 }
 
 // Options of Write.
@@ -105,11 +108,11 @@ func Write(ctx context.Context, h home.Home, w io.Writer, o Options) (*Manifest,
 	}
 	defer os.RemoveAll(scratch)
 	var total int64
-	add := func(rel string, fi fs.FileInfo, src string, kps bool) error {
+	add := func(rel string, fi fs.FileInfo, src string, snapshot time.Time) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		e := Entry{Path: rel, Mode: fi.Mode().Perm(), KPS: kps}
+		e := Entry{Path: rel, Mode: fi.Mode().Perm(), KPS: !snapshot.IsZero(), Snapshot: snapshot}
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok { // mutate:equivalent negate-if on Linux Sys is always a *syscall.Stat_t
 			e.UID, e.GID = int(st.Uid), int(st.Gid)
 		}
@@ -172,12 +175,13 @@ func Write(ctx context.Context, h home.Home, w io.Writer, o Options) (*Manifest,
 			}
 			switch {
 			case fi.IsDir():
-				return add(rel, fi, p, false)
+				return add(rel, fi, p, time.Time{})
 			case !fi.Mode().IsRegular():
 				return nil // sockets, links: nothing Gatehouse keeps there
 			case path.Base(rel) == "kps.db":
 				// The embedded store: a snapshot, consistent while instances write.
 				snap := filepath.Join(scratch, fmt.Sprintf("kps-%d.db", len(m.Entries)))
+				began := time.Now().UTC()
 				if err := sqlite.Snapshot(ctx, p, snap); err != nil {
 					return err
 				}
@@ -185,9 +189,9 @@ func Write(ctx context.Context, h home.Home, w io.Writer, o Options) (*Manifest,
 				if err != nil {
 					return err
 				}
-				return add(rel, modeOf(sfi, fi), snap, true)
+				return add(rel, modeOf(sfi, fi), snap, began)
 			}
-			return add(rel, fi, p, false)
+			return add(rel, fi, p, time.Time{})
 		})
 		if err != nil {
 			return nil, fmt.Errorf("backing up %s: %w", root, err)
@@ -205,7 +209,7 @@ func Write(ctx context.Context, h home.Home, w io.Writer, o Options) (*Manifest,
 					return err
 				}
 				rel, _ := filepath.Rel(h.Dir, p)
-				return add(filepath.ToSlash(rel), fi, p, false)
+				return add(filepath.ToSlash(rel), fi, p, time.Time{})
 			})
 			if err != nil {
 				return nil, fmt.Errorf("backing up logs: %w", err)
@@ -229,6 +233,21 @@ func Write(ctx context.Context, h home.Home, w io.Writer, o Options) (*Manifest,
 		return nil, err
 	}
 	return m, nil
+}
+
+// RecoveryPoint is the earliest snapshot time of the backup's stores (every
+// write committed before it is in), or its creation time without stores.
+func (m *Manifest) RecoveryPoint() time.Time {
+	var rp time.Time
+	for _, e := range m.Entries {
+		if e.KPS && (rp.IsZero() || e.Snapshot.Before(rp)) {
+			rp = e.Snapshot
+		}
+	}
+	if rp.IsZero() {
+		return m.Created
+	}
+	return rp
 }
 
 // modeOf is the snapshot's file info with the original's mode, owner and time.

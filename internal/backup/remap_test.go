@@ -1,10 +1,12 @@
 package backup
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
@@ -125,5 +127,36 @@ func TestRemapLoopback(t *testing.T) {
 	}
 	if keys["traffic.port"] != "18080" {
 		t.Errorf("ports moved without Port: %v", keys)
+	}
+}
+
+func TestRecoveryPoint(t *testing.T) {
+	h, _ := installDir(t)
+	before := time.Now().UTC()
+	var buf bytes.Buffer
+	m, err := Write(t.Context(), h, &buf, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now().UTC()
+	rp := m.RecoveryPoint()
+	if rp.Before(before) || rp.After(after) {
+		t.Errorf("recovery point %s, want the store's snapshot, within %s–%s", rp, before, after)
+	}
+	got, err := Verify(t.Context(), &buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.RecoveryPoint().Equal(rp) {
+		t.Errorf("read back: %s, written %s", got.RecoveryPoint(), rp)
+	}
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	two := &Manifest{Created: t0, Entries: []Entry{{Path: "a"}, {Path: "b", KPS: true, Snapshot: t0.Add(3 * time.Second)}, {Path: "c", KPS: true, Snapshot: t0.Add(2 * time.Second)}}}
+	if rp := two.RecoveryPoint(); !rp.Equal(t0.Add(2 * time.Second)) {
+		t.Errorf("two stores: %s, want the earlier snapshot", rp)
+	}
+	none := &Manifest{Created: t0, Entries: []Entry{{Path: "a"}}}
+	if rp := none.RecoveryPoint(); !rp.Equal(t0) {
+		t.Errorf("no store: %s, want the creation time", rp)
 	}
 }

@@ -24,7 +24,8 @@ import (
 )
 
 // startOptions are the options of a verification that starts the restored
-// domain (backup verify without --checksums-only, and backup after writing).
+// domain (backup verify without --checksums-only, backup after writing, dr
+// drill).
 type startOptions struct {
 	scratch        string // parent directory of the scratch install directory; "" is $TMPDIR
 	keep           bool   // leave the scratch directory (and nothing running)
@@ -34,78 +35,76 @@ type startOptions struct {
 	fallbackToSums bool // without the passphrases it needs, verify the checksums only (backup after writing)
 }
 
-// verifyStarted restores file into a scratch install directory, moves every
-// port of it to a free loopback port (and every other host's out of reach),
-// starts its node manager and one instance of each group of this host, and
-// checks that each answers /healthcheck and that each group's embedded store
-// opens. Everything it started is stopped, and the directory removed,
-// before it returns.
-func verifyStarted(ctx context.Context, env *Env, file string, o startOptions) (err error) {
+// scratchCopy is a backup restored into a scratch install directory, moved
+// to free loopback ports, that can be started and stopped.
+type scratchCopy struct {
+	env      *Env
+	o        startOptions
+	root     string // the scratch directory (removed by remove)
+	h        home.Home
+	manifest *backup.Manifest
+	nm       domain.NodeManagerConf // as restored (before the ports moved)
+	topo     *topology.Topology     // after the ports moved
+	stops    [][]string             // what to run to stop what was started, in start order
+}
+
+// errNeedsPassphrase is returned by restoreScratch when the copy cannot be
+// started without passphrases that were not given.
+type errNeedsPassphrase struct{ what []string }
+
+func (e *errNeedsPassphrase) Error() string {
+	return "the restored domain has passphrases; to start it, give " + strings.Join(e.what, " and ")
+}
+
+// restoreScratch restores file into a scratch install directory, moves
+// every port of it to a free loopback port (and every other host's out of
+// reach: nothing of the copy can take the live domain's ports or reach its
+// hosts) and installs the running binary into it.
+func restoreScratch(ctx context.Context, env *Env, file string, o startOptions) (c *scratchCopy, err error) {
 	parent := o.scratch
 	if parent == "" {
 		parent = os.TempDir()
 	}
-	scratch, err := os.MkdirTemp(parent, "gatehouse-verify-")
+	root, err := os.MkdirTemp(parent, "gatehouse-verify-")
 	if err != nil {
-		return fmt.Errorf("verify: a scratch directory: %w", err)
+		return nil, fmt.Errorf("a scratch directory: %w", err)
 	}
-	if !o.keep {
-		defer os.RemoveAll(scratch)
-	}
-	target := filepath.Join(scratch, "apigateway")
+	sc := &scratchCopy{env: env, o: o, root: root, h: home.Home{Dir: filepath.Join(root, "apigateway")}}
+	c = sc
+	defer func() {
+		if err != nil {
+			sc.remove()
+		}
+	}()
 	in, err := openInput(env, file)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	m, _, err := backup.Restore(ctx, in, target, backup.RestoreOptions{})
+	c.manifest, _, err = backup.Restore(ctx, in, c.h.Dir, backup.RestoreOptions{})
 	in.Close()
 	if err != nil {
-		return fmt.Errorf("%s: %w", file, err)
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	fmt.Fprintf(env.Stdout, "Checksums right: %d entries (Gatehouse %s, host %s, made %s); restored into %s.\n", len(m.Entries), m.Gatehouse, m.Host, m.Created.Format("2006-01-02 15:04:05Z"), target)
-	h := home.Home{Dir: target}
-
-	nm, err := domain.LoadNodeManagerConf(h)
+	if c.nm, err = domain.LoadNodeManagerConf(c.h); err != nil {
+		return nil, fmt.Errorf("the restored node manager settings: %w", err)
+	}
+	t, err := topology.NewStore(c.h, nil).Load()
 	if err != nil {
-		return fmt.Errorf("verify: the restored node manager settings: %w", err)
+		return nil, fmt.Errorf("the restored topology: %w", err)
 	}
-	t, err := topology.NewStore(h, nil).Load()
-	if err != nil {
-		return fmt.Errorf("verify: the restored topology: %w", err)
-	}
-	// Passphrases: what has one needs it to start.
 	var need []string
-	if secret.ScopeNodeManagers.Protected(h) && o.nmPassFile == "" {
+	if secret.ScopeNodeManagers.Protected(c.h) && o.nmPassFile == "" {
 		need = append(need, "the node manager's (--passphrase_file F)")
 	}
-	type started struct {
-		group, groupID string
-		svc            topology.Service
-	}
-	var instances []started
-	for _, g := range t.Groups {
-		for _, s := range g.Services {
-			if s.Type == topology.TypeGateway && s.HostID == nm.HostID {
-				instances = append(instances, started{g.Name, g.ID, s})
-				if secret.GroupScope(g.ID).Protected(h) && o.groupPassFile == "" {
-					need = append(need, fmt.Sprintf("group %q's (--group_passphrase_file F)", g.Name))
-				}
-				break
-			}
+	for _, r := range t.Instances(c.nm.HostID) {
+		if secret.GroupScope(r.Group.ID).Protected(c.h) && o.groupPassFile == "" {
+			need = append(need, fmt.Sprintf("group %q's (--group_passphrase_file F)", r.Group.Name))
+			break
 		}
 	}
 	if len(need) > 0 {
-		msg := "the restored domain has passphrases; to start it, give " + strings.Join(need, " and ")
-		if o.fallbackToSums {
-			fmt.Fprintf(env.Stderr, "backup: NOT started in a scratch directory: %s to gatehouse backup verify.\n", msg)
-			fmt.Fprintf(env.Stdout, "Verified %s: every checksum right (the copy was not started).\n", file)
-			return nil
-		}
-		return fmt.Errorf("verify: %s, or --checksums-only", msg)
+		return c, &errNeedsPassphrase{need}
 	}
-
-	// Every port to a free loopback one: nothing of the copy can reach
-	// the live domain's hosts, nor take their ports.
 	ports := map[int]int{}
 	var portErr error
 	free := func(old int) int {
@@ -119,76 +118,132 @@ func verifyStarted(ctx context.Context, env *Env, file string, o startOptions) (
 		ports[old] = p
 		return p
 	}
-	if _, err := backup.Remap(ctx, h, backup.Map{Port: free, Loopback: true}); err != nil {
-		return fmt.Errorf("verify: moving the copy to free ports: %w", err)
+	if _, err := backup.Remap(ctx, c.h, backup.Map{Port: free, Loopback: true}); err != nil {
+		return nil, fmt.Errorf("moving the copy to free ports: %w", err)
 	}
 	if portErr != nil {
-		return fmt.Errorf("verify: free ports: %w", portErr)
+		return nil, fmt.Errorf("free ports: %w", portErr)
 	}
-	if t, err = topology.NewStore(h, nil).Load(); err != nil {
-		return fmt.Errorf("verify: the restored topology: %w", err)
+	if c.topo, err = topology.NewStore(c.h, nil).Load(); err != nil {
+		return nil, fmt.Errorf("the restored topology: %w", err)
 	}
-	if err := domain.InstallBinary(h, env.Exe, LinkedNames()); err != nil {
-		return fmt.Errorf("verify: installing the binary into the copy: %w", err)
+	if err := domain.InstallBinary(c.h, env.Exe, LinkedNames()); err != nil {
+		return nil, fmt.Errorf("installing the binary into the copy: %w", err)
 	}
+	return c, nil
+}
 
-	run := func(args ...string) error {
-		cmd := exec.CommandContext(ctx, filepath.Join(h.BinDir(), "gatehouse"), args...)
-		cmd.Env = append(withoutHome(os.Environ()), "GATEHOUSE_HOME="+target)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("%s: %w: %s", strings.Join(args[:2], " "), err, strings.TrimSpace(string(out)))
-		}
-		return nil
+// run runs the copy's binary with args, in the copy.
+func (c *scratchCopy) run(ctx context.Context, args ...string) error {
+	cmd := exec.CommandContext(ctx, filepath.Join(c.h.BinDir(), "gatehouse"), args...)
+	cmd.Env = append(withoutHome(os.Environ()), "GATEHOUSE_HOME="+c.h.Dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w: %s", strings.Join(args[:2], " "), err, strings.TrimSpace(string(out)))
 	}
-	// Stop what was started, whatever happens; without -k, nothing of
-	// the copy outlives the verification.
-	var stops [][]string
+	return nil
+}
+
+// startNodeManager starts the copy's node manager.
+func (c *scratchCopy) startNodeManager(ctx context.Context) (port int, err error) {
+	args := []string{"nodemanager", "-d", "-q"}
+	if c.o.nmPassFile != "" {
+		args = append(args, "--passphrase_file", c.o.nmPassFile)
+	}
+	if err := c.run(ctx, args...); err != nil {
+		return 0, fmt.Errorf("the restored node manager did not start: %w", err)
+	}
+	c.stops = append(c.stops, []string{"nodemanager", "-k", "-q"})
+	nm, err := domain.LoadNodeManagerConf(c.h)
+	return nm.Port, err
+}
+
+// startInstance starts instance r of the copy and waits for its
+// /healthcheck.
+func (c *scratchCopy) startInstance(ctx context.Context, r topology.InstanceRef) error {
+	args := []string{"startinstance", "-d", "-q", "-n", r.Service.Name, "-g", r.Group.Name}
+	if secret.GroupScope(r.Group.ID).Protected(c.h) {
+		args = append(args, "--passphrase_file", c.o.groupPassFile)
+	}
+	if err := c.run(ctx, args...); err != nil {
+		return fmt.Errorf("instance %q of group %q did not start: %w", r.Service.Name, r.Group.Name, err)
+	}
+	c.stops = append(c.stops, []string{"startinstance", "-k", "-q", "-n", r.Service.Name, "-g", r.Group.Name})
+	if err := healthy(ctx, r.Service.Scheme, r.Service.TrafficPort); err != nil {
+		return fmt.Errorf("instance %q of group %q: %w", r.Service.Name, r.Group.Name, err)
+	}
+	return nil
+}
+
+// stop stops what was started, the last first; nothing of the copy
+// outlives it.
+func (c *scratchCopy) stop(ctx context.Context) error {
+	var first error
+	for i := len(c.stops) - 1; i >= 0; i-- {
+		if err := c.run(ctx, c.stops[i]...); err != nil && first == nil {
+			first = fmt.Errorf("stopping the copy: %w", err)
+		}
+	}
+	c.stops = nil
+	return first
+}
+
+// remove removes the scratch directory, unless it is to be kept.
+func (c *scratchCopy) remove() {
+	if !c.o.keep {
+		os.RemoveAll(c.root)
+	}
+}
+
+// verifyStarted restores file into a scratch copy, starts its node manager
+// and one instance of each group of this host, checks that each answers
+// /healthcheck and that each group's embedded store opens, then stops
+// them and removes the copy.
+func verifyStarted(ctx context.Context, env *Env, file string, o startOptions) (err error) {
+	c, err := restoreScratch(ctx, env, file, o)
+	var np *errNeedsPassphrase
+	switch {
+	case c != nil && err != nil:
+		defer c.remove()
+		if o.fallbackToSums && asNeeds(err, &np) {
+			fmt.Fprintf(env.Stderr, "backup: NOT started in a scratch directory: %s to gatehouse backup verify.\n", np)
+			fmt.Fprintf(env.Stdout, "Verified %s: every checksum right (the copy was not started).\n", file)
+			return nil
+		}
+		return fmt.Errorf("verify: %w, or --checksums-only", err)
+	case err != nil:
+		return fmt.Errorf("verify: %w", err)
+	}
+	defer c.remove()
+	m := c.manifest
+	fmt.Fprintf(env.Stdout, "Checksums right: %d entries (Gatehouse %s, host %s, made %s); restored into %s.\n", len(m.Entries), m.Gatehouse, m.Host, m.Created.Format("2006-01-02 15:04:05Z"), c.h.Dir)
 	defer func() {
-		for i := len(stops) - 1; i >= 0; i-- {
-			if serr := run(stops[i]...); serr != nil && err == nil {
-				err = fmt.Errorf("verify: stopping the copy: %w", serr)
-			}
+		if serr := c.stop(ctx); serr != nil && err == nil {
+			err = fmt.Errorf("verify: %w", serr)
 		}
 	}()
-	nmArgs := []string{"nodemanager", "-d", "-q"}
-	if o.nmPassFile != "" {
-		nmArgs = append(nmArgs, "--passphrase_file", o.nmPassFile)
+	port, err := c.startNodeManager(ctx)
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
 	}
-	if err := run(nmArgs...); err != nil {
-		return fmt.Errorf("verify: the restored node manager did not start: %w", err)
-	}
-	stops = append(stops, []string{"nodemanager", "-k", "-q"})
-	nmPort := 0
-	if nmc, err := domain.LoadNodeManagerConf(h); err == nil {
-		nmPort = nmc.Port
-	}
-	fmt.Fprintf(env.Stdout, "Node manager %s started on 127.0.0.1:%d.\n", nm.NodeManagerID, nmPort)
-	for _, in := range instances {
-		ref, err := t.FindInstanceID(in.svc.ID)
-		if err != nil {
-			return fmt.Errorf("verify: the restored topology: %w", err)
+	fmt.Fprintf(env.Stdout, "Node manager %s started on 127.0.0.1:%d.\n", c.nm.NodeManagerID, port)
+	seen := map[string]bool{}
+	for _, r := range c.topo.Instances(c.nm.HostID) {
+		if seen[r.Group.ID] {
+			continue // one per group
 		}
-		s := ref.Service
-		args := []string{"startinstance", "-d", "-q", "-n", in.svc.Name, "-g", in.group}
-		if secret.GroupScope(in.groupID).Protected(h) {
-			args = append(args, "--passphrase_file", o.groupPassFile)
+		seen[r.Group.ID] = true
+		if err := c.startInstance(ctx, r); err != nil {
+			return fmt.Errorf("verify: %w", err)
 		}
-		if err := run(args...); err != nil {
-			return fmt.Errorf("verify: instance %q of group %q did not start: %w", in.svc.Name, in.group, err)
-		}
-		stops = append(stops, []string{"startinstance", "-k", "-q", "-n", in.svc.Name, "-g", in.group})
-		if err := healthy(ctx, s.Scheme, s.TrafficPort); err != nil {
-			return fmt.Errorf("verify: instance %q of group %q: %w", in.svc.Name, in.group, err)
-		}
-		fmt.Fprintf(env.Stdout, "Instance %q of group %q started on 127.0.0.1:%d and answered /healthcheck.\n", in.svc.Name, in.group, s.TrafficPort)
+		fmt.Fprintf(env.Stdout, "Instance %q of group %q started on 127.0.0.1:%d and answered /healthcheck.\n", r.Service.Name, r.Group.Name, r.Service.TrafficPort)
 	}
 	// Each group's embedded store opens, and its rows are counted.
-	for _, g := range t.Groups {
-		if _, err := os.Stat(sqlite.GroupPath(h, g.ID)); err != nil {
+	for _, g := range c.topo.Groups {
+		if _, err := os.Stat(sqlite.GroupPath(c.h, g.ID)); err != nil {
 			continue
 		}
-		rows, tables, err := countRows(ctx, h, g.ID)
+		rows, tables, err := countRows(ctx, c.h, g.ID)
 		if err != nil {
 			return fmt.Errorf("verify: the key property store of group %q: %w", g.Name, err)
 		}
@@ -196,44 +251,63 @@ func verifyStarted(ctx context.Context, env *Env, file string, o startOptions) (
 	}
 	what := "removed"
 	if o.keep {
-		what = "kept in " + target
+		what = "kept in " + c.h.Dir
 	}
 	fmt.Fprintf(env.Stdout, "Verified %s: every checksum right, and the restored copy started and answered (stopped; %s).\n", file, what)
 	return nil
 }
 
+func asNeeds(err error, np **errNeedsPassphrase) bool {
+	e, ok := err.(*errNeedsPassphrase)
+	if ok {
+		*np = e
+	}
+	return ok
+}
+
 // healthy waits (10 s at most) for /healthcheck to answer 200.
 func healthy(ctx context.Context, scheme string, port int) error {
+	_, err := awaitOK(ctx, fmt.Sprintf("%s://127.0.0.1:%d/healthcheck", orHTTP(scheme), port), 10*time.Second)
+	return err
+}
+
+func orHTTP(scheme string) string {
 	if scheme == "" {
-		scheme = "http"
+		return "http"
 	}
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		// The copy's own certificate, on a loopback address it was not
-		// issued for: what is checked is that it serves.
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // see above
-	}}
-	url := fmt.Sprintf("%s://127.0.0.1:%d/healthcheck", scheme, port)
-	deadline := time.Now().Add(10 * time.Second)
+	return scheme
+}
+
+// copyClient talks to a scratch copy: its own certificate, on a loopback
+// address it was not issued for (what is checked is that it serves).
+var copyClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+	TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // see above
+}}
+
+// awaitOK asks GET url until it answers 200 (within limit) and returns
+// when it did.
+func awaitOK(ctx context.Context, url string, limit time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(limit)
 	var last error
 	for time.Now().Before(deadline) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := c.Do(req)
+		resp, err := copyClient.Do(req)
 		if err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return nil
+				return time.Now(), nil
 			}
 			err = fmt.Errorf("status %d", resp.StatusCode)
 		}
 		last = err
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
+			return time.Time{}, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("/healthcheck did not answer 200 within 10 s: %w", last)
+	return time.Time{}, fmt.Errorf("%s did not answer 200 within %s: %w", url, limit, last)
 }
 
 // countRows opens group gid's embedded store as it is stored and counts
