@@ -18,6 +18,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/gatehouse-gw/gatehouse/internal/backup/schedule"
 	"io"
 	"os"
 	"path/filepath"
@@ -98,6 +99,9 @@ type NodeManagerConf struct {
 	// groups whose instances it starts. Set by hand; an absolute path,
 	// writable by its owner only.
 	PassphraseExec []string `yaml:"passphraseExec,omitempty"`
+	// Backup is the host's scheduled backups (docs/backup.md#scheduled-backups):
+	// a schedule, a directory, a retention count. Set by hand.
+	Backup schedule.Conf `yaml:"backup,omitempty"`
 }
 
 // FilePolicy is where a configuration of group groupID may name files on
@@ -327,6 +331,9 @@ func LoadNodeManagerConf(h home.Home) (NodeManagerConf, error) {
 	}
 	if err := checkPassphraseExec(c.PassphraseExec); err != nil {
 		return c, fmt.Errorf("%s: passphraseExec: %w", h.NodeManagerConf(), err)
+	}
+	if _, err := c.Backup.Parse(h); err != nil {
+		return c, fmt.Errorf("%s: %w", h.NodeManagerConf(), err)
 	}
 	return c, nil
 }

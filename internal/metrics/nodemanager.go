@@ -3,6 +3,7 @@ package metrics
 import (
 	"net/http"
 	"runtime"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -32,6 +33,15 @@ type NodeManagerOptions struct {
 	Version               string // "" takes the main module's version
 	// Instances lists the host's instances at scrape time.
 	Instances func() []NodeInstance
+	// Backups, when not nil, gives the scheduled backups' counts at scrape
+	// time (nil: no schedule, no backup metrics).
+	Backups func() BackupStats
+}
+
+// BackupStats are the scheduled backups of a host.
+type BackupStats struct {
+	Succeeded, Failed int64
+	LastSuccess       time.Time // zero: none yet
 }
 
 // NodeManager is the metrics of a node manager: gatehouse_nodemanager_*
@@ -56,6 +66,7 @@ func (m *NodeManager) ServeHTTP(w http.ResponseWriter, r *http.Request) { m.hand
 type nodeCollector struct {
 	opts                                               NodeManagerOptions
 	build, up, status, phase, restarts, lastExit, inSv *prometheus.Desc
+	backups, lastBackup                                *prometheus.Desc
 	buildLabels                                        []string
 }
 
@@ -85,17 +96,27 @@ func newNodeCollector(opts NodeManagerOptions) *nodeCollector {
 		lastExit:    prometheus.NewDesc(fq("instance_last_exit_code"), "How the instance last ended: its exit status, or 128 + the signal that killed it; absent when unknown.", nodeInstanceLabels, nil),
 		inSv:        prometheus.NewDesc(fq("instance_in_service"), "1 when the running instance is in its load balancer's pool, 0 when taken out; absent when not running.", nodeInstanceLabels, nil),
 		buildLabels: []string{version, revision, runtime.Version(), opts.HostID, opts.NodeManagerID, admin},
+		backups:     prometheus.NewDesc(fq("backups_total"), "Scheduled backups run by this node manager (nodemanager.yaml backup.schedule), by result: succeeded (written and verified) or failed (logged at error).", []string{"result"}, nil),
+		lastBackup:  prometheus.NewDesc(fq("backup_last_success_timestamp_seconds"), "When the last scheduled backup that succeeded began (Unix time); absent before the first.", nil, nil),
 	}
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.build, c.up, c.status, c.phase, c.restarts, c.lastExit, c.inSv} {
+	for _, d := range []*prometheus.Desc{c.build, c.up, c.status, c.phase, c.restarts, c.lastExit, c.inSv, c.backups, c.lastBackup} {
 		ch <- d
 	}
 }
 
 func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.build, prometheus.GaugeValue, 1, c.buildLabels...)
+	if c.opts.Backups != nil {
+		b := c.opts.Backups()
+		ch <- prometheus.MustNewConstMetric(c.backups, prometheus.CounterValue, float64(b.Succeeded), "succeeded")
+		ch <- prometheus.MustNewConstMetric(c.backups, prometheus.CounterValue, float64(b.Failed), "failed")
+		if !b.LastSuccess.IsZero() {
+			ch <- prometheus.MustNewConstMetric(c.lastBackup, prometheus.GaugeValue, float64(b.LastSuccess.UnixNano())/1e9)
+		}
+	}
 	if c.opts.Instances == nil {
 		return
 	}

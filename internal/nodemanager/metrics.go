@@ -27,8 +27,15 @@ import (
 // Others get 403 (401 without credentials on the ANM); authorized callers
 // get 404 while metrics are off.
 func (n *NodeManager) metricsHandler() http.Handler {
-	m := metrics.NewNodeManager(metrics.NodeManagerOptions{HostID: n.conf.HostID, NodeManagerID: n.conf.NodeManagerID, Admin: n.admin,
-		Instances: n.instanceMetrics})
+	o := metrics.NodeManagerOptions{HostID: n.conf.HostID, NodeManagerID: n.conf.NodeManagerID, Admin: n.admin,
+		Instances: n.instanceMetrics}
+	if b := n.backups; b != nil {
+		o.Backups = func() metrics.BackupStats {
+			st := b.State()
+			return metrics.BackupStats{Succeeded: st.Succeeded, Failed: st.Failed, LastSuccess: st.LastSuccess}
+		}
+	}
+	m := metrics.NewNodeManager(o)
 	serve := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")

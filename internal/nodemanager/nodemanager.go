@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/anm"
+	"github.com/gatehouse-gw/gatehouse/internal/backup/schedule"
 	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
@@ -61,6 +62,10 @@ type NodeManager struct {
 	net  *nodeapi.Net // node-to-node client and, on the ANM, the topology pusher
 	api  *anm.API     // /api (answers 404 on a node manager that is not the ANM)
 	srv  *server
+
+	backups      *schedule.Scheduler // the scheduled backups (backups.go); nil: none
+	stopBackups  context.CancelFunc
+	backupsEnded chan struct{}
 
 	mu       sync.Mutex
 	started  bool
@@ -117,6 +122,9 @@ func New(opts Options) (*NodeManager, error) {
 	switchPort := func(port int) (nodeapi.PortSwitch, error) { return n.srv.switchPort(port) }
 	n.api = anm.New(anm.Config{Home: opts.Home, Conf: conf, Admin: n.admin, Store: n.store, Audit: rec, Logger: apiLog,
 		Instances: n.sup, Net: n.net, Router: router, SwitchPort: switchPort, Version: opts.Version})
+	if n.backups, err = n.newBackups(); err != nil {
+		return nil, fmt.Errorf("creating node manager: %w", err)
+	}
 	srvLog := log.With("subsystem", "server")
 	nm := nodeapi.NewServer(nodeapi.Config{Home: opts.Home, Conf: conf, Admin: n.admin, Store: n.store, Logger: srvLog,
 		Instances: n.sup, Net: n.net, Router: router, JoinAuth: n.api.AuthorizeJoin, Audit: rec, SwitchPort: switchPort})
@@ -155,6 +163,14 @@ func (n *NodeManager) Start() error {
 		return fmt.Errorf("starting node manager: %w", err)
 	}
 	n.sup.Start()
+	if n.backups != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		n.stopBackups, n.backupsEnded = cancel, make(chan struct{})
+		go func() {
+			defer close(n.backupsEnded)
+			n.backups.Run(ctx)
+		}()
+	}
 	if n.admin {
 		n.net.Push.Start()
 		n.api.ResumeRollouts(context.Background())
@@ -174,6 +190,10 @@ func (n *NodeManager) Shutdown(ctx context.Context) error {
 	}
 	n.stopping = true
 	n.mu.Unlock()
+	if n.stopBackups != nil {
+		n.stopBackups() // a backup being written is cut: its partial file removed
+		<-n.backupsEnded
+	}
 	n.net.Push.Stop()
 	err := errors.Join(n.srv.shutdown(ctx), n.api.Wait(ctx), n.sup.Stop(ctx))
 	n.api.Close() // the groups' key property stores the API opened

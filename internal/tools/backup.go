@@ -9,8 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/backup"
+	"github.com/gatehouse-gw/gatehouse/internal/backup/schedule"
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
@@ -31,6 +33,7 @@ var restoreTool = Tool{
 
 const backupHelp = `usage: gatehouse backup -o FILE|- [--with-logs] [--no-verify] [VERIFY OPTIONS]
        gatehouse backup verify FILE|- [--checksums-only] [VERIFY OPTIONS]
+       gatehouse backup status
 
 Writes one archive (tar.gz) of this host's install directory ($GATEHOUSE_HOME):
 conf (without conf/opsdb.d), groups, ext and system/conf, each group's embedded
@@ -65,6 +68,10 @@ the first damaged entry, or what did not start.
   --keep-scratch              leave the scratch directory (for a look)
 
 Exit codes: 0 done; 1 failed (the reason is printed); 2 wrong usage.
+backup status shows this host's scheduled backups (backup: in
+system/conf/nodemanager.yaml, run by the node manager): the schedule, the
+next run, the last success and failure, the counts.
+
 Through the management API: gatehouse client backup -o FILE (POST
 /api/backup). Not yet: the domain's other hosts (run it on each),
 PostgreSQL stores (back them up with pg_dump) (docs/backup.md).`
@@ -134,6 +141,11 @@ func runBackup(ctx context.Context, env *Env, args []string) error {
 			so.groupPassFile, err = value()
 		case a == "verify" && i == 0:
 			verify = true
+		case a == "status" && i == 0:
+			if len(args) > 1 {
+				return usagef("backup", "backup status takes no arguments")
+			}
+			return backupStatus(env)
 		case verify && file == "" && (a == "-" || !strings.HasPrefix(a, "-")):
 			file = a
 		default:
@@ -316,5 +328,40 @@ func runRestore(ctx context.Context, env *Env, args []string) error {
 		}
 	}
 	fmt.Fprintf(env.Stdout, "Next: copy the gatehouse binary to %s, then start the node manager (nodemanager -d).\n", h.BinDir())
+	return nil
+}
+
+// backupStatus prints this host's scheduled backups.
+func backupStatus(env *Env) error {
+	h, err := home.Resolve()
+	if err != nil {
+		return err
+	}
+	c, err := domain.LoadNodeManagerConf(h)
+	if err != nil {
+		return err
+	}
+	if c.Backup.Schedule == "" {
+		fmt.Fprintf(env.Stdout, "No scheduled backups on host %s (set backup.schedule and backup.directory in %s; docs/backup.md).\n", c.HostID, h.NodeManagerConf())
+		return nil
+	}
+	st, err := schedule.ReadState(h)
+	if err != nil {
+		return err
+	}
+	at := func(t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		return t.Local().Format("2006-01-02 15:04:05 MST")
+	}
+	fmt.Fprintf(env.Stdout, "Scheduled backups of host %s: %q into %s, the newest %d kept.\n", c.HostID, c.Backup.Schedule, c.Backup.Dir(h), c.Backup.KeepOrDefault())
+	fmt.Fprintf(env.Stdout, "  next run:      %s\n", at(st.Next))
+	fmt.Fprintf(env.Stdout, "  last success:  %s %s\n", at(st.LastSuccess), st.LastFile)
+	fmt.Fprintf(env.Stdout, "  last failure:  %s %s\n", at(st.LastFailure), st.LastError)
+	fmt.Fprintf(env.Stdout, "  runs:          %d succeeded, %d failed\n", st.Succeeded, st.Failed)
+	if !st.LastFailure.IsZero() && st.LastFailure.After(st.LastSuccess) {
+		return &ExitError{Code: 1, Err: fmt.Errorf("the last scheduled backup failed: %s", st.LastError)}
+	}
 	return nil
 }

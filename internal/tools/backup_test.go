@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/backup/schedule"
+	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/gwtest"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
@@ -218,5 +220,76 @@ func TestBackupThatDoesNotStart(t *testing.T) {
 	}
 	if tp, err := topology.NewStore(home.Home{Dir: dr.Dir}, nil).Load(); err != nil || tp.Hosts[0].Name != "dr-site" {
 		t.Errorf("the restored topology's host: %v %v", tp, err)
+	}
+}
+
+// TestScheduledBackups: a node manager with backup.schedule writes verified
+// backups on time, keeps the newest (backup.keep), and gatehouse backup
+// status reports them; a schedule that does not parse stops the node
+// manager from starting, naming it.
+func TestScheduledBackups(t *testing.T) {
+	h := gwtest.NewHome(t)
+	newInstance(t, h, "G", "S", false)
+	hh := home.Home{Dir: h.Dir}
+	dir := t.TempDir()
+	setBackup := func(c schedule.Conf) {
+		nm, err := domain.LoadNodeManagerConf(hh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nm.Backup = c
+		if err := domain.SaveNodeManagerConf(hh, nm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := h.Run("", "backup", "status"); r.Code != 0 || !strings.Contains(r.Stdout, "No scheduled backups") {
+		t.Errorf("status without a schedule: %s", r)
+	}
+	setBackup(schedule.Conf{Schedule: "@every 1s", Directory: dir, Keep: 1})
+	h.MustRun("", "nodemanager", "-d", "-q")
+	t.Cleanup(func() { h.Run("", "nodemanager", "-k", "-q") })
+	deadline := time.Now().Add(90 * time.Second)
+	var st schedule.State
+	for time.Now().Before(deadline) {
+		st, _ = schedule.ReadState(hh)
+		if st.Succeeded >= 2 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	h.MustRun("", "nodemanager", "-k", "-q")
+	if st.Succeeded < 2 || st.Failed != 0 {
+		t.Fatalf("scheduled backups: %+v", st)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "gatehouse-host-1-*.backup"))
+	if len(files) != 1 {
+		t.Fatalf("kept %v, want the newest 1", files)
+	}
+	if r := h.Run("", "backup", "verify", "--checksums-only", files[0]); r.Code != 0 {
+		t.Errorf("the kept backup: %s", r)
+	}
+	r := h.Run("", "backup", "status")
+	if r.Code != 0 || !strings.Contains(r.Stdout, `"@every 1s" into `+dir) || !strings.Contains(r.Stdout, "succeeded, 0 failed") {
+		t.Errorf("backup status: %s", r)
+	}
+	// A failure (the directory cannot be made) is counted, and status
+	// exits 1 saying why.
+	blocker := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(blocker, nil, 0o600)
+	setBackup(schedule.Conf{Schedule: "@every 1s", Directory: filepath.Join(blocker, "sub")})
+	h.MustRun("", "nodemanager", "-d", "-q")
+	for deadline = time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if st, _ = schedule.ReadState(hh); st.Failed > 0 {
+			break
+		}
+	}
+	h.MustRun("", "nodemanager", "-k", "-q")
+	if r := h.Run("", "backup", "status"); r.Code != 1 || !strings.Contains(r.Stderr, "the last scheduled backup failed") || !strings.Contains(r.Stdout, "1 failed") {
+		t.Errorf("status after a failure: %s", r)
+	}
+	// A schedule that does not parse: the node manager does not start.
+	setBackup(schedule.Conf{Schedule: "every day", Directory: dir})
+	if r := h.Run("", "nodemanager", "-d", "-q"); r.Code != 1 || !strings.Contains(r.Stderr+r.Stdout, `backup.schedule "every day"`) {
+		t.Errorf("a bad schedule: %s", r)
 	}
 }

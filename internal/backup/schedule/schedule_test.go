@@ -1,0 +1,156 @@
+package schedule
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+)
+
+func TestParse(t *testing.T) {
+	h := home.Home{Dir: "/opt/gw/apigateway"}
+	for _, tc := range []struct {
+		c    Conf
+		want string // "" valid
+	}{
+		{Conf{}, ""},
+		{Conf{Schedule: "30 2 * * *", Directory: "/var/backups/gw"}, ""},
+		{Conf{Schedule: "@every 6h", Directory: "../backups", Keep: 3}, ""},
+		{Conf{Schedule: "@daily", Directory: "/var/backups/gw", WithLogs: true}, ""},
+		{Conf{Directory: "/x"}, "need a schedule"},
+		{Conf{Keep: 2}, "need a schedule"},
+		{Conf{Schedule: "every day", Directory: "/x"}, `backup.schedule "every day"`},
+		{Conf{Schedule: "61 * * * *", Directory: "/x"}, "backup.schedule"},
+		{Conf{Schedule: "@daily"}, "backup.directory"},
+		{Conf{Schedule: "@daily", Directory: "/x", Keep: -1}, "backup.keep -1"},
+		{Conf{Schedule: "@daily", Directory: "backups"}, "inside the install directory"},
+		{Conf{Schedule: "@daily", Directory: "/opt/gw/apigateway"}, "inside the install directory"},
+	} {
+		s, err := tc.c.Parse(h)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%+v: %v", tc.c, err)
+		case tc.want == "" && (s == nil) != (tc.c.Schedule == ""):
+			t.Errorf("%+v: schedule %v", tc.c, s)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%+v: got %v, want %q", tc.c, err, tc.want)
+		}
+	}
+	if d := (Conf{Directory: "../b"}).Dir(h); d != "/opt/gw/b" {
+		t.Errorf("Dir: %s", d)
+	}
+	if k := (Conf{}).KeepOrDefault(); k != DefaultKeep {
+		t.Errorf("KeepOrDefault: %d", k)
+	}
+}
+
+func TestRunOnceAndRetention(t *testing.T) {
+	h := home.Home{Dir: filepath.Join(t.TempDir(), "apigateway")}
+	dir := filepath.Join(t.TempDir(), "backups")
+	clock := time.Date(2026, 12, 6, 1, 0, 0, 0, time.UTC)
+	fail := errors.New("no space left on device")
+	var failing atomic.Bool
+	run := func(ctx context.Context, file string) error {
+		if failing.Load() {
+			return fail
+		}
+		return os.WriteFile(file, []byte("a backup"), 0o600)
+	}
+	s, err := New(h, Conf{Schedule: "@hourly", Directory: dir, Keep: 2}, "host-1", run, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.now = func() time.Time { return clock }
+	// Another host's backup in the same directory is never removed.
+	os.MkdirAll(dir, 0o700)
+	other := filepath.Join(dir, "gatehouse-host-2-20200101T000000Z.backup")
+	os.WriteFile(other, nil, 0o600)
+	for range 3 {
+		if err := s.RunOnce(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		clock = clock.Add(time.Hour)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "gatehouse-host-1-*.backup"))
+	if len(files) != 2 || !strings.HasSuffix(files[0], "20261206T020000Z.backup") || !strings.HasSuffix(files[1], "20261206T030000Z.backup") {
+		t.Fatalf("kept %v, want the newest 2", files)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("another host's backup removed: %v", err)
+	}
+	st := s.State()
+	if st.Succeeded != 3 || st.Failed != 0 || len(st.Removed) != 1 || !st.LastSuccess.Equal(time.Date(2026, 12, 6, 3, 0, 0, 0, time.UTC)) || st.LastFile != files[1] {
+		t.Errorf("state: %+v", st)
+	}
+	// A failure: counted, kept in the state, and nothing removed.
+	failing.Store(true)
+	if err := s.RunOnce(t.Context()); !errors.Is(err, fail) {
+		t.Fatalf("a failing run: %v", err)
+	}
+	if after, _ := filepath.Glob(filepath.Join(dir, "gatehouse-host-1-*.backup")); len(after) != 2 {
+		t.Errorf("a failed run removed backups: %v", after)
+	}
+	st, err = ReadState(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Failed != 1 || st.Succeeded != 3 || st.LastError != fail.Error() || !st.LastFailure.After(st.LastSuccess) || st.Schedule != "@hourly" {
+		t.Errorf("state file after a failure: %+v", st)
+	}
+	// A new scheduler (the node manager restarted) goes on from the file.
+	s2, err := New(h, Conf{Schedule: "@hourly", Directory: dir, Keep: 2}, "host-1", run, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := s2.State(); st.Succeeded != 3 || st.Failed != 1 {
+		t.Errorf("state after a restart: %+v", st)
+	}
+	// An unreadable state file: started afresh, not an error.
+	os.WriteFile(StateFile(h), []byte("{"), 0o644)
+	if s3, err := New(h, Conf{Schedule: "@hourly", Directory: dir}, "host-1", run, slog.New(slog.DiscardHandler)); err != nil || s3.State().Succeeded != 0 {
+		t.Errorf("a damaged state file: %v", err)
+	}
+	if s, err := New(h, Conf{}, "host-1", run, nil); s != nil || err != nil {
+		t.Errorf("no schedule: %v %v", s, err)
+	}
+}
+
+func TestRunOnSchedule(t *testing.T) {
+	h := home.Home{Dir: filepath.Join(t.TempDir(), "apigateway")}
+	dir := filepath.Join(t.TempDir(), "backups")
+	var runs atomic.Int32
+	run := func(ctx context.Context, file string) error {
+		runs.Add(1)
+		return os.WriteFile(file, nil, 0o600)
+	}
+	s, err := New(h, Conf{Schedule: "@every 1s", Directory: dir}, "host-1", run, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for runs.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return when its context ended")
+	}
+	if runs.Load() < 2 {
+		t.Fatalf("%d runs in 10 s of @every 1s", runs.Load())
+	}
+	if st := s.State(); st.Next.IsZero() {
+		t.Error("no next run in the state")
+	}
+}
