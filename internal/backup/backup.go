@@ -266,10 +266,23 @@ func (s snapInfo) Sys() any           { return s.orig.Sys() }
 // its directory, fsynced, renamed only once complete (a failure, a full
 // disk included, removes it and leaves any previous file as it was).
 func WriteFile(ctx context.Context, h home.Home, path string, o Options) (*Manifest, error) {
+	var m *Manifest
+	err := WriteAtomic(path, func(w io.Writer) error {
+		var err error
+		m, err = Write(ctx, h, w, o)
+		return err
+	})
+	return m, err
+}
+
+// WriteAtomic writes path with write, atomically: a temporary file beside
+// it (mode 0600), fsynced, renamed only when write succeeded; otherwise it
+// is removed and a file already at path is left as it was.
+func WriteAtomic(path string, write func(w io.Writer) error) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".partial-*")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	tmp := f.Name()
 	done := false
@@ -280,22 +293,21 @@ func WriteFile(ctx context.Context, h home.Home, path string, o Options) (*Manif
 		}
 	}()
 	if err := f.Chmod(0o600); err != nil { // mutate:equivalent const os.CreateTemp makes the file 0600 already
-		return nil, err
+		return err
 	}
-	m, err := Write(ctx, h, f, o)
-	if err != nil {
-		return nil, err
+	if err := write(f); err != nil {
+		return err
 	}
 	if err := f.Sync(); err != nil {
-		return nil, fmt.Errorf("writing %s: %w", path, err)
+		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	if err := f.Close(); err != nil {
-		return nil, fmt.Errorf("writing %s: %w", path, err)
+		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		return nil, err
+		return err
 	}
 	done = true
 	home.SyncDir(dir)
-	return m, nil
+	return nil
 }

@@ -283,12 +283,7 @@ func (c *NodeClient) call(ctx context.Context, p Peer, method, path string, body
 		return &PeerError{Peer: p, Err: fmt.Errorf("answer larger than %d bytes", maxNMAnswer)}
 	}
 	if resp.StatusCode >= 300 {
-		var eb apihttp.ErrorBody
-		msg := strings.TrimSpace(string(data))
-		if json.Unmarshal(data, &eb) == nil && len(eb.Errors) > 0 {
-			msg = eb.Errors[0].Message
-		}
-		return &RemoteError{Peer: p, Code: resp.StatusCode, Msg: msg}
+		return remoteError(p, resp.StatusCode, data)
 	}
 	if out == nil {
 		return nil
@@ -303,6 +298,17 @@ func (c *NodeClient) call(ctx context.Context, p Peer, method, path string, body
 		return &PeerError{Peer: p, Err: fmt.Errorf("decoding the answer: %w", err)}
 	}
 	return nil
+}
+
+// remoteError is the error answer data of p: its message when it is the
+// API's error envelope, else the body.
+func remoteError(p Peer, code int, data []byte) *RemoteError {
+	var eb apihttp.ErrorBody
+	msg := strings.TrimSpace(string(data))
+	if json.Unmarshal(data, &eb) == nil && len(eb.Errors) > 0 {
+		msg = eb.Errors[0].Message
+	}
+	return &RemoteError{Peer: p, Code: code, Msg: msg}
 }
 
 // AsAPIError maps a node-to-node failure to the management API's answer:

@@ -105,6 +105,8 @@ type Config struct {
 	// SwitchPort moves this node manager's listener to another port
 	// (nmport.go); nil: POST /nm/nodemanager/port answers 503.
 	SwitchPort func(port int) (PortSwitch, error)
+	// Version is the Gatehouse version (written into this host's backups).
+	Version string
 }
 
 // Server serves the /nm paths of a node manager. It is safe for
@@ -122,11 +124,14 @@ type Server struct {
 	audit  audit.Recorder
 
 	switchPort func(port int) (PortSwitch, error)
+	version    string
+	backups    chan struct{} // backup.go: one at a time
 }
 
 // NewServer makes the /nm server of c.
 func NewServer(c Config) *Server {
-	return &Server{h: c.Home, conf: c.Conf, admin: c.Admin, store: c.Store, log: c.Logger, sup: c.Instances, net: c.Net, router: c.Router, auth: c.JoinAuth, audit: c.Audit, switchPort: c.SwitchPort}
+	return &Server{h: c.Home, conf: c.Conf, admin: c.Admin, store: c.Store, log: c.Logger, sup: c.Instances, net: c.Net, router: c.Router, auth: c.JoinAuth, audit: c.Audit, switchPort: c.SwitchPort,
+		version: c.Version, backups: make(chan struct{}, 1)}
 }
 
 // Route is one entry of the node-to-node API's table: a mux pattern and
@@ -187,6 +192,7 @@ func (s *Server) Routes() []Route {
 		{Pattern: "/nm/router/{instanceID}/{path...}", Relay: s.fromANM(s.routeLocal)},
 		{Pattern: "/nm/topology", Methods: apihttp.Methods{http.MethodGet: s.getTopologyDoc, http.MethodPut: s.fromANM(s.putTopology)}},
 		{Pattern: "/nm/topology/state", Methods: apihttp.Methods{http.MethodGet: s.getTopologyState}},
+		{Pattern: "/nm/backup", Methods: apihttp.Methods{http.MethodGet: s.fromANM(s.getBackup)}}, // backup.go
 		{Pattern: "/nm/nodemanager/port", Methods: apihttp.Methods{http.MethodPost: s.fromANM(s.putPort)}}, // nmport.go
 		{Pattern: "/nm/sync", Methods: apihttp.Methods{http.MethodGet: s.adminOnly(s.checkSync), http.MethodPost: s.adminOnly(s.syncAll)}},
 	}

@@ -127,7 +127,7 @@ func New(opts Options) (*NodeManager, error) {
 	}
 	srvLog := log.With("subsystem", "server")
 	nm := nodeapi.NewServer(nodeapi.Config{Home: opts.Home, Conf: conf, Admin: n.admin, Store: n.store, Logger: srvLog,
-		Instances: n.sup, Net: n.net, Router: router, JoinAuth: n.api.AuthorizeJoin, Audit: rec, SwitchPort: switchPort})
+		Instances: n.sup, Net: n.net, Router: router, JoinAuth: n.api.AuthorizeJoin, Audit: rec, SwitchPort: switchPort, Version: opts.Version})
 	n.srv = newServer(n, srvLog, nm.Handler(), n.api.Handler(), n.metricsHandler())
 	if n.admin {
 		if err := n.api.LoadAccess(); err != nil {

@@ -1,6 +1,7 @@
 package tools
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -32,6 +33,8 @@ var restoreTool = Tool{
 }
 
 const backupHelp = `usage: gatehouse backup -o FILE|- [--with-logs] [--no-verify] [VERIFY OPTIONS]
+       gatehouse backup --domain -o FILE|- [--skip-unreachable] [--with-logs] [--no-verify]
+       gatehouse backup --host ID -o FILE|- [--with-logs] [--no-verify]
        gatehouse backup verify FILE|- [--checksums-only] [VERIFY OPTIONS]
        gatehouse backup status
 
@@ -48,6 +51,14 @@ verified, and it says so.
 
   -o FILE       where to write it; - for standard output (for restic, rclone,
                 tape: then nothing is verified afterwards)
+  --domain      on the Admin Node Manager's host: the whole domain, every
+                host's backup fetched through its node manager, in one file
+                (a host that cannot be reached fails it, naming the host)
+  --skip-unreachable
+                with --domain: a host that cannot be reached is left out
+                and the gap recorded in the backup's manifest
+  --host ID     on the Admin Node Manager's host: one host's backup (its id
+                or name), fetched through its node manager
   --with-logs   also logs/ and each instance's logs/ and trace/
   --no-verify   do not read the file back
 
@@ -72,11 +83,15 @@ backup status shows this host's scheduled backups (backup: in
 system/conf/nodemanager.yaml, run by the node manager): the schedule, the
 next run, the last success and failure, the counts.
 
-Through the management API: gatehouse client backup -o FILE (POST
-/api/backup). Not yet: the domain's other hosts (run it on each),
-PostgreSQL stores (back them up with pg_dump) (docs/backup.md).`
+A domain backup is verified part by part (every checksum), then the part of
+the host verify runs on (or the first) is started as above; restore one
+host's part of it with gatehouse restore FILE --host ID.
 
-const restoreHelp = `usage: gatehouse restore FILE|- [--force] [--map-host OLD=NEW]... [--map-address OLD=NEW]...
+Through the management API: gatehouse client backup -o FILE (POST
+/api/backup). Not yet: PostgreSQL stores (back them up with pg_dump)
+(docs/backup.md).`
+
+const restoreHelp = `usage: gatehouse restore FILE|- [--force] [--host ID] [--map-host OLD=NEW]... [--map-address OLD=NEW]...
 
 Restores a backup (gatehouse backup) into the install directory
 ($GATEHOUSE_HOME), which must be empty or missing. Everything is written
@@ -86,6 +101,8 @@ archive, or a restore cut short, leaves the target as it was.
 
   --force       replace a target that is not empty: the directory there is
                 kept beside it, renamed <dir>.replaced-<time>
+  --host ID     FILE is a domain backup (backup --domain): restore the part
+                of host ID (its id or name); every part is checked first
   --map-host OLD=NEW
                 a disaster-recovery site whose hosts have other names: the
                 topology's host OLD is renamed NEW (repeat for each host)
@@ -105,6 +122,8 @@ func runBackup(ctx context.Context, env *Env, args []string) error {
 	var withLogs, noVerify, verify bool
 	var file string
 	var so startOptions
+	var dom domainBackupOptions
+	var wholeDomain bool
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		value := func() (string, error) {
@@ -129,6 +148,12 @@ func runBackup(ctx context.Context, env *Env, args []string) error {
 			withLogs = true
 		case a == "--no-verify":
 			noVerify = true
+		case a == "--domain":
+			wholeDomain = true
+		case a == "--skip-unreachable":
+			dom.skipUnreachable = true
+		case a == "--host":
+			dom.host, err = value()
 		case a == "--checksums-only":
 			so.checksumsOnly = true
 		case a == "--keep-scratch":
@@ -149,7 +174,7 @@ func runBackup(ctx context.Context, env *Env, args []string) error {
 		case verify && file == "" && (a == "-" || !strings.HasPrefix(a, "-")):
 			file = a
 		default:
-			return usagef("backup", "unknown argument %q; accepted: -o FILE, --with-logs, --no-verify, verify FILE, --checksums-only, --passphrase_file F, --group_passphrase_file F, --scratch DIR, --keep-scratch", a)
+			return usagef("backup", "unknown argument %q; accepted: -o FILE, --with-logs, --no-verify, --domain, --host ID, --skip-unreachable, verify FILE, status, --checksums-only, --passphrase_file F, --group_passphrase_file F, --scratch DIR, --keep-scratch", a)
 		}
 		if err != nil {
 			return err
@@ -168,13 +193,10 @@ func runBackup(ctx context.Context, env *Env, args []string) error {
 		if file == "" {
 			return usagef("backup", "backup verify needs the file to verify")
 		}
-		if out != "" || withLogs || noVerify {
+		if out != "" || withLogs || noVerify || wholeDomain || dom.host != "" || dom.skipUnreachable {
 			return usagef("backup", "backup verify takes the file and the verify options only")
 		}
-		if so.checksumsOnly {
-			return verifyBackup(ctx, env, file)
-		}
-		return verifyStarted(ctx, env, file, so)
+		return verifyAny(ctx, env, file, so)
 	}
 	if out == "" {
 		return usagef("backup", "-o FILE is needed (- for standard output)")
@@ -182,12 +204,27 @@ func runBackup(ctx context.Context, env *Env, args []string) error {
 	if so.checksumsOnly {
 		return usagef("backup", "--checksums-only goes with backup verify")
 	}
+	if wholeDomain && dom.host != "" {
+		return usagef("backup", "--domain and --host exclude each other")
+	}
+	if dom.skipUnreachable && !wholeDomain {
+		return usagef("backup", "--skip-unreachable goes with --domain")
+	}
 	h, err := home.Resolve()
 	if err != nil {
 		return err
 	}
 	if err := h.CheckDomain(); err != nil {
 		return err
+	}
+	if wholeDomain || dom.host != "" {
+		dom.out, dom.withLogs = out, withLogs
+		if out != "-" {
+			if abs, err := filepath.Abs(out); err == nil && strings.HasPrefix(abs, h.Dir+string(filepath.Separator)) {
+				return fmt.Errorf("backup: %s is inside the install directory %s: write it elsewhere", abs, h.Dir)
+			}
+		}
+		return backupDomain(ctx, env, h, dom, so, noVerify)
 	}
 	o := backup.Options{Gatehouse: Version, WithLogs: withLogs}
 	prog := newProgress(env.Stderr, "backup")
@@ -257,7 +294,7 @@ func verifyBackup(ctx context.Context, env *Env, file string) error {
 }
 
 func runRestore(ctx context.Context, env *Env, args []string) error {
-	var file string
+	var file, hostArg string
 	var force bool
 	mp := backup.Map{Hosts: map[string]string{}, Addresses: map[string]string{}}
 	for i := 0; i < len(args); i++ {
@@ -267,6 +304,12 @@ func runRestore(ctx context.Context, env *Env, args []string) error {
 			return nil
 		case a == "--force":
 			force = true
+		case a == "--host":
+			if i+1 >= len(args) || args[i+1] == "" {
+				return usagef("restore", "--host needs a host id or name")
+			}
+			i++
+			hostArg = args[i]
 		case a == "--map-host" || a == "--map-address":
 			if i+1 >= len(args) {
 				return usagef("restore", "%s needs OLD=NEW", a)
@@ -289,7 +332,7 @@ func runRestore(ctx context.Context, env *Env, args []string) error {
 		case file == "" && (a == "-" || !strings.HasPrefix(a, "-")):
 			file = a
 		default:
-			return usagef("restore", "unknown argument %q; accepted: FILE, --force, --map-host OLD=NEW, --map-address OLD=NEW", a)
+			return usagef("restore", "unknown argument %q; accepted: FILE, --force, --host ID, --map-host OLD=NEW, --map-address OLD=NEW", a)
 		}
 	}
 	if file == "" {
@@ -304,7 +347,28 @@ func runRestore(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer in.Close()
-	m, replaced, err := backup.Restore(ctx, in, h.Dir, backup.RestoreOptions{Force: force, Chown: os.Geteuid() == 0})
+	br := bufio.NewReaderSize(in, 64<<10)
+	head, _ := br.Peek(512)
+	var src io.Reader = br
+	if backup.IsDomain(head) {
+		if hostArg == "" {
+			return usagef("restore", "%s is a domain backup: say which host's part to restore with --host ID (its id or name)", file)
+		}
+		part, err := domainPart(ctx, env, file, br, hostArg, filepath.Dir(h.Dir))
+		if err != nil {
+			return fmt.Errorf("restore: %w; nothing was written to %s", err, h.Dir)
+		}
+		defer os.Remove(part)
+		pf, err := os.Open(part)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		src = pf
+	} else if hostArg != "" {
+		return usagef("restore", "--host picks a host's part of a domain backup; %s is one host's backup", file)
+	}
+	m, replaced, err := backup.Restore(ctx, src, h.Dir, backup.RestoreOptions{Force: force, Chown: os.Geteuid() == 0})
 	if err != nil {
 		if errors.Is(err, backup.ErrDamaged) {
 			return fmt.Errorf("%s: %w; nothing was written to %s", file, err, h.Dir)
@@ -364,4 +428,26 @@ func backupStatus(env *Env) error {
 		return &ExitError{Code: 1, Err: fmt.Errorf("the last scheduled backup failed: %s", st.LastError)}
 	}
 	return nil
+}
+
+// domainPart is the part of host (id or name) of the domain backup being
+// read from br (file names it; standard input is spooled first), in a
+// temporary file in dir that the caller removes.
+func domainPart(ctx context.Context, env *Env, file string, br *bufio.Reader, host, dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	if file == "-" {
+		spool, err := os.CreateTemp(dir, "gatehouse-domain-*.backup")
+		if err != nil {
+			return "", err
+		}
+		defer os.Remove(spool.Name())
+		defer spool.Close()
+		if _, err := io.Copy(spool, br); err != nil {
+			return "", err
+		}
+		file = spool.Name()
+	}
+	return extractHostPart(ctx, env, file, host, dir)
 }

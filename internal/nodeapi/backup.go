@@ -1,0 +1,84 @@
+package nodeapi
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
+	"github.com/gatehouse-gw/gatehouse/internal/backup"
+)
+
+// GET /nm/backup?withLogs=true: this host's backup (the archive of
+// gatehouse backup), streamed to the Admin Node Manager, which gathers the
+// domain's (gatehouse backup --domain). Only the ANM's certificate: the
+// archive holds this host's keys. One at a time (409). A failure after the
+// first bytes cuts the answer.
+func (s *Server) getBackup(w http.ResponseWriter, r *http.Request) {
+	withLogs := r.URL.Query().Get("withLogs") == "true"
+	select {
+	case s.backups <- struct{}{}:
+		defer func() { <-s.backups }()
+	default:
+		apihttp.WriteError(w, r, s.log, &apihttp.Error{Code: http.StatusConflict, Msg: fmt.Sprintf("host %s is writing a backup already", s.conf.HostID)})
+		return
+	}
+	o := backup.Options{Gatehouse: s.version, Host: s.conf.HostID, WithLogs: withLogs}
+	if t, err := s.store.Load(); err == nil {
+		o.TopologyVersion = t.Version
+	}
+	w.Header().Set("Content-Type", "application/gzip")
+	cw := &countingWriter{w: w}
+	if _, err := backup.Write(r.Context(), s.h, cw, o); err != nil {
+		s.log.Error("backup for the Admin Node Manager failed", "error", err.Error())
+		if cw.n == 0 {
+			apihttp.WriteError(w, r, s.log, &apihttp.Error{Code: http.StatusInternalServerError, Msg: fmt.Sprintf("the backup of host %s failed: %v", s.conf.HostID, err)})
+			return
+		}
+		panic(http.ErrAbortHandler)
+	}
+	s.log.Info("backup sent to the Admin Node Manager", "bytes", cw.n)
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// FetchBackup streams host p's backup (GET /nm/backup) into w. A transport
+// failure is a *PeerError (the host is unreachable); an error answer a
+// *RemoteError; an answer cut short an error of its own.
+func (c *NodeClient) FetchBackup(ctx context.Context, p Peer, withLogs bool, w io.Writer) error {
+	path := "/nm/backup"
+	if withLogs {
+		path += "?withLogs=true"
+	}
+	req, err := http.NewRequestWithContext(withPeer(ctx, p), http.MethodGet, "https://"+p.Addr+path, nil)
+	if err != nil {
+		return &PeerError{Peer: p, Err: err}
+	}
+	// No overall timeout (the client's is for short calls): the context
+	// bounds it; the connection and TLS handshake keep theirs.
+	hc := *c.hc
+	hc.Timeout = 0
+	resp, err := hc.Do(req)
+	if err != nil {
+		return &PeerError{Peer: p, Err: err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, maxNMAnswer))
+		return remoteError(p, resp.StatusCode, data)
+	}
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("the backup of host %s was cut: %w", p.hostLabel(), err)
+	}
+	return nil
+}

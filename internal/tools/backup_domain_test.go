@@ -1,0 +1,101 @@
+package tools_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gatehouse-gw/gatehouse/internal/domain"
+	"github.com/gatehouse-gw/gatehouse/internal/gwtest"
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+)
+
+// TestDomainBackup: two hosts (the ANM on 127.0.0.2, a joined one on
+// 127.0.0.3), an instance on each. gatehouse backup --domain on the ANM's
+// host gathers both hosts' backups through the node managers into one
+// file, verified; restore --host takes one host's part; with the second
+// host's node manager down the backup fails naming it, unless
+// --skip-unreachable, which records the gap; --host fetches one host's
+// backup alone; the joined host cannot gather the domain's.
+func TestDomainBackup(t *testing.T) {
+	pw := adminPasswordFile(t)
+	anm, fingerprint := startANMHost(t, "127.0.0.2", pw)
+	second, join := newHostOn(t, "127.0.0.3", anm, pw)
+	second.h.MustRun("", append(join, "--anm_fingerprint", fingerprint)...)
+	t.Cleanup(func() { second.h.Run("", "nodemanager", "-k", "-q") })
+	second.h.MustRun("", "nodemanager", "-d")
+	inStep(t, "the join", anm.h, second.h)
+	var group struct{ ID string }
+	result(t, anm.api("POST", "/api/topology/groups", `{"name":"G"}`), 201, &group)
+	tp1, mp1, tp2, mp2 := gwtest.FreePort(t), gwtest.FreePort(t), gwtest.FreePort(t), gwtest.FreePort(t)
+	var svc struct{ ID string }
+	result(t, anm.api("POST", "/api/topology/services/"+group.ID, fmt.Sprintf(`{"name":"one","hostID":"host-1","trafficPort":%d,"managementPort":%d}`, tp1, mp1)), 201, &svc)
+	result(t, anm.api("POST", "/api/topology/services/"+group.ID, fmt.Sprintf(`{"name":"two","hostID":"host-2","trafficPort":%d,"managementPort":%d}`, tp2, mp2)), 201, &svc)
+	inStep(t, "two instances", anm.h, second.h)
+
+	dir := t.TempDir()
+	out := filepath.Join(dir, "domain.backup")
+	r := anm.h.Run("", "backup", "--domain", "-o", out, "--scratch", t.TempDir())
+	if r.Code != 0 || !strings.Contains(r.Stdout, "the domain's backup: 2 hosts") || !strings.Contains(r.Stdout, "Domain backup "+out+": 2 hosts, every checksum right") || !strings.Contains(r.Stdout, "Starting the part of host host-1") || !strings.Contains(r.Stdout, `Instance "one" of group "G" started`) {
+		t.Fatalf("backup --domain: %s", r)
+	}
+	// Verified again on the joined host: its own part is the one started.
+	if r := second.h.Run("", "backup", "verify", out, "--scratch", t.TempDir()); r.Code != 0 || !strings.Contains(r.Stdout, "Starting the part of host host-2") || !strings.Contains(r.Stdout, `Instance "two" of group "G" started`) {
+		t.Errorf("verify on the second host: %s", r)
+	}
+	// Restore the second host's part on a cold site.
+	cold := &gwtest.Home{T: t, Dir: filepath.Join(t.TempDir(), "apigateway")}
+	if r := cold.Run("", "restore", out); r.Code != 2 || !strings.Contains(r.Stderr, "--host") {
+		t.Errorf("restore of a domain backup without --host: %s", r)
+	}
+	if r := cold.Run("", "restore", out, "--host", "nosuch"); r.Code != 1 || !strings.Contains(r.Stderr, `no part for host "nosuch"`) || !strings.Contains(r.Stderr, "host-2 (second)") {
+		t.Errorf("restore of an unknown host: %s", r)
+	}
+	if r := cold.Run("", "restore", out, "--host", "second"); r.Code != 0 || !strings.Contains(r.Stdout, "backup of host host-2") {
+		t.Fatalf("restore --host second: %s", r)
+	}
+	nm, err := domain.LoadNodeManagerConf(home.Home{Dir: cold.Dir})
+	if err != nil || nm.HostID != "host-2" || nm.ANMAddress != "127.0.0.2" {
+		t.Errorf("the restored host: %+v %v", nm, err)
+	}
+	live, _ := os.ReadFile(second.h.Path("system", "conf", "certs", "private", "nodemanager-key.pem"))
+	restored, _ := os.ReadFile(filepath.Join(cold.Dir, "system", "conf", "certs", "private", "nodemanager-key.pem"))
+	if len(live) == 0 || string(live) != string(restored) {
+		t.Error("the restored host's node manager key is not the live one's")
+	}
+	// One host alone, through its node manager.
+	one := filepath.Join(dir, "host-2.backup")
+	if r := anm.h.Run("", "backup", "--host", "host-2", "-o", one, "--no-verify"); r.Code != 0 || !strings.Contains(r.Stdout, "the backup of host host-2") {
+		t.Errorf("backup --host: %s", r)
+	}
+	if r := anm.h.Run("", "backup", "verify", "--checksums-only", one); r.Code != 0 || !strings.Contains(r.Stdout, "host host-2") {
+		t.Errorf("the host's backup: %s", r)
+	}
+	// The joined host cannot gather the domain's backup.
+	if r := second.h.Run("", "backup", "--domain", "-o", filepath.Join(dir, "x")); r.Code != 1 || !strings.Contains(r.Stderr, "run it on the Admin Node Manager's host") {
+		t.Errorf("--domain on a joined host: %s", r)
+	}
+	// The second host down: the backup fails naming it, and nothing is
+	// written; with --skip-unreachable the gap is recorded.
+	second.h.MustRun("", "nodemanager", "-k", "-q")
+	failed := filepath.Join(dir, "failed.backup")
+	if r := anm.h.Run("", "backup", "--domain", "-o", failed, "--no-verify"); r.Code != 1 || !strings.Contains(r.Stderr, "host host-2") || !strings.Contains(r.Stderr, "nothing was written") {
+		t.Errorf("backup --domain with a host down: %s", r)
+	}
+	if _, err := os.Stat(failed); !os.IsNotExist(err) {
+		t.Errorf("a failed domain backup left %s", failed)
+	}
+	gap := filepath.Join(dir, "gap.backup")
+	r = anm.h.Run("", "backup", "--domain", "--skip-unreachable", "-o", gap, "--no-verify")
+	if r.Code != 0 || !strings.Contains(r.Stderr, "WARNING: host host-2 (second) is NOT in this backup") || !strings.Contains(r.Stdout, "host host-2 missing (unreachable)") {
+		t.Errorf("--skip-unreachable: %s", r)
+	}
+	if r := anm.h.Run("", "backup", "verify", "--checksums-only", gap); r.Code != 0 || !strings.Contains(r.Stdout, "1 hosts") || !strings.Contains(r.Stdout, "host host-2 (second) is NOT in it") {
+		t.Errorf("verify of a backup with a gap: %s", r)
+	}
+	if r := anm.h.Run("", "backup", "--skip-unreachable", "-o", gap); r.Code != 2 {
+		t.Errorf("--skip-unreachable without --domain: %s", r)
+	}
+}
