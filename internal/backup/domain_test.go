@@ -73,7 +73,10 @@ func TestDomainGapsAndFailures(t *testing.T) {
 	down := errors.New("connection refused")
 	gone := Source{HostID: "host-3", HostName: "third", Fetch: func(ctx context.Context, w io.Writer) error { return down }}
 	h1, _ := installDir(t)
-	ok := Source{HostID: "host-1", Fetch: func(ctx context.Context, w io.Writer) error { _, err := Write(ctx, h1, w, Options{Host: "host-1"}); return err }}
+	ok := Source{HostID: "host-1", Fetch: func(ctx context.Context, w io.Writer) error {
+		_, err := Write(ctx, h1, w, Options{Host: "host-1"})
+		return err
+	}}
 	// Without skipping: the backup fails naming the host.
 	if _, err := WriteDomain(t.Context(), io.Discard, []Source{ok, gone}, DomainOptions{}); err == nil || !strings.Contains(err.Error(), "host host-3") {
 		t.Errorf("an unreachable host: %v", err)
