@@ -128,11 +128,16 @@ func Remap(ctx context.Context, h home.Home, m Map) ([]string, error) {
 		if m.Port != nil {
 			set["traffic.port"] = strconv.Itoa(s.TrafficPort)
 			set["management.port"] = strconv.Itoa(s.ManagementPort)
+			// The sample back end's port too, even when the file does
+			// not set it (its default, or the group's, would clash with
+			// the live instance's).
+			sp := groupconf.Defaults().Sample.Port
 			if v, ok := cur["sample.port"]; ok {
 				if p, err := strconv.Atoi(v); err == nil {
-					set["sample.port"] = strconv.Itoa(port(p))
+					sp = p
 				}
 			}
+			set["sample.port"] = strconv.Itoa(port(sp))
 		}
 		for _, k := range []string{"traffic.address", "management.address", "sample.address"} {
 			if v, ok := cur[k]; (ok || m.Loopback) && addr(v) != v {
