@@ -293,3 +293,36 @@ func TestScheduledBackups(t *testing.T) {
 		t.Errorf("a bad schedule: %s", r)
 	}
 }
+
+// TestBackupVerifyPassphrases: a domain whose node manager and group have
+// passphrases: backup verifies the checksums only and says why; verify
+// without them exits 1 naming what is needed; with a wrong one, 1 naming
+// the wrong passphrase; with the right ones, the copy starts.
+func TestBackupVerifyPassphrases(t *testing.T) {
+	h := gwtest.NewHome(t)
+	newInstance(t, h, "G", "S", false)
+	dir := t.TempDir()
+	pass := func(name, v string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(v+"\n"), 0o600)
+		return p
+	}
+	nmPass, gPass, wrong := pass("nm", "node manager passphrase 1"), pass("g", "group passphrase 1"), pass("w", "not the passphrase")
+	h.MustRun("", "managedomain", "--change_passphrase", "--node_manager", "--new_passphrase_file", nmPass)
+	h.MustRun("", "managedomain", "--change_passphrase", "-g", "G", "--new_passphrase_file", gPass)
+	out := filepath.Join(dir, "sealed.backup")
+	r := h.Run("", "backup", "-o", out)
+	if r.Code != 0 || !strings.Contains(r.Stderr, "NOT started in a scratch directory") || !strings.Contains(r.Stdout, "the copy was not started") {
+		t.Fatalf("backup of a domain with passphrases: %s", r)
+	}
+	if r := h.Run("", "backup", "verify", out); r.Code != 1 || !strings.Contains(r.Stderr, "--passphrase_file") || !strings.Contains(r.Stderr, "--group_passphrase_file") {
+		t.Errorf("verify without the passphrases: %s", r)
+	}
+	if r := h.Run("", "backup", "verify", out, "--passphrase_file", wrong, "--group_passphrase_file", gPass); r.Code != 1 || !strings.Contains(r.Stderr, "node manager did not start") || !strings.Contains(strings.ToLower(r.Stderr), "wrong passphrase") {
+		t.Errorf("verify with a wrong passphrase: %s", r)
+	}
+	r = h.Run("", "backup", "verify", out, "--passphrase_file", nmPass, "--group_passphrase_file", gPass)
+	if r.Code != 0 || !strings.Contains(r.Stdout, `Instance "S" of group "G" started`) {
+		t.Errorf("verify with the passphrases: %s", r)
+	}
+}
