@@ -192,8 +192,10 @@ func (s *Server) Routes() []Route {
 		{Pattern: "/nm/router/{instanceID}/{path...}", Relay: s.fromANM(s.routeLocal)},
 		{Pattern: "/nm/topology", Methods: apihttp.Methods{http.MethodGet: s.getTopologyDoc, http.MethodPut: s.fromANM(s.putTopology)}},
 		{Pattern: "/nm/topology/state", Methods: apihttp.Methods{http.MethodGet: s.getTopologyState}},
-		{Pattern: "/nm/backup", Methods: apihttp.Methods{http.MethodGet: s.fromANM(s.getBackup)}},          // backup.go
-		{Pattern: "/nm/nodemanager/port", Methods: apihttp.Methods{http.MethodPost: s.fromANM(s.putPort)}}, // nmport.go
+		{Pattern: "/nm/binary", Methods: apihttp.Methods{http.MethodPut: s.fromANM(s.putBinary)}},                    // binary.go
+		{Pattern: "/nm/binary/previous", Methods: apihttp.Methods{http.MethodPost: s.fromANM(s.postPreviousBinary)}}, // binary.go
+		{Pattern: "/nm/backup", Methods: apihttp.Methods{http.MethodGet: s.fromANM(s.getBackup)}},                    // backup.go
+		{Pattern: "/nm/nodemanager/port", Methods: apihttp.Methods{http.MethodPost: s.fromANM(s.putPort)}},           // nmport.go
 		{Pattern: "/nm/sync", Methods: apihttp.Methods{http.MethodGet: s.adminOnly(s.checkSync), http.MethodPost: s.adminOnly(s.syncAll)}},
 	}
 }

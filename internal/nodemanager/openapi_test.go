@@ -26,6 +26,7 @@ func TestOpenAPIEveryNodeRouteAnswered(t *testing.T) {
 		"nmPutInstanceCertificate": `{"certificate":"not a certificate"}`,
 		"nmPutTopology":            `{}`,
 		"nmPutArchive":             `{"meta":{"group":"group-1","id":1},"archive":""}`,
+		"nmPutBinary":              "not a binary (no checksum header: 400, nothing changed)",
 		"nmRenewCerts":             `{"caCertificate":"not a certificate"}`,
 		"nmPutPendingCerts":        `{"nodeManagerCertificate":"not a certificate"}`,
 		"nmInstanceAction":         "",
