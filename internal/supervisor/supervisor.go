@@ -423,15 +423,28 @@ func (s *Supervisor) refOf(si *supervised) topology.InstanceRef {
 	return si.ref
 }
 
+// binary is the gatehouse binary instances are started with: the install
+// directory's posix/bin/gatehouse (what managedomain installs and gatehouse
+// upgrade replaces) when it is there, else the node manager's own
+// (Options.Exe).
+func (s *Supervisor) binary() string {
+	p := filepath.Join(s.h.BinDir(), "gatehouse")
+	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+		return p
+	}
+	return s.exe
+}
+
 // runTool runs startinstance with op (-d or -k) on ref's directory and
 // returns its reason on failure (the tool's message without its prefix).
 // Cancelling ctx sends SIGTERM to the tool.
 func (s *Supervisor) runTool(ctx context.Context, op string, ref topology.InstanceRef) (string, error) {
-	if s.exe == "" {
-		return "", errors.New("no gatehouse binary to run startinstance with (Options.Exe)")
+	exe := s.binary()
+	if exe == "" {
+		return "", errors.New("no gatehouse binary to run startinstance with (posix/bin/gatehouse, or Options.Exe)")
 	}
 	dir := s.h.InstanceDir(ref.Group.ID, ref.Service.ID)
-	cmd := exec.Command(s.exe, "startinstance", op, "-h", dir)
+	cmd := exec.Command(exe, "startinstance", op, "-h", dir)
 	cmd.Args[0] = "gatehouse"
 	if op == "-d" && s.passphrase != nil && secret.GroupScope(ref.Group.ID).Protected(s.h) {
 		// The group's passphrase reaches startinstance through a pipe

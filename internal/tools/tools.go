@@ -40,7 +40,7 @@ var table []Tool
 
 func init() {
 	table = []Tool{managedomainTool, startinstanceTool, nodemanagerTool, quickstartTool, auditTool, clientTool,
-		deployTool, rollbackTool, deploymentsTool, archiveTool, kpsadminTool, backupTool, restoreTool, drTool, versionTool}
+		deployTool, rollbackTool, deploymentsTool, archiveTool, kpsadminTool, backupTool, restoreTool, drTool, upgradeTool, versionTool}
 }
 
 // All returns the tools, in the order help lists them.

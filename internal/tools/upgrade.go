@@ -1,0 +1,330 @@
+package tools
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/audit"
+	"github.com/gatehouse-gw/gatehouse/internal/backup"
+	"github.com/gatehouse-gw/gatehouse/internal/domain"
+	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/nodeapi"
+	"github.com/gatehouse-gw/gatehouse/internal/topology"
+	"github.com/gatehouse-gw/gatehouse/internal/upgrade"
+)
+
+// gatehouse upgrade: a rolling upgrade of the domain's binary with a way
+// back (docs/backup.md#upgrades).
+
+var upgradeTool = Tool{
+	Name: "upgrade", Summary: "replace the domain's gatehouse binary host by host, instances restarted one at a time without downtime; --rollback",
+	Run: runUpgrade,
+}
+
+const upgradeHelp = `usage: gatehouse upgrade --binary NEW (--backup-dir DIR | --no-backup) [--delay_before D] [--delay_after D]
+       gatehouse upgrade --rollback [--delay_before D] [--delay_after D]
+
+Run on the Admin Node Manager's host, with the new binary (./gatehouse-new
+upgrade --binary ./gatehouse-new …). First a backup of the whole domain
+(backup --domain, its checksums verified) into DIR. Then host by host:
+the new binary is sent to the host's node manager, checked (SHA-256, and
+run once) and put in place as posix/bin/gatehouse, the old one kept as
+posix/bin/gatehouse.previous; then each of the host's instances in turn is
+taken out of its load balancer (its /healthchecklb answers 503), given
+--delay_before to be seen out, restarted on the new binary, checked
+(/healthcheck), put back in, and given --delay_after to be seen in.
+
+A step that fails stops the upgrade: every host it reached gets the old
+binary back and its restarted instances are restarted again on it, with
+the same care. --rollback does that on purpose, for every host: the
+previous binary back, every instance restarted on it.
+
+  --binary NEW          the new gatehouse binary
+  --backup-dir DIR      where the domain's backup goes (outside the install
+                        directory); --no-backup skips it
+  --delay_before D      after taking an instance out (default 10s: let the
+                        load balancer's checks see it)
+  --delay_after D       after putting it back (default 10s)
+
+The node managers keep running the binary they started with; restart each
+(nodemanager -k, then nodemanager -d: the instances keep running) to run
+the new one. The report goes to conf/upgrades/ and the audit log names it.
+
+Exit codes: 0 upgraded (or rolled back); 1 failed (the report says which
+step; the old binary is back); 2 wrong usage.`
+
+func runUpgrade(ctx context.Context, env *Env, args []string) error {
+	var bin, backupDir string
+	var noBackup, rollback bool
+	before, after := 10*time.Second, 10*time.Second
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		value := func() (string, error) {
+			if i+1 >= len(args) || args[i+1] == "" {
+				return "", usagef("upgrade", "%s needs a value", a)
+			}
+			i++
+			return args[i], nil
+		}
+		var err error
+		var v string
+		switch a {
+		case "--help", "-h":
+			fmt.Fprintln(env.Stdout, upgradeHelp)
+			return nil
+		case "--binary":
+			bin, err = value()
+		case "--backup-dir":
+			backupDir, err = value()
+		case "--no-backup":
+			noBackup = true
+		case "--rollback":
+			rollback = true
+		case "--delay_before", "--delay_after":
+			if v, err = value(); err == nil {
+				d, perr := time.ParseDuration(v)
+				if perr != nil || d < 0 {
+					return usagef("upgrade", "%s %q: want a duration such as 10s", a, v)
+				}
+				if a == "--delay_before" {
+					before = d
+				} else {
+					after = d
+				}
+			}
+		default:
+			return usagef("upgrade", "unknown argument %q; accepted: --binary NEW, --backup-dir DIR, --no-backup, --rollback, --delay_before D, --delay_after D", a)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	switch {
+	case rollback && (bin != "" || backupDir != "" || noBackup):
+		return usagef("upgrade", "--rollback takes only the delays")
+	case !rollback && bin == "":
+		return usagef("upgrade", "--binary NEW is needed (or --rollback)")
+	case !rollback && backupDir == "" && !noBackup:
+		return usagef("upgrade", "say where the domain's backup goes first (--backup-dir DIR), or --no-backup")
+	case backupDir != "" && noBackup:
+		return usagef("upgrade", "--backup-dir and --no-backup exclude each other")
+	}
+	h, err := home.Resolve()
+	if err != nil {
+		return err
+	}
+	if err := h.CheckDomain(); err != nil {
+		return err
+	}
+	t, nm, c, err := anmContext(h)
+	if err != nil {
+		return fmt.Errorf("upgrade: %w", err)
+	}
+	defer c.Close()
+	started := time.Now().UTC()
+	rec := upgradeRecord{Started: started, Rollback: rollback}
+	var sha string
+	if !rollback {
+		if bin, err = filepath.Abs(bin); err != nil {
+			return err
+		}
+		if rec.Version, err = domain.BinaryVersion(ctx, bin); err != nil {
+			return fmt.Errorf("upgrade: %w", err)
+		}
+		if sha, err = domain.FileSHA256(bin); err != nil {
+			return fmt.Errorf("upgrade: %w", err)
+		}
+		rec.SHA256 = sha
+		fmt.Fprintf(env.Stdout, "Upgrading to %s (SHA-256 %s).\n", rec.Version, sha)
+		if !noBackup {
+			if rec.Backup, err = upgradeBackup(ctx, env, h, t, nm, c, backupDir, started); err != nil {
+				return fmt.Errorf("upgrade: the backup first: %w; nothing was changed", err)
+			}
+		}
+	}
+	hosts := upgradeHosts(t)
+	net := nodeapi.NewNet(h, nm.HostID, topology.NewStore(h, nil), slog.New(slog.DiscardHandler))
+	defer net.Close()
+	ops := &nmOps{t: t, c: c, net: net, bin: bin, sha: sha}
+	o := upgrade.Options{DelayBefore: before, DelayAfter: after, Progress: func(s string) {
+		fmt.Fprintf(env.Stdout, "  %s %s\n", time.Now().Format("15:04:05"), s)
+	}}
+	var rep *upgrade.Report
+	if rollback {
+		rep, err = upgrade.Rollback(ctx, hosts, ops, o)
+	} else {
+		rep, err = upgrade.Run(ctx, hosts, ops, o)
+	}
+	rec.Report = rep
+	if err != nil {
+		rec.Error = err.Error()
+	}
+	file, werr := writeUpgradeRecord(h, rec)
+	action, detail := "upgrade", fmt.Sprintf("to %s (SHA-256 %s); report %s", rec.Version, sha, file)
+	if rollback {
+		action, detail = "upgrade rollback", "report "+file
+	}
+	if _, aerr := audit.Open(h).Record(ctx, audit.Entry{User: osUser(), Via: "upgrade", Remote: "local", Action: action, Detail: detail, Error: rec.Error}); aerr != nil {
+		fmt.Fprintf(env.Stderr, "upgrade: warning: the audit log: %v\n", aerr)
+	}
+	if werr != nil {
+		fmt.Fprintf(env.Stderr, "upgrade: warning: the report: %v\n", werr)
+	} else {
+		fmt.Fprintf(env.Stdout, "Report: %s\n", file)
+	}
+	if err != nil {
+		return fmt.Errorf("upgrade: %w", err)
+	}
+	if rollback {
+		fmt.Fprintln(env.Stdout, "Rolled back: every host runs its previous binary; restart the node managers to run it there too.")
+	} else {
+		fmt.Fprintf(env.Stdout, "Upgraded %d hosts. The node managers still run the binary they started with: restart each (nodemanager -k, nodemanager -d; the instances keep running).\n", len(rep.Upgraded))
+	}
+	return nil
+}
+
+// upgradeRecord is the report of an upgrade, in conf/upgrades/.
+type upgradeRecord struct {
+	Started  time.Time       `json:"started"`
+	Rollback bool            `json:"rollback,omitempty"`
+	Version  string          `json:"version,omitempty"`
+	SHA256   string          `json:"sha256,omitempty"`
+	Backup   string          `json:"backup,omitempty"`
+	Error    string          `json:"error,omitempty"`
+	Report   *upgrade.Report `json:"report"`
+}
+
+func writeUpgradeRecord(h home.Home, rec upgradeRecord) (string, error) {
+	file := h.Path("conf", "upgrades", "upgrade-"+rec.Started.Format("20060102T150405Z")+".json")
+	if err := os.MkdirAll(filepath.Dir(file), 0o750); err != nil {
+		return file, err
+	}
+	data, _ := json.MarshalIndent(rec, "", "  ")
+	return file, home.WriteFileAtomic(file, append(data, '\n'), 0o640)
+}
+
+// upgradeBackup writes the domain's backup into dir and checks it.
+func upgradeBackup(ctx context.Context, env *Env, h home.Home, t *topology.Topology, nm domain.NodeManagerConf, c *nodeapi.NodeClient, dir string, at time.Time) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	if abs == h.Dir || strings.HasPrefix(abs, h.Dir+string(filepath.Separator)) {
+		return "", fmt.Errorf("--backup-dir %s is inside the install directory", abs)
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return "", err
+	}
+	sources, err := hostSources(h, t, nm, c, false)
+	if err != nil {
+		return "", err
+	}
+	file := filepath.Join(abs, "gatehouse-domain-"+at.Format("20060102T150405Z")+"-before-upgrade.backup")
+	err = backup.WriteAtomic(file, func(w io.Writer) error {
+		_, err := backup.WriteDomain(ctx, w, sources, backup.DomainOptions{Gatehouse: Version, TopologyVersion: t.Version})
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	dm, err := backup.VerifyDomain(ctx, f)
+	if err != nil {
+		return "", err
+	}
+	fmt.Fprintf(env.Stdout, "Backed up the domain (%d hosts, every checksum right) to %s.\n", len(dm.Hosts), file)
+	return file, nil
+}
+
+// upgradeHosts are the domain's hosts with their instances, in topology
+// order.
+func upgradeHosts(t *topology.Topology) []upgrade.Host {
+	var hosts []upgrade.Host
+	for _, h := range t.Hosts {
+		uh := upgrade.Host{ID: h.ID, Name: h.Name}
+		for _, r := range t.Instances(h.ID) {
+			uh.Instances = append(uh.Instances, upgrade.Instance{GroupID: r.Group.ID, GroupName: r.Group.Name, ID: r.Service.ID, Name: r.Service.Name, HostID: h.ID})
+		}
+		hosts = append(hosts, uh)
+	}
+	return hosts
+}
+
+// nmOps are the upgrade's steps through the node managers (this host's
+// own included).
+type nmOps struct {
+	t        *topology.Topology
+	c        *nodeapi.NodeClient
+	net      *nodeapi.Net
+	bin, sha string
+}
+
+func (o *nmOps) peer(hostID string) (nodeapi.Peer, error) { return nodeapi.PeerOfHost(o.t, hostID) }
+
+func (o *nmOps) InstallBinary(ctx context.Context, h upgrade.Host) error {
+	p, err := o.peer(h.ID)
+	if err != nil {
+		return err
+	}
+	_, err = o.c.PushBinary(ctx, p, o.bin, o.sha)
+	return err
+}
+
+func (o *nmOps) RestoreBinary(ctx context.Context, h upgrade.Host) error {
+	p, err := o.peer(h.ID)
+	if err != nil {
+		return err
+	}
+	_, err = o.c.RestorePreviousBinary(ctx, p)
+	return err
+}
+
+// upgradeLease bounds how long an instance stays out of its pool if the
+// upgrade dies with it out.
+const upgradeLease = 5 * time.Minute
+
+func (o *nmOps) SetInService(ctx context.Context, in upgrade.Instance, on bool) error {
+	p, err := o.peer(in.HostID)
+	if err != nil {
+		return err
+	}
+	return o.net.InstanceCall(ctx, p, in.ID, "inservice", nodeapi.InServiceRequest(on, upgradeLease), nil)
+}
+
+func (o *nmOps) Restart(ctx context.Context, in upgrade.Instance) error {
+	p, err := o.peer(in.HostID)
+	if err != nil {
+		return err
+	}
+	if err := o.net.InstanceCall(ctx, p, in.ID, "stop", nil, nil); err != nil {
+		return err
+	}
+	return o.net.InstanceCall(ctx, p, in.ID, "start", nil, nil)
+}
+
+func (o *nmOps) Healthy(ctx context.Context, in upgrade.Instance) error {
+	r, err := o.t.FindInstanceID(in.ID)
+	if err != nil {
+		return err
+	}
+	p, err := o.peer(in.HostID)
+	if err != nil {
+		return err
+	}
+	host, _, _ := net.SplitHostPort(p.Addr)
+	_, err = awaitOK(ctx, fmt.Sprintf("%s://%s/healthcheck", orHTTP(r.Service.Scheme), net.JoinHostPort(host, strconv.Itoa(r.Service.TrafficPort))), 30*time.Second)
+	return err
+}
