@@ -154,7 +154,7 @@ func runUpgrade(ctx context.Context, env *Env, args []string) error {
 	hosts := upgradeHosts(t)
 	net := nodeapi.NewNet(h, nm.HostID, topology.NewStore(h, nil), slog.New(slog.DiscardHandler))
 	defer net.Close()
-	ops := &nmOps{t: t, c: c, net: net, bin: bin, sha: sha}
+	ops := &nmOps{t: t, c: c, net: net, bin: bin, sha: sha, local: nm}
 	o := upgrade.Options{DelayBefore: before, DelayAfter: after, Progress: func(s string) {
 		fmt.Fprintf(env.Stdout, "  %s %s\n", time.Now().Format("15:04:05"), s)
 	}}
@@ -270,9 +270,21 @@ type nmOps struct {
 	c        *nodeapi.NodeClient
 	net      *nodeapi.Net
 	bin, sha string
+	local    domain.NodeManagerConf // this host's node manager
 }
 
-func (o *nmOps) peer(hostID string) (nodeapi.Peer, error) { return nodeapi.PeerOfHost(o.t, hostID) }
+// peer is hostID's node manager; this host's own at the address it listens
+// on (its host name in the topology need not resolve here).
+func (o *nmOps) peer(hostID string) (nodeapi.Peer, error) {
+	if hostID == o.local.HostID {
+		addr := o.local.Address
+		if ip := net.ParseIP(addr); addr == "" || ip != nil && ip.IsUnspecified() {
+			addr = "127.0.0.1"
+		}
+		return nodeapi.Peer{HostID: hostID, NodeManagerID: o.local.NodeManagerID, Addr: net.JoinHostPort(addr, strconv.Itoa(o.local.Port))}, nil
+	}
+	return nodeapi.PeerOfHost(o.t, hostID)
+}
 
 func (o *nmOps) InstallBinary(ctx context.Context, h upgrade.Host) error {
 	p, err := o.peer(h.ID)
