@@ -36,6 +36,10 @@ type Map struct {
 	// 127.0.0.1 only (a copy started beside the live domain: backup verify,
 	// dr drill).
 	Loopback bool
+	// NodeManagersAt, when set, is the address every node manager of the
+	// topology is reached at (its service's address tag): the copies of a
+	// domain's hosts started on one machine reach each other there.
+	NodeManagersAt string
 }
 
 // Remap applies m to the install directory h (a restored one) and returns
@@ -91,6 +95,13 @@ func Remap(ctx context.Context, h home.Home, m Map) ([]string, error) {
 				if p := port(s.TrafficPort); p != s.TrafficPort {
 					changes = append(changes, fmt.Sprintf("%s: traffic port %d → %d", s.ID, s.TrafficPort, p))
 					s.TrafficPort = p
+				}
+				if m.NodeManagersAt != "" && s.Type == topology.TypeNodeManager && s.Tags[domain.TagAddress] != m.NodeManagersAt {
+					if s.Tags == nil {
+						s.Tags = map[string]string{}
+					}
+					s.Tags[domain.TagAddress] = m.NodeManagersAt
+					changes = append(changes, fmt.Sprintf("%s: reached at %s", s.ID, m.NodeManagersAt))
 				}
 				if s.Type == topology.TypeGateway && s.HostID == nm.HostID {
 					instances = append(instances, *s)

@@ -160,3 +160,18 @@ func TestRecoveryPoint(t *testing.T) {
 		t.Errorf("no store: %s, want the creation time", rp)
 	}
 }
+
+func TestRemapNodeManagersAt(t *testing.T) {
+	h := domainHome(t)
+	if _, err := Remap(t.Context(), h, Map{NodeManagersAt: "127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	tp, _ := topology.NewStore(h, nil).Load()
+	anm, _ := tp.AdminNodeManager()
+	if anm.Tags[domain.TagAddress] != "127.0.0.1" {
+		t.Errorf("the node manager's address tag: %v", anm.Tags)
+	}
+	if changes, err := Remap(t.Context(), h, Map{NodeManagersAt: "127.0.0.1"}); err != nil || len(changes) != 0 {
+		t.Errorf("again: %v %v", changes, err)
+	}
+}

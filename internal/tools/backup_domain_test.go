@@ -45,6 +45,20 @@ func TestDomainBackup(t *testing.T) {
 	if r := second.h.Run("", "backup", "verify", out, "--scratch", t.TempDir()); r.Code != 0 || !strings.Contains(r.Stdout, "Starting the part of host host-2") || !strings.Contains(r.Stdout, `Instance "two" of group "G" started`) {
 		t.Errorf("verify on the second host: %s", r)
 	}
+	// A drill of the whole domain: both hosts' parts started side by side.
+	report := filepath.Join(t.TempDir(), "drill.json")
+	r = anm.h.Run("", "dr", "drill", "--domain", "--report", report, "--scratch", t.TempDir())
+	if r.Code != 0 || !strings.Contains(r.Stdout, "Restored 2 host(s)") || !strings.Contains(r.Stdout, `ok   instance "one" of group "G"`) || !strings.Contains(r.Stdout, `ok   instance "two" of group "G"`) || !strings.Contains(r.Stdout, "2 host(s), 2 instances") {
+		t.Fatalf("dr drill --domain: %s", r)
+	}
+	for _, line := range strings.Split(r.Stdout, "\n") {
+		if strings.HasPrefix(line, "Recovery") {
+			t.Log(line)
+		}
+	}
+	if r := anm.h.Run("", "dr", "drill", "--from", out, "--scratch", t.TempDir()); r.Code != 0 || !strings.Contains(r.Stdout, "Restored 2 host(s)") {
+		t.Errorf("dr drill --from a domain backup: %s", r)
+	}
 	// Restore the second host's part on a cold site.
 	cold := &gwtest.Home{T: t, Dir: filepath.Join(t.TempDir(), "apigateway")}
 	if r := cold.Run("", "restore", out); r.Code != 2 || !strings.Contains(r.Stderr, "--host") {

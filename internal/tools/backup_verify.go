@@ -60,7 +60,7 @@ func (e *errNeedsPassphrase) Error() string {
 // every port of it to a free loopback port (and every other host's out of
 // reach: nothing of the copy can take the live domain's ports or reach its
 // hosts) and installs the running binary into it.
-func restoreScratch(ctx context.Context, env *Env, file string, o startOptions) (c *scratchCopy, err error) {
+func restoreScratch(ctx context.Context, env *Env, file string, o startOptions, pm *portMap, nmAt string) (c *scratchCopy, err error) {
 	parent := o.scratch
 	if parent == "" {
 		parent = os.TempDir()
@@ -105,24 +105,11 @@ func restoreScratch(ctx context.Context, env *Env, file string, o startOptions) 
 	if len(need) > 0 {
 		return c, &errNeedsPassphrase{need}
 	}
-	ports := map[int]int{}
-	var portErr error
-	free := func(old int) int {
-		if p, ok := ports[old]; ok {
-			return p
-		}
-		p, err := freeLoopbackPort()
-		if err != nil && portErr == nil {
-			portErr = err
-		}
-		ports[old] = p
-		return p
-	}
-	if _, err := backup.Remap(ctx, c.h, backup.Map{Port: free, Loopback: true}); err != nil {
+	if _, err := backup.Remap(ctx, c.h, backup.Map{Port: pm.port, Loopback: true, NodeManagersAt: nmAt}); err != nil {
 		return nil, fmt.Errorf("moving the copy to free ports: %w", err)
 	}
-	if portErr != nil {
-		return nil, fmt.Errorf("free ports: %w", portErr)
+	if pm.err != nil {
+		return nil, fmt.Errorf("free ports: %w", pm.err)
 	}
 	if c.topo, err = topology.NewStore(c.h, nil).Load(); err != nil {
 		return nil, fmt.Errorf("the restored topology: %w", err)
@@ -131,6 +118,27 @@ func restoreScratch(ctx context.Context, env *Env, file string, o startOptions) 
 		return nil, fmt.Errorf("installing the binary into the copy: %w", err)
 	}
 	return c, nil
+}
+
+// portMap gives each port of a backup a free loopback port, the same one
+// each time it is asked (the copies of a domain's hosts agree on them).
+type portMap struct {
+	m   map[int]int
+	err error
+}
+
+func newPortMap() *portMap { return &portMap{m: map[int]int{}} }
+
+func (p *portMap) port(old int) int {
+	if n, ok := p.m[old]; ok {
+		return n
+	}
+	n, err := freeLoopbackPort()
+	if err != nil && p.err == nil {
+		p.err = err
+	}
+	p.m[old] = n
+	return n
 }
 
 // run runs the copy's binary with args, in the copy.
@@ -200,7 +208,7 @@ func (c *scratchCopy) remove() {
 // /healthcheck and that each group's embedded store opens, then stops
 // them and removes the copy.
 func verifyStarted(ctx context.Context, env *Env, file string, o startOptions) (err error) {
-	c, err := restoreScratch(ctx, env, file, o)
+	c, err := restoreScratch(ctx, env, file, o, newPortMap(), "")
 	var np *errNeedsPassphrase
 	switch {
 	case c != nil && err != nil:

@@ -1,6 +1,7 @@
 package tools
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,7 +32,7 @@ var drTool = Tool{
 	Run: runDR,
 }
 
-const drHelp = `usage: gatehouse dr drill [--from FILE] [--report FILE] [VERIFY OPTIONS]
+const drHelp = `usage: gatehouse dr drill [--domain | --from FILE] [--report FILE] [VERIFY OPTIONS]
 
 Rehearses a disaster recovery of this host, beside the live domain, and
 measures it: takes a backup (or uses --from FILE), restores it into a
@@ -50,7 +52,12 @@ and writes them, with every smoke request, to a JSON report
 (conf/drills/drill-<UTC time>.json unless --report), which the audit log
 entry "dr drill" names.
 
-  --from FILE                 drill with this backup instead of a new one
+  --domain                    on the Admin Node Manager's host: the whole
+                              domain (backup --domain), every host's part
+                              restored and started side by side on loopback
+                              ports that reach each other
+  --from FILE                 drill with this backup (one host's, or a
+                              domain backup: every host) instead of a new one
   --report FILE               where to write the report
   --passphrase_file F         the node manager's passphrase, if any
   --group_passphrase_file F   the groups' passphrase, if any
@@ -78,7 +85,9 @@ type drillReport struct {
 		BackupAge     float64   `json:"backupAgeSeconds"`
 		KPSWrites     time.Time `json:"kpsWritesBefore"`
 	} `json:"recoveryPoint"`
+	Hosts     int          `json:"hosts"`
 	Instances int          `json:"instances"`
+	Notes     []string     `json:"notes,omitempty"`
 	KPSRows   int64        `json:"kpsRows"`
 	Smoke     []smokeCheck `json:"smoke"`
 }
@@ -103,6 +112,7 @@ func runDR(ctx context.Context, env *Env, args []string) error {
 	}
 	var from, reportFile string
 	var so startOptions
+	var wholeDomain bool
 	for i := 1; i < len(args); i++ {
 		a := args[i]
 		if a == "--help" || a == "-h" {
@@ -113,9 +123,13 @@ func runDR(ctx context.Context, env *Env, args []string) error {
 			so.keep = true
 			continue
 		}
+		if a == "--domain" {
+			wholeDomain = true
+			continue
+		}
 		dst := map[string]*string{"--from": &from, "--report": &reportFile, "--passphrase_file": &so.nmPassFile, "--group_passphrase_file": &so.groupPassFile, "--scratch": &so.scratch}[a]
 		if dst == nil {
-			return usagef("dr", "unknown argument %q; accepted: --from FILE, --report FILE, --passphrase_file F, --group_passphrase_file F, --scratch DIR, --keep-scratch", a)
+			return usagef("dr", "unknown argument %q; accepted: --domain, --from FILE, --report FILE, --passphrase_file F, --group_passphrase_file F, --scratch DIR, --keep-scratch", a)
 		}
 		if i+1 >= len(args) || args[i+1] == "" {
 			return usagef("dr", "%s needs a value", a)
@@ -139,7 +153,36 @@ func runDR(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	rep := &drillReport{Started: time.Now().UTC(), Host: nm.HostID}
-	if from == "" {
+	if wholeDomain && from != "" {
+		return usagef("dr", "--domain takes the domain's backup; --from names one: give one of them")
+	}
+	if wholeDomain {
+		t, anmNM, c, err := anmContext(h)
+		if err != nil {
+			return fmt.Errorf("dr drill: %w", err)
+		}
+		defer c.Close()
+		sources, err := hostSources(h, t, anmNM, c, false)
+		if err != nil {
+			return err
+		}
+		dir, err := os.MkdirTemp(so.scratch, "gatehouse-drill-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		from = filepath.Join(dir, "domain.backup")
+		t0 := time.Now()
+		err = backup.WriteAtomic(from, func(w io.Writer) error {
+			_, err := backup.WriteDomain(ctx, w, sources, backup.DomainOptions{Gatehouse: Version, TopologyVersion: t.Version})
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("dr drill: the domain's backup: %w", err)
+		}
+		fmt.Fprintf(env.Stdout, "Backed up the domain's %d hosts in %.1f s.\n", len(sources), time.Since(t0).Seconds())
+		rep.Backup = "(the domain's, taken by the drill)"
+	} else if from == "" {
 		dir, err := os.MkdirTemp(so.scratch, "gatehouse-drill-")
 		if err != nil {
 			return err
@@ -188,37 +231,67 @@ func runDR(ctx context.Context, env *Env, args []string) error {
 	return nil
 }
 
-// drill restores file into a scratch copy, starts it, runs the smoke test
-// and fills rep; the copy is stopped and removed before it returns.
+// drill restores file into scratch copies (one per host part: a domain
+// backup's every host, started side by side on loopback ports that reach
+// each other), starts them, runs the smoke test and fills rep; the copies
+// are stopped and removed before it returns.
 func drill(ctx context.Context, env *Env, file string, so startOptions, rep *drillReport) (err error) {
 	t0 := time.Now()
 	since := func() float64 { return time.Since(t0).Seconds() }
-	c, err := restoreScratch(ctx, env, file, so)
-	if c != nil {
-		defer c.remove()
-	}
+	parts, cleanup, err := drillParts(ctx, env, file, so.scratch)
+	defer cleanup()
 	if err != nil {
 		return err
 	}
-	rep.Recovery.Restore = since()
-	m := c.manifest
-	rep.Point.BackupCreated = m.Created
-	rep.Point.BackupAge = t0.Sub(m.Created).Seconds()
-	rep.Point.KPSWrites = m.RecoveryPoint()
-	fmt.Fprintf(env.Stdout, "Restored %d entries in %.1f s (backup of host %s, made %s).\n", len(m.Entries), rep.Recovery.Restore, m.Host, m.Created.Format("2006-01-02 15:04:05Z"))
+	pm, nmAt := newPortMap(), ""
+	if len(parts) > 1 {
+		nmAt = "127.0.0.1"
+	}
+	var copies []*scratchCopy
 	defer func() {
-		if serr := c.stop(ctx); serr != nil && err == nil {
-			err = serr
+		for i := len(copies) - 1; i >= 0; i-- {
+			if serr := copies[i].stop(ctx); serr != nil && err == nil {
+				err = serr
+			}
+			copies[i].remove()
 		}
 	}()
-	// The smoke test's credentials are made in the copy's stores before
-	// its instances open them.
-	creds, err := drillCredentials(ctx, c, so)
-	if err != nil {
-		return err
+	for _, part := range parts {
+		c, err := restoreScratch(ctx, env, part, so, pm, nmAt)
+		if err != nil {
+			if c != nil {
+				c.remove()
+			}
+			return err
+		}
+		copies = append(copies, c)
+		m := c.manifest
+		if rep.Point.BackupCreated.IsZero() || m.Created.Before(rep.Point.BackupCreated) {
+			rep.Point.BackupCreated = m.Created
+		}
+		if rp := m.RecoveryPoint(); rep.Point.KPSWrites.IsZero() || rp.Before(rep.Point.KPSWrites) {
+			rep.Point.KPSWrites = rp
+		}
+		fmt.Fprintf(env.Stdout, "Restored host %s: %d entries (backup made %s).\n", m.Host, len(m.Entries), m.Created.Format("2006-01-02 15:04:05Z"))
 	}
-	if _, err := c.startNodeManager(ctx); err != nil {
-		return err
+	rep.Recovery.Restore = since()
+	rep.Hosts = len(copies)
+	rep.Point.BackupAge = t0.Sub(rep.Point.BackupCreated).Seconds()
+	fmt.Fprintf(env.Stdout, "Restored %d host(s) in %.1f s.\n", len(copies), rep.Recovery.Restore)
+	// The smoke test's credentials are made in the copies' stores before
+	// their instances open them.
+	creds := make([]*drillCreds, len(copies))
+	for i, c := range copies {
+		if creds[i], err = drillCredentials(ctx, c, so, rep); err != nil {
+			return err
+		}
+	}
+	// The node managers, the Admin Node Manager's first.
+	slices.SortStableFunc(copies, func(a, b *scratchCopy) int { return boolInt(a.nm.ANMAddress != "") - boolInt(b.nm.ANMAddress != "") })
+	for _, c := range copies {
+		if _, err := c.startNodeManager(ctx); err != nil {
+			return err
+		}
 	}
 	smoke := func(s smokeCheck) {
 		s.At = since()
@@ -239,17 +312,93 @@ func drill(ctx context.Context, env *Env, file string, so startOptions, rep *dri
 		}
 		fmt.Fprintf(env.Stdout, "  %s %s%s (%.1f s)\n", mark, s.What, detail, s.At)
 	}
-	for _, r := range c.topo.Instances(c.nm.HostID) {
-		url := fmt.Sprintf("%s://127.0.0.1:%d/healthcheck", orHTTP(r.Service.Scheme), r.Service.TrafficPort)
-		what := fmt.Sprintf("instance %q of group %q: /healthcheck", r.Service.Name, r.Group.Name)
-		if err := c.startInstance(ctx, r); err != nil {
-			smoke(smokeCheck{What: what, URL: url, Error: err.Error()})
+	for _, c := range copies {
+		for _, r := range c.topo.Instances(c.nm.HostID) {
+			url := fmt.Sprintf("%s://127.0.0.1:%d/healthcheck", orHTTP(r.Service.Scheme), r.Service.TrafficPort)
+			what := fmt.Sprintf("instance %q of group %q: /healthcheck", r.Service.Name, r.Group.Name)
+			if err := c.startInstance(ctx, r); err != nil {
+				smoke(smokeCheck{What: what, URL: url, Error: err.Error()})
+				return err
+			}
+			smoke(smokeCheck{What: what, URL: url, Status: 200, OK: true})
+			rep.Instances++
+		}
+	}
+	for ci, c := range copies {
+		if err := drillAPIs(ctx, c, creds[ci], rep, smoke); err != nil {
 			return err
 		}
-		smoke(smokeCheck{What: what, URL: url, Status: 200, OK: true})
-		rep.Instances++
 	}
-	// Each group, through its first instance on this host.
+	failed := 0
+	for _, s := range rep.Smoke {
+		if !s.OK {
+			failed++
+		}
+	}
+	rep.Recovery.AllSmokeOK = since()
+	fmt.Fprintf(env.Stdout, "Recovery time: %.1f s to the first successful smoke request, %.1f s to the last (restore %.1f s; %d host(s), %d instances, %d KPS rows).\n",
+		rep.Recovery.FirstSmokeOK, rep.Recovery.AllSmokeOK, rep.Recovery.Restore, rep.Hosts, rep.Instances, rep.KPSRows)
+	fmt.Fprintf(env.Stdout, "Recovery point: the backup was %s old; every KPS write before %s is in it.\n",
+		time.Duration(rep.Point.BackupAge*float64(time.Second)).Round(time.Second), rep.Point.KPSWrites.Format("2006-01-02 15:04:05.000Z"))
+	if failed > 0 {
+		rep.Recovery.AllSmokeOK = 0
+		return fmt.Errorf("%d of %d smoke requests failed", failed, len(rep.Smoke))
+	}
+	return nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// drillParts is the backups to restore: file itself for one host's, each
+// host's part (in temporary files) for a domain backup.
+func drillParts(ctx context.Context, env *Env, file, dir string) (parts []string, cleanup func(), err error) {
+	var tmps []string
+	cleanup = func() {
+		for _, f := range tmps {
+			os.Remove(f)
+		}
+	}
+	in, err := openInput(env, file)
+	if err != nil {
+		return nil, cleanup, err
+	}
+	head := make([]byte, 512)
+	n, _ := io.ReadFull(in, head)
+	in.Close()
+	if !backup.IsDomain(head[:n]) {
+		return []string{file}, cleanup, nil
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, cleanup, err
+	}
+	dm, err := backup.VerifyDomain(ctx, bufio.NewReader(f))
+	f.Close()
+	if err != nil {
+		return nil, cleanup, fmt.Errorf("%s: %w", file, err)
+	}
+	if len(dm.Gaps) > 0 {
+		return nil, cleanup, fmt.Errorf("%s lacks host %s (%s): a drill needs every host", file, dm.Gaps[0].HostID, dm.Gaps[0].Error)
+	}
+	for _, p := range dm.Hosts {
+		part, err := extractHostPart(ctx, env, file, p.HostID, dir)
+		if err != nil {
+			return nil, cleanup, err
+		}
+		tmps = append(tmps, part)
+		parts = append(parts, part)
+	}
+	return parts, cleanup, nil
+}
+
+// drillAPIs runs the smoke test of each group of c's host, through its
+// first instance there.
+func drillAPIs(ctx context.Context, c *scratchCopy, creds *drillCreds, rep *drillReport, smoke func(smokeCheck)) error {
 	seen := map[string]bool{}
 	for _, r := range c.topo.Instances(c.nm.HostID) {
 		if seen[r.Group.ID] {
@@ -311,21 +460,6 @@ func drill(ctx context.Context, env *Env, file string, so startOptions, rep *dri
 			rep.KPSRows += rows
 		}
 	}
-	failed := 0
-	for _, s := range rep.Smoke {
-		if !s.OK {
-			failed++
-		}
-	}
-	rep.Recovery.AllSmokeOK = since()
-	fmt.Fprintf(env.Stdout, "Recovery time: %.1f s to the first successful smoke request, %.1f s to the last (restore %.1f s; %d instances).\n",
-		rep.Recovery.FirstSmokeOK, rep.Recovery.AllSmokeOK, rep.Recovery.Restore, rep.Instances)
-	fmt.Fprintf(env.Stdout, "Recovery point: the backup was %s old; every KPS write before %s is in it.\n",
-		time.Duration(rep.Point.BackupAge*float64(time.Second)).Round(time.Second), rep.Point.KPSWrites.Format("2006-01-02 15:04:05.000Z"))
-	if failed > 0 {
-		rep.Recovery.AllSmokeOK = 0
-		return fmt.Errorf("%d of %d smoke requests failed", failed, len(rep.Smoke))
-	}
 	return nil
 }
 
@@ -336,7 +470,7 @@ type drillCreds struct {
 	keys, clients, secrets map[string]string // by group id
 }
 
-func drillCredentials(ctx context.Context, c *scratchCopy, so startOptions) (*drillCreds, error) {
+func drillCredentials(ctx context.Context, c *scratchCopy, so startOptions, rep *drillReport) (*drillCreds, error) {
 	cr := &drillCreds{keys: map[string]string{}, clients: map[string]string{}, secrets: map[string]string{}}
 	seen := map[string]bool{}
 	for _, r := range c.topo.Instances(c.nm.HostID) {
@@ -357,6 +491,12 @@ func drillCredentials(ctx context.Context, c *scratchCopy, so startOptions) (*dr
 			}
 		}
 		if len(keyed) == 0 && !cfg.OAuth.Enabled {
+			continue
+		}
+		if cfg.KPS.Backend == "postgres" {
+			// The copy's configuration names the live PostgreSQL: the
+			// drill writes nothing there.
+			rep.Notes = append(rep.Notes, fmt.Sprintf("group %q keeps its KPS in PostgreSQL: no API key or OAuth client was made for the smoke test", r.Group.Name))
 			continue
 		}
 		scope := secret.GroupScope(r.Group.ID)
