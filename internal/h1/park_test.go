@@ -6,40 +6,51 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// parkedConns counts the goroutines waiting in park.
-func parkedConns() int {
+// parkedConns counts the goroutines waiting in park, and the connections
+// of s the poller holds.
+func parkedConns(s *Server) int {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
-	return bytes.Count(buf, []byte("h1.(*conn).park("))
+	n := bytes.Count(buf, []byte("h1.(*conn).park("))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.state.Load() == stateParked {
+			n++
+		}
+	}
+	return n
 }
 
-// waitParked waits until at least n connections wait in park.
-func waitParked(t *testing.T, n int) {
+// waitParked waits until at least n connections are parked.
+func waitParked(t *testing.T, s *Server, n int) {
 	t.Helper()
 	end := time.Now().Add(3 * time.Second)
-	for parkedConns() < n {
+	for parkedConns(s) < n {
 		if time.Now().After(end) {
-			t.Fatalf("%d connections parked, want %d", parkedConns(), n)
+			t.Fatalf("%d connections parked, want %d", parkedConns(s), n)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 }
 
 // waitNoneParked waits until no connection of an earlier test waits in park.
-func waitNoneParked(t *testing.T) {
+func waitNoneParked(t *testing.T, s *Server) {
 	t.Helper()
 	end := time.Now().Add(3 * time.Second)
-	for parkedConns() != 0 {
+	for parkedConns(s) != 0 {
 		if time.Now().After(end) {
-			t.Fatalf("%d connections of earlier tests still parked", parkedConns())
+			t.Fatalf("%d connections of earlier tests still parked", parkedConns(s))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -71,11 +82,17 @@ func readEOF(t *testing.T, c net.Conn) (string, time.Duration) {
 
 const parkGET = "GET /x HTTP/1.1\r\nHost: a\r\n\r\n"
 
-// TestParkedConn: a keep-alive connection idle longer than parkAfter waits
-// in park, a goroutine of its own, and behaves as before: it serves the next
-// requests (pipelined ones too), parks again, and keeps every timeout and
-// Shutdown, Close and draining.
+// TestParkedConn: a keep-alive connection idle longer than parkAfter is
+// parked, without a goroutine in the poller (Linux) or in a goroutine of its
+// own with a small stack (elsewhere, and here with parkGoroutine), and
+// behaves as before: it serves the next requests (pipelined ones too), parks
+// again, and keeps every timeout and Shutdown, Close and draining.
 func TestParkedConn(t *testing.T) {
+	t.Run("poller", func(t *testing.T) { testParkedConn(t, false) })
+	t.Run("goroutine", func(t *testing.T) { testParkedConn(t, true) })
+}
+
+func testParkedConn(t *testing.T, goroutine bool) {
 	const parkAfter = 50 * time.Millisecond
 	newServer := func(t *testing.T, s *Server) (*Server, string) {
 		var calls atomic.Int64
@@ -83,10 +100,11 @@ func TestParkedConn(t *testing.T) {
 			s.Handler = okHandler(&calls)
 		}
 		s.parkAfter = parkAfter
+		s.parkGoroutine = goroutine
 		return s, startServer(t, s)
 	}
 	t.Run("serves after parking, again and again", func(t *testing.T) {
-		_, addr := newServer(t, &Server{})
+		s, addr := newServer(t, &Server{})
 		c := dial(t, addr)
 		br := bufio.NewReader(c)
 		for i := range 3 {
@@ -94,7 +112,7 @@ func TestParkedConn(t *testing.T) {
 			if r := readResponse(t, br, false); r.status != 200 || r.body != "hello" {
 				t.Fatalf("request %d: got %d %q", i, r.status, r.body)
 			}
-			waitParked(t, 1)
+			waitParked(t, s, 1)
 		}
 		// Pipelined requests and a head in two parts, sent to a parked
 		// connection.
@@ -108,9 +126,9 @@ func TestParkedConn(t *testing.T) {
 		}
 	})
 	t.Run("a new connection parks too", func(t *testing.T) {
-		_, addr := newServer(t, &Server{})
+		s, addr := newServer(t, &Server{})
 		c := dial(t, addr)
-		waitParked(t, 1)
+		waitParked(t, s, 1)
 		io.WriteString(c, parkGET)
 		if r := readResponse(t, bufio.NewReader(c), false); r.status != 200 {
 			t.Fatalf("got %d", r.status)
@@ -136,12 +154,12 @@ func TestParkedConn(t *testing.T) {
 		}
 	})
 	t.Run("a head stalled after parking gets 408", func(t *testing.T) {
-		_, addr := newServer(t, &Server{ReadHeaderTimeout: 300 * time.Millisecond, IdleTimeout: 5 * time.Second})
+		s, addr := newServer(t, &Server{ReadHeaderTimeout: 300 * time.Millisecond, IdleTimeout: 5 * time.Second})
 		c := dial(t, addr)
 		br := bufio.NewReader(c)
 		io.WriteString(c, parkGET)
 		readResponse(t, br, false)
-		waitParked(t, 1)
+		waitParked(t, s, 1)
 		io.WriteString(c, "GET /x HTTP/1.1\r\n")
 		start := time.Now()
 		r := readResponse(t, br, false)
@@ -154,7 +172,7 @@ func TestParkedConn(t *testing.T) {
 		c := dial(t, addr)
 		io.WriteString(c, parkGET)
 		readResponse(t, bufio.NewReader(c), false)
-		waitParked(t, 1)
+		waitParked(t, s, 1)
 		c.Close()
 		waitConns(t, s, 0)
 	})
@@ -167,7 +185,7 @@ func TestParkedConn(t *testing.T) {
 			readResponse(t, bufio.NewReader(c), false)
 			cs = append(cs, c)
 		}
-		waitParked(t, 3)
+		waitParked(t, s, 3)
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		start := time.Now()
@@ -191,7 +209,7 @@ func TestParkedConn(t *testing.T) {
 		c := dial(t, addr)
 		io.WriteString(c, parkGET)
 		readResponse(t, bufio.NewReader(c), false)
-		waitParked(t, 1)
+		waitParked(t, s, 1)
 		s.Close()
 		readEOF(t, c)
 		waitConns(t, s, 0)
@@ -202,7 +220,7 @@ func TestParkedConn(t *testing.T) {
 		br := bufio.NewReader(c)
 		io.WriteString(c, parkGET)
 		readResponse(t, br, false)
-		waitParked(t, 1)
+		waitParked(t, s, 1)
 		s.SetDraining(true)
 		io.WriteString(c, parkGET)
 		if r := readResponse(t, br, false); r.status != 200 || !strings.EqualFold(r.header["connection"], "close") {
@@ -212,22 +230,22 @@ func TestParkedConn(t *testing.T) {
 		waitConns(t, s, 0)
 	})
 	t.Run("a connection busy within parkAfter does not park", func(t *testing.T) {
-		waitNoneParked(t)
-		_, addr := newServer(t, &Server{})
+		s, addr := newServer(t, &Server{})
+		waitNoneParked(t, s)
 		c := dial(t, addr)
 		br := bufio.NewReader(c)
 		for range 20 {
 			io.WriteString(c, parkGET)
 			readResponse(t, br, false)
-			if n := parkedConns(); n != 0 {
+			if n := parkedConns(s); n != 0 {
 				t.Fatalf("%d connections parked", n)
 			}
 			time.Sleep(parkAfter / 5)
 		}
 	})
 	t.Run("ServeConn does not park", func(t *testing.T) {
-		waitNoneParked(t)
-		s := &Server{Handler: okHandler(new(atomic.Int64)), parkAfter: parkAfter}
+		s := &Server{Handler: okHandler(new(atomic.Int64)), parkAfter: parkAfter, parkGoroutine: goroutine}
+		waitNoneParked(t, s)
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -246,7 +264,7 @@ func TestParkedConn(t *testing.T) {
 		io.WriteString(c, parkGET)
 		readResponse(t, bufio.NewReader(c), false)
 		time.Sleep(3 * parkAfter)
-		if n := parkedConns(); n != 0 {
+		if n := parkedConns(s); n != 0 {
 			t.Fatalf("%d connections parked", n)
 		}
 		select {
@@ -264,4 +282,84 @@ func TestParkedConn(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestParkedConnStress: many connections park, wake and time out at once,
+// with requests arriving around their idle timeouts, then the server shuts
+// down: every answer is whole, a connection ends only by the server's close
+// (never half-answered), and the server forgets every connection.
+func TestParkedConnStress(t *testing.T) {
+	for _, goroutine := range []bool{false, true} {
+		s := &Server{Handler: okHandler(new(atomic.Int64)), IdleTimeout: 60 * time.Millisecond, parkAfter: 10 * time.Millisecond, parkGoroutine: goroutine}
+		addr := startServer(t, s)
+		var wg sync.WaitGroup
+		var answered, closed atomic.Int64
+		for i := range 40 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rng := rand.New(rand.NewPCG(uint64(i), 1))
+				var c net.Conn
+				var br *bufio.Reader
+				for range 15 {
+					if c == nil {
+						var err error
+						if c, err = net.Dial("tcp", addr); err != nil {
+							t.Error(err)
+							return
+						}
+						c.SetDeadline(soon(t))
+						br = bufio.NewReader(c)
+					}
+					time.Sleep(time.Duration(rng.IntN(90)) * time.Millisecond)
+					if _, err := io.WriteString(c, parkGET); err != nil {
+						c.Close()
+						c = nil
+						closed.Add(1)
+						continue
+					}
+					line, err := br.ReadString('\n')
+					if err != nil {
+						// Closed by the idle timeout before the request
+						// arrived: nothing of an answer may have come.
+						if line != "" {
+							t.Errorf("a partial answer %q, then %v", line, err)
+						}
+						c.Close()
+						c = nil
+						closed.Add(1)
+						continue
+					}
+					if !strings.HasPrefix(line, "HTTP/1.1 200") {
+						t.Errorf("got %q", line)
+						return
+					}
+					for {
+						l, err := br.ReadString('\n')
+						if err != nil {
+							t.Errorf("reading the head: %v", err)
+							return
+						}
+						if l == "\r\n" {
+							break
+						}
+					}
+					if _, err := io.ReadFull(br, make([]byte, 5)); err != nil {
+						t.Errorf("reading the body: %v", err)
+						return
+					}
+					answered.Add(1)
+				}
+				if c != nil {
+					c.Close()
+				}
+			}()
+		}
+		wg.Wait()
+		t.Logf("goroutine park %v: %d answered, %d closed by the idle timeout", goroutine, answered.Load(), closed.Load())
+		waitConns(t, s, 0)
+		if answered.Load() == 0 || closed.Load() == 0 {
+			t.Errorf("want both answers and idle closes")
+		}
+	}
 }

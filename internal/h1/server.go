@@ -59,14 +59,15 @@ type Server struct {
 	// (default: text/plain with the status text).
 	ErrorBody func(status int, reason string) (contentType string, body []byte)
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
-	closing   atomic.Bool
-	draining  atomic.Bool
-	exPool    sync.Pool     // *exchange
-	bigPool   sync.Pool     // *[]byte of bigSize()
-	parkAfter time.Duration // idleParkAfter unless set (tests)
+	mu            sync.Mutex
+	listeners     map[net.Listener]struct{}
+	conns         map[*conn]struct{}
+	closing       atomic.Bool
+	draining      atomic.Bool
+	exPool        sync.Pool     // *exchange
+	bigPool       sync.Pool     // *[]byte of bigSize()
+	parkAfter     time.Duration // idleParkAfter unless set (tests)
+	parkGoroutine bool          // park in a goroutine even where the poller could hold the connection (tests)
 }
 
 func (s *Server) readHeaderTimeout() time.Duration {
@@ -166,9 +167,9 @@ func (s *Server) logger() *slog.Logger {
 func (s *Server) ServeConn(nc net.Conn) { s.serveConn(nc, false) }
 
 // serveConn serves nc. With park (connections Serve accepted), a keep-alive
-// connection idle for idleParkAfter is handed to a fresh goroutine with a
-// small stack, and serveConn returns while the connection stays open (see
-// conn.await).
+// connection idle for idleParkAfter is parked (in the poller, or in a fresh
+// goroutine with a small stack), and serveConn returns while the connection
+// stays open (see conn.await).
 func (s *Server) serveConn(nc net.Conn, park bool) {
 	c := &conn{s: s, c: nc}
 	c.remote = addrPort(nc.RemoteAddr())
@@ -253,7 +254,10 @@ func (s *Server) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
-		c.state.Store(stateClosed)
+		if c.state.Swap(stateClosed) == stateParked {
+			c.closeParked() // no goroutine to end it
+			continue
+		}
 		c.c.Close()
 	}
 	return nil
@@ -274,6 +278,8 @@ func (s *Server) closeIdle() int {
 	for c := range s.conns {
 		if c.state.CompareAndSwap(stateIdle, stateClosed) {
 			c.c.Close()
+		} else if c.state.CompareAndSwap(stateParked, stateClosed) {
+			c.closeParked() // no goroutine to end it
 		}
 	}
 	return len(s.conns)
@@ -331,24 +337,27 @@ const (
 	stateActive
 	stateIdle
 	stateClosed
+	stateParked // waiting in the poller, without a goroutine (park_linux.go)
 )
 
 // conn is one client connection. While idle it holds no buffer: c.ex is nil.
 type conn struct {
-	s        *Server
-	c        net.Conn
-	rc       syscall.RawConn
-	rawFn    func(uintptr) bool
-	rerr     error
-	ex       *exchange
-	state    atomic.Int32
-	remote   netip.AddrPort
-	local    netip.AddrPort
-	tlsState *tls.ConnectionState
-	hijacked bool
-	canPark  bool // a long idle wait may move to a fresh goroutine (see await)
-	peeking  bool // rawRead only looks at the socket (in park)
-	one      [1]byte
+	s         *Server
+	c         net.Conn
+	rc        syscall.RawConn
+	rawFn     func(uintptr) bool
+	rerr      error
+	ex        *exchange
+	state     atomic.Int32
+	remote    netip.AddrPort
+	local     netip.AddrPort
+	tlsState  *tls.ConnectionState
+	hijacked  bool
+	canPark   bool         // a long idle wait may move to a fresh goroutine (see await)
+	peeking   bool         // rawRead only looks at the socket (in park)
+	ev        *parkedEvent // the poller's hold on the connection while it waits without a goroutine
+	idleUntil time.Time    // end of the current idle wait (for the poller)
+	one       [1]byte
 }
 
 // exchange is the per-request state of a connection, pooled: the read and
@@ -407,8 +416,13 @@ func (c *conn) rawRead(fd uintptr) bool {
 }
 
 // idleParkAfter is how long a connection waits for its next request in the
-// goroutine that served it before it is parked (see await).
-const idleParkAfter = 500 * time.Millisecond
+// goroutine that served it before it is parked (see await). Short, because
+// until then the connection keeps the stack its request grew (8 to 16 KiB on
+// the gateway's proxy path): 10,000 clients connecting within a second hold
+// as many of those stacks at once as connect within this time, and the
+// runtime keeps the memory they leave. Long enough that a connection carrying
+// requests back to back (a load balancer's, a benchmark's) never parks.
+const idleParkAfter = 50 * time.Millisecond
 
 // errParked is await's answer when the connection was handed to park.
 var errParked = errors.New("h1: connection parked")
@@ -418,14 +432,16 @@ var errParked = errors.New("h1: connection parked")
 //
 // A connection that may park (c.canPark) waits here for idleParkAfter only;
 // when no byte has come by then, await sets the rest of the wait as the read
-// deadline and returns errParked, and the caller hands the connection to a
-// new goroutine (park) and returns. The serving goroutine's stack grew to
-// what a request needs (4 to 8 KiB, and the runtime shrinks a stack only
-// while less than a quarter of it is used, so a deep wait keeps it), while
-// park's blocks in a frame of a few hundred bytes and keeps the runtime's
-// smallest stack (2 KiB) for as long as the connection stays idle. A
-// connection busy with requests less than idleParkAfter apart never parks:
-// the hot path pays no goroutine per request.
+// deadline and returns errParked, and the caller parks the connection and
+// returns, ending the goroutine whose stack grew to what a request needs (4
+// to 16 KiB; the runtime shrinks a stack only while less than a quarter of
+// it is used, so a goroutine waiting deep in serve keeps it). On Linux the
+// poller holds a parked connection without any goroutine (park_linux.go);
+// elsewhere, or when the poller cannot take it, park waits in a fresh
+// goroutine whose small frame keeps the runtime's smallest stack (2 KiB, or
+// whatever the runtime's adaptive stack start chooses then). A connection
+// busy with requests less than idleParkAfter apart never parks: the hot
+// path pays no goroutine and no system call per request.
 func (c *conn) await(timeout time.Duration) error {
 	if c.ex != nil {
 		c.s.putExchange(c.ex)
@@ -454,6 +470,7 @@ func (c *conn) await(timeout time.Duration) error {
 			// stays idle, so Shutdown can close the connection
 			// meanwhile (park's read then fails).
 			if c.c.SetReadDeadline(deadline) == nil {
+				c.idleUntil = deadline
 				return errParked
 			}
 		}
@@ -524,6 +541,9 @@ func (c *conn) serve(timeout time.Duration) {
 			if err := c.await(timeout); err != nil {
 				if err == errParked {
 					parked = true
+					if !c.s.parkGoroutine && c.parkEvent() {
+						return // waits in the poller, no goroutine (park_linux.go)
+					}
 					go c.park()
 				}
 				return
