@@ -417,8 +417,8 @@ func (c *conn) rawRead(fd uintptr) bool {
 
 // idleParkAfter is how long a connection waits for its next request in the
 // goroutine that served it before it is parked (see await). Short, because
-// until then the connection keeps the stack its request grew (8 to 16 KiB on
-// the gateway's proxy path): 10,000 clients connecting within a second hold
+// until then the connection keeps the stack its request grew (4 KiB or more,
+// more on the gateway's proxy path): 10,000 clients connecting within a second hold
 // as many of those stacks at once as connect within this time, and the
 // runtime keeps the memory they leave. Long enough that a connection carrying
 // requests back to back (a load balancer's, a benchmark's) never parks.
@@ -434,7 +434,7 @@ var errParked = errors.New("h1: connection parked")
 // when no byte has come by then, await sets the rest of the wait as the read
 // deadline and returns errParked, and the caller parks the connection and
 // returns, ending the goroutine whose stack grew to what a request needs (4
-// to 16 KiB; the runtime shrinks a stack only while less than a quarter of
+// KiB or more; the runtime shrinks a stack only while less than a quarter of
 // it is used, so a goroutine waiting deep in serve keeps it). On Linux the
 // poller holds a parked connection without any goroutine (park_linux.go);
 // elsewhere, or when the poller cannot take it, park waits in a fresh
