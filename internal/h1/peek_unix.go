@@ -23,3 +23,6 @@ func peekSocket(fd uintptr, b []byte) int {
 		return 0
 	}
 }
+
+// canPark: an idle connection can wait in park (which needs peekSocket).
+const canPark = true

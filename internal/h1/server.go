@@ -59,13 +59,15 @@ type Server struct {
 	// (default: text/plain with the status text).
 	ErrorBody func(status int, reason string) (contentType string, body []byte)
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
-	closing   atomic.Bool
-	draining  atomic.Bool
-	exPool    sync.Pool // *exchange
-	bigPool   sync.Pool // *[]byte of bigSize()
+	mu            sync.Mutex
+	listeners     map[net.Listener]struct{}
+	conns         map[*conn]struct{}
+	closing       atomic.Bool
+	draining      atomic.Bool
+	exPool        sync.Pool     // *exchange
+	bigPool       sync.Pool     // *[]byte of bigSize()
+	parkAfter     time.Duration // idleParkAfter unless set (tests)
+	parkGoroutine bool          // park in a goroutine even where the poller could hold the connection (tests)
 }
 
 func (s *Server) readHeaderTimeout() time.Duration {
@@ -87,6 +89,13 @@ func (s *Server) idleTimeout() time.Duration {
 		return s.IdleTimeout
 	}
 	return DefaultIdleTimeout
+}
+
+func (s *Server) parkAfterIdle() time.Duration {
+	if s.parkAfter > 0 {
+		return s.parkAfter
+	}
+	return idleParkAfter
 }
 
 func (s *Server) maxHeaderBytes() int {
@@ -141,7 +150,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return fmt.Errorf("accepting connections: %w", err)
 		}
 		delay = 0 // mutate:equivalent const any delay up to 2.5 ms starts the next retry at the 5 ms floor
-		go s.ServeConn(nc)
+		go s.serveConn(nc, true)
 	}
 }
 
@@ -155,7 +164,13 @@ func (s *Server) logger() *slog.Logger {
 // ServeConn serves one already-accepted connection (plain, or TLS whose
 // negotiated protocol is http/1.1 or none) and returns when it is closed or
 // hijacked. It closes nc unless hijacked.
-func (s *Server) ServeConn(nc net.Conn) {
+func (s *Server) ServeConn(nc net.Conn) { s.serveConn(nc, false) }
+
+// serveConn serves nc. With park (connections Serve accepted), a keep-alive
+// connection idle for idleParkAfter is parked (in the poller, or in a fresh
+// goroutine with a small stack), and serveConn returns while the connection
+// stays open (see conn.await).
+func (s *Server) serveConn(nc net.Conn, park bool) {
 	c := &conn{s: s, c: nc}
 	c.remote = addrPort(nc.RemoteAddr())
 	c.local = addrPort(nc.LocalAddr())
@@ -167,6 +182,7 @@ func (s *Server) ServeConn(nc net.Conn) {
 		if rc, err := sc.SyscallConn(); err == nil {
 			c.rc = rc
 			c.rawFn = c.rawRead
+			c.canPark = park && canPark
 		}
 	}
 	s.mu.Lock()
@@ -180,12 +196,7 @@ func (s *Server) ServeConn(nc net.Conn) {
 	}
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-	}()
-	c.serve()
+	c.serve(s.readHeaderTimeout())
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -243,7 +254,10 @@ func (s *Server) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
-		c.state.Store(stateClosed)
+		if c.state.Swap(stateClosed) == stateParked {
+			c.closeParked() // no goroutine to end it
+			continue
+		}
 		c.c.Close()
 	}
 	return nil
@@ -264,6 +278,8 @@ func (s *Server) closeIdle() int {
 	for c := range s.conns {
 		if c.state.CompareAndSwap(stateIdle, stateClosed) {
 			c.c.Close()
+		} else if c.state.CompareAndSwap(stateParked, stateClosed) {
+			c.closeParked() // no goroutine to end it
 		}
 	}
 	return len(s.conns)
@@ -321,22 +337,27 @@ const (
 	stateActive
 	stateIdle
 	stateClosed
+	stateParked // waiting in the poller, without a goroutine (park_linux.go)
 )
 
 // conn is one client connection. While idle it holds no buffer: c.ex is nil.
 type conn struct {
-	s        *Server
-	c        net.Conn
-	rc       syscall.RawConn
-	rawFn    func(uintptr) bool
-	rerr     error
-	ex       *exchange
-	state    atomic.Int32
-	remote   netip.AddrPort
-	local    netip.AddrPort
-	tlsState *tls.ConnectionState
-	hijacked bool
-	one      [1]byte
+	s         *Server
+	c         net.Conn
+	rc        syscall.RawConn
+	rawFn     func(uintptr) bool
+	rerr      error
+	ex        *exchange
+	state     atomic.Int32
+	remote    netip.AddrPort
+	local     netip.AddrPort
+	tlsState  *tls.ConnectionState
+	hijacked  bool
+	canPark   bool         // a long idle wait may move to a fresh goroutine (see await)
+	peeking   bool         // rawRead only looks at the socket (in park)
+	ev        *parkedEvent // the poller's hold on the connection while it waits without a goroutine
+	idleUntil time.Time    // end of the current idle wait (for the poller)
+	one       [1]byte
 }
 
 // exchange is the per-request state of a connection, pooled: the read and
@@ -365,6 +386,9 @@ type exchange struct {
 // takes a buffer only when there are bytes to read and gives it back when
 // the socket would block, so that a waiting connection holds none.
 func (c *conn) rawRead(fd uintptr) bool {
+	if c.peeking {
+		return peekSocket(fd, c.one[:]) >= 0 // bytes, EOF or an error: park hands over to await
+	}
 	if c.ex == nil {
 		c.ex = c.s.getExchange(c)
 	}
@@ -391,14 +415,47 @@ func (c *conn) rawRead(fd uintptr) bool {
 	}
 }
 
+// idleParkAfter is how long a connection waits for its next request in the
+// goroutine that served it before it is parked (see await). Short, because
+// until then the connection keeps the stack its request grew (4 KiB or more,
+// more on the gateway's proxy path): 10,000 clients connecting within a second hold
+// as many of those stacks at once as connect within this time, and the
+// runtime keeps the memory they leave. Long enough that a connection carrying
+// requests back to back (a load balancer's, a benchmark's) never parks.
+const idleParkAfter = 50 * time.Millisecond
+
+// errParked is await's answer when the connection was handed to park.
+var errParked = errors.New("h1: connection parked")
+
 // await waits for the first byte of the next request with no buffer held.
 // On return with nil error, c.ex holds at least one unread byte.
+//
+// A connection that may park (c.canPark) waits here for idleParkAfter only;
+// when no byte has come by then, await sets the rest of the wait as the read
+// deadline and returns errParked, and the caller parks the connection and
+// returns, ending the goroutine whose stack grew to what a request needs (4
+// KiB or more; the runtime shrinks a stack only while less than a quarter of
+// it is used, so a goroutine waiting deep in serve keeps it). On Linux the
+// poller holds a parked connection without any goroutine (park_linux.go);
+// elsewhere, or when the poller cannot take it, park waits in a fresh
+// goroutine whose small frame keeps the runtime's smallest stack (2 KiB, or
+// whatever the runtime's adaptive stack start chooses then). A connection
+// busy with requests less than idleParkAfter apart never parks: the hot
+// path pays no goroutine and no system call per request.
 func (c *conn) await(timeout time.Duration) error {
 	if c.ex != nil {
 		c.s.putExchange(c.ex)
 		c.ex = nil
 	}
-	if err := c.c.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+	now := time.Now()
+	deadline := now.Add(timeout)
+	first := deadline
+	parkAfter := c.s.parkAfterIdle()
+	park := c.canPark && timeout > parkAfter
+	if park {
+		first = now.Add(parkAfter)
+	}
+	if err := c.c.SetReadDeadline(first); err != nil {
 		return err
 	}
 	if !c.state.CompareAndSwap(stateNew, stateIdle) && !c.state.CompareAndSwap(stateActive, stateIdle) {
@@ -408,6 +465,15 @@ func (c *conn) await(timeout time.Duration) error {
 	if c.rc != nil {
 		c.rerr = nil // mutate:equivalent delete-stmt rerr is nil here: an await that left it set ended the connection
 		err = c.rc.Read(c.rawFn)
+		if park && errors.Is(err, os.ErrDeadlineExceeded) {
+			// Still idle: the rest of the wait goes to park. The state
+			// stays idle, so Shutdown can close the connection
+			// meanwhile (park's read then fails).
+			if c.c.SetReadDeadline(deadline) == nil {
+				c.idleUntil = deadline
+				return errParked
+			}
+		}
 		if err == nil { // mutate:equivalent negate-if,negate-cmp,delete-stmt rawRead sets rerr only with ex.w 0, which is io.EOF below
 			err = c.rerr // mutate:equivalent delete-stmt rawRead sets rerr only with ex.w 0, which is io.EOF below
 		}
@@ -421,6 +487,12 @@ func (c *conn) await(timeout time.Duration) error {
 			err = nil
 		}
 	}
+	return c.woke(err)
+}
+
+// woke ends an idle wait that returned err: the connection becomes active,
+// unless Shutdown or Close took it meanwhile.
+func (c *conn) woke(err error) error {
 	if !c.state.CompareAndSwap(stateIdle, stateActive) {
 		return net.ErrClosed // closed by Shutdown
 	}
@@ -430,20 +502,50 @@ func (c *conn) await(timeout time.Duration) error {
 	return err
 }
 
-func (c *conn) serve() {
-	defer func() {
-		if c.ex != nil {
-			c.s.putExchange(c.ex) // mutate:equivalent delete-stmt the exchange is dropped instead of pooled: only an allocation more (the connection is done)
-			c.ex = nil            // mutate:equivalent delete-stmt the connection is done: nothing reads c.ex after serve returns
+// park waits, in a goroutine of its own started by serve, for the next
+// request of a connection that await found idle, then serves it. Its frame
+// is small on purpose: while it waits, the goroutine's stack is the smallest
+// the runtime gives. The wait only peeks at the socket (no buffer is taken
+// and the stack does not grow before there is something to read); the read
+// itself is await's, with a stack that grows as the request needs.
+func (c *conn) park() {
+	c.peeking = true
+	err := c.rc.Read(c.rawFn)
+	c.peeking = false
+	if err == nil {
+		c.rerr = nil
+		err = c.rc.Read(c.rawFn) // the peek saw bytes, EOF or an error: this read returns at once
+		if err == nil {
+			err = c.rerr
 		}
-		if !c.hijacked {
-			c.c.Close()
+	}
+	if c.woke(err) != nil {
+		c.finish()
+		return
+	}
+	c.serve(c.s.idleTimeout())
+}
+
+// serve runs the connection's request loop in the calling goroutine, the
+// first wait with timeout. It returns once the connection is closed or
+// hijacked, or handed to park.
+func (c *conn) serve(timeout time.Duration) {
+	parked := false
+	defer func() {
+		if !parked {
+			c.finish()
 		}
 	}()
-	timeout := c.s.readHeaderTimeout()
 	for {
 		if c.ex == nil || c.ex.r == c.ex.w {
-			if c.await(timeout) != nil {
+			if err := c.await(timeout); err != nil {
+				if err == errParked {
+					parked = true
+					if !c.s.parkGoroutine && c.parkEvent() {
+						return // waits in the poller, no goroutine (park_linux.go)
+					}
+					go c.park()
+				}
 				return
 			}
 		} else if !c.state.CompareAndSwap(stateIdle, stateActive) && c.state.Load() != stateActive {
@@ -454,6 +556,22 @@ func (c *conn) serve() {
 		}
 		timeout = c.s.idleTimeout()
 	}
+}
+
+// finish ends the connection: the exchange back to its pool, the connection
+// closed unless hijacked, and forgotten by the server.
+func (c *conn) finish() {
+	if c.ex != nil {
+		c.s.putExchange(c.ex) // mutate:equivalent delete-stmt the exchange is dropped instead of pooled: only an allocation more (the connection is done)
+		c.ex = nil            // mutate:equivalent delete-stmt the connection is done: nothing reads c.ex after serve returns
+	}
+	if !c.hijacked {
+		c.c.Close()
+	}
+	s := c.s
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
 }
 
 // serveOne reads and answers one request. It reports whether the
