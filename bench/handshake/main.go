@@ -3,9 +3,11 @@
 // (docs/performance.md).
 //
 // -workers goroutines each loop until -duration has passed: connect, TLS
-// handshake (-tls 1.2 or 1.3, key exchange -curves, ALPN http/1.1), one
-// "GET -path" with "Connection: close", read the whole answer, close. A
-// connection started before the end is finished and counted.
+// handshake (-tls 1.2 or 1.3; -curves, the key exchanges offered: X25519,
+// then P-256, which TLS 1.2 servers want listed for a P-256 certificate;
+// ALPN http/1.1), one "GET -path" with "Connection: close", read the whole
+// answer, close. A connection started before the end is finished and
+// counted.
 //
 //   - -mode full: no session cache; every handshake is a full one.
 //   - -mode resume: each worker keeps a tls.ClientSessionCache, primed by one
@@ -91,7 +93,7 @@ func parseArgs(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.sni, "sni", "localhost", "TLS server name sent (also the host field)")
 	fs.StringVar(&o.mode, "mode", "full", "full (no session cache) or resume (resumed handshakes only)")
 	fs.StringVar(&o.verName, "tls", "1.3", "TLS version: 1.2 or 1.3")
-	curves := fs.String("curves", "x25519", "key exchanges offered, in order, comma-separated: x25519, p256, p384, x25519mlkem768")
+	curves := fs.String("curves", "x25519,p256", "key exchanges offered, in order, comma-separated: x25519, p256, p384, x25519mlkem768 (TLS 1.2 servers such as OpenSSL also want the certificate's curve, P-256, listed)")
 	fs.Var(&hdrs, "H", "request field `Name: value` (repeatable)")
 	fs.IntVar(&o.workers, "workers", 16, "connections in progress at once")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "how long to start new connections")

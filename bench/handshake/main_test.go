@@ -17,7 +17,7 @@ func TestParseArgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	if o.mode != "full" || o.version != tls.VersionTLS13 || o.workers != 16 || o.duration != 10*time.Second ||
-		len(o.curves) != 1 || o.curves[0] != tls.X25519 {
+		len(o.curves) != 2 || o.curves[0] != tls.X25519 || o.curves[1] != tls.CurveP256 {
 		t.Errorf("defaults: %+v", o)
 	}
 	o, err = parseArgs([]string{"-mode", "resume", "-tls", "1.2", "-curves", "p256, X25519", "-H", "KeyId: abc", "-H", "X-A:b"}, io.Discard)
