@@ -99,8 +99,8 @@ func (r *run) step(what string, err error) error {
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
+	if err := ctx.Err(); err != nil || d <= 0 { // mutate:equivalent boundary,const a wait of 0 or 1 ns through the timer ends the same
+		return err
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()

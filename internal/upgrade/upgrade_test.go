@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -200,11 +201,88 @@ func TestDelaysAndCancel(t *testing.T) {
 	f.healthy["i3"] = true
 	ctx, cancel := context.WithCancel(t.Context())
 	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
-	_, err := Run(ctx, domain()[1:], f, Options{DelayBefore: time.Second})
+	rep, err := Run(ctx, domain()[1:], f, Options{DelayBefore: time.Second, DelayAfter: time.Second})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled: %v", err)
 	}
 	if f.out["i3"] || f.binary["host-2"] != 0 {
 		t.Errorf("after a cancel: out %v, binary %d (log %v)", f.out["i3"], f.binary["host-2"], f.log)
 	}
+	// Put back in at once when cut while out, then the undo's dance.
+	want := "install host-2,inservice i3 false,inservice i3 true,restore host-2,inservice i3 false,restart i3,healthy i3,inservice i3 true"
+	if got := strings.Join(f.log, ","); got != want {
+		t.Errorf("steps after a cancel:\n got %s\nwant %s", got, want)
+	}
+	if last := rep.Steps[len(rep.Steps)-1]; last.Error != "" {
+		t.Errorf("the undo's last step: %+v", last)
+	}
+	// Cancelled before it began, with no delays: it stops at the first
+	// wait, not after restarting.
+	f = newFake(t)
+	f.healthy["i3"] = true
+	ctx, cancel = context.WithCancel(t.Context())
+	cancel()
+	if _, err := Run(ctx, domain()[1:], f, Options{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled before: %v", err)
+	}
+	if strings.Count(strings.Join(f.log, ","), "restart i3") != 1 {
+		t.Errorf("cancelled before: restarted more than by the undo: %v", f.log)
+	}
+}
+
+func TestStepsRecorded(t *testing.T) {
+	f := newFake(t)
+	f.healthy["i1"], f.healthy["i2"], f.healthy["i3"] = true, true, true
+	f.failOn = "healthy i2"
+	var progress []string
+	rep, err := Run(t.Context(), domain(), f, Options{Progress: func(s string) { progress = append(progress, s) }})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	var failed []Step
+	for _, s := range rep.Steps {
+		if s.Error != "" {
+			failed = append(failed, s)
+		}
+		if s.At.IsZero() {
+			t.Errorf("a step without its time: %+v", s)
+		}
+	}
+	if len(failed) != 1 || failed[0].Error != "boom" || !strings.Contains(failed[0].What, "healthy") {
+		t.Errorf("failed steps: %+v", failed)
+	}
+	if !slices.ContainsFunc(progress, func(s string) bool { return strings.HasSuffix(s, "healthy: FAILED: boom") }) {
+		t.Errorf("progress does not say the failure: %v", progress)
+	}
+}
+
+func TestUndoFailures(t *testing.T) {
+	// The undo cannot put the binary back: both errors told.
+	f := newFake(t)
+	f.healthy["i1"], f.healthy["i2"], f.healthy["i3"] = true, true, true
+	f.failOn, f.failAll = "install host-2", false
+	restoreFails := &failingRestore{fake: f}
+	_, err := Run(t.Context(), domain(), restoreFails, Options{})
+	if err == nil || !strings.Contains(err.Error(), "and so did its rollback") || !strings.Contains(err.Error(), "cannot restore") {
+		t.Errorf("the undo's restore failing: %v", err)
+	}
+	// Rollback: an instance that does not come back is an error, and the
+	// others are still done.
+	f = newFake(t)
+	f.healthy["i1"], f.healthy["i2"], f.healthy["i3"] = true, true, true
+	f.failOn, f.failAll = "restart i1", true
+	_, err = Rollback(t.Context(), domain(), f, Options{})
+	if err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Errorf("rollback with an instance failing: %v", err)
+	}
+	if !strings.Contains(strings.Join(f.log, ","), "restart i3") {
+		t.Errorf("rollback stopped at the first failure: %v", f.log)
+	}
+}
+
+type failingRestore struct{ *fake }
+
+func (f *failingRestore) RestoreBinary(ctx context.Context, h Host) error {
+	f.log = append(f.log, "restore "+h.ID)
+	return errors.New("cannot restore")
 }

@@ -211,7 +211,7 @@ func (s *Scheduler) RunOnce(ctx context.Context) error {
 func (s *Scheduler) prune(dir string) ([]string, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "gatehouse-"+s.host+"-*.backup"))
 	if err != nil {
-		return nil, err
+		return nil, err // mutate:equivalent * host ids (host-N) hold no pattern characters
 	}
 	slices.Sort(files)
 	keep := s.conf.KeepOrDefault()

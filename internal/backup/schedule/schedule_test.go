@@ -28,7 +28,7 @@ func TestParse(t *testing.T) {
 		{Conf{Keep: 2}, "need a schedule"},
 		{Conf{Schedule: "every day", Directory: "/x"}, `backup.schedule "every day"`},
 		{Conf{Schedule: "61 * * * *", Directory: "/x"}, "backup.schedule"},
-		{Conf{Schedule: "@daily"}, "backup.directory"},
+		{Conf{Schedule: "@daily"}, "where the scheduled backups go is needed"},
 		{Conf{Schedule: "@daily", Directory: "/x", Keep: -1}, "backup.keep -1"},
 		{Conf{Schedule: "@daily", Directory: "backups"}, "inside the install directory"},
 		{Conf{Schedule: "@daily", Directory: "/opt/gw/apigateway"}, "inside the install directory"},
@@ -152,5 +152,105 @@ func TestRunOnSchedule(t *testing.T) {
 	}
 	if st := s.State(); st.Next.IsZero() {
 		t.Error("no next run in the state")
+	}
+}
+
+// levels counts log records by level.
+type levels struct{ errors, warns atomic.Int32 }
+
+func (l *levels) Enabled(context.Context, slog.Level) bool { return true }
+func (l *levels) Handle(_ context.Context, r slog.Record) error {
+	switch r.Level {
+	case slog.LevelError:
+		l.errors.Add(1)
+	case slog.LevelWarn:
+		l.warns.Add(1)
+	}
+	return nil
+}
+func (l *levels) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *levels) WithGroup(string) slog.Handler      { return l }
+
+func TestSchedulerDetails(t *testing.T) {
+	if DefaultKeep != 7 {
+		t.Errorf("DefaultKeep = %d; docs/backup.md says 7", DefaultKeep)
+	}
+	h := home.Home{Dir: filepath.Join(t.TempDir(), "apigateway")}
+	dir := filepath.Join(t.TempDir(), "backups")
+	lv := &levels{}
+	log := slog.New(lv)
+	var fail atomic.Bool
+	run := func(ctx context.Context, file string) error {
+		if fail.Load() {
+			return errors.New("disk full")
+		}
+		return os.WriteFile(file, nil, 0o600)
+	}
+	// A bad configuration: New says so.
+	if _, err := New(h, Conf{Schedule: "nonsense", Directory: dir}, "host-1", run, log); err == nil {
+		t.Error("New with a bad schedule: no error")
+	}
+	// A state file whose fields half decode: started afresh, with a warning.
+	os.MkdirAll(filepath.Dir(StateFile(h)), 0o755)
+	os.WriteFile(StateFile(h), []byte(`{"succeeded": 5, "failed": "x"}`), 0o644)
+	s, err := New(h, Conf{Schedule: "@hourly", Directory: dir, Keep: 1}, "host-1", run, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := s.State(); st.Succeeded != 0 || lv.warns.Load() != 1 {
+		t.Errorf("a half-decoded state: %+v, %d warnings", st, lv.warns.Load())
+	}
+	if _, err := ReadState(h); err == nil {
+		t.Error("ReadState of a damaged file: no error")
+	}
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s.now = func() time.Time { return clock }
+	// Four runs, keep 1: the three oldest removed, by name.
+	var names []string
+	for range 4 {
+		if err := s.RunOnce(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, filepath.Join(dir, "gatehouse-host-1-"+clock.Format("20060102T150405Z")+".backup"))
+		clock = clock.Add(time.Hour)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "*.backup"))
+	if len(left) != 1 || left[0] != names[3] {
+		t.Errorf("left %v, want only %s", left, names[3])
+	}
+	if st := s.State(); len(st.Removed) != 1 || st.Removed[0] != names[2] {
+		t.Errorf("the last run removed %v, want %s", st.Removed, names[2])
+	}
+	// The directory is the operator's, private: 0700.
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("the backups' directory: %v %v", fi, err)
+	}
+	if fi, err := os.Stat(StateFile(h)); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("the state file: %v %v", fi, err)
+	}
+	// A failure is logged at error; a file that cannot be removed (a
+	// directory in the way) too, and the run still counts as a success.
+	fail.Store(true)
+	s.RunOnce(t.Context())
+	if lv.errors.Load() != 1 {
+		t.Errorf("%d errors logged for a failed run, want 1", lv.errors.Load())
+	}
+	fail.Store(false)
+	stuck := filepath.Join(dir, "gatehouse-host-1-20000101T000000Z.backup")
+	os.MkdirAll(filepath.Join(stuck, "x"), 0o700)
+	if err := s.RunOnce(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if lv.errors.Load() != 2 {
+		t.Errorf("%d errors logged after a removal failed, want 2", lv.errors.Load())
+	}
+	if st := s.State(); st.LastError != "" || st.Succeeded != 5 {
+		t.Errorf("a run whose pruning failed: %+v", st)
+	}
+	// ReadState of a path that cannot be read (a directory).
+	h2 := home.Home{Dir: filepath.Join(t.TempDir(), "apigateway")}
+	os.MkdirAll(StateFile(h2), 0o755)
+	if _, err := ReadState(h2); err == nil {
+		t.Error("ReadState of a directory: no error")
 	}
 }
