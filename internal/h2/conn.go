@@ -284,8 +284,27 @@ func (c *conn) teardown() {
 		c.closeStreamLocked(st, errConnClosed)
 	}
 	c.sendCond.Broadcast()
+	sent := c.sentGoAway
 	c.mu.Unlock()
+	if sent {
+		c.lingerClose()
+	}
 	c.nc.Close()
+}
+
+// lingerClose closes the sending side and reads what the client still
+// sends, for a little while: closing a TCP connection with unread bytes
+// resets it, and the client could lose the GOAWAY that says why.
+func (c *conn) lingerClose() {
+	if c.flush() != nil {
+		return
+	}
+	type closeWriter interface{ CloseWrite() error }
+	if cw, ok := c.nc.(closeWriter); ok {
+		cw.CloseWrite()
+	}
+	c.nc.SetReadDeadline(time.Now().Add(goAwayLinger))
+	io.CopyN(io.Discard, c.br, 1<<20)
 }
 
 // goAway sends a GOAWAY naming the last stream the server serves. A
@@ -306,9 +325,22 @@ func (c *conn) goAway(code http2.ErrCode, graceful bool) {
 	c.lockWrite()
 	c.fr.WriteGoAway(last, code, nil)
 	c.unlockWrite()
-	if idle || !graceful {
-		c.nc.Close()
+	if graceful && idle {
+		c.linger()
 	}
+	// A GOAWAY for an error is sent by the reader, which then returns:
+	// teardown closes the connection.
+}
+
+// goAwayLinger is how long a connection that sent a graceful GOAWAY and
+// has no stream left keeps reading before it closes: requests the client
+// sent before the GOAWAY reached it are ignored (the client retries them),
+// and closing with unread bytes would reset the TCP connection, and the
+// GOAWAY with it.
+const goAwayLinger = time.Second
+
+func (c *conn) linger() {
+	c.nc.SetReadDeadline(time.Now().Add(goAwayLinger))
 }
 
 // process handles one frame; a StreamError resets that stream, a
@@ -444,16 +476,11 @@ func (c *conn) releaseLocked() {
 	c.active--
 	if c.active == 0 {
 		if c.goingAway && c.sentGoAway {
-			go c.closeAfterFlush()
+			c.linger()
 			return
 		}
 		c.nc.SetReadDeadline(time.Now().Add(c.idleTimeout))
 	}
-}
-
-func (c *conn) closeAfterFlush() {
-	c.flush()
-	c.nc.Close()
 }
 
 func (c *conn) onData(f *http2.DataFrame) error {
@@ -532,7 +559,7 @@ func (c *conn) onData(f *http2.DataFrame) error {
 // endBodyLocked marks the end of the request from the client.
 func (c *conn) endBodyLocked(st *stream) error {
 	st.state = stateHalfClosedRemote
-	if st.declared >= 0 && st.received != st.declared {
+	if st.declared >= 0 && st.received != st.declared && !st.discard {
 		st.setBodyErrLocked(errBodyLength)
 		return http2.StreamError{StreamID: st.id, Code: http2.ErrCodeProtocol}
 	}
@@ -678,7 +705,7 @@ func (c *conn) resetStream(id uint32, code http2.ErrCode) {
 	c.mu.Unlock()
 	c.lockWrite()
 	c.fr.WriteRSTStream(id, code)
-	c.unlockWriteLazy()
+	c.unlockWrite()
 }
 
 // closeStreamLocked ends a stream abnormally: reads of its body and writes

@@ -110,13 +110,15 @@ func orDefault(d, def time.Duration) time.Duration {
 // is done) until the client or the server closes it, and closes it. It
 // returns ErrServerClosed when the server was shut down before.
 func (s *Server) ServeConn(nc net.Conn) error {
-	c := newConn(s, nc)
 	s.mu.Lock()
 	if s.shutdown {
 		s.mu.Unlock()
-		nc.Close()
+		if nc != nil {
+			nc.Close()
+		}
 		return ErrServerClosed
 	}
+	c := newConn(s, nc)
 	if s.conns == nil {
 		s.conns = make(map[*conn]struct{})
 	}

@@ -329,7 +329,10 @@ func (rw *responseWriter) Flush() error {
 // finish ends the response after the handler returned.
 func (rw *responseWriter) finish() {
 	st := rw.st
-	if rw.aborted || rw.err != nil || rw.status == 0 && st.reset {
+	st.c.mu.Lock()
+	gone := st.reset
+	st.c.mu.Unlock()
+	if rw.aborted || rw.err != nil || rw.status == 0 && gone {
 		rw.resetUnlessEnded()
 		return
 	}
@@ -388,11 +391,15 @@ func (rw *responseWriter) send(end bool) error {
 			n = c.tryReserve(st, len(data))
 		}
 		last := end && n == len(data)
+		if last {
+			// Marked before the frame leaves: the client may answer it
+			// at once, and must find the stream closed.
+			rw.markEnded()
+		}
 		if err := c.writeHead(st, rw.status, &rw.hdr, rw.cl, last, data[:n]); err != nil {
 			return err
 		}
 		if last {
-			rw.markEnded()
 			rw.truncate()
 			return nil
 		}
@@ -407,6 +414,9 @@ func (rw *responseWriter) send(end bool) error {
 			}
 		}
 		last := end && n == len(data)
+		if last {
+			rw.markEnded()
+		}
 		c.lockWrite()
 		c.fr.WriteData(st.id, last, data[:n])
 		c.dataSent.Add(1)
@@ -416,7 +426,6 @@ func (rw *responseWriter) send(end bool) error {
 		}
 		data = data[n:]
 		if last {
-			rw.markEnded()
 			break
 		}
 	}
