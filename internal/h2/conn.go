@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -171,14 +172,35 @@ func (c *conn) lockWrite() {
 
 func (c *conn) unlockWrite() error {
 	if c.queued.Add(-1) == 0 && c.werr == nil && c.bw.Buffered() > 0 {
-		if err := c.bw.Flush(); err != nil {
-			c.werr = err
-			c.nc.Close()
-		}
+		c.flushLocked()
 	}
 	err := c.werr
 	c.wmu.Unlock()
 	return err
+}
+
+func (c *conn) flushLocked() {
+	if err := c.bw.Flush(); err != nil {
+		c.werr = err
+		c.nc.Close()
+	}
+}
+
+// unlockWriteYield is unlockWrite for the handlers' writes: before
+// flushing, it lets the other goroutines that are ready run first (with
+// GOMAXPROCS=1, the other handlers whose back ends answered in the same
+// poll), so that their frames leave in the same flush, one TLS record and
+// one system call for all.
+func (c *conn) unlockWriteYield() error {
+	if c.queued.Add(-1) != 0 || c.werr != nil || c.bw.Buffered() == 0 {
+		err := c.werr
+		c.wmu.Unlock()
+		return err
+	}
+	c.wmu.Unlock()
+	runtime.Gosched()
+	c.lockWrite()
+	return c.unlockWrite()
 }
 
 // unlockWriteLazy releases the writer without flushing: the reader uses it

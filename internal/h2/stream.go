@@ -420,7 +420,7 @@ func (rw *responseWriter) send(end bool) error {
 		c.lockWrite()
 		c.fr.WriteData(st.id, last, data[:n])
 		c.dataSent.Add(1)
-		err := c.unlockWrite()
+		err := c.unlockWriteYield()
 		if err != nil {
 			return err
 		}
@@ -518,7 +518,7 @@ func (c *conn) writeHead(st *stream, status int, h *h1.Header, cl int64, endStre
 		c.fr.WriteData(st.id, endStream, data)
 		c.dataSent.Add(1)
 	}
-	return c.unlockWrite()
+	return c.unlockWriteYield()
 }
 
 func (c *conn) peerMaxFrameSize() int {
