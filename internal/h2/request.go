@@ -82,6 +82,8 @@ func (c *conn) buildRequest(st *stream, f *http2.MetaHeadersFrame) refusal {
 		case "cookie":
 			cookies = append(cookies, hf.Value)
 			continue
+		case "expect":
+			st.expectContinue = strings.EqualFold(hf.Value, "100-continue")
 		}
 		req.Header.AddString(hf.Name, hf.Value)
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/net/http2"
+
 	"github.com/gatehouse-gw/gatehouse/internal/h1"
 )
 
@@ -93,4 +95,30 @@ func boolStr(b bool) string {
 		return "true"
 	}
 	return "false"
+}
+
+// TestExpectContinue: a client that waits for "100 Continue" gets it when
+// the handler first reads the body.
+func TestExpectContinue(t *testing.T) {
+	addr := startServer(t, &Server{Handler: h1.HandlerFunc(hello)})
+	r := dialRaw(t, addr)
+	r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true,
+		BlockFragment: r.block(":method", "POST", ":scheme", "https", ":authority", "a", ":path", "/", "expect", "100-continue")})
+	for {
+		f, err := r.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("waiting for 100 Continue: %v", err)
+		}
+		if h, ok := f.(*http2.HeadersFrame); ok {
+			hf, _ := r.dec.DecodeFull(h.HeaderBlockFragment())
+			if len(hf) == 0 || hf[0].Value != "100" || h.StreamEnded() {
+				t.Fatalf("got %v, want 100 first", hf)
+			}
+			break
+		}
+	}
+	r.fr.WriteData(1, true, []byte("body"))
+	if o := r.wait(1); o.status != 200 || o.body != "hello" {
+		t.Errorf("got %+v, want 200 hello", o)
+	}
 }

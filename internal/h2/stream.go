@@ -38,7 +38,10 @@ type stream struct {
 	declared   int64 // Content-Length, -1 when none
 	received   int64
 	discard    bool // the body is not read (refused request)
-	waitEnd    bool // dispatch waits for END_STREAM (declared length 0)
+	// expectContinue: the client asked for "100 Continue" before its
+	// body; the first Read sends it (handler goroutine only).
+	expectContinue bool
+	waitEnd        bool // dispatch waits for END_STREAM (declared length 0)
 
 	rejectStatus int
 	rejectReason string
@@ -144,6 +147,15 @@ type body struct {
 func (b *body) Read(p []byte) (int, error) {
 	st := b.st
 	c := st.c
+	if st.expectContinue {
+		// The first Read comes before any concurrent use of the
+		// ResponseWriter (h1.ResponseWriter's contract).
+		st.expectContinue = false
+		if st.rw.status == 0 && !st.rw.headerSent {
+			var none h1.Header
+			c.writeHead(st, 100, &none, -1, false, nil)
+		}
+	}
 	c.mu.Lock()
 	var timer *time.Timer
 	var deadline time.Time
