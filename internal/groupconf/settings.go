@@ -325,7 +325,7 @@ func Defaults() Settings {
 		Traffic: Traffic{
 			Address: "", Port: 8080,
 			ReadHeaderTimeout: Seconds(10), BodyIdleTimeout: Seconds(30), IdleTimeout: Seconds(60),
-			MaxHeaderBytes: 32 << 10, MaxHeaderCount: 100, HTTP2: true, HTTP2Engine: "go",
+			MaxHeaderBytes: 32 << 10, MaxHeaderCount: 100, HTTP2: true, HTTP2Engine: "gatehouse",
 		},
 		Management: Listener{
 			Address: "127.0.0.1", Port: 8085,
