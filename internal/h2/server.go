@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/http2"
+
 	"github.com/gatehouse-gw/gatehouse/internal/h1"
 )
 
@@ -140,10 +142,14 @@ func (s *Server) ServeConn(nc net.Conn) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutdown = true
+	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
-		c.goAway(0, true)
+		conns = append(conns, c)
 	}
 	s.mu.Unlock()
+	for _, c := range conns {
+		c.goAway(http2.ErrCodeNo, true) // a write: not under s.mu
+	}
 	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(10 * time.Millisecond)
