@@ -3,6 +3,7 @@ package h2
 import (
 	"strings"
 	"time"
+	"unsafe"
 
 	"golang.org/x/net/http2"
 
@@ -125,14 +126,16 @@ func (c *conn) buildRequest(st *stream, f *http2.MetaHeadersFrame) refusal {
 		}
 		st.declared = n
 	}
-	req.Method = []byte(method)
-	req.URI = []byte(path)
+	// Views of the decoded strings, which nothing else holds: no copy
+	// (the handler does not write through a Request's byte slices).
+	req.Method = bytesOf(method)
+	req.URI = bytesOf(path)
 	req.Path = req.URI
 	if i := strings.IndexByte(path, '?'); i >= 0 {
 		req.Path, req.Query = req.URI[:i:i], req.URI[i+1:]
 	}
 	req.ProtoMinor = 1
-	req.Host = []byte(authority)
+	req.Host = bytesOf(authority)
 	req.Header.SetString("Host", authority)
 	req.RemoteAddr, req.LocalAddr, req.TLS = c.remote, c.local, c.tls
 	req.ReceivedAt = time.Now()
@@ -152,6 +155,8 @@ func (c *conn) buildRequest(st *stream, f *http2.MetaHeadersFrame) refusal {
 	}
 	return refusal{}
 }
+
+func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 type emptyBody struct{}
 

@@ -51,8 +51,18 @@ type stream struct {
 	rw   responseWriter
 }
 
+// streams are reused: a stream goes back once its handler has returned
+// and it is out of its connection's map (stream.run), so that nothing
+// refers to it any more.
+var streams = sync.Pool{New: func() any { return new(stream) }}
+
 func newStream(c *conn, id uint32) *stream {
-	st := &stream{c: c, id: id, recvWin: streamWindow, declared: -1}
+	st := streams.Get().(*stream)
+	reqHdr, rwHdr, buf := st.req.Header, st.rw.hdr, st.buf
+	reqHdr.Reset()
+	rwHdr.Reset()
+	*st = stream{c: c, id: id, recvWin: streamWindow, declared: -1, buf: buf[:0]}
+	st.req.Header, st.rw.hdr = reqHdr, rwHdr
 	st.bodyCond.L = &c.mu
 	st.body.st = st
 	st.rw.st = st
@@ -103,6 +113,7 @@ func (st *stream) run() {
 			c.removeLocked(st)
 		}
 	}
+	c.removeLocked(st) // out of the map in every case, before it is reused
 	c.releaseLocked()
 	c.mu.Unlock()
 	if rst {
@@ -110,6 +121,10 @@ func (st *stream) run() {
 		c.fr.WriteRSTStream(st.id, http2.ErrCodeNo)
 		c.unlockWrite()
 	}
+	if cap(st.buf) > 64<<10 {
+		st.buf = nil // a large upload's buffer is not kept
+	}
+	streams.Put(st)
 }
 
 func (st *stream) serve() {
