@@ -33,6 +33,28 @@ func BenchmarkEngines(b *testing.B) {
 		addr := startServer(b, &Server{Handler: h1.HandlerFunc(benchHandler)})
 		benchClient(b, "https://"+addr+"/api/bench")
 	})
+	// Go's server tuned through x/net's ConfigureServer: what settings
+	// alone give (docs/h2.md, "Cheap wins on Go's server").
+	for _, tune := range []struct {
+		name string
+		conf *http2.Server
+	}{
+		{"go-xnet-default", &http2.Server{}},
+		{"go-xnet-random-scheduler", &http2.Server{NewWriteScheduler: func() http2.WriteScheduler { return http2.NewRandomWriteScheduler() }}},
+		{"go-xnet-big-frames", &http2.Server{MaxReadFrameSize: 1 << 20, MaxConcurrentStreams: 1000, MaxUploadBufferPerConnection: 8 << 20, MaxUploadBufferPerStream: 1 << 20}},
+	} {
+		b.Run("engine="+tune.name, func(b *testing.B) {
+			srv := httptest.NewUnstartedServer(h2bridge.Handler(h1.HandlerFunc(benchHandler)))
+			srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+			if err := http2.ConfigureServer(srv.Config, tune.conf); err != nil {
+				b.Fatal(err)
+			}
+			srv.TLS = &tls.Config{NextProtos: []string{"h2"}}
+			srv.StartTLS()
+			b.Cleanup(srv.Close)
+			benchClient(b, srv.URL+"/api/bench")
+		})
+	}
 	b.Run("engine=go", func(b *testing.B) {
 		srv := httptest.NewUnstartedServer(h2bridge.Handler(h1.HandlerFunc(benchHandler)))
 		srv.EnableHTTP2 = true
