@@ -734,6 +734,14 @@ func (c *conn) resetStream(id uint32, code http2.ErrCode) {
 // of its response fail with err; its unread body is returned to the
 // connection window.
 func (c *conn) closeStreamLocked(st *stream, err error) {
+	if st.waitEnd {
+		// Never dispatched (it waited for its end): no handler will free
+		// its place.
+		st.waitEnd = false
+		if c.streams[st.id] == st {
+			c.releaseLocked()
+		}
+	}
 	st.reset = true
 	if st.bodyErr == nil || st.bodyErr == eof {
 		st.bodyErr = err

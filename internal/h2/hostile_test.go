@@ -400,3 +400,19 @@ func TestHeaderListTooLarge(t *testing.T) {
 		t.Errorf("next stream: got %+v, want 200", o)
 	}
 }
+
+// TestWaitingStreamReset: a request that waits for its end (declared length
+// 0) and is reset gives its place back.
+func TestWaitingStreamReset(t *testing.T) {
+	addr := startServer(t, &Server{MaxConcurrentStreams: 2, Handler: h1.HandlerFunc(hello)})
+	r := dialRaw(t, addr)
+	for id := uint32(1); id <= 9; id += 2 {
+		r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, EndHeaders: true,
+			BlockFragment: r.block(":method", "POST", ":scheme", "https", ":authority", "a", ":path", "/", "content-length", "0")})
+		r.fr.WriteRSTStream(id, http2.ErrCodeCancel)
+	}
+	r.get(11, "/")
+	if o := r.wait(11); o.status != 200 {
+		t.Errorf("got %+v, want 200", o)
+	}
+}
