@@ -260,3 +260,36 @@ func TestBodyIdleTimeout(t *testing.T) {
 		t.Errorf("got %+v, want a reset", o)
 	}
 }
+
+// TestReadTimeout: a body still incomplete ReadTimeout after its head
+// resets the stream, however steadily it trickles.
+func TestReadTimeout(t *testing.T) {
+	errc := make(chan error, 1)
+	addr := startServer(t, &Server{ReadTimeout: 300 * time.Millisecond, Handler: h1.HandlerFunc(func(w h1.ResponseWriter, r *h1.Request) {
+		_, err := io.ReadAll(r.Body)
+		errc <- err
+	})})
+	r := dialRaw(t, addr)
+	r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true,
+		BlockFragment: r.block(":method", "POST", ":scheme", "https", ":authority", "a", ":path", "/")})
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				r.fr.WriteData(1, false, []byte("x"))
+			}
+		}
+	}()
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Errorf("got no error reading a body past ReadTimeout")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler still reads the body")
+	}
+}

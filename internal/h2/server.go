@@ -67,6 +67,9 @@ type Server struct {
 	// BodyIdleTimeout bounds the wait of a handler for the next bytes of
 	// a request body; the stream is then reset. 0: 30s.
 	BodyIdleTimeout time.Duration
+	// ReadTimeout bounds the whole request, body included, from its
+	// head: a body not received by then resets the stream. 0: no limit.
+	ReadTimeout time.Duration
 	// OnReject is called for each request the server refuses itself with
 	// a status (as h1.Server.OnReject).
 	OnReject func(status int, reason string, remote netip.AddrPort)

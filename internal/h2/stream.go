@@ -172,12 +172,23 @@ func (b *body) Read(p []byte) (int, error) {
 		}
 	}
 	c.mu.Lock()
+	if rt := c.s.ReadTimeout; rt > 0 && st.bodyErr == nil && time.Since(st.req.ReceivedAt) > rt {
+		st.bodyErr = errBodyTimeout
+		c.mu.Unlock()
+		c.resetStream(st.id, http2.ErrCodeCancel) // returns the unread bytes to the window
+		return 0, errBodyTimeout
+	}
 	var timer *time.Timer
 	var deadline time.Time
 	for st.off == len(st.buf) && st.bodyErr == nil {
 		if timer == nil {
+			now := time.Now()
 			d := orDefault(c.s.BodyIdleTimeout, DefaultBodyIdleTimeout)
-			deadline = time.Now().Add(d)
+			if rt := c.s.ReadTimeout; rt > 0 {
+				// The whole request within ReadTimeout of its head.
+				d = max(min(d, st.req.ReceivedAt.Add(rt).Sub(now)), 0)
+			}
+			deadline = now.Add(d)
 			timer = time.AfterFunc(d, func() {
 				c.mu.Lock()
 				st.bodyCond.Broadcast()

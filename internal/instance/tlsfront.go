@@ -93,6 +93,7 @@ func newTLSFront(cfg *tls.Config, h1s *h1.Server, handler h1.Handler, t groupcon
 			IdleTimeout:       t.IdleTimeout.D(),
 			WriteTimeout:      t.WriteTimeout.D(),
 			BodyIdleTimeout:   t.BodyIdleTimeout.D(),
+			ReadTimeout:       t.ReadTimeout.D(),
 			OnReject:          h1s.OnReject,
 			ErrorBody:         h1s.ErrorBody,
 		}
