@@ -74,9 +74,6 @@ func runH2spec(t *testing.T, addr string) (tests, passed, failed int, out []byte
 // TestH2spec: the engine passes every case of h2spec (RFC 7540/9113 and
 // RFC 7541 conformance).
 func TestH2spec(t *testing.T) {
-	if testing.Short() {
-		t.Skip("h2spec runs the whole suite (-short)")
-	}
 	s := &Server{Handler: h1.HandlerFunc(func(w h1.ResponseWriter, r *h1.Request) {
 		var b bytes.Buffer
 		b.ReadFrom(r.Body)
@@ -99,9 +96,6 @@ func TestH2spec(t *testing.T) {
 // counts are logged, and it fails only if it passes a case this engine
 // does not (checked by TestH2spec passing everything).
 func TestH2specGoServer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("h2spec runs the whole suite (-short)")
-	}
 	srv := httptest.NewUnstartedServer(h2bridge.Handler(h1.HandlerFunc(func(w h1.ResponseWriter, r *h1.Request) {
 		var b bytes.Buffer
 		b.ReadFrom(r.Body)
