@@ -107,10 +107,18 @@ func (k *counter) add(limit int) bool {
 // frameLimit bounds the bytes the Framer may read for one ReadFrame call
 // (a frame, or a header block with its CONTINUATION frames): an endless
 // run of empty CONTINUATION frames ends there.
+//
+// It also bounds the time: once a frame has begun, a read that would wait
+// for the network arms a deadline of ReadHeaderTimeout for the rest of it
+// (a header block sent byte by byte, or left without its END_HEADERS,
+// while other streams keep the connection from being idle).
 type frameLimit struct {
-	r   *bufio.Reader
-	n   int
-	max int
+	r     *bufio.Reader
+	nc    net.Conn
+	d     time.Duration
+	n     int
+	max   int
+	armed bool // a mid-frame deadline is set
 }
 
 func (l *frameLimit) Read(p []byte) (int, error) {
@@ -119,6 +127,10 @@ func (l *frameLimit) Read(p []byte) (int, error) {
 	}
 	if len(p) > l.max-l.n {
 		p = p[:l.max-l.n]
+	}
+	if l.n > 0 && !l.armed && l.r.Buffered() == 0 {
+		l.armed = true
+		l.nc.SetReadDeadline(time.Now().Add(l.d))
 	}
 	n, err := l.r.Read(p)
 	l.n += n
@@ -143,7 +155,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c.sendCond.L = &c.mu
 	c.br = bufio.NewReaderSize(nc, 16<<10)
 	c.bw = bufio.NewWriterSize(writerFunc(c.writeConn), 16<<10)
-	c.fl = frameLimit{r: c.br, max: 4*s.maxHeaderBytes() + 32<<10}
+	c.fl = frameLimit{r: c.br, nc: nc, d: orDefault(s.ReadHeaderTimeout, DefaultReadHeaderTimeout), max: 4*s.maxHeaderBytes() + 32<<10}
 	c.fr = http2.NewFramer(c.bw, &c.fl)
 	c.fr.SetMaxReadFrameSize(16384)
 	c.fr.MaxHeaderListSize = uint32(s.maxHeaderBytes())
@@ -246,6 +258,10 @@ func (c *conn) serve() error {
 		}
 		c.fl.n = 0
 		f, err := c.fr.ReadFrame()
+		if c.fl.armed {
+			c.fl.armed = false
+			c.restoreDeadline()
+		}
 		if err == nil {
 			if !c.sawSettings {
 				if sf, ok := f.(*http2.SettingsFrame); !ok || sf.IsAck() {
@@ -262,6 +278,22 @@ func (c *conn) serve() error {
 		if err != nil && c.failed(err) {
 			return nil
 		}
+	}
+}
+
+// restoreDeadline puts back the read deadline of the connection's state
+// after a mid-frame one: the idle timeout without streams, none with.
+func (c *conn) restoreDeadline() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case !c.sawSettings:
+	case c.active == 0 && c.goingAway && c.sentGoAway:
+		c.linger()
+	case c.active == 0:
+		c.nc.SetReadDeadline(time.Now().Add(c.idleTimeout))
+	default:
+		c.nc.SetReadDeadline(time.Time{})
 	}
 }
 

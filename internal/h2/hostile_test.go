@@ -416,3 +416,23 @@ func TestWaitingStreamReset(t *testing.T) {
 		t.Errorf("got %+v, want 200", o)
 	}
 }
+
+// TestHeaderBlockTimeout: a header block left without its end is bounded
+// by ReadHeaderTimeout even while another stream keeps the connection
+// busy.
+func TestHeaderBlockTimeout(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	addr := startServer(t, &Server{ReadHeaderTimeout: 200 * time.Millisecond, Handler: h1.HandlerFunc(func(w h1.ResponseWriter, r *h1.Request) {
+		<-release
+	})})
+	r := dialRaw(t, addr)
+	r.get(1, "/") // keeps a stream open: no idle timeout
+	blk := r.block(":method", "GET", ":scheme", "https", ":authority", "a", ":path", "/")
+	r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: blk[:2], EndStream: true})
+	start := time.Now()
+	r.waitGoAway()
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("the connection lasted %v with an unfinished header block, want about 200ms", d)
+	}
+}
