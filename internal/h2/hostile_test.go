@@ -436,3 +436,39 @@ func TestHeaderBlockTimeout(t *testing.T) {
 		t.Errorf("the connection lasted %v with an unfinished header block, want about 200ms", d)
 	}
 }
+
+// TestStreamPlaceFreedAtEnd: a client that opens a new stream as soon as
+// it reads the end of a response, keeping exactly MaxConcurrentStreams
+// open (as h2load -m does), is never refused: the place is freed before the
+// frame that ends the stream leaves.
+func TestStreamPlaceFreedAtEnd(t *testing.T) {
+	addr := startServer(t, &Server{MaxConcurrentStreams: 1, Handler: h1.HandlerFunc(hello)})
+	r := dialRaw(t, addr)
+	next := uint32(1)
+	open := func() {
+		r.get(next, "/")
+		next += 2
+	}
+	open()
+	for done := 0; done < 3000; {
+		f, err := r.fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("after %d responses: %v", done, err)
+		}
+		switch f := f.(type) {
+		case *http2.RSTStreamFrame:
+			t.Fatalf("after %d responses: stream %d reset (%v)", done, f.StreamID, f.ErrCode)
+		case *http2.HeadersFrame:
+			r.dec.DecodeFull(f.HeaderBlockFragment())
+			if f.StreamEnded() {
+				done++
+				open()
+			}
+		case *http2.DataFrame:
+			if f.StreamEnded() {
+				done++
+				open()
+			}
+		}
+	}
+}

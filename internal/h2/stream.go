@@ -38,6 +38,7 @@ type stream struct {
 	declared   int64 // Content-Length, -1 when none
 	received   int64
 	discard    bool // the body is not read (refused request)
+	released   bool // its place among the concurrent streams is free
 	// expectContinue: the client asked for "100 Continue" before its
 	// body; the first Read sends it (handler goroutine only).
 	expectContinue bool
@@ -114,7 +115,10 @@ func (st *stream) run() {
 		}
 	}
 	c.removeLocked(st) // out of the map in every case, before it is reused
-	c.releaseLocked()
+	if !st.released {
+		st.released = true
+		c.releaseLocked()
+	}
 	c.mu.Unlock()
 	if rst {
 		c.lockWrite()
@@ -481,9 +485,17 @@ func (rw *responseWriter) markEnded() {
 	rw.sentEnd = true
 	c := rw.st.c
 	c.mu.Lock()
-	rw.st.sentEnd = true
-	if rw.st.state == stateHalfClosedRemote {
-		c.removeLocked(rw.st) // closed: both sides ended
+	st := rw.st
+	st.sentEnd = true
+	if st.state == stateHalfClosedRemote {
+		// Closed, both sides ended: the client may open the next stream
+		// as soon as it reads this frame, so the place is free now (the
+		// handler has returned or is returning).
+		c.removeLocked(st)
+		if !st.released {
+			st.released = true
+			c.releaseLocked()
+		}
 	}
 	c.mu.Unlock()
 }
