@@ -60,6 +60,8 @@ type conn struct {
 	henc   *hpack.Encoder
 	hbuf   bytes.Buffer
 	werr   error
+	names  map[string]string // response field names as written → lower case (lowerName)
+	values map[string]string // short response values (intern)
 
 	// Stream and flow-control state, under mu.
 	mu           sync.Mutex

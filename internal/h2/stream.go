@@ -533,7 +533,7 @@ func (c *conn) writeHead(st *stream, status int, h *h1.Header, cl int64, endStre
 	c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(status)})
 	hasDate := false
 	h.Each(func(name, value []byte) bool {
-		n, ok := lowerName(name)
+		n, ok := c.lowerName(name)
 		if !ok || !validValue(value) {
 			return true
 		}
@@ -543,7 +543,7 @@ func (c *conn) writeHead(st *stream, status int, h *h1.Header, cl int64, endStre
 		case "date":
 			hasDate = true
 		}
-		c.henc.WriteField(hpack.HeaderField{Name: n, Value: string(value)})
+		c.henc.WriteField(hpack.HeaderField{Name: n, Value: c.intern(value)})
 		return true
 	})
 	if final && !hasDate {
@@ -590,6 +590,47 @@ func init() {
 		"link", "pragma", "alt-svc"} {
 		commonNames[n] = n
 	}
+}
+
+// maxInterned bounds the strings a connection keeps for reuse, names and
+// values each.
+const maxInterned = 64
+
+// intern returns b as a string, the same one each time for the short
+// values a connection repeats (content types, cache directives), which
+// then cost no allocation. Called under wmu.
+func (c *conn) intern(b []byte) string {
+	if len(b) > 64 {
+		return string(b)
+	}
+	if s, ok := c.values[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(c.values) < maxInterned {
+		if c.values == nil {
+			c.values = make(map[string]string)
+		}
+		c.values[s] = s
+	}
+	return s
+}
+
+// lowerName is lowerName for a connection: the names it sent before (as
+// the handler wrote them) are not lowered nor allocated again. Called
+// under wmu.
+func (c *conn) lowerName(name []byte) (string, bool) {
+	if s, ok := c.names[string(name)]; ok {
+		return s, true
+	}
+	n, ok := lowerName(name)
+	if ok && len(c.names) < maxInterned {
+		if c.names == nil {
+			c.names = make(map[string]string)
+		}
+		c.names[string(name)] = n
+	}
+	return n, ok
 }
 
 // lowerName returns name in lower case (HTTP/2 field names are), and false
