@@ -518,6 +518,9 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		c.dispatchLocked(st)
 	}
 	c.mu.Unlock()
+	if c.s.draining.Load() {
+		c.goAway(http2.ErrCodeNo, true) // this stream is served, the next go elsewhere
+	}
 	return nil
 }
 

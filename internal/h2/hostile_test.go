@@ -472,3 +472,32 @@ func TestStreamPlaceFreedAtEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestDraining: while draining, open connections get a graceful GOAWAY
+// and new ones one after their first stream, which is served.
+func TestDraining(t *testing.T) {
+	s := &Server{Handler: h1.HandlerFunc(hello)}
+	addr := startServer(t, s)
+	old := dialRaw(t, addr)
+	old.get(1, "/")
+	if o := old.wait(1); o.status != 200 {
+		t.Fatalf("before draining: got %+v, want 200", o)
+	}
+	s.SetDraining(true)
+	if code, ok := old.waitGoAway(); !ok || code != http2.ErrCodeNo {
+		t.Errorf("open connection: got GOAWAY %v (%v), want NO_ERROR", code, ok)
+	}
+	r := dialRaw(t, addr)
+	r.get(1, "/")
+	o := r.wait(1)
+	if o.status != 200 || !o.gotGoAway && !func() bool { _, ok := r.waitGoAway(); return ok }() {
+		t.Errorf("new connection: got %+v, want 200 and a GOAWAY", o)
+	}
+	s.SetDraining(false)
+	r = dialRaw(t, addr)
+	r.get(1, "/")
+	r.get(3, "/")
+	if o := r.wait(3); o.status != 200 || o.gotGoAway {
+		t.Errorf("after draining: got %+v, want 200 without GOAWAY", o)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -77,6 +78,7 @@ type Server struct {
 	// nil answers plain text.
 	ErrorBody func(status int, reason string) (contentType string, body []byte)
 
+	draining atomic.Bool
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	shutdown bool
@@ -179,6 +181,27 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		s.Close()
 		return ctx.Err()
+	}
+}
+
+// SetDraining turns draining on or off (the instance's drain state, as
+// h1.Server.SetDraining): while on, every connection gets a graceful
+// GOAWAY, those open now at once and new ones after their first stream,
+// so that clients open their next streams on a new connection (through
+// the load balancer, elsewhere). The streams already accepted are served.
+func (s *Server) SetDraining(on bool) {
+	s.draining.Store(on)
+	if !on {
+		return
+	}
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.goAway(http2.ErrCodeNo, true)
 	}
 }
 

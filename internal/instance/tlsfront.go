@@ -206,8 +206,14 @@ func (f *tlsFront) Close() error {
 	return err
 }
 
-// SetDraining asks HTTP/1.1 clients to reconnect elsewhere.
-func (f *tlsFront) SetDraining(on bool) { f.h1.SetDraining(on) }
+// SetDraining asks HTTP/1.1 clients to reconnect elsewhere, and HTTP/2
+// clients of the gatehouse engine (GOAWAY).
+func (f *tlsFront) SetDraining(on bool) {
+	f.h1.SetDraining(on)
+	if f.h2e != nil {
+		f.h2e.SetDraining(on)
+	}
+}
 
 func (f *tlsFront) stopAccepting() {
 	f.mu.Lock()
