@@ -312,11 +312,12 @@ func (c *conn) failed(err error) bool {
 			c.maxID = se.StreamID
 		}
 		c.mu.Unlock()
-		if se.Code == http2.ErrCodeRefusedStream || se.Code == http2.ErrCodeProtocol {
-			if !c.resets.add(maxResets) {
-				c.goAway(http2.ErrCodeEnhanceYourCalm, false)
-				return true
-			}
+		// Every stream error counts with the client's resets: each makes
+		// the server write a RST_STREAM (frames on closed streams, refused
+		// streams, malformed requests).
+		if !c.resets.add(maxResets) {
+			c.goAway(http2.ErrCodeEnhanceYourCalm, false)
+			return true
 		}
 		c.resetStream(se.StreamID, se.Code)
 		return false

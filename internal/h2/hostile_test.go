@@ -75,6 +75,14 @@ func TestFloods(t *testing.T) {
 				r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: b, EndStream: true, EndHeaders: true})
 			}
 		}, http2.ErrCodeEnhanceYourCalm},
+		{"data on a closed stream", func(r *rawConn) {
+			r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: get(r), EndStream: true, EndHeaders: true})
+			for i := 0; i < maxResets+10; i++ {
+				if r.fr.WriteData(1, false, []byte("x")) != nil {
+					return
+				}
+			}
+		}, http2.ErrCodeEnhanceYourCalm},
 		{"empty data", func(r *rawConn) {
 			r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true,
 				BlockFragment: r.block(":method", "POST", ":scheme", "https", ":authority", "a", ":path", "/block")})

@@ -33,7 +33,7 @@ const (
 
 	// Flood limits, per connection and per floodWindow.
 	floodWindow    = 10 * time.Second
-	maxResets      = 1000 // RST_STREAM from the client and streams refused (rapid reset)
+	maxResets      = 1000 // RST_STREAM from the client, and stream errors (refused streams, rapid reset)
 	maxControl     = 1000 // PING, SETTINGS and PRIORITY frames
 	maxEmptyData   = 1000 // DATA frames with neither payload nor END_STREAM
 	maxWindowExtra = 1000 // WINDOW_UPDATE frames beyond one per DATA frame sent
