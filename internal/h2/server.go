@@ -28,7 +28,7 @@ const (
 	// streamWindow and connWindow are the receive windows the server
 	// offers: what one stream, and the whole connection, may have buffered
 	// and unread by the handlers.
-	streamWindow = 256 << 10
+	streamWindow = 1 << 20
 	connWindow   = 1 << 20
 
 	// Flood limits, per connection and per floodWindow.
