@@ -1,8 +1,11 @@
 package h2
 
 import (
+	"bytes"
 	"io"
+	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -220,7 +223,9 @@ func TestShortBodyResets(t *testing.T) {
 // TestPanicResets: a handler that panics gets its stream reset and the
 // connection lives on.
 func TestPanicResets(t *testing.T) {
-	addr := startServer(t, &Server{Handler: h1.HandlerFunc(func(w h1.ResponseWriter, r *h1.Request) {
+	var logged bytes.Buffer
+	var logMu sync.Mutex
+	addr := startServer(t, &Server{Logger: slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logged}, nil)), Handler: h1.HandlerFunc(func(w h1.ResponseWriter, r *h1.Request) {
 		if string(r.Path) == "/panic" {
 			panic("boom")
 		}
@@ -235,6 +240,22 @@ func TestPanicResets(t *testing.T) {
 	if o := r.wait(3); o.status != 200 {
 		t.Errorf("after a panic: got %+v, want 200", o)
 	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	if !strings.Contains(logged.String(), "handler panicked") || !strings.Contains(logged.String(), "boom") {
+		t.Errorf("log: got %q, want the panic logged", logged.String())
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // TestBodyIdleTimeout: a client that stops sending its body is reset.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -71,6 +72,9 @@ type Server struct {
 	// ReadTimeout bounds the whole request, body included, from its
 	// head: a body not received by then resets the stream. 0: no limit.
 	ReadTimeout time.Duration
+	// Logger receives the panics of handlers (with their stack); nil
+	// discards them.
+	Logger *slog.Logger
 	// OnReject is called for each request the server refuses itself with
 	// a status (as h1.Server.OnReject).
 	OnReject func(status int, reason string, remote netip.AddrPort)

@@ -3,8 +3,10 @@ package h2
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -135,6 +137,10 @@ func (st *stream) serve() {
 	defer func() {
 		if v := recover(); v != nil {
 			st.rw.Abort()
+			if l := st.c.s.Logger; l != nil && v != h1.ErrAbortHandler {
+				l.Error("handler panicked", "panic", fmt.Sprint(v), "remote", st.c.remote.String(),
+					"stream", st.id, "stack", string(debug.Stack()))
+			}
 		}
 	}()
 	st.c.s.Handler.ServeH1(&st.rw, &st.req)

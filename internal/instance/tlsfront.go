@@ -94,6 +94,7 @@ func newTLSFront(cfg *tls.Config, h1s *h1.Server, handler h1.Handler, t groupcon
 			WriteTimeout:      t.WriteTimeout.D(),
 			BodyIdleTimeout:   t.BodyIdleTimeout.D(),
 			ReadTimeout:       t.ReadTimeout.D(),
+			Logger:            log.With("engine", "h2"),
 			OnReject:          h1s.OnReject,
 			ErrorBody:         h1s.ErrorBody,
 		}
