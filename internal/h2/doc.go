@@ -19,8 +19,9 @@
 // Server.OnReject, with Server.ErrorBody), and every malformed request of
 // RFC 9113 section 8.1.1 is reset with PROTOCOL_ERROR. See docs/h2.md.
 //
-// Lock order: Server.mu, then conn.mu; conn.wmu is never taken while
-// conn.mu is held, nor conn.mu while conn.wmu is held.
+// Locks: Server.mu is never held with a connection's locks; a
+// connection's mu (streams, windows) and wmu (the writer) are never held
+// together.
 //
 // Ownership: the *h1.Request, its Header and the ResponseWriter are valid
 // only until the handler returns.
