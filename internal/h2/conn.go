@@ -72,9 +72,11 @@ type conn struct {
 	sendWin      int64  // connection send window
 	peerInitWin  int64  // the client's SETTINGS_INITIAL_WINDOW_SIZE
 	peerMaxFrame int
-	recvWin      int64 // what the client may still send on the connection
-	recvCredit   int64 // bytes consumed and not yet returned with WINDOW_UPDATE
-	goingAway    bool  // no new streams (our GOAWAY or the client's)
+	recvWin      int64          // what the client may still send on the connection
+	recvCredit   int64          // bytes consumed and not yet returned with WINDOW_UPDATE
+	ackPending   bool           // a client SETTINGS is applied and its ack not yet written
+	goingAway    bool           // no new streams (our GOAWAY or the client's)
+	idle         []chan *stream // workers waiting for a stream (see work)
 	sentGoAway   bool
 	closed       bool
 
@@ -340,6 +342,10 @@ func (c *conn) teardown() {
 	for _, st := range c.streams {
 		c.closeStreamLocked(st, errConnClosed)
 	}
+	for _, w := range c.idle {
+		close(w)
+	}
+	c.idle = nil
 	c.sendCond.Broadcast()
 	sent := c.sentGoAway
 	c.mu.Unlock()
@@ -525,16 +531,56 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	return nil
 }
 
-// dispatchLocked starts the stream's handler (or its refusal).
+// dispatchLocked starts the stream's handler (or its refusal), on an
+// idle worker of the connection when there is one.
 func (c *conn) dispatchLocked(st *stream) {
 	c.s.handlers.Add(1)
-	go st.run()
+	if n := len(c.idle); n > 0 {
+		w := c.idle[n-1]
+		c.idle = c.idle[:n-1]
+		w <- st // buffered: never blocks
+		return
+	}
+	go c.work(st)
+}
+
+// maxIdleWorkers bounds the handler goroutines a connection keeps between
+// its streams.
+const maxIdleWorkers = 16
+
+// work runs streams: st, then those handed to it while it waits idle, so
+// that a busy connection reuses its goroutines (and their grown stacks).
+// It returns when the connection closes, when enough others wait, and
+// when the connection has no stream left (an idle connection keeps no
+// goroutine but its reader).
+func (c *conn) work(st *stream) {
+	var ch chan *stream
+	for {
+		st.run()
+		c.mu.Lock()
+		if c.closed || c.active == 0 || len(c.idle) >= maxIdleWorkers {
+			c.mu.Unlock()
+			return
+		}
+		if ch == nil {
+			ch = make(chan *stream, 1)
+		}
+		c.idle = append(c.idle, ch)
+		c.mu.Unlock()
+		if st = <-ch; st == nil {
+			return // the connection ended
+		}
+	}
 }
 
 // releaseLocked frees a stream's place among the concurrent streams.
 func (c *conn) releaseLocked() {
 	c.active--
 	if c.active == 0 {
+		for _, w := range c.idle {
+			close(w)
+		}
+		c.idle = c.idle[:0]
 		if c.goingAway && c.sentGoAway {
 			c.linger()
 			return
@@ -705,6 +751,7 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 	}
 	tableSize := int64(-1)
 	c.mu.Lock()
+	c.ackPending = true // no DATA until the ack is written (reserve)
 	err := f.ForeachSetting(func(s http2.Setting) error {
 		switch s.ID {
 		case http2.SettingInitialWindowSize:
@@ -723,7 +770,10 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 		}
 		return nil
 	})
-	c.sendCond.Broadcast()
+	if err != nil {
+		c.ackPending = false
+		c.sendCond.Broadcast()
+	}
 	c.mu.Unlock()
 	if err != nil {
 		return err
@@ -734,6 +784,12 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 	}
 	c.fr.WriteSettingsAck()
 	c.unlockWriteLazy()
+	// The handlers waiting for window go on only now: the ack leaves
+	// before the DATA the new settings allow.
+	c.mu.Lock()
+	c.ackPending = false
+	c.sendCond.Broadcast()
+	c.mu.Unlock()
 	return nil
 }
 
@@ -818,7 +874,7 @@ func (c *conn) reserve(st *stream, want int) (int, error) {
 		}
 		n := int64(min(want, c.peerMaxFrame))
 		n = min(n, c.sendWin, st.sendWin)
-		if n > 0 {
+		if n > 0 && !c.ackPending {
 			c.sendWin -= n
 			st.sendWin -= n
 			return int(n), nil

@@ -510,7 +510,7 @@ func (rw *responseWriter) markEnded() {
 func (c *conn) tryReserve(st *stream, want int) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed || st.reset {
+	if c.closed || st.reset || c.ackPending {
 		return 0
 	}
 	n := min(int64(min(want, c.peerMaxFrame)), c.sendWin, st.sendWin)
