@@ -148,6 +148,7 @@ type Traffic struct {
 	MaxHeaderCount    int      `yaml:"maxHeaderCount" doc:"Most header fields accepted in a request (431 above)."`
 	TLS               TLS      `yaml:"tls" doc:"TLS on the traffic listener."`
 	HTTP2             bool     `yaml:"http2" doc:"Offer HTTP/2 (ALPN h2) when TLS is on. Cleartext HTTP/2 (h2c) is not offered."`
+	HTTP2Engine       string   `yaml:"http2Engine" doc:"Which server speaks HTTP/2: gatehouse (the gateway's own engine, docs/h2.md) or go (Go's net/http HTTP/2 server through a bridge)."`
 	TrustedProxies    []string `yaml:"trustedProxies" doc:"Networks (CIDR, or single addresses) of the load balancers in front: only from these are Forwarded, X-Forwarded-For, the client-certificate header and PROXY protocol believed."`
 	ClientCertHeader  string   `yaml:"clientCertHeader" doc:"Header in which a trusted proxy passes the client's certificate (e.g. X-SSL-Client-Cert); empty for none."`
 	ProxyProtocol     bool     `yaml:"proxyProtocol" doc:"Accept a PROXY protocol v1 or v2 header at the start of connections from trustedProxies (from others it is refused)."`
@@ -333,7 +334,7 @@ func Defaults() Settings {
 		Traffic: Traffic{
 			Address: "", Port: 8080,
 			ReadHeaderTimeout: Seconds(10), BodyIdleTimeout: Seconds(30), IdleTimeout: Seconds(60),
-			MaxHeaderBytes: 32 << 10, MaxHeaderCount: 100, HTTP2: true,
+			MaxHeaderBytes: 32 << 10, MaxHeaderCount: 100, HTTP2: true, HTTP2Engine: "gatehouse",
 			TLS: TLS{SessionTickets: SessionTickets{Enabled: true, Shared: true, Rotation: Seconds(3600)}},
 		},
 		Management: Listener{

@@ -28,6 +28,11 @@ func (c *Config) validate() error {
 	if c.Traffic.MaxHeaderCount < 1 {
 		add(c.errAt("traffic.maxHeaderCount", "must be at least 1"))
 	}
+	switch c.Traffic.HTTP2Engine {
+	case "gatehouse", "go":
+	default:
+		add(c.errAt("traffic.http2Engine", "%q is not an HTTP/2 engine; accepted: gatehouse, go", c.Traffic.HTTP2Engine))
+	}
 	if c.Traffic.TLS.Enabled() != (c.Traffic.TLS.KeyFile != "") {
 		add(c.errAt("traffic.tls", "give both certFile and keyFile, or neither"))
 	}

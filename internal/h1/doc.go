@@ -1,6 +1,7 @@
 // Package h1 is a strict HTTP/1.1 server and upstream client: the fast path of
 // the gateway's data plane for plain and TLS HTTP/1.x connections. (HTTP/2
-// over TLS stays on Go's http2 server, adapted to the same Handler.)
+// over TLS is served by internal/h2, or by Go's http2 server through
+// internal/h2bridge, with the same Handler.)
 //
 // The server parses request heads in place, in a per-connection buffer taken
 // from a pool, and hands the handler a *Request whose fields are byte slices

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/h1"
+	"github.com/gatehouse-gw/gatehouse/internal/h2"
 	"github.com/gatehouse-gw/gatehouse/internal/h2bridge"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/pki"
@@ -23,12 +24,14 @@ import (
 // tlsFront serves the traffic listener with TLS: it accepts connections,
 // runs the TLS handshake (bounded by readHeaderTimeout) and hands each
 // connection to the HTTP/1.1 engine, or, when the client negotiated "h2"
-// through ALPN, to net/http's HTTP/2 server, whose requests reach the same
-// handler through h2bridge. Shutdown stops both gracefully (HTTP/2 clients
-// get a GOAWAY).
+// through ALPN, to the HTTP/2 engine of traffic.http2Engine: the gateway's
+// own (internal/h2), or net/http's HTTP/2 server, whose requests reach the
+// same handler through h2bridge. Shutdown stops both gracefully (HTTP/2
+// clients get a GOAWAY).
 type tlsFront struct {
 	config  *tls.Config
 	h1      *h1.Server
+	h2e     *h2.Server // traffic.http2Engine gatehouse; nil for go
 	h2      *http.Server
 	h2ln    *chanListener
 	hsTime  time.Duration
@@ -83,6 +86,21 @@ func newTLSFront(cfg *tls.Config, h1s *h1.Server, handler h1.Handler, t groupcon
 		f.hsTime = 10 * time.Second
 	}
 	f.h2ln = newChanListener(nil)
+	if t.HTTP2Engine == "gatehouse" {
+		f.h2e = &h2.Server{
+			Handler:           handler,
+			MaxHeaderBytes:    t.MaxHeaderBytes,
+			MaxHeaderCount:    t.MaxHeaderCount,
+			ReadHeaderTimeout: t.ReadHeaderTimeout.D(),
+			IdleTimeout:       t.IdleTimeout.D(),
+			WriteTimeout:      t.WriteTimeout.D(),
+			BodyIdleTimeout:   t.BodyIdleTimeout.D(),
+			ReadTimeout:       t.ReadTimeout.D(),
+			Logger:            log.With("engine", "h2"),
+			OnReject:          h1s.OnReject,
+			ErrorBody:         h1s.ErrorBody,
+		}
+	}
 	f.h2 = &http.Server{
 		Handler:           h2bridge.HandlerWith(handler, h2bridge.Options{ErrorBody: h1s.ErrorBody, OnReject: h1s.OnReject}),
 		ReadHeaderTimeout: t.ReadHeaderTimeout.D(),
@@ -149,6 +167,10 @@ func (f *tlsFront) handshake(c net.Conn) {
 		return
 	}
 	if tc.ConnectionState().NegotiatedProtocol == "h2" {
+		if f.h2e != nil {
+			_ = f.h2e.ServeConn(tc)
+			return
+		}
 		if !f.h2ln.push(tc) {
 			_ = tc.Close()
 		}
@@ -161,24 +183,40 @@ func (f *tlsFront) handshake(c net.Conn) {
 func (f *tlsFront) Shutdown(ctx context.Context) error {
 	f.stopAccepting()
 	f.pending.Wait()
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- f.h1.Shutdown(ctx) }()
 	go func() { errc <- f.h2.Shutdown(ctx) }()
-	err1, err2 := <-errc, <-errc
+	go func() {
+		if f.h2e == nil {
+			errc <- nil
+			return
+		}
+		errc <- f.h2e.Shutdown(ctx)
+	}()
+	err1, err2, err3 := <-errc, <-errc, <-errc
 	f.h2ln.Close()
-	return errors.Join(err1, err2)
+	return errors.Join(err1, err2, err3)
 }
 
 // Close closes everything now.
 func (f *tlsFront) Close() error {
 	f.stopAccepting()
 	err := errors.Join(f.h1.Close(), f.h2.Close())
+	if f.h2e != nil {
+		err = errors.Join(err, f.h2e.Close())
+	}
 	f.h2ln.Close()
 	return err
 }
 
-// SetDraining asks HTTP/1.1 clients to reconnect elsewhere.
-func (f *tlsFront) SetDraining(on bool) { f.h1.SetDraining(on) }
+// SetDraining asks HTTP/1.1 clients to reconnect elsewhere, and HTTP/2
+// clients of the gatehouse engine (GOAWAY).
+func (f *tlsFront) SetDraining(on bool) {
+	f.h1.SetDraining(on)
+	if f.h2e != nil {
+		f.h2e.SetDraining(on)
+	}
+}
 
 func (f *tlsFront) stopAccepting() {
 	f.mu.Lock()
