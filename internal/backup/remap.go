@@ -151,7 +151,7 @@ func Remap(ctx context.Context, h home.Home, m Map) ([]string, error) {
 			set["sample.port"] = strconv.Itoa(port(sp))
 		}
 		for _, k := range []string{"traffic.address", "management.address", "sample.address"} {
-			if v, ok := cur[k]; (ok || m.Loopback) && addr(v) != v {
+			if v, ok := cur[k]; (ok || m.Loopback) && addr(v) != v { // mutate:equivalent bool an unchanged value is dropped just below
 				set[k] = addr(v)
 			}
 		}
@@ -163,7 +163,7 @@ func Remap(ctx context.Context, h home.Home, m Map) ([]string, error) {
 		if len(set) == 0 {
 			continue
 		}
-		keys := make([]string, 0, len(set))
+		keys := make([]string, 0, len(set)) // mutate:equivalent const a capacity
 		for k := range set {
 			keys = append(keys, k)
 		}

@@ -175,3 +175,78 @@ func TestRemapNodeManagersAt(t *testing.T) {
 		t.Errorf("again: %v %v", changes, err)
 	}
 }
+
+func TestRemapMore(t *testing.T) {
+	// A joined host: its Admin Node Manager's address and port mapped.
+	h := domainHome(t)
+	nm, _ := domain.LoadNodeManagerConf(h)
+	nm.ANMAddress, nm.ANMPort = "10.0.0.9", 18091
+	if err := domain.SaveNodeManagerConf(h, nm); err != nil {
+		t.Fatal(err)
+	}
+	changes, err := Remap(t.Context(), h, Map{Addresses: map[string]string{"10.0.0.9": "10.1.1.9"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nm, _ = domain.LoadNodeManagerConf(h)
+	if nm.ANMAddress != "10.1.1.9" || nm.ANMPort != 18091 || !strings.Contains(strings.Join(changes, "\n"), `Admin Node Manager at "10.1.1.9" port 18091`) {
+		t.Errorf("the ANM's address: %+v, changes %v", nm, changes)
+	}
+	changes, _ = Remap(t.Context(), h, Map{Port: func(p int) int { return p + 1 }})
+	nm, _ = domain.LoadNodeManagerConf(h)
+	all := strings.Join(changes, "\n")
+	if nm.ANMPort != 18092 || !strings.Contains(all, "traffic port 18080 → 18081") || !strings.Contains(all, "management port 18085 → 18086") {
+		t.Errorf("ports: %+v, changes:\n%s", nm, all)
+	}
+	// The same ports again: nothing to change, nothing said.
+	if changes, err := Remap(t.Context(), h, Map{Port: func(p int) int { return p }}); err != nil || len(changes) != 0 {
+		t.Errorf("an identity mapping: %v %v", changes, err)
+	}
+	// A node manager service without tags gets the address tag.
+	store := topology.NewStore(h, nil)
+	if _, err := store.Update(t.Context(), topology.Actor{User: "t"}, "untag", 0, func(tp *topology.Topology) (string, error) {
+		for gi := range tp.Groups {
+			for si := range tp.Groups[gi].Services {
+				if tp.Groups[gi].Services[si].Type == topology.TypeNodeManager {
+					tp.Groups[gi].Services[si].Tags = nil
+				}
+			}
+		}
+		return "", nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Remap(t.Context(), h, Map{NodeManagersAt: "127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	tp, _ := store.Load()
+	for _, g := range tp.Groups {
+		for _, s := range g.Services {
+			if s.Type == topology.TypeNodeManager && s.Tags[domain.TagAddress] != "127.0.0.1" {
+				t.Errorf("%s: tags %v", s.ID, s.Tags)
+			}
+		}
+	}
+	// An instance without instance.yaml gets one; a damaged one is an
+	// error naming it; no node manager settings, an error.
+	path := filepath.Join(h.InstanceDir("group-2", "instance-1"), "conf", "instance.yaml")
+	os.Remove(path)
+	if _, err := Remap(t.Context(), h, Map{Port: func(p int) int { return p + 100 }}); err != nil {
+		t.Fatal(err)
+	}
+	if keys, _ := instanceKeys(path); keys["traffic.port"] != "18181" {
+		t.Errorf("the new instance.yaml: %v", keys)
+	}
+	os.WriteFile(path, []byte("traffic: [\n"), 0o644)
+	if _, err := Remap(t.Context(), h, Map{Port: func(p int) int { return p }}); err == nil || !strings.Contains(err.Error(), "instance.yaml") {
+		t.Errorf("a damaged instance.yaml: %v", err)
+	}
+	os.Remove(path)
+	os.Mkdir(path, 0o755)
+	if _, err := Remap(t.Context(), h, Map{Port: func(p int) int { return p }}); err == nil {
+		t.Error("an instance.yaml that cannot be read: no error")
+	}
+	if _, err := Remap(t.Context(), home.Home{Dir: t.TempDir()}, Map{}); err == nil {
+		t.Error("no node manager settings: no error")
+	}
+}
