@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/backup/schedule"
 )
@@ -26,6 +28,9 @@ func (n *NodeManager) newBackups() (*schedule.Scheduler, error) {
 			args = append(args, "--with-logs")
 		}
 		cmd := exec.CommandContext(ctx, n.opts.Exe, args...)
+		// Stopped with SIGTERM, so that it removes its partial file.
+		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+		cmd.WaitDelay = 30 * time.Second
 		env := os.Environ()
 		for i := 0; i < len(env); i++ {
 			if strings.HasPrefix(env[i], "GATEHOUSE_HOME=") {

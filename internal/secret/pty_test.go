@@ -3,6 +3,7 @@ package secret
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -160,5 +161,30 @@ func TestFromTerminalClosed(t *testing.T) {
 				t.Errorf("got %q %v, want a read error", v.RevealString(), err)
 			}
 		})
+	}
+}
+
+// TestFromTerminalEOF: the end of input on the terminal (Ctrl-D, or a
+// hang-up that makes every read return 0 bytes) ends the prompt with an
+// error; it neither waits for more nor spins (x/term's ReadPassword loops
+// on a read of 0 bytes).
+func TestFromTerminalEOF(t *testing.T) {
+	m, s, sfd := openPTY(t)
+	go func() {
+		waitEcho(sfd, false)
+		m.Write([]byte{4}) // VEOF: the read returns 0 bytes
+	}()
+	done := make(chan error, 1)
+	go func() {
+		_, err := FromTerminal(s, io.Discard, "Passphrase: ", false)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "EOF") {
+			t.Errorf("got %v, want an end-of-input error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the prompt did not end at the end of input")
 	}
 }

@@ -143,7 +143,7 @@ func FromTerminal(f *os.File, w io.Writer, prompt string, confirm bool) (Value, 
 	}
 	read := func(p string) ([]byte, error) {
 		fmt.Fprint(w, p)
-		b, err := term.ReadPassword(fd)
+		b, err := readNoEcho(fd)
 		fmt.Fprintln(w)
 		return b, err
 	}

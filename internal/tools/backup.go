@@ -8,8 +8,10 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/backup"
@@ -118,6 +120,10 @@ start the node manager with its passphrase when it has one.
 Exit codes: 0 done; 1 failed (the reason is printed); 2 wrong usage.`
 
 func runBackup(ctx context.Context, env *Env, args []string) error {
+	// Ctrl-C or SIGTERM (a node manager stopping a scheduled backup) ends
+	// it cleanly: a partial file removed, an upgrade undone.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	var out string
 	var withLogs, noVerify, verify bool
 	var file string
@@ -294,6 +300,10 @@ func verifyBackup(ctx context.Context, env *Env, file string) error {
 }
 
 func runRestore(ctx context.Context, env *Env, args []string) error {
+	// Ctrl-C or SIGTERM (a node manager stopping a scheduled backup) ends
+	// it cleanly: a partial file removed, an upgrade undone.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	var file, hostArg string
 	var force bool
 	mp := backup.Map{Hosts: map[string]string{}, Addresses: map[string]string{}}

@@ -9,9 +9,11 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apps"
@@ -103,6 +105,10 @@ type smokeCheck struct {
 }
 
 func runDR(ctx context.Context, env *Env, args []string) error {
+	// Ctrl-C or SIGTERM (a node manager stopping a scheduled backup) ends
+	// it cleanly: a partial file removed, an upgrade undone.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	if len(args) > 0 && (args[0] == "--help" || args[0] == "-h") {
 		fmt.Fprintln(env.Stdout, drHelp)
 		return nil

@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/audit"
@@ -63,6 +65,10 @@ Exit codes: 0 upgraded (or rolled back); 1 failed (the report says which
 step; the old binary is back); 2 wrong usage.`
 
 func runUpgrade(ctx context.Context, env *Env, args []string) error {
+	// Ctrl-C or SIGTERM (a node manager stopping a scheduled backup) ends
+	// it cleanly: a partial file removed, an upgrade undone.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	var bin, backupDir string
 	var noBackup, rollback bool
 	before, after := 10*time.Second, 10*time.Second

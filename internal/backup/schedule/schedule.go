@@ -184,7 +184,19 @@ func (s *Scheduler) RunOnce(ctx context.Context) error {
 	if err == nil {
 		err = s.run(ctx, file)
 	}
+	if err != nil && ctx.Err() != nil {
+		// Cut by the node manager's stop: not a failure of the backups,
+		// and a file written but not verified is not left among them.
+		os.Remove(file)
+		s.log.Info("scheduled backup cut by the stop", "file", file)
+		return err
+	}
 	if err != nil {
+		// A file written but not verified stays for a look, out of the
+		// retention's count (its name no longer ends in .backup).
+		if _, serr := os.Stat(file); serr == nil {
+			os.Rename(file, file+".failed")
+		}
 		s.log.Error("scheduled backup failed", "file", file, "error", err.Error())
 		s.update(func(st *State) {
 			st.LastRun, st.LastFailure, st.LastError = start, start, err.Error()

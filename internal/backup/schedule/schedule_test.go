@@ -254,3 +254,45 @@ func TestSchedulerDetails(t *testing.T) {
 		t.Error("ReadState of a directory: no error")
 	}
 }
+
+func TestCutAndFailedFiles(t *testing.T) {
+	h := home.Home{Dir: filepath.Join(t.TempDir(), "apigateway")}
+	dir := filepath.Join(t.TempDir(), "backups")
+	ctx, cancel := context.WithCancel(t.Context())
+	var mode atomic.Int32 // 0 ok, 1 written then cut, 2 written then failed
+	run := func(c context.Context, file string) error {
+		if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+			return err
+		}
+		switch mode.Load() {
+		case 1:
+			cancel()
+			return c.Err()
+		case 2:
+			return errors.New("did not verify")
+		}
+		return nil
+	}
+	s, err := New(h, Conf{Schedule: "@hourly", Directory: dir, Keep: 1}, "host-1", run, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s.now = func() time.Time { clock = clock.Add(time.Minute); return clock }
+	if err := s.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mode.Store(2)
+	s.RunOnce(ctx)
+	failed, _ := filepath.Glob(filepath.Join(dir, "*.backup.failed"))
+	if len(failed) != 1 {
+		t.Errorf("a failed run's file: %v, want it kept as .failed", failed)
+	}
+	mode.Store(1)
+	s.RunOnce(ctx)
+	good, _ := filepath.Glob(filepath.Join(dir, "*.backup"))
+	st := s.State()
+	if len(good) != 1 || st.Succeeded != 1 || st.Failed != 1 {
+		t.Errorf("after a cut run: %v, state %+v; want the one verified backup, the cut not counted", good, st)
+	}
+}
