@@ -326,3 +326,76 @@ func TestBackupVerifyPassphrases(t *testing.T) {
 		t.Errorf("verify with the passphrases: %s", r)
 	}
 }
+
+// TestRestoreKilled: a restore killed with SIGKILL half-way leaves the
+// target as it was — missing, or the directory that was there with
+// --force — and the half-written copy beside it, marked incomplete; the
+// next restore is not hindered by it.
+func TestRestoreKilled(t *testing.T) {
+	h := gwtest.NewHome(t)
+	newInstance(t, h, "G", "S", false)
+	// Some weight, so that half the archive is a real half-way point.
+	big := make([]byte, 4<<20)
+	for i := range big {
+		big[i] = byte(i * 7 % 251)
+	}
+	os.WriteFile(h.Path("ext", "big.bin"), big, 0o644)
+	out := filepath.Join(t.TempDir(), "b.backup")
+	h.MustRun("", "backup", "-o", out, "--no-verify", "--with-logs")
+	data, _ := os.ReadFile(out)
+	kill := func(target string, args ...string) {
+		t.Helper()
+		c := &gwtest.Home{T: t, Dir: target}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		cmd := c.Command(ctx, "", append([]string{"restore", "-"}, args...)...)
+		stdin, _ := cmd.StdinPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		stdin.Write(data[:len(data)/2])
+		parent := filepath.Dir(target)
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) {
+			if m, _ := filepath.Glob(filepath.Join(parent, ".apigateway.restore-incomplete-*", "ext")); len(m) > 0 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+		if m, _ := filepath.Glob(filepath.Join(parent, ".apigateway.restore-incomplete-*")); len(m) != 1 {
+			t.Fatalf("the half-written copy beside the target: %v", m)
+		}
+	}
+	parent := t.TempDir()
+	target := filepath.Join(parent, "apigateway")
+	kill(target)
+	if _, err := os.Stat(target); !os.IsNotExist(err) {
+		t.Fatalf("a killed restore left the target: %v", err)
+	}
+	c := &gwtest.Home{T: t, Dir: target}
+	if r := c.Run("", "restore", out); r.Code != 0 {
+		t.Fatalf("the restore after a killed one: %s", r)
+	}
+	if got, _ := os.ReadFile(filepath.Join(target, "ext", "big.bin")); !bytes.Equal(got, big) {
+		t.Fatal("the restore after a killed one is not whole")
+	}
+	// --force over a directory: killed half-way, the directory is as it was.
+	os.WriteFile(filepath.Join(target, "marker"), []byte("the old one"), 0o644)
+	for _, m := range mustGlob(filepath.Join(parent, ".apigateway.restore-incomplete-*")) {
+		os.RemoveAll(m)
+	}
+	kill(target, "--force")
+	if got, err := os.ReadFile(filepath.Join(target, "marker")); err != nil || string(got) != "the old one" {
+		t.Errorf("a killed restore --force changed the directory there: %q %v", got, err)
+	}
+	if m := mustGlob(filepath.Join(parent, "apigateway.replaced-*")); len(m) != 0 {
+		t.Errorf("a killed restore --force moved the directory aside: %v", m)
+	}
+}
+
+func mustGlob(p string) []string {
+	m, _ := filepath.Glob(p)
+	return m
+}
