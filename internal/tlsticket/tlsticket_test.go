@@ -175,24 +175,11 @@ func (f *failing) ReplaceSharedSecret(ctx context.Context, name string, old, val
 	return f.SharedSecrets.ReplaceSharedSecret(ctx, name, old, value)
 }
 
-// logCount counts the records logged at error.
-type logCount struct{ errors atomic.Int32 }
-
-func (l *logCount) Enabled(context.Context, slog.Level) bool { return true }
-func (l *logCount) Handle(_ context.Context, r slog.Record) error {
-	if r.Level == slog.LevelError {
-		l.errors.Add(1)
-	}
-	return nil
-}
-func (l *logCount) WithAttrs([]slog.Attr) slog.Handler { return l }
-func (l *logCount) WithGroup(string) slog.Handler      { return l }
-
 func TestStoreDown(t *testing.T) {
 	ctx := context.Background()
 	f := &failing{SharedSecrets: openStore(t, filepath.Join(t.TempDir(), "kps.db")).LocalSecrets()}
 	c := newClock(start(50, hour).Add(59 * time.Minute))
-	lc := &logCount{}
+	lc := &logs{}
 	r := tlsticket.New(tlsticket.Options{Store: f, Now: c.now, Log: slog.New(lc)})
 	cfg := &tls.Config{}
 	r.Attach(cfg)
@@ -306,7 +293,7 @@ func TestOpenRetried(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "kps.db")
 	var calls atomic.Int32
 	closed := make(chan struct{})
-	lc := &logCount{}
+	lc := &logs{}
 	r := tlsticket.New(tlsticket.Options{
 		Log: slog.New(lc),
 		Open: func(ctx context.Context) (kps.SharedSecrets, tlsticket.Sealer, io.Closer, error) {
