@@ -27,6 +27,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // The sentinel errors. A Store's errors wrap one of them (and the cause).
@@ -135,6 +136,24 @@ type Store interface {
 // refused row names it, as Insert's would.
 type Bulk interface {
 	InsertMany(ctx context.Context, table string, rows []map[string]any) error
+}
+
+// Exporter is implemented by stores that are not a file a backup can copy
+// (the PostgreSQL backend): Export reads the whole store as of one instant
+// (every write committed before it, none after, while others go on
+// writing) and gives it to sink: each table's definition followed by its
+// rows in key order, then the shared secrets as stored (sealed when the
+// group has a passphrase). It returns when its snapshot was taken.
+type Exporter interface {
+	Export(ctx context.Context, sink ExportSink) (time.Time, error)
+}
+
+// ExportSink receives an export (kpsbackup.Writer is one). Row belongs to
+// the table given last.
+type ExportSink interface {
+	Table(t Table) error
+	Row(r Row) error
+	Secret(name string, value []byte) error
 }
 
 // SharedSecrets is implemented by stores that several hosts share (the

@@ -5,6 +5,9 @@
 //	{"format":"gatehouse-kps-backup","version":1}         the first line
 //	{"table":{…definition, as kps.Table…}}                 per table, before its rows
 //	{"row":{"table":"ALIAS","version":N,"values":{…}}}     per row
+//	{"secret":{"name":…,"value":"…base64…"}}              per shared secret (an export
+//	                                                      of a shared store: the API-key
+//	                                                      hashing key, as stored)
 //	{"manifest":{"uuid":…,"gatehouse":…,"created":…,       the next-to-last line
 //	  "groupId":…,"groupName":…,"instanceId":…,"instanceName":…,
 //	  "backend":…,"tables":[{"alias":…,"rows":N},…]}}
@@ -63,6 +66,16 @@ type Manifest struct {
 	InstanceName string       `json:"instanceName"`
 	Backend      string       `json:"backend"` // the store it was read from: sqlite, postgres
 	Tables       []TableCount `json:"tables"`  // in file order
+	// Secrets names the shared secrets the file holds, in file order
+	// (kps.Exporter; kpsadmin backup writes none).
+	Secrets []string `json:"secrets,omitempty"`
+}
+
+// Secret is a shared secret of the store, as stored (kps.SharedSecrets):
+// sealed with the group's passphrase when it has one.
+type Secret struct {
+	Name  string `json:"name"`
+	Value []byte `json:"value"`
 }
 
 // TableCount is one table of a backup and its number of rows.
@@ -81,6 +94,7 @@ type Table struct {
 type Backup struct {
 	Manifest Manifest
 	Tables   []Table
+	Secrets  []Secret
 }
 
 // Table returns the table with alias.
@@ -100,6 +114,7 @@ type record struct {
 	Version  int        `json:"version,omitempty"`
 	Table    *kps.Table `json:"table,omitempty"`
 	Row      *rowRecord `json:"row,omitempty"`
+	Secret   *Secret    `json:"secret,omitempty"`
 	Manifest *Manifest  `json:"manifest,omitempty"`
 	SHA256   string     `json:"sha256,omitempty"`
 }
@@ -113,12 +128,13 @@ type rowRecord struct {
 // Writer writes a backup: NewWriter, then Table and its rows with Row, for
 // each table, then Close with the manifest. Not safe for concurrent use.
 type Writer struct {
-	w      *bufio.Writer
-	h      hash.Hash
-	tables []TableCount
-	defs   map[string]*kps.Table
-	cur    *kps.Table
-	err    error
+	w       *bufio.Writer
+	h       hash.Hash
+	tables  []TableCount
+	secrets []string
+	defs    map[string]*kps.Table
+	cur     *kps.Table
+	err     error
 }
 
 // NewWriter starts a backup on w (the first line is written at once).
@@ -179,10 +195,29 @@ func (w *Writer) Row(r kps.Row) error {
 	return w.err
 }
 
+// Secret writes a shared secret (kps.ExportSink).
+func (w *Writer) Secret(name string, value []byte) error {
+	if w.err != nil {
+		return w.err
+	}
+	if name == "" || len(value) == 0 {
+		return fmt.Errorf("shared secret %q: a secret needs a name and a value", name)
+	}
+	if slices.Contains(w.secrets, name) {
+		return fmt.Errorf("shared secret %q written twice", name)
+	}
+	w.secrets = append(w.secrets, name)
+	w.line(record{Secret: &Secret{Name: name, Value: value}})
+	return w.err
+}
+
+var _ kps.ExportSink = (*Writer)(nil)
+
 // Close writes the manifest m (its Tables are filled from what was
 // written) and the checksum, and flushes. It does not close the file.
 func (w *Writer) Close(m Manifest) (Manifest, error) {
 	m.Tables = slices.Clone(w.tables)
+	m.Secrets = slices.Clone(w.secrets)
 	if m.Tables == nil {
 		m.Tables = []TableCount{}
 	}
@@ -244,13 +279,13 @@ func Parse(r io.Reader) (*Backup, error) {
 			return nil, corrupt("%q after the record: want one JSON object a line", rest)
 		}
 		kinds := 0
-		for _, set := range []bool{rec.Format != "" || rec.Version != 0, rec.Table != nil, rec.Row != nil, rec.Manifest != nil, rec.SHA256 != ""} {
+		for _, set := range []bool{rec.Format != "" || rec.Version != 0, rec.Table != nil, rec.Row != nil, rec.Secret != nil, rec.Manifest != nil, rec.SHA256 != ""} {
 			if set {
 				kinds++
 			}
 		}
 		if kinds != 1 {
-			return nil, corrupt("a record holds exactly one of format, table, row, manifest, sha256")
+			return nil, corrupt("a record holds exactly one of format, table, row, secret, manifest, sha256")
 		}
 		if n == 1 {
 			if rec.Format != Format || rec.Version != Version {
@@ -303,6 +338,15 @@ func Parse(r io.Reader) (*Backup, error) {
 				secs[rr.Table][e.Secondary] = true
 			}
 			t.Rows = append(t.Rows, kps.Row{Values: e.Values, Version: rr.Version})
+		case rec.Secret != nil:
+			sec := *rec.Secret
+			if sec.Name == "" || len(sec.Value) == 0 {
+				return nil, corrupt("a shared secret without a name or a value")
+			}
+			if slices.ContainsFunc(b.Secrets, func(o Secret) bool { return o.Name == sec.Name }) {
+				return nil, corrupt("shared secret %q given twice", sec.Name)
+			}
+			b.Secrets = append(b.Secrets, sec)
 		case rec.Manifest != nil:
 			manifest = rec.Manifest
 			if err := checkManifest(manifest, b); err != nil {
@@ -352,6 +396,13 @@ func checkManifest(m *Manifest, b *Backup) error {
 		if tc.Rows != int64(len(t.Rows)) {
 			return fmt.Errorf("table %q: %d rows, the file holds %d", tc.Alias, tc.Rows, len(t.Rows))
 		}
+	}
+	var names []string
+	for _, sec := range b.Secrets {
+		names = append(names, sec.Name)
+	}
+	if !slices.Equal(m.Secrets, names) {
+		return fmt.Errorf("lists shared secrets %q, the file holds %q", m.Secrets, names)
 	}
 	return nil
 }

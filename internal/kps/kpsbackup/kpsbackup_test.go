@@ -406,3 +406,64 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// An export of a shared store carries its shared secrets: written, listed
+// in the manifest, read back; a secret repeated, empty, or not as the
+// manifest lists it is refused.
+func TestSecrets(t *testing.T) {
+	var buf bytes.Buffer
+	w := NewWriter(&buf)
+	if err := w.Table(empty); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Secret("apikeys.hashkey", []byte{0, 1, 0xff}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Secret("tls.tickets", []byte("k")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Secret("tls.tickets", []byte("again")); err == nil || !strings.Contains(err.Error(), "written twice") {
+		t.Errorf("a secret written twice: got %v", err)
+	}
+	if err := w.Secret("", []byte("v")); err == nil {
+		t.Error("a secret without a name was written")
+	}
+	if err := w.Secret("n", nil); err == nil {
+		t.Error("a secret without a value was written")
+	}
+	m, err := w.Close(Manifest{UUID: testUUID, Gatehouse: "test", Created: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"apikeys.hashkey", "tls.tickets"}; !reflect.DeepEqual(m.Secrets, want) {
+		t.Errorf("manifest secrets: got %q, want %q", m.Secrets, want)
+	}
+	b, err := Parse(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatalf("Parse: %v\n%s", err, buf.Bytes())
+	}
+	if want := []Secret{{"apikeys.hashkey", []byte{0, 1, 0xff}}, {"tls.tickets", []byte("k")}}; !reflect.DeepEqual(b.Secrets, want) {
+		t.Errorf("secrets: got %q, want %q", b.Secrets, want)
+	}
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	lines = lines[:len(lines)-1]
+	for _, c := range []struct {
+		name, says string
+		change     func([]string) []string
+	}{
+		{"secret twice", `shared secret "tls.tickets" given twice`, func(l []string) []string { return ins(l, 4, l[3]) }},
+		{"no name", "without a name or a value", func(l []string) []string { return ins(l, 4, `{"secret":{"name":"","value":"AA=="}}`) }},
+		{"no value", "without a name or a value", func(l []string) []string { return ins(l, 4, `{"secret":{"name":"x"}}`) }},
+		{"a secret less", `lists shared secrets ["apikeys.hashkey" "tls.tickets"], the file holds ["apikeys.hashkey"]`, func(l []string) []string {
+			return append(l[:3:3], l[4:]...)
+		}},
+		{"manifest without them", "lists shared secrets []", func(l []string) []string {
+			return replaceLast(l, `,"secrets":["apikeys.hashkey","tls.tickets"]`, ``)
+		}},
+	} {
+		_, err := Parse(bytes.NewReader(reseal(t, c.change(append([]string(nil), lines...)))))
+		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), c.says) {
+			t.Errorf("%s: got %v, want ErrCorrupt saying %q", c.name, err, c.says)
+		}
+	}
+}
