@@ -8,6 +8,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
 	"github.com/gatehouse-gw/gatehouse/internal/backup"
+	"github.com/gatehouse-gw/gatehouse/internal/backup/kpsexport"
 	"github.com/gatehouse-gw/gatehouse/internal/rbac"
 	"github.com/gatehouse-gw/gatehouse/internal/secret"
 )
@@ -57,6 +58,15 @@ func (a *API) postBackup(w http.ResponseWriter, r *http.Request) {
 	o := backup.Options{Gatehouse: a.version, Host: a.conf.HostID, WithLogs: withLogs}
 	if t, err := a.store.Load(); err == nil {
 		o.TopologyVersion = t.Version
+	}
+	o, warnings, err := kpsexport.WithExports(a.h, o, false)
+	for _, w := range warnings {
+		a.log.Warn("backup through the API", "warning", w)
+	}
+	if err != nil {
+		a.record(r.Context(), act, "backup", nil, "", err.Error())
+		a.fail(w, r, &apihttp.Error{Code: http.StatusInternalServerError, Msg: "the backup failed: " + err.Error()})
+		return
 	}
 	name := fmt.Sprintf("gatehouse-%s-%s.backup", a.conf.HostID, time.Now().UTC().Format("20060102T150405Z"))
 	w.Header().Set("Content-Type", "application/gzip")

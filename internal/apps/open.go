@@ -96,6 +96,12 @@ func readPasswordFile(h home.Home, path string) (secret.Value, error) {
 	return secret.FromString(strings.TrimRight(line, "\r")), nil
 }
 
+// GroupStoreConfig is how the group's store is opened with cfg (a backup
+// opens it without defining anything: backup/kpsexport).
+func GroupStoreConfig(h home.Home, groupID string, cfg groupconf.KPS, log *slog.Logger) (kps.Config, error) {
+	return storeConfig(h, groupID, cfg, log)
+}
+
 // storeConfig is how the group's store is opened with cfg.
 func storeConfig(h home.Home, groupID string, cfg groupconf.KPS, log *slog.Logger) (kps.Config, error) {
 	files := groupconf.FilePolicy{Home: h, GroupID: groupID}

@@ -66,6 +66,20 @@ type Entry struct {
 	// Snapshot is when the store's snapshot began: every write committed
 	// before it is in the backup (its recovery point).
 	Snapshot time.Time `json:"snapshot,omitzero"`
+	// Export names the kind of a store read through its API rather than
+	// copied as a file ("postgres": a group's PostgreSQL KPS, a
+	// kpsbackup file that restore can load).
+	Export string `json:"export,omitempty"`
+}
+
+// Export is a store a backup reads through its API: a group's PostgreSQL
+// KPS (package backup/kpsexport makes them).
+type Export struct {
+	Path string // its entry, relative to the install directory
+	Kind string // Entry.Export
+	// Write writes the store to w and returns when its snapshot was
+	// taken (every write committed before it is in).
+	Write func(ctx context.Context, w io.Writer) (time.Time, error)
 }
 
 // Options of Write.
@@ -74,6 +88,8 @@ type Options struct {
 	Host            string
 	TopologyVersion int64
 	WithLogs        bool // logs/ and each instance's logs/ and trace/
+	// Exports are read after the files (kpsexport.Exports).
+	Exports []Export
 	// Progress, when not nil, is told each entry written.
 	Progress func(entries int, bytes int64)
 }
@@ -197,6 +213,12 @@ func Write(ctx context.Context, h home.Home, w io.Writer, o Options) (*Manifest,
 			return nil, fmt.Errorf("backing up %s: %w", root, err)
 		}
 	}
+	for i, ex := range o.Exports {
+		if err := writeExport(ctx, ex, filepath.Join(scratch, fmt.Sprintf("export-%d", i)), add); err != nil {
+			return nil, fmt.Errorf("backing up %s: %w", ex.Path, err)
+		}
+		m.Entries[len(m.Entries)-1].Export = ex.Kind
+	}
 	if o.WithLogs {
 		base := h.Path("logs")
 		if _, err := os.Stat(base); err == nil {
@@ -233,6 +255,26 @@ func Write(ctx context.Context, h home.Home, w io.Writer, o Options) (*Manifest,
 		return nil, err
 	}
 	return m, nil
+}
+
+// writeExport writes ex to the scratch file at snap and adds it.
+func writeExport(ctx context.Context, ex Export, snap string, add func(rel string, fi fs.FileInfo, src string, snapshot time.Time) error) error {
+	f, err := os.OpenFile(snap, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	began, err := ex.Write(ctx, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	fi, err := os.Stat(snap)
+	if err != nil {
+		return err // mutate:equivalent * the file was just written and closed
+	}
+	return add(ex.Path, fi, snap, began)
 }
 
 // RecoveryPoint is the earliest snapshot time of the backup's stores (every

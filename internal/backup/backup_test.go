@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
@@ -628,5 +629,42 @@ func TestDiskFills(t *testing.T) {
 	}
 	if _, err := Write(t.Context(), h, &failingAt{n: whole.Len() + 1000}, Options{}); err != nil {
 		t.Errorf("a writer with room enough: %v", err)
+	}
+}
+
+// An export (a store read through its API) is an entry like a file, marked
+// with its kind and snapshot time, restored as a file; a failing export
+// fails the backup naming it.
+func TestExports(t *testing.T) {
+	h, _ := installDir(t)
+	at := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	ex := Export{Path: "groups/group-2/instance-1/conf/kps/backup/x.jsonl", Kind: "postgres",
+		Write: func(ctx context.Context, w io.Writer) (time.Time, error) {
+			_, err := io.WriteString(w, "exported rows\n")
+			return at, err
+		}}
+	var buf bytes.Buffer
+	m, err := Write(t.Context(), h, &buf, Options{Exports: []Export{ex}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := m.Entries[len(m.Entries)-1]
+	if last.Path != ex.Path || last.Export != "postgres" || !last.KPS || !last.Snapshot.Equal(at) || last.Size != 14 || last.Mode != 0o600 {
+		t.Errorf("the export's entry: %+v", last)
+	}
+	if rp := m.RecoveryPoint(); rp.After(at) {
+		t.Errorf("recovery point %v after the export's snapshot %v", rp, at)
+	}
+	target := filepath.Join(t.TempDir(), "r")
+	if _, _, err := Restore(t.Context(), bytes.NewReader(buf.Bytes()), target, RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(target, filepath.FromSlash(ex.Path))); err != nil || string(b) != "exported rows\n" {
+		t.Errorf("the export restored: %q, %v", b, err)
+	}
+	boom := errors.New("connection refused")
+	ex.Write = func(context.Context, io.Writer) (time.Time, error) { return time.Time{}, boom }
+	if _, err := Write(t.Context(), h, io.Discard, Options{Exports: []Export{ex}}); !errors.Is(err, boom) || !strings.Contains(err.Error(), ex.Path) {
+		t.Errorf("a failing export: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
 	"github.com/gatehouse-gw/gatehouse/internal/backup"
+	"github.com/gatehouse-gw/gatehouse/internal/backup/kpsexport"
 )
 
 // GET /nm/backup?withLogs=true: this host's backup (the archive of
@@ -27,6 +28,16 @@ func (s *Server) getBackup(w http.ResponseWriter, r *http.Request) {
 	o := backup.Options{Gatehouse: s.version, Host: s.conf.HostID, WithLogs: withLogs}
 	if t, err := s.store.Load(); err == nil {
 		o.TopologyVersion = t.Version
+	}
+	// kps=first: a part of a domain backup, which exports each group's
+	// shared store once, from the host of its first instance.
+	o, warnings, err := kpsexport.WithExports(s.h, o, r.URL.Query().Get("kps") == "first")
+	for _, w := range warnings {
+		s.log.Warn("backup for the Admin Node Manager", "warning", w)
+	}
+	if err != nil {
+		apihttp.WriteError(w, r, s.log, &apihttp.Error{Code: http.StatusInternalServerError, Msg: fmt.Sprintf("the backup of host %s: %v", s.conf.HostID, err)})
+		return
 	}
 	w.Header().Set("Content-Type", "application/gzip")
 	cw := &countingWriter{w: w}
@@ -56,9 +67,9 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // failure is a *PeerError (the host is unreachable); an error answer a
 // *RemoteError; an answer cut short an error of its own.
 func (c *NodeClient) FetchBackup(ctx context.Context, p Peer, withLogs bool, w io.Writer) error {
-	path := "/nm/backup"
+	path := "/nm/backup?kps=first"
 	if withLogs {
-		path += "?withLogs=true"
+		path += "&withLogs=true"
 	}
 	req, err := http.NewRequestWithContext(withPeer(ctx, p), http.MethodGet, "https://"+p.Addr+path, nil)
 	if err != nil {

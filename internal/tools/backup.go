@@ -15,9 +15,11 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/backup"
+	"github.com/gatehouse-gw/gatehouse/internal/backup/kpsexport"
 	"github.com/gatehouse-gw/gatehouse/internal/backup/schedule"
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
 )
 
@@ -94,6 +96,7 @@ Through the management API: gatehouse client backup -o FILE (POST
 (docs/backup.md).`
 
 const restoreHelp = `usage: gatehouse restore FILE|- [--force] [--host ID] [--map-host OLD=NEW]... [--map-address OLD=NEW]...
+                         [--kps-postgres [GROUP=]URL]... [--kps-postgres-password-file FILE]
 
 Restores a backup (gatehouse backup) into the install directory
 ($GATEHOUSE_HOME), which must be empty or missing. Everything is written
@@ -112,6 +115,17 @@ archive, or a restore cut short, leaves the target as it was.
                 and other addresses: where the install directory names IP
                 OLD (the node manager's listening and Admin Node Manager
                 addresses, the instances' listening addresses), NEW
+  --kps-postgres [GROUP=]URL
+                load the backup's export of group GROUP's PostgreSQL key
+                property store (its rows and its API-key hashing key) into
+                the database postgres://USER@HOST[:PORT]/DATABASE
+                [?sslmode=…&sslrootcert=…&schema=…]; GROUP (id or name) may
+                be left out when the backup holds one such export. Tables
+                that hold rows are refused unless --force (which replaces
+                them). Without it the export is restored as a file that
+                kpsadmin restore --uuid loads.
+  --kps-postgres-password-file FILE
+                the database password (first line of FILE; or PGPASSWORD)
 
 Paths and modes are kept; owners too when run as root. Then copy the
 binary into posix/bin (managedomain -i does it on a new host; or cp) and
@@ -241,6 +255,13 @@ func runBackup(ctx context.Context, env *Env, args []string) error {
 	if t, err := topology.NewStore(h, nil).Load(); err == nil {
 		o.TopologyVersion = t.Version
 	}
+	o, warnings, err := kpsexport.WithExports(h, o, false)
+	for _, w := range warnings {
+		fmt.Fprintf(env.Stderr, "backup: warning: %s\n", w)
+	}
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
 	if out == "-" {
 		m, err := backup.Write(ctx, h, env.Stdout, o)
 		prog.done()
@@ -304,8 +325,9 @@ func runRestore(ctx context.Context, env *Env, args []string) error {
 	// it cleanly: a partial file removed, an upgrade undone.
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var file, hostArg string
+	var file, hostArg, pwFile string
 	var force bool
+	var kpsTargets []kpsTarget
 	mp := backup.Map{Hosts: map[string]string{}, Addresses: map[string]string{}}
 	for i := 0; i < len(args); i++ {
 		switch a := args[i]; {
@@ -320,6 +342,27 @@ func runRestore(ctx context.Context, env *Env, args []string) error {
 			}
 			i++
 			hostArg = args[i]
+		case a == "--kps-postgres":
+			if i+1 >= len(args) || args[i+1] == "" {
+				return usagef("restore", "--kps-postgres needs [GROUP=]postgres://USER@HOST[:PORT]/DATABASE")
+			}
+			i++
+			t := kpsTarget{url: args[i]}
+			if g, rest, ok := strings.Cut(args[i], "="); ok && !strings.Contains(g, ":") {
+				t.group, t.url = g, rest
+			}
+			c, err := parsePostgresURL(t.url)
+			if err != nil {
+				return usagef("restore", "--kps-postgres %v", err)
+			}
+			t.cfg = c
+			kpsTargets = append(kpsTargets, t)
+		case a == "--kps-postgres-password-file":
+			if i+1 >= len(args) || args[i+1] == "" {
+				return usagef("restore", "--kps-postgres-password-file needs a file")
+			}
+			i++
+			pwFile = args[i]
 		case a == "--map-host" || a == "--map-address":
 			if i+1 >= len(args) {
 				return usagef("restore", "%s needs OLD=NEW", a)
@@ -342,12 +385,32 @@ func runRestore(ctx context.Context, env *Env, args []string) error {
 		case file == "" && (a == "-" || !strings.HasPrefix(a, "-")):
 			file = a
 		default:
-			return usagef("restore", "unknown argument %q; accepted: FILE, --force, --host ID, --map-host OLD=NEW, --map-address OLD=NEW", a)
+			return usagef("restore", "unknown argument %q; accepted: FILE, --force, --host ID, --map-host OLD=NEW, --map-address OLD=NEW, --kps-postgres [GROUP=]URL, --kps-postgres-password-file FILE", a)
 		}
 	}
 	if file == "" {
 		return usagef("restore", "the backup file is needed (- for standard input)")
 	}
+	if len(kpsTargets) > 1 {
+		for _, t := range kpsTargets {
+			if t.group == "" {
+				return usagef("restore", "--kps-postgres %s: with several --kps-postgres, each names its group: GROUP=URL", t.url)
+			}
+		}
+	}
+	var pgPassword secret.Value
+	if pwFile != "" {
+		data, err := os.ReadFile(pwFile)
+		if err != nil {
+			return fmt.Errorf("restore: --kps-postgres-password-file: %w", err)
+		}
+		line, _, _ := strings.Cut(string(data), "\n")
+		pgPassword = secret.FromString(strings.TrimRight(line, "\r"))
+		clear(data)
+	} else if v := os.Getenv("PGPASSWORD"); v != "" {
+		pgPassword = secret.FromString(v)
+	}
+	defer pgPassword.Wipe()
 	h, err := home.Resolve()
 	if err != nil {
 		return err
@@ -400,6 +463,9 @@ func runRestore(ctx context.Context, env *Env, args []string) error {
 		if len(mp.Hosts) > 0 {
 			fmt.Fprintf(env.Stdout, "Host names changed: issue the node managers' certificates for the new names (managedomain --regen_certs) before starting them.\n")
 		}
+	}
+	if err := loadKPSExports(ctx, env.Stdout, h, m, kpsTargets, pgPassword, force); err != nil {
+		return fmt.Errorf("restored into %s, but %w", h.Dir, err)
 	}
 	fmt.Fprintf(env.Stdout, "Next: copy the gatehouse binary to %s, then start the node manager (nodemanager -d).\n", h.BinDir())
 	return nil

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/gatehouse-gw/gatehouse/internal/backup"
+	"github.com/gatehouse-gw/gatehouse/internal/backup/kpsexport"
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/nodeapi"
@@ -63,7 +64,14 @@ func hostSources(h home.Home, t *topology.Topology, nm domain.NodeManagerConf, c
 		if host.ID == nm.HostID {
 			o := backup.Options{Gatehouse: Version, Host: nm.HostID, TopologyVersion: t.Version, WithLogs: withLogs}
 			src.Fetch = func(ctx context.Context, w io.Writer) error {
-				_, err := backup.Write(ctx, h, w, o)
+				o, warnings, err := kpsexport.WithExports(h, o, true)
+				for _, w := range warnings {
+					fmt.Fprintf(os.Stderr, "backup: warning: %s\n", w)
+				}
+				if err != nil {
+					return err
+				}
+				_, err = backup.Write(ctx, h, w, o)
 				return err
 			}
 		} else {

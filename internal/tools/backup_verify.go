@@ -15,9 +15,11 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/apps"
 	"github.com/gatehouse-gw/gatehouse/internal/backup"
+	"github.com/gatehouse-gw/gatehouse/internal/backup/kpsexport"
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/kps/kpsbackup"
 	"github.com/gatehouse-gw/gatehouse/internal/kps/sqlite"
 	"github.com/gatehouse-gw/gatehouse/internal/secret"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
@@ -256,6 +258,28 @@ func verifyStarted(ctx context.Context, env *Env, file string, o startOptions) (
 			return fmt.Errorf("verify: the key property store of group %q: %w", g.Name, err)
 		}
 		fmt.Fprintf(env.Stdout, "Key property store of group %q opened: %d rows in %d tables.\n", g.Name, rows, tables)
+	}
+	// Each PostgreSQL export reads back whole (its own checksum, every row
+	// fitting its table).
+	for _, e := range c.manifest.Entries {
+		if e.Export != kpsexport.Kind {
+			continue
+		}
+		f, err := os.Open(filepath.Join(c.h.Dir, filepath.FromSlash(e.Path)))
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		b, err := kpsbackup.Parse(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("verify: the PostgreSQL key property store export %s: %w", e.Path, err)
+		}
+		var rows int64
+		for _, t := range b.Manifest.Tables {
+			rows += t.Rows
+		}
+		fmt.Fprintf(env.Stdout, "PostgreSQL key property store export of group %q read: %d rows in %d tables, %d shared secrets (as of %s).\n",
+			b.Manifest.GroupName, rows, len(b.Manifest.Tables), len(b.Secrets), e.Snapshot.Format("2006-01-02 15:04:05Z"))
 	}
 	what := "removed"
 	if o.keep {

@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/apps"
 	"github.com/gatehouse-gw/gatehouse/internal/audit"
 	"github.com/gatehouse-gw/gatehouse/internal/backup"
+	"github.com/gatehouse-gw/gatehouse/internal/backup/kpsexport"
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
@@ -198,6 +199,13 @@ func runDR(ctx context.Context, env *Env, args []string) error {
 		o := backup.Options{Gatehouse: Version, Host: nm.HostID}
 		if t, err := topology.NewStore(h, nil).Load(); err == nil {
 			o.TopologyVersion = t.Version
+		}
+		o, warnings, err := kpsexport.WithExports(h, o, false)
+		for _, w := range warnings {
+			fmt.Fprintf(env.Stderr, "dr drill: warning: %s\n", w)
+		}
+		if err != nil {
+			return fmt.Errorf("dr drill: the backup: %w", err)
 		}
 		t0 := time.Now()
 		m, err := backup.WriteFile(ctx, h, from, o)

@@ -355,91 +355,54 @@ func kpsRestore(ctx context.Context, s *kpsSession) error {
 	if b.Manifest.GroupID != s.t.gid {
 		fmt.Fprintf(s.env.Stderr, "kpsadmin: note: backup %s was taken from group %q (%s); restoring into group %q (%s)\n", id, b.Manifest.GroupName, b.Manifest.GroupID, s.t.gname, s.t.gid)
 	}
-	chosen := b.Tables
+	ro := kpsbackup.RestoreOptions{Force: s.o.has("force"), Note: s.note}
 	if alias, ok := s.o.vals["table"]; ok {
-		t, found := b.Table(alias)
-		if !found {
+		if _, found := b.Table(alias); !found {
 			var aliases []string
 			for _, t := range b.Tables {
 				aliases = append(aliases, t.Def.Alias)
 			}
 			return kpsNotFound(fmt.Errorf("backup %s holds no table %q", id, alias), alias, aliases, "tables in the backup")
 		}
-		chosen = []kpsbackup.Table{*t}
+		ro.Tables = []string{alias}
 	}
 	st, err := s.open(ctx, true)
 	if err != nil {
 		return err
 	}
-	defined, err := st.Tables(ctx)
-	if err != nil {
-		return err
-	}
-	force := s.o.has("force")
-	var define []kps.Table
-	var nonEmpty []string
-	before := map[string]int64{}
-	for _, bt := range chosen {
-		i := slices.IndexFunc(defined, func(t kps.Table) bool { return t.Alias == bt.Def.Alias })
-		if i < 0 {
-			define = append(define, bt.Def)
-			continue
-		}
-		cur := defined[i]
-		if !cur.Equal(&bt.Def) {
-			// The table changed since the backup: its rows must fit the
-			// definition the store has now.
-			for j, r := range bt.Rows {
-				if _, err := cur.Encode(r.Values); err != nil {
-					return fmt.Errorf("backup %s is refused, nothing was written: row %d of table %q does not fit the store's definition of the table, which differs from the backup's: %w", id, j+1, bt.Def.Alias, err)
-				}
-			}
-			s.note("table %q: the store's definition differs from the backup's; every row fits it", bt.Def.Alias)
-		}
-		n, err := st.Count(ctx, bt.Def.Alias)
-		if err != nil {
-			return err
-		}
-		before[bt.Def.Alias] = n
-		if n > 0 && !force {
-			nonEmpty = append(nonEmpty, fmt.Sprintf("%q holds %d rows", bt.Def.Alias, n))
-		}
-	}
-	if len(nonEmpty) > 0 {
-		return fmt.Errorf("not restored, nothing was written: restore fills only empty tables, and %s; "+
-			"--force replaces their rows (back them up first to keep them: %s)", strings.Join(nonEmpty, ", "), s.cmd("backup"))
-	}
-	if len(define) > 0 {
-		if err := st.Define(ctx, define...); err != nil {
-			return fmt.Errorf("defining the backup's tables: %w", err)
-		}
-		for _, t := range define {
-			s.note("table %q defined from the backup", t.Alias)
-		}
-	}
-	var load []kps.TableRows
-	for _, bt := range chosen {
-		load = append(load, kps.TableRows{Table: bt.Def.Alias, Rows: bt.Rows})
-	}
-	atomic, err := kps.Load(ctx, st, force, load...)
-	if err != nil {
-		if atomic {
-			return fmt.Errorf("restore failed, nothing was written: %w", err)
-		}
+	res, err := kpsbackup.Restore(ctx, st, b, ro)
+	var misfit *kpsbackup.MisfitError
+	var notEmpty *kpsbackup.NotEmptyError
+	switch {
+	case errors.As(err, &misfit):
+		return fmt.Errorf("backup %s is refused, nothing was written: %w", id, err)
+	case errors.As(err, &notEmpty):
+		return fmt.Errorf("not restored, nothing was written: %w; "+
+			"--force replaces their rows (back them up first to keep them: %s)", err, s.cmd("backup"))
+	case err != nil && res != nil && res.Atomic:
+		return fmt.Errorf("restore failed, nothing was written: %w", err)
+	case err != nil && res != nil && len(res.Tables) > 0:
 		return fmt.Errorf("restore failed part way (the %s backend has no transactional load): %w", s.backend(), err)
+	case err != nil:
+		return err
 	}
 	s.out("Backup %s restored into group %q:\n", id, s.t.gname)
 	var sum []string
-	for _, bt := range chosen {
-		line := fmt.Sprintf("table %q: %d rows", bt.Def.Alias, len(bt.Rows))
-		if n := before[bt.Def.Alias]; n > 0 {
+	for _, tc := range res.Tables {
+		line := fmt.Sprintf("table %q: %d rows", tc.Alias, tc.Rows)
+		if n := res.Before[tc.Alias]; n > 0 {
 			line += fmt.Sprintf(" (replacing %d)", n)
 		}
 		s.out("  %s\n", line)
 		sum = append(sum, line)
 	}
+	if len(res.Secrets) > 0 {
+		line := fmt.Sprintf("shared secrets %s (the store's replaced: the restored API keys verify with the hashing key they were made with)", strings.Join(res.Secrets, ", "))
+		s.out("  %s\n", line)
+		sum = append(sum, line)
+	}
 	s.summary = strings.Join(sum, ", ")
-	if !atomic {
+	if !res.Atomic {
 		s.out("  (table by table: the %s backend has no transactional load; versions start again at 1)\n", s.backend())
 	}
 	return nil
