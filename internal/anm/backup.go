@@ -1,14 +1,18 @@
 package anm
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
 	"github.com/gatehouse-gw/gatehouse/internal/backup"
 	"github.com/gatehouse-gw/gatehouse/internal/backup/kpsexport"
+	"github.com/gatehouse-gw/gatehouse/internal/domain"
+	"github.com/gatehouse-gw/gatehouse/internal/nodeapi"
 	"github.com/gatehouse-gw/gatehouse/internal/rbac"
 	"github.com/gatehouse-gw/gatehouse/internal/secret"
 )
@@ -24,6 +28,7 @@ const ClearSecretsPath = "/api/backup/clear-secrets"
 func (a *API) backupArea() area {
 	return area{name: "backup", routes: []route{
 		{pattern: "/api/backup", ops: map[string]op{http.MethodPost: change(a.postBackup, "createBackup", recorded("backup, with its size or its error"), "backup.create")}},
+		{pattern: "/api/backup/status", ops: map[string]op{http.MethodGet: read(a.getBackupStatus, "getBackupStatus", "backup.status")}},
 	}}
 }
 
@@ -128,4 +133,57 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// HostBackups is one host of GET /api/backup/status.
+type HostBackups struct {
+	HostID   string `json:"hostID"`
+	HostName string `json:"hostName"`
+	// NodeManager is "running" or "unreachable" (its backups unknown).
+	NodeManager string `json:"nodeManager"`
+	// Backups: null when the host has no schedule (or is unreachable).
+	Backups *nodeapi.BackupStatus `json:"backups"`
+	Error   string                `json:"error,omitempty"`
+}
+
+// GET /api/backup/status: every host's scheduled backups (its node
+// manager's GET /nm/status, asked concurrently and briefly).
+func (a *API) getBackupStatus(w http.ResponseWriter, r *http.Request) {
+	t, ok := a.load(w, r)
+	if !ok {
+		return
+	}
+	out := make([]HostBackups, len(t.Hosts))
+	ctx, cancel := context.WithTimeout(r.Context(), nodeapi.StatusTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i, h := range t.Hosts {
+		out[i] = HostBackups{HostID: h.ID, HostName: h.Name, NodeManager: "running"}
+		if h.ID == a.conf.HostID {
+			nc, err := domain.LoadNodeManagerConf(a.h)
+			if err != nil {
+				out[i].Error = err.Error()
+				continue
+			}
+			out[i].Backups = nodeapi.LocalBackupStatus(a.h, nc)
+			continue
+		}
+		p, err := nodeapi.PeerOfHost(t, h.ID)
+		if err != nil {
+			out[i].NodeManager, out[i].Error = "none", "no node manager on this host"
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var st nodeapi.Status
+			if err := a.net.Call(ctx, p, http.MethodGet, "/nm/status", nil, &st); err != nil {
+				out[i].NodeManager, out[i].Error = "unreachable", err.Error()
+				return
+			}
+			out[i].Backups = st.Backups
+		}()
+	}
+	wg.Wait()
+	apihttp.WriteResult(w, http.StatusOK, map[string]any{"hosts": out})
 }

@@ -9,6 +9,9 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
 	"github.com/gatehouse-gw/gatehouse/internal/backup"
 	"github.com/gatehouse-gw/gatehouse/internal/backup/kpsexport"
+	"github.com/gatehouse-gw/gatehouse/internal/backup/schedule"
+	"github.com/gatehouse-gw/gatehouse/internal/domain"
+	"github.com/gatehouse-gw/gatehouse/internal/home"
 )
 
 // GET /nm/backup?withLogs=true: this host's backup (the archive of
@@ -92,4 +95,34 @@ func (c *NodeClient) FetchBackup(ctx context.Context, p Peer, withLogs bool, w i
 		return fmt.Errorf("the backup of host %s was cut: %w", p.hostLabel(), err)
 	}
 	return nil
+}
+
+// BackupStatus is a host's scheduled backups (nodemanager.yaml backup:, as
+// the node manager read it when it started) and what they did.
+type BackupStatus struct {
+	Schedule  string         `json:"schedule"`
+	Directory string         `json:"directory"`
+	Keep      int            `json:"keep"`
+	State     schedule.State `json:"state"`
+	// Error says why the state could not be read.
+	Error string `json:"error,omitempty"`
+	// Failing: the last run failed (no success since).
+	Failing bool `json:"failing"`
+}
+
+// LocalBackupStatus is the scheduled backups of this host (nil when it has
+// no schedule).
+func LocalBackupStatus(h home.Home, conf domain.NodeManagerConf) *BackupStatus {
+	if conf.Backup.Schedule == "" {
+		return nil
+	}
+	b := &BackupStatus{Schedule: conf.Backup.Schedule, Directory: conf.Backup.Dir(h), Keep: conf.Backup.KeepOrDefault()}
+	st, err := schedule.ReadState(h)
+	if err != nil {
+		b.Error = err.Error()
+		return b
+	}
+	b.State = st
+	b.Failing = !st.LastFailure.IsZero() && st.LastFailure.After(st.LastSuccess)
+	return b
 }

@@ -276,6 +276,7 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) {
 	apihttp.WriteResult(w, http.StatusOK, Status{
 		HostID: s.conf.HostID, NodeManagerID: s.conf.NodeManagerID, Admin: s.admin,
 		TopologyVersion: version, Instances: s.sup.States(),
+		Backups: LocalBackupStatus(s.h, s.conf),
 	})
 }
 
@@ -286,6 +287,8 @@ type Status struct {
 	Admin           bool                       `json:"admin"`
 	TopologyVersion int64                      `json:"topologyVersion"`
 	Instances       []supervisor.InstanceState `json:"instances"`
+	// Backups are the host's scheduled backups; absent without a schedule.
+	Backups *BackupStatus `json:"backups,omitempty"`
 }
 
 // NotAdmin is the 404 of a path that only the Admin Node Manager serves,

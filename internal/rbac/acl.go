@@ -60,7 +60,7 @@ func DefaultACL() *ACL {
 	return &ACL{
 		Roles: map[string][]string{
 			RoleAdmin:           {"all", "metrics.read"},
-			RoleOperator:        {"session", "topology.read", "instances.status", "instances.control", "router.read", "audit.read", "users.read", "deployment.read", "kps.read", "applications.read", "metrics.read", "backup.create"},
+			RoleOperator:        {"session", "topology.read", "instances.status", "instances.control", "router.read", "audit.read", "users.read", "deployment.read", "kps.read", "applications.read", "metrics.read", "backup.create", "backup.status"},
 			RoleDeployer:        {"session", "topology.read", "deployment.read", "deployment.write"},
 			RoleKPSAdmin:        {"session", "topology.read", "kps.read", "kps.write", "applications.read", "applications.write"},
 			RolePolicyDeveloper: {"session", "topology.read", "router.read"},
@@ -84,6 +84,7 @@ func DefaultACL() *ACL {
 			"applications.read":  {Description: "read client applications and their API keys (never a key's value or hash)", Rules: []Rule{{readMethods, []string{"/api/applications/**"}}}},
 			"applications.write": {Description: "create, change and delete client applications; create, disable, rotate and delete API keys", Rules: []Rule{{[]string{"POST", "PUT", "DELETE"}, []string{"/api/applications/**"}}}},
 			"backup.create":      {Description: "take a backup of the Admin Node Manager's host (POST /api/backup); with secrets that no passphrase seals, only a role that also allows POST /api/backup/clear-secrets (the administrator's)", Rules: []Rule{{[]string{"POST"}, []string{"/api/backup"}}}},
+			"backup.status":      {Description: "read every host's scheduled backups (GET /api/backup/status)", Rules: []Rule{{readMethods, []string{"/api/backup/status"}}}},
 			"metrics.read":       {Description: "read the Admin Node Manager's Prometheus metrics (GET /metrics on its port, when on)", Rules: []Rule{{readMethods, []string{"/metrics"}}}},
 		},
 	}

@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/backup/schedule"
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/gwtest"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
@@ -91,9 +93,52 @@ func TestDomainBackup(t *testing.T) {
 	if r := second.h.Run("", "backup", "--domain", "-o", filepath.Join(dir, "x")); r.Code != 1 || !strings.Contains(r.Stderr, "run it on the Admin Node Manager's host") {
 		t.Errorf("--domain on a joined host: %s", r)
 	}
+	// gatehouse client status: every host's scheduled backups. The second
+	// host's fail (their directory cannot be made): shown, and exit 1.
+	blocker := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(blocker, nil, 0o600)
+	sh := home.Home{Dir: second.h.Dir}
+	nmc, err := domain.LoadNodeManagerConf(sh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nmc.Backup = schedule.Conf{Schedule: "@every 1s", Directory: filepath.Join(blocker, "sub")}
+	if err := domain.SaveNodeManagerConf(sh, nmc); err != nil {
+		t.Fatal(err)
+	}
+	second.h.MustRun("", "nodemanager", "-k", "-q")
+	second.h.MustRun("", "nodemanager", "-d")
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if st, _ := schedule.ReadState(sh); st.Failed > 0 {
+			break
+		}
+	}
+	client := []string{"client", "--url", fmt.Sprintf("https://127.0.0.2:%d/api", anm.port), "--cacert", anm.h.Path("groups", "certs", "domaincert.pem"), "--username", "admin", "--password-file", pw}
+	r = anm.h.Run("", append(client, "status")...)
+	if r.Code != 1 || !strings.Contains(r.Stdout, "first (host-1): no scheduled backups") ||
+		!strings.Contains(r.Stdout, `second (host-2): scheduled backups "@every 1s" into `) || !strings.Contains(r.Stdout, "FAILING") ||
+		!strings.Contains(r.Stderr, "the last scheduled backup of host-2 failed") {
+		t.Errorf("client status with a failing host: %s", r)
+	}
+	if r := anm.h.Run("", append(client, "status", "G")...); r.Code != 2 || !strings.Contains(r.Stderr, "GROUP and INSTANCE, or no argument") {
+		t.Errorf("client status with one argument: %s", r)
+	}
+	var bs struct {
+		Hosts []struct {
+			HostID, NodeManager string
+			Backups             *struct{ Failing bool }
+		}
+	}
+	result(t, anm.api("GET", "/api/backup/status", ""), 200, &bs)
+	if len(bs.Hosts) != 2 || bs.Hosts[0].Backups != nil || bs.Hosts[1].Backups == nil || !bs.Hosts[1].Backups.Failing {
+		t.Errorf("GET /api/backup/status: %+v", bs)
+	}
 	// The second host down: the backup fails naming it, and nothing is
 	// written; with --skip-unreachable the gap is recorded.
 	second.h.MustRun("", "nodemanager", "-k", "-q")
+	if r := anm.h.Run("", append(client, "status")...); r.Code != 1 || !strings.Contains(r.Stdout, "second (host-2): node manager unreachable") {
+		t.Errorf("client status with a host down: %s", r)
+	}
 	failed := filepath.Join(dir, "failed.backup")
 	if r := anm.h.Run("", "backup", "--domain", "-o", failed, "--no-verify"); r.Code != 1 || !strings.Contains(r.Stderr, "host host-2") || !strings.Contains(r.Stderr, "nothing was written") {
 		t.Errorf("backup --domain with a host down: %s", r)

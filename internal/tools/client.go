@@ -99,9 +99,21 @@ var clientVerbs = []clientVerb{
 	{name: "stop", args: []string{"GROUP", "INSTANCE"}, api: "POST /api/management/stop/{groupID}/{serviceID}",
 		summary: "stop an instance",
 		run:     func(ctx context.Context, c *apiClient, a []string) error { return c.manage(ctx, "stop", a[0], a[1]) }},
-	{name: "status", args: []string{"GROUP", "INSTANCE"}, api: "POST /api/management/status/{groupID}/{serviceID}",
-		summary: "the state of an instance",
-		run:     func(ctx context.Context, c *apiClient, a []string) error { return c.manage(ctx, "status", a[0], a[1]) }},
+	{name: "status", args: []string{"[GROUP]", "[INSTANCE]"}, api: "POST /api/management/status/{groupID}/{serviceID}; GET /api/backup/status",
+		summary: "the state of an instance; without arguments, every host's scheduled backups",
+		help: "GROUP INSTANCE                 the instance's process state, health and load-balancer state\n" +
+			"(none)                         each host's scheduled backups: schedule, next run, last success and\n" +
+			"                               failure; exit 1 when a host's last run failed or its node manager\n" +
+			"                               does not answer",
+		run: func(ctx context.Context, c *apiClient, a []string) error {
+			switch len(a) {
+			case 0:
+				return c.backupStatus(ctx)
+			case 1:
+				return usagef("client", "status wants GROUP and INSTANCE, or no argument (every host's scheduled backups)")
+			}
+			return c.manage(ctx, "status", a[0], a[1])
+		}},
 	{name: "users", api: "GET /api/rbac/users", summary: "the management users and their roles",
 		run: func(ctx context.Context, c *apiClient, _ []string) error { return c.users(ctx) }},
 	{name: "user create", args: []string{"NAME"}, opts: []string{"role", "new-password-file"}, api: "POST /api/rbac/users",

@@ -89,8 +89,12 @@ func pickID(kind, arg, where string, items []clientNamed) (string, error) {
 // --host, into ids.
 func (c *apiClient) resolveArgs(ctx context.Context, verb *clientVerb, args []string) ([]string, error) {
 	need := c.o.host != ""
-	for _, a := range verb.args {
-		need = need || a == "GROUP" || a == "INSTANCE" || a == "HOST"
+	kinds := make([]string, len(verb.args)) // an optional "[GROUP]" is resolved when given
+	for i, a := range verb.args {
+		kinds[i] = strings.Trim(a, "[]")
+		if i < len(args) {
+			need = need || kinds[i] == "GROUP" || kinds[i] == "INSTANCE" || kinds[i] == "HOST"
+		}
 	}
 	if !need {
 		return args, nil
@@ -101,7 +105,7 @@ func (c *apiClient) resolveArgs(ctx context.Context, verb *clientVerb, args []st
 	}
 	out := append([]string(nil), args...)
 	group := -1 // the index of the group in t, once resolved
-	for i, a := range verb.args {
+	for i, a := range kinds[:min(len(kinds), len(args))] {
 		var id string
 		var err error
 		switch a {

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
+
+	"github.com/gatehouse-gw/gatehouse/internal/anm"
 )
 
 func (c *apiClient) printJSON(raw json.RawMessage) error {
@@ -248,6 +252,73 @@ func (c *apiClient) audit(ctx context.Context) error {
 		fmt.Fprintln(c.env.Stdout, "hash chain verified")
 	} else {
 		fmt.Fprintln(c.env.Stdout, "WARNING: the audit log's hash chain does NOT verify (see gatehouse audit verify on the ANM)")
+	}
+	return nil
+}
+
+// backupStatus prints every host's scheduled backups (GET
+// /api/backup/status); an ExitError 1 when a host's last run failed or its
+// node manager did not answer.
+func (c *apiClient) backupStatus(ctx context.Context) error {
+	raw, _, err := c.do(ctx, http.MethodGet, "/backup/status", nil)
+	if err != nil {
+		return err
+	}
+	if c.o.json {
+		if err := c.printJSON(raw); err != nil {
+			return err
+		}
+	}
+	var ans struct {
+		Hosts []anm.HostBackups `json:"hosts"`
+	}
+	if err := json.Unmarshal(raw, &ans); err != nil {
+		return fmt.Errorf("backup status answer: %w", err)
+	}
+	at := func(t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		return t.Local().Format("2006-01-02 15:04:05 MST")
+	}
+	var bad []string
+	for _, h := range ans.Hosts {
+		if c.o.json {
+			break
+		}
+		label := fmt.Sprintf("%s (%s)", h.HostName, h.HostID)
+		switch b := h.Backups; {
+		case h.NodeManager != "running":
+			fmt.Fprintf(c.env.Stdout, "%s: node manager %s: %s\n", label, h.NodeManager, h.Error)
+		case h.Error != "":
+			fmt.Fprintf(c.env.Stdout, "%s: %s\n", label, h.Error)
+		case b == nil:
+			fmt.Fprintf(c.env.Stdout, "%s: no scheduled backups\n", label)
+		default:
+			state := "ok"
+			if b.Failing {
+				state = "FAILING"
+			}
+			fmt.Fprintf(c.env.Stdout, "%s: scheduled backups %q into %s, the newest %d kept: %s\n", label, b.Schedule, b.Directory, b.Keep, state)
+			if b.Error != "" {
+				fmt.Fprintf(c.env.Stdout, "  state unreadable: %s\n", b.Error)
+			}
+			fmt.Fprintf(c.env.Stdout, "  next run:      %s\n", at(b.State.Next))
+			fmt.Fprintf(c.env.Stdout, "  last success:  %s %s\n", at(b.State.LastSuccess), b.State.LastFile)
+			fmt.Fprintf(c.env.Stdout, "  last failure:  %s %s\n", at(b.State.LastFailure), b.State.LastError)
+			fmt.Fprintf(c.env.Stdout, "  runs:          %d succeeded, %d failed\n", b.State.Succeeded, b.State.Failed)
+		}
+	}
+	for _, h := range ans.Hosts {
+		switch {
+		case h.NodeManager == "unreachable":
+			bad = append(bad, fmt.Sprintf("the node manager of %s does not answer", h.HostID))
+		case h.Backups != nil && h.Backups.Failing:
+			bad = append(bad, fmt.Sprintf("the last scheduled backup of %s failed: %s", h.HostID, h.Backups.State.LastError))
+		}
+	}
+	if len(bad) > 0 {
+		return &ExitError{Code: 1, Err: errors.New(strings.Join(bad, "; "))}
 	}
 	return nil
 }

@@ -58,7 +58,9 @@ func GroupPath(h home.Home, groupID string) string {
 type Store struct {
 	db   *sql.DB
 	path string
-	defs kps.Defs
+	// openBusy bounds the retries of a busy first connection (init).
+	openBusy time.Duration
+	defs     kps.Defs
 
 	qmu     sync.Mutex      // guards queue and leading
 	queue   []*pendingWrite // writes waiting for a commit
@@ -125,7 +127,7 @@ func Open(ctx context.Context, cfg kps.SQLiteConfig) (*Store, error) {
 	}
 	db.SetMaxOpenConns(8) // mutate:equivalent const the pool's size: reads and writes behave the same with any size
 	db.SetMaxIdleConns(8) // mutate:equivalent const the pool's size: reads and writes behave the same with any size
-	s := &Store{db: db, path: path}
+	s := &Store{db: db, path: path, openBusy: busy}
 	if err := s.init(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("kps store %s: %w", path, err)
@@ -136,8 +138,19 @@ func Open(ctx context.Context, cfg kps.SQLiteConfig) (*Store, error) {
 // init checks the file, applies missing migrations and loads the definitions.
 func (s *Store) init(ctx context.Context) error {
 	var check string
-	if err := s.db.QueryRowContext(ctx, "PRAGMA quick_check").Scan(&check); err != nil {
-		return fmt.Errorf("damaged or not a database: %w", classify(err))
+	// A connection's first statement runs its pragmas; journal_mode(WAL)
+	// on a file that another process is creating or switching can be
+	// refused busy at once, without the busy timeout: that is not damage,
+	// so it is tried again within the busy timeout.
+	for deadline := time.Now().Add(s.openBusy); ; {
+		err := s.db.QueryRowContext(ctx, "PRAGMA quick_check").Scan(&check)
+		if err == nil {
+			break
+		}
+		if !isBusy(err) || time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("damaged or not a database: %w", classify(err))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	if check != "ok" {
 		return fmt.Errorf("damaged: %w", kps.Unavailable(errors.New(check)))
@@ -173,6 +186,15 @@ func classify(err error) error {
 		return err
 	}
 	return kps.Unavailable(err)
+}
+
+// isBusy reports whether err is SQLite's SQLITE_BUSY (5) or SQLITE_LOCKED (6).
+func isBusy(err error) bool {
+	var se interface{ Code() int }
+	if errors.As(err, &se) {
+		return se.Code()&0xff == 5 || se.Code()&0xff == 6
+	}
+	return false
 }
 
 // Path is the database file.

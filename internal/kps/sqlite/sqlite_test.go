@@ -471,3 +471,38 @@ func TestGroupCommit(t *testing.T) {
 		t.Errorf("%d commits for %d inserts", commits, n)
 	}
 }
+
+// isBusy knows SQLite's busy refusal (retried when a store opens) from
+// other errors (which are damage).
+func TestIsBusy(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "busy.db")
+	a, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	a.SetMaxOpenConns(1)
+	if _, err := a.Exec("CREATE TABLE x(y)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Exec("BEGIN EXCLUSIVE"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	_, err = b.Exec("INSERT INTO x VALUES (1)")
+	if err == nil || !isBusy(err) {
+		t.Errorf("a write while another connection holds an exclusive lock: %v; want a busy error", err)
+	}
+	a.Exec("COMMIT")
+	_, err = b.Exec("SELECT * FROM nowhere")
+	if err == nil || isBusy(err) {
+		t.Errorf("a missing table: %v; want an error that is not busy", err)
+	}
+	if isBusy(errors.New("database is locked")) {
+		t.Error("a plain error with the words is not SQLite's code")
+	}
+}
