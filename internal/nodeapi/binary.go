@@ -2,12 +2,15 @@ package nodeapi
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/apihttp"
@@ -95,4 +98,74 @@ func (c *NodeClient) RestorePreviousBinary(ctx context.Context, p Peer) (domain.
 	var info domain.BinaryInfo
 	err := c.call(ctx, p, http.MethodPost, "/nm/binary/previous", nil, &info)
 	return info, err
+}
+
+// POST /nm/nodemanager/restart: the Admin Node Manager's upgrade asks this
+// node manager to restart on the install directory's binary (after PUT
+// /nm/binary and its instances' restarts). 202 at once; the node manager
+// stops its listener and starts the new program, which answers GET
+// /nm/status with its own pid and binary (the caller waits for them). The
+// instances keep running throughout, as across nodemanager -k and -d; if
+// the new program does not start, the old one is started again.
+func (s *Server) postRestart(w http.ResponseWriter, r *http.Request) {
+	if s.restart == nil {
+		apihttp.WriteError(w, r, s.log, &apihttp.Error{Code: http.StatusServiceUnavailable, Msg: fmt.Sprintf("host %s: this node manager cannot restart itself (it does not run under the nodemanager tool)", s.conf.HostID)})
+		return
+	}
+	if err := s.restart(); err != nil {
+		apihttp.WriteError(w, r, s.log, &apihttp.Error{Code: http.StatusConflict, Msg: fmt.Sprintf("host %s: %v", s.conf.HostID, err)})
+		return
+	}
+	s.log.Info("restart requested by the Admin Node Manager", "pid", os.Getpid())
+	apihttp.WriteResult(w, http.StatusAccepted, map[string]any{"pid": os.Getpid(), "binary": runningBinary()})
+}
+
+var (
+	binaryOnce sync.Once
+	binarySum  string
+)
+
+// runningBinary is the SHA-256 of the program this process runs (read once;
+// /proc/self/exe reaches it even after an upgrade renamed another file over
+// its path).
+func runningBinary() string {
+	binaryOnce.Do(func() {
+		f, err := os.Open("/proc/self/exe")
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err == nil {
+			binarySum = hex.EncodeToString(h.Sum(nil))
+		}
+	})
+	return binarySum
+}
+
+// RestartNodeManager asks p's node manager to restart on its host's
+// binary and waits (within ctx) until it answers GET /nm/status from
+// another process. It returns that status: the caller checks its binary.
+func (c *NodeClient) RestartNodeManager(ctx context.Context, p Peer) (Status, error) {
+	var before struct {
+		PID int `json:"pid"`
+	}
+	if err := c.call(ctx, p, http.MethodPost, "/nm/nodemanager/restart", nil, &before); err != nil {
+		return Status{}, err
+	}
+	var last error
+	for {
+		select {
+		case <-ctx.Done():
+			return Status{}, fmt.Errorf("the node manager of host %s did not come back after its restart: %w (last: %v)", p.hostLabel(), ctx.Err(), last)
+		case <-time.After(200 * time.Millisecond):
+		}
+		var st Status
+		sctx, cancel := context.WithTimeout(ctx, StatusTimeout)
+		last = c.call(sctx, p, http.MethodGet, "/nm/status", nil, &st)
+		cancel()
+		if last == nil && st.PID != before.PID {
+			return st, nil
+		}
+	}
 }

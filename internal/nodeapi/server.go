@@ -107,6 +107,10 @@ type Config struct {
 	SwitchPort func(port int) (PortSwitch, error)
 	// Version is the Gatehouse version (written into this host's backups).
 	Version string
+	// Restart asks the program running this node manager to restart it on
+	// the install directory's binary (POST /nm/nodemanager/restart); nil:
+	// 503.
+	Restart func() error
 }
 
 // Server serves the /nm paths of a node manager. It is safe for
@@ -126,12 +130,13 @@ type Server struct {
 	switchPort func(port int) (PortSwitch, error)
 	version    string
 	backups    chan struct{} // backup.go: one at a time
+	restart    func() error
 }
 
 // NewServer makes the /nm server of c.
 func NewServer(c Config) *Server {
 	return &Server{h: c.Home, conf: c.Conf, admin: c.Admin, store: c.Store, log: c.Logger, sup: c.Instances, net: c.Net, router: c.Router, auth: c.JoinAuth, audit: c.Audit, switchPort: c.SwitchPort,
-		version: c.Version, backups: make(chan struct{}, 1)}
+		version: c.Version, backups: make(chan struct{}, 1), restart: c.Restart}
 }
 
 // Route is one entry of the node-to-node API's table: a mux pattern and
@@ -192,10 +197,12 @@ func (s *Server) Routes() []Route {
 		{Pattern: "/nm/router/{instanceID}/{path...}", Relay: s.fromANM(s.routeLocal)},
 		{Pattern: "/nm/topology", Methods: apihttp.Methods{http.MethodGet: s.getTopologyDoc, http.MethodPut: s.fromANM(s.putTopology)}},
 		{Pattern: "/nm/topology/state", Methods: apihttp.Methods{http.MethodGet: s.getTopologyState}},
-		{Pattern: "/nm/binary", Methods: apihttp.Methods{http.MethodPut: s.fromANM(s.putBinary)}},                    // binary.go
-		{Pattern: "/nm/binary/previous", Methods: apihttp.Methods{http.MethodPost: s.fromANM(s.postPreviousBinary)}}, // binary.go
-		{Pattern: "/nm/backup", Methods: apihttp.Methods{http.MethodGet: s.fromANM(s.getBackup)}},                    // backup.go
-		{Pattern: "/nm/nodemanager/port", Methods: apihttp.Methods{http.MethodPost: s.fromANM(s.putPort)}},           // nmport.go
+		{Pattern: "/nm/binary", Methods: apihttp.Methods{http.MethodPut: s.fromANM(s.putBinary)}},                                         // binary.go
+		{Pattern: "/nm/binary/previous", Methods: apihttp.Methods{http.MethodPost: s.fromANM(s.postPreviousBinary)}},                      // binary.go
+		{Pattern: "/nm/nodemanager/restart", Methods: apihttp.Methods{http.MethodPost: s.fromANM(s.postRestart)}},                         // binary.go
+		{Pattern: "/nm/config", Methods: apihttp.Methods{http.MethodGet: s.fromANM(s.getConfig), http.MethodPut: s.fromANM(s.putConfig)}}, // config.go
+		{Pattern: "/nm/backup", Methods: apihttp.Methods{http.MethodGet: s.fromANM(s.getBackup)}},                                         // backup.go
+		{Pattern: "/nm/nodemanager/port", Methods: apihttp.Methods{http.MethodPost: s.fromANM(s.putPort)}},                                // nmport.go
 		{Pattern: "/nm/sync", Methods: apihttp.Methods{http.MethodGet: s.adminOnly(s.checkSync), http.MethodPost: s.adminOnly(s.syncAll)}},
 	}
 }
@@ -277,6 +284,7 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) {
 		HostID: s.conf.HostID, NodeManagerID: s.conf.NodeManagerID, Admin: s.admin,
 		TopologyVersion: version, Instances: s.sup.States(),
 		Backups: LocalBackupStatus(s.h, s.conf),
+		PID:     os.Getpid(), Binary: runningBinary(),
 	})
 }
 
@@ -289,6 +297,10 @@ type Status struct {
 	Instances       []supervisor.InstanceState `json:"instances"`
 	// Backups are the host's scheduled backups; absent without a schedule.
 	Backups *BackupStatus `json:"backups,omitempty"`
+	// PID is the node manager's process; Binary the SHA-256 of the program
+	// it runs (an upgrade checks both after restarting it).
+	PID    int    `json:"pid,omitempty"`
+	Binary string `json:"binary,omitempty"`
 }
 
 // NotAdmin is the 404 of a path that only the Admin Node Manager serves,

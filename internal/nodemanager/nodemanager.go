@@ -67,6 +67,8 @@ type NodeManager struct {
 	stopBackups  context.CancelFunc
 	backupsEnded chan struct{}
 
+	restart chan struct{} // POST /nm/nodemanager/restart (RestartRequested)
+
 	mu       sync.Mutex
 	started  bool
 	stopping bool
@@ -126,8 +128,18 @@ func New(opts Options) (*NodeManager, error) {
 		return nil, fmt.Errorf("creating node manager: %w", err)
 	}
 	srvLog := log.With("subsystem", "server")
+	n.restart = make(chan struct{}, 1)
+	requestRestart := func() error {
+		select {
+		case n.restart <- struct{}{}:
+			return nil
+		default:
+			return errors.New("a restart is already requested")
+		}
+	}
 	nm := nodeapi.NewServer(nodeapi.Config{Home: opts.Home, Conf: conf, Admin: n.admin, Store: n.store, Logger: srvLog,
-		Instances: n.sup, Net: n.net, Router: router, JoinAuth: n.api.AuthorizeJoin, Audit: rec, SwitchPort: switchPort, Version: opts.Version})
+		Instances: n.sup, Net: n.net, Router: router, JoinAuth: n.api.AuthorizeJoin, Audit: rec, SwitchPort: switchPort, Version: opts.Version,
+		Restart: requestRestart})
 	n.srv = newServer(n, srvLog, nm.Handler(), n.api.Handler(), n.metricsHandler())
 	if n.admin {
 		if err := n.api.LoadAccess(); err != nil {
@@ -205,6 +217,12 @@ func (n *NodeManager) Shutdown(ctx context.Context) error {
 	close(n.done)
 	return err
 }
+
+// RestartRequested is told when the Admin Node Manager asks this node
+// manager to restart on the install directory's binary (an upgrade): the
+// program running it shuts it down and starts the new one (the instances
+// keep running, as across nodemanager -k and -d).
+func (n *NodeManager) RestartRequested() <-chan struct{} { return n.restart }
 
 // Wait blocks until the node manager has stopped.
 func (n *NodeManager) Wait() error {

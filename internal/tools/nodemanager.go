@@ -176,7 +176,7 @@ func runNodemanager(ctx context.Context, env *Env, args []string) error {
 	if o.daemon {
 		return nodemanagerDaemon(ctx, env, h, rf, label, o.quiet, pass, caPass)
 	}
-	return nodemanagerForeground(ctx, env, h, conf, rf, label, o.quiet)
+	return nodemanagerForeground(ctx, env, h, conf, rf, label, o.quiet, pass, caPass)
 }
 
 // nodemanagerPassphrase unlocks scope s when it has a passphrase: from
@@ -321,7 +321,7 @@ func nodemanagerDaemon(ctx context.Context, env *Env, h home.Home, rf home.RunFi
 
 // nodemanagerForeground runs the node manager in this process until a
 // signal stops it.
-func nodemanagerForeground(ctx context.Context, env *Env, h home.Home, conf domain.NodeManagerConf, rf home.RunFiles, label string, quiet bool) (err error) {
+func nodemanagerForeground(ctx context.Context, env *Env, h home.Home, conf domain.NodeManagerConf, rf home.RunFiles, label string, quiet bool, pass, caPass secret.Value) (err error) {
 	ready := readyNotifier()
 	defer func() { ready.report(err) }()
 
@@ -375,10 +375,25 @@ func nodemanagerForeground(ctx context.Context, env *Env, h home.Home, conf doma
 	cancelled := ctx.Done()
 	waitDone := make(chan error, 1)
 	go func() { waitDone <- nm.Wait() }()
+	restarting := false
 	for {
 		select {
 		case err := <-waitDone:
+			if restarting {
+				claim.Release()
+				return nodemanagerRestart(ctx, env, h, rf, log, label, pass, caPass)
+			}
 			return err
+		case <-nm.RestartRequested():
+			if shutdownStarted {
+				continue
+			}
+			// An upgrade: stop serving (the instances keep running), then
+			// start the install directory's binary in our place.
+			shutdownStarted, restarting = true, true
+			log.Info("restarting on the install directory's binary", "binary", h.Path("posix", "bin", "gatehouse"))
+			sctx, cancel := context.WithTimeout(stopCtx, nmStopBudget)
+			go func() { defer cancel(); nm.Shutdown(sctx) }()
 		case <-cancelled:
 			cancelled = nil
 			stopNow()
@@ -409,4 +424,32 @@ func consoleUnless(quiet bool, w io.Writer) io.Writer {
 		return nil
 	}
 	return w
+}
+
+// nodemanagerRestart starts the node manager again once this process has
+// stopped serving (an upgrade's POST /nm/nodemanager/restart): the install
+// directory's posix/bin/gatehouse as a daemon, with this process's
+// passphrases through pipes; if it does not start, this process's own
+// program (/proc/self/exe reaches it even after the upgrade renamed the new
+// binary over its path), so that the host is never left without its node
+// manager.
+func nodemanagerRestart(ctx context.Context, env *Env, h home.Home, rf home.RunFiles, log *slog.Logger, label string, pass, caPass secret.Value) error {
+	newBin := h.Path("posix", "bin", "gatehouse")
+	if _, err := os.Stat(newBin); err != nil {
+		newBin = "/proc/self/exe"
+	}
+	denv := *env
+	denv.Exe = newBin
+	err := nodemanagerDaemon(ctx, &denv, h, rf, label, true, pass, caPass)
+	if err == nil {
+		log.Info("node manager restarted on the new binary", "binary", newBin)
+		return nil
+	}
+	log.Error("the new binary did not start the node manager; starting this one again", "binary", newBin, "error", err.Error())
+	denv.Exe = "/proc/self/exe"
+	if err2 := nodemanagerDaemon(ctx, &denv, h, rf, label, true, pass, caPass); err2 != nil {
+		log.Error("the node manager could not be started again", "error", err2.Error())
+		return fmt.Errorf("%s: the restart failed (%v) and so did starting the old program again: %w", label, err, err2)
+	}
+	return fmt.Errorf("%s: the new binary did not start (%w); the old program runs again", label, err)
 }

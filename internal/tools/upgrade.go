@@ -3,13 +3,16 @@ package tools
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,7 +36,7 @@ var upgradeTool = Tool{
 }
 
 const upgradeHelp = `usage: gatehouse upgrade --binary NEW (--backup-dir DIR | --no-backup) [--delay_before D] [--delay_after D]
-       gatehouse upgrade --rollback [--delay_before D] [--delay_after D]
+       gatehouse upgrade --rollback [--backup FILE | --binary-only] [--delay_before D] [--delay_after D]
 
 Run on the Admin Node Manager's host, with the new binary (./gatehouse-new
 upgrade --binary ./gatehouse-new …). First a backup of the whole domain
@@ -45,10 +48,19 @@ taken out of its load balancer (its /healthchecklb answers 503), given
 --delay_before to be seen out, restarted on the new binary, checked
 (/healthcheck), put back in, and given --delay_after to be seen in.
 
+Then the host's node manager restarts itself on the new binary (its
+instances keep running) and is checked to run it.
+
 A step that fails stops the upgrade: every host it reached gets the old
-binary back and its restarted instances are restarted again on it, with
-the same care. --rollback does that on purpose, for every host: the
-previous binary back, every instance restarted on it.
+binary back, and its configuration as the backup has it; its restarted
+instances and its node manager are restarted again on it, with the same
+care. --rollback does that on purpose, for every host: the previous binary
+back, the configuration of the backup the last upgrade took (or of
+--backup FILE, a domain backup; --binary-only keeps the configuration as
+it is), every instance and node manager restarted on it. Configuration is
+the node managers' settings, the ACL, the groups' configurations and
+installed archives, the instances' settings; never data or keys (key
+property stores, certificates, secrets, users, audit log, topology).
 
   --binary NEW          the new gatehouse binary
   --backup-dir DIR      where the domain's backup goes (outside the install
@@ -57,9 +69,9 @@ previous binary back, every instance restarted on it.
                         load balancer's checks see it)
   --delay_after D       after putting it back (default 10s)
 
-The node managers keep running the binary they started with; restart each
-(nodemanager -k, then nodemanager -d: the instances keep running) to run
-the new one. The report goes to conf/upgrades/ and the audit log names it.
+A node manager too old to restart itself is left running its binary: the
+report says so (restart it: nodemanager -k, then nodemanager -d). The
+report goes to conf/upgrades/ and the audit log names it.
 
 Exit codes: 0 upgraded (or rolled back); 1 failed (the report says which
 step; the old binary is back); 2 wrong usage.`
@@ -69,8 +81,8 @@ func runUpgrade(ctx context.Context, env *Env, args []string) error {
 	// it cleanly: a partial file removed, an upgrade undone.
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var bin, backupDir string
-	var noBackup, rollback bool
+	var bin, backupDir, backupFile string
+	var noBackup, rollback, binaryOnly bool
 	before, after := 10*time.Second, 10*time.Second
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -95,6 +107,10 @@ func runUpgrade(ctx context.Context, env *Env, args []string) error {
 			noBackup = true
 		case "--rollback":
 			rollback = true
+		case "--backup":
+			backupFile, err = value()
+		case "--binary-only":
+			binaryOnly = true
 		case "--delay_before", "--delay_after":
 			if v, err = value(); err == nil {
 				d, perr := time.ParseDuration(v)
@@ -108,7 +124,7 @@ func runUpgrade(ctx context.Context, env *Env, args []string) error {
 				}
 			}
 		default:
-			return usagef("upgrade", "unknown argument %q; accepted: --binary NEW, --backup-dir DIR, --no-backup, --rollback, --delay_before D, --delay_after D", a)
+			return usagef("upgrade", "unknown argument %q; accepted: --binary NEW, --backup-dir DIR, --no-backup, --rollback, --backup FILE, --binary-only, --delay_before D, --delay_after D", a)
 		}
 		if err != nil {
 			return err
@@ -116,7 +132,11 @@ func runUpgrade(ctx context.Context, env *Env, args []string) error {
 	}
 	switch {
 	case rollback && (bin != "" || backupDir != "" || noBackup):
-		return usagef("upgrade", "--rollback takes only the delays")
+		return usagef("upgrade", "--rollback takes only --backup FILE or --binary-only and the delays")
+	case !rollback && (backupFile != "" || binaryOnly):
+		return usagef("upgrade", "--backup and --binary-only are for --rollback")
+	case backupFile != "" && binaryOnly:
+		return usagef("upgrade", "--backup and --binary-only exclude each other")
 	case !rollback && bin == "":
 		return usagef("upgrade", "--binary NEW is needed (or --rollback)")
 	case !rollback && backupDir == "" && !noBackup:
@@ -157,10 +177,33 @@ func runUpgrade(ctx context.Context, env *Env, args []string) error {
 			}
 		}
 	}
+	// The configuration to put back on a rollback: the backup's.
+	if rollback && !binaryOnly && backupFile == "" {
+		if backupFile, err = lastUpgradeBackup(h); err != nil {
+			return fmt.Errorf("upgrade: %w", err)
+		}
+		if backupFile == "" {
+			fmt.Fprintln(env.Stdout, "No upgrade backup recorded in conf/upgrades (an upgrade with --no-backup?): the configuration stays as it is (--backup FILE names one).")
+		}
+	}
+	if !rollback {
+		backupFile = rec.Backup
+	}
+	if rollback && backupFile != "" && !binaryOnly {
+		// Read (and checked) before anything changes.
+		if _, err := backupConfig(ctx, backupFile, filepath.Dir(h.Dir)); err != nil {
+			return fmt.Errorf("upgrade: the configuration in %s: %w; nothing was changed", backupFile, err)
+		}
+		rec.Backup = backupFile
+		fmt.Fprintf(env.Stdout, "The configuration goes back to that of %s.\n", backupFile)
+	}
+	if binaryOnly {
+		backupFile = ""
+	}
 	hosts := upgradeHosts(t)
 	net := nodeapi.NewNet(h, nm.HostID, topology.NewStore(h, nil), slog.New(slog.DiscardHandler))
 	defer net.Close()
-	ops := &nmOps{t: t, c: c, net: net, bin: bin, sha: sha, local: nm}
+	ops := &nmOps{t: t, c: c, net: net, bin: bin, sha: sha, local: nm, backupFile: backupFile, scratch: filepath.Dir(h.Dir), out: env.Stdout}
 	o := upgrade.Options{DelayBefore: before, DelayAfter: after, Progress: func(s string) {
 		fmt.Fprintf(env.Stdout, "  %s %s\n", time.Now().Format("15:04:05"), s)
 	}}
@@ -187,13 +230,16 @@ func runUpgrade(ctx context.Context, env *Env, args []string) error {
 	} else {
 		fmt.Fprintf(env.Stdout, "Report: %s\n", file)
 	}
+	for _, n := range rep.Notes {
+		fmt.Fprintf(env.Stdout, "Still to do: %s\n", n)
+	}
 	if err != nil {
 		return fmt.Errorf("upgrade: %w", err)
 	}
 	if rollback {
-		fmt.Fprintln(env.Stdout, "Rolled back: every host runs its previous binary; restart the node managers to run it there too.")
+		fmt.Fprintln(env.Stdout, "Rolled back: every host, its node manager and its instances run the previous binary.")
 	} else {
-		fmt.Fprintf(env.Stdout, "Upgraded %d hosts. The node managers still run the binary they started with: restart each (nodemanager -k, nodemanager -d; the instances keep running).\n", len(rep.Upgraded))
+		fmt.Fprintf(env.Stdout, "Upgraded %d hosts: each node manager and instance runs the new binary.\n", len(rep.Upgraded))
 	}
 	return nil
 }
@@ -277,6 +323,91 @@ type nmOps struct {
 	net      *nodeapi.Net
 	bin, sha string
 	local    domain.NodeManagerConf // this host's node manager
+	expect   map[string]string      // host id → SHA-256 of the binary installed there last
+	// backupFile is the domain backup whose configuration a rollback
+	// puts back ("": none); config is read from it when first needed.
+	backupFile, scratch string
+	config              map[string]map[string]backup.ConfigFile
+	out                 io.Writer
+}
+
+func (o *nmOps) RestoreConfig(ctx context.Context, h upgrade.Host) error {
+	if o.backupFile == "" {
+		return fmt.Errorf("%w (the upgrade took none, or --binary-only)", upgrade.ErrNoBackup)
+	}
+	if o.config == nil {
+		c, err := backupConfig(ctx, o.backupFile, o.scratch)
+		if err != nil {
+			return fmt.Errorf("the configuration in %s: %w", o.backupFile, err)
+		}
+		o.config = c
+	}
+	want, ok := o.config[h.ID]
+	if !ok {
+		return fmt.Errorf("%w: the backup has no part for host %s", upgrade.ErrNoBackup, h.ID)
+	}
+	p, err := o.peer(h.ID)
+	if err != nil {
+		return err
+	}
+	cur, err := o.c.ConfigOf(ctx, p)
+	if err != nil {
+		return err
+	}
+	change := backup.DiffConfig(want, cur)
+	if change.Empty() {
+		fmt.Fprintf(o.out, "    host %s: its configuration is the backup's already\n", h.ID)
+		return nil
+	}
+	done, err := o.c.PutConfig(ctx, p, change)
+	for _, d := range done {
+		fmt.Fprintf(o.out, "    host %s: %s\n", h.ID, d)
+	}
+	return err
+}
+
+// lastUpgradeBackup is the backup the newest upgrade (not a rollback)
+// recorded in conf/upgrades, or "".
+func lastUpgradeBackup(h home.Home) (string, error) {
+	files, err := filepath.Glob(h.Path("conf", "upgrades", "upgrade-*.json"))
+	if err != nil {
+		return "", err
+	}
+	slices.Sort(files)
+	for i := len(files) - 1; i >= 0; i-- {
+		data, err := os.ReadFile(files[i])
+		if err != nil {
+			return "", err
+		}
+		var rec upgradeRecord
+		if err := json.Unmarshal(data, &rec); err != nil {
+			return "", fmt.Errorf("%s: %w", files[i], err)
+		}
+		if !rec.Rollback {
+			return rec.Backup, nil
+		}
+	}
+	return "", nil
+}
+
+// backupConfig reads the configuration of every host's part of the domain
+// backup at file (every checksum checked), by host id.
+func backupConfig(ctx context.Context, file, scratch string) (map[string]map[string]backup.ConfigFile, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[string]map[string]backup.ConfigFile{}
+	_, err = backup.ReadDomain(ctx, f, func(hostID string, r io.Reader) error {
+		files, _, err := backup.ConfigOfBackup(ctx, r, scratch)
+		if err != nil {
+			return fmt.Errorf("host %s: %w", hostID, err)
+		}
+		out[hostID] = files
+		return nil
+	})
+	return out, err
 }
 
 // peer is hostID's node manager; this host's own at the address it listens
@@ -298,7 +429,42 @@ func (o *nmOps) InstallBinary(ctx context.Context, h upgrade.Host) error {
 		return err
 	}
 	_, err = o.c.PushBinary(ctx, p, o.bin, o.sha)
+	if err == nil {
+		o.expected()[h.ID] = o.sha
+	}
 	return err
+}
+
+func (o *nmOps) expected() map[string]string {
+	if o.expect == nil {
+		o.expect = map[string]string{}
+	}
+	return o.expect
+}
+
+// nmRestartLimit bounds a node manager's restart (its shutdown, and the
+// new one's start and first answer).
+const nmRestartLimit = 90 * time.Second
+
+func (o *nmOps) RestartNodeManager(ctx context.Context, h upgrade.Host) error {
+	p, err := o.peer(h.ID)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, nmRestartLimit)
+	defer cancel()
+	st, err := o.c.RestartNodeManager(ctx, p)
+	var re *nodeapi.RemoteError
+	if errors.As(err, &re) && (re.Code == http.StatusNotFound || re.Code == http.StatusServiceUnavailable) {
+		return fmt.Errorf("%w (%s)", upgrade.ErrCannotRestart, re.Msg)
+	}
+	if err != nil {
+		return err
+	}
+	if want := o.expected()[h.ID]; want != "" && st.Binary != want {
+		return fmt.Errorf("its node manager came back on binary %.12s…, not %.12s… (the binary installed did not start it: see logs/nodemanager/nodemanager.log on host %s)", st.Binary, want, h.ID)
+	}
+	return nil
 }
 
 func (o *nmOps) RestoreBinary(ctx context.Context, h upgrade.Host) error {
@@ -306,7 +472,10 @@ func (o *nmOps) RestoreBinary(ctx context.Context, h upgrade.Host) error {
 	if err != nil {
 		return err
 	}
-	_, err = o.c.RestorePreviousBinary(ctx, p)
+	info, err := o.c.RestorePreviousBinary(ctx, p)
+	if err == nil {
+		o.expected()[h.ID] = info.SHA256
+	}
 	return err
 }
 

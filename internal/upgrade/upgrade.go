@@ -47,7 +47,26 @@ type Ops interface {
 	Restart(ctx context.Context, in Instance) error
 	// Healthy waits until in answers its health check.
 	Healthy(ctx context.Context, in Instance) error
+	// RestartNodeManager restarts host's node manager on the host's binary
+	// (its instances keep running) and checks that it runs the binary
+	// expected there. An error wrapping ErrCannotRestart (a node manager
+	// older than the feature) is noted, not a failure.
+	RestartNodeManager(ctx context.Context, h Host) error
+	// RestoreConfig puts host's configuration back to the backup taken
+	// before the upgrade (after its binary, before its instances restart).
+	// An error wrapping ErrNoBackup is noted, not a failure.
+	RestoreConfig(ctx context.Context, h Host) error
 }
+
+// ErrNoBackup is wrapped by RestoreConfig's error when there is no backup
+// of the host to take its configuration from (an upgrade with
+// --no-backup, a host missing from the backup).
+var ErrNoBackup = errors.New("no backup to take the configuration from")
+
+// ErrCannotRestart is wrapped by RestartNodeManager's error when the node
+// manager cannot restart itself: the operator restarts it (nodemanager -k,
+// nodemanager -d); the report says so.
+var ErrCannotRestart = errors.New("the node manager cannot restart itself")
 
 // Options of Run and Rollback.
 type Options struct {
@@ -74,6 +93,34 @@ type Report struct {
 	Upgraded []string `json:"upgraded"`
 	// RolledBack is true when a failure put the old binary back.
 	RolledBack bool `json:"rolledBack,omitempty"`
+	// Notes are what the operator must still do (a node manager to
+	// restart by hand).
+	Notes []string `json:"notes,omitempty"`
+}
+
+// restoreConfig puts h's configuration back as a step; ErrNoBackup
+// becomes a note.
+func (r *run) restoreConfig(ctx context.Context, h Host) error {
+	err := r.ops.RestoreConfig(ctx, h)
+	if errors.Is(err, ErrNoBackup) {
+		r.rep.Notes = append(r.rep.Notes, fmt.Sprintf("host %s (%s): configuration not put back: %v", h.ID, h.Name, err))
+		_ = r.step(fmt.Sprintf("host %s (%s): configuration not put back (%v)", h.ID, h.Name, err), nil)
+		return nil
+	}
+	return r.step(fmt.Sprintf("host %s (%s): configuration of the backup put back", h.ID, h.Name), err)
+}
+
+// restartNM restarts h's node manager as a step; ErrCannotRestart becomes
+// a note.
+func (r *run) restartNM(ctx context.Context, h Host, what string) error {
+	err := r.ops.RestartNodeManager(ctx, h)
+	if errors.Is(err, ErrCannotRestart) {
+		note := fmt.Sprintf("host %s (%s): %v: restart it with nodemanager -k, then nodemanager -d (its instances keep running)", h.ID, h.Name, err)
+		r.rep.Notes = append(r.rep.Notes, note)
+		_ = r.step(fmt.Sprintf("host %s (%s): node manager not restarted (%v)", h.ID, h.Name, err), nil)
+		return nil
+	}
+	return r.step(fmt.Sprintf("host %s (%s): %s", h.ID, h.Name, what), err)
 }
 
 type run struct {
@@ -161,6 +208,11 @@ func Run(ctx context.Context, hosts []Host, ops Ops, o Options) (*Report, error)
 			}
 			moved = append(moved, in)
 		}
+		// The node manager last: its instances already run the new
+		// binary, and they keep running while it restarts.
+		if err := r.restartNM(ctx, h, "node manager restarted on the new binary"); err != nil {
+			return rep, r.undo(ctx, touched, moved, err)
+		}
 		rep.Upgraded = append(rep.Upgraded, h.ID)
 	}
 	return rep, nil
@@ -178,9 +230,19 @@ func (r *run) undo(ctx context.Context, touched []Host, moved []Instance, cause 
 		if err := r.step(fmt.Sprintf("host %s (%s): old binary put back", h.ID, h.Name), r.ops.RestoreBinary(rctx, h)); err != nil {
 			errs = append(errs, err)
 		}
+		if err := r.restoreConfig(rctx, h); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for _, in := range moved {
 		if err := r.restart(rctx, in); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// Every node manager of a touched host is restarted on the old binary
+	// (the one whose restart failed runs one of the two for sure).
+	for _, h := range touched {
+		if err := r.restartNM(rctx, h, "node manager restarted on the old binary"); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -203,10 +265,16 @@ func Rollback(ctx context.Context, hosts []Host, ops Ops, o Options) (*Report, e
 			errs = append(errs, err)
 			continue
 		}
+		if err := r.restoreConfig(ctx, h); err != nil {
+			errs = append(errs, err)
+		}
 		for _, in := range h.Instances {
 			if err := r.restart(ctx, in); err != nil {
 				errs = append(errs, err)
 			}
+		}
+		if err := r.restartNM(ctx, h, "node manager restarted on the previous binary"); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return rep, errors.Join(errs...)

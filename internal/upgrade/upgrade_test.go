@@ -13,19 +13,47 @@ import (
 // fake records the steps and checks the dance: an instance is restarted
 // only while out of its pool, and put back only once healthy.
 type fake struct {
-	t       *testing.T
-	log     []string
-	out     map[string]bool // instance id → out of the pool
-	binary  map[string]int  // host id → 0 old, 1 new
-	runs    map[string]int  // instance id → the binary it runs
-	failOn  string          // a step's log line that fails (once, unless failAlways)
-	failAll bool
-	failed  bool
-	healthy map[string]bool
+	t        *testing.T
+	log      []string
+	out      map[string]bool // instance id → out of the pool
+	binary   map[string]int  // host id → 0 old, 1 new
+	runs     map[string]int  // instance id → the binary it runs
+	failOn   string          // a step's log line that fails (once, unless failAlways)
+	failAll  bool
+	failed   bool
+	healthy  map[string]bool
+	nm       map[string]int // host id → the binary its node manager runs
+	oldNM    bool           // node managers that cannot restart themselves
+	noBackup bool           // no backup to take the configuration from
 }
 
 func newFake(t *testing.T) *fake {
-	return &fake{t: t, out: map[string]bool{}, binary: map[string]int{}, runs: map[string]int{}, healthy: map[string]bool{}}
+	return &fake{t: t, out: map[string]bool{}, binary: map[string]int{}, runs: map[string]int{}, healthy: map[string]bool{}, nm: map[string]int{}}
+}
+
+func (f *fake) RestoreConfig(ctx context.Context, h Host) error {
+	if f.noBackup {
+		f.log = append(f.log, "config "+h.ID+" (none)")
+		return fmt.Errorf("%w (--no-backup)", ErrNoBackup)
+	}
+	return f.do("config " + h.ID)
+}
+
+func (f *fake) RestartNodeManager(ctx context.Context, h Host) error {
+	if f.oldNM {
+		f.log = append(f.log, "nm "+h.ID+" (old)")
+		return fmt.Errorf("%w (404)", ErrCannotRestart)
+	}
+	for _, in := range h.Instances {
+		if f.out[in.ID] && f.failOn == "" { // a failed restart leaves its instance out
+			f.t.Errorf("node manager of %s restarted while %s is out of its pool", h.ID, in.ID)
+		}
+	}
+	if err := f.do("nm " + h.ID); err != nil {
+		return err
+	}
+	f.nm[h.ID] = f.binary[h.ID]
+	return nil
 }
 
 func (f *fake) do(line string) error {
@@ -103,8 +131,8 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "install host-1,inservice i1 false,restart i1,healthy i1,inservice i1 true,inservice i2 false,restart i2,healthy i2,inservice i2 true," +
-		"install host-2,inservice i3 false,restart i3,healthy i3,inservice i3 true"
+	want := "install host-1,inservice i1 false,restart i1,healthy i1,inservice i1 true,inservice i2 false,restart i2,healthy i2,inservice i2 true,nm host-1," +
+		"install host-2,inservice i3 false,restart i3,healthy i3,inservice i3 true,nm host-2"
 	if got := strings.Join(f.log, ","); got != want {
 		t.Errorf("steps:\n got %s\nwant %s", got, want)
 	}
@@ -113,13 +141,16 @@ func TestRun(t *testing.T) {
 			t.Errorf("%s does not run the new binary", id)
 		}
 	}
-	if rep.RolledBack || strings.Join(rep.Upgraded, ",") != "host-1,host-2" || len(rep.Steps) != 14 || len(progress) != 14 {
+	if f.nm["host-1"] != 1 || f.nm["host-2"] != 1 {
+		t.Errorf("node managers' binaries: %v, want the new one on both", f.nm)
+	}
+	if rep.RolledBack || strings.Join(rep.Upgraded, ",") != "host-1,host-2" || len(rep.Steps) != 16 || len(progress) != 16 || len(rep.Notes) != 0 {
 		t.Errorf("report: %+v, %d progress lines", rep, len(progress))
 	}
 }
 
 func TestRunFailsAndRollsBack(t *testing.T) {
-	for _, fail := range []string{"restart i3", "healthy i3", "install host-2", "inservice i2 false"} {
+	for _, fail := range []string{"restart i3", "healthy i3", "install host-2", "inservice i2 false", "nm host-2", "nm host-1"} {
 		t.Run(fail, func(t *testing.T) {
 			f := newFake(t)
 			for _, h := range domain() {
@@ -145,12 +176,17 @@ func TestRunFailsAndRollsBack(t *testing.T) {
 					t.Errorf("%s still runs the new binary", id)
 				}
 			}
+			for h, b := range f.nm {
+				if b != 0 {
+					t.Errorf("the node manager of %s still runs the new binary", h)
+				}
+			}
 			for id, out := range f.out {
 				if out {
 					t.Errorf("%s left out of its pool", id)
 				}
 			}
-			if strings.Contains(strings.Join(f.log, ","), "restore host-2") != (fail != "install host-2" && fail != "inservice i2 false") {
+			if strings.Contains(strings.Join(f.log, ","), "restore host-2") != (fail != "install host-2" && fail != "inservice i2 false" && fail != "nm host-1") {
 				t.Errorf("host-2's binary restored or not as it should: %v", f.log)
 			}
 		})
@@ -177,10 +213,10 @@ func TestRollback(t *testing.T) {
 		t.Fatalf("err: %v", err)
 	}
 	// host-1 failed; host-2 was still rolled back.
-	if got := strings.Join(f.log, ","); got != "restore host-1,restore host-2,inservice i3 false,restart i3,healthy i3,inservice i3 true" {
+	if got := strings.Join(f.log, ","); got != "restore host-1,restore host-2,config host-2,inservice i3 false,restart i3,healthy i3,inservice i3 true,nm host-2" {
 		t.Errorf("steps: %s", got)
 	}
-	if len(rep.Steps) != 6 {
+	if len(rep.Steps) != 8 {
 		t.Errorf("report: %+v", rep)
 	}
 }
@@ -209,7 +245,7 @@ func TestDelaysAndCancel(t *testing.T) {
 		t.Errorf("after a cancel: out %v, binary %d (log %v)", f.out["i3"], f.binary["host-2"], f.log)
 	}
 	// Put back in at once when cut while out, then the undo's dance.
-	want := "install host-2,inservice i3 false,inservice i3 true,restore host-2,inservice i3 false,restart i3,healthy i3,inservice i3 true"
+	want := "install host-2,inservice i3 false,inservice i3 true,restore host-2,config host-2,inservice i3 false,restart i3,healthy i3,inservice i3 true,nm host-2"
 	if got := strings.Join(f.log, ","); got != want {
 		t.Errorf("steps after a cancel:\n got %s\nwant %s", got, want)
 	}
@@ -285,4 +321,59 @@ type failingRestore struct{ *fake }
 func (f *failingRestore) RestoreBinary(ctx context.Context, h Host) error {
 	f.log = append(f.log, "restore "+h.ID)
 	return errors.New("cannot restore")
+}
+
+// A node manager that cannot restart itself (older than the feature) is a
+// note in the report, not a failure: the upgrade goes on.
+func TestOldNodeManager(t *testing.T) {
+	f := newFake(t)
+	f.healthy["i1"], f.healthy["i2"], f.healthy["i3"] = true, true, true
+	f.oldNM = true
+	rep, err := Run(t.Context(), domain(), f, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Notes) != 2 || !strings.Contains(rep.Notes[0], "host host-1 (a)") || !strings.Contains(rep.Notes[0], "nodemanager -k, then nodemanager -d") {
+		t.Errorf("notes: %q", rep.Notes)
+	}
+	if strings.Join(rep.Upgraded, ",") != "host-1,host-2" {
+		t.Errorf("upgraded: %v", rep.Upgraded)
+	}
+	for _, s := range rep.Steps {
+		if s.Error != "" {
+			t.Errorf("a failed step: %+v", s)
+		}
+	}
+}
+
+// Without a backup, the configuration is not put back: a note, not a
+// failure; the binary still is.
+func TestRollbackWithoutBackup(t *testing.T) {
+	f := newFake(t)
+	f.healthy["i1"], f.healthy["i2"], f.healthy["i3"] = true, true, true
+	f.noBackup = true
+	rep, err := Rollback(t.Context(), domain(), f, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Notes) != 2 || !strings.Contains(rep.Notes[1], "host host-2 (b): configuration not put back") {
+		t.Errorf("notes: %q", rep.Notes)
+	}
+	if !strings.Contains(strings.Join(f.log, ","), "restore host-2,config host-2 (none),inservice i3 false") {
+		t.Errorf("steps: %v", f.log)
+	}
+}
+
+// A configuration that cannot be put back is a failure of the rollback.
+func TestRollbackConfigFails(t *testing.T) {
+	f := newFake(t)
+	f.healthy["i1"], f.healthy["i2"], f.healthy["i3"] = true, true, true
+	f.failOn = "config host-1"
+	_, err := Rollback(t.Context(), domain(), f, Options{})
+	if err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("err: %v", err)
+	}
+	if !strings.Contains(strings.Join(f.log, ","), "nm host-2") {
+		t.Errorf("the rollback stopped at the failure: %v", f.log)
+	}
 }
