@@ -2,8 +2,10 @@ package anm
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -14,7 +16,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/nodeapi"
 	"github.com/gatehouse-gw/gatehouse/internal/rbac"
-	"github.com/gatehouse-gw/gatehouse/internal/secret"
+	"github.com/gatehouse-gw/gatehouse/internal/topology"
 )
 
 // ClearSecretsPath is the path whose POST the ACL must allow for a backup
@@ -37,17 +39,37 @@ func (a *API) backupArea() area {
 // written). A caller whose roles do not allow ClearSecretsPath gets 403
 // when a scope's secret files are in clear (no passphrase).
 func (a *API) postBackup(w http.ResponseWriter, r *http.Request) {
-	withLogs := false
-	switch v := r.URL.Query().Get("withLogs"); v {
-	case "", "false":
-	case "true":
-		withLogs = true
-	default:
-		a.fail(w, r, &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("withLogs %q: want true or false", v)})
+	q := r.URL.Query()
+	flags := map[string]bool{}
+	for _, name := range []string{"withLogs", "thisHost", "skipUnreachable"} {
+		switch v := q.Get(name); v {
+		case "", "false":
+		case "true":
+			flags[name] = true
+		default:
+			a.fail(w, r, &apihttp.Error{Code: http.StatusBadRequest, Msg: fmt.Sprintf("%s %q: want true or false", name, v)})
+			return
+		}
+	}
+	withLogs := flags["withLogs"]
+	t, ok := a.load(w, r)
+	if !ok {
+		return
+	}
+	// The whole domain when it has other hosts with node managers (as
+	// gatehouse backup on this host), unless thisHost.
+	peers := nodeapi.Peers(t, a.conf.HostID)
+	wholeDomain := len(peers) > 0 && !flags["thisHost"]
+	if flags["skipUnreachable"] && !wholeDomain {
+		a.fail(w, r, &apihttp.Error{Code: http.StatusBadRequest, Msg: "skipUnreachable is for a backup of the whole domain (several hosts, without thisHost)"})
 		return
 	}
 	act := actor(r)
-	if clear := a.clearScopes(); len(clear) > 0 && !a.allows(r, ClearSecretsPath) {
+	clear := a.clearScopes()
+	if wholeDomain {
+		clear = append(clear, a.remoteClearScopes(r.Context(), peers)...)
+	}
+	if len(clear) > 0 && !a.allows(r, ClearSecretsPath) {
 		msg := fmt.Sprintf("the secrets of these scopes are not sealed with a passphrase: %s; an archive of them would hold the keys of every role; only a user whose roles allow POST %s (the administrator) may take it through the API. Set passphrases (docs/passphrase.md) or ask an administrator", strings.Join(clear, ", "), ClearSecretsPath)
 		a.record(r.Context(), act, "backup", nil, "refused", msg)
 		a.fail(w, r, &apihttp.Error{Code: http.StatusForbidden, Msg: msg})
@@ -60,10 +82,11 @@ func (a *API) postBackup(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, &apihttp.Error{Code: http.StatusConflict, Msg: "a backup is being written already; try again when it is done"})
 		return
 	}
-	o := backup.Options{Gatehouse: a.version, Host: a.conf.HostID, WithLogs: withLogs}
-	if t, err := a.store.Load(); err == nil {
-		o.TopologyVersion = t.Version
+	if wholeDomain {
+		a.backupDomain(w, r, t, withLogs, flags["skipUnreachable"])
+		return
 	}
+	o := backup.Options{Gatehouse: a.version, Host: a.conf.HostID, WithLogs: withLogs, TopologyVersion: t.Version}
 	o, warnings, err := kpsexport.WithExports(a.h, o, false)
 	for _, w := range warnings {
 		a.log.Warn("backup through the API", "warning", w)
@@ -94,24 +117,10 @@ func (a *API) postBackup(w http.ResponseWriter, r *http.Request) {
 }
 
 // clearScopes names the scopes of this host whose secret files exist and
-// are not sealed by a passphrase.
+// are not sealed by a passphrase (nodeapi.ClearScopes).
 func (a *API) clearScopes() []string {
-	scopes := []secret.Scope{secret.ScopeCA, secret.ScopeNodeManagers}
-	if t, err := a.store.Load(); err == nil {
-		for gi := range t.Groups {
-			if g := &t.Groups[gi]; !g.IsNodeManagerGroup() {
-				scopes = append(scopes, secret.GroupScope(g.ID))
-			}
-		}
-	}
-	var out []string
-	for _, s := range scopes {
-		files, err := s.Files(a.h)
-		if err != nil || (len(files) > 0 && !s.Protected(a.h)) {
-			out = append(out, string(s))
-		}
-	}
-	return out
+	t, _ := a.store.Load()
+	return nodeapi.ClearScopes(a.h, t)
 }
 
 // allows reports whether the caller's roles allow POST path.
@@ -186,4 +195,79 @@ func (a *API) getBackupStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	wg.Wait()
 	apihttp.WriteResult(w, http.StatusOK, map[string]any{"hosts": out})
+}
+
+// remoteClearScopes are the other hosts' scopes whose secrets are in clear,
+// as each node manager reports them (GET /nm/status); a host that does not
+// answer is counted as in clear (its archive's content is unknown).
+func (a *API) remoteClearScopes(ctx context.Context, peers []nodeapi.Peer) []string {
+	ctx, cancel := context.WithTimeout(ctx, nodeapi.StatusTimeout)
+	defer cancel()
+	var mu sync.Mutex
+	var out []string
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var st nodeapi.Status
+			err := a.net.Call(ctx, p, http.MethodGet, "/nm/status", nil, &st)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				out = append(out, fmt.Sprintf("host %s (unknown: its node manager does not answer)", p.HostID))
+				return
+			}
+			for _, s := range st.ClearSecrets {
+				out = append(out, fmt.Sprintf("%s on host %s", s, p.HostID))
+			}
+		}()
+	}
+	wg.Wait()
+	slices.Sort(out)
+	return out
+}
+
+// backupDomain streams the domain's backup (backup.WriteDomain: every
+// host's part, this one's written here, the others' fetched from their
+// node managers), as gatehouse backup --domain writes it.
+func (a *API) backupDomain(w http.ResponseWriter, r *http.Request, t *topology.Topology, withLogs, skipUnreachable bool) {
+	act := actor(r)
+	c, err := a.net.Client()
+	if err != nil {
+		a.fail(w, r, &apihttp.Error{Code: http.StatusInternalServerError, Msg: "the backup failed: " + err.Error(), Err: err})
+		return
+	}
+	sources, err := nodeapi.DomainSources(a.h, t, a.conf.HostID, a.version, c, withLogs, func(m string) { a.log.Warn("backup through the API", "warning", m) })
+	if err != nil {
+		a.fail(w, r, &apihttp.Error{Code: http.StatusInternalServerError, Msg: "the backup failed: " + err.Error(), Err: err})
+		return
+	}
+	do := backup.DomainOptions{Gatehouse: a.version, TopologyVersion: t.Version}
+	if skipUnreachable {
+		do.Skip = func(err error) bool {
+			var pe *nodeapi.PeerError
+			return errors.As(err, &pe)
+		}
+	}
+	name := fmt.Sprintf("gatehouse-domain-%s.backup", time.Now().UTC().Format("20060102T150405Z"))
+	w.Header().Set("Content-Type", "application/x-tar")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+	w.Header().Set("Cache-Control", "no-store")
+	cw := &countingWriter{w: w}
+	dm, err := backup.WriteDomain(r.Context(), cw, sources, do)
+	if err != nil {
+		a.record(r.Context(), act, "backup", nil, fmt.Sprintf("the domain's; %d bytes sent", cw.n), err.Error())
+		a.log.Error("domain backup through the API failed", "user", act.User, "error", err.Error())
+		if cw.n == 0 {
+			a.fail(w, r, &apihttp.Error{Code: http.StatusBadGateway, Msg: "the domain's backup failed: " + err.Error(), Err: err})
+			return
+		}
+		panic(http.ErrAbortHandler)
+	}
+	detail := fmt.Sprintf("the domain's: %d hosts, %d bytes, topology version %d", len(dm.Hosts), cw.n, t.Version)
+	for _, g := range dm.Gaps {
+		detail += fmt.Sprintf("; host %s missing (%s)", g.HostID, g.Error)
+	}
+	a.record(r.Context(), act, "backup", nil, detail, "")
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/backup/schedule"
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/secret"
+	"github.com/gatehouse-gw/gatehouse/internal/topology"
 )
 
 // GET /nm/backup?withLogs=true: this host's backup (the archive of
@@ -125,4 +127,62 @@ func LocalBackupStatus(h home.Home, conf domain.NodeManagerConf) *BackupStatus {
 	b.State = st
 	b.Failing = !st.LastFailure.IsZero() && st.LastFailure.After(st.LastSuccess)
 	return b
+}
+
+// DomainSources are the parts of a domain backup (backup.WriteDomain), one
+// per host of t in topology order: host localHost's written by this
+// process, the others' fetched from their node managers with c (GET
+// /nm/backup?kps=first). Each group's PostgreSQL store is exported once,
+// in the part of its first instance's host; warn is told what an export
+// had to leave out.
+func DomainSources(h home.Home, t *topology.Topology, localHost, version string, c *NodeClient, withLogs bool, warn func(string)) ([]backup.Source, error) {
+	var out []backup.Source
+	for _, host := range t.Hosts {
+		src := backup.Source{HostID: host.ID, HostName: host.Name}
+		if host.ID == localHost {
+			o := backup.Options{Gatehouse: version, Host: localHost, TopologyVersion: t.Version, WithLogs: withLogs}
+			src.Fetch = func(ctx context.Context, w io.Writer) error {
+				o, warnings, err := kpsexport.WithExports(h, o, true)
+				for _, m := range warnings {
+					warn(m)
+				}
+				if err != nil {
+					return err
+				}
+				_, err = backup.Write(ctx, h, w, o)
+				return err
+			}
+		} else {
+			peer, err := PeerOfHost(t, host.ID)
+			if err != nil {
+				return nil, err
+			}
+			src.Fetch = func(ctx context.Context, w io.Writer) error { return c.FetchBackup(ctx, peer, withLogs, w) }
+		}
+		out = append(out, src)
+	}
+	return out, nil
+}
+
+// ClearScopes names the scopes of the install directory h whose secret
+// files exist and are not sealed by a passphrase (the domain CA's, the
+// node managers', each group's of t): an archive of this host holds them
+// in clear.
+func ClearScopes(h home.Home, t *topology.Topology) []string {
+	scopes := []secret.Scope{secret.ScopeCA, secret.ScopeNodeManagers}
+	if t != nil {
+		for gi := range t.Groups {
+			if g := &t.Groups[gi]; !g.IsNodeManagerGroup() {
+				scopes = append(scopes, secret.GroupScope(g.ID))
+			}
+		}
+	}
+	var out []string
+	for _, s := range scopes {
+		files, err := s.Files(h)
+		if err != nil || (len(files) > 0 && !s.Protected(h)) {
+			out = append(out, string(s))
+		}
+	}
+	return out
 }

@@ -285,6 +285,7 @@ func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) {
 		TopologyVersion: version, Instances: s.sup.States(),
 		Backups: LocalBackupStatus(s.h, s.conf),
 		PID:     os.Getpid(), Binary: runningBinary(),
+		ClearSecrets: ClearScopesOf(s.h, s.store),
 	})
 }
 
@@ -301,6 +302,16 @@ type Status struct {
 	// it runs (an upgrade checks both after restarting it).
 	PID    int    `json:"pid,omitempty"`
 	Binary string `json:"binary,omitempty"`
+	// ClearSecrets are this host's scopes whose secrets no passphrase
+	// seals (a backup of the host holds them in clear).
+	ClearSecrets []string `json:"clearSecrets,omitempty"`
+}
+
+// ClearScopesOf is ClearScopes with the topology of store (none when it
+// cannot be read).
+func ClearScopesOf(h home.Home, store *topology.Store) []string {
+	t, _ := store.Load()
+	return ClearScopes(h, t)
 }
 
 // NotAdmin is the 404 of a path that only the Admin Node Manager serves,

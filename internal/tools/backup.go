@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-gw/gatehouse/internal/backup/schedule"
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
+	"github.com/gatehouse-gw/gatehouse/internal/nodeapi"
 	"github.com/gatehouse-gw/gatehouse/internal/secret"
 	"github.com/gatehouse-gw/gatehouse/internal/topology"
 )
@@ -36,13 +37,19 @@ var restoreTool = Tool{
 	Run: runRestore,
 }
 
-const backupHelp = `usage: gatehouse backup -o FILE|- [--with-logs] [--no-verify] [VERIFY OPTIONS]
-       gatehouse backup --domain -o FILE|- [--skip-unreachable] [--with-logs] [--no-verify]
+const backupHelp = `usage: gatehouse backup -o FILE|- [--skip-unreachable] [--with-logs] [--no-verify] [VERIFY OPTIONS]
        gatehouse backup --host ID -o FILE|- [--with-logs] [--no-verify]
+       gatehouse backup --this-host -o FILE|- [--with-logs] [--no-verify] [VERIFY OPTIONS]
        gatehouse backup verify FILE|- [--checksums-only] [VERIFY OPTIONS]
        gatehouse backup status
 
-Writes one archive (tar.gz) of this host's install directory ($GATEHOUSE_HOME):
+On the Admin Node Manager's host of a domain of several hosts, backup
+writes the whole domain: every host's backup, fetched through its node
+manager, in one file (a host that cannot be reached fails it, naming the
+host, unless --skip-unreachable). On any other host, or in a domain of one
+host, it writes this host's.
+
+A host's backup is one archive (tar.gz) of its install directory ($GATEHOUSE_HOME):
 conf (without conf/opsdb.d), groups, ext and system/conf, each group's embedded
 Key Property Store as a consistent snapshot taken while instances write, and a
 manifest of every entry (size, mode, owner, SHA-256) as its last entry.
@@ -55,14 +62,15 @@ verified, and it says so.
 
   -o FILE       where to write it; - for standard output (for restic, rclone,
                 tape: then nothing is verified afterwards)
-  --domain      on the Admin Node Manager's host: the whole domain, every
-                host's backup fetched through its node manager, in one file
-                (a host that cannot be reached fails it, naming the host)
+  --domain      the whole domain (the default on the Admin Node Manager's
+                host of several hosts; there, in a domain of one host, a
+                domain backup with its one part)
   --skip-unreachable
-                with --domain: a host that cannot be reached is left out
+                a domain backup: a host that cannot be reached is left out
                 and the gap recorded in the backup's manifest
   --host ID     on the Admin Node Manager's host: one host's backup (its id
                 or name), fetched through its node manager
+  --this-host   this host's backup only
   --with-logs   also logs/ and each instance's logs/ and trace/
   --no-verify   do not read the file back
 
@@ -143,7 +151,7 @@ func runBackup(ctx context.Context, env *Env, args []string) error {
 	var file string
 	var so startOptions
 	var dom domainBackupOptions
-	var wholeDomain bool
+	var wholeDomain, thisHost bool
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		value := func() (string, error) {
@@ -170,6 +178,8 @@ func runBackup(ctx context.Context, env *Env, args []string) error {
 			noVerify = true
 		case a == "--domain":
 			wholeDomain = true
+		case a == "--this-host":
+			thisHost = true
 		case a == "--skip-unreachable":
 			dom.skipUnreachable = true
 		case a == "--host":
@@ -194,7 +204,7 @@ func runBackup(ctx context.Context, env *Env, args []string) error {
 		case verify && file == "" && (a == "-" || !strings.HasPrefix(a, "-")):
 			file = a
 		default:
-			return usagef("backup", "unknown argument %q; accepted: -o FILE, --with-logs, --no-verify, --domain, --host ID, --skip-unreachable, verify FILE, status, --checksums-only, --passphrase_file F, --group_passphrase_file F, --scratch DIR, --keep-scratch", a)
+			return usagef("backup", "unknown argument %q; accepted: -o FILE, --with-logs, --no-verify, --domain, --host ID, --this-host, --skip-unreachable, verify FILE, status, --checksums-only, --passphrase_file F, --group_passphrase_file F, --scratch DIR, --keep-scratch", a)
 		}
 		if err != nil {
 			return err
@@ -213,7 +223,7 @@ func runBackup(ctx context.Context, env *Env, args []string) error {
 		if file == "" {
 			return usagef("backup", "backup verify needs the file to verify")
 		}
-		if out != "" || withLogs || noVerify || wholeDomain || dom.host != "" || dom.skipUnreachable {
+		if out != "" || withLogs || noVerify || wholeDomain || thisHost || dom.host != "" || dom.skipUnreachable {
 			return usagef("backup", "backup verify takes the file and the verify options only")
 		}
 		return verifyAny(ctx, env, file, so)
@@ -227,8 +237,8 @@ func runBackup(ctx context.Context, env *Env, args []string) error {
 	if wholeDomain && dom.host != "" {
 		return usagef("backup", "--domain and --host exclude each other")
 	}
-	if dom.skipUnreachable && !wholeDomain {
-		return usagef("backup", "--skip-unreachable goes with --domain")
+	if dom.skipUnreachable && (thisHost || dom.host != "") {
+		return usagef("backup", "--skip-unreachable is for a domain backup, not one host's")
 	}
 	h, err := home.Resolve()
 	if err != nil {
@@ -236,6 +246,18 @@ func runBackup(ctx context.Context, env *Env, args []string) error {
 	}
 	if err := h.CheckDomain(); err != nil {
 		return err
+	}
+	if thisHost && (wholeDomain || dom.host != "") {
+		return usagef("backup", "--this-host excludes --domain and --host")
+	}
+	if !wholeDomain && !thisHost && dom.host == "" {
+		if n := domainHostsHere(h); n > 1 {
+			wholeDomain = true
+			fmt.Fprintf(env.Stderr, "backup: the Admin Node Manager's host of a domain of %d hosts: backing up the whole domain (--this-host for this host's alone)\n", n)
+		}
+	}
+	if dom.skipUnreachable && !wholeDomain {
+		return usagef("backup", "--skip-unreachable is for a domain backup (on the Admin Node Manager's host of several hosts, or --domain)")
 	}
 	if wholeDomain || dom.host != "" {
 		dom.out, dom.withLogs = out, withLogs
@@ -526,4 +548,24 @@ func domainPart(ctx context.Context, env *Env, file string, br *bufio.Reader, ho
 		file = spool.Name()
 	}
 	return extractHostPart(ctx, env, file, host, dir)
+}
+
+// domainHostsHere is the number of hosts with a node manager in the
+// domain when this is the Admin Node Manager's host (0 otherwise, or when
+// the topology cannot be read: then the backup is this host's, and says
+// so if it matters).
+func domainHostsHere(h home.Home) int {
+	nm, err := domain.LoadNodeManagerConf(h)
+	if err != nil {
+		return 0
+	}
+	t, err := topology.NewStore(h, nil).Load()
+	if err != nil {
+		return 0
+	}
+	anm, err := t.AdminNodeManager()
+	if err != nil || anm.HostID != nm.HostID {
+		return 0
+	}
+	return 1 + len(nodeapi.Peers(t, nm.HostID))
 }

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 
 	"github.com/gatehouse-gw/gatehouse/internal/backup"
-	"github.com/gatehouse-gw/gatehouse/internal/backup/kpsexport"
 	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/nodeapi"
@@ -56,34 +55,9 @@ func anmContext(h home.Home) (*topology.Topology, domain.NodeManagerConf, *nodea
 }
 
 // hostSources are the parts of a domain backup: this host's written here,
-// the others' fetched.
+// the others' fetched (nodeapi.DomainSources).
 func hostSources(h home.Home, t *topology.Topology, nm domain.NodeManagerConf, c *nodeapi.NodeClient, withLogs bool) ([]backup.Source, error) {
-	var out []backup.Source
-	for _, host := range t.Hosts {
-		src := backup.Source{HostID: host.ID, HostName: host.Name}
-		if host.ID == nm.HostID {
-			o := backup.Options{Gatehouse: Version, Host: nm.HostID, TopologyVersion: t.Version, WithLogs: withLogs}
-			src.Fetch = func(ctx context.Context, w io.Writer) error {
-				o, warnings, err := kpsexport.WithExports(h, o, true)
-				for _, w := range warnings {
-					fmt.Fprintf(os.Stderr, "backup: warning: %s\n", w)
-				}
-				if err != nil {
-					return err
-				}
-				_, err = backup.Write(ctx, h, w, o)
-				return err
-			}
-		} else {
-			peer, err := nodeapi.PeerOfHost(t, host.ID)
-			if err != nil {
-				return nil, err
-			}
-			src.Fetch = func(ctx context.Context, w io.Writer) error { return c.FetchBackup(ctx, peer, withLogs, w) }
-		}
-		out = append(out, src)
-	}
-	return out, nil
+	return nodeapi.DomainSources(h, t, nm.HostID, Version, c, withLogs, func(w string) { fmt.Fprintf(os.Stderr, "backup: warning: %s\n", w) })
 }
 
 // findHost is the topology host whose id or name is arg.

@@ -133,6 +133,20 @@ func TestDomainBackup(t *testing.T) {
 	if len(bs.Hosts) != 2 || bs.Hosts[0].Backups != nil || bs.Hosts[1].Backups == nil || !bs.Hosts[1].Backups.Failing {
 		t.Errorf("GET /api/backup/status: %+v", bs)
 	}
+	// Through the API: the whole domain (both hosts), or --this-host.
+	viaAPI := filepath.Join(dir, "api-domain.backup")
+	if r := anm.h.Run("", append(client, "backup", "-o", viaAPI)...); r.Code != 0 || !strings.Contains(r.Stdout, "Wrote the domain's backup (hosts host-1, host-2)") {
+		t.Errorf("client backup of the domain: %s", r)
+	}
+	if r := anm.h.Run("", "backup", "verify", "--checksums-only", viaAPI); r.Code != 0 {
+		t.Errorf("the domain backup through the API does not verify: %s", r)
+	}
+	if r := anm.h.Run("", append(client, "backup", "--this-host", "-o", filepath.Join(dir, "api-host.backup"))...); r.Code != 0 || !strings.Contains(r.Stdout, "Wrote the backup of host host-1") {
+		t.Errorf("client backup --this-host: %s", r)
+	}
+	if r := anm.h.Run("", append(client, "backup", "--this-host", "--skip-unreachable", "-o", filepath.Join(dir, "x"))...); r.Code != 2 && r.Code != 1 || !strings.Contains(r.Stderr, "skipUnreachable is for a backup of the whole domain") {
+		t.Errorf("client backup --this-host --skip-unreachable: %s", r)
+	}
 	// The second host down: the backup fails naming it, and nothing is
 	// written; with --skip-unreachable the gap is recorded.
 	second.h.MustRun("", "nodemanager", "-k", "-q")
@@ -154,7 +168,15 @@ func TestDomainBackup(t *testing.T) {
 	if r := anm.h.Run("", "backup", "verify", "--checksums-only", gap); r.Code != 0 || !strings.Contains(r.Stdout, "1 hosts") || !strings.Contains(r.Stdout, "host host-2 (second) is NOT in it") {
 		t.Errorf("verify of a backup with a gap: %s", r)
 	}
-	if r := anm.h.Run("", "backup", "--skip-unreachable", "-o", gap); r.Code != 2 {
-		t.Errorf("--skip-unreachable without --domain: %s", r)
+	if r := anm.h.Run("", "backup", "--this-host", "--skip-unreachable", "-o", gap); r.Code != 2 {
+		t.Errorf("--skip-unreachable with --this-host: %s", r)
+	}
+	// Without --domain, on the ANM's host of two hosts: the whole domain.
+	dflt := filepath.Join(dir, "default.backup")
+	if r := anm.h.Run("", "backup", "--skip-unreachable", "-o", dflt, "--no-verify"); r.Code != 0 || !strings.Contains(r.Stderr, "backing up the whole domain") || !strings.Contains(r.Stderr, "host host-2 (second) is NOT in this backup") {
+		t.Errorf("backup on the ANM's host of two hosts: %s", r)
+	}
+	if r := anm.h.Run("", "backup", "--this-host", "-o", filepath.Join(dir, "this.backup"), "--no-verify"); r.Code != 0 || strings.Contains(r.Stderr, "whole domain") || !strings.Contains(r.Stdout, "Backed up") {
+		t.Errorf("backup --this-host: %s", r)
 	}
 }

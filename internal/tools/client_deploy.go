@@ -30,15 +30,17 @@ import (
 
 // deployOpts are the deployment verbs' options.
 type deployOpts struct {
-	group    string // -g: a group id or name (resolveGroup)
-	comment  string
-	noDeploy bool // store only (deploy=false)
-	dryRun   bool // validate and compare only (dryRun=true)
-	async    bool // return once the rollout is started
-	archive  int  // --archive N
-	job      int  // --job N
-	output   string
-	withLogs bool // backup --with-logs (client_backup.go)
+	group           string // -g: a group id or name (resolveGroup)
+	comment         string
+	noDeploy        bool // store only (deploy=false)
+	dryRun          bool // validate and compare only (dryRun=true)
+	async           bool // return once the rollout is started
+	archive         int  // --archive N
+	job             int  // --job N
+	output          string
+	withLogs        bool // backup --with-logs (client_backup.go)
+	thisHost        bool // backup --this-host
+	skipUnreachable bool // backup --skip-unreachable
 }
 
 var deployVerbs = []clientVerb{
@@ -108,6 +110,8 @@ func deployOptsFrom(verb *clientVerb, o *clientOpts, vals map[string][]string) e
 	o.group, o.comment, o.output = one("group"), one("comment"), one("output")
 	o.noDeploy, o.async, o.dryRun = vals["no-deploy"] != nil, vals["async"] != nil, vals["dry-run"] != nil
 	o.withLogs = vals["with-logs"] != nil
+	o.thisHost = vals["this-host"] != nil
+	o.skipUnreachable = vals["skip-unreachable"] != nil
 	for _, p := range []struct {
 		name string
 		dst  *int
