@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
 )
@@ -221,4 +222,50 @@ func TestPutSharedSecret(t *testing.T) {
 	if err := s.PutSharedSecret(ctx, "hk", nil); !errors.Is(err, kps.ErrInvalid) {
 		t.Errorf("an empty value: got %v, want ErrInvalid", err)
 	}
+}
+
+// discard is an ExportSink that counts.
+type discard struct{ rows int }
+
+func (d *discard) Table(kps.Table) error       { return nil }
+func (d *discard) Row(kps.Row) error           { d.rows++; return nil }
+func (d *discard) Secret(string, []byte) error { return nil }
+
+// BenchmarkExportLoad100k: a restore's load of 100,000 rows (one
+// transaction, COPY) and a backup's export of them (one REPEATABLE READ
+// transaction), on the test server.
+func BenchmarkExportLoad100k(b *testing.B) {
+	ctx := b.Context()
+	rows := make([]kps.Row, 100000)
+	for i := range rows {
+		rows[i] = person(fmt.Sprintf("p%06d", i), fmt.Sprintf("p%06d@x", i), fmt.Sprint("team", i%50), 1)
+	}
+	for b.Loop() {
+		s := open2(b)
+		t0 := time.Now()
+		if err := s.Load(ctx, false, kps.TableRows{Table: "people", Rows: rows}); err != nil {
+			b.Fatal(err)
+		}
+		load := time.Since(t0)
+		t0 = time.Now()
+		d := &discard{}
+		if _, err := s.Export(ctx, d); err != nil || d.rows != len(rows) {
+			b.Fatalf("export: %d rows, %v", d.rows, err)
+		}
+		b.ReportMetric(load.Seconds(), "load-s")
+		b.ReportMetric(time.Since(t0).Seconds(), "export-s")
+	}
+}
+
+func open2(b *testing.B) *Store {
+	cfg := newConfig(b)
+	s, err := Open(b.Context(), cfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	if err := s.Define(b.Context(), loadTable, otherTable); err != nil {
+		b.Fatal(err)
+	}
+	return s
 }
