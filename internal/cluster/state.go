@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"slices"
 	"strconv"
@@ -32,6 +33,17 @@ func (s State) String() string {
 
 // MarshalText writes the state's name.
 func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads a state's name.
+func (s *State) UnmarshalText(b []byte) error {
+	for i, n := range stateNames {
+		if string(b) == n {
+			*s = State(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is not a cluster bus state", b)
+}
 
 // PeerState is one peer as GET /cluster shows it.
 type PeerState struct {

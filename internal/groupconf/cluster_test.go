@@ -16,7 +16,6 @@ func TestClusterSettings(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"cluster:\n  port: 70000\n", "instance.yaml:2: cluster.port: 70000 is not a TCP port"},
 		{"cluster:\n  port: 8080\n", "cluster.port: port 8080 is also traffic.port"},
-		{"management:\n  port: 60000\n", "0 means the management port + 10000, 70000"},
 		{"cluster:\n  address: here\n", "cluster.address: \"here\" is not an IP address"},
 		{"cluster:\n  advertise: nohost\n", "cluster.advertise: \"nohost\": want host:port"},
 		{"cluster:\n  peers: [a:1, \"b:0\"]\n", "cluster.peers: entry 2, \"b:0\": port \"0\" is not a TCP port"},
@@ -26,6 +25,9 @@ func TestClusterSettings(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: got %v, want an error containing %q", tc.yaml, err, tc.want)
 		}
+	}
+	if got := DefaultRoutePort(60000); got != 50000 {
+		t.Errorf("DefaultRoutePort(60000) = %d, want 50000 (70000 is not a port)", got)
 	}
 	c, err = Load(Layer{Name: "instance.yaml", YAML: []byte("cluster:\n  enabled: false\n  port: 8080\n")})
 	if err != nil {

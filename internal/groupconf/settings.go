@@ -48,7 +48,7 @@ type Settings struct {
 type Cluster struct {
 	Enabled    bool     `yaml:"enabled" doc:"Join the group's bus when the group has other instances (the node manager names them, or peers lists them); false: never start it."`
 	Address    string   `yaml:"address" doc:"IP address of the route listener that the group's other instances dial; empty means every interface."`
-	Port       int      `yaml:"port" doc:"TCP port of the route listener; 0 means the management port + 10000 (the port the node managers tell the other instances)."`
+	Port       int      `yaml:"port" doc:"TCP port of the route listener; 0 means the management port + 10000 (- 10000 when that is above 65535): the port the node managers tell the other instances."`
 	Advertise  string   `yaml:"advertise" doc:"host:port the other instances are told to dial to reach this one (behind address translation); empty: the route listener's."`
 	ClientPort int      `yaml:"clientPort" doc:"TCP port on 127.0.0.1 of the bus's client listener (NATS needs one for routes; the instance connects in-process, anyone else needs a token made at each start); 0 means any free port."`
 	Peers      []string `yaml:"peers" doc:"Route listeners (host:port) of other instances of the group, dialled besides those the node manager gives: a manual list."`
@@ -58,13 +58,24 @@ type Cluster struct {
 // 0: the route port the node managers assume for an instance.
 const ClusterPortOffset = 10000
 
-// RoutePort is the route listener's port: cluster.port, or the management
-// port + ClusterPortOffset.
+// DefaultRoutePort is the route port of an instance whose cluster.port is
+// 0: its management port + ClusterPortOffset, or - ClusterPortOffset when
+// that is above 65535. Node managers use it for the instances of other
+// hosts, whose settings they cannot read.
+func DefaultRoutePort(managementPort int) int {
+	if p := managementPort + ClusterPortOffset; p <= 65535 {
+		return p
+	}
+	return managementPort - ClusterPortOffset
+}
+
+// RoutePort is the route listener's port: cluster.port, or
+// DefaultRoutePort of the management port.
 func (s Settings) RoutePort() int {
 	if s.Cluster.Port != 0 {
 		return s.Cluster.Port
 	}
-	return s.Management.Port + ClusterPortOffset
+	return DefaultRoutePort(s.Management.Port)
 }
 
 // OAuth is the group's authorization server (internal/oauth's Config, with

@@ -54,7 +54,7 @@ func (c *Config) validate() error {
 		on   bool
 		port int
 	}{{"traffic.port", true, c.Traffic.Port}, {"management.port", true, c.Management.Port}, {"sample.port", c.Sample.Enabled, c.Sample.Port},
-		{"cluster.port", c.Cluster.Enabled, c.RoutePort()}, {"cluster.clientPort", c.Cluster.Enabled && c.Cluster.ClientPort != 0, c.Cluster.ClientPort}}
+		{"cluster.port", c.Cluster.Enabled && c.Cluster.Port != 0, c.Cluster.Port}, {"cluster.clientPort", c.Cluster.Enabled && c.Cluster.ClientPort != 0, c.Cluster.ClientPort}}
 	add(c.validateCluster())
 	for i := range ports {
 		for j := i + 1; j < len(ports); j++ {
@@ -199,8 +199,6 @@ func (c *Config) validateCluster() error {
 	cl := c.Cluster
 	if cl.Port != 0 {
 		errs = append(errs, c.checkPort("cluster.port", cl.Port))
-	} else if p := c.RoutePort(); p > 65535 {
-		errs = append(errs, c.errAt("cluster.port", "0 means the management port + %d, %d, which is not a TCP port; set cluster.port", ClusterPortOffset, p))
 	}
 	if cl.ClientPort != 0 {
 		errs = append(errs, c.checkPort("cluster.clientPort", cl.ClientPort))
