@@ -73,9 +73,22 @@ func options(id string, port int, log *logBuf, peers []Peer) Options {
 }
 
 // mesh starts n buses on loopback, each given the others as peers (as the
-// node manager does), and waits until each sees all the others.
-func mesh(t testing.TB, n int) []*node {
+// node manager does), and waits until each sees all the others. With
+// withTLS their routes take mutual TLS with instance certificates of a
+// domain CA made for the test.
+func mesh(t testing.TB, n int, withTLS ...bool) []*node {
 	t.Helper()
+	var ca *pki.CA
+	h := home.Home{Dir: t.TempDir()}
+	if len(withTLS) > 0 && withTLS[0] {
+		var err error
+		if ca, err = pki.NewCA("D"); err != nil {
+			t.Fatal(err)
+		}
+		if err := ca.Save(h); err != nil {
+			t.Fatal(err)
+		}
+	}
 	nodes := make([]*node, n)
 	for i := range nodes {
 		nodes[i] = &node{id: "instance-" + strconv.Itoa(i+1), port: freePort(t), log: &logBuf{}}
@@ -88,6 +101,18 @@ func mesh(t testing.TB, n int) []*node {
 			}
 		}
 		o := options(nd.id, nd.port, nd.log, nil)
+		if ca != nil {
+			if _, err := ca.IssueInstance(h, "group-2", nd.id, "127.0.0.1"); err != nil {
+				t.Fatal(err)
+			}
+			live, err := pki.NewLive(h, pki.InstanceCertFile(h, "group-2", nd.id), pki.InstanceKeyFile(h, "group-2", nd.id), pki.CertFile(h))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.TLS, err = RouteTLS(live, "group-2"); err != nil {
+				t.Fatal(err)
+			}
+		}
 		b, err := Start(t.Context(), o)
 		if err != nil {
 			t.Fatal(err)
