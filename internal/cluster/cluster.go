@@ -60,6 +60,13 @@ const (
 	DefaultStartTimeout  = 10 * time.Second
 )
 
+// Route liveness: a route whose peer answers no ping for RouteMaxPingsOut
+// intervals is closed (and dialled again).
+const (
+	RoutePingInterval = 2 * time.Second
+	RouteMaxPingsOut  = 3
+)
+
 // RandomPort in Options.Port makes the server pick a free route port
 // (tests).
 const RandomPort = -1
@@ -353,6 +360,10 @@ func (b *Bus) newServer(ctx context.Context, want []*url.URL) (*server.Server, *
 			TLSConfig:   o.TLS,
 			TLSTimeout:  2,
 			PoolSize:    -1, // one route per peer
+			// A peer that goes silent (host gone, network cut) is dropped
+			// after three unanswered pings: within about 8 s.
+			PingInterval: RoutePingInterval,
+			MaxPingsOut:  RouteMaxPingsOut,
 		},
 		Routes: want,
 	}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -508,5 +509,96 @@ func TestDecodeKPSChange(t *testing.T) {
 func TestInstanceCNPrefix(t *testing.T) {
 	if cn := pki.InstanceCommonName("group-2", "instance-1"); !strings.HasPrefix(cn, instanceCNPrefix) || instanceCNPrefix != "Gatehouse Instance " {
 		t.Errorf("instanceCNPrefix %q does not start %q", instanceCNPrefix, cn)
+	}
+}
+
+// freezer is a TCP relay to target that can stop passing bytes without
+// closing anything: a peer behind it goes silent, as behind a network cut.
+type freezer struct {
+	ln     net.Listener
+	frozen atomic.Bool
+}
+
+func newFreezer(t testing.TB, target string) *freezer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &freezer{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go f.pipe(c, u)
+			go f.pipe(u, c)
+		}
+	}()
+	return f
+}
+
+func (f *freezer) pipe(from, to net.Conn) {
+	defer from.Close()
+	defer to.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := from.Read(buf)
+		for f.frozen.Load() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n > 0 {
+			if _, werr := to.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (f *freezer) addr() string { return f.ln.Addr().String() }
+
+// TestSilentPeerDropped: a peer that stops answering without closing its
+// connection (a cut network) is dropped after the route's pings go
+// unanswered (RoutePingInterval × RouteMaxPingsOut), logged once, and
+// joins again when the network comes back.
+func TestSilentPeerDropped(t *testing.T) {
+	pa, pb := freePort(t), freePort(t)
+	fz := newFreezer(t, "127.0.0.1:"+strconv.Itoa(pb))
+	la := &logBuf{}
+	a, err := Start(t.Context(), options("instance-1", pa, la, []Peer{{ID: "instance-2", URL: fz.addr()}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := Start(t.Context(), options("instance-2", pb, &logBuf{}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	// b must run its server to accept a's route (through the freezer): give
+	// it a peer that is not there, so that it only accepts.
+	b.SetPeers(t.Context(), []Peer{{URL: "127.0.0.1:1"}})
+	awaitPeersUp(t, a, 1, 10*time.Second)
+	fz.frozen.Store(true)
+	start := time.Now()
+	awaitPeersUp(t, a, 0, RoutePingInterval*time.Duration(RouteMaxPingsOut+3))
+	t.Logf("silent peer dropped after %v", time.Since(start).Round(100*time.Millisecond))
+	if n := la.count("cluster peer left", "peer=instance-2"); n != 1 {
+		t.Errorf("%d \"peer left\" lines, want 1", n)
+	}
+	fz.frozen.Store(false)
+	awaitPeersUp(t, a, 1, 15*time.Second)
+	if n := la.count("cluster peer joined", "peer=instance-2", "rejoined=true"); n != 1 {
+		t.Errorf("%d \"rejoined\" lines, want 1", n)
 	}
 }
