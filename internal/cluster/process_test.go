@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -72,6 +73,7 @@ type lab struct {
 	mp   map[string]int // management port by id
 	rp   map[string]int // route port by id
 	asNM *http.Client   // presents a certificate with this host's node manager's name
+	anm  int            // the Admin Node Manager's port (the node manager in this process)
 }
 
 func newLab(t *testing.T, n int) *lab {
@@ -79,8 +81,10 @@ func newLab(t *testing.T, n int) *lab {
 	h := gwtest.NewHome(t)
 	pw := filepath.Join(t.TempDir(), "pw")
 	os.WriteFile(pw, []byte("changeme-Secret1\n"), 0o600)
-	h.MustRun("", "managedomain", "-i", "--domain_name", "D", "--username", "admin", "--password_file", pw, "--port", strconv.Itoa(gwtest.FreePort(t)))
+	anmPort := gwtest.FreePort(t)
+	h.MustRun("", "managedomain", "-i", "--domain_name", "D", "--username", "admin", "--password_file", pw, "--port", strconv.Itoa(anmPort))
 	l := &lab{h: h, hh: home.Home{Dir: h.Dir}, tp: map[string]int{}, mp: map[string]int{}, rp: map[string]int{}}
+	l.anm = anmPort
 	tps := map[string]int{}
 	for i := range n {
 		name := "s" + strconv.Itoa(i+1)
@@ -331,6 +335,45 @@ func TestProcessesFormClusterFromTopology(t *testing.T) {
 				}
 				if time.Now().After(deadline) {
 					t.Fatalf("%s still answers %q 2 s after the announcement; want platinum", id, tier)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	})
+
+	t.Run("KPS change through the management API", func(t *testing.T) {
+		ca, err := pki.LoadCACert(l.hh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AddCert(ca)
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, TLSClientConfig: &tls.Config{RootCAs: pool}}}
+		req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("https://127.0.0.1:%d/api/kps/%s/tiers/acme", l.anm, l.gid), strings.NewReader(`{"values":{"tier":"silver"}}`))
+		req.SetBasicAuth("admin", "changeme-Secret1")
+		req.Header.Set("Content-Type", "application/json")
+		start := time.Now()
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("PUT /api/kps/…/tiers/acme: %d %s", resp.StatusCode, body)
+		}
+		answered := time.Now()
+		t.Logf("the PUT was answered after %v", answered.Sub(start).Round(time.Millisecond))
+		for _, id := range l.ids {
+			deadline := time.Now().Add(2 * time.Second)
+			for {
+				_, tier, _ := l.tier(id)
+				if tier == "silver" {
+					t.Logf("%s sees the change %v after the PUT was answered", id, time.Since(answered).Round(time.Millisecond))
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s still answers %q 2 s after the management API's change; want silver", id, tier)
 				}
 				time.Sleep(5 * time.Millisecond)
 			}
