@@ -290,6 +290,26 @@ func TestProcessesFormClusterFromTopology(t *testing.T) {
 		if st.RouteListener != "127.0.0.1:"+strconv.Itoa(l.rp[id]) {
 			t.Errorf("%s: route listener %q, want 127.0.0.1:%d (cluster.port)", id, st.RouteListener, l.rp[id])
 		}
+		// The route listener speaks TLS with the instance's certificate and
+		// wants one back: without one nothing is read.
+		ca, err := pki.LoadCACert(l.hh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AddCert(ca)
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", st.RouteListener, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+		if err != nil {
+			t.Fatalf("%s: TLS to the route listener: %v", id, err)
+		}
+		if cn := c.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != pki.InstanceCommonName(l.gid, id) {
+			t.Errorf("%s: the route listener presents %q, want the instance's certificate", id, cn)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := c.Read(make([]byte, 512)); err == nil || strings.Contains(err.Error(), "timeout") {
+			t.Errorf("%s: read %d bytes, %v from the route listener without a client certificate; want the handshake refused", id, n, err)
+		}
+		c.Close()
 	}
 
 	t.Run("KPS change evicts on every instance", func(t *testing.T) {
