@@ -381,7 +381,8 @@ func (b *Bus) newServer(ctx context.Context, want []*url.URL) (*server.Server, *
 		srv.Shutdown()
 		return nil, nil, nil, "", fmt.Errorf("the NATS server was not ready within %v (route listener on %s port %d, %s; client listener on 127.0.0.1 port %d)", timeout, addrOrAny(o.Address), port, o.portSetting(), o.ClientPort)
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Token(token), nats.NoEcho(), nats.Name(o.InstanceID), nats.MaxReconnects(0))
+	nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Token(token), nats.NoEcho(), nats.Name(o.InstanceID),
+		nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond)) // a broken in-process connection is made again
 	if err != nil {
 		srv.Shutdown()
 		return nil, nil, nil, "", fmt.Errorf("connecting to the NATS server in-process: %w", err)
