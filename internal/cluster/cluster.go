@@ -233,6 +233,19 @@ func (b *Bus) SetPeers(ctx context.Context, peers []Peer) error {
 	return b.apply(ctx)
 }
 
+// SetManualPeers replaces the manual list (Options.Peers: a configuration
+// reloaded with another cluster.peers), as SetPeers does the node
+// manager's.
+func (b *Bus) SetManualPeers(ctx context.Context, peers []Peer) error {
+	if _, err := peerURLs(peers); err != nil {
+		return fmt.Errorf("cluster peers: %w", err)
+	}
+	b.mu.Lock()
+	b.opts.Peers = slices.Clone(peers)
+	b.mu.Unlock()
+	return b.apply(ctx)
+}
+
 // apply brings the server in line with the wanted peers: starts, stops or
 // reloads it.
 func (b *Bus) apply(ctx context.Context) error {
