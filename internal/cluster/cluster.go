@@ -278,10 +278,17 @@ func (b *Bus) apply(ctx context.Context) error {
 		b.mu.Lock()
 		opts := b.sopts.Clone()
 		b.mu.Unlock()
+		if slices.Equal(urlStrings(opts.Routes), urlStrings(want)) {
+			return nil // the same list again (a node manager that restarted)
+		}
 		opts.Routes = want
+		kept := opts.Clone() // NATS keeps what it is given
 		if err := srv.ReloadOptions(opts); err != nil {
 			return fmt.Errorf("cluster peers: reloading the route list: %w", err)
 		}
+		b.mu.Lock()
+		b.sopts = kept
+		b.mu.Unlock()
 		b.log.Info("cluster peers changed", "peers", urlStrings(want))
 	}
 	return nil
@@ -380,6 +387,7 @@ func (b *Bus) newServer(ctx context.Context, want []*url.URL) (*server.Server, *
 		},
 		Routes: want,
 	}
+	kept := sopts.Clone() // the base of reloads; NATS keeps and changes what it is given
 	srv, err := server.NewServer(sopts)
 	if err != nil {
 		return nil, nil, nil, "", fmt.Errorf("creating the NATS server: %w", err)
@@ -407,7 +415,7 @@ func (b *Bus) newServer(ctx context.Context, want []*url.URL) (*server.Server, *
 			addr = net.JoinHostPort("0.0.0.0", strconv.Itoa(a.Port))
 		}
 	}
-	return srv, sopts, nc, addr, nil
+	return srv, kept, nc, addr, nil
 }
 
 // stopServer closes the connection and shuts the server down.
