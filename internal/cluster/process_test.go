@@ -285,8 +285,10 @@ func TestProcessesFormClusterFromTopology(t *testing.T) {
 	for _, id := range l.ids {
 		l.start(t, id)
 	}
+	started := time.Now()
 	for _, id := range l.ids {
 		st := l.awaitUp(t, id, others(l.ids, id), 30*time.Second)
+		t.Logf("%s: bus up with both peers %v after the last instance was started", id, time.Since(started).Round(10*time.Millisecond))
 		if st.RouteListener != "127.0.0.1:"+strconv.Itoa(l.rp[id]) {
 			t.Errorf("%s: route listener %q, want 127.0.0.1:%d (cluster.port)", id, st.RouteListener, l.rp[id])
 		}
@@ -436,9 +438,11 @@ func TestProcessesFormClusterFromTopology(t *testing.T) {
 		if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
+		killed := time.Now()
 		for _, id := range survivors {
 			l.awaitUp(t, id, others(survivors, id), 20*time.Second)
 		}
+		t.Logf("both survivors list %s down %v after the SIGKILL", victim, time.Since(killed).Round(10*time.Millisecond))
 		time.Sleep(500 * time.Millisecond) // more polls of the routes: still one line each
 		for _, id := range survivors {
 			if n := l.logLines(t, id, `"msg":"cluster peer left"`, `"peer":"`+victim+`"`); n != 1 {
@@ -446,9 +450,11 @@ func TestProcessesFormClusterFromTopology(t *testing.T) {
 			}
 		}
 		l.start(t, victim)
+		back := time.Now()
 		for _, id := range l.ids {
 			l.awaitUp(t, id, others(l.ids, id), 30*time.Second)
 		}
+		t.Logf("the mesh is whole again %v after %s was started again", time.Since(back).Round(10*time.Millisecond), victim)
 		close(stop)
 		wg.Wait()
 		if f := failures.Load(); f != 0 || served.Load() == 0 {
