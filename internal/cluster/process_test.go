@@ -474,6 +474,71 @@ func TestProcessesFormClusterFromTopology(t *testing.T) {
 	})
 }
 
+// TestProcessTopologyGrows: an instance added to the group while the others
+// run is announced to them by the node manager (their GET /cluster lists it,
+// down, at the route port its management port gives) before it even
+// starts; once started, the four form one mesh without any restart.
+func TestProcessTopologyGrows(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	l := newLab(t, 2)
+	for _, id := range l.ids {
+		l.start(t, id)
+	}
+	for _, id := range l.ids {
+		l.awaitUp(t, id, others(l.ids, id), 30*time.Second)
+	}
+	tp, mp := gwtest.FreePort(t), gwtest.FreePort(t) // its route port: the default, mp + 10000
+	l.h.MustRun("", "managedomain", "-c", "-n", "s9", "-g", "g1", "--traffic_port", strconv.Itoa(tp), "--management_port", strconv.Itoa(mp))
+	var newID string
+	deadline := time.Now().Add(20 * time.Second)
+	for newID == "" {
+		for _, st := range l.sup.States() {
+			if st.Name == "s9" {
+				newID = st.ID
+			}
+		}
+		if newID == "" {
+			if time.Now().After(deadline) {
+				t.Fatal("the node manager did not see the new instance")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	l.tp[newID], l.mp[newID] = tp, mp
+	wantURL := "127.0.0.1:" + strconv.Itoa(groupconf.DefaultRoutePort(mp))
+	for _, id := range l.ids {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			st := l.status(t, id)
+			i := slices.IndexFunc(st.Peers, func(p cluster.PeerState) bool { return p.ID == newID })
+			if i >= 0 && st.Peers[i].URL == wantURL && st.Peers[i].State == "down" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s was not told of %s at %s: %+v", id, newID, wantURL, st.Peers)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	pids := map[string]int{}
+	for _, id := range l.ids {
+		st, _ := l.sup.Status(id)
+		pids[id] = st.PID
+	}
+	l.start(t, newID)
+	all := append(slices.Clone(l.ids), newID)
+	for _, id := range all {
+		l.awaitUp(t, id, others(all, id), 30*time.Second)
+	}
+	for _, id := range l.ids {
+		if st, _ := l.sup.Status(id); st.PID != pids[id] {
+			t.Errorf("%s was restarted", id)
+		}
+	}
+}
+
 // TestProcessBusDownAtStart: an instance whose route port is taken starts
 // and serves all the same, says why its bus is down (the port and its
 // setting), logs it once, and joins the group once the port is free,
