@@ -214,6 +214,9 @@ func checkAPIs(g groupKPS, apis, had []string) error {
 func (a *API) recordKPS(r *http.Request, action string, targets []string, detail string, err error) {
 	targets = slices.DeleteFunc(targets, func(s string) bool { return s == "" })
 	a.record(r.Context(), actor(r), action, targets, detail, apihttp.ClientMessage(err))
+	if err == nil && len(targets) > 0 {
+		a.announceKPS(targets[0], kpsChangedTables(action, targets)) // cluster.go
+	}
 }
 
 func appText(app apps.App) string { return fmt.Sprintf("application %s (%q)", app.ID, app.Name) }

@@ -41,6 +41,41 @@ type Settings struct {
 	NodeManager  NodeManager  `yaml:"nodeManager" doc:"How the node manager of the instance's host supervises it (docs/nodemanager.md)." layer:"group"`
 	KPS          KPS          `yaml:"kps" doc:"The group's Key Property Store: client applications, API keys and custom collections (docs/kps.md)." layer:"group"`
 	OAuth        OAuth        `yaml:"oauth" doc:"The group's OAuth 2.0 authorization server, on the traffic port (docs/oauth.md)." layer:"group"`
+	Cluster      Cluster      `yaml:"cluster" doc:"The group's cluster bus: an embedded NATS server routed to the group's other instances over mutual TLS (docs/cluster.md)." layer:"instance"`
+}
+
+// Cluster is the instance's side of the group's bus (internal/cluster).
+type Cluster struct {
+	Enabled    bool     `yaml:"enabled" doc:"Join the group's bus when the group has other instances (the node manager names them, or peers lists them); false: never start it."`
+	Address    string   `yaml:"address" doc:"IP address of the route listener that the group's other instances dial; empty means every interface."`
+	Port       int      `yaml:"port" doc:"TCP port of the route listener; 0 means the management port + 10000 (- 10000 when that is above 65535): the port the node managers tell the other instances."`
+	Advertise  string   `yaml:"advertise" doc:"host:port the other instances are told to dial to reach this one (behind address translation); empty: the route listener's."`
+	ClientPort int      `yaml:"clientPort" doc:"TCP port on 127.0.0.1 of the bus's client listener (NATS needs one for routes; the instance connects in-process, anyone else needs a token made at each start); 0 means any free port."`
+	Peers      []string `yaml:"peers" doc:"Route listeners (host:port) of other instances of the group, dialled besides those the node manager gives: a manual list."`
+}
+
+// ClusterPortOffset is added to the management port when cluster.port is
+// 0: the route port the node managers assume for an instance.
+const ClusterPortOffset = 10000
+
+// DefaultRoutePort is the route port of an instance whose cluster.port is
+// 0: its management port + ClusterPortOffset, or - ClusterPortOffset when
+// that is above 65535. Node managers use it for the instances of other
+// hosts, whose settings they cannot read.
+func DefaultRoutePort(managementPort int) int {
+	if p := managementPort + ClusterPortOffset; p <= 65535 {
+		return p
+	}
+	return managementPort - ClusterPortOffset
+}
+
+// RoutePort is the route listener's port: cluster.port, or
+// DefaultRoutePort of the management port.
+func (s Settings) RoutePort() int {
+	if s.Cluster.Port != 0 {
+		return s.Cluster.Port
+	}
+	return DefaultRoutePort(s.Management.Port)
 }
 
 // OAuth is the group's authorization server (internal/oauth's Config, with
@@ -354,6 +389,7 @@ func Defaults() Settings {
 		OAuth: OAuth{PathPrefix: "/oauth", AccessTokenFormat: "opaque", SigningAlgorithm: "ES256", AccessTokenLifetime: Duration(time.Hour),
 			RefreshTokenLifetime: Duration(720 * time.Hour), CodeLifetime: Duration(time.Minute), ClientAssertionMaxAge: Duration(5 * time.Minute)},
 		NodeManager: NodeManager{RestartOnFailure: false, RestartBackoff: Seconds(1), RestartBackoffMax: Seconds(60)},
+		Cluster:     Cluster{Enabled: true},
 	}
 }
 

@@ -3,8 +3,10 @@ package groupconf
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -51,7 +53,9 @@ func (c *Config) validate() error {
 		key  string
 		on   bool
 		port int
-	}{{"traffic.port", true, c.Traffic.Port}, {"management.port", true, c.Management.Port}, {"sample.port", c.Sample.Enabled, c.Sample.Port}}
+	}{{"traffic.port", true, c.Traffic.Port}, {"management.port", true, c.Management.Port}, {"sample.port", c.Sample.Enabled, c.Sample.Port},
+		{"cluster.port", c.Cluster.Enabled && c.Cluster.Port != 0, c.Cluster.Port}, {"cluster.clientPort", c.Cluster.Enabled && c.Cluster.ClientPort != 0, c.Cluster.ClientPort}}
+	add(c.validateCluster())
 	for i := range ports {
 		for j := i + 1; j < len(ports); j++ {
 			if ports[i].on && ports[j].on && ports[i].port == ports[j].port {
@@ -186,6 +190,43 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// validateCluster checks the cluster section (the route port against the
+// other listeners is checked with them).
+func (c *Config) validateCluster() error {
+	var errs []error
+	cl := c.Cluster
+	if cl.Port != 0 {
+		errs = append(errs, c.checkPort("cluster.port", cl.Port))
+	}
+	if cl.ClientPort != 0 {
+		errs = append(errs, c.checkPort("cluster.clientPort", cl.ClientPort))
+	}
+	errs = append(errs, c.checkAddr("cluster.address", cl.Address))
+	if cl.Advertise != "" {
+		if err := checkHostPort(cl.Advertise); err != nil {
+			errs = append(errs, c.errAt("cluster.advertise", "%q: %v", cl.Advertise, err))
+		}
+	}
+	for i, p := range cl.Peers {
+		if err := checkHostPort(strings.TrimPrefix(p, "nats-route://")); err != nil {
+			errs = append(errs, c.errAt("cluster.peers", "entry %d, %q: %v", i+1, p, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkHostPort accepts host:port with a port from 1 to 65535.
+func checkHostPort(s string) error {
+	h, p, err := net.SplitHostPort(s)
+	if err != nil || h == "" {
+		return errors.New("want host:port")
+	}
+	if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port %q is not a TCP port (1-65535)", p)
+	}
+	return nil
 }
 
 func (c *Config) checkListener(name string, l Listener) error {

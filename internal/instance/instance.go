@@ -41,6 +41,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/cluster"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/h1"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
@@ -118,12 +119,16 @@ type Instance struct {
 	done       chan struct{} // closed when stopped
 	finishOnce sync.Once
 
+	bus atomic.Pointer[cluster.Bus] // the group's cluster bus (cluster.go); nil when disabled
+
 	ticketsMu sync.Mutex
 	tickets   *ticketShare // the TLS session-ticket keys shared with the group (tickets.go)
 
 	// Test hooks, set before Start.
 	testHookRequest func(*h1.Request) // called as a traffic request enters
 	testHookPhase   func(Phase)       // called on each phase change
+	// testHookKPSForget is called after a KPS change from the bus was applied.
+	testHookKPSForget func(cluster.KPSChange)
 }
 
 // servable is what serves a listener.
@@ -285,6 +290,7 @@ func (i *Instance) Start() error {
 	}
 	p := i.portsLocked()
 	i.mu.Unlock()
+	i.startBus()
 	i.setPhase(PhaseServing)
 	i.log.Info("instance started", "groupName", i.opts.GroupName, "instanceName", i.opts.InstanceName,
 		"trafficPort", p.Traffic, "managementPort", p.Management, "samplePort", p.Sample)
@@ -586,6 +592,7 @@ func (i *Instance) closeNow() {
 func (i *Instance) finish() {
 	i.finishOnce.Do(func() {
 		i.serveWG.Wait()
+		i.closeBus()
 		i.remoteHosts.Close()
 		i.rt.Load().closeIdle()
 		i.rt.Load().kps.close()

@@ -83,6 +83,10 @@ func (h managementHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.profile(w, r)
 		return
 	}
+	if r.URL.Path == "/cluster" || strings.HasPrefix(r.URL.Path, "/cluster/") {
+		h.serveCluster(w, r) // cluster.go
+		return
+	}
 	switch r.URL.Path {
 	case "/deployment/reload":
 		if !h.postFromNodeManager(w, r) {
@@ -146,7 +150,7 @@ func (h managementHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		_, _ = w.Write(append(b, '\n'))
 	default:
-		proxy.WriteHTTPError(w, http.StatusNotFound, "no such management resource; try /status, /healthcheck, /metrics or /remotehosts")
+		proxy.WriteHTTPError(w, http.StatusNotFound, "no such management resource; try /status, /healthcheck, /metrics, /remotehosts or /cluster")
 	}
 }
 

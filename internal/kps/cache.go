@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -130,6 +131,29 @@ func (c *Cache) Invalidate(table string, key any) {
 	c.gen++
 	if el, ok := c.items[cacheKey(table, key, false)]; ok {
 		c.remove(el)
+	}
+}
+
+// Forget forgets what a change to a row of table may have made stale: the
+// entry of its primary key and every entry of the table found by a
+// secondary key (which key a row had there is not known); a nil key forgets
+// the whole table. The cluster bus calls it when another instance announces
+// a change (docs/cluster.md). It scans the entries: changes are rare.
+func (c *Cache) Forget(table string, key any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	if key != nil {
+		if el, ok := c.items[cacheKey(table, key, false)]; ok {
+			c.remove(el)
+		}
+	}
+	sec := table + "\x00s"
+	prim := table + "\x00p"
+	for k, el := range c.items {
+		if strings.HasPrefix(k, sec) || (key == nil && strings.HasPrefix(k, prim)) {
+			c.remove(el)
+		}
 	}
 }
 

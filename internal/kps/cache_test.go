@@ -416,3 +416,30 @@ func TestCacheGetUntil(t *testing.T) {
 		t.Errorf("a row larger than the cache: until %v, %v; want zero", until, err)
 	}
 }
+
+func TestCacheForget(t *testing.T) {
+	ctx := context.Background()
+	store := newFake()
+	c := NewCache(store, CacheOptions{TTL: time.Hour, NegativeTTL: time.Hour})
+	for _, k := range []string{"a", "b"} {
+		c.Get(ctx, "t", k)
+		c.GetBySecondary(ctx, "t", "s"+k)
+	}
+	c.Get(ctx, "u", "a")
+	before := store.calls.Load()
+	c.Forget("t", "a")
+	c.Get(ctx, "t", "a")             // forgotten: asks
+	c.Get(ctx, "t", "b")             // kept
+	c.GetBySecondary(ctx, "t", "sb") // every secondary entry of t forgotten: asks
+	c.Get(ctx, "u", "a")             // another table: kept
+	if got := store.calls.Load() - before; got != 2 {
+		t.Errorf("store calls after Forget(t, a): got %d, want 2 (t/a and t's secondary sb)", got)
+	}
+	before = store.calls.Load()
+	c.Forget("t", nil)
+	c.Get(ctx, "t", "b")
+	c.Get(ctx, "u", "a")
+	if got := store.calls.Load() - before; got != 1 {
+		t.Errorf("store calls after Forget(t, nil): got %d, want 1 (t/b only)", got)
+	}
+}

@@ -50,6 +50,11 @@ func (e *RefusedError) Error() string { return e.Msg }
 // decodes a 200 answer into out. An error answer {"error": …} becomes an
 // *RefusedError.
 func (c *MgmtClient) post(ctx context.Context, addr, path string, body, out any) error {
+	return c.call(ctx, http.MethodPost, addr, path, body, out)
+}
+
+// call is post with another method.
+func (c *MgmtClient) call(ctx context.Context, method, addr, path string, body, out any) error {
 	var rd io.Reader = http.NoBody
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -58,7 +63,7 @@ func (c *MgmtClient) post(ctx context.Context, addr, path string, body, out any)
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, InstanceURL(addr, path, "").String(), rd)
+	req, err := http.NewRequestWithContext(ctx, method, InstanceURL(addr, path, "").String(), rd)
 	if err != nil {
 		return err
 	}
@@ -70,7 +75,7 @@ func (c *MgmtClient) post(ctx context.Context, addr, path string, body, out any)
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return fmt.Errorf("reading the answer of POST %s: %w", path, err)
+		return fmt.Errorf("reading the answer of %s %s: %w", method, path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var eb struct {
@@ -87,7 +92,7 @@ func (c *MgmtClient) post(ctx context.Context, addr, path string, body, out any)
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("decoding the answer of POST %s: %w", path, err)
+			return fmt.Errorf("decoding the answer of %s %s: %w", method, path, err)
 		}
 	}
 	return nil

@@ -122,10 +122,11 @@ type Supervisor struct {
 	startOnce sync.Once
 	stopOnce  sync.Once
 
-	mu     sync.Mutex // guards the fields below and every supervised's fields but op
-	insts  map[string]*supervised
-	order  []string // instance ids in topology order
-	closed bool
+	mu       sync.Mutex // guards the fields below and every supervised's fields but op
+	insts    map[string]*supervised
+	order    []string           // instance ids in topology order
+	lastTopo *topology.Topology // the last topology read (refresh)
+	closed   bool
 }
 
 // supervised is one instance. Its fields are guarded by Supervisor.mu.
@@ -141,6 +142,9 @@ type supervised struct {
 	delay    time.Duration    // last back-off delay; 0 after a stable run
 	timer    *time.Timer      // pending restart
 	timerGen uint64           // identifies the pending restart (guards against a stale timer firing)
+	// The cluster peers last told to the process peersRec (peers.go).
+	peersSent string
+	peersRec  *home.ProcRecord
 }
 
 // TopologySource reads the domain's topology (a *topology.Store).
@@ -519,6 +523,7 @@ func (s *Supervisor) refresh() {
 	}
 	refs := topo.Instances(s.hostID)
 	s.mu.Lock()
+	s.lastTopo = topo
 	seen := make(map[string]bool, len(refs))
 	order := make([]string, 0, len(refs))
 	for _, ref := range refs {

@@ -121,9 +121,16 @@ func (s *Supervisor) pollStatuses() {
 			watched = append(watched, si)
 		}
 	}
+	topo := s.lastTopo
 	s.mu.Unlock()
 	for _, si := range watched {
 		s.pollStatus(si)
+		s.mu.Lock()
+		serving := si.st.Health == "ok"
+		s.mu.Unlock()
+		if serving {
+			s.pushPeers(si, topo)
+		}
 	}
 }
 
