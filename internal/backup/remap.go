@@ -36,6 +36,11 @@ type Map struct {
 	// 127.0.0.1 only (a copy started beside the live domain: backup verify,
 	// dr drill).
 	Loopback bool
+	// Isolated turns off each of this host's instances' cluster bus
+	// (cluster.enabled: false): a scratch copy whose settings name the live
+	// peers (cluster.peers) or a fixed route port must neither join the
+	// live group's bus nor take its port.
+	Isolated bool
 	// NodeManagersAt, when set, is the address every node manager of the
 	// topology is reached at (its service's address tag): the copies of a
 	// domain's hosts started on one machine reach each other there.
@@ -149,6 +154,9 @@ func Remap(ctx context.Context, h home.Home, m Map) ([]string, error) {
 				}
 			}
 			set["sample.port"] = strconv.Itoa(port(sp))
+		}
+		if m.Isolated {
+			set["cluster.enabled"] = "false"
 		}
 		for _, k := range []string{"traffic.address", "management.address", "sample.address"} {
 			if v, ok := cur[k]; (ok || m.Loopback) && addr(v) != v { // mutate:equivalent bool an unchanged value is dropped just below

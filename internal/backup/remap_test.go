@@ -128,6 +128,17 @@ func TestRemapLoopback(t *testing.T) {
 	if keys["traffic.port"] != "18080" {
 		t.Errorf("ports moved without Port: %v", keys)
 	}
+	if _, ok := keys["cluster.enabled"]; ok {
+		t.Errorf("the cluster bus changed without Isolated: %v", keys)
+	}
+	// Isolated: the copy's instances never start the bus.
+	if _, err := Remap(t.Context(), h, Map{Isolated: true}); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ = instanceKeys(filepath.Join(h.InstanceDir("group-2", "instance-1"), "conf", "instance.yaml"))
+	if keys["cluster.enabled"] != "false" {
+		t.Errorf("Isolated: cluster.enabled %q, want false", keys["cluster.enabled"])
+	}
 }
 
 func TestRecoveryPoint(t *testing.T) {

@@ -107,7 +107,7 @@ func restoreScratch(ctx context.Context, env *Env, file string, o startOptions, 
 	if len(need) > 0 {
 		return c, &errNeedsPassphrase{need}
 	}
-	if _, err := backup.Remap(ctx, c.h, backup.Map{Port: pm.port, Loopback: true, NodeManagersAt: nmAt}); err != nil {
+	if _, err := backup.Remap(ctx, c.h, backup.Map{Port: pm.port, Loopback: true, Isolated: true, NodeManagersAt: nmAt}); err != nil {
 		return nil, fmt.Errorf("moving the copy to free ports: %w", err)
 	}
 	if pm.err != nil {
