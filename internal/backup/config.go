@@ -91,10 +91,10 @@ func configOf(dir string, withData bool) (map[string]ConfigFile, error) {
 			rel, _ := filepath.Rel(dir, p)
 			rel = filepath.ToSlash(rel)
 			if d.IsDir() {
-				if excluded[d.Name()] {
-					return fs.SkipDir
+				if excluded[d.Name()] { // mutate:equivalent * a shortcut: the files under it are not configuration (IsConfig)
+					return fs.SkipDir // mutate:equivalent * as above
 				}
-				return nil
+				return nil // mutate:equivalent delete-stmt a directory is not a regular file: the next test returns nil
 			}
 			if !d.Type().IsRegular() || !IsConfig(rel) {
 				return nil

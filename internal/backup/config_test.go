@@ -2,12 +2,16 @@ package backup
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/gatehouse-gw/gatehouse/internal/home"
 )
 
 func TestIsConfig(t *testing.T) {
@@ -34,9 +38,11 @@ func TestIsConfig(t *testing.T) {
 		"system/conf/certs/private/nodemanager-key.pem":     false,
 		"system/conf/passphrase.keyring":                    false,
 		"groups/group-2/conf/../../../etc/passwd":           false,
-		"/etc/passwd":               false,
-		"posix/bin/gatehouse":       false,
-		"groups/group-2/conf/x.tmp": false,
+		"/etc/passwd":                    false,
+		"posix/bin/gatehouse":            false,
+		"groups/group-2/conf/x.tmp":      false,
+		"groups/group-2/conf":            false,
+		"groups/group-2/instance-1/conf": false,
 	} {
 		if got := IsConfig(rel); got != want {
 			t.Errorf("IsConfig(%q) = %v, want %v", rel, got, want)
@@ -132,5 +138,41 @@ func TestConfigRoundTrip(t *testing.T) {
 	bad[len(bad)/2] ^= 0xff
 	if _, _, err := ConfigOfBackup(t.Context(), bytes.NewReader(bad), t.TempDir()); err == nil {
 		t.Error("the configuration of a damaged backup was read")
+	}
+}
+
+// An install directory without some roots has the configuration it has; a
+// file too large for configuration is an error naming it.
+func TestConfigEdges(t *testing.T) {
+	h := home.Home{Dir: t.TempDir()}
+	if c, err := Config(h); err != nil || len(c) != 0 {
+		t.Errorf("an empty directory: %v, %v", c, err)
+	}
+	p := filepath.Join(h.Dir, "groups", "group-2", "conf", "big.yaml")
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	os.WriteFile(p, nil, 0o644)
+	if err := os.Truncate(p, maxConfigFile); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := Config(h); err != nil || len(c) != 1 {
+		t.Errorf("a file of exactly the bound: %v", err)
+	}
+	os.Truncate(p, maxConfigFile+1)
+	if _, err := Config(h); err == nil || !strings.Contains(err.Error(), "groups/group-2/conf/big.yaml") {
+		t.Errorf("a file over the bound: %v", err)
+	}
+	if (ConfigChange{Remove: []string{"x"}}).Empty() || (ConfigChange{Write: map[string]ConfigFile{"x": {}}}).Empty() || !(ConfigChange{}).Empty() {
+		t.Error("Empty")
+	}
+	// An executable mode is kept.
+	os.Remove(p)
+	data := []byte("#!/bin/sh\n")
+	sum := sha256.Sum256(data)
+	c := ConfigChange{Write: map[string]ConfigFile{"groups/group-2/conf/hook.sh": {SHA256: hex.EncodeToString(sum[:]), Mode: 0o755, Data: data}}}
+	if _, err := ApplyConfig(h, c); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(h.Dir, "groups", "group-2", "conf", "hook.sh")); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("mode 0755: %v %v", fi.Mode(), err)
 	}
 }
