@@ -664,9 +664,12 @@ esac
 	// What may change meanwhile: the audit log, which records the refused
 	// start (docs/audit.md), and the logs of the processes that run on
 	// (instances A's and C's access logs are written in the background;
-	// the node manager's log). Nothing of instance B's or of the scopes'.
+	// the node manager's log; the running instances' traces). Nothing of instance B's or of the scopes'.
 	mayChange := func(p string) bool {
-		for _, d := range []string{"conf/audit/", "logs/", filepath.Join("groups", gA, iA, "logs") + "/", filepath.Join("groups", gB, iC, "logs") + "/", filepath.Join("groups", gQ, iQ, "logs") + "/"} {
+		for _, d := range []string{"conf/audit/", "logs/", filepath.Join("groups", gA, iA, "logs") + "/", filepath.Join("groups", gB, iC, "logs") + "/", filepath.Join("groups", gQ, iQ, "logs") + "/",
+			// and their traces: instance C logs there that B, its peer on
+			// the group's cluster bus, left (docs/cluster.md)
+			filepath.Join("groups", gA, iA, "trace") + "/", filepath.Join("groups", gB, iC, "trace") + "/", filepath.Join("groups", gQ, iQ, "trace") + "/"} {
 			if strings.HasPrefix(p, d) {
 				return true
 			}
