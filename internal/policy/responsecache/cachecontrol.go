@@ -8,9 +8,9 @@ import (
 // directives are what the gateway reads of a response's Cache-Control
 // (RFC 9111 section 5.2.2), all its fields together.
 type directives struct {
-	noStore, private, noCache bool // any of them: not stored
-	public                        bool // s-maxage or must-revalidate count too (storable for an authorized request)
-	maxAge, sMaxAge               int64 // seconds; -1 when absent
+	noStore, private, noCache bool  // any of them: not stored
+	public                    bool  // s-maxage or must-revalidate count too (storable for an authorized request)
+	maxAge, sMaxAge           int64 // seconds; -1 when absent
 }
 
 // maxDelta bounds a delta-seconds (RFC 9111: 2^31 when larger).
