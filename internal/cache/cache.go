@@ -240,8 +240,8 @@ func (c *Cache) expired(e *entry, now int64) bool {
 
 // Get returns the value of key and whether it was found (and not
 // expired). The value is shared: the caller must not modify it. A read
-// counts for LRU, LFU and time-to-idle; an expired entry found is removed
-// (and, replicated, announced as an expiry).
+// counts for LRU, LFU and time-to-idle; an expired entry found is removed.
+// Get never waits for peers.
 func (c *Cache) Get(key string) ([]byte, bool) {
 	v, _, ok := c.GetWithAge(key)
 	return v, ok
@@ -260,12 +260,14 @@ func (c *Cache) GetWithAge(key string) ([]byte, time.Time, bool) {
 		return nil, time.Time{}, false
 	}
 	if c.expired(e, now) {
+		// Removed here; the expiry is not announced from the request
+		// path (a sync cache would wait for its peers): each peer
+		// expires its copy by the same TTL, and by its own reads for
+		// TTI.
 		s.remove(e)
-		ev := Event{Kind: Expire, Key: key, Version: e.version}
 		s.mu.Unlock()
 		c.misses.Add(1)
 		c.expirations.Add(1)
-		c.publish(context.Background(), ev)
 		return nil, time.Time{}, false
 	}
 	s.touch(e, now)
@@ -401,7 +403,8 @@ func (c *Cache) clearLocal(v Version) {
 }
 
 // Sweep removes every entry expired at the cache's clock's now and
-// announces each expiry; the instance calls it periodically so that an
+// announces the expiries to the peers (in one publish); the instance calls
+// it periodically so that an
 // expired entry does not hold memory until it is read. It returns how many
 // entries it removed.
 func (c *Cache) Sweep() int {
@@ -419,8 +422,16 @@ func (c *Cache) Sweep() int {
 		s.mu.Unlock()
 	}
 	c.expirations.Add(uint64(len(evs)))
-	for _, ev := range evs {
-		c.publish(context.Background(), ev)
+	if len(evs) > 0 && c.repl != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if c.queue == nil {
+			c.send(ctx, evs) // one publish for the sweep's expiries
+		} else {
+			for _, ev := range evs {
+				c.publish(ctx, ev)
+			}
+		}
 	}
 	return len(evs)
 }

@@ -276,3 +276,36 @@ func TestRegistryKeepsCaches(t *testing.T) {
 		t.Errorf("a cache removed from the configuration is still there")
 	}
 }
+
+// TestReplicatedExpiry: a sweep announces its expiries in one publish; a
+// peer drops its copy unless it read it within the time-to-idle.
+func TestReplicatedExpiry(t *testing.T) {
+	clk := newClock()
+	cfg := Config{Name: "x", MaxEntries: 10, MaxBytes: 1 << 20, TTI: 3 * time.Second, Replicated: true, Mode: Sync}
+	h, p := group(t, 3, clk, cfg)
+	for _, k := range []string{"a", "b"} {
+		if err := p[0].Get("x").Put(t.Context(), k, []byte(k), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Add(2 * time.Second)
+	p[1].Get("x").Get("a") // read on i1 only
+	clk.Add(1500 * time.Millisecond)
+	h.mu.Lock()
+	before := h.calls
+	h.mu.Unlock()
+	if n := p[0].Get("x").Sweep(); n != 2 {
+		t.Fatalf("sweep on i0 removed %d, want 2", n)
+	}
+	h.mu.Lock()
+	if h.calls-before != 1 {
+		t.Errorf("%d publishes for one sweep, want 1", h.calls-before)
+	}
+	h.mu.Unlock()
+	if !has(p[1].Get("x"), "a") || has(p[1].Get("x"), "b") {
+		t.Errorf("i1: a held %v (want true: read 1.5 s ago), b held %v (want false)", has(p[1].Get("x"), "a"), has(p[1].Get("x"), "b"))
+	}
+	if has(p[2].Get("x"), "a") || has(p[2].Get("x"), "b") {
+		t.Errorf("i2 kept an expired copy")
+	}
+}

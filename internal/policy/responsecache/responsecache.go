@@ -57,8 +57,10 @@ type Policy struct {
 	authKeyed bool // Authorization is a keyed field
 	now       func() time.Time
 	// replicatedSync: a put waits for the peers; it is made off the
-	// request's goroutine.
+	// request's goroutine, at most cap(syncPuts) at once (beyond, the
+	// response is not stored).
 	replicatedSync bool
+	syncPuts       chan struct{}
 }
 
 // New makes the policy of spec (validated by groupconf) for the API named
@@ -90,6 +92,7 @@ func New(spec groupconf.ResponseCachePolicy, api string, c *cache.Cache) *Policy
 	}
 	cfg := c.Config()
 	p.replicatedSync = cfg.Replicated && cfg.Mode == cache.Sync
+	p.syncPuts = make(chan struct{}, 64)
 	return p
 }
 
@@ -332,7 +335,13 @@ func (p *Policy) Finish(ex *policy.Exchange, err error) {
 	}
 	value, key, ttl := rec.b.buf, rec.key, rec.ttl
 	if p.replicatedSync {
+		select {
+		case p.syncPuts <- struct{}{}:
+		default:
+			return // too many puts waiting for peers: this one is not stored
+		}
 		go func() {
+			defer func() { <-p.syncPuts }()
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			p.c.Put(ctx, key, value, ttl)
