@@ -62,6 +62,8 @@ func startBackend(t *testing.T) *countingBackend {
 			h.Set("Vary", "Accept-Language")
 		case "varykeyed":
 			h.Set("Vary", "Accept")
+		case "etag":
+			h.Set("ETag", `"v1"`)
 		case "maxage0":
 			h.Set("Cache-Control", "max-age=0")
 		case "big":
@@ -218,6 +220,15 @@ func TestResponseCacheInstance(t *testing.T) {
 		if be.count(path) != 1 || a.body != b.body || b.header.Get("Cache-Status") != "gatehouse; hit" {
 			t.Errorf("%s: back end %d times (want 1), bodies %q and %q, %v", path, be.count(path), a.body, b.body, b.header)
 		}
+	}
+
+	// A conditional GET matching the stored ETag: 304 from the cache.
+	do("GET", "/c/etag")
+	if r := do("GET", "/c/etag", "If-None-Match", `W/"v0", "v1"`); r.status != 304 || r.body != "" || r.header.Get("ETag") != `"v1"` || r.header.Get("X-Backend") != "" || be.count("/c/etag") != 1 {
+		t.Errorf("If-None-Match matching: %d %q %v, back end %d; want 304 from the cache", r.status, r.body, r.header, be.count("/c/etag"))
+	}
+	if r := do("GET", "/c/etag", "If-None-Match", `"v0"`); r.status != 200 || r.header.Get("Cache-Status") == "" {
+		t.Errorf("If-None-Match not matching: %d %v; want 200 from the cache", r.status, r.header)
 	}
 
 	// cacheLookup and cacheStore.

@@ -133,6 +133,9 @@ func (p *Policy) key(r *h1.Request) (key string, isHead, ok bool) {
 			b[i] = c + 'a' - 'A'
 		}
 	}
+	if r.TLS != nil {
+		b = append(b, "https"...)
+	}
 	b = appendPart(b, r.Path)
 	switch {
 	case p.allQuery:
@@ -221,22 +224,50 @@ var (
 	valueHit        = []byte("gatehouse; hit")
 )
 
-// answer writes the stored response e, put at at.
+// notModifiedFields are the stored fields a 304 carries (RFC 9110
+// section 15.4.5).
+var notModifiedFields = []string{"Cache-Control", "Content-Location", "Date", "ETag", "Expires", "Vary"}
+
+// answer writes the stored response e, put at at: a 304 when the
+// request's If-None-Match matches the stored ETag.
 func (p *Policy) answer(ex *policy.Exchange, e entry, at time.Time, isHead bool) {
 	h := ex.W.Header()
-	e.each(func(name, value []byte) { h.AddBytes(name, value) })
+	status := e.status
+	if inm := ex.R.Header.Get("If-None-Match"); inm != nil && status == 200 {
+		var etag []byte
+		e.each(func(name, value []byte) {
+			if etag == nil && equalFold(name, "etag") {
+				etag = value
+			}
+		})
+		if etag != nil && etagMatch(b2s(inm), b2s(etag)) {
+			status = 304
+		}
+	}
+	e.each(func(name, value []byte) {
+		if status == 304 {
+			keep := false
+			for _, f := range notModifiedFields {
+				keep = keep || equalFold(name, f)
+			}
+			if !keep {
+				return
+			}
+		}
+		h.AddBytes(name, value)
+	})
 	age := int64(e.age) + int64(p.now().Sub(at)/time.Second)
 	var buf [20]byte
 	h.AddCopy(nameAge, strconv.AppendInt(buf[:0], max(age, 0), 10))
 	h.AddBytes(nameCacheStatus, valueHit)
-	if e.status != 204 {
+	if status != 204 && status != 304 {
 		h.SetContentLength(int64(len(e.body)))
 	}
 	if ex.Edit != nil {
-		ex.Edit(e.status, h)
+		ex.Edit(status, h)
 	}
-	ex.W.WriteHeader(e.status)
-	if !isHead && len(e.body) > 0 {
+	ex.W.WriteHeader(status)
+	if !isHead && status != 304 && len(e.body) > 0 {
 		_, _ = ex.W.Write(e.body)
 	}
 }
@@ -387,3 +418,23 @@ func (r *recorder) Abort() {
 }
 
 var _ h1.Aborter = (*recorder)(nil)
+
+// etagMatch is If-None-Match's weak comparison (RFC 9110 section
+// 13.1.2): "*", or one of the listed entity tags equal to etag once the
+// weakness prefixes are set aside.
+func etagMatch(inm, etag string) bool {
+	inm = strings.TrimSpace(inm)
+	if inm == "*" {
+		return true
+	}
+	etag = strings.TrimPrefix(etag, "W/")
+	for inm != "" {
+		var item string
+		item, inm, _ = strings.Cut(inm, ",")
+		item = strings.TrimPrefix(strings.TrimSpace(item), "W/")
+		if item != "" && item == etag && strings.HasPrefix(item, `"`) {
+			return true
+		}
+	}
+	return false
+}

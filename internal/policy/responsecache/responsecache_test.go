@@ -2,6 +2,7 @@ package responsecache
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"testing"
 
@@ -149,6 +150,11 @@ func TestKey(t *testing.T) {
 		}
 		seen[k] = i
 	}
+	tlsReq := request("GET", "a.example", "/x", "-")
+	tlsReq.TLS = &tls.ConnectionState{}
+	if key(p, tlsReq) == base {
+		t.Errorf("https and http share a key")
+	}
 	if key(other, request("GET", "a.example", "/x", "-")) == base {
 		t.Errorf("two APIs share a key")
 	}
@@ -174,5 +180,19 @@ func TestKey(t *testing.T) {
 	}
 	if len(base) != 33 {
 		t.Errorf("key of %d bytes, want 33", len(base))
+	}
+}
+
+func TestETagMatch(t *testing.T) {
+	for _, tc := range []struct {
+		inm, etag string
+		want      bool
+	}{
+		{`"a"`, `"a"`, true}, {`W/"a"`, `"a"`, true}, {`"a"`, `W/"a"`, true}, {`"b", "a"`, `"a"`, true},
+		{"*", `"x"`, true}, {`"b"`, `"a"`, false}, {`a`, `a`, false}, {``, `"a"`, false}, {`"a`, `"a"`, false},
+	} {
+		if got := etagMatch(tc.inm, tc.etag); got != tc.want {
+			t.Errorf("etagMatch(%q, %q): got %v, want %v", tc.inm, tc.etag, got, tc.want)
+		}
 	}
 }
