@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/gwtest"
 )
@@ -64,6 +65,12 @@ func startBackend(t *testing.T) *countingBackend {
 			h.Set("Vary", "Accept")
 		case "etag":
 			h.Set("ETag", `"v1"`)
+		case "expired":
+			h.Set("Expires", "Thu, 01 Jan 1970 00:00:00 GMT")
+		case "future":
+			h.Set("Expires", time.Now().Add(time.Hour).UTC().Format(http.TimeFormat))
+		case "badexpires":
+			h.Set("Expires", "0")
 		case "maxage0":
 			h.Set("Cache-Control", "max-age=0")
 		case "big":
@@ -124,8 +131,8 @@ type reply struct {
 // loopback: a cached GET is answered without reaching the back end, with
 // Age and Cache-Status and the API's response edits; HEAD is answered
 // from the GET's entry; responses marked no-store or private, that set a
-// cookie, with a Vary not keyed, a status other than 2xx, max-age=0, a
-// body over maxBodyBytes, are forwarded every time; the query, a keyed
+// cookie, with a Vary not keyed, a status other than 2xx, max-age=0, an
+// Expires past or malformed, a body over maxBodyBytes, are forwarded every time; the query, a keyed
 // field and Authorization separate entries; a chunked response is stored
 // whole. Then cacheStore and cacheLookup through the same process, and
 // the cache metrics.
@@ -200,7 +207,7 @@ func TestResponseCacheInstance(t *testing.T) {
 	}
 
 	// Never stored.
-	for _, p := range []string{"nostore", "private", "cookie", "404", "500", "vary", "maxage0", "big"} {
+	for _, p := range []string{"nostore", "private", "cookie", "404", "500", "vary", "maxage0", "expired", "badexpires", "big"} {
 		path := "/c/" + p
 		want := do("GET", path).status
 		for range 2 {
@@ -213,8 +220,8 @@ func TestResponseCacheInstance(t *testing.T) {
 			t.Errorf("%s: the back end saw %d of 3 requests; want every one (not cached)", path, n)
 		}
 	}
-	// Stored: a Vary on a keyed field, a chunked body.
-	for _, p := range []string{"varykeyed", "chunked"} {
+	// Stored: a Vary on a keyed field, a chunked body, an Expires ahead.
+	for _, p := range []string{"varykeyed", "chunked", "future"} {
 		path := "/c/" + p
 		a, b := do("GET", path), do("GET", path)
 		if be.count(path) != 1 || a.body != b.body || b.header.Get("Cache-Status") != "gatehouse; hit" {

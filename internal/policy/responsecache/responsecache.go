@@ -18,7 +18,7 @@
 // a response marked public, s-maxage or must-revalidate (RFC 9111 section
 // 3.5); its body is whole and no larger than maxBodyBytes. It lives for
 // the policy's ttl, never longer than the cache's timeToLive nor the back
-// end's s-maxage (or max-age).
+// end's s-maxage (or max-age, or Expires).
 //
 // A hit answers with the stored status, fields and body, an Age field
 // (seconds since the back end answered), and Cache-Status: gatehouse; hit;
@@ -29,6 +29,7 @@ package responsecache
 import (
 	"context"
 	"crypto/sha256"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -296,8 +297,13 @@ func (p *Policy) ObserveResponse(ex *policy.Exchange, status int, h *h1.Header) 
 	d := directives{maxAge: -1, sMaxAge: -1}
 	stop := false
 	var age uint32
+	var expires, date []byte
 	h.Each(func(name, value []byte) bool {
 		switch {
+		case equalFold(name, "expires"):
+			expires = value
+		case equalFold(name, "date"):
+			date = value
 		case equalFold(name, "cache-control"):
 			parseCacheControl(&d, string(value))
 		case equalFold(name, "set-cookie"):
@@ -327,6 +333,22 @@ func (p *Policy) ObserveResponse(ex *policy.Exchange, status int, h *h1.Header) 
 			return
 		}
 		if l := time.Duration(lim) * time.Second; ttl == 0 || l < ttl {
+			ttl = l
+		}
+	} else if expires != nil {
+		// Expires counts only without max-age (RFC 9111 section 5.3):
+		// its distance from the back end's Date (or now); a date that
+		// does not parse, or is not later, means already stale.
+		exp, err := http.ParseTime(string(expires))
+		base := p.now()
+		if dt, derr := http.ParseTime(string(date)); date != nil && derr == nil {
+			base = dt
+		}
+		l := exp.Sub(base) - time.Duration(age)*time.Second
+		if err != nil || l < time.Second {
+			return
+		}
+		if ttl == 0 || l < ttl {
 			ttl = l
 		}
 	}
