@@ -41,7 +41,7 @@ type ResponseCachePolicy struct {
 	Cache          string   `yaml:"cache" doc:"The name of a cache of caches where the responses are kept."`
 	TTL            Duration `yaml:"ttl" doc:"How long a response is served from the cache (1s to 30 days; never longer than the cache's timeToLive, nor than the back end's s-maxage or max-age); 0: the cache's timeToLive."`
 	Methods        []string `yaml:"methods" doc:"Methods whose responses are cached: GET and HEAD (a HEAD is answered from a GET's entry); empty: both. Other methods are never cached."`
-	Headers        []string `yaml:"headers" doc:"Request fields whose values are part of the key (with the method, host and path); a back end's Vary naming another field makes its response not cached."`
+	Headers        []string `yaml:"headers" doc:"Request fields whose values are part of the key (with the method, host and path); a back end's Vary naming another field makes its response not cached. Without Authorization and Cookie here, a request carrying either is stored only when the back end says public."`
 	Query          []string `yaml:"query" doc:"Query parameters whose values are part of the key; empty: the whole query as sent."`
 	IgnoreQuery    bool     `yaml:"ignoreQuery" doc:"Leave the query out of the key (query must then be empty)."`
 	Statuses       []int    `yaml:"statuses" doc:"Statuses of the responses stored (200 to 599, not 206 nor 304); empty: every 2xx but 206."`

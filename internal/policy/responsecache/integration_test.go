@@ -205,6 +205,10 @@ func TestResponseCacheInstance(t *testing.T) {
 	if be.count("/c/plain") != 5 {
 		t.Errorf("a response to an authorized request without public was stored (back end %d times, want 5)", be.count("/c/plain"))
 	}
+	do("GET", "/c/plain", "Cookie", "session=a")
+	if r := do("GET", "/c/plain", "Cookie", "session=b"); r.header.Get("Cache-Status") != "" || be.count("/c/plain") != 7 {
+		t.Errorf("with a Cookie: %v, back end %d times (want 7: never stored without public)", r.header, be.count("/c/plain"))
+	}
 
 	// Never stored.
 	for _, p := range []string{"nostore", "private", "cookie", "404", "500", "vary", "maxage0", "expired", "badexpires", "big"} {

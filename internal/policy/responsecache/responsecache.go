@@ -5,7 +5,8 @@
 //
 // The key is a SHA-256 of the API, the method (HEAD shares GET's entries),
 // the host, the path, the query (whole, chosen parameters, or none), the
-// chosen request fields, and whether the request carried Authorization:
+// chosen request fields, and whether the request carried credentials
+// (Authorization or Cookie, when not keyed):
 // keys have one size whatever the request, and two requests share an entry
 // only when every keyed part is equal.
 //
@@ -14,7 +15,7 @@
 // policy's (every 2xx but 206 by default); the back end's Cache-Control
 // has none of no-store, private or no-cache, and no max-age or s-maxage
 // of 0; it has no Set-Cookie (unless storeSetCookie); its Vary names only
-// keyed fields (never "*"); a request with Authorization (not keyed) got
+// keyed fields (never "*"); a request with credentials (not keyed) got
 // a response marked public, s-maxage or must-revalidate (RFC 9111 section
 // 3.5); its body is whole and no larger than maxBodyBytes. It lives for
 // the policy's ttl, never longer than the cache's timeToLive nor the back
@@ -55,7 +56,7 @@ type Policy struct {
 	statuses  [600]bool
 	setCookie bool
 	maxBody   int64
-	authKeyed bool // Authorization is a keyed field
+	authKeyed, cookieKeyed bool // Authorization, Cookie are keyed fields
 	now       func() time.Time
 	// replicatedSync: a put waits for the peers; it is made off the
 	// request's goroutine, at most cap(syncPuts) at once (beyond, the
@@ -82,6 +83,7 @@ func New(spec groupconf.ResponseCachePolicy, api string, c *cache.Cache) *Policy
 	for _, h := range spec.Headers {
 		p.headers = append(p.headers, strings.ToLower(h))
 		p.authKeyed = p.authKeyed || strings.EqualFold(h, "Authorization")
+		p.cookieKeyed = p.cookieKeyed || strings.EqualFold(h, "Cookie")
 	}
 	if len(spec.Statuses) == 0 {
 		for s := 200; s < 300; s++ {
@@ -161,8 +163,8 @@ func (p *Policy) key(r *h1.Request) (key string, isHead, ok bool) {
 		})
 		b = append(b, ';')
 	}
-	if !p.authKeyed && r.Header.Has("Authorization") {
-		b = append(b, "authorized"...)
+	if p.credentials(r) {
+		b = append(b, "credentials"...)
 	}
 	sum := sha256.Sum256(b)
 	*bp = b
@@ -171,6 +173,14 @@ func (p *Policy) key(r *h1.Request) (key string, isHead, ok bool) {
 	k[0] = 'R'
 	copy(k[1:], sum[:])
 	return b2s(k), isHead, true
+}
+
+// credentials reports whether r carries credentials that are not keyed:
+// its response is shared only with other such requests, and stored only
+// when the back end marks it public (RFC 9111 section 3.5, Cookie
+// treated as Authorization).
+func (p *Policy) credentials(r *h1.Request) bool {
+	return !p.authKeyed && r.Header.Has("Authorization") || !p.cookieKeyed && r.Header.Has("Cookie")
 }
 
 // appendQueryValues appends every value of parameter name in the raw
@@ -320,7 +330,7 @@ func (p *Policy) ObserveResponse(ex *policy.Exchange, status int, h *h1.Header) 
 	if stop || d.noStore || d.private || d.noCache {
 		return
 	}
-	if !p.authKeyed && ex.R.Header.Has("Authorization") && !d.public {
+	if p.credentials(ex.R) && !d.public {
 		return
 	}
 	ttl := p.ttl

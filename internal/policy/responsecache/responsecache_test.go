@@ -140,6 +140,7 @@ func TestKey(t *testing.T) {
 		request("GET", "a.example", "/x", "-", "Accept", "a, b"),
 		request("GET", "a.example", "/x", "-", "X-A", "1"),
 		request("GET", "a.example", "/x", "-", "Authorization", "Bearer t"),
+		request("GET", "a.example", "/x", "-", "Cookie", "a=b", "X-A", "1"),
 		request("GET", "a.example", "/x", "-", "Accept", "1:X-A"),
 	}
 	seen := map[string]int{base: -1}
