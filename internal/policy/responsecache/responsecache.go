@@ -46,18 +46,18 @@ import (
 // Policy is one responseCache policy. It is immutable and safe for
 // concurrent use.
 type Policy struct {
-	api       string
-	c         *cache.Cache
-	ttl       time.Duration
-	get, head bool
-	headers   []string // keyed request fields, lower case
-	query     []string
-	allQuery  bool
-	statuses  [600]bool
-	setCookie bool
-	maxBody   int64
+	api                    string
+	c                      *cache.Cache
+	ttl                    time.Duration
+	get, head              bool
+	headers                []string // keyed request fields, lower case
+	query                  []string
+	allQuery               bool
+	statuses               [600]bool
+	setCookie              bool
+	maxBody                int64
 	authKeyed, cookieKeyed bool // Authorization, Cookie are keyed fields
-	now       func() time.Time
+	now                    func() time.Time
 	// replicatedSync: a put waits for the peers; it is made off the
 	// request's goroutine, at most cap(syncPuts) at once (beyond, the
 	// response is not stored).
