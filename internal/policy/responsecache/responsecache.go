@@ -220,7 +220,13 @@ func (p *Policy) Apply(ex *policy.Exchange) error {
 			p.answer(ex, e, at, isHead)
 			return policy.ErrHandled
 		}
-		p.c.Remove(context.Background(), key)
+		// Never answered; removed without waiting for peers (this miss
+		// may store a good copy over it meanwhile).
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			p.c.Remove(ctx, key)
+		}()
 	}
 	if isHead {
 		return nil // a HEAD response has no body to store
