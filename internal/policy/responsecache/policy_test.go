@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,10 +67,13 @@ func newExchange(method, path string, fields ...string) (*policy.Exchange, *writ
 // the hit answers it with Age from the injected clock, the chain's edits,
 // and the request's own correlation id.
 func TestMissThenHit(t *testing.T) {
-	clk := time.Unix(1_700_000_000, 0)
-	c := cache.New(cache.Config{Name: "c", MaxEntries: 10, MaxBytes: 1 << 20, TTL: time.Minute}, cache.Options{Now: func() time.Time { return clk }})
+	var clkNanos atomic.Int64 // read by the goroutine removing a malformed entry
+	clkNanos.Store(time.Unix(1_700_000_000, 0).UnixNano())
+	now := func() time.Time { return time.Unix(0, clkNanos.Load()) }
+	advance := func(d time.Duration) { clkNanos.Add(int64(d)) }
+	c := cache.New(cache.Config{Name: "c", MaxEntries: 10, MaxBytes: 1 << 20, TTL: time.Minute}, cache.Options{Now: now})
 	p := New(groupconf.ResponseCachePolicy{Cache: "c", MaxBodyBytes: 100}, "api", c)
-	p.now = func() time.Time { return clk }
+	p.now = now
 
 	cases := []struct {
 		name   string
@@ -106,7 +110,7 @@ func TestMissThenHit(t *testing.T) {
 		}
 	}
 
-	clk = clk.Add(7 * time.Second)
+	advance(7 * time.Second)
 	ex, w := newExchange("GET", "/plain")
 	edits := 0
 	ex.Edit = func(status int, h *h1.Header) {
@@ -155,7 +159,7 @@ func TestMissThenHit(t *testing.T) {
 	}
 
 	// After the TTL: a miss.
-	clk = clk.Add(time.Minute)
+	advance(time.Minute)
 	ex, _ = newExchange("GET", "/plain")
 	if err := p.Apply(ex); err != nil {
 		t.Errorf("after the TTL: %v, want a miss", err)
