@@ -53,3 +53,24 @@ func TestDocsCache(t *testing.T) {
 	}
 	t.Errorf("%s is out of date with the schema; run go test ./internal/groupconf -update", path)
 }
+
+// TestDocsCacheExample: the first example of docs/cache.md loads.
+func TestDocsCacheExample(t *testing.T) {
+	data, err := os.ReadFile("../../docs/cache.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(data), "```yaml\n")
+	example, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("docs/cache.md has no yaml example")
+	}
+	y := example + "backends:\n  - name: catalogue\n    url: http://127.0.0.1:1\n"
+	cfg, err := Load(Layer{Name: "cache.md", YAML: []byte(y)})
+	if err != nil {
+		t.Fatalf("the example does not load: %v", err)
+	}
+	if len(cfg.Caches) != 2 || cfg.APIs[0].Policies[1].ResponseCache == nil {
+		t.Errorf("the example loads as %+v", cfg.Caches)
+	}
+}
