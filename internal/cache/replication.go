@@ -293,6 +293,24 @@ func (c *Cache) Bootstrap(entries []Entry, checksum string) (int, error) {
 	if Checksum(entries) != checksum {
 		return 0, ErrChecksum
 	}
+	return c.merge(entries), nil
+}
+
+// Replace makes the cache a copy of a peer's Snapshot: after checking its
+// checksum (ErrChecksum: nothing changes), every local entry is dropped
+// (nothing is published) and the snapshot's are taken. For a peer that
+// returns with a stale copy, which Bootstrap alone would leave holding
+// the entries removed elsewhere while it was away.
+func (c *Cache) Replace(entries []Entry, checksum string) (int, error) {
+	if Checksum(entries) != checksum {
+		return 0, ErrChecksum
+	}
+	c.clearLocal(Version{Time: 1<<63 - 1})
+	return c.merge(entries), nil
+}
+
+// merge applies a snapshot's live entries and counts them.
+func (c *Cache) merge(entries []Entry) int {
 	now := c.now().UnixNano()
 	n := 0
 	for _, e := range entries {
@@ -304,5 +322,5 @@ func (c *Cache) Bootstrap(entries []Entry, checksum string) (int, error) {
 		}
 	}
 	c.bootstrapped.Add(uint64(n))
-	return n, nil
+	return n
 }

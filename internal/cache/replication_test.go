@@ -309,3 +309,29 @@ func TestReplicatedExpiry(t *testing.T) {
 		t.Errorf("i2 kept an expired copy")
 	}
 }
+
+// TestReplace: a stale copy made a copy of the peer's: the entries it
+// alone holds go, the peer's come.
+func TestReplace(t *testing.T) {
+	clk := newClock()
+	cfg := Config{Name: "s", MaxEntries: 100, MaxBytes: 1 << 20}
+	peer, stale := New(cfg, Options{Now: clk.Now, Origin: "a"}), New(cfg, Options{Now: clk.Now, Origin: "b"})
+	put(t, stale, "removed-elsewhere", "x")
+	put(t, peer, "k", "v")
+	entries, sum := peer.Snapshot()
+	if _, err := stale.Replace(entries[:0], sum); !errors.Is(err, ErrChecksum) {
+		t.Errorf("a wrong checksum: got %v, want ErrChecksum", err)
+	}
+	if !has(stale, "removed-elsewhere") {
+		t.Errorf("a refused Replace changed the cache")
+	}
+	if n, err := stale.Replace(entries, sum); err != nil || n != 1 {
+		t.Fatalf("Replace: %d, %v", n, err)
+	}
+	if has(stale, "removed-elsewhere") || !has(stale, "k") {
+		t.Errorf("after Replace: removed-elsewhere %v, k %v", has(stale, "removed-elsewhere"), has(stale, "k"))
+	}
+	if _, sum2 := stale.Snapshot(); sum2 != sum {
+		t.Errorf("the copy differs from the peer's")
+	}
+}
