@@ -402,18 +402,29 @@ func (c *Cache) clearLocal(v Version) {
 	}
 }
 
-// Sweep removes every entry expired at the cache's clock's now and
-// announces the expiries to the peers (in one publish); the instance calls
-// it periodically so that an
-// expired entry does not hold memory until it is read. It returns how many
-// entries it removed.
+// sweepLimit bounds the entries a sweep looks at in one shard, so that
+// it holds a shard's lock for some 100 µs at most; a large shard is
+// covered over several sweeps (Go's map order is random). Expired entries
+// not yet swept still count in the bounds and are evicted first when room
+// is needed only by their order; a read never returns them.
+const sweepLimit = 4096
+
+// Sweep removes the entries expired at the cache's clock's now (up to
+// sweepLimit looked at per shard) and announces the expiries to the peers
+// (in one publish); the instance calls it every second so that an expired
+// entry does not hold memory until it is read or evicted. It returns how
+// many entries it removed.
 func (c *Cache) Sweep() int {
 	now := c.now().UnixNano()
 	var evs []Event
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
+		seen := 0
 		for _, e := range s.m {
+			if seen++; seen > sweepLimit {
+				break
+			}
 			if c.expired(e, now) {
 				s.remove(e)
 				evs = append(evs, Event{Kind: Expire, Key: e.key, Version: e.version})

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -237,5 +238,37 @@ func TestAsyncCloseFlushes(t *testing.T) {
 	f.mu.Unlock()
 	if dropped := c.Stats().ReplicationDropped; sent+int(dropped) != 70 || sent < 64 {
 		t.Errorf("sent %d, dropped %d; want all 70 accounted for, at least 64 sent", sent, dropped)
+	}
+}
+
+// TestSweepLimit: one sweep looks at sweepLimit entries per shard; a few
+// more sweeps remove every expired entry.
+func TestSweepLimit(t *testing.T) {
+	clk := newClock()
+	c := New(Config{Name: "w", MaxEntries: 3 * sweepLimit, MaxBytes: 1900 << 10, TTL: time.Second}, Options{Now: clk.Now})
+	if len(c.shards) != 1 {
+		t.Fatalf("%d shards, want 1", len(c.shards))
+	}
+	n := 2 * sweepLimit
+	for i := range n {
+		put(t, c, strconv.Itoa(i), "v")
+	}
+	clk.Add(time.Second)
+	total := 0
+	for sweeps := 1; total < n; sweeps++ {
+		got := c.Sweep()
+		if sweeps == 1 && got != sweepLimit {
+			t.Errorf("the first sweep removed %d, want %d", got, sweepLimit)
+		}
+		if got > sweepLimit*len(c.shards) {
+			t.Fatalf("one sweep removed %d, more than %d per shard", got, sweepLimit)
+		}
+		total += got
+		if sweeps > 50 {
+			t.Fatalf("after 50 sweeps %d of %d removed", total, n)
+		}
+	}
+	if c.Len() != 0 {
+		t.Errorf("%d entries left", c.Len())
 	}
 }
