@@ -405,8 +405,8 @@ func (c *Cache) clearLocal(v Version) {
 // sweepLimit bounds the entries a sweep looks at in one shard, so that
 // it holds a shard's lock for some 100 µs at most; a large shard is
 // covered over several sweeps (Go's map order is random). Expired entries
-// not yet swept still count in the bounds and are evicted first when room
-// is needed only by their order; a read never returns them.
+// not yet swept count in the bounds until they are swept, read or evicted
+// (in the cache's order); a read never returns them.
 const sweepLimit = 4096
 
 // Sweep removes the entries expired at the cache's clock's now (up to
