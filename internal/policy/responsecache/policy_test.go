@@ -199,3 +199,109 @@ func TestStoredTTL(t *testing.T) {
 		}
 	}
 }
+
+// TestStoreRules: what the back end's head and the request decide, one
+// rule at a time (the in-process twin of the integration test's cases).
+func TestStoreRules(t *testing.T) {
+	c := cache.New(cache.Config{Name: "c", MaxEntries: 100, MaxBytes: 1 << 20}, cache.Options{})
+	plain := New(groupconf.ResponseCachePolicy{Cache: "c", Headers: []string{"Accept"}}, "api", c)
+	cookies := New(groupconf.ResponseCachePolicy{Cache: "c", StoreSetCookie: true}, "api2", c)
+	keyedAuth := New(groupconf.ResponseCachePolicy{Cache: "c", Headers: []string{"Authorization", "Cookie"}}, "api3", c)
+	only404 := New(groupconf.ResponseCachePolicy{Cache: "c", Statuses: []int{404}}, "api4", c)
+	cases := []struct {
+		name   string
+		p      *Policy
+		req    []string // request fields
+		status int
+		fields []string // response fields
+		stored bool
+	}{
+		{"plain", plain, nil, 200, nil, true},
+		{"no-store", plain, nil, 200, []string{"Cache-Control", "no-store"}, false},
+		{"private", plain, nil, 200, []string{"Cache-Control", "private"}, false},
+		{"no-cache", plain, nil, 200, []string{"Cache-Control", "no-cache"}, false},
+		{"set-cookie", plain, nil, 200, []string{"Set-Cookie", "a=b"}, false},
+		{"set-cookie allowed", cookies, nil, 200, []string{"Set-Cookie", "a=b"}, true},
+		{"vary keyed", plain, nil, 200, []string{"Vary", "accept"}, true},
+		{"vary not keyed", plain, nil, 200, []string{"Vary", "Accept, Origin"}, false},
+		{"authorization", plain, []string{"Authorization", "Bearer a"}, 200, nil, false},
+		{"authorization public", plain, []string{"Authorization", "Bearer a"}, 200, []string{"Cache-Control", "public"}, true},
+		{"cookie", plain, []string{"Cookie", "s=1"}, 200, nil, false},
+		{"cookie s-maxage", plain, []string{"Cookie", "s=1"}, 200, []string{"Cache-Control", "s-maxage=60"}, true},
+		{"authorization keyed", keyedAuth, []string{"Authorization", "Bearer a", "Cookie", "s=1"}, 200, nil, true},
+		{"204", plain, nil, 204, nil, true},
+		{"299", plain, nil, 299, nil, true},
+		{"300", plain, nil, 300, nil, false},
+		{"404 listed", only404, nil, 404, nil, true},
+		{"200 not listed", only404, nil, 200, nil, false},
+		{"max-age less than Age", plain, nil, 200, []string{"Cache-Control", "max-age=5", "Age", "6"}, false},
+		{"max-age more than Age", plain, nil, 200, []string{"Cache-Control", "max-age=7", "Age", "6"}, true},
+	}
+	for i, tc := range cases {
+		ex, _ := newExchange("GET", fmt.Sprint("/r", i), tc.req...)
+		if err := tc.p.Apply(ex); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		body := "body"
+		if tc.status == 204 {
+			body = ""
+		}
+		forward(tc.p, ex, tc.status, tc.fields, body, nil)
+		k, _, _ := tc.p.key(ex.R)
+		v, ok := c.Get(k)
+		if ok != tc.stored {
+			t.Errorf("%s: stored %v, want %v", tc.name, ok, tc.stored)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		// Answered as stored.
+		ex2, w := newExchange("GET", fmt.Sprint("/r", i), tc.req...)
+		if err := tc.p.Apply(ex2); !errors.Is(err, policy.ErrHandled) {
+			t.Errorf("%s: the second request: %v, want a hit", tc.name, err)
+			continue
+		}
+		if w.status != tc.status || string(w.body) != body {
+			t.Errorf("%s: hit %d %q, want %d %q", tc.name, w.status, w.body, tc.status, body)
+		}
+		if tc.status == 204 && w.h.Has("Content-Length") {
+			t.Errorf("204 with a Content-Length")
+		}
+		_ = v
+	}
+}
+
+// TestConditionalHit: If-None-Match with the stored ETag is a 304 with
+// the validators and no body; another tag, or a stored 201, is a 200.
+func TestConditionalHit(t *testing.T) {
+	c := cache.New(cache.Config{Name: "c", MaxEntries: 10, MaxBytes: 1 << 20}, cache.Options{})
+	p := New(groupconf.ResponseCachePolicy{Cache: "c"}, "api", c)
+	for _, path := range []string{"/e", "/created"} {
+		ex, _ := newExchange("GET", path)
+		p.Apply(ex)
+		status := 200
+		if path == "/created" {
+			status = 201
+		}
+		forward(p, ex, status, []string{"ETag", `"v1"`, "Content-Type", "text/plain", "Cache-Control", "max-age=60"}, "body", nil)
+	}
+	for _, tc := range []struct {
+		path, inm string
+		want      int
+	}{{"/e", `"v1"`, 304}, {"/e", `W/"v1"`, 304}, {"/e", "*", 304}, {"/e", `"v2"`, 200}, {"/created", `"v1"`, 201}} {
+		ex, w := newExchange("GET", tc.path, "If-None-Match", tc.inm)
+		if err := p.Apply(ex); !errors.Is(err, policy.ErrHandled) {
+			t.Fatalf("%s %s: %v", tc.path, tc.inm, err)
+		}
+		if w.status != tc.want {
+			t.Errorf("%s If-None-Match %s: %d, want %d", tc.path, tc.inm, w.status, tc.want)
+		}
+		if tc.want == 304 && (len(w.body) != 0 || w.h.Has("Content-Type") || w.h.Has("Content-Length") || string(w.h.Get("ETag")) != `"v1"` || !w.h.Has("Cache-Control")) {
+			t.Errorf("304: body %q, fields %v", w.body, w.h)
+		}
+		if tc.want != 304 && string(w.body) != "body" {
+			t.Errorf("%d: body %q", tc.want, w.body)
+		}
+	}
+}

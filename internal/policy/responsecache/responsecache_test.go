@@ -3,6 +3,7 @@ package responsecache
 import (
 	"bytes"
 	"crypto/tls"
+	"encoding/binary"
 	"fmt"
 	"testing"
 
@@ -195,5 +196,42 @@ func TestETagMatch(t *testing.T) {
 		if got := etagMatch(tc.inm, tc.etag); got != tc.want {
 			t.Errorf("etagMatch(%q, %q): got %v, want %v", tc.inm, tc.etag, got, tc.want)
 		}
+	}
+}
+
+// TestEntryLimits: statuses 200 to 599 only; at most maxFields fields;
+// a field too long is refused by the builder.
+func TestEntryLimits(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		ok     bool
+	}{{199, false}, {200, true}, {599, true}, {600, false}} {
+		var b entryBuilder
+		b.start(tc.status, 0)
+		b.finishHead()
+		if _, err := decode(b.buf); (err == nil) != tc.ok {
+			t.Errorf("status %d: decode error %v", tc.status, err)
+		}
+	}
+	var b entryBuilder
+	b.start(200, 0)
+	for i := range maxFields {
+		if !b.field([]byte("X"), []byte(fmt.Sprint(i))) {
+			t.Fatalf("field %d refused", i)
+		}
+	}
+	if b.field([]byte("X"), nil) {
+		t.Errorf("field %d accepted", maxFields+1)
+	}
+	b.finishHead()
+	if e, err := decode(b.buf); err != nil || e.fields != maxFields {
+		t.Errorf("%d fields: %v", maxFields, err)
+	}
+	binary.BigEndian.PutUint16(b.buf[8:10], maxFields+1)
+	if _, err := decode(b.buf); err == nil {
+		t.Errorf("a count over maxFields decoded")
+	}
+	if b.field([]byte("X"), make([]byte, 1<<20+1)) {
+		t.Errorf("a value over 1 MiB accepted")
 	}
 }
