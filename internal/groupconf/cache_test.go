@@ -1,6 +1,7 @@
 package groupconf
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -95,5 +96,24 @@ func TestCacheLoad(t *testing.T) {
 	ps := cfg.APIs[0].Policies
 	if ps[3].Type() != "responseCache" || ps[3].ResponseCache.TTL.D() != 10*time.Second || ps[2].CacheStore.Value != "plan ${u.value}" {
 		t.Errorf("policies: got %+v", ps)
+	}
+}
+
+// TestChecksumWithoutCaches: a configuration that uses no cache has the
+// checksum it had before caches existed (the new keys are left out of
+// it), so that instances of two releases agree during a rolling upgrade.
+func TestChecksumWithoutCaches(t *testing.T) {
+	cfg, err := Load(policyConfig("      - headers: {request: {set: {X-A: \"1\"}}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.Marshal(cfg.Settings)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"Caches", "ResponseCache", "CacheLookup", "CacheStore"} {
+		if strings.Contains(string(data), `"`+k+`"`) {
+			t.Errorf("the checksummed settings name %s: %s", k, data)
+		}
 	}
 }

@@ -28,9 +28,9 @@ type Policy struct {
 	OAuth   *OAuthPolicy   `yaml:"oauth" doc:"Require a bearer access token of the group's own authorization server, with the scopes this API needs (docs/policies.md#oauth)."`
 	Headers *HeadersPolicy `yaml:"headers" doc:"Set or remove request fields before forwarding and response fields before answering (docs/policies.md#headers)."`
 	// The cache policies (docs/cache.md).
-	ResponseCache *ResponseCachePolicy `yaml:"responseCache" doc:"Answer GET and HEAD requests from a cache of the back end's earlier responses, without forwarding (docs/cache.md#responsecache)."`
-	CacheLookup   *CacheLookupPolicy   `yaml:"cacheLookup" doc:"Find an entry of a cache by a key from the request and give its value to later policies (docs/cache.md#cachelookup-and-cachestore)."`
-	CacheStore    *CacheStorePolicy    `yaml:"cacheStore" doc:"Store a value made of earlier policies' variables in a cache under a key from the request (docs/cache.md#cachelookup-and-cachestore)."`
+	ResponseCache *ResponseCachePolicy `yaml:"responseCache" json:",omitempty" doc:"Answer GET and HEAD requests from a cache of the back end's earlier responses, without forwarding (docs/cache.md#responsecache)."`
+	CacheLookup   *CacheLookupPolicy   `yaml:"cacheLookup" json:",omitempty" doc:"Find an entry of a cache by a key from the request and give its value to later policies (docs/cache.md#cachelookup-and-cachestore)."`
+	CacheStore    *CacheStorePolicy    `yaml:"cacheStore" json:",omitempty" doc:"Store a value made of earlier policies' variables in a cache under a key from the request (docs/cache.md#cachelookup-and-cachestore)."`
 }
 
 // Type is the policy's type name ("" when none or several keys are set).

@@ -41,7 +41,7 @@ type Settings struct {
 	NodeManager  NodeManager  `yaml:"nodeManager" doc:"How the node manager of the instance's host supervises it (docs/nodemanager.md)." layer:"group"`
 	KPS          KPS          `yaml:"kps" doc:"The group's Key Property Store: client applications, API keys and custom collections (docs/kps.md)." layer:"group"`
 	OAuth        OAuth        `yaml:"oauth" doc:"The group's OAuth 2.0 authorization server, on the traffic port (docs/oauth.md)." layer:"group"`
-	Caches       []Cache      `yaml:"caches" doc:"Named caches, local to each instance or replicated across the group, for the responseCache, cacheLookup and cacheStore policies (docs/cache.md)." layer:"group"`
+	Caches       []Cache      `yaml:"caches" json:",omitempty" doc:"Named caches, local to each instance or replicated across the group, for the responseCache, cacheLookup and cacheStore policies (docs/cache.md)." layer:"group"`
 }
 
 // OAuth is the group's authorization server (internal/oauth's Config, with
