@@ -403,7 +403,7 @@ func (c *Cache) clearLocal(v Version) {
 }
 
 // sweepLimit bounds the entries a sweep looks at in one shard, so that
-// it holds a shard's lock for some 100 µs at most; a large shard is
+// it holds a shard's lock for some 50 µs (BenchmarkSweep); a large shard is
 // covered over several sweeps (Go's map order is random). Expired entries
 // not yet swept count in the bounds until they are swept, read or evicted
 // (in the cache's order); a read never returns them.

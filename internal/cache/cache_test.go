@@ -232,3 +232,18 @@ func BenchmarkGet(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSweep: one sweep of a one-shard cache of 100,000 live entries
+// (sweepLimit of them looked at): how long a shard's lock is held.
+func BenchmarkSweep(b *testing.B) {
+	c := New(Config{Name: "s", MaxEntries: 100000, MaxBytes: 1 << 30, TTL: time.Hour}, Options{})
+	c.shards = c.shards[:1]
+	c.shards[0].maxEntries, c.shards[0].maxBytes = 100000, 1<<30
+	for i := range 100000 {
+		c.Put(context.Background(), strconv.Itoa(i), []byte("v"), 0)
+	}
+	b.ResetTimer()
+	for range b.N {
+		c.Sweep()
+	}
+}
