@@ -1,6 +1,7 @@
 package instance
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/gatehouse-gw/gatehouse/internal/cache"
 )
 
 // cacheYAML: an API /c with a responseCache on cache "r" (maxEntries n),
@@ -93,5 +96,92 @@ func TestResponseCacheSwap(t *testing.T) {
 	wg.Wait()
 	if n := hits.Load() - before; n < 50 || n > 50+8*50/2 {
 		t.Errorf("1600 requests for 50 keys reached the back end %d times", n)
+	}
+}
+
+// hub stands in for the cluster bus between instances of one process:
+// Publish applies the events to the same-named cache of every other
+// registry before it returns.
+type hub struct {
+	mu   sync.Mutex
+	regs map[string]*cache.Registry
+}
+
+type hubPeer struct {
+	h    *hub
+	self string
+}
+
+func (p hubPeer) Publish(ctx context.Context, name string, events []cache.Event) error {
+	p.h.mu.Lock()
+	defer p.h.mu.Unlock()
+	for id, r := range p.h.regs {
+		if id == p.self {
+			continue
+		}
+		if c := r.Get(name); c != nil {
+			for _, ev := range events {
+				c.ApplyRemote(ev)
+			}
+		}
+	}
+	return nil
+}
+
+// TestReplicatedCacheInstances: two instances whose registries are joined
+// (as the cluster bus joins them): a value cacheStore puts on one is
+// found by cacheLookup on the other at once (sync replication); a third
+// instance joining bootstraps the entries from a peer's snapshot.
+func TestReplicatedCacheInstances(t *testing.T) {
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "v=%s", r.Header.Get("X-V"))
+	}))
+	t.Cleanup(be.Close)
+	yaml := fmt.Sprintf(`
+caches:
+  - {name: kv, replicated: true, replication: sync}
+backends:
+  - name: be
+    url: %s
+apis:
+  - name: put
+    path: /put/{id}
+    backend: be
+    policies:
+      - cacheStore: {cache: kv, key: param:id, value: "stored here"}
+  - name: get
+    path: /get/{id}
+    backend: be
+    policies:
+      - cacheLookup: {cache: kv, key: param:id, as: v, required: true, notFoundStatus: 404}
+      - headers: {request: {set: {X-V: "${v.value}"}}}
+`, be.URL)
+	h := &hub{regs: map[string]*cache.Registry{}}
+	var tis []*testInstance
+	for i := range 2 {
+		ti := startInstance(t, quickstartYAML(newPorts(t), yaml))
+		id := fmt.Sprint("i", i)
+		h.regs[id] = ti.Caches()
+		ti.Caches().SetReplicator(hubPeer{h, id})
+		tis = append(tis, ti)
+	}
+	if r := do(t, nil, "GET", tis[1].base+"/get/7", nil); r.status != 404 {
+		t.Fatalf("before any put: %d", r.status)
+	}
+	if r := do(t, nil, "GET", tis[0].base+"/put/7", nil); r.status != 200 {
+		t.Fatalf("put on i0: %d", r.status)
+	}
+	if r := do(t, nil, "GET", tis[1].base+"/get/7", nil); r.status != 200 || r.body != "v=stored here" {
+		t.Errorf("get on i1: %d %q, want 200 v=stored here", r.status, r.body)
+	}
+
+	// A third instance bootstraps from i0.
+	ti := startInstance(t, quickstartYAML(newPorts(t), yaml))
+	entries, sum := tis[0].Caches().Get("kv").Snapshot()
+	if n, err := ti.Caches().Get("kv").Bootstrap(entries, sum); err != nil || n != 1 {
+		t.Fatalf("bootstrap: %d, %v", n, err)
+	}
+	if r := do(t, nil, "GET", ti.base+"/get/7", nil); r.status != 200 || r.body != "v=stored here" {
+		t.Errorf("get on the bootstrapped instance: %d %q", r.status, r.body)
 	}
 }
