@@ -129,7 +129,8 @@ type reply struct {
 // TestResponseCacheInstance runs a real instance process (the built
 // binary, started with startinstance) in front of a real back end on
 // loopback: a cached GET is answered without reaching the back end, with
-// Age and Cache-Status and the API's response edits; HEAD is answered
+// Age and Cache-Status and the API's response edits (a miss says
+// fwd=uri-miss, and why it is not stored); HEAD is answered
 // from the GET's entry; responses marked no-store or private, that set a
 // cookie, with a Vary not keyed, a status other than 2xx, max-age=0, an
 // Expires past or malformed, a body over maxBodyBytes, are forwarded every time; the query, a keyed
@@ -169,7 +170,7 @@ func TestResponseCacheInstance(t *testing.T) {
 
 	// A plain 200: the second GET is a hit.
 	first := do("GET", "/c/plain")
-	if first.status != 200 || first.header.Get("Age") != "" || first.header.Get("Cache-Status") != "" || first.header.Get("X-Edited") != "yes" {
+	if first.status != 200 || first.header.Get("Age") != "" || first.header.Get("Cache-Status") != "gatehouse; fwd=uri-miss" || first.header.Get("X-Edited") != "yes" {
 		t.Fatalf("first GET: %d %v %q", first.status, first.header, first.body)
 	}
 	second := do("GET", "/c/plain")
@@ -198,7 +199,7 @@ func TestResponseCacheInstance(t *testing.T) {
 	if r := do("GET", "/c/plain", "Accept", "text/html"); be.count("/c/plain") != 3 || !strings.Contains(r.body, "accept=text/html") {
 		t.Errorf("a keyed field: back end %d times (want 3), body %q", be.count("/c/plain"), r.body)
 	}
-	if r := do("GET", "/c/plain", "Authorization", "Bearer x"); r.header.Get("Cache-Status") != "" || be.count("/c/plain") != 4 {
+	if r := do("GET", "/c/plain", "Authorization", "Bearer x"); r.header.Get("Cache-Status") != "gatehouse; fwd=uri-miss; detail=credentials" || be.count("/c/plain") != 4 {
 		t.Errorf("with Authorization: served %v from the anonymous entry, back end %d times (want 4)", r.header, be.count("/c/plain"))
 	}
 	do("GET", "/c/plain", "Authorization", "Bearer x")
@@ -206,18 +207,23 @@ func TestResponseCacheInstance(t *testing.T) {
 		t.Errorf("a response to an authorized request without public was stored (back end %d times, want 5)", be.count("/c/plain"))
 	}
 	do("GET", "/c/plain", "Cookie", "session=a")
-	if r := do("GET", "/c/plain", "Cookie", "session=b"); r.header.Get("Cache-Status") != "" || be.count("/c/plain") != 7 {
+	if r := do("GET", "/c/plain", "Cookie", "session=b"); r.header.Get("Cache-Status") != "gatehouse; fwd=uri-miss; detail=credentials" || be.count("/c/plain") != 7 {
 		t.Errorf("with a Cookie: %v, back end %d times (want 7: never stored without public)", r.header, be.count("/c/plain"))
 	}
 
 	// Never stored.
-	for _, p := range []string{"nostore", "private", "cookie", "404", "500", "vary", "maxage0", "expired", "badexpires", "big"} {
-		path := "/c/" + p
+	for _, p := range [][2]string{{"nostore", "cache-control"}, {"private", "cache-control"}, {"cookie", "set-cookie"}, {"404", "status"}, {"500", "status"},
+		{"vary", "vary"}, {"maxage0", "stale"}, {"expired", "stale"}, {"badexpires", "stale"}, {"big", ""}} {
+		path := "/c/" + p[0]
 		want := do("GET", path).status
+		cs := "gatehouse; fwd=uri-miss"
+		if p[1] != "" {
+			cs += "; detail=" + p[1]
+		}
 		for range 2 {
 			r := do("GET", path)
-			if r.status != want || r.header.Get("Cache-Status") != "" {
-				t.Errorf("%s: %d %v", path, r.status, r.header)
+			if r.status != want || r.header.Get("Cache-Status") != cs {
+				t.Errorf("%s: %d, Cache-Status %q, want %q", path, r.status, r.header.Get("Cache-Status"), cs)
 			}
 		}
 		if n := be.count(path); n != 3 {
@@ -238,7 +244,7 @@ func TestResponseCacheInstance(t *testing.T) {
 	if r := do("GET", "/c/etag", "If-None-Match", `W/"v0", "v1"`); r.status != 304 || r.body != "" || r.header.Get("ETag") != `"v1"` || r.header.Get("X-Backend") != "" || be.count("/c/etag") != 1 {
 		t.Errorf("If-None-Match matching: %d %q %v, back end %d; want 304 from the cache", r.status, r.body, r.header, be.count("/c/etag"))
 	}
-	if r := do("GET", "/c/etag", "If-None-Match", `"v0"`); r.status != 200 || r.header.Get("Cache-Status") == "" {
+	if r := do("GET", "/c/etag", "If-None-Match", `"v0"`); r.status != 200 || r.header.Get("Cache-Status") != "gatehouse; hit" {
 		t.Errorf("If-None-Match not matching: %d %v; want 200 from the cache", r.status, r.header)
 	}
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -237,6 +238,8 @@ func TestStoreRules(t *testing.T) {
 		{"max-age less than Age", plain, nil, 200, []string{"Cache-Control", "max-age=5", "Age", "6"}, false},
 		{"max-age more than Age", plain, nil, 200, []string{"Cache-Control", "max-age=7", "Age", "6"}, true},
 	}
+	details := map[string]string{"no-store": "cache-control", "private": "cache-control", "no-cache": "cache-control", "set-cookie": "set-cookie",
+		"vary not keyed": "vary", "authorization": "credentials", "cookie": "credentials", "300": "status", "200 not listed": "status", "max-age less than Age": "stale"}
 	for i, tc := range cases {
 		ex, _ := newExchange("GET", fmt.Sprint("/r", i), tc.req...)
 		if err := tc.p.Apply(ex); err != nil {
@@ -247,6 +250,13 @@ func TestStoreRules(t *testing.T) {
 			body = ""
 		}
 		forward(tc.p, ex, tc.status, tc.fields, body, nil)
+		rec := ex.W.(*recorder)
+		if want := details[tc.name]; rec.detail != want || (want == "") != tc.stored {
+			t.Errorf("%s: detail %q, want %q", tc.name, rec.detail, want)
+		}
+		if cs := string(ex.W.Header().Get("Cache-Status")); !strings.HasPrefix(cs, "gatehouse; fwd=uri-miss") || !strings.HasSuffix(cs, rec.detail) {
+			t.Errorf("%s: Cache-Status %q", tc.name, cs)
+		}
 		k, _, _ := tc.p.key(ex.R)
 		v, ok := c.Get(k)
 		if ok != tc.stored {

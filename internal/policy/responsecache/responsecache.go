@@ -239,6 +239,7 @@ var (
 	nameAge         = []byte("Age")
 	nameCacheStatus = []byte("Cache-Status")
 	valueHit        = []byte("gatehouse; hit")
+	valueMiss       = []byte("gatehouse; fwd=uri-miss")
 )
 
 // notModifiedFields are the stored fields a 304 carries (RFC 9110
@@ -302,16 +303,18 @@ func (p *Policy) ObserveResponse(ex *policy.Exchange, status int, h *h1.Header) 
 	}
 	rec.observed = true
 	if status < 200 || status >= 600 || !p.statuses[status] {
+		rec.detail = "status"
 		return
 	}
 	if cl := h.Get("Content-Length"); cl != nil {
 		n, err := strconv.ParseInt(string(cl), 10, 64)
 		if err != nil || n > p.maxBody {
+			rec.detail = "too-large"
 			return
 		}
 	}
 	d := directives{maxAge: -1, sMaxAge: -1}
-	stop := false
+	stop := ""
 	var age uint32
 	var expires, date []byte
 	h.Each(func(name, value []byte) bool {
@@ -323,20 +326,29 @@ func (p *Policy) ObserveResponse(ex *policy.Exchange, status int, h *h1.Header) 
 		case equalFold(name, "cache-control"):
 			parseCacheControl(&d, string(value))
 		case equalFold(name, "set-cookie"):
-			stop = stop || !p.setCookie
+			if !p.setCookie {
+				stop = "set-cookie"
+			}
 		case equalFold(name, "vary"):
-			stop = stop || !varyCovered(string(value), p.headers)
+			if !varyCovered(string(value), p.headers) {
+				stop = "vary"
+			}
 		case equalFold(name, "age"):
 			if n, err := strconv.ParseUint(strings.TrimSpace(string(value)), 10, 32); err == nil {
 				age = uint32(n)
 			}
 		}
-		return !stop
+		return stop == ""
 	})
-	if stop || d.noStore || d.private || d.noCache {
+	switch {
+	case stop != "":
+		rec.detail = stop
 		return
-	}
-	if p.credentials(ex.R) && !d.public {
+	case d.noStore || d.private || d.noCache:
+		rec.detail = "cache-control"
+		return
+	case p.credentials(ex.R) && !d.public:
+		rec.detail = "credentials"
 		return
 	}
 	ttl := p.ttl
@@ -346,6 +358,7 @@ func (p *Policy) ObserveResponse(ex *policy.Exchange, status int, h *h1.Header) 
 		}
 		lim -= int64(age)
 		if lim <= 0 {
+			rec.detail = "stale"
 			return
 		}
 		if l := time.Duration(lim) * time.Second; ttl == 0 || l < ttl {
@@ -362,6 +375,7 @@ func (p *Policy) ObserveResponse(ex *policy.Exchange, status int, h *h1.Header) 
 		}
 		l := exp.Sub(base) - time.Duration(age)*time.Second
 		if err != nil || l < time.Second {
+			rec.detail = "stale"
 			return
 		}
 		if ttl == 0 || l < ttl {
@@ -381,6 +395,7 @@ func (p *Policy) ObserveResponse(ex *policy.Exchange, status int, h *h1.Header) 
 		return ok
 	})
 	if !ok {
+		rec.detail = "too-many-fields"
 		return
 	}
 	b.finishHead()
@@ -390,6 +405,23 @@ func (p *Policy) ObserveResponse(ex *policy.Exchange, status int, h *h1.Header) 
 	} else {
 		rec.want = -1
 	}
+}
+
+// EditResponse tells the client of a miss that the response was
+// forwarded (RFC 9211 Cache-Status: fwd=uri-miss), and why it is not
+// stored when it is not (detail: status, too-large, set-cookie, vary,
+// cache-control, credentials, stale, too-many-fields). A hit has its own
+// Cache-Status.
+func (p *Policy) EditResponse(ex *policy.Exchange, status int, h *h1.Header) {
+	rec, ok := ex.W.(*recorder)
+	if !ok || rec.p != p {
+		return
+	}
+	if rec.detail == "" { // appended: a cache behind the gateway keeps its own member
+		h.AddBytes(nameCacheStatus, valueMiss)
+		return
+	}
+	h.AddString("Cache-Status", "gatehouse; fwd=uri-miss; detail="+rec.detail)
 }
 
 // Finish stores the recorded response when it was whole.
@@ -427,6 +459,7 @@ type recorder struct {
 	p         *Policy
 	key       string
 	observed  bool
+	detail    string // why the response is not stored ("": it may be)
 	capturing bool
 	status    int
 	ttl       time.Duration
