@@ -4,7 +4,7 @@
 // kept (docs/cache.md#responsecache).
 //
 // The key is a SHA-256 of the API, the method (HEAD shares GET's entries),
-// the host, the path, the query (whole, chosen parameters, or none), the
+// the host, whether the connection is TLS, the path, the query (whole, chosen parameters, or none), the
 // chosen request fields, and whether the request carried credentials
 // (Authorization or Cookie, when not keyed):
 // keys have one size whatever the request, and two requests share an entry
@@ -21,10 +21,18 @@
 // the policy's ttl, never longer than the cache's timeToLive nor the back
 // end's s-maxage (or max-age, or Expires).
 //
-// A hit answers with the stored status, fields and body, an Age field
-// (seconds since the back end answered), and Cache-Status: gatehouse; hit;
-// the API's response edits (cors, headers) run on it as on a forwarded
-// response.
+// A hit answers with the stored status, fields and body (a 304 when the
+// request's If-None-Match matches the stored ETag), an Age field (seconds
+// since the back end answered), and Cache-Status: gatehouse; hit; the
+// API's response edits (cors, headers) run on it as on a forwarded
+// response. A miss is forwarded with Cache-Status: gatehouse;
+// fwd=uri-miss, and the reason when it will not be stored.
+//
+// How it sits in the request path: Apply answers a hit (ErrHandled) or
+// wraps ex.W in a recorder; ObserveResponse (policy.ResponseObserver)
+// sees the back end's head before any edit and decides; the recorder
+// copies the body as it streams; Finish (policy.Finisher) stores it once
+// forwarding ended without error.
 package responsecache
 
 import (
