@@ -117,3 +117,73 @@ func TestChecksumWithoutCaches(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheBounds: each range accepts its ends and refuses one step
+// beyond them.
+func TestCacheBounds(t *testing.T) {
+	long := strings.Repeat("n", 64)
+	cases := []struct {
+		caches, policies string
+		ok               bool
+	}{
+		{"  - {name: " + long + "}\n", "", true},
+		{"  - {name: " + long + "x}\n", "", false},
+		{"  - {name: a-b_c.d}\n", "", true},
+		{"  - {name: c, replication: async, batchInterval: 10ms}\n", "", true},
+		{"  - {name: c, replication: async, batchInterval: 9ms}\n", "", false},
+		{"  - {name: c, replication: async, batchInterval: 10s}\n", "", true},
+		{"  - {name: c, replication: async, batchInterval: 10001ms}\n", "", false},
+		{"  - {name: c, maxEntries: 1}\n", "", true},
+		{"  - {name: c, maxEntries: 10000000}\n", "", true},
+		{"  - {name: c, maxEntries: 10000001}\n", "", false},
+		{"  - {name: c, maxBytes: 65536}\n", "", true},
+		{"  - {name: c, maxBytes: 65535}\n", "", false},
+		{"  - {name: c, maxBytes: 17179869184}\n", "", true},
+		{"  - {name: c, maxBytes: 17179869185}\n", "", false},
+		{"  - {name: c, timeToLive: 1s, timeToIdle: 1s}\n", "", true},
+		{"  - {name: c, timeToLive: 999ms}\n", "", false},
+		{"  - {name: c, timeToIdle: 999ms}\n", "", false},
+		{"  - {name: c, timeToLive: 720h, timeToIdle: 720h}\n", "", true},
+		{"  - {name: c, timeToLive: 720h1s}\n", "", false},
+		{"  - {name: c, timeToIdle: 720h1s}\n", "", false},
+		{"  - {name: c, timeToLive: 0, timeToIdle: 0, eviction: LFU}\n", "", true},
+		{okCache, "      - responseCache: {cache: c, ttl: 1s}\n", true},
+		{okCache, "      - responseCache: {cache: c, ttl: 720h}\n", true},
+		{okCache, "      - responseCache: {cache: c, ttl: 720h1s}\n", false},
+		{okCache, "      - responseCache: {cache: c, statuses: [200, 599, 404, 301]}\n", true},
+		{okCache, "      - responseCache: {cache: c, statuses: [199]}\n", false},
+		{okCache, "      - responseCache: {cache: c, statuses: [600]}\n", false},
+		{okCache, "      - responseCache: {cache: c, statuses: [304]}\n", false},
+		{okCache, "      - responseCache: {cache: c, maxBodyBytes: 67108864}\n", true}, // the cache's 64 MiB exactly
+		{"  - {name: c, maxBytes: 134217728}\n", "      - responseCache: {cache: c, maxBodyBytes: 67108864}\n", true},
+		{"  - {name: c, maxBytes: 134217728}\n", "      - responseCache: {cache: c, maxBodyBytes: 67108865}\n", false},
+		{"  - {name: c, maxBytes: 1048576}\n", "      - responseCache: {cache: c}\n", true},
+		{"  - {name: c, maxBytes: 1048575}\n", "      - responseCache: {cache: c}\n", false},
+		{"  - {name: c, maxBytes: 1048575}\n", "      - responseCache: {cache: c, maxBodyBytes: 1048575}\n", true},
+		{okCache, "      - responseCache: {cache: c, maxBodyBytes: -1}\n", false},
+		{okCache, "      - responseCache: {cache: c, query: [" + long + "]}\n", true},
+		{okCache, "      - responseCache: {cache: c, query: [" + long + "x]}\n", false},
+		{okCache, "      - responseCache: {cache: c, query: [\"\"]}\n", false},
+		{okCache, "      - responseCache: {cache: c, methods: [HEAD]}\n", true},
+		{okCache, "      - cacheLookup: {cache: c, key: param:id, as: v, notFoundStatus: 404}\n", true},
+		{okCache, "      - cacheLookup: {cache: c, key: param:id, as: v, notFoundStatus: 403}\n", true},
+		{okCache, "      - cacheLookup: {cache: c, key: param:id, as: v, notFoundStatus: 405}\n", false},
+		{okCache, "      - cacheStore: {cache: c, key: param:id, value: " + strings.Repeat("v", 8<<10) + "}\n", true},
+		{okCache, "      - cacheStore: {cache: c, key: param:id, value: " + strings.Repeat("v", 8<<10+1) + "}\n", false},
+		{okCache, "      - cacheStore: {cache: c, key: param:id, value: \"${x\"}\n", false},
+		{okCache, "      - cacheStore: {cache: c, key: param:id, value: v, ttl: 1s}\n", true},
+		{okCache, "      - cacheStore: {cache: c, key: param:id, value: v, ttl: 999ms}\n", false},
+		{okCache, "      - cacheStore: {cache: c, key: param:id, value: v, ttl: 720h1s}\n", false},
+	}
+	for _, tc := range cases {
+		_, err := Load(cacheConfig(tc.caches, tc.policies))
+		if (err == nil) != tc.ok {
+			t.Errorf("%q %q: got %v, want ok %v", tc.caches, strings.TrimSpace(tc.policies), err, tc.ok)
+		}
+	}
+	// An API taking neither GET nor HEAD.
+	y := "caches:\n  - {name: c}\nbackends:\n  - name: b\n    url: http://127.0.0.1:1\napis:\n  - name: a\n    pathPrefix: /a\n    methods: [POST]\n    backend: b\n    policies:\n      - responseCache: {cache: c}\n"
+	if _, err := Load(Layer{Name: "g.yaml", YAML: []byte(y)}); err == nil || !strings.Contains(err.Error(), "neither GET nor HEAD") {
+		t.Errorf("a POST API with responseCache: %v", err)
+	}
+}
