@@ -336,6 +336,7 @@ func walkKeys(t reflect.Type, v reflect.Value, prefix, layer string, out *[]KeyD
 var itemDefaults = map[reflect.Type]reflect.Value{
 	reflect.TypeOf(Backend{}):    reflect.ValueOf(BackendDefaults()),
 	reflect.TypeOf(RemoteHost{}): reflect.ValueOf(RemoteHostDefaults()),
+	reflect.TypeOf(Cache{}):      reflect.ValueOf(CacheDefaults()),
 }
 
 func typeName(t reflect.Type) string {

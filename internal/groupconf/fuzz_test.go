@@ -11,6 +11,7 @@ func FuzzLoad(f *testing.F) {
 		"zeroDowntime: {shutdown: {enabled: true, delay: 1.5}}",
 		"a: &x 1\nb: *x\n",
 		"apis:\n  - name: a\n    pathPrefix: /a\n    backend: b\n    policies:\n      - jwt: {issuer: \"https://id.example\", audience: a, discovery: true, methodScopes: {GET: [r]}, leeway: 1m}\nbackends:\n  - name: b\n    url: http://x\n",
+		"caches:\n  - {name: c, replicated: true, replication: async, eviction: LFU, timeToIdle: 10s}\napis:\n  - name: a\n    path: /a/{id}\n    backend: b\n    policies:\n      - responseCache: {cache: c, headers: [Accept], query: [q], statuses: [200, 404]}\n      - cacheLookup: {cache: c, key: param:id, as: v}\n      - cacheStore: {cache: c, key: header:X, value: \"${v.value}\"}\nbackends:\n  - name: b\n    url: http://x\n",
 		"[1, 2]",
 		"",
 	} {

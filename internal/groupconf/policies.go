@@ -27,6 +27,10 @@ type Policy struct {
 	CORS    *CORSPolicy    `yaml:"cors" doc:"Cross-origin resource sharing: the gateway answers preflight requests and adds the CORS fields to responses (docs/policies.md#cors)."`
 	OAuth   *OAuthPolicy   `yaml:"oauth" doc:"Require a bearer access token of the group's own authorization server, with the scopes this API needs (docs/policies.md#oauth)."`
 	Headers *HeadersPolicy `yaml:"headers" doc:"Set or remove request fields before forwarding and response fields before answering (docs/policies.md#headers)."`
+	// The cache policies (docs/cache.md).
+	ResponseCache *ResponseCachePolicy `yaml:"responseCache" json:",omitempty" doc:"Answer GET and HEAD requests from a cache of the back end's earlier responses, without forwarding (docs/cache.md#responsecache)."`
+	CacheLookup   *CacheLookupPolicy   `yaml:"cacheLookup" json:",omitempty" doc:"Find an entry of a cache by a key from the request and give its value to later policies (docs/cache.md#cachelookup-and-cachestore)."`
+	CacheStore    *CacheStorePolicy    `yaml:"cacheStore" json:",omitempty" doc:"Store a value made of earlier policies' variables in a cache under a key from the request (docs/cache.md#cachelookup-and-cachestore)."`
 }
 
 // Type is the policy's type name ("" when none or several keys are set).
@@ -49,6 +53,15 @@ func (p Policy) Type() string {
 	}
 	if p.Headers != nil {
 		names = append(names, "headers")
+	}
+	if p.ResponseCache != nil {
+		names = append(names, "responseCache")
+	}
+	if p.CacheLookup != nil {
+		names = append(names, "cacheLookup")
+	}
+	if p.CacheStore != nil {
+		names = append(names, "cacheStore")
 	}
 	if len(names) != 1 {
 		return ""
@@ -194,6 +207,7 @@ func (c *Config) validatePolicies(i int, a API, add func(error)) {
 	vars := map[string]bool{}
 	lookups := map[string]bool{}
 	apiKey := false
+	responseCache := false
 	for j, p := range a.Policies {
 		k := fmt.Sprintf("apis[%d].policies[%d]", i, j)
 		if p.Type() == "" {
@@ -224,6 +238,16 @@ func (c *Config) validatePolicies(i int, a API, add func(error)) {
 		case p.Headers != nil:
 			c.validateHeaderEdits(k+".headers.request", p.Headers.Request, vars, add)
 			c.validateHeaderEdits(k+".headers.response", p.Headers.Response, vars, add)
+		case p.ResponseCache != nil:
+			if responseCache {
+				add(c.errAt(k+".responseCache", "an API has at most one responseCache policy"))
+			}
+			responseCache = true
+			c.validateResponseCache(k+".responseCache", a, *p.ResponseCache, add)
+		case p.CacheLookup != nil:
+			c.validateCacheLookup(k+".cacheLookup", a, *p.CacheLookup, apiKey, lookups, vars, add)
+		case p.CacheStore != nil:
+			c.validateCacheStore(k+".cacheStore", a, *p.CacheStore, apiKey, vars, add)
 		}
 	}
 }

@@ -18,7 +18,7 @@ func TestPolicyErrors(t *testing.T) {
 		name, yaml string
 		want       []string
 	}{
-		{"unknown type", "      - apikey: {}\n", []string{"g.yaml:10", `unknown key "apikey"`, "accepted under apis[0].policies[0]: apiKey, jwt, lookup, cors, oauth, headers", `did you mean "apiKey"`}},
+		{"unknown type", "      - apikey: {}\n", []string{"g.yaml:10", `unknown key "apikey"`, "accepted under apis[0].policies[0]: apiKey, jwt, lookup, cors, oauth, headers, responseCache, cacheLookup, cacheStore", `did you mean "apiKey"`}},
 		{"apiKey header not a field name", "      - apiKey: {header: \"Key Id\"}\n", []string{"apis[0].policies[0].apiKey.header", `"Key Id" is not a field name`}},
 		{"apiKey header the gateway's", "      - apiKey: {applicationIdHeader: X-Forwarded-For}\n", []string{"apiKey.applicationIdHeader", "gateway's own field"}},
 		{"apiKey headers the same", "      - apiKey: {header: X-Gatehouse-Application-Name}\n", []string{"three different fields"}},
@@ -129,7 +129,7 @@ func TestPoliciesLoad(t *testing.T) {
 			t.Errorf("RouteMethods(%v, cors %v): got %q, want %q", tc.methods, tc.cors, got, tc.want)
 		}
 	}
-	if got := strings.Join(PolicyTypes(), ","); got != "apiKey,jwt,lookup,cors,oauth,headers" {
+	if got := strings.Join(PolicyTypes(), ","); got != "apiKey,jwt,lookup,cors,oauth,headers,responseCache,cacheLookup,cacheStore" {
 		t.Errorf("PolicyTypes: %s", got)
 	}
 }

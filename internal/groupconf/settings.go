@@ -42,6 +42,7 @@ type Settings struct {
 	KPS          KPS          `yaml:"kps" doc:"The group's Key Property Store: client applications, API keys and custom collections (docs/kps.md)." layer:"group"`
 	OAuth        OAuth        `yaml:"oauth" doc:"The group's OAuth 2.0 authorization server, on the traffic port (docs/oauth.md)." layer:"group"`
 	Cluster      Cluster      `yaml:"cluster" doc:"The group's cluster bus: an embedded NATS server routed to the group's other instances over mutual TLS (docs/cluster.md)." layer:"instance"`
+	Caches       []Cache      `yaml:"caches" json:",omitempty" doc:"Named caches, local to each instance or replicated across the group, for the responseCache, cacheLookup and cacheStore policies (docs/cache.md)." layer:"group"`
 }
 
 // Cluster is the instance's side of the group's bus (internal/cluster).

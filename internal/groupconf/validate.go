@@ -124,6 +124,7 @@ func (c *Config) validate() error {
 	add(c.validateRemoteHosts())
 	c.validateKPS(add)
 	c.validateOAuth(add)
+	c.validateCaches(add)
 	apis := map[string]bool{}
 	var routes pattern.Seen
 	for i, a := range c.APIs {

@@ -41,6 +41,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/cache"
 	"github.com/gatehouse-gw/gatehouse/internal/cluster"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/h1"
@@ -90,6 +91,7 @@ type Instance struct {
 	ids      *idSource
 
 	remoteHosts *remotehost.Registry // per-address state across configurations; watchdogs
+	caches      *cache.Registry      // the group's named caches across configurations (caches.go)
 
 	rt       atomic.Pointer[runtime]
 	phase    atomic.Int32
@@ -184,12 +186,13 @@ func New(opts Options) (*Instance, error) {
 		}
 		return dst
 	})
+	i.newCaches()
 	gs, _, err := i.groupStoreFor(cfg, nil)
 	if err != nil {
 		lg.close()
 		return nil, fmt.Errorf("creating instance: %w", err)
 	}
-	rt, err := buildRuntime(cfg, i.proxyLog, i.remoteHosts, gs, i.jwtOptions(nil))
+	rt, err := buildRuntime(cfg, i.proxyLog, i.remoteHosts, gs, i.jwtOptions(nil), i.caches)
 	if err != nil {
 		gs.close()
 		lg.close()
@@ -198,6 +201,8 @@ func New(opts Options) (*Instance, error) {
 	i.resolveMetrics(rt)
 	i.rt.Store(rt)
 	i.remoteHosts.Activate(rt.hosts)
+	i.caches.Activate(rt.caches)
+	i.runCaches()
 	return i, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/cache"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/metrics"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
@@ -43,6 +44,7 @@ type runtime struct {
 	// purge running until stopOAuth.
 	oauth     *oauthServer
 	stopOAuth context.CancelFunc
+	caches    *cache.Set // the configuration's caches (activated in the instance's registry with the runtime)
 }
 
 // stopPolicies stops the background work of the runtime's policies (the
@@ -60,7 +62,7 @@ func (rt *runtime) stopPolicies() {
 // jo.Previous, the replaced runtime's, whose key sets they take over)
 // start fetching at once: the caller calls stopPolicies on a runtime it
 // does not take.
-func buildRuntime(cfg *groupconf.Config, log *slog.Logger, reg *remotehost.Registry, gs *groupStore, jo jwt.SourcesOptions) (*runtime, error) {
+func buildRuntime(cfg *groupconf.Config, log *slog.Logger, reg *remotehost.Registry, gs *groupStore, jo jwt.SourcesOptions, caches *cache.Registry) (*runtime, error) {
 	table, err := route.Compile(cfg.APIs)
 	if err != nil {
 		return nil, fmt.Errorf("compiling routes: %w", err)
@@ -86,6 +88,8 @@ func buildRuntime(cfg *groupconf.Config, log *slog.Logger, reg *remotehost.Regis
 		return nil, err
 	}
 	deps := gs.deps()
+	rt.caches = caches.Prepare(cacheConfigs(cfg))
+	deps.Caches = rt.caches
 	deps.JWT = jwt.NewSources(jo)
 	deps.OAuth = rt.oauth.verifier()
 	for _, r := range table.Routes() {
@@ -194,7 +198,7 @@ func (i *Instance) swap(cfg *groupconf.Config) (changed []string, err error) {
 			gs.close()
 		}
 	}()
-	rt, err := buildRuntime(cfg, i.proxyLog, i.remoteHosts, gs, i.jwtOptions(i.rt.Load()))
+	rt, err := buildRuntime(cfg, i.proxyLog, i.remoteHosts, gs, i.jwtOptions(i.rt.Load()), i.caches)
 	if err != nil {
 		return nil, withKind(ErrConfig, fmt.Errorf("swapping configuration: %w", err))
 	}
@@ -243,6 +247,7 @@ func (i *Instance) swap(cfg *groupconf.Config) (changed []string, err error) {
 		time.AfterFunc(cfg.ZeroDowntime.Shutdown.DrainTimeout.D()+5*time.Second, old.close)
 	}
 	i.remoteHosts.Activate(rt.hosts) // address state kept; watchdogs follow
+	i.caches.Activate(rt.caches)     // caches whose settings stayed keep their entries
 	i.logs.apply(cfg.Log, level)
 	prev.closeIdle()
 	drain := cfg.ZeroDowntime.Shutdown.DrainTimeout.D()

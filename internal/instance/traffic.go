@@ -133,7 +133,7 @@ func (h trafficHandler) ServeH1(w h1.ResponseWriter, r *h1.Request) {
 	}
 	if chain := rt.chains[rt2.Index]; len(chain) > 0 {
 		x.chain = chain
-		x.ex = policy.Exchange{W: w, R: r, Route: rt2, CorrelationID: b2s(x.id), ClientAddr: client.addr, Params: x.ex.Params, Vars: x.ex.Vars[:0]}
+		x.ex = policy.Exchange{W: w, R: r, Route: rt2, CorrelationID: b2s(x.id), ClientAddr: client.addr, Params: x.ex.Params, Vars: x.ex.Vars[:0], Edit: x.edit}
 		if err := chain.Apply(&x.ex); err != nil {
 			var pe *policy.Error
 			switch {
@@ -157,7 +157,14 @@ func (h trafficHandler) ServeH1(w h1.ResponseWriter, r *h1.Request) {
 		x.scratch.Edit = x.edit
 	}
 	x.scratch.Forwarded = client.fwd
-	fwd, fwdErr = rt.forwarders[rt2.Index].Forward(context.Background(), w, r, &x.scratch)
+	fw := w
+	if x.chain != nil {
+		fw = x.ex.W // a policy may have wrapped it (responseCache records the response)
+	}
+	fwd, fwdErr = rt.forwarders[rt2.Index].Forward(context.Background(), fw, r, &x.scratch)
+	if x.chain != nil {
+		x.chain.Finish(&x.ex, fwdErr)
+	}
 }
 
 var (

@@ -2,8 +2,8 @@
 // policies applied, in order, to every request that matched an API. Each
 // API has its own chain (apis[].policies, built by internal/policy/build
 // once per configuration); each policy type is a package under
-// internal/policy (apikey, jwt, lookup, cors, headers; the oauth policy,
-// caching and rate limits come with later issues). docs/policies.md.
+// internal/policy (apikey, jwt, lookup, cors, headers, responsecache,
+// cachekv; rate limits come with a later issue). docs/policies.md.
 //
 // A policy either lets the exchange go on (Apply returns nil), ends it with a
 // client-safe *Error that the instance turns into a status and a JSON error
@@ -42,6 +42,12 @@ type Exchange struct {
 	// of a headers value): application.id after an apiKey policy,
 	// AS.PROPERTY after a lookup. Set with SetVar, read with Var.
 	Vars []Var
+	// Edit, set by the instance, runs the chain's response edits
+	// (EditResponse): a policy that answers the request itself with a
+	// response of the back end's (a cached one) calls it before
+	// WriteHeader, so that the answer is edited as a forwarded one is.
+	// Nil: no edits.
+	Edit func(status int, h *h1.Header)
 }
 
 // Var is a named value of an exchange.
@@ -117,11 +123,43 @@ type ResponseEditor interface {
 	EditResponse(ex *Exchange, status int, h *h1.Header)
 }
 
-// EditResponse runs the chain's ResponseEditors in order.
+// ResponseObserver is a policy that sees the response head before any
+// ResponseEditor changes it: the back end's fields as it sent them (hop by
+// hop fields removed), or the gateway's own error answer. It must not
+// change h.
+type ResponseObserver interface {
+	ObserveResponse(ex *Exchange, status int, h *h1.Header)
+}
+
+// Finisher is a policy told that the exchange it let through was
+// forwarded: err is nil when the whole response reached the client (the
+// instance calls Chain.Finish after forwarding, on the exchange's
+// goroutine, with the request still valid). An exchange that a policy
+// refused or answered is never finished.
+type Finisher interface {
+	Finish(ex *Exchange, err error)
+}
+
+// EditResponse runs the chain's ResponseObservers, then its
+// ResponseEditors, in order.
 func (c Chain) EditResponse(ex *Exchange, status int, h *h1.Header) {
+	for _, p := range c {
+		if ro, ok := p.(ResponseObserver); ok {
+			ro.ObserveResponse(ex, status, h)
+		}
+	}
 	for _, p := range c {
 		if re, ok := p.(ResponseEditor); ok {
 			re.EditResponse(ex, status, h)
+		}
+	}
+}
+
+// Finish runs the chain's Finishers in order.
+func (c Chain) Finish(ex *Exchange, err error) {
+	for _, p := range c {
+		if f, ok := p.(Finisher); ok {
+			f.Finish(ex, err)
 		}
 	}
 }

@@ -69,3 +69,41 @@ func TestChain(t *testing.T) {
 		})
 	}
 }
+
+// hookPolicy records its hooks in a shared trail.
+type hookPolicy struct {
+	name  string
+	trail *[]string
+}
+
+func (p hookPolicy) Name() string             { return p.name }
+func (p hookPolicy) Apply(ex *Exchange) error { return nil }
+func (p hookPolicy) EditResponse(ex *Exchange, status int, h *h1.Header) {
+	*p.trail = append(*p.trail, p.name+".edit:"+string(h.Get("X-Seen")))
+	h.SetString("X-Seen", "edited")
+}
+
+type observerPolicy struct{ hookPolicy }
+
+func (p observerPolicy) ObserveResponse(ex *Exchange, status int, h *h1.Header) {
+	*p.trail = append(*p.trail, p.name+".observe:"+string(h.Get("X-Seen")))
+}
+
+func (p observerPolicy) Finish(ex *Exchange, err error) {
+	*p.trail = append(*p.trail, p.name+".finish")
+}
+
+// TestChainHooks: observers see the head before any editor changes it,
+// whatever their place in the chain; Finish reaches only Finishers.
+func TestChainHooks(t *testing.T) {
+	var trail []string
+	c := Chain{hookPolicy{"a", &trail}, observerPolicy{hookPolicy{"b", &trail}}, hookPolicy{"c", &trail}}
+	var h h1.Header
+	h.SetString("X-Seen", "backend")
+	c.EditResponse(&Exchange{}, 200, &h)
+	c.Finish(&Exchange{}, nil)
+	want := []string{"b.observe:backend", "a.edit:backend", "b.edit:edited", "c.edit:edited", "b.finish"}
+	if !slices.Equal(trail, want) {
+		t.Errorf("got %v, want %v", trail, want)
+	}
+}

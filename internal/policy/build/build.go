@@ -7,14 +7,17 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/gatehouse-gw/gatehouse/internal/cache"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
 	"github.com/gatehouse-gw/gatehouse/internal/policy/apikey"
+	"github.com/gatehouse-gw/gatehouse/internal/policy/cachekv"
 	"github.com/gatehouse-gw/gatehouse/internal/policy/cors"
 	"github.com/gatehouse-gw/gatehouse/internal/policy/headers"
 	"github.com/gatehouse-gw/gatehouse/internal/policy/jwt"
 	"github.com/gatehouse-gw/gatehouse/internal/policy/lookup"
+	"github.com/gatehouse-gw/gatehouse/internal/policy/responsecache"
 )
 
 // Deps are what policies need besides their settings: the group's
@@ -35,6 +38,9 @@ type Deps struct {
 	// (one per distinct issuer setting, started and stopped with it);
 	// nil: the jwt policy cannot be built.
 	JWT *jwt.Sources
+	// Caches are the configuration's caches (caches:); nil: the cache
+	// policies cannot be built.
+	Caches *cache.Set
 }
 
 // Chain is the chain of api's policies (validated by groupconf).
@@ -79,6 +85,12 @@ func Chain(api groupconf.API, deps Deps) (policy.Chain, error) {
 				return nil, fmt.Errorf("API %q, policy %d: %w", api.Name, i, err)
 			}
 			c = append(c, op)
+		case p.ResponseCache != nil, p.CacheLookup != nil, p.CacheStore != nil:
+			cp, err := cachePolicy(api, p, deps.Caches)
+			if err != nil {
+				return nil, fmt.Errorf("API %q, policy %d (%s): %w", api.Name, i, p.Type(), err)
+			}
+			c = append(c, cp)
 		case p.CORS != nil:
 			c = append(c, cors.New(*p.CORS, api.Methods))
 		case p.Headers != nil:
@@ -88,4 +100,29 @@ func Chain(api groupconf.API, deps Deps) (policy.Chain, error) {
 		}
 	}
 	return c, nil
+}
+
+// cachePolicy builds a responseCache, cacheLookup or cacheStore policy.
+func cachePolicy(api groupconf.API, p groupconf.Policy, caches *cache.Set) (policy.Policy, error) {
+	var name string
+	switch {
+	case p.ResponseCache != nil:
+		name = p.ResponseCache.Cache
+	case p.CacheLookup != nil:
+		name = p.CacheLookup.Cache
+	default:
+		name = p.CacheStore.Cache
+	}
+	c := caches.Get(name)
+	if c == nil {
+		return nil, fmt.Errorf("this instance has no cache %q", name)
+	}
+	switch {
+	case p.ResponseCache != nil:
+		return responsecache.New(*p.ResponseCache, api.Name, c), nil
+	case p.CacheLookup != nil:
+		return cachekv.NewLookup(*p.CacheLookup, c)
+	default:
+		return cachekv.NewStore(*p.CacheStore, c)
+	}
 }
