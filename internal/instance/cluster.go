@@ -68,6 +68,12 @@ func (i *Instance) startBus() {
 	b.OnKPSChange(i.forgetKPS)
 	i.metrics.Registry().MustRegister(b.Collector())
 	i.bus.Store(b)
+	// The replicated caches (caches[].replicated) go over it; until it has
+	// peers they behave as local ones.
+	if i.caches != nil {
+		i.cacheRepl = cluster.NewCacheReplicator(b, i.caches, i.lgWith("cache"))
+		i.caches.SetReplicator(i.cacheRepl)
+	}
 }
 
 // swapCluster applies what a swapped configuration changes in the cluster
@@ -98,6 +104,10 @@ func (i *Instance) swapCluster(prev, next *groupconf.Config) {
 
 // closeBus stops the bus (at the end of a stop).
 func (i *Instance) closeBus() {
+	if i.cacheRepl != nil {
+		i.caches.SetReplicator(nil)
+		i.cacheRepl.Close()
+	}
 	if b := i.bus.Load(); b != nil {
 		b.Close()
 	}

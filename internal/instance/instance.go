@@ -122,6 +122,8 @@ type Instance struct {
 	finishOnce sync.Once
 
 	bus atomic.Pointer[cluster.Bus] // the group's cluster bus (cluster.go); nil when disabled
+	// cacheRepl carries the replicated caches over the bus (cluster.go).
+	cacheRepl *cluster.CacheReplicator
 
 	ticketsMu sync.Mutex
 	tickets   *ticketShare // the TLS session-ticket keys shared with the group (tickets.go)
