@@ -27,6 +27,8 @@ type Policy struct {
 	CORS    *CORSPolicy    `yaml:"cors" doc:"Cross-origin resource sharing: the gateway answers preflight requests and adds the CORS fields to responses (docs/policies.md#cors)."`
 	OAuth   *OAuthPolicy   `yaml:"oauth" doc:"Require a bearer access token of the group's own authorization server, with the scopes this API needs (docs/policies.md#oauth)."`
 	Headers *HeadersPolicy `yaml:"headers" doc:"Set or remove request fields before forwarding and response fields before answering (docs/policies.md#headers)."`
+	// RateLimit is in ratelimit.go.
+	RateLimit *RateLimitPolicy `yaml:"rateLimit" doc:"At most N requests per window for each client IP, application, API key, OAuth client or header value, across the group's instances; 429 with Retry-After and the RateLimit fields beyond it (docs/rate-limits.md)."`
 }
 
 // Type is the policy's type name ("" when none or several keys are set).
@@ -49,6 +51,9 @@ func (p Policy) Type() string {
 	}
 	if p.Headers != nil {
 		names = append(names, "headers")
+	}
+	if p.RateLimit != nil {
+		names = append(names, "rateLimit")
 	}
 	if len(names) != 1 {
 		return ""
@@ -224,6 +229,8 @@ func (c *Config) validatePolicies(i int, a API, add func(error)) {
 		case p.Headers != nil:
 			c.validateHeaderEdits(k+".headers.request", p.Headers.Request, vars, add)
 			c.validateHeaderEdits(k+".headers.response", p.Headers.Response, vars, add)
+		case p.RateLimit != nil:
+			c.validateRateLimit(k+".rateLimit", a, j, *p.RateLimit, add)
 		}
 	}
 }
