@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/cache/ratelimit"
 	"github.com/gatehouse-gw/gatehouse/internal/cluster"
 	"github.com/gatehouse-gw/gatehouse/internal/pki"
 	"github.com/gatehouse-gw/gatehouse/internal/proxy"
@@ -63,6 +64,7 @@ func (i *Instance) startBus() {
 		return
 	}
 	b.OnKPSChange(i.forgetKPS)
+	i.rateLimits.Attach(ratelimit.BusTransport(b)) // ratelimits.go
 	i.metrics.Registry().MustRegister(b.Collector())
 	i.bus.Store(b)
 }

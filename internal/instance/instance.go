@@ -41,6 +41,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/cache/ratelimit"
 	"github.com/gatehouse-gw/gatehouse/internal/cluster"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/h1"
@@ -121,6 +122,8 @@ type Instance struct {
 
 	bus atomic.Pointer[cluster.Bus] // the group's cluster bus (cluster.go); nil when disabled
 
+	rateLimits *ratelimit.Service // the rateLimit policies' counters across configurations (ratelimits.go)
+
 	ticketsMu sync.Mutex
 	tickets   *ticketShare // the TLS session-ticket keys shared with the group (tickets.go)
 
@@ -189,7 +192,8 @@ func New(opts Options) (*Instance, error) {
 		lg.close()
 		return nil, fmt.Errorf("creating instance: %w", err)
 	}
-	rt, err := buildRuntime(cfg, i.proxyLog, i.remoteHosts, gs, i.jwtOptions(nil))
+	i.newRateLimits()
+	rt, err := buildRuntime(cfg, i.proxyLog, i.remoteHosts, gs, i.jwtOptions(nil), i.rateLimits)
 	if err != nil {
 		gs.close()
 		lg.close()
@@ -593,6 +597,7 @@ func (i *Instance) finish() {
 	i.finishOnce.Do(func() {
 		i.serveWG.Wait()
 		i.closeBus()
+		i.rateLimits.Close()
 		i.remoteHosts.Close()
 		i.rt.Load().closeIdle()
 		i.rt.Load().kps.close()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/gatehouse-gw/gatehouse/internal/cache/ratelimit"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
@@ -35,6 +36,9 @@ type Deps struct {
 	// (one per distinct issuer setting, started and stopped with it);
 	// nil: the jwt policy cannot be built.
 	JWT *jwt.Sources
+	// RateLimits are the instance's rate-limit counters (kept across
+	// configurations); nil: the rateLimit policy cannot be built.
+	RateLimits *ratelimit.Service
 }
 
 // Chain is the chain of api's policies (validated by groupconf).
@@ -83,6 +87,15 @@ func Chain(api groupconf.API, deps Deps) (policy.Chain, error) {
 			c = append(c, cors.New(*p.CORS, api.Methods))
 		case p.Headers != nil:
 			c = append(c, headers.New(*p.Headers))
+		case p.RateLimit != nil:
+			if deps.RateLimits == nil {
+				return nil, fmt.Errorf("API %q, policy %d (rateLimit): this instance has no rate-limit counters", api.Name, i)
+			}
+			rp, err := ratelimit.NewPolicy(*p.RateLimit, api.Name, deps.RateLimits)
+			if err != nil {
+				return nil, fmt.Errorf("API %q, policy %d (rateLimit): %w", api.Name, i, err)
+			}
+			c = append(c, rp)
 		default:
 			return nil, fmt.Errorf("API %q, policy %d: no policy type given", api.Name, i)
 		}
