@@ -99,9 +99,9 @@ func TestRetryAfter(t *testing.T) {
 		limit, cur, prev, frac float64
 		want                   time.Duration
 	}{
-		{10, 10, 0, 0.1, time.Second},                    // next window at f=0.1
-		{10, 5, 10, 0.2, 400 * time.Millisecond},         // 5 + 10(1−f) ≤ 9 at f=0.6
-		{10, 0, 0, 0.5, 0},                               // room now
+		{10, 10, 0, 0.1, time.Second},                                 // next window at f=0.1
+		{10, 5, 10, 0.2, 400 * time.Millisecond},                      // 5 + 10(1−f) ≤ 9 at f=0.6
+		{10, 0, 0, 0.5, 0},                                            // room now
 		{10, 20, 0, 0.5, 500*time.Millisecond + 550*time.Millisecond}, // 20(1−f) ≤ 9 at f=0.55 of the next
 	}
 	for _, tc := range cases {
