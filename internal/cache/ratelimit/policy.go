@@ -97,8 +97,8 @@ func (p *Policy) Apply(ex *policy.Exchange) error {
 
 // item is the policy's member of the RateLimit field.
 func (p *Policy) item(remaining, t int64) string {
-	b := make([]byte, 0, len(p.quotedName)+32)
-	b = append(b, p.quotedName...)
+	var buf [96]byte
+	b := append(buf[:0], p.quotedName...)
 	b = append(b, ";r="...)
 	b = strconv.AppendInt(b, remaining, 10)
 	b = append(b, ";t="...)
