@@ -280,3 +280,37 @@ func BenchmarkOvershoot(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkExactRemote: one exact-mode decision asked of the key's owner
+// on another bus (loopback), against one taken by the owner itself.
+//
+//	go test ./internal/cache/ratelimit -run '^$' -bench ExactRemote
+func BenchmarkExactRemote(b *testing.B) {
+	nodes := busGroup(b, 2)
+	lims := make([]*Limiter, 2)
+	for i, nd := range nodes {
+		lims[i], _ = nd.svc.Limiter(Spec{API: "a", Name: "exact", Requests: 10000, Window: time.Hour, Exact: true, Timeout: time.Second})
+	}
+	key := []byte("k")
+	own := owner(keyHash(key), []string{nodes[0].id, nodes[1].id})
+	for _, c := range []struct {
+		name string
+		from int
+	}{{"remote", 0}, {"owner", 1}} {
+		from := c.from
+		if own == nodes[0].id {
+			from = 1 - from
+		}
+		b.Run(c.name, func(b *testing.B) {
+			l := lims[from]
+			before := l.Stats()
+			for range b.N {
+				l.Allow(key)
+			}
+			after := l.Stats()
+			if c.name == "remote" && after.ExactRemote-before.ExactRemote != int64(b.N) {
+				b.Fatalf("%d of %d asked of the owner", after.ExactRemote-before.ExactRemote, b.N)
+			}
+		})
+	}
+}
