@@ -439,7 +439,7 @@ func (l *Limiter) tick(now time.Time, full bool, batch []byte) []byte {
 			e.pub = cl
 		}
 		e.urgent.Store(false)
-		keep := tried > 0 || cl.r > 0 || cl.c > 0
+		keep := tried > 0 || cl.r > 0 || cl.c > 0 || (cl.p > 0 && e.measured != idx-1) // until the last window is measured
 		e.mu.Unlock()
 		if keep {
 			l.touch(e)

@@ -357,3 +357,73 @@ func TestSimulatedOvershootTable(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishSplits: the claims of many keys go out in messages of at most
+// 64 KiB of records, and every one arrives whole.
+func TestPublishSplits(t *testing.T) {
+	s := newSim(t, 2, Spec{API: "a", Name: "default", Requests: 10, Window: time.Second}, 0)
+	const keys = 3000
+	for i := range keys {
+		s.lims[0].Allow([]byte("client-" + strconv.Itoa(i)))
+	}
+	s.h.pending = nil // the urgent claims of the reservations, not published here
+	s.svcs[0].Tick()
+	n := len(s.h.pending)
+	var bytes int
+	for _, m := range s.h.pending {
+		bytes += len(m.data)
+		if len(m.data) > maxBatch+recordMax+16 {
+			t.Errorf("a message of %d bytes, want at most %d", len(m.data), maxBatch+recordMax+16)
+		}
+	}
+	s.h.deliver()
+	if n < 2 || s.lims[1].Keys() != keys {
+		t.Errorf("%d keys' claims: %d messages (%d bytes), the peer knows %d keys; want at least 2 messages and %d keys", keys, n, bytes, s.lims[1].Keys(), keys)
+	}
+}
+
+// TestOvershootMetric: the overshoot estimate of the metrics follows the
+// overshoot measured: claims that arrive 300 ms late let the group
+// overshoot, and the instances see it once the counts are in.
+func TestOvershootMetric(t *testing.T) {
+	const limit = 1000
+	s := newSim(t, 4, Spec{API: "a", Name: "default", Requests: limit, Window: time.Second}, 300*time.Millisecond)
+	s.run(4*time.Second, 3*limit, []float64{1, 1, 1, 1})
+	aligned, _ := s.overshoot(limit, time.Second)
+	var est float64
+	var reqs int64
+	for _, l := range s.lims {
+		st := l.Stats()
+		est = max(est, st.OvershootMaxRatio)
+		reqs = max(reqs, st.OvershootRequests)
+	}
+	t.Logf("claims 300 ms late: measured +%.1f%%, estimated by the instances +%.1f%% (%d requests over, summed over windows)", 100*aligned, 100*est, reqs)
+	if aligned < 0.1 || est < aligned/2 || est > aligned*1.5 {
+		t.Errorf("measured +%.1f%%, estimated +%.1f%%: want a real overshoot (≥ 10%%) estimated within a factor of 2", 100*aligned, 100*est)
+	}
+}
+
+// TestSimulatedLatency prints how the overshoot grows with the bus's
+// delay (limit 1000/s, even load; docs/rate-limits.md has the table) and
+// holds it within 5 % up to 5 ms.
+//
+//	go test ./internal/cache/ratelimit -run SimulatedLatency -v
+func TestSimulatedLatency(t *testing.T) {
+	for _, d := range []time.Duration{time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond} {
+		for _, n := range []int{2, 8} {
+			for _, over := range []float64{3, 10} {
+				w := make([]float64, n)
+				for i := range w {
+					w[i] = 1
+				}
+				s := newSim(t, n, Spec{API: "a", Name: "default", Requests: 1000, Window: time.Second}, d)
+				s.run(4*time.Second, over*1000, w)
+				aligned, _ := s.overshoot(1000, time.Second)
+				t.Logf("bus delay %v, n=%d, offered %v×: worst window +%.2f%%", d, n, over, 100*aligned)
+				if d <= 5*time.Millisecond && aligned > 0.05 {
+					t.Errorf("bus delay %v, n=%d, %v×: +%.2f%%, want at most 5%%", d, n, over, 100*aligned)
+				}
+			}
+		}
+	}
+}

@@ -218,7 +218,8 @@ type Spec struct {
 }
 
 // id identifies a limiter across instances and configurations: the same
-// settings on the same API count together.
+// settings (all of them, defaults filled in) on the same API count
+// together.
 func (sp Spec) id() [8]byte {
 	h := sha256.New()
 	var b [8]byte
@@ -230,6 +231,10 @@ func (sp Spec) id() [8]byte {
 	binary.BigEndian.PutUint64(b[:], uint64(sp.Requests))
 	h.Write(b[:])
 	binary.BigEndian.PutUint64(b[:], uint64(sp.Window))
+	h.Write(b[:])
+	binary.BigEndian.PutUint64(b[:], uint64(sp.MaxKeys))
+	h.Write(b[:])
+	binary.BigEndian.PutUint64(b[:], uint64(sp.Timeout))
 	h.Write(b[:])
 	if sp.Exact {
 		h.Write([]byte{1})
@@ -382,6 +387,34 @@ func (s *Service) publish(batch []byte) {
 	if len(m.live) < 2 {
 		return // nobody to tell
 	}
+	// Messages of at most maxBatch bytes of records (NATS's payload limit
+	// is 1 MiB), cut at record boundaries.
+	for len(batch) > maxBatch {
+		cut := 0
+		for cut < maxBatch {
+			cut += recordLen(batch[cut:])
+		}
+		s.publishOne(tr, batch[:cut])
+		batch = batch[cut:]
+	}
+	s.publishOne(tr, batch)
+}
+
+// maxBatch bounds the records of one message.
+const maxBatch = 64 << 10
+
+// recordLen is the length of the record at the start of b (b holds whole
+// records made by appendRecord).
+func recordLen(b []byte) int {
+	n := 24
+	for range 4 {
+		_, k := binary.Uvarint(b[n:])
+		n += k
+	}
+	return n
+}
+
+func (s *Service) publishOne(tr Transport, batch []byte) {
 	msg := make([]byte, 0, len(s.self)+1+len(batch))
 	msg = binary.AppendUvarint(msg, uint64(len(s.self)))
 	msg = append(msg, s.self...)
