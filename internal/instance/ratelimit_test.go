@@ -107,3 +107,39 @@ func BenchmarkProxyRateLimit(b *testing.B) {
 		})
 	}
 }
+
+// TestRateLimitSwap: a configuration swap that keeps a rateLimit's
+// settings keeps its counts (the client stays limited); a swap that
+// changes them counts anew.
+func TestRateLimitSwap(t *testing.T) {
+	p := newPorts(t)
+	yaml := fmt.Sprintf(rateLimitAPIs, p.traffic, p.management, p.sample)
+	ti := startInstance(t, yaml)
+	get := func() int {
+		return do(t, nil, "GET", ti.base+"/limited/echo", http.Header{"X-Forwarded-For": {"203.0.113.9"}}).status
+	}
+	for range 3 {
+		get()
+	}
+	if s := get(); s != 429 {
+		t.Fatalf("4th request: got %d, want 429", s)
+	}
+	// The same settings, another API added: still limited.
+	same := yaml + "  - name: other\n    pathPrefix: /other\n    backend: sample\n"
+	if err := ti.Swap(loadConfig(t, same)); err != nil {
+		t.Fatal(err)
+	}
+	if s := get(); s != 429 {
+		t.Errorf("after a swap keeping the policy: got %d, want 429 (counts kept)", s)
+	}
+	// Another limit: a new count.
+	if err := ti.Swap(loadConfig(t, strings.Replace(yaml, "requests: 3, window: 60s", "requests: 4, window: 60s", 1))); err != nil {
+		t.Fatal(err)
+	}
+	if s := get(); s != 200 {
+		t.Errorf("after a swap changing the limit: got %d, want 200 (a new count)", s)
+	}
+	if n := len(ti.rateLimits.LimiterIDs()); n != 2 {
+		t.Errorf("limiters after the swaps: got %d, want 2 (the old ones dropped)", n)
+	}
+}

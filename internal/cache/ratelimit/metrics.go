@@ -90,3 +90,12 @@ func (s *Service) Partitioned() (partitioned bool, live, size int) {
 	m := s.members.Load()
 	return m.partitioned(), len(m.live), m.size
 }
+
+// LimiterIDs are the ids of the limiters the service holds (tests).
+func (s *Service) LimiterIDs() []string {
+	var out []string
+	for _, l := range s.limiterList() {
+		out = append(out, l.ID())
+	}
+	return out
+}
