@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,6 +33,11 @@ apis:
     backend: be
     policies:
       - rateLimit: {requests: 20, window: 60s}
+  - name: tenants
+    pathPrefix: /tenants
+    backend: be
+    policies:
+      - rateLimit: {requests: 20, window: 60s, key: "header:X-Tenant"}
 `
 
 // TestProcessesGroupWideLimit: two instances (real processes of the built
@@ -39,7 +45,8 @@ apis:
 // the topology over mutual TLS) share one limit: 40 requests of one client
 // sent alternately to both get 20 through at most, and each instance
 // answers 429 with Retry-After and the RateLimit fields once the group's
-// limit is reached.
+// limit is reached. Then one is killed with SIGKILL: the survivor enforces
+// its share (half), says so in its metrics and logs it once.
 func TestProcessesGroupWideLimit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
@@ -80,7 +87,9 @@ func TestProcessesGroupWideLimit(t *testing.T) {
 	})
 	sup := nm.Supervisor()
 	var traffic, mgmt []int
+	var ids []string
 	for _, st := range sup.States() {
+		ids = append(ids, st.ID)
 		cfg, err := groupconf.LoadInstance(hh, gid, st.ID, nil, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -157,6 +166,53 @@ func TestProcessesGroupWideLimit(t *testing.T) {
 		if resp.Header.Get("RateLimit-Policy") != `"default";q=20;w=60` {
 			t.Errorf("port %d: 429 with RateLimit-Policy %q", port, resp.Header.Get("RateLimit-Policy"))
 		}
+	}
+
+	// A peer killed: the survivor sees 1 of 2 and enforces half the limit.
+	st, _ := sup.Status(ids[1])
+	if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	awaitMetric(t, h, mgmt[0], 30*time.Second, `gatehouse_ratelimit_partitioned 1`, `gatehouse_ratelimit_instances{view="live"} 1`, `gatehouse_ratelimit_instances{view="group"} 2`)
+	tenant := 0
+	for range 30 {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://127.0.0.1:%d/tenants/x", traffic[0]), nil)
+		req.Header.Set("X-Tenant", "t2")
+		resp, err := gwtest.HTTPClient.Do(req)
+		if err != nil {
+			t.Fatalf("the survivor does not answer: %v", err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			tenant++
+		}
+	}
+	if tenant != 10 {
+		t.Errorf("the survivor of 2, limit 20: got %d of 30 allowed, want 10 (its share)", tenant)
+	}
+	logData, _ := os.ReadFile(filepath.Join(hh.InstanceLogsDir(gid, ids[0]), "instance.log"))
+	if n := strings.Count(string(logData), "rate limits: the group is partitioned"); n != 1 {
+		t.Errorf("the survivor logged the partition %d times, want once", n)
+	}
+}
+
+func awaitMetric(t *testing.T, h *gwtest.Home, port int, within time.Duration, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		_, body := h.MgmtGet(port, "/metrics")
+		ok := true
+		for _, w := range want {
+			ok = ok && strings.Contains(body, w)
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("management port %d: want %q within %v; metrics:\n%s", port, want, within, grep(body, "gatehouse_ratelimit_"))
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -131,6 +131,8 @@ type Service struct {
 	ticks  int
 
 	partitionedSince atomic.Int64 // unix nanos; 0 when whole
+	membersMu        sync.Mutex   // serializes refreshMembers
+	wasWhole         bool         // every instance was seen once (membersMu)
 	syncOut, syncIn  atomic.Int64 // messages
 	syncErrors       atomic.Int64
 }
@@ -348,6 +350,8 @@ func (s *Service) flushUrgent() {
 // refreshMembers reads the group's view from the transport; a change is a
 // new generation (entries recompute their peers' sums).
 func (s *Service) refreshMembers() {
+	s.membersMu.Lock()
+	defer s.membersMu.Unlock()
 	live, size := s.tr().Members()
 	if !slices.Contains(live, s.self) {
 		live = append(live, s.self)
@@ -359,11 +363,17 @@ func (s *Service) refreshMembers() {
 		return
 	}
 	m := &members{gen: old.gen + 1, live: live, set: map[string]bool{}, size: size}
+	if !m.partitioned() && size > 1 {
+		s.wasWhole = true
+	}
 	for _, id := range live {
 		m.set[id] = true
 	}
 	s.members.Store(m)
 	switch {
+	case m.partitioned() && !old.partitioned() && !s.wasWhole:
+		s.partitionedSince.Store(s.now().UnixNano())
+		s.log.Info("rate limits: waiting for the group's other instances; each limit is enforced at its share here meanwhile", "live", len(live), "size", size)
 	case m.partitioned() && !old.partitioned():
 		s.partitionedSince.Store(s.now().UnixNano())
 		s.log.Warn("rate limits: the group is partitioned; each limit is enforced at its share here", "live", len(live), "size", size)
