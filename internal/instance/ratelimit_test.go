@@ -1,8 +1,10 @@
 package instance
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -141,5 +143,43 @@ func TestRateLimitSwap(t *testing.T) {
 	}
 	if n := len(ti.rateLimits.LimiterIDs()); n != 2 {
 		t.Errorf("limiters after the swaps: got %d, want 2 (the old ones dropped)", n)
+	}
+}
+
+// BenchmarkProxyRateLimitParallel: as BenchmarkProxyRateLimit over 16
+// connections at once, every request of the one key (the client's
+// address): the worst case for the key's counters.
+//
+//	go test ./internal/instance -run '^$' -bench 'ProxyRateLimitParallel' -count 5
+func BenchmarkProxyRateLimitParallel(b *testing.B) {
+	for _, c := range []struct{ name, policy string }{
+		{"nopolicy", ""},
+		{"clientIP", "      - rateLimit: {requests: 1000000000, window: 1s}\n"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			var addr string
+			if c.policy == "" {
+				addr = benchGateway(b)
+			} else {
+				addr = benchGateway(b, c.policy)
+			}
+			b.ReportAllocs()
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				conn, err := net.Dial("tcp", addr)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				defer conn.Close()
+				cl := &client{c: conn, br: bufio.NewReaderSize(conn, 16<<10)}
+				for pb.Next() {
+					if err := cl.do(); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
 	}
 }
