@@ -125,6 +125,9 @@ func encodeDecision(d Decision) []byte {
 
 var errBadAnswer = errors.New("rate limit: an exact-mode answer that does not decode")
 
+// notMine is the answer of an instance that has no such limiter.
+const notMine = 2
+
 func decodeDecision(b []byte) (Decision, error) {
 	if len(b) < 1 || b[0] > 1 {
 		return Decision{}, errBadAnswer
@@ -159,7 +162,10 @@ func (s *Service) serveExact(data []byte, respond func([]byte) error) {
 	l := s.limiters[lid]
 	s.mu.Unlock()
 	if l == nil || !l.spec.Exact {
-		return // no answer: the asker decides alone
+		// Not a limiter of this configuration (a deployment rolling
+		// through the group): the asker decides alone at once.
+		_ = respond([]byte{notMine})
+		return
 	}
 	d := l.takeLocal(kh, s.now(), s.members.Load(), false)
 	_ = respond(encodeDecision(d))

@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"strconv"
 	"testing"
 	"time"
 )
@@ -80,5 +81,24 @@ func TestDecisionEncoding(t *testing.T) {
 		if _, err := decodeDecision(bad); err == nil {
 			t.Errorf("decodeDecision(%x): got no error", bad)
 		}
+	}
+}
+
+// TestExactUnknownLimiter: an owner without the limiter (another
+// configuration) answers at once, and the asker decides alone.
+func TestExactUnknownLimiter(t *testing.T) {
+	s := newSim(t, 2, Spec{API: "a", Name: "default", Requests: 4, Window: time.Second, Exact: true}, time.Millisecond)
+	s.svcs[1].Retain(nil) // instance-2 no longer has it
+	live := s.svcs[0].members.Load().live
+	key := ""
+	for i := 0; key == ""; i++ {
+		if k := "k" + strconv.Itoa(i); owner(keyHash([]byte(k)), live) == "instance-2" {
+			key = k
+		}
+	}
+	asker := s.lims[0]
+	got := allowN(asker, key, 4)
+	if st := asker.Stats(); st.ExactAlone != 4 || got != 2 {
+		t.Errorf("got %d allowed, %d decided alone; want 2 (4/2 alone) and 4", got, st.ExactAlone)
 	}
 }
