@@ -91,10 +91,13 @@ func TestExactUnknownLimiter(t *testing.T) {
 	s.svcs[1].Retain(nil) // instance-2 no longer has it
 	live := s.svcs[0].members.Load().live
 	key := ""
-	for i := 0; key == ""; i++ {
+	for i := 0; key == "" && i < 1000; i++ {
 		if k := "k" + strconv.Itoa(i); owner(keyHash([]byte(k)), live) == "instance-2" {
 			key = k
 		}
+	}
+	if key == "" {
+		t.Fatal("no key of 1000 is owned by instance-2")
 	}
 	asker := s.lims[0]
 	got := allowN(asker, key, 4)
