@@ -233,6 +233,19 @@ func (b *Bus) SetPeers(ctx context.Context, peers []Peer) error {
 	return b.apply(ctx)
 }
 
+// SetManualPeers replaces the manual list (Options.Peers: a configuration
+// reloaded with another cluster.peers), as SetPeers does the node
+// manager's.
+func (b *Bus) SetManualPeers(ctx context.Context, peers []Peer) error {
+	if _, err := peerURLs(peers); err != nil {
+		return fmt.Errorf("cluster peers: %w", err)
+	}
+	b.mu.Lock()
+	b.opts.Peers = slices.Clone(peers)
+	b.mu.Unlock()
+	return b.apply(ctx)
+}
+
 // apply brings the server in line with the wanted peers: starts, stops or
 // reloads it.
 func (b *Bus) apply(ctx context.Context) error {
@@ -265,10 +278,17 @@ func (b *Bus) apply(ctx context.Context) error {
 		b.mu.Lock()
 		opts := b.sopts.Clone()
 		b.mu.Unlock()
+		if slices.Equal(urlStrings(opts.Routes), urlStrings(want)) {
+			return nil // the same list again (a node manager that restarted)
+		}
 		opts.Routes = want
+		kept := opts.Clone() // NATS keeps what it is given
 		if err := srv.ReloadOptions(opts); err != nil {
 			return fmt.Errorf("cluster peers: reloading the route list: %w", err)
 		}
+		b.mu.Lock()
+		b.sopts = kept
+		b.mu.Unlock()
 		b.log.Info("cluster peers changed", "peers", urlStrings(want))
 	}
 	return nil
@@ -367,6 +387,7 @@ func (b *Bus) newServer(ctx context.Context, want []*url.URL) (*server.Server, *
 		},
 		Routes: want,
 	}
+	kept := sopts.Clone() // the base of reloads; NATS keeps and changes what it is given
 	srv, err := server.NewServer(sopts)
 	if err != nil {
 		return nil, nil, nil, "", fmt.Errorf("creating the NATS server: %w", err)
@@ -394,7 +415,7 @@ func (b *Bus) newServer(ctx context.Context, want []*url.URL) (*server.Server, *
 			addr = net.JoinHostPort("0.0.0.0", strconv.Itoa(a.Port))
 		}
 	}
-	return srv, sopts, nc, addr, nil
+	return srv, kept, nc, addr, nil
 }
 
 // stopServer closes the connection and shuts the server down.

@@ -217,6 +217,9 @@ func TestMeshDeliversToEveryPeer(t *testing.T) {
 	if string(ans) != "echo x" {
 		t.Errorf("Request: got %q, %v; want \"echo x\"", ans, err)
 	}
+	if n := nodes[0].bus.PeersUp(); n != 2 || len(nodes[0].bus.Peers()) != 2 {
+		t.Errorf("PeersUp() = %d, Peers() %d; want 2, 2", n, len(nodes[0].bus.Peers()))
+	}
 	st := nodes[0].bus.Status()
 	if st.MessagesOut == 0 || st.State != StateUp || len(st.Peers) != 2 || st.InstanceID != "instance-1" {
 		t.Errorf("Status() = %+v, want up, 2 peers, messages out", st)

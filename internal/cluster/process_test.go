@@ -285,8 +285,10 @@ func TestProcessesFormClusterFromTopology(t *testing.T) {
 	for _, id := range l.ids {
 		l.start(t, id)
 	}
+	started := time.Now()
 	for _, id := range l.ids {
 		st := l.awaitUp(t, id, others(l.ids, id), 30*time.Second)
+		t.Logf("%s: bus up with both peers %v after the last instance was started", id, time.Since(started).Round(10*time.Millisecond))
 		if st.RouteListener != "127.0.0.1:"+strconv.Itoa(l.rp[id]) {
 			t.Errorf("%s: route listener %q, want 127.0.0.1:%d (cluster.port)", id, st.RouteListener, l.rp[id])
 		}
@@ -436,9 +438,11 @@ func TestProcessesFormClusterFromTopology(t *testing.T) {
 		if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
+		killed := time.Now()
 		for _, id := range survivors {
 			l.awaitUp(t, id, others(survivors, id), 20*time.Second)
 		}
+		t.Logf("both survivors list %s down %v after the SIGKILL", victim, time.Since(killed).Round(10*time.Millisecond))
 		time.Sleep(500 * time.Millisecond) // more polls of the routes: still one line each
 		for _, id := range survivors {
 			if n := l.logLines(t, id, `"msg":"cluster peer left"`, `"peer":"`+victim+`"`); n != 1 {
@@ -446,9 +450,11 @@ func TestProcessesFormClusterFromTopology(t *testing.T) {
 			}
 		}
 		l.start(t, victim)
+		back := time.Now()
 		for _, id := range l.ids {
 			l.awaitUp(t, id, others(l.ids, id), 30*time.Second)
 		}
+		t.Logf("the mesh is whole again %v after %s was started again", time.Since(back).Round(10*time.Millisecond), victim)
 		close(stop)
 		wg.Wait()
 		if f := failures.Load(); f != 0 || served.Load() == 0 {
@@ -466,6 +472,71 @@ func TestProcessesFormClusterFromTopology(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestProcessTopologyGrows: an instance added to the group while the others
+// run is announced to them by the node manager (their GET /cluster lists it,
+// down, at the route port its management port gives) before it even
+// starts; once started, the four form one mesh without any restart.
+func TestProcessTopologyGrows(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	l := newLab(t, 2)
+	for _, id := range l.ids {
+		l.start(t, id)
+	}
+	for _, id := range l.ids {
+		l.awaitUp(t, id, others(l.ids, id), 30*time.Second)
+	}
+	tp, mp := gwtest.FreePort(t), gwtest.FreePort(t) // its route port: the default, mp + 10000
+	l.h.MustRun("", "managedomain", "-c", "-n", "s9", "-g", "g1", "--traffic_port", strconv.Itoa(tp), "--management_port", strconv.Itoa(mp))
+	var newID string
+	deadline := time.Now().Add(20 * time.Second)
+	for newID == "" {
+		for _, st := range l.sup.States() {
+			if st.Name == "s9" {
+				newID = st.ID
+			}
+		}
+		if newID == "" {
+			if time.Now().After(deadline) {
+				t.Fatal("the node manager did not see the new instance")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	l.tp[newID], l.mp[newID] = tp, mp
+	wantURL := "127.0.0.1:" + strconv.Itoa(groupconf.DefaultRoutePort(mp))
+	for _, id := range l.ids {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			st := l.status(t, id)
+			i := slices.IndexFunc(st.Peers, func(p cluster.PeerState) bool { return p.ID == newID })
+			if i >= 0 && st.Peers[i].URL == wantURL && st.Peers[i].State == "down" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s was not told of %s at %s: %+v", id, newID, wantURL, st.Peers)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	pids := map[string]int{}
+	for _, id := range l.ids {
+		st, _ := l.sup.Status(id)
+		pids[id] = st.PID
+	}
+	l.start(t, newID)
+	all := append(slices.Clone(l.ids), newID)
+	for _, id := range all {
+		l.awaitUp(t, id, others(all, id), 30*time.Second)
+	}
+	for _, id := range l.ids {
+		if st, _ := l.sup.Status(id); st.PID != pids[id] {
+			t.Errorf("%s was restarted", id)
+		}
+	}
 }
 
 // TestProcessBusDownAtStart: an instance whose route port is taken starts

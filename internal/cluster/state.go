@@ -85,6 +85,23 @@ func (b *Bus) State() State {
 	return b.state
 }
 
+// PeersUp is the number of peers connected now (cheap: for a caller that
+// waits for every live peer's answer).
+func (b *Bus) PeersUp() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, p := range b.peers {
+		if p.up {
+			n++
+		}
+	}
+	return n
+}
+
+// Peers is Status().Peers.
+func (b *Bus) Peers() []PeerState { return b.Status().Peers }
+
 // Status reports the bus and its peers: every wanted peer (up or down) and
 // every instance connected to this one.
 func (b *Bus) Status() Status {

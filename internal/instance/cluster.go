@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
+	"slices"
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/cache/ratelimit"
 	"github.com/gatehouse-gw/gatehouse/internal/cluster"
+	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/pki"
 	"github.com/gatehouse-gw/gatehouse/internal/proxy"
 )
@@ -67,6 +70,32 @@ func (i *Instance) startBus() {
 	i.rateLimits.Attach(ratelimit.BusTransport(b)) // ratelimits.go
 	i.metrics.Registry().MustRegister(b.Collector())
 	i.bus.Store(b)
+}
+
+// swapCluster applies what a swapped configuration changes in the cluster
+// section: a new manual peer list at once (in the background: starting the
+// server may take a moment); the other settings take effect at the next
+// start, which is logged.
+func (i *Instance) swapCluster(prev, next *groupconf.Config) {
+	b := i.bus.Load()
+	pc, nc := prev.Cluster, next.Cluster
+	if b != nil && !slices.Equal(pc.Peers, nc.Peers) {
+		peers := make([]cluster.Peer, len(nc.Peers))
+		for k, p := range nc.Peers {
+			peers[k] = cluster.Peer{URL: p}
+		}
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := b.SetManualPeers(ctx, peers); err != nil {
+				i.log.Error("cluster.peers not applied", "error", err.Error())
+			}
+		}()
+	}
+	pc.Peers, nc.Peers = nil, nil
+	if !reflect.DeepEqual(pc, nc) || prev.RoutePort() != next.RoutePort() {
+		i.log.Warn("cluster settings changed; they take effect when the instance is restarted (cluster.peers applies at once)")
+	}
 }
 
 // closeBus stops the bus (at the end of a stop).

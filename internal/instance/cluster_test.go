@@ -151,3 +151,41 @@ func send(t *testing.T, method, url, body string) (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
+
+// TestClusterManualPeersOnSwap: cluster.peers changed by a configuration
+// swap (a reload) applies at once, without a restart.
+func TestClusterManualPeersOnSwap(t *testing.T) {
+	pa, pb := newPorts(t), newPorts(t)
+	ra, rb := freePort(t), freePort(t)
+	yamlA := func(peers string) string {
+		return quickstartYAML(pa, fmt.Sprintf("cluster: {address: 127.0.0.1, port: %d, peers: [%s]}\n", ra, peers))
+	}
+	a := startInstance(t, yamlA(""), func(o *Options) { o.InstanceID = "instance-1" })
+	b := startInstance(t, quickstartYAML(pb, fmt.Sprintf("cluster: {address: 127.0.0.1, port: %d, peers: [\"127.0.0.1:%d\"]}\n", rb, ra)), func(o *Options) { o.InstanceID = "instance-2" })
+	if st := a.Bus().Status(); st.State != cluster.StateOff {
+		t.Fatalf("a without peers: %v, want off", st.State)
+	}
+	if err := a.Swap(loadConfig(t, yamlA(fmt.Sprintf("\"127.0.0.1:%d\"", rb)))); err != nil {
+		t.Fatal(err)
+	}
+	for _, ti := range []*testInstance{a, b} {
+		deadline := time.Now().Add(10 * time.Second)
+		for ti.Bus().State() != cluster.StateUp {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %+v, want up after the swap", ti.opts.InstanceID, ti.Bus().Status())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// And taken away again: a stops its server.
+	if err := a.Swap(loadConfig(t, yamlA(""))); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for a.Bus().State() != cluster.StateOff {
+		if time.Now().After(deadline) {
+			t.Fatalf("a: %v, want off once its peers are gone", a.Bus().State())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -259,6 +259,7 @@ func (i *Instance) swap(cfg *groupconf.Config) (changed []string, err error) {
 	changed = describeChanges(fresh, old)
 	i.log.Info("configuration swapped", "apis", len(cfg.APIs), "backends", len(cfg.Backends),
 		"checksum", cfg.Checksum(), "listenersChanged", changed)
+	i.swapCluster(prev.cfg, cfg) // cluster.go
 	return changed, nil
 }
 
