@@ -210,6 +210,7 @@ func (c *Config) validatePolicies(i int, a API, add func(error)) {
 			c.validateAPIKey(k+".apiKey", *p.APIKey, add)
 			apiKey = true
 			vars["application.id"], vars["application.name"] = true, true
+			vars["apiKey.id"] = true // the key's public id (rateLimit's key: apiKey)
 		case p.JWT != nil:
 			c.validateJWT(k+".jwt", *p.JWT, add)
 			apiKey = true // the token's client id is the exchange's application

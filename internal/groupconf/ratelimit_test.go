@@ -65,3 +65,14 @@ func TestRateLimitLoads(t *testing.T) {
 		t.Errorf("key: got %+v, %v", k, err)
 	}
 }
+
+// TestAPIKeyIDVariable: an apiKey policy gives ${apiKey.id} (the key's
+// public id) to later policies.
+func TestAPIKeyIDVariable(t *testing.T) {
+	if _, err := Load(policyConfig("      - apiKey: {}\n      - headers: {request: {set: {X-Key-Id: \"${apiKey.id}\"}}}\n")); err != nil {
+		t.Errorf("${apiKey.id} after apiKey: %v", err)
+	}
+	if _, err := Load(policyConfig("      - headers: {request: {set: {X-Key-Id: \"${apiKey.id}\"}}}\n")); err == nil {
+		t.Error("${apiKey.id} without an apiKey policy: loaded, want refused")
+	}
+}
