@@ -38,7 +38,8 @@ type hub struct {
 	delay   time.Duration
 	size    int
 	nodes   map[string]*hubNode
-	cut     map[string]bool // "a|b", both orders
+	cut     map[string]bool // "a|b", both orders: the bus knows (Members)
+	silent  map[string]bool // "a|b": messages dropped, the bus does not know
 	pending []pendingMsg
 }
 
@@ -56,7 +57,7 @@ type hubNode struct {
 }
 
 func newHub(clk *clock, size int, delay time.Duration) *hub {
-	return &hub{clk: clk, size: size, delay: delay, nodes: map[string]*hubNode{}, cut: map[string]bool{}}
+	return &hub{clk: clk, size: size, delay: delay, nodes: map[string]*hubNode{}, cut: map[string]bool{}, silent: map[string]bool{}}
 }
 
 func (h *hub) node(id string) *hubNode {
@@ -73,9 +74,18 @@ func (h *hub) cutLink(a, b string) {
 	h.mu.Unlock()
 }
 
+// silence drops the messages between a and b while the bus still counts
+// them connected (a route that passes nothing).
+func (h *hub) silence(a, b string) {
+	h.mu.Lock()
+	h.silent[a+"|"+b], h.silent[b+"|"+a] = true, true
+	h.mu.Unlock()
+}
+
 func (h *hub) heal() {
 	h.mu.Lock()
 	h.cut = map[string]bool{}
+	h.silent = map[string]bool{}
 	h.mu.Unlock()
 }
 
@@ -97,7 +107,7 @@ func (h *hub) deliver() {
 	for _, m := range due {
 		h.mu.Lock()
 		n := h.nodes[m.to]
-		cut := h.cut[m.from+"|"+m.to]
+		cut := h.cut[m.from+"|"+m.to] || h.silent[m.from+"|"+m.to]
 		var fn func([]byte, func([]byte) error)
 		if n != nil {
 			fn = n.subs[m.subject]

@@ -427,3 +427,45 @@ func TestSimulatedLatency(t *testing.T) {
 		}
 	}
 }
+
+// TestSilentPeer: a peer whose route passes nothing while the bus still
+// counts it connected is counted out once it has not been heard for
+// silentAfter sync intervals: each side then enforces its share, and the
+// group stays within the limit; heard again, it is counted back in.
+func TestSilentPeer(t *testing.T) {
+	const limit = 1000
+	s := newSim(t, 4, Spec{API: "a", Name: "default", Requests: limit, Window: time.Second}, time.Millisecond)
+	even := []float64{1, 1, 1, 1}
+	s.run(time.Second, 3*limit, even)
+	for _, id := range []string{"instance-1", "instance-2", "instance-3"} {
+		s.h.silence(id, "instance-4")
+	}
+	s.perWin = map[int64]int64{}
+	s.run(2*time.Second, 3*limit, even) // detection within 1 s
+	during, _ := s.overshoot(limit, time.Second)
+	t.Logf("until the silent peer is counted out: worst window +%.2f%%", 100*during)
+	for i, svc := range s.svcs {
+		p, live, size := svc.Partitioned()
+		want := 3
+		if i == 3 {
+			want = 1
+		}
+		if !p || live != want || size != 4 {
+			t.Errorf("%s: Partitioned() = %v, %d of %d; want true, %d of 4", svc.self, p, live, size, want)
+		}
+	}
+	s.perWin = map[int64]int64{}
+	s.run(3*time.Second, 3*limit, even)
+	aligned, _ := s.overshoot(limit, time.Second)
+	t.Logf("silent peer counted out: worst window +%.2f%%", 100*aligned)
+	if aligned > 0.05 {
+		t.Errorf("after detection: +%.2f%% in one window, want at most 5%%", 100*aligned)
+	}
+	s.h.heal()
+	s.run(time.Second, 3*limit, even)
+	for _, svc := range s.svcs {
+		if p, live, _ := svc.Partitioned(); p || live != 4 {
+			t.Errorf("%s after healing: Partitioned() = %v, %d live; want false, 4", svc.self, p, live)
+		}
+	}
+}

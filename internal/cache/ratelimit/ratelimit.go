@@ -29,9 +29,11 @@
 // trip on the request path, for small limits.
 //
 // Partition: each instance enforces limit × live / size, where live is the
-// number of instances it sees (itself and the peers whose routes are up)
-// and size the group's size known from the topology; never unlimited,
-// never zero (at least 1). A group of one instance counts locally.
+// number of instances it sees (itself and the peers whose routes are up
+// and that were heard from within silentAfter sync intervals: every
+// instance publishes at least a heartbeat every heartbeatEvery) and size
+// the group's size known from the topology; never unlimited, never zero
+// (at least 1). A group of one instance counts locally.
 //
 // A Service is one instance's engine, kept across configurations: a limiter
 // whose settings stay keeps its counts through a hot swap. Lock order:
@@ -69,6 +71,13 @@ const (
 	// fullEvery: every so many sync intervals, every active entry's claim
 	// is published even when unchanged (a lost message heals).
 	fullEvery = 20
+	// heartbeatEvery: every so many sync intervals an instance publishes
+	// a batch, empty when it has nothing to say, so that its peers hear
+	// from it; a peer connected on the bus but not heard for silentAfter
+	// sync intervals is counted out (a route that passes nothing: the bus
+	// notices it only after its pings go unanswered, about 7 s).
+	heartbeatEvery = 5
+	silentAfter    = 20
 )
 
 // Transport is what the engine needs of the group's bus (BusTransport
@@ -130,10 +139,13 @@ type Service struct {
 	unsubs []func()
 	ticks  int
 
-	partitionedSince atomic.Int64 // unix nanos; 0 when whole
-	membersMu        sync.Mutex   // serializes refreshMembers
-	wasWhole         bool         // every instance was seen once (membersMu)
-	syncOut, syncIn  atomic.Int64 // messages
+	partitionedSince atomic.Int64         // unix nanos; 0 when whole
+	membersMu        sync.Mutex           // serializes refreshMembers
+	wasWhole         bool                 // every instance was seen once (membersMu)
+	liveSince        map[string]time.Time // when each peer last became connected on the bus (membersMu)
+	heardMu          sync.Mutex
+	heard            map[string]time.Time // when each peer was last heard from (heardMu)
+	syncOut, syncIn  atomic.Int64         // messages
 	syncErrors       atomic.Int64
 }
 
@@ -150,8 +162,8 @@ func New(o Options) *Service {
 		o.SyncInterval = DefaultSyncInterval
 	}
 	s := &Service{opts: o, self: o.InstanceID, log: o.Logger, now: o.Now,
-		limiters: map[[8]byte]*Limiter{},
-		urgent:   make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+		limiters: map[[8]byte]*Limiter{}, liveSince: map[string]time.Time{}, heard: map[string]time.Time{},
+		urgent: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	s.members.Store(&members{live: []string{s.self}, set: map[string]bool{s.self: true}, size: 1})
 	if o.Transport != nil {
 		s.Attach(o.Transport)
@@ -335,6 +347,14 @@ func (s *Service) Tick() {
 	for _, l := range s.limiterList() {
 		batch = l.tick(now, full, batch)
 	}
+	if len(batch) == 0 && s.ticks%heartbeatEvery == 0 {
+		// A heartbeat: nothing to say, but alive (also to peers counted
+		// out as silent, so that they count this one in again).
+		if tr := s.tr(); tr != nil && s.members.Load().size > 1 {
+			s.publishOne(tr, nil)
+		}
+		return
+	}
 	s.publish(batch)
 }
 
@@ -352,9 +372,33 @@ func (s *Service) flushUrgent() {
 func (s *Service) refreshMembers() {
 	s.membersMu.Lock()
 	defer s.membersMu.Unlock()
-	live, size := s.tr().Members()
-	if !slices.Contains(live, s.self) {
-		live = append(live, s.self)
+	connected, size := s.tr().Members()
+	now := s.now()
+	silent := silentAfter * s.opts.SyncInterval
+	live := []string{s.self}
+	seen := map[string]bool{}
+	s.heardMu.Lock()
+	for _, id := range connected {
+		if id == s.self || seen[id] {
+			continue
+		}
+		seen[id] = true
+		since, ok := s.liveSince[id]
+		if !ok {
+			since = now
+			s.liveSince[id] = now
+		}
+		// Connected, and heard from lately (or connected lately: its first
+		// heartbeat may not be here yet).
+		if now.Sub(s.heard[id]) < silent || now.Sub(since) < silent {
+			live = append(live, id)
+		}
+	}
+	s.heardMu.Unlock()
+	for id := range s.liveSince {
+		if !seen[id] {
+			delete(s.liveSince, id) // disconnected: a return is a new start
+		}
 	}
 	slices.Sort(live)
 	size = max(size, len(live), 1)
@@ -459,6 +503,11 @@ func (s *Service) receive(data []byte) {
 		return
 	}
 	s.syncIn.Add(1)
+	s.heardMu.Lock()
+	if _, ok := s.heard[from]; ok || len(s.heard) < 4096 {
+		s.heard[from] = s.now()
+	}
+	s.heardMu.Unlock()
 	var byID map[[8]byte]*Limiter
 	for len(data) > 0 {
 		if len(data) < 24 {
