@@ -239,7 +239,7 @@ func (l *Limiter) Allow(key []byte) Decision {
 	target := max(2*e.demand, 2*e.tried.Load(), 1)
 	res = max(min(res, target), 1)
 	e.r.Store(res - 1)
-	c := e.c.Add(1)
+	e.c.Add(1)
 	if len(m.live) > 1 && !e.urgent.Swap(true) {
 		l.urgentMu.Lock()
 		l.urgentQ = append(l.urgentQ, e)
@@ -247,7 +247,6 @@ func (l *Limiter) Allow(key []byte) Decision {
 		l.svc.kick()
 	}
 	l.allowed.Add(1)
-	_ = c
 	return Decision{Allowed: true, Limit: limit, Remaining: max(0, int64(free)-1), Reset: l.reset(now)}
 }
 
@@ -472,7 +471,9 @@ func (l *Limiter) flushUrgent(batch []byte) []byte {
 }
 
 // sweep forgets the entries with nothing in the current or the previous
-// window, here or at a peer.
+// window, here or at a peer. A request that found an entry just before it
+// was forgotten counts on it alone: at most that request is not seen by
+// the next ones.
 func (l *Limiter) sweep(idx int64) {
 	m := l.svc.members.Load()
 	for i := range l.shards {
