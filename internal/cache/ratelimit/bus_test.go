@@ -239,7 +239,7 @@ func TestBusPartition(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for range 2 * limit / 4 * 3 { // 600 each, paced over ~1.2 s
+			for range 3 * limit / 4 { // 300 each, paced over ~0.6 s of the 2 s window
 				if l.Allow([]byte("k")).Allowed {
 					sides[side].Add(1)
 				}
