@@ -511,7 +511,7 @@ func (c *Checker) Check(ctx context.Context, key string) (apikey.App, error) {
 	if !a.Enabled {
 		return apikey.App{}, fmt.Errorf("%w: key %s: application %s is disabled", apikey.ErrInvalidKey, id, a.ID)
 	}
-	app := apikey.App{ID: a.ID, Name: a.Name, APIs: a.APIs} // the cached row is read-only: no copy on the request path
+	app := apikey.App{ID: a.ID, Name: a.Name, APIs: a.APIs, KeyID: id} // the cached row is read-only: no copy on the request path
 	until := earliest(keyUntil, appUntil)
 	if !k.ExpiresAt.IsZero() {
 		until = earliest(until, k.ExpiresAt)

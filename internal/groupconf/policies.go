@@ -31,6 +31,8 @@ type Policy struct {
 	ResponseCache *ResponseCachePolicy `yaml:"responseCache" json:",omitempty" doc:"Answer GET and HEAD requests from a cache of the back end's earlier responses, without forwarding (docs/cache.md#responsecache)."`
 	CacheLookup   *CacheLookupPolicy   `yaml:"cacheLookup" json:",omitempty" doc:"Find an entry of a cache by a key from the request and give its value to later policies (docs/cache.md#cachelookup-and-cachestore)."`
 	CacheStore    *CacheStorePolicy    `yaml:"cacheStore" json:",omitempty" doc:"Store a value made of earlier policies' variables in a cache under a key from the request (docs/cache.md#cachelookup-and-cachestore)."`
+	// RateLimit is in ratelimit.go.
+	RateLimit *RateLimitPolicy `yaml:"rateLimit" doc:"At most N requests per window for each client IP, application, API key, OAuth client or header value, across the group's instances; 429 with Retry-After and the RateLimit fields beyond it (docs/rate-limits.md)."`
 }
 
 // Type is the policy's type name ("" when none or several keys are set).
@@ -62,6 +64,9 @@ func (p Policy) Type() string {
 	}
 	if p.CacheStore != nil {
 		names = append(names, "cacheStore")
+	}
+	if p.RateLimit != nil {
+		names = append(names, "rateLimit")
 	}
 	if len(names) != 1 {
 		return ""
@@ -219,6 +224,7 @@ func (c *Config) validatePolicies(i int, a API, add func(error)) {
 			c.validateAPIKey(k+".apiKey", *p.APIKey, add)
 			apiKey = true
 			vars["application.id"], vars["application.name"] = true, true
+			vars["apiKey.id"] = true // the key's public id (rateLimit's key: apiKey)
 		case p.JWT != nil:
 			c.validateJWT(k+".jwt", *p.JWT, add)
 			apiKey = true // the token's client id is the exchange's application
@@ -248,6 +254,8 @@ func (c *Config) validatePolicies(i int, a API, add func(error)) {
 			c.validateCacheLookup(k+".cacheLookup", a, *p.CacheLookup, apiKey, lookups, vars, add)
 		case p.CacheStore != nil:
 			c.validateCacheStore(k+".cacheStore", a, *p.CacheStore, apiKey, vars, add)
+		case p.RateLimit != nil:
+			c.validateRateLimit(k+".rateLimit", a, j, *p.RateLimit, add)
 		}
 	}
 }

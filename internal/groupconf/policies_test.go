@@ -129,7 +129,7 @@ func TestPoliciesLoad(t *testing.T) {
 			t.Errorf("RouteMethods(%v, cors %v): got %q, want %q", tc.methods, tc.cors, got, tc.want)
 		}
 	}
-	if got := strings.Join(PolicyTypes(), ","); got != "apiKey,jwt,lookup,cors,oauth,headers,responseCache,cacheLookup,cacheStore" {
+	if got := strings.Join(PolicyTypes(), ","); got != "apiKey,jwt,lookup,cors,oauth,headers,responseCache,cacheLookup,cacheStore,rateLimit" {
 		t.Errorf("PolicyTypes: %s", got)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/gatehouse-gw/gatehouse/internal/cache/ratelimit"
 	"github.com/gatehouse-gw/gatehouse/internal/cluster"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/pki"
@@ -66,6 +67,7 @@ func (i *Instance) startBus() {
 		return
 	}
 	b.OnKPSChange(i.forgetKPS)
+	i.rateLimits.Attach(ratelimit.BusTransport(b)) // ratelimits.go
 	i.metrics.Registry().MustRegister(b.Collector())
 	i.bus.Store(b)
 	// The replicated caches (caches[].replicated) go over it; until it has

@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/cache"
+	"github.com/gatehouse-gw/gatehouse/internal/cache/ratelimit"
 	"github.com/gatehouse-gw/gatehouse/internal/cluster"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/h1"
@@ -125,6 +126,8 @@ type Instance struct {
 	// cacheRepl carries the replicated caches over the bus (cluster.go).
 	cacheRepl *cluster.CacheReplicator
 
+	rateLimits *ratelimit.Service // the rateLimit policies' counters across configurations (ratelimits.go)
+
 	ticketsMu sync.Mutex
 	tickets   *ticketShare // the TLS session-ticket keys shared with the group (tickets.go)
 
@@ -194,7 +197,8 @@ func New(opts Options) (*Instance, error) {
 		lg.close()
 		return nil, fmt.Errorf("creating instance: %w", err)
 	}
-	rt, err := buildRuntime(cfg, i.proxyLog, i.remoteHosts, gs, i.jwtOptions(nil), i.caches)
+	i.newRateLimits()
+	rt, err := buildRuntime(cfg, i.proxyLog, i.remoteHosts, gs, i.jwtOptions(nil), i.caches, i.rateLimits)
 	if err != nil {
 		gs.close()
 		lg.close()
@@ -600,6 +604,7 @@ func (i *Instance) finish() {
 	i.finishOnce.Do(func() {
 		i.serveWG.Wait()
 		i.closeBus()
+		i.rateLimits.Close()
 		i.remoteHosts.Close()
 		i.rt.Load().closeIdle()
 		i.rt.Load().kps.close()

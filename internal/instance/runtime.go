@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-gw/gatehouse/internal/cache"
+	"github.com/gatehouse-gw/gatehouse/internal/cache/ratelimit"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/metrics"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
@@ -62,7 +63,7 @@ func (rt *runtime) stopPolicies() {
 // jo.Previous, the replaced runtime's, whose key sets they take over)
 // start fetching at once: the caller calls stopPolicies on a runtime it
 // does not take.
-func buildRuntime(cfg *groupconf.Config, log *slog.Logger, reg *remotehost.Registry, gs *groupStore, jo jwt.SourcesOptions, caches *cache.Registry) (*runtime, error) {
+func buildRuntime(cfg *groupconf.Config, log *slog.Logger, reg *remotehost.Registry, gs *groupStore, jo jwt.SourcesOptions, caches *cache.Registry, rl *ratelimit.Service) (*runtime, error) {
 	table, err := route.Compile(cfg.APIs)
 	if err != nil {
 		return nil, fmt.Errorf("compiling routes: %w", err)
@@ -92,6 +93,7 @@ func buildRuntime(cfg *groupconf.Config, log *slog.Logger, reg *remotehost.Regis
 	deps.Caches = rt.caches
 	deps.JWT = jwt.NewSources(jo)
 	deps.OAuth = rt.oauth.verifier()
+	deps.RateLimits = rl
 	for _, r := range table.Routes() {
 		be := byName[r.Backend]
 		if be == nil {
@@ -198,7 +200,7 @@ func (i *Instance) swap(cfg *groupconf.Config) (changed []string, err error) {
 			gs.close()
 		}
 	}()
-	rt, err := buildRuntime(cfg, i.proxyLog, i.remoteHosts, gs, i.jwtOptions(i.rt.Load()), i.caches)
+	rt, err := buildRuntime(cfg, i.proxyLog, i.remoteHosts, gs, i.jwtOptions(i.rt.Load()), i.caches, i.rateLimits)
 	if err != nil {
 		return nil, withKind(ErrConfig, fmt.Errorf("swapping configuration: %w", err))
 	}
@@ -239,6 +241,8 @@ func (i *Instance) swap(cfg *groupconf.Config) (changed []string, err error) {
 
 	prev := i.rt.Swap(rt)
 	keep = true
+	// Rate limiters whose settings stayed keep their counts.
+	i.rateLimits.Retain(rateLimiters(rt))
 	prev.stopPolicies() // the old key sources' refreshes stop; in-flight requests keep their cached keys
 	if prev.kps != nil && prev.kps != rt.kps {
 		// Requests that started with the old runtime may still look keys

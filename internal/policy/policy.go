@@ -3,7 +3,8 @@
 // API has its own chain (apis[].policies, built by internal/policy/build
 // once per configuration); each policy type is a package under
 // internal/policy (apikey, jwt, lookup, cors, headers, responsecache,
-// cachekv; rate limits come with a later issue). docs/policies.md.
+// cachekv), except rateLimit, which lives beside the caches
+// (internal/cache/ratelimit). docs/policies.md.
 //
 // A policy either lets the exchange go on (Apply returns nil), ends it with a
 // client-safe *Error that the instance turns into a status and a JSON error

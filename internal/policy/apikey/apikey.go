@@ -29,6 +29,9 @@ const MaxKeyBytes = 256
 // App is what the policy needs of a client application.
 type App struct {
 	ID, Name string
+	// KeyID is the public id of the key presented (not its secret part):
+	// ${apiKey.id} for later policies (a rateLimit keyed by apiKey).
+	KeyID string
 	// APIs are the names of the APIs it may use.
 	APIs []string
 }
@@ -118,6 +121,9 @@ func (p *Policy) Apply(ex *policy.Exchange) error {
 	ex.Application = app.ID
 	ex.SetVar("application.id", app.ID)
 	ex.SetVar("application.name", app.Name)
+	if app.KeyID != "" {
+		ex.SetVar("apiKey.id", app.KeyID)
+	}
 	if !app.Allows(p.api) {
 		return &policy.Error{Status: http.StatusForbidden, Message: "this application may not use this API", Err: errors.New("application " + app.ID + " is not allowed API " + p.api)}
 	}

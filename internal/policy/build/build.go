@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/gatehouse-gw/gatehouse/internal/cache"
+	"github.com/gatehouse-gw/gatehouse/internal/cache/ratelimit"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
 	"github.com/gatehouse-gw/gatehouse/internal/policy"
@@ -41,6 +42,9 @@ type Deps struct {
 	// Caches are the configuration's caches (caches:); nil: the cache
 	// policies cannot be built.
 	Caches *cache.Set
+	// RateLimits are the instance's rate-limit counters (kept across
+	// configurations); nil: the rateLimit policy cannot be built.
+	RateLimits *ratelimit.Service
 }
 
 // Chain is the chain of api's policies (validated by groupconf).
@@ -95,6 +99,15 @@ func Chain(api groupconf.API, deps Deps) (policy.Chain, error) {
 			c = append(c, cors.New(*p.CORS, api.Methods))
 		case p.Headers != nil:
 			c = append(c, headers.New(*p.Headers))
+		case p.RateLimit != nil:
+			if deps.RateLimits == nil {
+				return nil, fmt.Errorf("API %q, policy %d (rateLimit): this instance has no rate-limit counters", api.Name, i)
+			}
+			rp, err := ratelimit.NewPolicy(*p.RateLimit, api.Name, deps.RateLimits)
+			if err != nil {
+				return nil, fmt.Errorf("API %q, policy %d (rateLimit): %w", api.Name, i, err)
+			}
+			c = append(c, rp)
 		default:
 			return nil, fmt.Errorf("API %q, policy %d: no policy type given", api.Name, i)
 		}
