@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gatehouse-gw/gatehouse/internal/cache"
 )
@@ -59,7 +60,13 @@ type CacheReplicator struct {
 	quit  chan struct{}
 	done  chan struct{}
 	once  sync.Once
+
+	acks *prometheus.HistogramVec // publish to the last peer's answer
+	lag  *prometheus.HistogramVec // a change's time on its origin to its application here
 }
+
+// replication's histogram buckets: 50 µs to 2.5 s.
+var replicationBuckets = prometheus.ExponentialBuckets(50e-6, 2.2, 14)
 
 // NewCacheReplicator attaches reg's caches to b: it answers the peers'
 // events and snapshot requests, and bootstraps reg's replicated caches
@@ -69,12 +76,32 @@ func NewCacheReplicator(b *Bus, reg *cache.Registry, log *slog.Logger) *CacheRep
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &CacheReplicator{b: b, caches: func() *cache.Registry { return reg }, log: log, AckTimeout: DefaultAckTimeout,
-		quit: make(chan struct{}), done: make(chan struct{})}
+		quit: make(chan struct{}), done: make(chan struct{}),
+		acks: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "gatehouse_cache_replication_ack_seconds",
+			Help: "From publishing a replicated cache's change (a sync put, an async batch) to the last live peer's acknowledgement.", Buckets: replicationBuckets}, []string{"cache"}),
+		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "gatehouse_cache_replication_lag_seconds",
+			Help: "Replication lag: from a change on its origin (its version's time) to its application here; includes the instances' clock skew.", Buckets: replicationBuckets}, []string{"cache"})}
 	r.unsub = append(r.unsub,
 		b.Subscribe(cacheEventsSubject+"*", r.onEvents),
 		b.Subscribe(cacheSnapshotSubject+"*", r.onSnapshot))
 	go r.bootstrapLoop()
 	return r
+}
+
+// Collector is the replication's histograms, for the instance's registry
+// (docs/metrics.md).
+func (r *CacheReplicator) Collector() prometheus.Collector { return replCollector{r} }
+
+type replCollector struct{ r *CacheReplicator }
+
+func (c replCollector) Describe(ch chan<- *prometheus.Desc) {
+	c.r.acks.Describe(ch)
+	c.r.lag.Describe(ch)
+}
+
+func (c replCollector) Collect(ch chan<- prometheus.Metric) {
+	c.r.acks.Collect(ch)
+	c.r.lag.Collect(ch)
 }
 
 // Close ends the subscriptions and the bootstrap loop.
@@ -100,7 +127,11 @@ func (r *CacheReplicator) Publish(ctx context.Context, name string, events []cac
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.AckTimeout)
 	defer cancel()
+	t0 := time.Now()
 	got, err := r.b.requestAll(ctx, cacheEventsSubject+name, data, want)
+	if err == nil {
+		r.acks.WithLabelValues(name).Observe(time.Since(t0).Seconds())
+	}
 	if err != nil {
 		return fmt.Errorf("%d of %d peers acknowledged cache %q's change: %w", got, want, name, err)
 	}
@@ -116,8 +147,12 @@ func (r *CacheReplicator) onEvents(m Msg) {
 		return
 	}
 	if c := r.caches().Get(name); c != nil {
+		now := time.Now().UnixNano()
 		for _, ev := range ce.Events {
 			c.ApplyRemote(ev)
+			if ev.Version.Time > 0 {
+				r.lag.WithLabelValues(name).Observe(max(0, float64(now-ev.Version.Time)/1e9))
+			}
 		}
 	}
 	// Acknowledged even for a cache this instance does not have (another

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/gatehouse-gw/gatehouse/internal/cache"
 )
 
@@ -46,6 +48,12 @@ func TestReplicatedCacheOverTheBus(t *testing.T) {
 	ctx := t.Context()
 	if err := cn[0].cache().Put(ctx, "k", []byte("v1"), 0); err != nil {
 		t.Fatal(err)
+	}
+	if n := histCount(t, cn[0].repl.Collector(), "gatehouse_cache_replication_ack_seconds"); n != 1 {
+		t.Errorf("acknowledged publishes observed: %d, want 1", n)
+	}
+	if n := histCount(t, cn[1].repl.Collector(), "gatehouse_cache_replication_lag_seconds"); n != 1 {
+		t.Errorf("applied changes observed on a peer: %d, want 1", n)
 	}
 	for _, c := range cn[1:] {
 		if v, ok := c.cache().Get("k"); !ok || string(v) != "v1" {
@@ -165,4 +173,24 @@ func BenchmarkReplicatedPut(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}
+
+// histCount is the sample count of the histogram name in c.
+func histCount(t *testing.T, c prometheus.Collector, name string) uint64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				n += m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return n
 }

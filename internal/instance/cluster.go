@@ -75,6 +75,7 @@ func (i *Instance) startBus() {
 	if i.caches != nil {
 		i.cacheRepl = cluster.NewCacheReplicator(b, i.caches, i.lgWith("cache"))
 		i.caches.SetReplicator(i.cacheRepl)
+		i.metrics.Registry().MustRegister(i.cacheRepl.Collector())
 	}
 }
 
