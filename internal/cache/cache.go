@@ -137,6 +137,13 @@ type Cache struct {
 	failing   atomic.Bool // a transition of the replication's health is logged once
 	lastErr   atomic.Pointer[string]
 	log       *slog.Logger
+
+	// Tombstones of a replicated cache (tombs.go): the removals and the
+	// last clear, so that a snapshot carries them to a peer that missed
+	// them (one back from a partition with a stale copy).
+	tombMu  sync.Mutex
+	tombs   map[string]tomb
+	cleared Version
 }
 
 type shard struct {
@@ -370,13 +377,15 @@ func (s *shard) remove(e *entry) {
 // Remove removes key (and, replicated, from the peers). Removing a key
 // that is not there is not an error.
 func (c *Cache) Remove(ctx context.Context, key string) error {
-	v := c.version(c.now())
+	now := c.now()
+	v := c.version(now)
 	s := c.shard(key)
 	s.mu.Lock()
 	if e := s.m[key]; e != nil {
 		s.remove(e)
 	}
 	s.mu.Unlock()
+	c.bury(key, v, now.UnixNano())
 	return c.publish(ctx, Event{Kind: Remove, Key: key, Version: v})
 }
 
@@ -384,6 +393,7 @@ func (c *Cache) Remove(ctx context.Context, key string) error {
 func (c *Cache) Clear(ctx context.Context) error {
 	v := c.version(c.now())
 	c.clearLocal(v)
+	c.buryAll(v)
 	return c.publish(ctx, Event{Kind: Clear, Version: v})
 }
 
@@ -433,6 +443,7 @@ func (c *Cache) Sweep() int {
 		s.mu.Unlock()
 	}
 	c.expirations.Add(uint64(len(evs)))
+	c.pruneTombs(now)
 	if len(evs) > 0 && c.repl != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -74,12 +74,14 @@ type Event struct {
 	Expires int64 // Put: unix nanoseconds when it expires (TTL); 0: never
 }
 
-// Entry is one entry of a Snapshot.
+// Entry is one entry of a Snapshot. Removed marks a tombstone: Key was
+// removed at Version (Key "": every entry older than Version was cleared).
 type Entry struct {
 	Key     string
 	Value   []byte
 	Version Version
 	Expires int64
+	Removed bool `json:",omitempty"`
 }
 
 // Start starts the async sender of a replicated cache (a no-op otherwise).
@@ -211,7 +213,7 @@ func (c *Cache) ApplyRemote(ev Event) {
 	now := c.now().UnixNano()
 	switch ev.Kind {
 	case Put:
-		if ev.Expires != 0 && now >= ev.Expires {
+		if (ev.Expires != 0 && now >= ev.Expires) || c.buried(ev.Key, ev.Version) {
 			c.remoteIgnored.Add(1)
 			return
 		}
@@ -225,8 +227,15 @@ func (c *Cache) ApplyRemote(ev Event) {
 		e := s.m[ev.Key]
 		switch {
 		case e == nil:
+			if ev.Kind == Remove {
+				defer c.bury(ev.Key, ev.Version, now)
+			}
 		case ev.Kind == Remove && !ev.Version.Less(e.version):
 			s.remove(e)
+			s.mu.Unlock()
+			c.bury(ev.Key, ev.Version, now)
+			c.remoteApplied.Add(1)
+			return
 		case ev.Kind == Expire && e.version == ev.Version && (c.cfg.TTI == 0 || now-e.lastRead >= int64(c.cfg.TTI) || (e.expires != 0 && now >= e.expires-int64(time.Second))):
 			s.remove(e)
 		default:
@@ -237,6 +246,7 @@ func (c *Cache) ApplyRemote(ev Event) {
 		s.mu.Unlock()
 	case Clear:
 		c.clearLocal(ev.Version)
+		c.buryAll(ev.Version)
 	default:
 		c.remoteIgnored.Add(1)
 		return
@@ -259,8 +269,24 @@ func (c *Cache) Snapshot() ([]Entry, string) {
 		}
 		s.mu.Unlock()
 	}
-	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(a.Key, b.Key) })
+	out = append(out, c.tombEntries()...)
+	slices.SortFunc(out, func(a, b Entry) int {
+		if d := strings.Compare(a.Key, b.Key); d != 0 {
+			return d
+		}
+		return compareBool(a.Removed, b.Removed)
+	})
 	return out, Checksum(out)
+}
+
+func compareBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case !a:
+		return -1
+	}
+	return 1
 }
 
 // Checksum is the SHA-256 (hex) of entries in their order: each key,
@@ -281,6 +307,11 @@ func Checksum(entries []Entry) string {
 		put([]byte(e.Version.Origin))
 		binary.BigEndian.PutUint64(b[:], uint64(e.Expires))
 		h.Write(b[:])
+		if e.Removed {
+			h.Write([]byte{1})
+		} else {
+			h.Write([]byte{0})
+		}
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
@@ -306,6 +337,9 @@ func (c *Cache) Replace(entries []Entry, checksum string) (int, error) {
 		return 0, ErrChecksum
 	}
 	c.clearLocal(Version{Time: 1<<63 - 1})
+	c.tombMu.Lock()
+	c.tombs, c.cleared = nil, Version{}
+	c.tombMu.Unlock()
 	return c.merge(entries), nil
 }
 
@@ -313,8 +347,28 @@ func (c *Cache) Replace(entries []Entry, checksum string) (int, error) {
 func (c *Cache) merge(entries []Entry) int {
 	now := c.now().UnixNano()
 	n := 0
+	// The tombstones first: a removal or a clear the snapshot knows of
+	// removes the older local copies, and a put older than one is not
+	// taken.
 	for _, e := range entries {
-		if e.Expires != 0 && now >= e.Expires {
+		if !e.Removed {
+			continue
+		}
+		if e.Key == "" {
+			c.clearLocal(e.Version)
+			c.buryAll(e.Version)
+			continue
+		}
+		s := c.shard(e.Key)
+		s.mu.Lock()
+		if old := s.m[e.Key]; old != nil && old.version.Less(e.Version) {
+			s.remove(old)
+		}
+		s.mu.Unlock()
+		c.bury(e.Key, e.Version, now)
+	}
+	for _, e := range entries {
+		if e.Removed || (e.Expires != 0 && now >= e.Expires) || c.buried(e.Key, e.Version) {
 			continue
 		}
 		if c.apply(Event{Kind: Put, Key: e.Key, Value: e.Value, Version: e.Version, Expires: e.Expires}, now) == nil {

@@ -335,3 +335,81 @@ func TestReplace(t *testing.T) {
 		t.Errorf("the copy differs from the peer's")
 	}
 }
+
+// TestTombstones: a peer back from a partition with a stale copy loses, by
+// bootstrapping, the entries removed or cleared elsewhere while it was away
+// (and keeps those put since); a put older than a removal does not bring
+// the entry back; tombstones are pruned after their life; a local cache
+// keeps none.
+func TestTombstones(t *testing.T) {
+	clk := newClock()
+	cfg := Config{Name: "r", MaxEntries: 100, MaxBytes: 1 << 20, TTL: time.Minute, Replicated: true, Mode: Sync}
+	h, p := group(t, 2, clk, cfg)
+	ctx := t.Context()
+	for _, k := range []string{"a", "b", "c"} {
+		p[0].Get("r").Put(ctx, k, []byte(k+"1"), 0)
+	}
+	// Partition: peer 1 misses peer 0's changes.
+	h.mu.Lock()
+	h.down["i1"] = true
+	h.mu.Unlock()
+	clk.Add(time.Millisecond)
+	p[0].Get("r").Remove(ctx, "a")
+	p[0].Get("r").Put(ctx, "b", []byte("b2"), 0)
+	if getS(p[1], "r", "a") != "a1" || getS(p[1], "r", "b") != "b1" {
+		t.Fatal("the partitioned peer got the changes")
+	}
+	// Back: peer 1 bootstraps from peer 0.
+	entries, sum := p[0].Get("r").Snapshot()
+	if _, err := p[1].Get("r").Bootstrap(entries, sum); err != nil {
+		t.Fatal(err)
+	}
+	if got := getS(p[1], "r", "a"); got != "<none>" {
+		t.Errorf("a key removed during the partition: %q on the peer back, want none", got)
+	}
+	if got := getS(p[1], "r", "b"); got != "b2" {
+		t.Errorf("a key updated during the partition: %q, want b2", got)
+	}
+	// Peer 0 bootstrapping from peer 1 does not bring "a" back.
+	entries, sum = p[1].Get("r").Snapshot()
+	p[0].Get("r").Bootstrap(entries, sum)
+	if got := getS(p[0], "r", "a"); got != "<none>" {
+		t.Errorf("the removed key came back from the other's snapshot: %q", got)
+	}
+	// A put older than the removal, arriving late, is ignored.
+	p[1].Get("r").ApplyRemote(Event{Kind: Put, Key: "a", Value: []byte("late"), Version: Version{Time: 1, Origin: "i0"}})
+	if got := getS(p[1], "r", "a"); got != "<none>" {
+		t.Errorf("a late older put brought the removed key back: %q", got)
+	}
+	// A clear during a partition.
+	h.mu.Lock()
+	h.down["i1"] = true
+	h.mu.Unlock()
+	clk.Add(time.Millisecond)
+	p[0].Get("r").Clear(ctx)
+	entries, sum = p[0].Get("r").Snapshot()
+	p[1].Get("r").Bootstrap(entries, sum)
+	if n := p[1].Get("r").Len(); n != 0 {
+		t.Errorf("after a clear missed and a bootstrap: %d entries", n)
+	}
+	// Pruned after the TTL; a local cache keeps none.
+	if len(p[0].Get("r").tombEntries()) == 0 {
+		t.Fatal("no tombstone kept")
+	}
+	p[0].Get("r").Put(ctx, "x", []byte("1"), 0)
+	p[0].Get("r").Remove(ctx, "x")
+	clk.Add(2 * time.Minute)
+	p[0].Get("r").Sweep()
+	for _, e := range p[0].Get("r").tombEntries() {
+		if e.Key != "" {
+			t.Errorf("tombstone of %q kept past its life", e.Key)
+		}
+	}
+	local := New(Config{Name: "l", MaxEntries: 10, MaxBytes: 1 << 20}, Options{Now: clk.Now})
+	put(t, local, "k", "v")
+	local.Remove(ctx, "k")
+	local.Clear(ctx)
+	if len(local.tombEntries()) != 0 || local.buried("k", Version{}) {
+		t.Error("a local cache keeps tombstones")
+	}
+}
