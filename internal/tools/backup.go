@@ -277,11 +277,15 @@ func runBackup(ctx context.Context, env *Env, args []string) error {
 	if t, err := topology.NewStore(h, nil).Load(); err == nil {
 		o.TopologyVersion = t.Version
 	}
+	unlockForExports(ctx, env, h, so.groupPassFile)
 	o, warnings, err := kpsexport.WithExports(h, o, false)
 	for _, w := range warnings {
 		fmt.Fprintf(env.Stderr, "backup: warning: %s\n", w)
 	}
 	if err != nil {
+		if le := (*secret.LockedError)(nil); errors.As(err, &le) {
+			err = fmt.Errorf("%w; for a backup: --group_passphrase_file F, or passphraseExec in %s", err, h.NodeManagerConf())
+		}
 		return fmt.Errorf("backup: %w", err)
 	}
 	if out == "-" {

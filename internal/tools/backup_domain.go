@@ -74,6 +74,7 @@ func findHost(t *topology.Topology, arg string) (topology.Host, error) {
 
 // backupDomain writes the domain's backup (or, with o.host, one host's).
 func backupDomain(ctx context.Context, env *Env, h home.Home, o domainBackupOptions, so startOptions, noVerify bool) error {
+	unlockForExports(ctx, env, h, so.groupPassFile)
 	t, nm, c, err := anmContext(h)
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)

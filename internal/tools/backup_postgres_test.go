@@ -166,3 +166,59 @@ func TestBackupPostgresKPS(t *testing.T) {
 		t.Errorf("the export is not where kpsadmin restore --uuid looks: %v", err)
 	}
 }
+
+// TestBackupPostgresKPSSealed: the group's database password file is
+// sealed with the group's passphrase: a backup without it fails saying
+// what to give, and nothing is written; with --group_passphrase_file the
+// export is taken, and a restore loads it.
+func TestBackupPostgresKPSSealed(t *testing.T) {
+	ctx := context.Background()
+	h := gwtest.NewHome(t)
+	newInstance(t, h, "G", "S", false)
+	pg := pgtest.Shared(t)
+	src := pg.NewDatabase(t)
+	gconf := h.Path("groups", "group-2", "conf")
+	os.MkdirAll(filepath.Join(gconf, "secrets"), 0o700)
+	os.WriteFile(filepath.Join(gconf, "secrets", "pgpw"), []byte(src.Password.RevealString()+"\n"), 0o600)
+	caPEM, _ := os.ReadFile(src.SSLRootCert)
+	os.WriteFile(filepath.Join(gconf, "pgca.pem"), caPEM, 0o644)
+	group, _ := os.ReadFile(filepath.Join(gconf, "group.yaml"))
+	os.WriteFile(filepath.Join(gconf, "group.yaml"), append(group, fmt.Sprintf("kps:\n  backend: postgres\n  postgres: {host: 127.0.0.1, port: %d, database: %s, user: %s, passwordFile: groups/group-2/conf/secrets/pgpw, sslMode: verify-full, sslRootCert: groups/group-2/conf/pgca.pem}\n",
+		src.Port, src.Database, src.User)...), 0o644)
+	st, err := postgres.Open(ctx, src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	tbl := kps.Table{Collection: "C", Name: "T", Alias: "t", PrimaryKey: "id", Properties: []kps.Property{{Name: "id", Type: kps.String}}}
+	st.Define(ctx, tbl)
+	for i := range 30 {
+		st.Insert(ctx, "t", map[string]any{"id": fmt.Sprint(i)})
+	}
+	pass := filepath.Join(t.TempDir(), "pass")
+	os.WriteFile(pass, []byte("group passphrase of G\n"), 0o600)
+	h.MustRun("", "managedomain", "--change_passphrase", "-g", "G", "--new_passphrase_file", pass)
+	if b, _ := os.ReadFile(filepath.Join(gconf, "secrets", "pgpw")); strings.Contains(string(b), src.Password.RevealString()) {
+		t.Fatal("the password file is still in clear")
+	}
+	out := filepath.Join(t.TempDir(), "sealed.backup")
+	r := h.Run("", "backup", "-o", out, "--no-verify")
+	if r.Code != 1 || !strings.Contains(r.Stderr, "protected by the passphrase") || !strings.Contains(r.Stderr, "--group_passphrase_file") {
+		t.Errorf("a backup without the group's passphrase: %s", r)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("a failed backup left its file")
+	}
+	r = h.Run("", "backup", "-o", out, "--no-verify", "--group_passphrase_file", pass)
+	if r.Code != 0 {
+		t.Fatalf("a backup with the group's passphrase: %s", r)
+	}
+	dst := pg.NewDatabase(t)
+	dpw := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(dpw, []byte(dst.Password.RevealString()+"\n"), 0o600)
+	url := fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=verify-full&sslrootcert=%s", dst.User, dst.Port, dst.Database, dst.SSLRootCert)
+	restored := &gwtest.Home{T: t, Dir: filepath.Join(t.TempDir(), "dr", "apigateway")}
+	if r := restored.Run("", "restore", out, "--kps-postgres", url, "--kps-postgres-password-file", dpw); r.Code != 0 || !strings.Contains(r.Stdout, "(30 rows in") {
+		t.Errorf("restore of the sealed group's export: %s", r)
+	}
+}

@@ -12,11 +12,14 @@ import (
 
 	"github.com/gatehouse-gw/gatehouse/internal/backup"
 	"github.com/gatehouse-gw/gatehouse/internal/backup/kpsexport"
+	"github.com/gatehouse-gw/gatehouse/internal/domain"
 	"github.com/gatehouse-gw/gatehouse/internal/groupconf"
 	"github.com/gatehouse-gw/gatehouse/internal/home"
 	"github.com/gatehouse-gw/gatehouse/internal/kps"
 	"github.com/gatehouse-gw/gatehouse/internal/kps/kpsbackup"
+	"github.com/gatehouse-gw/gatehouse/internal/nodemanager"
 	"github.com/gatehouse-gw/gatehouse/internal/secret"
+	"github.com/gatehouse-gw/gatehouse/internal/topology"
 )
 
 // kpsTarget is a --kps-postgres [GROUP=]URL of restore.
@@ -172,4 +175,52 @@ func loadKPSExports(ctx context.Context, out io.Writer, h home.Home, m *backup.M
 		}
 	}
 	return nil
+}
+
+// unlockForExports opens, in this process, the passphrase-sealed secrets
+// of the groups of this host whose key property store is PostgreSQL (their
+// kps.postgres.passwordFile): with --group_passphrase_file when given,
+// else the node manager's passphraseExec, as the node manager does for
+// the instances it starts. A group that cannot be unlocked is left: its
+// export then fails, and the error says what to give.
+func unlockForExports(ctx context.Context, env *Env, h home.Home, groupPassFile string) {
+	nm, err := domain.LoadNodeManagerConf(h)
+	if err != nil {
+		return
+	}
+	t, err := topology.NewStore(h, nil).Load()
+	if err != nil {
+		return
+	}
+	seen := map[string]bool{}
+	for _, r := range t.Instances(nm.HostID) {
+		if seen[r.Group.ID] {
+			continue
+		}
+		seen[r.Group.ID] = true
+		s := secret.GroupScope(r.Group.ID)
+		if !s.Protected(h) {
+			continue
+		}
+		if secret.Unlocked(h, s) {
+			continue
+		}
+		cfg, err := groupconf.LoadInstance(h, r.Group.ID, r.Service.ID, nil, nil)
+		if err != nil || cfg.KPS.Backend != "postgres" {
+			continue
+		}
+		var p secret.Value
+		switch {
+		case groupPassFile != "":
+			p, err = unlockScope(env, h, s, passphraseSource{file: groupPassFile})
+		case len(nm.PassphraseExec) > 0:
+			p, err = nodemanager.ExecPassphrase(ctx, h, nm, s)
+		default:
+			continue
+		}
+		p.Wipe()
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "backup: group %q: %v\n", r.Group.Name, err)
+		}
+	}
 }
