@@ -86,7 +86,9 @@ the first damaged entry, or what did not start.
   --checksums-only            check the entries only; start nothing
   --passphrase_file F         the node manager's passphrase, when the
                               backup's node manager secrets have one
-  --group_passphrase_file F   the groups' passphrase, when they have one
+  --group_passphrase_file F   the groups' passphrase, when they have one (to
+                              start the copy; for backup, also to read a
+                              PostgreSQL store's sealed password file)
   --scratch DIR               make the scratch directory in DIR ($TMPDIR)
   --keep-scratch              leave the scratch directory (for a look)
 
