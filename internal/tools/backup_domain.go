@@ -56,8 +56,8 @@ func anmContext(h home.Home) (*topology.Topology, domain.NodeManagerConf, *nodea
 
 // hostSources are the parts of a domain backup: this host's written here,
 // the others' fetched (nodeapi.DomainSources).
-func hostSources(h home.Home, t *topology.Topology, nm domain.NodeManagerConf, c *nodeapi.NodeClient, withLogs bool) ([]backup.Source, error) {
-	return nodeapi.DomainSources(h, t, nm.HostID, Version, c, withLogs, func(w string) { fmt.Fprintf(os.Stderr, "backup: warning: %s\n", w) })
+func hostSources(env *Env, h home.Home, t *topology.Topology, nm domain.NodeManagerConf, c *nodeapi.NodeClient, withLogs bool) ([]backup.Source, error) {
+	return nodeapi.DomainSources(h, t, nm.HostID, Version, c, withLogs, func(w string) { fmt.Fprintf(env.Stderr, "backup: warning: %s\n", w) })
 }
 
 // findHost is the topology host whose id or name is arg.
@@ -80,7 +80,7 @@ func backupDomain(ctx context.Context, env *Env, h home.Home, o domainBackupOpti
 		return fmt.Errorf("backup: %w", err)
 	}
 	defer c.Close()
-	sources, err := hostSources(h, t, nm, c, o.withLogs)
+	sources, err := hostSources(env, h, t, nm, c, o.withLogs)
 	if err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}

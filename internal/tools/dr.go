@@ -169,7 +169,7 @@ func runDR(ctx context.Context, env *Env, args []string) error {
 			return fmt.Errorf("dr drill: %w", err)
 		}
 		defer c.Close()
-		sources, err := hostSources(h, t, anmNM, c, false)
+		sources, err := hostSources(env, h, t, anmNM, c, false)
 		if err != nil {
 			return err
 		}

@@ -276,7 +276,7 @@ func upgradeBackup(ctx context.Context, env *Env, h home.Home, t *topology.Topol
 	if err := os.MkdirAll(abs, 0o700); err != nil {
 		return "", err
 	}
-	sources, err := hostSources(h, t, nm, c, false)
+	sources, err := hostSources(env, h, t, nm, c, false)
 	if err != nil {
 		return "", err
 	}
