@@ -608,8 +608,8 @@ func TestEqualFold(t *testing.T) {
 		{"A", "a", true},
 	}
 	for _, tc := range cases {
-		if got := equalFoldString([]byte(tc.a), tc.b); got != tc.want {
-			t.Errorf("equalFoldString(%q, %q): got %v, want %v", tc.a, tc.b, got, tc.want)
+		if got := EqualFoldString([]byte(tc.a), tc.b); got != tc.want {
+			t.Errorf("EqualFoldString(%q, %q): got %v, want %v", tc.a, tc.b, got, tc.want)
 		}
 		if got := equalFold([]byte(tc.a), []byte(tc.b)); got != tc.want {
 			t.Errorf("equalFold(%q, %q): got %v, want %v", tc.a, tc.b, got, tc.want)

@@ -107,7 +107,7 @@ func readSmallResponse(br *bufio.Reader, buf []byte) error {
 		if len(line) == 2 {
 			break
 		}
-		if len(line) > 17 && equalFoldString(line[:15], "content-length:") {
+		if len(line) > 17 && EqualFoldString(line[:15], "content-length:") {
 			cl = int(parseContentLength(trimOWS(line[15 : len(line)-2])))
 		}
 	}

@@ -775,19 +775,19 @@ func needsZeroLength(m []byte) bool {
 func hopByHop(name []byte, upgrade bool) bool {
 	switch len(name) {
 	case 2:
-		return equalFoldString(name, "te")
+		return EqualFoldString(name, "te")
 	case 4:
-		return equalFoldString(name, "host")
+		return EqualFoldString(name, "host")
 	case 7:
-		return equalFoldString(name, "trailer") || !upgrade && equalFoldString(name, "upgrade")
+		return EqualFoldString(name, "trailer") || !upgrade && EqualFoldString(name, "upgrade")
 	case 10:
-		return equalFoldString(name, "connection") || equalFoldString(name, "keep-alive")
+		return EqualFoldString(name, "connection") || EqualFoldString(name, "keep-alive")
 	case 14:
-		return equalFoldString(name, "content-length")
+		return EqualFoldString(name, "content-length")
 	case 16:
-		return equalFoldString(name, "proxy-connection")
+		return EqualFoldString(name, "proxy-connection")
 	case 17:
-		return equalFoldString(name, "transfer-encoding")
+		return EqualFoldString(name, "transfer-encoding")
 	}
 	return false
 }
@@ -795,7 +795,7 @@ func hopByHop(name []byte, upgrade bool) bool {
 // connectionNamed reports whether name is listed in a Connection field of h.
 func connectionNamed(h *Header, name []byte) bool {
 	for i := range h.f {
-		if len(h.f[i].name) == 10 && equalFoldString(h.f[i].name, "connection") {
+		if len(h.f[i].name) == 10 && EqualFoldString(h.f[i].name, "connection") {
 			v := h.f[i].value
 			for more := true; more; {
 				var e []byte
@@ -811,7 +811,7 @@ func connectionNamed(h *Header, name []byte) bool {
 
 func hasConnectionField(h *Header) bool {
 	for i := range h.f {
-		if len(h.f[i].name) == 10 && equalFoldString(h.f[i].name, "connection") { // mutate:equivalent bool true for more fields only spares less: connectionNamed still finds only what a Connection field names, and RemoveConnectionNamed's loops keep every field when none is a Connection field
+		if len(h.f[i].name) == 10 && EqualFoldString(h.f[i].name, "connection") { // mutate:equivalent bool true for more fields only spares less: connectionNamed still finds only what a Connection field names, and RemoveConnectionNamed's loops keep every field when none is a Connection field
 			return true
 		}
 	}
@@ -838,7 +838,7 @@ func copyEndToEnd(dst, src *Header, upgrade bool) {
 	named := hasConnectionField(src)
 	for i := range src.f {
 		name := src.f[i].name
-		if hopByHop(name, upgrade) || named && connectionNamed(src, name) && !(upgrade && equalFoldString(name, "upgrade")) {
+		if hopByHop(name, upgrade) || named && connectionNamed(src, name) && !(upgrade && EqualFoldString(name, "upgrade")) {
 			continue
 		}
 		dst.AddCopy(name, src.f[i].value)
@@ -946,7 +946,7 @@ func parseResponseHead(statusLine, fields []byte, h *Header, isHead bool) (respH
 		name, v := h.f[i].name, h.f[i].value
 		switch len(name) {
 		case 10:
-			if equalFoldString(name, "connection") {
+			if EqualFoldString(name, "connection") {
 				if hasToken(v, "close") {
 					rh.close = true
 				}
@@ -955,7 +955,7 @@ func parseResponseHead(statusLine, fields []byte, h *Header, isHead bool) (respH
 				}
 			}
 		case 14:
-			if equalFoldString(name, "content-length") {
+			if EqualFoldString(name, "content-length") {
 				n := parseContentLength(v)
 				if n < 0 || clSeen && n != rh.cl {
 					return rh, protoErr(502, "invalid content-length in response")
@@ -963,7 +963,7 @@ func parseResponseHead(statusLine, fields []byte, h *Header, isHead bool) (respH
 				clSeen, rh.cl = true, n
 			}
 		case 17:
-			if equalFoldString(name, "transfer-encoding") {
+			if EqualFoldString(name, "transfer-encoding") {
 				te.add(v)
 			}
 		}

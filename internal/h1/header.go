@@ -41,7 +41,7 @@ func (h *Header) Len() int { return len(h.f) }
 // value returns a non-nil empty slice.
 func (h *Header) Get(name string) []byte {
 	for i := range h.f {
-		if equalFoldString(h.f[i].name, name) {
+		if EqualFoldString(h.f[i].name, name) {
 			if h.f[i].value == nil {
 				return []byte{}
 			}
@@ -56,7 +56,7 @@ func (h *Header) Get(name string) []byte {
 func (h *Header) Count(name string) int {
 	n := 0
 	for i := range h.f {
-		if equalFoldString(h.f[i].name, name) {
+		if EqualFoldString(h.f[i].name, name) {
 			n++
 		}
 	}
@@ -65,7 +65,7 @@ func (h *Header) Count(name string) int {
 
 func (h *Header) Has(name string) bool {
 	for i := range h.f {
-		if equalFoldString(h.f[i].name, name) {
+		if EqualFoldString(h.f[i].name, name) {
 			return true
 		}
 	}
@@ -101,7 +101,7 @@ func (h *Header) AddCopy(name, value []byte) {
 // of the first one (or at the end).
 func (h *Header) Set(name string, value []byte) {
 	for i := range h.f {
-		if equalFoldString(h.f[i].name, name) {
+		if EqualFoldString(h.f[i].name, name) {
 			h.f[i].value = value
 			h.delFrom(name, i+1)
 			return
@@ -126,7 +126,7 @@ func (h *Header) Del(name string) { h.delFrom(name, 0) }
 func (h *Header) delFrom(name string, from int) {
 	j := from
 	for i := from; i < len(h.f); i++ {
-		if equalFoldString(h.f[i].name, name) {
+		if EqualFoldString(h.f[i].name, name) {
 			continue
 		}
 		h.f[j] = h.f[i]
@@ -165,7 +165,7 @@ func (h *Header) RemoveConnectionNamed() {
 }
 
 func isConnectionField(name []byte) bool {
-	return len(name) == 10 && equalFoldString(name, "connection")
+	return len(name) == 10 && EqualFoldString(name, "connection")
 }
 
 // Each calls fn for every field in order and stops when fn returns false.
@@ -184,8 +184,9 @@ func (h *Header) Reset() {
 	h.arena = h.arena[:0]
 }
 
-// equalFoldString reports whether b and s are equal under ASCII case folding.
-func equalFoldString(b []byte, s string) bool {
+// EqualFoldString reports whether b and s are equal under ASCII case
+// folding (header names and tokens; policies use it too).
+func EqualFoldString(b []byte, s string) bool {
 	if len(b) != len(s) {
 		return false
 	}

@@ -60,7 +60,7 @@ func hasToken(v []byte, tok string) bool {
 	for more := true; more; {
 		var e []byte
 		e, v, more = nextElem(v)
-		if equalFoldString(e, tok) {
+		if EqualFoldString(e, tok) {
 			return true
 		}
 	}
@@ -157,7 +157,7 @@ func (t *teState) add(v []byte) {
 				t.malformed = true
 			}
 		}
-		if equalFoldString(e, "chunked") {
+		if EqualFoldString(e, "chunked") {
 			t.chunked++
 		} else {
 			t.unknown = true
@@ -232,9 +232,9 @@ func parseRequestLine(line []byte, r *Request) *ProtocolError {
 	default:
 		var rest []byte
 		switch {
-		case len(target) > 7 && equalFoldString(target[:7], "http://"):
+		case len(target) > 7 && EqualFoldString(target[:7], "http://"):
 			rest = target[7:]
-		case len(target) > 8 && equalFoldString(target[:8], "https://"):
+		case len(target) > 8 && EqualFoldString(target[:8], "https://"):
 			rest = target[8:]
 		default:
 			return protoErr(400, "unsupported request target form")
@@ -344,31 +344,31 @@ func (r *Request) interpret() *ProtocolError {
 		name, v := r.Header.f[i].name, r.Header.f[i].value
 		switch len(name) {
 		case 4:
-			if equalFoldString(name, "host") {
+			if EqualFoldString(name, "host") {
 				hosts++
 				host = v
 			}
 		case 6:
-			if equalFoldString(name, "expect") {
+			if EqualFoldString(name, "expect") {
 				expect = v
 			}
 		case 7:
-			if equalFoldString(name, "upgrade") {
+			if EqualFoldString(name, "upgrade") {
 				upgrade = v
 			}
 		case 10:
-			if equalFoldString(name, "connection") {
+			if EqualFoldString(name, "connection") {
 				for more := true; more; {
 					var e []byte
 					e, v, more = nextElem(v)
 					switch {
-					case equalFoldString(e, "close"):
+					case EqualFoldString(e, "close"):
 						r.Close = true
-					case equalFoldString(e, "keep-alive"):
+					case EqualFoldString(e, "keep-alive"):
 						connKA = true
-					case equalFoldString(e, "upgrade"):
+					case EqualFoldString(e, "upgrade"):
 						connUp = true
-					case equalFoldString(e, "content-length") || equalFoldString(e, "transfer-encoding") || equalFoldString(e, "host"):
+					case EqualFoldString(e, "content-length") || EqualFoldString(e, "transfer-encoding") || EqualFoldString(e, "host"):
 						// Removing these on the way would change the
 						// message's framing or target for the next hop.
 						return protoErr(400, "connection names a field needed for framing")
@@ -376,7 +376,7 @@ func (r *Request) interpret() *ProtocolError {
 				}
 			}
 		case 14:
-			if equalFoldString(name, "content-length") {
+			if EqualFoldString(name, "content-length") {
 				n := parseContentLength(v)
 				if n < 0 {
 					return protoErr(400, "invalid content-length")
@@ -387,7 +387,7 @@ func (r *Request) interpret() *ProtocolError {
 				clSeen, cl = true, n
 			}
 		case 17:
-			if equalFoldString(name, "transfer-encoding") {
+			if EqualFoldString(name, "transfer-encoding") {
 				te.add(v)
 			}
 		}
@@ -433,7 +433,7 @@ func (r *Request) interpret() *ProtocolError {
 	}
 	r.ExpectContinue = false
 	if expect != nil && r.ProtoMinor == 1 {
-		if !equalFoldString(expect, "100-continue") {
+		if !EqualFoldString(expect, "100-continue") {
 			return protoErr(417, "unsupported expectation")
 		}
 		r.ExpectContinue = true

@@ -330,15 +330,15 @@ func appendFields(dst []byte, h *Header, upgrade bool) (out []byte, hasDate, wan
 		}
 		switch len(name) {
 		case 4:
-			if equalFoldString(name, "date") {
+			if EqualFoldString(name, "date") {
 				hasDate = true
 			}
 		case 7:
-			if !upgrade && equalFoldString(name, "upgrade") || equalFoldString(name, "trailer") {
+			if !upgrade && EqualFoldString(name, "upgrade") || EqualFoldString(name, "trailer") {
 				continue
 			}
 		case 10:
-			if equalFoldString(name, "connection") {
+			if EqualFoldString(name, "connection") {
 				if hasToken(v, "close") {
 					wantsClose = true
 				}
@@ -346,19 +346,19 @@ func appendFields(dst []byte, h *Header, upgrade bool) (out []byte, hasDate, wan
 					continue
 				}
 			}
-			if equalFoldString(name, "keep-alive") {
+			if EqualFoldString(name, "keep-alive") {
 				continue
 			}
 		case 14:
-			if equalFoldString(name, "content-length") {
+			if EqualFoldString(name, "content-length") {
 				continue
 			}
 		case 16:
-			if equalFoldString(name, "proxy-connection") {
+			if EqualFoldString(name, "proxy-connection") {
 				continue
 			}
 		case 17:
-			if equalFoldString(name, "transfer-encoding") {
+			if EqualFoldString(name, "transfer-encoding") {
 				continue
 			}
 		}

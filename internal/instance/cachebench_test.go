@@ -1,10 +1,6 @@
 package instance
 
-import (
-	"bufio"
-	"net"
-	"testing"
-)
+import "testing"
 
 // cacheBenchPolicy puts a responseCache on the bench API and declares its
 // cache (the caches key follows the policies, at the top level).
@@ -20,46 +16,7 @@ func BenchmarkResponseCache(b *testing.B) {
 		name     string
 		policies []string
 	}{{"forward", nil}, {"hit", []string{cacheBenchPolicy}}} {
-		b.Run(bc.name+"/seq", func(b *testing.B) {
-			addr := benchGateway(b, bc.policies...)
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
-			cl := &client{c: c, br: bufio.NewReaderSize(c, 16<<10)}
-			for range 100 { // warm the pools, fill the cache
-				if err := cl.do(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			for range b.N {
-				if err := cl.do(); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-		b.Run(bc.name+"/parallel", func(b *testing.B) {
-			addr := benchGateway(b, bc.policies...)
-			b.ReportAllocs()
-			b.SetParallelism(8)
-			b.RunParallel(func(pb *testing.PB) {
-				c, err := net.Dial("tcp", addr)
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				defer c.Close()
-				cl := &client{c: c, br: bufio.NewReaderSize(c, 16<<10)}
-				for pb.Next() {
-					if err := cl.do(); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		})
+		b.Run(bc.name+"/seq", func(b *testing.B) { benchSeq(b, benchGateway(b, bc.policies...)) })
+		b.Run(bc.name+"/parallel", func(b *testing.B) { benchParallel(b, benchGateway(b, bc.policies...)) })
 	}
 }

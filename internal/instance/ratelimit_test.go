@@ -1,10 +1,8 @@
 package instance
 
 import (
-	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -163,23 +161,7 @@ func BenchmarkProxyRateLimitParallel(b *testing.B) {
 			} else {
 				addr = benchGateway(b, c.policy)
 			}
-			b.ReportAllocs()
-			b.SetParallelism(8)
-			b.RunParallel(func(pb *testing.PB) {
-				conn, err := net.Dial("tcp", addr)
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				defer conn.Close()
-				cl := &client{c: conn, br: bufio.NewReaderSize(conn, 16<<10)}
-				for pb.Next() {
-					if err := cl.do(); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
+			benchParallel(b, addr)
 		})
 	}
 }

@@ -163,7 +163,7 @@ func (p *Policy) key(r *h1.Request) (key string, isHead, ok bool) {
 	for _, name := range p.headers {
 		b = appendPart(b, s2b(name))
 		r.Header.Each(func(n, v []byte) bool {
-			if equalFold(n, name) {
+			if h1.EqualFoldString(n, name) {
 				b = append(b, '=')
 				b = appendPart(b, v)
 			}
@@ -262,7 +262,7 @@ func (p *Policy) answer(ex *policy.Exchange, e entry, at time.Time, isHead bool)
 	if inm := ex.R.Header.Get("If-None-Match"); inm != nil && status == 200 {
 		var etag []byte
 		e.each(func(name, value []byte) {
-			if etag == nil && equalFold(name, "etag") {
+			if etag == nil && h1.EqualFoldString(name, "etag") {
 				etag = value
 			}
 		})
@@ -274,7 +274,7 @@ func (p *Policy) answer(ex *policy.Exchange, e entry, at time.Time, isHead bool)
 		if status == 304 {
 			keep := false
 			for _, f := range notModifiedFields {
-				keep = keep || equalFold(name, f)
+				keep = keep || h1.EqualFoldString(name, f)
 			}
 			if !keep {
 				return
@@ -327,21 +327,21 @@ func (p *Policy) ObserveResponse(ex *policy.Exchange, status int, h *h1.Header) 
 	var expires, date []byte
 	h.Each(func(name, value []byte) bool {
 		switch {
-		case equalFold(name, "expires"):
+		case h1.EqualFoldString(name, "expires"):
 			expires = value
-		case equalFold(name, "date"):
+		case h1.EqualFoldString(name, "date"):
 			date = value
-		case equalFold(name, "cache-control"):
+		case h1.EqualFoldString(name, "cache-control"):
 			parseCacheControl(&d, string(value))
-		case equalFold(name, "set-cookie"):
+		case h1.EqualFoldString(name, "set-cookie"):
 			if !p.setCookie {
 				stop = "set-cookie"
 			}
-		case equalFold(name, "vary"):
+		case h1.EqualFoldString(name, "vary"):
 			if !varyCovered(string(value), p.headers) {
 				stop = "vary"
 			}
-		case equalFold(name, "age"):
+		case h1.EqualFoldString(name, "age"):
 			if n, err := strconv.ParseUint(strings.TrimSpace(string(value)), 10, 32); err == nil {
 				age = uint32(n)
 			}
@@ -395,7 +395,7 @@ func (p *Policy) ObserveResponse(ex *policy.Exchange, status int, h *h1.Header) 
 	ok = true
 	h.Each(func(name, value []byte) bool {
 		for _, s := range skipped {
-			if equalFold(name, s) {
+			if h1.EqualFoldString(name, s) {
 				return true
 			}
 		}
