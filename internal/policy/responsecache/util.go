@@ -7,4 +7,3 @@ func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // s2b views s as bytes, never written through.
 func s2b(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
-
