@@ -34,12 +34,22 @@ const (
 	instanceID = "instance-1"
 )
 
+// handedOut holds every port freePorts has returned in this test process, so
+// that two calls (newPorts, then freePort for a bus route) never return the
+// same port while the first is not yet listening.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
 // freePorts returns n distinct TCP ports of 127.0.0.1 that were free a
-// moment ago. They are taken below the kernel's ephemeral range, so that
-// neither outgoing connections nor other listeners on port 0 pick them in the
-// meantime.
+// moment ago and that no earlier call returned. They are taken below the
+// kernel's ephemeral range, so that neither outgoing connections nor other
+// listeners on port 0 pick them in the meantime.
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
 	var lns []net.Listener
 	defer func() {
 		for _, ln := range lns {
@@ -52,12 +62,16 @@ func freePorts(t *testing.T, n int) []int {
 			t.Fatal("no free port found")
 		}
 		port := 20000 + rand.IntN(12000)
+		if handedOut.ports[port] {
+			continue
+		}
 		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			continue
 		}
 		lns = append(lns, ln)
 		ports = append(ports, port)
+		handedOut.ports[port] = true
 	}
 	return ports
 }
