@@ -342,9 +342,7 @@ func (c *conn) teardown() {
 	for _, st := range c.streams {
 		c.closeStreamLocked(st, errConnClosed)
 	}
-	for _, w := range c.idle {
-		close(w)
-	}
+	c.s.adoptSpares(c.idle)
 	c.idle = nil
 	c.sendCond.Broadcast()
 	sent := c.sentGoAway
@@ -532,7 +530,8 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 }
 
 // dispatchLocked starts the stream's handler (or its refusal), on an
-// idle worker of the connection when there is one.
+// idle worker of the connection when there is one, else on a spare worker
+// of the server, else on a new goroutine.
 func (c *conn) dispatchLocked(st *stream) {
 	c.s.handlers.Add(1)
 	if n := len(c.idle); n > 0 {
@@ -541,7 +540,11 @@ func (c *conn) dispatchLocked(st *stream) {
 		w <- st // buffered: never blocks
 		return
 	}
-	go c.work(st)
+	if w := c.s.takeSpare(); w != nil {
+		w <- st
+		return
+	}
+	go work(st)
 }
 
 // maxIdleWorkers bounds the handler goroutines a connection keeps between
@@ -549,26 +552,31 @@ func (c *conn) dispatchLocked(st *stream) {
 const maxIdleWorkers = 16
 
 // work runs streams: st, then those handed to it while it waits idle, so
-// that a busy connection reuses its goroutines (and their grown stacks).
-// It returns when the connection closes, when enough others wait, and
-// when the connection has no stream left (an idle connection keeps no
-// goroutine but its reader).
-func (c *conn) work(st *stream) {
-	var ch chan *stream
+// that goroutines (and their grown stacks) are reused. A worker waits for
+// its connection's next stream while the connection has streams; once the
+// connection has none (or closes) the worker becomes a spare of the server
+// (see Server.spare), which any connection's next stream may take, or
+// returns when the server keeps enough spares. Without the spares, a client
+// that sends its streams in waves (h2load -m10, a browser loading a page)
+// found no worker after each wave, and every new goroutine grew its stack
+// again: 7 % of the CPU under h2load in runtime.morestack.
+func work(st *stream) {
+	ch := make(chan *stream, 1)
 	for {
-		st.run()
+		c := st.c
+		st.run() // st is back in the pool after this: only c is kept
 		c.mu.Lock()
 		if c.closed || c.active == 0 || len(c.idle) >= maxIdleWorkers {
 			c.mu.Unlock()
-			return
+			if !c.s.putSpare(ch) {
+				return
+			}
+		} else {
+			c.idle = append(c.idle, ch)
+			c.mu.Unlock()
 		}
-		if ch == nil {
-			ch = make(chan *stream, 1)
-		}
-		c.idle = append(c.idle, ch)
-		c.mu.Unlock()
 		if st = <-ch; st == nil {
-			return // the connection ended
+			return // the server closed
 		}
 	}
 }
@@ -577,9 +585,7 @@ func (c *conn) work(st *stream) {
 func (c *conn) releaseLocked() {
 	c.active--
 	if c.active == 0 {
-		for _, w := range c.idle {
-			close(w)
-		}
+		c.s.adoptSpares(c.idle)
 		c.idle = c.idle[:0]
 		if c.goingAway && c.sentGoAway {
 			c.linger()

@@ -87,6 +87,67 @@ type Server struct {
 	conns    map[*conn]struct{}
 	shutdown bool
 	handlers sync.WaitGroup
+
+	// spare holds the workers that wait for any connection's next stream
+	// (see work), at most maxSpareWorkers; nil channels once the server is
+	// closed (spareClosed). Under spareMu, which is taken after a
+	// connection's mu, never before.
+	spareMu     sync.Mutex
+	spare       []chan *stream
+	spareClosed bool
+}
+
+// maxSpareWorkers bounds the handler goroutines the server keeps waiting
+// for a stream of any connection: their stacks, some KiB each, are what an
+// idle server holds beyond its connections.
+const maxSpareWorkers = 128
+
+// takeSpare returns a spare worker's channel, or nil when none waits.
+func (s *Server) takeSpare() chan *stream {
+	s.spareMu.Lock()
+	defer s.spareMu.Unlock()
+	n := len(s.spare)
+	if n == 0 {
+		return nil
+	}
+	w := s.spare[n-1]
+	s.spare[n-1] = nil
+	s.spare = s.spare[:n-1]
+	return w
+}
+
+// putSpare keeps ch's worker as a spare; false when the server keeps
+// enough, or is closed, and the worker should return.
+func (s *Server) putSpare(ch chan *stream) bool {
+	s.spareMu.Lock()
+	defer s.spareMu.Unlock()
+	if s.spareClosed || len(s.spare) >= maxSpareWorkers {
+		return false
+	}
+	s.spare = append(s.spare, ch)
+	return true
+}
+
+// adoptSpares takes the idle workers of a connection that has no stream
+// left as spares; those beyond the bound are told to return.
+func (s *Server) adoptSpares(idle []chan *stream) {
+	for _, w := range idle {
+		if !s.putSpare(w) {
+			close(w)
+		}
+	}
+}
+
+// closeSpares tells every spare worker to return, and those that finish
+// later not to stay.
+func (s *Server) closeSpares() {
+	s.spareMu.Lock()
+	defer s.spareMu.Unlock()
+	s.spareClosed = true
+	for _, w := range s.spare {
+		close(w)
+	}
+	s.spare = nil
 }
 
 func (s *Server) maxStreams() uint32 {
@@ -177,6 +238,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			}
 		}
 		s.handlers.Wait()
+		s.closeSpares()
 		close(done)
 	}()
 	select {
@@ -218,6 +280,7 @@ func (s *Server) Close() error {
 		c.nc.Close()
 	}
 	s.mu.Unlock()
+	s.closeSpares()
 	return nil
 }
 
