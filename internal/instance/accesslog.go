@@ -79,6 +79,7 @@ func (a *accessLog) close() {
 // accessEntry is what one line says.
 type accessEntry struct {
 	start  time.Time
+	end    time.Time // when the handler returned: the line's time
 	id     []byte
 	r      *h1.Request
 	status int
@@ -95,7 +96,7 @@ type accessEntry struct {
 // api, backend, and application (the id of the client application an
 // apiKey policy identified) when there is one. No header is logged.
 func (a *accessLog) log(e *accessEntry) {
-	now := time.Now()
+	now := e.end
 	status := e.status
 	if status == 0 {
 		status = 499

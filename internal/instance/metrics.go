@@ -71,7 +71,7 @@ func (i *Instance) resolveMetrics(rt *runtime) {
 // observe counts one finished traffic request: under its API when a route
 // matched, under "healthcheck" for the traffic listener's health checks,
 // else under "none". reqBytes is the request body forwarded to the back end.
-func (i *Instance) observe(rt *runtime, matched *route.Route, r *h1.Request, w h1.ResponseWriter, reqBytes int64, start time.Time) {
+func (i *Instance) observe(rt *runtime, matched *route.Route, r *h1.Request, w h1.ResponseWriter, reqBytes int64, took time.Duration) {
 	var a *metrics.API
 	switch {
 	case matched != nil && matched.Index < len(rt.apiMetrics) && rt.apiMetrics[matched.Index] != nil:
@@ -83,7 +83,7 @@ func (i *Instance) observe(rt *runtime, matched *route.Route, r *h1.Request, w h
 	default:
 		a = i.apiNone
 	}
-	a.Observe(r.Method, w.Status(), reqBytes, w.Written(), time.Since(start))
+	a.Observe(r.Method, w.Status(), reqBytes, w.Written(), took)
 }
 
 // onReject counts a request the HTTP engine refused before the handler, and

@@ -77,7 +77,8 @@ func (h trafficHandler) ServeH1(w h1.ResponseWriter, r *h1.Request) {
 	var fwdErr error
 	var fwd h1.Result
 	defer func() {
-		i.observe(rt, matched, r, w, fwd.BytesOut, start)
+		end := time.Now() // one clock read for the metrics and the access log
+		i.observe(rt, matched, r, w, fwd.BytesOut, end.Sub(start))
 		i.inFlight.Add(-1)
 		if w.Status() == 0 {
 			// Nothing was answered (the client went away): make sure no
@@ -86,7 +87,7 @@ func (h trafficHandler) ServeH1(w h1.ResponseWriter, r *h1.Request) {
 		}
 		if rt.cfg.AccessLog.Enabled {
 			e := &x.entry
-			*e = accessEntry{start: start, id: x.id, r: r, status: w.Status(), bytes: w.Written(), route: matched, err: fwdErr, client: client.addr, app: x.ex.Application}
+			*e = accessEntry{start: start, end: end, id: x.id, r: r, status: w.Status(), bytes: w.Written(), route: matched, err: fwdErr, client: client.addr, app: x.ex.Application}
 			i.logs.access.log(e)
 		}
 		x.ex = policy.Exchange{Vars: x.ex.Vars[:0]} // the variables' memory is kept with the pooled exchange
