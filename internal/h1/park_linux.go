@@ -198,7 +198,7 @@ func (c *conn) parkEvent() bool {
 // goroutine started by the poller (state idle).
 func (c *conn) resume() {
 	c.rerr = nil
-	err := c.c.SetReadDeadline(c.ev.deadline)
+	err := c.setRead(c.ev.deadline)
 	if err == nil {
 		err = c.rc.Read(c.rawFn) // bytes or EOF are there: at once
 		if err == nil {

@@ -223,6 +223,7 @@ func (r *response) Hijack() (net.Conn, *bufio.Reader, error) {
 	ex := r.ex
 	c := ex.c
 	c.c.SetDeadline(time.Time{})
+	c.rdl = time.Time{}
 	r.hijacked = true
 	c.hijacked = true
 	return c.c, newHijackReader(ex.rbuf[ex.r:ex.w], c.c), nil

@@ -357,7 +357,10 @@ type conn struct {
 	peeking   bool         // rawRead only looks at the socket (in park)
 	ev        *parkedEvent // the poller's hold on the connection while it waits without a goroutine
 	idleUntil time.Time    // end of the current idle wait (for the poller)
-	one       [1]byte
+	// rdl is the read deadline await set and that is still in force; zero
+	// once any other read deadline was set (setRead). See idleDeadline.
+	rdl time.Time
+	one [1]byte
 }
 
 // exchange is the per-request state of a connection, pooled: the read and
@@ -455,7 +458,7 @@ func (c *conn) await(timeout time.Duration) error {
 	if park {
 		first = now.Add(parkAfter)
 	}
-	if err := c.c.SetReadDeadline(first); err != nil {
+	if err := c.idleDeadline(now, first); err != nil {
 		return err
 	}
 	if !c.state.CompareAndSwap(stateNew, stateIdle) && !c.state.CompareAndSwap(stateActive, stateIdle) {
@@ -469,7 +472,7 @@ func (c *conn) await(timeout time.Duration) error {
 			// Still idle: the rest of the wait goes to park. The state
 			// stays idle, so Shutdown can close the connection
 			// meanwhile (park's read then fails).
-			if c.c.SetReadDeadline(deadline) == nil {
+			if c.setRead(deadline) == nil {
 				c.idleUntil = deadline
 				return errParked
 			}
@@ -500,6 +503,32 @@ func (c *conn) woke(err error) error {
 		err = io.EOF
 	}
 	return err
+}
+
+// idleDeadline makes the read deadline of an idle wait want (from now). A
+// deadline that an earlier wait set is kept when it is not before want and
+// at most an eighth of the wait (at most a second) after it: a busy
+// connection then re-arms its deadline every few requests instead of at
+// each one (setting a deadline reads the clock twice and moves a timer of
+// the runtime). The wait ends a little later than asked, never earlier.
+func (c *conn) idleDeadline(now, want time.Time) error {
+	slack := min(want.Sub(now)/8, time.Second)
+	if !c.rdl.Before(want) && c.rdl.Sub(want) <= slack {
+		return nil
+	}
+	c.rdl = want.Add(slack)
+	if err := c.c.SetReadDeadline(c.rdl); err != nil {
+		c.rdl = time.Time{}
+		return err
+	}
+	return nil
+}
+
+// setRead sets the connection's read deadline to d (other than an idle
+// wait's: see idleDeadline, whose deadline it forgets).
+func (c *conn) setRead(d time.Time) error {
+	c.rdl = time.Time{}
+	return c.c.SetReadDeadline(d)
 }
 
 // park waits, in a goroutine of its own started by serve, for the next
@@ -733,7 +762,7 @@ func (c *conn) lingerClose() {
 		if next.After(deadline) {
 			next = deadline
 		}
-		c.c.SetReadDeadline(next)
+		c.setRead(next)
 		n, err := c.c.Read(buf)
 		total += n
 		if err != nil {
@@ -853,7 +882,7 @@ func (ex *exchange) readHead() (*ProtocolError, error) {
 			if !ex.readDeadline.IsZero() && ex.readDeadline.Before(d) {
 				d = ex.readDeadline
 			}
-			ex.c.c.SetReadDeadline(d)
+			ex.c.setRead(d)
 			deadlineSet = true // mutate:equivalent delete-stmt setting the same absolute deadline again at each read changes nothing
 		}
 		n, err := ex.c.c.Read(ex.rbuf[ex.w:])
@@ -890,7 +919,7 @@ func (ex *exchange) bodyRead(p []byte) (int, error) {
 	if !ex.readDeadline.IsZero() && ex.readDeadline.Before(d) {
 		d = ex.readDeadline
 	}
-	ex.c.c.SetReadDeadline(d)
+	ex.c.setRead(d)
 	return ex.c.c.Read(p)
 }
 
