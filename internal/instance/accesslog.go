@@ -16,53 +16,140 @@ import (
 // accessLog writes one JSON line per request to logs/access.log. Lines are
 // built by appending into a buffer (no reflection, no allocation per line)
 // and written in batches: when the buffer passes flushSize, and at least
-// every flushEvery by a background flusher, and on close. A crash can lose at
-// most flushEvery of lines; a clean stop loses none.
+// every flushEvery, and on close. A crash can lose at most flushEvery of
+// lines; a clean stop loses none.
+//
+// The file is written by a goroutine of its own, never under the lock that
+// requests take to append their line: a full buffer is handed to the writer
+// and an empty one taken in its place. A request therefore never waits for
+// the file (a write, or a rotation of the file) unless the writer is
+// accessBuffers buffers behind, when it waits for one to come back (nothing
+// is dropped). Writing the file under the lock made every request that
+// ended meanwhile wait for it: 0.3–0.4 ms more at p99 under load.
 type accessLog struct {
-	mu     sync.Mutex
+	mu     sync.Mutex // guards buf and closed
 	buf    []byte
-	w      io.Writer
-	stop   chan struct{}
-	done   chan struct{}
 	closed bool
+
+	free chan []byte      // empty buffers
+	full chan accessBatch // buffers to write, in order; never blocks (there are fewer buffers than its room)
+	w    io.Writer        // written by the writer goroutine only (after close: by nobody)
+	stop chan struct{}
+	done chan struct{}
+}
+
+// accessBatch is a buffer for the writer, and, when done is set, a caller
+// waiting until it is written (sync).
+type accessBatch struct {
+	b    []byte
+	done chan struct{}
 }
 
 const (
 	accessFlushSize  = 64 << 10
 	accessFlushEvery = 200 * time.Millisecond
+	accessBuffers    = 4 // buffers in all: the one being filled, the others written or free
 )
 
-func newAccessLog(w io.Writer) *accessLog {
-	a := &accessLog{buf: make([]byte, 0, accessFlushSize+4096), w: w, stop: make(chan struct{}), done: make(chan struct{})}
-	go a.flusher()
+func newAccessLog(w io.Writer) *accessLog { return newAccessLogEvery(w, accessFlushEvery) }
+
+// newAccessLogEvery is newAccessLog with the writer's period.
+func newAccessLogEvery(w io.Writer, every time.Duration) *accessLog {
+	a := &accessLog{
+		buf:  make([]byte, 0, accessFlushSize+4096),
+		free: make(chan []byte, accessBuffers),
+		full: make(chan accessBatch, accessBuffers+1),
+		w:    w,
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	for range accessBuffers - 1 {
+		a.free <- make([]byte, 0, accessFlushSize+4096)
+	}
+	go a.writer(every)
 	return a
 }
 
-func (a *accessLog) flusher() {
+// writer writes the batches handed to it, in order, and every flushEvery
+// hands itself what the current buffer holds.
+func (a *accessLog) writer(every time.Duration) {
 	defer close(a.done)
-	t := time.NewTicker(accessFlushEvery)
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
+		case b := <-a.full:
+			a.write(b)
 		case <-t.C:
-			a.mu.Lock()
-			a.flushLocked()
+			// TryLock: a request holding the lock may be waiting for a
+			// free buffer, which only this goroutine gives back.
+			if !a.mu.TryLock() {
+				continue
+			}
+			if len(a.buf) > 0 && !a.closed {
+				select {
+				case nb := <-a.free:
+					a.handLocked(nb, nil)
+				default: // every buffer is queued: they are written first
+				}
+			}
 			a.mu.Unlock()
 		case <-a.stop:
-			return
+			for {
+				select {
+				case b := <-a.full:
+					a.write(b)
+				default:
+					return
+				}
+			}
 		}
 	}
 }
 
-func (a *accessLog) flushLocked() {
-	if len(a.buf) == 0 || a.w == nil {
-		return
+// write writes one batch and returns its buffer to the free ones.
+func (a *accessLog) write(b accessBatch) {
+	if len(b.b) > 0 && a.w != nil {
+		_, _ = a.w.Write(b.b)
 	}
-	_, _ = a.w.Write(a.buf)
-	a.buf = a.buf[:0]
+	if b.done != nil {
+		close(b.done)
+	}
+	select {
+	case a.free <- b.b[:0]:
+	default: // mutate:equivalent delete-stmt unreachable: there are never more buffers than free's room
+	}
 }
 
-// close flushes and stops the flusher.
+// handLocked hands the current buffer to the writer and takes nb in its
+// place; a.mu is held.
+func (a *accessLog) handLocked(nb []byte, done chan struct{}) {
+	a.full <- accessBatch{b: a.buf, done: done}
+	a.buf = nb
+}
+
+// filledLocked hands the buffer over once it passes flushSize, waiting for
+// a free one if the writer is that far behind; a.mu is held.
+func (a *accessLog) filledLocked() {
+	if len(a.buf) >= accessFlushSize {
+		a.handLocked(<-a.free, nil)
+	}
+}
+
+// sync returns once every line logged before it is written.
+func (a *accessLog) sync() {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return
+	}
+	done := make(chan struct{})
+	a.handLocked(<-a.free, done)
+	a.mu.Unlock()
+	<-done
+}
+
+// close writes what is left and stops the writer.
 func (a *accessLog) close() {
 	a.mu.Lock()
 	if a.closed {
@@ -70,7 +157,8 @@ func (a *accessLog) close() {
 		return
 	}
 	a.closed = true
-	a.flushLocked()
+	a.full <- accessBatch{b: a.buf}
+	a.buf = nil
 	a.mu.Unlock()
 	close(a.stop)
 	<-a.done
@@ -145,9 +233,7 @@ func (a *accessLog) log(e *accessEntry) {
 	}
 	b = append(b, "}\n"...)
 	a.buf = b
-	if len(a.buf) >= accessFlushSize {
-		a.flushLocked()
-	}
+	a.filledLocked()
 	a.mu.Unlock()
 }
 
@@ -172,9 +258,7 @@ func (a *accessLog) logRejected(status int, reason string, remote netip.AddrPort
 	b = appendJSONString(b, reason)
 	b = append(b, "}\n"...)
 	a.buf = b
-	if len(a.buf) >= accessFlushSize {
-		a.flushLocked()
-	}
+	a.filledLocked()
 }
 
 const hexTable = "0123456789abcdef"

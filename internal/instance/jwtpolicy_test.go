@@ -134,9 +134,7 @@ func TestJWTPolicy(t *testing.T) {
 	if r := do(t, nil, "GET", ti.base+"/open/1", nil); r.status != 200 {
 		t.Errorf("an API without the policy: %d", r.status)
 	}
-	ti.logs.access.mu.Lock()
-	ti.logs.access.flushLocked()
-	ti.logs.access.mu.Unlock()
+	ti.logs.access.sync()
 	logData, _ := os.ReadFile(filepath.Join(ti.home.InstanceLogsDir(groupID, instanceID), "access.log"))
 	if !strings.Contains(string(logData), `"application":"shop-app"`) || strings.Contains(string(logData), tok[40:]) {
 		t.Errorf("access log:\n%s", logData)

@@ -295,9 +295,7 @@ apis:
 		t.Errorf("an API the application may not use: %d %s", r.status, r.body)
 	}
 	// The access log names the application, never the key.
-	ti.logs.access.mu.Lock()
-	ti.logs.access.flushLocked()
-	ti.logs.access.mu.Unlock()
+	ti.logs.access.sync()
 	logData, _ := os.ReadFile(filepath.Join(ti.home.InstanceLogsDir(groupID, instanceID), "access.log"))
 	if !strings.Contains(string(logData), `"application":"`+app.ID+`"`) || strings.Contains(string(logData), key.RevealString()[len(k.ID):]) {
 		t.Errorf("access log:\n%s", logData)
