@@ -100,7 +100,7 @@ type Server struct {
 // maxSpareWorkers bounds the handler goroutines the server keeps waiting
 // for a stream of any connection: their stacks, some KiB each, are what an
 // idle server holds beyond its connections.
-const maxSpareWorkers = 128
+const maxSpareWorkers = 128 // mutate:equivalent const the value is a choice: TestSpareWorkersBounded checks that the bound holds, whatever it is
 
 // takeSpare returns a spare worker's channel, or nil when none waits.
 func (s *Server) takeSpare() chan *stream {
